@@ -1,0 +1,492 @@
+/*
+ * config.c — pantherad.conf and its drop-ins.
+ *
+ * The format is INI, parsed by Debian's libinih. inih does not tell its handler which
+ * line a value came from (that is a compile-time option of the library), so we feed it
+ * through our own line reader and count: inih calls the handler while processing the
+ * line it just read, so the count is exactly the line of the value. Multi-line values
+ * are switched off to keep that true.
+ *
+ * Host sections ([server], [http]) are described by one table; a key not in the table is
+ * an error. [plugin:NAME] sections are kept as raw entries: which keys a plugin accepts
+ * is only known once it has declared them during init (plugin.c checks that).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <ini.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+enum value_kind { V_STRING, V_LIST, V_WORKERS, V_SIZE, V_DURATION, V_COUNT, V_LOGLEVEL };
+
+typedef struct key_spec {
+    const char *section;
+    const char *key;
+    enum value_kind kind;
+    size_t offset;
+    bool main_file_only;
+} key_spec_t;
+
+#define CFG(field) offsetof(config_t, field)
+#define HTTP(field) (offsetof(config_t, http) + offsetof(http_limits_t, field))
+
+static const key_spec_t host_keys[] = {
+    {"server", "listen", V_LIST, CFG(listen), false},
+    {"server", "workers", V_WORKERS, CFG(workers), false},
+    {"server", "plugin_path", V_STRING, CFG(plugin_path), false},
+    {"server", "conf_dir", V_STRING, CFG(conf_dir), true},
+    {"server", "pid_file", V_STRING, CFG(pid_file), false},
+    {"server", "error_log", V_STRING, CFG(error_log), false},
+    {"server", "access_log", V_STRING, CFG(access_log), false},
+    {"server", "log_level", V_LOGLEVEL, CFG(log_level), false},
+    {"server", "shutdown_timeout", V_DURATION, CFG(shutdown_timeout_ms), false},
+    {"http", "max_header_size", V_SIZE, HTTP(max_header_size), false},
+    {"http", "max_headers", V_COUNT, HTTP(max_headers), false},
+    {"http", "max_body_size", V_SIZE, HTTP(max_body_size), false},
+    {"http", "header_timeout", V_DURATION, HTTP(header_timeout_ms), false},
+    {"http", "body_timeout", V_DURATION, HTTP(body_timeout_ms), false},
+    {"http", "min_body_rate", V_SIZE, HTTP(min_body_rate), false},
+    {"http", "keepalive_timeout", V_DURATION, HTTP(keepalive_timeout_ms), false},
+    {"http", "keepalive_requests", V_COUNT, HTTP(keepalive_requests), false},
+    {"http", "send_timeout", V_DURATION, HTTP(send_timeout_ms), false},
+    {"http", "max_connections", V_COUNT, HTTP(max_connections), false},
+};
+
+void config_error(config_errors_t *errs, const char *file, int line, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    errs->items = xrealloc(errs->items, (errs->n + 1) * sizeof(char *));
+    errs->items[errs->n++] = line > 0 ? xasprintf("%s:%d: %s", file, line, msg)
+                                      : xasprintf("%s: %s", file, msg);
+}
+
+void config_errors_print(const config_errors_t *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        log_error("%s", errs->items[i]);
+}
+
+void config_errors_free(config_errors_t *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        free(errs->items[i]);
+    free(errs->items);
+    errs->items = NULL;
+    errs->n = 0;
+}
+
+config_t *config_new_defaults(void)
+{
+    config_t *cfg = xcalloc(1, sizeof(*cfg));
+    cfg->workers = 0;
+    cfg->plugin_path = xstrdup(PX_DEFAULT_PLUGIN_PATH);
+    cfg->log_level = LOG_INFO;
+    cfg->shutdown_timeout_ms = 10000;
+    /* nginx's defaults where nginx has one: 60 s header/body/send timeouts, 75 s
+     * keep-alive, 1 MiB bodies, 1000 requests per connection. */
+    cfg->http = (http_limits_t){
+        .max_header_size = 8192,
+        .max_headers = 100,
+        .max_body_size = 1024 * 1024,
+        .header_timeout_ms = 60000,
+        .body_timeout_ms = 60000,
+        .min_body_rate = 1024,
+        .keepalive_timeout_ms = 75000,
+        .keepalive_requests = 1000,
+        .send_timeout_ms = 60000,
+        .max_connections = 4096,
+    };
+    return cfg;
+}
+
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+void config_free(config_t *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->path);
+    free_list(cfg->listen, cfg->nlisten);
+    free(cfg->plugin_path);
+    free(cfg->conf_dir);
+    free(cfg->pid_file);
+    free(cfg->error_log);
+    free(cfg->access_log);
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        config_plugin_t *p = &cfg->plugins[i];
+        for (size_t j = 0; j < p->nentries; j++) {
+            free(p->entries[j].key);
+            free(p->entries[j].value);
+            free(p->entries[j].file);
+        }
+        free(p->entries);
+        free(p->name);
+        free(p->file);
+    }
+    free(cfg->plugins);
+    free(cfg);
+}
+
+/* Where each host key was set, to report duplicates with both places. */
+typedef struct seen_key {
+    const key_spec_t *spec;
+    char *file;
+    int line;
+} seen_key_t;
+
+typedef struct parse_state {
+    config_t *cfg;
+    config_errors_t *errs;
+    const char *file;
+    bool main_file;
+    FILE *fp;
+    int line;
+    char section[128];
+    int section_line;
+    config_plugin_t *plugin; /* current [plugin:NAME] section, or NULL */
+    seen_key_t seen[ARRAY_SIZE(host_keys)];
+} parse_state_t;
+
+static bool valid_plugin_name(const char *s)
+{
+    if (!*s || strlen(s) > 64)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
+            return false;
+    return true;
+}
+
+static void split_list(const char *value, char ***out, size_t *n)
+{
+    free_list(*out, *n);
+    *out = NULL;
+    *n = 0;
+    char *copy = xstrdup(value);
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, " ,\t", &save); tok; tok = strtok_r(NULL, " ,\t", &save)) {
+        *out = xrealloc(*out, (*n + 1) * sizeof(char *));
+        (*out)[(*n)++] = xstrdup(tok);
+    }
+    free(copy);
+}
+
+static int set_host_value(parse_state_t *st, const key_spec_t *spec, const char *value)
+{
+    char *base = (char *)st->cfg;
+    void *field = base + spec->offset;
+    switch (spec->kind) {
+    case V_STRING:
+        free(*(char **)field);
+        *(char **)field = xstrdup(value);
+        return 0;
+    case V_LIST:
+        split_list(value, &st->cfg->listen, &st->cfg->nlisten);
+        if (st->cfg->nlisten == 0)
+            return config_error(st->errs, st->file, st->line, "%s: needs at least one address",
+                                spec->key),
+                   -1;
+        return 0;
+    case V_WORKERS:
+        if (!strcmp(value, "auto")) {
+            *(long *)field = 0;
+            return 0;
+        }
+        if (parse_int(value, 1, 1024, (long *)field))
+            return config_error(st->errs, st->file, st->line,
+                                "workers: expected \"auto\" or a number from 1 to 1024, got \"%s\"",
+                                value),
+                   -1;
+        return 0;
+    case V_SIZE:
+        if (parse_size(value, (uint64_t *)field))
+            return config_error(st->errs, st->file, st->line,
+                                "%s: expected a size such as 8192, 8k or 1m, got \"%s\"",
+                                spec->key, value),
+                   -1;
+        return 0;
+    case V_DURATION:
+        if (parse_duration_ms(value, (uint64_t *)field))
+            return config_error(st->errs, st->file, st->line,
+                                "%s: expected a duration such as 30s, 500ms or 2m, got \"%s\"",
+                                spec->key, value),
+                   -1;
+        return 0;
+    case V_COUNT: {
+        long v;
+        if (parse_int(value, 1, 1000000000, &v))
+            return config_error(st->errs, st->file, st->line,
+                                "%s: expected a positive whole number, got \"%s\"", spec->key,
+                                value),
+                   -1;
+        *(uint64_t *)field = (uint64_t)v;
+        return 0;
+    }
+    case V_LOGLEVEL: {
+        int level = log_level_parse(value);
+        if (level < 0)
+            return config_error(st->errs, st->file, st->line,
+                                "log_level: expected error, warn, info or debug, got \"%s\"",
+                                value),
+                   -1;
+        *(int *)field = level;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+static void plugin_entry_add(parse_state_t *st, const char *key, const char *value)
+{
+    config_plugin_t *p = st->plugin;
+    for (size_t i = 0; i < p->nentries; i++) {
+        if (!strcmp(p->entries[i].key, key)) {
+            config_error(st->errs, st->file, st->line,
+                         "duplicate key \"%s\" in [plugin:%s] (first set at %s:%d)", key,
+                         p->name, p->entries[i].file, p->entries[i].line);
+            return;
+        }
+    }
+    p->entries = xrealloc(p->entries, (p->nentries + 1) * sizeof(config_entry_t));
+    p->entries[p->nentries++] = (config_entry_t){
+        .key = xstrdup(key), .value = xstrdup(value), .file = xstrdup(st->file), .line = st->line};
+}
+
+static void enter_section(parse_state_t *st, const char *section)
+{
+    snprintf(st->section, sizeof(st->section), "%s", section);
+    st->section_line = st->line;
+    st->plugin = NULL;
+    if (!strcmp(section, "server") || !strcmp(section, "http"))
+        return;
+    if (!strncmp(section, "plugin:", 7)) {
+        const char *name = section + 7;
+        if (!valid_plugin_name(name)) {
+            config_error(st->errs, st->file, st->line,
+                         "[%s]: a plugin name is 1-64 characters of a-z, 0-9, _ and -", section);
+            return;
+        }
+        config_t *cfg = st->cfg;
+        for (size_t i = 0; i < cfg->nplugins; i++) {
+            if (!strcmp(cfg->plugins[i].name, name)) {
+                /* A section continued later in the same file is fine, as in any INI. */
+                if (!strcmp(cfg->plugins[i].file, st->file)) {
+                    st->plugin = &cfg->plugins[i];
+                    return;
+                }
+                config_error(st->errs, st->file, st->line,
+                             "[plugin:%s] is already configured at %s:%d; one drop-in per plugin",
+                             name, cfg->plugins[i].file, cfg->plugins[i].line);
+                return;
+            }
+        }
+        cfg->plugins = xrealloc(cfg->plugins, (cfg->nplugins + 1) * sizeof(config_plugin_t));
+        cfg->plugins[cfg->nplugins] =
+            (config_plugin_t){.name = xstrdup(name), .file = xstrdup(st->file), .line = st->line};
+        st->plugin = &cfg->plugins[cfg->nplugins++];
+        return;
+    }
+    config_error(st->errs, st->file, st->line,
+                 "unknown section [%s] (expected [server], [http] or [plugin:NAME])", section);
+}
+
+static char *counting_reader(char *str, int num, void *stream)
+{
+    parse_state_t *st = stream;
+    char *line = fgets(str, num, st->fp);
+    if (!line)
+        return NULL;
+    st->line++;
+    /* Debian's inih only calls the handler for key = value lines, but an empty
+     * [plugin:NAME] section is how a plugin is enabled: spot section headers here. */
+    const char *p = line + strspn(line, " \t");
+    if (*p == '[') {
+        const char *end = strchr(p, ']');
+        if (end) {
+            char name[sizeof(st->section)];
+            snprintf(name, sizeof(name), "%.*s", (int)(end - p - 1), p + 1);
+            enter_section(st, name);
+        }
+    }
+    return line;
+}
+
+static int on_ini_value(void *user, const char *section, const char *key, const char *value)
+{
+    parse_state_t *st = user;
+    if (!*section) {
+        config_error(st->errs, st->file, st->line, "\"%s\" is outside any section", key);
+        return 1;
+    }
+    if (st->plugin) {
+        plugin_entry_add(st, key, value);
+        return 1;
+    }
+    if (!strncmp(section, "plugin:", 7))
+        return 1; /* the section header was already reported */
+    for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++) {
+        const key_spec_t *spec = &host_keys[i];
+        if (strcmp(spec->section, section) || strcmp(spec->key, key))
+            continue;
+        if (spec->main_file_only && !st->main_file) {
+            config_error(st->errs, st->file, st->line, "%s may only be set in the main file",
+                         key);
+            return 1;
+        }
+        if (st->seen[i].file) {
+            config_error(st->errs, st->file, st->line,
+                         "duplicate key \"%s\" in [%s] (first set at %s:%d)", key, section,
+                         st->seen[i].file, st->seen[i].line);
+            return 1;
+        }
+        st->seen[i] = (seen_key_t){.spec = spec, .file = xstrdup(st->file), .line = st->line};
+        set_host_value(st, spec, value);
+        return 1;
+    }
+    if (!strcmp(section, "server") || !strcmp(section, "http"))
+        config_error(st->errs, st->file, st->line, "unknown key \"%s\" in [%s]", key, section);
+    return 1;
+}
+
+static int parse_file(parse_state_t *st, const char *file, bool main_file)
+{
+    st->fp = fopen(file, "r");
+    if (!st->fp) {
+        config_error(st->errs, file, 0, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    st->file = file;
+    st->main_file = main_file;
+    st->line = 0;
+    st->section[0] = '\0';
+    st->section_line = 0;
+    st->plugin = NULL;
+    int rc = ini_parse_stream(counting_reader, st, on_ini_value, st);
+    fclose(st->fp);
+    st->fp = NULL;
+    if (rc > 0) {
+        config_error(st->errs, file, rc,
+                     "syntax error (expected \"[section]\", \"key = value\" or a comment)");
+        return -1;
+    }
+    if (rc < 0) {
+        config_error(st->errs, file, 0, "cannot parse (out of memory or unreadable)");
+        return -1;
+    }
+    return 0;
+}
+
+static char *resolve_relative(const char *main_path, const char *p)
+{
+    if (p[0] == '/')
+        return xstrdup(p);
+    char *copy = xstrdup(main_path);
+    char *out = xasprintf("%s/%s", dirname(copy), p);
+    free(copy);
+    return out;
+}
+
+static void check_listen(parse_state_t *st, config_t *cfg)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++) {
+        if (host_keys[i].offset != CFG(listen) || !st->seen[i].file)
+            continue;
+        for (size_t j = 0; j < cfg->nlisten; j++) {
+            const char *colon = strrchr(cfg->listen[j], ':');
+            long port;
+            const char *port_s = colon ? colon + 1 : cfg->listen[j];
+            if (parse_int(port_s, 1, 65535, &port))
+                config_error(st->errs, st->seen[i].file, st->seen[i].line,
+                             "listen: \"%s\" is not ADDRESS:PORT, [IPv6]:PORT or PORT",
+                             cfg->listen[j]);
+        }
+    }
+}
+
+config_t *config_load(const char *path, config_errors_t *errs)
+{
+    config_t *cfg = config_new_defaults();
+    cfg->path = xstrdup(path);
+    parse_state_t st = {.cfg = cfg, .errs = errs};
+    size_t errors_before = errs->n;
+
+    /* Debian's inih exposes its options as globals; one value per line keeps our line
+     * count exact. */
+    ini_allow_multiline = false;
+
+    if (parse_file(&st, path, true) == 0) {
+        bool explicit_dir = cfg->conf_dir != NULL;
+        char *dir = resolve_relative(path, cfg->conf_dir ? cfg->conf_dir : "conf.d");
+        free(cfg->conf_dir);
+        cfg->conf_dir = dir;
+        struct stat sb;
+        if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            char *pattern = xasprintf("%s/*.conf", dir);
+            glob_t g;
+            int grc = glob(pattern, 0, NULL, &g);
+            if (grc == 0) {
+                for (size_t i = 0; i < g.gl_pathc; i++)
+                    parse_file(&st, g.gl_pathv[i], false);
+            } else if (grc != GLOB_NOMATCH) {
+                config_error(errs, dir, 0, "cannot list drop-ins");
+            }
+            globfree(&g);
+            free(pattern);
+        } else if (explicit_dir) {
+            config_error(errs, path, 0, "conf_dir \"%s\" is not a directory", dir);
+        }
+    }
+    if (cfg->nlisten == 0)
+        split_list("127.0.0.1:8080", &cfg->listen, &cfg->nlisten);
+    check_listen(&st, cfg);
+    for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++)
+        free(st.seen[i].file);
+    if (errs->n > errors_before) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+const config_plugin_t *config_plugin_find(const config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nplugins; i++)
+        if (!strcmp(cfg->plugins[i].name, name))
+            return &cfg->plugins[i];
+    return NULL;
+}
+
+const config_entry_t *config_plugin_entry(const config_plugin_t *p, const char *key)
+{
+    for (size_t i = 0; p && i < p->nentries; i++)
+        if (!strcmp(p->entries[i].key, key))
+            return &p->entries[i];
+    return NULL;
+}
+
+long config_workers_effective(const config_t *cfg)
+{
+    if (cfg->workers > 0)
+        return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
+}

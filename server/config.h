@@ -1,0 +1,77 @@
+/* config.h — the main INI file plus conf.d drop-ins, parsed into one immutable config.
+ * Every value remembers the file:line it came from, so every error can name it. */
+#ifndef PX_CONFIG_H
+#define PX_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct config_entry {
+    char *key;
+    char *value;
+    char *file;
+    int line;
+} config_entry_t;
+
+/* A [plugin:NAME] section: the plugin is enabled by its presence. */
+typedef struct config_plugin {
+    char *name;
+    char *file;
+    int line;
+    config_entry_t *entries;
+    size_t nentries;
+} config_plugin_t;
+
+typedef struct http_limits {
+    uint64_t max_header_size;   /* bytes of request line + headers → 431 */
+    uint64_t max_headers;       /* header count → 431 */
+    uint64_t max_body_size;     /* → 413, checked before the body is read */
+    uint64_t header_timeout_ms; /* from accept (or first byte of a keep-alive request) */
+    uint64_t body_timeout_ms;   /* longest gap between body reads */
+    uint64_t min_body_rate;     /* bytes/s a body must average once body_timeout has passed */
+    uint64_t keepalive_timeout_ms;
+    uint64_t keepalive_requests;
+    uint64_t send_timeout_ms;
+    uint64_t max_connections; /* per worker */
+} http_limits_t;
+
+typedef struct config {
+    char *path;
+    char **listen;
+    size_t nlisten;
+    long workers; /* 0 = auto */
+    char *plugin_path;
+    char *conf_dir;
+    char *pid_file;
+    char *error_log;
+    char *access_log;
+    int log_level;
+    uint64_t shutdown_timeout_ms;
+    http_limits_t http;
+    config_plugin_t *plugins;
+    size_t nplugins;
+} config_t;
+
+/* A list of "file:line: message" strings. */
+typedef struct config_errors {
+    char **items;
+    size_t n;
+} config_errors_t;
+
+void config_error(config_errors_t *errs, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void config_errors_print(const config_errors_t *errs);
+void config_errors_free(config_errors_t *errs);
+
+/* Parse `path` and the drop-ins of its conf_dir. Returns NULL (errors filled) on any
+ * error; every error found is reported, not just the first. */
+config_t *config_load(const char *path, config_errors_t *errs);
+config_t *config_new_defaults(void);
+void config_free(config_t *cfg);
+
+const config_plugin_t *config_plugin_find(const config_t *cfg, const char *name);
+const config_entry_t *config_plugin_entry(const config_plugin_t *p, const char *key);
+long config_workers_effective(const config_t *cfg);
+
+#endif

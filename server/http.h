@@ -1,0 +1,87 @@
+/* http.h — connections: llhttp parsing, limits and deadlines, keep-alive and pipelining,
+ * responses written with uv_write iovecs. */
+#ifndef PX_HTTP_H
+#define PX_HTTP_H
+
+#include <llhttp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "panthera.h"
+#include "request.h"
+
+struct worker;
+
+/* Which deadline a connection is under; each has its own FIFO list in the worker, and
+ * since every member of a list shares one timeout the list stays sorted by deadline. */
+enum conn_timer {
+    CT_NONE = -1,
+    CT_IDLE = 0, /* keep-alive, waiting for the first byte of a request */
+    CT_HEADER,   /* reading the request line and headers */
+    CT_BODY,     /* reading the body */
+    CT_WRITE,    /* the kernel will not take our response */
+    CT_LINGER,   /* response sent, discarding what the client still sends */
+    CT_COUNT
+};
+
+typedef struct conn {
+    uv_tcp_t tcp;
+    llhttp_t parser;
+    struct worker *worker;
+    px_req_t *req;    /* the request being read; NULL when idle */
+    px_req_t *active; /* the request a handler has and has not answered yet */
+    char *pending; /* bytes after a pipelined request, kept until it is answered */
+    size_t pending_len;
+    struct conn *tprev;
+    struct conn *tnext;
+    uint64_t deadline;
+    uint64_t body_started;
+    uint64_t body_bytes;
+    uint32_t requests;
+    int8_t timer;
+    uint8_t family;
+    uint8_t addr[16];
+    bool reading;
+    bool in_flight;   /* a handler has the request and has not answered yet */
+    bool close_after; /* close once the queued responses are written */
+    bool closing;
+    bool peer_eof;
+    bool lingering;
+    bool feeding; /* inside conn_feed: a response must not restart parsing itself */
+    uint16_t writes; /* uv_write calls not yet completed */
+    bool value_cut;       /* the last header value piece ended at the end of the input */
+    const char *feed_end; /* end of the bytes llhttp is parsing now */
+    uint16_t err_status;
+    const char *err_message;
+} conn_t;
+
+/* Adopt an accepted, non-blocking socket. Returns 0 or a negative uv error (the fd is
+ * closed either way on error). */
+int http_conn_open(struct worker *w, int fd);
+void http_conn_close(conn_t *c);
+
+/* Send a response for `req`. `body` is copied unless `take` is set, in which case it is
+ * freed with free() after the write. Returns 0 or PX_ESTATE when already answered. */
+int http_respond(px_req_t *req, int status, const char *content_type, char *body, size_t len,
+                 bool take);
+int http_respond_error(px_req_t *req, int status, const char *code, const char *message,
+                       json_t *fields);
+int http_add_header(px_req_t *req, const char *name, const char *value);
+const char *http_status_reason(int status);
+int http_error_status(int px_error, const char **code);
+
+/* Called by the worker's tick with the loop time: enforce deadlines on list `which`. */
+void http_expire(struct worker *w, uint64_t now);
+/* Start a graceful drain: idle connections get a short grace, busy ones close after
+ * their current response. */
+void http_drain(struct worker *w);
+
+/* Percent-decode into the request's arena; NULL on a bad escape or %00. */
+char *http_decode(px_req_t *req, const char *s, size_t len, bool plus_is_space);
+const char *http_req_id(px_req_t *req);
+
+/* Free a pooled request (worker shutdown). */
+void http_req_destroy(px_req_t *req);
+
+#endif

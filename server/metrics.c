@@ -1,0 +1,244 @@
+/*
+ * metrics.c — Prometheus counters across processes.
+ *
+ * Each worker owns one slot of a MAP_SHARED mapping the master made before forking, and
+ * is its only writer, so an increment is a plain load and store (relaxed atomics keep
+ * the compiler honest; no locked instruction on the request path). A reader adds up the
+ * slots. A slot outlives its worker: a replacement takes a free slot and the dead
+ * worker's counts stay in the sums, so counters never go backwards. Plugin names live in
+ * the same mapping, appended by the master only, so every worker agrees on label ids.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "http.h"
+#include "util.h"
+
+static const int status_codes[] = {100, 200, 201, 202, 204, 301, 302, 304, 400, 401, 403,
+                                   404, 405, 408, 409, 411, 413, 414, 415, 417, 422, 429,
+                                   431, 500, 501, 502, 503, 504, 505};
+#define NSTATUS (ARRAY_SIZE(status_codes) + 1) /* + "other" */
+
+static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define NBUCKETS (ARRAY_SIZE(latency_bounds) + 1) /* + +Inf */
+
+typedef struct slot {
+    int64_t pid; /* 0: free */
+    uint64_t requests[METRICS_MAX_PLUGINS][NSTATUS];
+    uint64_t latency[NBUCKETS];
+    uint64_t latency_sum_ns;
+    uint64_t latency_count;
+    int64_t open_connections;
+    uint64_t connections_total;
+} slot_t;
+
+typedef struct shared {
+    uint64_t worker_restarts;
+    uint32_t nplugins;
+    char plugin_names[METRICS_MAX_PLUGINS][64];
+    slot_t slots[METRICS_MAX_SLOTS];
+} shared_t;
+
+static shared_t *shm;
+static slot_t *mine;
+static uint8_t status_index[1000];
+
+static void add(uint64_t *p, uint64_t v)
+{
+    __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
+static uint64_t get(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+int metrics_init(void)
+{
+    if (shm)
+        return 0;
+    void *p = mmap(NULL, sizeof(shared_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    shm = p;
+    snprintf(shm->plugin_names[0], sizeof(shm->plugin_names[0]), "host");
+    shm->nplugins = 1;
+    memset(status_index, NSTATUS - 1, sizeof(status_index));
+    for (size_t i = 0; i < ARRAY_SIZE(status_codes); i++)
+        status_index[status_codes[i]] = (uint8_t)i;
+    return 0;
+}
+
+static void ensure(void)
+{
+    if (!shm && metrics_init() != 0)
+        abort();
+    if (!mine)
+        mine = &shm->slots[0];
+}
+
+int metrics_plugin_id(const char *name)
+{
+    ensure();
+    for (uint32_t i = 0; i < shm->nplugins; i++)
+        if (!strcmp(shm->plugin_names[i], name))
+            return (int)i;
+    if (shm->nplugins == METRICS_MAX_PLUGINS)
+        return 0;
+    snprintf(shm->plugin_names[shm->nplugins], sizeof(shm->plugin_names[0]), "%s", name);
+    __atomic_store_n(&shm->nplugins, shm->nplugins + 1, __ATOMIC_RELEASE);
+    return (int)shm->nplugins - 1;
+}
+
+int metrics_slot_acquire(pid_t pid)
+{
+    ensure();
+    for (int i = 1; i < METRICS_MAX_SLOTS; i++) {
+        if (shm->slots[i].pid == 0) {
+            shm->slots[i].pid = pid;
+            return i;
+        }
+    }
+    return 0; /* shared overflow slot: counts stay right, gauges get approximate */
+}
+
+void metrics_slot_release(int slot)
+{
+    ensure();
+    if (slot <= 0 || slot >= METRICS_MAX_SLOTS)
+        return;
+    __atomic_store_n(&shm->slots[slot].open_connections, 0, __ATOMIC_RELAXED);
+    shm->slots[slot].pid = 0;
+}
+
+void metrics_worker_restarted(void)
+{
+    ensure();
+    add(&shm->worker_restarts, 1);
+}
+
+void metrics_attach(int slot)
+{
+    ensure();
+    mine = &shm->slots[slot >= 0 && slot < METRICS_MAX_SLOTS ? slot : 0];
+}
+
+void metrics_request(int plugin_id, int status, uint64_t duration_ns)
+{
+    ensure();
+    if (plugin_id < 0 || plugin_id >= METRICS_MAX_PLUGINS)
+        plugin_id = 0;
+    unsigned si = status >= 0 && status < 1000 ? status_index[status] : NSTATUS - 1;
+    add(&mine->requests[plugin_id][si], 1);
+    double seconds = (double)duration_ns / 1e9;
+    size_t b = 0;
+    while (b < ARRAY_SIZE(latency_bounds) && seconds > latency_bounds[b])
+        b++;
+    add(&mine->latency[b], 1);
+    add(&mine->latency_sum_ns, duration_ns);
+    add(&mine->latency_count, 1);
+}
+
+void metrics_connection_opened(void)
+{
+    ensure();
+    add((uint64_t *)&mine->open_connections, 1);
+    add(&mine->connections_total, 1);
+}
+
+void metrics_connection_closed(void)
+{
+    ensure();
+    add((uint64_t *)&mine->open_connections, (uint64_t)-1);
+}
+
+char *metrics_render(size_t *len)
+{
+    ensure();
+    buf_t b = {0};
+    uint32_t nplugins = __atomic_load_n(&shm->nplugins, __ATOMIC_ACQUIRE);
+    buf_appends(&b, "# HELP panthera_http_requests_total HTTP requests answered, by plugin and "
+                    "status.\n# TYPE panthera_http_requests_total counter\n");
+    for (uint32_t p = 0; p < nplugins; p++) {
+        for (size_t s = 0; s < NSTATUS; s++) {
+            uint64_t sum = 0;
+            for (int i = 0; i < METRICS_MAX_SLOTS; i++)
+                sum += get(&shm->slots[i].requests[p][s]);
+            if (!sum)
+                continue;
+            if (s < ARRAY_SIZE(status_codes))
+                buf_printf(&b, "panthera_http_requests_total{plugin=\"%s\",status=\"%d\"} %llu\n",
+                           shm->plugin_names[p], status_codes[s], (unsigned long long)sum);
+            else
+                buf_printf(&b,
+                           "panthera_http_requests_total{plugin=\"%s\",status=\"other\"} %llu\n",
+                           shm->plugin_names[p], (unsigned long long)sum);
+        }
+    }
+    buf_appends(&b, "# HELP panthera_http_request_duration_seconds Time from the first byte of "
+                    "a request to its response.\n"
+                    "# TYPE panthera_http_request_duration_seconds histogram\n");
+    uint64_t cumulative = 0, count = 0, sum_ns = 0;
+    for (size_t k = 0; k < NBUCKETS; k++) {
+        for (int i = 0; i < METRICS_MAX_SLOTS; i++)
+            cumulative += get(&shm->slots[i].latency[k]);
+        if (k < ARRAY_SIZE(latency_bounds))
+            buf_printf(&b, "panthera_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                       latency_bounds[k], (unsigned long long)cumulative);
+        else
+            buf_printf(&b, "panthera_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                       (unsigned long long)cumulative);
+    }
+    int64_t open = 0;
+    uint64_t conns = 0;
+    for (int i = 0; i < METRICS_MAX_SLOTS; i++) {
+        count += get(&shm->slots[i].latency_count);
+        sum_ns += get(&shm->slots[i].latency_sum_ns);
+        open += (int64_t)get((const uint64_t *)&shm->slots[i].open_connections);
+        conns += get(&shm->slots[i].connections_total);
+    }
+    buf_printf(&b, "panthera_http_request_duration_seconds_sum %.6f\n", (double)sum_ns / 1e9);
+    buf_printf(&b, "panthera_http_request_duration_seconds_count %llu\n",
+               (unsigned long long)count);
+    buf_printf(&b,
+               "# HELP panthera_connections_open Client connections open now.\n"
+               "# TYPE panthera_connections_open gauge\npanthera_connections_open %lld\n"
+               "# HELP panthera_connections_total Client connections accepted.\n"
+               "# TYPE panthera_connections_total counter\npanthera_connections_total %llu\n"
+               "# HELP panthera_worker_restarts_total Workers replaced after dying.\n"
+               "# TYPE panthera_worker_restarts_total counter\n"
+               "panthera_worker_restarts_total %llu\n",
+               (long long)open, (unsigned long long)conns,
+               (unsigned long long)get(&shm->worker_restarts));
+    *len = b.len;
+    return b.data;
+}
+
+static int handle_metrics(px_req_t *req, void *ud)
+{
+    UNUSED(ud);
+    size_t len;
+    char *text = metrics_render(&len);
+    return http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, true);
+}
+
+static int handle_healthz(px_req_t *req, void *ud)
+{
+    UNUSED(ud);
+    static const char ok[] = "{\"status\":\"ok\"}";
+    return http_respond(req, 200, "application/json; charset=utf-8", (char *)ok, sizeof(ok) - 1,
+                        false);
+}
+
+void metrics_register_routes(plugin_set_t *set)
+{
+    plugin_host_route(set, "GET", "/metrics", handle_metrics, NULL);
+    plugin_host_route(set, "GET", "/healthz", handle_healthz, NULL);
+}

@@ -1,0 +1,158 @@
+/* request.c — the request arena and the per-worker request pool. */
+#include "request.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "worker.h"
+
+#define ARENA_FIRST_BLOCK 4096
+#define POOL_MAX 1024
+/* A request that needed big buffers gives them back rather than pinning them. */
+#define KEEP_BUFFER_MAX (64 * 1024)
+
+static arena_block_t *block_new(size_t cap)
+{
+    arena_block_t *b = xmalloc(sizeof(*b) + cap);
+    b->next = NULL;
+    b->cap = cap;
+    b->used = 0;
+    return b;
+}
+
+void *arena_alloc(arena_t *a, size_t size)
+{
+    size = (size + 15) & ~(size_t)15;
+    arena_block_t *b = a->head;
+    if (!b || b->cap - b->used < size) {
+        size_t cap = size > ARENA_FIRST_BLOCK ? size : ARENA_FIRST_BLOCK;
+        arena_block_t *nb = block_new(cap);
+        if (b && size <= ARENA_FIRST_BLOCK) {
+            nb->next = b;
+            a->head = nb;
+        } else if (b) {
+            /* An oversized block goes behind the current one so the current one's free
+             * space stays usable. */
+            nb->next = b->next;
+            b->next = nb;
+            nb->used = size;
+            return nb->data;
+        } else {
+            a->head = nb;
+        }
+        b = nb;
+    }
+    void *p = b->data + b->used;
+    b->used += size;
+    return p;
+}
+
+char *arena_strndup(arena_t *a, const char *s, size_t n)
+{
+    char *p = arena_alloc(a, n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void arena_reset(arena_t *a)
+{
+    arena_block_t *keep = NULL;
+    for (arena_block_t *b = a->head, *next; b; b = next) {
+        next = b->next;
+        if (!keep && b->cap == ARENA_FIRST_BLOCK) {
+            keep = b;
+            keep->used = 0;
+            keep->next = NULL;
+        } else {
+            free(b);
+        }
+    }
+    a->head = keep;
+}
+
+void arena_free(arena_t *a)
+{
+    for (arena_block_t *b = a->head, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    a->head = NULL;
+}
+
+static void trim_buffer(buf_t *b)
+{
+    if (b->cap > KEEP_BUFFER_MAX)
+        buf_free(b);
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+px_req_t *req_acquire(worker_t *w, conn_t *c)
+{
+    px_req_t *r = w->free_reqs;
+    if (r) {
+        w->free_reqs = r->next_free;
+        w->nfree_reqs--;
+    } else {
+        r = xcalloc(1, sizeof(*r));
+    }
+    r->next_free = NULL;
+    r->conn = c;
+    r->worker = w;
+    r->start_ns = uv_hrtime();
+    r->method = METHOD_UNKNOWN;
+    return r;
+}
+
+void http_req_destroy(px_req_t *r)
+{
+    arena_free(&r->arena);
+    buf_free(&r->head);
+    buf_free(&r->body);
+    buf_free(&r->out);
+    buf_free(&r->extra_headers);
+    free(r->headers);
+    free(r);
+}
+
+void req_release(px_req_t *r)
+{
+    worker_t *w = r->worker;
+    json_decref(r->json);
+    if (r->res_body_owned)
+        free(r->res_body);
+    arena_reset(&r->arena);
+    trim_buffer(&r->head);
+    trim_buffer(&r->body);
+    trim_buffer(&r->out);
+    trim_buffer(&r->extra_headers);
+    if (r->cap_headers > 256) {
+        free(r->headers);
+        r->headers = NULL;
+        r->cap_headers = 0;
+    }
+    /* Clear everything after the buffers we keep, field by field being error-prone. */
+    arena_t arena = r->arena;
+    buf_t head = r->head, body = r->body, out = r->out, extra = r->extra_headers;
+    header_t *headers = r->headers;
+    uint32_t cap_headers = r->cap_headers;
+    memset(r, 0, sizeof(*r));
+    r->arena = arena;
+    r->head = head;
+    r->body = body;
+    r->out = out;
+    r->extra_headers = extra;
+    r->headers = headers;
+    r->cap_headers = cap_headers;
+    if (w->nfree_reqs >= POOL_MAX) {
+        http_req_destroy(r);
+        return;
+    }
+    r->worker = w;
+    r->next_free = w->free_reqs;
+    w->free_reqs = r;
+    w->nfree_reqs++;
+}

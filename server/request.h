@@ -1,0 +1,107 @@
+/* request.h — struct px_req, the one request object the host, the SDK functions (api.c)
+ * and the HTTP code (http.c) share. Requests are pooled per worker: an idle keep-alive
+ * connection holds none, and a busy one reuses buffers instead of allocating. */
+#ifndef PX_REQUEST_H
+#define PX_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "panthera.h"
+#include "router.h"
+#include "util.h"
+
+struct conn;
+struct worker;
+
+/* A bump allocator whose memory all dies with the request. The first block is kept
+ * when the request returns to the pool. */
+typedef struct arena_block {
+    struct arena_block *next;
+    size_t cap;
+    size_t used;
+    char data[];
+} arena_block_t;
+
+typedef struct arena {
+    arena_block_t *head;
+} arena_t;
+
+void *arena_alloc(arena_t *a, size_t size);
+char *arena_strndup(arena_t *a, const char *s, size_t n);
+void arena_reset(arena_t *a);
+void arena_free(arena_t *a);
+
+typedef struct header {
+    uint32_t name_off;
+    uint32_t name_len;
+    uint32_t value_off;
+    uint32_t value_len;
+} header_t;
+
+enum header_state { HS_NONE, HS_FIELD, HS_NAME_DONE, HS_VALUE, HS_VALUE_DONE };
+
+typedef struct query_pair {
+    const char *name;
+    const char *value;
+} query_pair_t;
+
+struct px_req {
+    struct conn *conn; /* NULL once the client has gone */
+    struct worker *worker;
+    struct px_req *next_free;
+    uv_write_t write;
+    arena_t arena;
+
+    /* Request line and headers, copied out of the shared read buffer as llhttp hands
+     * them over; each piece is NUL-terminated so it can be lent as a C string. */
+    buf_t head;
+    header_t *headers;
+    uint32_t nheaders;
+    uint32_t cap_headers;
+    uint8_t header_state;
+    uint32_t url_off;
+    uint32_t url_len;
+    buf_t body;
+
+    int method; /* enum router_method, or METHOD_UNKNOWN */
+    const char *method_name;
+    char *path; /* raw path, NUL-terminated, no query */
+    size_t path_len;
+    const char *query; /* raw query string after '?', or NULL */
+    query_pair_t *query_pairs;
+    size_t nquery;
+    bool query_parsed;
+
+    const route_t *route;
+    const char *param_values[ROUTER_MAX_PARAMS];
+    const char *plugin; /* owner for logs and metrics */
+    int plugin_metrics_id;
+
+    json_t *json;
+    const char *json_error;
+
+    char id[48];
+    uint64_t start_ns;
+    bool is_head;
+    bool keepalive;
+    bool responded;
+    bool expect_continue;
+    bool in_body;
+    bool http10;
+
+    /* The response. */
+    int status;
+    buf_t out; /* status line and headers */
+    buf_t extra_headers;
+    char *res_body;
+    size_t res_len;
+    bool res_body_owned; /* free(res_body) after the write */
+};
+
+/* From the worker's pool; `c` is the connection it arrived on. */
+px_req_t *req_acquire(struct worker *w, struct conn *c);
+/* Back to the pool: frees the JSON, the owned body and the arena's extra blocks. */
+void req_release(px_req_t *r);
+#endif

@@ -1,0 +1,261 @@
+/*
+ * router.c — a segment trie. Each node is one path segment; a node has literal children
+ * and at most one :param child. Matching prefers the literal child and backtracks to
+ * the param child, so "/v1/users/me" wins over "/v1/users/:id" whatever the order the
+ * routes were added in. A node holds one route per method; a path that reaches a node
+ * with no route for the method is a 405 listing what the node does allow.
+ */
+#include "router.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+typedef struct node {
+    char *literal; /* NULL for the param child */
+    struct node **children;
+    size_t nchildren;
+    struct node *param;
+    route_t *routes[METHOD_COUNT];
+} node_t;
+
+struct router {
+    node_t root;
+    route_t **all;
+    size_t nall;
+};
+
+static const char *method_names[METHOD_COUNT] = {"GET",   "HEAD",   "POST",   "PUT",
+                                                 "PATCH", "DELETE", "OPTIONS"};
+
+int router_method_parse(const char *name)
+{
+    for (int i = 0; i < METHOD_COUNT; i++)
+        if (!strcmp(name, method_names[i]))
+            return i;
+    return METHOD_UNKNOWN;
+}
+
+const char *router_method_name(int method)
+{
+    return method >= 0 && method < METHOD_COUNT ? method_names[method] : "?";
+}
+
+router_t *router_new(void)
+{
+    return xcalloc(1, sizeof(router_t));
+}
+
+static void node_free_children(node_t *n)
+{
+    for (size_t i = 0; i < n->nchildren; i++) {
+        node_free_children(n->children[i]);
+        free(n->children[i]->literal);
+        free(n->children[i]);
+    }
+    free(n->children);
+    if (n->param) {
+        node_free_children(n->param);
+        free(n->param);
+    }
+}
+
+void router_free(router_t *r)
+{
+    if (!r)
+        return;
+    node_free_children(&r->root);
+    for (size_t i = 0; i < r->nall; i++) {
+        route_t *rt = r->all[i];
+        free(rt->pattern);
+        for (size_t j = 0; j < rt->nparams; j++)
+            free(rt->param_names[j]);
+        free(rt);
+    }
+    free(r->all);
+    free(r);
+}
+
+static bool valid_segment_char(char c)
+{
+    /* RFC 3986 pchar without percent-encodings: patterns are plain. */
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("-._~!$&'()*+,;=@", c) != NULL;
+}
+
+static node_t *child_literal(node_t *n, const char *seg, size_t len, bool create)
+{
+    for (size_t i = 0; i < n->nchildren; i++) {
+        node_t *c = n->children[i];
+        if (strlen(c->literal) == len && !memcmp(c->literal, seg, len))
+            return c;
+    }
+    if (!create)
+        return NULL;
+    node_t *c = xcalloc(1, sizeof(*c));
+    c->literal = xstrndup(seg, len);
+    n->children = xrealloc(n->children, (n->nchildren + 1) * sizeof(node_t *));
+    n->children[n->nchildren++] = c;
+    return c;
+}
+
+int router_add(router_t *r, const char *method, const char *pattern, px_handler_fn handler,
+               void *userdata, const char *owner, int owner_id, char *err, size_t errlen)
+{
+    int m = router_method_parse(method ? method : "");
+    if (m == METHOD_UNKNOWN || m == METHOD_HEAD) {
+        snprintf(err, errlen, "unsupported method \"%s\" (GET, POST, PUT, PATCH, DELETE, OPTIONS)",
+                 method ? method : "(null)");
+        return PX_EINVAL;
+    }
+    if (!pattern || pattern[0] != '/' || !handler) {
+        snprintf(err, errlen, "pattern \"%s\" must start with '/'", pattern ? pattern : "(null)");
+        return PX_EINVAL;
+    }
+    route_t *rt = xcalloc(1, sizeof(*rt));
+    node_t *n = &r->root;
+    const char *p = pattern + 1;
+    size_t depth = 0;
+    int rc = PX_EINVAL;
+    while (*p || p == pattern + 1) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (++depth > ROUTER_MAX_DEPTH) {
+            snprintf(err, errlen, "pattern \"%s\" is deeper than %d segments", pattern,
+                     ROUTER_MAX_DEPTH);
+            goto fail;
+        }
+        if (len == 0 && end) {
+            snprintf(err, errlen, "pattern \"%s\" has an empty segment", pattern);
+            goto fail;
+        }
+        if (len > 0 && p[0] == ':') {
+            if (len == 1 || rt->nparams == ROUTER_MAX_PARAMS) {
+                snprintf(err, errlen, "pattern \"%s\": bad or too many :params", pattern);
+                goto fail;
+            }
+            if (!n->param)
+                n->param = xcalloc(1, sizeof(node_t));
+            n = n->param;
+            rt->param_names[rt->nparams++] = xstrndup(p + 1, len - 1);
+        } else {
+            for (size_t i = 0; i < len; i++) {
+                if (!valid_segment_char(p[i])) {
+                    snprintf(err, errlen, "pattern \"%s\" has a character a path cannot hold "
+                             "unencoded", pattern);
+                    goto fail;
+                }
+            }
+            n = child_literal(n, p, len, true);
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    if (n->routes[m]) {
+        snprintf(err, errlen, "%s %s is already claimed by plugin \"%s\" (as %s)", method, pattern,
+                 n->routes[m]->owner, n->routes[m]->pattern);
+        rc = PX_EEXIST;
+        goto fail;
+    }
+    rt->method = m;
+    rt->pattern = xstrdup(pattern);
+    rt->handler = handler;
+    rt->userdata = userdata;
+    rt->owner = owner;
+    rt->owner_id = owner_id;
+    n->routes[m] = rt;
+    r->all = xrealloc(r->all, (r->nall + 1) * sizeof(route_t *));
+    r->all[r->nall++] = rt;
+    return 0;
+
+fail:
+    for (size_t j = 0; j < rt->nparams; j++)
+        free(rt->param_names[j]);
+    free(rt);
+    return rc;
+}
+
+static bool has_routes(const node_t *n)
+{
+    for (int i = 0; i < METHOD_COUNT; i++)
+        if (n->routes[i])
+            return true;
+    return false;
+}
+
+/* Finds the node that ends the path and holds routes; `m` collects param slices on the
+ * way. An inner node of a longer pattern is not a match, so the search backtracks. */
+static const node_t *walk(const node_t *n, const char *p, const char *end, router_match_t *m)
+{
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    const char *seg_end = slash ? slash : end;
+    size_t len = (size_t)(seg_end - p);
+    const node_t *found = NULL;
+
+    for (size_t i = 0; i < n->nchildren && !found; i++) {
+        const node_t *c = n->children[i];
+        if (strlen(c->literal) == len && !memcmp(c->literal, p, len))
+            found = slash ? walk(c, slash + 1, end, m) : has_routes(c) ? c : NULL;
+    }
+    if (!found && n->param && len > 0 && m->nparams < ROUTER_MAX_PARAMS) {
+        size_t slot = m->nparams++;
+        m->params[slot].value = p;
+        m->params[slot].len = len;
+        found = slash ? walk(n->param, slash + 1, end, m) : has_routes(n->param) ? n->param : NULL;
+        if (!found)
+            m->nparams = slot;
+    }
+    return found;
+}
+
+void router_match(const router_t *r, int method, const char *path, size_t len, router_match_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->status = 404;
+    if (len == 0 || path[0] != '/')
+        return;
+    const node_t *n = walk(&r->root, path + 1, path + len, m);
+    if (!n) {
+        m->nparams = 0;
+        return;
+    }
+    const route_t *rt = method >= 0 && method < METHOD_COUNT ? n->routes[method] : NULL;
+    if (!rt && method == METHOD_HEAD)
+        rt = n->routes[METHOD_GET];
+    if (rt) {
+        m->route = rt;
+        m->status = 200;
+        return;
+    }
+    m->status = 405;
+    m->nparams = 0;
+    for (int i = 0; i < METHOD_COUNT; i++)
+        if (n->routes[i])
+            m->allow_mask |= 1u << i;
+    if (m->allow_mask & (1u << METHOD_GET))
+        m->allow_mask |= 1u << METHOD_HEAD;
+}
+
+void router_allow_string(unsigned mask, char *out, size_t outlen)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < METHOD_COUNT; i++) {
+        if (!(mask & (1u << i)))
+            continue;
+        int n = snprintf(out + used, outlen - used, "%s%s", used ? ", " : "", method_names[i]);
+        if (n < 0 || (size_t)n >= outlen - used)
+            return;
+        used += (size_t)n;
+    }
+}
+
+void router_foreach(const router_t *r, void (*fn)(const route_t *route, void *arg), void *arg)
+{
+    for (size_t i = 0; i < r->nall; i++)
+        fn(r->all[i], arg);
+}

@@ -1,0 +1,72 @@
+/* worker.h — one worker process: a libuv loop, the listeners it accepts on, its
+ * connections and their deadline lists, its plugins and its request pool. */
+#ifndef PX_WORKER_H
+#define PX_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "plugin.h"
+
+#define WORKER_READ_BUFFER (64 * 1024)
+
+typedef struct worker_listener {
+    uv_poll_t poll;
+    int fd;
+    bool active;
+} worker_listener_t;
+
+typedef struct worker {
+    uv_loop_t *loop;
+    const config_t *cfg;
+    const http_limits_t *limits;
+    plugin_set_t *plugins;
+    const router_t *router;
+
+    worker_listener_t *listeners;
+    size_t nlisteners;
+    bool accepting;
+
+    uv_timer_t tick;
+    uv_signal_t signals[4];
+    size_t nsignals;
+
+    conn_t *timer_head[CT_COUNT];
+    conn_t *timer_tail[CT_COUNT];
+    size_t nconns;
+
+    bool draining;
+    uint64_t drain_deadline;
+    int exit_code;
+
+    px_req_t *free_reqs;
+    size_t nfree_reqs;
+
+    uint64_t request_counter;
+    char id_prefix[16];
+    char date[40];     /* "Sat, 21 Nov 2026 06:19:37 GMT" */
+    char iso_time[32]; /* "2026-11-21T06:19:37" */
+    int64_t date_sec;
+
+    char readbuf[WORKER_READ_BUFFER];
+} worker_t;
+
+/* Set up a worker on `loop` serving `router`, without listeners or signals (used as is
+ * by tests and the fuzzer). */
+worker_t *worker_new(uv_loop_t *loop, const config_t *cfg, plugin_set_t *plugins);
+void worker_free(worker_t *w);
+void worker_update_clock(worker_t *w);
+
+/* Whole life of a worker process: load plugins, accept on `fds`, tell the master it is
+ * ready by writing to `ready_fd`, serve until told to stop. Returns the exit code. */
+int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int ready_fd);
+
+/* Connections come and go: keep accepting within max_connections. */
+void worker_conn_added(worker_t *w);
+void worker_conn_removed(worker_t *w);
+
+#endif

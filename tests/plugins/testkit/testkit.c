@@ -1,0 +1,150 @@
+/*
+ * testkit — a plugin for the host's own tests. Never enabled in production.
+ *
+ *   POST /v1/test/echo         {"length": N, "body": "<body as text>", "json": <parsed or null>}
+ *   POST /v1/test/json         the parsed JSON body back (400/415 through px_req_json)
+ *   GET  /v1/test/headers      {"<lower-case name>": "value", ...} of the request
+ *   GET  /v1/test/query        {"page": ..., "q": ...} from the query string
+ *   GET  /v1/test/params/:a/:b {"a": ..., "b": ...}
+ *   GET  /v1/test/sleep?ms=N   answers after blocking N ms (a deliberately bad handler)
+ *   GET  /v1/test/crash        segfaults the worker
+ *   GET  /v1/test/noanswer     returns PX_OK without answering (the host must 500)
+ *   GET  /v1/test/error?code=N returns the PX_E* code N
+ *   GET  /v1/test/config       the plugin's config values
+ *
+ * Config ([plugin:testkit]): crash_at_init = no|yes (abort in init, for respawn backoff)
+ */
+#include <panthera/panthera.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static px_plugin_t *self_plugin;
+
+static int echo(px_req_t *req, void *ud)
+{
+    (void)ud;
+    size_t len;
+    const char *body = px_req_body(req, &len);
+    json_t *parsed = NULL;
+    const char *ctype = px_req_header(req, "Content-Type");
+    if (ctype && strstr(ctype, "json"))
+        px_req_json(req, &parsed);
+    return px_res_json(req, 200,
+                       json_pack("{s:I, s:s%, s:O?}", "length", (json_int_t)len, "body", body,
+                                 len, "json", parsed));
+}
+
+static int json_back(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body;
+    int rc = px_req_json(req, &body);
+    if (rc)
+        return rc;
+    return px_res_json(req, 200, json_incref(body));
+}
+
+static int headers(px_req_t *req, void *ud)
+{
+    (void)ud;
+    static const char *names[] = {"host", "user-agent", "x-request-id", "content-type",
+                                  "x-test", "accept"};
+    json_t *out = json_object();
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        const char *v = px_req_header(req, names[i]);
+        if (v)
+            json_object_set_new(out, names[i], json_string(v));
+    }
+    return px_res_json(req, 200, out);
+}
+
+static int query(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return px_res_json(req, 200,
+                       json_pack("{s:s?, s:s?, s:s?}", "page", px_req_query(req, "page"), "q",
+                                 px_req_query(req, "q"), "empty", px_req_query(req, "empty")));
+}
+
+static int params(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return px_res_json(req, 200,
+                       json_pack("{s:s, s:s}", "a", px_req_param(req, "a"), "b",
+                                 px_req_param(req, "b")));
+}
+
+static int sleep_ms(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *ms = px_req_query(req, "ms");
+    long n = ms ? strtol(ms, NULL, 10) : 100;
+    if (n < 0 || n > 60000)
+        return PX_EINVAL;
+    struct timespec ts = {n / 1000, (n % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    return px_res_json(req, 200, json_pack("{s:i}", "slept_ms", (int)n));
+}
+
+static int crash(px_req_t *req, void *ud)
+{
+    (void)req;
+    (void)ud;
+    px_log(self_plugin, PX_LOG_WARN, "crashing on purpose");
+    raise(SIGSEGV);
+    return PX_EINTERNAL;
+}
+
+static int noanswer(px_req_t *req, void *ud)
+{
+    (void)req;
+    (void)ud;
+    return PX_OK;
+}
+
+static int error(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *code = px_req_query(req, "code");
+    return code ? (int)strtol(code, NULL, 10) : PX_EINTERNAL;
+}
+
+static int config(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return px_res_json(req, 200,
+                       json_pack("{s:s?, s:s?}", "crash_at_init",
+                                 px_config_get(self_plugin, "crash_at_init"), "label",
+                                 px_config_get(self_plugin, "label")));
+}
+
+static int testkit_init(px_plugin_t *self)
+{
+    self_plugin = self;
+    px_config_declare(self, "crash_at_init", "no");
+    px_config_declare(self, "label", NULL);
+    if (!strcmp(px_config_get(self, "crash_at_init"), "yes"))
+        abort();
+    static const struct {
+        const char *method, *pattern;
+        px_handler_fn fn;
+    } routes[] = {
+        {"POST", "/v1/test/echo", echo},        {"PUT", "/v1/test/echo", echo},
+        {"POST", "/v1/test/json", json_back},   {"GET", "/v1/test/headers", headers},
+        {"GET", "/v1/test/query", query},       {"GET", "/v1/test/params/:a/:b", params},
+        {"GET", "/v1/test/sleep", sleep_ms},    {"GET", "/v1/test/crash", crash},
+        {"GET", "/v1/test/noanswer", noanswer}, {"GET", "/v1/test/error", error},
+        {"GET", "/v1/test/config", config},
+    };
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        int rc = px_route(self, routes[i].method, routes[i].pattern, routes[i].fn, NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+PX_PLUGIN("testkit", "1.0.0", testkit_init, NULL, NULL);
