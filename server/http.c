@@ -263,7 +263,8 @@ const char *http_req_id(px_req_t *r)
 static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns)
 {
     worker_t *w = r->worker;
-    buf_t line = {0};
+    static buf_t line; /* reused: a worker is one thread */
+    line.len = 0;
     char tmp[64];
     uint64_t ms = (uv_hrtime() / 1000000) % 1000;
     snprintf(tmp, sizeof(tmp), "%s.%03uZ", w->iso_time, (unsigned)ms);
@@ -299,7 +300,6 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
     buf_appends(&line, r->plugin ? r->plugin : "host");
     buf_appends(&line, "\"}\n");
     access_log_append(line.data, line.len);
-    buf_free(&line);
 }
 
 /* ---- responses ---- */

@@ -58,7 +58,7 @@ static int check_config(config_t *cfg)
                    plugins.items[i]->path);
         printf("routes:\n");
         router_foreach(plugins.router, print_route, NULL);
-        printf("configuration %s OK\n", cfg->path);
+        printf("configuration OK\n");
     }
     config_errors_free(&errs);
     plugin_set_unload(&plugins);
