@@ -33,6 +33,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -266,8 +267,14 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
     static buf_t line; /* reused: a worker is one thread */
     line.len = 0;
     char tmp[64];
-    uint64_t ms = (uv_hrtime() / 1000000) % 1000;
-    snprintf(tmp, sizeof(tmp), "%s.%03uZ", w->iso_time, (unsigned)ms);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    struct tm tm;
+    if (now.tv_sec != w->date_sec) {
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(w->iso_time, sizeof(w->iso_time), "%Y-%m-%dT%H:%M:%S", &tm);
+    }
+    snprintf(tmp, sizeof(tmp), "%s.%03ldZ", w->iso_time, now.tv_nsec / 1000000);
     buf_reserve(&line, 256);
     buf_appends(&line, "{\"time\":\"");
     buf_appends(&line, tmp);

@@ -112,10 +112,5 @@ int main(int argc, char **argv)
     if (rc)
         fprintf(stderr, "pantherad: cannot open error_log %s: %s\n", cfg->error_log,
                 strerror(-rc));
-    rc = access_log_open(cfg->access_log ? cfg->access_log : "off");
-    if (rc) {
-        log_error("cannot open access_log %s: %s", cfg->access_log, strerror(-rc));
-        return 1;
-    }
     return master_run(cfg);
 }

@@ -199,9 +199,17 @@ static void on_signal(uv_signal_t *s, int signum)
 
 int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int ready_fd)
 {
-    char role[32];
-    snprintf(role, sizeof(role), "worker");
-    log_set_role(role);
+    log_set_role("worker");
+    /* Each worker opens its own logs from its own config: a worker of a new generation
+     * (or a replacement after SIGUSR1 rotated the files) must not inherit a stale fd. */
+    int rc = log_open(cfg->error_log, cfg->log_level);
+    if (rc)
+        log_error("cannot open error_log %s: %s", cfg->error_log, strerror(-rc));
+    rc = access_log_open(cfg->access_log ? cfg->access_log : "off");
+    if (rc) {
+        log_error("cannot open access_log %s: %s", cfg->access_log, strerror(-rc));
+        return 78;
+    }
     metrics_attach(slot);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);

@@ -1,0 +1,1319 @@
+/*
+ * hooks.c — Lua hooks in a sandbox, on the worker's loop.
+ *
+ * One "engine" is one generation of scripts: a lua_State, the scripts' names, and for
+ * each hook name the functions defining it (registry references, in file-name order).
+ * hooks_load_dir builds a complete new engine and only then swaps it in, so a reload
+ * that fails leaves the running generation untouched; there is no way to half-load.
+ *
+ * Nothing a script does may take the worker down or stall it, hence three guards:
+ *  - Every Lua API call that can allocate runs inside lua_pcall. With a memory cap an
+ *    allocation can fail anywhere, and an unprotected failure is a panic (abort).
+ *  - The allocator refuses growth past the cap (Lua then raises "not enough memory" and
+ *    its emergency GC frees what it can) and charges one budget unit per 64 bytes, so a
+ *    loop of one-instruction string concatenations or string.rep calls is as bounded as
+ *    a loop of additions.
+ *  - A count hook fires every HOOK_STEP instructions and adds them to the budget. The
+ *    budget is shared by the coroutines a script makes (new threads inherit the hook and
+ *    the engine pointer in their extra space). Once spent, the hook is re-armed to fire
+ *    on every instruction of the running thread and of the main thread, so a script
+ *    catching the error with pcall fails again at its very next instruction: the error
+ *    cannot be swallowed, it unwinds to our lua_pcall.
+ *
+ * Overrun errors carry no useful position by themselves (a memory error has none at
+ * all), so the position is taken where the overrun happens and kept in `fault`; the
+ * allocator reads the stack with lua_getstack/lua_getinfo("Sl"), which only read
+ * CallInfo and prototype fields and never allocate.
+ *
+ * Isolation between scripts: each runs with its own environment table whose metatable
+ * (hidden by __metatable) points at a shared table of base functions; library tables are
+ * copied into each environment, so rawset on `string` only touches the script's copy.
+ * The one truly shared library table, the string metatable's __index, is hidden.
+ *
+ * The call path converts the value afresh for each script (a script that mutates its
+ * argument in place affects nobody), runs the function, and reads its result without
+ * any Lua call that could raise while jansson objects are held, so an error can never
+ * leak them: Lua-side checks first, jansson work after.
+ */
+#include "hooks.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define HOOK_STEP 1000     /* VM instructions between two calls of the count hook */
+#define ALLOC_UNIT_SHIFT 6 /* one budget unit per 64 bytes allocated */
+#define MAX_DEPTH 64       /* nesting converted either way (Lua tables can be cyclic) */
+#define MAX_PRINTS 16      /* print lines logged per script run */
+#define MAX_PRINT_LEN 512
+
+typedef struct hook_fn {
+    int ref;       /* the function, in the registry */
+    size_t script; /* index in engine.scripts */
+} hook_fn_t;
+
+typedef struct hook_slot {
+    char *name; /* NULL: free slot */
+    hook_fn_t *fns;
+    size_t nfns;
+} hook_slot_t;
+
+typedef struct engine {
+    lua_State *L;
+    size_t mem_used;
+    size_t mem_cap;
+    uint64_t budget;
+    uint64_t spent;
+    int step;
+    bool running;       /* script code runs: allocations are charged and located */
+    bool exceeded;      /* the budget of this run is spent */
+    unsigned prints;    /* print lines in this run */
+    const char *script; /* the script running or being called */
+    char fault[256];    /* where the last overrun happened */
+    char **scripts;
+    size_t nscripts;
+    hook_slot_t *slots; /* open addressing, a power of two in size */
+    size_t nslots;
+    size_t nhooks;
+    int array_mt; /* registry references */
+    int env_mt;
+    int libs;
+} engine_t;
+
+struct hooks {
+    hooks_limits_t limits;
+    engine_t *cur;
+};
+
+/* The address is the value of hooks.null: a light userdata equal to itself only. */
+static const char null_sentinel;
+#define NULL_VALUE ((void *)&null_sentinel)
+
+static engine_t *engine_of(lua_State *L)
+{
+    return *(engine_t **)lua_getextraspace(L);
+}
+
+/* "where: what" for the innermost Lua frame of L, or "script: what" when there is none. */
+static void locate(engine_t *e, lua_State *L, const char *what)
+{
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(e->fault, sizeof(e->fault), "%s:%d: %s", ar.short_src, ar.currentline,
+                     what);
+            return;
+        }
+    }
+    snprintf(e->fault, sizeof(e->fault), "%s: %s", e->script ? e->script : "?", what);
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar);
+
+/* Charges `units` to the running script and raises the budget error once it is spent. */
+static void spend(lua_State *L, engine_t *e, uint64_t units)
+{
+    if (!e->exceeded) {
+        e->spent += units;
+        if (e->spent <= e->budget)
+            return;
+        e->exceeded = true;
+        locate(e, L, "instruction budget exceeded");
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+        if (L != e->L)
+            lua_sethook(e->L, count_hook, LUA_MASKCOUNT, 1);
+    }
+    lua_pushstring(L, e->fault);
+    lua_error(L);
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+    engine_t *e = engine_of(L);
+    UNUSED(ar);
+    spend(L, e, (uint64_t)e->step);
+}
+
+static void *cap_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    engine_t *e = ud;
+    size_t old = ptr ? osize : 0; /* with ptr NULL, osize is a type tag */
+
+    if (nsize == 0) {
+        free(ptr);
+        e->mem_used -= old;
+        return NULL;
+    }
+    if (nsize > old) {
+        size_t grow = nsize - old;
+        if (grow > e->mem_cap - e->mem_used) {
+            if (e->running && !e->exceeded) {
+                char what[80];
+                snprintf(what, sizeof(what), "not enough memory (memory cap %zu bytes)",
+                         e->mem_cap);
+                locate(e, e->L, what);
+            }
+            return NULL;
+        }
+        if (e->running) {
+            e->spent += grow >> ALLOC_UNIT_SHIFT;
+            /* lua_sethook is safe at any point (it is meant for signal handlers): the
+             * main thread fails at its next instruction. */
+            if (e->spent > e->budget && !e->exceeded)
+                lua_sethook(e->L, count_hook, LUA_MASKCOUNT, 1);
+        }
+    }
+    void *p = realloc(ptr, nsize);
+    if (!p)
+        return NULL;
+    e->mem_used = e->mem_used - old + nsize;
+    return p;
+}
+
+static int on_panic(lua_State *L)
+{
+    log_error("lua: unprotected error: %s", lua_tostring(L, -1));
+    abort();
+}
+
+static void begin_run(engine_t *e, const char *script)
+{
+    e->script = script;
+    e->spent = 0;
+    e->exceeded = false;
+    e->prints = 0;
+    e->fault[0] = '\0';
+    e->running = true;
+    lua_sethook(e->L, count_hook, LUA_MASKCOUNT, e->step);
+}
+
+static bool starts_with_script(const char *msg, const char *script)
+{
+    size_t n = strlen(script);
+    return !strncmp(msg, script, n) && msg[n] == ':';
+}
+
+/* The message handler: make every runtime error name the script and line, also when it
+ * was raised by a C function ("bad argument #1 to 'rep'") or is not a string. */
+static int on_error(lua_State *L)
+{
+    engine_t *e = engine_of(L);
+    const char *msg;
+    if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER)
+        msg = lua_tostring(L, 1);
+    else
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    if (!e->script || starts_with_script(msg, e->script)) {
+        lua_pushstring(L, msg);
+        return 1;
+    }
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0 && ar.source[0] == '@' &&
+            !strcmp(ar.source + 1, e->script)) {
+            lua_pushfstring(L, "%s:%d: %s", e->script, ar.currentline, msg);
+            return 1;
+        }
+    }
+    lua_pushfstring(L, "%s: %s", e->script, msg);
+    return 1;
+}
+
+/* The message of a failed lua_pcall, as a malloc'd string starting with the script. */
+static char *error_message(engine_t *e, int status, const char *msg)
+{
+    if (e->exceeded || ((status == LUA_ERRMEM || status == LUA_ERRERR) && e->fault[0]))
+        msg = e->fault;
+    else if (!msg)
+        msg = status == LUA_ERRMEM ? "not enough memory" : "unknown error";
+    if (starts_with_script(msg, e->script))
+        return xstrdup(msg);
+    return xasprintf("%s: %s", e->script, msg);
+}
+
+/* ---- sandbox functions ---- */
+
+static int sandbox_load(lua_State *L)
+{
+    bool has_env = !lua_isnone(L, 4);
+    lua_settop(L, 4);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the real load */
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushliteral(L, "t");
+    lua_pushvalue(L, has_env ? 4 : lua_upvalueindex(2)); /* the script's environment */
+    lua_call(L, 4, LUA_MULTRET);
+    return lua_gettop(L) - 4;
+}
+
+static int sandbox_collectgarbage(lua_State *L)
+{
+    const char *opt = luaL_optstring(L, 1, "collect");
+    if (strcmp(opt, "count") != 0)
+        return luaL_error(L, "collectgarbage(\"%s\") is not allowed in hooks", opt);
+    lua_pushnumber(L, (lua_Number)lua_gc(L, LUA_GCCOUNT) +
+                          (lua_Number)lua_gc(L, LUA_GCCOUNTB) / 1024.0);
+    return 1;
+}
+
+/* A finalizer would run at a GC step inside whatever comes next, charged to someone
+ * else's budget, and a __close handler can run where hooks are off (a coroutine that died
+ * of the budget error is closed with its hooks still disabled): both refused. Checking
+ * at setmetatable time is enough, as that is when Lua marks an object for finalization,
+ * and a to-be-closed variable needs its __close when it is declared. */
+static int sandbox_setmetatable(lua_State *L)
+{
+    static const char *refused[] = {"__gc", "__close"};
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+            lua_pushstring(L, refused[i]);
+            if (lua_rawget(L, 2) != LUA_TNIL)
+                return luaL_error(L, "%s metamethods are not allowed in hooks", refused[i]);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* Lua runs a message handler where the error was raised, and the budget error is raised
+ * inside the count hook, where hooks are off: a script's handler would run unbounded.
+ * Once the budget is spent, the handler is skipped and the message passes as is. */
+static int guarded_handler(lua_State *L)
+{
+    if (engine_of(L)->exceeded)
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int sandbox_xpcall(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, guarded_handler, 1);
+    lua_replace(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int sandbox_print(lua_State *L)
+{
+    engine_t *e = engine_of(L);
+    if (e->prints++ >= MAX_PRINTS) {
+        if (e->prints == MAX_PRINTS + 1)
+            log_info("lua %s: more print output dropped", e->script);
+        return 0;
+    }
+    luaL_Buffer b;
+    int n = lua_gettop(L);
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    log_info("lua %s: %.*s", e->script, (int)(len < MAX_PRINT_LEN ? len : MAX_PRINT_LEN), s);
+    return 0;
+}
+
+/* string.rep("", 1e18) loops 1e18 times in C without allocating anything. The
+ * arguments are checked here, where errors still name the function. */
+static int sandbox_rep(lua_State *L)
+{
+    size_t len, seplen;
+    luaL_checklstring(L, 1, &len);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_optlstring(L, 3, "", &seplen);
+    if (n <= 0 || len + seplen == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* Library functions whose C loops run on without VM instructions or allocations are
+ * charged up front for what they will do: scanning a subject string (one unit per 16
+ * bytes), or moving and shifting table elements (one unit each: table.move({}, 1, 1e15)
+ * and table.insert(t, 1, x) with a lying __len would otherwise spin for ever). */
+enum cost { COST_SUBJECT, COST_MOVE, COST_INSERT, COST_REMOVE };
+
+static int sandbox_charged(lua_State *L)
+{
+    engine_t *e = engine_of(L);
+    enum cost cost = (enum cost)lua_tointeger(L, lua_upvalueindex(2));
+    uint64_t units = 0;
+    if (cost == COST_SUBJECT) {
+        size_t len;
+        luaL_checklstring(L, 1, &len);
+        units = len >> 4;
+    } else if (cost == COST_MOVE) {
+        lua_Integer from = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
+        units = to >= from ? (uint64_t)to - (uint64_t)from + 1 : 0;
+    } else if (lua_gettop(L) >= (cost == COST_INSERT ? 3 : 2)) { /* a position: a shift */
+        lua_Integer n = luaL_len(L, 1);
+        units = n > 0 ? (uint64_t)n : 0;
+    }
+    spend(L, e, units);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int hooks_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* Pushes a shallow copy of the table at `idx`. */
+static void copy_table(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+}
+
+static void set_ref(lua_State *L, int *ref)
+{
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Runs protected: opens the libraries and builds the shared pieces of the sandbox. */
+static int setup_state(lua_State *L)
+{
+    engine_t *e = lua_touserdata(L, 1);
+    static const lua_CFunction openers[] = {luaopen_base,  luaopen_string,    luaopen_table,
+                                            luaopen_math,  luaopen_utf8,      luaopen_coroutine,
+                                            luaopen_os};
+    static const char *names[] = {"_G",        LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
+                                  LUA_UTF8LIBNAME, LUA_COLIBNAME, LUA_OSLIBNAME};
+    static const char *base[] = {"assert", "error",  "getmetatable", "ipairs",   "next",
+                                 "pairs",  "pcall",  "rawequal",     "rawget",   "rawlen",
+                                 "rawset", "select", "tonumber",     "tostring", "type",
+                                 "_VERSION"};
+    static const char *os_safe[] = {"time", "clock", "date"};
+    static const struct {
+        const char *lib, *name;
+        enum cost cost;
+    } charged[] = {
+        {LUA_STRLIBNAME, "find", COST_SUBJECT},   {LUA_STRLIBNAME, "match", COST_SUBJECT},
+        {LUA_STRLIBNAME, "gmatch", COST_SUBJECT}, {LUA_STRLIBNAME, "gsub", COST_SUBJECT},
+        {LUA_UTF8LIBNAME, "len", COST_SUBJECT},   {LUA_UTF8LIBNAME, "codepoint", COST_SUBJECT},
+        {LUA_UTF8LIBNAME, "offset", COST_SUBJECT}, {LUA_TABLIBNAME, "move", COST_MOVE},
+        {LUA_TABLIBNAME, "insert", COST_INSERT},  {LUA_TABLIBNAME, "remove", COST_REMOVE},
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(openers); i++) {
+        luaL_requiref(L, names[i], openers[i], 1);
+        lua_pop(L, 1);
+    }
+    lua_pushglobaltable(L); /* 2: the real globals, never reachable from a script */
+
+    /* The real string table is what the string metatable indexes: strip it there. */
+    lua_getfield(L, 2, LUA_STRLIBNAME);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_getfield(L, -1, "rep");
+    lua_pushcclosure(L, sandbox_rep, 1);
+    lua_setfield(L, -2, "rep");
+    for (size_t i = 0; i < ARRAY_SIZE(charged); i++) {
+        lua_getfield(L, 2, charged[i].lib);
+        lua_getfield(L, -1, charged[i].name);
+        lua_pushinteger(L, charged[i].cost);
+        lua_pushcclosure(L, sandbox_charged, 2);
+        lua_setfield(L, -2, charged[i].name);
+        lua_pop(L, 1);
+    }
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 3);
+
+    lua_createtable(L, 0, 1); /* the array marker */
+    lua_pushliteral(L, "hooks.array");
+    lua_setfield(L, -2, "__metatable");
+    lua_pushvalue(L, -1);
+    set_ref(L, &e->array_mt);
+
+    lua_newtable(L); /* libs: the masters each script gets a copy of */
+    static const char *shared[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
+                                   LUA_UTF8LIBNAME, LUA_COLIBNAME};
+    for (size_t i = 0; i < ARRAY_SIZE(shared); i++) {
+        lua_getfield(L, 2, shared[i]);
+        lua_setfield(L, -2, shared[i]);
+    }
+    lua_getfield(L, 2, LUA_OSLIBNAME);
+    lua_newtable(L);
+    for (size_t i = 0; i < ARRAY_SIZE(os_safe); i++) {
+        lua_getfield(L, -2, os_safe[i]);
+        lua_setfield(L, -2, os_safe[i]);
+    }
+    lua_setfield(L, -3, LUA_OSLIBNAME);
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushlightuserdata(L, NULL_VALUE);
+    lua_setfield(L, -2, "null");
+    lua_pushvalue(L, -3); /* array marker */
+    lua_pushcclosure(L, hooks_array, 1);
+    lua_setfield(L, -2, "array");
+    lua_setfield(L, -2, "hooks");
+    lua_getfield(L, 2, "load"); /* kept for the per-script wrapper */
+    lua_setfield(L, -2, "load");
+    set_ref(L, &e->libs);
+    lua_pop(L, 1); /* array marker */
+
+    lua_createtable(L, 0, 2); /* the environments' metatable */
+    lua_createtable(L, 0, (int)ARRAY_SIZE(base) + 3);
+    for (size_t i = 0; i < ARRAY_SIZE(base); i++) {
+        lua_getfield(L, 2, base[i]);
+        lua_setfield(L, -2, base[i]);
+    }
+    lua_getfield(L, 2, "setmetatable");
+    lua_pushcclosure(L, sandbox_setmetatable, 1);
+    lua_setfield(L, -2, "setmetatable");
+    lua_getfield(L, 2, "xpcall");
+    lua_pushcclosure(L, sandbox_xpcall, 1);
+    lua_setfield(L, -2, "xpcall");
+    lua_pushcfunction(L, sandbox_collectgarbage);
+    lua_setfield(L, -2, "collectgarbage");
+    lua_pushcfunction(L, sandbox_print);
+    lua_setfield(L, -2, "print");
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    set_ref(L, &e->env_mt);
+
+    lua_gc(L, LUA_GCGEN, 0, 0); /* hook calls make short-lived garbage */
+    return 0;
+}
+
+/* ---- the hook table ---- */
+
+static uint32_t hash_name(const char *s)
+{
+    uint32_t h = 2166136261u;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+static hook_slot_t *find_slot(const engine_t *e, const char *name)
+{
+    if (!e->nslots)
+        return NULL;
+    for (size_t i = hash_name(name) & (e->nslots - 1);; i = (i + 1) & (e->nslots - 1)) {
+        hook_slot_t *s = &e->slots[i];
+        if (!s->name || !strcmp(s->name, name))
+            return s;
+    }
+}
+
+static void add_hook(engine_t *e, const char *name, int ref, size_t script)
+{
+    if ((e->nhooks + 1) * 2 > e->nslots) {
+        hook_slot_t *old = e->slots;
+        size_t nold = e->nslots;
+        e->nslots = nold ? nold * 2 : 16;
+        e->slots = xcalloc(e->nslots, sizeof(hook_slot_t));
+        for (size_t i = 0; i < nold; i++)
+            if (old[i].name)
+                *find_slot(e, old[i].name) = old[i];
+        free(old);
+    }
+    hook_slot_t *s = find_slot(e, name);
+    if (!s->name) {
+        s->name = xstrdup(name);
+        e->nhooks++;
+    }
+    s->fns = xrealloc(s->fns, (s->nfns + 1) * sizeof(hook_fn_t));
+    s->fns[s->nfns++] = (hook_fn_t){.ref = ref, .script = script};
+}
+
+/* ---- engines ---- */
+
+static void engine_free(engine_t *e)
+{
+    if (!e)
+        return;
+    if (e->L)
+        lua_close(e->L);
+    for (size_t i = 0; i < e->nslots; i++) {
+        free(e->slots[i].name);
+        free(e->slots[i].fns);
+    }
+    free(e->slots);
+    for (size_t i = 0; i < e->nscripts; i++)
+        free(e->scripts[i]);
+    free(e->scripts);
+    free(e);
+}
+
+static engine_t *engine_new(const hooks_limits_t *limits, char *err, size_t errlen)
+{
+    engine_t *e = xcalloc(1, sizeof(engine_t));
+    e->mem_cap = limits->memory_cap;
+    e->budget = limits->instruction_budget;
+    e->step = e->budget < HOOK_STEP ? (int)e->budget : HOOK_STEP;
+    e->L = lua_newstate(cap_alloc, e);
+    if (!e->L) {
+        snprintf(err, errlen, "cannot create a Lua state within %zu bytes", e->mem_cap);
+        goto fail;
+    }
+    *(engine_t **)lua_getextraspace(e->L) = e;
+    lua_atpanic(e->L, on_panic);
+    lua_pushcfunction(e->L, setup_state);
+    lua_pushlightuserdata(e->L, e);
+    if (lua_pcall(e->L, 1, 0, 0) != LUA_OK) {
+        const char *why = lua_tostring(e->L, -1);
+        snprintf(err, errlen, "cannot set up the Lua sandbox: %s", why ? why : "?");
+        goto fail;
+    }
+    return e;
+fail:
+    engine_free(e);
+    return NULL;
+}
+
+typedef struct script_src {
+    engine_t *e;
+    size_t index;
+    const char *chunkname;
+    const char *text;
+    size_t len;
+} script_src_t;
+
+/* Runs protected: builds the script's environment, compiles and runs the script, and
+ * records the global functions it defined. */
+static int load_script(lua_State *L)
+{
+    script_src_t *src = lua_touserdata(L, 1);
+    engine_t *e = src->e;
+    static const char *copied[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
+                                   LUA_UTF8LIBNAME, LUA_COLIBNAME, LUA_OSLIBNAME, "hooks"};
+
+    lua_createtable(L, 0, 16); /* 2: the environment */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->env_mt);
+    lua_setmetatable(L, 2);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, 2, "_G");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->libs); /* 3 */
+    for (size_t i = 0; i < ARRAY_SIZE(copied); i++) {
+        lua_getfield(L, 3, copied[i]);
+        copy_table(L, -1);
+        lua_setfield(L, 2, copied[i]);
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, 3, "load");
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, sandbox_load, 2); /* 4 */
+    lua_pushvalue(L, 4);
+    lua_setfield(L, 2, "load");
+
+    int status = luaL_loadbufferx(L, src->text, src->len, src->chunkname, "t");
+    if (status != LUA_OK)
+        return lua_error(L);
+    lua_pushvalue(L, 2);
+    lua_setupvalue(L, -2, 1); /* _ENV */
+    begin_run(e, e->scripts[src->index]);
+    lua_call(L, 0, 0);
+    e->running = false;
+
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TFUNCTION &&
+            !lua_rawequal(L, -1, 4)) {
+            int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            add_hook(e, lua_tostring(L, -1), ref, src->index);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    return 0;
+}
+
+static int engine_load(engine_t *e, const char *name, const char *text, size_t len, char *err,
+                       size_t errlen)
+{
+    lua_State *L = e->L;
+    e->scripts = xrealloc(e->scripts, (e->nscripts + 1) * sizeof(char *));
+    e->scripts[e->nscripts] = xstrdup(name);
+    char *chunkname = xasprintf("@%s", name);
+    script_src_t src = {.e = e, .index = e->nscripts++, .chunkname = chunkname, .text = text,
+                        .len = len};
+    e->script = e->scripts[src.index];
+    e->exceeded = false;
+    e->fault[0] = '\0';
+
+    lua_pushcfunction(L, on_error);
+    lua_pushcfunction(L, load_script);
+    lua_pushlightuserdata(L, &src);
+    int status = lua_pcall(L, 1, 0, 1);
+    e->running = false;
+    if (status != LUA_OK) {
+        char *msg = error_message(e, status, lua_tostring(L, -1));
+        snprintf(err, errlen, "%s", msg);
+        free(msg);
+    }
+    lua_settop(L, 0);
+    free(chunkname);
+    return status == LUA_OK ? 0 : -EINVAL;
+}
+
+/* ---- JSON <-> Lua ---- */
+
+/* Raises on a too deep value or a memory error: only ever called protected, with no
+ * jansson object of ours in flight. */
+static void push_json(lua_State *L, const engine_t *e, const json_t *j, int depth)
+{
+    if (depth > MAX_DEPTH)
+        luaL_error(L, "value nested deeper than %d levels", MAX_DEPTH);
+    luaL_checkstack(L, 3, "value nested too deeply");
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        const char *key;
+        size_t keylen;
+        json_t *v;
+        lua_createtable(L, 0, (int)json_object_size(j));
+        json_object_keylen_foreach((json_t *)j, key, keylen, v)
+        {
+            lua_pushlstring(L, key, keylen);
+            push_json(L, e, v, depth + 1);
+            lua_rawset(L, -3);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(j);
+        lua_createtable(L, (int)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            push_json(L, e, json_array_get(j, i), depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->array_mt);
+        lua_setmetatable(L, -2);
+        break;
+    }
+    case JSON_STRING:
+        lua_pushlstring(L, json_string_value(j), json_string_length(j));
+        break;
+    case JSON_INTEGER:
+        lua_pushinteger(L, (lua_Integer)json_integer_value(j));
+        break;
+    case JSON_REAL:
+        lua_pushnumber(L, json_real_value(j));
+        break;
+    case JSON_TRUE: lua_pushboolean(L, 1); break;
+    case JSON_FALSE: lua_pushboolean(L, 0); break;
+    case JSON_NULL: lua_pushlightuserdata(L, NULL_VALUE); break;
+    }
+}
+
+static bool is_array_marked(lua_State *L, const engine_t *e, int idx)
+{
+    if (!lua_getmetatable(L, idx))
+        return false;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->array_mt);
+    bool marked = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return marked;
+}
+
+static json_t *to_json(lua_State *L, const engine_t *e, int idx, int depth, char *err,
+                       size_t errlen);
+
+/* The API calls below never raise: lua_next on keys we do not touch, raw reads, and
+ * lua_checkstack, which reports failure instead of raising. */
+static json_t *table_to_json(lua_State *L, const engine_t *e, int idx, int depth, char *err,
+                             size_t errlen)
+{
+    if (depth > MAX_DEPTH || !lua_checkstack(L, 4)) {
+        snprintf(err, errlen, "table nested deeper than %d levels (or a cycle)", MAX_DEPTH);
+        return NULL;
+    }
+    size_t n = 0;
+    lua_Integer max = 0;
+    bool ints = true, strings = true;
+    bool array = is_array_marked(L, e, idx);
+    if (!array) {
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            lua_pop(L, 1);
+            n++;
+            if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
+                strings = false;
+                if (lua_tointeger(L, -1) > max)
+                    max = lua_tointeger(L, -1);
+            } else {
+                ints = false;
+                strings = strings && lua_type(L, -1) == LUA_TSTRING;
+            }
+        }
+        if (n > 0 && !strings && !(ints && (size_t)max == n)) {
+            snprintf(err, errlen, "a table with other than string keys or keys 1..n "
+                                  "cannot become JSON");
+            return NULL;
+        }
+        array = n > 0 && ints;
+    }
+
+    json_t *out = array ? json_array() : json_object();
+    if (array) {
+        size_t len = n ? n : lua_rawlen(L, idx);
+        for (size_t i = 1; i <= len; i++) {
+            lua_rawgeti(L, idx, (lua_Integer)i);
+            json_t *v = lua_isnil(L, -1) ? json_null() : to_json(L, e, -1, depth + 1, err, errlen);
+            lua_pop(L, 1);
+            if (!v)
+                goto fail;
+            json_array_append_new(out, v);
+        }
+        return out;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        size_t keylen;
+        const char *key = lua_tolstring(L, -2, &keylen); /* a string: checked above */
+        json_t *v = to_json(L, e, -1, depth + 1, err, errlen);
+        lua_pop(L, 1);
+        if (!v || json_object_setn_new(out, key, keylen, v) < 0) {
+            if (v)
+                snprintf(err, errlen, "key \"%.40s\" is not valid UTF-8", key);
+            lua_pop(L, 1);
+            goto fail;
+        }
+    }
+    return out;
+fail:
+    json_decref(out);
+    return NULL;
+}
+
+/* A new JSON value for the Lua value at `idx`, or NULL with the reason in `err`. */
+static json_t *to_json(lua_State *L, const engine_t *e, int idx, int depth, char *err,
+                       size_t errlen)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            return json_integer((json_int_t)lua_tointeger(L, idx));
+        if (!isfinite(lua_tonumber(L, idx))) {
+            snprintf(err, errlen, "a NaN or infinite number cannot become JSON");
+            return NULL;
+        }
+        return json_real(lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        json_t *v = json_stringn(s, len);
+        if (!v)
+            snprintf(err, errlen, "string \"%.40s\" is not valid UTF-8", s);
+        return v;
+    }
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL_VALUE)
+            return json_null();
+        break;
+    case LUA_TTABLE: return table_to_json(L, e, idx, depth, err, errlen);
+    default: break;
+    }
+    snprintf(err, errlen, "a %s cannot become JSON", lua_typename(L, lua_type(L, idx)));
+    return NULL;
+}
+
+/* ---- calling ---- */
+
+typedef struct call {
+    engine_t *e;
+    const hook_slot_t *slot;
+    const json_t *context;
+    json_t *value; /* owned: the value as changed so far */
+    bool changed;
+    bool denied;
+    int status;
+    char *message;
+} call_t;
+
+enum result_key { R_DENY, R_STATUS, R_MESSAGE, R_SET, R_SET_HEADERS, R_REMOVE_HEADERS, R_COUNT };
+static const char *result_keys[R_COUNT] = {"deny", "status",      "message",
+                                           "set",  "set_headers", "remove_headers"};
+
+static bool is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* A header a script sets goes out on the wire: no CR, LF or NUL may smuggle in another. */
+static bool valid_header(const char *name, size_t namelen, const char *value, size_t len)
+{
+    if (!namelen)
+        return false;
+    for (size_t i = 0; i < namelen; i++)
+        if (!is_tchar((unsigned char)name[i]))
+            return false;
+    for (size_t i = 0; i < len; i++)
+        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0')
+            return false;
+    return true;
+}
+
+static void remove_header(json_t *headers, const char *name)
+{
+    const char *key;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(headers, tmp, key, v)
+    {
+        if (!strcasecmp(key, name))
+            json_object_del(headers, key);
+    }
+}
+
+static void replace_value(call_t *c, json_t *next)
+{
+    json_decref(c->value);
+    c->value = next;
+    c->changed = true;
+}
+
+static int apply_set(lua_State *L, call_t *c, int t, char *err, size_t errlen)
+{
+    if (!json_is_object(c->value)) {
+        snprintf(err, errlen, "'set' needs the value to be an object");
+        return -1;
+    }
+    json_t *next = json_copy(c->value); /* shallow: the caller's value stays as it was */
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            snprintf(err, errlen, "'set' keys must be strings");
+            goto fail;
+        }
+        size_t keylen;
+        const char *key = lua_tolstring(L, -2, &keylen);
+        char why[200];
+        json_t *v = to_json(L, c->e, -1, 1, why, sizeof(why));
+        if (!v) {
+            snprintf(err, errlen, "set.%.40s: %s", key, why);
+            goto fail;
+        }
+        if (json_object_setn_new(next, key, keylen, v) < 0) {
+            snprintf(err, errlen, "'set' key \"%.40s\" is not valid UTF-8", key);
+            goto fail;
+        }
+        lua_pop(L, 1);
+    }
+    replace_value(c, next);
+    return 0;
+fail:
+    lua_pop(L, 2);
+    json_decref(next);
+    return -1;
+}
+
+static int apply_headers(lua_State *L, call_t *c, int set_idx, int remove_idx, char *err,
+                         size_t errlen)
+{
+    json_t *old = json_is_object(c->value) ? json_object_get(c->value, "headers") : NULL;
+    if (!json_is_object(c->value) || (old && !json_is_object(old))) {
+        snprintf(err, errlen, "headers can only change in an object with a \"headers\" object");
+        return -1;
+    }
+    json_t *headers = old ? json_copy(old) : json_object();
+    if (remove_idx) {
+        size_t n = lua_rawlen(L, remove_idx);
+        for (size_t i = 1; i <= n; i++) {
+            lua_rawgeti(L, remove_idx, (lua_Integer)i);
+            const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+            if (name)
+                remove_header(headers, name);
+            lua_pop(L, 1);
+            if (!name) {
+                snprintf(err, errlen, "'remove_headers' must be a list of names");
+                goto fail;
+            }
+        }
+    }
+    if (set_idx) {
+        lua_pushnil(L);
+        while (lua_next(L, set_idx)) {
+            char num[32];
+            size_t namelen = 0, len = 0;
+            const char *name = NULL, *value = NULL;
+            if (lua_type(L, -2) == LUA_TSTRING)
+                name = lua_tolstring(L, -2, &namelen);
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                value = lua_tolstring(L, -1, &len);
+            } else if (lua_isinteger(L, -1)) {
+                len = (size_t)snprintf(num, sizeof(num), "%lld", (long long)lua_tointeger(L, -1));
+                value = num;
+            }
+            json_t *v = name && value && valid_header(name, namelen, value, len)
+                            ? json_stringn(value, len)
+                            : NULL;
+            if (!v) {
+                snprintf(err, errlen, "set_headers[\"%.40s\"]: names are tokens, values "
+                         "strings or integers without CR, LF or NUL, in UTF-8",
+                         name ? name : "?");
+                lua_pop(L, 2);
+                goto fail;
+            }
+            remove_header(headers, name);
+            json_object_set_new(headers, name, v);
+            lua_pop(L, 1);
+        }
+    }
+    json_t *next = json_copy(c->value);
+    json_object_set_new(next, "headers", headers);
+    replace_value(c, next);
+    return 0;
+fail:
+    json_decref(headers);
+    return -1;
+}
+
+static int deny(lua_State *L, call_t *c, int status, int message, char *err, size_t errlen)
+{
+    int isint = 0;
+    lua_Integer code = lua_isnil(L, status) ? 403 : lua_tointegerx(L, status, &isint);
+    if (!lua_isnil(L, status) && (!isint || code < 100 || code > 599)) {
+        snprintf(err, errlen, "a deny status must be an integer from 100 to 599");
+        return -1;
+    }
+    if (!lua_isnil(L, message) && lua_type(L, message) != LUA_TSTRING) {
+        snprintf(err, errlen, "a deny message must be a string");
+        return -1;
+    }
+    c->denied = true;
+    c->status = (int)code;
+    c->message = xstrdup(lua_isnil(L, message) ? "forbidden" : lua_tostring(L, message));
+    return 0;
+}
+
+/* Reads a result table: every key is known and of the right type, then the changes. */
+static int apply_table(lua_State *L, call_t *c, int t, char *err, size_t errlen)
+{
+    static const int types[R_COUNT] = {LUA_TBOOLEAN, LUA_TNUMBER, LUA_TSTRING,
+                                       LUA_TTABLE,   LUA_TTABLE,  LUA_TTABLE};
+    int v = lua_gettop(L); /* v + 1 + key: the value of each known key, or nil */
+    if (!lua_checkstack(L, R_COUNT + 4)) {
+        snprintf(err, errlen, "out of Lua stack");
+        return -1;
+    }
+    for (int i = 0; i < R_COUNT; i++)
+        lua_pushnil(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        int k = 0;
+        if (lua_type(L, -2) == LUA_TSTRING)
+            while (k < R_COUNT && strcmp(lua_tostring(L, -2), result_keys[k]))
+                k++;
+        if (lua_type(L, -2) != LUA_TSTRING || k == R_COUNT) {
+            snprintf(err, errlen, "returned a table with the unknown key '%.40s' (known: "
+                     "deny, status, message, set, set_headers, remove_headers)",
+                     lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
+            lua_pop(L, 2);
+            return -1;
+        }
+        if (lua_type(L, -1) != types[k]) {
+            snprintf(err, errlen, "'%s' must be a %s, not a %s", result_keys[k],
+                     lua_typename(L, types[k]), luaL_typename(L, -1));
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_copy(L, -1, v + 1 + k);
+        lua_pop(L, 1);
+    }
+    bool denied = lua_toboolean(L, v + 1 + R_DENY);
+    if (!denied && !(lua_isnil(L, v + 1 + R_STATUS) && lua_isnil(L, v + 1 + R_MESSAGE))) {
+        snprintf(err, errlen, "'status' and 'message' go with deny = true");
+        return -1;
+    }
+    if (!lua_isnil(L, v + 1 + R_SET) && apply_set(L, c, v + 1 + R_SET, err, errlen) < 0)
+        return -1;
+    int set_idx = lua_isnil(L, v + 1 + R_SET_HEADERS) ? 0 : v + 1 + R_SET_HEADERS;
+    int remove_idx = lua_isnil(L, v + 1 + R_REMOVE_HEADERS) ? 0 : v + 1 + R_REMOVE_HEADERS;
+    if ((set_idx || remove_idx) && apply_headers(L, c, set_idx, remove_idx, err, errlen) < 0)
+        return -1;
+    if (denied)
+        return deny(L, c, v + 1 + R_STATUS, v + 1 + R_MESSAGE, err, errlen);
+    return 0;
+}
+
+/* The three results of one hook are at r, r + 1, r + 2. */
+static int apply_result(lua_State *L, call_t *c, int r, char *err, size_t errlen)
+{
+    switch (lua_type(L, r)) {
+    case LUA_TNIL: return 0;
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, r) ? 0 : deny(L, c, r + 1, r + 2, err, errlen);
+    case LUA_TTABLE: return apply_table(L, c, r, err, errlen);
+    default:
+        snprintf(err, errlen, "returned a %s: expected nothing, true, false or a table",
+                 luaL_typename(L, r));
+        return -1;
+    }
+}
+
+/* Runs protected: each script's function in order until one denies. */
+static int run_hooks(lua_State *L)
+{
+    call_t *c = lua_touserdata(L, 1);
+    engine_t *e = c->e;
+    int base = lua_gettop(L);
+
+    for (size_t i = 0; i < c->slot->nfns && !c->denied; i++) {
+        const hook_fn_t *fn = &c->slot->fns[i];
+        int nargs = 1;
+        e->script = e->scripts[fn->script];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, fn->ref);
+        if (c->context) {
+            push_json(L, e, c->context, 0);
+            nargs++;
+        }
+        if (c->value)
+            push_json(L, e, c->value, 0);
+        else
+            lua_pushnil(L);
+        begin_run(e, e->script);
+        lua_call(L, nargs, 3);
+        e->running = false;
+
+        char err[300];
+        if (apply_result(L, c, base + 1, err, sizeof(err)) < 0) {
+            lua_Debug ar;
+            lua_rawgeti(L, LUA_REGISTRYINDEX, fn->ref);
+            lua_getinfo(L, ">S", &ar);
+            lua_pushfstring(L, "%s:%d: %s %s", e->script, ar.linedefined, c->slot->name, err);
+            return lua_error(L);
+        }
+        lua_settop(L, base);
+    }
+    return 0;
+}
+
+int hooks_call_with(hooks_t *h, const char *name, const json_t *context, json_t *value,
+                    hooks_result_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    engine_t *e = h->cur;
+    const hook_slot_t *slot = e ? find_slot(e, name) : NULL;
+    if (!slot || !slot->name) {
+        out->action = HOOKS_ALLOW;
+        out->value = value ? json_incref(value) : NULL;
+        return 0;
+    }
+
+    call_t c = {.e = e, .slot = slot, .context = context, .value = json_incref(value)};
+    lua_State *L = e->L;
+    lua_pushcfunction(L, on_error);
+    lua_pushcfunction(L, run_hooks);
+    lua_pushlightuserdata(L, &c);
+    int status = lua_pcall(L, 1, 0, 1);
+    e->running = false;
+    if (status != LUA_OK) {
+        out->action = HOOKS_ERROR;
+        out->status = 500;
+        out->message = error_message(e, status, lua_tostring(L, -1));
+        json_decref(c.value);
+        free(c.message);
+        lua_settop(L, 0);
+        return -1;
+    }
+    lua_settop(L, 0);
+    out->action = c.denied ? HOOKS_DENY : HOOKS_ALLOW;
+    out->status = c.denied ? c.status : 0;
+    out->message = c.message;
+    out->value = c.value;
+    out->changed = c.changed;
+    return 0;
+}
+
+int hooks_call(hooks_t *h, const char *name, json_t *value, hooks_result_t *out)
+{
+    return hooks_call_with(h, name, NULL, value, out);
+}
+
+bool hooks_has(const hooks_t *h, const char *name)
+{
+    const hook_slot_t *slot = h->cur ? find_slot(h->cur, name) : NULL;
+    return slot && slot->name;
+}
+
+void hooks_result_clear(hooks_result_t *out)
+{
+    free(out->message);
+    json_decref(out->value);
+    memset(out, 0, sizeof(*out));
+}
+
+/* ---- loading ---- */
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int list_scripts(const char *dir, char ***names, size_t *n, char *err, size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        int rc = -errno;
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return rc;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] == '.' || len < 5 || strcmp(de->d_name + len - 4, ".lua"))
+            continue;
+        *names = xrealloc(*names, (*n + 1) * sizeof(char *));
+        (*names)[(*n)++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    if (*n)
+        qsort(*names, *n, sizeof(char *), by_name);
+    return 0;
+}
+
+static int read_script(const char *path, size_t max, char **text, size_t *len, char *err,
+                       size_t errlen)
+{
+    struct stat st;
+    int rc = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+        rc = -EINVAL;
+        snprintf(err, errlen, "%s: %s", path,
+                 S_ISREG(st.st_mode) ? "larger than the memory cap" : "not a regular file");
+        goto fail;
+    }
+    *text = xmalloc((size_t)st.st_size + 1);
+    *len = 0;
+    while (*len < (size_t)st.st_size) {
+        ssize_t got = read(fd, *text + *len, (size_t)st.st_size - *len);
+        if (got <= 0) {
+            rc = got < 0 ? -errno : -EIO;
+            snprintf(err, errlen, "%s: %s", path, got < 0 ? strerror(errno) : "file shrank");
+            goto fail;
+        }
+        *len += (size_t)got;
+    }
+fail:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+int hooks_load_dir(hooks_t *h, const char *dir, char *err, size_t errlen)
+{
+    char **names = NULL;
+    size_t n = 0;
+    char *path = NULL, *text = NULL;
+    engine_t *e = NULL;
+    int rc;
+
+    if (errlen)
+        err[0] = '\0';
+    rc = list_scripts(dir, &names, &n, err, errlen);
+    if (rc < 0)
+        goto fail;
+    e = engine_new(&h->limits, err, errlen);
+    if (!e) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 0;
+        path = xasprintf("%s/%s", dir, names[i]);
+        rc = read_script(path, e->mem_cap, &text, &len, err, errlen);
+        if (rc < 0)
+            goto fail;
+        rc = engine_load(e, names[i], text, len, err, errlen);
+        if (rc < 0)
+            goto fail;
+        free(text);
+        free(path);
+        text = path = NULL;
+    }
+    engine_free(h->cur);
+    h->cur = e;
+    e = NULL;
+    rc = (int)n;
+fail:
+    engine_free(e);
+    free(text);
+    free(path);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+hooks_t *hooks_new(const hooks_limits_t *limits)
+{
+    hooks_t *h = xcalloc(1, sizeof(hooks_t));
+    if (limits)
+        h->limits = *limits;
+    if (!h->limits.instruction_budget)
+        h->limits.instruction_budget = HOOKS_DEFAULT_BUDGET;
+    if (!h->limits.memory_cap)
+        h->limits.memory_cap = HOOKS_DEFAULT_MEMORY_CAP;
+    return h;
+}
+
+void hooks_free(hooks_t *h)
+{
+    if (!h)
+        return;
+    engine_free(h->cur);
+    free(h);
+}

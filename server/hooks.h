@@ -1,0 +1,130 @@
+/* hooks.h — Lua hooks: one sandboxed Lua state per worker, the scripts of one directory
+ * loaded into it, and hooks called by name with a JSON value.
+ *
+ * A hook is a global function a script defines. Scripts load in file-name order and each
+ * runs in its own environment, so two scripts may define the same hook: they run in that
+ * order, each seeing the value as the ones before it left it, and the first deny stops
+ * the chain. The phases the worker calls (see ARCHITECTURE.md, "Lua hooks"):
+ *
+ *   on_request(req)            req = {method=, path=, headers={...}, caller={id=, role=}}
+ *   on_response(req, res)      res = {status=, headers={...}}; req is read-only context
+ *   before_<plugin action>(v)  v = whatever the plugin passes, e.g. the body to validate
+ *
+ * What a hook returns:
+ *
+ *   nothing, nil or true       allow, value unchanged
+ *   false, status, message     deny (status defaults to 403, message to "forbidden")
+ *   a table with the keys
+ *     deny = true              deny; with `status` (100..599, default 403) and `message`
+ *     set = {k = v, ...}       replace top-level fields of the value (an object)
+ *     set_headers = {k = v}    set entries of value.headers (names match case-insensitively;
+ *                              values are strings or integers)
+ *     remove_headers = {k...}  remove entries of value.headers (a list of names)
+ *   Any other key, or any other return, is an error: a typo must not pass silently.
+ *
+ *   -- 10_waf.lua
+ *   function on_request(req)
+ *       if req.path:find("/admin", 1, true) and req.caller.role ~= "admin" then
+ *           return false, 403, "admins only"
+ *       end
+ *       return {set_headers = {["X-Checked-By"] = "waf"}}
+ *   end
+ *
+ *   function before_user_register(user)
+ *       if not user.email:find("@", 1, true) then
+ *           return {deny = true, status = 422, message = "email needs an @"}
+ *       end
+ *       return {set = {email = user.email:lower(), tags = hooks.array{}}}
+ *   end
+ *
+ * JSON in Lua: objects are tables, arrays are sequences carrying the `hooks.array`
+ * metatable (so an empty array converts back as [], not {}), strings, integers, reals
+ * and booleans are themselves, and null is the sentinel `hooks.null` (not nil, so a null
+ * keeps its key in an object and its place in an array). Going back to JSON, a table
+ * marked with hooks.array(t) or whose keys are exactly 1..n is an array, a table with
+ * string keys is an object, and an empty unmarked table is {}.
+ *
+ * The sandbox: base functions without dofile, loadfile and warn; `load` takes text only and
+ * defaults to the calling script's environment; `collectgarbage` answers "count" only;
+ * `setmetatable` refuses __gc; `print` goes to the error log (16 lines per call at most);
+ * string (without dump), table, math, utf8, coroutine, and os.time/os.clock/os.date. No
+ * io, os.execute, package, require or debug. Each script gets its own copy of the library
+ * tables and its own globals; the string metatable is hidden.
+ *
+ * Limits, per script run (a hook call of one script, or a script's top-level code at
+ * load): an instruction budget, counted in VM instructions plus one unit per 64 bytes the
+ * script allocates (so string building in C costs what it takes); and a memory cap on the
+ * whole state. Either overrun is an error for that call alone: the state stays usable.
+ * Not bounded: one C call that is slow without allocating, such as a pattern with
+ * catastrophic backtracking on a long subject — review scripts for that.
+ *
+ * Nothing here blocks once loaded: hooks_call does no I/O but print's log line.
+ * hooks_load_dir reads the script files (at start and on SIGHUP). Not thread-safe: one
+ * hooks_t per worker process, used from its loop.
+ */
+#ifndef PX_HOOKS_H
+#define PX_HOOKS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HOOKS_DEFAULT_BUDGET 1000000u
+#define HOOKS_DEFAULT_MEMORY_CAP ((size_t)16 * 1024 * 1024)
+
+typedef struct hooks_limits {
+    uint64_t instruction_budget; /* per script run; 0 = HOOKS_DEFAULT_BUDGET */
+    size_t memory_cap;           /* bytes for the whole Lua state; 0 = HOOKS_DEFAULT_MEMORY_CAP */
+} hooks_limits_t;
+
+typedef enum hooks_action {
+    HOOKS_ALLOW = 0, /* go on with out->value */
+    HOOKS_DENY,      /* answer out->status with out->message */
+    HOOKS_ERROR,     /* a script failed: log out->message, answer 500 for this request */
+} hooks_action_t;
+
+typedef struct hooks_result {
+    hooks_action_t action;
+    int status;    /* DENY: the script's status; ERROR: 500; ALLOW: 0 */
+    char *message; /* DENY: the script's message; ERROR: "script.lua:LINE: what"; else NULL */
+    json_t *value; /* ALLOW and DENY: the value after the hooks' changes, a new reference
+                    * (the caller's own object when nothing changed, else a new one: the
+                    * caller's value is never modified). ERROR: NULL. */
+    bool changed;  /* some hook changed the value */
+} hooks_result_t;
+
+typedef struct hooks hooks_t;
+
+/* `limits` may be NULL for the defaults. No scripts are loaded yet: every call allows. */
+hooks_t *hooks_new(const hooks_limits_t *limits);
+/* Closes the Lua state. Accepts NULL. */
+void hooks_free(hooks_t *h);
+
+/* Loads every "*.lua" of `dir` (not dot-files) in file-name order into a fresh state,
+ * running each one's top-level code once. Only when all of them load does the new state
+ * replace the current one; otherwise the current scripts keep running and `err` says why
+ * ("20_waf.lua:7: unexpected symbol near 'end'"). Returns the number of scripts loaded;
+ * -errno when the directory or a file cannot be read; -EINVAL when a script fails to
+ * compile or its top-level code fails; -ENOMEM when the state cannot be created. */
+int hooks_load_dir(hooks_t *h, const char *dir, char *err, size_t errlen);
+
+/* True when a loaded script defines the global function `name` (found at load time), so
+ * the hot path can skip building the value. */
+bool hooks_has(const hooks_t *h, const char *name);
+
+/* Calls `name` in each script defining it, in file-name order, with `value` (borrowed,
+ * never modified; NULL passes nil). Fills `out`, which the caller releases with
+ * hooks_result_clear. No script defining it is an ALLOW with `value` itself. Returns 0
+ * when every hook ran (out->action ALLOW or DENY) or -1 when one failed (HOOKS_ERROR). */
+int hooks_call(hooks_t *h, const char *name, json_t *value, hooks_result_t *out);
+
+/* The same with a read-only first argument: the hook is called as name(context, value)
+ * and only `value` may be changed, e.g. on_response(req, res). `context` may be NULL. */
+int hooks_call_with(hooks_t *h, const char *name, const json_t *context, json_t *value,
+                    hooks_result_t *out);
+
+/* Frees out->message, drops out->value and zeroes `out`. Accepts a zeroed result. */
+void hooks_result_clear(hooks_result_t *out);
+
+#endif
