@@ -18,7 +18,10 @@
  *    the engine pointer in their extra space). Once spent, the hook is re-armed to fire
  *    on every instruction of the running thread and of the main thread, so a script
  *    catching the error with pcall fails again at its very next instruction: the error
- *    cannot be swallowed, it unwinds to our lua_pcall.
+ *    cannot be swallowed, it unwinds to our lua_pcall. Lua code that would run while
+ *    hooks are off (an xpcall handler called from inside the hook, a __close handler of
+ *    a coroutine that died in it) is skipped or refused; C loops that spin without VM
+ *    instructions (string.rep("", 1e18), table.move({}, 1, 1e15)) are charged up front.
  *
  * Overrun errors carry no useful position by themselves (a memory error has none at
  * all), so the position is taken where the overrun happens and kept in `fault`; the
@@ -89,8 +92,11 @@ typedef struct engine {
     size_t nslots;
     size_t nhooks;
     int array_mt; /* registry references */
+    int value_mt;
+    int pending;
     int env_mt;
     int libs;
+    size_t npending; /* entries in `pending` */
 } engine_t;
 
 struct hooks {
@@ -113,8 +119,7 @@ static void locate(engine_t *e, lua_State *L, const char *what)
     lua_Debug ar;
     for (int level = 0; lua_getstack(L, level, &ar); level++) {
         if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
-            snprintf(e->fault, sizeof(e->fault), "%s:%d: %s", ar.short_src, ar.currentline,
-                     what);
+            snprintf(e->fault, sizeof(e->fault), "%s:%d: %s", ar.short_src, ar.currentline, what);
             return;
         }
     }
@@ -244,11 +249,301 @@ static char *error_message(engine_t *e, int status, const char *msg)
     return xasprintf("%s: %s", e->script, msg);
 }
 
+/* ---- JSON <-> Lua ----
+ *
+ * Objects nested in an object are converted when a script first reads them: a hook that
+ * looks at req.path never pays for req.headers. Such a table has the shared `value_mt`
+ * (its __index converts the field and stores it, its __pairs converts every field first)
+ * and an entry in the `pending` registry table pointing at its JSON object. The JSON is
+ * only borrowed for the call, so `pending` is emptied when the call ends: a table a
+ * script keeps past its call then reads as what it had converted, never as freed memory.
+ * Arrays are converted whole, so # and ipairs just work on them.
+ */
+
+static void push_json(lua_State *L, engine_t *e, const json_t *j, int depth);
+
+static int value_index(lua_State *L)
+{
+    engine_t *e = engine_of(L);
+    size_t keylen;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->pending);
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, -2) != LUA_TLIGHTUSERDATA || lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    const char *key = lua_tolstring(L, 2, &keylen);
+    const json_t *v = json_object_getn(lua_touserdata(L, -1), key, keylen);
+    if (!json_is_object(v)) /* other fields were converted up front */
+        return 0;
+    push_json(L, e, v, 0);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+static int value_next(lua_State *L)
+{
+    lua_settop(L, 2);
+    if (lua_next(L, 1))
+        return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static int value_pairs(lua_State *L)
+{
+    engine_t *e = engine_of(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->pending);
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, -2) == LUA_TLIGHTUSERDATA) {
+        const char *key;
+        size_t keylen;
+        json_t *v;
+        json_object_keylen_foreach((json_t *)lua_touserdata(L, -1), key, keylen, v)
+        {
+            lua_pushlstring(L, key, keylen);
+            if (json_is_object(v) && lua_rawget(L, 1) == LUA_TNIL) {
+                lua_pushlstring(L, key, keylen);
+                push_json(L, e, v, 0);
+                lua_rawset(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushcfunction(L, value_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Forgets what the call lent. Only raw removals of present keys: nothing allocates, so
+ * this is safe outside lua_pcall. */
+static void clear_pending(engine_t *e)
+{
+    lua_State *L = e->L;
+    if (!e->npending)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->pending);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
+    e->npending = 0;
+}
+
+/* Raises on a too deep value or a memory error: only ever called protected, with no
+ * jansson object of ours in flight. */
+static void push_json(lua_State *L, engine_t *e, const json_t *j, int depth)
+{
+    if (depth > MAX_DEPTH)
+        luaL_error(L, "value nested deeper than %d levels", MAX_DEPTH);
+    luaL_checkstack(L, 4, "value nested too deeply");
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        const char *key;
+        size_t keylen;
+        json_t *v;
+        bool deferred = false;
+        lua_createtable(L, 0, (int)json_object_size(j));
+        json_object_keylen_foreach((json_t *)j, key, keylen, v)
+        {
+            if (json_is_object(v)) {
+                deferred = true;
+                continue;
+            }
+            lua_pushlstring(L, key, keylen);
+            push_json(L, e, v, depth + 1);
+            lua_rawset(L, -3);
+        }
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->value_mt);
+        lua_setmetatable(L, -2);
+        if (deferred) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, e->pending);
+            lua_pushvalue(L, -2);
+            lua_pushlightuserdata(L, (void *)j);
+            lua_rawset(L, -3);
+            lua_pop(L, 1);
+            e->npending++;
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(j);
+        lua_createtable(L, (int)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            push_json(L, e, json_array_get(j, i), depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->array_mt);
+        lua_setmetatable(L, -2);
+        break;
+    }
+    case JSON_STRING: lua_pushlstring(L, json_string_value(j), json_string_length(j)); break;
+    case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(j)); break;
+    case JSON_REAL: lua_pushnumber(L, json_real_value(j)); break;
+    case JSON_TRUE: lua_pushboolean(L, 1); break;
+    case JSON_FALSE: lua_pushboolean(L, 0); break;
+    case JSON_NULL: lua_pushlightuserdata(L, NULL_VALUE); break;
+    }
+}
+
+enum table_kind { TABLE_PLAIN, TABLE_ARRAY, TABLE_VALUE };
+
+static enum table_kind table_kind(lua_State *L, const engine_t *e, int idx)
+{
+    enum table_kind kind = TABLE_PLAIN;
+    if (!lua_getmetatable(L, idx))
+        return kind;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->array_mt);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->value_mt);
+    if (lua_rawequal(L, -1, -3))
+        kind = TABLE_VALUE;
+    else if (lua_rawequal(L, -2, -3))
+        kind = TABLE_ARRAY;
+    lua_pop(L, 3);
+    return kind;
+}
+
+/* The JSON object a value table still has unconverted fields in, or NULL. */
+static const json_t *pending_of(lua_State *L, const engine_t *e, int idx)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->pending);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    const json_t *j = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    return j;
+}
+
+static json_t *to_json(lua_State *L, const engine_t *e, int idx, int depth, char *err,
+                       size_t errlen);
+
+/* The API calls below never raise: lua_next on keys we do not touch, raw reads, and
+ * lua_checkstack, which reports failure instead of raising. */
+static json_t *table_to_json(lua_State *L, const engine_t *e, int idx, int depth, char *err,
+                             size_t errlen)
+{
+    if (depth > MAX_DEPTH || !lua_checkstack(L, 6)) {
+        snprintf(err, errlen, "table nested deeper than %d levels (or a cycle)", MAX_DEPTH);
+        return NULL;
+    }
+    size_t n = 0;
+    lua_Integer max = 0;
+    bool ints = true, strings = true;
+    enum table_kind kind = table_kind(L, e, idx);
+    bool array = kind == TABLE_ARRAY;
+    if (!array) {
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            lua_pop(L, 1);
+            n++;
+            if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
+                strings = false;
+                if (lua_tointeger(L, -1) > max)
+                    max = lua_tointeger(L, -1);
+            } else {
+                ints = false;
+                strings = strings && lua_type(L, -1) == LUA_TSTRING;
+            }
+        }
+        if (n > 0 && !strings && (kind == TABLE_VALUE || !(ints && (size_t)max == n))) {
+            snprintf(err, errlen,
+                     "a table with other than string keys or keys 1..n "
+                     "cannot become JSON");
+            return NULL;
+        }
+        array = n > 0 && ints && kind != TABLE_VALUE;
+    }
+
+    json_t *out = array ? json_array() : json_object();
+    if (array) {
+        size_t len = n ? n : lua_rawlen(L, idx);
+        for (size_t i = 1; i <= len; i++) {
+            lua_rawgeti(L, idx, (lua_Integer)i);
+            json_t *v = lua_isnil(L, -1) ? json_null() : to_json(L, e, -1, depth + 1, err, errlen);
+            lua_pop(L, 1);
+            if (!v)
+                goto fail;
+            json_array_append_new(out, v);
+        }
+        return out;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        size_t keylen;
+        const char *key = lua_tolstring(L, -2, &keylen); /* a string: checked above */
+        json_t *v = to_json(L, e, -1, depth + 1, err, errlen);
+        lua_pop(L, 1);
+        if (!v || json_object_setn_new(out, key, keylen, v) < 0) {
+            if (v)
+                snprintf(err, errlen, "key \"%.40s\" is not valid UTF-8", key);
+            lua_pop(L, 1);
+            goto fail;
+        }
+    }
+    if (kind == TABLE_VALUE) { /* the fields no one read are still the caller's JSON */
+        const json_t *pending = pending_of(L, e, idx);
+        const char *key;
+        size_t keylen;
+        json_t *v;
+        if (pending)
+            json_object_keylen_foreach((json_t *)pending, key, keylen, v)
+            {
+                if (json_is_object(v) && !json_object_getn(out, key, keylen))
+                    json_object_setn(out, key, keylen, v);
+            }
+    }
+    return out;
+fail:
+    json_decref(out);
+    return NULL;
+}
+
+/* A new JSON value for the Lua value at `idx`, or NULL with the reason in `err`. */
+static json_t *to_json(lua_State *L, const engine_t *e, int idx, int depth, char *err,
+                       size_t errlen)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            return json_integer((json_int_t)lua_tointeger(L, idx));
+        if (!isfinite(lua_tonumber(L, idx))) {
+            snprintf(err, errlen, "a NaN or infinite number cannot become JSON");
+            return NULL;
+        }
+        return json_real(lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        json_t *v = json_stringn(s, len);
+        if (!v)
+            snprintf(err, errlen, "string \"%.40s\" is not valid UTF-8", s);
+        return v;
+    }
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL_VALUE)
+            return json_null();
+        break;
+    case LUA_TTABLE: return table_to_json(L, e, idx, depth, err, errlen);
+    default: break;
+    }
+    snprintf(err, errlen, "a %s cannot become JSON", lua_typename(L, lua_type(L, idx)));
+    return NULL;
+}
+
 /* ---- sandbox functions ---- */
 
 static int sandbox_load(lua_State *L)
 {
     bool has_env = !lua_isnone(L, 4);
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TFUNCTION, 1,
+                     "string or function");
     lua_settop(L, 4);
     lua_pushvalue(L, lua_upvalueindex(1)); /* the real load */
     lua_pushvalue(L, 1);
@@ -277,6 +572,9 @@ static int sandbox_collectgarbage(lua_State *L)
 static int sandbox_setmetatable(lua_State *L)
 {
     static const char *refused[] = {"__gc", "__close"};
+    luaL_checktype(L, 1, LUA_TTABLE); /* checked here, where errors name the function */
+    luaL_argexpected(L, lua_type(L, 2) == LUA_TNIL || lua_type(L, 2) == LUA_TTABLE, 2,
+                     "nil or table");
     if (lua_type(L, 2) == LUA_TTABLE) {
         for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
             lua_pushstring(L, refused[i]);
@@ -361,17 +659,21 @@ static int sandbox_rep(lua_State *L)
 /* Library functions whose C loops run on without VM instructions or allocations are
  * charged up front for what they will do: scanning a subject string (one unit per 16
  * bytes), or moving and shifting table elements (one unit each: table.move({}, 1, 1e15)
- * and table.insert(t, 1, x) with a lying __len would otherwise spin for ever). */
-enum cost { COST_SUBJECT, COST_MOVE, COST_INSERT, COST_REMOVE };
+ * and table.insert(t, 1, x) with a lying __len would otherwise spin for ever). The
+ * wrapper checks the arguments it reads itself, so their errors still name the function
+ * (the original, called from C, would be '?'). */
+enum cost { COST_SUBJECT, COST_PATTERN, COST_MOVE, COST_INSERT, COST_REMOVE };
 
 static int sandbox_charged(lua_State *L)
 {
     engine_t *e = engine_of(L);
     enum cost cost = (enum cost)lua_tointeger(L, lua_upvalueindex(2));
     uint64_t units = 0;
-    if (cost == COST_SUBJECT) {
+    if (cost == COST_SUBJECT || cost == COST_PATTERN) {
         size_t len;
         luaL_checklstring(L, 1, &len);
+        if (cost == COST_PATTERN)
+            luaL_checkstring(L, 2);
         units = len >> 4;
     } else if (cost == COST_MOVE) {
         lua_Integer from = luaL_checkinteger(L, 2), to = luaL_checkinteger(L, 3);
@@ -422,25 +724,25 @@ static void set_ref(lua_State *L, int *ref)
 static int setup_state(lua_State *L)
 {
     engine_t *e = lua_touserdata(L, 1);
-    static const lua_CFunction openers[] = {luaopen_base,  luaopen_string,    luaopen_table,
-                                            luaopen_math,  luaopen_utf8,      luaopen_coroutine,
+    static const lua_CFunction openers[] = {luaopen_base, luaopen_string, luaopen_table,
+                                            luaopen_math, luaopen_utf8,   luaopen_coroutine,
                                             luaopen_os};
-    static const char *names[] = {"_G",        LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
-                                  LUA_UTF8LIBNAME, LUA_COLIBNAME, LUA_OSLIBNAME};
-    static const char *base[] = {"assert", "error",  "getmetatable", "ipairs",   "next",
-                                 "pairs",  "pcall",  "rawequal",     "rawget",   "rawlen",
-                                 "rawset", "select", "tonumber",     "tostring", "type",
-                                 "_VERSION"};
+    static const char *names[] = {
+        "_G",          LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
+        LUA_COLIBNAME, LUA_OSLIBNAME};
+    static const char *base[] = {
+        "assert", "error",  "getmetatable", "ipairs", "next",     "pairs",    "pcall", "rawequal",
+        "rawget", "rawlen", "rawset",       "select", "tonumber", "tostring", "type",  "_VERSION"};
     static const char *os_safe[] = {"time", "clock", "date"};
     static const struct {
         const char *lib, *name;
         enum cost cost;
     } charged[] = {
-        {LUA_STRLIBNAME, "find", COST_SUBJECT},   {LUA_STRLIBNAME, "match", COST_SUBJECT},
-        {LUA_STRLIBNAME, "gmatch", COST_SUBJECT}, {LUA_STRLIBNAME, "gsub", COST_SUBJECT},
-        {LUA_UTF8LIBNAME, "len", COST_SUBJECT},   {LUA_UTF8LIBNAME, "codepoint", COST_SUBJECT},
+        {LUA_STRLIBNAME, "find", COST_PATTERN},    {LUA_STRLIBNAME, "match", COST_PATTERN},
+        {LUA_STRLIBNAME, "gmatch", COST_PATTERN},  {LUA_STRLIBNAME, "gsub", COST_PATTERN},
+        {LUA_UTF8LIBNAME, "len", COST_SUBJECT},    {LUA_UTF8LIBNAME, "codepoint", COST_SUBJECT},
         {LUA_UTF8LIBNAME, "offset", COST_SUBJECT}, {LUA_TABLIBNAME, "move", COST_MOVE},
-        {LUA_TABLIBNAME, "insert", COST_INSERT},  {LUA_TABLIBNAME, "remove", COST_REMOVE},
+        {LUA_TABLIBNAME, "insert", COST_INSERT},   {LUA_TABLIBNAME, "remove", COST_REMOVE},
     };
 
     for (size_t i = 0; i < ARRAY_SIZE(openers); i++) {
@@ -477,8 +779,8 @@ static int setup_state(lua_State *L)
     set_ref(L, &e->array_mt);
 
     lua_newtable(L); /* libs: the masters each script gets a copy of */
-    static const char *shared[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
-                                   LUA_UTF8LIBNAME, LUA_COLIBNAME};
+    static const char *shared[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
+                                   LUA_COLIBNAME};
     for (size_t i = 0; i < ARRAY_SIZE(shared); i++) {
         lua_getfield(L, 2, shared[i]);
         lua_setfield(L, -2, shared[i]);
@@ -502,6 +804,17 @@ static int setup_state(lua_State *L)
     lua_setfield(L, -2, "load");
     set_ref(L, &e->libs);
     lua_pop(L, 1); /* array marker */
+
+    lua_createtable(L, 0, 3); /* objects from JSON */
+    lua_pushcfunction(L, value_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, value_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushliteral(L, "hooks.value");
+    lua_setfield(L, -2, "__metatable");
+    set_ref(L, &e->value_mt);
+    lua_newtable(L);
+    set_ref(L, &e->pending);
 
     lua_createtable(L, 0, 2); /* the environments' metatable */
     lua_createtable(L, 0, (int)ARRAY_SIZE(base) + 3);
@@ -629,8 +942,8 @@ static int load_script(lua_State *L)
 {
     script_src_t *src = lua_touserdata(L, 1);
     engine_t *e = src->e;
-    static const char *copied[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
-                                   LUA_UTF8LIBNAME, LUA_COLIBNAME, LUA_OSLIBNAME, "hooks"};
+    static const char *copied[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
+                                   LUA_COLIBNAME,  LUA_OSLIBNAME,  "hooks"};
 
     lua_createtable(L, 0, 16); /* 2: the environment */
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->env_mt);
@@ -679,8 +992,8 @@ static int engine_load(engine_t *e, const char *name, const char *text, size_t l
     e->scripts = xrealloc(e->scripts, (e->nscripts + 1) * sizeof(char *));
     e->scripts[e->nscripts] = xstrdup(name);
     char *chunkname = xasprintf("@%s", name);
-    script_src_t src = {.e = e, .index = e->nscripts++, .chunkname = chunkname, .text = text,
-                        .len = len};
+    script_src_t src = {
+        .e = e, .index = e->nscripts++, .chunkname = chunkname, .text = text, .len = len};
     e->script = e->scripts[src.index];
     e->exceeded = false;
     e->fault[0] = '\0';
@@ -698,169 +1011,6 @@ static int engine_load(engine_t *e, const char *name, const char *text, size_t l
     lua_settop(L, 0);
     free(chunkname);
     return status == LUA_OK ? 0 : -EINVAL;
-}
-
-/* ---- JSON <-> Lua ---- */
-
-/* Raises on a too deep value or a memory error: only ever called protected, with no
- * jansson object of ours in flight. */
-static void push_json(lua_State *L, const engine_t *e, const json_t *j, int depth)
-{
-    if (depth > MAX_DEPTH)
-        luaL_error(L, "value nested deeper than %d levels", MAX_DEPTH);
-    luaL_checkstack(L, 3, "value nested too deeply");
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: {
-        const char *key;
-        size_t keylen;
-        json_t *v;
-        lua_createtable(L, 0, (int)json_object_size(j));
-        json_object_keylen_foreach((json_t *)j, key, keylen, v)
-        {
-            lua_pushlstring(L, key, keylen);
-            push_json(L, e, v, depth + 1);
-            lua_rawset(L, -3);
-        }
-        break;
-    }
-    case JSON_ARRAY: {
-        size_t n = json_array_size(j);
-        lua_createtable(L, (int)n, 0);
-        for (size_t i = 0; i < n; i++) {
-            push_json(L, e, json_array_get(j, i), depth + 1);
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        lua_rawgeti(L, LUA_REGISTRYINDEX, e->array_mt);
-        lua_setmetatable(L, -2);
-        break;
-    }
-    case JSON_STRING:
-        lua_pushlstring(L, json_string_value(j), json_string_length(j));
-        break;
-    case JSON_INTEGER:
-        lua_pushinteger(L, (lua_Integer)json_integer_value(j));
-        break;
-    case JSON_REAL:
-        lua_pushnumber(L, json_real_value(j));
-        break;
-    case JSON_TRUE: lua_pushboolean(L, 1); break;
-    case JSON_FALSE: lua_pushboolean(L, 0); break;
-    case JSON_NULL: lua_pushlightuserdata(L, NULL_VALUE); break;
-    }
-}
-
-static bool is_array_marked(lua_State *L, const engine_t *e, int idx)
-{
-    if (!lua_getmetatable(L, idx))
-        return false;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, e->array_mt);
-    bool marked = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return marked;
-}
-
-static json_t *to_json(lua_State *L, const engine_t *e, int idx, int depth, char *err,
-                       size_t errlen);
-
-/* The API calls below never raise: lua_next on keys we do not touch, raw reads, and
- * lua_checkstack, which reports failure instead of raising. */
-static json_t *table_to_json(lua_State *L, const engine_t *e, int idx, int depth, char *err,
-                             size_t errlen)
-{
-    if (depth > MAX_DEPTH || !lua_checkstack(L, 4)) {
-        snprintf(err, errlen, "table nested deeper than %d levels (or a cycle)", MAX_DEPTH);
-        return NULL;
-    }
-    size_t n = 0;
-    lua_Integer max = 0;
-    bool ints = true, strings = true;
-    bool array = is_array_marked(L, e, idx);
-    if (!array) {
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            lua_pop(L, 1);
-            n++;
-            if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
-                strings = false;
-                if (lua_tointeger(L, -1) > max)
-                    max = lua_tointeger(L, -1);
-            } else {
-                ints = false;
-                strings = strings && lua_type(L, -1) == LUA_TSTRING;
-            }
-        }
-        if (n > 0 && !strings && !(ints && (size_t)max == n)) {
-            snprintf(err, errlen, "a table with other than string keys or keys 1..n "
-                                  "cannot become JSON");
-            return NULL;
-        }
-        array = n > 0 && ints;
-    }
-
-    json_t *out = array ? json_array() : json_object();
-    if (array) {
-        size_t len = n ? n : lua_rawlen(L, idx);
-        for (size_t i = 1; i <= len; i++) {
-            lua_rawgeti(L, idx, (lua_Integer)i);
-            json_t *v = lua_isnil(L, -1) ? json_null() : to_json(L, e, -1, depth + 1, err, errlen);
-            lua_pop(L, 1);
-            if (!v)
-                goto fail;
-            json_array_append_new(out, v);
-        }
-        return out;
-    }
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        size_t keylen;
-        const char *key = lua_tolstring(L, -2, &keylen); /* a string: checked above */
-        json_t *v = to_json(L, e, -1, depth + 1, err, errlen);
-        lua_pop(L, 1);
-        if (!v || json_object_setn_new(out, key, keylen, v) < 0) {
-            if (v)
-                snprintf(err, errlen, "key \"%.40s\" is not valid UTF-8", key);
-            lua_pop(L, 1);
-            goto fail;
-        }
-    }
-    return out;
-fail:
-    json_decref(out);
-    return NULL;
-}
-
-/* A new JSON value for the Lua value at `idx`, or NULL with the reason in `err`. */
-static json_t *to_json(lua_State *L, const engine_t *e, int idx, int depth, char *err,
-                       size_t errlen)
-{
-    idx = lua_absindex(L, idx);
-    switch (lua_type(L, idx)) {
-    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx))
-            return json_integer((json_int_t)lua_tointeger(L, idx));
-        if (!isfinite(lua_tonumber(L, idx))) {
-            snprintf(err, errlen, "a NaN or infinite number cannot become JSON");
-            return NULL;
-        }
-        return json_real(lua_tonumber(L, idx));
-    case LUA_TSTRING: {
-        size_t len;
-        const char *s = lua_tolstring(L, idx, &len);
-        json_t *v = json_stringn(s, len);
-        if (!v)
-            snprintf(err, errlen, "string \"%.40s\" is not valid UTF-8", s);
-        return v;
-    }
-    case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, idx) == NULL_VALUE)
-            return json_null();
-        break;
-    case LUA_TTABLE: return table_to_json(L, e, idx, depth, err, errlen);
-    default: break;
-    }
-    snprintf(err, errlen, "a %s cannot become JSON", lua_typename(L, lua_type(L, idx)));
-    return NULL;
 }
 
 /* ---- calling ---- */
@@ -995,7 +1145,8 @@ static int apply_headers(lua_State *L, call_t *c, int set_idx, int remove_idx, c
                             ? json_stringn(value, len)
                             : NULL;
             if (!v) {
-                snprintf(err, errlen, "set_headers[\"%.40s\"]: names are tokens, values "
+                snprintf(err, errlen,
+                         "set_headers[\"%.40s\"]: names are tokens, values "
                          "strings or integers without CR, LF or NUL, in UTF-8",
                          name ? name : "?");
                 lua_pop(L, 2);
@@ -1052,7 +1203,8 @@ static int apply_table(lua_State *L, call_t *c, int t, char *err, size_t errlen)
             while (k < R_COUNT && strcmp(lua_tostring(L, -2), result_keys[k]))
                 k++;
         if (lua_type(L, -2) != LUA_TSTRING || k == R_COUNT) {
-            snprintf(err, errlen, "returned a table with the unknown key '%.40s' (known: "
+            snprintf(err, errlen,
+                     "returned a table with the unknown key '%.40s' (known: "
                      "deny, status, message, set, set_headers, remove_headers)",
                      lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
             lua_pop(L, 2);
@@ -1088,8 +1240,7 @@ static int apply_result(lua_State *L, call_t *c, int r, char *err, size_t errlen
 {
     switch (lua_type(L, r)) {
     case LUA_TNIL: return 0;
-    case LUA_TBOOLEAN:
-        return lua_toboolean(L, r) ? 0 : deny(L, c, r + 1, r + 2, err, errlen);
+    case LUA_TBOOLEAN: return lua_toboolean(L, r) ? 0 : deny(L, c, r + 1, r + 2, err, errlen);
     case LUA_TTABLE: return apply_table(L, c, r, err, errlen);
     default:
         snprintf(err, errlen, "returned a %s: expected nothing, true, false or a table",
@@ -1131,6 +1282,7 @@ static int run_hooks(lua_State *L)
             return lua_error(L);
         }
         lua_settop(L, base);
+        clear_pending(e); /* the next script gets the value afresh */
     }
     return 0;
 }
@@ -1154,6 +1306,7 @@ int hooks_call_with(hooks_t *h, const char *name, const json_t *context, json_t 
     lua_pushlightuserdata(L, &c);
     int status = lua_pcall(L, 1, 0, 1);
     e->running = false;
+    clear_pending(e);
     if (status != LUA_OK) {
         out->action = HOOKS_ERROR;
         out->status = 500;

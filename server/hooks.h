@@ -43,20 +43,31 @@
  * keeps its key in an object and its place in an array). Going back to JSON, a table
  * marked with hooks.array(t) or whose keys are exactly 1..n is an array, a table with
  * string keys is an object, and an empty unmarked table is {}.
+ *   An object inside an object is converted when the script first reads it, so a hook
+ * that looks at req.path does not pay for req.headers. pairs() sees every field; raw
+ * access (next, rawget) sees only the fields read so far. Object tables carry a
+ * protected metatable (setmetatable on them fails). The argument is the script's own
+ * copy: changing it in place changes nothing for the caller or the next script (return
+ * `set` for that). A table kept past its call keeps what was read during the call; the
+ * fields never read are gone.
  *
  * The sandbox: base functions without dofile, loadfile and warn; `load` takes text only and
  * defaults to the calling script's environment; `collectgarbage` answers "count" only;
- * `setmetatable` refuses __gc; `print` goes to the error log (16 lines per call at most);
- * string (without dump), table, math, utf8, coroutine, and os.time/os.clock/os.date. No
- * io, os.execute, package, require or debug. Each script gets its own copy of the library
- * tables and its own globals; the string metatable is hidden.
+ * `setmetatable` refuses __gc and __close; xpcall works but its body cannot yield;
+ * `print` goes to the error log (16 lines per run at most); string (without dump),
+ * table, math, utf8, coroutine, and os.time/os.clock/os.date. No io, os.execute, package,
+ * require or debug. Each script gets its own copy of the library tables and its own
+ * globals; the string metatable is hidden.
  *
- * Limits, per script run (a hook call of one script, or a script's top-level code at
- * load): an instruction budget, counted in VM instructions plus one unit per 64 bytes the
- * script allocates (so string building in C costs what it takes); and a memory cap on the
- * whole state. Either overrun is an error for that call alone: the state stays usable.
- * Not bounded: one C call that is slow without allocating, such as a pattern with
- * catastrophic backtracking on a long subject — review scripts for that.
+ * Limits, per script run (one script's hook in one call, or a script's top-level code at
+ * load): an instruction budget and a memory cap on the whole state. The budget counts VM
+ * instructions, plus one unit per 64 bytes allocated, one per 16 bytes of subject that
+ * string.find/match/gmatch/gsub and utf8.len/codepoint/offset scan, and one per element
+ * table.move/insert/remove move — C loops that would otherwise run on uncounted. Either
+ * overrun is an error for that call alone (a script cannot catch it for good): the state
+ * stays usable. Not bounded: a single C operation that is slow without allocating, such
+ * as a pattern with catastrophic backtracking or == on two long strings in a loop of few
+ * instructions; review scripts for those.
  *
  * Nothing here blocks once loaded: hooks_call does no I/O but print's log line.
  * hooks_load_dir reads the script files (at start and on SIGHUP). Not thread-safe: one

@@ -474,6 +474,13 @@ int http_respond_error(px_req_t *r, int status, const char *code, const char *me
     }
     if (fields)
         json_object_set_new(err, "fields", fields);
+    /* The contract promises these with their statuses; a handler may have set its own. */
+    if (status == 401 && !strstr(r->extra_headers.data ? r->extra_headers.data : "",
+                                 "WWW-Authenticate:"))
+        http_add_header(r, "WWW-Authenticate", "Bearer");
+    if ((status == 503 || status == 429) &&
+        !strstr(r->extra_headers.data ? r->extra_headers.data : "", "Retry-After:"))
+        http_add_header(r, "Retry-After", "1");
     json_t *doc = json_pack("{s:o}", "error", err);
     char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
@@ -665,6 +672,9 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_field_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
+    px_req_t *r = c->req;
+    if (r->header_state != HS_FIELD || r->headers[r->nheaders - 1].name_len == 0)
+        return fail_with(c, 400, "empty header name");
     int rc = head_append(c, "", 1);
     if (rc == 0)
         c->req->header_state = HS_NAME_DONE;
@@ -681,6 +691,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
      * A server must reject or replace folding; rejecting is the safe one. */
     if (r->header_state == HS_VALUE_DONE || (r->header_state == HS_VALUE && !c->value_cut))
         return fail_with(c, 400, "obsolete line folding in a header value");
+    if (r->header_state != HS_NAME_DONE && r->header_state != HS_VALUE)
+        return fail_with(c, 400, "header value without a name");
     c->value_cut = at + len == c->feed_end;
     if (r->header_state != HS_VALUE) {
         r->headers[r->nheaders - 1].value_off = (uint32_t)r->head.len;

@@ -123,6 +123,7 @@ struct pg_handle {
     enum req_kind kind;
     enum req_where where;
     bool silent; /* no callback: none given, cancelled, or the pool's own ROLLBACK */
+    bool reprepared;
     uint64_t deadline;
     union {
         pg_query_cb query;
@@ -218,12 +219,16 @@ static void pool_maybe_finish(pg_pool_t *pool);
 static char *one_line(const char *s)
 {
     char *out = xstrdup(s && *s ? s : "unknown error");
-    for (char *p = out; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t')
-            *p = ' ';
-    size_t n = strlen(out);
+    size_t n = 0;
+    for (const char *p = out; *p; p++) {
+        bool space = *p == ' ' || *p == '\n' || *p == '\r' || *p == '\t';
+        if (space && (n == 0 || out[n - 1] == ' '))
+            continue;
+        out[n++] = space ? ' ' : *p;
+    }
     while (n > 0 && out[n - 1] == ' ')
-        out[--n] = '\0';
+        n--;
+    out[n] = '\0';
     return out;
 }
 
@@ -305,9 +310,14 @@ static void req_fail(pg_handle_t *req, pg_errkind_t kind, const char *sqlstate, 
     req_finish(req);
 }
 
+static pg_handle_t *req_first(const link_t *head)
+{
+    return (pg_handle_t *)((char *)head->next - offsetof(pg_handle_t, link));
+}
+
 static pg_handle_t *req_pop(link_t *head)
 {
-    pg_handle_t *req = (pg_handle_t *)((char *)head->next - offsetof(pg_handle_t, link));
+    pg_handle_t *req = req_first(head);
     list_unlink(&req->link);
     return req;
 }
@@ -386,8 +396,7 @@ static void on_wait_timer(uv_timer_t *timer)
     pg_pool_t *pool = timer->data;
     uint64_t now = uv_now(pool->loop);
     while (!list_empty(&pool->waiting)) {
-        pg_handle_t *req = (pg_handle_t *)((char *)pool->waiting.next -
-                                           offsetof(pg_handle_t, link));
+        pg_handle_t *req = req_first(&pool->waiting);
         if (req->deadline > now)
             break;
         list_unlink(&req->link);
@@ -408,10 +417,8 @@ static void wait_timer_arm(pg_pool_t *pool)
         uv_timer_stop(&pool->wait_timer);
         return;
     }
-    pg_handle_t *head = (pg_handle_t *)((char *)pool->waiting.next - offsetof(pg_handle_t, link));
-    uint64_t now = uv_now(pool->loop);
-    uv_timer_start(&pool->wait_timer, on_wait_timer, head->deadline > now ? head->deadline - now : 0,
-                   0);
+    uint64_t deadline = req_first(&pool->waiting)->deadline, now = uv_now(pool->loop);
+    uv_timer_start(&pool->wait_timer, on_wait_timer, deadline > now ? deadline - now : 0, 0);
 }
 
 static void fail_waiting(pg_pool_t *pool, pg_errkind_t kind, const char *why)
@@ -609,13 +616,14 @@ static void conn_retry_later(conn_t *c)
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
-/* A connection attempt failed. */
+/* A connection attempt failed. `why` may be libpq's: copied before PQfinish frees it. */
 static void conn_failed(conn_t *c, const char *why)
 {
     pg_pool_t *pool = c->pool;
+    char *line = one_line(why);
     conn_drop(c);
     free(pool->last_error);
-    pool->last_error = one_line(why);
+    pool->last_error = line;
     conn_retry_later(c);
     if (pool->up > 0) {
         log_debug("postgres: connection attempt failed: %s", pool->last_error);
@@ -631,7 +639,8 @@ static void conn_failed(conn_t *c, const char *why)
 
 static void txn_break(pg_txn_t *txn, pg_errkind_t kind, const char *why, const char *sqlstate);
 
-/* A working connection broke: what ran on it fails, its transaction is broken. */
+/* A working connection broke: what ran on it fails, its transaction is broken. `why` is
+ * copied before conn_drop, like in conn_failed. */
 static void conn_lost(conn_t *c, const char *why, const char *sqlstate)
 {
     pg_pool_t *pool = c->pool;
@@ -978,9 +987,19 @@ static void conn_finish(conn_t *c)
             return;
         }
     }
+    if (!ok && req->name && state && !strcmp(state, "26000")) {
+        /* Someone ran DEALLOCATE or DISCARD behind our back. Nothing was executed, so
+         * preparing again is safe, once, unless the error has aborted a transaction. */
+        stmt_forget(c, req->name);
+        if (!req->reprepared && PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
+            req->reprepared = true;
+            PQclear(res);
+            c->preparing = true;
+            conn_send(c);
+            return;
+        }
+    }
     c->running = NULL;
-    if (!ok && req->name && state && !strcmp(state, "26000"))
-        stmt_forget(c, req->name); /* someone ran DEALLOCATE: prepare again next time */
     req->result.pg = res;
     if (!res)
         req_fail(req, PG_EQUERY, "XX000", "no result from PostgreSQL");
@@ -1221,6 +1240,8 @@ static int pool_params(pg_pool_t *pool, const char *conninfo)
     }
     if (!appname)
         param_add(pool, "fallback_application_name", "pantherad");
+    if (!options)
+        options = getenv("PGOPTIONS"); /* we set options, so libpq would not look */
     if (pool->statement_timeout_ms > 0) {
         char *opt = xasprintf("%s%s-c statement_timeout=%d", options ? options : "",
                               options ? " " : "", pool->statement_timeout_ms);

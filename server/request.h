@@ -82,7 +82,7 @@ struct px_req {
     json_t *json;
     const char *json_error;
 
-    char id[48];
+    char id[72]; /* up to 64 characters taken from X-Request-Id, or our own */
     uint64_t start_ns;
     bool is_head;
     bool keepalive;

@@ -24,7 +24,9 @@
 #include "log.h"
 #include "metrics.h"
 
-#define ACCEPT_BATCH 16
+/* One accept per wake-up, as nginx without multi_accept: every worker is woken for a new
+ * connection and the least busy one gets there first, which spreads connections. */
+#define ACCEPT_BATCH 1
 #define TICK_MS 250
 
 void worker_update_clock(worker_t *w)

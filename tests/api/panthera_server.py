@@ -21,6 +21,15 @@ Module-level names
                                       start of each response in raw bytes.
 ``raw_request(port, data, timeout=3)`` send bytes on a fresh socket, read until the
                                       server closes or ``timeout`` of silence; returns bytes.
+``recv_until_close(sock, timeout=3)`` -> (bytes, closed): read until EOF/reset
+                                      (closed=True) or ``timeout`` s of silence (False).
+``read_response(sock, timeout=3, head=False)`` read exactly one final response
+                                      (skipping 1xx) from a socket -> ``Response``; raises
+                                      ``ConnectionClosed`` on EOF before a full response,
+                                      socket.timeout on silence.
+``is_closed(sock, timeout=1)``        True if the peer closes (EOF/reset) within timeout
+                                      with no further data; False if still open (raises
+                                      AssertionError if unexpected data arrives).
 
 class Server
 ------------
@@ -44,7 +53,8 @@ extra_server=None, dropins=None, log_level=None)``
   ``.stderr_path`` (the master's captured stdout/stderr).
 
   ``start(timeout=10)``       run pantherad -c <conf> in the foreground (own process
-                              group) and wait until GET /healthz answers 200; raises
+                              group, SIGTERM'd by the kernel if the test process dies;
+                              a SIGTERM to the test process also stops it) and wait until GET /healthz answers 200; raises
                               ``ServerError`` (with the error log) if it exits or times out.
   ``stop(timeout=15)``        SIGTERM to the master, wait; SIGKILL the whole process
                               group after ``timeout``.  Returns the master's exit code.
@@ -68,6 +78,9 @@ extra_server=None, dropins=None, log_level=None)``
   ``raw(data, timeout=3)``    send raw bytes on a fresh connection and return every
                               byte read until the server closes or ``timeout`` seconds
                               pass without data.
+  ``exchange(data, timeout=3)``  like raw() but returns (bytes, closed): closed is True
+                              when the server closed the connection (EOF or reset), False
+                              when it was still open after ``timeout`` s of silence.
   ``check_config(conf=None)`` run ``pantherad -t -c <conf>`` (default: this server's
                               config) -> (returncode, stdout, stderr).
   ``run_binary(*args, timeout=10)``  run pantherad with arbitrary args ->
@@ -88,6 +101,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import weakref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -100,7 +114,22 @@ PLUGIN_PATH = ":".join(
 _live = set()
 
 
+def _die_with_parent():
+    """preexec_fn: the master gets SIGTERM if the test process dies (even by SIGKILL),
+    so a killed test run never leaves a server behind."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(_signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class ServerError(RuntimeError):
+    pass
+
+
+class _PortTaken(ServerError):
     pass
 
 
@@ -110,30 +139,100 @@ def free_port():
         return s.getsockname()[1]
 
 
+class ConnectionClosed(Exception):
+    pass
+
+
 def recv_until_close(sock, timeout=3.0):
-    """Read until EOF, a reset, or `timeout` seconds without data."""
+    """Read until EOF or a reset (closed=True), or `timeout` seconds without data
+    (closed=False).  Returns (bytes, closed)."""
     sock.settimeout(timeout)
-    chunks = []
+    chunks = [_leftover.pop(sock, b"")]
+    closed = False
     while True:
         try:
             data = sock.recv(65536)
         except socket.timeout:
             break
         except (ConnectionResetError, BrokenPipeError):
+            closed = True
             break
         if not data:
+            closed = True
             break
         chunks.append(data)
-    return b"".join(chunks)
+    return b"".join(chunks), closed
 
 
-def raw_request(port, data, timeout=3.0, host="127.0.0.1"):
+def exchange(port, data, timeout=3.0, host="127.0.0.1"):
     with socket.create_connection((host, port), timeout=timeout) as s:
         try:
             s.sendall(data)
         except (ConnectionResetError, BrokenPipeError):
             pass
         return recv_until_close(s, timeout)
+
+
+def raw_request(port, data, timeout=3.0, host="127.0.0.1"):
+    return exchange(port, data, timeout, host)[0]
+
+
+def is_closed(sock, timeout=1.0):
+    if _leftover.get(sock):
+        raise AssertionError("unexpected data on the connection: %r" % _leftover[sock][:300])
+    sock.settimeout(timeout)
+    try:
+        data = sock.recv(65536)
+    except socket.timeout:
+        return False
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    if data:
+        raise AssertionError("unexpected data on the connection: %r" % data[:300])
+    return True
+
+
+_leftover = weakref.WeakKeyDictionary()  # socket -> bytes read past the last response
+
+
+def read_response(sock, timeout=3.0, head=False):
+    """Read one final response from `sock` (1xx responses are skipped).  Bytes read past
+    it are kept for the next read_response() on the same socket (pipelining)."""
+    sock.settimeout(timeout)
+    buf = _leftover.pop(sock, b"")
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            r, pos = _parse_one(buf, 0, head_request=True)
+            if 100 <= r.status < 200:
+                buf = buf[pos:]
+                continue
+            need = 0
+            if not head and r.status not in (204, 304):
+                if "content-length" in r.headers:
+                    need = int(r.headers["content-length"])
+                elif "chunked" in r.headers.get("transfer-encoding", "").lower():
+                    need = None
+            body = buf[end + 4:]
+            if need is not None and len(body) >= need:
+                r.body = body[:need]
+                if len(body) > need:
+                    _leftover[sock] = body[need:]
+                return r
+            if need is None:
+                r2, pos2 = _parse_one(buf, 0)
+                if buf.find(b"0\r\n\r\n", end) >= 0 and pos2 <= len(buf):
+                    if pos2 < len(buf):
+                        _leftover[sock] = buf[pos2:]
+                    return r2
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            _leftover[sock] = buf
+            raise
+        if not data:
+            raise ConnectionClosed("connection closed after %d bytes: %r" % (len(buf), buf[:300]))
+        buf += data
 
 
 class Response:
@@ -313,18 +412,44 @@ class Server:
             return self
         if not os.path.exists(PANTHERAD):
             raise ServerError("no pantherad at %s (build first, or set PANTHERA_BUILD)" % PANTHERAD)
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except _PortTaken:
+                # free_port() raced with another process: take another port and retry.
+                if "listen" not in self.extra_server:
+                    self.port = free_port()
+                    self.write_conf()
+        return self._start_once(timeout)
+
+    def _spawn(self):
+        # A concurrent rebuild can leave the binary briefly unexecutable: retry a little.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return subprocess.Popen([PANTHERAD, "-c", self.conf_path], stdin=subprocess.DEVNULL,
+                                        stdout=self._out, stderr=self._err, start_new_session=True,
+                                        cwd=self.tmp, preexec_fn=_die_with_parent)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _start_once(self, timeout):
         self._out = open(self.stdout_path, "ab")
         self._err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen([PANTHERAD, "-c", self.conf_path], stdin=subprocess.DEVNULL,
-                                     stdout=self._out, stderr=self._err, start_new_session=True,
-                                     cwd=self.tmp)
+        log_mark = len(self.error_log())
+        self.proc = self._spawn()
         _live.add(self)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
                 self.stop()
-                raise ServerError("pantherad exited with %s during start:\n%s" % (rc, self.error_log()))
+                log = self.error_log()
+                if "Address already in use" in log[log_mark:]:
+                    raise _PortTaken()
+                raise ServerError("pantherad exited with %s during start:\n%s" % (rc, log))
             try:
                 with urllib.request.urlopen(self.url("/healthz"), timeout=1) as r:
                     if r.status == 200:
@@ -458,6 +583,9 @@ class Server:
     def raw(self, data, timeout=3):
         return raw_request(self.port, data, timeout, self.host)
 
+    def exchange(self, data, timeout=3):
+        return exchange(self.port, data, timeout, self.host)
+
     def run_binary(self, *args, timeout=10):
         p = subprocess.run([PANTHERAD] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
                            timeout=timeout, cwd=self.tmp)
@@ -474,3 +602,16 @@ def _stop_all():
             s.stop(timeout=3)
         except Exception:
             pass
+
+
+def _on_sigterm(signum, frame):
+    _stop_all()
+    raise SystemExit(128 + signum)
+
+
+# A test run stopped with SIGTERM (e.g. by `timeout`) still stops its servers.
+try:
+    if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
+        _signal.signal(_signal.SIGTERM, _on_sigterm)
+except ValueError:  # not the main thread
+    pass

@@ -1,0 +1,330 @@
+"""Deadlines and connection limits, against servers configured with small timeouts.
+
+Every wait here is bounded by socket timeouts; the module takes about half a minute.
+The server checks deadlines on a 250 ms tick, so "at the deadline" means within a
+second of it here.
+"""
+import json
+import selectors
+import socket
+import threading
+import time
+
+import pytest
+
+from panthera_server import (Server, parse_response, read_response,
+                             recv_until_close)
+
+HEADER_TIMEOUT = 2.0
+BODY_TIMEOUT = 2.0
+KEEPALIVE_TIMEOUT = 2.0
+SEND_TIMEOUT = 2.0
+SLACK = 2.0
+
+
+@pytest.fixture(scope="module")
+def slow():
+    s = Server(workers=2, http={
+        "header_timeout": "2s", "body_timeout": "2s", "keepalive_timeout": "2s",
+        "send_timeout": "2s", "keepalive_requests": "5", "max_connections": "1000",
+    })
+    try:
+        s.start()
+        yield s
+    finally:
+        s.cleanup()
+
+
+def error_of(resp, status):
+    assert resp.status == status, resp
+    doc = json.loads(resp.body)
+    assert set(doc) == {"error"} and doc["error"]["code"] and doc["error"]["message"], doc
+    assert resp.headers.get("connection", "").lower() == "close"
+    return doc["error"]
+
+
+def wait_closed(sock, limit):
+    """Read until the server closes; -> (bytes, seconds waited).  Fails if still open
+    after `limit` seconds."""
+    t0 = time.monotonic()
+    data, closed = recv_until_close(sock, timeout=limit)
+    waited = time.monotonic() - t0
+    assert closed, "connection still open after %.1f s (got %r)" % (waited, data[:200])
+    return data, waited
+
+
+class Prober(threading.Thread):
+    """Makes normal requests on fresh connections until stopped; records failures."""
+
+    def __init__(self, server, interval=0.1):
+        super().__init__(daemon=True)
+        self.server, self.interval = server, interval
+        self.ok, self.failures = 0, []
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            t0 = time.monotonic()
+            try:
+                with self.server.connect(timeout=1.0) as s:
+                    s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    r = read_response(s, timeout=1.0)
+                    if r.status == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(("status", r.status))
+            except Exception as e:  # noqa: BLE001 - any failure counts
+                self.failures.append((type(e).__name__, str(e), round(time.monotonic() - t0, 2)))
+            self.stop_flag.wait(self.interval)
+
+    def finish(self):
+        self.stop_flag.set()
+        self.join(5)
+
+
+def test_slowloris_200_dripping_connections(slow):
+    """200 connections each sending one header byte per second: the header deadline runs
+    from the first byte and is not extended by more bytes, so all are cut off around
+    header_timeout, while normal clients are served throughout."""
+    request = b"GET /v1/hello HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 50 + b"\r\n\r\n"
+    n = 200
+    prober = Prober(slow)
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(slow.connect(timeout=3))
+        t0 = time.monotonic()
+        prober.start()
+        sel = selectors.DefaultSelector()
+        state = {}
+        for s in socks:
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ)
+            state[s] = {"pos": 0, "data": b"", "closed_at": None}
+        next_drip = t0
+        limit = HEADER_TIMEOUT + SLACK + 1
+        while time.monotonic() - t0 < limit:
+            now = time.monotonic()
+            if now >= next_drip:
+                for s, st in state.items():
+                    if st["closed_at"] is None and st["pos"] < len(request):
+                        try:
+                            s.send(request[st["pos"]:st["pos"] + 1])
+                            st["pos"] += 1
+                        except (BrokenPipeError, ConnectionResetError):
+                            st["closed_at"] = time.monotonic() - t0
+                next_drip += 1.0
+            for key, _ in sel.select(timeout=max(0.0, min(0.1, next_drip - time.monotonic()))):
+                s = key.fileobj
+                st = state[s]
+                try:
+                    chunk = s.recv(4096)
+                except (ConnectionResetError, BrokenPipeError):
+                    chunk = b""
+                except BlockingIOError:
+                    continue
+                if chunk:
+                    st["data"] += chunk
+                else:
+                    st["closed_at"] = time.monotonic() - t0
+                    sel.unregister(s)
+            if all(st["closed_at"] is not None for st in state.values()):
+                break
+        sel.close()
+    finally:
+        prober.finish()
+        for s in socks:
+            s.close()
+
+    open_ = [i for i, st in enumerate(state.values()) if st["closed_at"] is None]
+    assert not open_, "%d of %d dripping connections still open after %.1f s" % (
+        len(open_), n, limit)
+    times = sorted(st["closed_at"] for st in state.values())
+    assert times[-1] <= HEADER_TIMEOUT + SLACK, "last closed at %.2f s" % times[-1]
+    assert times[0] >= HEADER_TIMEOUT - 0.5, "closed before the deadline: %.2f s" % times[0]
+    for st in state.values():
+        assert b"200 OK" not in st["data"]
+        if st["data"]:  # a started request is told why: 408
+            (resp,) = parse_response(st["data"])
+            error_of(resp, 408)
+    assert not prober.failures, "probe requests failed during the attack: %r" % prober.failures[:5]
+    assert prober.ok >= 10
+
+
+def test_partial_request_line_gets_408(slow):
+    with slow.connect() as s:
+        s.sendall(b"GET /v1/hel")
+        data, waited = wait_closed(s, HEADER_TIMEOUT + SLACK + 1)
+    assert HEADER_TIMEOUT - 0.5 <= waited <= HEADER_TIMEOUT + SLACK
+    (resp,) = parse_response(data)
+    error_of(resp, 408)
+
+
+def test_idle_connection_without_bytes_closed_at_header_timeout(slow):
+    with slow.connect() as s:
+        data, waited = wait_closed(s, HEADER_TIMEOUT + SLACK + 1)
+    assert data == b""  # nothing was asked, nothing is answered
+    assert HEADER_TIMEOUT - 0.5 <= waited <= HEADER_TIMEOUT + SLACK
+
+
+def test_slow_body_gets_408(slow):
+    with slow.connect() as s:
+        s.sendall(b"POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                  b"Content-Length: 100\r\n\r\n0123456789")
+        data, waited = wait_closed(s, BODY_TIMEOUT + SLACK + 1)
+    assert BODY_TIMEOUT - 0.5 <= waited <= BODY_TIMEOUT + SLACK
+    (resp,) = parse_response(data)
+    error_of(resp, 408)
+
+
+def test_slow_chunked_body_gets_408(slow):
+    with slow.connect() as s:
+        s.sendall(b"POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        data, waited = wait_closed(s, BODY_TIMEOUT + SLACK + 1)
+    assert BODY_TIMEOUT - 0.5 <= waited <= BODY_TIMEOUT + SLACK
+    (resp,) = parse_response(data)
+    error_of(resp, 408)
+
+
+def test_trickled_body_cut_off(slow):
+    """One body byte every 0.3 s keeps re-arming the body timer, but is far below
+    min_body_rate (default 1024 B/s): cut off with 408 soon after body_timeout."""
+    with slow.connect() as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(b"POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                  b"Content-Length: 1000\r\n\r\n")
+        t0 = time.monotonic()
+        data = b""
+        closed = False
+        while time.monotonic() - t0 < BODY_TIMEOUT + SLACK + 2:
+            try:
+                s.sendall(b"x")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            chunk, closed = recv_until_close(s, timeout=0.3)
+            data += chunk
+            if closed or data:
+                break
+        if not closed:
+            more, closed = recv_until_close(s, timeout=3)
+            data += more
+        waited = time.monotonic() - t0
+    assert data, "no answer to a body trickling at ~3 B/s after %.1f s" % waited
+    (resp,) = parse_response(data)
+    error_of(resp, 408)
+    assert waited <= BODY_TIMEOUT + SLACK + 1
+
+
+def test_idle_keepalive_closed_after_keepalive_timeout(slow):
+    with slow.connect() as s:
+        s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s).status == 200
+        data, waited = wait_closed(s, KEEPALIVE_TIMEOUT + SLACK + 1)
+    assert data == b""  # an idle close sends nothing
+    assert KEEPALIVE_TIMEOUT - 0.5 <= waited <= KEEPALIVE_TIMEOUT + SLACK
+
+
+def test_keepalive_timer_restarts_per_request(slow):
+    """Requests 1.2 s apart (each under keepalive_timeout) keep one connection alive for
+    longer than the timeout itself."""
+    with slow.connect() as s:
+        for i in range(3):
+            s.sendall(b"GET /v1/hello/t%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+            assert read_response(s).status == 200
+            time.sleep(1.2)
+        s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s).status == 200
+
+
+def test_keepalive_requests_limit(slow):
+    """keepalive_requests = 5: the fifth response says Connection: close and the
+    connection closes; a sixth pipelined request is not executed."""
+    req = b"".join(b"GET /v1/hello/n%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(6))
+    data, closed = slow.exchange(req, timeout=3)
+    rs = parse_response(data)
+    assert [r.status for r in rs] == [200] * 5
+    assert [r.headers.get("connection", "").lower() for r in rs[:4]] == ["", "", "", ""]
+    assert rs[4].headers.get("connection", "").lower() == "close"
+    assert closed
+
+
+def test_send_timeout_closes_stuck_reader(slow):
+    """A client that never reads a large response is dropped after send_timeout."""
+    body = b"\x01" * (1024 * 1024 - 1)  # JSON-escaped as \\u0001: a ~6 MB response
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", slow.port))
+        s.sendall(b"POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(SEND_TIMEOUT + SLACK)
+        s.settimeout(2)
+        got = 0
+        closed = False
+        while True:
+            try:
+                chunk = s.recv(1 << 20)
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+                break
+            except socket.timeout:
+                break
+            if not chunk:
+                closed = True
+                break
+            got += len(chunk)
+    finally:
+        s.close()
+    assert closed, "server kept a stuck connection open past send_timeout"
+    assert got < 6 * len(body), "whole response was delivered (%d bytes)" % got
+
+
+# ---- connection cap ----
+
+@pytest.fixture(scope="module")
+def capped():
+    s = Server(workers=1, http={"max_connections": "20", "header_timeout": "30s",
+                                "keepalive_timeout": "30s"})
+    try:
+        s.start()
+        yield s
+    finally:
+        s.cleanup()
+
+
+def test_max_connections_per_worker(capped):
+    held = []
+    extra = None
+    try:
+        for i in range(20):
+            s = capped.connect(timeout=3)
+            s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s).status == 200, "connection %d not served" % i
+            held.append(s)
+        # The 21st connects (kernel backlog) but is not accepted, so not served.
+        extra = capped.connect(timeout=3)
+        extra.sendall(b"GET /v1/hello/extra HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(socket.timeout):
+            read_response(extra, timeout=1.5)
+        # Held connections are still fine.
+        held[0].sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(held[0]).status == 200
+        # One closes: the waiting one is accepted and answered.
+        held.pop().close()
+        t0 = time.monotonic()
+        r = read_response(extra, timeout=3)
+        assert r.status == 200
+        assert r.json() == {"message": "Hello, extra!"}
+        assert time.monotonic() - t0 < 2
+    finally:
+        for s in held:
+            s.close()
+        if extra:
+            extra.close()
+    # And with everything closed the server takes new connections again.
+    with capped.connect() as s:
+        s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert read_response(s).status == 200

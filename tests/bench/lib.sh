@@ -1,0 +1,273 @@
+# shellcheck shell=bash
+# Helpers shared by the benchmarks in tests/bench/: the release build they use, a
+# private pantherad and a private nginx (both under one temporary directory, both on
+# 127.0.0.1 only, both stopped on exit), and readings from /proc.
+#
+# Sourced, never run. The caller calls bench_init first and sets `trap bench_cleanup EXIT`.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+REPO=$(cd "$BENCH_DIR/../.." && pwd -P)
+BUILD=${BENCH_BUILD:-$REPO/build-bench}
+PX_PORT=${BENCH_PX_PORT:-18480}
+NGINX_PORT=${BENCH_NGINX_PORT:-18481}
+NGINX=${BENCH_NGINX:-nginx}
+PYTHON=${PYTHON:-python3}
+# No server we start lives longer than this (seconds), even if this script is killed
+# with SIGKILL and its EXIT trap never runs: each runs under timeout(1).
+BENCH_MAX_LIFETIME=${BENCH_MAX_LIFETIME:-1800}
+
+log()  { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+BENCH_TMP=
+PX_PID=
+NGINX_PID=
+
+# Builds (or refreshes) the release build the benchmarks run: its own build directory,
+# so that nobody else's build/ is touched. BENCH_NO_BUILD=1 skips this.
+bench_build() {
+    if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+        if [[ ! -f $BUILD/build.ninja ]]; then
+            log "setting up the release build in $BUILD"
+            meson setup "$BUILD" "$REPO" --buildtype=release -Db_ndebug=true >/dev/null ||
+                die "meson setup $BUILD failed"
+        fi
+        if ! ninja -C "$BUILD" >"${TMPDIR:-/tmp}/panthera-bench-ninja.$$.log" 2>&1; then
+            tail -5 "${TMPDIR:-/tmp}/panthera-bench-ninja.$$.log" >&2
+            [[ -x $BUILD/server/pantherad ]] || die "ninja -C $BUILD failed"
+            warn "ninja -C $BUILD failed (the tree is mid-edit?): measuring the binaries built" \
+                "$(date -r "$BUILD/server/pantherad" '+%F %T')"
+        fi
+        rm -f "${TMPDIR:-/tmp}/panthera-bench-ninja.$$.log"
+    fi
+    [[ -x $BUILD/server/pantherad ]] || die "no $BUILD/server/pantherad"
+    [[ -f $BUILD/sdk/examples/hello/hello.so ]] || die "no $BUILD/sdk/examples/hello/hello.so"
+}
+
+bench_init() {
+    local tool
+    for tool in "$NGINX" curl timeout pgrep ss "$PYTHON"; do
+        command -v "$tool" >/dev/null 2>&1 ||
+            die "$tool not found (apt-get install -y nginx-light wrk curl procps iproute2 python3)"
+    done
+    bench_build
+    BENCH_TMP=$(mktemp -d /tmp/panthera-bench.XXXXXX)
+    # nginx's workers run as "nobody" when started by root.
+    chmod 755 "$BENCH_TMP"
+    # shellcheck disable=SC2034  # used by the scripts that source this file
+    CLK_TCK=$(getconf CLK_TCK)
+    local rev
+    rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
+    [[ -z $(git -C "$REPO" status --porcelain -- server sdk 2>/dev/null) ]] || rev+=" + uncommitted changes in server/ or sdk/"
+    log "pantherad from $BUILD (built $(date -r "$BUILD/server/pantherad" '+%F %T'), tree $rev)"
+}
+
+port_free() {
+    [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]
+}
+
+# The process PID and its children (a master and its workers).
+proc_tree() {
+    echo "$1"
+    pgrep -P "$1" || true
+}
+
+# utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat, whole thread
+# group), summed over PID and its children.
+cpu_ticks() {
+    local pid rest total=0
+    local -a f
+    for pid in $(proc_tree "$1"); do
+        rest=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        # Field 2 (comm) may hold spaces: everything after the last ')' starts at field 3.
+        rest=${rest##*) }
+        read -r -a f <<<"$rest"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# VmRSS in KiB summed over PID and its children.
+rss_kib() {
+    local pid total=0 v
+    for pid in $(proc_tree "$1"); do
+        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# Waits until URL answers 200 (up to 10 s).
+wait_http() {
+    local url=$1 i
+    for ((i = 0; i < 100; i++)); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]] &&
+            return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+wait_pidfile() {
+    local file=$1 i
+    for ((i = 0; i < 100; i++)); do
+        [[ -s $file ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# start_pantherad WORKERS [HTTP_KEY=VALUE...]: a pantherad with the hello plugin only,
+# its access log and error log in files. Sets PX_PID (the master).
+start_pantherad() {
+    local workers=$1
+    shift
+    local d=$BENCH_TMP/pantherad kv
+    rm -rf "$d"
+    mkdir -p "$d/conf.d"
+    port_free "$PX_PORT" || die "port $PX_PORT is in use (set BENCH_PX_PORT)"
+    {
+        echo "[server]"
+        echo "listen = 127.0.0.1:$PX_PORT"
+        echo "workers = $workers"
+        echo "plugin_path = $BUILD/sdk/examples/hello"
+        echo "conf_dir = $d/conf.d"
+        echo "access_log = $d/access.log"
+        echo "error_log = $d/error.log"
+        echo "pid_file = $d/pantherad.pid"
+        echo "[http]"
+        for kv in "$@"; do
+            echo "${kv%%=*} = ${kv#*=}"
+        done
+        echo "[plugin:hello]"
+    } >"$d/pantherad.conf"
+    timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" \
+        "$BUILD/server/pantherad" -c "$d/pantherad.conf" >"$d/stdout.log" 2>&1 &
+    wait_pidfile "$d/pantherad.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "pantherad did not start"; }
+    PX_PID=$(cat "$d/pantherad.pid")
+    wait_http "http://127.0.0.1:$PX_PORT/v1/hello" ||
+        { cat "$d/error.log" >&2; die "pantherad does not answer on port $PX_PORT"; }
+    local n
+    n=$(pgrep -c -P "$PX_PID" || true)
+    ((n == workers)) || die "pantherad has $n workers, expected $workers"
+}
+
+# start_nginx WORKERS [DIRECTIVE...]: Debian's nginx with a private prefix under
+# BENCH_TMP, in the foreground (daemon off) under timeout(1). Extra http-level
+# directives (e.g. "keepalive_timeout 120s") are appended. Sets NGINX_PID (the master).
+start_nginx() {
+    local workers=$1
+    shift
+    local d=$BENCH_TMP/nginx dir
+    rm -rf "$d"
+    mkdir -p "$d"
+    port_free "$NGINX_PORT" || die "port $NGINX_PORT is in use (set BENCH_NGINX_PORT)"
+    for dir in body proxy fastcgi uwsgi scgi; do
+        mkdir -p "$d/$dir"
+    done
+    local extra="" x
+    for x in "$@"; do
+        extra+="    $x;"$'\n'
+    done
+    cat >"$d/nginx.conf" <<EOF
+# Written by tests/bench/lib.sh.
+daemon off;
+worker_processes $workers;
+worker_rlimit_nofile 20000;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events {
+    worker_connections 20000;
+}
+http {
+    access_log $d/access.log combined buffer=64k flush=1s;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    # pantherad's defaults: 1000 requests and 75 s per keep-alive connection.
+    keepalive_requests 1000;
+$extra
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location = /v1/hello {
+            default_type "application/json; charset=utf-8";
+            return 200 '{"message":"Hello, World!"}';
+        }
+    }
+}
+EOF
+    "$NGINX" -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" 2>"$d/stdout.log" ||
+        { cat "$d/stdout.log" >&2; die "nginx -t failed"; }
+    timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" \
+        "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" >>"$d/stdout.log" 2>&1 &
+    wait_pidfile "$d/nginx.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "nginx did not start"; }
+    NGINX_PID=$(cat "$d/nginx.pid")
+    wait_http "http://127.0.0.1:$NGINX_PORT/v1/hello" ||
+        { cat "$d/error.log" >&2; die "nginx does not answer on port $NGINX_PORT"; }
+    local n
+    n=$(pgrep -c -P "$NGINX_PID" || true)
+    ((n == workers)) || die "nginx has $n workers, expected $workers"
+}
+
+# Stops a master and its workers: SIGTERM, then SIGKILL after 15 s.
+stop_tree() {
+    local pid=$1 i
+    [[ -n $pid ]] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    local -a tree
+    mapfile -t tree < <(proc_tree "$pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 150; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    for pid in "${tree[@]}"; do
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    done
+    return 0
+}
+
+stop_pantherad() { stop_tree "$PX_PID"; PX_PID=; }
+stop_nginx() { stop_tree "$NGINX_PID"; NGINX_PID=; }
+
+bench_cleanup() {
+    stop_pantherad
+    stop_nginx
+    wait 2>/dev/null
+    if [[ -n $BENCH_TMP && -d $BENCH_TMP ]]; then
+        if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+            log "kept $BENCH_TMP"
+        else
+            rm -rf "$BENCH_TMP"
+        fi
+    fi
+}
+
+# Busy clock ticks of the whole machine (all CPUs) from /proc/stat: user, nice,
+# system, irq, softirq, steal.
+busy_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# Waits (at most BENCH_QUIET_WAIT seconds, default 30) until the machine is quiet:
+# less than 10 % of one CPU busy over a second, with our servers idle. Other people's
+# builds and tests on a shared machine skew every figure; this only lowers the odds,
+# the "other%" column of the results says what happened during each run.
+wait_quiet() {
+    local limit=${BENCH_QUIET_WAIT:-30} waited=0 a b hz
+    hz=$(getconf CLK_TCK)
+    while :; do
+        a=$(busy_ticks)
+        sleep 1
+        b=$(busy_ticks)
+        (((b - a) * 10 < hz)) && return 0
+        waited=$((waited + 1))
+        if ((waited >= limit)); then
+            warn "the machine is still busy ($(((b - a) * 100 / hz))% of a CPU) after ${limit}s: measuring anyway"
+            return 0
+        fi
+    done
+}

@@ -1,0 +1,3 @@
+function version()
+    return {set = {version = 2}}
+end

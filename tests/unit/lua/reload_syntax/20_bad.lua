@@ -1,0 +1,5 @@
+function broken()
+    local x = 1
+    local y = = 2
+    return x + y
+end

@@ -1,0 +1,498 @@
+/* test_hooks.c — server/hooks.c: the result conventions, JSON both ways, script order,
+ * the sandbox against each known escape, budget and memory overruns (the state must
+ * stay usable), reloads that fail (the old scripts must keep running), error positions,
+ * and the per-call cost. Scripts live in lua/<case>/; the test runs in tests/unit. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "check.h"
+#include "hooks.h"
+
+static hooks_result_t res;
+static char err[512];
+
+static hooks_t *load(const char *dir, const hooks_limits_t *limits, int expected)
+{
+    hooks_t *h = hooks_new(limits);
+    int n = hooks_load_dir(h, dir, err, sizeof(err));
+    if (n != expected)
+        fprintf(stderr, "loading %s: %s\n", dir, err);
+    CHECK_EQ_INT(n, expected);
+    return h;
+}
+
+/* Calls `name` with the JSON `text` (NULL: no value); the result stays in `res`. */
+static hooks_action_t call(hooks_t *h, const char *name, const char *text)
+{
+    hooks_result_clear(&res);
+    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+    if (text && !v)
+        fprintf(stderr, "bad test JSON: %s\n", text);
+    int rc = hooks_call(h, name, v, &res);
+    CHECK_EQ_INT(rc, res.action == HOOKS_ERROR ? -1 : 0);
+    json_decref(v);
+    return res.action;
+}
+
+/* Calls `name` with a value the test built (and a context, when not NULL). */
+static int call_json(hooks_t *h, const char *name, const json_t *context, json_t *value)
+{
+    hooks_result_clear(&res);
+    if (!context)
+        return hooks_call(h, name, value, &res);
+    return hooks_call_with(h, name, context, value, &res);
+}
+
+static json_t *field(const char *key)
+{
+    return res.value ? json_object_get(res.value, key) : NULL;
+}
+
+static const char *str_field(const char *key)
+{
+    return json_string_value(field(key));
+}
+
+static long long int_field(const char *key)
+{
+    return json_integer_value(field(key));
+}
+
+static void test_no_scripts(void)
+{
+    hooks_t *h = hooks_new(NULL);
+    CHECK(!hooks_has(h, "on_request"));
+    CHECK_EQ_INT(call(h, "on_request", "{\"path\": \"/\"}"), HOOKS_ALLOW);
+    CHECK_STR(str_field("path"), "/");
+    CHECK(!res.changed);
+    hooks_free(h);
+    hooks_free(NULL);
+
+    h = load("lua/no_such_dir", NULL, -ENOENT);
+    CHECK_CONTAINS(err, "lua/no_such_dir");
+    hooks_free(h);
+}
+
+static void test_has(void)
+{
+    hooks_t *h = load("lua/basic", NULL, 1);
+    CHECK(hooks_has(h, "on_request"));
+    CHECK(hooks_has(h, "on_response"));
+    CHECK(hooks_has(h, "before_user_register"));
+    CHECK(!hooks_has(h, "before_task_create"));
+    CHECK(!hooks_has(h, "load")); /* the sandbox's own functions are not hooks */
+    CHECK(!hooks_has(h, "print"));
+    CHECK(!hooks_has(h, "string"));
+    hooks_free(h);
+}
+
+static void test_allow(void)
+{
+    hooks_t *h = load("lua/basic", NULL, 1);
+    json_t *req = json_pack("{s:s, s:s}", "method", "GET", "path", "/v1/x");
+    CHECK_EQ_INT(call_json(h, "on_request", NULL, req), 0);
+    CHECK_EQ_INT(res.action, HOOKS_ALLOW);
+    CHECK(res.value == req); /* unchanged: the caller's own object */
+    CHECK(!res.changed);
+    CHECK_EQ_INT(res.status, 0);
+    CHECK(res.message == NULL);
+
+    CHECK_EQ_INT(call_json(h, "nobody_defines_this", NULL, req), 0);
+    CHECK_EQ_INT(res.action, HOOKS_ALLOW);
+    CHECK(res.value == req);
+    json_decref(req);
+
+    CHECK_EQ_INT(call(h, "shapes", "{\"kind\": \"true\"}"), HOOKS_ALLOW);
+    CHECK_EQ_INT(call(h, "shapes", "{\"kind\": \"none\"}"), HOOKS_ALLOW); /* prints */
+    hooks_free(h);
+}
+
+static void test_deny(void)
+{
+    hooks_t *h = load("lua/basic", NULL, 1);
+    CHECK_EQ_INT(call(h, "on_request", "{\"path\": \"/admin\"}"), HOOKS_DENY);
+    CHECK_EQ_INT(res.status, 403);
+    CHECK_STR(res.message, "admins only");
+
+    CHECK_EQ_INT(call(h, "on_request", "{\"path\": \"/teapot\"}"), HOOKS_DENY);
+    CHECK_EQ_INT(res.status, 418);
+    CHECK_STR(res.message, "short and stout");
+
+    CHECK_EQ_INT(call(h, "on_request", "{\"path\": \"/bare\"}"), HOOKS_DENY);
+    CHECK_EQ_INT(res.status, 403);
+    CHECK_STR(res.message, "forbidden");
+
+    CHECK_EQ_INT(call(h, "before_user_register", "{\"email\": \"nope\"}"), HOOKS_DENY);
+    CHECK_EQ_INT(res.status, 422);
+    CHECK_STR(res.message, "email needs an @");
+    hooks_free(h);
+}
+
+static void test_change(void)
+{
+    hooks_t *h = load("lua/basic", NULL, 1);
+    json_t *user = json_pack("{s:s, s:s}", "email", "Ann@Example.COM", "name", "Ann");
+    CHECK_EQ_INT(call_json(h, "before_user_register", NULL, user), 0);
+    CHECK_EQ_INT(res.action, HOOKS_ALLOW);
+    CHECK(res.changed);
+    CHECK(res.value != user);
+    CHECK_STR(str_field("email"), "ann@example.com");
+    CHECK_STR(str_field("name"), "Ann");
+    CHECK(json_is_false(field("verified")));
+    CHECK(json_is_array(field("tags")) && json_array_size(field("tags")) == 0);
+    CHECK_STR(json_string_value(json_object_get(user, "email")), "Ann@Example.COM");
+    CHECK(!json_object_get(user, "verified"));
+    json_decref(user);
+
+    json_t *req = json_loads("{\"path\": \"/tag\", \"headers\": {\"Cookie\": \"a=1\", "
+                             "\"x-seen-by\": \"old\", \"accept\": \"*/*\"}}",
+                             0, NULL);
+    CHECK_EQ_INT(call_json(h, "on_request", NULL, req), 0);
+    CHECK_EQ_INT(res.action, HOOKS_ALLOW);
+    json_t *headers = field("headers");
+    CHECK_EQ_INT(json_object_size(headers), 3);
+    CHECK_STR(json_string_value(json_object_get(headers, "X-Seen-By")), "basic");
+    CHECK_STR(json_string_value(json_object_get(headers, "X-Count")), "2");
+    CHECK_STR(json_string_value(json_object_get(headers, "accept")), "*/*");
+    CHECK(!json_object_get(headers, "Cookie"));
+    CHECK(!json_object_get(headers, "x-seen-by"));
+    CHECK_EQ_INT(json_object_size(json_object_get(req, "headers")), 3); /* untouched */
+    CHECK_STR(json_string_value(json_object_get(json_object_get(req, "headers"), "Cookie")), "a=1");
+    json_decref(req);
+
+    req = json_pack("{s:s}", "path", "/v1/x");
+    json_t *resp = json_pack("{s:i}", "status", 200);
+    CHECK_EQ_INT(call_json(h, "on_response", req, resp), 0);
+    CHECK_EQ_INT(int_field("status"), 201);
+    CHECK_STR(str_field("from"), "/v1/x");
+    CHECK(!json_object_get(req, "status"));
+    json_decref(req);
+    json_decref(resp);
+    hooks_free(h);
+}
+
+static void test_json_roundtrip(void)
+{
+    hooks_t *h = load("lua/basic", NULL, 1);
+    const char *text = "{\"s\": \"h\\u00e9llo\", \"i\": -5, \"big\": 9007199254740993, "
+                       "\"r\": 1.5, \"t\": true, \"f\": false, \"n\": null, \"e\": [], "
+                       "\"o\": {}, \"a\": [1, \"two\", null, [3, {\"k\": []}]]}";
+    json_t *in = json_loads(text, 0, NULL);
+    CHECK_EQ_INT(call(h, "echo", text), HOOKS_ALLOW);
+    json_t *copy = field("copy");
+    CHECK(json_equal(copy, in));
+    CHECK(json_is_array(json_object_get(copy, "e")));
+    CHECK(json_is_object(json_object_get(copy, "o")));
+    CHECK(json_is_null(json_object_get(copy, "n")));
+    CHECK(json_is_integer(json_object_get(copy, "big")));
+    json_decref(in);
+    hooks_free(h);
+}
+
+static void test_lazy_values(void)
+{
+    hooks_t *h = load("lua/basic", NULL, 1);
+    const char *text = "{\"headers\": {\"b\": \"2\", \"a\": \"1\"}, "
+                       "\"caller\": {\"id\": 1, \"role\": \"user\"}, \"meta\": {\"x\": 1}}";
+    CHECK_EQ_INT(call(h, "nested", text), HOOKS_ALLOW);
+    json_t *names = field("names");
+    CHECK_EQ_INT(json_array_size(names), 2);
+    CHECK_STR(json_string_value(json_array_get(names, 0)), "a");
+    CHECK_STR(json_string_value(json_array_get(names, 1)), "b");
+    CHECK(json_is_true(json_object_get(field("caller"), "seen")));
+    CHECK_STR(json_string_value(json_object_get(field("caller"), "role")), "user");
+    CHECK(json_is_true(field("unread")));
+    /* The whole value back, with the field read and changed and the one never read. */
+    json_t *whole = field("whole");
+    CHECK(json_is_true(json_object_get(json_object_get(whole, "caller"), "seen")));
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(whole, "meta"), "x")), 1);
+    CHECK_EQ_INT(json_object_size(json_object_get(whole, "headers")), 2);
+
+    CHECK_EQ_INT(call(h, "stale", "{}"), HOOKS_ALLOW);
+    CHECK(json_is_true(field("headers")));
+    CHECK_STR(str_field("role"), "user");
+    CHECK(json_is_true(field("meta")));
+    hooks_free(h);
+}
+
+static void test_bad_results(void)
+{
+    static const struct {
+        const char *kind, *says;
+    } cases[] = {
+        {"number", "returned a number"},
+        {"typo", "unknown key 'sett'"},
+        {"status", "go with deny = true"},
+        {"badstatus", "from 100 to 599"},
+        {"function", "set.f: a function cannot become JSON"},
+        {"mixed", "set.m: a table with other than string keys"},
+        {"header", "set_headers[\"X-Evil\"]"},
+    };
+    hooks_t *h = load("lua/basic", NULL, 1);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[64];
+        snprintf(text, sizeof(text), "{\"kind\": \"%s\"}", cases[i].kind);
+        CHECK_EQ_INT(call(h, "shapes", text), HOOKS_ERROR);
+        CHECK_EQ_INT(res.status, 500);
+        CHECK(res.value == NULL);
+        CHECK_CONTAINS(res.message, "10_basic.lua:34: shapes ");
+        CHECK_CONTAINS(res.message, cases[i].says);
+    }
+    hooks_free(h);
+}
+
+static void test_order(void)
+{
+    hooks_t *h = load("lua/order", NULL, 2);
+    CHECK_EQ_INT(call(h, "before_task_create", "{\"trail\": \"\"}"), HOOKS_ALLOW);
+    CHECK_STR(str_field("trail"), "first;second(owner=first);");
+
+    CHECK_EQ_INT(call(h, "gate", "{\"deny_in_first\": true}"), HOOKS_DENY);
+    CHECK_EQ_INT(res.status, 401);
+    CHECK_STR(res.message, "first says no");
+    CHECK_EQ_INT(call(h, "calls", NULL), HOOKS_ERROR); /* nil value: 'set' needs an object */
+    CHECK_EQ_INT(call(h, "calls", "{}"), HOOKS_ALLOW);
+    CHECK_EQ_INT(int_field("second_calls"), 0);
+
+    CHECK_EQ_INT(call(h, "gate", "{\"deny_in_first\": false}"), HOOKS_DENY);
+    CHECK_EQ_INT(res.status, 402);
+    CHECK_EQ_INT(call(h, "calls", "{}"), HOOKS_ALLOW);
+    CHECK_EQ_INT(int_field("second_calls"), 1);
+    hooks_free(h);
+}
+
+static void test_sandbox(void)
+{
+    static const struct {
+        const char *code, *says;
+    } escapes[] = {
+        {"os.execute('true')", "os.execute"},
+        {"os.exit(1)", "os.exit"},
+        {"os.getenv('HOME')()", "os.getenv"},
+        {"os.remove('/tmp/x')", "os.remove"},
+        {"io.open('/etc/passwd')", "io"},
+        {"require('os')", "require"},
+        {"string.dump(print)", "dump"},
+        {"('').dump(print)", "dump"},
+        {"assert(load('\\27LuaT\\0', 'x', 'b'))", "binary chunk"},
+        {"assert(load('\\27LuaT\\0'))", "binary chunk"},
+        {"debug.sethook()", "debug"},
+        {"dofile('/etc/passwd')", "dofile"},
+        {"loadfile('/etc/passwd')", "loadfile"},
+        {"package.loadlib('libc.so.6', 'system')", "package"},
+        {"getmetatable('').__index.upper = nil", "boolean"},
+        {"getmetatable(_ENV).__index.print = nil", "boolean"},
+        {"setmetatable(_ENV, nil)", "protected metatable"},
+        {"collectgarbage('stop')", "not allowed"},
+        {"collectgarbage()", "not allowed"},
+        {"setmetatable({}, {__gc = function() end})", "__gc"},
+        {"load('return os.execute')()('true')", "call a nil value"},
+        {"load('return io', 'x', 't', nil)().open('/etc/passwd')", "index a nil value"},
+        {"rawget(_G, 'io').open('/etc/passwd')", "index a nil value"},
+        {"setmetatable(hooks.array{}, nil)", "protected metatable"},
+    };
+    hooks_t *h = load("lua/sandbox", NULL, 2);
+    for (size_t i = 0; i < sizeof(escapes) / sizeof(escapes[0]); i++) {
+        json_t *v = json_pack("{s:s}", "code", escapes[i].code);
+        call_json(h, "escape", NULL, v);
+        json_decref(v);
+        CHECK_EQ_INT(res.action, HOOKS_ALLOW);
+        if (!json_is_false(field("ok")))
+            fprintf(stderr, "escaped: %s\n", escapes[i].code);
+        CHECK(json_is_false(field("ok")));
+        CHECK_CONTAINS(str_field("err"), escapes[i].says);
+    }
+    CHECK_EQ_INT(call(h, "collectgarbage_count_is_fine", "{}"), HOOKS_ALLOW);
+
+    CHECK_EQ_INT(call(h, "tamper", "{}"), HOOKS_ALLOW);
+    CHECK_EQ_INT(call(h, "check", "{}"), HOOKS_ALLOW);
+    CHECK_STR(str_field("upper_method"), "ABC");
+    CHECK_STR(str_field("upper"), "ABC");
+    CHECK_STR(str_field("lower"), "abc");
+    CHECK_STR(str_field("concat"), "ab");
+    CHECK(json_is_false(field("leaked")));
+    CHECK_STR(str_field("print"), "function");
+    CHECK(json_is_true(field("null_ok")));
+    hooks_free(h);
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Each must fail with "what" and leave the state able to run ok() right after. */
+static void expect_overrun(hooks_t *h, const char *name, const char *what)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_EQ_INT(call(h, name, "{}"), HOOKS_ERROR);
+    double took = seconds_since(&t0);
+    CHECK_CONTAINS(res.message, "10_limits.lua:");
+    CHECK_CONTAINS(res.message, what);
+    fprintf(stderr, "  %-14s %6.1f ms  %s\n", name, took * 1e3, res.message);
+    CHECK_EQ_INT(call(h, "ok", "{}"), HOOKS_ALLOW);
+    CHECK(json_is_true(field("fine")));
+}
+
+static void test_budget(void)
+{
+    hooks_t *h = load("lua/limits", NULL, 1);
+    expect_overrun(h, "spin", "10_limits.lua:6: instruction budget exceeded");
+    expect_overrun(h, "spin_pcall", "instruction budget exceeded");
+    expect_overrun(h, "spin_coroutine", "instruction budget exceeded");
+    expect_overrun(h, "spin_handler", "instruction budget exceeded");
+    expect_overrun(h, "move", "10_limits.lua:31: instruction budget exceeded");
+    expect_overrun(h, "shift", "instruction budget exceeded");
+    expect_overrun(h, "concat_loop", "instruction budget exceeded");
+    expect_overrun(h, "recurse", "10_limits.lua:");
+    CHECK_EQ_INT(call(h, "rep_empty", "{}"), HOOKS_ALLOW);
+    CHECK_EQ_INT(int_field("len"), 0);
+    CHECK_EQ_INT(call(h, "close_handler", "{}"), HOOKS_ALLOW);
+    CHECK(json_is_true(field("refused")));
+    hooks_free(h);
+}
+
+static void test_memory(void)
+{
+    hooks_t *h = load("lua/limits", NULL, 1);
+    expect_overrun(h, "bomb_rep", "10_limits.lua:49: not enough memory");
+    hooks_free(h);
+
+    hooks_limits_t roomy_budget = {.instruction_budget = 1000000000, .memory_cap = 4 << 20};
+    h = load("lua/limits", &roomy_budget, 1);
+    expect_overrun(h, "bomb_rep", "10_limits.lua:49: not enough memory");
+    expect_overrun(h, "bomb_table", "not enough memory");
+    CHECK_EQ_INT(call(h, "bomb_caught", "{}"), HOOKS_ALLOW);
+    CHECK(json_is_true(field("caught")));
+    /* A script that keeps what it allocates fills the cap for itself: its calls fail,
+     * one by one, and never the process. */
+    int failed = 0;
+    for (int i = 0; i < 10000 && !failed; i++)
+        failed = call(h, "hoard_some", "{}") == HOOKS_ERROR;
+    CHECK(failed);
+    CHECK_CONTAINS(res.message, "not enough memory");
+    hooks_free(h);
+}
+
+static void test_runtime_errors(void)
+{
+    hooks_t *h = load("lua/errors", NULL, 1);
+    CHECK_EQ_INT(call(h, "index_nil", "{}"), HOOKS_ERROR);
+    CHECK_STR(res.message, "10_errors.lua:3: attempt to index a nil value (local 't')");
+    CHECK_EQ_INT(call(h, "bad_argument", "{}"), HOOKS_ERROR);
+    CHECK_CONTAINS(res.message, "10_errors.lua:7: bad argument #1 to 'rep'");
+    CHECK_EQ_INT(call(h, "error_table", "{}"), HOOKS_ERROR);
+    CHECK_STR(res.message, "10_errors.lua:11: (error object is a table value)");
+    CHECK_EQ_INT(call(h, "error_string", "{}"), HOOKS_ERROR);
+    CHECK_STR(res.message, "10_errors.lua:15: plain");
+    CHECK_EQ_INT(call(h, "bad_pattern", "{}"), HOOKS_ERROR);
+    CHECK_CONTAINS(res.message, "10_errors.lua:19: bad argument #1 to 'find'");
+    CHECK_EQ_INT(call(h, "bad_setmetatable", "{}"), HOOKS_ERROR);
+    CHECK_CONTAINS(res.message, "10_errors.lua:23: bad argument #1 to 'setmetatable'");
+    hooks_free(h);
+}
+
+static void test_reload(void)
+{
+    hooks_t *h = load("lua/reload_v1", NULL, 1);
+    CHECK_EQ_INT(call(h, "version", "{}"), HOOKS_ALLOW);
+    CHECK_EQ_INT(int_field("version"), 1);
+
+    static const struct {
+        const char *dir, *says;
+        int rc;
+    } broken[] = {
+        {"lua/reload_syntax", "20_bad.lua:3: unexpected symbol near '='", -EINVAL},
+        {"lua/reload_runtime", "20_top.lua:2: attempt to index a nil value", -EINVAL},
+        {"lua/reload_spin", "20_spin.lua:1: instruction budget exceeded", -EINVAL},
+        {"lua/no_such_dir", "lua/no_such_dir: No such file or directory", -ENOENT},
+    };
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+        CHECK_EQ_INT(hooks_load_dir(h, broken[i].dir, err, sizeof(err)), broken[i].rc);
+        CHECK_CONTAINS(err, broken[i].says);
+        CHECK_EQ_INT(call(h, "version", "{}"), HOOKS_ALLOW); /* still the old scripts */
+        CHECK_EQ_INT(int_field("version"), 1);
+        CHECK(hooks_has(h, "only_in_v1"));
+    }
+
+    CHECK_EQ_INT(hooks_load_dir(h, "lua/reload_v2", err, sizeof(err)), 1);
+    CHECK_STR(err, "");
+    CHECK_EQ_INT(call(h, "version", "{}"), HOOKS_ALLOW);
+    CHECK_EQ_INT(int_field("version"), 2);
+    CHECK(!hooks_has(h, "only_in_v1"));
+    hooks_free(h);
+}
+
+static double per_call_ns(hooks_t *h, const char *name, json_t *req, int n)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        hooks_result_t r;
+        if (!hooks_has(h, name)) {
+            r.action = HOOKS_ALLOW;
+        } else {
+            hooks_call(h, name, req, &r);
+            hooks_result_clear(&r);
+        }
+        bad += r.action != HOOKS_ALLOW;
+    }
+    CHECK_EQ_INT(bad, 0);
+    return seconds_since(&t0) * 1e9 / n;
+}
+
+/* Prints the figures; a timing assertion would only make CI flaky. */
+static void test_cost(void)
+{
+    hooks_t *h = load("lua/bench", NULL, 1);
+    json_t *req = json_loads("{\"method\": \"GET\", \"path\": \"/v1/tasks\", \"headers\": "
+                             "{\"host\": \"localhost:8080\", \"accept\": \"*/*\", "
+                             "\"user-agent\": \"bench/1.0\", \"authorization\": \"Bearer x\"}, "
+                             "\"caller\": {\"id\": 42, \"role\": \"user\"}}",
+                             0, NULL);
+    json_t *small = json_pack("{s:s, s:s}", "method", "GET", "path", "/v1/tasks");
+    const int n = 100000;
+    per_call_ns(h, "on_request", req, n / 10); /* warm up */
+    fprintf(stderr, "  per call, %d calls:\n", n);
+    fprintf(stderr, "    no hook defined (hooks_has)   %7.1f ns\n",
+            per_call_ns(h, "on_nothing", req, n));
+    fprintf(stderr, "    empty on_request, method+path  %7.1f ns\n",
+            per_call_ns(h, "on_request", small, n));
+    fprintf(stderr, "    empty on_request, full request %7.1f ns\n",
+            per_call_ns(h, "on_request", req, n));
+    fprintf(stderr, "    reads req.caller.role          %7.1f ns\n",
+            per_call_ns(h, "on_request_check", req, n));
+    fprintf(stderr, "    walks req.headers              %7.1f ns\n",
+            per_call_ns(h, "on_request_headers", req, n));
+    json_decref(small);
+    json_decref(req);
+    hooks_free(h);
+}
+
+int main(void)
+{
+    RUN(test_no_scripts);
+    RUN(test_has);
+    RUN(test_allow);
+    RUN(test_deny);
+    RUN(test_change);
+    RUN(test_json_roundtrip);
+    RUN(test_lazy_values);
+    RUN(test_bad_results);
+    RUN(test_order);
+    RUN(test_sandbox);
+    RUN(test_budget);
+    RUN(test_memory);
+    RUN(test_runtime_errors);
+    RUN(test_reload);
+    RUN(test_cost);
+    hooks_result_clear(&res);
+    return check_finish();
+}
