@@ -37,6 +37,8 @@ typedef struct key_spec {
     bool main_file_only;
 } key_spec_t;
 
+#define CONFIG_MAX_LINE 16384
+
 #define CFG(field) offsetof(config_t, field)
 #define HTTP(field) (offsetof(config_t, http) + offsetof(http_limits_t, field))
 
@@ -160,6 +162,7 @@ typedef struct parse_state {
     bool main_file;
     FILE *fp;
     int line;
+    bool at_line_start;
     char section[128];
     int section_line;
     config_plugin_t *plugin; /* current [plugin:NAME] section, or NULL */
@@ -315,6 +318,13 @@ static char *counting_reader(char *str, int num, void *stream)
     char *line = fgets(str, num, st->fp);
     if (!line)
         return NULL;
+    /* inih reads a long line in several calls (it grows its buffer): count a line only
+     * when a read starts one. */
+    bool starts_line = st->at_line_start;
+    size_t len = strlen(line);
+    st->at_line_start = len > 0 && line[len - 1] == '\n';
+    if (!starts_line)
+        return line;
     st->line++;
     /* Debian's inih only calls the handler for key = value lines, but an empty
      * [plugin:NAME] section is how a plugin is enabled: spot section headers here. */
@@ -377,6 +387,7 @@ static int parse_file(parse_state_t *st, const char *file, bool main_file)
     st->file = file;
     st->main_file = main_file;
     st->line = 0;
+    st->at_line_start = true;
     st->section[0] = '\0';
     st->section_line = 0;
     st->plugin = NULL;
@@ -432,6 +443,11 @@ config_t *config_load(const char *path, config_errors_t *errs)
     /* Debian's inih exposes its options as globals; one value per line keeps our line
      * count exact. */
     ini_allow_multiline = false;
+    /* Long values (a plugin_path of several directories) must not be cut at inih's
+     * default 200 bytes: a heap line buffer that grows up to CONFIG_MAX_LINE. */
+    ini_use_stack = false;
+    ini_allow_realloc = true;
+    ini_max_line = CONFIG_MAX_LINE;
 
     if (parse_file(&st, path, true) == 0) {
         bool explicit_dir = cfg->conf_dir != NULL;

@@ -13,15 +13,15 @@
  *    its emergency GC frees what it can) and charges one budget unit per 64 bytes, so a
  *    loop of one-instruction string concatenations or string.rep calls is as bounded as
  *    a loop of additions.
- *  - A count hook fires every HOOK_STEP instructions and adds them to the budget. The
- *    budget is shared by the coroutines a script makes (new threads inherit the hook and
- *    the engine pointer in their extra space). Once spent, the hook is re-armed to fire
- *    on every instruction of the running thread and of the main thread, so a script
- *    catching the error with pcall fails again at its very next instruction: the error
- *    cannot be swallowed, it unwinds to our lua_pcall. Lua code that would run while
- *    hooks are off (an xpcall handler called from inside the hook, a __close handler of
- *    a coroutine that died in it) is skipped or refused; C loops that spin without VM
- *    instructions (string.rep("", 1e18), table.move({}, 1, 1e15)) are charged up front.
+ *  - A count hook fires every HOOK_STEP instructions and adds them to the budget. Once
+ *    spent, the hook is re-armed to fire on every instruction, so a script catching the
+ *    error with pcall fails again at its very next instruction: the error cannot be
+ *    swallowed, it unwinds to our lua_pcall. The error is raised inside the hook, where
+ *    Lua has hooks off until a pcall unwinds, so no Lua code may run in between: an
+ *    xpcall handler is skipped once the budget is spent, and there are no coroutines (a
+ *    coroutine dead of the error keeps hooks off, and closing it would run its __close
+ *    handlers unbounded). C loops that spin without VM instructions
+ *    (string.rep("", 1e18), table.move({}, 1, 1e15)) are charged up front.
  *
  * Overrun errors carry no useful position by themselves (a memory error has none at
  * all), so the position is taken where the overrun happens and kept in `fault`; the
@@ -138,8 +138,6 @@ static void spend(lua_State *L, engine_t *e, uint64_t units)
         e->exceeded = true;
         locate(e, L, "instruction budget exceeded");
         lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-        if (L != e->L)
-            lua_sethook(e->L, count_hook, LUA_MASKCOUNT, 1);
     }
     lua_pushstring(L, e->fault);
     lua_error(L);
@@ -194,13 +192,19 @@ static int on_panic(lua_State *L)
     abort();
 }
 
-static void begin_run(engine_t *e, const char *script)
+/* Names the script errors are about and forgets the last one's overrun. */
+static void set_script(engine_t *e, const char *script)
 {
     e->script = script;
-    e->spent = 0;
     e->exceeded = false;
-    e->prints = 0;
     e->fault[0] = '\0';
+}
+
+static void begin_run(engine_t *e, const char *script)
+{
+    set_script(e, script);
+    e->spent = 0;
+    e->prints = 0;
     e->running = true;
     lua_sethook(e->L, count_hook, LUA_MASKCOUNT, e->step);
 }
@@ -565,23 +569,18 @@ static int sandbox_collectgarbage(lua_State *L)
 }
 
 /* A finalizer would run at a GC step inside whatever comes next, charged to someone
- * else's budget, and a __close handler can run where hooks are off (a coroutine that died
- * of the budget error is closed with its hooks still disabled): both refused. Checking
- * at setmetatable time is enough, as that is when Lua marks an object for finalization,
- * and a to-be-closed variable needs its __close when it is declared. */
+ * else's budget: refused. Checking at setmetatable time is enough, as that is when Lua
+ * marks an object for finalization. */
 static int sandbox_setmetatable(lua_State *L)
 {
-    static const char *refused[] = {"__gc", "__close"};
     luaL_checktype(L, 1, LUA_TTABLE); /* checked here, where errors name the function */
     luaL_argexpected(L, lua_type(L, 2) == LUA_TNIL || lua_type(L, 2) == LUA_TTABLE, 2,
                      "nil or table");
     if (lua_type(L, 2) == LUA_TTABLE) {
-        for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
-            lua_pushstring(L, refused[i]);
-            if (lua_rawget(L, 2) != LUA_TNIL)
-                return luaL_error(L, "%s metamethods are not allowed in hooks", refused[i]);
-            lua_pop(L, 1);
-        }
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "__gc metamethods are not allowed in hooks");
+        lua_pop(L, 1);
     }
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
@@ -725,11 +724,9 @@ static int setup_state(lua_State *L)
 {
     engine_t *e = lua_touserdata(L, 1);
     static const lua_CFunction openers[] = {luaopen_base, luaopen_string, luaopen_table,
-                                            luaopen_math, luaopen_utf8,   luaopen_coroutine,
-                                            luaopen_os};
+                                            luaopen_math, luaopen_utf8,   luaopen_os};
     static const char *names[] = {
-        "_G",          LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
-        LUA_COLIBNAME, LUA_OSLIBNAME};
+        "_G", LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME, LUA_OSLIBNAME};
     static const char *base[] = {
         "assert", "error",  "getmetatable", "ipairs", "next",     "pairs",    "pcall", "rawequal",
         "rawget", "rawlen", "rawset",       "select", "tonumber", "tostring", "type",  "_VERSION"};
@@ -779,8 +776,8 @@ static int setup_state(lua_State *L)
     set_ref(L, &e->array_mt);
 
     lua_newtable(L); /* libs: the masters each script gets a copy of */
-    static const char *shared[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
-                                   LUA_COLIBNAME};
+    static const char *shared[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
+                                   LUA_UTF8LIBNAME};
     for (size_t i = 0; i < ARRAY_SIZE(shared); i++) {
         lua_getfield(L, 2, shared[i]);
         lua_setfield(L, -2, shared[i]);
@@ -942,8 +939,8 @@ static int load_script(lua_State *L)
 {
     script_src_t *src = lua_touserdata(L, 1);
     engine_t *e = src->e;
-    static const char *copied[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
-                                   LUA_COLIBNAME,  LUA_OSLIBNAME,  "hooks"};
+    static const char *copied[] = {LUA_STRLIBNAME,  LUA_TABLIBNAME, LUA_MATHLIBNAME,
+                                   LUA_UTF8LIBNAME, LUA_OSLIBNAME,  "hooks"};
 
     lua_createtable(L, 0, 16); /* 2: the environment */
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->env_mt);
@@ -994,9 +991,7 @@ static int engine_load(engine_t *e, const char *name, const char *text, size_t l
     char *chunkname = xasprintf("@%s", name);
     script_src_t src = {
         .e = e, .index = e->nscripts++, .chunkname = chunkname, .text = text, .len = len};
-    e->script = e->scripts[src.index];
-    e->exceeded = false;
-    e->fault[0] = '\0';
+    set_script(e, e->scripts[src.index]);
 
     lua_pushcfunction(L, on_error);
     lua_pushcfunction(L, load_script);
@@ -1259,7 +1254,7 @@ static int run_hooks(lua_State *L)
     for (size_t i = 0; i < c->slot->nfns && !c->denied; i++) {
         const hook_fn_t *fn = &c->slot->fns[i];
         int nargs = 1;
-        e->script = e->scripts[fn->script];
+        begin_run(e, e->scripts[fn->script]); /* converting the value is charged too */
         lua_rawgeti(L, LUA_REGISTRYINDEX, fn->ref);
         if (c->context) {
             push_json(L, e, c->context, 0);
@@ -1269,7 +1264,6 @@ static int run_hooks(lua_State *L)
             push_json(L, e, c->value, 0);
         else
             lua_pushnil(L);
-        begin_run(e, e->script);
         lua_call(L, nargs, 3);
         e->running = false;
 
@@ -1301,6 +1295,7 @@ int hooks_call_with(hooks_t *h, const char *name, const json_t *context, json_t 
 
     call_t c = {.e = e, .slot = slot, .context = context, .value = json_incref(value)};
     lua_State *L = e->L;
+    set_script(e, e->scripts[slot->fns[0].script]);
     lua_pushcfunction(L, on_error);
     lua_pushcfunction(L, run_hooks);
     lua_pushlightuserdata(L, &c);

@@ -53,11 +53,11 @@
  *
  * The sandbox: base functions without dofile, loadfile and warn; `load` takes text only and
  * defaults to the calling script's environment; `collectgarbage` answers "count" only;
- * `setmetatable` refuses __gc and __close; xpcall works but its body cannot yield;
- * `print` goes to the error log (16 lines per run at most); string (without dump),
- * table, math, utf8, coroutine, and os.time/os.clock/os.date. No io, os.execute, package,
- * require or debug. Each script gets its own copy of the library tables and its own
- * globals; the string metatable is hidden.
+ * `setmetatable` refuses __gc; `print` goes to the error log (16 lines per run at most);
+ * string (without dump), table, math, utf8, and os.time/os.clock/os.date. No io,
+ * os.execute, package, require, debug or coroutine (a coroutine that died of the budget
+ * error could run Lua code where the budget no longer counts). Each script gets its own
+ * copy of the library tables and its own globals; the string metatable is hidden.
  *
  * Limits, per script run (one script's hook in one call, or a script's top-level code at
  * load): an instruction budget and a memory cap on the whole state. The budget counts VM

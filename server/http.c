@@ -376,7 +376,8 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
     const char *reason = http_status_reason(status);
     size_t ctype_len = content_type ? strlen(content_type) : 0;
     bool inline_body = send_body && !take && len <= INLINE_BODY_MAX;
-    buf_reserve(o, 200 + strlen(reason) + ctype_len + r->extra_headers.len +
+    /* 192 covers every fixed part of the head, the Date and a 20-digit length. */
+    buf_reserve(o, 192 + strlen(reason) + ctype_len + strlen(r->id) + r->extra_headers.len +
                        (inline_body ? len : 0));
     char *p = o->data;
     p = PUTS(p, "HTTP/1.1 ");

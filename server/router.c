@@ -115,6 +115,12 @@ int router_add(router_t *r, const char *method, const char *pattern, px_handler_
         snprintf(err, errlen, "pattern \"%s\" must start with '/'", pattern ? pattern : "(null)");
         return PX_EINVAL;
     }
+    size_t plen = strlen(pattern);
+    if (plen > 1 && pattern[plen - 1] == '/') {
+        /* "/things/" would be a different path from "/things": say so rather than guess. */
+        snprintf(err, errlen, "pattern \"%s\" must not end with '/'", pattern);
+        return PX_EINVAL;
+    }
     route_t *rt = xcalloc(1, sizeof(*rt));
     node_t *n = &r->root;
     const char *p = pattern + 1;

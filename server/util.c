@@ -112,6 +112,7 @@ void buf_append_json_escaped(buf_t *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     buf_reserve(b, len + 8);
+    b->data[b->len] = '\0';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') {
@@ -218,7 +219,8 @@ int parse_bool(const char *s, bool *out)
 
 int parse_int(const char *s, long min, long max, long *out)
 {
-    if (!s || !*s)
+    /* strtol would also take leading blanks and a '+': a config value is digits. */
+    if (!s || !*s || !(isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]))))
         return -1;
     errno = 0;
     char *end;

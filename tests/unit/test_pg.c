@@ -102,9 +102,9 @@ static pg_pool_t *pool_make_cfg(const char *host, const char *port, pg_config_t 
 static pg_pool_t *pool_make(const char *host, const char *port, int size, int queue_max,
                             int wait_timeout_ms)
 {
-    return pool_make_cfg(host, port,
-                         (pg_config_t){.size = size, .queue_max = queue_max,
-                                       .wait_timeout_ms = wait_timeout_ms});
+    return pool_make_cfg(
+        host, port,
+        (pg_config_t){.size = size, .queue_max = queue_max, .wait_timeout_ms = wait_timeout_ms});
 }
 
 static void on_closed(void *ud)
@@ -296,10 +296,10 @@ static void test_setup(void)
     CHECK(a.ok);
     query_sync(pool, &a, sqlf("DROP TABLE IF EXISTS %s", table), 0, NULL);
     CHECK(a.ok);
-    query_sync(pool, &a,
-               sqlf("CREATE TABLE %s (id bigint PRIMARY KEY, name text, flag boolean, n int)",
-                    table),
-               0, NULL);
+    query_sync(
+        pool, &a,
+        sqlf("CREATE TABLE %s (id bigint PRIMARY KEY, name text, flag boolean, n int)", table), 0,
+        NULL);
     CHECK(a.ok);
     answer_clear(&a);
 }
@@ -569,6 +569,44 @@ static void test_transactions(void)
     answer_clear(&end);
 }
 
+typedef struct abandon_due {
+    pg_txn_t *txn;
+    answer_t answer;
+    uv_check_t check;
+    int abandoned;
+} abandon_due_t;
+
+/* Check handles run right after the poll phase: the answer read there is due, and its
+ * callback would run at the start of the next iteration. */
+static void on_check_abandon(uv_check_t *check)
+{
+    abandon_due_t *d = check->data;
+    uv_check_stop(check);
+    d->abandoned++;
+    pg_txn_abandon(d->txn);
+}
+
+/* An answer that has arrived but whose callback has not run yet is silenced by abandoning
+ * its transaction too: the caller may have freed what `ud` points to. */
+static void test_abandon_due(void)
+{
+    abandon_due_t d = {0};
+    d.txn = begin_sync(pool);
+    CHECK_OR_RETURN(d.txn);
+    CHECK_EQ_INT(pg_txn_query(d.txn, "SELECT 2", 0, NULL, on_answer, &d.answer, NULL), 0);
+    usleep(200 * 1000); /* the answer waits in the socket when the loop next polls */
+    uv_check_init(loop, &d.check);
+    d.check.data = &d;
+    uv_check_start(&d.check, on_check_abandon);
+    CHECK(wait_for(&d.abandoned, 1, 3000));
+    run_for(50);
+    CHECK_EQ_INT(d.answer.done, 0);
+    CHECK(wait_idle(pool, 2000));
+    uv_close((uv_handle_t *)&d.check, NULL);
+    run_for(10);
+    answer_clear(&d.answer);
+}
+
 static void test_cancel(void)
 {
     answer_t a = {0};
@@ -668,8 +706,7 @@ static void test_connect_timeout(void)
     CHECK_OR_RETURN(fd >= 0);
     CHECK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
     CHECK(listen(fd, 16) == 0);
-    pg_pool_t *p =
-        pool_make_cfg(dir, "5999", (pg_config_t){.size = 2, .connect_timeout_ms = 300});
+    pg_pool_t *p = pool_make_cfg(dir, "5999", (pg_config_t){.size = 2, .connect_timeout_ms = 300});
     answer_t a = {0};
     uint64_t t0 = now_ms();
     query_sync(p, &a, "SELECT 1", 0, NULL);
@@ -711,9 +748,8 @@ static void test_connection_lost(void)
     answer_clear(&a);
     CHECK_EQ_INT(pg_query(pool, tagged, 0, NULL, on_answer, &a, NULL), 0);
     run_for(100);
-    query_sync(pool, &b,
-               "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1", 1,
-               (const char *const[]){tagged});
+    query_sync(pool, &b, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1",
+               1, (const char *const[]){tagged});
     CHECK_EQ_INT(b.rows, 1);
     CHECK(wait_for(&a.done, 1, 2000));
     CHECK_EQ_INT(a.kind, PG_EUNAVAILABLE);
@@ -839,6 +875,7 @@ static int cmd_basic(void)
     RUN(test_prepared);
     RUN(test_transactions);
     RUN(test_cancel);
+    RUN(test_abandon_due);
     RUN(test_connection_lost);
     RUN(test_answer_deadline);
     RUN(test_unreachable);
@@ -1022,16 +1059,12 @@ static void loop_tick(uv_timer_t *t)
     st->outstanding++;
     const char *v[] = {"40", "2"};
     switch (st->seq++ % 3) {
-    case 0:
-        pg_query(st->pool, "SELECT $1::int + $2::int", 2, v, loop_on_query, op, NULL);
-        break;
+    case 0: pg_query(st->pool, "SELECT $1::int + $2::int", 2, v, loop_on_query, op, NULL); break;
     case 1:
-        pg_query_prepared(st->pool, "loop_add", "SELECT $1::int + $2::int", 2, v, loop_on_query,
-                          op, NULL);
+        pg_query_prepared(st->pool, "loop_add", "SELECT $1::int + $2::int", 2, v, loop_on_query, op,
+                          NULL);
         break;
-    default:
-        pg_txn_begin(st->pool, loop_on_begin, op, NULL);
-        break;
+    default: pg_txn_begin(st->pool, loop_on_begin, op, NULL); break;
     }
 }
 

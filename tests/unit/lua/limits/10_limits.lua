@@ -13,11 +13,9 @@ function spin_pcall()
     end
 end
 
-function spin_coroutine()
-    while true do
-        local co = coroutine.create(function() while true do end end)
-        coroutine.resume(co)
-    end
+function spin_close()
+    local guard <close> = setmetatable({}, {__close = function() while true do end end})
+    while true do end
 end
 
 function spin_handler()
@@ -66,12 +64,6 @@ end
 hoard = {}
 function hoard_some()
     hoard[#hoard + 1] = string.rep("y", 1000)
-end
-
--- A to-be-closed handler would run where hooks are off once the budget error unwinds.
-function close_handler()
-    local ok, err = pcall(setmetatable, {}, {__close = function() while true do end end})
-    return {set = {refused = not ok and tostring(err):find("__close") ~= nil}}
 end
 
 function recurse()
