@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 #define PX_ABI_MAJOR 1
-#define PX_ABI_MINOR 0
+#define PX_ABI_MINOR 1
 
 /* "PXPL" — tells a Panthera descriptor from a random symbol of the same name. */
 #define PX_PLUGIN_MAGIC 0x5058504cu
@@ -63,6 +63,13 @@ enum {
     PX_EEXIST = -11,   /* already registered */
 };
 
+/* PX_DONE: "already answered" — a helper such as px_hook_run() that sent the response
+ * itself returns it, and the handler simply returns it on. (Added in 1.1.) */
+#define PX_DONE 2
+
+/* Who may call a route (px_route_auth, 1.1). */
+enum px_auth { PX_AUTH_NONE = 0, PX_AUTH_OPTIONAL = 1, PX_AUTH_REQUIRED = 2 };
+
 enum px_log_level { PX_LOG_ERROR = 0, PX_LOG_WARN = 1, PX_LOG_INFO = 2, PX_LOG_DEBUG = 3 };
 
 /* Opaque handles. px_plugin_t is the plugin's own handle, valid from init to fini.
@@ -73,6 +80,36 @@ typedef struct px_req px_req_t;
 
 /* A route handler. Runs on a worker's event loop: it must never block. */
 typedef int (*px_handler_fn)(px_req_t *req, void *userdata);
+
+/* PostgreSQL (1.1). Results and errors are owned by the host and valid only inside the
+ * callback. A transaction pins one pooled connection until committed or rolled back; if
+ * the request ends first, the host rolls it back. */
+typedef struct px_pg_result px_pg_result_t;
+typedef struct px_pg_error px_pg_error_t;
+typedef struct px_pg_txn px_pg_txn_t;
+enum px_pg_errkind { PX_PG_UNAVAILABLE = 1, PX_PG_QUERY = 2, PX_PG_CANCELLED = 3 };
+/* Exactly one of `res` and `err` is non-NULL. */
+typedef void (*px_pg_fn)(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                         void *userdata);
+typedef void (*px_pg_txn_fn)(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err,
+                             void *userdata);
+typedef void (*px_pg_done_fn)(px_req_t *req, const px_pg_error_t *err, void *userdata);
+
+/* Redis (1.1). A transport failure (not connected, deadline passed) comes as `err`
+ * (PX_REDIS_UNAVAILABLE or PX_REDIS_TIMEOUT); a Redis error reply comes as a reply of
+ * type PX_REDIS_ERROR. */
+typedef struct px_redis_reply px_redis_reply_t;
+enum px_redis_err { PX_REDIS_UNAVAILABLE = 1, PX_REDIS_TIMEOUT = 2 };
+enum px_redis_type {
+    PX_REDIS_STRING = 1,
+    PX_REDIS_ARRAY,
+    PX_REDIS_INTEGER,
+    PX_REDIS_NIL,
+    PX_REDIS_STATUS,
+    PX_REDIS_ERROR
+};
+typedef void (*px_redis_fn)(px_req_t *req, const px_redis_reply_t *reply, int err,
+                            void *userdata);
 
 /*
  * The function table, version by version. Each entry is
@@ -136,10 +173,78 @@ typedef int (*px_handler_fn)(px_req_t *req, void *userdata);
                        json_t *fields),                                                     \
       (req, status, code, message, fields))
 
+/* ---- ABI 1.1: auth, PostgreSQL, Redis, Lua hooks ---- */
+#define PX_API_1_1(X)                                                                         \
+    /* px_route() with a gate: PX_AUTH_REQUIRED answers 401 (with WWW-Authenticate) without  \
+     * a valid bearer token, and 403 when `role` is set and the caller lacks it ("admin"     \
+     * also passes any role check). PX_AUTH_OPTIONAL lends the caller when there is one.     \
+     * A present but invalid token is 401 in both modes. Only during init. */               \
+    X(int, route_auth, (px_plugin_t * plugin, const char *method, const char *pattern,      \
+                        px_handler_fn handler, void *userdata, int auth, const char *role), \
+      (plugin, method, pattern, handler, userdata, auth, role))                             \
+    /* The verified caller's id (the token's sub) and role; NULL when anonymous. */        \
+    X(const char *, req_caller_id, (px_req_t * req), (req))                                 \
+    X(const char *, req_caller_role, (px_req_t * req), (req))                               \
+    /* A signed access token for `sub` with `role`, valid for the configured access_ttl    \
+     * (its seconds in *expires_in). Request memory; NULL when no token secret is set. */   \
+    X(const char *, token_issue, (px_req_t * req, const char *sub, const char *role,        \
+                                  int64_t *expires_in),                                     \
+      (req, sub, role, expires_in))                                                         \
+    /* Run `sql` with text parameters (values[i] NULL = SQL NULL) on the worker's pool.    \
+     * `name` non-NULL makes it a prepared statement, prepared once per connection.        \
+     * `cb` runs later, on the loop, even if the client has gone (its answer is then       \
+     * dropped). Returns 0, or PX_EUNAVAIL when no pool is configured. */              \
+    X(int, pg_query, (px_req_t * req, const char *name, const char *sql, int nparams,       \
+                      const char *const *values, px_pg_fn cb, void *userdata),              \
+      (req, name, sql, nparams, values, cb, userdata))                                      \
+    X(int, pg_rows, (const px_pg_result_t *res), (res))                                     \
+    X(int, pg_cols, (const px_pg_result_t *res), (res))                                     \
+    /* Text of a value; NULL for SQL NULL or out of range. */                               \
+    X(const char *, pg_value, (const px_pg_result_t *res, int row, int col),                \
+      (res, row, col))                                                                      \
+    X(int, pg_colindex, (const px_pg_result_t *res, const char *name), (res, name))         \
+    /* Rows changed by INSERT/UPDATE/DELETE. */                                             \
+    X(int64_t, pg_affected, (const px_pg_result_t *res), (res))                             \
+    X(int, pg_error_kind, (const px_pg_error_t *err), (err))                                \
+    /* Five-character SQLSTATE ("23505" is a unique violation), "" when none. */            \
+    X(const char *, pg_error_sqlstate, (const px_pg_error_t *err), (err))                   \
+    X(const char *, pg_error_message, (const px_pg_error_t *err), (err))                    \
+    /* Answer for a failed query: 503 unavailable (with Retry-After) when PostgreSQL       \
+     * cannot be reached, 409 conflict for a unique violation, else 500 (logged). */        \
+    X(int, res_pg_error, (px_req_t * req, const px_pg_error_t *err), (req, err))            \
+    X(int, pg_begin, (px_req_t * req, px_pg_txn_fn cb, void *userdata), (req, cb, userdata)) \
+    X(int, pg_txn_query, (px_pg_txn_t * txn, const char *name, const char *sql, int nparams, \
+                          const char *const *values, px_pg_fn cb, void *userdata),          \
+      (txn, name, sql, nparams, values, cb, userdata))                                      \
+    X(int, pg_commit, (px_pg_txn_t * txn, px_pg_done_fn cb, void *userdata),                \
+      (txn, cb, userdata))                                                                  \
+    X(int, pg_rollback, (px_pg_txn_t * txn, px_pg_done_fn cb, void *userdata),              \
+      (txn, cb, userdata))                                                                  \
+    /* Send a command (binary-safe arguments). Returns 0 or PX_EUNAVAIL when Redis is  \
+     * not configured or not connected (then `cb` is not called: fall back at once). */     \
+    X(int, redis_command, (px_req_t * req, int argc, const char *const *argv,               \
+                           const size_t *argvlen, px_redis_fn cb, void *userdata),          \
+      (req, argc, argv, argvlen, cb, userdata))                                             \
+    X(int, redis_type, (const px_redis_reply_t *reply), (reply))                            \
+    X(long long, redis_integer, (const px_redis_reply_t *reply), (reply))                   \
+    /* String, status or error text; NULL for other types. */                               \
+    X(const char *, redis_string, (const px_redis_reply_t *reply, size_t *len), (reply, len)) \
+    X(size_t, redis_elements, (const px_redis_reply_t *reply), (reply))                     \
+    X(const px_redis_reply_t *, redis_element, (const px_redis_reply_t *reply, size_t i),   \
+      (reply, i))                                                                           \
+    /* Run the admins' Lua hook `name` (before_user_register, ...) on `*value`. Returns     \
+     * PX_OK to go on (with *value possibly replaced by the changed value: the old         \
+     * reference is released), or PX_DONE when a script denied the request or failed and   \
+     * the host has already answered (the deny's status and message, or 500). */            \
+    X(int, hook_run, (px_req_t * req, const char *name, json_t **value), (req, name, value))
+
 #define PX_API_VOID_1_0(X)                                                                    \
     /* Log a line at `level` to the host's error log, prefixed with the plugin's name. */   \
     X(void, logv, (px_plugin_t * plugin, int level, const char *fmt, va_list ap),           \
       (plugin, level, fmt, ap))
+
+/* Every list, in table order: the struct, the host's table and its test all use this. */
+#define PX_API_ALL(X) PX_API_1_0(X) PX_API_VOID_1_0(X) PX_API_1_1(X)
 
 /* The table the host hands to every plugin. `size` is sizeof the host's table: test
  * PX_HAS(name) before calling a function newer than the minor you require. */
@@ -148,8 +253,7 @@ typedef struct px_api {
     uint16_t abi_major;
     uint16_t abi_minor;
 #define PX__FIELD(ret, name, params, args) ret(*name) params;
-    PX_API_1_0(PX__FIELD)
-    PX_API_VOID_1_0(PX__FIELD)
+    PX_API_ALL(PX__FIELD)
 #undef PX__FIELD
 } px_api_t;
 
@@ -200,6 +304,7 @@ extern PX__HIDDEN const px_api_t *px_api;
 #define PX__WRAP(ret, name, params, args)                                                     \
     static inline ret px_##name params { return px_api->name args; }
 PX_API_1_0(PX__WRAP)
+PX_API_1_1(PX__WRAP)
 #undef PX__WRAP
 
 static inline void px_log(px_plugin_t *plugin, int level, const char *fmt, ...)

@@ -10,9 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "api.h"
+#include "auth.h"
+#include "hooks.h"
 #include "http.h"
 #include "log.h"
+#include "pg.h"
+#include "redis.h"
+#include "worker.h"
 #include "metrics.h"
 #include "plugin.h"
 #include "request.h"
@@ -20,8 +27,17 @@
 
 /* ---- plugin lifecycle and config ---- */
 
+static int api_route_auth(px_plugin_t *p, const char *method, const char *pattern,
+                          px_handler_fn fn, void *userdata, int auth, const char *role);
+
 static int api_route(px_plugin_t *p, const char *method, const char *pattern, px_handler_fn fn,
                      void *userdata)
+{
+    return api_route_auth(p, method, pattern, fn, userdata, PX_AUTH_NONE, NULL);
+}
+
+static int api_route_auth(px_plugin_t *p, const char *method, const char *pattern,
+                          px_handler_fn fn, void *userdata, int auth, const char *role)
 {
     plugin_set_t *set = p->set;
     if (set->registering != p) {
@@ -37,6 +53,14 @@ static int api_route(px_plugin_t *p, const char *method, const char *pattern, px
                      p->name, err);
         return rc;
     }
+    route_t *rt = router_last(set->router);
+    rt->auth = auth == PX_AUTH_REQUIRED || auth == PX_AUTH_OPTIONAL ? auth : PX_AUTH_NONE;
+    if (role)
+        snprintf(rt->role, sizeof(rt->role), "%s", role);
+    if (role && rt->auth != PX_AUTH_REQUIRED)
+        log_warn("plugin \"%s\": %s %s asks for role \"%s\" without PX_AUTH_REQUIRED; the "
+                 "role is checked only when a caller is required",
+                 p->name, method, pattern, role);
     p->nroutes++;
     return 0;
 }
@@ -135,6 +159,16 @@ static const char *api_req_query(px_req_t *r, const char *name)
 
 static const char *api_req_header(px_req_t *r, const char *name)
 {
+    if (r->header_overrides) {
+        /* An on_request hook set (string) or removed (null) this header. */
+        const char *key;
+        json_t *v;
+        json_object_foreach(r->header_overrides, key, v)
+        {
+            if (!strcasecmp(key, name))
+                return json_is_string(v) ? json_string_value(v) : NULL;
+        }
+    }
     size_t len = strlen(name);
     for (uint32_t i = 0; i < r->nheaders; i++) {
         const header_t *h = &r->headers[i];
@@ -227,6 +261,371 @@ static int api_res_error(px_req_t *r, int status, const char *code, const char *
     return http_respond_error(r, status, code, message, fields);
 }
 
+/* ---- callers and tokens (1.1) ---- */
+
+static const char *api_req_caller_id(px_req_t *r)
+{
+    return r->has_caller ? r->caller_id : NULL;
+}
+
+static const char *api_req_caller_role(px_req_t *r)
+{
+    return r->has_caller ? r->caller_role : NULL;
+}
+
+static const char *api_token_issue(px_req_t *r, const char *sub, const char *role,
+                                   int64_t *expires_in)
+{
+    const auth_settings_t *a = &r->worker->cfg->auth;
+    if (!a->token_secret || !sub || !role)
+        return NULL;
+    int64_t ttl = (int64_t)(a->access_ttl_ms / 1000);
+    char *token = auth_jwt_sign((const unsigned char *)a->token_secret, strlen(a->token_secret),
+                                a->issuer, sub, role, (int64_t)time(NULL), ttl);
+    if (!token)
+        return NULL;
+    char *copy = arena_strndup(&r->arena, token, strlen(token));
+    free(token);
+    if (expires_in)
+        *expires_in = ttl;
+    return copy;
+}
+
+/* ---- pool work bound to a request (1.1) ---- */
+
+enum req_op_kind { OP_PG_QUERY, OP_PG_BEGIN, OP_PG_DONE, OP_REDIS };
+
+struct px_pg_txn {
+    pg_txn_t *txn;
+    px_req_t *req;
+    struct px_pg_txn *next;
+};
+
+static req_op_t *op_new(px_req_t *r, int kind, req_op_cb_t cb, void *ud)
+{
+    req_op_t *op = xcalloc(1, sizeof(*op));
+    op->req = r;
+    op->kind = kind;
+    op->cb = cb;
+    op->userdata = ud;
+    op->next = r->ops;
+    if (r->ops)
+        r->ops->prev = op;
+    r->ops = op;
+    return op;
+}
+
+/* The callback is starting: the handle is spent, the op leaves the request's list. */
+static void op_finish(req_op_t *op)
+{
+    px_req_t *r = op->req;
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        r->ops = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    free(op);
+}
+
+static void txn_forget(px_req_t *r, struct px_pg_txn *t)
+{
+    for (struct px_pg_txn **pp = &r->txns; *pp; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            return;
+        }
+    }
+}
+
+void api_req_cancel_work(px_req_t *r)
+{
+    while (r->ops) {
+        req_op_t *op = r->ops;
+        r->ops = op->next;
+        if (op->kind == OP_REDIS)
+            redis_cancel(op->handle);
+        else
+            pg_cancel(op->handle);
+        free(op);
+    }
+    while (r->txns) {
+        struct px_pg_txn *t = r->txns;
+        r->txns = t->next;
+        pg_txn_abandon(t->txn);
+        free(t);
+    }
+    json_decref(r->header_overrides);
+    r->header_overrides = NULL;
+}
+
+static void pg_query_done(const pg_result_t *res, const pg_error_t *err, void *ud)
+{
+    req_op_t *op = ud;
+    px_req_t *r = op->req;
+    px_pg_fn cb = op->cb.pg;
+    void *user = op->userdata;
+    op_finish(op);
+    cb(r, (const px_pg_result_t *)res, (const px_pg_error_t *)err, user);
+}
+
+static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql,
+                       int nparams, const char *const *values, px_pg_fn cb, void *ud)
+{
+    pg_pool_t *pool = r->worker->pg;
+    if ((!pool && !txn) || !sql || !cb)
+        return !sql || !cb ? PX_EINVAL : PX_EUNAVAIL;
+    req_op_t *op = op_new(r, OP_PG_QUERY, (req_op_cb_t){.pg = cb}, ud);
+    pg_handle_t **h = (pg_handle_t **)&op->handle;
+    int rc;
+    if (txn)
+        rc = name ? pg_txn_query_prepared(txn, name, sql, nparams, values, pg_query_done, op, h)
+                  : pg_txn_query(txn, sql, nparams, values, pg_query_done, op, h);
+    else
+        rc = name ? pg_query_prepared(pool, name, sql, nparams, values, pg_query_done, op, h)
+                  : pg_query(pool, sql, nparams, values, pg_query_done, op, h);
+    if (rc) {
+        op_finish(op);
+        return PX_EINVAL;
+    }
+    return 0;
+}
+
+static int api_pg_query(px_req_t *r, const char *name, const char *sql, int nparams,
+                        const char *const *values, px_pg_fn cb, void *ud)
+{
+    return start_query(r, NULL, name, sql, nparams, values, cb, ud);
+}
+
+static int api_pg_rows(const px_pg_result_t *res)
+{
+    return pg_result_rows((const pg_result_t *)res);
+}
+
+static int api_pg_cols(const px_pg_result_t *res)
+{
+    return pg_result_cols((const pg_result_t *)res);
+}
+
+static const char *api_pg_value(const px_pg_result_t *res, int row, int col)
+{
+    const pg_result_t *pr = (const pg_result_t *)res;
+    if (row < 0 || col < 0 || row >= pg_result_rows(pr) || col >= pg_result_cols(pr))
+        return NULL;
+    return pg_result_value(pr, row, col);
+}
+
+static int api_pg_colindex(const px_pg_result_t *res, const char *name)
+{
+    return pg_result_colindex((const pg_result_t *)res, name);
+}
+
+static int64_t api_pg_affected(const px_pg_result_t *res)
+{
+    return pg_result_affected((const pg_result_t *)res);
+}
+
+static int api_pg_error_kind(const px_pg_error_t *err)
+{
+    return (int)((const pg_error_t *)err)->kind;
+}
+
+static const char *api_pg_error_sqlstate(const px_pg_error_t *err)
+{
+    return ((const pg_error_t *)err)->sqlstate;
+}
+
+static const char *api_pg_error_message(const px_pg_error_t *err)
+{
+    return ((const pg_error_t *)err)->message;
+}
+
+static int api_res_pg_error(px_req_t *r, const px_pg_error_t *perr)
+{
+    const pg_error_t *err = (const pg_error_t *)perr;
+    if (err->kind == PG_EUNAVAILABLE)
+        return http_respond_error(r, 503, "unavailable", "the database is unavailable; retry",
+                                  NULL);
+    if (!strcmp(err->sqlstate, "23505"))
+        return http_respond_error(r, 409, "conflict", "that already exists", NULL);
+    log_error("plugin \"%s\": query failed (SQLSTATE %s): %s", r->plugin ? r->plugin : "?",
+              err->sqlstate, err->message);
+    return http_respond_error(r, 500, "internal", "a database query failed", NULL);
+}
+
+static void pg_begin_done(pg_txn_t *txn, const pg_error_t *err, void *ud)
+{
+    req_op_t *op = ud;
+    px_req_t *r = op->req;
+    px_pg_txn_fn cb = op->cb.txn;
+    void *user = op->userdata;
+    op_finish(op);
+    if (!txn) {
+        cb(r, NULL, (const px_pg_error_t *)err, user);
+        return;
+    }
+    struct px_pg_txn *t = xcalloc(1, sizeof(*t));
+    t->txn = txn;
+    t->req = r;
+    t->next = r->txns;
+    r->txns = t;
+    cb(r, t, NULL, user);
+}
+
+static int api_pg_begin(px_req_t *r, px_pg_txn_fn cb, void *ud)
+{
+    if (!r->worker->pg)
+        return PX_EUNAVAIL;
+    if (!cb)
+        return PX_EINVAL;
+    req_op_t *op = op_new(r, OP_PG_BEGIN, (req_op_cb_t){.txn = cb}, ud);
+    if (pg_txn_begin(r->worker->pg, pg_begin_done, op, (pg_handle_t **)&op->handle)) {
+        op_finish(op);
+        return PX_EINVAL;
+    }
+    return 0;
+}
+
+static int api_pg_txn_query(px_pg_txn_t *t, const char *name, const char *sql, int nparams,
+                            const char *const *values, px_pg_fn cb, void *ud)
+{
+    return start_query(t->req, t->txn, name, sql, nparams, values, cb, ud);
+}
+
+static void pg_end_done(const pg_error_t *err, void *ud)
+{
+    req_op_t *op = ud;
+    px_req_t *r = op->req;
+    px_pg_done_fn cb = op->cb.done;
+    void *user = op->userdata;
+    op_finish(op);
+    if (cb)
+        cb(r, (const px_pg_error_t *)err, user);
+}
+
+static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
+{
+    px_req_t *r = t->req;
+    pg_txn_t *txn = t->txn;
+    txn_forget(r, t);
+    free(t);
+    req_op_t *op = op_new(r, OP_PG_DONE, (req_op_cb_t){.done = cb}, ud);
+    pg_handle_t **h = (pg_handle_t **)&op->handle;
+    int rc = commit ? pg_txn_commit(txn, pg_end_done, op, h)
+                    : pg_txn_rollback(txn, pg_end_done, op, h);
+    if (rc) {
+        op_finish(op);
+        return PX_EINVAL;
+    }
+    return 0;
+}
+
+static int api_pg_commit(px_pg_txn_t *t, px_pg_done_fn cb, void *ud)
+{
+    return end_txn(t, true, cb, ud);
+}
+
+static int api_pg_rollback(px_pg_txn_t *t, px_pg_done_fn cb, void *ud)
+{
+    return end_txn(t, false, cb, ud);
+}
+
+static void redis_done(const redis_reply_t *reply, const redis_error_t *err, void *ud)
+{
+    req_op_t *op = ud;
+    px_req_t *r = op->req;
+    px_redis_fn cb = op->cb.redis;
+    void *user = op->userdata;
+    op_finish(op);
+    int e = 0;
+    if (err)
+        e = err->kind == REDIS_ETIMEOUT ? PX_REDIS_TIMEOUT : PX_REDIS_UNAVAILABLE;
+    cb(r, (const px_redis_reply_t *)reply, e, user);
+}
+
+static int api_redis_command(px_req_t *r, int argc, const char *const *argv,
+                             const size_t *argvlen, px_redis_fn cb, void *ud)
+{
+    redis_client_t *client = r->worker->redis;
+    if (!client || !redis_is_connected(client))
+        return PX_EUNAVAIL;
+    if (!cb || argc <= 0 || !argv)
+        return PX_EINVAL;
+    req_op_t *op = op_new(r, OP_REDIS, (req_op_cb_t){.redis = cb}, ud);
+    if (redis_command(client, argc, (const char **)argv, argvlen, redis_done, op,
+                      (redis_handle_t **)&op->handle)) {
+        op_finish(op);
+        return PX_EUNAVAIL;
+    }
+    return 0;
+}
+
+static int api_redis_type(const px_redis_reply_t *reply)
+{
+    switch (redis_reply_type((const redis_reply_t *)reply)) {
+    case REDIS_TYPE_STRING: return PX_REDIS_STRING;
+    case REDIS_TYPE_ARRAY: return PX_REDIS_ARRAY;
+    case REDIS_TYPE_INTEGER: return PX_REDIS_INTEGER;
+    case REDIS_TYPE_NIL: return PX_REDIS_NIL;
+    case REDIS_TYPE_STATUS: return PX_REDIS_STATUS;
+    default: return PX_REDIS_ERROR;
+    }
+}
+
+static long long api_redis_integer(const px_redis_reply_t *reply)
+{
+    return (long long)redis_reply_integer((const redis_reply_t *)reply);
+}
+
+static const char *api_redis_string(const px_redis_reply_t *reply, size_t *len)
+{
+    return redis_reply_string((const redis_reply_t *)reply, len);
+}
+
+static size_t api_redis_elements(const px_redis_reply_t *reply)
+{
+    return redis_reply_count((const redis_reply_t *)reply);
+}
+
+static const px_redis_reply_t *api_redis_element(const px_redis_reply_t *reply, size_t i)
+{
+    return (const px_redis_reply_t *)redis_reply_element((const redis_reply_t *)reply, i);
+}
+
+/* ---- Lua hooks (1.1) ---- */
+
+int api_hook_answer(px_req_t *r, const char *name, hooks_result_t *out)
+{
+    if (out->action == HOOKS_DENY) {
+        int status = out->status >= 400 && out->status <= 599 ? out->status : 403;
+        http_respond_error(r, status, NULL, out->message ? out->message : "denied", NULL);
+        return PX_DONE;
+    }
+    log_error("lua hook %s: %s", name, out->message ? out->message : "failed");
+    http_respond_error(r, 500, "internal", "a server hook failed", NULL);
+    return PX_DONE;
+}
+
+static int api_hook_run(px_req_t *r, const char *name, json_t **value)
+{
+    hooks_t *h = r->worker->hooks;
+    if (!h || !name || !value || !hooks_has(h, name))
+        return PX_OK;
+    hooks_result_t out;
+    hooks_call(h, name, *value, &out);
+    int rc = PX_OK;
+    if (out.action == HOOKS_ALLOW) {
+        if (out.value != *value) {
+            json_decref(*value);
+            *value = json_incref(out.value);
+        }
+    } else {
+        rc = api_hook_answer(r, name, &out);
+    }
+    hooks_result_clear(&out);
+    return rc;
+}
+
 /* ---- the table ---- */
 
 #define API_SLOT(ret, name, params, args) .name = api_##name,
@@ -234,6 +633,6 @@ const px_api_t plugin_api_table = {
     .size = sizeof(px_api_t),
     .abi_major = PX_ABI_MAJOR,
     .abi_minor = PX_ABI_MINOR,
-    PX_API_1_0(API_SLOT) PX_API_VOID_1_0(API_SLOT)
+    PX_API_ALL(API_SLOT)
 };
 #undef API_SLOT

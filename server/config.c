@@ -41,6 +41,10 @@ typedef struct key_spec {
 
 #define CFG(field) offsetof(config_t, field)
 #define HTTP(field) (offsetof(config_t, http) + offsetof(http_limits_t, field))
+#define PG(field) (offsetof(config_t, pg) + offsetof(pg_settings_t, field))
+#define REDIS(field) (offsetof(config_t, redis) + offsetof(redis_settings_t, field))
+#define AUTH(field) (offsetof(config_t, auth) + offsetof(auth_settings_t, field))
+#define LUA(field) (offsetof(config_t, lua) + offsetof(lua_settings_t, field))
 
 static const key_spec_t host_keys[] = {
     {"server", "listen", V_LIST, CFG(listen), false},
@@ -62,7 +66,33 @@ static const key_spec_t host_keys[] = {
     {"http", "keepalive_requests", V_COUNT, HTTP(keepalive_requests), false},
     {"http", "send_timeout", V_DURATION, HTTP(send_timeout_ms), false},
     {"http", "max_connections", V_COUNT, HTTP(max_connections), false},
+    {"postgres", "conninfo", V_STRING, PG(conninfo), false},
+    {"postgres", "pool_size", V_COUNT, PG(pool_size), false},
+    {"postgres", "statement_timeout", V_DURATION, PG(statement_timeout_ms), false},
+    {"postgres", "queue_max", V_COUNT, PG(queue_max), false},
+    {"postgres", "wait_timeout", V_DURATION, PG(wait_timeout_ms), false},
+    {"postgres", "connect_timeout", V_DURATION, PG(connect_timeout_ms), false},
+    {"redis", "address", V_STRING, REDIS(address), false},
+    {"redis", "command_timeout", V_DURATION, REDIS(command_timeout_ms), false},
+    {"redis", "connect_timeout", V_DURATION, REDIS(connect_timeout_ms), false},
+    {"auth", "token_secret", V_STRING, AUTH(token_secret), false},
+    {"auth", "token_secret_file", V_STRING, AUTH(token_secret_file), false},
+    {"auth", "issuer", V_STRING, AUTH(issuer), false},
+    {"auth", "access_ttl", V_DURATION, AUTH(access_ttl_ms), false},
+    {"auth", "refresh_ttl", V_DURATION, AUTH(refresh_ttl_ms), false},
+    {"auth", "leeway", V_DURATION, AUTH(leeway_ms), false},
+    {"lua", "dir", V_STRING, LUA(dir), false},
+    {"lua", "instruction_budget", V_COUNT, LUA(instruction_budget), false},
+    {"lua", "memory_limit", V_SIZE, LUA(memory_limit), false},
 };
+
+static bool host_section(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++)
+        if (!strcmp(host_keys[i].section, name))
+            return true;
+    return false;
+}
 
 void config_error(config_errors_t *errs, const char *file, int line, const char *fmt, ...)
 {
@@ -112,6 +142,17 @@ config_t *config_new_defaults(void)
         .send_timeout_ms = 60000,
         .max_connections = 4096,
     };
+    cfg->pg = (pg_settings_t){.pool_size = 4,
+                              .statement_timeout_ms = 5000,
+                              .queue_max = 256,
+                              .wait_timeout_ms = 2000,
+                              .connect_timeout_ms = 5000};
+    cfg->redis = (redis_settings_t){.command_timeout_ms = 100, .connect_timeout_ms = 500};
+    cfg->auth = (auth_settings_t){.issuer = xstrdup("panthera"),
+                                  .access_ttl_ms = 15 * 60 * 1000,
+                                  .refresh_ttl_ms = 30ull * 24 * 3600 * 1000,
+                                  .leeway_ms = 30 * 1000};
+    cfg->lua = (lua_settings_t){.instruction_budget = 1000000, .memory_limit = 16 * 1024 * 1024};
     return cfg;
 }
 
@@ -133,6 +174,12 @@ void config_free(config_t *cfg)
     free(cfg->pid_file);
     free(cfg->error_log);
     free(cfg->access_log);
+    free(cfg->pg.conninfo);
+    free(cfg->redis.address);
+    free(cfg->auth.token_secret);
+    free(cfg->auth.token_secret_file);
+    free(cfg->auth.issuer);
+    free(cfg->lua.dir);
     for (size_t i = 0; i < cfg->nplugins; i++) {
         config_plugin_t *p = &cfg->plugins[i];
         for (size_t j = 0; j < p->nentries; j++) {
@@ -279,7 +326,7 @@ static void enter_section(parse_state_t *st, const char *section)
     snprintf(st->section, sizeof(st->section), "%s", section);
     st->section_line = st->line;
     st->plugin = NULL;
-    if (!strcmp(section, "server") || !strcmp(section, "http"))
+    if (host_section(section))
         return;
     if (!strncmp(section, "plugin:", 7)) {
         const char *name = section + 7;
@@ -309,7 +356,9 @@ static void enter_section(parse_state_t *st, const char *section)
         return;
     }
     config_error(st->errs, st->file, st->line,
-                 "unknown section [%s] (expected [server], [http] or [plugin:NAME])", section);
+                 "unknown section [%s] (expected [server], [http], [postgres], [redis], [auth], "
+                 "[lua] or [plugin:NAME])",
+                 section);
 }
 
 static char *counting_reader(char *str, int num, void *stream)
@@ -372,7 +421,7 @@ static int on_ini_value(void *user, const char *section, const char *key, const 
         set_host_value(st, spec, value);
         return 1;
     }
-    if (!strcmp(section, "server") || !strcmp(section, "http"))
+    if (host_section(section))
         config_error(st->errs, st->file, st->line, "unknown key \"%s\" in [%s]", key, section);
     return 1;
 }
@@ -433,6 +482,49 @@ static void check_listen(parse_state_t *st, config_t *cfg)
     }
 }
 
+static const seen_key_t *seen_of(const parse_state_t *st, size_t offset)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++)
+        if (host_keys[i].offset == offset && st->seen[i].file)
+            return &st->seen[i];
+    return NULL;
+}
+
+/* HS256 needs a key at least as long as its hash (RFC 7518 3.2): a shorter secret is
+ * refused at start rather than quietly weakening every token. */
+static void check_auth(parse_state_t *st, config_t *cfg)
+{
+    const seen_key_t *secret = seen_of(st, AUTH(token_secret));
+    const seen_key_t *file = seen_of(st, AUTH(token_secret_file));
+    if (secret && file) {
+        config_error(st->errs, file->file, file->line,
+                     "token_secret_file and token_secret (at %s:%d) are both set; keep one",
+                     secret->file, secret->line);
+        return;
+    }
+    if (file) {
+        FILE *fp = fopen(cfg->auth.token_secret_file, "r");
+        if (!fp) {
+            config_error(st->errs, file->file, file->line, "token_secret_file %s: %s",
+                         cfg->auth.token_secret_file, strerror(errno));
+            return;
+        }
+        char buf[1024];
+        size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+            n--;
+        buf[n] = '\0';
+        cfg->auth.token_secret = xstrdup(buf);
+        secret = file;
+    }
+    if (secret && strlen(cfg->auth.token_secret) < 32)
+        config_error(st->errs, secret->file, secret->line,
+                     "the token secret is %zu bytes; HS256 needs at least 32 (generate one with "
+                     "\"openssl rand -base64 48\")",
+                     strlen(cfg->auth.token_secret));
+}
+
 config_t *config_load(const char *path, config_errors_t *errs)
 {
     config_t *cfg = config_new_defaults();
@@ -474,6 +566,12 @@ config_t *config_load(const char *path, config_errors_t *errs)
     if (cfg->nlisten == 0)
         split_list("127.0.0.1:8080", &cfg->listen, &cfg->nlisten);
     check_listen(&st, cfg);
+    check_auth(&st, cfg);
+    if (cfg->lua.dir && *cfg->lua.dir) {
+        char *dir = resolve_relative(path, cfg->lua.dir);
+        free(cfg->lua.dir);
+        cfg->lua.dir = dir;
+    }
     for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++)
         free(st.seen[i].file);
     if (errs->n > errors_before) {

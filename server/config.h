@@ -36,6 +36,40 @@ typedef struct http_limits {
     uint64_t max_connections; /* per worker */
 } http_limits_t;
 
+/* [postgres]: the per-worker pool; disabled when conninfo is empty. */
+typedef struct pg_settings {
+    char *conninfo;
+    uint64_t pool_size;
+    uint64_t statement_timeout_ms;
+    uint64_t queue_max;
+    uint64_t wait_timeout_ms;
+    uint64_t connect_timeout_ms;
+} pg_settings_t;
+
+/* [redis]: disabled when address is empty. */
+typedef struct redis_settings {
+    char *address; /* unix:/path or host:port */
+    uint64_t command_timeout_ms;
+    uint64_t connect_timeout_ms;
+} redis_settings_t;
+
+/* [auth]: how the gateway checks bearer tokens and how plugins issue them. */
+typedef struct auth_settings {
+    char *token_secret;
+    char *token_secret_file; /* read at load, trailing newline dropped */
+    char *issuer;
+    uint64_t access_ttl_ms;
+    uint64_t refresh_ttl_ms;
+    uint64_t leeway_ms;
+} auth_settings_t;
+
+/* [lua]: admin hook scripts; disabled when dir is empty. */
+typedef struct lua_settings {
+    char *dir;
+    uint64_t instruction_budget;
+    uint64_t memory_limit;
+} lua_settings_t;
+
 typedef struct config {
     char *path;
     char **listen;
@@ -49,6 +83,10 @@ typedef struct config {
     int log_level;
     uint64_t shutdown_timeout_ms;
     http_limits_t http;
+    pg_settings_t pg;
+    redis_settings_t redis;
+    auth_settings_t auth;
+    lua_settings_t lua;
     config_plugin_t *plugins;
     size_t nplugins;
 } config_t;

@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
+#include "auth.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
@@ -54,6 +56,8 @@ static void conn_resume(conn_t *c);
 static void conn_update_timer(conn_t *c);
 static void conn_linger(conn_t *c);
 static void start_reading(conn_t *c);
+static bool name_is(const px_req_t *r, const header_t *h, const char *name, size_t len);
+static json_t *request_context(px_req_t *r);
 
 /* ---- deadline lists ---- */
 
@@ -348,6 +352,47 @@ int http_add_header(px_req_t *r, const char *name, const char *value)
     return 0;
 }
 
+/* An admin's on_response hook may set or remove response headers. Returns non-zero
+ * when the hook failed (the caller answers 500 instead). */
+static int run_on_response(px_req_t *r, int status)
+{
+    json_t *headers = json_object();
+    const char *p = r->extra_headers.data;
+    const char *end = p ? p + r->extra_headers.len : NULL;
+    while (p && p < end) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (!colon || !eol || colon > eol)
+            break;
+        char name[128];
+        snprintf(name, sizeof(name), "%.*s", (int)(colon - p), p);
+        json_object_set_new(headers, name, json_stringn(colon + 2, (size_t)(eol - colon - 2)));
+        p = eol + 2;
+    }
+    json_t *res = json_pack("{s:i, s:o}", "status", status, "headers", headers);
+    json_t *ctx = request_context(r);
+    hooks_result_t out;
+    hooks_call_with(r->worker->hooks, "on_response", ctx, res, &out);
+    json_decref(ctx);
+    json_decref(res);
+    int rc = 0;
+    if (out.action == HOOKS_ERROR) {
+        log_error("lua hook on_response: %s", out.message ? out.message : "failed");
+        rc = -1;
+    } else if (out.changed && json_is_object(json_object_get(out.value, "headers"))) {
+        r->extra_headers.len = 0;
+        const char *key;
+        json_t *v;
+        json_object_foreach(json_object_get(out.value, "headers"), key, v)
+        {
+            if (json_is_string(v))
+                http_add_header(r, key, json_string_value(v));
+        }
+    }
+    hooks_result_clear(&out);
+    return rc;
+}
+
 int http_respond(px_req_t *r, int status, const char *content_type, char *body, size_t len,
                  bool take)
 {
@@ -355,6 +400,16 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
         if (take)
             free(body);
         return PX_ESTATE;
+    }
+    worker_t *hw = r->worker;
+    if (hw->hooks && !r->in_on_response && hooks_has(hw->hooks, "on_response")) {
+        r->in_on_response = true;
+        if (run_on_response(r, status)) {
+            if (take)
+                free(body);
+            r->extra_headers.len = 0;
+            return http_respond_error(r, 500, "internal", "a server hook failed", NULL);
+        }
     }
     if (status < 100 || status > 999)
         status = 500;
@@ -530,6 +585,112 @@ char *http_decode(px_req_t *r, const char *s, size_t len, bool plus_is_space)
     return out;
 }
 
+/* The gateway: verify the bearer token and the route's role before any plugin code runs.
+ * Returns non-zero when it has answered. */
+static int check_caller(px_req_t *r, const route_t *rt)
+{
+    const auth_settings_t *a = &r->worker->cfg->auth;
+    const char *header = NULL;
+    for (uint32_t i = 0; i < r->nheaders && !header; i++)
+        if (name_is(r, &r->headers[i], "authorization", 13))
+            header = r->head.data + r->headers[i].value_off;
+    if (!header) {
+        if (rt->auth == PX_AUTH_OPTIONAL)
+            return 0;
+        http_respond_error(r, 401, "unauthorized", "a bearer token is required", NULL);
+        return 1;
+    }
+    const char *token;
+    size_t len;
+    int rc = auth_bearer_token(header, &token, &len);
+    if (rc == 0 && !a->token_secret)
+        rc = AUTH_EINVAL;
+    auth_caller_t caller;
+    if (rc == 0)
+        rc = auth_jwt_verify((const unsigned char *)a->token_secret, strlen(a->token_secret),
+                             token, len, a->issuer, (int64_t)time(NULL),
+                             (int64_t)(a->leeway_ms / 1000), &caller);
+    if (rc) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "invalid bearer token: %s", auth_strerror(rc));
+        http_respond_error(r, 401, "unauthorized", msg, NULL);
+        return 1;
+    }
+    r->has_caller = true;
+    memcpy(r->caller_id, caller.id, sizeof(r->caller_id));
+    memcpy(r->caller_role, caller.role, sizeof(r->caller_role));
+    if (rt->auth == PX_AUTH_REQUIRED && rt->role[0] && strcmp(rt->role, caller.role) != 0 &&
+        strcmp(caller.role, "admin") != 0) {
+        http_respond_error(r, 403, "forbidden", "your role may not do this", NULL);
+        return 1;
+    }
+    return 0;
+}
+
+/* What an admin's on_request hook sees: method, path, headers (lower-case names), the
+ * caller and the client's address. Built only when a script defines the hook. */
+static json_t *request_context(px_req_t *r)
+{
+    json_t *headers = json_object();
+    for (uint32_t i = 0; i < r->nheaders; i++) {
+        const header_t *h = &r->headers[i];
+        char name[128];
+        size_t n = h->name_len < sizeof(name) - 1 ? h->name_len : sizeof(name) - 1;
+        for (size_t k = 0; k < n; k++) {
+            char ch = r->head.data[h->name_off + k];
+            name[k] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+        }
+        name[n] = '\0';
+        if (!json_object_get(headers, name))
+            json_object_set_new(headers, name,
+                                json_stringn(r->head.data + h->value_off, h->value_len));
+    }
+    json_t *ctx = json_pack("{s:s, s:s, s:o, s:s?}", "method",
+                            r->method_name ? r->method_name : "", "path", r->path, "headers",
+                            headers, "plugin", r->plugin);
+    if (r->has_caller)
+        json_object_set_new(ctx, "caller",
+                            json_pack("{s:s, s:s}", "id", r->caller_id, "role", r->caller_role));
+    json_object_set_new(ctx, "body_size", json_integer((json_int_t)r->body.len));
+    return ctx;
+}
+
+/* Returns non-zero when the hook answered (deny or error). Header changes apply to the
+ * request as the handler will see it. */
+static int run_on_request(px_req_t *r)
+{
+    json_t *ctx = request_context(r);
+    hooks_result_t out;
+    hooks_call(r->worker->hooks, "on_request", ctx, &out);
+    json_decref(ctx);
+    int rc = 0;
+    if (out.action != HOOKS_ALLOW) {
+        api_hook_answer(r, "on_request", &out);
+        rc = 1;
+    } else if (out.changed && out.value) {
+        json_t *h = json_object_get(out.value, "headers");
+        if (json_is_object(h)) {
+            /* Every header the hook left, plus a null for each it removed. */
+            json_t *overrides = json_deep_copy(h);
+            for (uint32_t i = 0; i < r->nheaders; i++) {
+                char name[128];
+                const header_t *hd = &r->headers[i];
+                size_t n = hd->name_len < sizeof(name) - 1 ? hd->name_len : sizeof(name) - 1;
+                for (size_t k = 0; k < n; k++) {
+                    char ch = r->head.data[hd->name_off + k];
+                    name[k] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+                }
+                name[n] = '\0';
+                if (!json_object_get(overrides, name))
+                    json_object_set_new(overrides, name, json_null());
+            }
+            r->header_overrides = overrides;
+        }
+    }
+    hooks_result_clear(&out);
+    return rc;
+}
+
 static void dispatch(conn_t *c)
 {
     px_req_t *r = c->req;
@@ -561,6 +722,10 @@ static void dispatch(conn_t *c)
     r->route = m.route;
     r->plugin = m.route->owner;
     r->plugin_metrics_id = m.route->owner_id;
+    if (m.route->auth != PX_AUTH_NONE && check_caller(r, m.route))
+        return;
+    if (w->hooks && hooks_has(w->hooks, "on_request") && run_on_request(r))
+        return;
     for (size_t i = 0; i < m.nparams; i++) {
         r->param_values[i] = http_decode(r, m.params[i].value, m.params[i].len, false);
         if (!r->param_values[i]) {

@@ -119,7 +119,7 @@ struct pg_result {
 struct pg_handle {
     link_t link; /* in pool->waiting, txn->queue or pool->done, per `where` */
     pg_pool_t *pool;
-    pg_txn_t *txn; /* the transaction it belongs to; BEGIN keeps it until delivered */
+    pg_txn_t *txn; /* the transaction it belongs to, until its callback has run */
     enum req_kind kind;
     enum req_where where;
     bool silent; /* no callback: none given, cancelled, or the pool's own ROLLBACK */
@@ -166,11 +166,11 @@ struct conn {
     lookup_t *lookup;
     unsigned backoff_ms;
     pg_handle_t *running;
-    PGresult *answer;  /* what `running` gets once PQgetResult says NULL */
-    bool preparing;    /* running's statement is being prepared, execution follows */
-    bool flushing;     /* PQflush has more to send */
-    pg_txn_t *txn;     /* the transaction this connection is pinned to */
-    stmt_t *stmts;     /* prepared on this connection */
+    PGresult *answer; /* what `running` gets once PQgetResult says NULL */
+    bool preparing;   /* running's statement is being prepared, execution follows */
+    bool flushing;    /* PQflush has more to send */
+    pg_txn_t *txn;    /* the transaction this connection is pinned to */
+    stmt_t *stmts;    /* prepared on this connection */
     size_t nstmts, capstmts;
 };
 
@@ -179,6 +179,7 @@ struct pg_txn {
     conn_t *conn;       /* pinned connection; NULL before BEGIN runs or once it is lost */
     link_t queue;       /* issued, waiting for the connection */
     pg_handle_t *begin; /* the BEGIN request until its callback is delivered */
+    int ndone;          /* other requests of it whose callback is due */
     bool ended;         /* committed, rolled back or abandoned: no more calls */
     bool abandoned;     /* no more callbacks; the pool rolls back */
 };
@@ -234,8 +235,8 @@ static char *one_line(const char *s)
 
 /* ---- requests ---- */
 
-static pg_handle_t *req_new(pg_pool_t *pool, enum req_kind kind, const char *name,
-                            const char *sql, int nparams, const char *const *values)
+static pg_handle_t *req_new(pg_pool_t *pool, enum req_kind kind, const char *name, const char *sql,
+                            int nparams, const char *const *values)
 {
     size_t sql_len = strlen(sql) + 1, name_len = name ? strlen(name) + 1 : 0;
     size_t size = sizeof(pg_handle_t) + (size_t)nparams * sizeof(char *) + sql_len + name_len;
@@ -270,11 +271,11 @@ static pg_handle_t *req_new(pg_pool_t *pool, enum req_kind kind, const char *nam
 
 static void req_free(pg_handle_t *req)
 {
-    pg_txn_t *txn = req->kind == REQ_BEGIN ? req->txn : NULL;
-    if (txn && txn->begin == req)
+    pg_txn_t *txn = req->txn;
+    if (txn && req->kind == REQ_BEGIN)
         txn->begin = NULL;
-    else
-        txn = NULL;
+    else if (txn)
+        txn->ndone--;
     PQclear(req->result.pg);
     free(req->message);
     free(req);
@@ -282,14 +283,18 @@ static void req_free(pg_handle_t *req)
         txn_maybe_free(txn);
 }
 
-/* The work is over: queue the callback, or free the request if nobody wants it. */
+/* The work is over: queue the callback, or free the request if nobody wants it. A
+ * transaction stays allocated while callbacks of its requests are due, so that abandoning
+ * it can still silence them (see deliver). */
 static void req_finish(pg_handle_t *req)
 {
     pg_pool_t *pool = req->pool;
     if (req->kind == REQ_BEGIN && req->errkind)
         req->txn->ended = req->txn->abandoned = true; /* the caller never gets it */
-    else if (req->kind != REQ_BEGIN)
-        req->txn = NULL; /* the transaction may be over before the callback runs */
+    else if (req->kind != REQ_BEGIN && req->txn && req->silent)
+        req->txn = NULL;
+    else if (req->kind != REQ_BEGIN && req->txn)
+        req->txn->ndone++;
     if (req->silent) {
         req_free(req);
         return;
@@ -350,10 +355,12 @@ static void deliver(pg_handle_t *req)
         e = &err;
     }
     req->where = AT_CALLBACK;
+    if (req->kind != REQ_BEGIN && req->txn && req->txn->abandoned) {
+        req_free(req); /* its answer came in before pg_txn_abandon, its callback is off */
+        return;
+    }
     switch (req->kind) {
-    case REQ_QUERY:
-        req->cb.query(e ? NULL : &req->result, e, req->ud);
-        break;
+    case REQ_QUERY: req->cb.query(e ? NULL : &req->result, e, req->ud); break;
     case REQ_BEGIN: {
         /* From here on the caller owns the transaction and may end it in the callback. */
         pg_txn_t *txn = req->txn;
@@ -366,9 +373,7 @@ static void deliver(pg_handle_t *req)
     }
     case REQ_PING:
     case REQ_COMMIT:
-    case REQ_ROLLBACK:
-        req->cb.done(e, req->ud);
-        break;
+    case REQ_ROLLBACK: req->cb.done(e, req->ud); break;
     }
     req_free(req);
 }
@@ -639,6 +644,19 @@ static void conn_failed(conn_t *c, const char *why)
 
 static void txn_break(pg_txn_t *txn, pg_errkind_t kind, const char *why, const char *sqlstate);
 
+/* Keeps what the running request gets: the first error if there is one, else the last. */
+static void answer_keep(conn_t *c, PGresult *res)
+{
+    if (!c->answer) {
+        c->answer = res;
+    } else if (PQresultStatus(c->answer) == PGRES_FATAL_ERROR) {
+        PQclear(res);
+    } else {
+        PQclear(c->answer);
+        c->answer = res;
+    }
+}
+
 /* A working connection broke: what ran on it fails, its transaction is broken. `why` is
  * copied before conn_drop, like in conn_failed. */
 static void conn_lost(conn_t *c, const char *why, const char *sqlstate)
@@ -647,6 +665,14 @@ static void conn_lost(conn_t *c, const char *why, const char *sqlstate)
     char *msg = xasprintf("connection to PostgreSQL lost: %s", why);
     char *line = one_line(msg);
     free(msg);
+    /* The server often says why (57P01 admin shutdown) just before it hangs up. On a dead
+     * connection libpq is never busy, so this cannot block. */
+    PGresult *res;
+    while (c->running && !PQisBusy(c->pg) && (res = PQgetResult(c->pg)))
+        answer_keep(c, res);
+    const char *said = c->answer ? PQresultErrorField(c->answer, PG_DIAG_SQLSTATE) : NULL;
+    char code[6];
+    snprintf(code, sizeof(code), "%s", sqlstate ? sqlstate : said ? said : "");
     if (c->state == CONN_READY)
         pool->up--;
     if (pool->up == 0)
@@ -660,9 +686,9 @@ static void conn_lost(conn_t *c, const char *why, const char *sqlstate)
     conn_drop(c);
     conn_retry_later(c);
     if (req)
-        req_fail(req, PG_EUNAVAILABLE, sqlstate, line);
+        req_fail(req, PG_EUNAVAILABLE, code, line);
     if (txn)
-        txn_break(txn, PG_EUNAVAILABLE, line, sqlstate);
+        txn_break(txn, PG_EUNAVAILABLE, line, code);
     free(line);
 }
 
@@ -700,18 +726,10 @@ static void conn_step(conn_t *c)
         c->events = 0;
     }
     switch (PQconnectPoll(c->pg)) {
-    case PGRES_POLLING_OK:
-        conn_up(c);
-        return;
-    case PGRES_POLLING_READING:
-        rc = conn_watch(c, UV_READABLE);
-        break;
-    case PGRES_POLLING_WRITING:
-        rc = conn_watch(c, UV_WRITABLE);
-        break;
-    default:
-        conn_failed(c, PQerrorMessage(c->pg));
-        return;
+    case PGRES_POLLING_OK: conn_up(c); return;
+    case PGRES_POLLING_READING: rc = conn_watch(c, UV_READABLE); break;
+    case PGRES_POLLING_WRITING: rc = conn_watch(c, UV_WRITABLE); break;
+    default: conn_failed(c, PQerrorMessage(c->pg)); return;
     }
     if (rc < 0)
         conn_failed(c, uv_strerror(rc));
@@ -830,9 +848,7 @@ static void on_conn_timer(uv_timer_t *timer)
     conn_t *c = timer->data;
     char why[96];
     switch (c->state) {
-    case CONN_DOWN:
-        conn_connect(c);
-        break;
+    case CONN_DOWN: conn_connect(c); break;
     case CONN_RESOLVING:
     case CONN_CONNECTING:
         snprintf(why, sizeof(why), "no connection within %d ms", c->pool->connect_timeout_ms);
@@ -843,8 +859,7 @@ static void on_conn_timer(uv_timer_t *timer)
                  c->pool->statement_timeout_ms + ANSWER_GRACE_MS);
         conn_lost(c, why, NULL);
         break;
-    case CONN_CLOSED:
-        break;
+    case CONN_CLOSED: break;
     }
 }
 
@@ -882,8 +897,8 @@ static void conn_run(conn_t *c, pg_handle_t *req)
         const stmt_t *st = stmt_find(c, req->name);
         if (st && strcmp(st->sql, req->sql) != 0) {
             c->running = NULL;
-            char *why = xasprintf("prepared statement \"%s\" already stands for other SQL",
-                                  req->name);
+            char *why =
+                xasprintf("prepared statement \"%s\" already stands for other SQL", req->name);
             req_fail(req, PG_EQUERY, "42P05", why);
             free(why);
             return;
@@ -968,12 +983,10 @@ static void conn_finish(conn_t *c)
     uv_timer_stop(&c->timer);
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (PQstatus(c->pg) == CONNECTION_BAD || server_gone(state)) {
-        char *why = one_line(res && !result_ok(res) ? PQresultErrorMessage(res)
-                                                    : PQerrorMessage(c->pg));
-        char code[6];
-        snprintf(code, sizeof(code), "%s", state ? state : "");
-        PQclear(res);
-        conn_lost(c, why, code);
+        char *why =
+            one_line(res && !result_ok(res) ? PQresultErrorMessage(res) : PQerrorMessage(c->pg));
+        c->answer = res; /* conn_lost reports its SQLSTATE */
+        conn_lost(c, why, NULL);
         free(why);
         return;
     }
@@ -1024,7 +1037,7 @@ static void conn_finish(conn_t *c)
     conn_next(c);
 }
 
-/* Keeps the answer: the first error if there is one, else the last result. */
+/* Takes one result of the running request; false when the connection had to go. */
 static bool conn_collect(conn_t *c, PGresult *res)
 {
     ExecStatusType st = PQresultStatus(res);
@@ -1036,14 +1049,7 @@ static bool conn_collect(conn_t *c, PGresult *res)
         conn_lost(c, "the server started a COPY", NULL); /* no way back but a new session */
         return false;
     }
-    if (!c->answer) {
-        c->answer = res;
-    } else if (!result_ok(c->answer)) {
-        PQclear(res);
-    } else {
-        PQclear(c->answer);
-        c->answer = res;
-    }
+    answer_keep(c, res);
     return true;
 }
 
@@ -1058,8 +1064,8 @@ static void on_io(uv_poll_t *poll, int status, int events)
         return;
     if (status < 0) {
         PQconsumeInput(c->pg); /* for libpq's own words about what happened */
-        conn_lost(c, PQstatus(c->pg) == CONNECTION_BAD ? PQerrorMessage(c->pg)
-                                                       : uv_strerror(status),
+        conn_lost(c,
+                  PQstatus(c->pg) == CONNECTION_BAD ? PQerrorMessage(c->pg) : uv_strerror(status),
                   NULL);
         return;
     }
@@ -1100,7 +1106,7 @@ static void on_io(uv_poll_t *poll, int status, int events)
 
 static void txn_maybe_free(pg_txn_t *txn)
 {
-    if (!txn->ended || txn->conn || txn->begin)
+    if (!txn->ended || txn->conn || txn->begin || txn->ndone > 0)
         return;
     pg_pool_t *pool = txn->pool;
     pool->ntxn--;
@@ -1131,8 +1137,11 @@ static void txn_break(pg_txn_t *txn, pg_errkind_t kind, const char *why, const c
 static void txn_abandon(pg_txn_t *txn)
 {
     txn->ended = txn->abandoned = true;
-    while (!list_empty(&txn->queue))
-        req_free(req_pop(&txn->queue));
+    while (!list_empty(&txn->queue)) {
+        pg_handle_t *req = req_pop(&txn->queue);
+        req->txn = NULL; /* not counted in ndone: it never finished */
+        req_free(req);
+    }
     conn_t *c = txn->conn;
     if (!c)
         txn_maybe_free(txn);
@@ -1281,13 +1290,13 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_config_t *cfg)
     pool->queue_max = config_value(cfg->queue_max, PG_DEFAULT_QUEUE_MAX, "queue_max");
     pool->wait_timeout_ms =
         config_value(cfg->wait_timeout_ms, PG_DEFAULT_WAIT_TIMEOUT_MS, "wait_timeout_ms");
-    pool->connect_timeout_ms = config_value(cfg->connect_timeout_ms,
-                                            PG_DEFAULT_CONNECT_TIMEOUT_MS, "connect_timeout_ms");
-    pool->statement_timeout_ms = cfg->statement_timeout_ms == -1
-                                     ? 0
-                                     : config_value(cfg->statement_timeout_ms,
-                                                    PG_DEFAULT_STATEMENT_TIMEOUT_MS,
-                                                    "statement_timeout_ms");
+    pool->connect_timeout_ms =
+        config_value(cfg->connect_timeout_ms, PG_DEFAULT_CONNECT_TIMEOUT_MS, "connect_timeout_ms");
+    pool->statement_timeout_ms =
+        cfg->statement_timeout_ms == -1
+            ? 0
+            : config_value(cfg->statement_timeout_ms, PG_DEFAULT_STATEMENT_TIMEOUT_MS,
+                           "statement_timeout_ms");
     if (pool->size < 0 || pool->queue_max < 0 || pool->wait_timeout_ms < 0 ||
         pool->connect_timeout_ms < 0 || pool->statement_timeout_ms < 0)
         goto fail;
@@ -1411,8 +1420,7 @@ int pg_query(pg_pool_t *pool, const char *sql, int nparams, const char *const *v
 }
 
 int pg_query_prepared(pg_pool_t *pool, const char *name, const char *sql, int nparams,
-                      const char *const *values, pg_query_cb cb, void *ud,
-                      pg_handle_t **handle_out)
+                      const char *const *values, pg_query_cb cb, void *ud, pg_handle_t **handle_out)
 {
     if (!pool || !name)
         return -EINVAL;
@@ -1487,8 +1495,8 @@ static int txn_end(pg_txn_t *txn, enum req_kind kind, pg_done_cb cb, void *ud,
         return -EINVAL;
     pg_pool_t *pool = txn->pool;
     txn->ended = true;
-    pg_handle_t *req = req_new(pool, kind, NULL, kind == REQ_COMMIT ? "COMMIT" : "ROLLBACK", 0,
-                               NULL);
+    pg_handle_t *req =
+        req_new(pool, kind, NULL, kind == REQ_COMMIT ? "COMMIT" : "ROLLBACK", 0, NULL);
     req->cb.done = cb;
     req->ud = ud;
     req->silent = !cb;
@@ -1554,8 +1562,7 @@ void pg_cancel(pg_handle_t *req)
         req_free(req);
         break;
     case AT_NONE:
-    case AT_CALLBACK:
-        break;
+    case AT_CALLBACK: break;
     }
 }
 

@@ -6,6 +6,9 @@
  * pool connects, queues, reconnects and cleans up after abandoned transactions by itself.
  *
  * Threading: every function here must be called on the loop thread the pool was made for.
+ * Make the pool in the worker process, after fork: connections cannot be shared across it.
+ * Close it (pg_pool_close) and let the loop run until `done` before closing the loop's other
+ * handles wholesale (uv_walk): the pool closes its own handles, and only it may.
  *
  * Callbacks:
  *  - never run inside the pg_* call that started the work; they run from the loop (an
@@ -113,6 +116,9 @@ void pg_pool_close(pg_pool_t *pool, pg_close_cb done, void *ud);
  * attempt failed): waiting would only make the caller's own client wait for an error, and
  * the pool keeps reconnecting in the background (backoff 100 ms doubling to 5 s).
  *
+ * A transaction left open by SQL sent this way ("BEGIN") is rolled back before the
+ * connection is used again: transactions go through pg_txn_begin.
+ *
  * `cb` receives either the result or an error. NULL `cb`: fire and forget. */
 int pg_query(pg_pool_t *pool, const char *sql, int nparams, const char *const *values,
              pg_query_cb cb, void *ud, pg_handle_t **handle_out);
@@ -154,7 +160,8 @@ pg_status_t pg_pool_status(const pg_pool_t *pool);
  * outcome is unknown.
  *
  * pg_txn_abandon ends it without any more callbacks (for the transaction's pending
- * queries either): the pool rolls it back and returns the connection.
+ * queries either, even one whose answer has already arrived): the pool rolls it back and
+ * returns the connection.
  *
  * If the connection is lost, the pending queries get PG_EUNAVAILABLE, every later
  * pg_txn_query, pg_txn_commit or pg_txn_rollback reports PG_EUNAVAILABLE too (nothing was

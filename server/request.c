@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "http.h"
 #include "worker.h"
 
@@ -121,6 +122,7 @@ void http_req_destroy(px_req_t *r)
 void req_release(px_req_t *r)
 {
     worker_t *w = r->worker;
+    api_req_cancel_work(r);
     json_decref(r->json);
     if (r->res_body_owned)
         free(r->res_body);

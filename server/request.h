@@ -42,6 +42,26 @@ typedef struct header {
 
 enum header_state { HS_NONE, HS_FIELD, HS_NAME_DONE, HS_VALUE, HS_VALUE_DONE };
 
+/* Work a request started on a pool (a query, a Redis command, a transaction) and has not
+ * seen the end of: when the request ends first, the work is cancelled (its callback never
+ * runs) and an open transaction is rolled back. */
+typedef union req_op_cb {
+    px_pg_fn pg;
+    px_pg_txn_fn txn;
+    px_pg_done_fn done;
+    px_redis_fn redis;
+} req_op_cb_t;
+
+typedef struct req_op {
+    struct req_op *next;
+    struct req_op *prev;
+    px_req_t *req;
+    int kind; /* enum req_op_kind in api.c */
+    void *handle;
+    req_op_cb_t cb;
+    void *userdata;
+} req_op_t;
+
 typedef struct query_pair {
     const char *name;
     const char *value;
@@ -81,6 +101,14 @@ struct px_req {
 
     json_t *json;
     const char *json_error;
+
+    req_op_t *ops;             /* outstanding pool work */
+    struct px_pg_txn *txns;    /* open transactions */
+    json_t *header_overrides;  /* set/removed by an on_request hook: name → value or null */
+    bool has_caller;
+    bool in_on_response;
+    char caller_id[64];
+    char caller_role[16];
 
     char id[72]; /* up to 64 characters taken from X-Request-Id, or our own */
     uint64_t start_ns;

@@ -260,6 +260,11 @@ void router_allow_string(unsigned mask, char *out, size_t outlen)
     }
 }
 
+route_t *router_last(router_t *r)
+{
+    return r->nall ? r->all[r->nall - 1] : NULL;
+}
+
 void router_foreach(const router_t *r, void (*fn)(const route_t *route, void *arg), void *arg)
 {
     for (size_t i = 0; i < r->nall; i++)

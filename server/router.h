@@ -28,6 +28,8 @@ typedef struct route {
     void *userdata;
     const char *owner; /* plugin name, borrowed from the plugin */
     int owner_id;      /* the plugin's index in the shared metrics */
+    int auth;          /* enum px_auth */
+    char role[16];     /* required role, "" for any */
     size_t nparams;
     char *param_names[ROUTER_MAX_PARAMS];
 } route_t;
@@ -55,6 +57,8 @@ const char *router_method_name(int method);
  * shape is taken: `*conflict` then names the owner) with a reason in `err`. */
 int router_add(router_t *r, const char *method, const char *pattern, px_handler_fn handler,
                void *userdata, const char *owner, int owner_id, char *err, size_t errlen);
+/* The route router_add just added (for setting its auth gate), or NULL. */
+route_t *router_last(router_t *r);
 
 /* `path` is the request path without the query string. HEAD falls back to GET. */
 void router_match(const router_t *r, int method, const char *path, size_t len,

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -134,21 +135,153 @@ static void listeners_set(worker_t *w, bool on)
     }
 }
 
+/* Only our own handles: the pools close theirs themselves (closing them from here would
+ * close them twice). Connections are the only TCP handles we own. */
 static void close_walk(uv_handle_t *h, void *arg)
 {
-    UNUSED(arg);
+    worker_t *w = arg;
     if (uv_is_closing(h))
         return;
-    if (h->type == UV_TCP)
+    if (h->type == UV_TCP && h->data) {
         http_conn_close(h->data);
-    else
+        return;
+    }
+    if (h == (uv_handle_t *)&w->tick)
         uv_close(h, NULL);
+    for (size_t i = 0; i < w->nsignals; i++)
+        if (h == (uv_handle_t *)&w->signals[i])
+            uv_close(h, NULL);
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (h == (uv_handle_t *)&w->listeners[i].poll)
+            uv_close(h, NULL);
 }
 
 static void worker_finish(worker_t *w)
 {
     access_log_flush();
-    uv_walk(w->loop, close_walk, NULL);
+    /* The pools close their own handles; their callbacks run before uv_run returns. */
+    if (w->pg) {
+        pg_pool_close(w->pg, NULL, NULL);
+        w->pg = NULL;
+    }
+    if (w->redis) {
+        redis_close(w->redis, NULL, NULL);
+        w->redis = NULL;
+    }
+    uv_walk(w->loop, close_walk, w);
+}
+
+/* ---- /readyz: PostgreSQL and Redis answer, each when configured ---- */
+
+typedef struct readiness {
+    px_req_t *req;
+    int pending;
+    const char *pg;    /* "ok", "down" or "not configured" */
+    const char *redis;
+} readiness_t;
+
+static void readiness_answer(readiness_t *rd)
+{
+    if (--rd->pending > 0)
+        return;
+    bool ok = strcmp(rd->pg, "down") != 0 && strcmp(rd->redis, "down") != 0;
+    json_t *body = json_pack("{s:s, s:{s:s, s:s}}", "status", ok ? "ready" : "unavailable",
+                             "checks", "postgres", rd->pg, "redis", rd->redis);
+    if (!ok) {
+        http_add_header(rd->req, "Retry-After", "1");
+        json_t *err = json_pack("{s:s, s:s}", "code", "unavailable", "message",
+                                !strcmp(rd->pg, "down") && !strcmp(rd->redis, "down")
+                                    ? "postgres and redis are down"
+                                : !strcmp(rd->pg, "down") ? "postgres is down"
+                                                          : "redis is down");
+        json_object_set_new(body, "error", err);
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    http_respond(rd->req, ok ? 200 : 503, "application/json; charset=utf-8", text,
+                 text ? strlen(text) : 0, true);
+    free(rd);
+}
+
+static void readiness_pg(const pg_error_t *err, void *ud)
+{
+    readiness_t *rd = ud;
+    rd->pg = err ? "down" : "ok";
+    readiness_answer(rd);
+}
+
+static void readiness_redis(const redis_error_t *err, void *ud)
+{
+    readiness_t *rd = ud;
+    rd->redis = err ? "down" : "ok";
+    readiness_answer(rd);
+}
+
+static int handle_readyz(px_req_t *req, void *ud)
+{
+    worker_t *w = ud;
+    readiness_t *rd = xcalloc(1, sizeof(*rd));
+    rd->req = req;
+    rd->pending = 1; /* released below, so an answer cannot come before both are asked */
+    rd->pg = rd->redis = "not configured";
+    if (w->pg) {
+        rd->pending++;
+        if (pg_ping(w->pg, readiness_pg, rd, NULL)) {
+            rd->pending--;
+            rd->pg = "down";
+        }
+    }
+    if (w->redis) {
+        rd->pending++;
+        if (!redis_is_connected(w->redis) || redis_ping(w->redis, readiness_redis, rd, NULL)) {
+            rd->pending--;
+            rd->redis = "down";
+        }
+    }
+    readiness_answer(rd);
+    return PX_ASYNC;
+}
+
+/* Pools and scripts, from the worker's own config. Returns 0 or -1 (logged). */
+static int worker_services_open(worker_t *w, const config_t *cfg)
+{
+    if (cfg->pg.conninfo && *cfg->pg.conninfo) {
+        pg_config_t pc = {.conninfo = cfg->pg.conninfo,
+                          .size = (int)cfg->pg.pool_size,
+                          .statement_timeout_ms = (int)cfg->pg.statement_timeout_ms,
+                          .queue_max = (int)cfg->pg.queue_max,
+                          .wait_timeout_ms = (int)cfg->pg.wait_timeout_ms,
+                          .connect_timeout_ms = (int)cfg->pg.connect_timeout_ms};
+        w->pg = pg_pool_new(w->loop, &pc);
+        if (!w->pg) {
+            log_error("[postgres]: cannot create the pool (check conninfo)");
+            return -1;
+        }
+    }
+    if (cfg->redis.address && *cfg->redis.address) {
+        redis_config_t rc = {.address = cfg->redis.address,
+                             .command_timeout_ms = (int)cfg->redis.command_timeout_ms,
+                             .connect_timeout_ms = (int)cfg->redis.connect_timeout_ms};
+        w->redis = redis_new(w->loop, &rc);
+        if (!w->redis) {
+            log_error("[redis]: cannot create the client (check address \"%s\")",
+                      cfg->redis.address);
+            return -1;
+        }
+    }
+    if (cfg->lua.dir && *cfg->lua.dir) {
+        hooks_limits_t limits = {.instruction_budget = cfg->lua.instruction_budget,
+                                 .memory_cap = cfg->lua.memory_limit};
+        w->hooks = hooks_new(&limits);
+        char err[512];
+        int n = hooks_load_dir(w->hooks, cfg->lua.dir, err, sizeof(err));
+        if (n < 0) {
+            log_error("[lua]: %s", err);
+            return -1;
+        }
+        log_debug("[lua]: %d scripts from %s", n, cfg->lua.dir);
+    }
+    return 0;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -230,6 +363,13 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     uv_loop_t loop;
     uv_loop_init(&loop);
     worker_t *w = worker_new(&loop, cfg, &plugins);
+    plugin_host_route(&plugins, "GET", "/readyz", handle_readyz, w);
+    if (worker_services_open(w, cfg)) {
+        hooks_free(w->hooks);
+        worker_free(w);
+        plugin_set_unload(&plugins);
+        return 78;
+    }
     w->listeners = xcalloc(nfds ? nfds : 1, sizeof(worker_listener_t));
     w->nlisteners = nfds;
     for (size_t i = 0; i < nfds; i++) {
@@ -260,6 +400,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     uv_run(&loop, UV_RUN_DEFAULT);
     int code = w->exit_code;
     access_log_flush();
+    hooks_free(w->hooks);
     plugin_set_unload(&plugins);
     worker_free(w);
     uv_loop_close(&loop);

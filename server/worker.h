@@ -9,6 +9,9 @@
 #include <uv.h>
 
 #include "config.h"
+#include "hooks.h"
+#include "pg.h"
+#include "redis.h"
 #include "http.h"
 #include "plugin.h"
 
@@ -26,6 +29,9 @@ typedef struct worker {
     const http_limits_t *limits;
     plugin_set_t *plugins;
     const router_t *router;
+    pg_pool_t *pg;          /* NULL when [postgres] has no conninfo */
+    redis_client_t *redis;  /* NULL when [redis] has no address */
+    hooks_t *hooks;         /* NULL when [lua] has no dir */
 
     worker_listener_t *listeners;
     size_t nlisteners;

@@ -352,8 +352,11 @@ def _is_zombie(pid):
 
 class Server:
     def __init__(self, *, workers=2, http=None, plugins=("hello", "testkit"),
-                 plugin_config=None, extra_server=None, dropins=None, log_level=None):
+                 plugin_config=None, extra_server=None, dropins=None, log_level=None,
+                 sections=None):
         self.workers = workers
+        # Other host sections, e.g. {"postgres": {...}, "redis": {...}, "auth": {...}, "lua": {...}}
+        self.sections = {k: dict(v) for k, v in (sections or {}).items()}
         self.http = dict(http or {})
         self.plugins = tuple(plugins or ())
         self.plugin_config = {k: dict(v) for k, v in (plugin_config or {}).items()}
@@ -395,6 +398,9 @@ class Server:
         if self.http:
             lines += ["", "[http]"]
             lines += ["%s = %s" % (k, v) for k, v in self.http.items()]
+        for section, keys in self.sections.items():
+            lines += ["", "[%s]" % section]
+            lines += ["%s = %s" % (k, v) for k, v in keys.items()]
         with open(self.conf_path, "w") as f:
             f.write("\n".join(lines) + "\n")
         for i, name in enumerate(self.plugins):

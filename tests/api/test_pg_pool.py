@@ -7,11 +7,18 @@ PANTHERA_PGPORT, PANTHERA_PGDATABASE, PANTHERA_PGUSER and PANTHERA_RUNDIR (the c
 data lives in ``$PANTHERA_RUNDIR/pgdata``, see scripts/lib/services.sh).
 
 The restart tests stop the shared PostgreSQL for a few seconds and always leave it
-running again, even when they fail.
+running again, even when they fail. Several test runs may share one PostgreSQL (two
+checkouts' worth of `scripts/dev test` at once): these tests take a lock per server, shared
+for the ordinary ones, exclusive for a restart, so they never restart it under each other.
+Other suites' tests are not covered by the lock; within one pytest run they never overlap.
 """
+import contextlib
+import fcntl
+import hashlib
 import os
 import re
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -29,9 +36,32 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@contextlib.contextmanager
+def server_lock(exclusive, timeout=180):
+    """Serializes restarts with every other use of the same PostgreSQL by these tests."""
+    key = f"{os.environ['PANTHERA_PGHOST']}:{os.environ.get('PANTHERA_PGPORT', '5432')}"
+    name = "panthera-test-pg-" + hashlib.sha256(key.encode()).hexdigest()[:12] + ".lock"
+    with open(os.path.join(tempfile.gettempdir(), name), "a") as f:
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        end = time.time() + timeout
+        while True:
+            try:
+                fcntl.flock(f, mode)
+                break
+            except BlockingIOError:
+                if time.time() > end:
+                    pytest.fail(f"another test run held {f.name} for {timeout} s")
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_test_pg(*args, timeout):
     assert os.access(TEST_PG, os.X_OK), f"{TEST_PG} is not built: ninja -C {BUILD}"
-    return subprocess.run([TEST_PG, *args], capture_output=True, text=True, timeout=timeout)
+    with server_lock(exclusive=False):
+        return subprocess.run([TEST_PG, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def output(proc_or_text):
@@ -106,8 +136,13 @@ def wait_ready(host, port, seconds):
 @pytest.mark.parametrize("how", ["restart", "stop-2s-start"])
 def test_loop_survives_restart(how):
     host, port, datadir = pg_env()
-    assert wait_ready(host, port, 10), "PostgreSQL is not ready before the test"
     assert os.access(TEST_PG, os.X_OK), f"{TEST_PG} is not built: ninja -C {BUILD}"
+    with server_lock(exclusive=True):
+        loop_during_restart(how, host, port, datadir)
+
+
+def loop_during_restart(how, host, port, datadir):
+    assert wait_ready(host, port, 10), "PostgreSQL is not ready before the test"
     loop = subprocess.Popen([TEST_PG, "loop", "8"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -43,8 +43,7 @@ static void check_slot(const char *name, bool set, size_t offset, int line)
 
 static void test_no_null_slot(void)
 {
-    PX_API_1_0(CHECK_SLOT)
-    PX_API_VOID_1_0(CHECK_SLOT)
+    PX_API_ALL(CHECK_SLOT)
     CHECK(nslots > 0);
 
     /* The lists account for the whole struct: the slots are contiguous, start right
@@ -70,8 +69,7 @@ static void test_has(void)
 {
     /* What a plugin would test before calling a function of a newer minor. */
 #define CHECK_HAS(ret, name, params, args) CHECK(PX_HAS(name));
-    PX_API_1_0(CHECK_HAS)
-    PX_API_VOID_1_0(CHECK_HAS)
+    PX_API_ALL(CHECK_HAS)
 #undef CHECK_HAS
 }
 

@@ -11,6 +11,12 @@
  *   GET  /v1/test/noanswer     returns PX_OK without answering (the host must 500)
  *   GET  /v1/test/error?code=N returns the PX_E* code N
  *   GET  /v1/test/config       the plugin's config values
+ *   GET  /v1/test/whoami       the caller (token optional)      {"id": ..., "role": ...}
+ *   GET  /v1/test/private      caller required                  {"id": ...}
+ *   GET  /v1/test/adminonly    role admin required
+ *   GET  /v1/admin/ping        token optional (for the admin-prefix Lua example)
+ *   POST /v1/test/hook         runs the Lua hook "before_test" on the JSON body
+ *   POST /v1/test/token        {"sub","role"} -> an access token (tests only!)
  *
  * Config ([plugin:testkit]): crash_at_init = no|yes (abort in init, for respawn backoff)
  */
@@ -121,6 +127,46 @@ static int config(px_req_t *req, void *ud)
                                  px_config_get(self_plugin, "label")));
 }
 
+static int whoami(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return px_res_json(req, 200,
+                       json_pack("{s:s?, s:s?}", "id", px_req_caller_id(req), "role",
+                                 px_req_caller_role(req)));
+}
+
+static int hook(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body;
+    int rc = px_req_json(req, &body);
+    if (rc)
+        return rc;
+    json_incref(body);
+    rc = px_hook_run(req, "before_test", &body);
+    if (rc) {
+        json_decref(body);
+        return rc;
+    }
+    return px_res_json(req, 200, body);
+}
+
+static int token(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body;
+    int rc = px_req_json(req, &body);
+    if (rc)
+        return rc;
+    int64_t expires;
+    const char *t = px_token_issue(req, json_string_value(json_object_get(body, "sub")),
+                                   json_string_value(json_object_get(body, "role")), &expires);
+    if (!t)
+        return PX_EINVAL;
+    return px_res_json(req, 200,
+                       json_pack("{s:s, s:I}", "accessToken", t, "expiresIn", (json_int_t)expires));
+}
+
 static int testkit_init(px_plugin_t *self)
 {
     self_plugin = self;
@@ -144,7 +190,19 @@ static int testkit_init(px_plugin_t *self)
         if (rc)
             return rc;
     }
-    return 0;
+    int rc = px_route_auth(self, "GET", "/v1/test/whoami", whoami, NULL, PX_AUTH_OPTIONAL, NULL);
+    if (!rc)
+        rc = px_route_auth(self, "GET", "/v1/test/private", whoami, NULL, PX_AUTH_REQUIRED, NULL);
+    if (!rc)
+        rc = px_route_auth(self, "GET", "/v1/test/adminonly", whoami, NULL, PX_AUTH_REQUIRED,
+                           "admin");
+    if (!rc)
+        rc = px_route_auth(self, "GET", "/v1/admin/ping", whoami, NULL, PX_AUTH_OPTIONAL, NULL);
+    if (!rc)
+        rc = px_route(self, "POST", "/v1/test/hook", hook, NULL);
+    if (!rc)
+        rc = px_route(self, "POST", "/v1/test/token", token, NULL);
+    return rc;
 }
 
 PX_PLUGIN("testkit", "1.0.0", testkit_init, NULL, NULL);

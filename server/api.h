@@ -1,0 +1,13 @@
+/* api.h — what the host needs from the SDK implementation beyond the table itself. */
+#ifndef PX_API_H
+#define PX_API_H
+
+#include "hooks.h"
+#include "request.h"
+
+/* The request is ending: cancel its pool work, roll back its open transactions. */
+void api_req_cancel_work(px_req_t *req);
+/* Answer a hook's deny or failure; returns PX_DONE. */
+int api_hook_answer(px_req_t *req, const char *name, hooks_result_t *out);
+
+#endif

@@ -1,0 +1,218 @@
+/*
+ * panthera.h — the Panthera plugin SDK.
+ *
+ * A plugin is a shared object that exports one descriptor, built with PX_PLUGIN(), and
+ * calls back into the host only through the function table the host hands it before
+ * init. Plugins never link against server symbols: build with
+ *
+ *     cc -shared -fPIC $(pkg-config --cflags panthera-sdk) my.c -o my.so \
+ *        $(pkg-config --libs panthera-sdk) -Wl,--no-undefined
+ *
+ * ABI rules (read these before changing this file):
+ *  - PX_ABI_MAJOR changes only when something already published changes meaning or
+ *    layout. The host refuses a plugin built for another major.
+ *  - PX_ABI_MINOR grows when functions are appended to the table. The host refuses a
+ *    plugin built for a newer minor than its own; an older one loads (the table only
+ *    grows at its end, so every slot the plugin knows about is where it expects).
+ *  - The first fields of px_plugin_info_t (magic, abi_major, abi_minor) never move.
+ *  - The table is generated from the PX_API_* lists below: one list gives the struct
+ *    field, the px_* wrapper and (in the host) the implementation slot, so a function
+ *    can never be declared but left unset.
+ *
+ * Conventions: functions return 0 or a negative PX_E* code unless they say otherwise.
+ * Strings handed to a plugin are borrowed: they stay valid until the request ends (for
+ * request data) or until the plugin is unloaded (for configuration), and the plugin
+ * never frees them. Strings a plugin hands to the host are copied by the host unless the
+ * function says it takes ownership.
+ */
+#ifndef PANTHERA_H
+#define PANTHERA_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PX_ABI_MAJOR 1
+#define PX_ABI_MINOR 0
+
+/* "PXPL" — tells a Panthera descriptor from a random symbol of the same name. */
+#define PX_PLUGIN_MAGIC 0x5058504cu
+
+/* Handler results and error codes. A handler returns PX_OK once it has answered,
+ * PX_ASYNC when it will answer later from a callback, or a negative PX_E* code, which
+ * the host turns into an error response in the API's JSON error shape. */
+enum {
+    PX_OK = 0,
+    PX_ASYNC = 1,
+    PX_EINVAL = -1,    /* 400 bad_request: malformed input */
+    PX_ENOTJSON = -2,  /* 415 bad_request: body is not JSON */
+    PX_EAUTH = -3,     /* 401 unauthorized */
+    PX_EPERM = -4,     /* 403 forbidden */
+    PX_ENOENT = -5,    /* 404 not_found */
+    PX_ECONFLICT = -6, /* 409 conflict */
+    PX_ETOOBIG = -7,   /* 413 payload_too_large */
+    PX_EUNAVAIL = -8,  /* 503 unavailable */
+    PX_EINTERNAL = -9, /* 500 internal */
+    PX_ESTATE = -10,   /* the call is not allowed now (e.g. a route added after init) */
+    PX_EEXIST = -11,   /* already registered */
+};
+
+enum px_log_level { PX_LOG_ERROR = 0, PX_LOG_WARN = 1, PX_LOG_INFO = 2, PX_LOG_DEBUG = 3 };
+
+/* Opaque handles. px_plugin_t is the plugin's own handle, valid from init to fini.
+ * px_req_t is one HTTP request, valid from the handler call until the handler (or a
+ * callback it started) has sent the response. */
+typedef struct px_plugin px_plugin_t;
+typedef struct px_req px_req_t;
+
+/* A route handler. Runs on a worker's event loop: it must never block. */
+typedef int (*px_handler_fn)(px_req_t *req, void *userdata);
+
+/*
+ * The function table, version by version. Each entry is
+ *     X(return type, name, (parameters), (arguments))
+ * and becomes the table field `name`, and the wrapper `px_<name>(parameters)`.
+ * PX_API_VOID_* lists hold the functions that return nothing.
+ * New functions go into a NEW list for the new minor, appended after the last one.
+ */
+
+/* ---- ABI 1.0 ---- */
+#define PX_API_1_0(X)                                                                         \
+    /* Register `handler` for `method` ("GET", "POST", "PUT", "PATCH", "DELETE") and        \
+     * `pattern` ("/v1/things/:id"; ":name" matches one path segment). Only during init.    \
+     * Returns 0, PX_EINVAL for a bad method or pattern, PX_EEXIST when another plugin      \
+     * already claims the same method and path shape, PX_ESTATE after init. HEAD is        \
+     * served by the GET handler with the body left out. */                                 \
+    X(int, route, (px_plugin_t * plugin, const char *method, const char *pattern,           \
+                   px_handler_fn handler, void *userdata),                                  \
+      (plugin, method, pattern, handler, userdata))                                        \
+    /* Declare a key of the plugin's own config section ([plugin:NAME]) with its default    \
+     * (NULL: no default). Keys present in the section but never declared during init are  \
+     * configuration errors. Only during init. */                                           \
+    X(int, config_declare, (px_plugin_t * plugin, const char *key, const char *default_value), \
+      (plugin, key, default_value))                                                         \
+    /* The value of a declared key, or its default; NULL when neither exists. Borrowed      \
+     * until the plugin is unloaded. */                                                     \
+    X(const char *, config_get, (px_plugin_t * plugin, const char *key), (plugin, key))     \
+    /* The plugin's name as loaded. */                                                      \
+    X(const char *, plugin_name, (px_plugin_t * plugin), (plugin))                          \
+    /* Request accessors. All strings are borrowed until the request ends; NULL when       \
+     * absent. Path params and query values are percent-decoded. */                        \
+    X(const char *, req_method, (px_req_t * req), (req))                                    \
+    X(const char *, req_path, (px_req_t * req), (req))                                      \
+    X(const char *, req_param, (px_req_t * req, const char *name), (req, name))             \
+    X(const char *, req_query, (px_req_t * req, const char *name), (req, name))             \
+    /* First header with this name, compared case-insensitively. */                         \
+    X(const char *, req_header, (px_req_t * req, const char *name), (req, name))            \
+    X(const char *, req_id, (px_req_t * req), (req))                                        \
+    /* The raw body (may be empty, never NULL) and its length. */                           \
+    X(const void *, req_body, (px_req_t * req, size_t * len), (req, len))                   \
+    /* Parse the body as JSON. Stores a borrowed json_t (freed with the request) in *out   \
+     * and returns 0; or returns PX_ENOTJSON (Content-Type is not application/json) or     \
+     * PX_EINVAL (malformed JSON) with the reason kept for the error response, so a        \
+     * handler can simply `return rc;`. */                                                  \
+    X(int, req_json, (px_req_t * req, json_t * *out), (req, out))                           \
+    /* Request-scoped memory: freed when the request ends. Never NULL. */                   \
+    X(void *, req_alloc, (px_req_t * req, size_t size), (req, size))                        \
+    /* Add a response header (copied). Before a px_res_* send call only. */                 \
+    X(int, res_header, (px_req_t * req, const char *name, const char *value),               \
+      (req, name, value))                                                                   \
+    /* Send `body` as JSON with `status`. Takes the caller's reference to `body`, even on   \
+     * error. The request ends when the response is written. */                             \
+    X(int, res_json, (px_req_t * req, int status, json_t * body), (req, status, body))      \
+    /* Send bytes (copied) with a content type. */                                          \
+    X(int, res_send, (px_req_t * req, int status, const char *content_type, const void *data, \
+                      size_t len),                                                          \
+      (req, status, content_type, data, len))                                               \
+    /* Send the API error shape {"error":{"code","message"}}; `fields` (taken, may be NULL) \
+     * becomes error.fields. */                                                             \
+    X(int, res_error, (px_req_t * req, int status, const char *code, const char *message,   \
+                       json_t *fields),                                                     \
+      (req, status, code, message, fields))
+
+#define PX_API_VOID_1_0(X)                                                                    \
+    /* Log a line at `level` to the host's error log, prefixed with the plugin's name. */   \
+    X(void, logv, (px_plugin_t * plugin, int level, const char *fmt, va_list ap),           \
+      (plugin, level, fmt, ap))
+
+/* The table the host hands to every plugin. `size` is sizeof the host's table: test
+ * PX_HAS(name) before calling a function newer than the minor you require. */
+typedef struct px_api {
+    size_t size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+#define PX__FIELD(ret, name, params, args) ret(*name) params;
+    PX_API_1_0(PX__FIELD)
+    PX_API_VOID_1_0(PX__FIELD)
+#undef PX__FIELD
+} px_api_t;
+
+/* The plugin descriptor. Build it with PX_PLUGIN(); the host reads it by name. */
+typedef struct px_plugin_info {
+    uint32_t magic;     /* PX_PLUGIN_MAGIC */
+    uint16_t abi_major; /* PX_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor; /* PX_ABI_MINOR the plugin was built with */
+    const char *name;
+    const char *version;
+    const char *const *depends; /* NULL-terminated plugin names, or NULL */
+    const px_api_t **api;       /* the host stores its table here before init */
+    /* Called once per worker process (and by `pantherad -t`). Register routes and
+     * config keys here. Return 0, or a negative code to refuse to start. */
+    int (*init)(px_plugin_t *self);
+    /* Called when the worker stops; may be NULL. */
+    void (*fini)(px_plugin_t *self);
+} px_plugin_info_t;
+
+#define PX_PLUGIN_SYMBOL "px_plugin_info"
+
+#if defined(__GNUC__)
+#define PX__EXPORT __attribute__((visibility("default")))
+#define PX__HIDDEN __attribute__((visibility("hidden")))
+#else
+#define PX__EXPORT
+#define PX__HIDDEN
+#endif
+
+/* The table, once the host has loaded the plugin. Defined by PX_PLUGIN(). */
+extern PX__HIDDEN const px_api_t *px_api;
+
+/*
+ * PX_PLUGIN("name", "1.2.0", init, fini, depends)
+ * `depends` is a NULL-terminated array of plugin names this one needs loaded first, or
+ * NULL. Use it once, in one .c file of the plugin.
+ */
+#define PX_PLUGIN(NAME, VERSION, INIT, FINI, DEPENDS)                                         \
+    PX__HIDDEN const px_api_t *px_api;                                                      \
+    PX__EXPORT const px_plugin_info_t px_plugin_info = {                                    \
+        PX_PLUGIN_MAGIC, PX_ABI_MAJOR, PX_ABI_MINOR, NAME, VERSION, DEPENDS, &px_api,       \
+        INIT, FINI}
+
+/* True when the host's table has `name` (it may be older than this header). */
+#define PX_HAS(name) (offsetof(px_api_t, name) + sizeof(void *) <= px_api->size)
+
+/* The wrappers plugins call: px_route(), px_req_path(), ... */
+#define PX__WRAP(ret, name, params, args)                                                     \
+    static inline ret px_##name params { return px_api->name args; }
+PX_API_1_0(PX__WRAP)
+#undef PX__WRAP
+
+static inline void px_log(px_plugin_t *plugin, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline void px_log(px_plugin_t *plugin, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    px_api->logv(plugin, level, fmt, ap);
+    va_end(ap);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PANTHERA_H */
