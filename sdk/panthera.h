@@ -111,6 +111,15 @@ enum px_redis_type {
 typedef void (*px_redis_fn)(px_req_t *req, const px_redis_reply_t *reply, int err,
                             void *userdata);
 
+/* A schema migration (1.1): `name` orders them ("001_init", "002_add_index"), `sql` is
+ * run as one transaction. A list ends with {NULL, NULL}. panthera-embed-sql turns a
+ * plugin's migrations/NNN_what.sql files into such a list at build time, so the .so
+ * carries its schema with it. */
+typedef struct px_migration {
+    const char *name;
+    const char *sql;
+} px_migration_t;
+
 /*
  * The function table, version by version. Each entry is
  *     X(return type, name, (parameters), (arguments))
@@ -236,7 +245,12 @@ typedef void (*px_redis_fn)(px_req_t *req, const px_redis_reply_t *reply, int er
      * PX_OK to go on (with *value possibly replaced by the changed value: the old         \
      * reference is released), or PX_DONE when a script denied the request or failed and   \
      * the host has already answered (the deny's status and message, or 500). */            \
-    X(int, hook_run, (px_req_t * req, const char *name, json_t **value), (req, name, value))
+    X(int, hook_run, (px_req_t * req, const char *name, json_t **value), (req, name, value)) \
+    /* The plugin's schema, applied in order at start (and at reload) by the master, each  \
+     * migration once per database, in its own transaction, under an advisory lock so    \
+     * hosts starting together are safe. A failing one stops start-up. `list` must stay   \
+     * valid while the plugin is loaded (a static array). Only during init. */            \
+    X(int, migrations, (px_plugin_t * plugin, const px_migration_t *list), (plugin, list))
 
 #define PX_API_VOID_1_0(X)                                                                    \
     /* Log a line at `level` to the host's error log, prefixed with the plugin's name. */   \

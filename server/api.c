@@ -626,6 +626,29 @@ static int api_hook_run(px_req_t *r, const char *name, json_t **value)
     return rc;
 }
 
+/* ---- migrations (1.1) ---- */
+
+static int api_migrations(px_plugin_t *p, const px_migration_t *list)
+{
+    if (p->set->registering != p || !list)
+        return PX_ESTATE;
+    for (const px_migration_t *m = list; m->name; m++) {
+        if (!m->sql || !*m->name) {
+            config_error(p->set->errs, p->section->file, p->section->line,
+                         "plugin \"%s\": migration %s has no SQL", p->name, m->name);
+            return PX_EINVAL;
+        }
+        if (m != list && strcmp(m[-1].name, m->name) >= 0) {
+            config_error(p->set->errs, p->section->file, p->section->line,
+                         "plugin \"%s\": migrations must be sorted and unique (%s after %s)",
+                         p->name, m->name, m[-1].name);
+            return PX_EINVAL;
+        }
+    }
+    p->migrations = list;
+    return 0;
+}
+
 /* ---- the table ---- */
 
 #define API_SLOT(ret, name, params, args) .name = api_##name,

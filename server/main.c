@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "hooks.h"
 #include "llhttp.h"
 #include "log.h"
 #include "master.h"
@@ -47,6 +48,18 @@ static int check_config(config_t *cfg)
     metrics_register_routes(&plugins);
     config_errors_t errs = {0};
     int rc = plugin_set_load(&plugins, cfg, &errs);
+    if (cfg->lua.dir && *cfg->lua.dir) {
+        /* The scripts are compiled and run once, as a worker would at start. */
+        hooks_limits_t limits = {.instruction_budget = cfg->lua.instruction_budget,
+                                 .memory_cap = cfg->lua.memory_limit};
+        hooks_t *hooks = hooks_new(&limits);
+        char err[512];
+        if (hooks_load_dir(hooks, cfg->lua.dir, err, sizeof(err)) < 0) {
+            config_error(&errs, cfg->lua.dir, 0, "lua: %s", err);
+            rc = -1;
+        }
+        hooks_free(hooks);
+    }
     if (rc) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "pantherad: %s\n", errs.items[i]);

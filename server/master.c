@@ -37,6 +37,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "migrate.h"
 #include "util.h"
 #include "worker.h"
 
@@ -302,6 +303,13 @@ static void reload_start(master_t *m)
         log_error("reload failed: cannot listen; the running configuration stays in service");
         return;
     }
+    if (migrate_run(next)) {
+        listeners_prune(m, m->cfg);
+        config_free(next);
+        log_error("reload failed: migrations (see above); the running configuration stays in "
+                  "service");
+        return;
+    }
     for (size_t i = 0; i < next->nplugins; i++)
         metrics_plugin_id(next->plugins[i].name);
     m->next_cfg = next;
@@ -496,6 +504,10 @@ int master_run(config_t *cfg)
     }
     if (listeners_open(&m, cfg))
         return 1;
+    if (migrate_run(cfg)) {
+        log_error("cannot start: the plugins' migrations are not in place (see above)");
+        return 1;
+    }
     write_pid_file(cfg->pid_file);
     set_indexes(&m, (size_t)config_workers_effective(cfg));
     for (size_t i = 0; i < m.nindexes; i++)

@@ -26,6 +26,7 @@ struct px_plugin {
     struct plugin_set *set;
     bool initialized;
     size_t nroutes;
+    const px_migration_t *migrations; /* borrowed from the plugin, NULL-terminated */
 };
 
 typedef struct plugin_set {

@@ -1,0 +1,117 @@
+"""Schema migrations: applied once per database by the master before workers start,
+under an advisory lock, each in its own transaction (ARCHITECTURE.md, "Each plugin owns
+its schema"). Uses its own database so tests never see each other's tables."""
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+from panthera_server import PANTHERAD, Server
+
+PGHOST = os.environ.get("PANTHERA_PGHOST")
+pytestmark = pytest.mark.skipif(not PGHOST, reason="PANTHERA_PGHOST is unset: no PostgreSQL")
+
+
+def psql(db, *sql):
+    args = ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", PGHOST,
+            "-p", os.environ.get("PANTHERA_PGPORT", "5432"),
+            "-U", os.environ.get("PANTHERA_PGUSER", "panthera"), db]
+    for s in sql:
+        args += ["-c", s]
+    return subprocess.run(args, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+@pytest.fixture
+def database():
+    name = "mig_" + uuid.uuid4().hex[:12]
+    psql("panthera", "CREATE DATABASE " + name)
+    yield name
+    psql("panthera", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+
+
+def conninfo(db):
+    return "host=%s port=%s dbname=%s user=%s" % (
+        PGHOST, os.environ.get("PANTHERA_PGPORT", "5432"), db,
+        os.environ.get("PANTHERA_PGUSER", "panthera"))
+
+
+def make(db, plugins=("migkit",)):
+    return Server(workers=1, plugins=plugins, sections={"postgres": {"conninfo": conninfo(db)}})
+
+
+def test_two_hosts_starting_at_once_apply_each_migration_once(database):
+    a, b = make(database), make(database)
+    try:
+        # Start both masters before waiting for either: their migrators race for the lock.
+        procs = []
+        for s in (a, b):
+            procs.append(subprocess.Popen([PANTHERAD, "-c", s.conf_path],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        deadline = time.time() + 15
+        answers = []
+        for s in (a, b):
+            while True:
+                try:
+                    r = requests.get(s.url("/v1/migkit/applied"), timeout=2)
+                    answers.append(r)
+                    break
+                except requests.ConnectionError:
+                    assert time.time() < deadline, "a host did not come up"
+                    time.sleep(0.1)
+        for r in answers:
+            assert r.status_code == 200, r.text
+            assert r.json() == {"rows": "1"}  # 002 inserted its row exactly once
+        rows = psql(database, "SELECT plugin || ' ' || name FROM panthera_migrations ORDER BY 1")
+        assert rows.split("\n")[:2] == ["migkit 001_items", "migkit 002_counter"]
+        assert psql(database, "SELECT count(*) FROM panthera_migrations").strip() == "2"
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        a.cleanup()
+        b.cleanup()
+
+
+def test_restart_applies_nothing_new(database):
+    with make(database) as s:
+        s.start()
+    with make(database) as s:
+        s.start()
+        assert "applied migration" not in s.error_log()
+    assert psql(database, "SELECT count(*) FROM migkit_applied").strip() == "1"
+
+
+def test_failing_migration_rolls_back_and_stops_startup(database):
+    s = make(database, plugins=("migbad",))
+    try:
+        proc = subprocess.run([PANTHERAD, "-c", s.conf_path], capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode != 0
+        log = s.error_log() + proc.stderr
+        assert 'plugin "migbad": migration 002_broken failed and was rolled back' in log
+        assert "SELEKT" in log  # PostgreSQL's own message
+        # 001 is applied and recorded; nothing of 002 is left behind.
+        assert psql(database, "SELECT name FROM panthera_migrations WHERE plugin = 'migbad'"
+                    ).split() == ["001_ok"]
+        assert psql(database, "SELECT to_regclass('migbad_half_done') IS NULL").strip() == "t"
+    finally:
+        s.cleanup()
+
+
+def test_migrations_without_postgres_is_a_clear_error():
+    s = Server(workers=1, plugins=("migkit",))
+    try:
+        proc = subprocess.run([PANTHERAD, "-c", s.conf_path], capture_output=True, text=True,
+                              timeout=30)
+        assert proc.returncode != 0
+        assert 'plugin "migkit" has migrations but [postgres] conninfo is not set' in (
+            s.error_log() + proc.stderr)
+    finally:
+        s.cleanup()
