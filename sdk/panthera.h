@@ -250,7 +250,20 @@ typedef struct px_migration {
      * migration once per database, in its own transaction, under an advisory lock so    \
      * hosts starting together are safe. A failing one stops start-up. `list` must stay   \
      * valid while the plugin is loaded (a static array). Only during init. */            \
-    X(int, migrations, (px_plugin_t * plugin, const px_migration_t *list), (plugin, list))
+    X(int, migrations, (px_plugin_t * plugin, const px_migration_t *list), (plugin, list)) \
+    /* px_pg_begin() for a create that is safe to retry (API.md, Idempotency-Key): when the \
+     * request carries the header, the host serialises requests with the same caller and  \
+     * key, and if one was already answered within 24 h it replays that answer (same       \
+     * status, body and Location) or, for a different request body, answers 409 — in both \
+     * cases `cb` is never called. Without the header it is a plain transaction. End it    \
+     * with px_pg_commit_respond so the answer is stored in the same transaction. */       \
+    X(int, pg_begin_idempotent, (px_req_t * req, px_pg_txn_fn cb, void *userdata),          \
+      (req, cb, userdata))                                                                  \
+    /* Commit `txn` and answer `status` with `body` (taken), recording the answer when the \
+     * transaction is idempotent. If the commit fails the client gets that error instead \
+     * (503 when PostgreSQL is unreachable). The txn pointer is dead afterwards. */         \
+    X(int, pg_commit_respond, (px_pg_txn_t * txn, int status, json_t *body),                \
+      (txn, status, body))
 
 #define PX_API_VOID_1_0(X)                                                                    \
     /* Log a line at `level` to the host's error log, prefixed with the plugin's name. */   \

@@ -14,6 +14,8 @@
 
 #include "api.h"
 #include "auth.h"
+#include <arpa/inet.h>
+#include <openssl/evp.h>
 #include "hooks.h"
 #include "http.h"
 #include "log.h"
@@ -295,10 +297,20 @@ static const char *api_token_issue(px_req_t *r, const char *sub, const char *rol
 
 enum req_op_kind { OP_PG_QUERY, OP_PG_BEGIN, OP_PG_DONE, OP_REDIS };
 
+/* What an idempotent transaction must remember to record its answer. */
+typedef struct idem {
+    const char *scope; /* caller id, or "anon:<address>" */
+    const char *key;
+    char fingerprint[65];
+    px_pg_txn_fn cb;
+    void *userdata;
+} idem_t;
+
 struct px_pg_txn {
     pg_txn_t *txn;
     px_req_t *req;
     struct px_pg_txn *next;
+    idem_t *idem; /* NULL for a plain transaction */
 };
 
 static req_op_t *op_new(px_req_t *r, int kind, req_op_cb_t cb, void *ud)
@@ -590,6 +602,196 @@ static size_t api_redis_elements(const px_redis_reply_t *reply)
 static const px_redis_reply_t *api_redis_element(const px_redis_reply_t *reply, size_t i)
 {
     return (const px_redis_reply_t *)redis_reply_element((const redis_reply_t *)reply, i);
+}
+
+/* ---- idempotent creates (1.1) ----
+ *
+ * BEGIN; a transaction-scoped advisory lock on (scope, key) so a concurrent duplicate
+ * waits instead of racing; a look for a stored answer younger than 24 h; then either the
+ * replay (or 409 for another body) after a rollback, or the handler's own writes, and
+ * finally the answer stored by the same transaction that made the writes. Whatever
+ * crashes in between, either both the rows and the answer exist or neither does. */
+
+static void idem_fingerprint(px_req_t *r, char out[65])
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    const char *method = r->method_name ? r->method_name : "";
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, method, strlen(method));
+    EVP_DigestUpdate(ctx, " ", 1);
+    EVP_DigestUpdate(ctx, r->path, r->path_len);
+    EVP_DigestUpdate(ctx, "\n", 1);
+    if (r->body.len)
+        EVP_DigestUpdate(ctx, r->body.data, r->body.len);
+    EVP_DigestFinal_ex(ctx, digest, &dlen);
+    EVP_MD_CTX_free(ctx);
+    for (unsigned int i = 0; i < dlen && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+static void idem_fail(px_req_t *r, px_pg_txn_t *t, const px_pg_error_t *err)
+{
+    api_pg_rollback(t, NULL, NULL);
+    api_res_pg_error(r, err);
+}
+
+static void idem_replay(px_req_t *r, px_pg_txn_t *t, const pg_result_t *res)
+{
+    idem_t *idem = t->idem;
+    if (strcmp(pg_result_value(res, 0, 0), idem->fingerprint) != 0) {
+        api_pg_rollback(t, NULL, NULL);
+        http_respond_error(r, 409, "conflict",
+                           "this Idempotency-Key was used for a different request", NULL);
+        return;
+    }
+    int64_t status = 200;
+    pg_result_int64(res, 0, 1, &status);
+    const char *headers = pg_result_value(res, 0, 2);
+    const char *body = pg_result_value(res, 0, 3);
+    /* Stored as "Name: value\r\n" lines, exactly as first sent. */
+    buf_appends(&r->extra_headers, headers ? headers : "");
+    http_add_header(r, "Idempotent-Replayed", "true");
+    char *copy = xstrdup(body ? body : "");
+    api_pg_rollback(t, NULL, NULL);
+    http_respond(r, (int)status, "application/json; charset=utf-8", copy, strlen(copy), true);
+}
+
+static void idem_looked_up(px_req_t *r, const px_pg_result_t *pres, const px_pg_error_t *err,
+                           void *ud)
+{
+    px_pg_txn_t *t = ud;
+    if (err) {
+        idem_fail(r, t, err);
+        return;
+    }
+    const pg_result_t *res = (const pg_result_t *)pres;
+    if (pg_result_rows(res) == 1) {
+        idem_replay(r, t, res);
+        return;
+    }
+    t->idem->cb(r, t, NULL, t->idem->userdata);
+}
+
+static void idem_locked(px_req_t *r, const px_pg_result_t *res, const px_pg_error_t *err,
+                        void *ud)
+{
+    UNUSED(res);
+    px_pg_txn_t *t = ud;
+    if (err) {
+        idem_fail(r, t, err);
+        return;
+    }
+    const char *params[] = {t->idem->scope, t->idem->key};
+    start_query(r, t->txn, "px_idem_lookup",
+                "SELECT fingerprint, status, headers, body FROM panthera_idempotency "
+                "WHERE scope = $1 AND key = $2 AND created_at > now() - interval '24 hours'",
+                2, params, idem_looked_up, t);
+}
+
+static void idem_begun(px_req_t *r, px_pg_txn_t *t, const px_pg_error_t *err, void *ud)
+{
+    idem_t *idem = ud;
+    if (err) {
+        idem->cb(r, NULL, err, idem->userdata);
+        return;
+    }
+    t->idem = idem;
+    const char *params[] = {idem->scope, idem->key};
+    start_query(r, t->txn, "px_idem_lock",
+                "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(10) || $2, 0))", 2,
+                params, idem_locked, t);
+}
+
+static int api_pg_begin_idempotent(px_req_t *r, px_pg_txn_fn cb, void *ud)
+{
+    const char *key = api_req_header(r, "Idempotency-Key");
+    if (!key)
+        return api_pg_begin(r, cb, ud);
+    size_t len = strlen(key);
+    bool printable = len > 0 && len <= 255;
+    for (size_t i = 0; i < len && printable; i++)
+        printable = key[i] >= 0x21 && key[i] <= 0x7e;
+    if (!printable) {
+        http_respond_error(r, 400, "bad_request",
+                           "Idempotency-Key must be 1 to 255 visible ASCII characters", NULL);
+        return PX_DONE;
+    }
+    if (!r->worker->pg)
+        return PX_EUNAVAIL;
+    idem_t *idem = arena_alloc(&r->arena, sizeof(*idem));
+    idem->key = key;
+    if (r->has_caller) {
+        idem->scope = r->caller_id;
+    } else {
+        char addr[INET6_ADDRSTRLEN] = "-";
+        if (r->conn && r->conn->family == AF_INET)
+            uv_inet_ntop(AF_INET, r->conn->addr, addr, sizeof(addr));
+        else if (r->conn && r->conn->family == AF_INET6)
+            uv_inet_ntop(AF_INET6, r->conn->addr, addr, sizeof(addr));
+        size_t n = strlen(addr) + 6;
+        char *scope = arena_alloc(&r->arena, n);
+        snprintf(scope, n, "anon:%s", addr);
+        idem->scope = scope;
+    }
+    idem_fingerprint(r, idem->fingerprint);
+    idem->cb = cb;
+    idem->userdata = ud;
+    return api_pg_begin(r, idem_begun, idem);
+}
+
+typedef struct commit_answer {
+    int status;
+    char *body;
+} commit_answer_t;
+
+static void answer_committed(px_req_t *r, const px_pg_error_t *err, void *ud)
+{
+    commit_answer_t *a = ud;
+    if (err) {
+        free(a->body);
+        api_res_pg_error(r, err);
+        return;
+    }
+    http_respond(r, a->status, "application/json; charset=utf-8", a->body, strlen(a->body), true);
+}
+
+static void answer_recorded(px_req_t *r, const px_pg_result_t *res, const px_pg_error_t *err,
+                            void *ud)
+{
+    UNUSED(res);
+    UNUSED(r);
+    UNUSED(err); /* a failed statement makes the COMMIT fail: answer_committed reports it */
+    UNUSED(ud);
+}
+
+static int api_pg_commit_respond(px_pg_txn_t *t, int status, json_t *body)
+{
+    px_req_t *r = t->req;
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(body);
+    if (!text) {
+        api_pg_rollback(t, NULL, NULL);
+        return http_respond_error(r, 500, "internal", "the response could not be encoded", NULL);
+    }
+    if (t->idem) {
+        char status_s[16];
+        snprintf(status_s, sizeof(status_s), "%d", status);
+        const char *params[] = {t->idem->scope, t->idem->key, t->idem->fingerprint, status_s,
+                                r->extra_headers.data ? r->extra_headers.data : "", text};
+        start_query(r, t->txn, "px_idem_record",
+                    "INSERT INTO panthera_idempotency "
+                    "(scope, key, fingerprint, status, headers, body) "
+                    "VALUES ($1, $2, $3, $4::int, $5, $6) ON CONFLICT (scope, key) DO UPDATE "
+                    "SET fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, "
+                    "headers = EXCLUDED.headers, body = EXCLUDED.body, created_at = now()",
+                    6, params, answer_recorded, NULL);
+    }
+    commit_answer_t *a = arena_alloc(&r->arena, sizeof(*a));
+    a->status = status;
+    a->body = text;
+    return api_pg_commit(t, answer_committed, a);
 }
 
 /* ---- Lua hooks (1.1) ---- */

@@ -31,8 +31,20 @@
 #include "metrics.h"
 #include "util.h"
 
+#define MIGRATE_CONNECT_WAIT_S 30
+
 /* "panthera" in ASCII: the advisory lock every Panthera host takes to migrate. */
 #define MIGRATION_LOCK_KEY "8097880389138280289"
+
+/* The host's own schema, recorded under the plugin name "host". */
+static const px_migration_t host_migrations[] = {
+    {"001_idempotency",
+     "CREATE TABLE panthera_idempotency ("
+     " scope text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
+     " status int NOT NULL, headers text NOT NULL DEFAULT '', body text NOT NULL,"
+     " created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (scope, key))"},
+    {NULL, NULL},
+};
 
 static bool any_migrations(const plugin_set_t *set)
 {
@@ -134,20 +146,33 @@ static void quiet_notice(void *arg, const char *message)
 
 int migrate_apply(const config_t *cfg, const plugin_set_t *set)
 {
-    if (!any_migrations(set))
+    bool have_pg = cfg->pg.conninfo && *cfg->pg.conninfo;
+    if (!have_pg && !any_migrations(set))
         return 0;
-    if (!cfg->pg.conninfo || !*cfg->pg.conninfo) {
+    if (!have_pg) {
         for (size_t i = 0; i < set->n; i++)
             if (set->items[i]->migrations && set->items[i]->migrations[0].name)
                 log_error("plugin \"%s\" has migrations but [postgres] conninfo is not set",
                           set->items[i]->name);
         return -1;
     }
-    PGconn *pg = PQconnectdb(cfg->pg.conninfo);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        log_error("migrations: cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
+    /* A database that is still starting (hosts and PostgreSQL booting together) is
+     * waited for, a while; one that stays away fails the start loudly. */
+    PGconn *pg = NULL;
+    for (int attempt = 0;; attempt++) {
+        pg = PQconnectdb(cfg->pg.conninfo);
+        if (PQstatus(pg) == CONNECTION_OK)
+            break;
+        if (attempt == 0)
+            log_warn("migrations: cannot connect to PostgreSQL yet, retrying for %d s: %s",
+                     MIGRATE_CONNECT_WAIT_S, PQerrorMessage(pg));
+        if (attempt >= MIGRATE_CONNECT_WAIT_S * 2) {
+            log_error("migrations: cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
+            PQfinish(pg);
+            return -1;
+        }
         PQfinish(pg);
-        return -1;
+        usleep(500 * 1000);
     }
     PQsetNoticeProcessor(pg, quiet_notice, NULL);
     int rc = -1;
@@ -162,6 +187,12 @@ int migrate_apply(const config_t *cfg, const plugin_set_t *set)
                 "creating panthera_migrations"))
         goto unlock;
     rc = 0;
+    for (const px_migration_t *m = host_migrations; m->name && rc == 0; m++)
+        rc = apply_one(pg, "host", m);
+    /* Answers older than their 24 h promise are dead weight. */
+    if (rc == 0)
+        exec_ok(pg, "DELETE FROM panthera_idempotency WHERE created_at < now() - interval '24 hours'",
+                "expiring idempotency keys");
     for (size_t i = 0; i < set->n && rc == 0; i++) {
         const struct px_plugin *p = set->items[i];
         for (const px_migration_t *m = p->migrations; m && m->name && rc == 0; m++)
@@ -194,7 +225,7 @@ static int migrator_main(const config_t *cfg)
 
 int migrate_run(const config_t *cfg)
 {
-    if (cfg->nplugins == 0)
+    if (cfg->nplugins == 0 && !(cfg->pg.conninfo && *cfg->pg.conninfo))
         return 0;
     pid_t pid = fork();
     if (pid < 0) {

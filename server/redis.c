@@ -52,6 +52,17 @@
  *     not see. redis_close therefore waits for one more closing pass of the loop after the
  *     last context is gone before calling `done`, so a caller may uv_loop_close from there.
  *
+ * What the 0.14 libuv adapter does not do. When epoll reports an error on the socket
+ * (POLLERR: a refused TCP connect, a reset connection), libuv stops the poll handle and
+ * reports UV_EBADF, which the adapter ignores: hiredis never hears of it. Our timers cover
+ * for it: a refused TCP connect fails at connect_timeout_ms instead of at once, and a reset
+ * connection is dropped by the watchdog (below) instead of at once; drop() then reads the
+ * socket's pending error (SO_ERROR) so the log says "Connection refused", not "timeout".
+ * Unix sockets, the usual setup, are not affected: a missing or refused socket fails inside
+ * redisAsyncConnectUnix, and a Redis that goes away gives EOF, which hiredis does see.
+ * (redisLibuvAttach also leaks its small struct if uv_poll_init fails; it cannot on a
+ * valid socket.)
+ *
  * Deadlines: one timer over a deadline-ordered list. Every command waiting for a reply is
  * in client->timed, ordered by deadline (call time + command_timeout_ms; with a single
  * timeout for all commands, that is call order, so inserting is appending). One uv_timer,
@@ -171,7 +182,7 @@ struct redis_handle {
     link_t owed; /* client->owed while hiredis holds it (rule 6) */
     redis_client_t *client;
     enum req_kind kind;
-    bool answered;  /* the callback has run or never will */
+    bool answered; /* the callback has run or never will */
     bool in_hiredis;
     redis_errkind_t errkind; /* why it failed fast, while in client->done */
     uint64_t deadline;
@@ -211,17 +222,17 @@ struct redis_client {
     enum state state;
     redisAsyncContext *ac; /* the current context, NULL when there is none (rule 1) */
     uv_getaddrinfo_t lookup;
-    bool looking_up;        /* `lookup` is in flight */
-    bool lookup_abandoned;  /* ... but the attempt timed out */
-    unsigned attempt;       /* picks the address of a looked-up name */
-    uv_timer_t conn_timer;  /* ST_DOWN: backoff; ST_LOOKUP, ST_HANDSHAKE: attempt deadline */
+    bool looking_up;       /* `lookup` is in flight */
+    bool lookup_abandoned; /* ... but the attempt timed out */
+    unsigned attempt;      /* picks the address of a looked-up name */
+    uv_timer_t conn_timer; /* ST_DOWN: backoff; ST_LOOKUP, ST_HANDSHAKE: attempt deadline */
     unsigned backoff_ms;
     uint64_t rng;
-    bool down_logged;       /* said once that Redis is unreachable: later failures are quiet */
-    char why[WHY_MAX];      /* why there is no connection, for messages and log lines */
+    bool down_logged;  /* said once that Redis is unreachable: later failures are quiet */
+    char why[WHY_MAX]; /* why there is no connection, for messages and log lines */
 
-    uv_timer_t watchdog;    /* deadlines, stalls and requested drops */
-    uint64_t watchdog_due;  /* monotonic ms it is armed for, 0 when stopped */
+    uv_timer_t watchdog;   /* deadlines, stalls and requested drops */
+    uint64_t watchdog_due; /* monotonic ms it is armed for, 0 when stopped */
     int timeouts_in_row;
     char drop_why[WHY_MAX]; /* set: the watchdog drops the connection (rule 3) */
 
@@ -389,8 +400,8 @@ static void attempt_failed(redis_client_t *client, const char *why)
 {
     set_why(client, why);
     if (!client->down_logged && !client->closing)
-        log_warn("redis: cannot connect to %s, retrying in the background: %s",
-                 client->address, client->why);
+        log_warn("redis: cannot connect to %s, retrying in the background: %s", client->address,
+                 client->why);
     else
         log_debug("redis: connection attempt to %s failed: %s", client->address, client->why);
     client->down_logged = true;
@@ -422,7 +433,14 @@ static void drop(redis_client_t *client, const char *why)
 {
     redisAsyncContext *ac = client->ac;
     char line[WHY_MAX];
-    snprintf(line, sizeof(line), "%s", why);
+    /* A socket error the adapter did not pass on (see above) says more than a timeout. */
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (!client->closing && ac->c.fd >= 0 &&
+        getsockopt(ac->c.fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err)
+        snprintf(line, sizeof(line), "%s", strerror(err));
+    else
+        snprintf(line, sizeof(line), "%s", why);
     if (client->state == ST_READY && !client->closing) {
         log_warn("redis: dropping the connection to %s: %s", client->address, line);
         client->down_logged = true;
@@ -468,8 +486,8 @@ static void ready(redis_client_t *client)
 /* Makes a context for `ip` (NULL: the unix socket) and sends the handshake PING. */
 static void context_open(redis_client_t *client, const char *ip)
 {
-    redisAsyncContext *ac = ip ? redisAsyncConnect(ip, client->port)
-                               : redisAsyncConnectUnix(client->unix_path);
+    redisAsyncContext *ac =
+        ip ? redisAsyncConnect(ip, client->port) : redisAsyncConnectUnix(client->unix_path);
     if (!ac) {
         attempt_failed(client, "out of memory");
         return;
@@ -613,12 +631,12 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     client->timeouts_in_row = 0;
     if (h->kind == REQ_HELLO) {
-        if (ac == client->ac && client->state == ST_HANDSHAKE) {
+        if (ac == client->ac && client->state == ST_HANDSHAKE && !client->closing) {
             if (reply->type != REDIS_REPLY_ERROR) {
                 ready(client);
             } else {
-                snprintf(client->drop_why, sizeof(client->drop_why),
-                         "Redis answered PING with: %s", reply->str);
+                snprintf(client->drop_why, sizeof(client->drop_why), "Redis answered PING with: %s",
+                         reply->str);
                 watchdog_arm(client, now_ms_monotonic());
             }
         }
@@ -666,6 +684,8 @@ static void on_watchdog(uv_timer_t *timer)
 {
     redis_client_t *client = timer->data;
     client->watchdog_due = 0;
+    if (client->closing)
+        return; /* close_step cancels everything on this iteration or the next */
     uint64_t now = now_ms_monotonic();
     char msg[96];
     snprintf(msg, sizeof(msg), "no reply from Redis within %d ms", client->command_timeout_ms);
@@ -823,13 +843,12 @@ static int parse_address(redis_client_t *client, const char *address)
     client->host = xstrndup(host, len);
     client->port = (int)port;
     unsigned char addr[sizeof(struct in6_addr)];
-    client->host_numeric = inet_pton(AF_INET, client->host, addr) == 1 ||
-                           inet_pton(AF_INET6, client->host, addr) == 1;
+    client->host_numeric =
+        inet_pton(AF_INET, client->host, addr) == 1 || inet_pton(AF_INET6, client->host, addr) == 1;
     return 0;
 
 fail:
-    log_error("redis: bad address '%s' (expected unix:/path/to/redis.sock or host:port)",
-              address);
+    log_error("redis: bad address '%s' (expected unix:/path/to/redis.sock or host:port)", address);
     return -1;
 }
 
@@ -839,19 +858,17 @@ redis_client_t *redis_new(uv_loop_t *loop, const redis_config_t *cfg)
         return NULL;
     redis_client_t *client = xcalloc(1, sizeof(*client));
     client->loop = loop;
-    client->command_timeout_ms = config_value(cfg->command_timeout_ms,
-                                              REDIS_DEFAULT_COMMAND_TIMEOUT_MS,
-                                              "command_timeout_ms");
-    client->connect_timeout_ms = config_value(cfg->connect_timeout_ms,
-                                              REDIS_DEFAULT_CONNECT_TIMEOUT_MS,
-                                              "connect_timeout_ms");
+    client->command_timeout_ms = config_value(
+        cfg->command_timeout_ms, REDIS_DEFAULT_COMMAND_TIMEOUT_MS, "command_timeout_ms");
+    client->connect_timeout_ms = config_value(
+        cfg->connect_timeout_ms, REDIS_DEFAULT_CONNECT_TIMEOUT_MS, "connect_timeout_ms");
     if (client->command_timeout_ms < 0 || client->connect_timeout_ms < 0)
         goto fail;
     if (parse_address(client, cfg->address) < 0)
         goto fail;
     client->address = xstrdup(cfg->address);
-    client->stall_ms = client->command_timeout_ms > STALL_MS ? (uint64_t)client->command_timeout_ms
-                                                             : STALL_MS;
+    client->stall_ms =
+        client->command_timeout_ms > STALL_MS ? (uint64_t)client->command_timeout_ms : STALL_MS;
     client->backoff_ms = BACKOFF_MIN_MS;
     client->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)client;
     if (!client->rng)
@@ -885,9 +902,8 @@ bool redis_is_connected(const redis_client_t *client)
 /* Commands that would make hiredis deliver several replies to one callback, or none. */
 static bool refused(const char *name, size_t len)
 {
-    static const char *const names[] = {"SUBSCRIBE",  "PSUBSCRIBE",   "SSUBSCRIBE",
-                                        "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
-                                        "MONITOR"};
+    static const char *const names[] = {"SUBSCRIBE",    "PSUBSCRIBE",   "SSUBSCRIBE", "UNSUBSCRIBE",
+                                        "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR"};
     for (size_t i = 0; i < ARRAY_SIZE(names); i++)
         if (strlen(names[i]) == len && !strncasecmp(names[i], name, len))
             return true;
@@ -910,11 +926,11 @@ static size_t arg_len(const char **argv, const size_t *argvlen, int i)
 }
 
 static redis_handle_t *call_new(redis_client_t *client, enum req_kind kind, size_t extra,
-                                void *cb, void *ud)
+                                bool has_cb, void *ud)
 {
     redis_handle_t *h = req_new(client, kind, extra);
     h->ud = ud;
-    h->answered = !cb; /* fire and forget: nobody to call back */
+    h->answered = !has_cb; /* fire and forget: nobody to call back */
     h->deadline = now_ms_monotonic() + (uint64_t)client->command_timeout_ms;
     return h;
 }
@@ -931,7 +947,7 @@ int redis_command(redis_client_t *client, int argc, const char **argv, const siz
         return -ESHUTDOWN;
     if (!cb && client->state != ST_READY)
         return 0; /* fire and forget, and nowhere to send it */
-    redis_handle_t *h = call_new(client, REQ_COMMAND, 0, (void *)cb, ud);
+    redis_handle_t *h = call_new(client, REQ_COMMAND, 0, cb != NULL, ud);
     h->cb.reply = cb;
     redis_handle_t *handle = cb ? h : NULL; /* a silent one may be gone below */
     req_start(client, h, argc, argv, argvlen);
@@ -950,7 +966,7 @@ int redis_ping(redis_client_t *client, redis_done_cb cb, void *ud, redis_handle_
         return -ESHUTDOWN;
     if (!cb && client->state != ST_READY)
         return 0;
-    redis_handle_t *h = call_new(client, REQ_PING, 0, (void *)cb, ud);
+    redis_handle_t *h = call_new(client, REQ_PING, 0, cb != NULL, ud);
     h->cb.done = cb;
     redis_handle_t *handle = cb ? h : NULL;
     req_start(client, h, 1, (const char *[]){"PING"}, NULL);
@@ -1019,7 +1035,7 @@ int redis_eval(redis_client_t *client, const redis_script_t *script, int numkeys
     for (int i = 0; i < argc; i++)
         bytes += arg_len(argv, argvlen, i) + 1;
     size_t arrays = (size_t)n * (sizeof(char *) + sizeof(size_t));
-    redis_handle_t *h = call_new(client, REQ_EVAL, arrays + bytes, (void *)cb, ud);
+    redis_handle_t *h = call_new(client, REQ_EVAL, arrays + bytes, cb != NULL, ud);
     h->cb.reply = cb;
     h->argc = n;
     h->argv = (const char **)(h + 1);
@@ -1080,8 +1096,8 @@ int64_t redis_reply_integer(const redis_reply_t *reply)
 const char *redis_reply_string(const redis_reply_t *reply, size_t *len)
 {
     int type = reply ? raw(reply)->type : REDIS_REPLY_NIL;
-    bool text = type == REDIS_REPLY_STRING || type == REDIS_REPLY_STATUS ||
-                type == REDIS_REPLY_ERROR;
+    bool text =
+        type == REDIS_REPLY_STRING || type == REDIS_REPLY_STATUS || type == REDIS_REPLY_ERROR;
     if (len)
         *len = text ? raw(reply)->len : 0;
     return text ? raw(reply)->str : NULL;

@@ -1,17 +1,21 @@
 /*
  * pgkit — exercises the SDK's PostgreSQL and Redis calls in the host's own tests and
- * benchmarks. Never enabled in production. Its table is made by the tests:
- *   CREATE TABLE pgkit_items (id bigserial PRIMARY KEY, name text UNIQUE NOT NULL)
+ * benchmarks. Never enabled in production. Its tables come from its migrations/.
  *
  *   GET  /v1/pgkit/items/:id   one row by primary key (a prepared statement), 404 if none
  *   POST /v1/pgkit/items       {"name": "..."} inserted in a transaction -> 201 {"id","name"}
- *                              (409 when the name exists, 503 when PostgreSQL is down)
+ *                              (409 when the name exists, 503 when PostgreSQL is down);
+ *                              idempotent with an Idempotency-Key header
+ *   POST /v1/pgkit/notes       {"text": "..."} -> 201 {"id","text"}, idempotent; the table
+ *                              has no unique constraint, so only the key prevents duplicates
+ *   GET  /v1/pgkit/notes/count?text=...  {"count": N} rows with that text
  *   GET  /v1/pgkit/echo?v=...  SELECT $1::text: the value back as PostgreSQL saw it
  *   GET  /v1/pgkit/sleep?s=N   SELECT pg_sleep(N)
  *   GET  /v1/pgkit/redis/:key  GET key from Redis -> {"value": ...}; 503 when Redis is down
  *   PUT  /v1/pgkit/redis/:key  SET key to the raw body
  */
 #include <panthera/panthera.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,18 +48,6 @@ static int item_get(px_req_t *req, void *ud)
     return rc ? rc : PX_ASYNC;
 }
 
-static void insert_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
-{
-    json_t *item = ud;
-    if (err) {
-        json_decref(item);
-        px_res_pg_error(req, err);
-        return;
-    }
-    px_res_header(req, "Location", "/v1/pgkit/items");
-    px_res_json(req, 201, item);
-}
-
 static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
                      void *ud)
 {
@@ -65,9 +57,12 @@ static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error
         px_res_pg_error(req, err);
         return;
     }
-    json_t *item = json_pack("{s:s, s:s}", "id", px_pg_value(res, 0, 0), "name",
-                             px_pg_value(res, 0, 1));
-    px_pg_commit(txn, insert_committed, item);
+    char location[64];
+    snprintf(location, sizeof(location), "/v1/pgkit/items/%s", px_pg_value(res, 0, 0));
+    px_res_header(req, "Location", location);
+    px_pg_commit_respond(txn, 201,
+                         json_pack("{s:s, s:s}", "id", px_pg_value(res, 0, 0), "name",
+                                   px_pg_value(res, 0, 1)));
 }
 
 static void txn_started(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
@@ -93,7 +88,66 @@ static int item_create(px_req_t *req, void *ud)
     if (!name || !*name)
         return px_res_error(req, 400, "validation_failed", "name is required",
                             json_pack("{s:s}", "name", "required"));
-    rc = px_pg_begin(req, txn_started, (void *)name);
+    rc = px_pg_begin_idempotent(req, txn_started, (void *)name);
+    return rc ? rc : PX_ASYNC;
+}
+
+static void note_inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                          void *ud)
+{
+    px_pg_txn_t *txn = ud;
+    if (err) {
+        px_pg_rollback(txn, NULL, NULL);
+        px_res_pg_error(req, err);
+        return;
+    }
+    px_pg_commit_respond(txn, 201,
+                         json_pack("{s:s, s:s}", "id", px_pg_value(res, 0, 0), "text",
+                                   px_pg_value(res, 0, 1)));
+}
+
+static void note_txn(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+{
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    const char *values[] = {ud};
+    px_pg_txn_query(txn, NULL, "INSERT INTO pgkit_notes (text) VALUES ($1) RETURNING id, text", 1,
+                    values, note_inserted, txn);
+}
+
+static int note_create(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body;
+    int rc = px_req_json(req, &body);
+    if (rc)
+        return rc;
+    const char *text = json_string_value(json_object_get(body, "text"));
+    if (!text)
+        return px_res_error(req, 400, "validation_failed", "text is required",
+                            json_pack("{s:s}", "text", "required"));
+    rc = px_pg_begin_idempotent(req, note_txn, (void *)text);
+    return rc ? rc : PX_ASYNC;
+}
+
+static void counted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    px_res_json(req, 200, json_pack("{s:s}", "count", px_pg_value(res, 0, 0)));
+}
+
+static int note_count(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *values[] = {px_req_query(req, "text")};
+    int rc = px_pg_query(req, NULL, "SELECT count(*)::text FROM pgkit_notes WHERE text = $1", 1,
+                         values, counted, NULL);
     return rc ? rc : PX_ASYNC;
 }
 
@@ -164,9 +218,17 @@ static int redis_set(px_req_t *req, void *ud)
     return rc ? rc : PX_ASYNC;
 }
 
+extern const px_migration_t pgkit_migrations[];
+
 static int pgkit_init(px_plugin_t *self)
 {
-    int rc = px_route(self, "GET", "/v1/pgkit/items/:id", item_get, NULL);
+    int rc = px_migrations(self, pgkit_migrations);
+    if (!rc)
+        rc = px_route(self, "GET", "/v1/pgkit/items/:id", item_get, NULL);
+    if (!rc)
+        rc = px_route(self, "POST", "/v1/pgkit/notes", note_create, NULL);
+    if (!rc)
+        rc = px_route(self, "GET", "/v1/pgkit/notes/count", note_count, NULL);
     if (!rc)
         rc = px_route(self, "POST", "/v1/pgkit/items", item_create, NULL);
     if (!rc)

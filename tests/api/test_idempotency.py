@@ -1,0 +1,150 @@
+"""Idempotent creates (API.md "Creates are safe to retry"): a POST with Idempotency-Key is
+performed at most once per caller and key; a retry gets the first answer; the same key
+with another body is 409; a concurrent duplicate waits; and PostgreSQL restarting in the
+middle of it all never yields a second row or loses an acknowledged one."""
+import os
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from panthera_server import Server
+from test_pg_pool import pg_ctl, pg_env, pg_ready, server_lock, wait_ready
+
+PGHOST = os.environ.get("PANTHERA_PGHOST")
+pytestmark = pytest.mark.skipif(not PGHOST, reason="PANTHERA_PGHOST is unset: no PostgreSQL")
+
+
+def conninfo():
+    return "host=%s port=%s dbname=%s user=%s" % (
+        PGHOST, os.environ.get("PANTHERA_PGPORT", "5432"),
+        os.environ.get("PANTHERA_PGDATABASE", "panthera"),
+        os.environ.get("PANTHERA_PGUSER", "panthera"))
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server(workers=2, plugins=("pgkit",),
+               sections={"postgres": {"conninfo": conninfo(), "wait_timeout": "1s"}})
+    s.start()
+    yield s
+    s.stop()
+    s.cleanup()
+
+
+def post(server, key, text, timeout=5):
+    headers = {"Idempotency-Key": key} if key else {}
+    return requests.post(server.url("/v1/pgkit/notes"), json={"text": text}, headers=headers,
+                         timeout=timeout)
+
+
+def count(server, text):
+    r = requests.get(server.url("/v1/pgkit/notes/count"), params={"text": text}, timeout=5)
+    assert r.status_code == 200, r.text
+    return int(r.json()["count"])
+
+
+def test_retry_returns_the_first_answer(server):
+    key, text = uuid.uuid4().hex, "note-" + uuid.uuid4().hex
+    first = post(server, key, text)
+    assert first.status_code == 201, first.text
+    again = post(server, key, text)
+    assert again.status_code == 201
+    assert again.json() == first.json()  # same id: the same row
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert count(server, text) == 1
+
+
+def test_same_key_different_body_is_409(server):
+    key = uuid.uuid4().hex
+    assert post(server, key, "a-" + key).status_code == 201
+    r = post(server, key, "b-" + key)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "conflict"
+    assert count(server, "b-" + key) == 0
+
+
+def test_without_key_every_post_creates(server):
+    text = "plain-" + uuid.uuid4().hex
+    assert post(server, None, text).status_code == 201
+    assert post(server, None, text).status_code == 201
+    assert count(server, text) == 2
+
+
+def test_bad_key_is_400(server):
+    r = post(server, "x" * 300, "too-long")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
+
+
+def test_concurrent_duplicates_make_one_row(server):
+    key, text = uuid.uuid4().hex, "dup-" + uuid.uuid4().hex
+    results = []
+
+    def hit():
+        results.append(post(server, key, text, timeout=10))
+
+    threads = [threading.Thread(target=hit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert len(results) == 8
+    assert all(r.status_code == 201 for r in results), [r.status_code for r in results]
+    assert len({r.json()["id"] for r in results}) == 1
+    assert count(server, text) == 1
+
+
+def test_postgres_restart_never_duplicates_or_loses(server):
+    host, port, datadir = pg_env()
+    stop = threading.Event()
+    acknowledged, attempted, errors = {}, set(), []
+
+    def client(n):
+        i = 0
+        while not stop.is_set():
+            key = "%s-%d-%d" % (uuid.uuid4().hex[:8], n, i)
+            text = "restart-" + key
+            attempted.add(text)
+            deadline = time.time() + 20
+            while time.time() < deadline:  # retry every non-2xx with the same key and body
+                try:
+                    r = post(server, key, text, timeout=5)
+                except requests.RequestException:
+                    time.sleep(0.05)
+                    continue
+                if 200 <= r.status_code < 300:
+                    acknowledged[text] = r.json()["id"]
+                    break
+                if r.status_code not in (500, 503):
+                    errors.append((r.status_code, r.text))
+                    break
+                time.sleep(0.05)
+            i += 1
+
+    with server_lock(exclusive=True):
+        assert wait_ready(host, port, 10)
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.5)
+            r = pg_ctl(datadir, host, "-m", "fast", "restart")
+            assert r.returncode == 0, r.stderr
+            assert wait_ready(host, port, 30)
+            time.sleep(2.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+            if not pg_ready(host, port):
+                pg_ctl(datadir, host, "start")
+    assert not errors, errors[:3]
+    assert len(acknowledged) > 10, "too few creates went through to mean anything"
+    for text in attempted:
+        n = count(server, text)
+        if text in acknowledged:
+            assert n == 1, "%s acknowledged but stored %d times" % (text, n)
+        else:
+            assert n <= 1, "%s stored %d times" % (text, n)

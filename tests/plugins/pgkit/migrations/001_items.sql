@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS pgkit_items (id bigserial PRIMARY KEY, name text UNIQUE NOT NULL);
