@@ -111,6 +111,20 @@ enum px_redis_type {
 typedef void (*px_redis_fn)(px_req_t *req, const px_redis_reply_t *reply, int err,
                             void *userdata);
 
+/* Blocking work off the event loop (1.1), e.g. password hashing. `work` runs on a libuv
+ * pool thread and may touch only `userdata` (no px_* call, no request); `done` runs back
+ * on the loop, always exactly once: `req` is NULL when the request ended meanwhile (free
+ * what `userdata` holds anyway), and `status` is 0, or PX_EUNAVAIL when the job never ran
+ * (the worker is stopping). */
+typedef void (*px_work_fn)(void *userdata);
+typedef void (*px_work_done_fn)(px_req_t *req, int status, void *userdata);
+
+/* A command line sub-command a plugin adds to pantherad (1.1):
+ *   pantherad -c FILE PLUGIN:COMMAND [ARGS...]
+ * runs after the configuration is loaded, the plugins initialised and their migrations
+ * applied, outside any event loop (blocking is fine). Returns the process exit code. */
+typedef int (*px_command_fn)(px_plugin_t *plugin, int argc, char **argv);
+
 /* A schema migration (1.1): `name` orders them ("001_init", "002_add_index"), `sql` is
  * run as one transaction. A list ends with {NULL, NULL}. panthera-embed-sql turns a
  * plugin's migrations/NNN_what.sql files into such a list at build time, so the .so
@@ -263,7 +277,25 @@ typedef struct px_migration {
      * transaction is idempotent. If the commit fails the client gets that error instead \
      * (503 when PostgreSQL is unreachable). The txn pointer is dead afterwards. */         \
     X(int, pg_commit_respond, (px_pg_txn_t * txn, int status, json_t *body),                \
-      (txn, status, body))
+      (txn, status, body))                                                                  \
+    /* Run `work` off the loop (see px_work_fn). At most [server] blocking_jobs run at once \
+     * per worker, the rest wait in order; PX_EUNAVAIL when too many wait. */              \
+    X(int, work, (px_req_t * req, px_work_fn work, px_work_done_fn done, void *userdata),   \
+      (req, work, done, userdata))                                                          \
+    /* Register PLUGIN:NAME as a pantherad sub-command; `usage` is one line for -h. Only  \
+     * during init. */                                                                     \
+    X(int, command, (px_plugin_t * plugin, const char *name, const char *usage,             \
+                     px_command_fn fn),                                                     \
+      (plugin, name, usage, fn))                                                            \
+    /* In a command only: run one SQL statement with text parameters on the configured    \
+     * database, blocking. Returns the rows affected or returned (>= 0), or a negative    \
+     * PX_E* code with PostgreSQL's message in `err` (PX_ECONFLICT: unique violation). */  \
+    X(int, command_sql, (px_plugin_t * plugin, const char *sql, int nparams,                \
+                         const char *const *values, char *err, size_t errlen),              \
+      (plugin, sql, nparams, values, err, errlen))                                          \
+    /* Contribute to GET /openapi.json: an object with "paths" and optionally             \
+     * "components" (its "schemas" are merged by name). Taken. Only during init. */        \
+    X(int, openapi, (px_plugin_t * plugin, json_t *fragment), (plugin, fragment))
 
 #define PX_API_VOID_1_0(X)                                                                    \
     /* Log a line at `level` to the host's error log, prefixed with the plugin's name. */   \

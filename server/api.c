@@ -14,6 +14,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include <libpq-fe.h>
 #include <arpa/inet.h>
 #include <openssl/evp.h>
 #include "hooks.h"
@@ -295,7 +296,9 @@ static const char *api_token_issue(px_req_t *r, const char *sub, const char *rol
 
 /* ---- pool work bound to a request (1.1) ---- */
 
-enum req_op_kind { OP_PG_QUERY, OP_PG_BEGIN, OP_PG_DONE, OP_REDIS };
+enum req_op_kind { OP_PG_QUERY, OP_PG_BEGIN, OP_PG_DONE, OP_REDIS, OP_WORK };
+
+void api_job_detach(req_op_t *op);
 
 /* What an idempotent transaction must remember to record its answer. */
 typedef struct idem {
@@ -357,6 +360,8 @@ void api_req_cancel_work(px_req_t *r)
         r->ops = op->next;
         if (op->kind == OP_REDIS)
             redis_cancel(op->handle);
+        else if (op->kind == OP_WORK)
+            api_job_detach(op);
         else
             pg_cancel(op->handle);
         free(op);
@@ -792,6 +797,164 @@ static int api_pg_commit_respond(px_pg_txn_t *t, int status, json_t *body)
     a->status = status;
     a->body = text;
     return api_pg_commit(t, answer_committed, a);
+}
+
+/* ---- blocking work on the thread pool (1.1) ----
+ *
+ * Jobs are bounded per worker ([server] blocking_jobs running, blocking_queue waiting):
+ * each may hold a lot of memory (a scrypt hash takes ~128 MiB), and libuv's pool is
+ * shared with DNS lookups and file work. A job that has started cannot be stopped; when
+ * its request ends first, its done callback still runs, with req NULL, so the plugin can
+ * free what the job owns. */
+
+typedef struct work_job {
+    uv_work_t uv;
+    worker_t *worker;
+    req_op_t *op; /* NULL once the request ended */
+    px_work_fn work;
+    px_work_done_fn done;
+    void *userdata;
+    struct work_job *next;
+} work_job_t;
+
+static void job_start(work_job_t *job);
+
+static void job_run(uv_work_t *uv)
+{
+    work_job_t *job = (work_job_t *)uv;
+    job->work(job->userdata);
+}
+
+static void job_after(uv_work_t *uv, int status)
+{
+    work_job_t *job = (work_job_t *)uv;
+    worker_t *w = job->worker;
+    w->jobs_running--;
+    px_req_t *r = NULL;
+    if (job->op) {
+        r = job->op->req;
+        op_finish(job->op);
+    }
+    job->done(r, status == 0 ? 0 : PX_EUNAVAIL, job->userdata);
+    free(job);
+    /* Room for the next waiting job. */
+    while (w->jobs_head && w->jobs_running < w->cfg->blocking_jobs) {
+        work_job_t *next = w->jobs_head;
+        w->jobs_head = next->next;
+        if (!w->jobs_head)
+            w->jobs_tail = NULL;
+        w->jobs_waiting--;
+        job_start(next);
+    }
+}
+
+static void job_start(work_job_t *job)
+{
+    worker_t *w = job->worker;
+    w->jobs_running++;
+    if (uv_queue_work(w->loop, &job->uv, job_run, job_after) != 0) {
+        /* Cannot happen with valid arguments; answer like a stopped worker. */
+        w->jobs_running--;
+        px_req_t *r = job->op ? job->op->req : NULL;
+        if (job->op)
+            op_finish(job->op);
+        job->done(r, PX_EUNAVAIL, job->userdata);
+        free(job);
+    }
+}
+
+/* Called when the request ends with the job still waiting or running. */
+void api_job_detach(req_op_t *op)
+{
+    work_job_t *job = op->handle;
+    job->op = NULL;
+}
+
+static int api_work(px_req_t *r, px_work_fn work, px_work_done_fn done, void *ud)
+{
+    worker_t *w = r->worker;
+    if (!work || !done)
+        return PX_EINVAL;
+    if (w->jobs_running >= w->cfg->blocking_jobs && w->jobs_waiting >= w->cfg->blocking_queue)
+        return PX_EUNAVAIL;
+    work_job_t *job = xcalloc(1, sizeof(*job));
+    job->worker = w;
+    job->work = work;
+    job->done = done;
+    job->userdata = ud;
+    job->op = op_new(r, OP_WORK, (req_op_cb_t){.pg = NULL}, NULL);
+    job->op->handle = job;
+    if (w->jobs_running < w->cfg->blocking_jobs) {
+        job_start(job);
+    } else {
+        if (w->jobs_tail)
+            w->jobs_tail->next = job;
+        else
+            w->jobs_head = job;
+        w->jobs_tail = job;
+        w->jobs_waiting++;
+    }
+    return 0;
+}
+
+/* ---- commands (1.1) ---- */
+
+static int api_command(px_plugin_t *p, const char *name, const char *usage, px_command_fn fn)
+{
+    if (p->set->registering != p || !name || !*name || !fn)
+        return PX_ESTATE;
+    for (size_t i = 0; i < p->ncommands; i++)
+        if (!strcmp(p->commands[i].name, name))
+            return PX_EEXIST;
+    p->commands = xrealloc(p->commands, (p->ncommands + 1) * sizeof(plugin_command_t));
+    p->commands[p->ncommands++] = (plugin_command_t){
+        .name = xstrdup(name), .usage = xstrdup(usage ? usage : ""), .fn = fn};
+    return 0;
+}
+
+static int api_command_sql(px_plugin_t *p, const char *sql, int nparams,
+                           const char *const *values, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    PGconn *db = p->command_db;
+    if (!db) {
+        snprintf(err, errlen, "not in a command, or [postgres] conninfo is not set");
+        return PX_ESTATE;
+    }
+    PGresult *res = PQexecParams(db, sql, nparams, NULL, values, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    int rc;
+    if (st == PGRES_TUPLES_OK) {
+        rc = PQntuples(res);
+    } else if (st == PGRES_COMMAND_OK) {
+        const char *n = PQcmdTuples(res);
+        rc = n && *n ? atoi(n) : 0;
+    } else {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        rc = state && !strcmp(state, "23505") ? PX_ECONFLICT : PX_EINTERNAL;
+        snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+        size_t n = strlen(err);
+        while (n > 0 && err[n - 1] == '\n')
+            err[--n] = '\0';
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* ---- /openapi.json (1.1) ---- */
+
+static int api_openapi(px_plugin_t *p, json_t *fragment)
+{
+    if (p->set->registering != p || !json_is_object(fragment)) {
+        json_decref(fragment);
+        return PX_ESTATE;
+    }
+    if (!p->openapi)
+        p->openapi = json_object();
+    json_object_update_recursive(p->openapi, fragment);
+    json_decref(fragment);
+    return 0;
 }
 
 /* ---- Lua hooks (1.1) ---- */

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "util.h"
 
 enum value_kind { V_STRING, V_LIST, V_WORKERS, V_SIZE, V_DURATION, V_COUNT, V_LOGLEVEL };
@@ -56,6 +57,8 @@ static const key_spec_t host_keys[] = {
     {"server", "access_log", V_STRING, CFG(access_log), false},
     {"server", "log_level", V_LOGLEVEL, CFG(log_level), false},
     {"server", "shutdown_timeout", V_DURATION, CFG(shutdown_timeout_ms), false},
+    {"server", "blocking_jobs", V_COUNT, CFG(blocking_jobs), false},
+    {"server", "blocking_queue", V_COUNT, CFG(blocking_queue), false},
     {"http", "max_header_size", V_SIZE, HTTP(max_header_size), false},
     {"http", "max_headers", V_COUNT, HTTP(max_headers), false},
     {"http", "max_body_size", V_SIZE, HTTP(max_body_size), false},
@@ -128,6 +131,9 @@ config_t *config_new_defaults(void)
     cfg->plugin_path = xstrdup(PX_DEFAULT_PLUGIN_PATH);
     cfg->log_level = LOG_INFO;
     cfg->shutdown_timeout_ms = 10000;
+    /* Password hashing is the typical job: ~128 MiB and ~0.3 s each, so few at once. */
+    cfg->blocking_jobs = 2;
+    cfg->blocking_queue = 64;
     /* nginx's defaults where nginx has one: 60 s header/body/send timeouts, 75 s
      * keep-alive, 1 MiB bodies, 1000 requests per connection. */
     cfg->http = (http_limits_t){
@@ -180,6 +186,7 @@ void config_free(config_t *cfg)
     free(cfg->auth.token_secret_file);
     free(cfg->auth.issuer);
     free(cfg->lua.dir);
+    ratelimit_config_free(cfg->ratelimit);
     for (size_t i = 0; i < cfg->nplugins; i++) {
         config_plugin_t *p = &cfg->plugins[i];
         for (size_t j = 0; j < p->nentries; j++) {
@@ -326,7 +333,7 @@ static void enter_section(parse_state_t *st, const char *section)
     snprintf(st->section, sizeof(st->section), "%s", section);
     st->section_line = st->line;
     st->plugin = NULL;
-    if (host_section(section))
+    if (host_section(section) || !strcmp(section, "ratelimit"))
         return;
     if (!strncmp(section, "plugin:", 7)) {
         const char *name = section + 7;
@@ -357,7 +364,7 @@ static void enter_section(parse_state_t *st, const char *section)
     }
     config_error(st->errs, st->file, st->line,
                  "unknown section [%s] (expected [server], [http], [postgres], [redis], [auth], "
-                 "[lua] or [plugin:NAME])",
+                 "[lua], [ratelimit] or [plugin:NAME])",
                  section);
 }
 
@@ -402,6 +409,13 @@ static int on_ini_value(void *user, const char *section, const char *key, const 
     }
     if (!strncmp(section, "plugin:", 7))
         return 1; /* the section header was already reported */
+    if (!strcmp(section, "ratelimit")) {
+        char err[600];
+        if (ratelimit_config_set(&st->cfg->ratelimit, key, value, st->file, st->line, err,
+                                 sizeof(err)))
+            config_error(st->errs, st->file, st->line, "%s", err);
+        return 1;
+    }
     for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++) {
         const key_spec_t *spec = &host_keys[i];
         if (strcmp(spec->section, section) || strcmp(spec->key, key))

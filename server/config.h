@@ -82,11 +82,14 @@ typedef struct config {
     char *access_log;
     int log_level;
     uint64_t shutdown_timeout_ms;
+    uint64_t blocking_jobs;  /* px_work jobs running at once per worker */
+    uint64_t blocking_queue; /* px_work jobs that may wait */
     http_limits_t http;
     pg_settings_t pg;
     redis_settings_t redis;
     auth_settings_t auth;
     lua_settings_t lua;
+    struct ratelimit_config *ratelimit; /* [ratelimit] (ratelimit.h); NULL when it sets nothing */
     config_plugin_t *plugins;
     size_t nplugins;
 } config_t;

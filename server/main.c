@@ -6,6 +6,8 @@
 #include <uv.h>
 
 #include "config.h"
+#include <libpq-fe.h>
+#include "migrate.h"
 #include "hooks.h"
 #include "llhttp.h"
 #include "log.h"
@@ -17,11 +19,12 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pantherad [-c FILE] [-t] [-V] [-h]\n"
+            "usage: pantherad [-c FILE] [-t] [-V] [-h] [PLUGIN:COMMAND [ARGS...]]\n"
             "  -c FILE  configuration file (default " PX_DEFAULT_CONFIG ")\n"
             "  -t       check the configuration and every enabled plugin, then exit\n"
             "  -V       print version, SDK ABI and built-in paths, then exit\n"
             "  -h       this help\n"
+            "  PLUGIN:COMMAND  run a command a plugin provides (e.g. user:create-admin) and exit\n"
             "signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs\n");
 }
 
@@ -78,12 +81,65 @@ static int check_config(config_t *cfg)
     return rc ? 1 : 0;
 }
 
+/* PLUGIN:COMMAND: the plugins are loaded and migrated as for serving, then the command
+ * runs in this process with a blocking database connection of its own. */
+static int run_command(config_t *cfg, int argc, char **argv)
+{
+    const char *colon = strchr(argv[0], ':');
+    plugin_set_t plugins;
+    plugin_set_init(&plugins);
+    config_errors_t errs = {0};
+    int rc = 1;
+    if (plugin_set_load(&plugins, cfg, &errs)) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "pantherad: %s\n", errs.items[i]);
+        goto done;
+    }
+    struct px_plugin *p = NULL;
+    for (size_t i = 0; i < plugins.n && !p; i++)
+        if (strlen(plugins.items[i]->name) == (size_t)(colon - argv[0]) &&
+            !strncmp(plugins.items[i]->name, argv[0], (size_t)(colon - argv[0])))
+            p = plugins.items[i];
+    const plugin_command_t *cmd = NULL;
+    for (size_t i = 0; p && i < p->ncommands && !cmd; i++)
+        if (!strcmp(p->commands[i].name, colon + 1))
+            cmd = &p->commands[i];
+    if (!cmd) {
+        fprintf(stderr, "pantherad: no command \"%s\"; the enabled plugins offer:\n", argv[0]);
+        for (size_t i = 0; i < plugins.n; i++)
+            for (size_t k = 0; k < plugins.items[i]->ncommands; k++)
+                fprintf(stderr, "  %s:%s  %s\n", plugins.items[i]->name,
+                        plugins.items[i]->commands[k].name, plugins.items[i]->commands[k].usage);
+        rc = 2;
+        goto done;
+    }
+    if (migrate_apply(cfg, &plugins))
+        goto done;
+    PGconn *db = NULL;
+    if (cfg->pg.conninfo && *cfg->pg.conninfo) {
+        db = PQconnectdb(cfg->pg.conninfo);
+        if (PQstatus(db) != CONNECTION_OK) {
+            fprintf(stderr, "pantherad: cannot connect to PostgreSQL: %s", PQerrorMessage(db));
+            PQfinish(db);
+            goto done;
+        }
+        p->command_db = db;
+    }
+    rc = cmd->fn(p, argc, argv);
+    p->command_db = NULL;
+    PQfinish(db);
+done:
+    config_errors_free(&errs);
+    plugin_set_unload(&plugins);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = PX_DEFAULT_CONFIG;
     bool test = false;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tVh")) != -1) {
+    while ((opt = getopt(argc, argv, "+c:tVh")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -102,8 +158,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "pantherad: unexpected argument \"%s\"\n", argv[optind]);
+    const char *command = optind < argc ? argv[optind] : NULL;
+    if (command && (!strchr(command, ':') || test)) {
+        fprintf(stderr, "pantherad: unexpected argument \"%s\"\n", command);
         usage(stderr);
         return 2;
     }
@@ -118,6 +175,11 @@ int main(int argc, char **argv)
     }
     if (test) {
         int rc = check_config(cfg);
+        config_free(cfg);
+        return rc;
+    }
+    if (command) {
+        int rc = run_command(cfg, argc - optind, argv + optind);
         config_free(cfg);
         return rc;
     }

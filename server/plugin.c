@@ -32,6 +32,12 @@ static void plugin_free(struct px_plugin *p)
 {
     if (!p)
         return;
+    for (size_t i = 0; i < p->ncommands; i++) {
+        free(p->commands[i].name);
+        free(p->commands[i].usage);
+    }
+    free(p->commands);
+    json_decref(p->openapi);
     for (size_t i = 0; i < p->nkeys; i++) {
         free(p->keys[i].key);
         free(p->keys[i].default_value);

@@ -27,7 +27,17 @@ struct px_plugin {
     bool initialized;
     size_t nroutes;
     const px_migration_t *migrations; /* borrowed from the plugin, NULL-terminated */
+    struct plugin_command *commands;
+    size_t ncommands;
+    json_t *openapi; /* the plugin's fragment of /openapi.json, or NULL */
+    void *command_db; /* PGconn of px_command_sql, in a command process only */
 };
+
+typedef struct plugin_command {
+    char *name;
+    char *usage;
+    px_command_fn fn;
+} plugin_command_t;
 
 typedef struct plugin_set {
     struct px_plugin **items; /* in dependency order */

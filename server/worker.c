@@ -24,6 +24,8 @@
 #include "api.h"
 #include "log.h"
 #include "metrics.h"
+#include "openapi.h"
+#include "ratelimit.h"
 
 /* One accept per wake-up, as nginx without multi_accept: every worker is woken for a new
  * connection and the least busy one gets there first, which spreads connections. */
@@ -69,6 +71,7 @@ void worker_free(worker_t *w)
         w->free_reqs = r->next_free;
         http_req_destroy(r);
     }
+    ratelimit_free(w->ratelimit);
     free(w->listeners);
     free(w);
 }
@@ -281,6 +284,8 @@ static int worker_services_open(worker_t *w, const config_t *cfg)
         }
         log_debug("[lua]: %d scripts from %s", n, cfg->lua.dir);
     }
+    /* After the pools, and after every route (/readyz included) is registered. */
+    w->ratelimit = ratelimit_new(w);
     return 0;
 }
 
@@ -364,6 +369,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     uv_loop_init(&loop);
     worker_t *w = worker_new(&loop, cfg, &plugins);
     plugin_host_route(&plugins, "GET", "/readyz", handle_readyz, w);
+    openapi_register(&plugins);
     if (worker_services_open(w, cfg)) {
         hooks_free(w->hooks);
         worker_free(w);

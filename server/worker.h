@@ -32,6 +32,7 @@ typedef struct worker {
     pg_pool_t *pg;          /* NULL when [postgres] has no conninfo */
     redis_client_t *redis;  /* NULL when [redis] has no address */
     hooks_t *hooks;         /* NULL when [lua] has no dir */
+    struct ratelimit *ratelimit; /* NULL when [ratelimit] limits no route */
 
     worker_listener_t *listeners;
     size_t nlisteners;
@@ -48,6 +49,11 @@ typedef struct worker {
     bool draining;
     uint64_t drain_deadline;
     int exit_code;
+
+    size_t jobs_running;          /* px_work jobs on the thread pool */
+    size_t jobs_waiting;
+    struct work_job *jobs_head; /* waiting, FIFO */
+    struct work_job *jobs_tail;
 
     px_req_t *free_reqs;
     size_t nfree_reqs;

@@ -17,13 +17,19 @@
  *   GET  /v1/admin/ping        token optional (for the admin-prefix Lua example)
  *   POST /v1/test/hook         runs the Lua hook "before_test" on the JSON body
  *   POST /v1/test/token        {"sub","role"} -> an access token (tests only!)
+ *   GET  /v1/test/work?ms=N    a job of N ms on the thread pool -> {"max_running": M}, the
+ *                              most jobs this worker ever saw running at once
+ * Commands: testkit:echo ARGS... (prints them), testkit:sql SQL (prints the row count)
+ * OpenAPI: describes /v1/test/echo
  *
  * Config ([plugin:testkit]): crash_at_init = no|yes (abort in init, for respawn backoff)
  */
 #include <panthera/panthera.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
 
 static px_plugin_t *self_plugin;
@@ -167,6 +173,81 @@ static int token(px_req_t *req, void *ud)
                        json_pack("{s:s, s:I}", "accessToken", t, "expiresIn", (json_int_t)expires));
 }
 
+static int running, max_running; /* touched from pool threads */
+
+typedef struct job {
+    long ms;
+} job_t;
+
+static void job_work(void *ud)
+{
+    job_t *job = ud;
+    int now = __atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
+    int seen = __atomic_load_n(&max_running, __ATOMIC_SEQ_CST);
+    while (now > seen && !__atomic_compare_exchange_n(&max_running, &seen, now, false,
+                                                      __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        ;
+    struct timespec ts = {job->ms / 1000, (job->ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    __atomic_sub_fetch(&running, 1, __ATOMIC_SEQ_CST);
+}
+
+static void job_done(px_req_t *req, int status, void *ud)
+{
+    free(ud);
+    if (!req)
+        return;
+    if (status)
+        px_res_error(req, 503, "unavailable", "the job did not run", NULL);
+    else
+        px_res_json(req, 200, json_pack("{s:i}", "max_running",
+                                        __atomic_load_n(&max_running, __ATOMIC_SEQ_CST)));
+}
+
+static int work(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *ms = px_req_query(req, "ms");
+    job_t *job = malloc(sizeof(*job));
+    if (!job)
+        return PX_EINTERNAL;
+    job->ms = ms ? strtol(ms, NULL, 10) : 50;
+    if (job->ms < 0 || job->ms > 10000)
+        job->ms = 50;
+    int rc = px_work(req, job_work, job_done, job);
+    if (rc) {
+        free(job);
+        return rc;
+    }
+    return PX_ASYNC;
+}
+
+static int cmd_echo(px_plugin_t *self, int argc, char **argv)
+{
+    (void)self;
+    for (int i = 0; i < argc; i++)
+        printf("%s%s", i ? " " : "", argv[i]);
+    printf("\n");
+    return 0;
+}
+
+static int cmd_sql(px_plugin_t *self, int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: testkit:sql SQL\n");
+        return 2;
+    }
+    char err[256];
+    int n = px_command_sql(self, argv[1], 0, NULL, err, sizeof(err));
+    if (n < 0) {
+        fprintf(stderr, "testkit:sql: %s\n", err);
+        return 1;
+    }
+    printf("%d\n", n);
+    return 0;
+}
+
 static int testkit_init(px_plugin_t *self)
 {
     self_plugin = self;
@@ -202,6 +283,17 @@ static int testkit_init(px_plugin_t *self)
         rc = px_route(self, "POST", "/v1/test/hook", hook, NULL);
     if (!rc)
         rc = px_route(self, "POST", "/v1/test/token", token, NULL);
+    if (!rc)
+        rc = px_route(self, "GET", "/v1/test/work", work, NULL);
+    if (!rc)
+        rc = px_command(self, "echo", "testkit:echo ARGS... - print the arguments", cmd_echo);
+    if (!rc)
+        rc = px_command(self, "sql", "testkit:sql SQL - run SQL, print the row count", cmd_sql);
+    if (!rc)
+        rc = px_openapi(self, json_pack("{s:{s:{s:{s:s, s:{s:{s:s}}}}}}", "paths",
+                                        "/v1/test/echo", "post", "summary",
+                                        "Echo the request body", "responses", "200",
+                                        "description", "The body, its length and its JSON"));
     return rc;
 }
 
