@@ -295,7 +295,11 @@ typedef struct px_migration {
       (plugin, sql, nparams, values, err, errlen))                                          \
     /* Contribute to GET /openapi.json: an object with "paths" and optionally             \
      * "components" (its "schemas" are merged by name). Taken. Only during init. */        \
-    X(int, openapi, (px_plugin_t * plugin, json_t *fragment), (plugin, fragment))
+    X(int, openapi, (px_plugin_t * plugin, json_t *fragment), (plugin, fragment))          \
+    /* The host's [auth] settings a plugin that issues tokens needs, in seconds:           \
+     * "access_ttl", "refresh_ttl", "leeway"; "secret" is 1 when a token secret is set.    \
+     * -1 for an unknown name. */                                                          \
+    X(int64_t, auth_setting, (px_plugin_t * plugin, const char *name), (plugin, name))
 
 #define PX_API_VOID_1_0(X)                                                                    \
     /* Log a line at `level` to the host's error log, prefixed with the plugin's name. */   \

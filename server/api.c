@@ -294,6 +294,22 @@ static const char *api_token_issue(px_req_t *r, const char *sub, const char *rol
     return copy;
 }
 
+static int64_t api_auth_setting(px_plugin_t *p, const char *name)
+{
+    const auth_settings_t *a = &p->set->cfg->auth;
+    if (!name)
+        return -1;
+    if (!strcmp(name, "access_ttl"))
+        return (int64_t)(a->access_ttl_ms / 1000);
+    if (!strcmp(name, "refresh_ttl"))
+        return (int64_t)(a->refresh_ttl_ms / 1000);
+    if (!strcmp(name, "leeway"))
+        return (int64_t)(a->leeway_ms / 1000);
+    if (!strcmp(name, "secret"))
+        return a->token_secret && *a->token_secret ? 1 : 0;
+    return -1;
+}
+
 /* ---- pool work bound to a request (1.1) ---- */
 
 enum req_op_kind { OP_PG_QUERY, OP_PG_BEGIN, OP_PG_DONE, OP_REDIS, OP_WORK };

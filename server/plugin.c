@@ -212,6 +212,7 @@ int plugin_set_load(plugin_set_t *set, const config_t *cfg, config_errors_t *err
 {
     size_t n = cfg->nplugins;
     size_t errors_before = errs->n;
+    set->cfg = cfg;
     struct px_plugin **all = xcalloc(n ? n : 1, sizeof(*all));
     for (size_t i = 0; i < n; i++) {
         all[i] = plugin_new(cfg->plugins[i].name);

@@ -45,6 +45,7 @@ typedef struct plugin_set {
     struct px_plugin *host; /* owns the host's own routes */
     router_t *router;
     struct px_plugin *registering; /* the plugin whose init is running */
+    const config_t *cfg;           /* the configuration the plugins were loaded with */
     config_errors_t *errs;         /* where registration errors go during init */
 } plugin_set_t;
 
