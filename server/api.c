@@ -481,6 +481,16 @@ static int api_res_pg_error(px_req_t *r, const px_pg_error_t *perr)
                                   NULL);
     if (!strcmp(err->sqlstate, "23505"))
         return http_respond_error(r, 409, "conflict", "that already exists", NULL);
+    if (!strcmp(err->sqlstate, "23503"))
+        return http_respond_error(r, 409, "conflict", "it refers to something that does not exist",
+                                  NULL);
+    if (!strncmp(err->sqlstate, "22", 2)) {
+        /* Class 22, data exception: the client's value (bad UTF-8, a number out of range,
+         * text where a number belongs) — the request's fault, not ours. */
+        char msg[300];
+        snprintf(msg, sizeof(msg), "invalid value: %s", err->message);
+        return http_respond_error(r, 400, "bad_request", msg, NULL);
+    }
     log_error("plugin \"%s\": query failed (SQLSTATE %s): %s", r->plugin ? r->plugin : "?",
               err->sqlstate, err->message);
     return http_respond_error(r, 500, "internal", "a database query failed", NULL);

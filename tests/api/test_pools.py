@@ -1,0 +1,623 @@
+"""PostgreSQL and Redis through the SDK (pgkit), /readyz, an ABI 1.0 plugin, and the
+server's behaviour while PostgreSQL or Redis is down, against the services
+`scripts/dev services` starts (PANTHERA_PGHOST, PANTHERA_PGPORT, PANTHERA_PGDATABASE,
+PANTHERA_PGUSER, PANTHERA_REDIS_SOCKET, PANTHERA_RUNDIR).
+
+The outage tests stop the shared PostgreSQL (pg_ctl, as services.sh does) or Redis
+(SHUTDOWN NOSAVE, restarted from its redis.conf) for a few seconds and always start them
+again in `finally`. PostgreSQL restarts take test_pg_pool's exclusive lock (the other
+PostgreSQL tests here take it shared), Redis restarts take a lock of the same kind keyed
+on the Redis socket.
+
+Not covered here (not implemented yet): two clients + `pg_ctl restart -m fast` + a unique
+Idempotency-Key.
+"""
+import contextlib
+import fcntl
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+
+import pytest
+import requests
+
+from panthera_server import Server
+
+PG_VARS = ("PANTHERA_PGHOST", "PANTHERA_PGPORT", "PANTHERA_PGDATABASE", "PANTHERA_PGUSER")
+pytestmark = pytest.mark.skipif(
+    not all(os.environ.get(v) for v in PG_VARS) or not os.environ.get("PANTHERA_REDIS_SOCKET"),
+    reason="PANTHERA_PGHOST/PGPORT/PGDATABASE/PGUSER and PANTHERA_REDIS_SOCKET must be set: run "
+    "through scripts/dev test, or start the services with scripts/dev services and export "
+    "the variables in .run/env",
+)
+
+if os.environ.get("PANTHERA_PGHOST"):
+    # The lock and the pg_ctl helpers of the PostgreSQL pool tests, so restarts by either
+    # module never overlap.
+    from test_pg_pool import PG_BIN, pg_ctl, pg_env, pg_ready, server_lock, wait_ready
+else:  # the module is skipped; keep the names defined
+    PG_BIN = "/usr/lib/postgresql/15/bin"
+    pg_ctl = pg_env = pg_ready = server_lock = wait_ready = None
+
+WAIT_TIMEOUT = 1.0  # [postgres] wait_timeout below
+TIMEOUT = 5
+RECOVERY = 5.0  # service must be back this long after PostgreSQL/Redis is
+STREAK = 12  # answers in a row on fresh connections that count as "recovered"
+TABLE_SQL = ("CREATE TABLE IF NOT EXISTS pgkit_items "
+             "(id bigserial PRIMARY KEY, name text UNIQUE NOT NULL)")
+
+
+def conninfo():
+    e = os.environ
+    return "host=%s port=%s dbname=%s user=%s" % (e["PANTHERA_PGHOST"], e["PANTHERA_PGPORT"],
+                                                  e["PANTHERA_PGDATABASE"], e["PANTHERA_PGUSER"])
+
+
+def psql(sql):
+    e = os.environ
+    cmd = [os.path.join(PG_BIN, "psql"), "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1",
+           "-h", e["PANTHERA_PGHOST"], "-p", e["PANTHERA_PGPORT"], "-U", e["PANTHERA_PGUSER"],
+           "-d", e["PANTHERA_PGDATABASE"], "-c", sql]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def uniq(prefix="item"):
+    return "%s-%s" % (prefix, uuid.uuid4().hex)
+
+
+def assert_error(resp, status, code):
+    assert resp.status_code == status, (resp.status_code, resp.headers, resp.text[:300])
+    assert resp.headers.get("Content-Type", "").startswith("application/json"), resp.headers
+    doc = resp.json()
+    assert set(doc) == {"error"}, doc
+    err = doc["error"]
+    assert err.get("code") == code, doc
+    assert isinstance(err.get("message"), str) and err["message"], doc
+    return err
+
+
+# ---- the shared Redis, as scripts/lib/services.sh runs it ----
+
+@contextlib.contextmanager
+def redis_lock(exclusive, timeout=180):
+    key = os.environ["PANTHERA_REDIS_SOCKET"]
+    name = "panthera-test-redis-" + hashlib.sha256(key.encode()).hexdigest()[:12] + ".lock"
+    with open(os.path.join(tempfile.gettempdir(), name), "a") as f:
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        end = time.time() + timeout
+        while True:
+            try:
+                fcntl.flock(f, mode)
+                break
+            except BlockingIOError:
+                if time.time() > end:
+                    pytest.fail(f"another test run held {f.name} for {timeout} s")
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Redis:
+    """Stop and start the Redis services.sh started (like redis_stop/redis_start there)."""
+
+    def __init__(self):
+        self.sock = os.environ["PANTHERA_REDIS_SOCKET"]
+        rundir = os.environ.get("PANTHERA_RUNDIR")
+        if not rundir:
+            pytest.skip("PANTHERA_RUNDIR is not set: cannot find the Redis to stop and start")
+        self.conf = os.path.join(rundir, "redis.conf")
+        self.pidfile = os.path.join(rundir, "redis.pid")
+        if not os.path.isfile(self.conf):
+            pytest.skip(f"{self.conf} does not exist: not a Redis scripts/dev started")
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-s", self.sock, *args], capture_output=True,
+                              text=True, timeout=5)
+
+    def alive(self):
+        try:
+            return self.cli("ping").stdout.strip() == "PONG"
+        except subprocess.TimeoutExpired:
+            return False
+
+    def pid(self):
+        try:
+            with open(self.pidfile) as f:
+                pid = int(f.read().strip())
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except (OSError, ValueError):
+            return None
+        return pid if comm.startswith("redis-server") else None
+
+    def wait(self, alive, seconds):
+        end = time.time() + seconds
+        while time.time() < end:
+            if self.alive() == alive:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def start(self):
+        r = subprocess.run(["redis-server", self.conf], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert self.wait(True, 10), "Redis is not answering 10 s after redis-server"
+
+    def stop(self):
+        pid = self.pid()
+        r = self.cli("shutdown", "nosave")
+        if r.returncode != 0 and pid:
+            os.kill(pid, signal.SIGTERM)
+        end = time.time() + 10
+        while time.time() < end and (self.alive() or (pid and os.path.exists(f"/proc/{pid}"))):
+            time.sleep(0.05)
+        assert not self.alive(), "Redis did not stop within 10 s"
+
+    def restore(self):
+        if not self.wait(True, 1):
+            self.start()
+
+
+# ---- the server ----
+
+@pytest.fixture(scope="module")
+def pools():
+    with server_lock(exclusive=False):
+        assert wait_ready(os.environ["PANTHERA_PGHOST"], os.environ["PANTHERA_PGPORT"], 30), \
+            "PostgreSQL is not ready"
+        psql(TABLE_SQL)
+    s = Server(workers=2, plugins=("hello", "testkit", "pgkit", "abi_1_0"),
+               sections={"postgres": {"conninfo": conninfo(), "wait_timeout": "1s"},
+                         "redis": {"address": "unix:" + os.environ["PANTHERA_REDIS_SOCKET"]}})
+    try:
+        s.start()
+        s.wait_workers(2)
+        yield s
+    finally:
+        s.cleanup()
+
+
+@pytest.fixture
+def pg_shared():
+    """Keeps another run's PostgreSQL restart out of the ordinary tests."""
+    with server_lock(exclusive=False):
+        yield
+
+
+def get(s, path, **kw):
+    kw.setdefault("timeout", TIMEOUT)
+    return requests.get(s.url(path), **kw)
+
+
+def wait_until(pred, timeout, interval=0.05):
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(interval)
+
+
+def create_item(s, name):
+    return requests.post(s.url("/v1/pgkit/items"), json={"name": name}, timeout=TIMEOUT)
+
+
+# ---- ready, ABI ----
+
+def test_readyz_both_ok(pools, pg_shared):
+    r = get(pools, "/readyz")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["status"] == "ready", doc
+    assert doc["checks"] == {"postgres": "ok", "redis": "ok"}, doc
+
+
+def test_readyz_without_services_configured(make_server):
+    s = make_server(workers=1)
+    r = get(s, "/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"] == {"postgres": "not configured", "redis": "not configured"}
+
+
+def test_abi_1_0_plugin_loads_and_works(pools):
+    r = get(pools, "/v1/abi10")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["abi"] == "1.0" and doc["has_route"] is True, doc
+    assert doc["host_abi_minor"] >= 1, doc
+
+
+# ---- PostgreSQL through pgkit ----
+
+def test_create_get_conflict_not_found(pools, pg_shared):
+    name = uniq()
+    r = create_item(pools, name)
+    assert r.status_code == 201, r.text
+    assert r.headers.get("Location"), r.headers
+    item = r.json()
+    assert item["name"] == name and item["id"].isdigit(), item
+
+    r = create_item(pools, name)
+    assert_error(r, 409, "conflict")
+
+    r = get(pools, "/v1/pgkit/items/%s" % item["id"])
+    assert r.status_code == 200, r.text
+    assert r.json() == item
+
+    r = get(pools, "/v1/pgkit/items/999999999999999")
+    assert_error(r, 404, "not_found")
+    r = get(pools, "/v1/pgkit/items/abc")
+    assert_error(r, 400, "validation_failed")
+
+
+def test_create_validation(pools, pg_shared):
+    assert_error(requests.post(pools.url("/v1/pgkit/items"), json={}, timeout=TIMEOUT), 400,
+                 "validation_failed")
+    r = requests.post(pools.url("/v1/pgkit/items"), data=b"{not json",
+                      headers={"Content-Type": "application/json"}, timeout=TIMEOUT)
+    assert_error(r, 400, "bad_request")
+
+
+ECHO_VALUES = [
+    "'; DROP TABLE pgkit_items; --",
+    "'; DROP TABLE x; --",
+    "Robert'); DROP TABLE students;--",
+    "O'Reilly",
+    "''",
+    'say "hi"',
+    "back\\slash \\' \\\\ \\x41 \\n",
+    "$1 $$ dollar $$",
+    "emoji 🐆😀👍🏽",
+    "日本語のテキスト",
+    "Ünïcödé ñ ß Ω",
+    "עברית العربية",
+    "tab\tnewline\ncr\r",
+    "percent %25 %s %d",
+    "a+b c&d=e?f#g",
+    "; SELECT pg_sleep(10); --",
+    "x" * 2000,
+]
+
+
+@pytest.mark.parametrize("value", ECHO_VALUES, ids=range(len(ECHO_VALUES)))
+def test_echo_round_trips_verbatim(pools, pg_shared, value):
+    # Percent-encode every byte (no '+' for spaces) ...
+    url = pools.url("/v1/pgkit/echo?v=" + urllib.parse.quote(value, safe=""))
+    r = requests.get(url, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"value": value}
+    # ... and as requests encodes a query (spaces as '+').
+    r = get(pools, "/v1/pgkit/echo", params={"v": value})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"value": value}
+
+
+def test_echo_empty_and_absent(pools, pg_shared):
+    assert get(pools, "/v1/pgkit/echo?v=").json() == {"value": ""}
+    assert get(pools, "/v1/pgkit/echo").json() == {"value": None}
+
+
+@pytest.mark.parametrize("encoded", ["%FF", "%C3%28", "caf%E9", "%E2%82"])
+def test_invalid_utf8_parameter_is_a_client_error(pools, pg_shared, encoded):
+    """A value that is not UTF-8 cannot reach a UTF-8 database as text; that is the
+    client's mistake (400 bad_request), never a 500 'internal'."""
+    r = requests.get(pools.url("/v1/pgkit/echo?v=" + encoded), timeout=TIMEOUT)
+    assert r.status_code != 500, "client input answered as a server error: %s %s" % (
+        r.status_code, r.text)
+    assert_error(r, 400, "bad_request")
+
+
+def test_table_survived_the_injection_attempts(pools, pg_shared):
+    name = uniq("after-injection")
+    r = create_item(pools, name)
+    assert r.status_code == 201, r.text
+    assert psql("SELECT count(*) FROM pgkit_items WHERE name = '%s'" % name).strip() == "1"
+
+
+def test_item_names_round_trip_utf8(pools, pg_shared):
+    name = "🐆 O'Reilly \"q\" \\ 日本 " + uuid.uuid4().hex
+    r = create_item(pools, name)
+    assert r.status_code == 201, r.text
+    r = get(pools, "/v1/pgkit/items/%s" % r.json()["id"])
+    assert r.status_code == 200 and r.json()["name"] == name, r.text
+
+
+# ---- Redis through pgkit ----
+
+def test_redis_put_get_utf8(pools):
+    sock = os.environ["PANTHERA_REDIS_SOCKET"]
+    key = uniq("pxkey")
+    value = "valeur 🐆 日本語 \"quoted\" 'single' \\ back\r\nline2"
+    with redis_lock(exclusive=False):
+        try:
+            r = requests.put(pools.url("/v1/pgkit/redis/" + key), data=value.encode("utf-8"),
+                             timeout=TIMEOUT)
+            assert r.status_code == 200, r.text
+            assert r.json() == {"value": "OK"}
+            r = get(pools, "/v1/pgkit/redis/" + key)
+            assert r.status_code == 200, r.text
+            assert r.json() == {"value": value}
+            # And Redis holds exactly those bytes.
+            raw = subprocess.run(["redis-cli", "-s", sock, "--raw", "get", key],
+                                 capture_output=True, timeout=5).stdout
+            assert raw.rstrip(b"\n") == value.encode("utf-8")
+        finally:
+            subprocess.run(["redis-cli", "-s", sock, "del", key], capture_output=True,
+                           timeout=5)
+
+
+# ---- PostgreSQL stopped and started under load ----
+
+class Loop(threading.Thread):
+    """GET `path` every `interval` s (one keep-alive session, or fresh connections), recording
+    (start, end, status or None, json body or text, Retry-After)."""
+
+    def __init__(self, s, path, interval=0.02, fresh=False):
+        super().__init__(daemon=True)
+        self.fresh = fresh  # a new connection per request, so every worker gets asked
+        self.url = s.url(path)
+        self.interval = interval
+        self.results = []
+        self.halt = threading.Event()
+
+    def run(self):
+        with requests.Session() as sess:
+            while not self.halt.is_set():
+                t0 = time.time()
+                try:
+                    r = (requests if self.fresh else sess).get(self.url, timeout=TIMEOUT)
+                    try:
+                        body = r.json()
+                    except ValueError:
+                        body = r.text
+                    rec = (t0, time.time(), r.status_code, body, r.headers.get("Retry-After"))
+                except requests.RequestException as e:
+                    rec = (t0, time.time(), None, repr(e), None)
+                self.results.append(rec)
+                left = self.interval - (time.time() - t0)
+                if left > 0:
+                    self.halt.wait(left)
+
+    def stop(self):
+        self.halt.set()
+        self.join(TIMEOUT + 2)
+
+
+def describe(results, since):
+    return "\n".join("%+.3f..%+.3f %s %s" % (a - since, b - since, st, str(body)[:120])
+                     for a, b, st, body, _ in results)
+
+
+def test_postgres_stopped_then_started(pools):
+    host, port, datadir = pg_env()
+    s = pools
+    with server_lock(exclusive=True):
+        assert wait_ready(host, port, 30), "PostgreSQL is not ready before the test"
+        r = create_item(s, uniq("outage"))
+        assert r.status_code == 201, r.text
+        item = r.json()
+        pids = s.wait_workers(2)
+        pg_loop = Loop(s, "/v1/pgkit/items/%s" % item["id"], fresh=True)
+        hello_loop = Loop(s, "/v1/hello")
+        ready_while_down, routes_while_down = [], []
+        t_start = time.time()
+        down_at = stopped_at = back_at = None
+        pg_loop.start()
+        hello_loop.start()
+        try:
+            # A query in flight when PostgreSQL goes away (the backend is terminated).
+            inflight = []
+
+            def sleeper():
+                t0 = time.time()
+                try:
+                    inflight.append((t0, get(s, "/v1/pgkit/sleep?s=4", timeout=10)))
+                except requests.RequestException as e:
+                    inflight.append((t0, e))
+                inflight.append(time.time())
+
+            sleeper_thread = threading.Thread(target=sleeper, daemon=True)
+            time.sleep(0.7)
+            sleeper_thread.start()
+            time.sleep(0.3)
+            down_at = time.time()
+            r = pg_ctl(datadir, host, "-m", "fast", "stop")
+            assert r.returncode == 0, r.stdout + r.stderr
+            stopped_at = time.time()
+            # While it is down: /readyz, another PG route, a transaction.
+            end = time.time() + 2.0
+            while time.time() < end:
+                t0 = time.time()
+                rr = get(s, "/readyz")
+                ready_while_down.append((t0, time.time(), rr))
+                time.sleep(0.2)
+            sleeper_thread.join(5)
+            for path in ("/v1/pgkit/echo?v=x",):
+                t0 = time.time()
+                routes_while_down.append((t0, time.time(), get(s, path)))
+            t0 = time.time()
+            routes_while_down.append((t0, time.time(), create_item(s, uniq("down"))))
+            r = pg_ctl(datadir, host, "start")
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert wait_ready(host, port, 30), "PostgreSQL did not come back"
+            back_at = time.time()
+
+            def served_again():  # STREAK 200s in a row, all asked after it was back
+                tail = pg_loop.results[-STREAK:]
+                return len(tail) == STREAK and all(st == 200 and a >= back_at
+                                                   for a, _, st, _, _ in tail)
+
+            wait_until(served_again, RECOVERY + 2)
+            time.sleep(0.3)
+        finally:
+            pg_loop.stop()
+            hello_loop.stop()
+            if not pg_ready(host, port):
+                pg_ctl(datadir, host, "start")
+                wait_ready(host, port, 30)
+
+    text = "down at %+.3f, stopped %+.3f, back at %+.3f\n%s" % (
+        down_at - t_start, stopped_at - t_start, back_at - t_start,
+        describe(pg_loop.results, t_start))
+
+    # /readyz names PostgreSQL while it is down.
+    assert ready_while_down
+    for t0, t1, rr in ready_while_down:
+        assert rr.status_code == 503, (rr.status_code, rr.text)
+        assert rr.headers.get("Retry-After"), rr.headers
+        doc = rr.json()
+        assert doc["checks"]["postgres"] == "down", doc
+        assert "postgres" in doc["error"]["message"], doc
+        assert doc["error"]["code"] == "unavailable", doc
+        assert t1 - t0 <= WAIT_TIMEOUT + 1.0, (t1 - t0, doc)
+    # The query in flight: 503 too (not 500), soon after PostgreSQL went away.
+    assert len(inflight) == 2, inflight
+    (t0, rr), t1 = inflight
+    assert isinstance(rr, requests.Response), rr
+    assert_error(rr, 503, "unavailable")
+    assert t1 - stopped_at <= WAIT_TIMEOUT + 1.0, (t1 - stopped_at, rr.text)
+    # Other PG routes answer 503 unavailable, quickly.
+    for t0, t1, rr in routes_while_down:
+        assert_error(rr, 503, "unavailable")
+        assert rr.headers.get("Retry-After"), rr.headers
+        assert t1 - t0 <= WAIT_TIMEOUT + 1.0, (t1 - t0, rr.text)
+
+    # The PG loop: only 200 and 503 unavailable, never a hang.
+    results = pg_loop.results
+    assert results, "the client loop made no requests"
+    for a, b, st, body, retry in results:
+        assert st in (200, 503), "an answer other than 200/503:\n" + text
+        assert b - a <= WAIT_TIMEOUT + 1.0, "a request took %.3f s:\n%s" % (b - a, text)
+        if st == 503:
+            assert isinstance(body, dict) and body["error"]["code"] == "unavailable", text
+            assert retry, "503 without Retry-After:\n" + text
+        else:
+            assert body == item, text
+    assert any(st == 200 and b <= down_at for a, b, st, _, _ in results), text
+    unavailable = [(a, b) for a, b, st, _, _ in results if st == 503]
+    assert unavailable, "the outage went unnoticed:\n" + text
+    assert min(a for a, _ in unavailable) >= down_at - 0.05, text
+    # Served again by every worker within RECOVERY s of PostgreSQL being back: the last
+    # 503 was asked no later than that, and nothing but 200 since (a run of STREAK 200s
+    # on fresh connections at least).
+    last_503 = max(a for a, _ in unavailable)
+    print("postgres: down for %.3f s, %d answers 503, last 503 asked %.3f s after it was back"
+          % (back_at - down_at, len(unavailable), last_503 - back_at))
+    after_last = [st for a, b, st, _, _ in results if a > last_503]
+    assert len(after_last) >= STREAK, "not served steadily again within %.1f s:\n%s" % (
+        RECOVERY + 2, text)
+    assert last_503 - back_at <= RECOVERY, \
+        "still 503 %.3f s after PostgreSQL was back:\n%s" % (last_503 - back_at, text)
+
+    # /v1/hello never noticed.
+    hello = hello_loop.results
+    assert hello and all(st == 200 for _, _, st, _, _ in hello), describe(
+        [h for h in hello if h[2] != 200], t_start)
+    assert max(b - a for a, b, _, _, _ in hello) <= 1.0
+
+    # No worker died, and the pool works fully again (prepared statements, transactions).
+    assert s.worker_pids() == pids, s.error_log()[-3000:]
+    # (Only the postgres check: Redis is not this test's business.)
+    assert wait_until(lambda: get(s, "/readyz").json()["checks"]["postgres"] == "ok", RECOVERY)
+    for _ in range(6):
+        r = get(s, "/v1/pgkit/items/%s" % item["id"])
+        assert r.status_code == 200 and r.json() == item, r.text
+    r = create_item(s, uniq("after-outage"))
+    assert r.status_code == 201, r.text
+    assert "segfault" not in s.error_log().lower()
+
+
+# ---- Redis stopped and started ----
+
+def test_redis_stopped_then_started(pools):
+    redis = Redis()
+    s = pools
+    key = uniq("pxkey")
+    with redis_lock(exclusive=True):
+        assert redis.wait(True, 10), "Redis is not answering before the test"
+        with server_lock(exclusive=False):
+            r = create_item(s, uniq("redis-outage"))
+            assert r.status_code == 201, r.text
+            item = r.json()
+            r = requests.put(s.url("/v1/pgkit/redis/" + key), data="før 🐆".encode(),
+                             timeout=TIMEOUT)
+            assert r.status_code == 200, r.text
+            pids = s.wait_workers(2)
+            try:
+                redis.stop()
+                back_at = None
+
+                # The client notices at once (the socket closes); allow it a moment.
+                def readyz_down():
+                    rr = get(s, "/readyz")
+                    return [rr] if rr.status_code == 503 else None
+
+                found = wait_until(readyz_down, 2.0)
+                assert found, "readyz still ready 2 s after Redis stopped"
+                rr = found[0]
+                doc = rr.json()
+                assert rr.headers.get("Retry-After"), rr.headers
+                assert doc["checks"]["redis"] == "down", doc
+                assert "redis" in doc["error"]["message"], doc
+
+                for _ in range(3):
+                    t0 = time.time()
+                    rr = get(s, "/v1/pgkit/redis/" + key)
+                    assert time.time() - t0 <= 1.5
+                    assert_error(rr, 503, "unavailable")
+                    assert rr.headers.get("Retry-After"), rr.headers
+                    rr = requests.put(s.url("/v1/pgkit/redis/" + key), data=b"x",
+                                      timeout=TIMEOUT)
+                    assert_error(rr, 503, "unavailable")
+                    # Other routes are unaffected.
+                    assert get(s, "/v1/hello").status_code == 200
+                    rr = get(s, "/v1/pgkit/items/%s" % item["id"])
+                    assert rr.status_code == 200 and rr.json() == item, rr.text
+                    assert get(s, "/v1/pgkit/echo?v=ok").json() == {"value": "ok"}
+                    time.sleep(0.3)
+
+                redis.start()
+                back_at = time.time()
+                # Fresh connections, so every worker is asked: recovered once a run of
+                # STREAK answers in a row is 200, for the Redis route and for /readyz.
+                samples = []
+                end = back_at + RECOVERY + 2
+                while time.time() < end:
+                    t0 = time.time()
+                    a = requests.get(s.url("/v1/pgkit/redis/" + key), timeout=TIMEOUT)
+                    b = requests.get(s.url("/readyz"), timeout=TIMEOUT)
+                    samples.append((t0, a.status_code, b.status_code))
+                    if len(samples) >= STREAK and all(
+                            x[1] == 200 and x[2] == 200 for x in samples[-STREAK:]):
+                        break
+                    time.sleep(0.02)
+                trace = "\n".join("%+.3f %s %s" % (t0 - back_at, a, b) for t0, a, b in samples)
+                tail = samples[-STREAK:]
+                assert len(tail) == STREAK and all(x[1] == 200 and x[2] == 200 for x in tail), \
+                    "not recovered %.1f s after Redis was back:\n%s" % (RECOVERY + 2, trace)
+                recovered_at = tail[0][0]
+                print("redis: recovered %.3f s after it was back" % (recovered_at - back_at))
+                assert recovered_at - back_at <= RECOVERY, \
+                    "recovered %.3f s after Redis was back:\n%s" % (recovered_at - back_at, trace)
+                for _ in range(4):
+                    rr = requests.put(s.url("/v1/pgkit/redis/" + key), data="après 🐆".encode(),
+                                      timeout=TIMEOUT)
+                    assert rr.status_code == 200, rr.text
+                    rr = requests.get(s.url("/v1/pgkit/redis/" + key), timeout=TIMEOUT)
+                    assert rr.status_code == 200 and rr.json() == {"value": "après 🐆"}, rr.text
+            finally:
+                redis.restore()
+                subprocess.run(["redis-cli", "-s", redis.sock, "del", key], capture_output=True,
+                               timeout=5)
+            assert s.worker_pids() == pids, s.error_log()[-3000:]
