@@ -1023,6 +1023,12 @@ static int api_migrations(px_plugin_t *p, const px_migration_t *list)
 {
     if (p->set->registering != p || !list)
         return PX_ESTATE;
+    const config_t *cfg = p->set->cfg;
+    if (list[0].name && (!cfg || !cfg->pg.conninfo || !*cfg->pg.conninfo)) {
+        config_error(p->set->errs, p->section->file, p->section->line,
+                     "plugin \"%s\" has migrations but [postgres] conninfo is not set", p->name);
+        return PX_EUNAVAIL;
+    }
     for (const px_migration_t *m = list; m->name; m++) {
         if (!m->sql || !*m->name) {
             config_error(p->set->errs, p->section->file, p->section->line,

@@ -40,6 +40,7 @@
 #include "auth.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -57,7 +58,7 @@ static void conn_update_timer(conn_t *c);
 static void conn_linger(conn_t *c);
 static void start_reading(conn_t *c);
 static bool name_is(const px_req_t *r, const header_t *h, const char *name, size_t len);
-static json_t *request_context(px_req_t *r);
+static void request_context(px_req_t *r, hooks_request_view_t *view);
 
 /* ---- deadline lists ---- */
 
@@ -370,10 +371,10 @@ static int run_on_response(px_req_t *r, int status)
         p = eol + 2;
     }
     json_t *res = json_pack("{s:i, s:o}", "status", status, "headers", headers);
-    json_t *ctx = request_context(r);
+    hooks_request_view_t view;
+    request_context(r, &view);
     hooks_result_t out;
-    hooks_call_with(r->worker->hooks, "on_response", ctx, res, &out);
-    json_decref(ctx);
+    hooks_call_request(r->worker->hooks, "on_response", &view, res, &out);
     json_decref(res);
     int rc = 0;
     if (out.action == HOOKS_ERROR) {
@@ -627,69 +628,59 @@ static int check_caller(px_req_t *r, const route_t *rt)
     return 0;
 }
 
-/* What an admin's on_request hook sees: method, path, headers (lower-case names), the
- * caller and the client's address. Built only when a script defines the hook. */
-static json_t *request_context(px_req_t *r)
+static void request_header_at(void *ctx, size_t i, hooks_header_t *out)
 {
-    json_t *headers = json_object();
-    for (uint32_t i = 0; i < r->nheaders; i++) {
-        const header_t *h = &r->headers[i];
-        char name[128];
-        size_t n = h->name_len < sizeof(name) - 1 ? h->name_len : sizeof(name) - 1;
-        for (size_t k = 0; k < n; k++) {
-            char ch = r->head.data[h->name_off + k];
-            name[k] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-        }
-        name[n] = '\0';
-        if (!json_object_get(headers, name))
-            json_object_set_new(headers, name,
-                                json_stringn(r->head.data + h->value_off, h->value_len));
-    }
-    json_t *ctx = json_pack("{s:s, s:s, s:o, s:s?}", "method",
-                            r->method_name ? r->method_name : "", "path", r->path, "headers",
-                            headers, "plugin", r->plugin);
-    if (r->has_caller)
-        json_object_set_new(ctx, "caller",
-                            json_pack("{s:s, s:s}", "id", r->caller_id, "role", r->caller_role));
-    json_object_set_new(ctx, "body_size", json_integer((json_int_t)r->body.len));
-    return ctx;
+    const px_req_t *r = ctx;
+    const header_t *h = &r->headers[i];
+    out->name = r->head.data + h->name_off;
+    out->name_len = h->name_len;
+    out->value = r->head.data + h->value_off;
+    out->value_len = h->value_len;
+}
+
+/* What an admin's on_request and on_response hooks see: method, path, headers, the
+ * caller, the body's size and the route's plugin, lent as they are for the one call
+ * (hooks.h, "The request object"): nothing is copied, the hooks read what they use. */
+static void request_context(px_req_t *r, hooks_request_view_t *view)
+{
+    *view = (hooks_request_view_t){
+        .method = r->method_name ? r->method_name : "",
+        .path = r->path,
+        .path_len = r->path ? r->path_len : 0,
+        .caller_id = r->has_caller ? r->caller_id : NULL,
+        .caller_role = r->has_caller ? r->caller_role : NULL,
+        .body_size = (int64_t)r->body.len,
+        .plugin = r->plugin,
+        .nheaders = r->nheaders,
+        .header_at = request_header_at,
+        .ctx = r,
+    };
 }
 
 /* Returns non-zero when the hook answered (deny or error). Header changes apply to the
  * request as the handler will see it. */
 static int run_on_request(px_req_t *r)
 {
-    json_t *ctx = request_context(r);
+    hooks_request_view_t view;
+    request_context(r, &view);
     hooks_result_t out;
-    hooks_call(r->worker->hooks, "on_request", ctx, &out);
-    json_decref(ctx);
+    hooks_call_request(r->worker->hooks, "on_request", &view, NULL, &out);
     int rc = 0;
     if (out.action != HOOKS_ALLOW) {
         api_hook_answer(r, "on_request", &out);
         rc = 1;
-    } else if (out.changed && out.value) {
-        json_t *h = json_object_get(out.value, "headers");
-        if (json_is_object(h)) {
-            /* Every header the hook left, plus a null for each it removed. */
-            json_t *overrides = json_deep_copy(h);
-            for (uint32_t i = 0; i < r->nheaders; i++) {
-                char name[128];
-                const header_t *hd = &r->headers[i];
-                size_t n = hd->name_len < sizeof(name) - 1 ? hd->name_len : sizeof(name) - 1;
-                for (size_t k = 0; k < n; k++) {
-                    char ch = r->head.data[hd->name_off + k];
-                    name[k] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-                }
-                name[n] = '\0';
-                if (!json_object_get(overrides, name))
-                    json_object_set_new(overrides, name, json_null());
-            }
-            r->header_overrides = overrides;
-        }
+    } else if (out.value) {
+        /* The headers the hooks set (a string) or removed (null), each name once; the
+         * plugin's px_req_header looks there before the headers sent. */
+        json_decref(r->header_overrides);
+        r->header_overrides = json_incref(out.value);
     }
     hooks_result_clear(&out);
     return rc;
 }
+
+static void dispatch_route(px_req_t *r, const router_match_t *m);
+static void dispatch_resume(px_req_t *r);
 
 static void dispatch(conn_t *c)
 {
@@ -724,17 +715,36 @@ static void dispatch(conn_t *c)
     r->plugin_metrics_id = m.route->owner_id;
     if (m.route->auth != PX_AUTH_NONE && check_caller(r, m.route))
         return;
+    if (w->ratelimit && ratelimit_check(w->ratelimit, r, dispatch_resume))
+        return;
+    dispatch_route(r, &m);
+}
+
+/* The limiter asked Redis and let the request through: the route is matched again (the
+ * router never changes under a worker) rather than kept across the wait. */
+static void dispatch_resume(px_req_t *r)
+{
+    router_match_t m;
+    router_match(r->worker->router, r->method, r->path, r->path_len, &m);
+    dispatch_route(r, &m);
+}
+
+/* The rest of dispatch, once the route matched and the gateway and the limiter let the
+ * request through. */
+static void dispatch_route(px_req_t *r, const router_match_t *m)
+{
+    worker_t *w = r->worker;
     if (w->hooks && hooks_has(w->hooks, "on_request") && run_on_request(r))
         return;
-    for (size_t i = 0; i < m.nparams; i++) {
-        r->param_values[i] = http_decode(r, m.params[i].value, m.params[i].len, false);
+    for (size_t i = 0; i < m->nparams; i++) {
+        r->param_values[i] = http_decode(r, m->params[i].value, m->params[i].len, false);
         if (!r->param_values[i]) {
             http_respond_error(r, 400, "bad_request", "malformed percent-encoding in the path",
                                NULL);
             return;
         }
     }
-    int rc = m.route->handler(r, m.route->userdata);
+    int rc = m->route->handler(r, m->route->userdata);
     if (r->responded || rc == PX_ASYNC)
         return;
     if (rc < 0) {
@@ -745,7 +755,7 @@ static void dispatch(conn_t *c)
         return;
     }
     log_error("plugin \"%s\": the handler of %s %s returned without answering", r->plugin,
-              router_method_name(m.route->method), m.route->pattern);
+              router_method_name(m->route->method), m->route->pattern);
     http_respond_error(r, 500, "internal", "the handler did not answer", NULL);
 }
 

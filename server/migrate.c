@@ -225,7 +225,9 @@ static int migrator_main(const config_t *cfg)
 
 int migrate_run(const config_t *cfg)
 {
-    if (cfg->nplugins == 0 && !(cfg->pg.conninfo && *cfg->pg.conninfo))
+    /* Without a database there is nothing to migrate: a plugin that has migrations then
+     * refuses to load (api.c), in the workers and in -t alike. */
+    if (!cfg->pg.conninfo || !*cfg->pg.conninfo)
         return 0;
     pid_t pid = fork();
     if (pid < 0) {

@@ -64,9 +64,11 @@ def test_two_hosts_starting_at_once_apply_each_migration_once(database):
         for r in answers:
             assert r.status_code == 200, r.text
             assert r.json() == {"rows": "1"}  # 002 inserted its row exactly once
-        rows = psql(database, "SELECT plugin || ' ' || name FROM panthera_migrations ORDER BY 1")
+        rows = psql(database, "SELECT plugin || ' ' || name FROM panthera_migrations "
+                              "WHERE plugin = 'migkit' ORDER BY 1")
         assert rows.split("\n")[:2] == ["migkit 001_items", "migkit 002_counter"]
-        assert psql(database, "SELECT count(*) FROM panthera_migrations").strip() == "2"
+        # Each migration once, the host's own included, though two hosts raced.
+        assert psql(database, "SELECT count(*) FROM panthera_migrations").strip() == "3"
     finally:
         for p in procs:
             p.terminate()
