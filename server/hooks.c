@@ -36,7 +36,9 @@
  * The call path converts the value afresh for each script (a script that mutates its
  * argument in place affects nobody), runs the function, and reads its result without
  * any Lua call that could raise while jansson objects are held, so an error can never
- * leak them: Lua-side checks first, jansson work after.
+ * leak them: Lua-side checks first, jansson work after. The request phases
+ * (hooks_call_request) convert nothing: `req` is a view of the server's request (see
+ * "the request object"), and on_request calls each function with lua_pcall directly.
  */
 #include "hooks.h"
 
@@ -96,7 +98,19 @@ typedef struct engine {
     int pending;
     int env_mt;
     int libs;
+    int req_ud; /* the request object, its headers and its caller (one each per state) */
+    int headers_ud;
+    int caller_ud;
     size_t npending; /* entries in `pending` */
+    /* hooks_call_request: what the request object shows during the call (NULL outside
+     * one: the object then raises), and the header changes so far (on_request). */
+    const hooks_request_view_t *view;
+    json_t *overrides;
+    /* The last two hooks found, by the address of the name asked for: the worker asks
+     * hooks_has("on_request") and then calls it for every request. */
+    const char *recent_name[2];
+    const hook_slot_t *recent[2];
+    unsigned recent_next;
 } engine_t;
 
 struct hooks {
@@ -541,6 +555,259 @@ static json_t *to_json(lua_State *L, const engine_t *e, int idx, int depth, char
     return NULL;
 }
 
+/* ---- the request object ----
+ *
+ * hooks_call_request lends the hooks a view of the server's request instead of a JSON
+ * value: the argument is a userdata, one per state and the same in every call, whose
+ * __index reads the field asked for from e->view. req.headers and req.caller are two more
+ * such objects. Nothing is converted up front and nothing is allocated for a field read
+ * (strings are interned), so a hook that reads nothing costs a function call and one that
+ * reads req.caller.role makes no garbage. e->view is NULL outside a call, so an object a
+ * script kept reads as an error then, never as a finished request.
+ */
+
+enum req_field { F_METHOD, F_PATH, F_HEADERS, F_CALLER, F_BODY_SIZE, F_PLUGIN, F_COUNT };
+static const char *const req_fields[F_COUNT] = {"method", "path",      "headers",
+                                                "caller", "body_size", "plugin"};
+
+static const hooks_request_view_t *live_view(lua_State *L)
+{
+    const hooks_request_view_t *v = engine_of(L)->view;
+    if (!v)
+        luaL_error(L, "the request object is only valid during its hook call");
+    return v;
+}
+
+static int req_field_of(lua_State *L, int idx)
+{
+    size_t len;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return F_COUNT;
+    const char *k = lua_tolstring(L, idx, &len);
+    switch (len) {
+    case 4: return !memcmp(k, "path", 4) ? F_PATH : F_COUNT;
+    case 6:
+        if (!memcmp(k, "method", 6))
+            return F_METHOD;
+        if (!memcmp(k, "caller", 6))
+            return F_CALLER;
+        return !memcmp(k, "plugin", 6) ? F_PLUGIN : F_COUNT;
+    case 7: return !memcmp(k, "headers", 7) ? F_HEADERS : F_COUNT;
+    case 9: return !memcmp(k, "body_size", 9) ? F_BODY_SIZE : F_COUNT;
+    default: return F_COUNT;
+    }
+}
+
+/* Pushes field f of the request: one value, nil when absent. */
+static void push_req_field(lua_State *L, const hooks_request_view_t *v, int f)
+{
+    engine_t *e = engine_of(L);
+    switch (f) {
+    case F_METHOD: lua_pushstring(L, v->method ? v->method : ""); break;
+    case F_PATH: lua_pushlstring(L, v->path ? v->path : "", v->path ? v->path_len : 0); break;
+    case F_HEADERS: lua_rawgeti(L, LUA_REGISTRYINDEX, e->headers_ud); break;
+    case F_CALLER:
+        if (v->caller_id)
+            lua_rawgeti(L, LUA_REGISTRYINDEX, e->caller_ud);
+        else
+            lua_pushnil(L);
+        break;
+    case F_BODY_SIZE: lua_pushinteger(L, (lua_Integer)v->body_size); break;
+    case F_PLUGIN:
+        if (v->plugin)
+            lua_pushstring(L, v->plugin);
+        else
+            lua_pushnil(L);
+        break;
+    default: lua_pushnil(L); break;
+    }
+}
+
+static int req_index(lua_State *L)
+{
+    const hooks_request_view_t *v = live_view(L);
+    push_req_field(L, v, req_field_of(L, 2));
+    return 1;
+}
+
+static int view_newindex(lua_State *L)
+{
+    return luaL_error(L, "the request object is read-only (return set_headers to change "
+                         "the request's headers)");
+}
+
+/* next(req, key) over the fields that are not nil. */
+static int req_next(lua_State *L)
+{
+    const hooks_request_view_t *v = live_view(L);
+    int f = lua_isnoneornil(L, 2) ? 0 : req_field_of(L, 2) + 1;
+    for (; f < F_COUNT; f++) {
+        lua_pushstring(L, req_fields[f]);
+        push_req_field(L, v, f);
+        if (!lua_isnil(L, -1))
+            return 2;
+        lua_pop(L, 2);
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int req_pairs(lua_State *L)
+{
+    live_view(L);
+    lua_pushcfunction(L, req_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* req.caller: id and role (only there when the caller is known). */
+static int caller_field_of(lua_State *L, int idx)
+{
+    size_t len;
+    const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+    if (k && len == 2 && !memcmp(k, "id", 2))
+        return 0;
+    if (k && len == 4 && !memcmp(k, "role", 4))
+        return 1;
+    return 2;
+}
+
+static void push_caller_field(lua_State *L, const hooks_request_view_t *v, int f)
+{
+    if (f == 0)
+        lua_pushstring(L, v->caller_id ? v->caller_id : "");
+    else if (f == 1)
+        lua_pushstring(L, v->caller_role ? v->caller_role : "");
+    else
+        lua_pushnil(L);
+}
+
+static int caller_index(lua_State *L)
+{
+    const hooks_request_view_t *v = live_view(L);
+    push_caller_field(L, v, caller_field_of(L, 2));
+    return 1;
+}
+
+static int caller_next(lua_State *L)
+{
+    const hooks_request_view_t *v = live_view(L);
+    int f = lua_isnoneornil(L, 2) ? 0 : caller_field_of(L, 2) + 1;
+    if (f >= 2) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushstring(L, f == 0 ? "id" : "role");
+    push_caller_field(L, v, f);
+    return 2;
+}
+
+static int caller_pairs(lua_State *L)
+{
+    live_view(L);
+    lua_pushcfunction(L, caller_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+static int headers_index(lua_State *L)
+{
+    engine_t *e = engine_of(L);
+    const hooks_request_view_t *v = live_view(L);
+    size_t len;
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return 0;
+    const char *name = lua_tolstring(L, 2, &len);
+    if (e->overrides && strlen(name) == len) { /* what an earlier script set or removed */
+        const char *key;
+        json_t *value;
+        json_object_foreach(e->overrides, key, value)
+        {
+            if (!strcasecmp(key, name)) {
+                if (!json_is_string(value))
+                    return 0;
+                lua_pushlstring(L, json_string_value(value), json_string_length(value));
+                return 1;
+            }
+        }
+    }
+    /* A C loop the count hook does not see: one unit per header looked at. */
+    for (size_t i = 0; i < v->nheaders; i++) {
+        hooks_header_t h;
+        v->header_at(v->ctx, i, &h);
+        if (h.name_len == len && !strncasecmp(h.name, name, len)) {
+            spend(L, e, i + 1);
+            lua_pushlstring(L, h.value, h.value_len);
+            return 1;
+        }
+    }
+    spend(L, e, v->nheaders);
+    return 0;
+}
+
+static void push_lower(lua_State *L, const char *s, size_t len)
+{
+    char small[64];
+    luaL_Buffer b;
+    char *p = len <= sizeof(small) ? small : luaL_buffinitsize(L, &b, len);
+    for (size_t i = 0; i < len; i++)
+        p[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+    if (p == small)
+        lua_pushlstring(L, p, len);
+    else
+        luaL_pushresultsize(&b, len);
+}
+
+/* A snapshot: a table of lower-case names, each with the first value sent or the value
+ * an earlier script set, walked with next. */
+static int headers_pairs(lua_State *L)
+{
+    engine_t *e = engine_of(L);
+    const hooks_request_view_t *v = live_view(L);
+    const char *key;
+    json_t *value;
+    spend(L, e, v->nheaders);
+    lua_createtable(L, 0, (int)v->nheaders);
+    if (e->overrides) /* removed ones stay false until the sent headers are in */
+        json_object_foreach(e->overrides, key, value)
+        {
+            push_lower(L, key, strlen(key));
+            if (json_is_string(value))
+                lua_pushlstring(L, json_string_value(value), json_string_length(value));
+            else
+                lua_pushboolean(L, 0);
+            lua_rawset(L, -3);
+        }
+    for (size_t i = 0; i < v->nheaders; i++) {
+        hooks_header_t h;
+        v->header_at(v->ctx, i, &h);
+        push_lower(L, h.name, h.name_len);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushlstring(L, h.value, h.value_len);
+            lua_rawset(L, -3);
+        } else {
+            lua_pop(L, 2);
+        }
+    }
+    if (e->overrides)
+        json_object_foreach(e->overrides, key, value)
+        {
+            if (!json_is_string(value)) {
+                push_lower(L, key, strlen(key));
+                lua_pushnil(L);
+                lua_rawset(L, -3);
+            }
+        }
+    lua_pushcfunction(L, value_next);
+    lua_insert(L, -2);
+    lua_pushnil(L);
+    return 3;
+}
+
 /* ---- sandbox functions ---- */
 
 static int sandbox_load(lua_State *L)
@@ -813,6 +1080,37 @@ static int setup_state(lua_State *L)
     lua_newtable(L);
     set_ref(L, &e->pending);
 
+    static const luaL_Reg req_meta[] = {{"__index", req_index},
+                                        {"__newindex", view_newindex},
+                                        {"__pairs", req_pairs},
+                                        {NULL, NULL}};
+    static const luaL_Reg headers_meta[] = {{"__index", headers_index},
+                                            {"__newindex", view_newindex},
+                                            {"__pairs", headers_pairs},
+                                            {NULL, NULL}};
+    static const luaL_Reg caller_meta[] = {{"__index", caller_index},
+                                           {"__newindex", view_newindex},
+                                           {"__pairs", caller_pairs},
+                                           {NULL, NULL}};
+    const struct {
+        const char *name;
+        const luaL_Reg *meta;
+        int *ref;
+    } views[] = {{"hooks.request", req_meta, &e->req_ud},
+                 {"hooks.headers", headers_meta, &e->headers_ud},
+                 {"hooks.caller", caller_meta, &e->caller_ud}};
+    for (size_t i = 0; i < ARRAY_SIZE(views); i++) {
+        lua_newuserdatauv(L, 0, 0);
+        lua_newtable(L);
+        luaL_setfuncs(L, views[i].meta, 0);
+        lua_pushstring(L, views[i].name);
+        lua_setfield(L, -2, "__metatable");
+        lua_pushstring(L, views[i].name);
+        lua_setfield(L, -2, "__name");
+        lua_setmetatable(L, -2);
+        set_ref(L, views[i].ref);
+    }
+
     lua_createtable(L, 0, 2); /* the environments' metatable */
     lua_createtable(L, 0, (int)ARRAY_SIZE(base) + 3);
     for (size_t i = 0; i < ARRAY_SIZE(base); i++) {
@@ -857,6 +1155,25 @@ static hook_slot_t *find_slot(const engine_t *e, const char *name)
         if (!s->name || !strcmp(s->name, name))
             return s;
     }
+}
+
+/* The slot of a hook some script defines, or NULL. The remembered address is checked by
+ * content too: a caller may ask with a buffer that held another name before. Slots move
+ * only while their engine loads, before any lookup. */
+static const hook_slot_t *lookup(engine_t *e, const char *name)
+{
+    if (!e)
+        return NULL;
+    for (int i = 0; i < 2; i++)
+        if (e->recent_name[i] == name && e->recent[i] && !strcmp(e->recent[i]->name, name))
+            return e->recent[i];
+    const hook_slot_t *s = find_slot(e, name);
+    if (!s || !s->name)
+        return NULL;
+    e->recent_name[e->recent_next] = name;
+    e->recent[e->recent_next] = s;
+    e->recent_next ^= 1;
+    return s;
 }
 
 static void add_hook(engine_t *e, const char *name, int ref, size_t script)
@@ -1014,7 +1331,9 @@ typedef struct call {
     engine_t *e;
     const hook_slot_t *slot;
     const json_t *context;
-    json_t *value; /* owned: the value as changed so far */
+    const hooks_request_view_t *view; /* hooks_call_request: the first argument */
+    const hook_fn_t *fn;              /* the function whose result is being read */
+    json_t *value;                    /* owned: the value as changed so far */
     bool changed;
     bool denied;
     int status;
@@ -1161,6 +1480,67 @@ fail:
     return -1;
 }
 
+/* on_request: header changes go to e->overrides, where the next script's req.headers
+ * and finally the caller see them. Each name is there once (case-insensitively), the
+ * last change winning. A name to remove that is no token matches no header: ignored. */
+static int apply_overrides(lua_State *L, call_t *c, int set_idx, int remove_idx, char *err,
+                           size_t errlen)
+{
+    engine_t *e = c->e;
+    if (!e->overrides)
+        e->overrides = json_object();
+    if (remove_idx) {
+        size_t n = lua_rawlen(L, remove_idx);
+        for (size_t i = 1; i <= n; i++) {
+            size_t namelen = 0;
+            lua_rawgeti(L, remove_idx, (lua_Integer)i);
+            const char *name =
+                lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &namelen) : NULL;
+            if (name && valid_header(name, namelen, "", 0)) {
+                remove_header(e->overrides, name);
+                json_object_set_new(e->overrides, name, json_null());
+            }
+            lua_pop(L, 1);
+            if (!name) {
+                snprintf(err, errlen, "'remove_headers' must be a list of names");
+                return -1;
+            }
+        }
+    }
+    if (set_idx) {
+        lua_pushnil(L);
+        while (lua_next(L, set_idx)) {
+            char num[32];
+            size_t namelen = 0, len = 0;
+            const char *name = NULL, *value = NULL;
+            if (lua_type(L, -2) == LUA_TSTRING)
+                name = lua_tolstring(L, -2, &namelen);
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                value = lua_tolstring(L, -1, &len);
+            } else if (lua_isinteger(L, -1)) {
+                len = (size_t)snprintf(num, sizeof(num), "%lld", (long long)lua_tointeger(L, -1));
+                value = num;
+            }
+            json_t *v = name && value && valid_header(name, namelen, value, len)
+                            ? json_stringn(value, len)
+                            : NULL;
+            if (!v) {
+                snprintf(err, errlen,
+                         "set_headers[\"%.40s\"]: names are tokens, values "
+                         "strings or integers without CR, LF or NUL, in UTF-8",
+                         name ? name : "?");
+                lua_pop(L, 2);
+                return -1;
+            }
+            remove_header(e->overrides, name);
+            json_object_set_new(e->overrides, name, v);
+            lua_pop(L, 1);
+        }
+    }
+    c->changed = true;
+    return 0;
+}
+
 static int deny(lua_State *L, call_t *c, int status, int message, char *err, size_t errlen)
 {
     int isint = 0;
@@ -1219,12 +1599,25 @@ static int apply_table(lua_State *L, call_t *c, int t, char *err, size_t errlen)
         snprintf(err, errlen, "'status' and 'message' go with deny = true");
         return -1;
     }
-    if (!lua_isnil(L, v + 1 + R_SET) && apply_set(L, c, v + 1 + R_SET, err, errlen) < 0)
-        return -1;
+    bool request_only = c->view && !c->value; /* on_request: no value to change */
+    if (!lua_isnil(L, v + 1 + R_SET)) {
+        if (request_only) {
+            snprintf(err, errlen,
+                     "returned 'set', but the request is read-only (change "
+                     "its headers with set_headers and remove_headers)");
+            return -1;
+        }
+        if (apply_set(L, c, v + 1 + R_SET, err, errlen) < 0)
+            return -1;
+    }
     int set_idx = lua_isnil(L, v + 1 + R_SET_HEADERS) ? 0 : v + 1 + R_SET_HEADERS;
     int remove_idx = lua_isnil(L, v + 1 + R_REMOVE_HEADERS) ? 0 : v + 1 + R_REMOVE_HEADERS;
-    if ((set_idx || remove_idx) && apply_headers(L, c, set_idx, remove_idx, err, errlen) < 0)
-        return -1;
+    if (set_idx || remove_idx) {
+        int rc = request_only ? apply_overrides(L, c, set_idx, remove_idx, err, errlen)
+                              : apply_headers(L, c, set_idx, remove_idx, err, errlen);
+        if (rc < 0)
+            return -1;
+    }
     if (denied)
         return deny(L, c, v + 1 + R_STATUS, v + 1 + R_MESSAGE, err, errlen);
     return 0;
@@ -1244,6 +1637,19 @@ static int apply_result(lua_State *L, call_t *c, int r, char *err, size_t errlen
     }
 }
 
+/* Applies the three results at r of c->fn, or raises "script:line: hook what". */
+static void apply_or_raise(lua_State *L, call_t *c, int r)
+{
+    char err[300];
+    if (apply_result(L, c, r, err, sizeof(err)) < 0) {
+        lua_Debug ar;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->fn->ref);
+        lua_getinfo(L, ">S", &ar);
+        lua_pushfstring(L, "%s:%d: %s %s", c->e->script, ar.linedefined, c->slot->name, err);
+        lua_error(L);
+    }
+}
+
 /* Runs protected: each script's function in order until one denies. */
 static int run_hooks(lua_State *L)
 {
@@ -1253,71 +1659,151 @@ static int run_hooks(lua_State *L)
 
     for (size_t i = 0; i < c->slot->nfns && !c->denied; i++) {
         const hook_fn_t *fn = &c->slot->fns[i];
-        int nargs = 1;
+        int nargs = 0;
         begin_run(e, e->scripts[fn->script]); /* converting the value is charged too */
         lua_rawgeti(L, LUA_REGISTRYINDEX, fn->ref);
+        if (c->view) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, e->req_ud);
+            nargs++;
+        }
         if (c->context) {
             push_json(L, e, c->context, 0);
             nargs++;
         }
-        if (c->value)
+        if (c->value) {
             push_json(L, e, c->value, 0);
-        else
+            nargs++;
+        } else if (!c->view) {
             lua_pushnil(L);
+            nargs++;
+        }
         lua_call(L, nargs, 3);
         e->running = false;
-
-        char err[300];
-        if (apply_result(L, c, base + 1, err, sizeof(err)) < 0) {
-            lua_Debug ar;
-            lua_rawgeti(L, LUA_REGISTRYINDEX, fn->ref);
-            lua_getinfo(L, ">S", &ar);
-            lua_pushfstring(L, "%s:%d: %s %s", e->script, ar.linedefined, c->slot->name, err);
-            return lua_error(L);
-        }
+        c->fn = fn;
+        apply_or_raise(L, c, base + 1);
         lua_settop(L, base);
         clear_pending(e); /* the next script gets the value afresh */
     }
     return 0;
 }
 
-int hooks_call_with(hooks_t *h, const char *name, const json_t *context, json_t *value,
-                    hooks_result_t *out)
+/* Runs protected: apply_result on the results at 2, 3, 4 of c->fn (at 1). */
+static int read_result(lua_State *L)
 {
-    memset(out, 0, sizeof(*out));
-    engine_t *e = h->cur;
-    const hook_slot_t *slot = e ? find_slot(e, name) : NULL;
-    if (!slot || !slot->name) {
-        out->action = HOOKS_ALLOW;
-        out->value = value ? json_incref(value) : NULL;
-        return 0;
-    }
+    apply_or_raise(L, lua_touserdata(L, 1), 2);
+    return 0;
+}
 
-    call_t c = {.e = e, .slot = slot, .context = context, .value = json_incref(value)};
+/* The path of on_request, where there is no value to convert: each script's function is
+ * called with lua_pcall itself (no C function in between), and what it returns is read
+ * under protection only when it is more than nothing or true. The message handler is at
+ * `handler`. Returns a lua_pcall status, the error message on top of the stack. */
+static int run_direct(call_t *c, int handler)
+{
+    engine_t *e = c->e;
     lua_State *L = e->L;
-    set_script(e, e->scripts[slot->fns[0].script]);
+    int base = lua_gettop(L);
+    for (size_t i = 0; i < c->slot->nfns && !c->denied; i++) {
+        const hook_fn_t *fn = &c->slot->fns[i];
+        begin_run(e, e->scripts[fn->script]);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, fn->ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->req_ud);
+        int status = lua_pcall(L, 1, 3, handler);
+        e->running = false;
+        if (status != LUA_OK)
+            return status;
+        int t = lua_type(L, base + 1);
+        if (t != LUA_TNIL && !(t == LUA_TBOOLEAN && lua_toboolean(L, base + 1))) {
+            c->fn = fn;
+            lua_pushcfunction(L, read_result); /* no allocation: a light C function */
+            lua_insert(L, base + 1);
+            lua_pushlightuserdata(L, c);
+            lua_insert(L, base + 2);
+            status = lua_pcall(L, 4, 0, handler);
+            if (status != LUA_OK)
+                return status;
+        }
+        lua_settop(L, base);
+    }
+    return LUA_OK;
+}
+
+/* Runs the hooks of c->slot and fills `out`. The request object is live only inside. */
+static int run_call(call_t *c, hooks_result_t *out)
+{
+    engine_t *e = c->e;
+    lua_State *L = e->L;
+    e->view = c->view;
+    set_script(e, e->scripts[c->slot->fns[0].script]);
     lua_pushcfunction(L, on_error);
-    lua_pushcfunction(L, run_hooks);
-    lua_pushlightuserdata(L, &c);
-    int status = lua_pcall(L, 1, 0, 1);
+    int status;
+    if (c->view && !c->value && !c->context) {
+        status = run_direct(c, 1);
+    } else {
+        lua_pushcfunction(L, run_hooks);
+        lua_pushlightuserdata(L, c);
+        status = lua_pcall(L, 1, 0, 1);
+    }
     e->running = false;
+    e->view = NULL;
     clear_pending(e);
+    json_t *overrides = e->overrides;
+    e->overrides = NULL;
     if (status != LUA_OK) {
         out->action = HOOKS_ERROR;
         out->status = 500;
         out->message = error_message(e, status, lua_tostring(L, -1));
-        json_decref(c.value);
-        free(c.message);
+        json_decref(c->value);
+        json_decref(overrides);
+        free(c->message);
         lua_settop(L, 0);
         return -1;
     }
     lua_settop(L, 0);
-    out->action = c.denied ? HOOKS_DENY : HOOKS_ALLOW;
-    out->status = c.denied ? c.status : 0;
-    out->message = c.message;
-    out->value = c.value;
-    out->changed = c.changed;
+    if (c->view && !c->value) { /* on_request: the header changes are the result */
+        c->value = overrides;
+        overrides = NULL;
+    }
+    json_decref(overrides);
+    out->action = c->denied ? HOOKS_DENY : HOOKS_ALLOW;
+    out->status = c->denied ? c->status : 0;
+    out->message = c->message;
+    out->value = c->value;
+    out->changed = c->changed;
     return 0;
+}
+
+/* The slot defining `name`, or NULL after filling `out` with an ALLOW of `value`. */
+static const hook_slot_t *slot_to_call(hooks_t *h, const char *name, json_t *value,
+                                       hooks_result_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    const hook_slot_t *slot = lookup(h->cur, name);
+    if (slot)
+        return slot;
+    out->action = HOOKS_ALLOW;
+    out->value = value ? json_incref(value) : NULL;
+    return NULL;
+}
+
+int hooks_call_with(hooks_t *h, const char *name, const json_t *context, json_t *value,
+                    hooks_result_t *out)
+{
+    const hook_slot_t *slot = slot_to_call(h, name, value, out);
+    if (!slot)
+        return 0;
+    call_t c = {.e = h->cur, .slot = slot, .context = context, .value = json_incref(value)};
+    return run_call(&c, out);
+}
+
+int hooks_call_request(hooks_t *h, const char *name, const hooks_request_view_t *req, json_t *res,
+                       hooks_result_t *out)
+{
+    const hook_slot_t *slot = slot_to_call(h, name, res, out);
+    if (!slot)
+        return 0;
+    call_t c = {.e = h->cur, .slot = slot, .view = req, .value = json_incref(res)};
+    return run_call(&c, out);
 }
 
 int hooks_call(hooks_t *h, const char *name, json_t *value, hooks_result_t *out)
@@ -1327,8 +1813,7 @@ int hooks_call(hooks_t *h, const char *name, json_t *value, hooks_result_t *out)
 
 bool hooks_has(const hooks_t *h, const char *name)
 {
-    const hook_slot_t *slot = h->cur ? find_slot(h->cur, name) : NULL;
-    return slot && slot->name;
+    return lookup(h->cur, name) != NULL;
 }
 
 void hooks_result_clear(hooks_result_t *out)

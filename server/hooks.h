@@ -1,13 +1,13 @@
 /* hooks.h — Lua hooks: one sandboxed Lua state per worker, the scripts of one directory
- * loaded into it, and hooks called by name with a JSON value.
+ * loaded into it, and hooks called by name with a JSON value or a view of the request.
  *
  * A hook is a global function a script defines. Scripts load in file-name order and each
  * runs in its own environment, so two scripts may define the same hook: they run in that
  * order, each seeing the value as the ones before it left it, and the first deny stops
  * the chain. The phases the worker calls (see ARCHITECTURE.md, "Lua hooks"):
  *
- *   on_request(req)            req = {method=, path=, headers={...}, caller={id=, role=}}
- *   on_response(req, res)      res = {status=, headers={...}}; req is read-only context
+ *   on_request(req)            req: the request, read-only (see "The request object")
+ *   on_response(req, res)      res = {status=, headers={...}}; req as in on_request
  *   before_<plugin action>(v)  v = whatever the plugin passes, e.g. the body to validate
  *
  * What a hook returns:
@@ -21,10 +21,14 @@
  *                              values are strings or integers)
  *     remove_headers = {k...}  remove entries of value.headers (a list of names)
  *   Any other key, or any other return, is an error: a typo must not pass silently.
+ *   In on_request there is no value: set_headers and remove_headers change the request's
+ *   headers as the plugin will see them (and as the next script's req.headers shows
+ *   them; a name to remove that is not a token is ignored), and `set` is an error.
  *
  *   -- 10_waf.lua
  *   function on_request(req)
- *       if req.path:find("/admin", 1, true) and req.caller.role ~= "admin" then
+ *       local role = req.caller and req.caller.role -- nil caller: anonymous
+ *       if req.path:find("/admin", 1, true) and role ~= "admin" then
  *           return false, 403, "admins only"
  *       end
  *       return {set_headers = {["X-Checked-By"] = "waf"}}
@@ -50,6 +54,27 @@
  * copy: changing it in place changes nothing for the caller or the next script (return
  * `set` for that). A table kept past its call keeps what was read during the call; the
  * fields never read are gone.
+ *
+ * The request object (hooks_call_request): `req` is not a table but a read-only view of
+ * the server's own request, so a hook pays only for the fields it reads:
+ *   req.method, req.path       strings
+ *   req.body_size              integer (bytes)
+ *   req.plugin                 the route's owner, or nil
+ *   req.caller                 nil when the caller is anonymous, else a view with the
+ *                              strings req.caller.id and req.caller.role
+ *   req.headers                a view: req.headers["Content-Type"] finds a header by name
+ *                              case-insensitively (the first one sent, or nil), and
+ *                              pairs(req.headers) yields each name once, in lower case,
+ *                              with its first value
+ *   Any other field is nil; assigning any field is an error; pairs() walks each view.
+ * The views are userdata, not tables: rawget, next and # do not apply, and they cannot
+ * become JSON (copy the fields into a table for that). Reading a field allocates nothing
+ * (pairs(req.headers) builds a table); a header lookup is charged one budget unit per
+ * header it looks at.
+ * They are only valid during a call of on_request or on_response: the objects are the
+ * same in every call, showing that call's request, so one kept in a global and read
+ * anywhere else (another hook, top-level code) raises "the request object is only valid
+ * during its hook call". Nothing a script keeps ever points into a finished request.
  *
  * The sandbox: base functions without dofile, loadfile and warn; `load` takes text only and
  * defaults to the calling script's environment; `collectgarbage` answers "count" only;
@@ -121,7 +146,8 @@ void hooks_free(hooks_t *h);
 int hooks_load_dir(hooks_t *h, const char *dir, char *err, size_t errlen);
 
 /* True when a loaded script defines the global function `name` (found at load time), so
- * the hot path can skip building the value. */
+ * the hot path can skip building the value. A few nanoseconds: the last two names found
+ * are remembered. */
 bool hooks_has(const hooks_t *h, const char *name);
 
 /* Calls `name` in each script defining it, in file-name order, with `value` (borrowed,
@@ -131,9 +157,46 @@ bool hooks_has(const hooks_t *h, const char *name);
 int hooks_call(hooks_t *h, const char *name, json_t *value, hooks_result_t *out);
 
 /* The same with a read-only first argument: the hook is called as name(context, value)
- * and only `value` may be changed, e.g. on_response(req, res). `context` may be NULL. */
+ * and only `value` may be changed. `context` may be NULL. (The worker's on_request and
+ * on_response use hooks_call_request below, which converts nothing up front.) */
 int hooks_call_with(hooks_t *h, const char *name, const json_t *context, json_t *value,
                     hooks_result_t *out);
+
+/* One header of the request, as received (name in the client's case). */
+typedef struct hooks_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} hooks_header_t;
+
+/* The request on_request and on_response see, lent for one call and never copied: the
+ * hooks read each field only when a script asks for it. Strings need not be valid UTF-8.
+ * header_at(ctx, i, out) fills `out` with header i < nheaders; it may be called many
+ * times per call, in any order, and must not fail. */
+typedef struct hooks_request_view {
+    const char *method; /* NUL-terminated; NULL reads as "" */
+    const char *path;   /* path_len bytes; NULL reads as "" */
+    size_t path_len;
+    const char *caller_id;   /* NUL-terminated; NULL: anonymous, req.caller is nil */
+    const char *caller_role; /* NULL reads as "" */
+    int64_t body_size;
+    const char *plugin; /* NULL: req.plugin is nil */
+    size_t nheaders;
+    void (*header_at)(void *ctx, size_t i, hooks_header_t *out);
+    void *ctx;
+} hooks_request_view_t;
+
+/* Calls `name` with the request object made from `req` (see above) and, when `res` is
+ * not NULL, a value as in hooks_call_with: name(req, res) for on_response, whose results
+ * then change `res` (out->value) exactly as hooks_call_with's do. With `res` NULL the
+ * hook is name(req), as on_request: `set` is an error, and when a hook set or removed
+ * headers, out->value is a new object of the changes, {name: "value" or null (removed)},
+ * each name once (case-insensitively; the last change wins, with the script's spelling)
+ * and out->changed is true; else out->value is NULL. Same limits, errors and order as
+ * hooks_call. `req` and what it points to are only read during this call. */
+int hooks_call_request(hooks_t *h, const char *name, const hooks_request_view_t *req, json_t *res,
+                       hooks_result_t *out);
 
 /* Frees out->message, drops out->value and zeroes `out`. Accepts a zeroed result. */
 void hooks_result_clear(hooks_result_t *out);

@@ -371,6 +371,16 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     plugin_host_route(&plugins, "GET", "/readyz", handle_readyz, w);
     openapi_register(&plugins);
     if (worker_services_open(w, cfg)) {
+        /* Close what did open, so the process ends clean (a sanitizer build would
+         * otherwise report the loop as a leak and turn "bad config" into a crash). */
+        if (w->pg)
+            pg_pool_close(w->pg, NULL, NULL);
+        if (w->redis)
+            redis_close(w->redis, NULL, NULL);
+        w->pg = NULL;
+        w->redis = NULL;
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
         hooks_free(w->hooks);
         worker_free(w);
         plugin_set_unload(&plugins);
