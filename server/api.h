@@ -5,6 +5,11 @@
 #include "hooks.h"
 #include "request.h"
 
+/* The implementation of every SDK function: api_<name>, from the lists in panthera.h. */
+#define API_DECLARE(ret, name, params, args) ret api_##name params;
+PX_API_ALL(API_DECLARE)
+#undef API_DECLARE
+
 /* The request is ending: cancel its pool work, roll back its open transactions. */
 void api_req_cancel_work(px_req_t *req);
 /* Answer a hook's deny or failure; returns PX_DONE. */

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "gateway.h"
 #include "auth.h"
 #include "log.h"
 #include "metrics.h"
@@ -58,7 +59,6 @@ static void conn_update_timer(conn_t *c);
 static void conn_linger(conn_t *c);
 static void start_reading(conn_t *c);
 static bool name_is(const px_req_t *r, const header_t *h, const char *name, size_t len);
-static void request_context(px_req_t *r, hooks_request_view_t *view);
 
 /* ---- deadline lists ---- */
 
@@ -353,47 +353,6 @@ int http_add_header(px_req_t *r, const char *name, const char *value)
     return 0;
 }
 
-/* An admin's on_response hook may set or remove response headers. Returns non-zero
- * when the hook failed (the caller answers 500 instead). */
-static int run_on_response(px_req_t *r, int status)
-{
-    json_t *headers = json_object();
-    const char *p = r->extra_headers.data;
-    const char *end = p ? p + r->extra_headers.len : NULL;
-    while (p && p < end) {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (!colon || !eol || colon > eol)
-            break;
-        char name[128];
-        snprintf(name, sizeof(name), "%.*s", (int)(colon - p), p);
-        json_object_set_new(headers, name, json_stringn(colon + 2, (size_t)(eol - colon - 2)));
-        p = eol + 2;
-    }
-    json_t *res = json_pack("{s:i, s:o}", "status", status, "headers", headers);
-    hooks_request_view_t view;
-    request_context(r, &view);
-    hooks_result_t out;
-    hooks_call_request(r->worker->hooks, "on_response", &view, res, &out);
-    json_decref(res);
-    int rc = 0;
-    if (out.action == HOOKS_ERROR) {
-        log_error("lua hook on_response: %s", out.message ? out.message : "failed");
-        rc = -1;
-    } else if (out.changed && json_is_object(json_object_get(out.value, "headers"))) {
-        r->extra_headers.len = 0;
-        const char *key;
-        json_t *v;
-        json_object_foreach(json_object_get(out.value, "headers"), key, v)
-        {
-            if (json_is_string(v))
-                http_add_header(r, key, json_string_value(v));
-        }
-    }
-    hooks_result_clear(&out);
-    return rc;
-}
-
 int http_respond(px_req_t *r, int status, const char *content_type, char *body, size_t len,
                  bool take)
 {
@@ -405,7 +364,7 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
     worker_t *hw = r->worker;
     if (hw->hooks && !r->in_on_response && hooks_has(hw->hooks, "on_response")) {
         r->in_on_response = true;
-        if (run_on_response(r, status)) {
+        if (gateway_on_response(r, status)) {
             if (take)
                 free(body);
             r->extra_headers.len = 0;
@@ -586,99 +545,6 @@ char *http_decode(px_req_t *r, const char *s, size_t len, bool plus_is_space)
     return out;
 }
 
-/* The gateway: verify the bearer token and the route's role before any plugin code runs.
- * Returns non-zero when it has answered. */
-static int check_caller(px_req_t *r, const route_t *rt)
-{
-    const auth_settings_t *a = &r->worker->cfg->auth;
-    const char *header = NULL;
-    for (uint32_t i = 0; i < r->nheaders && !header; i++)
-        if (name_is(r, &r->headers[i], "authorization", 13))
-            header = r->head.data + r->headers[i].value_off;
-    if (!header) {
-        if (rt->auth == PX_AUTH_OPTIONAL)
-            return 0;
-        http_respond_error(r, 401, "unauthorized", "a bearer token is required", NULL);
-        return 1;
-    }
-    const char *token;
-    size_t len;
-    int rc = auth_bearer_token(header, &token, &len);
-    if (rc == 0 && !a->token_secret)
-        rc = AUTH_EINVAL;
-    auth_caller_t caller;
-    if (rc == 0)
-        rc = auth_jwt_verify((const unsigned char *)a->token_secret, strlen(a->token_secret),
-                             token, len, a->issuer, (int64_t)time(NULL),
-                             (int64_t)(a->leeway_ms / 1000), &caller);
-    if (rc) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "invalid bearer token: %s", auth_strerror(rc));
-        http_respond_error(r, 401, "unauthorized", msg, NULL);
-        return 1;
-    }
-    r->has_caller = true;
-    memcpy(r->caller_id, caller.id, sizeof(r->caller_id));
-    memcpy(r->caller_role, caller.role, sizeof(r->caller_role));
-    if (rt->auth == PX_AUTH_REQUIRED && rt->role[0] && strcmp(rt->role, caller.role) != 0 &&
-        strcmp(caller.role, "admin") != 0) {
-        http_respond_error(r, 403, "forbidden", "your role may not do this", NULL);
-        return 1;
-    }
-    return 0;
-}
-
-static void request_header_at(void *ctx, size_t i, hooks_header_t *out)
-{
-    const px_req_t *r = ctx;
-    const header_t *h = &r->headers[i];
-    out->name = r->head.data + h->name_off;
-    out->name_len = h->name_len;
-    out->value = r->head.data + h->value_off;
-    out->value_len = h->value_len;
-}
-
-/* What an admin's on_request and on_response hooks see: method, path, headers, the
- * caller, the body's size and the route's plugin, lent as they are for the one call
- * (hooks.h, "The request object"): nothing is copied, the hooks read what they use. */
-static void request_context(px_req_t *r, hooks_request_view_t *view)
-{
-    *view = (hooks_request_view_t){
-        .method = r->method_name ? r->method_name : "",
-        .path = r->path,
-        .path_len = r->path ? r->path_len : 0,
-        .caller_id = r->has_caller ? r->caller_id : NULL,
-        .caller_role = r->has_caller ? r->caller_role : NULL,
-        .body_size = (int64_t)r->body.len,
-        .plugin = r->plugin,
-        .nheaders = r->nheaders,
-        .header_at = request_header_at,
-        .ctx = r,
-    };
-}
-
-/* Returns non-zero when the hook answered (deny or error). Header changes apply to the
- * request as the handler will see it. */
-static int run_on_request(px_req_t *r)
-{
-    hooks_request_view_t view;
-    request_context(r, &view);
-    hooks_result_t out;
-    hooks_call_request(r->worker->hooks, "on_request", &view, NULL, &out);
-    int rc = 0;
-    if (out.action != HOOKS_ALLOW) {
-        api_hook_answer(r, "on_request", &out);
-        rc = 1;
-    } else if (out.value) {
-        /* The headers the hooks set (a string) or removed (null), each name once; the
-         * plugin's px_req_header looks there before the headers sent. */
-        json_decref(r->header_overrides);
-        r->header_overrides = json_incref(out.value);
-    }
-    hooks_result_clear(&out);
-    return rc;
-}
-
 static void dispatch_route(px_req_t *r, const router_match_t *m);
 static void dispatch_resume(px_req_t *r);
 
@@ -713,7 +579,7 @@ static void dispatch(conn_t *c)
     r->route = m.route;
     r->plugin = m.route->owner;
     r->plugin_metrics_id = m.route->owner_id;
-    if (m.route->auth != PX_AUTH_NONE && check_caller(r, m.route))
+    if (m.route->auth != PX_AUTH_NONE && gateway_check_caller(r, m.route))
         return;
     if (w->ratelimit && ratelimit_check(w->ratelimit, r, dispatch_resume))
         return;
@@ -734,7 +600,7 @@ static void dispatch_resume(px_req_t *r)
 static void dispatch_route(px_req_t *r, const router_match_t *m)
 {
     worker_t *w = r->worker;
-    if (w->hooks && hooks_has(w->hooks, "on_request") && run_on_request(r))
+    if (w->hooks && hooks_has(w->hooks, "on_request") && gateway_on_request(r))
         return;
     for (size_t i = 0; i < m->nparams; i++) {
         r->param_values[i] = http_decode(r, m->params[i].value, m->params[i].len, false);

@@ -1,0 +1,156 @@
+/*
+ * gateway.c — what stands between a matched route and the plugin's handler, and between
+ * the handler's answer and the wire: the bearer-token check and role gate of a route, and
+ * the admins' on_request / on_response Lua hooks. http.c calls these; they answer through
+ * http_respond_error when they refuse.
+ */
+#include "gateway.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api.h"
+#include "auth.h"
+#include "hooks.h"
+#include "http.h"
+#include "log.h"
+#include "worker.h"
+
+/* The gateway: verify the bearer token and the route's role before any plugin code runs.
+ * Returns non-zero when it has answered. */
+int gateway_check_caller(px_req_t *r, const route_t *rt)
+{
+    const auth_settings_t *a = &r->worker->cfg->auth;
+    const char *header = NULL;
+    for (uint32_t i = 0; i < r->nheaders && !header; i++) {
+        const header_t *h = &r->headers[i];
+        if (h->name_len == 13 && !strncasecmp(r->head.data + h->name_off, "authorization", 13))
+            header = r->head.data + h->value_off;
+    }
+    if (!header) {
+        if (rt->auth == PX_AUTH_OPTIONAL)
+            return 0;
+        http_respond_error(r, 401, "unauthorized", "a bearer token is required", NULL);
+        return 1;
+    }
+    const char *token;
+    size_t len;
+    int rc = auth_bearer_token(header, &token, &len);
+    if (rc == 0 && !a->token_secret)
+        rc = AUTH_EINVAL;
+    auth_caller_t caller;
+    if (rc == 0)
+        rc = auth_jwt_verify((const unsigned char *)a->token_secret, strlen(a->token_secret),
+                             token, len, a->issuer, (int64_t)time(NULL),
+                             (int64_t)(a->leeway_ms / 1000), &caller);
+    if (rc) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "invalid bearer token: %s", auth_strerror(rc));
+        http_respond_error(r, 401, "unauthorized", msg, NULL);
+        return 1;
+    }
+    r->has_caller = true;
+    memcpy(r->caller_id, caller.id, sizeof(r->caller_id));
+    memcpy(r->caller_role, caller.role, sizeof(r->caller_role));
+    if (rt->auth == PX_AUTH_REQUIRED && rt->role[0] && strcmp(rt->role, caller.role) != 0 &&
+        strcmp(caller.role, "admin") != 0) {
+        http_respond_error(r, 403, "forbidden", "your role may not do this", NULL);
+        return 1;
+    }
+    return 0;
+}
+
+static void request_header_at(void *ctx, size_t i, hooks_header_t *out)
+{
+    const px_req_t *r = ctx;
+    const header_t *h = &r->headers[i];
+    out->name = r->head.data + h->name_off;
+    out->name_len = h->name_len;
+    out->value = r->head.data + h->value_off;
+    out->value_len = h->value_len;
+}
+
+/* What an admin's on_request and on_response hooks see: method, path, headers, the
+ * caller, the body's size and the route's plugin, lent as they are for the one call
+ * (hooks.h, "The request object"): nothing is copied, the hooks read what they use. */
+static void request_context(px_req_t *r, hooks_request_view_t *view)
+{
+    *view = (hooks_request_view_t){
+        .method = r->method_name ? r->method_name : "",
+        .path = r->path,
+        .path_len = r->path ? r->path_len : 0,
+        .caller_id = r->has_caller ? r->caller_id : NULL,
+        .caller_role = r->has_caller ? r->caller_role : NULL,
+        .body_size = (int64_t)r->body.len,
+        .plugin = r->plugin,
+        .nheaders = r->nheaders,
+        .header_at = request_header_at,
+        .ctx = r,
+    };
+}
+
+/* Returns non-zero when the hook answered (deny or error). Header changes apply to the
+ * request as the handler will see it. */
+int gateway_on_request(px_req_t *r)
+{
+    hooks_request_view_t view;
+    request_context(r, &view);
+    hooks_result_t out;
+    hooks_call_request(r->worker->hooks, "on_request", &view, NULL, &out);
+    int rc = 0;
+    if (out.action != HOOKS_ALLOW) {
+        api_hook_answer(r, "on_request", &out);
+        rc = 1;
+    } else if (out.value) {
+        /* The headers the hooks set (a string) or removed (null), each name once; the
+         * plugin's px_req_header looks there before the headers sent. */
+        json_decref(r->header_overrides);
+        r->header_overrides = json_incref(out.value);
+    }
+    hooks_result_clear(&out);
+    return rc;
+}
+
+/* An admin's on_response hook may set or remove response headers. Returns non-zero
+ * when the hook failed (the caller answers 500 instead). */
+int gateway_on_response(px_req_t *r, int status)
+{
+    json_t *headers = json_object();
+    const char *p = r->extra_headers.data;
+    const char *end = p ? p + r->extra_headers.len : NULL;
+    while (p && p < end) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (!colon || !eol || colon > eol)
+            break;
+        char name[128];
+        snprintf(name, sizeof(name), "%.*s", (int)(colon - p), p);
+        json_object_set_new(headers, name, json_stringn(colon + 2, (size_t)(eol - colon - 2)));
+        p = eol + 2;
+    }
+    json_t *res = json_pack("{s:i, s:o}", "status", status, "headers", headers);
+    hooks_request_view_t view;
+    request_context(r, &view);
+    hooks_result_t out;
+    hooks_call_request(r->worker->hooks, "on_response", &view, res, &out);
+    json_decref(res);
+    int rc = 0;
+    if (out.action == HOOKS_ERROR) {
+        log_error("lua hook on_response: %s", out.message ? out.message : "failed");
+        rc = -1;
+    } else if (out.changed && json_is_object(json_object_get(out.value, "headers"))) {
+        r->extra_headers.len = 0;
+        const char *key;
+        json_t *v;
+        json_object_foreach(json_object_get(out.value, "headers"), key, v)
+        {
+            if (json_is_string(v))
+                http_add_header(r, key, json_string_value(v));
+        }
+    }
+    hooks_result_clear(&out);
+    return rc;
+}
+
