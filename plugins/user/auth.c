@@ -1,0 +1,515 @@
+/*
+ * auth.c — POST /v1/auth/register, /login, /refresh and /logout, and the account creation
+ * that register shares with the admin's POST /v1/users.
+ *
+ * Every handler here is a chain of callbacks: parse and validate on the loop, hash on the
+ * thread pool, then PostgreSQL (and Redis for the login throttle), answering from the last
+ * callback. Each chain keeps its state in request memory (px_req_alloc); a job on the
+ * thread pool keeps its own copy of what it needs, since it may outlive the request.
+ *
+ * Login answers one message, "invalid login or password", for an unknown account and for
+ * a wrong password, and spends the same work on both (one lookup, one throttle script in
+ * Redis, one scrypt with the current parameters), so neither the text nor the time tells
+ * them apart.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "user.h"
+
+#define BAD_LOGIN "invalid login or password"
+#define BAD_REFRESH "the refresh token is invalid, expired or revoked"
+
+static char *dup_str(px_req_t *req, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t len = strlen(s) + 1;
+    char *copy = px_req_alloc(req, len);
+    memcpy(copy, s, len);
+    return copy;
+}
+
+/* The single string field `name` of `body`, which may hold nothing else. Answers 400 and
+ * returns NULL otherwise. */
+static const char *only_string(px_req_t *req, json_t *body, const char *name)
+{
+    json_t *errors = json_object();
+    const char *key;
+    json_t *value;
+    json_object_foreach(body, key, value)
+    {
+        if (strcmp(key, name))
+            json_object_set_new(errors, key, json_string("is not an accepted field"));
+    }
+    json_t *v = json_object_get(body, name);
+    if (!v)
+        json_object_set_new(errors, name, json_string("is required"));
+    else if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+        json_object_set_new(errors, name, json_string("must be a string"));
+    if (json_object_size(errors)) {
+        user_invalid(req, errors);
+        return NULL;
+    }
+    json_decref(errors);
+    return json_string_value(v);
+}
+
+/* ---- creating an account: register and the admin's create ---- */
+
+typedef struct create {
+    user_input_t in;
+    bool session; /* register: also start a session and answer its tokens */
+    char password_hash[PASSWORD_HASH_MAX];
+    char refresh[TOKEN_TEXT_LEN + 1];
+    char refresh_hash[TOKEN_HASH_LEN + 1];
+    px_pg_txn_t *txn;
+} create_t;
+
+/* 23505 names the index that refused the row. */
+static void answer_conflict(px_req_t *req, const px_pg_error_t *err)
+{
+    const char *msg = px_pg_error_message(err);
+    if (msg && strstr(msg, "users_username_lower_key"))
+        px_res_error(req, 409, "conflict", "this username is already taken", NULL);
+    else if (msg && strstr(msg, "users_email_lower_key"))
+        px_res_error(req, 409, "conflict", "this email is already registered", NULL);
+    else
+        px_res_error(req, 409, "conflict", "this username or email is already taken", NULL);
+}
+
+static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    create_t *c = ud;
+    if (err) {
+        px_pg_rollback(c->txn, NULL, NULL);
+        if (!strcmp(px_pg_error_sqlstate(err), "23505"))
+            answer_conflict(req, err);
+        else
+            px_res_pg_error(req, err);
+        return;
+    }
+    json_t *user = store_user_json(res, 0, 0);
+    const char *id = json_string_value(json_object_get(user, "id"));
+    char location[64];
+    snprintf(location, sizeof(location), "/v1/users/%s", id);
+    px_res_header(req, "Location", location);
+    json_t *body = user;
+    if (c->session) {
+        body = tokens_answer(req, id, json_string_value(json_object_get(user, "username")),
+                             json_string_value(json_object_get(user, "role")), c->refresh);
+        json_decref(user);
+        if (!body) {
+            px_pg_rollback(c->txn, NULL, NULL);
+            user_fail(req, PX_EINTERNAL);
+            return;
+        }
+    }
+    px_pg_commit_respond(c->txn, 201, body);
+}
+
+static void create_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+{
+    create_t *c = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    c->txn = txn;
+    int rc = store_user_insert(txn, &c->in, c->password_hash, c->session ? c->refresh_hash : NULL,
+                               created, c);
+    if (rc) {
+        px_pg_rollback(txn, NULL, NULL);
+        user_fail(req, rc);
+    }
+}
+
+static void create_hashed(px_req_t *req, const password_result_t *res, void *ud)
+{
+    create_t *c = ud;
+    if (res->status) {
+        user_fail(req, res->status);
+        return;
+    }
+    snprintf(c->password_hash, sizeof(c->password_hash), "%s", res->new_hash);
+    if (c->session && tokens_new(c->refresh, c->refresh_hash)) {
+        user_fail(req, PX_EINTERNAL);
+        return;
+    }
+    /* Idempotency-Key: a retried create gets the first answer, the same id. */
+    int rc = px_pg_begin_idempotent(req, create_begun, c);
+    if (rc && rc != PX_DONE)
+        user_fail(req, rc);
+}
+
+#define CREATE_FIELDS (IN_USERNAME | IN_EMAIL | IN_PASSWORD | IN_FIRST_NAME | IN_LAST_NAME)
+#define CREATE_REQUIRED (IN_USERNAME | IN_EMAIL | IN_PASSWORD)
+
+int auth_create_account(px_req_t *req, const user_input_t *in, bool session)
+{
+    /* The admins' hook sees (and may change or veto) the new account, role aside: the role
+     * is the admin's decision in POST /v1/users and always "user" in register. */
+    json_t *value = input_to_json(in, CREATE_FIELDS, IN_FIRST_NAME | IN_LAST_NAME);
+    int rc = px_hook_run(req, "before_user_register", &value);
+    if (rc) {
+        json_decref(value);
+        return rc;
+    }
+    create_t *c = px_req_alloc(req, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    json_t *errors = input_read(req, value, CREATE_FIELDS, CREATE_REQUIRED, &c->in);
+    json_decref(value);
+    if (errors) {
+        px_log(user_plugin, PX_LOG_WARN,
+               "before_user_register left the account invalid; answering 400");
+        return user_invalid(req, errors);
+    }
+    if (in->present & IN_ROLE) {
+        c->in.present |= IN_ROLE;
+        c->in.role = in->role;
+    }
+    c->session = session;
+    rc = password_hash_async(req, c->in.password, create_hashed, c);
+    return rc ? rc : PX_ASYNC;
+}
+
+int auth_register(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body;
+    int rc = input_body(req, &body);
+    if (rc)
+        return rc;
+    user_input_t in;
+    json_t *errors = input_read(req, body, CREATE_FIELDS, CREATE_REQUIRED, &in);
+    if (errors)
+        return user_invalid(req, errors);
+    return auth_create_account(req, &in, true);
+}
+
+/* ---- login ---- */
+
+typedef struct login {
+    const char *login;
+    const char *password;
+    const char *subject; /* what the throttle counts: the account, or the name typed */
+    const char *user_id; /* NULL: no such account */
+    const char *username;
+    const char *role;
+    const char *stored;
+    char refresh[TOKEN_TEXT_LEN + 1];
+    char refresh_hash[TOKEN_HASH_LEN + 1];
+} login_t;
+
+static void login_refused(px_req_t *req, void *ud)
+{
+    (void)ud;
+    px_res_error(req, 401, "unauthorized", BAD_LOGIN, NULL);
+}
+
+static void session_started(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                            void *ud)
+{
+    (void)res;
+    login_t *l = ud;
+    if (err) {
+        /* 23503: the account was deleted between the lookup and now. */
+        if (!strcmp(px_pg_error_sqlstate(err), "23503"))
+            login_refused(req, l);
+        else
+            px_res_pg_error(req, err);
+        return;
+    }
+    json_t *body = tokens_answer(req, l->user_id, l->username, l->role, l->refresh);
+    if (!body) {
+        user_fail(req, PX_EINTERNAL);
+        return;
+    }
+    px_res_json(req, 200, body);
+}
+
+static void login_verified(px_req_t *req, const password_result_t *res, void *ud)
+{
+    login_t *l = ud;
+    if (res->status) {
+        user_fail(req, res->status);
+        return;
+    }
+    if (!res->match || !l->user_id) {
+        login_refused(req, l); /* the attempt it took stays counted */
+        return;
+    }
+    limit_release(req, l->subject);
+    if (res->new_hash)
+        px_log(user_plugin, PX_LOG_INFO,
+               "user %s: password rehashed with the current scrypt "
+               "parameters",
+               l->user_id);
+    int rc = tokens_new(l->refresh, l->refresh_hash);
+    if (!rc)
+        rc = store_login_session(req, l->user_id, l->refresh_hash, res->new_hash, l->stored,
+                                 session_started, l);
+    if (rc)
+        user_fail(req, rc);
+}
+
+static void login_allowed(px_req_t *req, bool blocked, int64_t retry_after, void *ud)
+{
+    login_t *l = ud;
+    if (blocked) {
+        char seconds[24];
+        snprintf(seconds, sizeof(seconds), "%lld", (long long)retry_after);
+        px_res_header(req, "Retry-After", seconds);
+        px_res_error(req, 429, "rate_limited",
+                     "too many failed logins for this account; retry later", NULL);
+        return;
+    }
+    /* No account: the same scrypt, against the dummy hash. */
+    int rc = password_verify_async(req, l->stored, l->password, login_verified, l);
+    if (rc)
+        user_fail(req, rc);
+}
+
+static void login_found(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                        void *ud)
+{
+    login_t *l = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    if (px_pg_rows(res) == 1) {
+        l->user_id = dup_str(req, px_pg_value(res, 0, 0));
+        l->username = dup_str(req, px_pg_value(res, 0, 1));
+        l->role = dup_str(req, px_pg_value(res, 0, 2));
+        l->stored = dup_str(req, px_pg_value(res, 0, 3));
+    }
+    /* Failures count per account, whichever of its names was typed; for a login that names
+     * no account, per the name typed. */
+    const char *name = l->user_id ? l->user_id : l->login;
+    size_t len = strlen(name) + 8;
+    char *subject = px_req_alloc(req, len);
+    snprintf(subject, len, "%s%s", l->user_id ? "id:" : "name:", name);
+    l->subject = subject;
+    limit_reserve(req, l->subject, login_allowed, l);
+}
+
+int auth_login(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body;
+    int rc = input_body(req, &body);
+    if (rc)
+        return rc;
+    json_t *errors = json_object();
+    const char *key;
+    json_t *value;
+    json_object_foreach(body, key, value)
+    {
+        if (strcmp(key, "email") && strcmp(key, "username") && strcmp(key, "password"))
+            json_object_set_new(errors, key, json_string("is not an accepted field"));
+        else if (!json_is_string(value) ||
+                 strlen(json_string_value(value)) != json_string_length(value))
+            json_object_set_new(errors, key, json_string("must be a string"));
+        else if (json_string_length(value) == 0)
+            json_object_set_new(errors, key, json_string("must not be empty"));
+    }
+    json_t *email = json_object_get(body, "email"), *username = json_object_get(body, "username");
+    if (email && username)
+        json_object_set_new(errors, "username", json_string("give email or username, not both"));
+    else if (!email && !username)
+        json_object_set_new(errors, "username", json_string("email or username is required"));
+    if (!json_object_get(body, "password"))
+        json_object_set_new(errors, "password", json_string("is required"));
+    if (json_object_size(errors))
+        return user_invalid(req, errors);
+    json_decref(errors);
+
+    login_t *l = px_req_alloc(req, sizeof(*l));
+    memset(l, 0, sizeof(*l));
+    l->login = json_string_value(email ? email : username);
+    l->password = json_string_value(json_object_get(body, "password"));
+    rc = store_login_lookup(req, l->login, login_found, l);
+    return rc ? rc : PX_ASYNC;
+}
+
+/* ---- refresh ---- */
+
+typedef struct refresh {
+    char hash[TOKEN_HASH_LEN + 1];
+    char next[TOKEN_TEXT_LEN + 1];
+    char next_hash[TOKEN_HASH_LEN + 1];
+    px_pg_txn_t *txn;
+    const char *user_id;
+    const char *username;
+    const char *role;
+    const char *family;
+} refresh_t;
+
+static void rotated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)res;
+    refresh_t *r = ud;
+    if (err) {
+        px_pg_rollback(r->txn, NULL, NULL);
+        px_res_pg_error(req, err);
+        return;
+    }
+    json_t *body = tokens_answer(req, r->user_id, r->username, r->role, r->next);
+    if (!body) {
+        px_pg_rollback(r->txn, NULL, NULL);
+        user_fail(req, PX_EINTERNAL);
+        return;
+    }
+    px_pg_commit_respond(r->txn, 200, body);
+}
+
+static void reuse_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    /* The same answer as for any dead token: the client only needs to sign in again. */
+    px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
+}
+
+static void family_revoked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                           void *ud)
+{
+    refresh_t *r = ud;
+    if (err) {
+        px_pg_rollback(r->txn, NULL, NULL);
+        px_res_pg_error(req, err);
+        return;
+    }
+    /* A token revoked by a logout or a password change finds its family already dead;
+     * one that still had a live successor was stolen or replayed. */
+    if (px_pg_affected(res) > 0)
+        px_log(user_plugin, PX_LOG_WARN,
+               "user %s: a rotated refresh token was presented again; its session is revoked",
+               r->user_id);
+    px_pg_commit(r->txn, reuse_committed, r);
+}
+
+static void refresh_locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                           void *ud)
+{
+    refresh_t *r = ud;
+    if (err) {
+        px_pg_rollback(r->txn, NULL, NULL);
+        px_res_pg_error(req, err);
+        return;
+    }
+    if (px_pg_rows(res) == 0) {
+        px_pg_rollback(r->txn, NULL, NULL);
+        px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
+        return;
+    }
+    const char *token_id = dup_str(req, px_pg_value(res, 0, 0));
+    r->family = dup_str(req, px_pg_value(res, 0, 1));
+    bool revoked = !strcmp(px_pg_value(res, 0, 2), "t");
+    bool expired = !strcmp(px_pg_value(res, 0, 3), "t");
+    r->user_id = dup_str(req, px_pg_value(res, 0, 4));
+    r->username = dup_str(req, px_pg_value(res, 0, 5));
+    r->role = dup_str(req, px_pg_value(res, 0, 6));
+    int rc;
+    if (revoked) {
+        /* Someone holds a token that was already rotated away: the thief or the owner. We
+         * cannot tell which, so neither keeps the session. */
+        rc = store_family_revoke(r->txn, r->family, family_revoked, r);
+    } else if (expired) {
+        px_pg_rollback(r->txn, NULL, NULL);
+        px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
+        return;
+    } else {
+        rc = tokens_new(r->next, r->next_hash);
+        if (!rc)
+            rc = store_refresh_rotate(r->txn, token_id, r->user_id, r->family, r->next_hash,
+                                      rotated, r);
+    }
+    if (rc) {
+        px_pg_rollback(r->txn, NULL, NULL);
+        user_fail(req, rc);
+    }
+}
+
+static void refresh_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+{
+    refresh_t *r = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    r->txn = txn;
+    int rc = store_refresh_lock(txn, r->hash, refresh_locked, r);
+    if (rc) {
+        px_pg_rollback(txn, NULL, NULL);
+        user_fail(req, rc);
+    }
+}
+
+/* Only our own tokens' shape is worth a database round trip. */
+static bool token_shaped(const char *s)
+{
+    return strlen(s) == TOKEN_TEXT_LEN &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+               TOKEN_TEXT_LEN;
+}
+
+int auth_refresh(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body;
+    int rc = input_body(req, &body);
+    if (rc)
+        return rc;
+    const char *token = only_string(req, body, "refreshToken");
+    if (!token)
+        return PX_DONE;
+    if (!token_shaped(token))
+        return px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
+    refresh_t *r = px_req_alloc(req, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    tokens_hash(token, strlen(token), r->hash);
+    rc = px_pg_begin(req, refresh_begun, r);
+    return rc ? rc : PX_ASYNC;
+}
+
+/* ---- logout ---- */
+
+static void logged_out(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    const char *count = px_pg_value(res, 0, 0);
+    if (!count || !strcmp(count, "0")) {
+        px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
+        return;
+    }
+    px_res_send(req, 204, NULL, "", 0);
+}
+
+int auth_logout(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body;
+    int rc = input_body(req, &body);
+    if (rc)
+        return rc;
+    const char *token = only_string(req, body, "refreshToken");
+    if (!token)
+        return PX_DONE;
+    const char *caller = px_req_caller_id(req);
+    if (!token_shaped(token) || !user_is_uuid(caller))
+        return px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
+    char hash[TOKEN_HASH_LEN + 1];
+    tokens_hash(token, strlen(token), hash);
+    /* The caller's token only: the whole session it belongs to ends. */
+    rc = store_logout(req, caller, hash, logged_out, NULL);
+    return rc ? rc : PX_ASYNC;
+}

@@ -1,0 +1,282 @@
+/*
+ * password.c — password hashes: scrypt through OpenSSL 3's EVP_KDF "SCRYPT".
+ *
+ * Stored form, one text column:
+ *
+ *     scrypt$N$r$p$SALT$KEY        SALT 16 random bytes, KEY 32 derived bytes, both base64
+ *
+ * The parameters travel with each hash, so they can be raised in [plugin:user] at any time:
+ * an old hash still verifies with its own parameters, and the next successful login stores
+ * a new hash made with the current ones (password_verify reports such a match as stale).
+ * Parameters read back from the database are bounded like configured ones, so a damaged
+ * row cannot make a worker allocate gigabytes.
+ *
+ * Why off the loop: with the default N=2^17, r=8 one hash takes about 128 MiB and a few
+ * hundred milliseconds of CPU. On the event loop that would stall every other request of
+ * the worker, so requests hash through px_work, on libuv's thread pool, and the host
+ * bounds how many jobs run at once ([server] blocking_jobs). Only the command line hashes
+ * in line. The jobs touch nothing but their own memory, the settings (read-only after
+ * init), the fetched EVP_KDF (reference counted by OpenSSL, safe to share) and the dummy
+ * hash (written once in init).
+ *
+ * The dummy hash: a login for an account that does not exist still runs one scrypt, with
+ * the current parameters, against a hash of random bytes that nothing matches, so the
+ * answer's timing does not tell which accounts exist.
+ */
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "user.h"
+
+#define SALT_LEN 16
+#define KEY_LEN 32
+#define FIELD_MAX 64 /* the most bytes a stored salt or key may decode to */
+#define MEMORY_MAX (1ull << 30)
+
+static EVP_KDF *kdf;
+static char dummy_hash[PASSWORD_HASH_MAX];
+
+static bool params_ok(uint64_t n, uint64_t r, uint64_t p)
+{
+    return n >= 2 && (n & (n - 1)) == 0 && r >= 1 && r <= 64 && p >= 1 && p <= 64 &&
+           n * r * 128 <= MEMORY_MAX;
+}
+
+static int derive(const char *pw, size_t pwlen, const unsigned char *salt, size_t saltlen,
+                  uint64_t n, uint32_t r, uint32_t p, unsigned char *out, size_t outlen)
+{
+    /* What OpenSSL itself checks against maxmem: the V array, 128 * r * (N + 2) bytes, plus
+     * the B array, 128 * r * p bytes. Never below 256 MiB, so the default N=2^17, r=8 fits
+     * with room to spare. */
+    uint64_t need = 128ull * r * (n + 2) + 128ull * r * p;
+    uint64_t maxmem = need > 256ull << 20 ? need + (1 << 20) : 256ull << 20;
+    EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
+    if (!ctx)
+        return PX_EINTERNAL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)pw, pwlen),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, saltlen),
+        OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
+        OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
+        OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
+        OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &maxmem),
+        OSSL_PARAM_construct_end(),
+    };
+    int ok = EVP_KDF_derive(ctx, out, outlen, params) == 1;
+    EVP_KDF_CTX_free(ctx);
+    return ok ? 0 : PX_EINTERNAL;
+}
+
+/* Standard base64 with padding; `out` gets 4 * ceil(len / 3) + 1 bytes. */
+static void b64_encode(const unsigned char *in, size_t len, char *out)
+{
+    EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+}
+
+/* Strict: a multiple of 4 characters, at most `max` bytes out. -1 when malformed. */
+static int b64_decode(const char *in, size_t len, unsigned char *out, size_t max, size_t *outlen)
+{
+    if (len == 0 || len % 4 || len / 4 * 3 > max + 2)
+        return -1;
+    unsigned char tmp[FIELD_MAX + 3];
+    int n = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)len);
+    if (n < 0)
+        return -1;
+    size_t pad = (in[len - 1] == '=') + (in[len - 2] == '=');
+    if ((size_t)n < pad || (size_t)n - pad > max)
+        return -1;
+    *outlen = (size_t)n - pad;
+    memcpy(out, tmp, *outlen);
+    OPENSSL_cleanse(tmp, sizeof(tmp));
+    return 0;
+}
+
+static int format_hash(char *out, uint64_t n, uint32_t r, uint32_t p, const unsigned char *salt,
+                       const unsigned char *key)
+{
+    char salt64[4 * ((SALT_LEN + 2) / 3) + 1], key64[4 * ((KEY_LEN + 2) / 3) + 1];
+    b64_encode(salt, SALT_LEN, salt64);
+    b64_encode(key, KEY_LEN, key64);
+    int len =
+        snprintf(out, PASSWORD_HASH_MAX, "scrypt$%" PRIu64 "$%u$%u$%s$%s", n, r, p, salt64, key64);
+    return len > 0 && len < PASSWORD_HASH_MAX ? 0 : PX_EINTERNAL;
+}
+
+typedef struct parsed {
+    uint64_t n, r, p;
+    unsigned char salt[FIELD_MAX], key[FIELD_MAX];
+    size_t saltlen, keylen;
+} parsed_t;
+
+/* One decimal field up to the next '$'. */
+static const char *number(const char *s, uint64_t *out)
+{
+    size_t len = strspn(s, "0123456789");
+    if (len == 0 || len > 12 || s[len] != '$')
+        return NULL;
+    *out = strtoull(s, NULL, 10);
+    return s + len + 1;
+}
+
+static int parse_hash(const char *stored, parsed_t *h)
+{
+    if (!stored || strncmp(stored, "scrypt$", 7))
+        return -1;
+    const char *s = stored + 7;
+    if (!(s = number(s, &h->n)) || !(s = number(s, &h->r)) || !(s = number(s, &h->p)))
+        return -1;
+    if (!params_ok(h->n, h->r, h->p))
+        return -1;
+    const char *dollar = strchr(s, '$');
+    if (!dollar || b64_decode(s, (size_t)(dollar - s), h->salt, FIELD_MAX, &h->saltlen) ||
+        b64_decode(dollar + 1, strlen(dollar + 1), h->key, FIELD_MAX, &h->keylen) ||
+        h->saltlen < 8 || h->keylen < 16)
+        return -1;
+    return 0;
+}
+
+int password_hash(const char *pw, size_t len, char *out)
+{
+    unsigned char salt[SALT_LEN], key[KEY_LEN];
+    if (RAND_bytes(salt, sizeof(salt)) != 1)
+        return PX_EINTERNAL;
+    const user_settings_t *s = &user_settings;
+    int rc = derive(pw, len, salt, sizeof(salt), s->scrypt_n, s->scrypt_r, s->scrypt_p, key,
+                    sizeof(key));
+    if (!rc)
+        rc = format_hash(out, s->scrypt_n, s->scrypt_r, s->scrypt_p, salt, key);
+    OPENSSL_cleanse(key, sizeof(key));
+    return rc;
+}
+
+bool password_verify(const char *stored, const char *pw, size_t len, bool *stale)
+{
+    parsed_t h;
+    bool usable = parse_hash(stored, &h) == 0;
+    /* A damaged hash still costs one scrypt: the dummy's, with the current parameters. */
+    if (!usable && parse_hash(dummy_hash, &h))
+        return false;
+    unsigned char key[FIELD_MAX];
+    bool match =
+        derive(pw, len, h.salt, h.saltlen, h.n, (uint32_t)h.r, (uint32_t)h.p, key, h.keylen) == 0 &&
+        CRYPTO_memcmp(key, h.key, h.keylen) == 0 && usable;
+    OPENSSL_cleanse(key, sizeof(key));
+    const user_settings_t *s = &user_settings;
+    if (stale)
+        *stale = match && (h.n != s->scrypt_n || h.r != s->scrypt_r || h.p != s->scrypt_p ||
+                           h.saltlen != SALT_LEN || h.keylen != KEY_LEN);
+    return match;
+}
+
+int password_init(void)
+{
+    password_fini(); /* init may run again in the same process (a reload) */
+    kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL);
+    if (!kdf) {
+        px_log(user_plugin, PX_LOG_ERROR, "OpenSSL has no SCRYPT KDF (EVP_KDF_fetch failed)");
+        return PX_EINTERNAL;
+    }
+    unsigned char salt[SALT_LEN], key[KEY_LEN];
+    if (RAND_bytes(salt, sizeof(salt)) != 1 || RAND_bytes(key, sizeof(key)) != 1 ||
+        format_hash(dummy_hash, user_settings.scrypt_n, user_settings.scrypt_r,
+                    user_settings.scrypt_p, salt, key)) {
+        px_log(user_plugin, PX_LOG_ERROR, "cannot make the dummy password hash");
+        password_fini();
+        return PX_EINTERNAL;
+    }
+    return 0;
+}
+
+void password_fini(void)
+{
+    EVP_KDF_free(kdf);
+    kdf = NULL;
+}
+
+/* ---- jobs on the thread pool ---- */
+
+typedef struct job {
+    char *password; /* malloc'd: the job may outlive the request */
+    size_t len;
+    char *stored; /* verify: the stored hash, NULL for the dummy */
+    bool verify;
+    password_result_t res;
+    char new_hash[PASSWORD_HASH_MAX];
+    password_done_fn done;
+    void *ctx;
+} job_t;
+
+static void job_free(job_t *job)
+{
+    OPENSSL_clear_free(job->password, job->len);
+    free(job->stored);
+    OPENSSL_cleanse(job->new_hash, sizeof(job->new_hash));
+    free(job);
+}
+
+static void job_work(void *ud)
+{
+    job_t *job = ud;
+    if (!job->verify) {
+        job->res.status = password_hash(job->password, job->len, job->new_hash);
+        job->res.new_hash = job->res.status ? NULL : job->new_hash;
+        return;
+    }
+    bool stale = false;
+    job->res.match = password_verify(job->stored, job->password, job->len, &stale);
+    if (job->res.match && stale && password_hash(job->password, job->len, job->new_hash) == 0)
+        job->res.new_hash = job->new_hash;
+}
+
+static void job_done(px_req_t *req, int status, void *ud)
+{
+    job_t *job = ud;
+    if (req) {
+        if (status)
+            job->res.status = status;
+        job->done(req, &job->res, job->ctx);
+    }
+    job_free(job);
+}
+
+static int job_start(px_req_t *req, bool verify, const char *stored, const char *pw,
+                     password_done_fn done, void *ctx)
+{
+    job_t *job = calloc(1, sizeof(*job));
+    if (!job)
+        return PX_EINTERNAL;
+    job->len = strlen(pw);
+    job->password = malloc(job->len + 1);
+    job->stored = stored ? strdup(stored) : NULL;
+    if (!job->password || (stored && !job->stored)) {
+        job_free(job);
+        return PX_EINTERNAL;
+    }
+    memcpy(job->password, pw, job->len + 1);
+    job->verify = verify;
+    job->done = done;
+    job->ctx = ctx;
+    int rc = px_work(req, job_work, job_done, job);
+    if (rc)
+        job_free(job);
+    return rc;
+}
+
+int password_hash_async(px_req_t *req, const char *pw, password_done_fn done, void *ctx)
+{
+    return job_start(req, false, NULL, pw, done, ctx);
+}
+
+int password_verify_async(px_req_t *req, const char *stored, const char *pw, password_done_fn done,
+                          void *ctx)
+{
+    return job_start(req, true, stored, pw, done, ctx);
+}

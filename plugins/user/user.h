@@ -1,0 +1,223 @@
+/*
+ * user.h — what the files of the user plugin share. Not part of any public interface: the
+ * plugin talks to the host only through <panthera/panthera.h>.
+ *
+ *   user.c      descriptor, settings, init/fini, the route table
+ *   auth.c      POST /v1/auth/register, login, refresh, logout
+ *   users.c     GET /v1/users/me, the admin list and create, get/update/delete by id
+ *   input.c     request bodies and query strings: types, unknown fields, validation
+ *   password.c  scrypt hashes (OpenSSL EVP_KDF "SCRYPT"), off the loop through px_work
+ *   tokens.c    refresh tokens and the {userId, username, accessToken, ...} answer
+ *   cache.c     profiles cached in Redis (cache-aside) and the caller's own row
+ *   limit.c     failed-login throttle per account, counted in Redis
+ *   store.c     every SQL statement and the User JSON made from a row
+ *   command.c   pantherad user:create-admin
+ *   openapi.c   this plugin's part of GET /openapi.json
+ */
+#ifndef USER_PLUGIN_H
+#define USER_PLUGIN_H
+
+#include <panthera/panthera.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- settings (user.c): read once in init, read-only afterwards, also from the thread
+ * pool's password jobs ---- */
+
+typedef struct user_settings {
+    uint64_t scrypt_n;
+    uint32_t scrypt_r;
+    uint32_t scrypt_p;
+    int64_t cache_ttl;   /* seconds a cached profile lives */
+    int64_t login_limit; /* failed logins per account per window */
+    int64_t login_window_ms;
+    int64_t refresh_ttl; /* seconds, [auth] refresh_ttl */
+} user_settings_t;
+
+extern px_plugin_t *user_plugin;
+extern user_settings_t user_settings;
+
+/* Answers a negative PX_E* code in the API's error shape (for callbacks, where returning
+ * the code to the host is no longer possible). Returns PX_OK. */
+int user_fail(px_req_t *req, int rc);
+/* Answers 400 validation_failed with `fields` (taken). */
+int user_invalid(px_req_t *req, json_t *fields);
+/* A canonical UUID (8-4-4-4-12 hex digits). Anything else cannot name a user. */
+bool user_is_uuid(const char *s);
+
+/* ---- input.c ---- */
+
+enum {
+    IN_USERNAME = 1 << 0,
+    IN_EMAIL = 1 << 1,
+    IN_PASSWORD = 1 << 2,
+    IN_FIRST_NAME = 1 << 3,
+    IN_LAST_NAME = 1 << 4,
+    IN_ROLE = 1 << 5,
+    IN_ID = 1 << 6, /* accepted and ignored: hooks see the id of the user they change */
+};
+
+/* The fields of a user body. Strings live in the request's memory. A name field may be
+ * present with a NULL value (JSON null: clear it). */
+typedef struct user_input {
+    unsigned present; /* IN_* bits */
+    const char *username;
+    const char *email;
+    const char *password;
+    const char *first_name;
+    const char *last_name;
+    const char *role;
+} user_input_t;
+
+/* The request's JSON body, which must be an object: 0, or a code for the handler to return
+ * (PX_ENOTJSON, PX_EINVAL, or PX_DONE once it answered 400 for a body of another type). */
+int input_body(px_req_t *req, json_t **body);
+/* Reads `body` into `in`. Fields outside `allowed` are unknown, fields of `required` must
+ * be present; every value is type-checked and validated. Returns NULL when all is well,
+ * else a new object of field -> reason for the 400 answer (a `body` that is not an object
+ * gives {"body": "must be a JSON object"}: a hook may return anything). */
+json_t *input_read(px_req_t *req, const json_t *body, unsigned allowed, unsigned required,
+                   user_input_t *in);
+/* The hook value of `in`: the fields of `which` that are present (names as null when
+ * absent and listed in `with_nulls`). New reference. */
+json_t *input_to_json(const user_input_t *in, unsigned which, unsigned with_nulls);
+/* One field's rules alone (for the command line): NULL when fine, else the reason. */
+const char *input_check_password(const char *pw, size_t len);
+const char *input_check_username(const char *s, size_t len);
+const char *input_check_email(const char *s, size_t len);
+/* page and limit of a list: 0, or answers 400 and returns PX_DONE. */
+int input_page(px_req_t *req, int64_t *page, int64_t *limit);
+
+/* ---- password.c ---- */
+
+#define PASSWORD_HASH_MAX 192
+
+int password_init(void);
+void password_fini(void);
+/* Hashes with the current settings into `out` (PASSWORD_HASH_MAX bytes). Blocking: for
+ * the thread pool and the command line only. 0 or PX_EINTERNAL. */
+int password_hash(const char *pw, size_t len, char *out);
+/* Checks `pw` against `stored`; *stale is set when it matched but was made with other
+ * parameters than the current ones. A malformed `stored` never matches. Blocking. */
+bool password_verify(const char *stored, const char *pw, size_t len, bool *stale);
+
+typedef struct password_result {
+    int status;           /* 0, PX_EUNAVAIL (the job never ran) or PX_EINTERNAL */
+    bool match;           /* verify: the password matched */
+    const char *new_hash; /* hash: the hash; verify: a rehash when the match was stale;
+                           * valid during the callback only */
+} password_result_t;
+
+/* Called on the loop, only while the request lives. */
+typedef void (*password_done_fn)(px_req_t *req, const password_result_t *res, void *ctx);
+
+/* Hash `pw` on the thread pool. 0 or a PX_E* code (then `done` is never called). */
+int password_hash_async(px_req_t *req, const char *pw, password_done_fn done, void *ctx);
+/* Verify `pw` against `stored` on the thread pool; `stored` NULL verifies against a dummy
+ * hash of the current parameters, so an unknown account costs what a known one does. */
+int password_verify_async(px_req_t *req, const char *stored, const char *pw, password_done_fn done,
+                          void *ctx);
+
+/* ---- tokens.c ---- */
+
+#define TOKEN_TEXT_LEN 43 /* base64url of 32 random bytes, unpadded */
+#define TOKEN_HASH_LEN 64 /* hex SHA-256 */
+
+/* A new refresh token and the hash kept in the database. 0 or PX_EINTERNAL. */
+int tokens_new(char text[TOKEN_TEXT_LEN + 1], char hash[TOKEN_HASH_LEN + 1]);
+/* The database hash of a token a client presented. */
+void tokens_hash(const char *text, size_t len, char hash[TOKEN_HASH_LEN + 1]);
+/* {userId, username, accessToken, refreshToken, expiresIn}, or NULL when no access token
+ * could be signed. */
+json_t *tokens_answer(px_req_t *req, const char *user_id, const char *username, const char *role,
+                      const char *refresh);
+
+/* ---- store.c ---- */
+
+/* A query's callback; see px_pg_fn. */
+int store_user_by_id(px_req_t *req, const char *id, px_pg_fn cb, void *ud);
+/* id, username, role, password_hash of the account whose username or email is `login`. */
+int store_login_lookup(px_req_t *req, const char *login, px_pg_fn cb, void *ud);
+/* After a good password: a new refresh token family (and the rehash, when `new_hash` is
+ * not NULL, only if the hash is still `old_hash`); expired tokens of the user go. */
+int store_login_session(px_req_t *req, const char *user_id, const char *token_hash,
+                        const char *new_hash, const char *old_hash, px_pg_fn cb, void *ud);
+/* INSERT a user (role NULL: "user"); with `token_hash` also its first refresh token.
+ * Returns the user's columns. */
+int store_user_insert(px_pg_txn_t *txn, const user_input_t *in, const char *password_hash,
+                      const char *token_hash, px_pg_fn cb, void *ud);
+/* The presented refresh token, locked: token id, family, revoked, expired, user columns. */
+int store_refresh_lock(px_pg_txn_t *txn, const char *token_hash, px_pg_fn cb, void *ud);
+int store_refresh_rotate(px_pg_txn_t *txn, const char *old_id, const char *user_id,
+                         const char *family, const char *new_hash, px_pg_fn cb, void *ud);
+int store_family_revoke(px_pg_txn_t *txn, const char *family, px_pg_fn cb, void *ud);
+/* Revokes the family of the caller's token; one row (count) of matching tokens. */
+int store_logout(px_req_t *req, const char *user_id, const char *token_hash, px_pg_fn cb, void *ud);
+/* One row per user of the page, each led by the total; one row of NULLs but the total when
+ * the page is empty. */
+int store_user_list(px_req_t *req, const char *search, int64_t page, int64_t limit, px_pg_fn cb,
+                    void *ud);
+/* UPDATE the present fields (and revoke refresh tokens when the password changes). */
+int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
+                      const char *password_hash, px_pg_fn cb, void *ud);
+int store_user_delete(px_req_t *req, const char *id, px_pg_fn cb, void *ud);
+/* The User JSON of row `row` (columns as every store_user_* returns them, from `col`). */
+json_t *store_user_json(const px_pg_result_t *res, int row, int col);
+/* For the command line. */
+int store_admin_insert(px_plugin_t *self, const char *id, const char *username, const char *email,
+                       const char *password_hash, char *err, size_t errlen);
+
+/* ---- cache.c ---- */
+
+/* `user` is a new reference the callback owns; NULL when there is no such user. */
+typedef void (*profile_fn)(px_req_t *req, json_t *user, void *ctx);
+
+/* The User of `id`: from Redis when cached, else from PostgreSQL (then cached for
+ * cache_ttl). A database failure is answered here and `cb` is not called. 0 or PX_E*. */
+int profile_load(px_req_t *req, const char *id, profile_fn cb, void *ctx);
+/* Drops the cached profile of `id`, then calls `then` (also when Redis is down). */
+int profile_forget(px_req_t *req, const char *id, void (*then)(px_req_t *req, void *ctx),
+                   void *ctx);
+/* The caller's own User, or 401 when the account no longer exists (a token outlives its
+ * user by at most access_ttl; this check closes that window). */
+int caller_load(px_req_t *req, profile_fn cb, void *ctx);
+/* Redis answered or failed: log the change of state once, not per request. */
+void user_redis_state(bool up);
+
+/* ---- limit.c ---- */
+
+/* `blocked` with the seconds until the window ends; otherwise `retry_after` is 0. */
+typedef void (*limit_fn)(px_req_t *req, bool blocked, int64_t retry_after, void *ctx);
+
+/* Takes one login attempt of `subject` (see limit.c), or finds the account over its limit;
+ * calls `cb`, at once when Redis is down (then allowing). Always 0. */
+int limit_reserve(px_req_t *req, const char *subject, limit_fn cb, void *ctx);
+/* A successful login gives its attempt back (fire and forget). */
+void limit_release(px_req_t *req, const char *subject);
+
+/* ---- handlers ---- */
+
+int auth_register(px_req_t *req, void *ud);
+int auth_login(px_req_t *req, void *ud);
+int auth_refresh(px_req_t *req, void *ud);
+int auth_logout(px_req_t *req, void *ud);
+/* Creates the account of `in` (already validated): runs before_user_register, hashes,
+ * inserts under px_pg_begin_idempotent and answers 201 with Location — the tokens of a
+ * new session when `session` (register), else the User (the admin's create). Returns
+ * PX_ASYNC, PX_DONE, or a PX_E* code not yet answered. */
+int auth_create_account(px_req_t *req, const user_input_t *in, bool session);
+
+int users_me(px_req_t *req, void *ud);
+int users_list(px_req_t *req, void *ud);
+int users_create(px_req_t *req, void *ud);
+int users_get(px_req_t *req, void *ud);
+int users_update(px_req_t *req, void *ud);
+int users_delete(px_req_t *req, void *ud);
+
+/* ---- command.c, openapi.c ---- */
+
+int command_create_admin(px_plugin_t *self, int argc, char **argv);
+json_t *openapi_fragment(void);
+
+#endif
