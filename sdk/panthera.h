@@ -243,8 +243,9 @@ typedef struct px_migration {
       (txn, cb, userdata))                                                                  \
     X(int, pg_rollback, (px_pg_txn_t * txn, px_pg_done_fn cb, void *userdata),              \
       (txn, cb, userdata))                                                                  \
-    /* Send a command (binary-safe arguments). Returns 0 or PX_EUNAVAIL when Redis is  \
-     * not configured or not connected (then `cb` is not called: fall back at once). */     \
+    /* Send a command (binary-safe arguments; NULL argvlen: C strings; NULL cb: fire and   \
+     * forget). Returns 0 or PX_EUNAVAIL when Redis is not configured or not connected    \
+     * (then `cb` is not called: fall back at once). */                                    \
     X(int, redis_command, (px_req_t * req, int argc, const char *const *argv,               \
                            const size_t *argvlen, px_redis_fn cb, void *userdata),          \
       (req, argc, argv, argvlen, cb, userdata))                                             \
@@ -299,7 +300,11 @@ typedef struct px_migration {
     /* The host's [auth] settings a plugin that issues tokens needs, in seconds:           \
      * "access_ttl", "refresh_ttl", "leeway"; "secret" is 1 when a token secret is set.    \
      * -1 for an unknown name. */                                                          \
-    X(int64_t, auth_setting, (px_plugin_t * plugin, const char *name), (plugin, name))
+    X(int64_t, auth_setting, (px_plugin_t * plugin, const char *name), (plugin, name))      \
+    /* The client's address as the host's rate limiter counts it: the peer, or the        \
+     * X-Forwarded-For hop a trusted proxy vouches for ([ratelimit] trusted_proxies); an  \
+     * IPv6 client as its /64 ("2001:db8:1:2::/64"); "unknown" when there is none. */      \
+    X(const char *, req_client, (px_req_t * req), (req))
 
 #define PX_API_VOID_1_0(X)                                                                    \
     /* Log a line at `level` to the host's error log, prefixed with the plugin's name. */   \

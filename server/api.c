@@ -28,6 +28,7 @@
 #include "worker.h"
 #include "metrics.h"
 #include "plugin.h"
+#include "ratelimit.h"
 #include "request.h"
 #include "util.h"
 
@@ -292,6 +293,12 @@ const char *api_token_issue(px_req_t *r, const char *sub, const char *role,
     if (expires_in)
         *expires_in = ttl;
     return copy;
+}
+
+const char *api_req_client(px_req_t *r)
+{
+    char *text = arena_alloc(&r->arena, 64);
+    return ratelimit_request_client(r, text, 64);
 }
 
 int64_t api_auth_setting(px_plugin_t *p, const char *name)

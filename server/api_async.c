@@ -306,8 +306,12 @@ int api_redis_command(px_req_t *r, int argc, const char *const *argv,
     redis_client_t *client = r->worker->redis;
     if (!client || !redis_is_connected(client))
         return PX_EUNAVAIL;
-    if (!cb || argc <= 0 || !argv)
+    if (argc <= 0 || !argv)
         return PX_EINVAL;
+    if (!cb) /* fire and forget: nothing to tie to the request */
+        return redis_command(client, argc, (const char **)argv, argvlen, NULL, NULL, NULL)
+                   ? PX_EUNAVAIL
+                   : 0;
     req_op_t *op = op_new(r, OP_REDIS, (req_op_cb_t){.redis = cb}, ud);
     if (redis_command(client, argc, (const char **)argv, argvlen, redis_done, op,
                       (redis_handle_t **)&op->handle)) {

@@ -924,13 +924,13 @@ static void on_reply(const redis_reply_t *reply, const redis_error_t *err, void 
 }
 
 /* The peer, then X-Forwarded-For when the peer is a trusted proxy. */
-static void find_client(const ratelimit_t *rl, px_req_t *r, ratelimit_addr_t *client)
+static void find_client_with(const ratelimit_config_t *cfg, px_req_t *r,
+                             ratelimit_addr_t *client)
 {
     ratelimit_addr_t peer = {0};
     if (r->conn)
         addr_set(&peer, r->conn->family, r->conn->addr);
-    const ratelimit_config_t *cfg = rl->cfg;
-    if (!cfg->nproxies || !ratelimit_cidr_match(cfg->proxies, cfg->nproxies, &peer)) {
+    if (!cfg || !cfg->nproxies || !ratelimit_cidr_match(cfg->proxies, cfg->nproxies, &peer)) {
         *client = peer;
         return;
     }
@@ -944,6 +944,19 @@ static void find_client(const ratelimit_t *rl, px_req_t *r, ratelimit_addr_t *cl
         }
     }
     ratelimit_client_addr(cfg->proxies, cfg->nproxies, &peer, values, lens, n, client);
+}
+
+static void find_client(const ratelimit_t *rl, px_req_t *r, ratelimit_addr_t *client)
+{
+    find_client_with(rl->cfg, r, client);
+}
+
+const char *ratelimit_request_client(px_req_t *r, char *text, size_t textlen)
+{
+    ratelimit_addr_t client, bucket;
+    find_client_with(r->worker->cfg->ratelimit, r, &client);
+    ratelimit_bucket(&client, &bucket, text, textlen);
+    return text;
 }
 
 int ratelimit_check(ratelimit_t *rl, px_req_t *r, ratelimit_resume_fn resume)

@@ -149,6 +149,10 @@ void ratelimit_client_addr(const ratelimit_cidr_t *proxies, size_t nproxies,
 size_t ratelimit_bucket(const ratelimit_addr_t *client, ratelimit_addr_t *bucket, char *text,
                         size_t textlen);
 
+/* The client of request `r` as the limiter counts it (trusted proxies and all), as text:
+ * "203.0.113.7", "2001:db8:1:2::/64" or "unknown". Returns `text`. */
+const char *ratelimit_request_client(px_req_t *r, char *text, size_t textlen);
+
 /* The per-worker fallback: fixed windows in a bounded table. */
 typedef struct ratelimit_local ratelimit_local_t;
 

@@ -55,6 +55,19 @@ def test_plugin_command_runs_and_unknown_lists_them():
         s.cleanup()
 
 
+def test_client_address_honours_only_trusted_proxies(make_server):
+    plain = make_server(workers=1)
+    plain.start()
+    r = requests.get(plain.url("/v1/test/client"), headers={"X-Forwarded-For": "203.0.113.9"},
+                     timeout=5)
+    assert r.json() == {"client": "127.0.0.1"}  # an untrusted peer cannot claim another address
+    trusting = make_server(workers=1, sections={"ratelimit": {"trusted_proxies": "127.0.0.1"}})
+    trusting.start()
+    r = requests.get(trusting.url("/v1/test/client"),
+                     headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}, timeout=5)
+    assert r.json() == {"client": "203.0.113.9"}  # the right-most untrusted hop
+
+
 def test_openapi_merges_host_and_plugins(server):
     r = requests.get(server.url("/openapi.json"), timeout=5)
     assert r.status_code == 200

@@ -17,6 +17,7 @@
  *   GET  /v1/admin/ping        token optional (for the admin-prefix Lua example)
  *   POST /v1/test/hook         runs the Lua hook "before_test" on the JSON body
  *   POST /v1/test/token        {"sub","role"} -> an access token (tests only!)
+ *   GET  /v1/test/client       {"client": px_req_client()}
  *   GET  /v1/test/work?ms=N    a job of N ms on the thread pool -> {"max_running": M}, the
  *                              most jobs this worker ever saw running at once
  * Commands: testkit:echo ARGS... (prints them), testkit:sql SQL (prints the row count)
@@ -173,6 +174,12 @@ static int token(px_req_t *req, void *ud)
                        json_pack("{s:s, s:I}", "accessToken", t, "expiresIn", (json_int_t)expires));
 }
 
+static int client(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return px_res_json(req, 200, json_pack("{s:s}", "client", px_req_client(req)));
+}
+
 static int running, max_running; /* touched from pool threads */
 
 typedef struct job {
@@ -285,6 +292,8 @@ static int testkit_init(px_plugin_t *self)
         rc = px_route(self, "POST", "/v1/test/token", token, NULL);
     if (!rc)
         rc = px_route(self, "GET", "/v1/test/work", work, NULL);
+    if (!rc)
+        rc = px_route(self, "GET", "/v1/test/client", client, NULL);
     if (!rc)
         rc = px_command(self, "echo", "testkit:echo ARGS... - print the arguments", cmd_echo);
     if (!rc)
