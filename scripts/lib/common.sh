@@ -33,6 +33,7 @@ PANTHERA_PACKAGES=(
     postgresql-15 postgresql-client-15 redis-server redis-tools
     nginx-light wrk
     python3 python3-pytest python3-requests curl procps
+    debhelper lintian dpkg-dev fakeroot
 )
 
 # Installs whichever of PANTHERA_PACKAGES is missing; a no-op (no apt-get update)

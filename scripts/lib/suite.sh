@@ -102,3 +102,23 @@ step_fuzz() {
         echo "FAIL fuzz_http: exited with status $rc (log: $logfile)" >>"$EXTRA"
     fi
 }
+
+# The Debian packages, built, linted, installed, run and purged on this machine
+# (tests/packaging/run.sh; needs root or sudo); one pass or one failure.
+step_packaging() {
+    local logfile=$LOCAL_RUN/logs/packaging.log rc=0
+    log "step packaging: tests/packaging/run.sh (log: $logfile)"
+    mkdir -p "$LOCAL_RUN/logs"
+    if ((EUID == 0)); then
+        env "${SERVICE_ENV[@]}" "$REPO/tests/packaging/run.sh" >"$logfile" 2>&1 || rc=$?
+    else
+        as_root env "${SERVICE_ENV[@]}" "$REPO/tests/packaging/run.sh" >"$logfile" 2>&1 || rc=$?
+    fi
+    grep -E '^(FAIL|packaging test took)' "$logfile" || true
+    if ((rc == 0)); then
+        echo "PASS packaging: $(tail -n 1 "$logfile")" >>"$EXTRA"
+    else
+        tail -n 40 "$logfile"
+        echo "FAIL packaging: $(tail -n 1 "$logfile") (log: $logfile)" >>"$EXTRA"
+    fi
+}

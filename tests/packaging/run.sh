@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# The Debian packaging, end to end, on this machine (it installs into /usr and /etc and
+# purges everything again at the end):
+#   build the packages from a clean copy of the checkout; lintian (no error, no warning);
+#   apt-get install ./*.deb; pantherad -t with the installed config; the installed server
+#   in the foreground (as the panthera user) against the test PostgreSQL and Redis answers
+#   /readyz; panthera-plugin disable/enable + SIGHUP removes/restores a plugin's routes;
+#   removing/reinstalling a plugin package disables/enables it and reloads the server; a
+#   plugin disabled by the admin stays disabled through a reinstall; the example plugin
+#   and panthera-plugin-new's skeleton build with only panthera-dev and load; a plugin
+#   built for ABI major+1 is refused, and so is its package; systemd-analyze verify is
+#   silent; remove and purge leave nothing but the admin's own file.
+# Needs root (or sudo), and PostgreSQL and Redis from `scripts/dev services` (started
+# here when .run/env is missing). Ends with "N passed, N failed"; exit 1 on a failure.
+# PANTHERA_PKG_PORT: the port the installed server listens on (default 18480).
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PORT=${PANTHERA_PKG_PORT:-18480}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/panthera-pkgtest.XXXXXX")
+chmod 755 "$WORK"
+BASE=http://127.0.0.1:$PORT
+PKGS=(panthera panthera-plugin-hello panthera-plugin-user panthera-dev)
+DB=panthera_pkgtest
+ADMIN_FILE=/etc/panthera/conf.d/90-admin-own.conf
+PASSED=0 FAILED=0 SERVER_PID=
+START=$(date +%s)
+
+if ((EUID != 0)); then
+    exec sudo -E bash "$0" "$@"
+fi
+
+log() { printf '==> %s\n' "$*" >&2; }
+pass() { PASSED=$((PASSED + 1)); printf 'PASS %s\n' "$*"; }
+fail() { FAILED=$((FAILED + 1)); printf 'FAIL %s\n' "$*"; }
+check() { # check "description" command...
+    local what=$1; shift
+    if "$@" >"$WORK/out" 2>&1; then pass "$what"; else fail "$what"; sed 's/^/    /' "$WORK/out" | tail -n 25; fi
+}
+http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$BASE$1" || true; }
+# wait_code PATH CODE [SECONDS]: poll until PATH answers CODE.
+wait_code() {
+    local i n=$((${3:-20} * 10)) c
+    for ((i = 0; i < n; i++)); do
+        c=$(http_code "$1")
+        [[ $c == "$2" ]] && return 0
+        sleep 0.1
+    done
+    echo "$1 answered $c, wanted $2" >&2
+    return 1
+}
+psql_admin() { psql -X -q -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U postgres -d postgres "$@"; }
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=
+}
+
+installed_pkgs() {
+    dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PKGS[@]}" panthera-plugin-future \
+        2>/dev/null | awk '$2 ~ /^[ihrc]/ {print $1}'
+}
+
+cleanup() {
+    stop_server
+    local left
+    left=$(installed_pkgs)
+    if [[ -n $left ]]; then
+        # shellcheck disable=SC2086
+        dpkg --purge $left >/dev/null 2>&1 || true
+    fi
+    rm -f "$ADMIN_FILE"
+    rmdir /etc/panthera/conf.d /etc/panthera 2>/dev/null || true
+    if getent passwd panthera >/dev/null; then deluser --quiet --system panthera >/dev/null 2>&1 || true; fi
+    if getent group panthera >/dev/null; then delgroup --quiet --system panthera >/dev/null 2>&1 || true; fi
+    [[ -n ${PANTHERA_PGHOST:-} ]] && psql_admin -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# ---- preconditions ----
+need=()
+for p in debhelper lintian dpkg-dev fakeroot curl postgresql-client-15 build-essential; do
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || need+=("$p")
+done
+if ((${#need[@]})); then
+    log "installing ${need[*]}"
+    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [[ -z ${PANTHERA_PGHOST:-} ]]; then
+    [[ -f $REPO/.run/env ]] || "$REPO/scripts/dev" services >/dev/null
+    set -a; . "$REPO/.run/env"; set +a
+fi
+if [[ -n $(installed_pkgs) ]]; then
+    log "purging panthera packages left from an earlier run"
+    # shellcheck disable=SC2046
+    dpkg --purge $(installed_pkgs) >/dev/null 2>&1
+fi
+
+# ---- build ----
+log "building the packages in $WORK (log: $WORK/build.log)"
+mkdir -p "$WORK/src"
+(cd "$REPO" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$WORK/src")
+build() { cd "$WORK/src" && cp -a packaging/deb/debian . && dpkg-buildpackage -us -uc -b >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; return 1; }; }
+check "dpkg-buildpackage -us -uc -b builds the packages" build
+DEBS=()
+for p in "${PKGS[@]}"; do DEBS+=("$(ls "$WORK"/"${p}"_*.deb 2>/dev/null | head -n1)"); done
+check "the packages are panthera, panthera-plugin-{hello,user}, panthera-dev" \
+    test -s "${DEBS[0]}" -a -s "${DEBS[1]}" -a -s "${DEBS[2]}" -a -s "${DEBS[3]}"
+if ((FAILED)); then echo "$PASSED passed, $FAILED failed"; exit 1; fi
+
+run_lintian() {
+    lintian --fail-on error,warning --tag-display-limit 0 \
+        "$WORK"/panthera_*.changes 2>&1 | grep -v 'running with root privileges' | tee "$WORK/lintian.txt"
+    return "${PIPESTATUS[0]}"
+}
+check "lintian: no errors, no warnings" run_lintian
+sed 's/^/    lintian: /' "$WORK/lintian.txt"
+
+abi=$(sed -n 's/^#define PX_ABI_MAJOR \([0-9]*\).*/\1/p' "$REPO/sdk/panthera.h")
+check "panthera Provides panthera-abi-$abi" \
+    bash -c "dpkg-deb -f '${DEBS[0]}' Provides | grep -qx 'panthera-abi-$abi'"
+check "the plugin packages Depend on panthera-abi-$abi" \
+    bash -c "dpkg-deb -f '${DEBS[1]}' Depends | grep -q 'panthera-abi-$abi' && dpkg-deb -f '${DEBS[2]}' Depends | grep -q 'panthera-abi-$abi'"
+
+# ---- install ----
+check "apt-get install ./*.deb" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${DEBS[@]}"
+check "a system user panthera exists with /var/lib/panthera" \
+    bash -c 'getent passwd panthera | grep -q :/var/lib/panthera: && test -d /var/lib/panthera'
+check "the token secret is root:panthera 0640 and was generated" \
+    bash -c '[[ $(stat -c %U:%G:%a /etc/panthera/token_secret) == root:panthera:640 && $(wc -c </etc/panthera/token_secret) -ge 32 ]]'
+check "no secret ships in the package" bash -c "! dpkg-deb -c '${DEBS[0]}' | grep -q token_secret"
+check "installing the plugin packages enabled them (links in conf.d)" \
+    bash -c '[[ $(readlink /etc/panthera/conf.d/10-hello.conf) == ../plugins-available/10-hello.conf && -L /etc/panthera/conf.d/20-user.conf ]]'
+check "pkg-config panthera-sdk has plugindir, confdir, abi_major, abi_minor" \
+    bash -c "[[ \$(pkg-config --variable=abi_major panthera-sdk) == $abi && -d \$(pkg-config --variable=plugindir panthera-sdk) && \$(pkg-config --variable=confdir panthera-sdk) == /etc/panthera && -n \$(pkg-config --variable=abi_minor panthera-sdk) ]]"
+check "man pages pantherad(8) and panthera-plugin(8) are installed" \
+    bash -c 'man -w pantherad && man -w panthera-plugin'
+
+# ---- configure (README: "Installing from the Debian packages") ----
+psql_admin -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1
+psql_admin -c "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'panthera') THEN CREATE ROLE panthera LOGIN; END IF; END\$\$" >/dev/null
+check "CREATE DATABASE $DB OWNER panthera" psql_admin -c "CREATE DATABASE $DB OWNER panthera"
+sed -i -e "s|^listen = .*|listen = 127.0.0.1:$PORT|" \
+    -e "s|^conninfo = .*|conninfo = host=$PANTHERA_PGHOST port=$PANTHERA_PGPORT dbname=$DB user=panthera|" \
+    -e "s|^address = .*|address = unix:$PANTHERA_REDIS_SOCKET|" \
+    -e "s|^workers = .*|workers = 2|" /etc/panthera/pantherad.conf
+printf '# An administrator'"'"'s own drop-in: purge must leave it alone.\n' >"$ADMIN_FILE"
+check "pantherad -t passes with the installed config (as the panthera user)" \
+    runuser -u panthera -- pantherad -t
+check "systemd-analyze verify panthera.service prints nothing on stderr" \
+    bash -c 'err=$(systemd-analyze verify /lib/systemd/system/panthera.service 2>&1 >/dev/null); [[ -z $err ]] || { echo "$err"; false; }'
+
+# ---- the installed server, in the foreground ----
+[[ -d /run/panthera ]] || systemd-tmpfiles --create panthera.conf
+runuser -u panthera -- pantherad -c /etc/panthera/pantherad.conf >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+if wait_code /readyz 200 30 2>"$WORK/out"; then
+    pass "the installed server starts (as panthera) and /readyz answers 200"
+else
+    fail "the installed server starts (as panthera) and /readyz answers 200"
+    tail -n 30 "$WORK/server.log" | sed 's/^/    /'
+fi
+check "GET /v1/hello answers 200" wait_code /v1/hello 200 5
+check "panthera-plugin disable hello + SIGHUP: /v1/hello is 404" \
+    bash -c "panthera-plugin disable hello && kill -HUP \$(cat /run/panthera/pantherad.pid) && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 404 15"
+check "panthera-plugin enable hello + SIGHUP: /v1/hello is 200 again" \
+    bash -c "panthera-plugin enable hello && kill -HUP \$(cat /run/panthera/pantherad.pid) && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 200 15"
+check "panthera-plugin list shows both plugins enabled" \
+    bash -c 'panthera-plugin list | grep -Eq "^hello +enabled" && panthera-plugin list | grep -Eq "^user +enabled"'
+mkdir -p /etc/panthera/plugins-available
+printf '# depends: nosuchplugin\n[plugin:needy]\n' >/etc/panthera/plugins-available/60-needy.conf
+check "panthera-plugin enable refuses a plugin whose dependencies are not enabled" \
+    bash -c 'out=$(panthera-plugin enable needy 2>&1); rc=$?; echo "$out"; ((rc != 0)) && [[ $out == *nosuchplugin* && ! -e /etc/panthera/conf.d/60-needy.conf ]]'
+rm -f /etc/panthera/plugins-available/60-needy.conf
+check "apt-get remove panthera-plugin-hello disables it and reloads: /v1/hello 404" \
+    bash -c "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q panthera-plugin-hello && [[ ! -e /etc/panthera/conf.d/10-hello.conf ]] && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 404 15"
+check "apt-get install panthera-plugin-hello again enables it and reloads: /v1/hello 200" \
+    bash -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q '${DEBS[1]}' && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 200 15"
+check "a plugin the admin disabled stays disabled through remove + reinstall" \
+    bash -c "panthera-plugin -q disable hello && DEBIAN_FRONTEND=noninteractive apt-get remove -y -q panthera-plugin-hello && DEBIAN_FRONTEND=noninteractive apt-get install -y -q '${DEBS[1]}' && [[ ! -e /etc/panthera/conf.d/10-hello.conf ]] && panthera-plugin -q enable hello && hup_pid=\$(cat /run/panthera/pantherad.pid) && kill -HUP \$hup_pid && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 200 15"
+
+# ---- the plugin author's kit, with only panthera-dev installed ----
+oot() {
+    cp -r /usr/share/doc/panthera-dev/examples/hello "$WORK/oot"
+    make -C "$WORK/oot" && test -f "$WORK/oot/hello.so" || return 1
+    mkdir -p "$WORK/ootconf/conf.d"
+    printf '[server]\nlisten = 127.0.0.1:%s\n[plugin:hello]\nload = %s\n' "$((PORT + 1))" "$WORK/oot/hello.so" \
+        >"$WORK/ootconf/pantherad.conf"
+    pantherad -t -c "$WORK/ootconf/pantherad.conf"
+}
+check "the example plugin builds out of tree (pkg-config panthera-sdk) and loads" oot
+skel() {
+    cd "$WORK" && panthera-plugin-new skel && make -C skel && make -C skel install &&
+        panthera-plugin enable skel && kill -HUP "$(cat /run/panthera/pantherad.pid)" &&
+        wait_code /v1/skel 200 15 && curl -s "$BASE/v1/skel" | grep -q '"plugin": *"skel"'
+}
+check "panthera-plugin-new's skeleton builds, installs, enables and answers GET /v1/skel" skel
+panthera-plugin -q disable skel >/dev/null 2>&1
+rm -f "$(pkg-config --variable=plugindir panthera-sdk)/skel.so" /etc/panthera/plugins-available/50-skel.conf \
+    /var/lib/panthera/plugin-state/skel.*
+kill -HUP "$(cat /run/panthera/pantherad.pid)"
+
+future() {
+    cat >"$WORK/future.c" <<'EOC'
+#include <panthera/panthera.h>
+static int init(px_plugin_t *self) { (void)self; return 0; }
+PX__HIDDEN const px_api_t *px_api;
+PX__EXPORT const px_plugin_info_t px_plugin_info = {
+    PX_PLUGIN_MAGIC, PX_ABI_MAJOR + 1, 0, "future", "1.0.0", NULL, &px_api, init, NULL};
+EOC
+    # shellcheck disable=SC2046 # pkg-config prints several words, split on purpose
+    cc -shared -fPIC $(pkg-config --cflags panthera-sdk) "$WORK/future.c" -o "$WORK/future.so" \
+        $(pkg-config --libs panthera-sdk) -Wl,--no-undefined || return 1
+    printf '[plugin:future]\nload = %s\n' "$WORK/future.so" >"$WORK/future.conf"
+    printf '[server]\nlisten = 127.0.0.1:%s\nconf_dir = %s\n' "$((PORT + 1))" "$WORK/futureconf" \
+        >"$WORK/future-main.conf"
+    mkdir -p "$WORK/futureconf" && cp "$WORK/future.conf" "$WORK/futureconf/"
+    if pantherad -t -c "$WORK/future-main.conf" >"$WORK/future.out" 2>&1; then
+        cat "$WORK/future.out"; return 1
+    fi
+    cat "$WORK/future.out"
+    grep -q "not binary compatible" "$WORK/future.out"
+}
+check "a plugin built for ABI major $((abi + 1)) is refused at load" future
+future_deb() {
+    local d=$WORK/futuredeb
+    mkdir -p "$d/DEBIAN"
+    printf 'Package: panthera-plugin-future\nVersion: 1.0\nArchitecture: all\nMaintainer: Test <test@panthera.dev>\nDepends: panthera-abi-%s\nDescription: test\n test\n' \
+        "$((abi + 1))" >"$d/DEBIAN/control"
+    dpkg-deb --build "$d" "$WORK/panthera-plugin-future_1.0_all.deb" >/dev/null || return 1
+    if DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$WORK/panthera-plugin-future_1.0_all.deb"; then
+        return 1
+    fi
+    ! dpkg-query -W -f='${Status}' panthera-plugin-future 2>/dev/null | grep -q installed
+}
+check "a plugin package for panthera-abi-$((abi + 1)) cannot be installed beside this host" future_deb
+check "the server still answers /readyz after all the reloads" wait_code /readyz 200 10
+stop_server
+
+# ---- remove and purge ----
+check "apt-get remove removes the programs and the conf.d links" \
+    bash -c "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q ${PKGS[*]} && [[ ! -e /usr/sbin/pantherad && ! -e /etc/panthera/conf.d/10-hello.conf && ! -L /etc/panthera/conf.d/20-user.conf ]]"
+check "dpkg --purge leaves nothing but the admin's own file" \
+    bash -c "dpkg --purge ${PKGS[*]} >/dev/null &&
+        left=\$(find /etc/panthera /var/lib/panthera /var/log/panthera /run/panthera /usr/include/panthera \
+            /usr/lib/*/panthera /usr/share/doc/panthera* /lib/systemd/system/panthera.service \
+            /etc/systemd/system/multi-user.target.wants/panthera.service /etc/logrotate.d/panthera \
+            /usr/lib/tmpfiles.d/panthera.conf 2>/dev/null | sort | tr '\n' ' ') &&
+        echo \"left: \$left\" &&
+        [[ \$left == '/etc/panthera /etc/panthera/conf.d /etc/panthera/conf.d/90-admin-own.conf ' ]]"
+
+echo "packaging test took $(($(date +%s) - START))s"
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0))
