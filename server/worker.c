@@ -42,6 +42,7 @@ void worker_update_clock(worker_t *w)
     gmtime_r(&now, &tm);
     strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     strftime(w->iso_time, sizeof(w->iso_time), "%Y-%m-%dT%H:%M:%S", &tm);
+    w->iso_sec = now;
 }
 
 worker_t *worker_new(uv_loop_t *loop, const config_t *cfg, plugin_set_t *plugins)
@@ -62,10 +63,50 @@ worker_t *worker_new(uv_loop_t *loop, const config_t *cfg, plugin_set_t *plugins
     return w;
 }
 
+static void release_finished(worker_t *w)
+{
+    while (w->finished) {
+        px_req_t *r = w->finished;
+        w->finished = r->next_free;
+        r->next_free = NULL;
+        req_release(r);
+    }
+}
+
+static void on_finish_check(uv_check_t *check)
+{
+    worker_t *w = check->data;
+    release_finished(w);
+    uv_check_stop(check);
+}
+
+void worker_finish_request(worker_t *w, px_req_t *r)
+{
+    if (!w->finish_check) {
+        w->finish_check = xmalloc(sizeof(uv_check_t));
+        uv_check_init(w->loop, w->finish_check);
+        w->finish_check->data = w;
+    }
+    r->next_free = w->finished;
+    w->finished = r;
+    uv_check_start(w->finish_check, on_finish_check);
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
 void worker_free(worker_t *w)
 {
     if (!w)
         return;
+    release_finished(w);
+    if (w->finish_check) {
+        /* Its own allocation: the close callback runs after w is gone. */
+        uv_close((uv_handle_t *)w->finish_check, free_handle);
+        w->finish_check = NULL;
+    }
     while (w->free_reqs) {
         px_req_t *r = w->free_reqs;
         w->free_reqs = r->next_free;
@@ -151,6 +192,11 @@ static void close_walk(uv_handle_t *h, void *arg)
     }
     if (h == (uv_handle_t *)&w->tick)
         uv_close(h, NULL);
+    if (w->finish_check && h == (uv_handle_t *)w->finish_check) {
+        release_finished(w);
+        uv_close(h, free_handle);
+        w->finish_check = NULL;
+    }
     for (size_t i = 0; i < w->nsignals; i++)
         if (h == (uv_handle_t *)&w->signals[i])
             uv_close(h, NULL);

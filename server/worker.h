@@ -55,6 +55,9 @@ typedef struct worker {
     struct work_job *jobs_head; /* waiting, FIFO */
     struct work_job *jobs_tail;
 
+    px_req_t *finished; /* answered at once, released after the current callback */
+    uv_check_t *finish_check;
+
     px_req_t *free_reqs;
     size_t nfree_reqs;
 
@@ -63,6 +66,7 @@ typedef struct worker {
     char date[40];     /* "Sat, 21 Nov 2026 06:19:37 GMT" */
     char iso_time[32]; /* "2026-11-21T06:19:37" */
     int64_t date_sec;
+    int64_t iso_sec; /* the second iso_time was made for */
 
     char readbuf[WORKER_READ_BUFFER];
 } worker_t;
@@ -80,5 +84,9 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
 /* Connections come and go: keep accepting within max_connections. */
 void worker_conn_added(worker_t *w);
 void worker_conn_removed(worker_t *w);
+
+/* A request whose response went out inside the call that sent it: release it once the
+ * callback that answered has returned (its code may still read the request). */
+void worker_finish_request(worker_t *w, px_req_t *req);
 
 #endif

@@ -18,6 +18,7 @@
 #   BENCH_NOISE_MAX   a run during which other processes used more than this % of one CPU
 #                   is run again (default 10) ...
 #   BENCH_RETRIES     ... at most this many times (default 3)
+#   BENCH_ACCESS_LOG  0: both servers without access log (default 1: both log to a file)
 #   BENCH_OUT       also write the raw results (TSV) to this file
 #   BENCH_PX_PORT, BENCH_NGINX_PORT  ports (default 18480, 18481)
 #   BENCH_BUILD     the release build to use (default build-bench/, set up if missing)
@@ -155,7 +156,7 @@ for f in "$BENCH_TMP/pantherad/error.log" "$BENCH_TMP/nginx/error.log"; do
         grep -Ei '\[(error|crit|alert|emerg)\]' "$f" | tail -5 >&2
     fi
 done
-log "access logs: pantherad $(wc -l <"$BENCH_TMP/pantherad/access.log") lines, nginx $(wc -l <"$BENCH_TMP/nginx/access.log") lines (nginx flushes its last second at exit)"
+[[ ${BENCH_ACCESS_LOG:-1} != 1 ]] || log "access logs: pantherad $(wc -l <"$BENCH_TMP/pantherad/access.log") lines, nginx $(wc -l <"$BENCH_TMP/nginx/access.log") lines (nginx flushes its last second at exit)"
 
 if [[ -n ${BENCH_OUT:-} ]]; then
     {
@@ -165,7 +166,7 @@ if [[ -n ${BENCH_OUT:-} ]]; then
 fi
 
 echo
-echo "GET $PATH_, $WORKERS workers each, wrk -t$THREADS -d${SECONDS_PER_RUN}s, $(nproc) CPUs ($(date -u +%Y-%m-%d))"
+echo "GET $PATH_, $WORKERS workers each, wrk -t$THREADS -d${SECONDS_PER_RUN}s, $(nproc) CPUs ($(date -u +%Y-%m-%d))$([[ ${BENCH_ACCESS_LOG:-1} == 1 ]] || echo ", access logs OFF")"
 echo
 awk -F'\t' -v noise_max="$NOISE_MAX" -v discarded="$DISCARDED" '
     BEGIN {

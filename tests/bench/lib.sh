@@ -4,6 +4,7 @@
 # 127.0.0.1 only, both stopped on exit), and readings from /proc.
 #
 # Sourced, never run. The caller calls bench_init first and sets `trap bench_cleanup EXIT`.
+# services.sh uses these functions and variables too: keep their names and meaning.
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO=$(cd "$BENCH_DIR/../.." && pwd -P)
@@ -33,16 +34,33 @@ bench_build() {
             meson setup "$BUILD" "$REPO" --buildtype=release -Db_ndebug=true >/dev/null ||
                 die "meson setup $BUILD failed"
         fi
-        if ! ninja -C "$BUILD" >"${TMPDIR:-/tmp}/panthera-bench-ninja.$$.log" 2>&1; then
-            tail -5 "${TMPDIR:-/tmp}/panthera-bench-ninja.$$.log" >&2
+        local tree ninja_log=${TMPDIR:-/tmp}/panthera-bench-ninja.$$.log
+        tree=$(tree_state)
+        if ninja -C "$BUILD" >"$ninja_log" 2>&1; then
+            # What the binaries were built from, for the runs that use them later.
+            echo "$tree" >"$BUILD/.bench-tree"
+        else
+            tail -5 "$ninja_log" >&2
             [[ -x $BUILD/server/pantherad ]] || die "ninja -C $BUILD failed"
             warn "ninja -C $BUILD failed (the tree is mid-edit?): measuring the binaries built" \
                 "$(date -r "$BUILD/server/pantherad" '+%F %T')"
         fi
-        rm -f "${TMPDIR:-/tmp}/panthera-bench-ninja.$$.log"
+        rm -f "$ninja_log"
     fi
     [[ -x $BUILD/server/pantherad ]] || die "no $BUILD/server/pantherad"
     [[ -f $BUILD/sdk/examples/hello/hello.so ]] || die "no $BUILD/sdk/examples/hello/hello.so"
+}
+
+# The commit, and a digest of the uncommitted changes to what pantherad is built from.
+tree_state() {
+    local rev diff
+    rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null) || { echo "?"; return; }
+    diff=$(git -C "$REPO" diff HEAD -- server sdk plugins meson.build 2>/dev/null | sha1sum | cut -c1-8)
+    if [[ -n $(git -C "$REPO" status --porcelain -- server sdk plugins meson.build 2>/dev/null) ]]; then
+        echo "$rev + uncommitted changes (diff $diff)"
+    else
+        echo "$rev"
+    fi
 }
 
 bench_init() {
@@ -57,10 +75,9 @@ bench_init() {
     chmod 755 "$BENCH_TMP"
     # shellcheck disable=SC2034  # used by the scripts that source this file
     CLK_TCK=$(getconf CLK_TCK)
-    local rev
-    rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "?")
-    [[ -z $(git -C "$REPO" status --porcelain -- server sdk 2>/dev/null) ]] || rev+=" + uncommitted changes in server/ or sdk/"
-    log "pantherad from $BUILD (built $(date -r "$BUILD/server/pantherad" '+%F %T'), tree $rev)"
+    local rev="unknown (built outside the benchmarks)"
+    [[ -f $BUILD/.bench-tree ]] && rev=$(cat "$BUILD/.bench-tree")
+    log "pantherad from $BUILD, built $(date -r "$BUILD/server/pantherad" '+%F %T') from $rev"
 }
 
 port_free() {
@@ -119,7 +136,8 @@ wait_pidfile() {
 }
 
 # start_pantherad WORKERS [HTTP_KEY=VALUE...]: a pantherad with the hello plugin only,
-# its access log and error log in files. Sets PX_PID (the master).
+# its access log and error log in files (BENCH_ACCESS_LOG=0: no access log, for both
+# servers). Sets PX_PID (the master).
 start_pantherad() {
     local workers=$1
     shift
@@ -133,7 +151,11 @@ start_pantherad() {
         echo "workers = $workers"
         echo "plugin_path = $BUILD/sdk/examples/hello"
         echo "conf_dir = $d/conf.d"
-        echo "access_log = $d/access.log"
+        if [[ ${BENCH_ACCESS_LOG:-1} == 1 ]]; then
+            echo "access_log = $d/access.log"
+        else
+            echo "access_log = off"
+        fi
         echo "error_log = $d/error.log"
         echo "pid_file = $d/pantherad.pid"
         echo "[http]"
@@ -166,7 +188,8 @@ start_nginx() {
     for dir in body proxy fastcgi uwsgi scgi; do
         mkdir -p "$d/$dir"
     done
-    local extra="" x
+    local extra="" x access_log="access_log $d/access.log combined buffer=64k flush=1s;"
+    [[ ${BENCH_ACCESS_LOG:-1} == 1 ]] || access_log="access_log off;"
     for x in "$@"; do
         extra+="    $x;"$'\n'
     done
@@ -181,7 +204,7 @@ events {
     worker_connections 20000;
 }
 http {
-    access_log $d/access.log combined buffer=64k flush=1s;
+    $access_log
     client_body_temp_path $d/body;
     proxy_temp_path $d/proxy;
     fastcgi_temp_path $d/fastcgi;
