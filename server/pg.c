@@ -51,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -62,6 +63,7 @@
 #define STMT_NAME_MAX 63 /* NAMEDATALEN - 1 */
 #define PARAMS_MAX 65535 /* the protocol's limit */
 #define LOOKUP_ADDRS_MAX 8
+#define BATCH_MAX 16 /* requests one connection takes from the queue at once */
 
 /* Intrusive doubly linked list; an unlinked node points to itself. */
 typedef struct link {
@@ -124,6 +126,7 @@ struct pg_handle {
     enum req_where where;
     bool silent; /* no callback: none given, cancelled, or the pool's own ROLLBACK */
     bool reprepared;
+    bool preparing; /* sent with its PREPARE in front (the first statement of its segment) */
     uint64_t deadline;
     union {
         pg_query_cb query;
@@ -147,6 +150,7 @@ struct pg_handle {
 typedef struct stmt {
     char *name;
     char *sql;
+    bool pending; /* its PREPARE is in the pipeline, unanswered */
 } stmt_t;
 
 typedef struct lookup {
@@ -165,10 +169,13 @@ struct conn {
     uv_timer_t timer; /* by state: backoff, connect deadline, answer deadline */
     lookup_t *lookup;
     unsigned backoff_ms;
-    pg_handle_t *running;
-    PGresult *answer; /* what `running` gets once PQgetResult says NULL */
-    bool preparing;   /* running's statement is being prepared, execution follows */
-    bool flushing;    /* PQflush has more to send */
+    link_t sent;        /* requests in the pipeline, in the order their answers come */
+    int nsent;
+    PGresult *answer;   /* what the first of `sent` gets once its sync point arrives */
+    int phase;          /* statements of the first of `sent` answered so far */
+    bool last_null;     /* PQgetResult's last word was NULL (two in a row: lost track) */
+    uint64_t head_since; /* uv_hrtime() when the first of `sent` became first */
+    bool flushing;      /* PQflush has more to send */
     pg_txn_t *txn;    /* the transaction this connection is pinned to */
     stmt_t *stmts;    /* prepared on this connection */
     size_t nstmts, capstmts;
@@ -205,6 +212,7 @@ struct pg_pool {
     pg_close_cb close_cb;
     void *close_ud;
     uint64_t rng;
+    uint64_t service_ns; /* how long one request keeps a connection, a decaying maximum */
 };
 
 static void conn_connect(conn_t *c);
@@ -439,7 +447,7 @@ static conn_t *idle_conn(pg_pool_t *pool)
 {
     for (int i = 0; i < pool->size; i++) {
         conn_t *c = &pool->conns[i];
-        if (c->state == CONN_READY && !c->running && !c->txn)
+        if (c->state == CONN_READY && c->nsent == 0 && !c->txn)
             return c;
     }
     return NULL;
@@ -495,7 +503,7 @@ static void stmt_add(conn_t *c, const char *name, const char *sql)
         c->capstmts = c->capstmts ? c->capstmts * 2 : 8;
         c->stmts = xrealloc(c->stmts, c->capstmts * sizeof(*c->stmts));
     }
-    c->stmts[c->nstmts++] = (stmt_t){xstrdup(name), xstrdup(sql)};
+    c->stmts[c->nstmts++] = (stmt_t){xstrdup(name), xstrdup(sql), true};
 }
 
 static void stmt_forget(conn_t *c, const char *name)
@@ -595,7 +603,8 @@ static void conn_drop(conn_t *c)
     }
     PQclear(c->answer);
     c->answer = NULL;
-    c->flushing = c->preparing = false;
+    c->flushing = c->last_null = false;
+    c->phase = 0;
     uv_timer_stop(&c->timer);
     stmts_clear(c);
 }
@@ -666,10 +675,15 @@ static void conn_lost(conn_t *c, const char *why, const char *sqlstate)
     char *line = one_line(msg);
     free(msg);
     /* The server often says why (57P01 admin shutdown) just before it hangs up. On a dead
-     * connection libpq is never busy, so this cannot block. */
-    PGresult *res;
-    while (c->running && !PQisBusy(c->pg) && (res = PQgetResult(c->pg)))
-        answer_keep(c, res);
+     * connection libpq is never busy, so this cannot block; bounded, because in pipeline
+     * mode PQgetResult says NULL between statements rather than once at the end. */
+    for (int i = 0; c->nsent > 0 && c->pg && i < 16 && !PQisBusy(c->pg); i++) {
+        PGresult *res = PQgetResult(c->pg);
+        if (res && PQresultStatus(res) == PGRES_FATAL_ERROR)
+            answer_keep(c, res);
+        else
+            PQclear(res);
+    }
     const char *said = c->answer ? PQresultErrorField(c->answer, PG_DIAG_SQLSTATE) : NULL;
     char code[6];
     snprintf(code, sizeof(code), "%s", sqlstate ? sqlstate : said ? said : "");
@@ -679,14 +693,15 @@ static void conn_lost(conn_t *c, const char *why, const char *sqlstate)
         log_warn("postgres: %s", line);
     else
         log_info("postgres: %s", line);
-    pg_handle_t *req = c->running;
+    link_t sent;
+    list_move(&sent, &c->sent);
+    c->nsent = 0;
     pg_txn_t *txn = c->txn;
-    c->running = NULL;
     c->txn = NULL;
     conn_drop(c);
     conn_retry_later(c);
-    if (req)
-        req_fail(req, PG_EUNAVAILABLE, code, line);
+    while (!list_empty(&sent))
+        req_fail(req_pop(&sent), PG_EUNAVAILABLE, code, line);
     if (txn)
         txn_break(txn, PG_EUNAVAILABLE, line, code);
     free(line);
@@ -695,7 +710,7 @@ static void conn_lost(conn_t *c, const char *why, const char *sqlstate)
 static void conn_up(conn_t *c)
 {
     pg_pool_t *pool = c->pool;
-    if (PQsetnonblocking(c->pg, 1) != 0) {
+    if (PQsetnonblocking(c->pg, 1) != 0 || PQenterPipelineMode(c->pg) != 1) {
         conn_failed(c, PQerrorMessage(c->pg));
         return;
     }
@@ -863,49 +878,133 @@ static void on_conn_timer(uv_timer_t *timer)
     }
 }
 
-/* ---- connections: running requests ---- */
+/* ---- connections: the pipeline ---- */
 
-/* Sends the running request's next message (PREPARE or the query). */
-static bool conn_send(conn_t *c)
+/*
+ * Every connection is in libpq's pipeline mode. A connection with nothing in flight takes
+ * work: one request of a transaction, or a batch of waiting requests, which are all
+ * written with one send (before libpq 17, PQpipelineSync flushes each sync point itself)
+ * and whose answers are read as they come, often several per read. Each request gets a
+ * sync point of its own, so each runs in its own implicit transaction, as it would alone:
+ * a failing one aborts only its own segment (PGRES_PIPELINE_ABORTED is never seen beyond
+ * it) and never rolls back a neighbour. A request that needs a statement prepared carries
+ * the PREPARE in its own segment, ahead of its execution; a batch ends before a request
+ * that would rely on a PREPARE still unanswered (it may fail: the request would get 26000
+ * and have to go again, behind its neighbours). A 26000 otherwise (DEALLOCATE or DISCARD
+ * behind the pool's back) sends the request again, with its PREPARE, at the end of the
+ * pipeline: the one case where answers can come back out of the order of the queue.
+ *
+ * What is never batched: a transaction's statements (its connection is pinned, nothing
+ * else goes there, and they go one at a time) and SQL that may open a transaction block
+ * (BEGIN, START ...), which would swallow what follows it; these go alone, and the
+ * connection is checked for an open transaction (and rolled back) before it takes more.
+ *
+ * Waiting. A request taken into a batch no longer waits for a connection but for the
+ * requests ahead of it. So that pipelining does not stretch wait_timeout_ms, a request
+ * joins a batch only if the ones ahead of it are expected to be done before its own wait
+ * deadline, going by how long a request has kept a connection lately (a decaying maximum,
+ * quick to rise when queries get slow); and a batch takes no more than its share of the
+ * queue among the idle connections, at most BATCH_MAX. Slow queries therefore still wait
+ * in the pool's queue for whichever connection frees first.
+ */
+
+static pg_handle_t *req_of(link_t *l)
 {
-    pg_handle_t *req = c->running;
-    int ok;
-    if (c->preparing)
-        ok = PQsendPrepare(c->pg, req->name, req->sql, req->nparams, NULL);
-    else if (req->name)
-        ok = PQsendQueryPrepared(c->pg, req->name, req->nparams, req->values, NULL, NULL, 0);
-    else
-        ok = PQsendQueryParams(c->pg, req->sql, req->nparams, NULL, req->values, NULL, NULL, 0);
-    int flushed = ok ? PQflush(c->pg) : -1;
+    return (pg_handle_t *)((char *)l - offsetof(pg_handle_t, link));
+}
+
+/* Whether `sql` may open a transaction block: its first word is BEGIN or START. */
+static bool may_begin(const char *s)
+{
+    for (;;) {
+        s += strspn(s, " \t\n\r\f\v");
+        if (s[0] == '-' && s[1] == '-') {
+            s += strcspn(s, "\n");
+        } else if (s[0] == '/' && s[1] == '*') {
+            int depth = 1; /* PostgreSQL's block comments nest */
+            for (s += 2; *s && depth > 0; s++) {
+                if (s[0] == '/' && s[1] == '*')
+                    depth++, s++;
+                else if (s[0] == '*' && s[1] == '/')
+                    depth--, s++;
+            }
+        } else {
+            break;
+        }
+    }
+    return !strncasecmp(s, "begin", 5) || !strncasecmp(s, "start", 5);
+}
+
+/* Requests that run with nothing else in the pipeline. */
+static bool req_alone(const pg_handle_t *req)
+{
+    return req->kind == REQ_BEGIN || req->kind == REQ_COMMIT || req->kind == REQ_ROLLBACK ||
+           req->txn || (req->kind == REQ_QUERY && may_begin(req->sql));
+}
+
+static int pipeline_sync(PGconn *pg)
+{
+#ifdef LIBPQ_HAS_SEND_PIPELINE_SYNC
+    return PQsendPipelineSync(pg); /* libpq 17: no flush, conn_flush sends the batch */
+#else
+    return PQpipelineSync(pg);
+#endif
+}
+
+static bool conn_flush(conn_t *c)
+{
+    int flushed = PQflush(c->pg);
     if (flushed < 0) {
         conn_lost(c, PQerrorMessage(c->pg), NULL);
         return false;
     }
     c->flushing = flushed == 1;
+    return true;
+}
+
+/* The first request in the pipeline must be answered in time, see the top. */
+static void conn_deadline(conn_t *c)
+{
     if (c->pool->statement_timeout_ms > 0)
         uv_timer_start(&c->timer, on_conn_timer,
                        (uint64_t)c->pool->statement_timeout_ms + ANSWER_GRACE_MS, 0);
-    return conn_arm(c);
 }
 
-static void conn_run(conn_t *c, pg_handle_t *req)
+/* Appends the request to the pipeline: PREPARE if this connection does not know the
+ * statement yet, the statement, a sync point. False when the connection was lost. */
+static bool conn_queue(conn_t *c, pg_handle_t *req)
 {
-    req->where = AT_RUNNING;
-    c->running = req;
-    c->preparing = false;
+    req->preparing = false;
     if (req->name) {
         const stmt_t *st = stmt_find(c, req->name);
         if (st && strcmp(st->sql, req->sql) != 0) {
-            c->running = NULL;
             char *why =
                 xasprintf("prepared statement \"%s\" already stands for other SQL", req->name);
             req_fail(req, PG_EQUERY, "42P05", why);
             free(why);
-            return;
+            return true;
         }
-        c->preparing = !st;
+        req->preparing = !st;
     }
-    conn_send(c);
+    req->where = AT_RUNNING;
+    list_push(&c->sent, &req->link);
+    if (c->nsent++ == 0) {
+        c->head_since = uv_hrtime();
+        c->phase = 0;
+        c->last_null = false;
+    }
+    bool ok = !req->preparing || PQsendPrepare(c->pg, req->name, req->sql, req->nparams, NULL);
+    if (ok && req->name)
+        ok = PQsendQueryPrepared(c->pg, req->name, req->nparams, req->values, NULL, NULL, 0);
+    else if (ok)
+        ok = PQsendQueryParams(c->pg, req->sql, req->nparams, NULL, req->values, NULL, NULL, 0);
+    if (!ok || !pipeline_sync(c->pg)) {
+        conn_lost(c, PQerrorMessage(c->pg), NULL); /* fails req with the rest */
+        return false;
+    }
+    if (req->preparing)
+        stmt_add(c, req->name, req->sql);
+    return true;
 }
 
 static pg_handle_t *rollback_new(pg_pool_t *pool, pg_txn_t *txn)
@@ -924,23 +1023,58 @@ static void txn_unpin(pg_txn_t *txn)
     txn_maybe_free(txn);
 }
 
-/* What this connection should run next, or NULL when it has nothing to do. */
-static pg_handle_t *conn_pick(conn_t *c)
+/* Only meaningful with nothing in flight: libpq says "active" while it has commands. */
+static bool conn_in_txn(const conn_t *c)
+{
+    PGTransactionStatusType st = PQtransactionStatus(c->pg);
+    return st == PQTRANS_INTRANS || st == PQTRANS_INERROR;
+}
+
+/* How many waiting requests this connection may take now, see the top. */
+static int batch_cap(const conn_t *c)
+{
+    const pg_pool_t *pool = c->pool;
+    int idle = 0;
+    for (int i = 0; i < pool->size; i++) {
+        const conn_t *d = &pool->conns[i];
+        idle += d->state == CONN_READY && d->nsent == 0 && !d->txn;
+    }
+    if (idle < 1)
+        idle = 1;
+    int cap = (pool->nwaiting + idle - 1) / idle;
+    return cap < 1 ? 1 : cap > BATCH_MAX ? BATCH_MAX : cap;
+}
+
+/* What this connection should send next, or NULL when it has nothing (more) to send. */
+static pg_handle_t *conn_pick(conn_t *c, int cap)
 {
     pg_pool_t *pool = c->pool;
     pg_txn_t *txn = c->txn;
+    if (c->nsent > 0 && (txn || req_alone(req_of(c->sent.prev))))
+        return NULL;
     if (txn) {
         if (!txn->abandoned)
             return list_empty(&txn->queue) ? NULL : req_pop(&txn->queue);
-        if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        if (conn_in_txn(c))
             return rollback_new(pool, txn);
         txn_unpin(txn);
     }
-    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+    if (c->nsent == 0 && conn_in_txn(c))
         return rollback_new(pool, NULL); /* someone sent BEGIN through pg_query */
     if (list_empty(&pool->waiting))
         return NULL;
-    pg_handle_t *req = req_pop(&pool->waiting);
+    pg_handle_t *req = req_first(&pool->waiting);
+    if (c->nsent > 0) {
+        if (c->nsent >= cap || req_alone(req))
+            return NULL;
+        const stmt_t *st = req->name ? stmt_find(c, req->name) : NULL;
+        if (st && st->pending)
+            return NULL; /* not behind a PREPARE that may fail: see the top */
+        uint64_t ahead_ms = pool->service_ns * (uint64_t)c->nsent / 1000000;
+        if (req->deadline && uv_now(pool->loop) + ahead_ms >= req->deadline)
+            return NULL;
+    }
+    list_unlink(&req->link);
     pool->nwaiting--;
     if (req->kind == REQ_BEGIN) {
         c->txn = req->txn;
@@ -951,14 +1085,25 @@ static pg_handle_t *conn_pick(conn_t *c)
 
 static void conn_next(conn_t *c)
 {
-    while (c->state == CONN_READY && !c->running) {
-        pg_handle_t *req = conn_pick(c);
-        if (!req) {
+    while (c->state == CONN_READY && c->nsent == 0) {
+        int cap = batch_cap(c), picked = 0;
+        pg_handle_t *req;
+        while ((req = conn_pick(c, cap))) {
+            picked++;
+            if (!conn_queue(c, req))
+                return;
+        }
+        if (c->nsent == 0) {
+            if (picked > 0)
+                continue; /* all refused at once (42P05): look again */
             uv_timer_stop(&c->timer);
             conn_arm(c);
             return;
         }
-        conn_run(c, req);
+        if (!conn_flush(c))
+            return;
+        conn_deadline(c);
+        conn_arm(c);
     }
 }
 
@@ -974,13 +1119,16 @@ static bool result_ok(const PGresult *res)
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
 }
 
-/* PQgetResult said NULL: the running request's answer is complete. */
-static void conn_finish(conn_t *c)
+/* The first request's sync point arrived: its answer is complete. False when the
+ * connection is no longer usable (lost, or no longer CONN_READY). */
+static bool conn_finish(conn_t *c)
 {
-    pg_handle_t *req = c->running;
+    pg_pool_t *pool = c->pool;
+    pg_handle_t *req = req_first(&c->sent);
     PGresult *res = c->answer;
     c->answer = NULL;
-    uv_timer_stop(&c->timer);
+    c->phase = 0;
+    c->last_null = false;
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (PQstatus(c->pg) == CONNECTION_BAD || server_gone(state)) {
         char *why =
@@ -988,31 +1136,33 @@ static void conn_finish(conn_t *c)
         c->answer = res; /* conn_lost reports its SQLSTATE */
         conn_lost(c, why, NULL);
         free(why);
-        return;
+        return false;
     }
+    uint64_t now = uv_hrtime(), took = now - c->head_since;
+    c->head_since = now;
+    pool->service_ns =
+        took > pool->service_ns ? took : pool->service_ns - pool->service_ns / 8 + took / 8;
+    list_unlink(&req->link);
+    c->nsent--;
     bool ok = res && result_ok(res);
-    if (c->preparing) {
-        c->preparing = false;
-        if (ok) {
-            stmt_add(c, req->name, req->sql);
-            PQclear(res);
-            conn_send(c);
-            return;
-        }
-    }
     if (!ok && req->name && state && !strcmp(state, "26000")) {
-        /* Someone ran DEALLOCATE or DISCARD behind our back. Nothing was executed, so
-         * preparing again is safe, once, unless the error has aborted a transaction. */
+        /* Someone ran DEALLOCATE or DISCARD behind our back, or the PREPARE a neighbour
+         * sent for us failed. Nothing was executed, so preparing again is safe, once,
+         * unless the error has aborted a transaction. */
         stmt_forget(c, req->name);
-        if (!req->reprepared && PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
+        if (!req->reprepared && !req->txn) {
             req->reprepared = true;
             PQclear(res);
-            c->preparing = true;
-            conn_send(c);
-            return;
+            if (!conn_queue(c, req) || !conn_flush(c))
+                return false;
+            if (c->nsent == 1)
+                conn_deadline(c);
+            if (c->nsent > 0)
+                return true;
+            conn_next(c); /* it was refused at once (42P05) */
+            return c->state == CONN_READY;
         }
     }
-    c->running = NULL;
     req->result.pg = res;
     if (!res)
         req_fail(req, PG_EQUERY, "XX000", "no result from PostgreSQL");
@@ -1030,26 +1180,61 @@ static void conn_finish(conn_t *c)
         req_finish(req);
     if (txn)
         txn_unpin(txn);
-    if (ends && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
-        conn_lost(c, "still inside a transaction after COMMIT or ROLLBACK", NULL);
-        return;
+    if (c->nsent > 0) {
+        conn_deadline(c);
+        return true;
     }
-    conn_next(c);
-}
-
-/* Takes one result of the running request; false when the connection had to go. */
-static bool conn_collect(conn_t *c, PGresult *res)
-{
-    ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
-        PQclear(res);
-        pg_handle_t *req = c->running;
-        c->running = NULL;
-        req_fail(req, PG_EQUERY, "0A000", "COPY is not supported by the pool");
-        conn_lost(c, "the server started a COPY", NULL); /* no way back but a new session */
+    if (ends && conn_in_txn(c)) {
+        conn_lost(c, "still inside a transaction after COMMIT or ROLLBACK", NULL);
         return false;
     }
-    answer_keep(c, res);
+    conn_next(c);
+    return c->state == CONN_READY;
+}
+
+/* Takes what libpq has parsed; false when the connection had to go. */
+static bool conn_read(conn_t *c)
+{
+    while (c->nsent > 0 && !PQisBusy(c->pg)) {
+        PGresult *res = PQgetResult(c->pg);
+        pg_handle_t *req = req_first(&c->sent);
+        if (!res) { /* the end of one statement's results */
+            if (c->last_null) {
+                conn_lost(c, "lost track of the pipeline", NULL);
+                return false;
+            }
+            c->last_null = true;
+            c->phase++;
+            continue;
+        }
+        c->last_null = false;
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            if (!conn_finish(c))
+                return false;
+            continue;
+        }
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            PQclear(res);
+            list_unlink(&req->link);
+            c->nsent--;
+            req_fail(req, PG_EQUERY, "0A000", "COPY is not supported by the pool");
+            conn_lost(c, "the server started a COPY", NULL); /* no way back but a new session */
+            return false;
+        }
+        if (req->preparing && c->phase == 0) { /* the PREPARE's answer */
+            stmt_t *prepared = stmt_find(c, req->name);
+            if (st == PGRES_COMMAND_OK) {
+                if (prepared)
+                    prepared->pending = false;
+                PQclear(res);
+                continue;
+            }
+            stmt_forget(c, req->name);
+        }
+        answer_keep(c, res);
+    }
     return true;
 }
 
@@ -1076,25 +1261,10 @@ static void on_io(uv_poll_t *poll, int status, int events)
     PGnotify *note;
     while ((note = PQnotifies(c->pg)))
         PQfreemem(note);
-    if (c->flushing) {
-        int flushed = PQflush(c->pg);
-        if (flushed < 0) {
-            conn_lost(c, PQerrorMessage(c->pg), NULL);
-            return;
-        }
-        c->flushing = flushed == 1;
-    }
-    if (c->running) {
-        while (!PQisBusy(c->pg)) {
-            PGresult *res = PQgetResult(c->pg);
-            if (!res) {
-                conn_finish(c);
-                return;
-            }
-            if (!conn_collect(c, res))
-                return;
-        }
-    }
+    if (c->flushing && !conn_flush(c))
+        return;
+    if (c->nsent > 0 && !conn_read(c))
+        return;
     if (PQstatus(c->pg) == CONNECTION_BAD) {
         conn_lost(c, PQerrorMessage(c->pg), NULL);
         return;
@@ -1145,8 +1315,9 @@ static void txn_abandon(pg_txn_t *txn)
     conn_t *c = txn->conn;
     if (!c)
         txn_maybe_free(txn);
-    else if (c->running)
-        c->running->silent = true; /* pinned: what runs is the transaction's */
+    else if (c->nsent > 0)
+        for (link_t *l = c->sent.next; l != &c->sent; l = l->next)
+            req_of(l)->silent = true; /* pinned: what runs is the transaction's */
     else
         conn_next(c); /* idle: roll back now */
 }
@@ -1318,6 +1489,7 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_config_t *cfg)
         c->pool = pool;
         c->fd = -1;
         c->backoff_ms = BACKOFF_MIN_MS;
+        list_init(&c->sent);
         uv_timer_init(loop, &c->timer);
         c->timer.data = c;
     }
@@ -1349,17 +1521,18 @@ void pg_pool_close(pg_pool_t *pool, pg_close_cb done, void *ud)
     fail_waiting(pool, PG_ECANCELLED, why);
     for (int i = 0; i < pool->size; i++) {
         conn_t *c = &pool->conns[i];
-        pg_handle_t *req = c->running;
+        link_t sent;
+        list_move(&sent, &c->sent);
+        c->nsent = 0;
         pg_txn_t *txn = c->txn;
-        c->running = NULL;
         c->txn = NULL;
         if (c->state == CONN_READY)
             pool->up--;
         conn_drop(c);
         c->state = CONN_CLOSED;
         uv_close((uv_handle_t *)&c->timer, on_conn_timer_closed);
-        if (req)
-            req_fail(req, PG_ECANCELLED, NULL, why);
+        while (!list_empty(&sent))
+            req_fail(req_pop(&sent), PG_ECANCELLED, NULL, why);
         if (txn)
             txn_break(txn, PG_ECANCELLED, why, NULL);
     }
@@ -1403,7 +1576,7 @@ static int query_start(pg_pool_t *pool, pg_txn_t *txn, const char *name, const c
         req->txn = txn;
         req->where = AT_TXN;
         list_push(&txn->queue, &req->link);
-        if (!txn->conn->running)
+        if (txn->conn->nsent == 0)
             conn_next(txn->conn);
     }
     if (handle_out)
@@ -1509,7 +1682,7 @@ static int txn_end(pg_txn_t *txn, enum req_kind kind, pg_done_cb cb, void *ud,
     } else {
         req->where = AT_TXN;
         list_push(&txn->queue, &req->link);
-        if (!txn->conn->running)
+        if (txn->conn->nsent == 0)
             conn_next(txn->conn);
     }
     if (handle_out)
@@ -1575,7 +1748,7 @@ pg_status_t pg_pool_status(const pg_pool_t *pool)
     st.connected = pool->up;
     st.waiting = pool->nwaiting;
     for (int i = 0; i < pool->size; i++)
-        if (pool->conns[i].running || pool->conns[i].txn)
+        if (pool->conns[i].nsent > 0 || pool->conns[i].txn)
             st.busy++;
     return st;
 }

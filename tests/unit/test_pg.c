@@ -485,6 +485,57 @@ static void test_prepared(void)
     pool_close_wait(one);
 }
 
+/* Queries that wait together go out together (one connection, a pipeline): each still
+ * runs on its own, a failure touches no neighbour, a PREPARE one of them sends serves the
+ * others and its failure is each one's own, a BEGIN sent as plain SQL is rolled back
+ * before anything runs after it. */
+static void test_pipeline(void)
+{
+    enum { N = 10 };
+    pg_pool_t *one = pool_make(NULL, NULL, 1, 0, 0);
+    CHECK_OR_RETURN(wait_connected(one, 1, 5000));
+    answer_t hold = {0}, a[N];
+    memset(a, 0, sizeof(a));
+    const char *v[] = {"20"};
+    pg_query(one, "SELECT pg_sleep(0.1)", 0, NULL, on_answer, &hold, NULL);
+    pg_query(one, sqlf("INSERT INTO %s (id) VALUES (30)", table), 0, NULL, on_answer, &a[0], NULL);
+    pg_query(one, "SELECT 1/0", 0, NULL, on_answer, &a[1], NULL);
+    pg_query(one, sqlf("INSERT INTO %s (id) VALUES (31)", table), 0, NULL, on_answer, &a[2], NULL);
+    pg_query_prepared(one, "test_pg_pipe_bad", "SELEC $1", 1, v, on_answer, &a[3], NULL);
+    pg_query_prepared(one, "test_pg_pipe_bad", "SELEC $1", 1, v, on_answer, &a[4], NULL);
+    pg_query_prepared(one, "test_pg_pipe", "SELECT $1::int", 1, v, on_answer, &a[5], NULL);
+    pg_query_prepared(one, "test_pg_pipe", "SELECT $1::int", 1, v, on_answer, &a[6], NULL);
+    pg_query(one, " /* a /* nested */ comment */ begin", 0, NULL, on_answer, &a[7], NULL);
+    pg_query(one, sqlf("INSERT INTO %s (id) VALUES (32)", table), 0, NULL, on_answer, &a[8], NULL);
+    pg_query(one, "SELECT 2", 0, NULL, on_answer, &a[9], NULL);
+    CHECK_EQ_INT(pg_pool_status(one).waiting, N);
+    CHECK(wait_for(&a[N - 1].done, 1, 5000));
+    CHECK(hold.ok);
+    CHECK(a[0].ok);
+    CHECK(!a[1].ok);
+    CHECK_STR(a[1].sqlstate, "22012");
+    CHECK(a[2].ok);
+    CHECK_STR(a[3].sqlstate, "42601");
+    CHECK_STR(a[4].sqlstate, "42601");
+    CHECK(a[5].ok && a[5].ival == 20);
+    CHECK(a[6].ok && a[6].ival == 20);
+    CHECK(a[7].ok);
+    CHECK(a[8].ok);
+    CHECK(a[9].ok && a[9].ival == 2);
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ_INT(a[i].done, 1);
+        CHECK(i == 0 || a[i].order > a[i - 1].order); /* in order */
+    }
+    CHECK(wait_idle(one, 2000));
+    pool_close_wait(one);
+    CHECK_EQ_INT(count_id("30"), 1);
+    CHECK_EQ_INT(count_id("31"), 1);
+    CHECK_EQ_INT(count_id("32"), 1); /* not inside the BEGIN's transaction, then rolled back */
+    answer_clear(&hold);
+    for (int i = 0; i < N; i++)
+        answer_clear(&a[i]);
+}
+
 static void test_transactions(void)
 {
     answer_t a = {0}, end = {0};
@@ -873,6 +924,7 @@ static int cmd_basic(void)
     RUN(test_params);
     RUN(test_errors);
     RUN(test_prepared);
+    RUN(test_pipeline);
     RUN(test_transactions);
     RUN(test_cancel);
     RUN(test_abandon_due);
