@@ -661,6 +661,18 @@ static void dispatch_resume(px_req_t *r)
     dispatch_route(r, &m);
 }
 
+/* Every '%' starts two hex digits, and none encodes NUL. */
+static bool query_well_formed(const char *q)
+{
+    for (const char *p = strchr(q, '%'); p; p = strchr(p + 1, '%')) {
+        int hi = hexval(p[1]);
+        int lo = hi < 0 ? -1 : hexval(p[2]);
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            return false;
+    }
+    return true;
+}
+
 /* The rest of dispatch, once the route matched and the gateway and the limiter let the
  * request through. */
 static void dispatch_route(px_req_t *r, const router_match_t *m)
@@ -668,6 +680,12 @@ static void dispatch_route(px_req_t *r, const router_match_t *m)
     worker_t *w = r->worker;
     if (w->hooks && hooks_has(w->hooks, "on_request") && gateway_on_request(r))
         return;
+    if (r->query && !query_well_formed(r->query)) {
+        /* A value a handler would silently miss must not look like an absent one. */
+        http_respond_error(r, 400, "bad_request", "malformed percent-encoding in the query",
+                           NULL);
+        return;
+    }
     for (size_t i = 0; i < m->nparams; i++) {
         r->param_values[i] = http_decode(r, m->params[i].value, m->params[i].len, false);
         if (!r->param_values[i]) {
