@@ -54,6 +54,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "log.h"
 #include "util.h"
 
@@ -65,48 +66,6 @@
 #define LOOKUP_ADDRS_MAX 8
 #define BATCH_MAX 16 /* requests one connection takes from the queue at once */
 
-/* Intrusive doubly linked list; an unlinked node points to itself. */
-typedef struct link {
-    struct link *prev, *next;
-} link_t;
-
-static void list_init(link_t *l)
-{
-    l->prev = l->next = l;
-}
-
-static bool list_empty(const link_t *head)
-{
-    return head->next == head;
-}
-
-static void list_push(link_t *head, link_t *l)
-{
-    l->prev = head->prev;
-    l->next = head;
-    head->prev->next = l;
-    head->prev = l;
-}
-
-static void list_unlink(link_t *l)
-{
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    list_init(l);
-}
-
-/* Moves every node of `from` to the empty list `to`. */
-static void list_move(link_t *to, link_t *from)
-{
-    list_init(to);
-    if (list_empty(from))
-        return;
-    to->next = from->next;
-    to->prev = from->prev;
-    to->next->prev = to;
-    to->prev->next = to;
-    list_init(from);
-}
 
 enum req_kind { REQ_QUERY, REQ_PING, REQ_BEGIN, REQ_COMMIT, REQ_ROLLBACK };
 enum req_where { AT_NONE, AT_WAITING, AT_TXN, AT_RUNNING, AT_DONE, AT_CALLBACK };

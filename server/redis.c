@@ -115,6 +115,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "log.h"
 #include "util.h"
 
@@ -124,53 +125,6 @@
 #define STALL_MS 1000
 #define WHY_MAX 200
 
-/* Intrusive doubly linked list; an unlinked node points to itself. */
-typedef struct link {
-    struct link *prev, *next;
-} link_t;
-
-static void list_init(link_t *l)
-{
-    l->prev = l->next = l;
-}
-
-static bool list_empty(const link_t *head)
-{
-    return head->next == head;
-}
-
-static void list_insert_after(link_t *pos, link_t *l)
-{
-    l->prev = pos;
-    l->next = pos->next;
-    pos->next->prev = l;
-    pos->next = l;
-}
-
-static void list_push(link_t *head, link_t *l)
-{
-    list_insert_after(head->prev, l);
-}
-
-static void list_unlink(link_t *l)
-{
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    list_init(l);
-}
-
-/* Moves every node of `from` to the empty list `to`. */
-static void list_move(link_t *to, link_t *from)
-{
-    list_init(to);
-    if (list_empty(from))
-        return;
-    to->next = from->next;
-    to->prev = from->prev;
-    to->next->prev = to;
-    to->prev->next = to;
-    list_init(from);
-}
 
 enum req_kind { REQ_COMMAND, REQ_EVAL, REQ_PING, REQ_HELLO };
 enum state { ST_DOWN, ST_LOOKUP, ST_HANDSHAKE, ST_READY };
