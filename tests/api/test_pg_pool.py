@@ -12,16 +12,14 @@ checkouts' worth of `scripts/dev test` at once): these tests take a lock per ser
 for the ordinary ones, exclusive for a restart, so they never restart it under each other.
 Other suites' tests are not covered by the lock; within one pytest run they never overlap.
 """
-import contextlib
-import fcntl
-import hashlib
 import os
 import re
 import subprocess
-import tempfile
 import time
 
 import pytest
+
+from services import pg_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("PANTHERA_BUILD", os.path.join(REPO, "build"))
@@ -36,26 +34,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@contextlib.contextmanager
 def server_lock(exclusive, timeout=180):
     """Serializes restarts with every other use of the same PostgreSQL by these tests."""
-    key = f"{os.environ['PANTHERA_PGHOST']}:{os.environ.get('PANTHERA_PGPORT', '5432')}"
-    name = "panthera-test-pg-" + hashlib.sha256(key.encode()).hexdigest()[:12] + ".lock"
-    with open(os.path.join(tempfile.gettempdir(), name), "a") as f:
-        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
-        end = time.time() + timeout
-        while True:
-            try:
-                fcntl.flock(f, mode)
-                break
-            except BlockingIOError:
-                if time.time() > end:
-                    pytest.fail(f"another test run held {f.name} for {timeout} s")
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return pg_lock(exclusive, timeout)
 
 
 def run_test_pg(*args, timeout):

@@ -12,19 +12,16 @@ on the Redis socket.
 Not covered here (not implemented yet): two clients + `pg_ctl restart -m fast` + a unique
 Idempotency-Key.
 """
-import contextlib
-import fcntl
-import hashlib
 import os
-import signal
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.parse
 import uuid
 
 import pytest
+
+from services import Redis, redis_lock
 import requests
 
 from panthera_server import Server
@@ -82,91 +79,6 @@ def assert_error(resp, status, code):
     assert err.get("code") == code, doc
     assert isinstance(err.get("message"), str) and err["message"], doc
     return err
-
-
-# ---- the shared Redis, as scripts/lib/services.sh runs it ----
-
-@contextlib.contextmanager
-def redis_lock(exclusive, timeout=180):
-    key = os.environ["PANTHERA_REDIS_SOCKET"]
-    name = "panthera-test-redis-" + hashlib.sha256(key.encode()).hexdigest()[:12] + ".lock"
-    with open(os.path.join(tempfile.gettempdir(), name), "a") as f:
-        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
-        end = time.time() + timeout
-        while True:
-            try:
-                fcntl.flock(f, mode)
-                break
-            except BlockingIOError:
-                if time.time() > end:
-                    pytest.fail(f"another test run held {f.name} for {timeout} s")
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-class Redis:
-    """Stop and start the Redis services.sh started (like redis_stop/redis_start there)."""
-
-    def __init__(self):
-        self.sock = os.environ["PANTHERA_REDIS_SOCKET"]
-        rundir = os.environ.get("PANTHERA_RUNDIR")
-        if not rundir:
-            pytest.skip("PANTHERA_RUNDIR is not set: cannot find the Redis to stop and start")
-        self.conf = os.path.join(rundir, "redis.conf")
-        self.pidfile = os.path.join(rundir, "redis.pid")
-        if not os.path.isfile(self.conf):
-            pytest.skip(f"{self.conf} does not exist: not a Redis scripts/dev started")
-
-    def cli(self, *args):
-        return subprocess.run(["redis-cli", "-s", self.sock, *args], capture_output=True,
-                              text=True, timeout=5)
-
-    def alive(self):
-        try:
-            return self.cli("ping").stdout.strip() == "PONG"
-        except subprocess.TimeoutExpired:
-            return False
-
-    def pid(self):
-        try:
-            with open(self.pidfile) as f:
-                pid = int(f.read().strip())
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
-        except (OSError, ValueError):
-            return None
-        return pid if comm.startswith("redis-server") else None
-
-    def wait(self, alive, seconds):
-        end = time.time() + seconds
-        while time.time() < end:
-            if self.alive() == alive:
-                return True
-            time.sleep(0.05)
-        return False
-
-    def start(self):
-        r = subprocess.run(["redis-server", self.conf], capture_output=True, text=True,
-                           timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert self.wait(True, 10), "Redis is not answering 10 s after redis-server"
-
-    def stop(self):
-        pid = self.pid()
-        r = self.cli("shutdown", "nosave")
-        if r.returncode != 0 and pid:
-            os.kill(pid, signal.SIGTERM)
-        end = time.time() + 10
-        while time.time() < end and (self.alive() or (pid and os.path.exists(f"/proc/{pid}"))):
-            time.sleep(0.05)
-        assert not self.alive(), "Redis did not stop within 10 s"
-
-    def restore(self):
-        if not self.wait(True, 1):
-            self.start()
 
 
 # ---- the server ----

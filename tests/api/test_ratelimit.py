@@ -7,20 +7,17 @@ server without [redis], where each worker counts on its own.
 Each server gets its own key_prefix, so runs never see each other's counts. The tests that
 stop or pause the shared Redis always leave it running again, even when they fail.
 """
-import contextlib
-import fcntl
-import hashlib
 import http.client
 import os
-import signal
 import socket
 import struct
 import subprocess
-import tempfile
 import time
 import uuid
 
 import pytest
+
+from services import Redis, redis_lock
 
 REDIS_SOCKET = os.environ.get("PANTHERA_REDIS_SOCKET")
 
@@ -110,89 +107,6 @@ def assert_rate_limited(r, retry_max):
     assert isinstance(err["message"], str) and err["message"], r
     assert r.headers["ratelimit-remaining"] == "0", r
     return retry
-
-
-class Redis:
-    """The Redis scripts/lib/services.sh started: stop and start it the same way."""
-
-    def __init__(self):
-        rundir = os.environ.get("PANTHERA_RUNDIR")
-        if not rundir:
-            pytest.skip("PANTHERA_RUNDIR is not set: cannot find the Redis to stop and start")
-        self.conf = os.path.join(rundir, "redis.conf")
-        self.pidfile = os.path.join(rundir, "redis.pid")
-        if not os.path.isfile(self.conf):
-            pytest.skip(f"{self.conf} does not exist: not a Redis scripts/dev started")
-
-    def alive(self):
-        try:
-            r = subprocess.run(["redis-cli", "-s", REDIS_SOCKET, "ping"], capture_output=True,
-                               text=True, timeout=3)
-        except subprocess.TimeoutExpired:
-            return False
-        return r.stdout.strip() == "PONG"
-
-    def wait(self, alive, seconds):
-        end = time.time() + seconds
-        while time.time() < end:
-            if self.alive() == alive:
-                return True
-            time.sleep(0.05)
-        return False
-
-    def pid(self):
-        try:
-            with open(self.pidfile) as f:
-                pid = int(f.read().strip())
-            with open(f"/proc/{pid}/comm") as f:
-                return pid if f.read().startswith("redis-server") else None
-        except (OSError, ValueError):
-            return None
-
-    def stop(self):
-        pid = self.pid()
-        r = subprocess.run(["redis-cli", "-s", REDIS_SOCKET, "shutdown", "nosave"],
-                           capture_output=True, text=True, timeout=10)
-        if r.returncode != 0 and pid:
-            os.kill(pid, signal.SIGTERM)
-        assert self.wait(False, 10), "Redis did not stop within 10 s"
-
-    def restore(self):
-        pid = self.pid()
-        if pid:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        if not self.wait(True, 3):
-            r = subprocess.run(["redis-server", self.conf], capture_output=True, text=True,
-                               timeout=30)
-            assert r.returncode == 0, r.stdout + r.stderr
-            assert self.wait(True, 10), "Redis is not answering 10 s after redis-server"
-
-
-@contextlib.contextmanager
-def redis_lock(exclusive, timeout=180):
-    """The lock test_pools.py takes around the shared Redis (same file, same protocol): a
-    test that uses Redis holds it shared, one that stops or pauses Redis holds it
-    exclusively, so concurrent test runs never see Redis vanish under them."""
-    name = "panthera-test-redis-" + hashlib.sha256(REDIS_SOCKET.encode()).hexdigest()[:12] \
-        + ".lock"
-    with open(os.path.join(tempfile.gettempdir(), name), "a") as f:
-        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
-        end = time.time() + timeout
-        while True:
-            try:
-                fcntl.flock(f, mode)
-                break
-            except BlockingIOError:
-                if time.time() > end:
-                    pytest.fail(f"another test run held {f.name} for {timeout} s")
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @pytest.fixture

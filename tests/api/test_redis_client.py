@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from services import Redis, redis_lock
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("PANTHERA_BUILD", os.path.join(REPO, "build"))
 TEST_REDIS = os.path.join(BUILD, "tests", "unit", "test_redis")
@@ -51,83 +53,16 @@ def require_program():
 
 # ---- the Redis that scripts/lib/services.sh started ----
 
-class Redis:
-    def __init__(self):
-        self.sock = os.environ["PANTHERA_REDIS_SOCKET"]
-        rundir = os.environ.get("PANTHERA_RUNDIR")
-        if not rundir:
-            pytest.skip("PANTHERA_RUNDIR is not set: cannot find the Redis to stop and start")
-        self.conf = os.path.join(rundir, "redis.conf")
-        self.pidfile = os.path.join(rundir, "redis.pid")
-        if not os.path.isfile(self.conf):
-            pytest.skip(f"{self.conf} does not exist: not a Redis scripts/dev started")
-
-    def alive(self):
-        try:
-            r = subprocess.run(["redis-cli", "-s", self.sock, "ping"], capture_output=True,
-                               text=True, timeout=3)
-        except subprocess.TimeoutExpired:
-            return False
-        return r.stdout.strip() == "PONG"
-
-    def pid(self):
-        """Like redis_pid in services.sh: the pid file's process, if it is redis-server."""
-        try:
-            with open(self.pidfile) as f:
-                pid = int(f.read().strip())
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
-        except (OSError, ValueError):
-            return None
-        return pid if comm.startswith("redis-server") else None
-
-    def wait(self, alive, seconds):
-        end = time.time() + seconds
-        while time.time() < end:
-            if self.alive() == alive:
-                return True
-            time.sleep(0.05)
-        return False
-
-    def start(self):
-        """Like redis_start in services.sh (its config daemonizes)."""
-        r = subprocess.run(["redis-server", self.conf], capture_output=True, text=True,
-                           timeout=30)
-        assert r.returncode == 0, output(r)
-        assert self.wait(True, 10), "Redis is not answering 10 s after redis-server"
-
-    def stop(self):
-        """Like redis_stop in services.sh: SHUTDOWN NOSAVE, else SIGTERM."""
-        pid = self.pid()
-        r = subprocess.run(["redis-cli", "-s", self.sock, "shutdown", "nosave"],
-                           capture_output=True, text=True, timeout=10)
-        if r.returncode != 0 and pid:
-            os.kill(pid, signal.SIGTERM)
-        end = time.time() + 10
-        while time.time() < end and (self.alive() or (pid and os.path.exists(f"/proc/{pid}"))):
-            time.sleep(0.05)
-        assert not self.alive(), "Redis did not stop within 10 s"
-
-    def restore(self):
-        """Leave Redis running: resume it if stopped, start it if gone."""
-        pid = self.pid()
-        if pid:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        if not self.wait(True, 5):
-            self.start()
-
-
 @pytest.fixture
 def redis():
+    """The test pauses or restarts the shared Redis: nobody else may be using it."""
     r = Redis()
-    assert r.wait(True, 10), "Redis is not answering before the test"
-    try:
-        yield r
-    finally:
-        r.restore()
+    with redis_lock(exclusive=True):
+        assert r.wait(True, 10), "Redis is not answering before the test"
+        try:
+            yield r
+        finally:
+            r.restore()
 
 
 class LineReader:

@@ -17,18 +17,16 @@ hash anywhere in the body (every password the helpers ever sent is remembered).
 """
 import base64
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
-import tempfile
 import time
 import uuid
 
 import pytest
+
+from services import Redis, pg_lock, redis_lock  # noqa: F401 (used by test modules)
 import requests
 
 from panthera_server import PANTHERAD, REPO, Server
@@ -57,41 +55,6 @@ PLUGIN_README = os.path.join(REPO, "plugins", "user", "README.md")
 
 # Every password a helper sent: none may ever appear in a response body.
 PASSWORDS = set()
-
-
-# ---- locks shared with the other modules of tests/api ----
-
-@contextlib.contextmanager
-def _flock(name, exclusive, timeout=180):
-    with open(os.path.join(tempfile.gettempdir(), name), "a") as f:
-        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
-        end = time.time() + timeout
-        while True:
-            try:
-                fcntl.flock(f, mode)
-                break
-            except BlockingIOError:
-                if time.time() > end:
-                    pytest.fail(f"another test run held {f.name} for {timeout} s")
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def pg_lock(exclusive=False):
-    """test_pg_pool.server_lock: the lock PostgreSQL restarts take exclusively."""
-    key = "%s:%s" % (os.environ["PANTHERA_PGHOST"], os.environ.get("PANTHERA_PGPORT", "5432"))
-    return _flock("panthera-test-pg-" + hashlib.sha256(key.encode()).hexdigest()[:12]
-                  + ".lock", exclusive)
-
-
-def redis_lock(exclusive=False):
-    """test_pools.redis_lock: the lock Redis stops take exclusively."""
-    key = os.environ["PANTHERA_REDIS_SOCKET"]
-    return _flock("panthera-test-redis-" + hashlib.sha256(key.encode()).hexdigest()[:12]
-                  + ".lock", exclusive)
 
 
 @contextlib.contextmanager
@@ -447,61 +410,3 @@ def readme_text():
 
 # ---- the shared Redis, stopped and started the way scripts/lib/services.sh does ----
 
-class Redis:
-    def __init__(self):
-        self.sock = os.environ["PANTHERA_REDIS_SOCKET"]
-        rundir = os.environ.get("PANTHERA_RUNDIR")
-        if not rundir:
-            pytest.skip("PANTHERA_RUNDIR is not set: cannot find the Redis to stop and start")
-        self.conf = os.path.join(rundir, "redis.conf")
-        self.pidfile = os.path.join(rundir, "redis.pid")
-        if not os.path.isfile(self.conf):
-            pytest.skip("%s does not exist: not a Redis scripts/dev started" % self.conf)
-
-    def cli(self, *args):
-        return subprocess.run(["redis-cli", "-s", self.sock, *args], capture_output=True,
-                              text=True, timeout=5)
-
-    def alive(self):
-        try:
-            return self.cli("ping").stdout.strip() == "PONG"
-        except subprocess.TimeoutExpired:
-            return False
-
-    def pid(self):
-        try:
-            with open(self.pidfile) as f:
-                pid = int(f.read().strip())
-            with open("/proc/%d/comm" % pid) as f:
-                comm = f.read().strip()
-        except (OSError, ValueError):
-            return None
-        return pid if comm.startswith("redis-server") else None
-
-    def wait(self, alive, seconds):
-        end = time.time() + seconds
-        while time.time() < end:
-            if self.alive() == alive:
-                return True
-            time.sleep(0.05)
-        return False
-
-    def stop(self):
-        pid = self.pid()
-        r = self.cli("shutdown", "nosave")
-        if r.returncode != 0 and pid:
-            os.kill(pid, signal.SIGTERM)
-        end = time.time() + 10
-        while time.time() < end and (self.alive() or (pid and os.path.exists("/proc/%d" % pid))):
-            time.sleep(0.05)
-        assert not self.alive(), "Redis did not stop within 10 s"
-
-    def start(self):
-        r = subprocess.run(["redis-server", self.conf], capture_output=True, text=True,
-                           timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert self.wait(True, 10), "Redis is not answering 10 s after redis-server"
-
-    def restore(self):
-        if not self.wait(True, 1):
-            self.start()
