@@ -64,7 +64,8 @@
 #define STMT_NAME_MAX 63 /* NAMEDATALEN - 1 */
 #define PARAMS_MAX 65535 /* the protocol's limit */
 #define LOOKUP_ADDRS_MAX 8
-#define BATCH_MAX 16 /* requests one connection takes from the queue at once */
+#define GROUP_MAX 16 /* requests one connection takes from the queue at once */
+#define GROUP_SPAN_NS 2000000 /* how long a group may keep its connection, see group_cap */
 
 
 enum req_kind { REQ_QUERY, REQ_PING, REQ_BEGIN, REQ_COMMIT, REQ_ROLLBACK };
@@ -86,6 +87,8 @@ struct pg_handle {
     bool silent; /* no callback: none given, cancelled, or the pool's own ROLLBACK */
     bool reprepared;
     bool preparing; /* sent with its PREPARE in front (the first statement of its segment) */
+    bool group_end; /* a sync point follows it in the pipeline */
+    bool alone;     /* its group failed: it goes again in a group of its own */
     uint64_t deadline;
     union {
         pg_query_cb query;
@@ -98,7 +101,8 @@ struct pg_handle {
     int nparams;
     const char **values;
     /* The outcome. errkind 0 is success; an error is described by message and sqlstate
-     * when message is set, else by the server's error result. */
+     * when message is set, else by the server's error result. While it runs, result holds
+     * what has arrived (see answer_keep). */
     pg_result_t result;
     pg_errkind_t errkind;
     char sqlstate[6];
@@ -130,10 +134,10 @@ struct conn {
     unsigned backoff_ms;
     link_t sent;        /* requests in the pipeline, in the order their answers come */
     int nsent;
-    PGresult *answer;   /* what the first of `sent` gets once its sync point arrives */
-    int phase;          /* statements of the first of `sent` answered so far */
+    pg_handle_t *reading; /* the one of `sent` whose results arrive now */
+    int phase;          /* statements of `reading` answered so far */
     bool last_null;     /* PQgetResult's last word was NULL (two in a row: lost track) */
-    uint64_t head_since; /* uv_hrtime() when the first of `sent` became first */
+    uint64_t head_since; /* uv_hrtime() when the first group of `sent` became first */
     bool flushing;      /* PQflush has more to send */
     pg_txn_t *txn;    /* the transaction this connection is pinned to */
     stmt_t *stmts;    /* prepared on this connection */
@@ -162,6 +166,7 @@ struct pg_pool {
     link_t done;
     uv_timer_t wait_timer;
     uv_idle_t deliver;
+    uv_prepare_t kick; /* hands what this iteration submitted to idle connections */
     int up;           /* connections in CONN_READY */
     bool down;        /* no connection up and the last attempt failed */
     char *last_error; /* why the last attempt failed */
@@ -171,7 +176,7 @@ struct pg_pool {
     pg_close_cb close_cb;
     void *close_ud;
     uint64_t rng;
-    uint64_t service_ns; /* how long one request keeps a connection, a decaying maximum */
+    uint64_t service_ns; /* how long one statement keeps a connection, a decaying maximum */
 };
 
 static void conn_connect(conn_t *c);
@@ -180,6 +185,7 @@ static void conn_lost(conn_t *c, const char *why, const char *sqlstate);
 static void on_io(uv_poll_t *poll, int status, int events);
 static void on_conn_timer(uv_timer_t *timer);
 static void on_deliver(uv_idle_t *idle);
+static void on_kick(uv_prepare_t *kick);
 static void txn_maybe_free(pg_txn_t *txn);
 static void pool_maybe_finish(pg_pool_t *pool);
 
@@ -402,7 +408,7 @@ static void fail_waiting(pg_pool_t *pool, pg_errkind_t kind, const char *why)
     uv_timer_stop(&pool->wait_timer);
 }
 
-static conn_t *idle_conn(pg_pool_t *pool)
+static conn_t *idle_conn(const pg_pool_t *pool)
 {
     for (int i = 0; i < pool->size; i++) {
         conn_t *c = &pool->conns[i];
@@ -412,29 +418,37 @@ static conn_t *idle_conn(pg_pool_t *pool)
     return NULL;
 }
 
-/* Every request that needs a connection of its own comes through here. */
+/* Runs just before the loop would block: everything submitted since the last time goes
+ * out now, as few groups as the rules allow (see "the pipeline"), each with one send. */
+static void on_kick(uv_prepare_t *kick)
+{
+    pg_pool_t *pool = kick->data;
+    uv_prepare_stop(kick);
+    conn_t *c;
+    while (!list_empty(&pool->waiting) && (c = idle_conn(pool)))
+        conn_next(c);
+}
+
+/* Every request that needs a connection of its own comes through here. The queue's bound
+ * counts what waits for a busy connection: an idle one takes at least one at the kick. */
 static void submit(pg_pool_t *pool, pg_handle_t *req)
 {
-    conn_t *idle = idle_conn(pool);
-    if (idle) {
-        /* An idle connection means nothing waits: queue and run it at once. */
-        req->where = AT_WAITING;
-        list_push(&pool->waiting, &req->link);
-        pool->nwaiting++;
-        conn_next(idle);
-        return;
+    int idle = 0;
+    for (int i = 0; i < pool->size; i++) {
+        const conn_t *c = &pool->conns[i];
+        idle += c->state == CONN_READY && c->nsent == 0 && !c->txn;
     }
-    if (pool->up == 0 && pool->down) {
+    if (idle == 0 && pool->up == 0 && pool->down) {
         char *why = xasprintf("PostgreSQL is unreachable: %s",
                               pool->last_error ? pool->last_error : "not connected");
         req_fail(req, PG_EUNAVAILABLE, NULL, why);
         free(why);
         return;
     }
-    if (pool->nwaiting >= pool->queue_max) {
+    if (pool->nwaiting >= pool->queue_max + idle) {
         char why[96];
         snprintf(why, sizeof(why), "%d queries already wait for a PostgreSQL connection",
-                 pool->nwaiting);
+                 pool->nwaiting - idle);
         req_fail(req, PG_EUNAVAILABLE, NULL, why);
         return;
     }
@@ -442,6 +456,8 @@ static void submit(pg_pool_t *pool, pg_handle_t *req)
     req->deadline = uv_now(pool->loop) + (uint64_t)pool->wait_timeout_ms;
     list_push(&pool->waiting, &req->link);
     pool->nwaiting++;
+    if (idle > 0)
+        uv_prepare_start(&pool->kick, on_kick);
     if (!uv_is_active((uv_handle_t *)&pool->wait_timer))
         wait_timer_arm(pool);
 }
@@ -560,8 +576,7 @@ static void conn_drop(conn_t *c)
         uv_cancel((uv_req_t *)&c->lookup->req);
         c->lookup = NULL;
     }
-    PQclear(c->answer);
-    c->answer = NULL;
+    c->reading = NULL;
     c->flushing = c->last_null = false;
     c->phase = 0;
     uv_timer_stop(&c->timer);
@@ -612,16 +627,16 @@ static void conn_failed(conn_t *c, const char *why)
 
 static void txn_break(pg_txn_t *txn, pg_errkind_t kind, const char *why, const char *sqlstate);
 
-/* Keeps what the running request gets: the first error if there is one, else the last. */
-static void answer_keep(conn_t *c, PGresult *res)
+/* Keeps what a running request gets: the first error if there is one, else the last. */
+static void answer_keep(pg_handle_t *req, PGresult *res)
 {
-    if (!c->answer) {
-        c->answer = res;
-    } else if (PQresultStatus(c->answer) == PGRES_FATAL_ERROR) {
+    if (!req->result.pg) {
+        req->result.pg = res;
+    } else if (PQresultStatus(req->result.pg) == PGRES_FATAL_ERROR) {
         PQclear(res);
     } else {
-        PQclear(c->answer);
-        c->answer = res;
+        PQclear(req->result.pg);
+        req->result.pg = res;
     }
 }
 
@@ -638,12 +653,13 @@ static void conn_lost(conn_t *c, const char *why, const char *sqlstate)
      * mode PQgetResult says NULL between statements rather than once at the end. */
     for (int i = 0; c->nsent > 0 && c->pg && i < 16 && !PQisBusy(c->pg); i++) {
         PGresult *res = PQgetResult(c->pg);
-        if (res && PQresultStatus(res) == PGRES_FATAL_ERROR)
-            answer_keep(c, res);
+        if (res && PQresultStatus(res) == PGRES_FATAL_ERROR && c->reading)
+            answer_keep(c->reading, res);
         else
             PQclear(res);
     }
-    const char *said = c->answer ? PQresultErrorField(c->answer, PG_DIAG_SQLSTATE) : NULL;
+    const PGresult *answer = c->reading ? c->reading->result.pg : NULL;
+    const char *said = answer ? PQresultErrorField(answer, PG_DIAG_SQLSTATE) : NULL;
     char code[6];
     snprintf(code, sizeof(code), "%s", sqlstate ? sqlstate : said ? said : "");
     if (c->state == CONN_READY)
@@ -841,30 +857,43 @@ static void on_conn_timer(uv_timer_t *timer)
 
 /*
  * Every connection is in libpq's pipeline mode. A connection with nothing in flight takes
- * work: one request of a transaction, or a batch of waiting requests, which are all
- * written with one send (before libpq 17, PQpipelineSync flushes each sync point itself)
- * and whose answers are read as they come, often several per read. Each request gets a
- * sync point of its own, so each runs in its own implicit transaction, as it would alone:
- * a failing one aborts only its own segment (PGRES_PIPELINE_ABORTED is never seen beyond
- * it) and never rolls back a neighbour. A request that needs a statement prepared carries
- * the PREPARE in its own segment, ahead of its execution; a batch ends before a request
- * that would rely on a PREPARE still unanswered (it may fail: the request would get 26000
- * and have to go again, behind its neighbours). A 26000 otherwise (DEALLOCATE or DISCARD
- * behind the pool's back) sends the request again, with its PREPARE, at the end of the
- * pipeline: the one case where answers can come back out of the order of the queue.
+ * work: one request of a transaction, or a group of waiting requests written with one
+ * send. Requests submitted while a connection is idle are not sent at once but when the
+ * loop is about to block (the kick), so that what one loop iteration read from its clients
+ * goes to PostgreSQL as one group on one connection: one send, one wake-up of one backend,
+ * one answer to read, where sending each at once costs one of each per request.
  *
- * What is never batched: a transaction's statements (its connection is pinned, nothing
+ * A group ends with one sync point, so PostgreSQL runs it as one implicit transaction.
+ * Its answers are therefore held until the sync point arrives and delivered only if every
+ * statement of the group succeeded, that is, committed. If one failed, PostgreSQL rolled
+ * back the ones before it and skipped the ones after it (PGRES_PIPELINE_ABORTED); none of
+ * those is delivered: they go back to the head of the queue and run again, each in a group
+ * of its own, where they behave exactly as they would have alone. The one that failed
+ * keeps its error (it failed where it stood in a serial order), unless it is an error a
+ * neighbour can cause by holding locks or by a statement it prepared (class 40, 55P03,
+ * 26000): then it goes again alone too. So no request is answered from a transaction that
+ * did not commit or fails for a neighbour's error; what grouping adds is only that the
+ * statements of one group see each other's writes, in order, as they would one after
+ * another.
+ *
+ * A request that needs a statement prepared carries the PREPARE in the same group, ahead
+ * of its execution; a group ends before a request that would rely on a PREPARE still
+ * unanswered. A 26000 of a request alone (DEALLOCATE or DISCARD behind the pool's back)
+ * sends the request again, with its PREPARE, at the end of the pipeline: the one case
+ * where answers can come back out of the order of the queue.
+ *
+ * What is never grouped: a transaction's statements (its connection is pinned, nothing
  * else goes there, and they go one at a time) and SQL that may open a transaction block
  * (BEGIN, START ...), which would swallow what follows it; these go alone, and the
  * connection is checked for an open transaction (and rolled back) before it takes more.
  *
- * Waiting. A request taken into a batch no longer waits for a connection but for the
- * requests ahead of it. So that pipelining does not stretch wait_timeout_ms, a request
- * joins a batch only if the ones ahead of it are expected to be done before its own wait
- * deadline, going by how long a request has kept a connection lately (a decaying maximum,
- * quick to rise when queries get slow); and a batch takes no more than its share of the
- * queue among the idle connections, at most BATCH_MAX. Slow queries therefore still wait
- * in the pool's queue for whichever connection frees first.
+ * Waiting. A request taken into a group no longer waits for a connection but for the
+ * statements ahead of it. So that grouping does not stretch wait_timeout_ms, a request
+ * joins a group only if the ones ahead of it are expected to be done before its own wait
+ * deadline, going by how long a statement has kept a connection lately (a decaying
+ * maximum, quick to rise when queries get slow), and a group takes at most GROUP_MAX.
+ * Slow queries therefore still wait in the pool's queue for whichever connection frees
+ * first.
  */
 
 static pg_handle_t *req_of(link_t *l)
@@ -897,8 +926,8 @@ static bool may_begin(const char *s)
 /* Requests that run with nothing else in the pipeline. */
 static bool req_alone(const pg_handle_t *req)
 {
-    return req->kind == REQ_BEGIN || req->kind == REQ_COMMIT || req->kind == REQ_ROLLBACK ||
-           req->txn || (req->kind == REQ_QUERY && may_begin(req->sql));
+    return req->alone || req->kind == REQ_BEGIN || req->kind == REQ_COMMIT ||
+           req->kind == REQ_ROLLBACK || req->txn || (req->kind == REQ_QUERY && may_begin(req->sql));
 }
 
 static int pipeline_sync(PGconn *pg)
@@ -929,11 +958,13 @@ static void conn_deadline(conn_t *c)
                        (uint64_t)c->pool->statement_timeout_ms + ANSWER_GRACE_MS, 0);
 }
 
-/* Appends the request to the pipeline: PREPARE if this connection does not know the
- * statement yet, the statement, a sync point. False when the connection was lost. */
+/* Appends the request's statements to the pipeline: PREPARE if this connection does not
+ * know the statement yet, then the statement; conn_sync ends the group. False when the
+ * connection was lost. */
 static bool conn_queue(conn_t *c, pg_handle_t *req)
 {
     req->preparing = false;
+    req->group_end = false;
     if (req->name) {
         const stmt_t *st = stmt_find(c, req->name);
         if (st && strcmp(st->sql, req->sql) != 0) {
@@ -949,6 +980,7 @@ static bool conn_queue(conn_t *c, pg_handle_t *req)
     list_push(&c->sent, &req->link);
     if (c->nsent++ == 0) {
         c->head_since = uv_hrtime();
+        c->reading = req;
         c->phase = 0;
         c->last_null = false;
     }
@@ -957,12 +989,27 @@ static bool conn_queue(conn_t *c, pg_handle_t *req)
         ok = PQsendQueryPrepared(c->pg, req->name, req->nparams, req->values, NULL, NULL, 0);
     else if (ok)
         ok = PQsendQueryParams(c->pg, req->sql, req->nparams, NULL, req->values, NULL, NULL, 0);
-    if (!ok || !pipeline_sync(c->pg)) {
+    if (!ok) {
         conn_lost(c, PQerrorMessage(c->pg), NULL); /* fails req with the rest */
         return false;
     }
     if (req->preparing)
         stmt_add(c, req->name, req->sql);
+    return true;
+}
+
+/* Ends the group queued since the last sync point, if any. False when the connection was
+ * lost. */
+static bool conn_sync(conn_t *c)
+{
+    pg_handle_t *last = req_of(c->sent.prev);
+    if (c->nsent == 0 || last->group_end)
+        return true;
+    if (!pipeline_sync(c->pg)) {
+        conn_lost(c, PQerrorMessage(c->pg), NULL);
+        return false;
+    }
+    last->group_end = true;
     return true;
 }
 
@@ -989,8 +1036,14 @@ static bool conn_in_txn(const conn_t *c)
     return st == PQTRANS_INTRANS || st == PQTRANS_INERROR;
 }
 
-/* How many waiting requests this connection may take now, see the top. */
-static int batch_cap(const conn_t *c)
+/* How many waiting requests this connection may take into its group now. Filling one
+ * connection before the next saves sends and wake-ups (see the top), but the statements
+ * of a group run one after another while other connections may sit idle: so a group takes
+ * as many as PostgreSQL is expected to answer within GROUP_SPAN_NS, going by service_ns
+ * (few when queries are slow, one until the first answer), or its share of the queue
+ * among the idle connections if that is more; conn_pick keeps either within the wait
+ * deadlines. */
+static int group_cap(const conn_t *c)
 {
     const pg_pool_t *pool = c->pool;
     int idle = 0;
@@ -1000,8 +1053,12 @@ static int batch_cap(const conn_t *c)
     }
     if (idle < 1)
         idle = 1;
-    int cap = (pool->nwaiting + idle - 1) / idle;
-    return cap < 1 ? 1 : cap > BATCH_MAX ? BATCH_MAX : cap;
+    uint64_t share = (uint64_t)(pool->nwaiting + idle - 1) / (uint64_t)idle;
+    if (pool->service_ns == 0)
+        return 1; /* nothing answered yet: how slow it is, nobody knows */
+    uint64_t fit = GROUP_SPAN_NS / pool->service_ns;
+    uint64_t cap = fit > share ? fit : share;
+    return cap < 1 ? 1 : cap > GROUP_MAX ? GROUP_MAX : (int)cap;
 }
 
 /* What this connection should send next, or NULL when it has nothing (more) to send. */
@@ -1045,7 +1102,7 @@ static pg_handle_t *conn_pick(conn_t *c, int cap)
 static void conn_next(conn_t *c)
 {
     while (c->state == CONN_READY && c->nsent == 0) {
-        int cap = batch_cap(c), picked = 0;
+        int cap = group_cap(c), picked = 0;
         pg_handle_t *req;
         while ((req = conn_pick(c, cap))) {
             picked++;
@@ -1059,7 +1116,7 @@ static void conn_next(conn_t *c)
             conn_arm(c);
             return;
         }
-        if (!conn_flush(c))
+        if (!conn_sync(c) || !conn_flush(c))
             return;
         conn_deadline(c);
         conn_arm(c);
@@ -1078,67 +1135,138 @@ static bool result_ok(const PGresult *res)
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
 }
 
-/* The first request's sync point arrived: its answer is complete. False when the
+/* Errors a statement can get from what a neighbour in its group did rather than from
+ * what it is: a lock the group held (deadlock, serialization, NOWAIT) or a prepared
+ * statement that went missing. */
+static bool neighbour_caused(const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return state && (!strncmp(state, "40", 2) || !strcmp(state, "55P03") ||
+                     !strcmp(state, "26000"));
+}
+
+/* A group of several requests reached its sync point: all succeeded and committed, or
+ * `failed` (NULL if none) keeps its error and the others go again alone (see the top). */
+static void group_finish(conn_t *c, int n, pg_handle_t *failed, bool all_ok)
+{
+    pg_pool_t *pool = c->pool;
+    link_t again;
+    list_init(&again);
+    for (int i = 0; i < n; i++) {
+        pg_handle_t *req = req_pop(&c->sent);
+        c->nsent--;
+        if (all_ok || req->silent) {
+            req_finish(req);
+            continue;
+        }
+        if (req == failed && !neighbour_caused(req->result.pg)) {
+            req->errkind = PG_EQUERY;
+            req_finish(req);
+            continue;
+        }
+        if (req->name && req == failed)
+            stmt_forget(c, req->name); /* 26000: it prepares again */
+        PQclear(req->result.pg);
+        req->result.pg = NULL;
+        req->alone = true;
+        req->where = AT_WAITING;
+        list_push(&again, &req->link);
+        pool->nwaiting++;
+    }
+    if (list_empty(&again))
+        return;
+    /* Ahead of everything that waits: they were taken before it, and their deadlines are
+     * the earliest. */
+    link_t *first = again.next, *last = again.prev;
+    first->prev = &pool->waiting;
+    last->next = pool->waiting.next;
+    pool->waiting.next->prev = last;
+    pool->waiting.next = first;
+    wait_timer_arm(pool);
+    uv_prepare_start(&pool->kick, on_kick);
+}
+
+/* The first group's sync point arrived: its answers are complete. False when the
  * connection is no longer usable (lost, or no longer CONN_READY). */
 static bool conn_finish(conn_t *c)
 {
     pg_pool_t *pool = c->pool;
-    pg_handle_t *req = req_first(&c->sent);
-    PGresult *res = c->answer;
-    c->answer = NULL;
     c->phase = 0;
     c->last_null = false;
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (PQstatus(c->pg) == CONNECTION_BAD || server_gone(state)) {
-        char *why =
-            one_line(res && !result_ok(res) ? PQresultErrorMessage(res) : PQerrorMessage(c->pg));
-        c->answer = res; /* conn_lost reports its SQLSTATE */
-        conn_lost(c, why, NULL);
-        free(why);
-        return false;
+    int n = 0;
+    bool all_ok = true;
+    pg_handle_t *req = NULL, *failed = NULL;
+    for (link_t *l = c->sent.next; l != &c->sent; l = l->next) {
+        req = req_of(l);
+        n++;
+        const PGresult *res = req->result.pg;
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (server_gone(state) || PQstatus(c->pg) == CONNECTION_BAD) {
+            char *why = one_line(res && !result_ok(res) ? PQresultErrorMessage(res)
+                                                        : PQerrorMessage(c->pg));
+            c->reading = req; /* conn_lost reports its SQLSTATE */
+            conn_lost(c, why, NULL);
+            free(why);
+            return false;
+        }
+        if (!res || !result_ok(res)) {
+            all_ok = false;
+            if (!failed && res && PQresultStatus(res) == PGRES_FATAL_ERROR)
+                failed = req;
+        }
+        if (req->group_end)
+            break;
     }
-    uint64_t now = uv_hrtime(), took = now - c->head_since;
+    uint64_t now = uv_hrtime(), took = (now - c->head_since) / (uint64_t)n;
     c->head_since = now;
     pool->service_ns =
         took > pool->service_ns ? took : pool->service_ns - pool->service_ns / 8 + took / 8;
-    list_unlink(&req->link);
-    c->nsent--;
-    bool ok = res && result_ok(res);
-    if (!ok && req->name && state && !strcmp(state, "26000")) {
-        /* Someone ran DEALLOCATE or DISCARD behind our back, or the PREPARE a neighbour
-         * sent for us failed. Nothing was executed, so preparing again is safe, once,
-         * unless the error has aborted a transaction. */
-        stmt_forget(c, req->name);
-        if (!req->reprepared && !req->txn) {
-            req->reprepared = true;
-            PQclear(res);
-            if (!conn_queue(c, req) || !conn_flush(c))
-                return false;
-            if (c->nsent == 1)
-                conn_deadline(c);
-            if (c->nsent > 0)
-                return true;
-            conn_next(c); /* it was refused at once (42P05) */
-            return c->state == CONN_READY;
+    bool ends = false;
+    if (n > 1) {
+        group_finish(c, n, failed, all_ok);
+        c->reading = c->nsent > 0 ? req_first(&c->sent) : NULL;
+    } else {
+        list_unlink(&req->link);
+        c->nsent--;
+        c->reading = c->nsent > 0 ? req_first(&c->sent) : NULL;
+        PGresult *res = req->result.pg;
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (!all_ok && req->name && state && !strcmp(state, "26000")) {
+            /* Someone ran DEALLOCATE or DISCARD behind our back. Nothing was executed,
+             * so preparing again is safe, once, unless the error has aborted a
+             * transaction. */
+            stmt_forget(c, req->name);
+            if (!req->reprepared && !req->txn) {
+                req->reprepared = true;
+                PQclear(res);
+                req->result.pg = NULL;
+                if (!conn_queue(c, req) || !conn_sync(c) || !conn_flush(c))
+                    return false;
+                if (c->nsent == 1)
+                    conn_deadline(c);
+                if (c->nsent > 0)
+                    return true;
+                conn_next(c); /* it was refused at once (42P05) */
+                return c->state == CONN_READY;
+            }
         }
+        if (!res)
+            req_fail(req, PG_EQUERY, "XX000", "no result from PostgreSQL");
+        else if (!all_ok)
+            req->errkind = PG_EQUERY;
+        else if (req->kind == REQ_COMMIT && !strcmp(PQcmdStatus(res), "ROLLBACK")) {
+            /* PostgreSQL answers COMMIT in a failed transaction with a successful ROLLBACK. */
+            req->errkind = PG_EQUERY;
+            memcpy(req->sqlstate, "25P02", 6);
+            req->message = xstrdup("the transaction was rolled back: an earlier statement failed");
+        }
+        ends = req->kind == REQ_COMMIT || req->kind == REQ_ROLLBACK;
+        pg_txn_t *txn = ends ? req->txn : NULL;
+        if (res)
+            req_finish(req);
+        if (txn)
+            txn_unpin(txn);
     }
-    req->result.pg = res;
-    if (!res)
-        req_fail(req, PG_EQUERY, "XX000", "no result from PostgreSQL");
-    else if (!ok)
-        req->errkind = PG_EQUERY;
-    else if (req->kind == REQ_COMMIT && !strcmp(PQcmdStatus(res), "ROLLBACK")) {
-        /* PostgreSQL answers COMMIT in a failed transaction with a successful ROLLBACK. */
-        req->errkind = PG_EQUERY;
-        memcpy(req->sqlstate, "25P02", 6);
-        req->message = xstrdup("the transaction was rolled back: an earlier statement failed");
-    }
-    bool ends = req->kind == REQ_COMMIT || req->kind == REQ_ROLLBACK;
-    pg_txn_t *txn = ends ? req->txn : NULL;
-    if (res)
-        req_finish(req);
-    if (txn)
-        txn_unpin(txn);
     if (c->nsent > 0) {
         conn_deadline(c);
         return true;
@@ -1156,14 +1284,22 @@ static bool conn_read(conn_t *c)
 {
     while (c->nsent > 0 && !PQisBusy(c->pg)) {
         PGresult *res = PQgetResult(c->pg);
-        pg_handle_t *req = req_first(&c->sent);
+        pg_handle_t *req = c->reading;
         if (!res) { /* the end of one statement's results */
             if (c->last_null) {
                 conn_lost(c, "lost track of the pipeline", NULL);
                 return false;
             }
             c->last_null = true;
-            c->phase++;
+            if (++c->phase == (req->preparing ? 2 : 1) && !req->group_end) {
+                if (req->link.next == &c->sent) {
+                    conn_lost(c, "lost track of the pipeline", NULL);
+                    return false;
+                }
+                c->reading = req_of(req->link.next); /* the group's next statement */
+                c->phase = 0;
+                conn_deadline(c);
+            }
             continue;
         }
         c->last_null = false;
@@ -1178,6 +1314,7 @@ static bool conn_read(conn_t *c)
             PQclear(res);
             list_unlink(&req->link);
             c->nsent--;
+            c->reading = NULL;
             req_fail(req, PG_EQUERY, "0A000", "COPY is not supported by the pool");
             conn_lost(c, "the server started a COPY", NULL); /* no way back but a new session */
             return false;
@@ -1192,7 +1329,7 @@ static bool conn_read(conn_t *c)
             }
             stmt_forget(c, req->name);
         }
-        answer_keep(c, res);
+        answer_keep(req, res);
     }
     return true;
 }
@@ -1327,6 +1464,7 @@ static void pool_maybe_finish(pg_pool_t *pool)
         return;
     pool->finishing = true;
     uv_close((uv_handle_t *)&pool->deliver, on_handle_closed);
+    uv_close((uv_handle_t *)&pool->kick, on_handle_closed);
     uv_close((uv_handle_t *)&pool->wait_timer, on_handle_closed);
 }
 
@@ -1441,7 +1579,9 @@ pg_pool_t *pg_pool_new(uv_loop_t *loop, const pg_config_t *cfg)
     pool->wait_timer.data = pool;
     uv_idle_init(loop, &pool->deliver);
     pool->deliver.data = pool;
-    pool->open = 2 + pool->size;
+    uv_prepare_init(loop, &pool->kick);
+    pool->kick.data = pool;
+    pool->open = 3 + pool->size;
     pool->conns = xcalloc((size_t)pool->size, sizeof(conn_t));
     for (int i = 0; i < pool->size; i++) {
         conn_t *c = &pool->conns[i];
