@@ -5,7 +5,9 @@
 # For each connection count, wrk runs alternately against pantherad and nginx
 # (A B A B ...) and each run records requests/s, the p99 latency and the server's CPU
 # time per request (utime + stime of master and workers, from /proc, divided by the
-# requests wrk counted). See tests/bench/README.md.
+# requests wrk counted). A third server, floor.c (epoll, recv, one canned send: what the
+# kernel costs alone), runs in the same rounds as a measuring stick. See
+# tests/bench/README.md.
 #
 # Environment:
 #   BENCH_SECONDS   length of one wrk run (default 10)
@@ -19,8 +21,9 @@
 #                   is run again (default 10) ...
 #   BENCH_RETRIES     ... at most this many times (default 3)
 #   BENCH_ACCESS_LOG  0: both servers without access log (default 1: both log to a file)
+#   BENCH_FLOOR     0: leave floor.c out (default 1)
 #   BENCH_OUT       also write the raw results (TSV) to this file
-#   BENCH_PX_PORT, BENCH_NGINX_PORT  ports (default 18480, 18481)
+#   BENCH_PX_PORT, BENCH_NGINX_PORT, BENCH_FLOOR_PORT  ports (default 18480, 18481, 18482)
 #   BENCH_BUILD     the release build to use (default build-bench/, set up if missing)
 #   BENCH_NO_BUILD  1: do not run ninja first
 #   BENCH_KEEP      1: keep the temporary directory (configs, logs)
@@ -38,6 +41,7 @@ NOISE_MAX=${BENCH_NOISE_MAX:-10}
 RETRIES=${BENCH_RETRIES:-3}
 WORKERS=2
 PATH_=/v1/hello
+FLOOR=${BENCH_FLOOR:-1}
 
 command -v wrk >/dev/null 2>&1 || die "wrk not found (apt-get install -y wrk)"
 [[ $SECONDS_PER_RUN =~ ^[0-9]+$ && $SECONDS_PER_RUN -ge 1 ]] || die "BENCH_SECONDS: a whole number of seconds"
@@ -52,6 +56,7 @@ log "$(nproc) CPUs; wrk -t$THREADS, ${SECONDS_PER_RUN}s per run, connections: $C
 
 start_pantherad "$WORKERS"
 start_nginx "$WORKERS"
+((FLOOR)) && start_floor "$WORKERS"
 
 # Same status, same body, same Content-Type from both, before anything is measured.
 check_server() {
@@ -67,6 +72,10 @@ check_server pantherad "$PX_PORT"
 check_server nginx "$NGINX_PORT"
 cmp -s "$BENCH_TMP/check-pantherad.body" "$BENCH_TMP/check-nginx.body" ||
     die "the bodies differ: $(cat "$BENCH_TMP/check-pantherad.body") vs $(cat "$BENCH_TMP/check-nginx.body")"
+if ((FLOOR)); then
+    check_server floor "$FLOOR_PORT"
+    cmp -s "$BENCH_TMP/check-floor.body" "$BENCH_TMP/check-nginx.body" || die "floor's body differs"
+fi
 log "both answer 200 with the same $(wc -c <"$BENCH_TMP/check-nginx.body")-byte body: $(cat "$BENCH_TMP/check-nginx.body")"
 
 # run_wrk SERVER PORT CONNS ROUND: one measured run; appends a TSV line to RESULTS.
@@ -74,7 +83,11 @@ RESULTS=$BENCH_TMP/results.tsv
 : >"$RESULTS"
 run_wrk() {
     local server=$1 port=$2 conns=$3 round=$4 pid before after out
-    pid=$([[ $server == pantherad ]] && echo "$PX_PID" || echo "$NGINX_PID")
+    case $server in
+    pantherad) pid=$PX_PID ;;
+    nginx) pid=$NGINX_PID ;;
+    floor) pid=$FLOOR_PID ;;
+    esac
     out=$BENCH_TMP/wrk-$server-c$conns-r$round.txt
     local sys_before sys_after wrk_cpu
     wait_quiet
@@ -124,6 +137,9 @@ if ((WARMUP > 0)); then
     log "warming up both servers (${WARMUP}s each, not recorded)"
     timeout $((WARMUP + 30)) wrk -t"$THREADS" -c64 -d"${WARMUP}s" "http://127.0.0.1:$PX_PORT$PATH_" >/dev/null
     timeout $((WARMUP + 30)) wrk -t"$THREADS" -c64 -d"${WARMUP}s" "http://127.0.0.1:$NGINX_PORT$PATH_" >/dev/null
+    if ((FLOOR)); then
+        timeout $((WARMUP + 30)) wrk -t"$THREADS" -c64 -d"${WARMUP}s" "http://127.0.0.1:$FLOOR_PORT$PATH_" >/dev/null
+    fi
 fi
 
 # A run during which other processes used more than NOISE_MAX % of a CPU is done again
@@ -146,6 +162,7 @@ for conns in $CONNS; do
     for ((round = 1; round <= ROUNDS; round++)); do
         run_measured pantherad "$PX_PORT" "$conns" "$round"
         run_measured nginx "$NGINX_PORT" "$conns" "$round"
+        ((FLOOR)) && run_measured floor "$FLOOR_PORT" "$conns" "$round"
     done
 done
 
@@ -193,6 +210,16 @@ awk -F'\t' -v noise_max="$NOISE_MAX" -v discarded="$DISCARDED" '
             ca = cpu[a] / n[a]; cb = cpu[b] / n[b]
             printf "%5d %14.0f %14.0f %8.3f   %11.2f %11.2f %8.3f   %10.2f %10.2f %8.3f\n", c,
                 ra, rb, ra / rb, pa, pb, pa / pb, ca, cb, ca / cb
+        }
+        if (n["floor" SUBSEP order[1]]) {
+            printf "\nfloor.c (epoll, recv, one canned send; no parsing, logging or limits): the CPU\n"
+            printf "per request that the kernel costs any server here, and its ratio to nginx\n"
+            printf "%5s %14s %14s %10s %10s\n", "conns", "CPU us floor", "nginx", "floor/ngx", "px/floor"
+            for (i = 1; i <= nc; i++) {
+                c = order[i]; f = "floor" SUBSEP c; a = "pantherad" SUBSEP c; b = "nginx" SUBSEP c
+                cf = cpu[f] / n[f]; ca = cpu[a] / n[a]; cb = cpu[b] / n[b]
+                printf "%5d %14.2f %14.2f %10.3f %10.3f\n", c, cf, cb, cf / cb, ca / cf
+            }
         }
         printf "\nreq/s ratio: higher is better for pantherad; p99 and CPU/request ratios: lower is better.\n"
         printf "srv%%, wrk%%: CPU of the server (master + workers) and of wrk, in %% of one CPU;\n"

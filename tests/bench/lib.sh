@@ -11,6 +11,7 @@ REPO=$(cd "$BENCH_DIR/../.." && pwd -P)
 BUILD=${BENCH_BUILD:-$REPO/build-bench}
 PX_PORT=${BENCH_PX_PORT:-18480}
 NGINX_PORT=${BENCH_NGINX_PORT:-18481}
+FLOOR_PORT=${BENCH_FLOOR_PORT:-18482}
 NGINX=${BENCH_NGINX:-nginx}
 PYTHON=${PYTHON:-python3}
 # No server we start lives longer than this (seconds), even if this script is killed
@@ -235,6 +236,25 @@ EOF
     ((n == workers)) || die "nginx has $n workers, expected $workers"
 }
 
+# start_floor WORKERS: floor.c (the kernel's share alone, see there), built with cc into
+# BENCH_TMP. Sets FLOOR_PID (the master).
+start_floor() {
+    local workers=$1 d=$BENCH_TMP/floor
+    mkdir -p "$d"
+    port_free "$FLOOR_PORT" || die "port $FLOOR_PORT is in use (set BENCH_FLOOR_PORT)"
+    cc -O2 -Wall -Werror -o "$d/floor" "$REPO/tests/bench/floor.c" || die "cannot build floor.c"
+    timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" "$d/floor" "$FLOOR_PORT" "$workers" \
+        >"$d/stdout.log" 2>&1 &
+    FLOOR_PID=$!
+    wait_http "http://127.0.0.1:$FLOOR_PORT/v1/hello" ||
+        { cat "$d/stdout.log" >&2; die "floor does not answer on port $FLOOR_PORT"; }
+    # timeout(1) is the parent: the server is its child, the workers are the server's.
+    FLOOR_PID=$(pgrep -P "$FLOOR_PID")
+    local n
+    n=$(pgrep -c -P "$FLOOR_PID" || true)
+    ((n == workers)) || die "floor has $n workers, expected $workers"
+}
+
 # Stops a master and its workers: SIGTERM, then SIGKILL after 15 s.
 stop_tree() {
     local pid=$1 i
@@ -255,10 +275,12 @@ stop_tree() {
 
 stop_pantherad() { stop_tree "$PX_PID"; PX_PID=; }
 stop_nginx() { stop_tree "$NGINX_PID"; NGINX_PID=; }
+stop_floor() { stop_tree "${FLOOR_PID:-}"; FLOOR_PID=; }
 
 bench_cleanup() {
     stop_pantherad
     stop_nginx
+    stop_floor
     wait 2>/dev/null
     if [[ -n $BENCH_TMP && -d $BENCH_TMP ]]; then
         if [[ ${BENCH_KEEP:-0} == 1 ]]; then
