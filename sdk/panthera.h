@@ -271,7 +271,9 @@ typedef struct px_migration {
      * key, and if one was already answered within 24 h it replays that answer (same       \
      * status, body and Location) or, for a different request body, answers 409 — in both \
      * cases `cb` is never called. Without the header it is a plain transaction. End it    \
-     * with px_pg_commit_respond so the answer is stored in the same transaction. */       \
+     * with px_pg_commit_respond so the answer is stored in the same transaction. With an \
+     * [auth] token_secret the stored answer is sealed and the fingerprint is an HMAC, so  \
+     * an answer holding tokens is safe to store; without one both are stored in clear.  */ \
     X(int, pg_begin_idempotent, (px_req_t * req, px_pg_txn_fn cb, void *userdata),          \
       (req, cb, userdata))                                                                  \
     /* Commit `txn` and answer `status` with `body` (taken), recording the answer when the \

@@ -21,6 +21,7 @@
 #include "pg.h"
 #include "redis.h"
 #include "request.h"
+#include "seal.h"
 #include "util.h"
 #include "worker.h"
 
@@ -34,6 +35,8 @@ void api_job_detach(req_op_t *op);
 typedef struct idem {
     const char *scope; /* caller id, or "anon:<address>" */
     const char *key;
+    bool sealed; /* keys from [auth] token_secret: answers sealed, fingerprint an HMAC */
+    seal_keys_t keys;
     char fingerprint[65];
     px_pg_txn_fn cb;
     void *userdata;
@@ -116,8 +119,8 @@ static void pg_query_done(const pg_result_t *res, const pg_error_t *err, void *u
     cb(r, (const px_pg_result_t *)res, (const px_pg_error_t *)err, user);
 }
 
-static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql,
-                       int nparams, const char *const *values, px_pg_fn cb, void *ud)
+static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql, int nparams,
+                       const char *const *values, px_pg_fn cb, void *ud)
 {
     pg_pool_t *pool = r->worker->pg;
     if ((!pool && !txn) || !sql || !cb)
@@ -139,7 +142,7 @@ static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char 
 }
 
 int api_pg_query(px_req_t *r, const char *name, const char *sql, int nparams,
-                        const char *const *values, px_pg_fn cb, void *ud)
+                 const char *const *values, px_pg_fn cb, void *ud)
 {
     return start_query(r, NULL, name, sql, nparams, values, cb, ud);
 }
@@ -244,7 +247,7 @@ int api_pg_begin(px_req_t *r, px_pg_txn_fn cb, void *ud)
 }
 
 int api_pg_txn_query(px_pg_txn_t *t, const char *name, const char *sql, int nparams,
-                            const char *const *values, px_pg_fn cb, void *ud)
+                     const char *const *values, px_pg_fn cb, void *ud)
 {
     return start_query(t->req, t->txn, name, sql, nparams, values, cb, ud);
 }
@@ -268,8 +271,8 @@ static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
     free(t);
     req_op_t *op = op_new(r, OP_PG_DONE, (req_op_cb_t){.done = cb}, ud);
     pg_handle_t **h = (pg_handle_t **)&op->handle;
-    int rc = commit ? pg_txn_commit(txn, pg_end_done, op, h)
-                    : pg_txn_rollback(txn, pg_end_done, op, h);
+    int rc =
+        commit ? pg_txn_commit(txn, pg_end_done, op, h) : pg_txn_rollback(txn, pg_end_done, op, h);
     if (rc) {
         op_finish(op);
         return PX_EINVAL;
@@ -300,8 +303,8 @@ static void redis_done(const redis_reply_t *reply, const redis_error_t *err, voi
     cb(r, (const px_redis_reply_t *)reply, e, user);
 }
 
-int api_redis_command(px_req_t *r, int argc, const char *const *argv,
-                             const size_t *argvlen, px_redis_fn cb, void *ud)
+int api_redis_command(px_req_t *r, int argc, const char *const *argv, const size_t *argvlen,
+                      px_redis_fn cb, void *ud)
 {
     redis_client_t *client = r->worker->redis;
     if (!client || !redis_is_connected(client))
@@ -359,13 +362,35 @@ const px_redis_reply_t *api_redis_element(const px_redis_reply_t *reply, size_t 
  * waits instead of racing; a look for a stored answer younger than 24 h; then either the
  * replay (or 409 for another body) after a rollback, or the handler's own writes, and
  * finally the answer stored by the same transaction that made the writes. Whatever
- * crashes in between, either both the rows and the answer exist or neither does. */
+ * crashes in between, either both the rows and the answer exist or neither does.
+ *
+ * With an [auth] token_secret (seal.h), the stored answer is sealed and the request's
+ * fingerprint is an HMAC: a register's answer holds a working refresh token and its body
+ * a password, neither of which a copy of the database should give away. Without one, both
+ * are stored as they are (SHA-256 for the fingerprint). */
 
-static void idem_fingerprint(px_req_t *r, char out[65])
+#define IDEM_PURPOSE "panthera idempotency v1"
+
+/* What a sealed answer is bound to: its row. */
+static char *idem_aad(px_req_t *r, const idem_t *idem)
 {
+    size_t n = strlen(idem->scope) + strlen(idem->key) + 2;
+    char *aad = arena_alloc(&r->arena, n);
+    snprintf(aad, n, "%s\n%s", idem->scope, idem->key);
+    return aad;
+}
+
+static int idem_fingerprint(px_req_t *r, idem_t *idem)
+{
+    const char *method = r->method_name ? r->method_name : "";
+    if (idem->sealed) {
+        const void *pieces[] = {method, " ", r->path, "\n", r->body.data ? r->body.data : ""};
+        const size_t lens[] = {strlen(method), 1, r->path_len, 1, r->body.len};
+        return seal_mac_hex(&idem->keys, pieces, lens, ARRAY_SIZE(pieces), idem->fingerprint);
+    }
+    char *out = idem->fingerprint;
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
-    const char *method = r->method_name ? r->method_name : "";
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
     EVP_DigestUpdate(ctx, method, strlen(method));
@@ -378,6 +403,7 @@ static void idem_fingerprint(px_req_t *r, char out[65])
     EVP_MD_CTX_free(ctx);
     for (unsigned int i = 0; i < dlen && i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    return 0;
 }
 
 static void idem_fail(px_req_t *r, px_pg_txn_t *t, const px_pg_error_t *err)
@@ -386,25 +412,55 @@ static void idem_fail(px_req_t *r, px_pg_txn_t *t, const px_pg_error_t *err)
     api_res_pg_error(r, err);
 }
 
+static size_t be32(const unsigned char *p)
+{
+    return (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | (size_t)p[3];
+}
+
 static void idem_replay(px_req_t *r, px_pg_txn_t *t, const pg_result_t *res)
 {
     idem_t *idem = t->idem;
+    int64_t status = 200;
+    pg_result_int64(res, 0, 1, &status);
+    const char *headers = pg_result_value(res, 0, 2);
+    const char *body = pg_result_value(res, 0, 3);
+    char *plain = NULL;
+    size_t hlen = headers ? strlen(headers) : 0, blen = body ? strlen(body) : 0;
+    if (seal_is_sealed(body)) {
+        size_t len = 0;
+        if (!idem->sealed || seal_open(&idem->keys, idem_aad(r, idem), body, &plain, &len) ||
+            len < 4 || (hlen = be32((const unsigned char *)plain)) > len - 4) {
+            free(plain);
+            log_warn("idempotency: the stored answer for key \"%s\" cannot be opened (was "
+                     "[auth] token_secret changed?)",
+                     idem->key);
+            api_pg_rollback(t, NULL, NULL);
+            http_respond_error(r, 409, "conflict",
+                               "the first answer to this Idempotency-Key can no longer be read; "
+                               "retry with a new key",
+                               NULL);
+            return;
+        }
+        headers = plain + 4;
+        body = plain + 4 + hlen;
+        blen = len - 4 - hlen;
+    }
+    /* Compared once the answer opened: with another secret the fingerprint differs too, and
+     * "can no longer be read" is the true reason. */
     if (strcmp(pg_result_value(res, 0, 0), idem->fingerprint) != 0) {
+        free(plain);
         api_pg_rollback(t, NULL, NULL);
         http_respond_error(r, 409, "conflict",
                            "this Idempotency-Key was used for a different request", NULL);
         return;
     }
-    int64_t status = 200;
-    pg_result_int64(res, 0, 1, &status);
-    const char *headers = pg_result_value(res, 0, 2);
-    const char *body = pg_result_value(res, 0, 3);
-    /* Stored as "Name: value\r\n" lines, exactly as first sent. */
-    buf_appends(&r->extra_headers, headers ? headers : "");
+    /* Headers are "Name: value\r\n" lines, exactly as first sent. */
+    buf_append(&r->extra_headers, headers ? headers : "", hlen);
     http_add_header(r, "Idempotent-Replayed", "true");
-    char *copy = xstrdup(body ? body : "");
+    char *copy = xstrndup(body ? body : "", blen);
+    free(plain);
     api_pg_rollback(t, NULL, NULL);
-    http_respond(r, (int)status, "application/json; charset=utf-8", copy, strlen(copy), true);
+    http_respond(r, (int)status, "application/json; charset=utf-8", copy, blen, true);
 }
 
 static void idem_looked_up(px_req_t *r, const px_pg_result_t *pres, const px_pg_error_t *err,
@@ -423,8 +479,7 @@ static void idem_looked_up(px_req_t *r, const px_pg_result_t *pres, const px_pg_
     t->idem->cb(r, t, NULL, t->idem->userdata);
 }
 
-static void idem_locked(px_req_t *r, const px_pg_result_t *res, const px_pg_error_t *err,
-                        void *ud)
+static void idem_locked(px_req_t *r, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
 {
     UNUSED(res);
     px_pg_txn_t *t = ud;
@@ -449,8 +504,8 @@ static void idem_begun(px_req_t *r, px_pg_txn_t *t, const px_pg_error_t *err, vo
     t->idem = idem;
     const char *params[] = {idem->scope, idem->key};
     start_query(r, t->txn, "px_idem_lock",
-                "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(10) || $2, 0))", 2,
-                params, idem_locked, t);
+                "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(10) || $2, 0))", 2, params,
+                idem_locked, t);
 }
 
 int api_pg_begin_idempotent(px_req_t *r, px_pg_txn_fn cb, void *ud)
@@ -484,7 +539,11 @@ int api_pg_begin_idempotent(px_req_t *r, px_pg_txn_fn cb, void *ud)
         snprintf(scope, n, "anon:%s", addr);
         idem->scope = scope;
     }
-    idem_fingerprint(r, idem->fingerprint);
+    const char *secret = r->worker->cfg->auth.token_secret;
+    idem->sealed = secret && *secret;
+    if ((idem->sealed && seal_keys_derive(secret, strlen(secret), IDEM_PURPOSE, &idem->keys) < 0) ||
+        idem_fingerprint(r, idem) < 0)
+        return http_respond_error(r, 500, "internal", "cannot fingerprint the request", NULL);
     idem->cb = cb;
     idem->userdata = ud;
     return api_pg_begin(r, idem_begun, idem);
@@ -527,8 +586,30 @@ int api_pg_commit_respond(px_pg_txn_t *t, int status, json_t *body)
     if (t->idem) {
         char status_s[16];
         snprintf(status_s, sizeof(status_s), "%d", status);
-        const char *params[] = {t->idem->scope, t->idem->key, t->idem->fingerprint, status_s,
-                                r->extra_headers.data ? r->extra_headers.data : "", text};
+        const char *headers = r->extra_headers.data ? r->extra_headers.data : "";
+        const char *stored = text;
+        if (t->idem->sealed) {
+            /* One sealed text: the headers' length (4 bytes, big-endian), headers, body. */
+            size_t hlen = r->extra_headers.len, blen = strlen(text);
+            char *plain = xmalloc(4 + hlen + blen);
+            plain[0] = (char)(hlen >> 24), plain[1] = (char)(hlen >> 16);
+            plain[2] = (char)(hlen >> 8), plain[3] = (char)hlen;
+            memcpy(plain + 4, headers, hlen);
+            memcpy(plain + 4 + hlen, text, blen);
+            char *sealed = seal_text(&t->idem->keys, idem_aad(r, t->idem), plain, 4 + hlen + blen);
+            free(plain);
+            if (!sealed) {
+                free(text);
+                api_pg_rollback(t, NULL, NULL);
+                return http_respond_error(r, 500, "internal", "the answer could not be sealed",
+                                          NULL);
+            }
+            stored = arena_strndup(&r->arena, sealed, strlen(sealed));
+            free(sealed);
+            headers = "";
+        }
+        const char *params[] = {t->idem->scope, t->idem->key, t->idem->fingerprint,
+                                status_s,       headers,      stored};
         start_query(r, t->txn, "px_idem_record",
                     "INSERT INTO panthera_idempotency "
                     "(scope, key, fingerprint, status, headers, body) "
@@ -640,4 +721,3 @@ int api_work(px_req_t *r, px_work_fn work, px_work_done_fn done, void *ud)
     }
     return 0;
 }
-

@@ -148,3 +148,60 @@ def test_postgres_restart_never_duplicates_or_loses(server):
             assert n == 1, "%s acknowledged but stored %d times" % (text, n)
         else:
             assert n <= 1, "%s stored %d times" % (text, n)
+
+
+# ---- answers sealed under [auth] token_secret (server/seal.h) ----
+
+SECRET = "idempotency-test-secret-0123456789abcdef"
+
+
+def sealed_server(secret):
+    return Server(workers=1, plugins=("pgkit",),
+                  sections={"postgres": {"conninfo": conninfo(), "wait_timeout": "1s"},
+                            "auth": {"token_secret": secret}})
+
+
+def stored_row(key):
+    from test_pools import psql
+    out = psql("SELECT fingerprint || chr(9) || headers || chr(9) || body "
+               "FROM panthera_idempotency WHERE key = '%s'" % key)
+    assert out.strip(), "no row stored for key %s" % key
+    return out.strip().split("\t")
+
+
+def test_sealed_answer_replays_and_gives_nothing_away():
+    import hashlib
+    s = sealed_server(SECRET)
+    s.start()
+    try:
+        key, text = uuid.uuid4().hex, "secret-note-" + uuid.uuid4().hex
+        first = post(s, key, text)
+        assert first.status_code == 201, first.text
+        fingerprint, headers, body = stored_row(key)
+        # The database alone shows neither the answer nor a plain hash of the request.
+        assert body.startswith("sealed:v1:") and text not in body and headers == ""
+        plain = hashlib.sha256(b'POST /v1/pgkit/notes\n'
+                               + first.request.body).hexdigest()
+        assert fingerprint != plain and len(fingerprint) == 64
+        again = post(s, key, text)
+        assert again.status_code == 201 and again.json() == first.json()
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        other = post(s, key, text + "-other")
+        assert other.status_code == 409
+        assert count(s, text) == 1
+    finally:
+        s.stop()
+        s.cleanup()
+
+    # Another secret cannot open it: a clear 409, never the handler run a second time.
+    s = sealed_server(SECRET[::-1])
+    s.start()
+    try:
+        r = post(s, key, text)
+        assert r.status_code == 409, r.text
+        assert "can no longer be read" in r.json()["error"]["message"]
+        assert count(s, text) == 1
+        assert "cannot be opened" in open(s.error_log_path).read()
+    finally:
+        s.stop()
+        s.cleanup()

@@ -103,6 +103,24 @@ def test_register_is_idempotent_with_a_key(srv):
     assert_error(r3, 409, "conflict")
 
 
+def test_register_answer_is_stored_sealed(env):
+    # The stored answer holds a working refresh token and the request a password: the
+    # database alone must show neither (server/seal.h).
+    db, srv = env
+    body = register_body()
+    key = uuid.uuid4().hex
+    r = call(srv, "POST", "/v1/auth/register", json_body=body, headers={"Idempotency-Key": key})
+    doc = assert_tokens(r, 201, body["username"])
+    row = psql(db, "SELECT fingerprint || chr(9) || headers || chr(9) || body "
+                   "FROM panthera_idempotency WHERE key = '%s'" % key).strip()
+    fingerprint, headers, stored = row.split("\t")
+    assert stored.startswith("sealed:v1:") and headers == ""
+    for secret in (doc["refreshToken"], doc["accessToken"], body["password"], body["email"]):
+        assert secret not in row
+    plain = hashlib.sha256(("POST /v1/auth/register\n" + r.request.body.decode()).encode())
+    assert fingerprint != plain.hexdigest()
+
+
 def test_register_unknown_field_is_400(srv):
     r = post(srv, "/v1/auth/register", register_body(nickname="bob"))
     assert_error(r, 400, ("validation_failed", "bad_request"))
