@@ -1,0 +1,31 @@
+/* http_internal.h — what http.c (the connection), http_parse.c (the request) and
+ * http_response.c (the answer) call in one another; nothing outside those three
+ * includes it. http.h is the interface for the rest of the server. */
+#ifndef PX_HTTP_INTERNAL_H
+#define PX_HTTP_INTERNAL_H
+
+#include <llhttp.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "http.h"
+
+/* http.c */
+
+/* (Re)start deadline `which` (a conn_timer) for `c` from now, leaving any other list. */
+void http_timer_arm(conn_t *c, int which);
+/* Put the response to `r`, already laid out in `bufs` (the head, then the body if it was
+ * not copied in behind it), on `c`'s socket; with `keep` false the connection closes
+ * once it is out. Takes `r`: it is released when written or when the connection fails.
+ * `bufs` may be changed. */
+void http_conn_write(conn_t *c, px_req_t *r, uv_buf_t *bufs, unsigned nbufs, bool keep);
+
+/* http_parse.c */
+
+/* Set up `c`'s parser: strict llhttp with this file's callbacks. */
+void http_parse_init(conn_t *c);
+/* Answer the request llhttp stopped on with `err` (or the status a callback or a deadline
+ * left in c->err_status) and have the connection close after it. */
+void http_parse_fail(conn_t *c, llhttp_errno_t err);
+
+#endif

@@ -1,0 +1,336 @@
+/*
+ * http_parse.c — bytes into a request: the llhttp callbacks and the host's own limits.
+ *
+ * llhttp is used strictly (no lenient flags; built with LLHTTP_STRICT_MODE) and checks
+ * syntax only: sizes, counts and deadlines are ours. The request line and headers are
+ * copied into the request as they arrive, because the bytes they come from are the
+ * worker's one read buffer, which the next read on any connection overwrites.
+ *
+ * Errors. A request llhttp rejects, or that breaks a limit, gets its status (400, 408,
+ * 413, 414, 417, 431, 505) in the API's JSON error shape with Connection: close. A
+ * callback cannot answer from inside llhttp: it records the status in the connection
+ * and stops the parser, and http_parse_fail answers once llhttp has returned.
+ */
+#include "http_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "worker.h"
+
+static int fail_with(conn_t *c, int status, const char *message)
+{
+    c->err_status = (uint16_t)status;
+    c->err_message = message;
+    return HPE_USER;
+}
+
+static int head_append(conn_t *c, const char *at, size_t len)
+{
+    px_req_t *r = c->req;
+    if (r->head.len + len > c->worker->limits->max_header_size)
+        return fail_with(c, 431, "request header block too large");
+    buf_append(&r->head, at, len);
+    return 0;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    if (!c->req)
+        c->req = req_acquire(c->worker, c);
+    if (c->timer == CT_IDLE)
+        http_timer_arm(c, CT_HEADER);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    px_req_t *r = c->req;
+    if (r->url_len == 0)
+        r->url_off = (uint32_t)r->head.len;
+    if (r->head.len + len > c->worker->limits->max_header_size)
+        return fail_with(c, 414, "request target too long");
+    buf_append(&r->head, at, len);
+    r->url_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_url_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    return head_append(c, "", 1);
+}
+
+/* Give the previous header its NUL terminator; llhttp calls no value callback at all
+ * for an empty value, so this is done when the next header (or the end) arrives. */
+static int finish_header(conn_t *c)
+{
+    px_req_t *r = c->req;
+    if (r->header_state != HS_NAME_DONE && r->header_state != HS_VALUE &&
+        r->header_state != HS_VALUE_DONE)
+        return 0;
+    if (r->header_state == HS_NAME_DONE) {
+        header_t *h = &r->headers[r->nheaders - 1];
+        h->value_off = (uint32_t)r->head.len;
+        h->value_len = 0;
+    }
+    r->header_state = HS_NONE;
+    return head_append(c, "", 1);
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    px_req_t *r = c->req;
+    if (r->header_state != HS_FIELD) {
+        int rc = finish_header(c);
+        if (rc)
+            return rc;
+        if (r->nheaders >= c->worker->limits->max_headers)
+            return fail_with(c, 431, "too many request headers");
+        if (r->nheaders == r->cap_headers) {
+            r->cap_headers = r->cap_headers ? r->cap_headers * 2 : 16;
+            r->headers = xrealloc(r->headers, r->cap_headers * sizeof(header_t));
+        }
+        header_t *h = &r->headers[r->nheaders++];
+        *h = (header_t){.name_off = (uint32_t)r->head.len};
+        r->header_state = HS_FIELD;
+    }
+    r->headers[r->nheaders - 1].name_len += (uint32_t)len;
+    return head_append(c, at, len);
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    px_req_t *r = c->req;
+    if (r->header_state != HS_FIELD || r->headers[r->nheaders - 1].name_len == 0)
+        return fail_with(c, 400, "empty header name");
+    int rc = head_append(c, "", 1);
+    if (rc == 0)
+        c->req->header_state = HS_NAME_DONE;
+    return rc;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    px_req_t *r = c->req;
+    /* llhttp hands an obs-fold continuation (RFC 9112 5.2) over as a second piece of the
+     * same value. A value legitimately comes in pieces only when a read ended inside it;
+     * a piece that did not end at the end of the input was followed by CRLF and a fold.
+     * A server must reject or replace folding; rejecting is the safe one. */
+    if (r->header_state == HS_VALUE_DONE || (r->header_state == HS_VALUE && !c->value_cut))
+        return fail_with(c, 400, "obsolete line folding in a header value");
+    if (r->header_state != HS_NAME_DONE && r->header_state != HS_VALUE)
+        return fail_with(c, 400, "header value without a name");
+    c->value_cut = at + len == c->feed_end;
+    if (r->header_state != HS_VALUE) {
+        r->headers[r->nheaders - 1].value_off = (uint32_t)r->head.len;
+        r->header_state = HS_VALUE;
+    }
+    r->headers[r->nheaders - 1].value_len += (uint32_t)len;
+    return head_append(c, at, len);
+}
+
+/* A value that goes on after this is an obs-fold continuation. */
+static int on_header_value_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    if (c->req->header_state == HS_VALUE)
+        c->req->header_state = HS_VALUE_DONE;
+    return 0;
+}
+
+static bool name_is(const px_req_t *r, const header_t *h, const char *name, size_t len)
+{
+    return h->name_len == len && !strncasecmp(r->head.data + h->name_off, name, len);
+}
+
+static int parse_target(px_req_t *r)
+{
+    char *target = r->head.data + r->url_off;
+    size_t len = r->url_len;
+    size_t scheme = !strncasecmp(target, "http://", 7)    ? 7
+                    : !strncasecmp(target, "https://", 8) ? 8
+                                                          : 0;
+    if (scheme) {
+        /* absolute-form (RFC 9112 3.2.2): the path starts after the authority. */
+        char *slash = len > scheme ? memchr(target + scheme, '/', len - scheme) : NULL;
+        if (!slash)
+            return -1;
+        len -= (size_t)(slash - target);
+        target = slash;
+    }
+    if (len == 0 || (target[0] != '/' && !(len == 1 && target[0] == '*')))
+        return -1;
+    char *q = memchr(target, '?', len);
+    size_t path_len = q ? (size_t)(q - target) : len;
+    r->path = arena_strndup(&r->arena, target, path_len);
+    r->path_len = path_len;
+    r->query = q ? arena_strndup(&r->arena, q + 1, len - path_len - 1) : NULL;
+    return 0;
+}
+
+static void on_continue_written(uv_write_t *wr, int status)
+{
+    UNUSED(status);
+    conn_t *c = wr->data;
+    c->writes--;
+    free(wr);
+}
+
+/* Its own allocation: the request may be gone (an error, a close) before it is written. */
+static void send_continue(conn_t *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_write_t *wr = xmalloc(sizeof(*wr));
+    wr->data = c;
+    uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+    if (uv_write(wr, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) < 0) {
+        free(wr);
+        return;
+    }
+    c->writes++;
+}
+
+/* A client's id is echoed into our response headers and log lines: only a short token of
+ * plain characters is taken, anything else gets one of ours. */
+static bool sane_request_id(const char *s, size_t len)
+{
+    if (len == 0 || len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '_' || ch == '.' || ch == ':'))
+            return false;
+    }
+    return true;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    px_req_t *r = c->req;
+    const http_limits_t *lim = c->worker->limits;
+    int rc = finish_header(c);
+    if (rc)
+        return rc;
+    if (p->http_major != 1 || p->http_minor > 1)
+        return fail_with(c, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
+    r->http10 = p->http_minor == 0;
+    r->method_name = llhttp_method_name((llhttp_method_t)p->method);
+    r->method = router_method_parse(r->method_name);
+    r->is_head = r->method == METHOD_HEAD;
+    if (parse_target(r))
+        return fail_with(c, 400, "malformed request target");
+
+    int hosts = 0;
+    for (uint32_t i = 0; i < r->nheaders; i++) {
+        const header_t *h = &r->headers[i];
+        const char *value = r->head.data + h->value_off;
+        if (name_is(r, h, "host", 4)) {
+            hosts++;
+        } else if (name_is(r, h, "expect", 6)) {
+            if (strcasecmp(value, "100-continue") != 0)
+                return fail_with(c, 417, "only \"Expect: 100-continue\" is supported");
+            r->expect_continue = !r->http10;
+        } else if (name_is(r, h, "x-request-id", 12)) {
+            if (sane_request_id(value, h->value_len) && !r->id[0])
+                memcpy(r->id, value, h->value_len + 1);
+        }
+    }
+    if (hosts > 1 || (hosts == 0 && !r->http10))
+        return fail_with(c, 400, hosts ? "more than one Host header" : "missing Host header");
+
+    bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > lim->max_body_size)
+        return fail_with(c, 413, "request body is larger than max_body_size");
+    if (has_body) {
+        r->in_body = true;
+        c->body_started = uv_now(c->worker->loop);
+        c->body_bytes = 0;
+        http_timer_arm(c, CT_BODY);
+        if (r->expect_continue)
+            send_continue(c);
+    }
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    px_req_t *r = c->req;
+    worker_t *w = c->worker;
+    if (r->body.len + len > w->limits->max_body_size)
+        return fail_with(c, 413, "request body is larger than max_body_size");
+    buf_append(&r->body, at, len);
+    c->body_bytes += len;
+    uint64_t now = uv_now(w->loop);
+    uint64_t elapsed = now - c->body_started;
+    if (elapsed > w->limits->body_timeout_ms &&
+        c->body_bytes * 1000 / elapsed < w->limits->min_body_rate)
+        return fail_with(c, 408, "request body arrives too slowly");
+    http_timer_arm(c, CT_BODY);
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    px_req_t *r = c->req;
+    r->in_body = false;
+    r->keepalive = llhttp_should_keep_alive(p);
+    return HPE_PAUSED;
+}
+
+static llhttp_settings_t parser_settings;
+
+static void settings_init(void)
+{
+    if (parser_settings.on_message_complete)
+        return;
+    llhttp_settings_init(&parser_settings);
+    parser_settings.on_message_begin = on_message_begin;
+    parser_settings.on_url = on_url;
+    parser_settings.on_url_complete = on_url_complete;
+    parser_settings.on_header_field = on_header_field;
+    parser_settings.on_header_field_complete = on_header_field_complete;
+    parser_settings.on_header_value = on_header_value;
+    parser_settings.on_header_value_complete = on_header_value_complete;
+    parser_settings.on_headers_complete = on_headers_complete;
+    parser_settings.on_body = on_body;
+    parser_settings.on_message_complete = on_message_complete;
+}
+
+void http_parse_init(conn_t *c)
+{
+    settings_init();
+    llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
+    c->parser.data = c;
+}
+
+void http_parse_fail(conn_t *c, llhttp_errno_t err)
+{
+    int status = 400;
+    const char *message = llhttp_get_error_reason(&c->parser);
+    if (c->err_status) {
+        /* Ours, from a callback (llhttp reports it as that callback's error code). */
+        status = c->err_status;
+        message = c->err_message;
+    } else if (err == HPE_INVALID_VERSION) {
+        status = 505;
+    }
+    px_req_t *r = c->req ? c->req : req_acquire(c->worker, c);
+    c->req = NULL;
+    r->keepalive = false;
+    c->close_after = true;
+    c->in_flight = true;
+    log_debug("bad request (%d): %s", status, message ? message : "?");
+    http_respond_error(r, status, NULL, message, NULL);
+}
