@@ -112,23 +112,33 @@ void buf_append_json_escaped(buf_t *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     buf_reserve(b, len + 8);
-    b->data[b->len] = '\0';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
+    size_t i = 0;
+    while (i < len) {
+        /* Runs of plain characters go in one copy: a log line is mostly those. */
+        size_t run = i;
+        while (run < len) {
+            unsigned char c = (unsigned char)s[run];
+            if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+                break;
+            run++;
+        }
+        if (run > i) {
+            buf_append(b, s + i, run - i);
+            i = run;
+            continue;
+        }
+        unsigned char c = (unsigned char)s[i++];
         if (c == '"' || c == '\\') {
             char esc[2] = {'\\', (char)c};
             buf_append(b, esc, 2);
-        } else if (c < 0x20 || c == 0x7f || c >= 0x80) {
+        } else {
             /* Bytes from the wire are not promised to be UTF-8; escaping every
              * non-ASCII byte keeps each log line valid JSON whatever a client sent. */
             char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             buf_append(b, esc, 6);
-        } else {
-            buf_reserve(b, 1);
-            b->data[b->len++] = (char)c;
-            b->data[b->len] = '\0';
         }
     }
+    b->data[b->len] = '\0';
 }
 
 void buf_free(buf_t *b)
