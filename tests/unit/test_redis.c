@@ -1038,6 +1038,11 @@ static void stopped_cb(const redis_reply_t *reply, const redis_error_t *err, voi
     free(op);
 }
 
+static void on_handle_closed(uv_handle_t *handle)
+{
+    ++*(int *)handle->data;
+}
+
 static void stopped_tick(uv_timer_t *t)
 {
     stopped_state_t *st = t->data;
@@ -1092,7 +1097,11 @@ static void test_stopped(void)
         CHECK(st.ok > 0);
         CHECK(recovery <= 3000);
     }
-    uv_close((uv_handle_t *)&st.tick, NULL);
+    /* st lives on this stack: its timer must be closed before the function returns. */
+    int closed = 0;
+    st.tick.data = &closed;
+    uv_close((uv_handle_t *)&st.tick, on_handle_closed);
+    CHECK(wait_for(&closed, 1, 1000));
 }
 
 static int cmd_timeout(void)
