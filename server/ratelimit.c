@@ -600,6 +600,11 @@ static void on_reply(const redis_reply_t *reply, const redis_error_t *err, void 
 }
 
 /* The peer, then X-Forwarded-For when the peer is a trusted proxy. */
+static bool is_xff(const px_req_t *r, const header_t *h)
+{
+    return h->name_len == 15 && !strncasecmp(r->head.data + h->name_off, "x-forwarded-for", 15);
+}
+
 static void find_client_with(const ratelimit_config_t *cfg, px_req_t *r, ratelimit_addr_t *client)
 {
     ratelimit_addr_t peer = {0};
@@ -609,14 +614,24 @@ static void find_client_with(const ratelimit_config_t *cfg, px_req_t *r, ratelim
         *client = peer;
         return;
     }
+    /* The last MAX_XFF_HEADERS of them: the proxies append theirs after whatever the client
+     * sent, so only the leftmost, the client's own, may be left out. */
+    uint32_t total = 0, skip;
+    for (uint32_t i = 0; i < r->nheaders; i++)
+        total += is_xff(r, &r->headers[i]);
+    skip = total > MAX_XFF_HEADERS ? total - MAX_XFF_HEADERS : 0;
     const char *values[MAX_XFF_HEADERS];
     size_t lens[MAX_XFF_HEADERS], n = 0;
     for (uint32_t i = 0; i < r->nheaders && n < MAX_XFF_HEADERS; i++) {
         const header_t *h = &r->headers[i];
-        if (h->name_len == 15 && !strncasecmp(r->head.data + h->name_off, "x-forwarded-for", 15)) {
-            values[n] = r->head.data + h->value_off;
-            lens[n++] = h->value_len;
+        if (!is_xff(r, h))
+            continue;
+        if (skip > 0) {
+            skip--;
+            continue;
         }
+        values[n] = r->head.data + h->value_off;
+        lens[n++] = h->value_len;
     }
     ratelimit_client_addr(cfg->proxies, cfg->nproxies, &peer, values, lens, n, client);
 }

@@ -131,7 +131,8 @@ void ratelimit_rule_clear(ratelimit_rule_t *rule);
 /* True when the rule's method and pattern name the route (parameter names aside). */
 bool ratelimit_rule_matches(const ratelimit_rule_t *rule, int method, const char *pattern);
 
-/* "10.0.0.0/8", "::1", "fd00::/8". Host bits beyond the prefix are an error. 0 or -1. */
+/* "10.0.0.0/8", "::1", "fd00::/8". 0; -1 when it is not an address or prefix, -2 when
+ * host bits are set beyond the prefix. */
 int ratelimit_parse_cidr(const char *s, ratelimit_cidr_t *out);
 bool ratelimit_cidr_match(const ratelimit_cidr_t *cidrs, size_t n, const ratelimit_addr_t *a);
 /* An address as it appears in X-Forwarded-For: "203.0.113.7", "2001:db8::1",

@@ -246,6 +246,17 @@ def test_forwarded_for_honoured_from_trusted_proxy(make_server, uses_redis):
     # ...and trusted hops on the right are skipped.
     chained = {"X-Forwarded-For": "203.0.113.1, 127.0.0.1"}
     assert request(s, "/v1/hello", chained).status == 429
+    # Many headers of the client's own ahead of the proxy's do not push the proxy's out.
+    conn = http.client.HTTPConnection(s.host, s.port, timeout=5)
+    try:
+        conn.putrequest("GET", "/v1/hello")
+        for i in range(40):
+            conn.putheader("X-Forwarded-For", "198.51.100.%d" % i)
+        conn.putheader("X-Forwarded-For", "203.0.113.1")
+        conn.endheaders()
+        assert conn.getresponse().status == 429
+    finally:
+        conn.close()
     # Without the header, the proxy itself is the client.
     assert [request(s, "/v1/hello").status for _ in range(4)] == [200, 200, 200, 429]
     if REDIS_SOCKET:
