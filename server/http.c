@@ -9,9 +9,15 @@
  *
  * Pipelining. on_message_complete pauses the parser, so requests leave llhttp one at a
  * time and are dispatched outside its callbacks. A handler that answers at once lets the
- * loop go on with the next request in the same buffer; one that answers later (PX_ASYNC)
- * leaves the rest of the bytes stashed in `pending` and reading stopped until it has
+ * loop go on with the next request in the same buffer; while one that answers later
+ * (PX_ASYNC) works, what arrives is appended to `pending` and parsed once it has
  * answered. Responses therefore leave in request order without a queue of their own.
+ *
+ * Hang-ups. Reading goes on while a request is in flight (up to PENDING_MAX stashed
+ * bytes, then it stops until the answer is out), so a client that closes or resets its
+ * connection is noticed at once, not when the answer is written: the request ends as 499
+ * in the access log and metrics, and whatever it had started in the pools is cancelled
+ * and its transactions rolled back (req_release), as nginx does for a proxied request.
  *
  * Closing. After a request that cannot be parsed or breaks a limit, nothing more on that
  * connection is executed: its error goes out with Connection: close, the socket is then
@@ -43,6 +49,7 @@
 #define DRAIN_IDLE_MS 1000
 /* Stop parsing pipelined requests while this much response is still queued. */
 #define WRITE_BACKLOG_MAX (256 * 1024)
+#define PENDING_MAX (64 * 1024) /* bytes read ahead while a request is in flight */
 
 static void conn_linger(conn_t *c);
 static void start_reading(conn_t *c);
@@ -257,12 +264,10 @@ static void dispatch_route(px_req_t *r, const router_match_t *m)
 
 static void stash(conn_t *c, const char *data, size_t len)
 {
-    char *copy = xmalloc(len);
-    memcpy(copy, data, len);
-    free(c->pending);
-    c->pending = copy;
-    c->pending_len = len;
-    if (c->reading) {
+    c->pending = xrealloc(c->pending, c->pending_len + len);
+    memcpy(c->pending + c->pending_len, data, len);
+    c->pending_len += len;
+    if (c->reading && c->pending_len >= PENDING_MAX) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
     }
@@ -426,17 +431,36 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     b->len = sizeof(c->worker->readbuf);
 }
 
+/* The client closed or reset its connection while a request was in flight. */
+static void conn_abandon(conn_t *c)
+{
+    px_req_t *r = c->active;
+    http_conn_close(c); /* r->conn is NULL from here: its answer goes nowhere */
+    if (r && !r->responded && !r->limiting) /* the limiter answers its own, see ratelimit.c */
+        http_respond_error(r, 499, "bad_request", "the client closed the connection", NULL);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     conn_t *c = s->data;
     if (n > 0) {
         if (c->lingering)
             return;
+        if (c->pending) { /* behind what is already waiting */
+            stash(c, b->base, (size_t)n);
+            if (!c->in_flight && !c->feeding && c->tcp.write_queue_size < WRITE_BACKLOG_MAX)
+                conn_resume(c);
+            return;
+        }
         conn_feed(c, b->base, (size_t)n);
         return;
     }
     if (n == 0)
         return;
+    if (c->in_flight && c->active && !c->lingering) {
+        conn_abandon(c);
+        return;
+    }
     if (n != UV_EOF || c->lingering) {
         http_conn_close(c);
         return;

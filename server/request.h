@@ -107,6 +107,7 @@ struct px_req {
     json_t *header_overrides;  /* set/removed by an on_request hook: name → value or null */
     bool has_caller;
     bool in_on_response;
+    bool limiting; /* the rate limiter's Redis call is out: it answers a client gone meanwhile */
     char caller_id[64];
     char caller_role[16];
 
