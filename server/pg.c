@@ -267,10 +267,11 @@ void pg_fail_waiting(pg_pool_t *pool, pg_errkind_t kind, const char *why)
     uv_timer_stop(&pool->wait_timer);
 }
 
-/* Up, nothing in flight and no transaction: it takes waiting work at the next kick. */
+/* Up, nothing in flight, no transaction and no cancel on its way: it takes waiting work
+ * at the next kick. */
 static bool conn_idle(const conn_t *c)
 {
-    return c->state == CONN_READY && c->nsent == 0 && !c->txn;
+    return c->state == CONN_READY && c->nsent == 0 && !c->txn && !c->cancelling;
 }
 
 static conn_t *idle_conn(const pg_pool_t *pool)
@@ -696,6 +697,66 @@ void pg_txn_abandon(pg_txn_t *txn)
         txn_abandon(txn);
 }
 
+/* ---- cancelling a running statement ----
+ *
+ * A request whose caller is gone (pg_cancel while it runs) has its answer thrown away,
+ * but PostgreSQL would still run it to the end and keep the connection: a slow report
+ * for a client that hung up. When it is alone on its connection, PostgreSQL is asked to
+ * cancel it. libpq 15's PQcancel blocks (it connects to the server), so it runs on the
+ * thread pool; and until it has been sent, the connection takes no new work, so that the
+ * cancel can only ever hit this statement (a cancel that arrives when the backend is idle
+ * is ignored). In a group the statement running could be a neighbour's: no cancel. */
+
+typedef struct cancel_job {
+    uv_work_t work;
+    conn_t *conn;
+    PGcancel *cancel;
+    bool sent;
+    char why[256];
+} cancel_job_t;
+
+static void cancel_send(uv_work_t *work)
+{
+    cancel_job_t *job = work->data;
+    job->sent = PQcancel(job->cancel, job->why, (int)sizeof(job->why)) == 1;
+}
+
+static void cancel_sent(uv_work_t *work, int status)
+{
+    cancel_job_t *job = work->data;
+    conn_t *c = job->conn;
+    pg_pool_t *pool = c->pool;
+    if (status == 0 && !job->sent)
+        log_info("postgres: could not cancel an abandoned statement: %s", job->why);
+    PQfreeCancel(job->cancel);
+    free(job);
+    c->cancelling = false;
+    if (c->state == CONN_READY && c->nsent == 0 && !pool->closing)
+        pg_pipeline_next(c);
+    pg_release(pool);
+}
+
+static void conn_cancel(conn_t *c)
+{
+    if (c->cancelling || !c->pg)
+        return;
+    cancel_job_t *job = xcalloc(1, sizeof(*job));
+    job->cancel = PQgetCancel(c->pg);
+    if (!job->cancel) {
+        free(job);
+        return;
+    }
+    job->conn = c;
+    job->work.data = job;
+    if (uv_queue_work(c->pool->loop, &job->work, cancel_send, cancel_sent) != 0) {
+        PQfreeCancel(job->cancel);
+        free(job);
+        return;
+    }
+    c->cancelling = true;
+    c->pool->open++; /* the pool outlives the job: cancel_sent touches the connection */
+}
+
 void pg_cancel(pg_handle_t *req)
 {
     if (!req)
@@ -717,6 +778,11 @@ void pg_cancel(pg_handle_t *req)
         req->silent = true;
         if (req->txn && !ends)
             txn_abandon(req->txn);
+        for (int i = 0; i < pool->size; i++) {
+            conn_t *c = &pool->conns[i];
+            if (c->state == CONN_READY && c->nsent == 1 && pg_req_first(&c->sent) == req)
+                conn_cancel(c);
+        }
         break;
     case AT_DONE:
         list_unlink(&req->link);

@@ -89,6 +89,7 @@ struct conn {
     uint64_t head_since;  /* uv_hrtime() when the first group of `sent` became first */
     bool flushing;        /* PQflush has more to send */
     pg_txn_t *txn;        /* the transaction this connection is pinned to */
+    bool cancelling;      /* a cancel request for it is on its way: it takes no new work */
     stmt_t *stmts;        /* prepared on this connection */
     size_t nstmts, capstmts;
 };

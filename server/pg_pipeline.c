@@ -243,6 +243,8 @@ static pg_handle_t *conn_pick(conn_t *c, int cap)
 {
     pg_pool_t *pool = c->pool;
     pg_txn_t *txn = c->txn;
+    if (c->cancelling)
+        return NULL; /* see "cancelling" in pg.c */
     if (c->nsent > 0 && (txn || req_alone(pg_req_of(c->sent.prev))))
         return NULL;
     if (txn) {

@@ -33,6 +33,12 @@ def server():
     s.cleanup()
 
 
+def sleeping_statements():
+    from test_pools import psql
+    return int(psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                    "AND query LIKE 'SELECT pg_sleep($1::float8)%'").strip())
+
+
 def access_lines(server, path):
     lines = []
     with open(server.access_log_path) as f:
@@ -70,6 +76,11 @@ def test_hang_up_during_a_slow_query_is_499_at_once(server, how):
     assert entry is not None, "no 499 within 2 s of the hang-up (the query sleeps 3 s)"
     assert time.time() - started < 2.0
     assert len(access_lines(server, path)) == before + 1
+    # PostgreSQL was asked to cancel it: the statement is not left running for 3 s.
+    end = time.time() + 2.0
+    while time.time() < end and sleeping_statements() > 0:
+        time.sleep(0.05)
+    assert sleeping_statements() == 0
     # The worker is fine and the pool serves the next request.
     r = requests.get(server.url("/v1/pgkit/echo"), params={"v": "after"}, timeout=10)
     assert r.status_code == 200 and r.json()["value"] == "after"

@@ -705,6 +705,27 @@ static void test_abandon_due(void)
     answer_clear(&d.answer);
 }
 
+/* A statement alone on its connection whose caller went away is cancelled on the server
+ * too: the connection serves the next query long before the statement would have ended. */
+static void test_cancel_reaches_server(void)
+{
+    pg_pool_t *one = pool_make(NULL, NULL, 1, 0, 0);
+    CHECK_OR_RETURN(wait_connected(one, 1, 5000));
+    answer_t a = {0}, b = {0};
+    pg_handle_t *h = NULL;
+    CHECK_EQ_INT(pg_query(one, "SELECT pg_sleep(5)", 0, NULL, on_answer, &a, &h), 0);
+    run_for(200);
+    CHECK_EQ_INT(pg_pool_status(one).busy, 1);
+    uint64_t t0 = now_ms();
+    pg_cancel(h);
+    query_sync(one, &b, "SELECT 1", 0, NULL);
+    CHECK(b.ok);
+    CHECK(now_ms() - t0 < 2500); /* not the 4.8 s the sleep had left */
+    CHECK_EQ_INT(a.done, 0);
+    answer_clear(&b);
+    pool_close_wait(one);
+}
+
 static void test_cancel(void)
 {
     answer_t a = {0};
@@ -977,6 +998,7 @@ static int cmd_basic(void)
     RUN(test_pipeline);
     RUN(test_transactions);
     RUN(test_cancel);
+    RUN(test_cancel_reaches_server);
     RUN(test_abandon_due);
     RUN(test_connection_lost);
     RUN(test_answer_deadline);
