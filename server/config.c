@@ -28,7 +28,7 @@
 #include "ratelimit.h"
 #include "util.h"
 
-enum value_kind { V_STRING, V_LIST, V_WORKERS, V_SIZE, V_DURATION, V_COUNT, V_LOGLEVEL };
+enum value_kind { V_STRING, V_LIST, V_WORKERS, V_SIZE, V_DURATION, V_COUNT, V_INDEX, V_LOGLEVEL };
 
 typedef struct key_spec {
     const char *section;
@@ -76,6 +76,10 @@ static const key_spec_t host_keys[] = {
     {"postgres", "wait_timeout", V_DURATION, PG(wait_timeout_ms), false},
     {"postgres", "connect_timeout", V_DURATION, PG(connect_timeout_ms), false},
     {"redis", "address", V_STRING, REDIS(address), false},
+    {"redis", "username", V_STRING, REDIS(username), false},
+    {"redis", "password", V_STRING, REDIS(password), false},
+    {"redis", "password_file", V_STRING, REDIS(password_file), false},
+    {"redis", "database", V_INDEX, REDIS(database), false},
     {"redis", "command_timeout", V_DURATION, REDIS(command_timeout_ms), false},
     {"redis", "connect_timeout", V_DURATION, REDIS(connect_timeout_ms), false},
     {"auth", "token_secret", V_STRING, AUTH(token_secret), false},
@@ -182,6 +186,9 @@ void config_free(config_t *cfg)
     free(cfg->access_log);
     free(cfg->pg.conninfo);
     free(cfg->redis.address);
+    free(cfg->redis.username);
+    free(cfg->redis.password);
+    free(cfg->redis.password_file);
     free(cfg->auth.token_secret);
     free(cfg->auth.token_secret_file);
     free(cfg->auth.issuer);
@@ -288,12 +295,13 @@ static int set_host_value(parse_state_t *st, const key_spec_t *spec, const char 
                                 spec->key, value),
                    -1;
         return 0;
-    case V_COUNT: {
-        long v;
-        if (parse_int(value, 1, 1000000000, &v))
-            return config_error(st->errs, st->file, st->line,
-                                "%s: expected a positive whole number, got \"%s\"", spec->key,
-                                value),
+    case V_COUNT:
+    case V_INDEX: {
+        long v, min = spec->kind == V_COUNT ? 1 : 0;
+        if (parse_int(value, min, 1000000000, &v))
+            return config_error(st->errs, st->file, st->line, "%s: expected a %s, got \"%s\"",
+                                spec->key,
+                                min ? "positive whole number" : "whole number from 0", value),
                    -1;
         *(uint64_t *)field = (uint64_t)v;
         return 0;
@@ -504,39 +512,62 @@ static const seen_key_t *seen_of(const parse_state_t *st, size_t offset)
     return NULL;
 }
 
+/* A secret given either in the file (`value`) or, so that the main config can stay
+ * world-readable, in a file of its own (`*_file`, read now, trailing newline dropped).
+ * Returns where it was set (NULL: nowhere, or an error was reported). */
+static const seen_key_t *secret_or_file(parse_state_t *st, size_t value_off, size_t file_off,
+                                        char **value, const char *file_path, const char *name)
+{
+    const seen_key_t *inline_key = seen_of(st, value_off);
+    const seen_key_t *file = seen_of(st, file_off);
+    if (inline_key && file) {
+        config_error(st->errs, file->file, file->line,
+                     "%s_file and %s (at %s:%d) are both set; keep one", name, name,
+                     inline_key->file, inline_key->line);
+        return NULL;
+    }
+    if (!file)
+        return inline_key;
+    FILE *fp = fopen(file_path, "r");
+    if (!fp) {
+        config_error(st->errs, file->file, file->line, "%s_file %s: %s", name, file_path,
+                     strerror(errno));
+        return NULL;
+    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    free(*value);
+    *value = xstrdup(buf);
+    return file;
+}
+
 /* HS256 needs a key at least as long as its hash (RFC 7518 3.2): a shorter secret is
  * refused at start rather than quietly weakening every token. */
 static void check_auth(parse_state_t *st, config_t *cfg)
 {
-    const seen_key_t *secret = seen_of(st, AUTH(token_secret));
-    const seen_key_t *file = seen_of(st, AUTH(token_secret_file));
-    if (secret && file) {
-        config_error(st->errs, file->file, file->line,
-                     "token_secret_file and token_secret (at %s:%d) are both set; keep one",
-                     secret->file, secret->line);
-        return;
-    }
-    if (file) {
-        FILE *fp = fopen(cfg->auth.token_secret_file, "r");
-        if (!fp) {
-            config_error(st->errs, file->file, file->line, "token_secret_file %s: %s",
-                         cfg->auth.token_secret_file, strerror(errno));
-            return;
-        }
-        char buf[1024];
-        size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-        fclose(fp);
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-            n--;
-        buf[n] = '\0';
-        cfg->auth.token_secret = xstrdup(buf);
-        secret = file;
-    }
+    const seen_key_t *secret =
+        secret_or_file(st, AUTH(token_secret), AUTH(token_secret_file), &cfg->auth.token_secret,
+                       cfg->auth.token_secret_file, "token_secret");
     if (secret && strlen(cfg->auth.token_secret) < 32)
         config_error(st->errs, secret->file, secret->line,
                      "the token secret is %zu bytes; HS256 needs at least 32 (generate one with "
                      "\"openssl rand -base64 48\")",
                      strlen(cfg->auth.token_secret));
+}
+
+/* AUTH username password needs both; a username alone would be silently ignored. */
+static void check_redis(parse_state_t *st, config_t *cfg)
+{
+    secret_or_file(st, REDIS(password), REDIS(password_file), &cfg->redis.password,
+                   cfg->redis.password_file, "password");
+    const seen_key_t *user = seen_of(st, REDIS(username));
+    if (user && !cfg->redis.password)
+        config_error(st->errs, user->file, user->line,
+                     "username needs a password as well (Redis's AUTH username password)");
 }
 
 config_t *config_load(const char *path, config_errors_t *errs)
@@ -581,6 +612,7 @@ config_t *config_load(const char *path, config_errors_t *errs)
         split_list("127.0.0.1:8080", &cfg->listen, &cfg->nlisten);
     check_listen(&st, cfg);
     check_auth(&st, cfg);
+    check_redis(&st, cfg);
     if (cfg->lua.dir && *cfg->lua.dir) {
         char *dir = resolve_relative(path, cfg->lua.dir);
         free(cfg->lua.dir);

@@ -49,6 +49,10 @@ typedef struct pg_settings {
 /* [redis]: disabled when address is empty. */
 typedef struct redis_settings {
     char *address; /* unix:/path or host:port */
+    char *username; /* AUTH username password (Redis 6 ACL users); needs password */
+    char *password; /* AUTH password; none: no AUTH */
+    char *password_file; /* read at load into password, trailing newline dropped */
+    uint64_t database; /* SELECT; 0, Redis's default, sends none */
     uint64_t command_timeout_ms;
     uint64_t connect_timeout_ms;
 } redis_settings_t;

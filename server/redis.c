@@ -103,9 +103,13 @@ redis_client_t *redis_new(uv_loop_t *loop, const redis_config_t *cfg)
         cfg->connect_timeout_ms, REDIS_DEFAULT_CONNECT_TIMEOUT_MS, "connect_timeout_ms");
     if (client->command_timeout_ms < 0 || client->connect_timeout_ms < 0)
         goto fail;
-    if (parse_address(client, cfg->address) < 0)
+    if (parse_address(client, cfg->address) < 0 || cfg->database < 0 ||
+        (cfg->username && !cfg->password))
         goto fail;
     client->address = xstrdup(cfg->address);
+    client->username = cfg->username ? xstrdup(cfg->username) : NULL;
+    client->password = cfg->password ? xstrdup(cfg->password) : NULL;
+    client->database = cfg->database;
     redis_conn_start(client);
     return client;
 
@@ -135,11 +139,14 @@ void redis_close(redis_client_t *client, redis_close_cb done, void *ud)
 
 /* ---- the public calls ---- */
 
-/* Commands that would make hiredis deliver several replies to one callback, or none. */
+/* Commands that would make hiredis deliver several replies to one callback, or none, or
+ * that would change the shared connection under every other caller (its database, user
+ * or protocol, or close it). */
 static bool refused(const char *name, size_t len)
 {
     static const char *const names[] = {"SUBSCRIBE",    "PSUBSCRIBE",   "SSUBSCRIBE", "UNSUBSCRIBE",
-                                        "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR"};
+                                        "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR",    "SELECT",
+                                        "AUTH",         "HELLO",        "RESET",      "QUIT"};
     for (size_t i = 0; i < ARRAY_SIZE(names); i++)
         if (strlen(names[i]) == len && !strncasecmp(names[i], name, len))
             return true;

@@ -66,6 +66,9 @@ typedef struct redis_config {
     const char *address;
     int command_timeout_ms; /* from the call to the callback, default 100 */
     int connect_timeout_ms; /* name lookup, connect and the first PING, default 500 */
+    const char *username;   /* with password: AUTH username password (Redis 6 ACL) */
+    const char *password;   /* AUTH on every new connection, before anything else; NULL: none */
+    int database;           /* SELECT on every new connection; 0: none (Redis's default) */
 } redis_config_t;
 
 typedef enum redis_errkind {

@@ -168,6 +168,8 @@ static void deliver(redis_handle_t *h, const redisReply *reply, redis_errkind_t 
         if (h->cb.done)
             h->cb.done(e, h->ud);
         break;
+    case REQ_AUTH:
+    case REQ_SELECT:
     case REQ_HELLO: break;
     }
 }
@@ -354,7 +356,21 @@ static void ready(redis_client_t *client)
     client->why[0] = '\0';
 }
 
-/* Makes a context for `ip` (NULL: the unix socket) and sends the handshake PING. */
+/* A handshake command whose reply nobody is called back with. */
+static int send_setup(redis_client_t *client, enum req_kind kind, int argc, const char **argv)
+{
+    redis_handle_t *h = req_new(client, kind, 0);
+    h->answered = true;
+    if (send_req(client, h, argc, argv, NULL) < 0) {
+        free(h);
+        return -1;
+    }
+    return 0;
+}
+
+/* Makes a context for `ip` (NULL: the unix socket) and sends the handshake: AUTH and
+ * SELECT when configured, then PING. They go out together; replies come in order, so by
+ * the PONG every earlier answer is in (see on_reply). */
 static void context_open(redis_client_t *client, const char *ip)
 {
     redisAsyncContext *ac =
@@ -381,12 +397,15 @@ static void context_open(redis_client_t *client, const char *ip)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     client->ac = ac;
     client->state = ST_HANDSHAKE;
-    redis_handle_t *hello = req_new(client, REQ_HELLO, 0);
-    hello->answered = true; /* nobody to call back */
-    if (send_req(client, hello, 1, (const char *[]){"PING"}, NULL) < 0) {
-        free(hello);
-        drop(client, "cannot send PING");
-    }
+    char db[16];
+    snprintf(db, sizeof(db), "%d", client->database);
+    const char *auth[] = {"AUTH", client->username ? client->username : client->password,
+                          client->password};
+    const char *select[] = {"SELECT", db};
+    if ((client->password && send_setup(client, REQ_AUTH, client->username ? 3 : 2, auth)) ||
+        (client->database > 0 && send_setup(client, REQ_SELECT, 2, select)) ||
+        send_setup(client, REQ_HELLO, 1, (const char *[]){"PING"}))
+        drop(client, "cannot send the handshake");
 }
 
 static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -521,9 +540,21 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     client->timeouts_in_row = 0;
+    if (h->kind == REQ_AUTH || h->kind == REQ_SELECT) {
+        if (ac == client->ac && client->state == ST_HANDSHAKE && !client->closing &&
+            reply->type == REDIS_REPLY_ERROR && !client->drop_why[0]) {
+            snprintf(client->drop_why, sizeof(client->drop_why), "Redis refused %s: %s",
+                     h->kind == REQ_AUTH ? "AUTH" : "SELECT", reply->str);
+            watchdog_arm(client, now_ms_monotonic());
+        }
+        free(h);
+        return;
+    }
     if (h->kind == REQ_HELLO) {
         if (ac == client->ac && client->state == ST_HANDSHAKE && !client->closing) {
-            if (reply->type != REDIS_REPLY_ERROR) {
+            if (client->drop_why[0]) {
+                /* AUTH or SELECT was refused: that is the reason, not the NOAUTH after it. */
+            } else if (reply->type != REDIS_REPLY_ERROR) {
                 ready(client);
             } else {
                 snprintf(client->drop_why, sizeof(client->drop_why), "Redis answered PING with: %s",
@@ -622,6 +653,8 @@ static void on_last_closed(uv_handle_t *handle)
     free(client->address);
     free(client->unix_path);
     free(client->host);
+    free(client->username);
+    free(client->password);
     free(client);
     if (cb)
         cb(ud);

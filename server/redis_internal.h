@@ -20,7 +20,7 @@
 
 #define WHY_MAX 200
 
-enum req_kind { REQ_COMMAND, REQ_EVAL, REQ_PING, REQ_HELLO };
+enum req_kind { REQ_COMMAND, REQ_EVAL, REQ_PING, REQ_AUTH, REQ_SELECT, REQ_HELLO };
 enum state { ST_DOWN, ST_LOOKUP, ST_HANDSHAKE, ST_READY };
 
 struct redis_handle {
@@ -55,6 +55,8 @@ struct redis_client {
     char *address; /* as configured, for log lines and messages */
     char *unix_path;
     char *host;
+    char *username, *password; /* AUTH, see redis_config_t */
+    int database;              /* SELECT */
     int port;
     bool host_numeric;
     int command_timeout_ms;

@@ -310,7 +310,10 @@ static int worker_services_open(worker_t *w, const config_t *cfg)
     if (cfg->redis.address && *cfg->redis.address) {
         redis_config_t rc = {.address = cfg->redis.address,
                              .command_timeout_ms = (int)cfg->redis.command_timeout_ms,
-                             .connect_timeout_ms = (int)cfg->redis.connect_timeout_ms};
+                             .connect_timeout_ms = (int)cfg->redis.connect_timeout_ms,
+                             .username = cfg->redis.username,
+                             .password = cfg->redis.password,
+                             .database = (int)cfg->redis.database};
         w->redis = redis_new(w->loop, &rc);
         if (!w->redis) {
             log_error("[redis]: cannot create the client (check address \"%s\")",

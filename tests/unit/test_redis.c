@@ -573,8 +573,9 @@ static void test_args(void)
                  -EINVAL);
     CHECK_EQ_INT(redis_command(NULL, 1, (const char *[]){"PING"}, NULL, on_answer, &a, NULL),
                  -EINVAL);
-    const char *refused[] = {"SUBSCRIBE",    "psubscribe", "Unsubscribe",
-                             "PUNSUBSCRIBE", "ssubscribe", "MONITOR"};
+    const char *refused[] = {"SUBSCRIBE",    "psubscribe", "Unsubscribe", "PUNSUBSCRIBE",
+                             "ssubscribe",   "MONITOR",    "select",      "AUTH",
+                             "hello",        "RESET",      "quit"};
     for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
         CHECK_EQ_INT(
             redis_command(rc, 2, (const char *[]){refused[i], "chan"}, NULL, on_answer, &a, NULL),
