@@ -12,6 +12,10 @@ PX_API_ALL(API_DECLARE)
 
 /* The request is ending: cancel its pool work, roll back its open transactions. */
 void api_req_cancel_work(px_req_t *req);
+/* The request's client went away while its handler works: ask its PostgreSQL work to end
+ * soon (pg_interrupt). Every callback still runs, so the handler finishes and answers, into
+ * the void, and the request ends the ordinary way. */
+void api_req_interrupt_work(px_req_t *req);
 /* Answer a hook's deny or failure; returns PX_DONE. */
 int api_hook_answer(px_req_t *req, const char *name, hooks_result_t *out);
 

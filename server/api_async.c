@@ -86,6 +86,13 @@ static void txn_forget(px_req_t *r, struct px_pg_txn *t)
     }
 }
 
+void api_req_interrupt_work(px_req_t *r)
+{
+    for (req_op_t *op = r->ops; op; op = op->next)
+        if (op->kind == OP_PG_QUERY || op->kind == OP_PG_BEGIN || op->kind == OP_PG_DONE)
+            pg_interrupt(op->handle);
+}
+
 void api_req_cancel_work(px_req_t *r)
 {
     while (r->ops) {

@@ -15,9 +15,10 @@
  *
  * Hang-ups. Reading goes on while a request is in flight (up to PENDING_MAX stashed
  * bytes, then it stops until the answer is out), so a client that closes or resets its
- * connection is noticed at once, not when the answer is written: the request ends as 499
- * in the access log and metrics, and whatever it had started in the pools is cancelled
- * and its transactions rolled back (req_release), as nginx does for a proxied request.
+ * connection is noticed at once, not when the answer is written: the socket is closed,
+ * the request's PostgreSQL work is asked to end (a waiting query fails, a running one is
+ * cancelled on the server), and its answer, which the handler still gives, is logged as
+ * 499, as nginx does for a proxied request.
  *
  * Closing. After a request that cannot be parsed or breaks a limit, nothing more on that
  * connection is executed: its error goes out with Connection: close, the socket is then
@@ -38,6 +39,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "gateway.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -431,13 +433,18 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     b->len = sizeof(c->worker->readbuf);
 }
 
-/* The client closed or reset its connection while a request was in flight. */
+/* The client closed or reset its connection while a request was in flight. The handler
+ * still holds the request (the SDK lets it answer from any callback), so the request is
+ * not ended here: its PostgreSQL work is asked to stop (api_req_interrupt_work), and its
+ * answer, when it comes, goes nowhere and is logged as 499. */
 static void conn_abandon(conn_t *c)
 {
     px_req_t *r = c->active;
-    http_conn_close(c); /* r->conn is NULL from here: its answer goes nowhere */
-    if (r && !r->responded && !r->limiting) /* the limiter answers its own, see ratelimit.c */
-        http_respond_error(r, 499, "bad_request", "the client closed the connection", NULL);
+    http_conn_close(c); /* r->conn is NULL from here */
+    if (r) {
+        r->client_gone = true;
+        api_req_interrupt_work(r);
+    }
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)

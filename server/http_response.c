@@ -251,6 +251,8 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
     }
     if (status < 100 || status > 999)
         status = 500;
+    if (r->client_gone)
+        status = 499; /* what is logged and counted: nobody is there to receive it */
     r->responded = true;
     r->status = status;
     ensure_request_id(r);

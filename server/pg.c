@@ -705,7 +705,8 @@ void pg_txn_abandon(pg_txn_t *txn)
  * cancel it. libpq 15's PQcancel blocks (it connects to the server), so it runs on the
  * thread pool; and until it has been sent, the connection takes no new work, so that the
  * cancel can only ever hit this statement (a cancel that arrives when the backend is idle
- * is ignored). In a group the statement running could be a neighbour's: no cancel. */
+ * is ignored). In a group the statement running could be a neighbour's: no cancel. The
+ * same goes for pg_interrupt, whose caller still gets the statement's error.  */
 
 typedef struct cancel_job {
     uv_work_t work;
@@ -757,6 +758,30 @@ static void conn_cancel(conn_t *c)
     c->pool->open++; /* the pool outlives the job: cancel_sent touches the connection */
 }
 
+/* Asks PostgreSQL to cancel `req` if it runs alone on its connection. */
+static void cancel_if_alone(pg_pool_t *pool, const pg_handle_t *req)
+{
+    for (int i = 0; i < pool->size; i++) {
+        conn_t *c = &pool->conns[i];
+        if (c->state == CONN_READY && c->nsent == 1 && pg_req_first(&c->sent) == req)
+            conn_cancel(c);
+    }
+}
+
+void pg_interrupt(pg_handle_t *req)
+{
+    if (!req)
+        return;
+    pg_pool_t *pool = req->pool;
+    if (req->where == AT_WAITING) {
+        list_unlink(&req->link);
+        pool->nwaiting--;
+        pg_req_fail(req, PG_ECANCELLED, "57014", "the client closed the connection");
+    } else if (req->where == AT_RUNNING) {
+        cancel_if_alone(pool, req);
+    }
+}
+
 void pg_cancel(pg_handle_t *req)
 {
     if (!req)
@@ -778,11 +803,7 @@ void pg_cancel(pg_handle_t *req)
         req->silent = true;
         if (req->txn && !ends)
             txn_abandon(req->txn);
-        for (int i = 0; i < pool->size; i++) {
-            conn_t *c = &pool->conns[i];
-            if (c->state == CONN_READY && c->nsent == 1 && pg_req_first(&c->sent) == req)
-                conn_cancel(c);
-        }
+        cancel_if_alone(pool, req);
         break;
     case AT_DONE:
         list_unlink(&req->link);

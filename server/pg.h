@@ -131,12 +131,18 @@ int pg_query_prepared(pg_pool_t *pool, const char *name, const char *sql, int np
                       pg_handle_t **handle_out);
 
 /* The caller no longer wants the answer (its client went away): the callback will not
- * run. Waiting work is dropped; a running query finishes on the server and its result is
- * thrown away. If the work belongs to a transaction and was waiting or running, the whole
+ * run. Waiting work is dropped; a running query alone on its connection is cancelled on
+ * the server, one in a group finishes there; either way its result is thrown away. If the work belongs to a transaction and was waiting or running, the whole
  * transaction is abandoned (pg_txn_abandon): the pointer must not be used afterwards.
  * Cancelling a COMMIT that was already sent cannot stop it; only its callback is dropped.
  * Must not be called on a handle whose callback has started. NULL is accepted. */
 void pg_cancel(pg_handle_t *handle);
+
+/* The work's client went away but its caller still holds it and will finish: end it
+ * soon. Waiting work fails now with PG_ECANCELLED; a running statement alone on its
+ * connection is cancelled on the server (its callback gets PostgreSQL's 57014); anything
+ * else runs to its end. The callback runs in every case. NULL is accepted. */
+void pg_interrupt(pg_handle_t *handle);
 
 /* Runs SELECT 1; `cb` gets NULL when PostgreSQL answered. For readiness checks. */
 int pg_ping(pg_pool_t *pool, pg_done_cb cb, void *ud, pg_handle_t **handle_out);

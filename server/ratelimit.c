@@ -570,7 +570,6 @@ static void on_reply(const redis_reply_t *reply, const redis_error_t *err, void 
     pending_t *p = ud;
     px_req_t *r = p->req;
     ratelimit_t *rl = p->rl;
-    r->limiting = false;
     if (err && err->kind == REDIS_ECANCELLED) {
         /* Only redis_close cancels: the worker is stopping. */
         http_respond_error(r, 503, "unavailable", "the server is shutting down", NULL);
@@ -681,10 +680,8 @@ int ratelimit_check(ratelimit_t *rl, px_req_t *r, ratelimit_resume_fn resume)
         }
         int rc = redis_eval(redis, rl->script, (int)rr->n, (int)(2 * rr->n), argv, NULL, on_reply,
                             p, NULL);
-        if (rc == 0) {
-            r->limiting = true;
+        if (rc == 0)
             return 1;
-        }
         went_local(rl, strerror(-rc));
     } else if (redis) {
         went_local(rl, "not connected");

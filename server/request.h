@@ -107,7 +107,7 @@ struct px_req {
     json_t *header_overrides;  /* set/removed by an on_request hook: name → value or null */
     bool has_caller;
     bool in_on_response;
-    bool limiting; /* the rate limiter's Redis call is out: it answers a client gone meanwhile */
+    bool client_gone; /* hung up while the handler worked: logged as 499, nothing sent */
     char caller_id[64];
     char caller_role[16];
 

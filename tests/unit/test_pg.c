@@ -726,6 +726,34 @@ static void test_cancel_reaches_server(void)
     pool_close_wait(one);
 }
 
+/* pg_interrupt: the caller still gets its callback, soon. A running statement alone on
+ * its connection is cancelled on the server (57014); one still waiting fails at once. */
+static void test_interrupt(void)
+{
+    pg_pool_t *one = pool_make(NULL, NULL, 1, 0, 0);
+    CHECK_OR_RETURN(wait_connected(one, 1, 5000));
+    answer_t running = {0}, waiting = {0};
+    pg_handle_t *hr = NULL, *hw = NULL;
+    CHECK_EQ_INT(pg_query(one, "SELECT pg_sleep(5)", 0, NULL, on_answer, &running, &hr), 0);
+    run_for(200);
+    CHECK_EQ_INT(pg_query(one, "SELECT 1", 0, NULL, on_answer, &waiting, &hw), 0);
+    CHECK_EQ_INT(pg_pool_status(one).waiting, 1);
+    uint64_t t0 = now_ms();
+    pg_interrupt(hw);
+    pg_interrupt(hr);
+    CHECK(wait_for(&running.done, 1, 3000));
+    CHECK(now_ms() - t0 < 2500);
+    CHECK_EQ_INT(waiting.done, 1);
+    CHECK_EQ_INT(waiting.kind, PG_ECANCELLED);
+    CHECK(!running.ok);
+    CHECK_EQ_INT(running.kind, PG_EQUERY);
+    CHECK_STR(running.sqlstate, "57014");
+    answer_clear(&running);
+    answer_clear(&waiting);
+    CHECK(wait_idle(one, 3000));
+    pool_close_wait(one);
+}
+
 static void test_cancel(void)
 {
     answer_t a = {0};
@@ -999,6 +1027,7 @@ static int cmd_basic(void)
     RUN(test_transactions);
     RUN(test_cancel);
     RUN(test_cancel_reaches_server);
+    RUN(test_interrupt);
     RUN(test_abandon_due);
     RUN(test_connection_lost);
     RUN(test_answer_deadline);
