@@ -130,25 +130,14 @@ static void conn_drop(conn_t *c)
 
 /* ---- failing and coming back ---- */
 
-static uint64_t pool_random(pg_pool_t *pool)
-{
-    uint64_t x = pool->rng; /* xorshift64 */
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    pool->rng = x;
-    return x;
-}
-
 static void conn_retry_later(conn_t *c)
 {
     pg_pool_t *pool = c->pool;
     c->state = CONN_DOWN;
     if (pool->closing)
         return;
-    uint64_t delay = c->backoff_ms * (80 + pool_random(pool) % 41) / 100;
-    uv_timer_start(&c->timer, on_conn_timer, delay, 0);
-    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+    uv_timer_start(&c->timer, on_conn_timer,
+                   backoff_next(&c->backoff_ms, BACKOFF_MAX_MS, &pool->rng), 0);
 }
 
 /* A connection attempt failed. `why` may be libpq's: copied before PQfinish frees it. */

@@ -237,16 +237,6 @@ void redis_conn_req_start(redis_client_t *client, redis_handle_t *h, int argc, c
 
 /* ---- connecting ---- */
 
-static uint64_t client_random(redis_client_t *client)
-{
-    uint64_t x = client->rng; /* xorshift64 */
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    client->rng = x;
-    return x;
-}
-
 static void set_why(redis_client_t *client, const char *why)
 {
     char line[WHY_MAX];
@@ -262,10 +252,8 @@ static void retry_later(redis_client_t *client)
     client->state = ST_DOWN;
     if (client->closing)
         return;
-    uint64_t delay = client->backoff_ms * (80 + client_random(client) % 41) / 100;
-    uv_timer_start(&client->conn_timer, on_conn_timer, delay, 0);
-    client->backoff_ms =
-        client->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : client->backoff_ms * 2;
+    uv_timer_start(&client->conn_timer, on_conn_timer,
+                   backoff_next(&client->backoff_ms, BACKOFF_MAX_MS, &client->rng), 0);
 }
 
 /* An attempt failed before the connection was up. */

@@ -247,3 +247,15 @@ uint64_t now_ms_monotonic(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
+
+uint64_t backoff_next(unsigned *backoff_ms, unsigned max_ms, uint64_t *rng)
+{
+    uint64_t x = *rng; /* xorshift64 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *rng = x;
+    uint64_t delay = (uint64_t)*backoff_ms * (80 + x % 41) / 100;
+    *backoff_ms = *backoff_ms > max_ms / 2 ? max_ms : *backoff_ms * 2;
+    return delay;
+}

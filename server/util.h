@@ -33,6 +33,11 @@ void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2,
 void buf_append_json_escaped(buf_t *b, const char *s, size_t len);
 void buf_free(buf_t *b);
 
+/* Reconnect backoff, for the pools: returns the delay to wait now, *backoff_ms +-20 % (so
+ * that workers retrying together do not knock in step), and doubles *backoff_ms up to
+ * max_ms. `rng` is xorshift64 state: any non-zero seed. */
+uint64_t backoff_next(unsigned *backoff_ms, unsigned max_ms, uint64_t *rng);
+
 /* "8k", "1m", "512" → bytes. Returns 0 or -1 on a malformed or negative value. */
 int parse_size(const char *s, uint64_t *out);
 /* "75s", "500ms", "2m", "1h", bare number = seconds → milliseconds. */

@@ -246,6 +246,25 @@ static void test_buf(void)
     free(s);
 }
 
+static void test_backoff(void)
+{
+    uint64_t rng = 42;
+    unsigned backoff = 100;
+    unsigned expect[] = {100, 200, 400, 800, 1600, 3200, 5000, 5000};
+    bool spread = false;
+    for (size_t i = 0; i < ARRAY_SIZE(expect); i++) {
+        CHECK_EQ_INT((int)backoff, (int)expect[i]);
+        uint64_t delay = backoff_next(&backoff, 5000, &rng);
+        CHECK(delay >= expect[i] * 80 / 100 && delay <= expect[i] * 120 / 100);
+        spread |= delay != expect[i];
+    }
+    CHECK(spread); /* jittered, not the bare value every time */
+    /* Two workers seeded differently do not wait the same. */
+    uint64_t a = 1, b = 2;
+    unsigned ba = 1000, bb = 1000;
+    CHECK(backoff_next(&ba, 5000, &a) != backoff_next(&bb, 5000, &b));
+}
+
 int main(void)
 {
     RUN(test_parse_size);
@@ -254,5 +273,6 @@ int main(void)
     RUN(test_parse_bool);
     RUN(test_json_escape);
     RUN(test_buf);
+    RUN(test_backoff);
     return check_finish();
 }
