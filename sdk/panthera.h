@@ -215,8 +215,12 @@ typedef struct px_migration {
       (req, sub, role, expires_in))                                                         \
     /* Run `sql` with text parameters (values[i] NULL = SQL NULL) on the worker's pool.    \
      * `name` non-NULL makes it a prepared statement, prepared once per connection.        \
-     * `cb` runs later, on the loop, even if the client has gone (its answer is then       \
-     * dropped). Returns 0, or PX_EUNAVAIL when no pool is configured. */              \
+     * Autocommit: `cb` gets the result only once it is committed (queries submitted in    \
+     * one loop iteration may share one implicit transaction; if any of them fails the     \
+     * others run again on their own, so none sees a neighbour's error). `cb` runs later,  \
+     * on the loop, even if the client has gone: its answer is then dropped, and the       \
+     * query may have been stopped early (PX_PG_CANCELLED, or SQLSTATE 57014). Returns 0,  \
+     * or PX_EUNAVAIL when no pool is configured. */                                       \
     X(int, pg_query, (px_req_t * req, const char *name, const char *sql, int nparams,       \
                       const char *const *values, px_pg_fn cb, void *userdata),              \
       (req, name, sql, nparams, values, cb, userdata))                                      \
