@@ -450,26 +450,36 @@ static void refresh_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *
     }
 }
 
-/* Only our own tokens' shape is worth a database round trip. */
-static bool token_shaped(const char *s)
+/* The refresh token of a refresh or logout body: {"refreshToken": "..."} and nothing
+ * else, in our own tokens' shape (nothing else is worth a database round trip). Otherwise
+ * answers 400 or 401 and returns NULL, with *rc what the handler returns. */
+static const char *body_refresh_token(px_req_t *req, int *rc)
 {
-    return strlen(s) == TOKEN_TEXT_LEN &&
-           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
-               TOKEN_TEXT_LEN;
+    json_t *body;
+    *rc = input_body(req, &body);
+    if (*rc)
+        return NULL;
+    *rc = PX_DONE;
+    const char *token = only_string(req, body, "refreshToken");
+    if (!token)
+        return NULL;
+    if (strlen(token) != TOKEN_TEXT_LEN ||
+        strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+            TOKEN_TEXT_LEN) {
+        px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
+        return NULL;
+    }
+    *rc = 0;
+    return token;
 }
 
 int auth_refresh(px_req_t *req, void *ud)
 {
     (void)ud;
-    json_t *body;
-    int rc = input_body(req, &body);
-    if (rc)
-        return rc;
-    const char *token = only_string(req, body, "refreshToken");
+    int rc;
+    const char *token = body_refresh_token(req, &rc);
     if (!token)
-        return PX_DONE;
-    if (!token_shaped(token))
-        return px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
+        return rc;
     refresh_t *r = px_req_alloc(req, sizeof(*r));
     memset(r, 0, sizeof(*r));
     tokens_hash(token, strlen(token), r->hash);
@@ -497,15 +507,12 @@ static void logged_out(px_req_t *req, const px_pg_result_t *res, const px_pg_err
 int auth_logout(px_req_t *req, void *ud)
 {
     (void)ud;
-    json_t *body;
-    int rc = input_body(req, &body);
-    if (rc)
-        return rc;
-    const char *token = only_string(req, body, "refreshToken");
+    int rc;
+    const char *token = body_refresh_token(req, &rc);
     if (!token)
-        return PX_DONE;
+        return rc;
     const char *caller = px_req_caller_id(req);
-    if (!token_shaped(token) || !user_is_uuid(caller))
+    if (!user_is_uuid(caller))
         return px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
     char hash[TOKEN_HASH_LEN + 1];
     tokens_hash(token, strlen(token), hash);
