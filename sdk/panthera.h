@@ -39,7 +39,18 @@ extern "C" {
 #endif
 
 #define PX_ABI_MAJOR 1
-#define PX_ABI_MINOR 1
+#define PX_ABI_MINOR 2
+
+/* The oldest host minor this plugin runs on. A plugin that calls only 1.1 functions (or
+ * tests PX_HAS() before each newer one) defines PX_MIN_MINOR 1 before including this
+ * header: it then loads on a 1.1 host as well as on this one. The descriptor carries it
+ * in `abi_minor`, the field every host since 1.0 compares with its own minor. */
+#ifndef PX_MIN_MINOR
+#define PX_MIN_MINOR PX_ABI_MINOR
+#endif
+#if PX_MIN_MINOR > PX_ABI_MINOR
+#error "PX_MIN_MINOR is newer than this SDK header"
+#endif
 
 /* "PXPL" — tells a Panthera descriptor from a random symbol of the same name. */
 #define PX_PLUGIN_MAGIC 0x5058504cu
@@ -61,6 +72,8 @@ enum {
     PX_EINTERNAL = -9, /* 500 internal */
     PX_ESTATE = -10,   /* the call is not allowed now (e.g. a route added after init) */
     PX_EEXIST = -11,   /* already registered */
+    /* 1.2 */
+    PX_EBUSY = -12,    /* a stream's backlog is full: the client is not reading; stop */
 };
 
 /* PX_DONE: "already answered" — a helper such as px_hook_run() that sent the response
@@ -133,6 +146,66 @@ typedef struct px_migration {
     const char *name;
     const char *sql;
 } px_migration_t;
+
+/* ---- 1.2 types, one block per area (the lists below follow the same areas) ---- */
+
+/* 1.2 routes: one call registers a route from a spec (px_route_add). Fill a spec with
+ * PX_ROUTE_SPEC_INIT so `size` is set and every later field is zero; the host reads only
+ * the fields that exist in the `size` the plugin was built with. */
+enum px_route_flag {
+    PX_ROUTE_STREAM = 1u << 0, /* long-lived answer (px_res_stream_*): no send deadline */
+    PX_ROUTE_TICKET = 1u << 1, /* also accepts ?ticket= from px_ticket_issue for a caller */
+};
+typedef struct px_response_spec {
+    int status;               /* 0 ends a list */
+    const char *schema;       /* component schema name in the plugin's OpenAPI, or NULL */
+    const char *description;
+    const char *content_type; /* NULL: application/json */
+} px_response_spec_t;
+typedef struct px_param_spec {
+    const char *name;         /* NULL ends a list */
+    const char *schema;       /* JSON Schema text, e.g. {"type":"integer","minimum":1} */
+    int required;
+    const char *description;
+} px_param_spec_t;
+typedef struct px_route_spec {
+    size_t size;                          /* sizeof(px_route_spec_t) */
+    const char *method;
+    const char *pattern;
+    px_handler_fn handler;
+    void *userdata;
+    int auth;                             /* enum px_auth */
+    const char *role;                     /* NULL: any */
+    unsigned flags;                       /* enum px_route_flag */
+    size_t max_body;                      /* 0: [http] max_body_size */
+    size_t spool_above;                   /* 0: never; larger bodies go to a temporary file */
+    const char *const *content_types;     /* NULL-terminated accepted request types, or NULL */
+    const char *request_schema;           /* component name: the body is validated by it */
+    const px_param_spec_t *query;         /* declared query parameters, validated */
+    const px_response_spec_t *responses;
+    const char *summary;
+    const char *description;
+    const char *tag;
+} px_route_spec_t;
+#define PX_ROUTE_SPEC_INIT {.size = sizeof(px_route_spec_t)}
+
+/* 1.2 tasks: worker lifecycle, background tasks, timers, named job queues. */
+/* -- TASKS TYPES -- */
+
+/* 1.2 events: the host's event log (px_event_emit / px_event_subscribe). */
+/* -- EVENTS TYPES -- */
+
+/* 1.2 channels: live fan-out across hosts over Redis pub/sub. */
+/* -- CHANNELS TYPES -- */
+
+/* 1.2 streams: chunked responses, Server-Sent Events, close notification. */
+/* -- STREAMS TYPES -- */
+
+/* 1.2 files: spooled bodies, the blob store, file responses. */
+/* -- FILES TYPES -- */
+
+/* 1.2 PostgreSQL ergonomics and helpers. */
+/* -- HELPERS TYPES -- */
 
 /*
  * The function table, version by version. Each entry is
@@ -317,8 +390,43 @@ typedef struct px_migration {
     X(void, logv, (px_plugin_t * plugin, int level, const char *fmt, va_list ap),           \
       (plugin, level, fmt, ap))
 
+/* ---- ABI 1.2 ----
+ * One list per area, concatenated in PX_API_1_2 in this order (the order is the ABI). */
+#define PX_API_1_2_ROUTES(X)                                                                  \
+    /* Register a route from `spec` (copied; the strings it points to must live as long    \
+     * as the plugin, e.g. literals). Returns what px_route_auth returns, or PX_EINVAL for  \
+     * a spec the host cannot use (unknown flag, size too small). Only during init. */      \
+    X(int, route_add, (px_plugin_t * plugin, const px_route_spec_t *spec), (plugin, spec))
+#define PX_API_VOID_1_2_ROUTES(X)
+
+#define PX_API_1_2_TASKS(X)
+#define PX_API_VOID_1_2_TASKS(X)
+
+#define PX_API_1_2_EVENTS(X)
+#define PX_API_VOID_1_2_EVENTS(X)
+
+#define PX_API_1_2_CHANNELS(X)
+#define PX_API_VOID_1_2_CHANNELS(X)
+
+#define PX_API_1_2_STREAMS(X)
+#define PX_API_VOID_1_2_STREAMS(X)
+
+#define PX_API_1_2_FILES(X)
+#define PX_API_VOID_1_2_FILES(X)
+
+#define PX_API_1_2_HELPERS(X)
+#define PX_API_VOID_1_2_HELPERS(X)
+
+#define PX_API_1_2(X)                                                                         \
+    PX_API_1_2_ROUTES(X) PX_API_1_2_TASKS(X) PX_API_1_2_EVENTS(X) PX_API_1_2_CHANNELS(X)     \
+    PX_API_1_2_STREAMS(X) PX_API_1_2_FILES(X) PX_API_1_2_HELPERS(X)
+#define PX_API_VOID_1_2(X)                                                                    \
+    PX_API_VOID_1_2_ROUTES(X) PX_API_VOID_1_2_TASKS(X) PX_API_VOID_1_2_EVENTS(X)             \
+    PX_API_VOID_1_2_CHANNELS(X) PX_API_VOID_1_2_STREAMS(X) PX_API_VOID_1_2_FILES(X)          \
+    PX_API_VOID_1_2_HELPERS(X)
+
 /* Every list, in table order: the struct, the host's table and its test all use this. */
-#define PX_API_ALL(X) PX_API_1_0(X) PX_API_VOID_1_0(X) PX_API_1_1(X)
+#define PX_API_ALL(X) PX_API_1_0(X) PX_API_VOID_1_0(X) PX_API_1_1(X) PX_API_1_2(X) PX_API_VOID_1_2(X)
 
 /* The table the host hands to every plugin. `size` is sizeof the host's table: test
  * PX_HAS(name) before calling a function newer than the minor you require. */
@@ -335,7 +443,8 @@ typedef struct px_api {
 typedef struct px_plugin_info {
     uint32_t magic;     /* PX_PLUGIN_MAGIC */
     uint16_t abi_major; /* PX_ABI_MAJOR the plugin was built with */
-    uint16_t abi_minor; /* PX_ABI_MINOR the plugin was built with */
+    uint16_t abi_minor; /* the oldest host minor it runs on: PX_MIN_MINOR (1.2; before, the
+                         * minor it was built with, which was the same thing) */
     const char *name;
     const char *version;
     const char *const *depends; /* NULL-terminated plugin names, or NULL */
@@ -368,7 +477,7 @@ extern PX__HIDDEN const px_api_t *px_api;
 #define PX_PLUGIN(NAME, VERSION, INIT, FINI, DEPENDS)                                         \
     PX__HIDDEN const px_api_t *px_api;                                                      \
     PX__EXPORT const px_plugin_info_t px_plugin_info = {                                    \
-        PX_PLUGIN_MAGIC, PX_ABI_MAJOR, PX_ABI_MINOR, NAME, VERSION, DEPENDS, &px_api,       \
+        PX_PLUGIN_MAGIC, PX_ABI_MAJOR, PX_MIN_MINOR, NAME, VERSION, DEPENDS, &px_api,       \
         INIT, FINI}
 
 /* True when the host's table has `name` (it may be older than this header). */
@@ -377,9 +486,14 @@ extern PX__HIDDEN const px_api_t *px_api;
 /* The wrappers plugins call: px_route(), px_req_path(), ... */
 #define PX__WRAP(ret, name, params, args)                                                     \
     static inline ret px_##name params { return px_api->name args; }
+#define PX__WRAP_VOID(ret, name, params, args)                                                \
+    static inline void px_##name params { px_api->name args; }
 PX_API_1_0(PX__WRAP)
 PX_API_1_1(PX__WRAP)
+PX_API_1_2(PX__WRAP)
+PX_API_VOID_1_2(PX__WRAP_VOID)
 #undef PX__WRAP
+#undef PX__WRAP_VOID
 
 static inline void px_log(px_plugin_t *plugin, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -69,6 +69,35 @@ int api_route_auth(px_plugin_t *p, const char *method, const char *pattern,
     return 0;
 }
 
+int api_route_add(px_plugin_t *p, const px_route_spec_t *spec)
+{
+    if (!spec || spec->size < offsetof(px_route_spec_t, flags)) {
+        log_error("plugin \"%s\": px_route_add needs a spec made with PX_ROUTE_SPEC_INIT",
+                  p->name);
+        return PX_EINVAL;
+    }
+    px_route_spec_t copy = {0};
+    memcpy(&copy, spec, spec->size < sizeof(copy) ? spec->size : sizeof(copy));
+    copy.size = sizeof(copy);
+    const unsigned known = PX_ROUTE_STREAM | PX_ROUTE_TICKET;
+    if (copy.flags & ~known) {
+        config_error(p->set->errs, p->section->file, p->section->line,
+                     "plugin \"%s\": route %s %s has unknown flags 0x%x", p->name,
+                     copy.method ? copy.method : "?", copy.pattern ? copy.pattern : "?",
+                     copy.flags & ~known);
+        return PX_EINVAL;
+    }
+    int rc = api_route_auth(p, copy.method, copy.pattern, copy.handler, copy.userdata,
+                            copy.auth, copy.role);
+    if (rc)
+        return rc;
+    route_t *rt = router_last(p->set->router);
+    rt->flags = copy.flags;
+    rt->max_body = copy.max_body;
+    rt->spec = copy;
+    return 0;
+}
+
 int api_config_declare(px_plugin_t *p, const char *key, const char *default_value)
 {
     if (p->set->registering != p || !key)

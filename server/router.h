@@ -30,6 +30,10 @@ typedef struct route {
     int owner_id;      /* the plugin's index in the shared metrics */
     int auth;          /* enum px_auth */
     char role[16];     /* required role, "" for any */
+    unsigned flags;    /* enum px_route_flag */
+    size_t max_body;   /* 0: [http] max_body_size */
+    px_route_spec_t spec; /* as px_route_add got it, zeroed past the plugin's size; all
+                           * zero for routes from px_route/px_route_auth */
     size_t nparams;
     char *param_names[ROUTER_MAX_PARAMS];
 } route_t;
