@@ -16,7 +16,32 @@
 #include "hooks.h"
 #include "http.h"
 #include "log.h"
+#include "token_cache.h"
 #include "worker.h"
+
+/* Workers are processes and a reload starts new ones, so one cache per process is one
+ * per worker and per configuration (token_cache.c says why that keeps it exact). */
+static token_cache_t *verified;
+static bool verified_made;
+
+/* auth_jwt_verify, unless this worker accepted exactly this token before and it is still
+ * unexpired. */
+static int verify_token(const auth_settings_t *a, const char *token, size_t len,
+                        auth_caller_t *caller)
+{
+    if (!verified_made) {
+        verified = token_cache_new(a->token_cache);
+        verified_made = true;
+    }
+    int64_t now = (int64_t)time(NULL), leeway = (int64_t)(a->leeway_ms / 1000);
+    if (token_cache_get(verified, token, len, now, leeway, caller))
+        return 0;
+    int rc = auth_jwt_verify((const unsigned char *)a->token_secret, strlen(a->token_secret),
+                             token, len, a->issuer, now, leeway, caller);
+    if (rc == 0)
+        token_cache_put(verified, token, len, caller);
+    return rc;
+}
 
 /* The gateway: verify the bearer token and the route's role before any plugin code runs.
  * Returns non-zero when it has answered. */
@@ -42,9 +67,7 @@ int gateway_check_caller(px_req_t *r, const route_t *rt)
         rc = AUTH_EINVAL;
     auth_caller_t caller;
     if (rc == 0)
-        rc = auth_jwt_verify((const unsigned char *)a->token_secret, strlen(a->token_secret),
-                             token, len, a->issuer, (int64_t)time(NULL),
-                             (int64_t)(a->leeway_ms / 1000), &caller);
+        rc = verify_token(a, token, len, &caller);
     if (rc) {
         char msg[96];
         snprintf(msg, sizeof(msg), "invalid bearer token: %s", auth_strerror(rc));
