@@ -136,10 +136,22 @@ int gateway_on_request(px_req_t *r)
     return rc;
 }
 
-/* An admin's on_response hook may set or remove response headers. Returns non-zero
- * when the hook failed (the caller answers 500 instead). */
+static void add_static_header(void *ctx, const char *name, const char *value)
+{
+    http_add_header(ctx, name, value);
+}
+
+/* The scripts' RESPONSE_HEADERS, then their on_response hooks, for this response. The
+ * headers are added from a list made at load; Lua runs only when an on_response applies
+ * to the path. Returns non-zero when a hook failed (the caller answers 500 instead). */
 int gateway_on_response(px_req_t *r, int status)
 {
+    hooks_t *h = r->worker->hooks;
+    const char *path = r->path ? r->path : "";
+    size_t path_len = r->path ? r->path_len : 0;
+    hooks_response_headers(h, path, path_len, add_static_header, r);
+    if (!hooks_has_for(h, "on_response", path, path_len))
+        return 0;
     json_t *headers = json_object();
     const char *p = r->extra_headers.data;
     const char *end = p ? p + r->extra_headers.len : NULL;
@@ -157,7 +169,7 @@ int gateway_on_response(px_req_t *r, int status)
     hooks_request_view_t view;
     request_context(r, &view);
     hooks_result_t out;
-    hooks_call_request(r->worker->hooks, "on_response", &view, res, &out);
+    hooks_call_request(h, "on_response", &view, res, &out);
     json_decref(res);
     int rc = 0;
     if (out.action == HOOKS_ERROR) {
