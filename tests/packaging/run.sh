@@ -28,7 +28,11 @@ PORT=${PANTHERA_PKG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/panthera-pkgtest.XXXXXX")
 chmod 755 "$WORK"
 BASE=http://127.0.0.1:$PORT
-PKGS=(panthera panthera-plugin-hello panthera-plugin-user panthera-dev)
+# Every binary package of debian/control: a new plugin package is built, linted, installed,
+# checked (ABI dependency, maintainer scripts, README) and purged like the others.
+mapfile -t PKGS < <(sed -n 's/^Package: *//p' "$REPO/packaging/deb/debian/control")
+PLUGIN_PKGS=()
+for p in "${PKGS[@]}"; do [[ $p == panthera-plugin-* ]] && PLUGIN_PKGS+=("$p"); done
 DB=panthera_pkgtest
 ADMIN_FILE=/etc/panthera/conf.d/90-admin-own.conf
 PASSED=0 FAILED=0 SERVER_PID=
@@ -120,9 +124,13 @@ mkdir -p "$WORK/src"
 build() { cd "$WORK/src" && cp -a packaging/deb/debian . && DEB_BUILD_OPTIONS=nocheck dpkg-buildpackage -us -uc -b >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; return 1; }; }
 check "dpkg-buildpackage -us -uc -b builds the packages" build
 DEBS=()
-for p in "${PKGS[@]}"; do DEBS+=("$(ls "$WORK"/"${p}"_*.deb 2>/dev/null | head -n1)"); done
-check "the packages are panthera, panthera-plugin-{hello,user}, panthera-dev" \
-    test -s "${DEBS[0]}" -a -s "${DEBS[1]}" -a -s "${DEBS[2]}" -a -s "${DEBS[3]}"
+declare -A DEB
+for p in "${PKGS[@]}"; do
+    DEB[$p]=$(ls "$WORK"/"${p}"_*.deb 2>/dev/null | head -n1)
+    DEBS+=("${DEB[$p]}")
+done
+all_built() { for p in "${PKGS[@]}"; do test -s "${DEB[$p]}" || { echo "no $p"; return 1; }; done; }
+check "every package of debian/control was built: ${PKGS[*]}" all_built
 if ((FAILED)); then echo "$PASSED passed, $FAILED failed"; exit 1; fi
 
 run_lintian() {
@@ -136,15 +144,24 @@ sed 's/^/    lintian: /' "$WORK/lintian.txt"
 abi=$(sed -n 's/^#define PX_ABI_MAJOR \([0-9]*\).*/\1/p' "$REPO/sdk/panthera.h")
 minor=$(sed -n 's/^#define PX_ABI_MINOR \([0-9]*\).*/\1/p' "$REPO/sdk/panthera.h")
 check "panthera Provides panthera-abi-$abi (= $abi.$minor)" \
-    bash -c "dpkg-deb -f '${DEBS[0]}' Provides | grep -qxF 'panthera-abi-$abi (= $abi.$minor)'"
+    bash -c "dpkg-deb -f '${DEB[panthera]}' Provides | grep -qxF 'panthera-abi-$abi (= $abi.$minor)'"
 # hello and user are built against this header without PX_MIN_MINOR: they need $abi.$minor.
-check "dh_panthera made the plugin packages Depend on panthera-abi-$abi (>= $abi.$minor)" \
-    bash -c "dpkg-deb -f '${DEBS[1]}' Depends | grep -qF 'panthera-abi-$abi (>= $abi.$minor)' && dpkg-deb -f '${DEBS[2]}' Depends | grep -qF 'panthera-abi-$abi (>= $abi.$minor)'"
+plugin_debs() { # plugin_debs CHECK: CHECK DEB PACKAGE for each plugin package, all must pass
+    local p
+    for p in "${PLUGIN_PKGS[@]}"; do "$1" "${DEB[$p]}" "$p" || { echo "$p: $1 failed"; return 1; }; done
+}
+abi_dep() { dpkg-deb -f "$1" Depends | grep -qF "panthera-abi-$abi (>= $abi.$minor)"; }
+check "dh_panthera made the plugin packages Depend on panthera-abi-$abi (>= $abi.$minor)" plugin_debs abi_dep
 check "panthera records the node-llhttp sources it compiles in (Built-Using) and their licence" \
-    bash -c "dpkg-deb -f '${DEBS[0]}' Built-Using | grep -qE '^node-undici \\(= .+\\)\$' &&
-        dpkg-deb --fsys-tarfile '${DEBS[0]}' | tar -xO ./usr/share/doc/panthera/copyright | grep -q 'Fedor Indutny'"
-check "the plugin packages' maintainer scripts come from dh_panthera's template" \
-    bash -c "for d in '${DEBS[1]}' '${DEBS[2]}'; do dpkg-deb --ctrl-tarfile \$d | tar -xO ./postinst | grep -q 'Automatically added by dh_panthera' || exit 1; done"
+    bash -c "dpkg-deb -f '${DEB[panthera]}' Built-Using | grep -qE '^node-undici \\(= .+\\)\$' &&
+        dpkg-deb --fsys-tarfile '${DEB[panthera]}' | tar -xO ./usr/share/doc/panthera/copyright | grep -q 'Fedor Indutny'"
+from_template() {
+    local f
+    for f in postinst prerm postrm; do
+        dpkg-deb --ctrl-tarfile "$1" | tar -xO "./$f" | grep -q 'Automatically added by dh_panthera' || return 1
+    done
+}
+check "the plugin packages' maintainer scripts come from dh_panthera's template" plugin_debs from_template
 
 # ---- install ----
 check "apt-get install ./*.deb" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${DEBS[@]}"
@@ -152,7 +169,7 @@ check "a system user panthera exists with /var/lib/panthera" \
     bash -c 'getent passwd panthera | grep -q :/var/lib/panthera: && test -d /var/lib/panthera'
 check "the token secret is root:panthera 0640 and was generated" \
     bash -c '[[ $(stat -c %U:%G:%a /etc/panthera/token_secret) == root:panthera:640 && $(wc -c </etc/panthera/token_secret) -ge 32 ]]'
-check "no secret ships in the package" bash -c "! dpkg-deb -c '${DEBS[0]}' | grep -q token_secret"
+check "no secret ships in the package" bash -c "! dpkg-deb -c '${DEB[panthera]}' | grep -q token_secret"
 check "installing the plugin packages enabled them (links in conf.d)" \
     bash -c '[[ $(readlink /etc/panthera/conf.d/10-hello.conf) == ../plugins-available/10-hello.conf && -L /etc/panthera/conf.d/20-user.conf ]]'
 check "pkg-config panthera-sdk has plugindir, confdir, abi_major, abi_minor" \
@@ -168,8 +185,12 @@ man_clean() {
     return $rc
 }
 check "every installed man page renders with man -l without a warning" man_clean
-check "the operator's guide and each plugin's README are installed" \
-    bash -c 'test -s /usr/share/doc/panthera/operator-guide.md.gz -a -s /usr/share/doc/panthera-plugin-user/README.md.gz && ls /usr/share/doc/panthera-plugin-hello/README.md* && ! test -e /usr/share/doc/panthera/README.md.gz'
+readme() { ls /usr/share/doc/"$2"/README.md* >/dev/null; }
+docs() {
+    test -s /usr/share/doc/panthera/operator-guide.md.gz && ! test -e /usr/share/doc/panthera/README.md.gz &&
+        plugin_debs readme
+}
+check "the operator's guide (not the developer README) and each plugin's README are installed" docs
 
 # ---- configure (README: "Installing from the Debian packages") ----
 psql_admin -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1
@@ -210,9 +231,9 @@ rm -f /etc/panthera/plugins-available/60-needy.conf
 check "apt-get remove panthera-plugin-hello disables it and reloads: /v1/hello 404" \
     bash -c "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q panthera-plugin-hello && [[ ! -e /etc/panthera/conf.d/10-hello.conf ]] && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 404 15"
 check "apt-get install panthera-plugin-hello again enables it and reloads: /v1/hello 200" \
-    bash -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q '${DEBS[1]}' && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 200 15"
+    bash -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q '${DEB[panthera-plugin-hello]}' && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 200 15"
 check "a plugin the admin disabled stays disabled through remove + reinstall" \
-    bash -c "panthera-plugin -q disable hello && DEBIAN_FRONTEND=noninteractive apt-get remove -y -q panthera-plugin-hello && DEBIAN_FRONTEND=noninteractive apt-get install -y -q '${DEBS[1]}' && [[ ! -e /etc/panthera/conf.d/10-hello.conf ]] && panthera-plugin -q enable hello && hup_pid=\$(cat /run/panthera/pantherad.pid) && kill -HUP \$hup_pid && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 200 15"
+    bash -c "panthera-plugin -q disable hello && DEBIAN_FRONTEND=noninteractive apt-get remove -y -q panthera-plugin-hello && DEBIAN_FRONTEND=noninteractive apt-get install -y -q '${DEB[panthera-plugin-hello]}' && [[ ! -e /etc/panthera/conf.d/10-hello.conf ]] && panthera-plugin -q enable hello && hup_pid=\$(cat /run/panthera/pantherad.pid) && kill -HUP \$hup_pid && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 200 15"
 
 # ---- the plugin author's kit, with only panthera-dev installed ----
 oot() {
@@ -375,8 +396,8 @@ echo "deb-systemd-invoke $*" >>"$SYSTEMD_CALLS"
 EOS
 chmod +x "$STUB/systemctl" "$STUB/deb-systemd-invoke"
 # The upgrade: the same panthera with a higher version.
-ver=$(dpkg-deb -f "${DEBS[0]}" Version)
-dpkg-deb -R "${DEBS[0]}" "$WORK/up"
+ver=$(dpkg-deb -f "${DEB[panthera]}" Version)
+dpkg-deb -R "${DEB[panthera]}" "$WORK/up"
 sed -i "s/^Version: .*/Version: $ver+up1/" "$WORK/up/DEBIAN/control"
 dpkg-deb -b "$WORK/up" "$WORK/panthera-upgrade.deb" >/dev/null
 cat >"$WORK/systemd-paths.sh" <<EOS
@@ -389,12 +410,12 @@ step() { # step NAME dpkg-args...: the calls go to $WORK/calls.NAME
     : >"\$SYSTEMD_CALLS"
     dpkg "\$@" >>$WORK/systemd-dpkg.log 2>&1 || echo "dpkg \$* failed" >>"\$SYSTEMD_CALLS"
 }
-step install -i ${DEBS[0]}
+step install -i ${DEB[panthera]}
 touch $WORK/active   # the operator starts it
-step plugin-install -i ${DEBS[1]}
+step plugin-install -i ${DEB[panthera-plugin-hello]}
 step upgrade -i $WORK/panthera-upgrade.deb
 step reinstall -i $WORK/panthera-upgrade.deb
-step plugin-upgrade -i ${DEBS[1]}
+step plugin-upgrade -i ${DEB[panthera-plugin-hello]}
 step plugin-remove -r panthera-plugin-hello
 step remove -r panthera
 step purge -P panthera panthera-plugin-hello
