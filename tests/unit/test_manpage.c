@@ -19,10 +19,10 @@
 typedef struct key {
     char section[64];
     char key[64];
-} key_t_;
+} doc_key_t;
 
 typedef struct keyset {
-    key_t_ items[MAX_KEYS];
+    doc_key_t items[MAX_KEYS];
     size_t n;
 } keyset_t;
 
@@ -95,7 +95,7 @@ static void test_every_key_is_documented(const char *page)
     CHECK_OR_RETURN(code.n > 30 && code.n < MAX_KEYS);
     CHECK_OR_RETURN(read_page(page, &doc));
     for (size_t i = 0; i < code.n; i++) {
-        const key_t_ *k = &code.items[i];
+        const doc_key_t *k = &code.items[i];
         if (has(&doc, k->section, k->key))
             continue;
         check_report(false, __FILE__, __LINE__);
@@ -108,7 +108,7 @@ static void test_every_key_is_documented(const char *page)
                 star ? " NAME" : "");
     }
     for (size_t i = 0; i < doc.n; i++) {
-        const key_t_ *k = &doc.items[i];
+        const doc_key_t *k = &doc.items[i];
         if (!strncmp(k->section, "plugin:", 7) || has(&code, k->section, k->key))
             continue;
         check_report(false, __FILE__, __LINE__);
