@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from panthera_server import BUILD, PANTHERAD, REPO, Server
+from panthera_server import BUILD, PANTHERAD, REPO, Server, ServerError
 
 PGHOST = os.environ.get("PANTHERA_PGHOST")
 PANTHERA_PLUGIN = os.path.join(REPO, "packaging", "tools", "panthera-plugin")
@@ -73,6 +73,26 @@ def test_check_lists_the_host_routes(conf):
     host = {path for method, path, owner in routes if owner == "host"}
     assert host == {"/healthz", "/readyz", "/metrics", "/openapi.json"}, out
     assert ("GET", "/v1/hello", "hello") in routes, out
+
+
+def test_a_plugin_claiming_a_host_route_is_a_route_clash(conf):
+    s = conf(plugins=("hello", "claims_readyz"))
+    rc, out, err = s.check_config()
+    assert rc != 0
+    assert 'plugin "claims_readyz": route: GET /readyz is already claimed by plugin "host"' \
+        in err, err
+
+
+def test_a_plugin_claiming_a_host_route_is_refused_at_start_not_aborted(conf):
+    """The workers used to register /readyz after loading the plugins, and a clash there
+    was an abort() in every worker, respawned with back-off: now start-up stops with the
+    clash, as for any other."""
+    s = conf(plugins=("hello", "claims_readyz"), workers=1)
+    with pytest.raises(ServerError):
+        s.start(timeout=10)
+    log = s.error_log()
+    assert 'GET /readyz is already claimed by plugin "host"' in log, log
+    assert "signal" not in log, log
 
 
 # ---------------------------------------------------------------- reload refusals
