@@ -346,6 +346,9 @@ EOC
     deb=$(ls "$WORK"/panthera-plugin-newer_1.0-1_*.deb) || return 1
     dpkg-deb -f "$deb" Depends
     dpkg-deb -f "$deb" Depends | grep -qF "panthera-abi-$abi (>= $abi.$((minor + 1)))" || return 1
+    # The installed addon's template, with this plugin's name and drop-in filled in.
+    dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./postinst | grep -q 'panthera-plugin --maint enable newer' || return 1
+    dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./prerm | grep -q '/etc/panthera/conf.d/50-newer.conf' || return 1
     if DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb"; then return 1; fi
     dpkg-query -W -f='${Status}' panthera-plugin-newer 2>/dev/null | grep -q installed && return 1
     # ... and the same .so, loaded by hand, is refused with the versions and the fix.
