@@ -94,6 +94,13 @@ static const key_spec_t host_keys[] = {
     {"lua", "memory_limit", V_SIZE, LUA(memory_limit), false},
 };
 
+void config_foreach_key(config_key_fn fn, void *ud)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++)
+        fn(host_keys[i].section, host_keys[i].key, ud);
+    ratelimit_config_foreach_key(fn, ud);
+}
+
 static bool host_section(const char *name)
 {
     for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++)

@@ -120,4 +120,10 @@ const config_plugin_t *config_plugin_find(const config_t *cfg, const char *name)
 const config_entry_t *config_plugin_entry(const config_plugin_t *p, const char *key);
 long config_workers_effective(const config_t *cfg);
 
+/* Every key the host's sections accept, from the tables the parser itself uses, so that
+ * the manual can be checked against them (tests/unit/test_manpage.c and pantherad.conf(5)).
+ * A key standing for a family ends in '*' ("route*": any key starting with "route"). */
+typedef void (*config_key_fn)(const char *section, const char *key, void *ud);
+void config_foreach_key(config_key_fn fn, void *ud);
+
 #endif

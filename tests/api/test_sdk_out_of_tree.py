@@ -107,7 +107,10 @@ def test_pkg_config_variables(sdk):
     # ... which is where the installed server looks, and where its config lives.
     rc, out, err = run([os.path.join(sdk.destdir, "usr/local/sbin/pantherad"), "-V"])
     assert rc == 0, err
-    assert "plugin_path: %s" % plugindir in out.splitlines(), out
+    # The packaged plugins first, then where `make install` of an out-of-tree plugin goes.
+    localplugindir = unsysroot(sdk, pkgconf(sdk, "--variable=localplugindir"))
+    assert localplugindir == "/usr/local/lib/panthera/plugins", localplugindir
+    assert "plugin_path: %s:%s" % (plugindir, localplugindir) in out.splitlines(), out
     assert "config: %s/pantherad.conf" % confdir in out.splitlines(), out
     assert "SDK ABI %d.%d" % (major, minor) in out.splitlines(), out
     cflags = pkgconf(sdk, "--cflags")
