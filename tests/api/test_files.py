@@ -167,6 +167,42 @@ def test_50mb_upload_keeps_worker_memory_flat_and_downloads_identical(server):
     assert down.hexdigest() == blob["sha256"]
 
 
+def spool_fds(server, pid):
+    spool = os.path.join(server.tmp, "blobs", ".spool")
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith(spool):
+            out.append(target)
+    return out
+
+
+def test_abandoned_upload_leaves_no_file_behind(server):
+    [pid] = server.wait_workers(1)
+    with server.connect(timeout=10) as sock:
+        sock.sendall(b"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                     % (40 * 1024 * 1024))
+        for _ in range(8):
+            sock.sendall(os.urandom(1024 * 1024))
+        # Mid-body, the spool file is open (and has no name).
+        for _ in range(300):
+            if spool_fds(server, pid):
+                break
+            time.sleep(0.1)
+        assert spool_fds(server, pid), "the body was never spooled"
+    # The client went away: the file is closed (so gone), whatever job was running.
+    for _ in range(600):
+        if not spool_fds(server, pid):
+            break
+        time.sleep(0.1)
+    assert spool_fds(server, pid) == []
+    assert [n for n in os.listdir(os.path.join(server.tmp, "blobs", ".spool"))] == []
+    assert upload(server, b"still fine", path="/v1/files/sink").status_code == 200
+
+
 def test_same_bytes_same_id_and_bytes_put(server):
     data = os.urandom(5000)
     a = stored(server, data, path="/v1/files/small")
