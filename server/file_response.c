@@ -223,6 +223,12 @@ static void on_read(uv_fs_t *fs)
     conn_t *c = r->conn;
     uv_buf_t piece = uv_buf_init(f->chunk, (unsigned)n);
     f->off += (uint64_t)n;
+    if (f->head.len && f->off != f->end) {
+        /* A small file read short: it changed under us, and the head promised its size. */
+        log_error("file response: the blob is shorter than its size");
+        send_abort(r);
+        return;
+    }
     if (f->tail && f->off == f->end) {
         /* The last piece ends the request the ordinary way (with the head, if still due). */
         uv_buf_t bufs[2] = {f->head, piece};

@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 import requests
 
-from panthera_server import Server, read_response
+from panthera_server import PANTHERAD, Server, read_response
 
 PGHOST = os.environ.get("PANTHERA_PGHOST")
 BACKENDS = ["dir", pytest.param("postgres", marks=pytest.mark.skipif(
@@ -20,6 +20,12 @@ BACKENDS = ["dir", pytest.param("postgres", marks=pytest.mark.skipif(
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6300010000000500010d0a2db40000000049454e44ae426082")
 HTML = b"<!DOCTYPE html><html><head><title>x</title></head><body><script>alert(1)</script></body></html>\n"
+
+
+def sanitized():
+    """An ASan build keeps freed memory in quarantine: its RSS says nothing about ours."""
+    with open(PANTHERAD, "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def conninfo():
@@ -156,7 +162,8 @@ def test_50mb_upload_keeps_worker_memory_flat_and_downloads_identical(server):
     assert blob["spooled"] is True and blob["size"] == size
     assert blob["id"] == blob["sha256"] == digest.hexdigest()
     # A few MiB over idle at most: chunks in flight, never the body.
-    assert peak - idle < 6 * 1024, "worker peak %d KiB over idle %d KiB" % (peak, idle)
+    if not sanitized():
+        assert peak - idle < 6 * 1024, "worker peak %d KiB over idle %d KiB" % (peak, idle)
 
     down = hashlib.sha256()
     with requests.get(server.url("/v1/files/" + blob["id"]), stream=True, timeout=120) as r:
