@@ -259,7 +259,10 @@ static int on_headers_complete(llhttp_t *p)
 
     bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     /* Routed now, not at dispatch: the route's own body limit applies before the body. */
-    uint64_t max_body = has_body ? spool_body_begin(c, r) : lim->max_body_size;
+    uint64_t max_body = lim->max_body_size;
+    int refused = has_body ? spool_body_begin(c, r, &max_body) : 0;
+    if (refused)
+        return fail_with(c, refused, c->err_message);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max_body)
         return fail_with(c, 413, too_large(r));
     if (has_body) {

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -288,14 +289,33 @@ void spool_free(spool_t *s)
 
 /* ---- the request body ---- */
 
-uint64_t spool_body_begin(conn_t *c, px_req_t *r)
+/* An anonymous body for a route that requires a caller is refused before it is read,
+ * when the route spools: otherwise anyone could make us write max_body to disk just to
+ * hear 401. (A token that is present is checked at dispatch, as on every route.) */
+static bool has_authorization(const px_req_t *r)
+{
+    for (uint32_t i = 0; i < r->nheaders; i++) {
+        const header_t *h = &r->headers[i];
+        if (h->name_len == 13 && !strncasecmp(r->head.data + h->name_off, "authorization", 13))
+            return true;
+    }
+    return false;
+}
+
+int spool_body_begin(conn_t *c, px_req_t *r, uint64_t *limit)
 {
     worker_t *w = c->worker;
     router_match_t m;
     router_match(w->router, r->method, r->path, r->path_len, &m);
-    r->body_route = m.route;
-    r->body_limit = m.route && m.route->max_body ? m.route->max_body : w->limits->max_body_size;
-    return r->body_limit;
+    const route_t *rt = m.route;
+    r->body_route = rt;
+    r->body_limit = rt && rt->max_body ? rt->max_body : w->limits->max_body_size;
+    *limit = r->body_limit;
+    if (rt && rt->spec.spool_above && rt->auth == PX_AUTH_REQUIRED && !has_authorization(r)) {
+        c->err_message = "a bearer token is required";
+        return 401;
+    }
+    return 0;
 }
 
 static void resume_reading(void *arg)

@@ -50,9 +50,11 @@ void spool_make_dirs(const char *dir, mode_t mode);
 /* Past this backlog a connection stops reading until the disk catches up. */
 #define SPOOL_HIGH (512 * 1024)
 
-/* Headers complete: match the route (kept in r->body_route) and return the body limit that
- * applies, the route's max_body or [http] max_body_size. */
-uint64_t spool_body_begin(struct conn *c, px_req_t *r);
+/* Headers complete: match the route (kept in r->body_route) and store in *limit the body
+ * limit that applies, the route's max_body or [http] max_body_size. Returns 0, or a status
+ * to refuse the request with before its body (401: a spooling route that requires a
+ * caller, and no Authorization header), its message in c->err_message. */
+int spool_body_begin(struct conn *c, px_req_t *r, uint64_t *limit);
 /* A piece of body: into memory, or into the spool once the route's spool_above is passed.
  * Returns 0, or an HTTP status to fail the request with (413, 503). */
 int spool_body_append(struct conn *c, px_req_t *r, const char *at, size_t len);

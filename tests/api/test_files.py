@@ -106,6 +106,23 @@ def test_route_limit_is_413_before_the_body(server):
     assert stored(server, two_mb)["size"] == len(two_mb)
 
 
+def test_anonymous_body_for_a_caller_only_spooling_route_is_401_before_the_body(server):
+    with server.connect(timeout=10) as sock:
+        sock.sendall(b"POST /v1/files/private HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                     b"Expect: 100-continue\r\n\r\n" % (10 * 1024 * 1024))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 401 "), data  # not 100 Continue first
+    assert b"WWW-Authenticate: Bearer" in data
+    # With a token (an invalid one here) the body is read and the gateway answers.
+    r = requests.post(server.url("/v1/files/private"), data=b"x" * 100000,
+                      headers={"Authorization": "Bearer nope"}, timeout=30)
+    assert r.status_code == 401
+
+
 def test_chunked_body_over_the_route_limit_is_413(server):
     with server.connect(timeout=10) as sock:
         sock.sendall(b"POST /v1/files/small HTTP/1.1\r\nHost: x\r\n"

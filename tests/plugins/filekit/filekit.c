@@ -13,6 +13,7 @@
  *   DELETE /v1/files/:id/refs/:ref          px_blob_unref -> 204
  *   POST   /v1/files/sink                   reads nothing but the spool's size -> {"size",
  *          "spooled"} (a 50 MB upload that stores nothing)
+ *   POST   /v1/files/private                the sink, for callers only (PX_AUTH_REQUIRED)
  */
 #include <panthera/panthera.h>
 #include <stdio.h>
@@ -170,6 +171,9 @@ static int filekit_init(px_plugin_t *self)
          .handler = upload_bytes},
         {.size = sizeof(px_route_spec_t), .method = "POST", .pattern = "/v1/files/sink",
          .handler = sink, .max_body = 64u << 20, .spool_above = 64u << 10},
+        {.size = sizeof(px_route_spec_t), .method = "POST", .pattern = "/v1/files/private",
+         .handler = sink, .max_body = 64u << 20, .spool_above = 64u << 10,
+         .auth = PX_AUTH_REQUIRED},
         {.size = sizeof(px_route_spec_t), .method = "GET", .pattern = "/v1/files/:id",
          .handler = download},
         {.size = sizeof(px_route_spec_t), .method = "GET", .pattern = "/v1/files/:id/stat",
