@@ -457,8 +457,10 @@ typedef struct px_file_response {
     /* Record that the plugin's `ref` (its own key, e.g. "attachment:<uuid>"; namespaced   \
      * by the host under the plugin's name) uses blob `id`; a blob is swept only when no    \
      * reference is left and it is older than sweep_grace. Adding a reference that exists   \
-     * is a no-op. `cb` gets the blob, or PX_ENOENT when it is not (or no longer) stored.   \
-     * Same calling rules as px_blob_stat. */                                              \
+     * is a no-op. `cb` gets the blob, or PX_ENOENT when it is not (or no longer) stored:   \
+     * store it again. Take the reference before committing the row that names the blob,  \
+     * and drop it if that fails: a crash in between then keeps a blob too many, never a   \
+     * row without its blob. Same calling rules as px_blob_stat. */                        \
     X(int, blob_ref, (px_req_t * req, const char *id, const char *ref, px_blob_fn cb,      \
                       void *userdata),                                                     \
       (req, id, ref, cb, userdata))                                                        \

@@ -134,7 +134,7 @@ static blob_store_t *store_get(const worker_t *w)
     s->cfg = &w->cfg->storage;
     s->conninfo = w->cfg->pg.conninfo;
     s->backend = s->cfg->backend && !strcmp(s->cfg->backend, "postgres") ? &blob_pg_backend
-                                                                          : &blob_dir_backend;
+                                                                         : &blob_dir_backend;
     pthread_mutex_init(&s->lock, NULL);
     the_store = s;
     return s;
@@ -151,8 +151,8 @@ typedef struct blob_job {
     struct blob_job *next;
     struct blob_job *prev;
     int kind;
-    int fd;       /* J_PUT: the content, ours to close */
-    char *data;   /* J_PUT of bytes: written to a temporary file by the job */
+    int fd;     /* J_PUT: the content, ours to close */
+    char *data; /* J_PUT of bytes: written to a temporary file by the job */
     size_t len;
     bool have_digest;
     unsigned char digest[32];
@@ -201,8 +201,8 @@ static void job_run(uv_work_t *uv)
     switch (job->kind) {
     case J_PUT: res->status = put_run(job); break;
     case J_STAT:
-        res->status = s->backend->stat(s, res->id, &res->size, res->content_type,
-                                       sizeof(res->content_type));
+        res->status =
+            s->backend->stat(s, res->id, &res->size, res->content_type, sizeof(res->content_type));
         break;
     case J_REF:
         res->status = s->backend->ref(s, res->id, job->owner, job->ref);
@@ -250,8 +250,8 @@ static void job_after(uv_work_t *uv, int status)
         else if (res->fd >= 0)
             close(res->fd);
     } else if (job->cb) {
-        px_blob_t blob = {.id = res->id, .sha256 = res->id, .size = res->size,
-                          .content_type = res->content_type};
+        px_blob_t blob = {
+            .id = res->id, .sha256 = res->id, .size = res->size, .content_type = res->content_type};
         bool has_blob = res->status == 0 && job->kind != J_UNREF;
         job->cb(r, has_blob ? &blob : NULL, res->status, job->arg);
     }

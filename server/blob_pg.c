@@ -145,8 +145,8 @@ static int pg_put(blob_store_t *s, int fd, uint64_t size, const char *id, const 
         const char *cv[3] = {id, n_text, chunk};
         const int lens[3] = {0, 0, (int)want};
         const int fmts[3] = {0, 0, 1};
-        res = run(c, "INSERT INTO panthera_blob_chunks (id, n, data) VALUES ($1, $2, $3)", 3,
-                  cv, lens, fmts, NULL);
+        res = run(c, "INSERT INTO panthera_blob_chunks (id, n, data) VALUES ($1, $2, $3)", 3, cv,
+                  lens, fmts, NULL);
         if (!res)
             goto rollback;
         PQclear(res);
@@ -172,10 +172,9 @@ static int pg_stat(blob_store_t *s, const char *id, uint64_t *size, char *ctype,
     pthread_mutex_lock(&s->lock);
     PGconn *c = conn_get(s);
     const char *vals[1] = {id};
-    PGresult *res =
-        c ? run(c, "SELECT size, content_type FROM panthera_blobs WHERE id = $1", 1, vals, NULL,
-                NULL, NULL)
-          : NULL;
+    PGresult *res = c ? run(c, "SELECT size, content_type FROM panthera_blobs WHERE id = $1", 1,
+                            vals, NULL, NULL, NULL)
+                      : NULL;
     if (res) {
         rc = PX_ENOENT;
         if (PQntuples(res) == 1) {
@@ -203,9 +202,11 @@ static int pg_open(blob_store_t *s, const char *id, int *fd, uint64_t *size)
     PGconn *c = conn_get(s);
     const char *vals[1] = {id};
     uint64_t off = 0;
-    bool ok = c && PQsendQueryParams(c, "SELECT data FROM panthera_blob_chunks WHERE id = $1 "
-                                        "ORDER BY n",
-                                     1, NULL, vals, NULL, NULL, 1) &&
+    bool ok = c &&
+              PQsendQueryParams(c,
+                                "SELECT data FROM panthera_blob_chunks WHERE id = $1 "
+                                "ORDER BY n",
+                                1, NULL, vals, NULL, NULL, 1) &&
               PQsetSingleRowMode(c);
     for (PGresult *res; c && (res = PQgetResult(c));) {
         ExecStatusType st = PQresultStatus(res);

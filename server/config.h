@@ -76,9 +76,9 @@ typedef struct lua_settings {
 
 /* [storage]: the blob store (blob.c) and where request bodies are spooled (spool.c). */
 typedef struct storage_settings {
-    char *backend;   /* "dir" or "postgres" */
-    char *dir;       /* blobs for "dir"; default PX_DEFAULT_STATE_DIR/blobs */
-    char *spool_dir; /* temporary files; default <dir>/.spool */
+    char *backend;              /* "dir" or "postgres" */
+    char *dir;                  /* blobs for "dir"; default PX_DEFAULT_STATE_DIR/blobs */
+    char *spool_dir;            /* temporary files; default <dir>/.spool */
     uint64_t sweep_grace_ms;    /* an unreferenced blob younger than this is kept */
     uint64_t sweep_interval_ms; /* 0: never sweep */
 } storage_settings_t;

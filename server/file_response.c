@@ -37,8 +37,8 @@
 #include "log.h"
 #include "worker.h"
 
-#define TAIL (64 * 1024)              /* read and written the ordinary way */
-#define SEND_BUDGET (1024 * 1024)     /* sendfile bytes before giving the loop back */
+#define TAIL (64 * 1024)          /* read and written the ordinary way */
+#define SEND_BUDGET (1024 * 1024) /* sendfile bytes before giving the loop back */
 #define FILENAME_MAX_BYTES 255
 
 struct file_send {
@@ -47,7 +47,7 @@ struct file_send {
     uint64_t off; /* next byte to send */
     uint64_t end; /* one past the last */
     bool keep;
-    bool tail;    /* the read in flight is the last piece */
+    bool tail; /* the read in flight is the last piece */
     uv_buf_t head;
     uv_write_t wr;
     uv_fs_t fs;
@@ -167,8 +167,8 @@ void file_disposition(buf_t *out, const char *filename, bool inline_)
     buf_appends(out, "; filename=\"");
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)base[i];
-        char safe = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '%' ? (char)ch
-                                                                                   : '_';
+        char safe =
+            ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' && ch != '%' ? (char)ch : '_';
         buf_append(out, &safe, 1);
     }
     buf_appends(out, "\"; filename*=UTF-8''");
@@ -360,16 +360,15 @@ static void answer(px_req_t *r, blob_open_t *res, void *arg)
     }
     uint64_t first = 0, last = res->size ? res->size - 1 : 0;
     const char *if_range = api_req_header(r, "If-Range");
-    int range = if_range && strcmp(if_range, etag) ? FILE_RANGE_NONE
-                                                   : file_range_parse(api_req_header(r, "Range"),
-                                                                      res->size, &first, &last);
+    int range = if_range && strcmp(if_range, etag)
+                    ? FILE_RANGE_NONE
+                    : file_range_parse(api_req_header(r, "Range"), res->size, &first, &last);
     char cr[80];
     if (range == FILE_RANGE_UNSATISFIABLE) {
         close(res->fd);
         snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)res->size);
         http_add_header(r, "Content-Range", cr);
-        http_respond_error(r, 416, "range_not_satisfiable", "the range is outside the file",
-                           NULL);
+        http_respond_error(r, 416, "range_not_satisfiable", "the range is outside the file", NULL);
         return;
     }
     if (range == FILE_RANGE_ONE) {
@@ -394,13 +393,12 @@ int api_res_file(px_req_t *r, const px_file_response_t *resp)
     px_file_response_t copy = {0};
     memcpy(&copy, resp, resp->size < sizeof(copy) ? resp->size : sizeof(copy));
     file_ask_t *ask = arena_alloc(&r->arena, sizeof(*ask));
-    ask->filename = copy.filename ? arena_strndup(&r->arena, copy.filename,
-                                                  strlen(copy.filename))
-                                  : NULL;
-    ask->cache_control = copy.cache_control && !strpbrk(copy.cache_control, "\r\n")
-                             ? arena_strndup(&r->arena, copy.cache_control,
-                                             strlen(copy.cache_control))
-                             : "private, no-cache";
+    ask->filename =
+        copy.filename ? arena_strndup(&r->arena, copy.filename, strlen(copy.filename)) : NULL;
+    ask->cache_control =
+        copy.cache_control && !strpbrk(copy.cache_control, "\r\n")
+            ? arena_strndup(&r->arena, copy.cache_control, strlen(copy.cache_control))
+            : "private, no-cache";
     if (!blob_id_valid(copy.blob_id)) {
         http_respond_error(r, 404, NULL, "no such file", NULL);
         return PX_ASYNC;

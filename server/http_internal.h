@@ -1,6 +1,7 @@
 /* http_internal.h — what http.c (the connection), http_parse.c (the request) and
  * http_response.c (the answer) call in one another, and spool.c and file_response.c,
- * which read bodies into files and send files as bodies; nothing else includes it. http.h is the interface for the rest of the server. */
+ * which read bodies into files and send files as bodies; nothing else includes it.
+ * http.h is the interface for the rest of the server. */
 #ifndef PX_HTTP_INTERNAL_H
 #define PX_HTTP_INTERNAL_H
 

@@ -53,16 +53,16 @@ struct spool {
     uv_loop_t *loop;
     char *dir;
     int fd;
-    int err;     /* errno of the first failure, from the job */
-    int status;  /* 0 or PX_EUNAVAIL, as the loop has seen it */
-    uint64_t size;     /* bytes accepted by spool_write */
-    uint64_t written;  /* bytes on disk */
+    int err;          /* errno of the first failure, from the job */
+    int status;       /* 0 or PX_EUNAVAIL, as the loop has seen it */
+    uint64_t size;    /* bytes accepted by spool_write */
+    uint64_t written; /* bytes on disk */
     EVP_MD_CTX *sha;
-    char *fill;        /* the chunk being gathered */
+    char *fill; /* the chunk being gathered */
     size_t fill_len;
     size_t fill_cap;
-    bool busy;         /* a job is on the pool */
-    bool orphaned;     /* spool_free ran while busy: the job's completion frees */
+    bool busy;     /* a job is on the pool */
+    bool orphaned; /* spool_free ran while busy: the job's completion frees */
     spool_fn drain_fn;
     void *drain_arg;
     spool_fn flush_fn;

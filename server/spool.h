@@ -59,7 +59,8 @@ int spool_body_begin(struct conn *c, px_req_t *r, uint64_t *limit);
  * Returns 0, or an HTTP status to fail the request with (413, 503). */
 int spool_body_append(struct conn *c, px_req_t *r, const char *at, size_t len);
 /* The request is complete: true when its spool is still being written, in which case
- * `ready(c)` (the connection as its argument) runs once it is on disk (not at all if the connection closes first). */
+ * `ready(c)` (the connection as its argument) runs once it is on disk (not at all if the connection
+ * closes first). */
 bool spool_body_wait(struct conn *c, spool_fn ready);
 
 #endif

@@ -188,10 +188,9 @@ static void test_refs_and_sweep(void)
 
 static void test_sniff_and_ids(void)
 {
-    static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0,
-                                        13,   'I', 'H', 'D', 'R', 0,    0,    0,    1, 0, 0,
-                                        0,    1,   8,   6,   0,   0,    0,    0x1f, 0x15, 0xc4,
-                                        0x89};
+    static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0,   0, 0, 13,
+                                        'I',  'H', 'D', 'R', 0,    0,    0,    1,    0,   0, 0, 1,
+                                        8,    6,   0,   0,   0,    0x1f, 0x15, 0xc4, 0x89};
     char t[128];
     blob_sniff(png, sizeof(png), t, sizeof(t));
     CHECK_STR(t, "image/png");

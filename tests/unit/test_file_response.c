@@ -105,7 +105,8 @@ static void test_disposition(void)
 {
     CHECK_STR(disposition(NULL, false), "attachment");
     CHECK_STR(disposition("", true), "inline");
-    CHECK_STR(disposition("cat.png", true), "inline; filename=\"cat.png\"; filename*=UTF-8''cat.png");
+    CHECK_STR(disposition("cat.png", true),
+              "inline; filename=\"cat.png\"; filename*=UTF-8''cat.png");
     CHECK_STR(disposition("a b.txt", false),
               "attachment; filename=\"a b.txt\"; filename*=UTF-8''a%20b.txt");
     /* A quote, a backslash, CR/LF and % never reach the quoted fallback; filename* is

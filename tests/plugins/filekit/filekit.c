@@ -105,8 +105,8 @@ static int sink(px_req_t *req, void *ud)
     int spooled = px_req_body_file(req, &fd, &size) == 0;
     if (!spooled)
         px_req_body(req, (size_t *)&size);
-    return px_res_json(req, 200, json_pack("{s:I, s:b}", "size", (json_int_t)size, "spooled",
-                                           spooled));
+    return px_res_json(req, 200,
+                       json_pack("{s:I, s:b}", "size", (json_int_t)size, "spooled", spooled));
 }
 
 static int download(px_req_t *req, void *ud)
@@ -155,33 +155,56 @@ static int ref(px_req_t *req, void *ud)
 static int unref(px_req_t *req, void *ud)
 {
     (void)ud;
-    int rc =
-        px_blob_unref(req, px_req_param(req, "id"), px_req_param(req, "ref"), answered, NULL);
+    int rc = px_blob_unref(req, px_req_param(req, "id"), px_req_param(req, "ref"), answered, NULL);
     return rc ? rc : PX_ASYNC;
 }
 
 static int filekit_init(px_plugin_t *self)
 {
     px_route_spec_t specs[] = {
-        {.size = sizeof(px_route_spec_t), .method = "POST", .pattern = "/v1/files",
-         .handler = upload, .max_body = 64u << 20, .spool_above = 64u << 10},
-        {.size = sizeof(px_route_spec_t), .method = "POST", .pattern = "/v1/files/small",
+        {.size = sizeof(px_route_spec_t),
+         .method = "POST",
+         .pattern = "/v1/files",
+         .handler = upload,
+         .max_body = 64u << 20,
+         .spool_above = 64u << 10},
+        {.size = sizeof(px_route_spec_t),
+         .method = "POST",
+         .pattern = "/v1/files/small",
          .handler = upload},
-        {.size = sizeof(px_route_spec_t), .method = "POST", .pattern = "/v1/files/bytes",
+        {.size = sizeof(px_route_spec_t),
+         .method = "POST",
+         .pattern = "/v1/files/bytes",
          .handler = upload_bytes},
-        {.size = sizeof(px_route_spec_t), .method = "POST", .pattern = "/v1/files/sink",
-         .handler = sink, .max_body = 64u << 20, .spool_above = 64u << 10},
-        {.size = sizeof(px_route_spec_t), .method = "POST", .pattern = "/v1/files/private",
-         .handler = sink, .max_body = 64u << 20, .spool_above = 64u << 10,
+        {.size = sizeof(px_route_spec_t),
+         .method = "POST",
+         .pattern = "/v1/files/sink",
+         .handler = sink,
+         .max_body = 64u << 20,
+         .spool_above = 64u << 10},
+        {.size = sizeof(px_route_spec_t),
+         .method = "POST",
+         .pattern = "/v1/files/private",
+         .handler = sink,
+         .max_body = 64u << 20,
+         .spool_above = 64u << 10,
          .auth = PX_AUTH_REQUIRED},
-        {.size = sizeof(px_route_spec_t), .method = "GET", .pattern = "/v1/files/:id",
+        {.size = sizeof(px_route_spec_t),
+         .method = "GET",
+         .pattern = "/v1/files/:id",
          .handler = download},
-        {.size = sizeof(px_route_spec_t), .method = "GET", .pattern = "/v1/files/:id/stat",
+        {.size = sizeof(px_route_spec_t),
+         .method = "GET",
+         .pattern = "/v1/files/:id/stat",
          .handler = stat_blob},
-        {.size = sizeof(px_route_spec_t), .method = "PUT", .pattern = "/v1/files/:id/refs/:ref",
+        {.size = sizeof(px_route_spec_t),
+         .method = "PUT",
+         .pattern = "/v1/files/:id/refs/:ref",
          .handler = ref},
-        {.size = sizeof(px_route_spec_t), .method = "DELETE",
-         .pattern = "/v1/files/:id/refs/:ref", .handler = unref},
+        {.size = sizeof(px_route_spec_t),
+         .method = "DELETE",
+         .pattern = "/v1/files/:id/refs/:ref",
+         .handler = unref},
     };
     for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
         int rc = px_route_add(self, &specs[i]);
