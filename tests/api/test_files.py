@@ -438,7 +438,7 @@ def test_hostile_filename_is_encoded_safely(server):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sweep_removes_only_unreferenced_blobs(backend):
     with pg_shared():
-        s = make(backend, storage={"sweep_interval": "1s", "sweep_grace": "0s"})
+        s = make(backend, storage={"sweep_interval": "1s", "sweep_grace": "2s"})
         try:
             s.start()
             kept = stored(s, os.urandom(3000), path="/v1/files/small", ref="keep:1")
@@ -447,7 +447,7 @@ def test_sweep_removes_only_unreferenced_blobs(backend):
             stat = lambda b: requests.get(s.url("/v1/files/%s/stat" % b["id"]), timeout=30)
 
             def wait_gone(blob):
-                for _ in range(600):  # a ceiling only a hang reaches; the sweep runs every 1 s
+                for _ in range(900):  # a ceiling only a hang reaches; grace 2 s, sweep every 1 s
                     if stat(blob).status_code == 404:
                         return
                     time.sleep(0.1)
