@@ -147,7 +147,8 @@ enum job_kind { J_PUT, J_STAT, J_REF, J_UNREF, J_OPEN };
 typedef struct blob_job {
     uv_work_t uv;
     blob_store_t *store;
-    px_req_t *req; /* NULL once the request ended */
+    uv_loop_t *store_loop; /* the worker's: files are closed on its thread pool */
+    px_req_t *req;         /* NULL once the request ended */
     struct blob_job *next;
     struct blob_job *prev;
     int kind;
@@ -247,16 +248,15 @@ static void job_after(uv_work_t *uv, int status)
     if (job->kind == J_OPEN) {
         if (r)
             job->open_fn(r, res, job->arg); /* takes the fd */
-        else if (res->fd >= 0)
-            close(res->fd);
+        else
+            spool_close(job->store_loop, res->fd);
     } else if (job->cb) {
         px_blob_t blob = {
             .id = res->id, .sha256 = res->id, .size = res->size, .content_type = res->content_type};
         bool has_blob = res->status == 0 && job->kind != J_UNREF;
         job->cb(r, has_blob ? &blob : NULL, res->status, job->arg);
     }
-    if (job->fd >= 0)
-        close(job->fd);
+    spool_close(job->store_loop, job->fd);
     free(job->data);
     free(job->ref);
     free(job);
@@ -266,6 +266,7 @@ static blob_job_t *job_new(px_req_t *r, int kind, const char *id)
 {
     blob_job_t *job = xcalloc(1, sizeof(*job));
     job->store = store_get(r->worker);
+    job->store_loop = r->worker->loop;
     job->req = r;
     job->kind = kind;
     job->fd = -1;
@@ -281,8 +282,7 @@ static int job_submit(blob_job_t *job)
     px_req_t *r = job->req;
     if (jobs_running >= JOBS_MAX ||
         uv_queue_work(r->worker->loop, &job->uv, job_run, job_after) != 0) {
-        if (job->fd >= 0)
-            close(job->fd);
+        spool_close(job->store_loop, job->fd);
         free(job->data);
         free(job->ref);
         free(job);

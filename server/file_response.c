@@ -35,6 +35,7 @@
 #include "blob.h"
 #include "http_internal.h"
 #include "log.h"
+#include "spool.h"
 #include "worker.h"
 
 #define TAIL (64 * 1024)          /* read and written the ordinary way */
@@ -318,8 +319,7 @@ void file_response_release(px_req_t *r)
     struct file_send *f = r->file;
     if (!f)
         return;
-    if (f->fd >= 0)
-        close(f->fd);
+    spool_close(r->worker->loop, f->fd);
     free(f->chunk);
     free(f);
     r->file = NULL;
@@ -354,7 +354,7 @@ static void answer(px_req_t *r, blob_open_t *res, void *arg)
     buf_free(&disp);
 
     if (file_etag_matches(api_req_header(r, "If-None-Match"), etag)) {
-        close(res->fd);
+        spool_close(r->worker->loop, res->fd);
         http_respond(r, 304, NULL, NULL, 0, false);
         return;
     }
@@ -365,7 +365,7 @@ static void answer(px_req_t *r, blob_open_t *res, void *arg)
                     : file_range_parse(api_req_header(r, "Range"), res->size, &first, &last);
     char cr[80];
     if (range == FILE_RANGE_UNSATISFIABLE) {
-        close(res->fd);
+        spool_close(r->worker->loop, res->fd);
         snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)res->size);
         http_add_header(r, "Content-Range", cr);
         http_respond_error(r, 416, "range_not_satisfiable", "the range is outside the file", NULL);

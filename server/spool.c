@@ -136,10 +136,26 @@ static void job_run(uv_work_t *uv)
 
 static void job_start(spool_t *s);
 
+static void on_closed(uv_fs_t *req)
+{
+    uv_fs_req_cleanup(req);
+    free(req);
+}
+
+void spool_close(uv_loop_t *loop, int fd)
+{
+    if (fd < 0)
+        return;
+    uv_fs_t *req = xmalloc(sizeof(*req));
+    if (uv_fs_close(loop, req, fd, on_closed) < 0) {
+        free(req);
+        close(fd);
+    }
+}
+
 static void spool_destroy(spool_t *s)
 {
-    if (s->fd >= 0)
-        close(s->fd);
+    spool_close(s->loop, s->fd);
     EVP_MD_CTX_free(s->sha);
     free(s->fill);
     free(s->dir);

@@ -44,6 +44,9 @@ void spool_free(spool_t *s);
 /* A temporary file in `dir` (made, with its parents, when missing): O_TMPFILE, or a name
  * unlinked at once. Blocking: thread pool only. -1 with errno on failure. */
 int spool_tmpfile(const char *dir);
+/* Close `fd` on the thread pool: the last close of a temporary file frees its blocks,
+ * which for a large one is disk work the loop must not wait for. */
+void spool_close(uv_loop_t *loop, int fd);
 /* mkdir -p with `mode`; errors are left to the open that follows. */
 void spool_make_dirs(const char *dir, mode_t mode);
 
