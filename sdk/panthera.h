@@ -444,8 +444,8 @@ typedef struct px_file_response {
      * Hashing, sniffing and writing run on the thread pool; `cb` runs later on the loop,   \
      * exactly once. Storing the same bytes twice gives the same id and stores them once.   \
      * A new blob has no references: it is swept after [storage] sweep_grace unless a      \
-     * reference is added (px_blob_ref). Returns 0, or PX_EUNAVAIL when the thread pool    \
-     * queue is full (then `cb` is not called). */                                         \
+     * reference is added (px_blob_ref). Returns 0, PX_EINVAL without `cb`, or PX_EUNAVAIL \
+     * when too many store jobs wait (then `cb` is not called). */                         \
     X(int, blob_put_body, (px_req_t * req, px_blob_fn cb, void *userdata), (req, cb, userdata)) \
     /* px_blob_put_body for `len` bytes at `data` (copied before it returns). */            \
     X(int, blob_put, (px_req_t * req, const void *data, size_t len, px_blob_fn cb,         \
