@@ -75,6 +75,15 @@ typedef struct lua_settings {
     uint64_t memory_limit;
 } lua_settings_t;
 
+/* [storage]: the blob store (blob.c) and where request bodies are spooled (spool.c). */
+typedef struct storage_settings {
+    char *backend;              /* "dir" or "postgres" */
+    char *dir;                  /* blobs for "dir"; default PX_DEFAULT_STATE_DIR/blobs */
+    char *spool_dir;            /* temporary files; default <dir>/.spool */
+    uint64_t sweep_grace_ms;    /* an unreferenced blob younger than this is kept */
+    uint64_t sweep_interval_ms; /* 0: never sweep */
+} storage_settings_t;
+
 typedef struct config {
     char *path;
     char **listen;
@@ -94,6 +103,7 @@ typedef struct config {
     redis_settings_t redis;
     auth_settings_t auth;
     lua_settings_t lua;
+    storage_settings_t storage;
     struct ratelimit_config *ratelimit; /* [ratelimit] (ratelimit.h); NULL when it sets nothing */
     config_plugin_t *plugins;
     size_t nplugins;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "blob.h"
 #include "log.h"
 #include "metrics.h"
 #include "openapi.h"
@@ -454,6 +455,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     uv_timer_init(&loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    blob_worker_start(w);
     static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
     for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
         uv_signal_init(&loop, &w->signals[i]);
@@ -469,6 +471,8 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
         close(ready_fd);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    blob_worker_stop();
+    uv_run(&loop, UV_RUN_NOWAIT);
     int code = w->exit_code;
     access_log_flush();
     hooks_free(w->hooks);
