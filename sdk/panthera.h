@@ -501,10 +501,13 @@ typedef struct px_sse_event {
      * request is dead once this returns. PX_ESTATE when no stream was begun. */            \
     X(int, res_stream_end, (px_req_t * req), (req))                                         \
     /* Run `fn` exactly once when the request ends: the client leaves (at once, even      \
-     * while a handler still works), the worker drains, or the handler answers or ends its \
-     * stream. Runs on the loop, never inside a px_* call; after it `req` is valid only    \
-     * until `fn` returns for a stream (free what userdata holds there). Up to 8 per       \
-     * request. Returns 0, PX_EINVAL (no fn), PX_ESTATE (the request is ending). */         \
+     * while a handler still works: PX_CLOSE_CLIENT), the worker drains (PX_CLOSE_DRAIN),  \
+     * or the handler answers or ends its stream (PX_CLOSE_END, possibly inside the px_res_ \
+     * call that did it). Free what userdata holds there: for a stream, `req` is dead once \
+     * `fn` returns (px_* calls on it inside `fn` answer PX_ESTATE); an ordinary request   \
+     * whose client left still lives until its handler answers (into the void). Runs on   \
+     * the loop. Up to 8 per request. Returns 0, PX_EINVAL (no fn), PX_ESTATE (too many,   \
+     * or the stream is over). */                                                          \
     X(int, req_on_close, (px_req_t * req, px_close_fn fn, void *userdata), (req, fn, userdata)) \
     /* Begin a Server-Sent Events stream: 200 text/event-stream, no caching, no proxy      \
      * buffering; with `heartbeat_ms` > 0 the host writes a ": " comment line whenever     \
