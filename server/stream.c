@@ -275,7 +275,10 @@ static int stream_begin(px_req_t *r, int status, const char *content_type, bool 
         w->streams->prev = s;
     w->streams = s;
     r->stream = s;
-    return put_bytes(s, r->out.data, r->out.len, true) == 0 ? 0 : PX_ESTATE;
+    rc = put_bytes(s, r->out.data, r->out.len, true);
+    /* Written or copied: a stream may be open for hours, its head buffer need not be. */
+    buf_free(&r->out);
+    return rc == 0 ? 0 : PX_ESTATE;
 }
 
 int api_res_stream_begin(px_req_t *r, int status, const char *content_type)
