@@ -38,16 +38,13 @@
  * request that owns it: while the hub delivers, ended subscriptions are only marked and
  * are freed once the delivery is over.
  */
-#include "channel.h"
+#include "channel_internal.h"
 
-#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "api.h"
 #include "list.h"
@@ -56,99 +53,7 @@
 #include "request.h"
 #include "worker.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 1000
-#define PING_EVERY_MS 1000
-#define SILENCE_MAX_MS 3000
-#define NAMES_PER_COMMAND 256
-#define NAME_MAX_LEN 1024
-
-enum hub_state { HUB_IDLE, HUB_DOWN, HUB_CONNECTING, HUB_READY };
-
-typedef struct chan_entry {
-    struct chan_entry *hnext;
-    link_t subs;
-    size_t nsubs;   /* live subscriptions */
-    unsigned acks;  /* (un)subscribe commands sent on this connection, not acknowledged */
-    bool pattern;
-    bool active;    /* Redis confirmed it on the current connection */
-    uint32_t hash;
-    size_t len;
-    char name[];
-} chan_entry_t;
-
-struct px_channel_sub {
-    struct px_channel_sub *rnext; /* the owner's list */
-    struct px_channel_sub *rprev;
-    link_t elink;                 /* the entry's list */
-    link_t dirty;                 /* hub->dirty: status to tell */
-    struct px_channel_sub *grave; /* hub->graveyard while a delivery is under way */
-    chan_entry_t *entry;
-    channel_hub_t *hub;
-    px_req_t *owner;
-    px_channel_fn fn;
-    px_channel_status_fn status;
-    void *userdata;
-    size_t prefix_len;
-    int told;          /* the last status told, 0 before the first */
-    uint32_t told_gen; /* the connection generation UP was told for */
-    bool dead;
-};
-
-typedef struct sub_conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
-    uv_connect_t connect;
-    channel_hub_t *hub; /* NULL once the hub let go of it */
-} sub_conn_t;
-
-typedef struct out_cmd {
-    uv_write_t wr;
-    char *text;
-} out_cmd_t;
-
-struct channel_hub {
-    worker_t *worker;
-    uv_loop_t *loop;
-    redis_address_t addr;
-    char *address;
-    char *username, *password;
-    int database;
-    uint64_t connect_timeout_ms;
-
-    enum hub_state state;
-    sub_conn_t *conn;
-    redisReader *reader;
-    uv_getaddrinfo_t lookup;
-    bool looking_up;
-    uint32_t gen; /* connections made so far: the current one's generation */
-    unsigned handshake; /* replies owed before the PONG that makes us ready */
-    uint64_t last_heard;
-    uv_timer_t timer; /* DOWN: backoff; CONNECTING: deadline; READY: ping */
-    uv_timer_t notify;
-    unsigned backoff_ms;
-    uint64_t rng;
-    bool down_logged;
-
-    chan_entry_t **buckets;
-    size_t nbuckets;
-    size_t nentries;
-    link_t dirty;
-    int delivering;
-    struct px_channel_sub *graveyard;
-    bool closing;
-    int handles_open;
-    char readbuf[16 * 1024];
-};
-
-static void hub_connect(channel_hub_t *hub);
-static void on_timer(uv_timer_t *t);
 static void on_notify(uv_timer_t *t);
-static void hub_down(channel_hub_t *hub, const char *why);
 static void entry_maybe_free(channel_hub_t *hub, chan_entry_t *e);
 
 /* ---- names and entries ---- */
@@ -200,41 +105,15 @@ static void entry_unhash(channel_hub_t *hub, chan_entry_t *e)
     }
 }
 
-/* "px:<db>:<plugin>:" */
-static size_t name_prefix(const channel_hub_t *hub, const px_req_t *r, char *out, size_t size)
+/* "px:<db>:<plugin>:" into `out` (PREFIX_MAX bytes); its length, 0 when it does not fit. */
+static size_t name_prefix(const channel_hub_t *hub, const px_req_t *r, char *out)
 {
-    int n = snprintf(out, size, "px:%d:%s:", hub ? hub->database : 0,
+    int n = snprintf(out, PREFIX_MAX, "px:%d:%s:", hub ? hub->database : 0,
                      r->plugin ? r->plugin : "host");
-    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+    return n > 0 && n < PREFIX_MAX ? (size_t)n : 0;
 }
 
-/* ---- the connection ---- */
-
-static void on_cmd_written(uv_write_t *wr, int status)
-{
-    UNUSED(status); /* a failed write shows up as a read error or as silence */
-    out_cmd_t *cmd = (out_cmd_t *)wr;
-    redisFreeCommand(cmd->text);
-    free(cmd);
-}
-
-static void send_argv(channel_hub_t *hub, int argc, const char **argv, const size_t *lens)
-{
-    if (!hub->conn)
-        return;
-    char *text = NULL;
-    long long n = redisFormatCommandArgv(&text, argc, argv, lens);
-    if (n <= 0)
-        return;
-    out_cmd_t *cmd = xmalloc(sizeof(*cmd));
-    cmd->text = text;
-    uv_buf_t b = uv_buf_init(text, (unsigned)n);
-    if (uv_write(&cmd->wr, &hub->conn->h.stream, &b, 1, on_cmd_written) < 0) {
-        redisFreeCommand(text);
-        free(cmd);
-        hub_down(hub, "cannot write to the subscriber connection");
-    }
-}
+/* ---- (un)subscribing at Redis, and what comes back ---- */
 
 /* (P)SUBSCRIBE or (P)UNSUBSCRIBE `n` entries in one command. */
 static void send_names(channel_hub_t *hub, const char *verb, chan_entry_t **list, size_t n)
@@ -248,7 +127,7 @@ static void send_names(channel_hub_t *hub, const char *verb, chan_entry_t **list
         lens[i + 1] = list[i]->len;
         list[i]->acks++;
     }
-    send_argv(hub, (int)n + 1, argv, lens);
+    channel_send(hub, (int)n + 1, argv, lens);
 }
 
 static void send_one(channel_hub_t *hub, chan_entry_t *e, bool subscribe)
@@ -259,12 +138,14 @@ static void send_one(channel_hub_t *hub, chan_entry_t *e, bool subscribe)
 }
 
 /* Ready: every name with subscribers goes to Redis again, in batches. */
-static void subscribe_all(channel_hub_t *hub)
+void channel_entries_subscribe(channel_hub_t *hub)
 {
     chan_entry_t *batch[2][NAMES_PER_COMMAND];
     size_t n[2] = {0, 0};
     for (size_t i = 0; i < hub->nbuckets; i++) {
         for (chan_entry_t *e = hub->buckets[i]; e; e = e->hnext) {
+            if (e->nsubs == 0)
+                continue; /* only ended subscriptions not swept yet: nobody wants it */
             int k = e->pattern ? 1 : 0;
             batch[k][n[k]++] = e;
             if (n[k] == NAMES_PER_COMMAND) {
@@ -301,70 +182,6 @@ static void mark_all_dirty(channel_hub_t *hub)
             mark_entry_dirty(hub, e);
 }
 
-static void on_conn_closed(uv_handle_t *h)
-{
-    sub_conn_t *conn = (sub_conn_t *)h;
-    channel_hub_t *hub = conn->hub;
-    free(conn);
-    if (hub && hub->closing && --hub->handles_open == 0)
-        free(hub);
-}
-
-static void conn_release(channel_hub_t *hub)
-{
-    sub_conn_t *conn = hub->conn;
-    if (!conn)
-        return;
-    hub->conn = NULL;
-    if (hub->closing) {
-        hub->handles_open++;
-    } else {
-        conn->hub = NULL;
-    }
-    uv_close(&conn->h.handle, on_conn_closed);
-}
-
-/* The connection is gone or never came: tell everyone, free the entries nobody wants,
- * and try again after the backoff. */
-static void hub_down(channel_hub_t *hub, const char *why)
-{
-    bool was_ready = hub->state == HUB_READY;
-    conn_release(hub);
-    if (hub->reader) {
-        redisReaderFree(hub->reader);
-        hub->reader = NULL;
-    }
-    hub->state = HUB_DOWN;
-    if (hub->closing)
-        return;
-    if (!hub->down_logged)
-        log_warn("channels: %s Redis subscriber at %s: %s; retrying in the background",
-                 was_ready ? "lost the" : "cannot connect the", hub->address, why);
-    hub->down_logged = true;
-    for (size_t i = 0; i < hub->nbuckets; i++) {
-        for (chan_entry_t *e = hub->buckets[i], *next; e; e = next) {
-            next = e->hnext;
-            e->acks = 0;
-            e->active = false;
-            entry_maybe_free(hub, e);
-        }
-    }
-    mark_all_dirty(hub);
-    uv_timer_start(&hub->timer, on_timer, backoff_next(&hub->backoff_ms, BACKOFF_MAX_MS, &hub->rng),
-                   0);
-}
-
-static void hub_ready(channel_hub_t *hub)
-{
-    hub->state = HUB_READY;
-    hub->backoff_ms = BACKOFF_MIN_MS;
-    if (hub->down_logged)
-        log_info("channels: Redis subscriber connected to %s again", hub->address);
-    hub->down_logged = false;
-    subscribe_all(hub);
-    uv_timer_start(&hub->timer, on_timer, PING_EVERY_MS, 0);
-}
-
 static struct px_channel_sub *sub_of(link_t *l)
 {
     return (struct px_channel_sub *)((char *)l - offsetof(struct px_channel_sub, elink));
@@ -392,20 +209,8 @@ static bool is_str(const redisReply *r, const char *s)
            r->len == strlen(s) && !strncasecmp(r->str, s, r->len);
 }
 
-static void on_push(channel_hub_t *hub, redisReply *rep)
+void channel_on_push(channel_hub_t *hub, redisReply *rep)
 {
-    if (rep->type == REDIS_REPLY_ERROR) {
-        char why[160];
-        snprintf(why, sizeof(why), "Redis answered: %.*s", (int)rep->len, rep->str);
-        hub_down(hub, why);
-        return;
-    }
-    if (hub->state == HUB_CONNECTING) {
-        /* AUTH's +OK, then PING's +PONG. */
-        if (--hub->handshake == 0)
-            hub_ready(hub);
-        return;
-    }
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2)
         return; /* +PONG outside subscribed mode */
     redisReply **el = rep->element;
@@ -435,151 +240,6 @@ static void on_push(channel_hub_t *hub, redisReply *rep)
     }
     e->active = true;
     mark_entry_dirty(hub, e);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
-{
-    UNUSED(suggested);
-    sub_conn_t *conn = (sub_conn_t *)h;
-    channel_hub_t *hub = conn->hub;
-    b->base = hub->readbuf;
-    b->len = sizeof(hub->readbuf);
-}
-
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
-{
-    sub_conn_t *conn = (sub_conn_t *)st;
-    channel_hub_t *hub = conn->hub;
-    if (!hub || hub->conn != conn || n == 0)
-        return;
-    if (n < 0) {
-        hub_down(hub, n == UV_EOF ? "connection closed" : uv_strerror((int)n));
-        return;
-    }
-    hub->last_heard = uv_now(hub->loop);
-    if (redisReaderFeed(hub->reader, b->base, (size_t)n) != REDIS_OK) {
-        hub_down(hub, "unreadable reply");
-        return;
-    }
-    /* A callback may drop the connection (and the reader) under us. */
-    while (hub->conn == conn) {
-        void *reply = NULL;
-        if (redisReaderGetReply(hub->reader, &reply) != REDIS_OK) {
-            hub_down(hub, "unreadable reply");
-            return;
-        }
-        if (!reply)
-            break;
-        on_push(hub, reply);
-        freeReplyObject(reply);
-    }
-}
-
-static void on_connected(uv_connect_t *req, int status)
-{
-    sub_conn_t *conn = req->data;
-    channel_hub_t *hub = conn->hub;
-    if (!hub || hub->conn != conn)
-        return;
-    if (status < 0) {
-        hub_down(hub, uv_strerror(status));
-        return;
-    }
-    hub->reader = redisReaderCreate();
-    hub->last_heard = uv_now(hub->loop);
-    uv_read_start(&conn->h.stream, on_alloc, on_read);
-    hub->handshake = 1;
-    if (hub->password) {
-        const char *auth[] = {"AUTH", hub->username ? hub->username : hub->password,
-                              hub->password};
-        send_argv(hub, hub->username ? 3 : 2, auth, NULL);
-        hub->handshake++;
-    }
-    send_argv(hub, 1, (const char *[]){"PING"}, NULL);
-}
-
-static void connect_to(channel_hub_t *hub, const struct sockaddr *sa)
-{
-    sub_conn_t *conn = xcalloc(1, sizeof(*conn));
-    conn->hub = hub;
-    conn->connect.data = conn;
-    hub->conn = conn;
-    int rc;
-    if (sa) {
-        uv_tcp_init(hub->loop, &conn->h.tcp);
-        rc = uv_tcp_connect(&conn->connect, &conn->h.tcp, sa, on_connected);
-    } else {
-        uv_pipe_init(hub->loop, &conn->h.pipe, 0);
-        uv_pipe_connect(&conn->connect, &conn->h.pipe, hub->addr.unix_path, on_connected);
-        rc = 0;
-    }
-    if (rc < 0)
-        hub_down(hub, uv_strerror(rc));
-}
-
-static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    channel_hub_t *hub = req->data;
-    hub->looking_up = false;
-    if (hub->closing) {
-        uv_freeaddrinfo(res);
-        if (--hub->handles_open == 0)
-            free(hub);
-        return;
-    }
-    if (hub->state != HUB_CONNECTING) {
-        uv_freeaddrinfo(res); /* the attempt timed out meanwhile */
-        return;
-    }
-    if (status < 0 || !res) {
-        uv_freeaddrinfo(res);
-        hub_down(hub, status < 0 ? uv_strerror(status) : "no address");
-        return;
-    }
-    struct sockaddr_storage ss;
-    memcpy(&ss, res->ai_addr, res->ai_addrlen);
-    ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)hub->addr.port);
-    uv_freeaddrinfo(res);
-    connect_to(hub, (struct sockaddr *)&ss);
-}
-
-static void hub_connect(channel_hub_t *hub)
-{
-    hub->state = HUB_CONNECTING;
-    hub->gen++;
-    uv_timer_start(&hub->timer, on_timer, hub->connect_timeout_ms, 0);
-    if (hub->addr.unix_path) {
-        connect_to(hub, NULL);
-        return;
-    }
-    if (hub->looking_up)
-        return; /* the previous lookup still runs: its answer starts this attempt */
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    hub->lookup.data = hub;
-    int rc = uv_getaddrinfo(hub->loop, &hub->lookup, on_lookup, hub->addr.host, NULL, &hints);
-    if (rc < 0) {
-        hub_down(hub, uv_strerror(rc));
-        return;
-    }
-    hub->looking_up = true;
-}
-
-static void on_timer(uv_timer_t *t)
-{
-    channel_hub_t *hub = t->data;
-    switch (hub->state) {
-    case HUB_DOWN: hub_connect(hub); break;
-    case HUB_CONNECTING: hub_down(hub, "no answer to PING in time"); break;
-    case HUB_READY:
-        if (uv_now(hub->loop) - hub->last_heard >= SILENCE_MAX_MS) {
-            hub_down(hub, "no answer to PING for 3 s");
-            break;
-        }
-        send_argv(hub, 1, (const char *[]){"PING"}, NULL);
-        uv_timer_start(&hub->timer, on_timer, PING_EVERY_MS, 0);
-        break;
-    case HUB_IDLE: break;
-    }
 }
 
 /* ---- telling subscribers ---- */
@@ -688,8 +348,8 @@ int api_channel_subscribe(px_req_t *r, const char *channel, unsigned flags, px_c
     channel_hub_t *hub = r->worker->channels;
     if (!hub)
         return PX_EUNAVAIL;
-    char name[NAME_MAX_LEN + 128];
-    size_t plen = name_prefix(hub, r, name, sizeof(name));
+    char name[NAME_MAX_LEN + PREFIX_MAX];
+    size_t plen = name_prefix(hub, r, name);
     if (!plen)
         return PX_EINVAL;
     size_t len = plen + strlen(channel);
@@ -728,7 +388,7 @@ int api_channel_subscribe(px_req_t *r, const char *channel, unsigned flags, px_c
     if (e->nsubs++ == 0 && hub->state == HUB_READY)
         send_one(hub, e, true);
     if (hub->state == HUB_IDLE)
-        hub_connect(hub);
+        channel_connect(hub);
     mark_dirty(hub, s);
     if (out)
         *out = s;
@@ -754,9 +414,11 @@ static int publish(px_req_t *r, const char *channel, const void *data, size_t le
     redis_client_t *client = r->worker->redis;
     if (!client || !redis_is_connected(client))
         return PX_EUNAVAIL;
-    char name[NAME_MAX_LEN + 128];
-    size_t plen = name_prefix(r->worker->channels, r, name, sizeof(name));
+    char name[NAME_MAX_LEN + PREFIX_MAX];
+    size_t plen = name_prefix(r->worker->channels, r, name);
     size_t clen = strlen(channel);
+    if (!plen)
+        return PX_EINVAL;
     memcpy(name + plen, channel, clen + 1);
     const char *argv[] = {"PUBLISH", name, data ? data : ""};
     size_t lens[] = {7, plen + clen, data ? len : 0};
@@ -832,58 +494,23 @@ void channel_commit_wrap(px_req_t *r, channel_msg_t *list, px_pg_done_fn *cb, vo
     *ud = cw;
 }
 
-/* ---- the hub ---- */
+/* ---- the connection's turns ---- */
 
-channel_hub_t *channel_hub_new(worker_t *w)
+void channel_entries_reset(channel_hub_t *hub)
 {
-    const config_t *cfg = w->cfg;
-    if (!cfg->redis.address || !*cfg->redis.address)
-        return NULL;
-    channel_hub_t *hub = xcalloc(1, sizeof(*hub));
-    if (redis_address_parse(cfg->redis.address, &hub->addr) < 0) {
-        free(hub);
-        return NULL;
+    for (size_t i = 0; i < hub->nbuckets; i++) {
+        for (chan_entry_t *e = hub->buckets[i], *next; e; e = next) {
+            next = e->hnext;
+            e->acks = 0;
+            e->active = false;
+            entry_maybe_free(hub, e);
+        }
     }
-    hub->worker = w;
-    hub->loop = w->loop;
-    hub->address = xstrdup(cfg->redis.address);
-    hub->username = cfg->redis.username ? xstrdup(cfg->redis.username) : NULL;
-    hub->password = cfg->redis.password ? xstrdup(cfg->redis.password) : NULL;
-    hub->database = (int)cfg->redis.database;
-    hub->connect_timeout_ms = cfg->redis.connect_timeout_ms ? cfg->redis.connect_timeout_ms : 500;
-    hub->backoff_ms = BACKOFF_MIN_MS;
-    hub->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)hub;
-    if (!hub->rng)
-        hub->rng = 1;
-    list_init(&hub->dirty);
-    uv_timer_init(hub->loop, &hub->timer);
-    hub->timer.data = hub;
-    uv_timer_init(hub->loop, &hub->notify);
-    hub->notify.data = hub;
-    return hub;
+    mark_all_dirty(hub);
 }
 
-static void on_hub_timer_closed(uv_handle_t *h)
+void channel_entries_free(channel_hub_t *hub)
 {
-    channel_hub_t *hub = h->data;
-    if (--hub->handles_open == 0)
-        free(hub);
-}
-
-void channel_hub_close(channel_hub_t *hub)
-{
-    if (!hub || hub->closing)
-        return;
-    hub->closing = true;
-    hub->handles_open = 2; /* the two timers; the connection and a lookup add theirs */
-    conn_release(hub);
-    if (hub->reader)
-        redisReaderFree(hub->reader);
-    hub->reader = NULL;
-    if (hub->looking_up) {
-        hub->handles_open++;
-        uv_cancel((uv_req_t *)&hub->lookup);
-    }
     for (size_t i = 0; i < hub->nbuckets; i++) {
         for (chan_entry_t *e = hub->buckets[i], *next; e; e = next) {
             next = e->hnext;
@@ -896,7 +523,6 @@ void channel_hub_close(channel_hub_t *hub)
                 s->hub = NULL;
                 if (!list_empty(&s->dirty))
                     list_unlink(&s->dirty);
-                list_init(&s->dirty);
             }
             free(e);
         }
@@ -904,11 +530,4 @@ void channel_hub_close(channel_hub_t *hub)
     free(hub->buckets);
     hub->buckets = NULL;
     hub->nbuckets = 0;
-    free(hub->address);
-    free(hub->username);
-    free(hub->password);
-    free(hub->addr.unix_path);
-    free(hub->addr.host);
-    uv_close((uv_handle_t *)&hub->timer, on_hub_timer_closed);
-    uv_close((uv_handle_t *)&hub->notify, on_hub_timer_closed);
 }
