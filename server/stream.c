@@ -178,22 +178,24 @@ static void on_chunk_written(uv_write_t *wr, int status)
     free(ch);
 }
 
-/* Put `len` bytes on the socket, or queue what the kernel does not take. `force` skips
- * the backlog check (the head, the last words of a draining stream). */
-static int put_bytes(stream_t *s, const char *data, size_t len, bool force)
+/* Put `bufs` on the socket, or queue (one copy) what the kernel does not take. `force`
+ * skips the backlog check (the head, the last words of a draining stream). */
+static int put_bufs(stream_t *s, uv_buf_t *bufs, unsigned nbufs, bool force)
 {
     px_req_t *r = s->req;
     conn_t *c = r->conn;
     if (!c || s->lost || s->ended)
         return PX_ESTATE;
+    size_t len = 0;
+    for (unsigned i = 0; i < nbufs; i++)
+        len += bufs[i].len;
     if (len == 0)
         return 0;
     if (!force && s->queued > 0 && s->queued + len > r->worker->limits->stream_backlog)
         return PX_EBUSY;
     size_t done = 0;
     if (c->writes == 0) {
-        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
         if (n < 0 && n != UV_EAGAIN) {
             http_conn_close(c);
             return PX_ESTATE;
@@ -209,7 +211,13 @@ static int put_bytes(stream_t *s, const char *data, size_t len, bool force)
     ch->conn = c;
     ch->stream = s;
     ch->len = rest;
-    memcpy(ch->data, data + done, rest);
+    char *p = ch->data;
+    for (unsigned i = 0; i < nbufs; i++) {
+        size_t skip = done < bufs[i].len ? done : bufs[i].len;
+        done -= skip;
+        memcpy(p, bufs[i].base + skip, bufs[i].len - skip);
+        p += bufs[i].len - skip;
+    }
     uv_buf_t b = uv_buf_init(ch->data, (unsigned)rest);
     if (uv_write(&ch->wr, (uv_stream_t *)&c->tcp, &b, 1, on_chunk_written) < 0) {
         free(ch);
@@ -223,21 +231,23 @@ static int put_bytes(stream_t *s, const char *data, size_t len, bool force)
     return 0;
 }
 
-/* One piece of the body, framed as a chunk when the stream is chunked. */
+/* One piece of the body, framed as a chunk when the stream is chunked; the piece itself
+ * is copied only if the kernel does not take it at once. */
 static int put_piece(stream_t *s, const void *data, size_t len, bool force)
 {
-    if (len == 0 || !s->chunked)
-        return put_bytes(s, data, len, force);
-    /* One write per piece: the framing is copied in with it. */
-    static buf_t frame; /* a worker is one thread */
-    frame.len = 0;
-    buf_printf(&frame, "%zx\r\n", len);
-    buf_append(&frame, data, len);
-    buf_append(&frame, "\r\n", 2);
-    int rc = put_bytes(s, frame.data, frame.len, force);
-    if (frame.cap > 64 * 1024)
-        buf_free(&frame);
-    return rc;
+    char size_line[24];
+    uv_buf_t bufs[3];
+    unsigned n = 0;
+    if (len == 0)
+        return s->req->conn && !s->lost && !s->ended ? 0 : PX_ESTATE;
+    if (s->chunked) {
+        int k = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+        bufs[n++] = uv_buf_init(size_line, (unsigned)k);
+    }
+    bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+    if (s->chunked)
+        bufs[n++] = uv_buf_init((char *)"\r\n", 2);
+    return put_bufs(s, bufs, n, force);
 }
 
 /* ---- the SDK calls ---- */
@@ -275,7 +285,8 @@ static int stream_begin(px_req_t *r, int status, const char *content_type, bool 
         w->streams->prev = s;
     w->streams = s;
     r->stream = s;
-    rc = put_bytes(s, r->out.data, r->out.len, true);
+    uv_buf_t head = uv_buf_init(r->out.data, (unsigned)r->out.len);
+    rc = put_bufs(s, &head, 1, true);
     /* Written or copied: a stream may be open for hours, its head buffer need not be. */
     buf_free(&r->out);
     return rc == 0 ? 0 : PX_ESTATE;

@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from panthera_server import Server
+from panthera_server import PANTHERAD, Server
 from services import pg_lock, redis_lock
 from sse_client import SSE
 
@@ -68,6 +68,11 @@ def wait_log(server, needle, count=1, timeout=20):
 def publish(server, channel, data):
     return requests.post(server.url("/v1/streamkit/publish"),
                          params={"channel": channel, "data": data}, timeout=10)
+
+
+def sanitized():
+    with open(PANTHERAD, "rb") as f:
+        return b"AddressSanitizer" in f.read()
 
 
 def worker_rss_kib(pid):
@@ -261,7 +266,9 @@ def test_a_client_that_never_reads_is_held_to_the_backlog_and_closed(server):
             assert line.rstrip().endswith("then=-12"), line  # PX_EBUSY
         # What each stream may hold: the 64 KiB backlog plus the piece that crossed it (64 KiB);
         # 8 streams, so 1 MiB, plus slack for the allocator. Without a bound this is 100s of MiB.
-        assert after - before < 8 * 1024 + 1024, (before, after)
+        # (Not under AddressSanitizer, whose quarantine keeps freed memory resident.)
+        if not sanitized():
+            assert after - before < 8 * 1024 + 1024, (before, after)
         # The clients never read: after send_timeout (2 s) without progress they are closed.
         for line in lines:
             rid = re.search(r"flood (\S+)", line).group(1)
