@@ -316,3 +316,24 @@ def test_sighup_with_100_sse_clients_each_reconnects_with_last_event_id():
         finally:
             s.stop()
     s.cleanup()
+
+
+def test_sigterm_ends_sse_streams_with_a_retry_hint():
+    s = Server(workers=1, plugins=("streamkit",), log_level="info",
+               http={"stream_retry": "2500ms"}, sections=sections())
+    with redis_lock(exclusive=False):
+        s.start()
+        try:
+            clients = [SSE(s.port, "/v1/streamkit/sse?channel=term") for _ in range(3)]
+            for c in clients:
+                assert c.next_event(timeout=20)["event"] == "hello"
+            s.signal(signal.SIGTERM)
+            for c in clients:
+                c.read_to_end(timeout=30)
+                assert c.eof and c.retry == 2500
+                assert c.raw.endswith(b"retry: 2500\n\n\r\n0\r\n\r\n"), c.raw[-60:]
+                c.close()
+            assert s.proc.wait(timeout=30) == 0
+        finally:
+            s.stop()
+    s.cleanup()
