@@ -524,9 +524,10 @@ typedef struct px_sse_event {
     X(int, res_sse_comment, (px_req_t * req, const char *text), (req, text))                \
     /* A stream ticket for the caller (API.md, Conventions): an opaque URL-safe string,   \
      * valid `*expires_in` (60) seconds, redeemable once (across hosts, through Redis) as  \
-     * ?ticket= on a route flagged PX_ROUTE_TICKET, where it stands for the caller it was  \
-     * issued to. Request memory; NULL when the request has no caller or no [auth]         \
-     * token_secret is set. */                                                             \
+     * ?ticket= on a route flagged PX_ROUTE_TICKET whose auth is PX_AUTH_REQUIRED or       \
+     * PX_AUTH_OPTIONAL, where it stands for the caller it was issued to (a bearer header  \
+     * wins; a used, expired or forged ticket is 401; while Redis is unreachable 503).     \
+     * Request memory; NULL when the request has no caller or no [auth] token_secret. */   \
     X(const char *, ticket_issue, (px_req_t * req, int64_t *expires_in), (req, expires_in))
 #define PX_API_VOID_1_2_STREAMS(X)
 

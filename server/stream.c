@@ -260,6 +260,8 @@ static int stream_begin(px_req_t *r, int status, const char *content_type, bool 
     if (status < 200 || status > 999 || status == 204 || status == 304)
         return PX_EINVAL;
     worker_t *w = r->worker;
+    if (!r->conn && !r->client_gone)
+        return PX_ESTATE; /* no client at all: a background task */
     if (!r->conn || r->is_head) {
         /* Nobody to stream to (logged as 499), or a HEAD: the head alone is the answer. */
         http_respond(r, status, content_type, NULL, 0, false);
@@ -287,8 +289,10 @@ static int stream_begin(px_req_t *r, int status, const char *content_type, bool 
     r->stream = s;
     uv_buf_t head = uv_buf_init(r->out.data, (unsigned)r->out.len);
     rc = put_bufs(s, &head, 1, true);
-    /* Written or copied: a stream may be open for hours, its head buffer need not be. */
+    /* Written or copied: a stream may be open for hours, its head buffers need not be
+     * (no header can be added from here on). */
     buf_free(&r->out);
+    buf_free(&r->extra_headers);
     return rc == 0 ? 0 : PX_ESTATE;
 }
 
@@ -301,7 +305,7 @@ int api_res_sse_begin(px_req_t *r, int64_t heartbeat_ms)
 {
     if (heartbeat_ms < 0)
         return PX_EINVAL;
-    if (!r->responded) {
+    if (!r->responded && r->conn) {
         http_add_header(r, "Cache-Control", "no-cache");
         http_add_header(r, "X-Accel-Buffering", "no"); /* nginx would hold events back */
     }
