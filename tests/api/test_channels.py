@@ -16,6 +16,7 @@ import requests
 from panthera_server import Server
 from services import pg_lock, redis_lock
 from sse_client import SSE
+from test_redis_auth import PASSWORD, private_redis  # noqa: F401 (a fixture)
 
 REDIS_SOCKET = os.environ.get("PANTHERA_REDIS_SOCKET")
 PGHOST = os.environ.get("PANTHERA_PGHOST")
@@ -30,6 +31,11 @@ def sections(pg=False):
             os.environ.get("PANTHERA_PGDATABASE", "panthera"),
             os.environ.get("PANTHERA_PGUSER", "panthera"))}
     return out
+
+
+def redis_auth_cli(sock, *args):
+    return subprocess.run(["redis-cli", "-s", sock, "--no-auth-warning", "-a", PASSWORD, *args],
+                          capture_output=True, text=True, timeout=10).stdout
 
 
 def redis_cli(*args):
@@ -159,3 +165,41 @@ def test_two_hosts_sharing_redis():
             b.stop()
     a.cleanup()
     b.cleanup()
+
+
+def test_subscriber_sends_auth_and_names_carry_the_database(private_redis):
+    s = Server(workers=1, plugins=("streamkit",), log_level="info", sections={
+        "redis": {"address": "unix:" + private_redis, "password": PASSWORD, "database": "3"}})
+    s.start()
+    try:
+        st = subscribed(s.port, "channel=authed")
+        try:
+            assert publish(s, "authed", "behind a password").status_code == 204
+            ev = st.events_until(lambda e: e["event"] == "authed")[-1]
+            assert ev["data"] == "behind a password"
+            # Pub/sub ignores databases: the name carries it, so deployments on other
+            # databases of the same Redis never hear each other.
+            assert "px:3:streamkit:authed" in redis_auth_cli(private_redis, "PUBSUB", "CHANNELS")
+        finally:
+            st.close()
+    finally:
+        s.stop()
+    s.cleanup()
+
+
+def test_subscriber_refused_by_redis_is_told_down_and_the_password_stays_out_of_logs(
+        private_redis):
+    s = Server(workers=1, plugins=("streamkit",), log_level="debug", sections={
+        "redis": {"address": "unix:" + private_redis, "password": "wrong-password"}})
+    s.start()
+    try:
+        st = SSE(s.port, "/v1/streamkit/sse?channel=refused")
+        try:
+            st.events_until(lambda e: e["event"] == "status" and e["data"] == "down", timeout=30)
+        finally:
+            st.close()
+        assert "wrong-password" not in s.error_log()
+        assert s.running()
+    finally:
+        s.stop()
+    s.cleanup()
