@@ -203,3 +203,26 @@ def test_subscriber_refused_by_redis_is_told_down_and_the_password_stays_out_of_
     finally:
         s.stop()
     s.cleanup()
+
+
+def test_unsubscribe_from_inside_a_delivery(server):
+    leaver = subscribed(server.port, "channel=leave&unsub=1")
+    stayer = subscribed(server.port, "channel=leave")
+    try:
+        assert publish(server, "leave", "first").status_code == 204
+        events = leaver.events_until(lambda e: e["event"] == "leave")
+        assert [e["event"] for e in events[-2:]] == ["left", "leave"]
+        assert events[-1]["data"] == "first"
+        assert publish(server, "leave", "second").status_code == 204
+        stayer.events_until(lambda e: e["event"] == "leave" and e["data"] == "second")
+        # The stayer has "second"; the leaver must never get it. (A negative check: it
+        # cannot fail falsely, only miss a late delivery, and "second" reached the stayer
+        # already.)
+        try:
+            more = leaver.next_event(timeout=1)
+        except TimeoutError:
+            more = None
+        assert more is None or more["event"] != "leave", more
+    finally:
+        leaver.close()
+        stayer.close()

@@ -4,11 +4,12 @@
  * enabled in production. Everything it sees is logged at info ("..."), which
  * the tests read back.
  *
- *   GET  /v1/streamkit/sse?channel=C&pattern=1&hb=MS   (PX_ROUTE_STREAM | PX_ROUTE_TICKET,
+ *   GET  /v1/streamkit/sse?channel=C&pattern=1&hb=MS&unsub=1 (PX_ROUTE_STREAM | PX_ROUTE_TICKET,
  *        caller optional) an SSE stream: "resume" (data: the Last-Event-ID header or
  *        ?lastEventId) when resuming, "hello" (id: <pid>.0, data: {"pid","caller"}), then
  *        "status" (data: up|down) and "message" (id: <pid>.<n>, data: the payload, event
- *        name: the channel) for channel C (default "news")
+ *        name: the channel) for channel C (default "news"); with unsub=1 it leaves the
+ *        channel (px_channel_unsubscribe) on the first message and says "left"
  *   GET  /v1/streamkit/chunks?n=N&size=S   a plain stream of N pieces "piece<i>\n" padded to
  *        S bytes, then its end
  *   GET  /v1/streamkit/flood?kb=K  (PX_ROUTE_STREAM) writes K-KiB pieces until the host
@@ -33,6 +34,8 @@ static px_plugin_t *self;
 
 typedef struct sk_stream {
     px_req_t *req;
+    px_channel_sub_t *sub;
+    bool unsub_after_one; /* ?unsub=1: leave the channel after the first message */
     long n;
     bool plain;
     size_t written;
@@ -69,6 +72,14 @@ static void on_message(px_req_t *req, const char *channel, const void *data, siz
     (void)req;
     sk_stream_t *st = ud;
     st->n++;
+    if (st->unsub_after_one) {
+        /* From inside the delivery: the host must cope. NULL is accepted too. */
+        px_channel_unsubscribe(st->sub);
+        px_channel_unsubscribe(NULL);
+        st->sub = NULL;
+        st->unsub_after_one = false;
+        send_event(st, "left", channel, strlen(channel), false);
+    }
     if (st->plain) {
         if (px_res_stream_write(st->req, data, len) == PX_EBUSY)
             st->busy++;
@@ -90,9 +101,11 @@ static int subscribe(px_req_t *req, sk_stream_t *st, const char *fallback)
 {
     const char *channel = px_req_query(req, "channel");
     const char *pattern = px_req_query(req, "pattern");
+    const char *unsub = px_req_query(req, "unsub");
+    st->unsub_after_one = unsub && !strcmp(unsub, "1");
     return px_channel_subscribe(req, channel ? channel : fallback,
                                 pattern && !strcmp(pattern, "1") ? PX_CHANNEL_PATTERN : 0,
-                                on_message, on_status, st, NULL);
+                                on_message, on_status, st, &st->sub);
 }
 
 static int sse(px_req_t *req, void *ud)
