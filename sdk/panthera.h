@@ -198,9 +198,50 @@ typedef struct px_route_spec {
 
 /* 1.2 channels: live fan-out across hosts over Redis pub/sub. */
 /* -- CHANNELS TYPES -- */
+/* Channel names are the plugin's own: the host puts every name a plugin publishes or
+ * subscribes to in that plugin's namespace (and the Redis database's), so two plugins, or
+ * two deployments sharing one Redis on different databases, never hear each other. */
+typedef struct px_channel_sub px_channel_sub_t;
+enum px_channel_flag {
+    PX_CHANNEL_PATTERN = 1u << 0, /* the name is a glob: * ? [abc] as Redis PSUBSCRIBE */
+};
+enum px_channel_status {
+    /* Subscribed at Redis: everything published from now on arrives. Comes first once the
+     * subscription is active and again after every outage; messages published meanwhile
+     * may be lost, so this is the moment to catch up from PostgreSQL. */
+    PX_CHANNEL_UP = 1,
+    /* Redis is unreachable (or not configured): nothing arrives until the next
+     * PX_CHANNEL_UP; poll the source of truth meanwhile. */
+    PX_CHANNEL_DOWN = 2,
+};
+/* A message: `channel` is the name it was published to (without the host's namespace),
+ * `data` its `len` bytes; both borrowed for the call. `owner` is the subscription's
+ * owner. */
+typedef void (*px_channel_fn)(px_req_t *owner, const char *channel, const void *data, size_t len,
+                              void *userdata);
+typedef void (*px_channel_status_fn)(px_req_t *owner, int status, void *userdata);
 
 /* 1.2 streams: chunked responses, Server-Sent Events, close notification. */
 /* -- STREAMS TYPES -- */
+/* Why px_req_on_close's callback runs. */
+enum px_close_reason {
+    PX_CLOSE_END = 1,    /* the handler answered or ended its stream */
+    PX_CLOSE_CLIENT = 2, /* the client left, or stopped reading and was closed */
+    PX_CLOSE_DRAIN = 3,  /* the worker is stopping (reload or shutdown) */
+};
+typedef void (*px_close_fn)(px_req_t *req, int reason, void *userdata);
+/* One Server-Sent Event; NULL (or 0) fields are left out. `data` is `data_len` bytes
+ * (any line ending, CR, LF or CRLF, starts a new data: line); `id` and `event` must not
+ * contain CR, LF or NUL. Fill it with PX_SSE_INIT. */
+typedef struct px_sse_event {
+    size_t size; /* sizeof(px_sse_event_t) */
+    const char *id;
+    const char *event;
+    const char *data;
+    size_t data_len;
+    int64_t retry_ms; /* > 0: a retry: field */
+} px_sse_event_t;
+#define PX_SSE_INIT {.size = sizeof(px_sse_event_t)}
 
 /* 1.2 files: spooled bodies, the blob store, file responses. */
 /* -- FILES TYPES -- */
@@ -427,10 +468,89 @@ typedef struct px_file_response {
 #define PX_API_1_2_EVENTS(X)
 #define PX_API_VOID_1_2_EVENTS(X)
 
-#define PX_API_1_2_CHANNELS(X)
-#define PX_API_VOID_1_2_CHANNELS(X)
+#define PX_API_1_2_CHANNELS(X)                                                                \
+    /* Publish `len` bytes (copied) on `channel` to every subscriber on every host, through \
+     * the shared Redis connection. Delivery is at most once and only to subscriptions    \
+     * active at that moment: a live hint, never the record (keep that in PostgreSQL).    \
+     * Returns 0, PX_EINVAL for an empty name or one with a NUL, or PX_EUNAVAIL when Redis \
+     * is not configured or not connected (nothing is sent). `ctx` is a request or a      \
+     * task; it only names the plugin. */                                                  \
+    X(int, channel_publish, (px_req_t * ctx, const char *channel, const void *data,         \
+                             size_t len),                                                   \
+      (ctx, channel, data, len))                                                            \
+    /* Publish as px_channel_publish, but only once `txn` has committed: kept (copied) on  \
+     * the transaction, sent right after a successful COMMIT, dropped on rollback, on a    \
+     * failed commit and when the request ends first. Returns 0 or PX_EINVAL. */           \
+    X(int, channel_publish_on_commit, (px_pg_txn_t * txn, const char *channel,              \
+                                       const void *data, size_t len),                       \
+      (txn, channel, data, len))                                                            \
+    /* Subscribe `owner` (a request or a task) to `channel` (flags: PX_CHANNEL_PATTERN).   \
+     * `fn` runs on the loop for every message; `status` (may be NULL) with               \
+     * PX_CHANNEL_UP once the subscription is active at Redis and again after an outage,  \
+     * PX_CHANNEL_DOWN while Redis cannot be reached — never inside this call. Every      \
+     * worker keeps one dedicated subscriber connection; local subscribers to one name    \
+     * share one Redis subscription. The subscription ends with its owner (or with        \
+     * px_channel_unsubscribe); callbacks never run after that. *out (may be NULL) gets   \
+     * a handle valid until then. Returns 0, PX_EINVAL (empty name, NUL, no fn, unknown   \
+     * flag) or PX_EUNAVAIL when no [redis] address is configured. */                     \
+    X(int, channel_subscribe, (px_req_t * owner, const char *channel, unsigned flags,       \
+                               px_channel_fn fn, px_channel_status_fn status,               \
+                               void *userdata, px_channel_sub_t **out),                     \
+      (owner, channel, flags, fn, status, userdata, out))
+#define PX_API_VOID_1_2_CHANNELS(X)                                                           \
+    /* End one subscription before its owner ends; its callbacks never run again. NULL is  \
+     * accepted. */                                                                         \
+    X(void, channel_unsubscribe, (px_channel_sub_t * sub), (sub))
 
-#define PX_API_1_2_STREAMS(X)
+#define PX_API_1_2_STREAMS(X)                                                                 \
+    /* Start a response of unknown length: status and headers now (px_res_header before),  \
+     * the body in pieces with px_res_stream_write, then px_res_stream_end. HTTP/1.1 gets  \
+     * chunked encoding, HTTP/1.0 a body delimited by closing the connection. The request  \
+     * lives until the stream ends, the client leaves or the worker drains (see            \
+     * px_req_on_close); px_res_json, px_res_send and px_res_error are PX_ESTATE from here. \
+     * A route flagged PX_ROUTE_STREAM is closed only when the client stops reading (no    \
+     * progress for [http] send_timeout), never for being long. Returns 0, PX_ESTATE when  \
+     * already answered or the client is gone, PX_EINVAL for a bad status. */              \
+    X(int, res_stream_begin, (px_req_t * req, int status, const char *content_type),        \
+      (req, status, content_type))                                                          \
+    /* Queue `len` bytes (copied) of a begun stream. Returns 0; PX_EBUSY when the bytes   \
+     * the client has not taken yet would pass [http] stream_backlog (nothing is queued:  \
+     * the client is not reading — skip or stop; it is closed if it stays so); PX_ESTATE   \
+     * when the stream was not begun, has ended, or the client is gone. */                 \
+    X(int, res_stream_write, (px_req_t * req, const void *data, size_t len),                \
+      (req, data, len))                                                                     \
+    /* End the stream: the last bytes go out, then the request ends (PX_CLOSE_END). The    \
+     * request is dead once this returns. PX_ESTATE when no stream was begun. */            \
+    X(int, res_stream_end, (px_req_t * req), (req))                                         \
+    /* Run `fn` exactly once when the request ends: the client leaves (at once, even      \
+     * while a handler still works: PX_CLOSE_CLIENT), the worker drains (PX_CLOSE_DRAIN),  \
+     * or the handler answers or ends its stream (PX_CLOSE_END, possibly inside the px_res_ \
+     * call that did it). Free what userdata holds there: for a stream, `req` is dead once \
+     * `fn` returns (px_* calls on it inside `fn` answer PX_ESTATE); an ordinary request   \
+     * whose client left still lives until its handler answers (into the void). Runs on   \
+     * the loop. Up to 8 per request. Returns 0, PX_EINVAL (no fn), PX_ESTATE (too many,   \
+     * or the stream is over). */                                                          \
+    X(int, req_on_close, (px_req_t * req, px_close_fn fn, void *userdata), (req, fn, userdata)) \
+    /* Begin a Server-Sent Events stream: 200 text/event-stream, no caching, no proxy      \
+     * buffering; with `heartbeat_ms` > 0 the host writes a ": " comment line whenever     \
+     * that long passed without a write (proxies and clients then see the stream alive).   \
+     * On reload and shutdown the host ends the stream with a final "retry:" so clients   \
+     * reconnect (with Last-Event-ID) to the new workers. Returns as px_res_stream_begin. */ \
+    X(int, res_sse_begin, (px_req_t * req, int64_t heartbeat_ms), (req, heartbeat_ms))      \
+    /* Write one event (formatted by the host; see px_sse_event_t). Returns as             \
+     * px_res_stream_write, or PX_EINVAL for an id or event with CR, LF or NUL, or an     \
+     * event with no field at all. */                                                     \
+    X(int, res_sse_send, (px_req_t * req, const px_sse_event_t *ev), (req, ev))             \
+    /* Write a comment line (": text"), e.g. a heartbeat; NULL text: an empty comment.    \
+     * PX_EINVAL for text with CR, LF or NUL. Returns as px_res_stream_write. */            \
+    X(int, res_sse_comment, (px_req_t * req, const char *text), (req, text))                \
+    /* A stream ticket for the caller (API.md, Conventions): an opaque URL-safe string,   \
+     * valid `*expires_in` (60) seconds, redeemable once (across hosts, through Redis) as  \
+     * ?ticket= on a route flagged PX_ROUTE_TICKET whose auth is PX_AUTH_REQUIRED or       \
+     * PX_AUTH_OPTIONAL, where it stands for the caller it was issued to (a bearer header  \
+     * wins; a used, expired or forged ticket is 401; while Redis is unreachable 503).     \
+     * Request memory; NULL when the request has no caller or no [auth] token_secret. */   \
+    X(const char *, ticket_issue, (px_req_t * req, int64_t *expires_in), (req, expires_in))
 #define PX_API_VOID_1_2_STREAMS(X)
 
 #define PX_API_1_2_FILES(X)                                                                   \

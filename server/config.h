@@ -34,6 +34,8 @@ typedef struct http_limits {
     uint64_t keepalive_requests;
     uint64_t send_timeout_ms;
     uint64_t max_connections; /* per worker */
+    uint64_t stream_backlog;  /* bytes a stream may queue for a client that is behind */
+    uint64_t stream_retry_ms; /* the retry: a drained SSE stream ends with */
 } http_limits_t;
 
 /* [postgres]: the per-worker pool; disabled when conninfo is empty. */

@@ -16,6 +16,7 @@
 #include "hooks.h"
 #include "http.h"
 #include "log.h"
+#include "ticket.h"
 #include "token_cache.h"
 #include "worker.h"
 
@@ -43,9 +44,30 @@ static int verify_token(const auth_settings_t *a, const char *token, size_t len,
     return rc;
 }
 
-/* The gateway: verify the bearer token and the route's role before any plugin code runs.
- * Returns non-zero when it has answered. */
-int gateway_check_caller(px_req_t *r, const route_t *rt)
+/* The route's role, once the caller is known. Returns non-zero when it has answered. */
+static int role_refused(px_req_t *r, const route_t *rt)
+{
+    if (rt->auth == PX_AUTH_REQUIRED && rt->role[0] && strcmp(rt->role, r->caller_role) != 0 &&
+        strcmp(r->caller_role, "admin") != 0) {
+        http_respond_error(r, 403, "forbidden", "your role may not do this", NULL);
+        return 1;
+    }
+    return 0;
+}
+
+/* A ticket was redeemed: the role gate, then on with the request. */
+static void (*ticket_resume)(px_req_t *req);
+
+static void ticket_redeemed(px_req_t *r)
+{
+    if (!role_refused(r, r->route))
+        ticket_resume(r);
+}
+
+/* The gateway: verify the bearer token (or, on a PX_ROUTE_TICKET route, a stream ticket)
+ * and the route's role before any plugin code runs. Returns non-zero when it has
+ * answered, or will go on by calling `resume` (a ticket is checked in Redis). */
+int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t *req))
 {
     const auth_settings_t *a = &r->worker->cfg->auth;
     const char *header = NULL;
@@ -53,6 +75,21 @@ int gateway_check_caller(px_req_t *r, const route_t *rt)
         const header_t *h = &r->headers[i];
         if (h->name_len == 13 && !strncasecmp(r->head.data + h->name_off, "authorization", 13))
             header = r->head.data + h->value_off;
+    }
+    /* A token in a URL ends up in logs, proxies and browser history: never accepted. */
+    if (r->query && api_req_query(r, "access_token")) {
+        http_respond_error(r, 401, "unauthorized",
+                           "tokens are not accepted in the URL: send Authorization: Bearer, "
+                           "or a stream ticket where the route takes one",
+                           NULL);
+        return 1;
+    }
+    if (!header && (rt->flags & PX_ROUTE_TICKET) && r->query) {
+        const char *ticket = api_req_query(r, "ticket");
+        if (ticket) {
+            ticket_resume = resume; /* the same function for every request of a worker */
+            return ticket_redeem(r, ticket, ticket_redeemed);
+        }
     }
     if (!header) {
         if (rt->auth == PX_AUTH_OPTIONAL)
@@ -77,12 +114,7 @@ int gateway_check_caller(px_req_t *r, const route_t *rt)
     r->has_caller = true;
     memcpy(r->caller_id, caller.id, sizeof(r->caller_id));
     memcpy(r->caller_role, caller.role, sizeof(r->caller_role));
-    if (rt->auth == PX_AUTH_REQUIRED && rt->role[0] && strcmp(rt->role, caller.role) != 0 &&
-        strcmp(caller.role, "admin") != 0) {
-        http_respond_error(r, 403, "forbidden", "your role may not do this", NULL);
-        return 1;
-    }
-    return 0;
+    return role_refused(r, rt);
 }
 
 static void request_header_at(void *ctx, size_t i, hooks_header_t *out)

@@ -44,6 +44,7 @@
 #include "log.h"
 #include "ratelimit.h"
 #include "spool.h"
+#include "stream.h"
 #include "worker.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -168,6 +169,7 @@ char *http_decode(px_req_t *r, const char *s, size_t len, bool plus_is_space)
 
 static void dispatch_route(px_req_t *r, const router_match_t *m);
 static void dispatch_resume(px_req_t *r);
+static void dispatch_admitted(px_req_t *r);
 
 static void dispatch(conn_t *c)
 {
@@ -200,7 +202,7 @@ static void dispatch(conn_t *c)
     r->route = m.route;
     r->plugin = m.route->owner;
     r->plugin_metrics_id = m.route->owner_id;
-    if (m.route->auth != PX_AUTH_NONE && gateway_check_caller(r, m.route))
+    if (m.route->auth != PX_AUTH_NONE && gateway_check_caller(r, m.route, dispatch_admitted))
         return;
     if (w->ratelimit && ratelimit_check(w->ratelimit, r, dispatch_resume))
         return;
@@ -214,6 +216,15 @@ static void dispatch_resume(px_req_t *r)
     router_match_t m;
     router_match(r->worker->router, r->method, r->path, r->path_len, &m);
     dispatch_route(r, &m);
+}
+
+/* The gateway let the request in after a wait (a stream ticket checked in Redis). */
+static void dispatch_admitted(px_req_t *r)
+{
+    worker_t *w = r->worker;
+    if (w->ratelimit && ratelimit_check(w->ratelimit, r, dispatch_resume))
+        return;
+    dispatch_resume(r);
 }
 
 /* Every '%' starts two hex digits, and none encodes NUL. */
@@ -542,8 +553,11 @@ void http_conn_close(conn_t *c)
         c->req = NULL;
     }
     if (c->in_flight && c->active) {
-        /* The handler still holds its request and will answer into the void. */
+        /* The handler still holds its request and will answer into the void; a stream
+         * has nothing left to answer and ends now (stream.c). */
         c->active->conn = NULL;
+        if (c->active->stream)
+            stream_conn_lost(c->active);
     }
     c->active = NULL;
     c->in_flight = false;

@@ -103,6 +103,9 @@ struct px_req {
     const char *json_error;
 
     req_op_t *ops;             /* outstanding pool work */
+    struct stream *stream;     /* stream.c: a streamed answer under way, or NULL */
+    struct req_closer *closers; /* stream.c: px_req_on_close callbacks not run yet */
+    struct px_channel_sub *chan_subs; /* channel.c: subscriptions the request owns */
     struct px_pg_txn *txns;    /* open transactions */
     json_t *header_overrides;  /* set/removed by an on_request hook: name → value or null */
     bool has_caller;

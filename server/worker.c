@@ -27,6 +27,8 @@
 #include "metrics.h"
 #include "openapi.h"
 #include "ratelimit.h"
+#include "stream.h"
+#include "channel.h"
 
 /* One accept per wake-up, as nginx without multi_accept: every worker is woken for a new
  * connection and the least busy one gets there first, which spreads connections. */
@@ -218,6 +220,8 @@ static void worker_finish(worker_t *w)
         redis_close(w->redis, NULL, NULL);
         w->redis = NULL;
     }
+    channel_hub_close(w->channels);
+    w->channels = NULL;
     uv_walk(w->loop, close_walk, w);
 }
 
@@ -329,6 +333,7 @@ static int worker_services_open(worker_t *w, const config_t *cfg)
                       cfg->redis.address);
             return -1;
         }
+        w->channels = channel_hub_new(w);
     }
     if (cfg->lua.dir && *cfg->lua.dir) {
         hooks_limits_t limits = {.instruction_budget = cfg->lua.instruction_budget,
@@ -353,6 +358,7 @@ static void on_tick(uv_timer_t *t)
     worker_update_clock(w);
     uint64_t now = uv_now(w->loop);
     http_expire(w, now);
+    stream_tick(w, now);
     access_log_flush();
     if (w->draining && (w->nconns == 0 || now >= w->drain_deadline)) {
         if (w->nconns)
@@ -375,6 +381,7 @@ static void worker_drain(worker_t *w)
         }
     }
     http_drain(w);
+    stream_drain(w);
     log_debug("draining %zu connections", w->nconns);
 }
 
@@ -433,6 +440,8 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
             pg_pool_close(w->pg, NULL, NULL);
         if (w->redis)
             redis_close(w->redis, NULL, NULL);
+        channel_hub_close(w->channels);
+        w->channels = NULL;
         w->pg = NULL;
         w->redis = NULL;
         uv_run(&loop, UV_RUN_DEFAULT);

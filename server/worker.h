@@ -58,6 +58,9 @@ typedef struct worker {
     px_req_t *finished; /* answered at once, released after the current callback */
     uv_check_t *finish_check;
 
+    struct stream *streams;          /* stream.c: answers under way in pieces */
+    struct channel_hub *channels;    /* channel.c: the Redis subscriber, NULL without Redis */
+
     px_req_t *free_reqs;
     size_t nfree_reqs;
 

@@ -138,7 +138,8 @@ wait_pidfile() {
     return 1
 }
 
-# start_pantherad WORKERS [HTTP_KEY=VALUE...]: a pantherad with the hello plugin only,
+# start_pantherad WORKERS [HTTP_KEY=VALUE...]: a pantherad with the hello plugin only
+# (PX_PLUGINS and PX_PLUGIN_PATH add others; PX_EXTRA_CONF is appended to the config),
 # its access log and error log in files (BENCH_ACCESS_LOG=0: no access log, for both
 # servers). Sets PX_PID (the master).
 start_pantherad() {
@@ -168,7 +169,7 @@ start_pantherad_as() {
         echo "[server]"
         echo "listen = 127.0.0.1:$port"
         echo "workers = $workers"
-        echo "plugin_path = $BUILD/sdk/examples/hello"
+        echo "plugin_path = $BUILD/sdk/examples/hello${PX_PLUGIN_PATH:+:$PX_PLUGIN_PATH}"
         echo "conf_dir = $d/conf.d"
         if [[ ${BENCH_ACCESS_LOG:-1} == 1 ]]; then
             echo "access_log = $d/access.log"
@@ -182,7 +183,10 @@ start_pantherad_as() {
             echo "${kv%%=*} = ${kv#*=}"
         done
         [[ -z $extra ]] || echo "$extra"
-        echo "[plugin:hello]"
+        for kv in hello ${PX_PLUGINS:-}; do
+            echo "[plugin:$kv]"
+        done
+        echo "${PX_EXTRA_CONF:-}"
     } >"$d/pantherad.conf"
     timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" \
         "$BUILD/server/pantherad" -c "$d/pantherad.conf" >"$d/stdout.log" 2>&1 &
