@@ -75,7 +75,7 @@ static void read_paths(lua_State *L, engine_t *e, size_t script)
     scope->prefixes = xcalloc((size_t)n, sizeof(char *));
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        size_t len;
+        size_t len = 0;
         const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
         if (!p || len == 0 || p[0] != '/' || memchr(p, '\0', len))
             luaL_error(L, "REQUEST_PATHS[%d] must be a string starting with \"/\"", (int)i);
