@@ -198,11 +198,11 @@ check "the example plugin builds out of tree (pkg-config panthera-sdk) and loads
 skel() {
     cd "$WORK" && panthera-plugin-new skel && make -C skel && make -C skel install &&
         panthera-plugin enable skel && kill -HUP "$(cat /run/panthera/pantherad.pid)" &&
-        wait_code /v1/skel 200 15 && curl -s "$BASE/v1/skel" | grep -q '"plugin": *"skel"'
+        wait_code /v1/skel/items 200 15 && PANTHERA_URL=$BASE make -C skel check
 }
-check "panthera-plugin-new's skeleton builds, installs, enables and answers GET /v1/skel" skel
+check "panthera-plugin-new's skeleton builds, installs under /usr/local, enables and passes its make check" skel
 panthera-plugin -q disable skel >/dev/null 2>&1
-rm -f "$(pkg-config --variable=plugindir panthera-sdk)/skel.so" /etc/panthera/plugins-available/50-skel.conf \
+rm -f /usr/local/lib/panthera/plugins/skel.so /etc/panthera/plugins-available/50-skel.conf \
     /var/lib/panthera/plugin-state/skel.*
 kill -HUP "$(cat /run/panthera/pantherad.pid)"
 
