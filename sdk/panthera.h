@@ -417,9 +417,13 @@ typedef struct px_route_spec {
 /* ---- ABI 1.2 ----
  * One list per area, concatenated in PX_API_1_2 in this order (the order is the ABI). */
 #define PX_API_1_2_ROUTES(X)                                                                  \
-    /* Register a route from `spec` (copied; the strings it points to must live as long    \
-     * as the plugin, e.g. literals). Returns what px_route_auth returns, or PX_EINVAL for  \
-     * a spec the host cannot use (unknown flag, size too small). Only during init. */      \
+    /* Register a route from `spec` (copied; the strings and lists it points to must live \
+     * as long as the plugin, e.g. literals and static arrays). The host checks requests  \
+     * by the spec and describes the route in /openapi.json (see "1.2 routes" above).     \
+     * Returns what px_route_auth returns, or PX_EINVAL for a spec the host cannot use    \
+     * (unknown flag, size too small, a parameter schema it cannot check, a :name in       \
+     * `params` the pattern lacks). A request_schema or response schema never registered  \
+     * by the end of init is an init error. Only during init. */                          \
     X(int, route_add, (px_plugin_t * plugin, const px_route_spec_t *spec), (plugin, spec))   \
     /* Register the component schema `name` ([A-Za-z0-9_.-]+) from `json_text`, a JSON     \
      * Schema in the subset above (copied; compiled now). In /openapi.json it appears as    \

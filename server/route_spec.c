@@ -90,14 +90,13 @@ static int compile_params(px_plugin_t *p, route_t *rt, const px_param_spec_t *li
         const validate_node_t *node =
             validate_registry_compile(plugin_schemas(p), schema, err, errlen);
         const char *type = json_string_value(json_object_get(schema, "type"));
-        json_decref(schema);
-        if (!node)
-            return PX_EINVAL;
-        if (type && (!strcmp(type, "array") || !strcmp(type, "object"))) {
+        bool one_value = !type || (strcmp(type, "array") && strcmp(type, "object"));
+        if (node && !one_value)
             snprintf(err, errlen, "parameter %s: a parameter is one value (type %s is not "
                      "supported)", ps->name, type);
+        json_decref(schema);
+        if (!node || !one_value)
             return PX_EINVAL;
-        }
         (*out)[(*n)++] = (route_param_check_t){
             .name = ps->name, .required = path || ps->required, .index = (size_t)index,
             .node = node};
