@@ -426,8 +426,11 @@ typedef struct px_route_spec {
      * by the end of init is an init error. Only during init. */                          \
     X(int, route_add, (px_plugin_t * plugin, const px_route_spec_t *spec), (plugin, spec))   \
     /* Register the component schema `name` ([A-Za-z0-9_.-]+) from `json_text`, a JSON     \
-     * Schema in the subset above (copied; compiled now). In /openapi.json it appears as    \
-     * "PLUGIN.name", its $refs rewritten, so two plugins may both have a "Comment".        \
+     * Schema in the subset above (copied; compiled now); with `name` NULL, `json_text` is  \
+     * an object of name -> schema (an OpenAPI components.schemas; panthera-embed-schemas \
+     * turns such a file into a C string at build time) and each is registered. In        \
+     * /openapi.json a schema appears as "PLUGIN.name", its $refs rewritten, so two        \
+     * plugins may both have a "Comment".                                                   \
      * Returns 0, PX_EEXIST for a name this plugin already registered, PX_EINVAL for text   \
      * that is not JSON or a schema the host cannot check (logged with the plugin's name   \
      * and the keyword; init then fails). A $ref to a schema that is still missing when    \

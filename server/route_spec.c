@@ -265,7 +265,21 @@ int api_schema(px_plugin_t *p, const char *name, const char *json_text)
         return PX_EINVAL;
     }
     char err[300];
-    int rc = validate_registry_add(plugin_schemas(p), name, schema, err, sizeof(err));
+    int rc = 0;
+    if (name) {
+        rc = validate_registry_add(plugin_schemas(p), name, schema, err, sizeof(err));
+    } else if (!json_is_object(schema)) {
+        snprintf(err, sizeof(err), "px_schema without a name takes an object of name -> schema");
+        rc = PX_EINVAL;
+    } else {
+        const char *key;
+        json_t *one;
+        json_object_foreach(schema, key, one)
+        {
+            if ((rc = validate_registry_add(plugin_schemas(p), key, one, err, sizeof(err))))
+                break;
+        }
+    }
     json_decref(schema);
     if (rc)
         config_error(p->set->errs, file, line, "plugin \"%s\": %s", p->name, err);

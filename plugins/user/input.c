@@ -1,5 +1,5 @@
 /*
- * input.c — a user body as the handlers use it. The rules live in schemas.c: the host has
+ * input.c — a user body as the handlers use it. The rules live in schemas.json: the host has
  * validated a request's body by them before the handler runs, and a value a Lua hook
  * changed is validated by the same schema here (input_check), so there is one set of
  * rules, the one /openapi.json shows.

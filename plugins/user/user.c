@@ -253,7 +253,7 @@ static int user_init(px_plugin_t *self)
     };
     rc = px_migrations(self, user_migrations);
     if (!rc)
-        rc = schemas_register(self);
+        rc = px_schema(self, NULL, user_schemas);
     for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++)
         rc = px_route_add(self, &routes[i]);
     if (!rc)

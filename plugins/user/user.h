@@ -12,7 +12,8 @@
  *   limit.c     failed-login throttle per account, counted in Redis
  *   store.c     every SQL statement and the User JSON made from a row
  *   command.c   pantherad user:create-admin
- *   schemas.c   the bodies' JSON schemas: the host validates by them and serves them
+ *   schemas.json the bodies' JSON schemas (embedded at build time): the host validates by
+ *               them before a handler runs and serves them in /openapi.json as user.*
  */
 #ifndef USER_PLUGIN_H
 #define USER_PLUGIN_H
@@ -75,7 +76,7 @@ typedef struct user_input {
     const char *role;
 } user_input_t;
 
-/* Reads a body already validated by one of the schemas of schemas.c into `in`. */
+/* Reads a body already validated by one of the schemas of schemas.json into `in`. */
 void input_read(px_req_t *req, const json_t *body, user_input_t *in);
 /* Validates `value` (what a Lua hook gave back) by `schema`, then reads it: 0; or PX_DONE
  * once it answered 400 with the fields; or another PX_E* code, not answered. */
@@ -210,10 +211,10 @@ int users_get(px_req_t *req, void *ud);
 int users_update(px_req_t *req, void *ud);
 int users_delete(px_req_t *req, void *ud);
 
-/* ---- command.c, schemas.c ---- */
+/* ---- command.c, schemas.json ---- */
 
 int command_create_admin(px_plugin_t *self, int argc, char **argv);
-/* px_schema() for each of the plugin's schemas. 0 or a PX_E* code. */
-int schemas_register(px_plugin_t *self);
+/* schemas.json as text, for px_schema(self, NULL, user_schemas). */
+extern const char user_schemas[];
 
 #endif

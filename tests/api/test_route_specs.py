@@ -140,7 +140,7 @@ def test_openapi_validates_and_lists_every_route_of_every_plugin(spec_server):
 @pytest.mark.parametrize("kind,says", [
     ("keyword", "multipleOf"), ("json", "is not JSON"), ("ref", "Nowhere"),
     ("request", "request_schema \"Nowhere\""), ("response", "schema \"Nowhere\""),
-    ("name", "twice"),
+    ("name", "twice"), ("group", "schema B: a schema must be a JSON object"),
 ])
 def test_a_schema_the_host_cannot_use_stops_start_up_naming_the_plugin(kind, says):
     s = Server(workers=1, plugins=("speckit",), plugin_config={"speckit": {"broken": kind}})

@@ -218,7 +218,8 @@ def skeleton(sdk):
     assert rc == 0, err
     # CFLAGS from the environment: the Makefile appends the SDK's flags to it.
     env = dict(sdk.env, PANTHERA_EMBED_SQL=os.path.join(bindir, "panthera-embed-sql"),
-               CFLAGS="-O2 -Wall -Wextra -Werror")
+               PANTHERA_EMBED_SCHEMAS=os.path.join(bindir, "panthera-embed-schemas"),
+               CFLAGS="-O2 -Wall -Wextra -Wpedantic -Werror")
     make = run(["make", "-C", src], env=env, timeout=180)
     assert make[0] == 0, "make failed:\n%s\n%s" % make[1:]
     stage = os.path.join(sdk.tmp, "notes-stage")
@@ -229,7 +230,7 @@ def skeleton(sdk):
 
 def test_new_plugin_builds_several_files_and_installs_under_usr_local(sdk, skeleton):
     src, out, stage = skeleton
-    for f in ("notes.c", "items.c", "schemas.c", "notes_migrations.c"):
+    for f in ("notes.c", "items.c", "notes_schemas.c", "notes_migrations.c"):
         line = [l for l in out.splitlines() if l.endswith(" " + f)]
         assert line and "-I%s/usr/local/include" % sdk.destdir in line[0], (f, out)
     assert os.path.isfile(os.path.join(src, "migrations", "001_items.sql"))

@@ -10,7 +10,8 @@
  *   POST /v1/NAME/check             px_schema_check of the body by Comment -> 200 {} or
  *                                   400 with its fields
  *
- * Config ([plugin:NAME]): broken = no | keyword | json | ref | request | response | name
+ * Config ([plugin:NAME]): broken = no | keyword | json | ref | request | response | name |
+ * group
  * registers one defect of that kind, so a test can see init refuse it.
  */
 #include <panthera/panthera.h>
@@ -91,6 +92,8 @@ static int broken(px_plugin_t *self, const char *kind)
         return px_schema(self, "Broken", "{\"$ref\": \"#/components/schemas/Nowhere\"}");
     if (!strcmp(kind, "name"))
         return px_schema(self, "Comment", "{\"type\": \"object\"}");
+    if (!strcmp(kind, "group"))
+        return px_schema(self, NULL, "{\"A\": {\"type\": \"string\"}, \"B\": [1]}");
     px_route_spec_t spec = PX_ROUTE_SPEC_INIT;
     static const px_response_spec_t responses[] = {{200, "Nowhere", NULL, NULL}, {0}};
     spec.method = "POST";
