@@ -43,6 +43,9 @@ int validate_value(const validate_node_t *node, const json_t *value, const char 
 int validate_text(const validate_node_t *node, const char *text, const char *name,
                   json_t *fields);
 
+/* validate_format.c: an ECMA-262 pattern as a POSIX extended regular expression (malloc'd),
+ * or NULL with the reason in `err` for what it cannot translate faithfully. */
+char *validate_pattern_ere(const char *ecma, char *err, size_t errlen);
 /* The formats, for callers that check one value alone. */
 bool validate_is_email(const char *s, size_t len);
 bool validate_is_uuid(const char *s, size_t len);
