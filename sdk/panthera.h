@@ -200,7 +200,9 @@ typedef struct px_route_spec {
     unsigned flags;                       /* enum px_route_flag */
     size_t max_body;                      /* 0: [http] max_body_size */
     size_t spool_above;                   /* 0: never; larger bodies go to a temporary file */
-    const char *const *content_types;     /* NULL-terminated accepted request types, or NULL */
+    const char *const *content_types;     /* NULL-terminated accepted request types ("text/csv";
+                                           * "image/" and a star for a family), or NULL; a
+                                           * body of another type is 415 */
     const char *request_schema;           /* component name: the body is validated by it */
     const px_param_spec_t *query;         /* declared query parameters, validated */
     const px_response_spec_t *responses;

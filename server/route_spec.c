@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
 #include "http.h"
@@ -107,13 +108,14 @@ static int compile_params(px_plugin_t *p, route_t *rt, const px_param_spec_t *li
 int route_spec_add(px_plugin_t *p, route_t *rt, char *err, size_t errlen)
 {
     const px_route_spec_t *spec = &rt->spec;
-    if (!spec->request_schema && !spec->query && !spec->params)
+    if (!spec->request_schema && !spec->query && !spec->params && !spec->content_types)
         return 0;
     route_checks_t *c = xcalloc(1, sizeof(*c));
     c->next = p->checks;
     p->checks = c; /* owned by the plugin from here on, even when compiling fails */
     c->route = rt;
     c->body_name = spec->request_schema;
+    c->content_types = spec->content_types;
     int rc = compile_params(p, rt, spec->query, false, &c->query, &c->nquery, err, errlen);
     if (!rc)
         rc = compile_params(p, rt, spec->params, true, &c->path, &c->npath, err, errlen);
@@ -200,6 +202,22 @@ void route_spec_free(px_plugin_t *p)
     p->schemas = NULL;
 }
 
+/* Is the request's Content-Type one of `types`: a type ("image/png") or a whole family
+ * ("image/" then a star)? Parameters (";charset=...") and case do not count. */
+static bool type_accepted(const char *ctype, const char *const *types)
+{
+    size_t n = strcspn(ctype, "; \t");
+    for (const char *const *t = types; *t; t++) {
+        size_t tn = strlen(*t);
+        if (tn == n && !strncasecmp(ctype, *t, n))
+            return true;
+        if (tn >= 2 && !strcmp(*t + tn - 2, "/*") && n > tn - 1 &&
+            !strncasecmp(ctype, *t, tn - 1))
+            return true;
+    }
+    return false;
+}
+
 int route_spec_check(px_req_t *r)
 {
     const route_checks_t *c = r->route ? r->route->checks : NULL;
@@ -216,6 +234,18 @@ int route_spec_check(px_req_t *r)
             http_respond_error(r, 404, "not_found", msg, NULL);
             return 1;
         }
+    }
+    const char *ctype = api_req_header(r, "Content-Type");
+    if (c->content_types && (ctype || r->body.len) &&
+        !type_accepted(ctype ? ctype : "", c->content_types)) {
+        json_decref(fields);
+        buf_t msg = {0};
+        buf_printf(&msg, "this route takes a body of type");
+        for (const char *const *t = c->content_types; *t; t++)
+            buf_printf(&msg, "%s %s", t == c->content_types ? "" : ",", *t);
+        http_respond_error(r, 415, "bad_request", msg.data, NULL);
+        buf_free(&msg);
+        return 1;
     }
     if (c->body) {
         json_t *body;

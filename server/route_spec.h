@@ -21,6 +21,7 @@ typedef struct route_checks {
     struct route_checks *next; /* the plugin's list, freed with the plugin */
     route_t *route;
     const char *body_name; /* the spec's request_schema, resolved by route_spec_finish */
+    const char *const *content_types; /* the spec's: other bodies are 415 */
     const validate_node_t *body;
     size_t nquery, npath;
     route_param_check_t *query;
@@ -37,7 +38,8 @@ int route_spec_finish(px_plugin_t *p, config_errors_t *errs);
 void route_spec_free(px_plugin_t *p);
 
 /* Before the handler: check the request against its route's spec. Returns non-zero when
- * it has answered (415, 400 bad_request or validation_failed, 404 for a path parameter). */
+ * it has answered (404 for a path parameter; 415 for a body of a type the spec does not
+ * list; 400 bad_request or validation_failed). */
 int route_spec_check(px_req_t *r);
 
 /* The host's own schemas ("Error", API.md's error shape), which every plugin's $refs may

@@ -111,6 +111,21 @@ def test_a_path_parameter_its_schema_refuses_is_404(spec_server):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
 
 
+@pytest.mark.parametrize("ctype,status", [
+    ("text/plain; charset=utf-8", 200), ("image/png", 200), ("IMAGE/PNG", 200),
+    ("application/json", 415), ("imagex/png", 415), ("text/plainish", 415), (None, 415),
+])
+def test_a_body_of_a_type_the_spec_does_not_list_is_415(spec_server, ctype, status):
+    headers = {"Content-Type": ctype} if ctype else {}
+    r = requests.post(spec_server.url("/v1/speckit/upload"), data=b"12345", headers=headers,
+                      timeout=10)
+    assert r.status_code == status, r.text
+    if status == 200:
+        assert r.json() == {"length": 5}
+    else:
+        assert "text/plain, image/*" in r.json()["error"]["message"]
+
+
 def test_schema_check_applies_the_same_rules(spec_server):
     assert post(spec_server, "/v1/speckit/check", {"body": "x"}).status_code == 200
     assert_invalid(post(spec_server, "/v1/speckit/check", {"body": "x", "rating": 0}), "rating")

@@ -7,6 +7,7 @@
  *   GET  /v1/NAME/comments          ?limit (1..100) &status (open|closed) &author (uuid)
  *                                   -> 200 {"limit": ..., "status": ..., "author": ...}
  *   GET  /v1/NAME/comments/:id      id a uuid (else 404) -> 200 {"id": ...}
+ *   POST /v1/NAME/upload            text/plain or any image type only -> 200 {"length": N}
  *   POST /v1/NAME/check             px_schema_check of the body by Comment -> 200 {} or
  *                                   400 with its fields
  *
@@ -47,6 +48,14 @@ static int comment_get(px_req_t *req, void *ud)
 {
     (void)ud;
     return px_res_json(req, 200, json_pack("{s:s}", "id", px_req_param(req, "id")));
+}
+
+static int upload(px_req_t *req, void *ud)
+{
+    (void)ud;
+    size_t len;
+    px_req_body(req, &len);
+    return px_res_json(req, 200, json_pack("{s:I}", "length", (json_int_t)len));
 }
 
 static int check(px_req_t *req, void *ud)
@@ -157,6 +166,14 @@ static int init(px_plugin_t *self)
     get.params = params;
     if (!rc)
         rc = px_route_add(self, &get);
+    static const char *const types[] = {"text/plain", "image/*", NULL};
+    px_route_spec_t up = PX_ROUTE_SPEC_INIT;
+    up.method = "POST";
+    up.pattern = PREFIX "/upload";
+    up.handler = upload;
+    up.content_types = types;
+    if (!rc)
+        rc = px_route_add(self, &up);
     if (!rc)
         rc = px_route(self, "POST", PREFIX "/check", check, NULL);
     if (!rc)
