@@ -16,7 +16,32 @@
 #include "hooks.h"
 #include "http.h"
 #include "log.h"
+#include "token_cache.h"
 #include "worker.h"
+
+/* Workers are processes and a reload starts new ones, so one cache per process is one
+ * per worker and per configuration (token_cache.c says why that keeps it exact). */
+static token_cache_t *verified;
+static bool verified_made;
+
+/* auth_jwt_verify, unless this worker accepted exactly this token before and it is still
+ * unexpired. */
+static int verify_token(const auth_settings_t *a, const char *token, size_t len,
+                        auth_caller_t *caller)
+{
+    if (!verified_made) {
+        verified = token_cache_new(a->token_cache);
+        verified_made = true;
+    }
+    int64_t now = (int64_t)time(NULL), leeway = (int64_t)(a->leeway_ms / 1000);
+    if (token_cache_get(verified, token, len, now, leeway, caller))
+        return 0;
+    int rc = auth_jwt_verify((const unsigned char *)a->token_secret, strlen(a->token_secret),
+                             token, len, a->issuer, now, leeway, caller);
+    if (rc == 0)
+        token_cache_put(verified, token, len, caller);
+    return rc;
+}
 
 /* The gateway: verify the bearer token and the route's role before any plugin code runs.
  * Returns non-zero when it has answered. */
@@ -42,9 +67,7 @@ int gateway_check_caller(px_req_t *r, const route_t *rt)
         rc = AUTH_EINVAL;
     auth_caller_t caller;
     if (rc == 0)
-        rc = auth_jwt_verify((const unsigned char *)a->token_secret, strlen(a->token_secret),
-                             token, len, a->issuer, (int64_t)time(NULL),
-                             (int64_t)(a->leeway_ms / 1000), &caller);
+        rc = verify_token(a, token, len, &caller);
     if (rc) {
         char msg[96];
         snprintf(msg, sizeof(msg), "invalid bearer token: %s", auth_strerror(rc));
@@ -113,10 +136,22 @@ int gateway_on_request(px_req_t *r)
     return rc;
 }
 
-/* An admin's on_response hook may set or remove response headers. Returns non-zero
- * when the hook failed (the caller answers 500 instead). */
+static void add_static_header(void *ctx, const char *name, const char *value)
+{
+    http_add_header(ctx, name, value);
+}
+
+/* The scripts' RESPONSE_HEADERS, then their on_response hooks, for this response. The
+ * headers are added from a list made at load; Lua runs only when an on_response applies
+ * to the path. Returns non-zero when a hook failed (the caller answers 500 instead). */
 int gateway_on_response(px_req_t *r, int status)
 {
+    hooks_t *h = r->worker->hooks;
+    const char *path = r->path ? r->path : "";
+    size_t path_len = r->path ? r->path_len : 0;
+    hooks_response_headers(h, path, path_len, add_static_header, r);
+    if (!hooks_has_for(h, "on_response", path, path_len))
+        return 0;
     json_t *headers = json_object();
     const char *p = r->extra_headers.data;
     const char *end = p ? p + r->extra_headers.len : NULL;
@@ -134,7 +169,7 @@ int gateway_on_response(px_req_t *r, int status)
     hooks_request_view_t view;
     request_context(r, &view);
     hooks_result_t out;
-    hooks_call_request(r->worker->hooks, "on_response", &view, res, &out);
+    hooks_call_request(h, "on_response", &view, res, &out);
     json_decref(res);
     int rc = 0;
     if (out.action == HOOKS_ERROR) {

@@ -233,7 +233,8 @@ static bool query_well_formed(const char *q)
 static void dispatch_route(px_req_t *r, const router_match_t *m)
 {
     worker_t *w = r->worker;
-    if (w->hooks && hooks_has(w->hooks, "on_request") && gateway_on_request(r))
+    if (w->hooks && hooks_has_for(w->hooks, "on_request", r->path, r->path_len) &&
+        gateway_on_request(r))
         return;
     if (r->query && !query_well_formed(r->query)) {
         /* A value a handler would silently miss must not look like an absent one. */

@@ -240,7 +240,7 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
         return PX_ESTATE;
     }
     worker_t *hw = r->worker;
-    if (hw->hooks && !r->in_on_response && hooks_has(hw->hooks, "on_response")) {
+    if (hw->hooks && !r->in_on_response) {
         r->in_on_response = true;
         if (gateway_on_response(r, status)) {
             if (take)

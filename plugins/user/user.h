@@ -178,6 +178,9 @@ int profile_forget(px_req_t *req, const char *id, void (*then)(px_req_t *req, vo
 /* The caller's own User, or 401 when the account no longer exists (a token outlives its
  * user by at most access_ttl; this check closes that window). */
 int caller_load(px_req_t *req, profile_fn cb, void *ctx);
+/* Answers 200 with the caller's own User (the cached bytes as they are when cached), or
+ * 401 as caller_load. 0 or PX_E*. */
+int caller_answer(px_req_t *req);
 /* Redis answered or failed: log the change of state once, not per request. */
 void user_redis_state(bool up);
 

@@ -70,16 +70,10 @@ static op_t *op_new(px_req_t *req)
 
 /* ---- GET /v1/users/me ---- */
 
-static void me_loaded(px_req_t *req, json_t *caller, void *ud)
-{
-    (void)ud;
-    px_res_json(req, 200, caller);
-}
-
 int users_me(px_req_t *req, void *ud)
 {
     (void)ud;
-    int rc = caller_load(req, me_loaded, NULL);
+    int rc = caller_answer(req);
     return rc ? rc : PX_ASYNC;
 }
 

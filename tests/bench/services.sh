@@ -200,6 +200,13 @@ bench_users() {
     printf 'users: hello %s req/s; /users/me %s (%.2fx); /users/{id} %s (%.2fx)\n' "$h" "$me" \
         "$(awk -v a="$me" -v b="$h" 'BEGIN { print a / b }')" "$id" \
         "$(awk -v a="$id" -v b="$h" 'BEGIN { print a / b }')"
+    local hc mec idc
+    hc=$(mean users-hello 4)
+    mec=$(mean users-me 4)
+    idc=$(mean users-by-id 4)
+    printf 'users: server CPU per request: hello %s us; /users/me %s us (%.2fx hello, target <= 20 us and <= 1.7x); /users/{id} %s us (%.2fx)\n' \
+        "$hc" "$mec" "$(awk -v a="$mec" -v b="$hc" 'BEGIN { print a / b }')" "$idc" \
+        "$(awk -v a="$idc" -v b="$hc" 'BEGIN { print a / b }')"
 
     # Logins while hello is loaded: a wrk script that POSTs the login body.
     cat >"$BENCH_TMP/login.lua" <<'EOF'
