@@ -12,7 +12,7 @@
  *                                   400 with its fields
  *
  * Config ([plugin:NAME]): broken = no | keyword | json | ref | request | response | name |
- * group
+ * group | fragment
  * registers one defect of that kind, so a test can see init refuse it.
  */
 #include <panthera/panthera.h>
@@ -101,6 +101,9 @@ static int broken(px_plugin_t *self, const char *kind)
         return px_schema(self, "Broken", "{\"$ref\": \"#/components/schemas/Nowhere\"}");
     if (!strcmp(kind, "name"))
         return px_schema(self, "Comment", "{\"type\": \"object\"}");
+    if (!strcmp(kind, "fragment")) /* the same name by px_schema and a 1.1 fragment */
+        return px_openapi(self, json_pack("{s:{s:{s:{s:s}}}}", "components", "schemas",
+                                          "Comment", "type", "object"));
     if (!strcmp(kind, "group"))
         return px_schema(self, NULL, "{\"A\": {\"type\": \"string\"}, \"B\": [1]}");
     px_route_spec_t spec = PX_ROUTE_SPEC_INIT;
