@@ -380,11 +380,6 @@ int openapi_build(plugin_set_t *set, config_errors_t *errs)
     return 0;
 }
 
-json_t *openapi_document(const plugin_set_t *set)
-{
-    return set->openapi_text ? json_loads(set->openapi_text, 0, NULL) : NULL;
-}
-
 static int handle_openapi(px_req_t *req, void *ud)
 {
     const plugin_set_t *set = ud;

@@ -9,7 +9,5 @@
 int openapi_build(plugin_set_t *set, config_errors_t *errs);
 /* Register the host route that serves it. */
 void openapi_register(plugin_set_t *set);
-/* The document (a new reference), or NULL when it was never built. */
-json_t *openapi_document(const plugin_set_t *set);
 
 #endif
