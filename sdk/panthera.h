@@ -74,6 +74,7 @@ enum {
     PX_EEXIST = -11,   /* already registered */
     /* 1.2 */
     PX_EBUSY = -12,    /* a stream's backlog is full: the client is not reading; stop */
+    PX_ERANGE = -13,   /* 416 range_not_satisfiable: a Range outside the file */
 };
 
 /* PX_DONE: "already answered" — a helper such as px_hook_run() that sent the response
@@ -229,6 +230,27 @@ typedef struct px_route_spec {
 
 /* 1.2 files: spooled bodies, the blob store, file responses. */
 /* -- FILES TYPES -- */
+/* A stored blob, as px_blob_put* and px_blob_stat report it. Borrowed: valid only inside
+ * the callback it is handed to (copy `id` to keep it). The store is content-addressed, so
+ * `id` is the lower-case hex SHA-256 of the content and `sha256` is the same string. */
+typedef struct px_blob {
+    const char *id;
+    const char *sha256;
+    uint64_t size;
+    const char *content_type; /* sniffed from the bytes (libmagic), never the client's */
+} px_blob_t;
+/* Runs on the loop once the store has answered: `status` 0 with `blob`, or a negative
+ * PX_E* code with `blob` NULL (PX_ENOENT: no such blob; PX_EUNAVAIL: the store failed,
+ * logged). `req` is NULL when the request ended meanwhile (free what `userdata` holds). */
+typedef void (*px_blob_fn)(px_req_t *req, const px_blob_t *blob, int status, void *userdata);
+/* How px_res_file answers; fill with PX_FILE_RESPONSE_INIT. */
+typedef struct px_file_response {
+    size_t size;               /* sizeof(px_file_response_t) */
+    const char *blob_id;
+    const char *filename;      /* UTF-8 name for Content-Disposition, or NULL */
+    const char *cache_control; /* NULL: "private, no-cache" (revalidate with the ETag) */
+} px_file_response_t;
+#define PX_FILE_RESPONSE_INIT {.size = sizeof(px_file_response_t)}
 
 /* 1.2 PostgreSQL ergonomics and helpers. */
 /* -- HELPERS TYPES -- */
@@ -461,7 +483,52 @@ typedef struct px_route_spec {
 #define PX_API_1_2_STREAMS(X)
 #define PX_API_VOID_1_2_STREAMS(X)
 
-#define PX_API_1_2_FILES(X)
+#define PX_API_1_2_FILES(X)                                                                   \
+    /* The request body spooled to a temporary file (a route with spool_above, and a body  \
+     * larger than that): `*fd` is readable from offset 0 with pread (do not close it or   \
+     * move its offset), `*size` its length; both valid until the request ends, after     \
+     * which the file is gone. Returns 0, or PX_ENOENT when the body is in memory          \
+     * (px_req_body has it). */                                                            \
+    X(int, req_body_file, (px_req_t * req, int *fd, uint64_t *size), (req, fd, size))      \
+    /* Store the request body (spooled or in memory) in the host's blob store ([storage]).  \
+     * Hashing, sniffing and writing run on the thread pool; `cb` runs later on the loop,   \
+     * exactly once. Storing the same bytes twice gives the same id and stores them once.   \
+     * A new blob has no references: it is swept after [storage] sweep_grace unless a      \
+     * reference is added (px_blob_ref). Returns 0, PX_EINVAL without `cb`, or PX_EUNAVAIL \
+     * when too many store jobs wait (then `cb` is not called). */                         \
+    X(int, blob_put_body, (px_req_t * req, px_blob_fn cb, void *userdata), (req, cb, userdata)) \
+    /* px_blob_put_body for `len` bytes at `data` (copied before it returns). */            \
+    X(int, blob_put, (px_req_t * req, const void *data, size_t len, px_blob_fn cb,         \
+                      void *userdata),                                                     \
+      (req, data, len, cb, userdata))                                                      \
+    /* Look a blob up by id: `cb` gets its size and type, or PX_ENOENT. */                  \
+    X(int, blob_stat, (px_req_t * req, const char *id, px_blob_fn cb, void *userdata),     \
+      (req, id, cb, userdata))                                                             \
+    /* Record that the plugin's `ref` (its own key, e.g. "attachment:<uuid>"; namespaced   \
+     * by the host under the plugin's name) uses blob `id`; a blob is swept only when no    \
+     * reference is left and it is older than sweep_grace. Adding a reference that exists   \
+     * is a no-op. `cb` gets the blob, or PX_ENOENT when it is not (or no longer) stored:   \
+     * store it again. Take the reference before committing the row that names the blob,  \
+     * and drop it if that fails: a crash in between then keeps a blob too many, never a   \
+     * row without its blob. Same calling rules as px_blob_stat. */                        \
+    X(int, blob_ref, (px_req_t * req, const char *id, const char *ref, px_blob_fn cb,      \
+                      void *userdata),                                                     \
+      (req, id, ref, cb, userdata))                                                        \
+    /* Drop the plugin's reference `ref` to `id` (a missing one is not an error): `cb`     \
+     * gets status 0 and `blob` NULL. The blob itself goes at the next sweep if nothing    \
+     * refers to it any more. */                                                           \
+    X(int, blob_unref, (px_req_t * req, const char *id, const char *ref, px_blob_fn cb,    \
+                        void *userdata),                                                   \
+      (req, id, ref, cb, userdata))                                                        \
+    /* Answer with a stored blob: 200 with ETag (the SHA-256), If-None-Match -> 304, one    \
+     * Range -> 206 (several -> 200 whole; outside the file -> 416 whose Content-Range     \
+     * names the size), the sniffed Content-Type,                                          \
+     * Content-Disposition (inline only for raster images; SVG, HTML and all else          \
+     * attachment) with RFC 6266 filename*, X-Content-Type-Options: nosniff and            \
+     * Content-Security-Policy: sandbox. The body is sent with sendfile where the backend  \
+     * keeps files. Returns PX_ASYNC (the handler returns it on: the host answers, 404 when \
+     * the blob is missing), or PX_EINVAL for a bad `resp`. */                             \
+    X(int, res_file, (px_req_t * req, const px_file_response_t *resp), (req, resp))
 #define PX_API_VOID_1_2_FILES(X)
 
 #define PX_API_1_2_HELPERS(X)

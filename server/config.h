@@ -75,6 +75,15 @@ typedef struct lua_settings {
     uint64_t memory_limit;
 } lua_settings_t;
 
+/* [storage]: the blob store (blob.c) and where request bodies are spooled (spool.c). */
+typedef struct storage_settings {
+    char *backend;              /* "dir" or "postgres" */
+    char *dir;                  /* blobs for "dir"; default PX_DEFAULT_STATE_DIR/blobs */
+    char *spool_dir;            /* temporary files; default <dir>/.spool */
+    uint64_t sweep_grace_ms;    /* an unreferenced blob younger than this is kept */
+    uint64_t sweep_interval_ms; /* 0: never sweep */
+} storage_settings_t;
+
 typedef struct config {
     char *path;
     char **listen;
@@ -94,6 +103,7 @@ typedef struct config {
     redis_settings_t redis;
     auth_settings_t auth;
     lua_settings_t lua;
+    storage_settings_t storage;
     struct ratelimit_config *ratelimit; /* [ratelimit] (ratelimit.h); NULL when it sets nothing */
     config_plugin_t *plugins;
     size_t nplugins;
@@ -119,5 +129,11 @@ void config_free(config_t *cfg);
 const config_plugin_t *config_plugin_find(const config_t *cfg, const char *name);
 const config_entry_t *config_plugin_entry(const config_plugin_t *p, const char *key);
 long config_workers_effective(const config_t *cfg);
+
+/* Every key the host's sections accept, from the tables the parser itself uses, so that
+ * the manual can be checked against them (tests/unit/test_manpage.c and pantherad.conf(5)).
+ * A key standing for a family ends in '*' ("route*": any key starting with "route"). */
+typedef void (*config_key_fn)(const char *section, const char *key, void *ud);
+void config_foreach_key(config_key_fn fn, void *ud);
 
 #endif

@@ -44,6 +44,7 @@
 #include "log.h"
 #include "ratelimit.h"
 #include "route_spec.h"
+#include "spool.h"
 #include "worker.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -268,6 +269,31 @@ static void dispatch_route(px_req_t *r, const router_match_t *m)
 
 /* ---- pipelining ---- */
 
+/* conn_feed held a request back until its spooled body was on disk (spool.c). */
+static void dispatch_spooled(void *arg)
+{
+    conn_t *c = arg;
+    c->in_flight = false;
+    if (spool_status(c->req->spool)) {
+        c->err_status = 503;
+        c->err_message = "cannot store the request body";
+        http_parse_fail(c, HPE_USER);
+        return;
+    }
+    dispatch(c);
+}
+
+/* spool.c stops reading while the disk catches up with a body, and starts it again. */
+void http_conn_hold_reading(conn_t *c, bool hold)
+{
+    if (hold && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    } else if (!hold && !c->reading && !c->closing && !c->lingering) {
+        start_reading(c);
+    }
+}
+
 static void stash(conn_t *c, const char *data, size_t len)
 {
     c->pending = xrealloc(c->pending, c->pending_len + len);
@@ -296,6 +322,13 @@ static void conn_feed(conn_t *c, const char *data, size_t len)
             len -= (size_t)(pos - data);
             data = pos;
             llhttp_resume(&c->parser);
+            if (spool_body_wait(c, dispatch_spooled)) {
+                /* Held until the body is on disk; what follows waits in the stash. */
+                c->in_flight = true;
+                if (len)
+                    stash(c, data, len);
+                break;
+            }
             dispatch(c);
             continue;
         }

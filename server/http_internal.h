@@ -1,6 +1,7 @@
 /* http_internal.h — what http.c (the connection), http_parse.c (the request) and
- * http_response.c (the answer) call in one another; nothing outside those three
- * includes it. http.h is the interface for the rest of the server. */
+ * http_response.c (the answer) call in one another, and spool.c and file_response.c,
+ * which read bodies into files and send files as bodies; nothing else includes it.
+ * http.h is the interface for the rest of the server. */
 #ifndef PX_HTTP_INTERNAL_H
 #define PX_HTTP_INTERNAL_H
 
@@ -19,6 +20,9 @@ void http_timer_arm(conn_t *c, int which);
  * once it is out. Takes `r`: it is released when written or when the connection fails.
  * `bufs` may be changed. */
 void http_conn_write(conn_t *c, px_req_t *r, uv_buf_t *bufs, unsigned nbufs, bool keep);
+
+/* Stop (hold) or restart reading `c`'s socket: spool.c's backpressure. */
+void http_conn_hold_reading(conn_t *c, bool hold);
 
 /* http_parse.c */
 

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "file_response.h"
 #include "gateway.h"
 #include "log.h"
 #include "metrics.h"
@@ -59,6 +60,7 @@ const char *http_status_reason(int status)
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 206: return "Partial Content";
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 304: return "Not Modified";
@@ -67,12 +69,15 @@ const char *http_status_reason(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 411: return "Length Required";
+    case 412: return "Precondition Failed";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
@@ -98,6 +103,7 @@ int http_error_status(int px_error, const char **code)
         {PX_EAUTH, 401, "unauthorized"},        {PX_EPERM, 403, "forbidden"},
         {PX_ENOENT, 404, "not_found"},          {PX_ECONFLICT, 409, "conflict"},
         {PX_ETOOBIG, 413, "payload_too_large"}, {PX_EUNAVAIL, 503, "unavailable"},
+        {PX_ERANGE, 416, "range_not_satisfiable"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(map); i++) {
         if (map[i].err == px_error) {
@@ -117,6 +123,7 @@ static const char *default_error_code(int status)
     case 404: return "not_found";
     case 409: return "conflict";
     case 413: return "payload_too_large";
+    case 416: return "range_not_satisfiable";
     case 429: return "rate_limited";
     case 503: return "unavailable";
     default: return status >= 500 && status != 505 ? "internal" : "bad_request";
@@ -270,7 +277,8 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
     o->len = 0;
     const char *reason = http_status_reason(status);
     size_t ctype_len = content_type ? strlen(content_type) : 0;
-    bool inline_body = send_body && !take && len <= INLINE_BODY_MAX;
+    bool file_body = r->file != NULL; /* the body is a file: file_response.c sends it */
+    bool inline_body = send_body && !take && len <= INLINE_BODY_MAX && !file_body;
     /* 192 covers every fixed part of the head, the Date and a 20-digit length. */
     buf_reserve(o, 192 + strlen(reason) + ctype_len + strlen(r->id) + r->extra_headers.len +
                        (inline_body ? len : 0));
@@ -319,7 +327,7 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
     if (inline_body) {
         memcpy(o->data + o->len, body, len);
         o->len += len;
-    } else if (send_body && len) {
+    } else if (send_body && len && !file_body) {
         r->res_body = take ? body : memcpy(xmalloc(len), body, len);
         r->res_len = len;
         r->res_body_owned = true;
@@ -331,6 +339,10 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
         free(body);
     bufs[0] = uv_buf_init(o->data, (unsigned)o->len);
 
+    if (file_body && send_body && len) {
+        file_send_start(c, r, bufs[0], keep);
+        return 0;
+    }
     http_conn_write(c, r, bufs, nbufs, keep);
     return 0;
 }

@@ -112,11 +112,21 @@ static int open_plugin(struct px_plugin *p, const config_t *cfg, config_errors_t
         return -1;
     }
     p->info = dlsym(p->dl, PX_PLUGIN_SYMBOL);
-    if (!p->info || p->info->magic != PX_PLUGIN_MAGIC) {
+    if (!p->info) {
         config_error(errs, sec->file, sec->line,
                      "plugin \"%s\": %s is not a Panthera plugin (no " PX_PLUGIN_SYMBOL
                      " descriptor); build it with PX_PLUGIN() from <panthera/panthera.h>",
                      p->name, p->path);
+        return -1;
+    }
+    /* The symbol is there but is not ours (or is corrupt): say what was found, since
+     * "no descriptor" would send the author looking for a missing export. */
+    if (p->info->magic != PX_PLUGIN_MAGIC) {
+        config_error(errs, sec->file, sec->line,
+                     "plugin \"%s\": %s has a " PX_PLUGIN_SYMBOL " descriptor with magic number "
+                     "0x%08x, not 0x%08x (PX_PLUGIN_MAGIC): it was not made by PX_PLUGIN() from "
+                     "<panthera/panthera.h>; rebuild the plugin with PX_PLUGIN()",
+                     p->name, p->path, (unsigned)p->info->magic, (unsigned)PX_PLUGIN_MAGIC);
         p->info = NULL;
         return -1;
     }

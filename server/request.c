@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "blob.h"
 #include "http.h"
 #include "worker.h"
 
@@ -123,6 +124,7 @@ void req_release(px_req_t *r)
 {
     worker_t *w = r->worker;
     api_req_cancel_work(r);
+    blob_req_release(r);
     json_decref(r->json);
     if (r->res_body_owned)
         free(r->res_body);

@@ -111,6 +111,13 @@ struct px_req {
     char caller_id[64];
     char caller_role[16];
 
+    /* Files (spool.c, blob.c, file_response.c). */
+    const route_t *body_route; /* matched when the headers were complete, or NULL */
+    uint64_t body_limit;       /* the route's max_body or [http] max_body_size */
+    struct spool *spool;       /* the body, when it went to a temporary file */
+    struct blob_job *blob_jobs; /* store work not yet answered: detached at the end */
+    struct file_send *file;    /* a file body being sent (file_response.c) */
+
     char id[72]; /* up to 64 characters taken from X-Request-Id, or our own */
     uint64_t start_ns;
     bool is_head;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "blob.h"
 #include "log.h"
 #include "metrics.h"
 #include "openapi.h"
@@ -268,7 +269,8 @@ static void readiness_redis(const redis_error_t *err, void *ud)
 
 static int handle_readyz(px_req_t *req, void *ud)
 {
-    worker_t *w = ud;
+    (void)ud;
+    worker_t *w = req->worker;
     readiness_t *rd = xcalloc(1, sizeof(*rd));
     rd->req = req;
     rd->pending = 1; /* released below, so an answer cannot come before both are asked */
@@ -289,6 +291,13 @@ static int handle_readyz(px_req_t *req, void *ud)
     }
     readiness_answer(rd);
     return PX_ASYNC;
+}
+
+void worker_host_routes(plugin_set_t *plugins)
+{
+    metrics_register_routes(plugins);
+    plugin_host_route(plugins, "GET", "/readyz", handle_readyz, NULL);
+    openapi_register(plugins);
 }
 
 /* Pools and scripts, from the worker's own config. Returns 0 or -1 (logged). */
@@ -405,7 +414,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
 
     plugin_set_t plugins;
     plugin_set_init(&plugins);
-    metrics_register_routes(&plugins);
+    worker_host_routes(&plugins);
     config_errors_t errs = {0};
     if (plugin_set_load(&plugins, cfg, &errs)) {
         config_errors_print(&errs);
@@ -417,8 +426,6 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     uv_loop_t loop;
     uv_loop_init(&loop);
     worker_t *w = worker_new(&loop, cfg, &plugins);
-    plugin_host_route(&plugins, "GET", "/readyz", handle_readyz, w);
-    openapi_register(&plugins);
     if (worker_services_open(w, cfg)) {
         /* Close what did open, so the process ends clean (a sanitizer build would
          * otherwise report the loop as a leak and turn "bad config" into a crash). */
@@ -448,6 +455,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     uv_timer_init(&loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    blob_worker_start(w);
     static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
     for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
         uv_signal_init(&loop, &w->signals[i]);
@@ -463,6 +471,8 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
         close(ready_fd);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    blob_worker_stop();
+    uv_run(&loop, UV_RUN_NOWAIT);
     int code = w->exit_code;
     access_log_flush();
     hooks_free(w->hooks);
