@@ -110,6 +110,12 @@ int route_spec_add(px_plugin_t *p, route_t *rt, char *err, size_t errlen)
     const px_route_spec_t *spec = &rt->spec;
     if (!spec->request_schema && !spec->query && !spec->params && !spec->content_types)
         return 0;
+    if (spec->request_schema && spec->spool_above) {
+        /* The validator reads the body in memory; a JSON body worth spooling is a file. */
+        snprintf(err, errlen, "request_schema and spool_above do not go together: a validated "
+                 "JSON body stays in memory (max_body bounds it)");
+        return PX_EINVAL;
+    }
     route_checks_t *c = xcalloc(1, sizeof(*c));
     c->next = p->checks;
     p->checks = c; /* owned by the plugin from here on, even when compiling fails */

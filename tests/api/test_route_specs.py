@@ -156,6 +156,7 @@ def test_openapi_validates_and_lists_every_route_of_every_plugin(spec_server):
     ("keyword", "multipleOf"), ("json", "is not JSON"), ("ref", "Nowhere"),
     ("request", "request_schema \"Nowhere\""), ("response", "schema \"Nowhere\""),
     ("name", "twice"), ("group", "schema B: a schema must be a JSON object"),
+    ("spool", "request_schema and spool_above do not go together"),
     ("fragment", "schema \"Comment\" is registered with px_schema and in its px_openapi"),
 ])
 def test_a_schema_the_host_cannot_use_stops_start_up_naming_the_plugin(kind, says):

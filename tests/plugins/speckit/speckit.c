@@ -12,7 +12,7 @@
  *                                   400 with its fields
  *
  * Config ([plugin:NAME]): broken = no | keyword | json | ref | request | response | name |
- * group | fragment
+ * group | fragment | spool
  * registers one defect of that kind, so a test can see init refuse it.
  */
 #include <panthera/panthera.h>
@@ -113,6 +113,8 @@ static int broken(px_plugin_t *self, const char *kind)
     spec.handler = comment_create;
     if (!strcmp(kind, "request"))
         spec.request_schema = "Nowhere";
+    else if (!strcmp(kind, "spool"))
+        spec.request_schema = "Comment", spec.spool_above = 1024;
     else if (!strcmp(kind, "response"))
         spec.responses = responses;
     else
