@@ -152,7 +152,28 @@ typedef struct px_migration {
 
 /* 1.2 routes: one call registers a route from a spec (px_route_add). Fill a spec with
  * PX_ROUTE_SPEC_INIT so `size` is set and every later field is zero; the host reads only
- * the fields that exist in the `size` the plugin was built with. */
+ * the fields that exist in the `size` the plugin was built with.
+ *
+ * The host documents every route in GET /openapi.json from its spec, and checks what the
+ * spec declares before the handler runs:
+ *  - `request_schema` names a schema the plugin registered with px_schema(): the body must
+ *    be JSON (else 415) and well formed (else 400 bad_request), and is validated by that
+ *    schema (else 400 validation_failed with `fields`, one reason per field: "email",
+ *    "address.city", "tags[2]"; "body" for the body as a whole). The handler's
+ *    px_req_json() then returns the parsed body at once.
+ *  - `query` and `params`: each value present is read as its schema's type (integer,
+ *    number, boolean or string) and validated (400 validation_failed naming the
+ *    parameter; a missing `required` one is "is required"; for `params`, 404).
+ * Schemas are the JSON-Schema subset OpenAPI 3.0 uses: type, nullable, enum, required,
+ * properties, additionalProperties (false or a schema), minLength, maxLength, pattern
+ * (ECMA-262 syntax; \d \w \s, classes, groups, anchors and quantifiers; no look-around,
+ * no back-references), minimum, maximum, exclusiveMinimum/Maximum, items, minItems,
+ * maxItems, format ("email", "uuid", "date", "date-time" are checked; others document),
+ * "$ref": "#/components/schemas/Name" (the plugin's own schema of that name, else the
+ * host's "Error"), and the documenting keywords (description, example, default, title,
+ * readOnly, writeOnly, deprecated, x-...). Any other keyword is refused at init, so a
+ * document never promises a check the host does not make. Lengths count characters
+ * (code points); a string holding NUL is refused everywhere. */
 enum px_route_flag {
     PX_ROUTE_STREAM = 1u << 0, /* long-lived answer (px_res_stream_*): no send deadline */
     PX_ROUTE_TICKET = 1u << 1, /* also accepts ?ticket= from px_ticket_issue for a caller */
@@ -180,13 +201,18 @@ typedef struct px_route_spec {
     unsigned flags;                       /* enum px_route_flag */
     size_t max_body;                      /* 0: [http] max_body_size */
     size_t spool_above;                   /* 0: never; larger bodies go to a temporary file */
-    const char *const *content_types;     /* NULL-terminated accepted request types, or NULL */
+    const char *const *content_types;     /* NULL-terminated accepted request types ("text/csv";
+                                           * "image/" and a star for a family), or NULL; a
+                                           * body of another type is 415 */
     const char *request_schema;           /* component name: the body is validated by it */
     const px_param_spec_t *query;         /* declared query parameters, validated */
     const px_response_spec_t *responses;
     const char *summary;
     const char *description;
-    const char *tag;
+    const char *tag;                      /* OpenAPI tag; NULL: the plugin's name */
+    const px_param_spec_t *params;        /* path parameters (":name"): a value its schema
+                                           * refuses is 404 not_found (the path names
+                                           * nothing); a :name not listed is any string */
 } px_route_spec_t;
 #define PX_ROUTE_SPEC_INIT {.size = sizeof(px_route_spec_t)}
 
@@ -456,10 +482,34 @@ typedef struct px_file_response {
 /* ---- ABI 1.2 ----
  * One list per area, concatenated in PX_API_1_2 in this order (the order is the ABI). */
 #define PX_API_1_2_ROUTES(X)                                                                  \
-    /* Register a route from `spec` (copied; the strings it points to must live as long    \
-     * as the plugin, e.g. literals). Returns what px_route_auth returns, or PX_EINVAL for  \
-     * a spec the host cannot use (unknown flag, size too small). Only during init. */      \
-    X(int, route_add, (px_plugin_t * plugin, const px_route_spec_t *spec), (plugin, spec))
+    /* Register a route from `spec` (copied; the strings and lists it points to must live \
+     * as long as the plugin, e.g. literals and static arrays). The host checks requests  \
+     * by the spec and describes the route in /openapi.json (see "1.2 routes" above).     \
+     * Returns what px_route_auth returns, or PX_EINVAL for a spec the host cannot use    \
+     * (unknown flag, size too small, a parameter schema it cannot check, a :name in       \
+     * `params` the pattern lacks). A request_schema or response schema never registered  \
+     * by the end of init is an init error. Only during init. */                          \
+    X(int, route_add, (px_plugin_t * plugin, const px_route_spec_t *spec), (plugin, spec))   \
+    /* Register the component schema `name` ([A-Za-z0-9_.-]+) from `json_text`, a JSON     \
+     * Schema in the subset above (copied; compiled now); with `name` NULL, `json_text` is  \
+     * an object of name -> schema (an OpenAPI components.schemas; panthera-embed-schemas \
+     * turns such a file into a C string at build time) and each is registered. In        \
+     * /openapi.json a schema appears as "PLUGIN.name", its $refs rewritten, so two        \
+     * plugins may both have a "Comment".                                                   \
+     * Returns 0, PX_EEXIST for a name this plugin already registered, PX_EINVAL for text   \
+     * that is not JSON or a schema the host cannot check (logged with the plugin's name   \
+     * and the keyword; init then fails). A $ref to a schema that is still missing when    \
+     * init returns is an init error. Only during init. */                                  \
+    X(int, schema, (px_plugin_t * plugin, const char *name, const char *json_text),         \
+      (plugin, name, json_text))                                                            \
+    /* Validate `value` by the plugin's schema `name`, as the host validates a request     \
+     * body (e.g. a value a Lua hook changed, or a command's arguments). Returns 0;         \
+     * PX_EINVAL with *fields a new object of field -> reason (the caller owns it; hand it \
+     * to px_res_error); PX_ENOENT when no such schema exists; PX_ESTATE during init     \
+     * (references are resolved when init returns). */     \
+    X(int, schema_check, (px_plugin_t * plugin, const char *name, const json_t *value,      \
+                          json_t **fields),                                                 \
+      (plugin, name, value, fields))
 #define PX_API_VOID_1_2_ROUTES(X)
 
 #define PX_API_1_2_TASKS(X)

@@ -43,6 +43,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "route_spec.h"
 #include "spool.h"
 #include "stream.h"
 #include "worker.h"
@@ -260,6 +261,8 @@ static void dispatch_route(px_req_t *r, const router_match_t *m)
             return;
         }
     }
+    if (m->route->checks && route_spec_check(r))
+        return;
     int rc = m->route->handler(r, m->route->userdata);
     if (r->responded || rc == PX_ASYNC)
         return;

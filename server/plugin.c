@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "openapi.h"
+#include "route_spec.h"
 #include "util.h"
 
 static struct px_plugin *plugin_new(const char *name)
@@ -38,6 +40,7 @@ static void plugin_free(struct px_plugin *p)
     }
     free(p->commands);
     json_decref(p->openapi);
+    route_spec_free(p);
     for (size_t i = 0; i < p->nkeys; i++) {
         free(p->keys[i].key);
         free(p->keys[i].default_value);
@@ -245,6 +248,8 @@ int plugin_set_load(plugin_set_t *set, const config_t *cfg, config_errors_t *err
             size_t errs_at_init = errs->n;
             int rc = p->info->init(p);
             set->registering = NULL;
+            if (rc == 0 && errs->n == errs_at_init)
+                rc = route_spec_finish(p, errs);
             if (rc != 0 && errs->n == errs_at_init)
                 config_error(errs, p->section->file, p->section->line,
                              "plugin \"%s\": init failed (%d); see the lines above", p->name, rc);
@@ -254,6 +259,8 @@ int plugin_set_load(plugin_set_t *set, const config_t *cfg, config_errors_t *err
             check_section_keys(p, errs);
         }
         set->errs = NULL;
+        if (errs->n == errors_before)
+            openapi_build(set, errs);
     }
     /* Plugins that never made it into the ordered list are closed here; the ordered
      * ones are unloaded by plugin_set_unload. */
@@ -290,6 +297,8 @@ void plugin_set_unload(plugin_set_t *set)
     free(set->items);
     set->items = NULL;
     set->n = 0;
+    free(set->openapi_text);
+    set->openapi_text = NULL;
     plugin_free(set->host);
     set->host = NULL;
 }

@@ -198,34 +198,69 @@ static int user_init(px_plugin_t *self)
     if (rc)
         return rc;
 
-    static const struct {
-        const char *method, *pattern;
-        px_handler_fn fn;
-        int auth;
-        const char *role;
-    } routes[] = {
-        {"POST", "/v1/auth/register", auth_register, PX_AUTH_NONE, NULL},
-        {"POST", "/v1/auth/login", auth_login, PX_AUTH_NONE, NULL},
-        {"POST", "/v1/auth/refresh", auth_refresh, PX_AUTH_NONE, NULL},
-        {"POST", "/v1/auth/logout", auth_logout, PX_AUTH_REQUIRED, NULL},
-        {"GET", "/v1/users/me", users_me, PX_AUTH_REQUIRED, NULL},
-        {"GET", "/v1/users", users_list, PX_AUTH_REQUIRED, "admin"},
-        {"POST", "/v1/users", users_create, PX_AUTH_REQUIRED, "admin"},
-        {"GET", "/v1/users/:userId", users_get, PX_AUTH_REQUIRED, NULL},
-        {"PUT", "/v1/users/:userId", users_update, PX_AUTH_REQUIRED, NULL},
-        {"DELETE", "/v1/users/:userId", users_delete, PX_AUTH_REQUIRED, NULL},
+    /* Each route from its spec: the host validates what the spec names before the
+     * handler runs and describes the route in /openapi.json from it. */
+#define ERRORS(...) {__VA_ARGS__, {409, "Error", TAKEN, NULL}, {0}}
+#define TAKEN "The username or email is taken, or the Idempotency-Key was used for another request"
+#define ROUTE(m, p, fn, a, r, body, resp, text, q, pp)                                        \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn, .auth = a,   \
+     .role = r, .request_schema = body, .responses = resp, .summary = text, .tag = "users",  \
+     .query = q, .params = pp}
+    static const px_response_spec_t tokens_201[] = ERRORS({201, "AuthTokens", NULL, NULL});
+    static const px_response_spec_t tokens_200[] = {
+        {200, "AuthTokens", NULL, NULL},
+        {429, "Error", "Too many failed logins (rate_limited), with Retry-After", NULL}, {0}};
+    static const px_response_spec_t user_201[] = ERRORS({201, "User", NULL, NULL});
+    static const px_response_spec_t user_200[] = {{200, "User", NULL, NULL}, {0}};
+    static const px_response_spec_t user_put[] = ERRORS({200, "User", NULL, NULL});
+    static const px_response_spec_t list_200[] = {{200, "UserList", NULL, NULL}, {0}};
+    static const px_response_spec_t done_204[] = {{204, NULL, NULL, NULL}, {0}};
+    static const px_param_spec_t list_query[] = {
+        {"page", "{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 1000000000, "
+                 "\"default\": 1}", 0, NULL},
+        {"limit", "{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 100, \"default\": 10}",
+         0, NULL},
+        {"search", "{\"type\": \"string\", \"maxLength\": 200}", 0,
+         "matches username, email and names, case-insensitively"},
+        {NULL, NULL, 0, NULL}};
+    /* An id that is not a uuid names no user: 404, as for one that does not exist. */
+    static const px_param_spec_t user_id[] = {
+        {"userId", "{\"type\": \"string\", \"format\": \"uuid\"}", 1, NULL},
+        {NULL, NULL, 0, NULL}};
+    static const px_route_spec_t routes[] = {
+        ROUTE("POST", "/v1/auth/register", auth_register, PX_AUTH_NONE, NULL, "RegisterRequest",
+              tokens_201, "Register (before_user_register may veto; Idempotency-Key)", NULL, NULL),
+        ROUTE("POST", "/v1/auth/login", auth_login, PX_AUTH_NONE, NULL, "LoginRequest",
+              tokens_200, "Log in by email or username", NULL, NULL),
+        ROUTE("POST", "/v1/auth/refresh", auth_refresh, PX_AUTH_NONE, NULL, "RefreshRequest",
+              tokens_200, "Rotate the refresh token for new tokens", NULL, NULL),
+        ROUTE("POST", "/v1/auth/logout", auth_logout, PX_AUTH_REQUIRED, NULL, "RefreshRequest",
+              done_204, "End the session the refresh token belongs to", NULL, NULL),
+        ROUTE("GET", "/v1/users/me", users_me, PX_AUTH_REQUIRED, NULL, NULL, user_200,
+              "The caller's own account", NULL, NULL),
+        ROUTE("POST", "/v1/users", users_create, PX_AUTH_REQUIRED, "admin", "CreateUserRequest",
+              user_201, "Create a user of any role (admin; Idempotency-Key)", NULL, NULL),
+        ROUTE("GET", "/v1/users", users_list, PX_AUTH_REQUIRED, "admin", NULL, list_200,
+              "List users (admin)", list_query, NULL),
+        ROUTE("GET", "/v1/users/:userId", users_get, PX_AUTH_REQUIRED, NULL, NULL, user_200,
+              "Get a user (self or admin)", NULL, user_id),
+        ROUTE("PUT", "/v1/users/:userId", users_update, PX_AUTH_REQUIRED, NULL,
+              "UpdateUserRequest", user_put, "Update a user (self or admin; role by admins)",
+              NULL, user_id),
+        ROUTE("DELETE", "/v1/users/:userId", users_delete, PX_AUTH_REQUIRED, NULL, NULL,
+              done_204, "Delete a user and end their sessions (self or admin)",
+              NULL, user_id),
     };
     rc = px_migrations(self, user_migrations);
+    if (!rc)
+        rc = px_schema(self, NULL, user_schemas);
     for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++)
-        rc = px_route_auth(self, routes[i].method, routes[i].pattern, routes[i].fn, NULL,
-                           routes[i].auth, routes[i].role);
+        rc = px_route_add(self, &routes[i]);
     if (!rc)
         rc = px_command(self, "create-admin",
                         "user:create-admin USERNAME EMAIL - create an admin; the password is "
                         "read from stdin",
                         command_create_admin);
-    if (!rc)
-        rc = px_openapi(self, openapi_fragment());
     if (rc) {
         password_fini();
         return rc;

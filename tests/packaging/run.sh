@@ -250,10 +250,10 @@ skel() {
         test -f /usr/local/lib/panthera/plugins/skel.so &&
         ! dpkg -S /usr/local/lib/panthera/plugins/skel.so 2>/dev/null &&
         panthera-plugin enable skel && kill -HUP "$(cat /run/panthera/pantherad.pid)" &&
-        wait_code /v1/skel 200 15 && curl -s "$BASE/v1/skel" | grep -q '"plugin": *"skel"' &&
+        wait_code /v1/skel/items 200 15 && PANTHERA_URL=$BASE make -C skel check &&
         pantherad -t | grep -q 'skel 0.1.0 (/usr/local/lib/panthera/plugins/skel.so)'
 }
-check "panthera-plugin-new's skeleton builds, installs under /usr/local, is found along the default plugin_path and answers GET /v1/skel" skel
+check "panthera-plugin-new's skeleton builds, installs under /usr/local, is found along the default plugin_path and passes its make check" skel
 panthera-plugin -q disable skel >/dev/null 2>&1
 gone() {
     rm -f /usr/local/lib/panthera/plugins/skel.so
