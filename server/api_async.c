@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "crash.h"
 #include "http.h"
 #include "log.h"
 #include "pg.h"
@@ -123,7 +124,9 @@ static void pg_query_done(const pg_result_t *res, const pg_error_t *err, void *u
     px_pg_fn cb = op->cb.pg;
     void *user = op->userdata;
     op_finish(op);
+    crash_enter(r);
     cb(r, (const px_pg_result_t *)res, (const px_pg_error_t *)err, user);
+    crash_leave();
 }
 
 static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql, int nparams,
@@ -227,8 +230,10 @@ static void pg_begin_done(pg_txn_t *txn, const pg_error_t *err, void *ud)
     px_pg_txn_fn cb = op->cb.txn;
     void *user = op->userdata;
     op_finish(op);
+    crash_enter(r);
     if (!txn) {
         cb(r, NULL, (const px_pg_error_t *)err, user);
+        crash_leave();
         return;
     }
     struct px_pg_txn *t = xcalloc(1, sizeof(*t));
@@ -237,6 +242,7 @@ static void pg_begin_done(pg_txn_t *txn, const pg_error_t *err, void *ud)
     t->next = r->txns;
     r->txns = t;
     cb(r, t, NULL, user);
+    crash_leave();
 }
 
 int api_pg_begin(px_req_t *r, px_pg_txn_fn cb, void *ud)
@@ -266,8 +272,11 @@ static void pg_end_done(const pg_error_t *err, void *ud)
     px_pg_done_fn cb = op->cb.done;
     void *user = op->userdata;
     op_finish(op);
-    if (cb)
+    if (cb) {
+        crash_enter(r);
         cb(r, (const px_pg_error_t *)err, user);
+        crash_leave();
+    }
 }
 
 static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
@@ -307,7 +316,9 @@ static void redis_done(const redis_reply_t *reply, const redis_error_t *err, voi
     int e = 0;
     if (err)
         e = err->kind == REDIS_ETIMEOUT ? PX_REDIS_TIMEOUT : PX_REDIS_UNAVAILABLE;
+    crash_enter(r);
     cb(r, (const px_redis_reply_t *)reply, e, user);
+    crash_leave();
 }
 
 int api_redis_command(px_req_t *r, int argc, const char *const *argv, const size_t *argvlen,
@@ -667,7 +678,10 @@ static void job_after(uv_work_t *uv, int status)
         r = job->op->req;
         op_finish(job->op);
     }
+    if (r)
+        crash_enter(r);
     job->done(r, status == 0 ? 0 : PX_EUNAVAIL, job->userdata);
+    crash_leave();
     free(job);
     /* Room for the next waiting job. */
     while (w->jobs_head && w->jobs_running < w->cfg->blocking_jobs) {

@@ -19,9 +19,18 @@
 #include "worker.h"
 
 /* The gateway: verify the bearer token and the route's role before any plugin code runs.
- * Returns non-zero when it has answered. */
+ * Returns non-zero when it has answered.
+ *
+ * A route registered without auth still has its token checked when admins' hooks run:
+ * a rule such as "admins only under /v1/x/" must see the admin on every route, not only
+ * on those whose plugin asked for a caller. There a missing or bad token is no error and
+ * the caller is lent to the hooks alone (hook_caller): the plugin, which asked for no
+ * caller, keeps seeing an anonymous request, as its idempotency scope does. */
 int gateway_check_caller(px_req_t *r, const route_t *rt)
 {
+    bool hooks_only = rt->auth == PX_AUTH_NONE;
+    if (hooks_only && !r->worker->hooks)
+        return 0;
     const auth_settings_t *a = &r->worker->cfg->auth;
     const char *header = NULL;
     for (uint32_t i = 0; i < r->nheaders && !header; i++) {
@@ -30,7 +39,7 @@ int gateway_check_caller(px_req_t *r, const route_t *rt)
             header = r->head.data + h->value_off;
     }
     if (!header) {
-        if (rt->auth == PX_AUTH_OPTIONAL)
+        if (rt->auth != PX_AUTH_REQUIRED)
             return 0;
         http_respond_error(r, 401, "unauthorized", "a bearer token is required", NULL);
         return 1;
@@ -45,13 +54,16 @@ int gateway_check_caller(px_req_t *r, const route_t *rt)
         rc = auth_jwt_verify((const unsigned char *)a->token_secret, strlen(a->token_secret),
                              token, len, a->issuer, (int64_t)time(NULL),
                              (int64_t)(a->leeway_ms / 1000), &caller);
+    if (rc && hooks_only)
+        return 0;
     if (rc) {
         char msg[96];
         snprintf(msg, sizeof(msg), "invalid bearer token: %s", auth_strerror(rc));
         http_respond_error(r, 401, "unauthorized", msg, NULL);
         return 1;
     }
-    r->has_caller = true;
+    r->has_caller = !hooks_only;
+    r->hook_caller = hooks_only;
     memcpy(r->caller_id, caller.id, sizeof(r->caller_id));
     memcpy(r->caller_role, caller.role, sizeof(r->caller_role));
     if (rt->auth == PX_AUTH_REQUIRED && rt->role[0] && strcmp(rt->role, caller.role) != 0 &&
@@ -81,8 +93,8 @@ static void request_context(px_req_t *r, hooks_request_view_t *view)
         .method = r->method_name ? r->method_name : "",
         .path = r->path,
         .path_len = r->path ? r->path_len : 0,
-        .caller_id = r->has_caller ? r->caller_id : NULL,
-        .caller_role = r->has_caller ? r->caller_role : NULL,
+        .caller_id = r->has_caller || r->hook_caller ? r->caller_id : NULL,
+        .caller_role = r->has_caller || r->hook_caller ? r->caller_role : NULL,
         .body_size = (int64_t)r->body.len,
         .plugin = r->plugin,
         .nheaders = r->nheaders,

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "crash.h"
 #include "gateway.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -199,7 +200,14 @@ static void dispatch(conn_t *c)
     r->route = m.route;
     r->plugin = m.route->owner;
     r->plugin_metrics_id = m.route->owner_id;
-    if (m.route->auth != PX_AUTH_NONE && gateway_check_caller(r, m.route))
+    if (crash_route_disabled(m.route)) {
+        http_respond_error(r, 503, "unavailable",
+                           "this route is switched off after repeated crashes until the next "
+                           "reload",
+                           NULL);
+        return;
+    }
+    if (gateway_check_caller(r, m.route))
         return;
     if (w->ratelimit && ratelimit_check(w->ratelimit, r, dispatch_resume))
         return;
@@ -247,7 +255,9 @@ static void dispatch_route(px_req_t *r, const router_match_t *m)
             return;
         }
     }
+    crash_enter(r);
     int rc = m->route->handler(r, m->route->userdata);
+    crash_leave();
     if (r->responded || rc == PX_ASYNC)
         return;
     if (rc < 0) {

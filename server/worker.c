@@ -23,6 +23,7 @@
 
 #include "api.h"
 #include "log.h"
+#include "crash.h"
 #include "metrics.h"
 #include "openapi.h"
 #include "ratelimit.h"
@@ -400,6 +401,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
         return 78;
     }
     metrics_attach(slot);
+    crash_attach(slot);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
 
