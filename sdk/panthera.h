@@ -74,6 +74,9 @@ enum {
     PX_EEXIST = -11,   /* already registered */
     /* 1.2 */
     PX_EBUSY = -12,    /* a stream's backlog is full: the client is not reading; stop */
+    PX_ERANGE = -13,          /* 400 bad_request: a number does not fit */
+    PX_EPRECONDITION = -14,   /* 412 precondition_failed: If-Match no longer matches */
+    PX_ENOTACCEPTABLE = -15,  /* 406 not_acceptable: no representation Accept allows */
 };
 
 /* PX_DONE: "already answered" — a helper such as px_hook_run() that sent the response
@@ -414,7 +417,43 @@ typedef struct px_route_spec {
 #define PX_API_1_2_FILES(X)
 #define PX_API_VOID_1_2_FILES(X)
 
-#define PX_API_1_2_HELPERS(X)
+/* HELPERS. PostgreSQL ergonomics first. What grouping means for a plugin: px_pg_query
+ * statements that several requests submit in one loop iteration may share one implicit
+ * transaction on one connection, which may carry other plugins' statements too. The host
+ * keeps them apart: a statement never sees a neighbour's error (a failed group runs again
+ * statement by statement), prepared-statement names are the plugin's own (the host
+ * prefixes them with the plugin's name, so two plugins may both call theirs
+ * "item_by_id"), and the session is the host's: a plugin never changes it with SQL (SET,
+ * PREPARE, LISTEN, temporary tables, advisory session locks), since the next statement
+ * on that connection may be another plugin's. Use a transaction (px_pg_begin) when
+ * statements must see each other or fail together.
+ *
+ * Since 1.2, px_pg_txn_query accepts a NULL callback: the statement is queued behind the
+ * others without the plugin waiting for it (a batch of inserts, then px_pg_commit). If
+ * any statement of the transaction fails, the later ones are refused by PostgreSQL and
+ * the commit reports the FIRST failure's own error (SQLSTATE, message, constraint,
+ * detail: a 23505 stays a 23505, so px_res_pg_error answers 409), never 25P02. A 1.1
+ * host refuses a NULL callback with PX_EINVAL. */
+#define PX_API_1_2_HELPERS(X)                                                                 \
+    /* The constraint a 23xxx error names ("users_email_key"), or NULL; and PostgreSQL's   \
+     * DETAIL line ("Key (email)=(a@b.c) already exists."), or NULL. Borrowed like the     \
+     * error itself: valid only inside the callback. */                                    \
+    X(const char *, pg_error_constraint, (const px_pg_error_t *err), (err))                 \
+    X(const char *, pg_error_detail, (const px_pg_error_t *err), (err))                     \
+    /* 1 when the value is SQL NULL or out of range, else 0. */                             \
+    X(int, pg_is_null, (const px_pg_result_t *res, int row, int col), (res, row, col))      \
+    /* Typed values: 0 with the value in *out, PX_EINVAL when it is NULL, out of range or  \
+     * not of that type as PostgreSQL prints it (integer: decimal digits; bool: "t"/"f",   \
+     * stored as 1/0; double: any float8 text, "NaN" and "Infinity" included), and       \
+     * PX_ERANGE when an integer does not fit int64. *out is untouched on error. */       \
+    X(int, pg_int64, (const px_pg_result_t *res, int row, int col, int64_t *out),            \
+      (res, row, col, out))                                                                 \
+    X(int, pg_bool, (const px_pg_result_t *res, int row, int col, int *out),                \
+      (res, row, col, out))                                                                 \
+    X(int, pg_double, (const px_pg_result_t *res, int row, int col, double *out),           \
+      (res, row, col, out))                                                                 \
+    /* The column's name as the query named it; NULL out of range. Borrowed like values. */ \
+    X(const char *, pg_colname, (const px_pg_result_t *res, int col), (res, col))
 #define PX_API_VOID_1_2_HELPERS(X)
 
 #define PX_API_1_2(X)                                                                         \

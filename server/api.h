@@ -16,6 +16,9 @@ void api_req_cancel_work(px_req_t *req);
  * soon (pg_interrupt). Every callback still runs, so the handler finishes and answers, into
  * the void, and the request ends the ordinary way. */
 void api_req_interrupt_work(px_req_t *req);
+/* The name a plugin's prepared statement `name` has on the shared connections (api_pg.c):
+ * "<plugin>:<name>", hashed to fit 63 bytes. PX_EINVAL for an empty or too long name. */
+int api_pg_stmt_name(const char *plugin, const char *name, char out[64]);
 /* Answer a hook's deny or failure; returns PX_DONE. */
 int api_hook_answer(px_req_t *req, const char *name, hooks_result_t *out);
 

@@ -129,12 +129,19 @@ static void pg_query_done(const pg_result_t *res, const pg_error_t *err, void *u
     crash_leave();
 }
 
+/* `cb` may be NULL in a transaction only: the statement is queued without a callback, and
+ * a failure shows in the commit's error (pg.c keeps the first). */
 static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql, int nparams,
                        const char *const *values, px_pg_fn cb, void *ud)
 {
     pg_pool_t *pool = r->worker->pg;
-    if ((!pool && !txn) || !sql || !cb)
-        return !sql || !cb ? PX_EINVAL : PX_EUNAVAIL;
+    if ((!pool && !txn) || !sql || (!cb && !txn))
+        return !sql || (!cb && !txn) ? PX_EINVAL : PX_EUNAVAIL;
+    if (!cb) {
+        int rc = name ? pg_txn_query_prepared(txn, name, sql, nparams, values, NULL, NULL, NULL)
+                      : pg_txn_query(txn, sql, nparams, values, NULL, NULL, NULL);
+        return rc ? PX_EINVAL : 0;
+    }
     req_op_t *op = op_new(r, OP_PG_QUERY, (req_op_cb_t){.pg = cb}, ud);
     pg_handle_t **h = (pg_handle_t **)&op->handle;
     int rc;
@@ -151,10 +158,20 @@ static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char 
     return 0;
 }
 
+/* A plugin's statement names are its own: see api_pg.c. */
+static int plugin_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql,
+                        int nparams, const char *const *values, px_pg_fn cb, void *ud)
+{
+    char stmt[64];
+    if (name && api_pg_stmt_name(r->plugin, name, stmt))
+        return PX_EINVAL;
+    return start_query(r, txn, name ? stmt : NULL, sql, nparams, values, cb, ud);
+}
+
 int api_pg_query(px_req_t *r, const char *name, const char *sql, int nparams,
                  const char *const *values, px_pg_fn cb, void *ud)
 {
-    return start_query(r, NULL, name, sql, nparams, values, cb, ud);
+    return plugin_query(r, NULL, name, sql, nparams, values, cb, ud);
 }
 
 int api_pg_rows(const px_pg_result_t *res)
@@ -262,7 +279,7 @@ int api_pg_begin(px_req_t *r, px_pg_txn_fn cb, void *ud)
 int api_pg_txn_query(px_pg_txn_t *t, const char *name, const char *sql, int nparams,
                      const char *const *values, px_pg_fn cb, void *ud)
 {
-    return start_query(t->req, t->txn, name, sql, nparams, values, cb, ud);
+    return plugin_query(t->req, t->txn, name, sql, nparams, values, cb, ud);
 }
 
 static void pg_end_done(const pg_error_t *err, void *ud)

@@ -1,0 +1,169 @@
+/*
+ * helperkit — exercises the SDK 1.2 HELPERS area in the host's own tests. Never enabled
+ * in production. Its table comes from its migrations/.
+ *
+ *   GET  /v1/helperkit/stmt?v=X   a prepared statement named "pgkit_item_by_id", as pgkit
+ *                                 names its own for other SQL -> {"value": "X@helperkit"}
+ *   POST /v1/helperkit/batch      {"names": [...], "scores": [...]?} inserted in one
+ *                                 transaction, every statement queued without a callback;
+ *                                 the commit's outcome -> 201 {"inserted": N}, or 200
+ *                                 {"error": {sqlstate, constraint, detail, message}}
+ *   GET  /v1/helperkit/types      typed getters on one row of literals
+ */
+#include <panthera/panthera.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static px_plugin_t *self_plugin;
+
+static void stmt_done(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                      void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    px_res_json(req, 200, json_pack("{s:s?}", "value", px_pg_value(res, 0, 0)));
+}
+
+static int stmt(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *values[] = {px_req_query(req, "v")};
+    int rc = px_pg_query(req, "pgkit_item_by_id", "SELECT $1::text || '@helperkit'", 1, values,
+                         stmt_done, NULL);
+    return rc ? rc : PX_ASYNC;
+}
+
+/* ---- a batch of statements with no callback each ---- */
+
+static void batch_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
+{
+    json_t *names = ud;
+    if (!err) {
+        px_res_json(req, 201, json_pack("{s:I}", "inserted", (json_int_t)json_array_size(names)));
+        return;
+    }
+    px_res_json(req, 200,
+                json_pack("{s:{s:s, s:s?, s:s?, s:s, s:i}}", "error", "sqlstate",
+                          px_pg_error_sqlstate(err), "constraint", px_pg_error_constraint(err),
+                          "detail", px_pg_error_detail(err), "message",
+                          px_pg_error_message(err), "kind", px_pg_error_kind(err)));
+}
+
+static void batch_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+{
+    json_t *body = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    json_t *names = json_object_get(body, "names");
+    json_t *scores = json_object_get(body, "scores");
+    for (size_t i = 0; i < json_array_size(names); i++) {
+        char score[32];
+        json_t *s = json_array_get(scores, i);
+        snprintf(score, sizeof(score), "%lld", s ? (long long)json_integer_value(s) : 0LL);
+        const char *values[] = {json_string_value(json_array_get(names, i)), score};
+        int rc = px_pg_txn_query(txn, "batch_insert",
+                                 "INSERT INTO helperkit_items (name, score) VALUES ($1, $2::int)",
+                                 2, values, NULL, NULL);
+        if (rc) {
+            px_pg_rollback(txn, NULL, NULL);
+            px_res_error(req, 500, "internal", "could not queue a statement", NULL);
+            return;
+        }
+    }
+    px_pg_commit(txn, batch_committed, names);
+}
+
+static int batch(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body;
+    int rc = px_req_json(req, &body);
+    if (rc)
+        return rc;
+    if (!json_is_array(json_object_get(body, "names")))
+        return px_res_error(req, 400, "validation_failed", "names is required", NULL);
+    rc = px_pg_begin(req, batch_begun, body);
+    return rc ? rc : PX_ASYNC;
+}
+
+/* ---- typed getters ---- */
+
+static json_t *int64_of(const px_pg_result_t *res, int col)
+{
+    int64_t v;
+    int rc = px_pg_int64(res, 0, col, &v);
+    return rc ? json_pack("{s:i}", "rc", rc) : json_pack("{s:I}", "value", (json_int_t)v);
+}
+
+static void types_done(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                       void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    int b = -1, rc_b_on_text, rc_b_null;
+    double d = 0, inf = 0;
+    int dummy;
+    int rc_b = px_pg_bool(res, 0, 1, &b);
+    rc_b_on_text = px_pg_bool(res, 0, 4, &dummy);
+    rc_b_null = px_pg_bool(res, 0, 3, &dummy);
+    int rc_d = px_pg_double(res, 0, 2, &d);
+    int rc_inf = px_pg_double(res, 0, 6, &inf);
+    double dd;
+    int rc_d_text = px_pg_double(res, 0, 4, &dd);
+    json_t *cols = json_array();
+    for (int c = 0; c <= px_pg_cols(res); c++)
+        json_array_append_new(cols, px_pg_colname(res, c) ? json_string(px_pg_colname(res, c))
+                                                          : json_null());
+    px_res_json(req, 200,
+                json_pack("{s:o, s:o, s:o, s:{s:i, s:i}, s:{s:i, s:f}, s:i, s:i, s:i, s:{s:i, "
+                          "s:b}, s:o, s:i, s:i}",
+                          "int", int64_of(res, 0), "big", int64_of(res, 5), "int_on_text",
+                          int64_of(res, 4), "bool", "rc", rc_b, "value", b, "double", "rc", rc_d,
+                          "value", d, "bool_on_text", rc_b_on_text, "bool_on_null", rc_b_null,
+                          "double_on_text", rc_d_text, "inf", "rc", rc_inf, "positive",
+                          inf > 1e308, "columns", cols, "null", px_pg_is_null(res, 0, 3),
+                          "not_null", px_pg_is_null(res, 0, 0)));
+}
+
+static int types(px_req_t *req, void *ud)
+{
+    (void)ud;
+    int rc = px_pg_query(req, NULL,
+                         "SELECT 42::int8 AS i, true AS b, 2.5::float8 AS d, NULL::text AS n, "
+                         "'x1' AS s, 9223372036854775808::numeric AS big, "
+                         "'Infinity'::float8 AS inf",
+                         0, NULL, types_done, NULL);
+    return rc ? rc : PX_ASYNC;
+}
+
+extern const px_migration_t helperkit_migrations[];
+
+static int helperkit_init(px_plugin_t *self)
+{
+    self_plugin = self;
+    static const struct {
+        const char *method, *pattern;
+        px_handler_fn fn;
+    } routes[] = {
+        {"GET", "/v1/helperkit/stmt", stmt},
+        {"POST", "/v1/helperkit/batch", batch},
+        {"GET", "/v1/helperkit/types", types},
+    };
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        int rc = px_route(self, routes[i].method, routes[i].pattern, routes[i].fn, NULL);
+        if (rc)
+            return rc;
+    }
+    return px_migrations(self, helperkit_migrations);
+}
+
+PX_PLUGIN("helperkit", "1.0.0", helperkit_init, NULL, NULL);
