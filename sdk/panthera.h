@@ -453,7 +453,58 @@ typedef struct px_route_spec {
     X(int, pg_double, (const px_pg_result_t *res, int row, int col, double *out),           \
       (res, row, col, out))                                                                 \
     /* The column's name as the query named it; NULL out of range. Borrowed like values. */ \
-    X(const char *, pg_colname, (const px_pg_result_t *res, int col), (res, col))
+    X(const char *, pg_colname, (const px_pg_result_t *res, int col), (res, col))          \
+    /* Answer a PX_E* code the way the host answers a handler that returns it (400         \
+     * bad_request, 404 not_found, 406 not_acceptable, 409 conflict, 412                  \
+     * precondition_failed, ...; an unknown code is 500 internal), with `message` (copied; \
+     * NULL: the status's reason phrase). Returns 0 once answered, PX_ESTATE if the request \
+     * was answered already. */                                                             \
+    X(int, res_code, (px_req_t * req, int code, const char *message), (req, code, message)) \
+    /* The list parameters of API.md: ?page (from 1, default 1) and ?limit (1..100,        \
+     * default 10) into *page and *limit. Returns 0, or PX_DONE after answering 400          \
+     * validation_failed with `fields` naming the bad parameter: return it from the handler. \
+     * PX_EINVAL for NULL pointers. */                                                       \
+    X(int, req_page, (px_req_t * req, int *page, int *limit), (req, page, limit))          \
+    /* Answer 200 with the list shape {"total", "page", "limit", "<items_name>": items}.     \
+     * Takes `items` (a JSON array), even on error. */                                      \
+    X(int, res_list, (px_req_t * req, const char *items_name, json_t *items, int64_t total, \
+                      int page, int limit),                                                 \
+      (req, items_name, items, total, page, limit))                                         \
+    /* The path parameter `name` as a canonical lowercase UUID (36 characters) in `out`.    \
+     * Returns 0, or PX_DONE after answering 404 not_found when it is absent or not a UUID \
+     * (a malformed id names nothing, like an unknown one: the same answer, no hint).      \
+     * Accepts any case and the hyphenated form only. */                                     \
+    X(int, req_uuid, (px_req_t * req, const char *name, char out[37]), (req, name, out))   \
+    /* A new random (version 4) UUID, lowercase, in `out`. Returns 0, or PX_EINTERNAL when \
+     * the system has no randomness to give. */                                            \
+    X(int, uuid_new, (char out[37]), (out))                                                 \
+    /* A declared config key read with the host's own parsers (the same ones [server]     \
+     * uses): integer (decimal, in int64), bool (yes/no, on/off, true/false, 1/0), duration \
+     * ("500ms", "30s", "5m", "1h", "2d"; a bare number is seconds) in milliseconds, size   \
+     * ("512", "8k", "16m", "1g") in bytes. Returns 0 with the value in *out; PX_ENOENT   \
+     * when the key has no value and no default (or was never declared); PX_EINVAL when    \
+     * the value is malformed, after logging one line naming the plugin, key and value   \
+     * (call these in init and return the code: start-up and `pantherad -t` then fail). */ \
+    X(int, config_int, (px_plugin_t * plugin, const char *key, int64_t *out), (plugin, key, out)) \
+    X(int, config_bool, (px_plugin_t * plugin, const char *key, int *out), (plugin, key, out)) \
+    X(int, config_duration_ms, (px_plugin_t * plugin, const char *key, int64_t *out),      \
+      (plugin, key, out))                                                                   \
+    X(int, config_size, (px_plugin_t * plugin, const char *key, uint64_t *out),            \
+      (plugin, key, out))                                                                   \
+    /* Content negotiation: `offers` is a NULL-terminated list of media types the handler \
+     * can produce, best first ("application/json", "text/csv"). Returns the index of the  \
+     * offer the Accept header prefers (highest q, the most specific matching range       \
+     * deciding an offer's q, ties to the earlier offer; no Accept header: 0), or          \
+     * PX_ENOTACCEPTABLE when Accept allows none of them (return it: 406 not_acceptable). */ \
+    X(int, req_accept, (px_req_t * req, const char *const *offers), (req, offers))        \
+    /* Optimistic concurrency (API.md): `etag` is the resource's current version as text  \
+     * ("3"), sent quoted. px_req_if_match returns 0 when the request has no If-Match, or \
+     * one that lists "<etag>" (strong comparison) or *; else PX_EPRECONDITION (return it: \
+     * 412 precondition_failed). px_res_etag adds the ETag header and, for a GET or HEAD   \
+     * whose If-None-Match lists it (weak comparison) or *, answers 304 and returns        \
+     * PX_DONE; otherwise it returns 0 and the handler answers as usual. */                \
+    X(int, req_if_match, (px_req_t * req, const char *etag), (req, etag))                  \
+    X(int, res_etag, (px_req_t * req, const char *etag), (req, etag))
 #define PX_API_VOID_1_2_HELPERS(X)
 
 #define PX_API_1_2(X)                                                                         \

@@ -67,8 +67,10 @@ const char *http_status_reason(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
+    case 412: return "Precondition Failed";
     case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
@@ -98,6 +100,8 @@ int http_error_status(int px_error, const char **code)
         {PX_EAUTH, 401, "unauthorized"},        {PX_EPERM, 403, "forbidden"},
         {PX_ENOENT, 404, "not_found"},          {PX_ECONFLICT, 409, "conflict"},
         {PX_ETOOBIG, 413, "payload_too_large"}, {PX_EUNAVAIL, 503, "unavailable"},
+        {PX_ERANGE, 400, "bad_request"},        {PX_EPRECONDITION, 412, "precondition_failed"},
+        {PX_ENOTACCEPTABLE, 406, "not_acceptable"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(map); i++) {
         if (map[i].err == px_error) {
@@ -115,7 +119,9 @@ static const char *default_error_code(int status)
     case 401: return "unauthorized";
     case 403: return "forbidden";
     case 404: return "not_found";
+    case 406: return "not_acceptable";
     case 409: return "conflict";
+    case 412: return "precondition_failed";
     case 413: return "payload_too_large";
     case 429: return "rate_limited";
     case 503: return "unavailable";

@@ -36,8 +36,75 @@ static void test_stmt_names(void)
     CHECK(strcmp(a, c) != 0);
 }
 
+static int chosen(const char *header)
+{
+    static const char *const offers[] = {"application/json", "text/csv", "image/svg+xml", NULL};
+    return api_accept_choose(header, offers);
+}
+
+static void test_accept(void)
+{
+    CHECK_EQ_INT(chosen(NULL), 0);
+    CHECK_EQ_INT(chosen(""), 0);
+    CHECK_EQ_INT(chosen("*/*"), 0);
+    CHECK_EQ_INT(chosen("text/csv"), 1);
+    CHECK_EQ_INT(chosen("TEXT/CSV"), 1);
+    CHECK_EQ_INT(chosen("image/*"), 2);
+    CHECK_EQ_INT(chosen("text/csv;q=0.5, application/json;q=0.4"), 1);
+    CHECK_EQ_INT(chosen("text/csv;q=0.5, application/json"), 0);
+    CHECK_EQ_INT(chosen("application/json;q=0.9, text/csv; charset=utf-8; q=1"), 1);
+    /* Ties go to the earlier offer; a more specific range decides an offer's q. */
+    CHECK_EQ_INT(chosen("text/csv, application/json"), 0);
+    CHECK_EQ_INT(chosen("*/*;q=0.8, application/json;q=0"), 1);
+    CHECK_EQ_INT(chosen("text/*;q=0.3, */*;q=0.1"), 1);
+    /* Nothing acceptable: 406. */
+    CHECK_EQ_INT(chosen("text/html"), PX_ENOTACCEPTABLE);
+    CHECK_EQ_INT(chosen("application/json;q=0, text/csv;q=0, image/svg+xml;q=0.000"),
+                 PX_ENOTACCEPTABLE);
+    CHECK_EQ_INT(chosen("application/xml, text/*;q=0"), PX_ENOTACCEPTABLE);
+    /* Malformed ranges are ignored, not fatal. */
+    CHECK_EQ_INT(chosen("garbage, text/csv"), 1);
+    CHECK_EQ_INT(chosen("text/csv;q=2, image/svg+xml;q=0.1"), 2);
+    CHECK_EQ_INT(chosen("text/csv;q=abc"), PX_ENOTACCEPTABLE);
+    CHECK_EQ_INT(chosen("/, */"), PX_ENOTACCEPTABLE);
+}
+
+static void test_etags(void)
+{
+    CHECK(api_etag_listed("\"3\"", "3", false));
+    CHECK(api_etag_listed(" \"1\", \"3\" ", "3", false));
+    CHECK(api_etag_listed("*", "3", false));
+    CHECK(!api_etag_listed("\"33\"", "3", false));
+    CHECK(!api_etag_listed("3", "3", false));       /* unquoted: not an entity tag */
+    CHECK(!api_etag_listed("W/\"3\"", "3", false)); /* If-Match compares strongly */
+    CHECK(api_etag_listed("W/\"3\"", "3", true));   /* If-None-Match weakly */
+    CHECK(!api_etag_listed("\"3", "3", true));
+    CHECK(!api_etag_listed("", "3", true));
+}
+
+static void test_uuids(void)
+{
+    char out[37], again[37];
+    CHECK(api_uuid_canonical("123E4567-E89B-12D3-A456-426614174000", out));
+    CHECK_STR(out, "123e4567-e89b-12d3-a456-426614174000");
+    CHECK(!api_uuid_canonical("123e4567e89b12d3a456426614174000", out));
+    CHECK(!api_uuid_canonical("123e4567-e89b-12d3-a456-42661417400g", out));
+    CHECK(!api_uuid_canonical("123e4567-e89b-12d3-a456-4266141740001", out));
+    CHECK(!api_uuid_canonical("{23e4567-e89b-12d3-a456-42661417400}", out));
+    CHECK(!api_uuid_canonical(NULL, out));
+    CHECK_EQ_INT(api_uuid_new(out), 0);
+    CHECK_EQ_INT(api_uuid_new(again), 0);
+    CHECK(strcmp(out, again) != 0);
+    char canon[37];
+    CHECK(api_uuid_canonical(out, canon) && !strcmp(out, canon));
+    CHECK(out[14] == '4' && strchr("89ab", out[19]));
+}
+
 int main(void)
 {
     RUN(test_stmt_names);
+    RUN(test_accept);
+    RUN(test_etags);
+    RUN(test_uuids);
     return check_finish();
 }

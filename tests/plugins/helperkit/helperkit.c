@@ -9,6 +9,17 @@
  *                                 the commit's outcome -> 201 {"inserted": N}, or 200
  *                                 {"error": {sqlstate, constraint, detail, message}}
  *   GET  /v1/helperkit/types      typed getters on one row of literals
+ *   GET  /v1/helperkit/code/:n    px_res_code(-n, "from helperkit")
+ *   GET  /v1/helperkit/list       px_req_page + px_res_list over 95 numbered items
+ *   GET  /v1/helperkit/things/:id px_req_uuid -> {"id": canonical}
+ *   GET  /v1/helperkit/uuid       {"id": px_uuid_new()}
+ *   GET  /v1/helperkit/config     the typed config values (keys below)
+ *   GET  /v1/helperkit/report     px_req_accept over JSON, CSV
+ *   GET  /v1/helperkit/versioned  ETag "7" (If-None-Match -> 304)
+ *   PUT  /v1/helperkit/versioned  If-Match must list "7" (else 412)
+ *
+ * Config ([plugin:helperkit]): count (int, 5), enabled (bool, yes), ttl (duration, 90s),
+ * max (size, 8k), unset (no default). Read at init: a malformed value refuses start-up.
  */
 #include <panthera/panthera.h>
 #include <stdio.h>
@@ -145,11 +156,114 @@ static int types(px_req_t *req, void *ud)
     return rc ? rc : PX_ASYNC;
 }
 
+/* ---- helpers every plugin needs ---- */
+
+static int code(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return px_res_code(req, -atoi(px_req_param(req, "n")), "from helperkit");
+}
+
+static int list(px_req_t *req, void *ud)
+{
+    (void)ud;
+    int page, limit;
+    int rc = px_req_page(req, &page, &limit);
+    if (rc)
+        return rc;
+    json_t *items = json_array();
+    for (int i = (page - 1) * limit; i < page * limit && i < 95; i++)
+        json_array_append_new(items, json_integer(i));
+    return px_res_list(req, "things", items, 95, page, limit);
+}
+
+static int thing(px_req_t *req, void *ud)
+{
+    (void)ud;
+    char id[37];
+    int rc = px_req_uuid(req, "id", id);
+    if (rc)
+        return rc;
+    return px_res_json(req, 200, json_pack("{s:s}", "id", id));
+}
+
+static int uuid(px_req_t *req, void *ud)
+{
+    (void)ud;
+    char id[37];
+    int rc = px_uuid_new(id);
+    return rc ? rc : px_res_json(req, 200, json_pack("{s:s}", "id", id));
+}
+
+static int64_t cfg_count, cfg_ttl;
+static int cfg_enabled, cfg_unset_rc;
+static uint64_t cfg_max;
+
+static int config(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return px_res_json(req, 200,
+                       json_pack("{s:I, s:b, s:I, s:I, s:i}", "count", (json_int_t)cfg_count,
+                                 "enabled", cfg_enabled, "ttl_ms", (json_int_t)cfg_ttl, "max",
+                                 (json_int_t)cfg_max, "unset_rc", cfg_unset_rc));
+}
+
+static int report(px_req_t *req, void *ud)
+{
+    (void)ud;
+    static const char *const offers[] = {"application/json", "text/csv", NULL};
+    int which = px_req_accept(req, offers);
+    if (which < 0)
+        return which;
+    if (which == 1)
+        return px_res_send(req, 200, "text/csv; charset=utf-8", "a,b\r\n1,2\r\n", 10);
+    return px_res_json(req, 200, json_pack("{s:i, s:i}", "a", 1, "b", 2));
+}
+
+static int versioned_get(px_req_t *req, void *ud)
+{
+    (void)ud;
+    int rc = px_res_etag(req, "7");
+    if (rc)
+        return rc;
+    return px_res_json(req, 200, json_pack("{s:i}", "version", 7));
+}
+
+static int versioned_put(px_req_t *req, void *ud)
+{
+    (void)ud;
+    int rc = px_req_if_match(req, "7");
+    if (rc)
+        return rc;
+    return px_res_json(req, 200, json_pack("{s:i}", "version", 8));
+}
+
+static int read_config(px_plugin_t *self)
+{
+    static const char *const keys[][2] = {
+        {"count", "5"}, {"enabled", "yes"}, {"ttl", "90s"}, {"max", "8k"}, {"unset", NULL}};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        px_config_declare(self, keys[i][0], keys[i][1]);
+    int rc = px_config_int(self, "count", &cfg_count);
+    if (!rc)
+        rc = px_config_bool(self, "enabled", &cfg_enabled);
+    if (!rc)
+        rc = px_config_duration_ms(self, "ttl", &cfg_ttl);
+    if (!rc)
+        rc = px_config_size(self, "max", &cfg_max);
+    int64_t unused;
+    cfg_unset_rc = px_config_int(self, "unset", &unused);
+    return rc;
+}
+
 extern const px_migration_t helperkit_migrations[];
 
 static int helperkit_init(px_plugin_t *self)
 {
     self_plugin = self;
+    int rc = read_config(self);
+    if (rc)
+        return rc;
     static const struct {
         const char *method, *pattern;
         px_handler_fn fn;
@@ -157,9 +271,17 @@ static int helperkit_init(px_plugin_t *self)
         {"GET", "/v1/helperkit/stmt", stmt},
         {"POST", "/v1/helperkit/batch", batch},
         {"GET", "/v1/helperkit/types", types},
+        {"GET", "/v1/helperkit/code/:n", code},
+        {"GET", "/v1/helperkit/list", list},
+        {"GET", "/v1/helperkit/things/:id", thing},
+        {"GET", "/v1/helperkit/uuid", uuid},
+        {"GET", "/v1/helperkit/config", config},
+        {"GET", "/v1/helperkit/report", report},
+        {"GET", "/v1/helperkit/versioned", versioned_get},
+        {"PUT", "/v1/helperkit/versioned", versioned_put},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = px_route(self, routes[i].method, routes[i].pattern, routes[i].fn, NULL);
+        rc = px_route(self, routes[i].method, routes[i].pattern, routes[i].fn, NULL);
         if (rc)
             return rc;
     }

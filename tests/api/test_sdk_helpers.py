@@ -1,0 +1,154 @@
+"""SDK 1.2 helpers every plugin needs (server/api_helpers.c) through helperkit: the host's
+code-to-answer mapping, page/limit and the list shape, uuid path parameters and new uuids,
+typed config values, content negotiation, ETag / If-Match / If-None-Match."""
+import os
+import re
+import uuid
+
+import pytest
+import requests
+
+from panthera_server import Server
+from test_sdk_pg_helpers import conninfo
+
+PGHOST = os.environ.get("PANTHERA_PGHOST")
+pytestmark = pytest.mark.skipif(not PGHOST, reason="PANTHERA_PGHOST is unset: no PostgreSQL")
+TIMEOUT = 10
+
+
+def make(config=None):
+    return Server(workers=1, plugins=("helperkit",), plugin_config={"helperkit": config or {}},
+                  sections={"postgres": {"conninfo": conninfo()}})
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = make()
+    s.start()
+    yield s
+    s.stop()
+    s.cleanup()
+
+
+def get(s, path, **kw):
+    return requests.get(s.url(path), timeout=TIMEOUT, **kw)
+
+
+def error(r, status, code):
+    assert r.status_code == status, (r.status_code, r.text)
+    err = r.json()["error"]
+    assert err["code"] == code, err
+    return err
+
+
+@pytest.mark.parametrize("code,status,name", [
+    (1, 400, "bad_request"), (3, 401, "unauthorized"), (4, 403, "forbidden"),
+    (5, 404, "not_found"), (6, 409, "conflict"), (7, 413, "payload_too_large"),
+    (8, 503, "unavailable"), (9, 500, "internal"), (13, 400, "bad_request"),
+    (14, 412, "precondition_failed"), (15, 406, "not_acceptable"), (99, 500, "internal")])
+def test_code_maps_like_a_handler_return(server, code, status, name):
+    err = error(get(server, "/v1/helperkit/code/%d" % code), status, name)
+    assert err["message"] == "from helperkit"
+
+
+def test_list_defaults_and_shape(server):
+    r = get(server, "/v1/helperkit/list")
+    assert r.status_code == 200
+    assert r.json() == {"total": 95, "page": 1, "limit": 10, "things": list(range(10))}
+    r = get(server, "/v1/helperkit/list", params={"page": 10, "limit": 10})
+    assert r.json()["things"] == list(range(90, 95))
+    r = get(server, "/v1/helperkit/list", params={"page": 2, "limit": 100})
+    assert r.json() == {"total": 95, "page": 2, "limit": 100, "things": []}
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"limit": "ten"}, "limit"),
+    ({"limit": "1.5"}, "limit"), ({"page": 0}, "page"), ({"page": -1}, "page"),
+    ({"page": "x"}, "page"), ({"page": ""}, "page")])
+def test_list_parameters_are_validated(server, params, field):
+    err = error(get(server, "/v1/helperkit/list", params=params), 400, "validation_failed")
+    assert list(err["fields"]) == [field], err
+
+
+def test_uuid_parameters(server):
+    u = str(uuid.uuid4())
+    assert get(server, "/v1/helperkit/things/" + u).json() == {"id": u}
+    assert get(server, "/v1/helperkit/things/" + u.upper()).json() == {"id": u}
+    for bad in ("1", u[:-1], u + "0", u.replace("-", ""), u[:-1] + "g", "%41"):
+        error(get(server, "/v1/helperkit/things/" + bad), 404, "not_found")
+
+
+def test_new_uuids_are_v4_and_distinct(server):
+    ids = {get(server, "/v1/helperkit/uuid").json()["id"] for _ in range(20)}
+    assert len(ids) == 20
+    for i in ids:
+        assert uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i
+
+
+def test_typed_config_defaults(server):
+    assert get(server, "/v1/helperkit/config").json() == {
+        "count": 5, "enabled": True, "ttl_ms": 90000, "max": 8192, "unset_rc": -5}
+
+
+def test_typed_config_values():
+    s = make({"count": "-12", "enabled": "off", "ttl": "2d", "max": "3m"})
+    try:
+        s.start()
+        assert get(s, "/v1/helperkit/config").json() == {
+            "count": -12, "enabled": False, "ttl_ms": 2 * 86400000, "max": 3 << 20,
+            "unset_rc": -5}
+    finally:
+        s.stop()
+        s.cleanup()
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("count", "5x", "a whole number"), ("enabled", "maybe", "yes or no"),
+    ("ttl", "1.5s", "a duration"), ("max", "1t", "a size")])
+def test_malformed_config_refuses_start(key, value, expected):
+    s = make({key: value})
+    try:
+        rc, out, err = s.check_config()
+        assert rc != 0, (out, err)
+        assert re.search(r'\[plugin:helperkit\] %s = "%s": expected %s' % (
+            key, re.escape(value), expected), out + err), out + err
+    finally:
+        s.cleanup()
+
+
+@pytest.mark.parametrize("accept,status,ctype", [
+    (None, 200, "application/json"), ("*/*", 200, "application/json"),
+    ("text/csv", 200, "text/csv"), ("text/*", 200, "text/csv"),
+    ("application/json;q=0.5, text/csv;q=0.9", 200, "text/csv"),
+    ("text/csv;q=0.1, */*;q=0.2", 200, "application/json"),
+    ("image/svg+xml", 406, None), ("text/csv;q=0, application/json;q=0", 406, None)])
+def test_content_negotiation(server, accept, status, ctype):
+    r = get(server, "/v1/helperkit/report", headers={"Accept": accept} if accept else {})
+    if status == 406:
+        error(r, 406, "not_acceptable")
+        assert r.headers.get("Content-Type", "").startswith("application/json")
+        return
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith(ctype), r.headers
+    if ctype == "text/csv":
+        assert r.content == b"a,b\r\n1,2\r\n"
+
+
+def test_etag_and_if_none_match(server):
+    r = get(server, "/v1/helperkit/versioned")
+    assert r.status_code == 200 and r.headers["ETag"] == '"7"' and r.json() == {"version": 7}
+    for inm in ('"7"', 'W/"7"', '"1", "7"', "*"):
+        r = get(server, "/v1/helperkit/versioned", headers={"If-None-Match": inm})
+        assert r.status_code == 304 and r.content == b"" and r.headers["ETag"] == '"7"', inm
+    r = get(server, "/v1/helperkit/versioned", headers={"If-None-Match": '"6"'})
+    assert r.status_code == 200
+
+
+def test_if_match(server):
+    url = server.url("/v1/helperkit/versioned")
+    assert requests.put(url, timeout=TIMEOUT).status_code == 200  # no If-Match: last write wins
+    for ok in ('"7"', '"3", "7"', "*"):
+        assert requests.put(url, headers={"If-Match": ok}, timeout=TIMEOUT).status_code == 200
+    for stale in ('"6"', 'W/"7"', "7"):
+        r = requests.put(url, headers={"If-Match": stale}, timeout=TIMEOUT)
+        error(r, 412, "precondition_failed")
+        assert r.reason == "Precondition Failed"
