@@ -209,6 +209,8 @@ typedef struct px_route_spec {
 
 /* 1.2 PostgreSQL ergonomics and helpers. */
 /* -- HELPERS TYPES -- */
+/* A Redis Lua script the host runs by its SHA1 (px_redis_script_new). */
+typedef struct px_redis_script px_redis_script_t;
 
 /*
  * The function table, version by version. Each entry is
@@ -504,8 +506,28 @@ typedef struct px_route_spec {
      * whose If-None-Match lists it (weak comparison) or *, answers 304 and returns        \
      * PX_DONE; otherwise it returns 0 and the handler answers as usual. */                \
     X(int, req_if_match, (px_req_t * req, const char *etag), (req, etag))                  \
-    X(int, res_etag, (px_req_t * req, const char *etag), (req, etag))
-#define PX_API_VOID_1_2_HELPERS(X)
+    X(int, res_etag, (px_req_t * req, const char *etag), (req, etag))                      \
+    /* A Redis Lua script (`source` copied), known to Redis by its SHA1. Make it once, in  \
+     * init, and free it in fini with px_redis_script_free (calls in flight keep what they \
+     * need). NULL for a NULL source. */                                                    \
+    X(px_redis_script_t *, redis_script_new, (px_plugin_t * plugin, const char *source),    \
+      (plugin, source))                                                                     \
+    /* The 40 lowercase hex digits of the script's SHA1 (borrowed from the script). */     \
+    X(const char *, redis_script_sha, (const px_redis_script_t *script), (script))         \
+    /* Run `script` like EVAL: `numkeys` keys, then the other arguments, argc in all      \
+     * (binary safe as px_redis_command). Sent as EVALSHA; when Redis does not know the   \
+     * script (first use, a restart, SCRIPT FLUSH) it is sent again as EVAL, which loads  \
+     * it, within the same deadline: `cb` sees one reply either way, and an error the     \
+     * script raised as a PX_REDIS_ERROR reply. Returns 0, PX_EINVAL (bad counts, NULL    \
+     * script or cb) or PX_EUNAVAIL (Redis not configured or not connected: `cb` is not   \
+     * called). */                                                                         \
+    X(int, redis_eval, (px_req_t * req, const px_redis_script_t *script, int numkeys,        \
+                        int argc, const char *const *argv, const size_t *argvlen,           \
+                        px_redis_fn cb, void *userdata),                                    \
+      (req, script, numkeys, argc, argv, argvlen, cb, userdata))
+#define PX_API_VOID_1_2_HELPERS(X)                                                            \
+    /* Free a script from px_redis_script_new; NULL is accepted. */                         \
+    X(void, redis_script_free, (px_redis_script_t * script), (script))
 
 #define PX_API_1_2(X)                                                                         \
     PX_API_1_2_ROUTES(X) PX_API_1_2_TASKS(X) PX_API_1_2_EVENTS(X) PX_API_1_2_CHANNELS(X)     \

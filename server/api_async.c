@@ -359,6 +359,41 @@ int api_redis_command(px_req_t *r, int argc, const char *const *argv, const size
     return 0;
 }
 
+/* ---- Redis scripts (1.2): redis.c's EVALSHA with the NOSCRIPT fallback ---- */
+
+px_redis_script_t *api_redis_script_new(px_plugin_t *plugin, const char *source)
+{
+    UNUSED(plugin);
+    return source ? (px_redis_script_t *)redis_script_new(source) : NULL;
+}
+
+const char *api_redis_script_sha(const px_redis_script_t *script)
+{
+    return script ? redis_script_sha((const redis_script_t *)script) : NULL;
+}
+
+void api_redis_script_free(px_redis_script_t *script)
+{
+    redis_script_free((redis_script_t *)script);
+}
+
+int api_redis_eval(px_req_t *r, const px_redis_script_t *script, int numkeys, int argc,
+                   const char *const *argv, const size_t *argvlen, px_redis_fn cb, void *ud)
+{
+    redis_client_t *client = r->worker->redis;
+    if (!script || !cb || numkeys < 0 || argc < numkeys || (argc > 0 && !argv))
+        return PX_EINVAL;
+    if (!client || !redis_is_connected(client))
+        return PX_EUNAVAIL;
+    req_op_t *op = op_new(r, OP_REDIS, (req_op_cb_t){.redis = cb}, ud);
+    if (redis_eval(client, (const redis_script_t *)script, numkeys, argc, (const char **)argv,
+                   argvlen, redis_done, op, (redis_handle_t **)&op->handle)) {
+        op_finish(op);
+        return PX_EUNAVAIL;
+    }
+    return 0;
+}
+
 int api_redis_type(const px_redis_reply_t *reply)
 {
     switch (redis_reply_type((const redis_reply_t *)reply)) {

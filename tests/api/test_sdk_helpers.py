@@ -1,8 +1,10 @@
 """SDK 1.2 helpers every plugin needs (server/api_helpers.c) through helperkit: the host's
 code-to-answer mapping, page/limit and the list shape, uuid path parameters and new uuids,
 typed config values, content negotiation, ETag / If-Match / If-None-Match."""
+import hashlib
 import os
 import re
+import subprocess
 import uuid
 
 import pytest
@@ -16,9 +18,15 @@ pytestmark = pytest.mark.skipif(not PGHOST, reason="PANTHERA_PGHOST is unset: no
 TIMEOUT = 10
 
 
+REDIS = os.environ.get("PANTHERA_REDIS_SOCKET")
+
+
 def make(config=None):
+    sections = {"postgres": {"conninfo": conninfo()}}
+    if REDIS:
+        sections["redis"] = {"address": "unix:" + REDIS}
     return Server(workers=1, plugins=("helperkit",), plugin_config={"helperkit": config or {}},
-                  sections={"postgres": {"conninfo": conninfo()}})
+                  sections=sections)
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +160,28 @@ def test_if_match(server):
         r = requests.put(url, headers={"If-Match": stale}, timeout=TIMEOUT)
         error(r, 412, "precondition_failed")
         assert r.reason == "Precondition Failed"
+
+
+@pytest.mark.skipif(not REDIS, reason="PANTHERA_REDIS_SOCKET is unset: no Redis")
+def test_redis_script_by_sha_survives_script_flush(server):
+    from services import redis_lock
+    key = "helperkit-" + uuid.uuid4().hex
+    url = server.url("/v1/helperkit/incr/" + key)
+    sha = hashlib.sha1(b"return redis.call('INCRBY', KEYS[1], ARGV[1])").hexdigest()
+    with redis_lock(exclusive=False):
+        try:
+            r = requests.post(url, params={"by": 5}, timeout=TIMEOUT)
+            assert r.status_code == 200 and r.json() == {"value": 5, "sha": sha}, r.text
+            exists = subprocess.run(["redis-cli", "-s", REDIS, "script", "exists", sha],
+                                    capture_output=True, text=True, timeout=10).stdout
+            assert exists.strip() == "1", exists
+            # Redis forgets it (as after a restart): the next call falls back to EVAL.
+            subprocess.run(["redis-cli", "-s", REDIS, "script", "flush"], check=True,
+                           capture_output=True, timeout=10)
+            r = requests.post(url, params={"by": 2}, timeout=TIMEOUT)
+            assert r.status_code == 200 and r.json()["value"] == 7, r.text
+            r = requests.post(server.url("/v1/helperkit/fail"), timeout=TIMEOUT)
+            assert r.status_code == 200 and "helperkit says no" in r.json()["error"], r.text
+        finally:
+            subprocess.run(["redis-cli", "-s", REDIS, "del", key], capture_output=True,
+                           timeout=10)

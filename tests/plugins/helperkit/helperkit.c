@@ -17,6 +17,8 @@
  *   GET  /v1/helperkit/report     px_req_accept over JSON, CSV
  *   GET  /v1/helperkit/versioned  ETag "7" (If-None-Match -> 304)
  *   PUT  /v1/helperkit/versioned  If-Match must list "7" (else 412)
+ *   POST /v1/helperkit/incr/:key?by=N  a Lua script (INCRBY) by SHA -> {"value", "sha"}
+ *   POST /v1/helperkit/fail       a Lua script that raises -> {"error": text}
  *
  * Config ([plugin:helperkit]): count (int, 5), enabled (bool, yes), ttl (duration, 90s),
  * max (size, 8k), unset (no default). Read at init: a malformed value refuses start-up.
@@ -238,6 +240,42 @@ static int versioned_put(px_req_t *req, void *ud)
     return px_res_json(req, 200, json_pack("{s:i}", "version", 8));
 }
 
+/* ---- Redis scripts ---- */
+
+static px_redis_script_t *incr_script, *fail_script;
+
+static void script_done(px_req_t *req, const px_redis_reply_t *reply, int err, void *ud)
+{
+    px_redis_script_t *script = ud;
+    if (err) {
+        px_res_code(req, PX_EUNAVAIL, "redis is unavailable");
+        return;
+    }
+    if (px_redis_type(reply) == PX_REDIS_ERROR) {
+        px_res_json(req, 200, json_pack("{s:s}", "error", px_redis_string(reply, NULL)));
+        return;
+    }
+    px_res_json(req, 200,
+                json_pack("{s:I, s:s}", "value", (json_int_t)px_redis_integer(reply), "sha",
+                          px_redis_script_sha(script)));
+}
+
+static int incr(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *by = px_req_query(req, "by");
+    const char *argv[] = {px_req_param(req, "key"), by ? by : "1"};
+    int rc = px_redis_eval(req, incr_script, 1, 2, argv, NULL, script_done, incr_script);
+    return rc ? rc : PX_ASYNC;
+}
+
+static int fail(px_req_t *req, void *ud)
+{
+    (void)ud;
+    int rc = px_redis_eval(req, fail_script, 0, 0, NULL, NULL, script_done, fail_script);
+    return rc ? rc : PX_ASYNC;
+}
+
 static int read_config(px_plugin_t *self)
 {
     static const char *const keys[][2] = {
@@ -264,6 +302,8 @@ static int helperkit_init(px_plugin_t *self)
     int rc = read_config(self);
     if (rc)
         return rc;
+    incr_script = px_redis_script_new(self, "return redis.call('INCRBY', KEYS[1], ARGV[1])");
+    fail_script = px_redis_script_new(self, "return redis.error_reply('helperkit says no')");
     static const struct {
         const char *method, *pattern;
         px_handler_fn fn;
@@ -279,6 +319,8 @@ static int helperkit_init(px_plugin_t *self)
         {"GET", "/v1/helperkit/report", report},
         {"GET", "/v1/helperkit/versioned", versioned_get},
         {"PUT", "/v1/helperkit/versioned", versioned_put},
+        {"POST", "/v1/helperkit/incr/:key", incr},
+        {"POST", "/v1/helperkit/fail", fail},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         rc = px_route(self, routes[i].method, routes[i].pattern, routes[i].fn, NULL);
@@ -288,4 +330,11 @@ static int helperkit_init(px_plugin_t *self)
     return px_migrations(self, helperkit_migrations);
 }
 
-PX_PLUGIN("helperkit", "1.0.0", helperkit_init, NULL, NULL);
+static void helperkit_fini(px_plugin_t *self)
+{
+    (void)self;
+    px_redis_script_free(incr_script);
+    px_redis_script_free(fail_script);
+}
+
+PX_PLUGIN("helperkit", "1.0.0", helperkit_init, helperkit_fini, NULL);
