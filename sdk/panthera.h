@@ -524,10 +524,35 @@ typedef struct px_redis_script px_redis_script_t;
     X(int, redis_eval, (px_req_t * req, const px_redis_script_t *script, int numkeys,        \
                         int argc, const char *const *argv, const size_t *argvlen,           \
                         px_redis_fn cb, void *userdata),                                    \
-      (req, script, numkeys, argc, argv, argvlen, cb, userdata))
+      (req, script, numkeys, argc, argv, argvlen, cb, userdata))                            \
+    /* Declare a Lua hook point the plugin runs with px_hook_run ("before_task_create"),  \
+     * with a one-line description for admins: `pantherad -t` lists every declared hook   \
+     * with its plugin. Names are [a-z_][a-z0-9_]*, at most 63 bytes, never on_request or \
+     * on_response. Returns 0, PX_EINVAL for a bad name or description, PX_EEXIST when   \
+     * any plugin declared it already, PX_ESTATE after init. Only during init. */         \
+    X(int, hook_declare, (px_plugin_t * plugin, const char *name, const char *description), \
+      (plugin, name, description))                                                          \
+    /* Plugin metrics, in /metrics with a plugin="NAME" label and summed over workers.     \
+     * `name` follows Prometheus ([a-zA-Z_:][a-zA-Z0-9_:]*, not starting with "panthera_"; \
+     * a counter's name should end in _total), `help` is one line (copied). A name has one \
+     * kind across plugins (two plugins may share a counter name: two samples). Returns  \
+     * the metric's id (>= 0) for px_metric_add / px_metric_observe, PX_EINVAL for a bad \
+     * name, help or bounds (or a full table), PX_EEXIST when this plugin declared it      \
+     * already or another declared it with the other kind, PX_ESTATE after init. The      \
+     * histogram's `bounds` (copied) are 1..32 finite upper bounds in increasing order;  \
+     * +Inf is added. Only during init. */                                                 \
+    X(int, metric_counter, (px_plugin_t * plugin, const char *name, const char *help),     \
+      (plugin, name, help))                                                                 \
+    X(int, metric_histogram, (px_plugin_t * plugin, const char *name, const char *help,    \
+                              const double *bounds, int nbounds),                           \
+      (plugin, name, help, bounds, nbounds))
 #define PX_API_VOID_1_2_HELPERS(X)                                                            \
     /* Free a script from px_redis_script_new; NULL is accepted. */                         \
-    X(void, redis_script_free, (px_redis_script_t * script), (script))
+    X(void, redis_script_free, (px_redis_script_t * script), (script))                     \
+    /* Add `n` to a counter / count `value` into a histogram (no locks, no allocation: fine \
+     * on every request). An id that is not this plugin's metric of that kind is ignored. */ \
+    X(void, metric_add, (px_plugin_t * plugin, int id, uint64_t n), (plugin, id, n))       \
+    X(void, metric_observe, (px_plugin_t * plugin, int id, double value), (plugin, id, value))
 
 #define PX_API_1_2(X)                                                                         \
     PX_API_1_2_ROUTES(X) PX_API_1_2_TASKS(X) PX_API_1_2_EVENTS(X) PX_API_1_2_CHANNELS(X)     \

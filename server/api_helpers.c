@@ -19,6 +19,7 @@
 #include "api.h"
 #include "http.h"
 #include "log.h"
+#include "metrics_plugin.h"
 #include "plugin.h"
 #include "util.h"
 
@@ -385,4 +386,57 @@ int api_res_etag(px_req_t *r, const char *etag)
         return PX_DONE;
     }
     return 0;
+}
+
+/* ---- declared hook points and plugin metrics ---- */
+
+static bool registering(px_plugin_t *p)
+{
+    return p && p->set && p->set->registering == p;
+}
+
+int api_hook_declare(px_plugin_t *p, const char *name, const char *description)
+{
+    if (!registering(p))
+        return PX_ESTATE;
+    if (!name || !*name || strlen(name) > 63 || !description || strpbrk(description, "\r\n") ||
+        !strcmp(name, "on_request") || !strcmp(name, "on_response") || isdigit((unsigned char)*name))
+        return PX_EINVAL;
+    for (const char *s = name; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return PX_EINVAL;
+    plugin_set_t *set = p->set;
+    for (size_t i = 0; i < set->n; i++)
+        if (set->items[i]->hook_points && json_object_get(set->items[i]->hook_points, name))
+            return PX_EEXIST;
+    if (!p->hook_points)
+        p->hook_points = json_object();
+    if (json_object_get(p->hook_points, name))
+        return PX_EEXIST;
+    json_object_set_new(p->hook_points, name, json_string(description));
+    return 0;
+}
+
+int api_metric_counter(px_plugin_t *p, const char *name, const char *help)
+{
+    return registering(p) ? metrics_plugin_counter(p->name, name, help) : PX_ESTATE;
+}
+
+int api_metric_histogram(px_plugin_t *p, const char *name, const char *help,
+                         const double *bounds, int nbounds)
+{
+    return registering(p) ? metrics_plugin_histogram(p->name, name, help, bounds, nbounds)
+                          : PX_ESTATE;
+}
+
+void api_metric_add(px_plugin_t *p, int id, uint64_t n)
+{
+    if (p)
+        metrics_plugin_add(p->name, id, n);
+}
+
+void api_metric_observe(px_plugin_t *p, int id, double value)
+{
+    if (p)
+        metrics_plugin_observe(p->name, id, value);
 }

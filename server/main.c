@@ -44,6 +44,24 @@ static void print_route(const route_t *rt, void *arg)
     printf("  %-7s %-40s %s\n", router_method_name(rt->method), rt->pattern, rt->owner);
 }
 
+/* The hook points an admin's Lua script may define: the host's two, then what each
+ * plugin declared (px_hook_declare). */
+static void print_hooks(const plugin_set_t *plugins)
+{
+    printf("hooks:\n");
+    printf("  %-28s %-12s %s\n", "on_request", "host", "every routed request, before its plugin");
+    printf("  %-28s %-12s %s\n", "on_response", "host", "every answer, before it is sent");
+    for (size_t i = 0; i < plugins->n; i++) {
+        const char *name;
+        json_t *description;
+        json_object_foreach(plugins->items[i]->hook_points, name, description)
+        {
+            printf("  %-28s %-12s %s\n", name, plugins->items[i]->name,
+                   json_string_value(description));
+        }
+    }
+}
+
 static int check_config(config_t *cfg)
 {
     plugin_set_t plugins;
@@ -74,6 +92,7 @@ static int check_config(config_t *cfg)
                    plugins.items[i]->path);
         printf("routes:\n");
         router_foreach(plugins.router, print_route, NULL);
+        print_hooks(&plugins);
         printf("configuration OK\n");
     }
     config_errors_free(&errs);

@@ -44,6 +44,7 @@
 #include "crash.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_plugin.h"
 #include "migrate.h"
 #include "util.h"
 #include "worker.h"
@@ -536,8 +537,10 @@ int master_run(config_t *cfg)
         return 1;
     }
     rc = crash_init();
+    if (!rc)
+        rc = metrics_plugin_init();
     if (rc) {
-        log_error("cannot map the shared crash table: %s", strerror(-rc));
+        log_error("cannot map the shared crash and plugin metrics tables: %s", strerror(-rc));
         return 1;
     }
     for (size_t i = 0; i < cfg->nplugins; i++)

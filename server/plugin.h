@@ -30,6 +30,7 @@ struct px_plugin {
     struct plugin_command *commands;
     size_t ncommands;
     json_t *openapi; /* the plugin's fragment of /openapi.json, or NULL */
+    json_t *hook_points; /* px_hook_declare: name → description, or NULL */
     void *command_db; /* PGconn of px_command_sql, in a command process only */
 };
 

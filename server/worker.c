@@ -25,6 +25,7 @@
 #include "log.h"
 #include "crash.h"
 #include "metrics.h"
+#include "metrics_plugin.h"
 #include "openapi.h"
 #include "ratelimit.h"
 
@@ -402,6 +403,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     }
     metrics_attach(slot);
     crash_attach(slot);
+    metrics_plugin_attach(slot);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
 

@@ -185,3 +185,65 @@ def test_redis_script_by_sha_survives_script_flush(server):
         finally:
             subprocess.run(["redis-cli", "-s", REDIS, "del", key], capture_output=True,
                            timeout=10)
+
+
+def metrics_text(s):
+    return requests.get(s.url("/metrics"), timeout=TIMEOUT).text
+
+
+def sample(text, line_prefix):
+    m = re.search(r"^%s (\S+)$" % re.escape(line_prefix), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_plugin_metrics_in_metrics_with_plugin_label():
+    s = make()
+    s.workers = 2
+    s.write_conf()
+    try:
+        s.start()
+        for v in (0.5, 5, 50, 500, 7):
+            assert requests.post(s.url("/v1/helperkit/observe"), params={"v": v},
+                                 timeout=TIMEOUT).status_code == 200
+        # Any worker answers /metrics with every worker's counts.
+        for _ in range(4):
+            text = metrics_text(s)
+            assert "# TYPE helperkit_calls_total counter" in text, text
+            assert sample(text, 'helperkit_calls_total{plugin="helperkit"}') == 5, text
+            assert "# TYPE helperkit_sizes histogram" in text
+            assert sample(text, 'helperkit_sizes_bucket{plugin="helperkit",le="1"}') == 1
+            assert sample(text, 'helperkit_sizes_bucket{plugin="helperkit",le="10"}') == 3
+            assert sample(text, 'helperkit_sizes_bucket{plugin="helperkit",le="100"}') == 4
+            assert sample(text, 'helperkit_sizes_bucket{plugin="helperkit",le="+Inf"}') == 5
+            assert sample(text, 'helperkit_sizes_count{plugin="helperkit"}') == 5
+            assert sample(text, 'helperkit_sizes_sum{plugin="helperkit"}') == 562.5
+        # A worker that dies leaves its counts in the sums.
+        import os
+        import signal
+        pids = s.wait_workers(2)
+        os.kill(pids[0], signal.SIGKILL)
+        s.wait_workers(2, exclude=(pids[0],))
+        assert sample(metrics_text(s), 'helperkit_calls_total{plugin="helperkit"}') == 5
+    finally:
+        s.stop()
+        s.cleanup()
+
+
+def test_refused_declarations(server):
+    doc = get(server, "/v1/helperkit/declared").json()
+    assert doc == {"dup_counter": -11, "host_name": -1, "bad_name": -1, "unordered": -1,
+                   "multiline_help": -1, "dup_hook": -11, "host_hook": -1, "bad_hook": -1,
+                   "late_counter": -10, "late_hook": -10}, doc
+
+
+def test_check_config_lists_declared_hooks():
+    s = make()
+    try:
+        rc, out, err = s.check_config()
+        assert rc == 0, err
+        hooks = out.split("hooks:\n", 1)[1]
+        assert re.search(r"^  on_request +host ", hooks, re.M), out
+        assert re.search(r"^  before_helperkit_thing +helperkit +changes a helperkit thing$",
+                         hooks, re.M), out
+    finally:
+        s.cleanup()

@@ -2,8 +2,12 @@
  * plugin (api_pg.c). */
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "api.h"
 #include "check.h"
+#include "metrics.h"
+#include "metrics_plugin.h"
 
 static void test_stmt_names(void)
 {
@@ -100,11 +104,54 @@ static void test_uuids(void)
     CHECK(out[14] == '4' && strchr("89ab", out[19]));
 }
 
+static void test_plugin_metrics(void)
+{
+    metrics_plugin_reset();
+    metrics_attach(3);
+    metrics_plugin_attach(3);
+    int a = metrics_plugin_counter("alpha", "jobs_total", "Jobs done.");
+    int b = metrics_plugin_counter("beta", "jobs_total", "Jobs done.");
+    CHECK(a >= 0 && b >= 0 && a != b);
+    CHECK_EQ_INT(metrics_plugin_counter("alpha", "jobs_total", "again"), PX_EEXIST);
+    double bounds[] = {0.1, 1};
+    CHECK_EQ_INT(metrics_plugin_histogram("gamma", "jobs_total", "x", bounds, 2), PX_EEXIST);
+    CHECK_EQ_INT(metrics_plugin_counter("alpha", "panthera_x", "x"), PX_EINVAL);
+    CHECK_EQ_INT(metrics_plugin_counter("alpha", "a-b", "x"), PX_EINVAL);
+    CHECK_EQ_INT(metrics_plugin_counter("alpha", "ok_total", "two\nlines"), PX_EINVAL);
+    double nan_bounds[] = {1, 1};
+    CHECK_EQ_INT(metrics_plugin_histogram("alpha", "h", "x", nan_bounds, 2), PX_EINVAL);
+    CHECK_EQ_INT(metrics_plugin_histogram("alpha", "h", "x", bounds, 0), PX_EINVAL);
+    int h = metrics_plugin_histogram("alpha", "latency_seconds", "Latency.", bounds, 2);
+    CHECK(h >= 0);
+    metrics_plugin_add("alpha", a, 2);
+    metrics_plugin_add("beta", b, 5);
+    metrics_plugin_add("beta", a, 100);  /* not beta's: ignored */
+    metrics_plugin_add("alpha", h, 100); /* not a counter: ignored */
+    metrics_plugin_observe("alpha", h, 0.05);
+    metrics_plugin_observe("alpha", h, 0.5);
+    metrics_plugin_observe("alpha", h, 5);
+    size_t len;
+    char *text = metrics_render(&len);
+    CHECK_CONTAINS(text, "# HELP jobs_total Jobs done.\n# TYPE jobs_total counter\n"
+                         "jobs_total{plugin=\"alpha\"} 2\njobs_total{plugin=\"beta\"} 5\n");
+    CHECK_CONTAINS(text, "# TYPE latency_seconds histogram\n"
+                         "latency_seconds_bucket{plugin=\"alpha\",le=\"0.1\"} 1\n"
+                         "latency_seconds_bucket{plugin=\"alpha\",le=\"1\"} 2\n"
+                         "latency_seconds_bucket{plugin=\"alpha\",le=\"+Inf\"} 3\n"
+                         "latency_seconds_sum{plugin=\"alpha\"} 5.5499999999999998\n"
+                         "latency_seconds_count{plugin=\"alpha\"} 3\n");
+    /* One family for the shared name: HELP and TYPE once. */
+    CHECK(strstr(strstr(text, "# TYPE jobs_total") + 1, "# TYPE jobs_total") == NULL);
+    free(text);
+    metrics_plugin_reset();
+}
+
 int main(void)
 {
     RUN(test_stmt_names);
     RUN(test_accept);
     RUN(test_etags);
     RUN(test_uuids);
+    RUN(test_plugin_metrics);
     return check_finish();
 }

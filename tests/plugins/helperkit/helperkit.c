@@ -19,6 +19,9 @@
  *   PUT  /v1/helperkit/versioned  If-Match must list "7" (else 412)
  *   POST /v1/helperkit/incr/:key?by=N  a Lua script (INCRBY) by SHA -> {"value", "sha"}
  *   POST /v1/helperkit/fail       a Lua script that raises -> {"error": text}
+ *   POST /v1/helperkit/observe?v=X  helperkit_calls_total += 1, X into helperkit_sizes
+ *   GET  /v1/helperkit/declared   what refused declarations returned (in init and now)
+ * Hook: before_helperkit_thing (declared, never run).
  *
  * Config ([plugin:helperkit]): count (int, 5), enabled (bool, yes), ttl (duration, 90s),
  * max (size, 8k), unset (no default). Read at init: a malformed value refuses start-up.
@@ -276,6 +279,57 @@ static int fail(px_req_t *req, void *ud)
     return rc ? rc : PX_ASYNC;
 }
 
+/* ---- metrics and declarations ---- */
+
+static int calls_id, sizes_id;
+static json_t *declared;
+
+static int observe(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *v = px_req_query(req, "v");
+    px_metric_add(self_plugin, calls_id, 1);
+    px_metric_add(self_plugin, sizes_id, 1); /* another kind's id: ignored */
+    if (v)
+        px_metric_observe(self_plugin, sizes_id, atof(v));
+    return px_res_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+static int declared_now(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *out = json_deep_copy(declared);
+    json_object_set_new(out, "late_counter",
+                        json_integer(px_metric_counter(self_plugin, "late_total", "late")));
+    json_object_set_new(out, "late_hook",
+                        json_integer(px_hook_declare(self_plugin, "before_late", "late")));
+    return px_res_json(req, 200, out);
+}
+
+static int declare_all(px_plugin_t *self)
+{
+    static const double bounds[] = {1, 10, 100};
+    static const double unordered[] = {10, 1};
+    calls_id = px_metric_counter(self, "helperkit_calls_total", "Calls of observe.");
+    sizes_id = px_metric_histogram(self, "helperkit_sizes", "Values observed.", bounds, 3);
+    if (calls_id < 0 || sizes_id < 0)
+        return PX_EINVAL;
+    int rc = px_hook_declare(self, "before_helperkit_thing", "changes a helperkit thing");
+    if (rc)
+        return rc;
+    declared = json_pack(
+        "{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "dup_counter",
+        px_metric_counter(self, "helperkit_calls_total", "again"), "host_name",
+        px_metric_counter(self, "panthera_mine_total", "x"), "bad_name",
+        px_metric_counter(self, "9lives", "x"), "unordered",
+        px_metric_histogram(self, "helperkit_u", "x", unordered, 2), "multiline_help",
+        px_metric_counter(self, "helperkit_m_total", "a\nb"), "dup_hook",
+        px_hook_declare(self, "before_helperkit_thing", "again"), "host_hook",
+        px_hook_declare(self, "on_request", "mine"), "bad_hook",
+        px_hook_declare(self, "Before-X", "x"));
+    return 0;
+}
+
 static int read_config(px_plugin_t *self)
 {
     static const char *const keys[][2] = {
@@ -302,6 +356,9 @@ static int helperkit_init(px_plugin_t *self)
     int rc = read_config(self);
     if (rc)
         return rc;
+    rc = declare_all(self);
+    if (rc)
+        return rc;
     incr_script = px_redis_script_new(self, "return redis.call('INCRBY', KEYS[1], ARGV[1])");
     fail_script = px_redis_script_new(self, "return redis.error_reply('helperkit says no')");
     static const struct {
@@ -321,6 +378,8 @@ static int helperkit_init(px_plugin_t *self)
         {"PUT", "/v1/helperkit/versioned", versioned_put},
         {"POST", "/v1/helperkit/incr/:key", incr},
         {"POST", "/v1/helperkit/fail", fail},
+        {"POST", "/v1/helperkit/observe", observe},
+        {"GET", "/v1/helperkit/declared", declared_now},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         rc = px_route(self, routes[i].method, routes[i].pattern, routes[i].fn, NULL);
@@ -335,6 +394,7 @@ static void helperkit_fini(px_plugin_t *self)
     (void)self;
     px_redis_script_free(incr_script);
     px_redis_script_free(fail_script);
+    json_decref(declared);
 }
 
 PX_PLUGIN("helperkit", "1.0.0", helperkit_init, helperkit_fini, NULL);

@@ -309,6 +309,8 @@ static int testkit_init(px_plugin_t *self)
         rc = px_route_auth(self, "GET", "/v1/admin/ping", whoami, NULL, PX_AUTH_OPTIONAL, NULL);
     if (!rc)
         rc = px_route(self, "POST", "/v1/test/hook", hook, NULL);
+    if (!rc && PX_HAS(hook_declare))
+        rc = px_hook_declare(self, "before_test", "changes or vetoes the body of POST /v1/test/hook");
     if (!rc)
         rc = px_route(self, "POST", "/v1/test/token", token, NULL);
     if (!rc)
