@@ -110,15 +110,32 @@ static int settings_load(px_plugin_t *self)
     static const struct {
         const char *key, *dflt;
     } keys[] = {
-        {"scrypt_n", "131072"}, /* 2^17, r=8, p=1: OWASP's scrypt recommendation */
-        {"scrypt_r", "8"},      {"scrypt_p", "1"},       {"cache_ttl", "60s"},
+        /* OWASP's first choice, Argon2id with m=19 MiB, t=2, p=1; and its scrypt
+         * recommendation, 2^17, r=8, p=1, for password_scheme = scrypt. */
+        {"password_scheme", "argon2id"},
+        {"argon2_m", "19456"},  {"argon2_t", "2"},       {"argon2_p", "1"},
+        {"scrypt_n", "131072"}, {"scrypt_r", "8"},      {"scrypt_p", "1"},
+        {"cache_ttl", "60s"},
         {"login_limit", "10"},  {"login_window", "60s"},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         px_config_declare(self, keys[i].key, keys[i].dflt);
 
-    int64_t n, r, p, ttl_ms, limit, window_ms;
-    int rc = setting_int("scrypt_n", 2, (int64_t)1 << 24, &n);
+    int64_t am, at, ap, n, r, p, ttl_ms, limit, window_ms;
+    const char *scheme = px_config_get(self, "password_scheme");
+    if (strcmp(scheme, "argon2id") && strcmp(scheme, "scrypt")) {
+        px_log(self, PX_LOG_ERROR,
+               "[plugin:user] password_scheme = \"%s\": expected argon2id or scrypt", scheme);
+        return PX_EINVAL;
+    }
+    /* Argon2 needs at least 8 KiB per lane; more than 1 GiB per job is a typo. */
+    int rc = setting_int("argon2_p", 1, 64, &ap);
+    if (!rc)
+        rc = setting_int("argon2_m", 8 * ap, (int64_t)1 << 20, &am);
+    if (!rc)
+        rc = setting_int("argon2_t", 1, 64, &at);
+    if (!rc)
+        rc = setting_int("scrypt_n", 2, (int64_t)1 << 24, &n);
     if (!rc)
         rc = setting_int("scrypt_r", 1, 64, &r);
     if (!rc)
@@ -144,6 +161,10 @@ static int settings_load(px_plugin_t *self)
         return PX_EINVAL;
     }
     user_settings = (user_settings_t){
+        .scheme = strcmp(scheme, "scrypt") ? PASSWORD_ARGON2ID : PASSWORD_SCRYPT,
+        .argon2_m = (uint64_t)am,
+        .argon2_t = (uint64_t)at,
+        .argon2_p = (uint64_t)ap,
         .scrypt_n = (uint64_t)n,
         .scrypt_r = (uint32_t)r,
         .scrypt_p = (uint32_t)p,

@@ -6,7 +6,7 @@
  *   auth.c      POST /v1/auth/register, login, refresh, logout
  *   users.c     GET /v1/users/me, the admin list and create, get/update/delete by id
  *   input.c     request bodies and query strings: types, unknown fields, validation
- *   password.c  scrypt hashes (OpenSSL EVP_KDF "SCRYPT"), off the loop through px_work
+ *   password.c  Argon2id hashes (libargon2; scrypt ones still verify), off the loop
  *   tokens.c    refresh tokens and the {userId, username, accessToken, ...} answer
  *   cache.c     profiles cached in Redis (cache-aside) and the caller's own row
  *   limit.c     failed-login throttle per account, counted in Redis
@@ -25,7 +25,13 @@
 /* ---- settings (user.c): read once in init, read-only afterwards, also from the thread
  * pool's password jobs ---- */
 
+enum password_scheme { PASSWORD_ARGON2ID, PASSWORD_SCRYPT };
+
 typedef struct user_settings {
+    int scheme;        /* enum password_scheme: what new hashes are made with */
+    uint64_t argon2_m; /* KiB */
+    uint64_t argon2_t;
+    uint64_t argon2_p;
     uint64_t scrypt_n;
     uint32_t scrypt_r;
     uint32_t scrypt_p;

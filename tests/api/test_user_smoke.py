@@ -233,14 +233,14 @@ def test_failed_logins_are_throttled_per_account(db):
 def test_stale_hash_is_rehashed_at_login(db, srv):
     a = register(srv)
     assert psql(db, "SELECT password_hash FROM users WHERE id = '%s'"
-                % a["userId"]).startswith("scrypt$16384$8$1$")
-    s = user_server(db, scrypt_n="32768")
+                % a["userId"]).startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    s = user_server(db, argon2_t="3")
     try:
         s.start(timeout=30)
         r = post(s, "/v1/auth/login", {"username": a["username"], "password": a["password"]})
         assert r.status_code == 200, r.text
         assert psql(db, "SELECT password_hash FROM users WHERE id = '%s'"
-                    % a["userId"]).startswith("scrypt$32768$8$1$")
+                    % a["userId"]).startswith("$argon2id$v=19$m=19456,t=3,p=1$")
     finally:
         s.cleanup()
     # The old server's parameters still verify the new hash.
