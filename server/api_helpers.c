@@ -54,7 +54,7 @@ int api_req_page(px_req_t *r, int *page, int *limit)
         return PX_EINVAL;
     long p, l;
     const char *bad = NULL, *why = NULL;
-    if (!query_int(r, "page", 1, 1000000, 1, &p)) {
+    if (!query_int(r, "page", 1, 1000000000, 1, &p)) {
         bad = "page";
         why = "must be a whole number from 1";
     } else if (!query_int(r, "limit", 1, PAGE_LIMIT_MAX, PAGE_LIMIT_DEFAULT, &l)) {

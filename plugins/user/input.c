@@ -207,38 +207,6 @@ json_t *input_to_json(const user_input_t *in, unsigned which, unsigned with_null
     return out;
 }
 
-/* A whole number written in digits alone, in [min, max]; `dflt` when absent. */
-static bool query_int(const char *s, int64_t min, int64_t max, int64_t dflt, int64_t *out)
-{
-    if (!s) {
-        *out = dflt;
-        return true;
-    }
-    size_t len = strlen(s);
-    if (len == 0 || len > 12 || strspn(s, "0123456789") != len)
-        return false;
-    int64_t n = strtoll(s, NULL, 10);
-    if (n < min || n > max)
-        return false;
-    *out = n;
-    return true;
-}
-
-int input_page(px_req_t *req, int64_t *page, int64_t *limit)
-{
-    json_t *errors = json_object();
-    if (!query_int(px_req_query(req, "page"), 1, 1000000000, 1, page))
-        json_object_set_new(errors, "page", json_string("must be a whole number of at least 1"));
-    if (!query_int(px_req_query(req, "limit"), 1, 100, 10, limit))
-        json_object_set_new(errors, "limit", json_string("must be a whole number from 1 to 100"));
-    if (json_object_size(errors) == 0) {
-        json_decref(errors);
-        return 0;
-    }
-    user_invalid(req, errors);
-    return PX_DONE;
-}
-
 int input_body(px_req_t *req, json_t **body)
 {
     int rc = px_req_json(req, body);

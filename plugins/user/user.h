@@ -92,8 +92,6 @@ json_t *input_to_json(const user_input_t *in, unsigned which, unsigned with_null
 const char *input_check_password(const char *pw, size_t len);
 const char *input_check_username(const char *s, size_t len);
 const char *input_check_email(const char *s, size_t len);
-/* page and limit of a list: 0, or answers 400 and returns PX_DONE. */
-int input_page(px_req_t *req, int64_t *page, int64_t *limit);
 
 /* ---- password.c ---- */
 
