@@ -26,11 +26,12 @@
 #include "crash.h"
 
 #include <errno.h>
-#include <stdlib.h>
-#include <sys/socket.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <uv.h>
 
@@ -92,9 +93,20 @@ static void ensure(void)
         mine = &shm->slots[0];
 }
 
+/* Bounded and NUL-terminated, without printf: this runs on every request. */
+static void copyn(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (!src)
+        len = 0;
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, src ? src : "", len);
+    dst[len] = '\0';
+}
+
 static void copy(char *dst, size_t cap, const char *src)
 {
-    snprintf(dst, cap, "%s", src ? src : "");
+    copyn(dst, cap, src, src ? strnlen(src, cap) : 0);
 }
 
 /* ---- worker side ---- */
@@ -117,14 +129,13 @@ void crash_enter(px_req_t *r)
         copy(rec->plugin, sizeof(rec->plugin), r->plugin);
         copy(rec->method, sizeof(rec->method), rt ? router_method_name(rt->method) : "-");
         copy(rec->pattern, sizeof(rec->pattern), rt ? rt->pattern : "-");
-        snprintf(rec->path, sizeof(rec->path), "%.*s", (int)(r->path ? r->path_len : 0),
-                 r->path ? r->path : "");
+        copyn(rec->path, sizeof(rec->path), r->path, r->path ? r->path_len : 0);
         copy(rec->request_id, sizeof(rec->request_id), http_req_id(r));
         rec->started_ns = r->start_ns;
-        rec->remote[0] = '\0';
         const conn_t *c = r->conn;
-        if (c && (c->family == AF_INET || c->family == AF_INET6))
-            uv_inet_ntop(c->family, c->addr, rec->remote, sizeof(rec->remote));
+        rec->family = c ? c->family : 0;
+        if (c)
+            memcpy(rec->addr, c->addr, sizeof(rec->addr));
         mine->req = r;
         mine->req_start = r->start_ns;
     }
@@ -176,7 +187,6 @@ bool crash_slot_read(int slot, crash_record_t *out)
     out->pattern[sizeof(out->pattern) - 1] = '\0';
     out->path[sizeof(out->path) - 1] = '\0';
     out->request_id[sizeof(out->request_id) - 1] = '\0';
-    out->remote[sizeof(out->remote) - 1] = '\0';
     return true;
 }
 
@@ -250,8 +260,10 @@ void crash_access_log(const crash_record_t *rec)
     strftime(iso, sizeof(iso), "%Y-%m-%dT%H:%M:%S", &tm);
     buf_t line = {0};
     buf_printf(&line, "{\"time\":\"%s.%03ldZ\",\"remote\":\"", iso, now.tv_nsec / 1000000);
-    buf_append_json_escaped(&line, rec->remote[0] ? rec->remote : "-",
-                            strlen(rec->remote[0] ? rec->remote : "-"));
+    char remote[INET6_ADDRSTRLEN] = "-";
+    if (rec->family == AF_INET || rec->family == AF_INET6)
+        uv_inet_ntop(rec->family, rec->addr, remote, sizeof(remote));
+    buf_append_json_escaped(&line, remote, strlen(remote));
     buf_appends(&line, "\",\"method\":\"");
     buf_append_json_escaped(&line, rec->method, strlen(rec->method));
     buf_appends(&line, "\",\"path\":\"");

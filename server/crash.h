@@ -16,7 +16,8 @@ typedef struct crash_record {
     char pattern[160];
     char path[256];
     char request_id[72];
-    char remote[48];
+    uint8_t family; /* AF_INET, AF_INET6, or 0 when unknown */
+    uint8_t addr[16];
     uint64_t started_ns; /* CLOCK_MONOTONIC, for the access log's duration */
 } crash_record_t;
 

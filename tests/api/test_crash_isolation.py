@@ -63,6 +63,7 @@ def test_crashing_route_is_switched_off_and_others_keep_serving(make_server):
         if l.get("request_id") == "crash-0"]
     assert lines[0]["status"] == 0 and lines[0]["path"] == CRASH, lines
     assert lines[0]["plugin"] == "testkit" and lines[0].get("crashed") is True, lines
+    assert lines[0]["remote"] == "127.0.0.1" and lines[0]["method"] == "GET", lines
     assert crash_metric(s, CRASH) == crashes
     assert crash_metric(s, CRASH, "panthera_route_disabled") == 1
     # Other routes of the same plugin serve.
