@@ -121,7 +121,9 @@ void crash_attach(int slot)
 
 void crash_enter(px_req_t *r)
 {
-    if (!mine)
+    /* The host's own routes (/healthz, /metrics, ...) are no plugin's code, and must never
+     * be switched off: a crash there is a host bug, logged as an ordinary death. */
+    if (!mine || !r->plugin || !strcmp(r->plugin, "host"))
         return;
     if (mine->req != r || mine->req_start != r->start_ns) {
         crash_record_t *rec = &mine->rec;
