@@ -710,6 +710,8 @@ typedef struct work_job {
     px_work_done_fn done;
     void *userdata;
     struct work_job *next;
+    bool recorded; /* `rec` names the request, for crash.c while `work` runs */
+    crash_record_t rec;
 } work_job_t;
 
 static void job_start(work_job_t *job);
@@ -717,7 +719,9 @@ static void job_start(work_job_t *job);
 static void job_run(uv_work_t *uv)
 {
     work_job_t *job = (work_job_t *)uv;
+    int cell = job->recorded ? crash_job_enter(&job->rec) : -1;
     job->work(job->userdata);
+    crash_job_leave(cell);
 }
 
 static void job_after(uv_work_t *uv, int status)
@@ -780,6 +784,7 @@ int api_work(px_req_t *r, px_work_fn work, px_work_done_fn done, void *ud)
     job->work = work;
     job->done = done;
     job->userdata = ud;
+    job->recorded = crash_record_of(r, &job->rec);
     job->op = op_new(r, OP_WORK, (req_op_cb_t){.pg = NULL}, NULL);
     job->op->handle = job;
     if (w->jobs_running < w->cfg->blocking_jobs) {

@@ -42,12 +42,15 @@
 
 #define CRASH_MAX_ROUTES 128
 #define CRASH_WINDOW_MAX 64 /* crash_limit above this counts this many */
+#define CRASH_JOBS 8        /* px_work jobs recorded at once per worker */
 
 typedef struct slot {
     uint32_t active; /* plugin code is running for the request below */
     const void *req; /* which request the strings describe (worker-local identity) */
     uint64_t req_start;
     crash_record_t rec;
+    uint32_t job_state[CRASH_JOBS]; /* 0 free, 2 being written, 1 running */
+    crash_record_t jobs[CRASH_JOBS];
 } slot_t;
 
 typedef struct route_entry {
@@ -119,29 +122,68 @@ void crash_attach(int slot)
     mine = slot > 0 && slot < METRICS_MAX_SLOTS ? &shm->slots[slot] : NULL;
 }
 
+/* The host's own routes (/healthz, /metrics, ...) are no plugin's code, and must never be
+ * switched off: a crash there is a host bug, logged as an ordinary death. */
+static bool recorded(const px_req_t *r)
+{
+    return r->plugin && strcmp(r->plugin, "host") != 0;
+}
+
+static void record_fill(px_req_t *r, crash_record_t *rec)
+{
+    const route_t *rt = r->route;
+    copy(rec->plugin, sizeof(rec->plugin), r->plugin);
+    copy(rec->method, sizeof(rec->method), rt ? router_method_name(rt->method) : "-");
+    copy(rec->pattern, sizeof(rec->pattern), rt ? rt->pattern : "-");
+    copyn(rec->path, sizeof(rec->path), r->path, r->path ? r->path_len : 0);
+    copy(rec->request_id, sizeof(rec->request_id), http_req_id(r));
+    rec->started_ns = r->start_ns;
+    const conn_t *c = r->conn;
+    rec->family = c ? c->family : 0;
+    if (c)
+        memcpy(rec->addr, c->addr, sizeof(rec->addr));
+}
+
 void crash_enter(px_req_t *r)
 {
-    /* The host's own routes (/healthz, /metrics, ...) are no plugin's code, and must never
-     * be switched off: a crash there is a host bug, logged as an ordinary death. */
-    if (!mine || !r->plugin || !strcmp(r->plugin, "host"))
+    if (!mine || !recorded(r))
         return;
     if (mine->req != r || mine->req_start != r->start_ns) {
-        crash_record_t *rec = &mine->rec;
-        const route_t *rt = r->route;
-        copy(rec->plugin, sizeof(rec->plugin), r->plugin);
-        copy(rec->method, sizeof(rec->method), rt ? router_method_name(rt->method) : "-");
-        copy(rec->pattern, sizeof(rec->pattern), rt ? rt->pattern : "-");
-        copyn(rec->path, sizeof(rec->path), r->path, r->path ? r->path_len : 0);
-        copy(rec->request_id, sizeof(rec->request_id), http_req_id(r));
-        rec->started_ns = r->start_ns;
-        const conn_t *c = r->conn;
-        rec->family = c ? c->family : 0;
-        if (c)
-            memcpy(rec->addr, c->addr, sizeof(rec->addr));
+        record_fill(r, &mine->rec);
         mine->req = r;
         mine->req_start = r->start_ns;
     }
     __atomic_store_n(&mine->active, 1, __ATOMIC_RELEASE);
+}
+
+bool crash_record_of(px_req_t *r, crash_record_t *out)
+{
+    if (!mine || !recorded(r))
+        return false;
+    record_fill(r, out);
+    return true;
+}
+
+int crash_job_enter(const crash_record_t *rec)
+{
+    if (!mine)
+        return -1;
+    for (int i = 0; i < CRASH_JOBS; i++) {
+        uint32_t free_state = 0;
+        if (!__atomic_compare_exchange_n(&mine->job_state[i], &free_state, 2, false,
+                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            continue;
+        mine->jobs[i] = *rec;
+        __atomic_store_n(&mine->job_state[i], 1, __ATOMIC_RELEASE);
+        return i;
+    }
+    return -1;
+}
+
+void crash_job_leave(int cell)
+{
+    if (mine && cell >= 0 && cell < CRASH_JOBS)
+        __atomic_store_n(&mine->job_state[cell], 0, __ATOMIC_RELEASE);
 }
 
 void crash_leave(void)
@@ -181,9 +223,17 @@ bool crash_slot_read(int slot, crash_record_t *out)
     if (slot <= 0 || slot >= METRICS_MAX_SLOTS)
         return false;
     const slot_t *s = &shm->slots[slot];
-    if (!__atomic_load_n(&s->active, __ATOMIC_ACQUIRE))
-        return false;
-    *out = s->rec;
+    if (__atomic_load_n(&s->active, __ATOMIC_ACQUIRE)) {
+        *out = s->rec;
+    } else {
+        int job = -1;
+        for (int i = 0; i < CRASH_JOBS && job < 0; i++)
+            if (__atomic_load_n(&s->job_state[i], __ATOMIC_ACQUIRE) == 1)
+                job = i;
+        if (job < 0)
+            return false;
+        *out = s->jobs[job];
+    }
     out->plugin[sizeof(out->plugin) - 1] = '\0';
     out->method[sizeof(out->method) - 1] = '\0';
     out->pattern[sizeof(out->pattern) - 1] = '\0';

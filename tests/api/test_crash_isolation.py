@@ -90,6 +90,14 @@ def test_crash_in_a_callback_names_its_request(make_server):
     assert wait_until(lambda: hit(s, "/v1/test/crash_later", "later-2") == 503, 10)
 
 
+def test_crash_in_a_pool_thread_names_its_request(make_server):
+    s = make_server(workers=2)
+    s.wait_workers(2)
+    assert hit(s, "/v1/test/crash_job", "job-1") == "crashed"
+    log = s.wait_error_log("request job-1")
+    assert re.search(r'in plugin "testkit", route GET /v1/test/crash_job, request job-1 ', log), log
+
+
 def test_crash_limit_zero_never_switches_off(make_server):
     s = make_server(workers=2, extra_server={"crash_limit": 0})
     s.wait_workers(2)

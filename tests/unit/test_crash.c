@@ -66,6 +66,25 @@ static void test_slot(void)
     CHECK(!crash_slot_read(0, &out)); /* the shared overflow slot records nothing */
     crash_attach(0);
     crash_leave();
+    crash_record_t none = record("kit", "GET", "/v1/none");
+    CHECK_EQ_INT(crash_job_enter(&none), -1); /* slot 0 records nothing */
+
+    /* A job on a pool thread: reported while it runs, gone once it is done. */
+    crash_attach(3);
+    crash_record_t job = record("kit", "POST", "/v1/job");
+    snprintf(job.request_id, sizeof(job.request_id), "rid-1");
+    int cells[9];
+    for (int i = 0; i < 9; i++)
+        cells[i] = crash_job_enter(&job);
+    CHECK(cells[0] >= 0 && cells[7] >= 0 && cells[0] != cells[7]);
+    CHECK_EQ_INT(cells[8], -1); /* all cells busy: that one goes unrecorded */
+    CHECK_OR_RETURN(crash_slot_read(3, &out));
+    CHECK_STR(out.pattern, "/v1/job");
+    CHECK_STR(out.request_id, "rid-1");
+    for (int i = 0; i < 8; i++)
+        crash_job_leave(cells[i]);
+    CHECK(!crash_slot_read(3, &out));
+    crash_slot_reset(3);
 }
 
 int main(void)
