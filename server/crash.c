@@ -88,12 +88,11 @@ int crash_init(void)
     return 0;
 }
 
+/* Only crash_attach sets `mine`: a worker without a slot of its own records nothing. */
 static void ensure(void)
 {
     if (!shm && crash_init() != 0)
         abort();
-    if (!mine)
-        mine = &shm->slots[0];
 }
 
 /* Bounded and NUL-terminated, without printf: this runs on every request. */
