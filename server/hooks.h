@@ -150,6 +150,12 @@ int hooks_load_dir(hooks_t *h, const char *dir, char *err, size_t errlen);
  * are remembered. */
 bool hooks_has(const hooks_t *h, const char *name);
 
+/* Calls fn(name, script, ctx) for each global function a loaded script defines (once per
+ * script defining it), in no particular order: what `pantherad -t` compares with the
+ * hook points the plugins declared. */
+void hooks_foreach(const hooks_t *h, void (*fn)(const char *name, const char *script, void *ctx),
+                   void *ctx);
+
 /* Calls `name` in each script defining it, in file-name order, with `value` (borrowed,
  * never modified; NULL passes nil). Fills `out`, which the caller releases with
  * hooks_result_clear. No script defining it is an ALLOW with `value` itself. Returns 0

@@ -166,6 +166,13 @@ static int user_init(px_plugin_t *self)
         return PX_EINVAL;
     }
     rc = password_init();
+    if (!rc)
+        rc = px_hook_declare(self, "before_user_register",
+                             "checks or changes a registration or an admin's create "
+                             "{username, email, firstName, lastName, password}");
+    if (!rc)
+        rc = px_hook_declare(self, "before_user_update",
+                             "checks or changes the fields of a PUT /v1/users/{userId}, with id");
     if (rc)
         return rc;
 

@@ -247,3 +247,24 @@ def test_check_config_lists_declared_hooks():
                          hooks, re.M), out
     finally:
         s.cleanup()
+
+
+def test_check_config_notes_hook_shaped_functions_nobody_declared(tmp_path):
+    lua = tmp_path / "lua"
+    lua.mkdir()
+    (lua / "50-mine.lua").write_text(
+        "function before_helperkit_thing(v) end\n"     # declared by helperkit
+        "function before_helperkit_thnig(v) end\n"     # a typo
+        "function on_request(req) end\n"              # the host's
+        "function is_admin(req) return false end\n")  # a helper, not hook-shaped
+    s = make()
+    s.sections["lua"] = {"dir": str(lua)}
+    s.write_conf()
+    try:
+        rc, out, err = s.check_config()
+        assert rc == 0, (out, err)
+        notes = [l for l in out.splitlines() if l.startswith("note: lua:")]
+        assert notes == ["note: lua: 50-mine.lua defines before_helperkit_thnig, which is no "
+                         "hook point of the host or of an enabled plugin"], out
+    finally:
+        s.cleanup()
