@@ -74,7 +74,10 @@ enum {
     PX_EEXIST = -11,   /* already registered */
     /* 1.2 */
     PX_EBUSY = -12,    /* a stream's backlog is full: the client is not reading; stop */
-    PX_ERANGE = -13,   /* 416 range_not_satisfiable: a Range outside the file */
+    PX_ERANGE = -13,          /* 416 range_not_satisfiable: a Range outside the file */
+    PX_EPRECONDITION = -14,   /* 412 precondition_failed: If-Match no longer matches */
+    PX_ENOTACCEPTABLE = -15,  /* 406 not_acceptable: no representation Accept allows */
+    PX_EOVERFLOW = -16,       /* 400 bad_request: a number does not fit */
 };
 
 /* PX_DONE: "already answered" — a helper such as px_hook_run() that sent the response
@@ -295,6 +298,8 @@ typedef struct px_file_response {
 
 /* 1.2 PostgreSQL ergonomics and helpers. */
 /* -- HELPERS TYPES -- */
+/* A Redis Lua script the host runs by its SHA1 (px_redis_script_new). */
+typedef struct px_redis_script px_redis_script_t;
 
 /*
  * The function table, version by version. Each entry is
@@ -651,8 +656,140 @@ typedef struct px_file_response {
     X(int, res_file, (px_req_t * req, const px_file_response_t *resp), (req, resp))
 #define PX_API_VOID_1_2_FILES(X)
 
-#define PX_API_1_2_HELPERS(X)
-#define PX_API_VOID_1_2_HELPERS(X)
+/* HELPERS. PostgreSQL ergonomics first. What grouping means for a plugin: px_pg_query
+ * statements that several requests submit in one loop iteration may share one implicit
+ * transaction on one connection, which may carry other plugins' statements too. The host
+ * keeps them apart: a statement never sees a neighbour's error (a failed group runs again
+ * statement by statement), prepared-statement names are the plugin's own (the host
+ * prefixes them with the plugin's name, so two plugins may both call theirs
+ * "item_by_id"), and the session is the host's: a plugin never changes it with SQL (SET,
+ * PREPARE, LISTEN, temporary tables, advisory session locks), since the next statement
+ * on that connection may be another plugin's. Use a transaction (px_pg_begin) when
+ * statements must see each other or fail together.
+ *
+ * Since 1.2, px_pg_txn_query accepts a NULL callback: the statement is queued behind the
+ * others without the plugin waiting for it (a batch of inserts, then px_pg_commit). If
+ * any statement of the transaction fails, the later ones are refused by PostgreSQL and
+ * the commit reports the FIRST failure's own error (SQLSTATE, message, constraint,
+ * detail: a 23505 stays a 23505, so px_res_pg_error answers 409), never 25P02. A 1.1
+ * host refuses a NULL callback with PX_EINVAL. */
+#define PX_API_1_2_HELPERS(X)                                                                 \
+    /* The constraint a 23xxx error names ("users_email_key"), or NULL; and PostgreSQL's   \
+     * DETAIL line ("Key (email)=(a@b.c) already exists."), or NULL. Borrowed like the     \
+     * error itself: valid only inside the callback. */                                    \
+    X(const char *, pg_error_constraint, (const px_pg_error_t *err), (err))                 \
+    X(const char *, pg_error_detail, (const px_pg_error_t *err), (err))                     \
+    /* 1 when the value is SQL NULL or out of range, else 0. */                             \
+    X(int, pg_is_null, (const px_pg_result_t *res, int row, int col), (res, row, col))      \
+    /* Typed values: 0 with the value in *out, PX_EINVAL when it is NULL, out of range or  \
+     * not of that type as PostgreSQL prints it (integer: decimal digits; bool: "t"/"f",   \
+     * stored as 1/0; double: any float8 text, "NaN" and "Infinity" included), and       \
+     * PX_EOVERFLOW when an integer does not fit int64. *out is untouched on error. */       \
+    X(int, pg_int64, (const px_pg_result_t *res, int row, int col, int64_t *out),            \
+      (res, row, col, out))                                                                 \
+    X(int, pg_bool, (const px_pg_result_t *res, int row, int col, int *out),                \
+      (res, row, col, out))                                                                 \
+    X(int, pg_double, (const px_pg_result_t *res, int row, int col, double *out),           \
+      (res, row, col, out))                                                                 \
+    /* The column's name as the query named it; NULL out of range. Borrowed like values. */ \
+    X(const char *, pg_colname, (const px_pg_result_t *res, int col), (res, col))          \
+    /* Answer a PX_E* code the way the host answers a handler that returns it (400         \
+     * bad_request, 404 not_found, 406 not_acceptable, 409 conflict, 412                  \
+     * precondition_failed, ...; an unknown code is 500 internal), with `message` (copied; \
+     * NULL: the status's reason phrase). Returns 0 once answered, PX_ESTATE if the request \
+     * was answered already. */                                                             \
+    X(int, res_code, (px_req_t * req, int code, const char *message), (req, code, message)) \
+    /* The list parameters of API.md: ?page (from 1, default 1) and ?limit (1..100,        \
+     * default 10) into *page and *limit. Returns 0, or PX_DONE after answering 400          \
+     * validation_failed with `fields` naming the bad parameter: return it from the handler. \
+     * PX_EINVAL for NULL pointers. */                                                       \
+    X(int, req_page, (px_req_t * req, int *page, int *limit), (req, page, limit))          \
+    /* Answer 200 with the list shape {"total", "page", "limit", "<items_name>": items}.     \
+     * Takes `items` (a JSON array), even on error. */                                      \
+    X(int, res_list, (px_req_t * req, const char *items_name, json_t *items, int64_t total, \
+                      int page, int limit),                                                 \
+      (req, items_name, items, total, page, limit))                                         \
+    /* The path parameter `name` as a canonical lowercase UUID (36 characters) in `out`.    \
+     * Returns 0, or PX_DONE after answering 404 not_found when it is absent or not a UUID \
+     * (a malformed id names nothing, like an unknown one: the same answer, no hint).      \
+     * Accepts any case and the hyphenated form only. */                                     \
+    X(int, req_uuid, (px_req_t * req, const char *name, char out[37]), (req, name, out))   \
+    /* A new random (version 4) UUID, lowercase, in `out`. Returns 0, or PX_EINTERNAL when \
+     * the system has no randomness to give. */                                            \
+    X(int, uuid_new, (char out[37]), (out))                                                 \
+    /* A declared config key read with the host's own parsers (the same ones [server]     \
+     * uses): integer (decimal, in int64), bool (yes/no, on/off, true/false, 1/0), duration \
+     * ("500ms", "30s", "5m", "1h", "2d"; a bare number is seconds) in milliseconds, size   \
+     * ("512", "8k", "16m", "1g") in bytes. Returns 0 with the value in *out; PX_ENOENT   \
+     * when the key has no value and no default (or was never declared); PX_EINVAL when    \
+     * the value is malformed, after logging one line naming the plugin, key and value   \
+     * (call these in init and return the code: start-up and `pantherad -t` then fail). */ \
+    X(int, config_int, (px_plugin_t * plugin, const char *key, int64_t *out), (plugin, key, out)) \
+    X(int, config_bool, (px_plugin_t * plugin, const char *key, int *out), (plugin, key, out)) \
+    X(int, config_duration_ms, (px_plugin_t * plugin, const char *key, int64_t *out),      \
+      (plugin, key, out))                                                                   \
+    X(int, config_size, (px_plugin_t * plugin, const char *key, uint64_t *out),            \
+      (plugin, key, out))                                                                   \
+    /* Content negotiation: `offers` is a NULL-terminated list of media types the handler \
+     * can produce, best first ("application/json", "text/csv"). Returns the index of the  \
+     * offer the Accept header prefers (highest q, the most specific matching range       \
+     * deciding an offer's q, ties to the earlier offer; no Accept header: 0), or          \
+     * PX_ENOTACCEPTABLE when Accept allows none of them (return it: 406 not_acceptable). */ \
+    X(int, req_accept, (px_req_t * req, const char *const *offers), (req, offers))        \
+    /* Optimistic concurrency (API.md): `etag` is the resource's current version as text  \
+     * ("3"), sent quoted. px_req_if_match returns 0 when the request has no If-Match, or \
+     * one that lists "<etag>" (strong comparison) or *; else PX_EPRECONDITION (return it: \
+     * 412 precondition_failed). px_res_etag adds the ETag header and, for a GET or HEAD   \
+     * whose If-None-Match lists it (weak comparison) or *, answers 304 and returns        \
+     * PX_DONE; otherwise it returns 0 and the handler answers as usual. */                \
+    X(int, req_if_match, (px_req_t * req, const char *etag), (req, etag))                  \
+    X(int, res_etag, (px_req_t * req, const char *etag), (req, etag))                      \
+    /* A Redis Lua script (`source` copied), known to Redis by its SHA1. Make it once, in  \
+     * init, and free it in fini with px_redis_script_free (calls in flight keep what they \
+     * need). NULL for a NULL source. */                                                    \
+    X(px_redis_script_t *, redis_script_new, (px_plugin_t * plugin, const char *source),    \
+      (plugin, source))                                                                     \
+    /* The 40 lowercase hex digits of the script's SHA1 (borrowed from the script). */     \
+    X(const char *, redis_script_sha, (const px_redis_script_t *script), (script))         \
+    /* Run `script` like EVAL: `numkeys` keys, then the other arguments, argc in all      \
+     * (binary safe as px_redis_command). Sent as EVALSHA; when Redis does not know the   \
+     * script (first use, a restart, SCRIPT FLUSH) it is sent again as EVAL, which loads  \
+     * it, within the same deadline: `cb` sees one reply either way, and an error the     \
+     * script raised as a PX_REDIS_ERROR reply. Returns 0, PX_EINVAL (bad counts, NULL    \
+     * script or cb) or PX_EUNAVAIL (Redis not configured or not connected: `cb` is not   \
+     * called). */                                                                         \
+    X(int, redis_eval, (px_req_t * req, const px_redis_script_t *script, int numkeys,        \
+                        int argc, const char *const *argv, const size_t *argvlen,           \
+                        px_redis_fn cb, void *userdata),                                    \
+      (req, script, numkeys, argc, argv, argvlen, cb, userdata))                            \
+    /* Declare a Lua hook point the plugin runs with px_hook_run ("before_task_create"),  \
+     * with a one-line description for admins: `pantherad -t` lists every declared hook   \
+     * with its plugin. Names are [a-z_][a-z0-9_]*, at most 63 bytes, never on_request or \
+     * on_response. Returns 0, PX_EINVAL for a bad name or description, PX_EEXIST when   \
+     * any plugin declared it already, PX_ESTATE after init. Only during init. */         \
+    X(int, hook_declare, (px_plugin_t * plugin, const char *name, const char *description), \
+      (plugin, name, description))                                                          \
+    /* Plugin metrics, in /metrics with a plugin="NAME" label and summed over workers.     \
+     * `name` follows Prometheus ([a-zA-Z_:][a-zA-Z0-9_:]*, not starting with "panthera_"; \
+     * a counter's name should end in _total), `help` is one line (copied). A name has one \
+     * kind across plugins (two plugins may share a counter name: two samples). Returns  \
+     * the metric's id (>= 0) for px_metric_add / px_metric_observe, PX_EINVAL for a bad \
+     * name, help or bounds (or a full table), PX_EEXIST when this plugin declared it      \
+     * already or another declared it with the other kind, PX_ESTATE after init. The      \
+     * histogram's `bounds` (copied) are 1..32 finite upper bounds in increasing order;  \
+     * +Inf is added. Only during init. */                                                 \
+    X(int, metric_counter, (px_plugin_t * plugin, const char *name, const char *help),     \
+      (plugin, name, help))                                                                 \
+    X(int, metric_histogram, (px_plugin_t * plugin, const char *name, const char *help,    \
+                              const double *bounds, int nbounds),                           \
+      (plugin, name, help, bounds, nbounds))
+#define PX_API_VOID_1_2_HELPERS(X)                                                            \
+    /* Free a script from px_redis_script_new; NULL is accepted. */                         \
+    X(void, redis_script_free, (px_redis_script_t * script), (script))                     \
+    /* Add `n` to a counter / count `value` into a histogram (no locks, no allocation: fine \
+     * on every request). An id that is not this plugin's metric of that kind is ignored. */ \
+    X(void, metric_add, (px_plugin_t * plugin, int id, uint64_t n), (plugin, id, n))       \
+    X(void, metric_observe, (px_plugin_t * plugin, int id, double value), (plugin, id, value))
 
 #define PX_API_1_2(X)                                                                         \
     PX_API_1_2_ROUTES(X) PX_API_1_2_TASKS(X) PX_API_1_2_EVENTS(X) PX_API_1_2_CHANNELS(X)     \

@@ -16,6 +16,16 @@ void api_req_cancel_work(px_req_t *req);
  * soon (pg_interrupt). Every callback still runs, so the handler finishes and answers, into
  * the void, and the request ends the ordinary way. */
 void api_req_interrupt_work(px_req_t *req);
+/* The name a plugin's prepared statement `name` has on the shared connections (api_pg.c):
+ * "<plugin>:<name>", hashed to fit 63 bytes. PX_EINVAL for an empty or too long name. */
+int api_pg_stmt_name(const char *plugin, const char *name, char out[64]);
+/* The pure parts of api_helpers.c, for px_req_accept, px_req_if_match / px_res_etag and
+ * px_req_uuid: the offer an Accept header value prefers (index, or PX_ENOTACCEPTABLE);
+ * whether an If-Match / If-None-Match value lists "etag" (`weak`: W/ tags count too);
+ * the canonical lowercase form of a hyphenated UUID. */
+int api_accept_choose(const char *accept, const char *const *offers);
+bool api_etag_listed(const char *header, const char *etag, bool weak);
+bool api_uuid_canonical(const char *s, char out[37]);
 /* Answer a hook's deny or failure; returns PX_DONE. */
 int api_hook_answer(px_req_t *req, const char *name, hooks_result_t *out);
 

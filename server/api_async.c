@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "crash.h"
 #include "http.h"
 #include "log.h"
 #include "pg.h"
@@ -130,15 +131,24 @@ static void pg_query_done(const pg_result_t *res, const pg_error_t *err, void *u
     px_pg_fn cb = op->cb.pg;
     void *user = op->userdata;
     op_finish(op);
+    crash_enter(r);
     cb(r, (const px_pg_result_t *)res, (const px_pg_error_t *)err, user);
+    crash_leave();
 }
 
+/* `cb` may be NULL in a transaction only: the statement is queued without a callback, and
+ * a failure shows in the commit's error (pg.c keeps the first). */
 static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql, int nparams,
                        const char *const *values, px_pg_fn cb, void *ud)
 {
     pg_pool_t *pool = r->worker->pg;
-    if ((!pool && !txn) || !sql || !cb)
-        return !sql || !cb ? PX_EINVAL : PX_EUNAVAIL;
+    if ((!pool && !txn) || !sql || (!cb && !txn))
+        return !sql || (!cb && !txn) ? PX_EINVAL : PX_EUNAVAIL;
+    if (!cb) {
+        int rc = name ? pg_txn_query_prepared(txn, name, sql, nparams, values, NULL, NULL, NULL)
+                      : pg_txn_query(txn, sql, nparams, values, NULL, NULL, NULL);
+        return rc ? PX_EINVAL : 0;
+    }
     req_op_t *op = op_new(r, OP_PG_QUERY, (req_op_cb_t){.pg = cb}, ud);
     pg_handle_t **h = (pg_handle_t **)&op->handle;
     int rc;
@@ -155,10 +165,20 @@ static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char 
     return 0;
 }
 
+/* A plugin's statement names are its own: see api_pg.c. */
+static int plugin_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql,
+                        int nparams, const char *const *values, px_pg_fn cb, void *ud)
+{
+    char stmt[64];
+    if (name && api_pg_stmt_name(r->plugin, name, stmt))
+        return PX_EINVAL;
+    return start_query(r, txn, name ? stmt : NULL, sql, nparams, values, cb, ud);
+}
+
 int api_pg_query(px_req_t *r, const char *name, const char *sql, int nparams,
                  const char *const *values, px_pg_fn cb, void *ud)
 {
-    return start_query(r, NULL, name, sql, nparams, values, cb, ud);
+    return plugin_query(r, NULL, name, sql, nparams, values, cb, ud);
 }
 
 int api_pg_rows(const px_pg_result_t *res)
@@ -234,8 +254,10 @@ static void pg_begin_done(pg_txn_t *txn, const pg_error_t *err, void *ud)
     px_pg_txn_fn cb = op->cb.txn;
     void *user = op->userdata;
     op_finish(op);
+    crash_enter(r);
     if (!txn) {
         cb(r, NULL, (const px_pg_error_t *)err, user);
+        crash_leave();
         return;
     }
     struct px_pg_txn *t = xcalloc(1, sizeof(*t));
@@ -244,6 +266,7 @@ static void pg_begin_done(pg_txn_t *txn, const pg_error_t *err, void *ud)
     t->next = r->txns;
     r->txns = t;
     cb(r, t, NULL, user);
+    crash_leave();
 }
 
 int api_pg_begin(px_req_t *r, px_pg_txn_fn cb, void *ud)
@@ -263,7 +286,7 @@ int api_pg_begin(px_req_t *r, px_pg_txn_fn cb, void *ud)
 int api_pg_txn_query(px_pg_txn_t *t, const char *name, const char *sql, int nparams,
                      const char *const *values, px_pg_fn cb, void *ud)
 {
-    return start_query(t->req, t->txn, name, sql, nparams, values, cb, ud);
+    return plugin_query(t->req, t->txn, name, sql, nparams, values, cb, ud);
 }
 
 static void pg_end_done(const pg_error_t *err, void *ud)
@@ -273,8 +296,11 @@ static void pg_end_done(const pg_error_t *err, void *ud)
     px_pg_done_fn cb = op->cb.done;
     void *user = op->userdata;
     op_finish(op);
-    if (cb)
+    if (cb) {
+        crash_enter(r);
         cb(r, (const px_pg_error_t *)err, user);
+        crash_leave();
+    }
 }
 
 static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
@@ -324,7 +350,9 @@ static void redis_done(const redis_reply_t *reply, const redis_error_t *err, voi
     int e = 0;
     if (err)
         e = err->kind == REDIS_ETIMEOUT ? PX_REDIS_TIMEOUT : PX_REDIS_UNAVAILABLE;
+    crash_enter(r);
     cb(r, (const px_redis_reply_t *)reply, e, user);
+    crash_leave();
 }
 
 int api_redis_command(px_req_t *r, int argc, const char *const *argv, const size_t *argvlen,
@@ -342,6 +370,41 @@ int api_redis_command(px_req_t *r, int argc, const char *const *argv, const size
     req_op_t *op = op_new(r, OP_REDIS, (req_op_cb_t){.redis = cb}, ud);
     if (redis_command(client, argc, (const char **)argv, argvlen, redis_done, op,
                       (redis_handle_t **)&op->handle)) {
+        op_finish(op);
+        return PX_EUNAVAIL;
+    }
+    return 0;
+}
+
+/* ---- Redis scripts (1.2): redis.c's EVALSHA with the NOSCRIPT fallback ---- */
+
+px_redis_script_t *api_redis_script_new(px_plugin_t *plugin, const char *source)
+{
+    UNUSED(plugin);
+    return source ? (px_redis_script_t *)redis_script_new(source) : NULL;
+}
+
+const char *api_redis_script_sha(const px_redis_script_t *script)
+{
+    return script ? redis_script_sha((const redis_script_t *)script) : NULL;
+}
+
+void api_redis_script_free(px_redis_script_t *script)
+{
+    redis_script_free((redis_script_t *)script);
+}
+
+int api_redis_eval(px_req_t *r, const px_redis_script_t *script, int numkeys, int argc,
+                   const char *const *argv, const size_t *argvlen, px_redis_fn cb, void *ud)
+{
+    redis_client_t *client = r->worker->redis;
+    if (!script || !cb || numkeys < 0 || argc < numkeys || (argc > 0 && !argv))
+        return PX_EINVAL;
+    if (!client || !redis_is_connected(client))
+        return PX_EUNAVAIL;
+    req_op_t *op = op_new(r, OP_REDIS, (req_op_cb_t){.redis = cb}, ud);
+    if (redis_eval(client, (const redis_script_t *)script, numkeys, argc, (const char **)argv,
+                   argvlen, redis_done, op, (redis_handle_t **)&op->handle)) {
         op_finish(op);
         return PX_EUNAVAIL;
     }
@@ -664,6 +727,8 @@ typedef struct work_job {
     px_work_done_fn done;
     void *userdata;
     struct work_job *next;
+    bool recorded; /* `rec` names the request, for crash.c while `work` runs */
+    crash_record_t rec;
 } work_job_t;
 
 static void job_start(work_job_t *job);
@@ -671,7 +736,9 @@ static void job_start(work_job_t *job);
 static void job_run(uv_work_t *uv)
 {
     work_job_t *job = (work_job_t *)uv;
+    int cell = job->recorded ? crash_job_enter(&job->rec) : -1;
     job->work(job->userdata);
+    crash_job_leave(cell);
 }
 
 static void job_after(uv_work_t *uv, int status)
@@ -684,7 +751,10 @@ static void job_after(uv_work_t *uv, int status)
         r = job->op->req;
         op_finish(job->op);
     }
+    if (r)
+        crash_enter(r);
     job->done(r, status == 0 ? 0 : PX_EUNAVAIL, job->userdata);
+    crash_leave();
     free(job);
     /* Room for the next waiting job. */
     while (w->jobs_head && w->jobs_running < w->cfg->blocking_jobs) {
@@ -731,6 +801,7 @@ int api_work(px_req_t *r, px_work_fn work, px_work_done_fn done, void *ud)
     job->work = work;
     job->done = done;
     job->userdata = ud;
+    job->recorded = crash_record_of(r, &job->rec);
     job->op = op_new(r, OP_WORK, (req_op_cb_t){.pg = NULL}, NULL);
     job->op->handle = job;
     if (w->jobs_running < w->cfg->blocking_jobs) {

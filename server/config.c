@@ -60,6 +60,8 @@ static const key_spec_t host_keys[] = {
     {"server", "shutdown_timeout", V_DURATION, CFG(shutdown_timeout_ms), false},
     {"server", "blocking_jobs", V_COUNT, CFG(blocking_jobs), false},
     {"server", "blocking_queue", V_COUNT, CFG(blocking_queue), false},
+    {"server", "crash_limit", V_INDEX, CFG(crash_limit), false},
+    {"server", "crash_window", V_DURATION, CFG(crash_window_ms), false},
     {"http", "max_header_size", V_SIZE, HTTP(max_header_size), false},
     {"http", "max_headers", V_COUNT, HTTP(max_headers), false},
     {"http", "max_body_size", V_SIZE, HTTP(max_body_size), false},
@@ -151,6 +153,8 @@ config_t *config_new_defaults(void)
     cfg->plugin_path = xstrdup(PX_DEFAULT_PLUGIN_PATH);
     cfg->log_level = LOG_INFO;
     cfg->shutdown_timeout_ms = 10000;
+    cfg->crash_limit = 3;
+    cfg->crash_window_ms = 60000;
     /* Password hashing is the typical job: ~128 MiB and ~0.3 s each, so few at once. */
     cfg->blocking_jobs = 2;
     cfg->blocking_queue = 64;

@@ -100,6 +100,8 @@ typedef struct config {
     uint64_t shutdown_timeout_ms;
     uint64_t blocking_jobs;  /* px_work jobs running at once per worker */
     uint64_t blocking_queue; /* px_work jobs that may wait */
+    uint64_t crash_limit;     /* crashes of one route within crash_window that switch it off */
+    uint64_t crash_window_ms;
     http_limits_t http;
     pg_settings_t pg;
     redis_settings_t redis;

@@ -66,9 +66,18 @@ static void ticket_redeemed(px_req_t *r)
 
 /* The gateway: verify the bearer token (or, on a PX_ROUTE_TICKET route, a stream ticket)
  * and the route's role before any plugin code runs. Returns non-zero when it has
- * answered, or will go on by calling `resume` (a ticket is checked in Redis). */
+ * answered, or will go on by calling `resume` (a ticket is checked in Redis).
+ *
+ * A route registered without auth still has its token checked when admins' hooks run:
+ * a rule such as "admins only under /v1/x/" must see the admin on every route, not only
+ * on those whose plugin asked for a caller. There a missing or bad token is no error and
+ * the caller is lent to the hooks alone (hook_caller): the plugin, which asked for no
+ * caller, keeps seeing an anonymous request, as its idempotency scope does. */
 int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t *req))
 {
+    bool hooks_only = rt->auth == PX_AUTH_NONE;
+    if (hooks_only && !r->worker->hooks)
+        return 0;
     const auth_settings_t *a = &r->worker->cfg->auth;
     const char *header = NULL;
     for (uint32_t i = 0; i < r->nheaders && !header; i++) {
@@ -77,14 +86,14 @@ int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t
             header = r->head.data + h->value_off;
     }
     /* A token in a URL ends up in logs, proxies and browser history: never accepted. */
-    if (r->query && api_req_query(r, "access_token")) {
+    if (!hooks_only && r->query && api_req_query(r, "access_token")) {
         http_respond_error(r, 401, "unauthorized",
                            "tokens are not accepted in the URL: send Authorization: Bearer, "
                            "or a stream ticket where the route takes one",
                            NULL);
         return 1;
     }
-    if (!header && (rt->flags & PX_ROUTE_TICKET) && r->query) {
+    if (!header && !hooks_only && (rt->flags & PX_ROUTE_TICKET) && r->query) {
         const char *ticket = api_req_query(r, "ticket");
         if (ticket) {
             ticket_resume = resume; /* the same function for every request of a worker */
@@ -92,7 +101,7 @@ int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t
         }
     }
     if (!header) {
-        if (rt->auth == PX_AUTH_OPTIONAL)
+        if (rt->auth != PX_AUTH_REQUIRED)
             return 0;
         http_respond_error(r, 401, "unauthorized", "a bearer token is required", NULL);
         return 1;
@@ -105,13 +114,16 @@ int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t
     auth_caller_t caller;
     if (rc == 0)
         rc = verify_token(a, token, len, &caller);
+    if (rc && hooks_only)
+        return 0;
     if (rc) {
         char msg[96];
         snprintf(msg, sizeof(msg), "invalid bearer token: %s", auth_strerror(rc));
         http_respond_error(r, 401, "unauthorized", msg, NULL);
         return 1;
     }
-    r->has_caller = true;
+    r->has_caller = !hooks_only;
+    r->hook_caller = hooks_only;
     memcpy(r->caller_id, caller.id, sizeof(r->caller_id));
     memcpy(r->caller_role, caller.role, sizeof(r->caller_role));
     return role_refused(r, rt);
@@ -136,8 +148,8 @@ static void request_context(px_req_t *r, hooks_request_view_t *view)
         .method = r->method_name ? r->method_name : "",
         .path = r->path,
         .path_len = r->path ? r->path_len : 0,
-        .caller_id = r->has_caller ? r->caller_id : NULL,
-        .caller_role = r->has_caller ? r->caller_role : NULL,
+        .caller_id = r->has_caller || r->hook_caller ? r->caller_id : NULL,
+        .caller_role = r->has_caller || r->hook_caller ? r->caller_role : NULL,
         .body_size = (int64_t)r->body.len,
         .plugin = r->plugin,
         .nheaders = r->nheaders,

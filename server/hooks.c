@@ -693,6 +693,15 @@ void hooks_response_headers(const hooks_t *h, const char *path, size_t len,
     }
 }
 
+void hooks_foreach(const hooks_t *h, void (*fn)(const char *name, const char *script, void *ctx),
+                   void *ctx)
+{
+    const engine_t *e = h ? h->cur : NULL;
+    for (size_t i = 0; e && i < e->nslots; i++)
+        for (size_t k = 0; e->slots[i].name && k < e->slots[i].nfns; k++)
+            fn(e->slots[i].name, e->scripts[e->slots[i].fns[k].script], ctx);
+}
+
 void hooks_result_clear(hooks_result_t *out)
 {
     free(out->message);

@@ -172,6 +172,12 @@ void hooks_response_headers(const hooks_t *h, const char *path, size_t len,
                             void (*add)(void *ctx, const char *name, const char *value),
                             void *ctx);
 
+/* Calls fn(name, script, ctx) for each global function a loaded script defines (once per
+ * script defining it), in no particular order: what `pantherad -t` compares with the
+ * hook points the plugins declared. */
+void hooks_foreach(const hooks_t *h, void (*fn)(const char *name, const char *script, void *ctx),
+                   void *ctx);
+
 /* Calls `name` in each script defining it, in file-name order, with `value` (borrowed,
  * never modified; NULL passes nil). Fills `out`, which the caller releases with
  * hooks_result_clear. No script defining it is an ALLOW with `value` itself. Returns 0

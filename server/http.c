@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "crash.h"
 #include "gateway.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -203,7 +204,14 @@ static void dispatch(conn_t *c)
     r->route = m.route;
     r->plugin = m.route->owner;
     r->plugin_metrics_id = m.route->owner_id;
-    if (m.route->auth != PX_AUTH_NONE && gateway_check_caller(r, m.route, dispatch_admitted))
+    if (crash_route_disabled(m.route)) {
+        http_respond_error(r, 503, "unavailable",
+                           "this route is switched off after repeated crashes until the next "
+                           "reload",
+                           NULL);
+        return;
+    }
+    if (gateway_check_caller(r, m.route, dispatch_admitted))
         return;
     if (w->ratelimit && ratelimit_check(w->ratelimit, r, dispatch_resume))
         return;
@@ -263,7 +271,9 @@ static void dispatch_route(px_req_t *r, const router_match_t *m)
     }
     if (m->route->checks && route_spec_check(r))
         return;
+    crash_enter(r);
     int rc = m->route->handler(r, m->route->userdata);
+    crash_leave();
     if (r->responded || rc == PX_ASYNC)
         return;
     if (rc < 0) {

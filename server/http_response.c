@@ -103,7 +103,8 @@ int http_error_status(int px_error, const char **code)
         {PX_EAUTH, 401, "unauthorized"},        {PX_EPERM, 403, "forbidden"},
         {PX_ENOENT, 404, "not_found"},          {PX_ECONFLICT, 409, "conflict"},
         {PX_ETOOBIG, 413, "payload_too_large"}, {PX_EUNAVAIL, 503, "unavailable"},
-        {PX_ERANGE, 416, "range_not_satisfiable"},
+        {PX_ERANGE, 416, "range_not_satisfiable"}, {PX_EOVERFLOW, 400, "bad_request"},
+        {PX_EPRECONDITION, 412, "precondition_failed"}, {PX_ENOTACCEPTABLE, 406, "not_acceptable"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(map); i++) {
         if (map[i].err == px_error) {
@@ -121,7 +122,9 @@ static const char *default_error_code(int status)
     case 401: return "unauthorized";
     case 403: return "forbidden";
     case 404: return "not_found";
+    case 406: return "not_acceptable";
     case 409: return "conflict";
+    case 412: return "precondition_failed";
     case 413: return "payload_too_large";
     case 416: return "range_not_satisfiable";
     case 429: return "rate_limited";

@@ -45,6 +45,48 @@ static void print_route(const route_t *rt, void *arg)
     printf("  %-7s %-40s %s\n", router_method_name(rt->method), rt->pattern, rt->owner);
 }
 
+/* The hook points an admin's Lua script may define: the host's two, then what each
+ * plugin declared (px_hook_declare). */
+static void print_hooks(const plugin_set_t *plugins)
+{
+    printf("hooks:\n");
+    printf("  %-28s %-12s %s\n", "on_request", "host", "every routed request, before its plugin");
+    printf("  %-28s %-12s %s\n", "on_response", "host", "every answer, before it is sent");
+    for (size_t i = 0; i < plugins->n; i++) {
+        const char *name;
+        json_t *description;
+        json_object_foreach(plugins->items[i]->hook_points, name, description)
+        {
+            printf("  %-28s %-12s %s\n", name, plugins->items[i]->name,
+                   json_string_value(description));
+        }
+    }
+}
+
+static bool hook_declared(const plugin_set_t *plugins, const char *name)
+{
+    if (!strcmp(name, "on_request") || !strcmp(name, "on_response"))
+        return true;
+    for (size_t i = 0; i < plugins->n; i++)
+        if (plugins->items[i]->hook_points && json_object_get(plugins->items[i]->hook_points, name))
+            return true;
+    return false;
+}
+
+/* A script's global function that no hook point names is a typo, a helper that should be
+ * local, or a hook of a plugin that is not enabled: worth a note, not an error. Only
+ * names shaped like hooks (on_..., before_..., after_...) are noted. */
+static void note_undeclared(const char *name, const char *script, void *ctx)
+{
+    const plugin_set_t *plugins = ctx;
+    bool hook_shaped = !strncmp(name, "on_", 3) || !strncmp(name, "before_", 7) ||
+                       !strncmp(name, "after_", 6);
+    if (hook_shaped && !hook_declared(plugins, name))
+        printf("note: lua: %s defines %s, which is no hook point of the host or of an enabled "
+               "plugin\n",
+               script, name);
+}
+
 static int check_config(config_t *cfg)
 {
     plugin_set_t plugins;
@@ -61,6 +103,8 @@ static int check_config(config_t *cfg)
         if (hooks_load_dir(hooks, cfg->lua.dir, err, sizeof(err)) < 0) {
             config_error(&errs, cfg->lua.dir, 0, "lua: %s", err);
             rc = -1;
+        } else if (!rc) {
+            hooks_foreach(hooks, note_undeclared, &plugins);
         }
         hooks_free(hooks);
     }
@@ -75,6 +119,7 @@ static int check_config(config_t *cfg)
                    plugins.items[i]->path);
         printf("routes:\n");
         router_foreach(plugins.router, print_route, NULL);
+        print_hooks(&plugins);
         printf("configuration OK\n");
     }
     config_errors_free(&errs);

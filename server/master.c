@@ -8,7 +8,13 @@
  *
  * Respawn. A worker that dies is replaced at once, unless it died young (before ready or
  * within MIN_HEALTHY_MS), in which case the replacement waits 100 ms, 200 ms, ... up to
- * 30 s, so a plugin that crashes at start cannot make us spin.
+ * 30 s, so a plugin that crashes at start cannot make us spin. Only while no worker of
+ * that index ever got ready in this generation does it wait that long: once one has
+ * served, the plugins are known to start, and a replacement waits at most
+ * BACKOFF_SERVED_MS, and one that died inside a request's plugin code (crash.c) none at
+ * all — its plugins load fine, and the route that killed it is what gets switched off
+ * (after [server] crash_limit crashes within crash_window), so clients hammering a bad
+ * route can never back the whole service off.
  *
  * Reload (SIGHUP). The new config is parsed; on error the old one keeps running. Then a
  * new generation of workers starts on the same sockets. Only when every one of them is
@@ -35,8 +41,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "crash.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_plugin.h"
 #include "migrate.h"
 #include "util.h"
 #include "worker.h"
@@ -44,6 +52,7 @@
 #define MIN_HEALTHY_MS 2000
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
+#define BACKOFF_SERVED_MS 1000
 #define RELOAD_READY_TIMEOUT_MS 30000
 #define EXIT_CONFIG 78
 
@@ -76,6 +85,7 @@ typedef struct master {
     /* per worker index of the current generation: when to start it, how often it died */
     uint64_t *respawn_at;
     unsigned *failures;
+    bool *served; /* a worker of this index got ready in this generation */
     size_t nindexes;
     int sigfd;
     bool stopping;
@@ -231,6 +241,7 @@ static int spawn(master_t *m, const config_t *cfg, int generation, int index)
         return -1;
     }
     int slot = metrics_slot_acquire(-1);
+    crash_slot_reset(slot);
     pid_t pid = fork();
     if (pid < 0) {
         log_errno(LOG_ERROR, "fork");
@@ -263,8 +274,10 @@ static void set_indexes(master_t *m, size_t n)
 {
     free(m->respawn_at);
     free(m->failures);
+    free(m->served);
     m->respawn_at = xcalloc(n, sizeof(uint64_t));
     m->failures = xcalloc(n, sizeof(unsigned));
+    m->served = xcalloc(n, sizeof(bool));
     m->nindexes = n;
 }
 
@@ -339,8 +352,17 @@ static void reload_commit(master_t *m)
     m->generation = m->next_generation;
     m->next_generation = 0;
     set_indexes(m, (size_t)config_workers_effective(m->cfg));
+    for (size_t i = 0; i < m->nchildren; i++) {
+        const child_t *c = &m->children[i];
+        if (c->generation == m->generation && c->ready && (size_t)c->index < m->nindexes)
+            m->served[c->index] = true;
+    }
     listeners_prune(m, m->cfg);
     log_open(m->cfg->error_log, m->cfg->log_level);
+    access_log_open(m->cfg->access_log ? m->cfg->access_log : "off");
+    int enabled = crash_routes_enable();
+    if (enabled)
+        log_info("reload: %d route(s) switched off after crashes serve again", enabled);
     log_info("reload complete: generation %d serving", m->generation);
 }
 
@@ -363,6 +385,8 @@ static void on_ready(master_t *m, child_t *c)
     if (n != 1)
         return; /* it died before it was ready: SIGCHLD tells the rest */
     c->ready = true;
+    if (c->generation == m->generation && c->index >= 0 && (size_t)c->index < m->nindexes)
+        m->served[c->index] = true;
     if (m->next_cfg && c->generation == m->next_generation) {
         if (generation_ready(m, m->next_generation))
             reload_commit(m);
@@ -380,6 +404,22 @@ static void describe_status(int status, char *out, size_t len)
                  strsignal(WTERMSIG(status)));
     else
         snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
+}
+
+/* A worker died by a signal inside a request's plugin code: one line naming what ran, the
+ * lost request's access log line, and the route's crash count (which may switch it off). */
+static void crash_report(master_t *m, int pid, const char *how, const crash_record_t *rec)
+{
+    log_error("worker pid %d %s in plugin \"%s\", route %s %s, request %s (path %s); "
+              "replacing it",
+              pid, how, rec->plugin, rec->method, rec->pattern, rec->request_id, rec->path);
+    crash_access_log(rec);
+    if (crash_count(rec, now_ms_monotonic(), m->cfg->crash_limit, m->cfg->crash_window_ms))
+        log_error("route %s %s of plugin \"%s\" crashed %llu workers within %llu ms: every "
+                  "worker answers it 503 until the next reload",
+                  rec->method, rec->pattern, rec->plugin,
+                  (unsigned long long)m->cfg->crash_limit,
+                  (unsigned long long)m->cfg->crash_window_ms);
 }
 
 static int reap(master_t *m)
@@ -400,9 +440,13 @@ static int reap(master_t *m)
         m->children[i] = m->children[--m->nchildren];
         if (c.ready_fd >= 0)
             close(c.ready_fd);
+        crash_record_t rec;
+        bool in_request = WIFSIGNALED(status) && crash_slot_read(c.slot, &rec);
         metrics_slot_release(c.slot);
         char how[96];
         describe_status(status, how, sizeof(how));
+        if (in_request)
+            crash_report(m, (int)pid, how, &rec);
         if (c.retiring || m->stopping) {
             log_debug("worker pid %d %s", (int)pid, how);
             continue;
@@ -426,14 +470,19 @@ static int reap(master_t *m)
             continue;
         }
         uint64_t now = now_ms_monotonic();
-        log_error("worker pid %d %s; replacing it", (int)pid, how);
+        if (!in_request)
+            log_error("worker pid %d %s; replacing it", (int)pid, how);
         metrics_worker_restarted();
         if (c.index >= 0 && (size_t)c.index < m->nindexes) {
             unsigned *f = &m->failures[c.index];
-            if (!c.ready || now - c.started < MIN_HEALTHY_MS) {
+            if (in_request && c.ready) {
+                m->respawn_at[c.index] = now;
+            } else if (!c.ready || now - c.started < MIN_HEALTHY_MS) {
                 uint64_t delay = BACKOFF_FIRST_MS << (*f < 9 ? *f : 9);
                 if (delay > BACKOFF_MAX_MS)
                     delay = BACKOFF_MAX_MS;
+                if (m->served[c.index] && delay > BACKOFF_SERVED_MS)
+                    delay = BACKOFF_SERVED_MS;
                 (*f)++;
                 m->respawn_at[c.index] = now + delay;
                 if (*f > 1)
@@ -495,8 +544,18 @@ int master_run(config_t *cfg)
         log_error("cannot map shared metrics: %s", strerror(-rc));
         return 1;
     }
+    rc = crash_init();
+    if (!rc)
+        rc = metrics_plugin_init();
+    if (rc) {
+        log_error("cannot map the shared crash and plugin metrics tables: %s", strerror(-rc));
+        return 1;
+    }
     for (size_t i = 0; i < cfg->nplugins; i++)
         metrics_plugin_id(cfg->plugins[i].name);
+    rc = access_log_open(cfg->access_log ? cfg->access_log : "off");
+    if (rc)
+        log_warn("cannot open access_log %s: %s", cfg->access_log, strerror(-rc));
 
     sigset_t set;
     sigemptyset(&set);
@@ -580,6 +639,7 @@ int master_run(config_t *cfg)
                 break;
             case SIGUSR1:
                 log_reopen();
+                access_log_reopen();
                 for (size_t i = 0; i < m.nchildren; i++)
                     kill(m.children[i].pid, SIGUSR1);
                 break;
@@ -609,6 +669,7 @@ int master_run(config_t *cfg)
     free(m.children);
     free(m.respawn_at);
     free(m.failures);
+    free(m.served);
     config_free(m.next_cfg);
     config_free(m.cfg);
     close(m.sigfd);

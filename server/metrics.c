@@ -20,8 +20,8 @@
 #include "util.h"
 
 static const int status_codes[] = {100, 200, 201, 202, 204, 301, 302, 304, 400, 401, 403,
-                                   404, 405, 408, 409, 411, 413, 414, 415, 417, 422, 429,
-                                   431, 499, 500, 501, 502, 503, 504, 505};
+                                   404, 405, 406, 408, 409, 411, 412, 413, 414, 415, 417,
+                                   422, 429, 431, 499, 500, 501, 502, 503, 504, 505};
 #define NSTATUS (ARRAY_SIZE(status_codes) + 1) /* + "other" */
 
 static const double latency_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -47,6 +47,8 @@ typedef struct shared {
 
 static shared_t *shm;
 static slot_t *mine;
+static void (*renderers[8])(buf_t *out);
+static size_t nrenderers;
 static uint8_t status_index[1000];
 
 static void add(uint64_t *p, uint64_t v)
@@ -159,6 +161,16 @@ void metrics_connection_closed(void)
     add((uint64_t *)&mine->open_connections, (uint64_t)-1);
 }
 
+void metrics_renderer_add(void (*fn)(buf_t *out))
+{
+    for (size_t i = 0; i < nrenderers; i++)
+        if (renderers[i] == fn)
+            return;
+    if (nrenderers == ARRAY_SIZE(renderers))
+        abort(); /* a fixed set of host files; more means this array must grow */
+    renderers[nrenderers++] = fn;
+}
+
 char *metrics_render(size_t *len)
 {
     ensure();
@@ -217,6 +229,8 @@ char *metrics_render(size_t *len)
                "panthera_worker_restarts_total %llu\n",
                (long long)open, (unsigned long long)conns,
                (unsigned long long)get(&shm->worker_restarts));
+    for (size_t i = 0; i < nrenderers; i++)
+        renderers[i](&b);
     *len = b.len;
     return b.data;
 }

@@ -29,6 +29,11 @@ void metrics_request(int plugin_id, int status, uint64_t duration_ns);
 void metrics_connection_opened(void);
 void metrics_connection_closed(void);
 
+/* A section of /metrics some other file owns (crash counters, plugin metrics): `fn`
+ * appends Prometheus text, reading shared memory of its own. Call before forking. */
+struct buf;
+void metrics_renderer_add(void (*fn)(struct buf *out));
+
 /* /metrics and /healthz. */
 void metrics_register_routes(plugin_set_t *set);
 /* The Prometheus text exposition, malloc'd. */

@@ -109,9 +109,54 @@ static void req_free(pg_handle_t *req)
         txn->ndone--;
     PQclear(req->result.pg);
     free(req->message);
+    free(req->detail);
+    free(req->constraint);
     free(req);
     if (txn)
         txn_maybe_free(txn);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+/* Remember the first statement of a transaction that failed on its own (see pg_txn). */
+static void txn_note_failure(pg_txn_t *txn, const pg_handle_t *req)
+{
+    const PGresult *res = req->result.pg;
+    bool failed = req->errkind == PG_EQUERY ||
+                  (!req->errkind && res && PQresultStatus(res) == PGRES_FATAL_ERROR);
+    if (txn->failed || req->kind != REQ_QUERY || !failed)
+        return;
+    const char *state = req->message ? req->sqlstate
+                        : res         ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                                      : NULL;
+    if (!state || !strcmp(state, "25P02"))
+        return;
+    txn->failed = true;
+    snprintf(txn->fail_sqlstate, sizeof(txn->fail_sqlstate), "%s", state);
+    if (req->message) {
+        txn->fail_message = xstrdup(req->message);
+        txn->fail_detail = dup_or_null(req->detail);
+        txn->fail_constraint = dup_or_null(req->constraint);
+    } else {
+        const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        txn->fail_message = xstrdup(msg ? msg : "a statement of the transaction failed");
+        txn->fail_detail = dup_or_null(PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
+        txn->fail_constraint = dup_or_null(PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME));
+    }
+}
+
+bool pg_txn_first_error(pg_txn_t *txn, pg_handle_t *commit)
+{
+    if (!txn || !txn->failed)
+        return false;
+    memcpy(commit->sqlstate, txn->fail_sqlstate, sizeof(commit->sqlstate));
+    commit->message = xstrdup(txn->fail_message);
+    commit->detail = dup_or_null(txn->fail_detail);
+    commit->constraint = dup_or_null(txn->fail_constraint);
+    return true;
 }
 
 /* The work is over: queue the callback, or free the request if nobody wants it. A
@@ -120,6 +165,8 @@ static void req_free(pg_handle_t *req)
 void pg_req_finish(pg_handle_t *req)
 {
     pg_pool_t *pool = req->pool;
+    if (req->kind != REQ_BEGIN && req->txn)
+        txn_note_failure(req->txn, req);
     if (req->kind == REQ_BEGIN && req->errkind)
         req->txn->ended = req->txn->abandoned = true; /* the caller never gets it */
     else if (req->kind != REQ_BEGIN && req->txn && req->silent)
@@ -166,6 +213,8 @@ static void error_fill(const pg_handle_t *req, pg_error_t *err)
     const PGresult *res = req->result.pg;
     if (req->message) {
         err->message = req->message;
+        err->detail = req->detail;
+        err->constraint = req->constraint;
         memcpy(err->sqlstate, req->sqlstate, sizeof(err->sqlstate));
     } else if (res) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -351,6 +400,9 @@ static void txn_maybe_free(pg_txn_t *txn)
         return;
     pg_pool_t *pool = txn->pool;
     pool->ntxn--;
+    free(txn->fail_message);
+    free(txn->fail_detail);
+    free(txn->fail_constraint);
     free(txn);
     pool_maybe_finish(pool);
 }

@@ -158,7 +158,9 @@ pg_status_t pg_pool_status(const pg_pool_t *pool);
  * pg_txn_query and pg_txn_query_prepared work like pg_query and pg_query_prepared on the
  * pinned connection; several may be issued without waiting, they run in order. After a
  * statement failed, PostgreSQL refuses the following ones (25P02) and COMMIT rolls back:
- * pg_txn_commit then reports PG_EQUERY with SQLSTATE 25P02.
+ * pg_txn_commit then reports PG_EQUERY with the first failed statement's own error
+ * (SQLSTATE, message, detail, constraint; the transaction keeps a copy, so this holds for
+ * a statement issued without a callback too).
  *
  * pg_txn_commit and pg_txn_rollback end the transaction: they run after the queries
  * already issued, their callback (may be NULL) says how it went, and the txn pointer must

@@ -62,6 +62,8 @@ struct pg_handle {
     pg_errkind_t errkind;
     char sqlstate[6];
     char *message;
+    char *detail;     /* with message: PostgreSQL's DETAIL, or NULL */
+    char *constraint; /* with message: the violated constraint, or NULL */
     /* values and strings follow */
 };
 
@@ -102,6 +104,12 @@ struct pg_txn {
     int ndone;          /* other requests of it whose callback is due */
     bool ended;         /* committed, rolled back or abandoned: no more calls */
     bool abandoned;     /* no more callbacks; the pool rolls back */
+    /* The first statement of it that failed (not with 25P02, which only says an earlier
+     * one did): what its COMMIT reports, so a statement queued without a callback still
+     * has its own error seen. */
+    bool failed;
+    char fail_sqlstate[6];
+    char *fail_message, *fail_detail, *fail_constraint;
 };
 
 struct pg_pool {
@@ -183,6 +191,10 @@ void pg_release(pg_pool_t *pool);
 void pg_pipeline_next(conn_t *c);
 /* The uv_poll callback of every connection, from the handshake on. */
 void pg_on_io(uv_poll_t *poll, int status, int events);
+/* A COMMIT came back as ROLLBACK: give `commit` the error of the transaction's first
+ * failed statement; false when none was recorded. */
+bool pg_txn_first_error(pg_txn_t *txn, pg_handle_t *commit);
+
 /* Forgets the statements prepared on a connection whose session is gone. */
 void pg_stmts_clear(conn_t *c);
 

@@ -429,8 +429,11 @@ static bool conn_finish(conn_t *c)
         else if (req->kind == REQ_COMMIT && !strcmp(PQcmdStatus(res), "ROLLBACK")) {
             /* PostgreSQL answers COMMIT in a failed transaction with a successful ROLLBACK. */
             req->errkind = PG_EQUERY;
-            memcpy(req->sqlstate, "25P02", 6);
-            req->message = xstrdup("the transaction was rolled back: an earlier statement failed");
+            if (!pg_txn_first_error(req->txn, req)) {
+                memcpy(req->sqlstate, "25P02", 6);
+                req->message =
+                    xstrdup("the transaction was rolled back: an earlier statement failed");
+            }
         }
         ends = req->kind == REQ_COMMIT || req->kind == REQ_ROLLBACK;
         pg_txn_t *txn = ends ? req->txn : NULL;

@@ -41,6 +41,7 @@ static void plugin_free(struct px_plugin *p)
     free(p->commands);
     json_decref(p->openapi);
     route_spec_free(p);
+    json_decref(p->hook_points);
     for (size_t i = 0; i < p->nkeys; i++) {
         free(p->keys[i].key);
         free(p->keys[i].default_value);

@@ -32,6 +32,7 @@ struct px_plugin {
     json_t *openapi; /* the plugin's fragment of /openapi.json, or NULL */
     struct validate_registry *schemas; /* px_schema's, compiled (route_spec.c) */
     struct route_checks *checks;       /* what its routes' specs check (route_spec.c) */
+    json_t *hook_points; /* px_hook_declare: name → description, or NULL */
     void *command_db; /* PGconn of px_command_sql, in a command process only */
 };
 

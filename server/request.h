@@ -109,6 +109,7 @@ struct px_req {
     struct px_pg_txn *txns;    /* open transactions */
     json_t *header_overrides;  /* set/removed by an on_request hook: name → value or null */
     bool has_caller;
+    bool hook_caller; /* a token on a route without auth: lent to the Lua hooks only */
     bool in_on_response;
     bool client_gone; /* hung up while the handler worked: logged as 499, nothing sent */
     char caller_id[64];

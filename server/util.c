@@ -202,6 +202,8 @@ int parse_duration_ms(const char *s, uint64_t *out)
         mult = 60 * 1000;
     else if (!strcmp(suf, "h"))
         mult = 3600 * 1000;
+    else if (!strcmp(suf, "d"))
+        mult = 86400 * 1000; /* refresh tokens and retention are said in days */
     else
         return -1;
     if (v > UINT64_MAX / mult)

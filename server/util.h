@@ -40,7 +40,7 @@ uint64_t backoff_next(unsigned *backoff_ms, unsigned max_ms, uint64_t *rng);
 
 /* "8k", "1m", "512" → bytes. Returns 0 or -1 on a malformed or negative value. */
 int parse_size(const char *s, uint64_t *out);
-/* "75s", "500ms", "2m", "1h", bare number = seconds → milliseconds. */
+/* "75s", "500ms", "2m", "1h", "30d", bare number = seconds → milliseconds. */
 int parse_duration_ms(const char *s, uint64_t *out);
 /* "yes/no/on/off/true/false/1/0". */
 int parse_bool(const char *s, bool *out);

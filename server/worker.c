@@ -24,7 +24,9 @@
 #include "api.h"
 #include "blob.h"
 #include "log.h"
+#include "crash.h"
 #include "metrics.h"
+#include "metrics_plugin.h"
 #include "openapi.h"
 #include "ratelimit.h"
 #include "stream.h"
@@ -416,6 +418,8 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
         return 78;
     }
     metrics_attach(slot);
+    crash_attach(slot);
+    metrics_plugin_attach(slot);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
 

@@ -44,10 +44,10 @@ typedef struct create {
 /* 23505 names the index that refused the row. */
 static void answer_conflict(px_req_t *req, const px_pg_error_t *err)
 {
-    const char *msg = px_pg_error_message(err);
-    if (msg && strstr(msg, "users_username_lower_key"))
+    const char *which = px_pg_error_constraint(err);
+    if (which && !strcmp(which, "users_username_lower_key"))
         px_res_error(req, 409, "conflict", "this username is already taken", NULL);
-    else if (msg && strstr(msg, "users_email_lower_key"))
+    else if (which && !strcmp(which, "users_email_lower_key"))
         px_res_error(req, 409, "conflict", "this email is already registered", NULL);
     else
         px_res_error(req, 409, "conflict", "this username or email is already taken", NULL);

@@ -8,7 +8,6 @@
  * token secret, because every register and login would otherwise fail at its very end.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,17 +22,8 @@ extern const px_migration_t user_migrations[];
 
 int user_fail(px_req_t *req, int rc)
 {
-    switch (rc) {
-    case PX_EINVAL: return px_res_error(req, 400, "bad_request", NULL, NULL);
-    case PX_EAUTH: return px_res_error(req, 401, "unauthorized", NULL, NULL);
-    case PX_EPERM: return px_res_error(req, 403, "forbidden", NULL, NULL);
-    case PX_ENOENT: return px_res_error(req, 404, "not_found", NULL, NULL);
-    case PX_ECONFLICT: return px_res_error(req, 409, "conflict", NULL, NULL);
-    case PX_EUNAVAIL:
-        return px_res_error(req, 503, "unavailable", "the service is busy or unavailable; retry",
-                            NULL);
-    default: return px_res_error(req, 500, "internal", NULL, NULL);
-    }
+    return px_res_code(req, rc,
+                       rc == PX_EUNAVAIL ? "the service is busy or unavailable; retry" : NULL);
 }
 
 int user_invalid(px_req_t *req, json_t *fields)
@@ -58,51 +48,32 @@ bool user_is_uuid(const char *s)
 
 /* ---- settings ---- */
 
+/* A setting read with the host's parser (which logs a malformed value itself), then
+ * held to [min, max]. */
+static int setting_in_range(const char *key, int rc, int64_t v, int64_t min, int64_t max,
+                            const char *unit)
+{
+    if (rc || (v >= min && v <= max))
+        return rc;
+    px_log(user_plugin, PX_LOG_ERROR,
+           "[plugin:user] %s = \"%s\": expected %" PRId64 "%s to %" PRId64 "%s", key,
+           px_config_get(user_plugin, key), min, unit, max, unit);
+    return PX_EINVAL;
+}
+
 /* A whole number in [min, max]. */
 static int setting_int(const char *key, int64_t min, int64_t max, int64_t *out)
 {
-    const char *v = px_config_get(user_plugin, key);
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (errno || end == v || *end || n < min || n > max) {
-        px_log(user_plugin, PX_LOG_ERROR,
-               "[plugin:user] %s = \"%s\": expected a whole number from %" PRId64 " to %" PRId64,
-               key, v, min, max);
-        return PX_EINVAL;
-    }
-    *out = n;
-    return 0;
+    int rc = px_config_int(user_plugin, key, out);
+    return setting_in_range(key, rc, *out, min, max, "");
 }
 
-/* A duration as the host writes them: "60s", "5m", "1h", "500ms", "1d"; a bare number is
- * seconds. Milliseconds in [min_ms, max_ms]. */
+/* A duration ("60s", "5m", "1h", "500ms", "1d"; a bare number is seconds) in
+ * milliseconds within [min_ms, max_ms]. */
 static int setting_duration(const char *key, int64_t min_ms, int64_t max_ms, int64_t *out_ms)
 {
-    const char *v = px_config_get(user_plugin, key);
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    int64_t unit = -1;
-    if (!strcmp(end, "") || !strcmp(end, "s"))
-        unit = 1000;
-    else if (!strcmp(end, "ms"))
-        unit = 1;
-    else if (!strcmp(end, "m"))
-        unit = 60 * 1000;
-    else if (!strcmp(end, "h"))
-        unit = 3600 * 1000;
-    else if (!strcmp(end, "d"))
-        unit = 86400 * 1000;
-    if (errno || end == v || unit < 0 || n < 0 || n > max_ms / unit || n * unit < min_ms) {
-        px_log(user_plugin, PX_LOG_ERROR,
-               "[plugin:user] %s = \"%s\": expected a duration such as 60s, 5m or 500ms, from "
-               "%" PRId64 " ms to %" PRId64 " ms",
-               key, v, min_ms, max_ms);
-        return PX_EINVAL;
-    }
-    *out_ms = n * unit;
-    return 0;
+    int rc = px_config_duration_ms(user_plugin, key, out_ms);
+    return setting_in_range(key, rc, *out_ms, min_ms, max_ms, " ms");
 }
 
 static int settings_load(px_plugin_t *self)
@@ -195,6 +166,13 @@ static int user_init(px_plugin_t *self)
         return PX_EINVAL;
     }
     rc = password_init();
+    if (!rc)
+        rc = px_hook_declare(self, "before_user_register",
+                             "checks or changes a registration or an admin's create "
+                             "{username, email, firstName, lastName, password}");
+    if (!rc)
+        rc = px_hook_declare(self, "before_user_update",
+                             "checks or changes the fields of a PUT /v1/users/{userId}, with id");
     if (rc)
         return rc;
 

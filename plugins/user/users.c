@@ -80,7 +80,7 @@ int users_me(px_req_t *req, void *ud)
 /* ---- GET /v1/users ---- */
 
 typedef struct list {
-    int64_t page, limit;
+    int page, limit;
 } list_t;
 
 static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
@@ -94,11 +94,9 @@ static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
     for (int i = 0; i < px_pg_rows(res); i++)
         if (px_pg_value(res, i, 1))
             json_array_append_new(users, store_user_json(res, i, 1));
-    const char *total = px_pg_value(res, 0, 0);
-    px_res_json(req, 200,
-                json_pack("{s:I, s:I, s:I, s:o}", "total",
-                          (json_int_t)(total ? strtoll(total, NULL, 10) : 0), "page",
-                          (json_int_t)l->page, "limit", (json_int_t)l->limit, "users", users));
+    int64_t total = 0;
+    px_pg_int64(res, 0, 0, &total);
+    px_res_list(req, "users", users, total, l->page, l->limit);
 }
 
 static void list_caller(px_req_t *req, json_t *caller, void *ud)
@@ -112,9 +110,8 @@ static void list_caller(px_req_t *req, json_t *caller, void *ud)
     }
     /* page, limit and search passed the route's query schemas. */
     list_t *l = px_req_alloc(req, sizeof(*l));
-    const char *page = px_req_query(req, "page"), *limit = px_req_query(req, "limit");
-    l->page = page ? strtoll(page, NULL, 10) : 1;
-    l->limit = limit ? strtoll(limit, NULL, 10) : 10;
+    if (px_req_page(req, &l->page, &l->limit))
+        return;
     int rc = store_user_list(req, px_req_query(req, "search"), l->page, l->limit, listed, l);
     if (rc)
         user_fail(req, rc);

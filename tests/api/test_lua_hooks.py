@@ -235,6 +235,28 @@ def test_admin_prefix(lua):
     assert r.status_code == 200 and r.json() == {"id": None, "role": None}, r.text
 
 
+def test_hooks_see_the_caller_on_routes_without_auth(lua):
+    """A route registered with no auth still lends a valid token's caller to the hooks, so
+    an "admins only" rule admits the admin there too; a bad token is no 401 there."""
+    s = lua(scripts={"admins.lua": """
+function on_request(req)
+    if req.path == "/v1/test/headers" and not (req.caller and req.caller.role == "admin") then
+        return false, 403, "admins only: " .. tostring(req.caller and req.caller.id)
+    end
+end
+"""})
+    r = requests.get(s.url("/v1/test/headers"), headers=bearer(token(s, "root-7", "admin")),
+                     timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    r = requests.get(s.url("/v1/test/headers"), headers=bearer(token(s, "u-7", "user")),
+                     timeout=TIMEOUT)
+    assert assert_error(r, 403, "forbidden")["message"] == "admins only: u-7"
+    r = requests.get(s.url("/v1/test/headers"), timeout=TIMEOUT)
+    assert assert_error(r, 403, "forbidden")["message"] == "admins only: nil"
+    r = requests.get(s.url("/v1/test/headers"), headers=bearer("a.b.c"), timeout=TIMEOUT)
+    assert assert_error(r, 403, "forbidden")["message"] == "admins only: nil"
+
+
 def body_limit_with(route, limit):
     """The shipped body-limit script with one more entry in LIMITS, as an admin adds it."""
     with open(os.path.join(SHIPPED, BODY_LIMIT)) as f:

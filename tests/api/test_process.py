@@ -231,15 +231,17 @@ def test_worker_dying_young_is_backed_off(make_server):
         current = pids[0]
         seen.add(current)
     window = time.monotonic() - t0
-    # Not spun: six deaths cost 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s of waiting.
-    assert window > 2.5, "six young deaths replaced within %.2fs: no backoff" % window
+    # Not spun: six deaths cost 0.1 + 0.2 + 0.4 + 0.8 + 1.0 s of waiting. A worker that was
+    # serving waits at most a second (crash.c, master.c): the service is never left
+    # without one for longer, yet a loop of deaths is still slowed down.
+    assert window > 2.0, "six young deaths replaced within %.2fs: no backoff" % window
     time.sleep(0.3)
     seen.update(s.worker_pids())
     assert len(seen) <= 10, "master forked %d workers" % len(seen)
-    log = s.wait_error_log("next start in 3200 ms", timeout=3)
+    log = s.wait_error_log("next start in 1000 ms", timeout=3)
     delays = [int(d) for d in re.findall(r"keeps dying young; next start in (\d+) ms", log)]
     assert len(delays) >= 4, log
-    assert all(a < b for a, b in zip(delays, delays[1:])), delays
+    assert all(a <= b for a, b in zip(delays, delays[1:])) and max(delays) == 1000, delays
     assert s.running()
 
 

@@ -10,6 +10,7 @@ locks of test_pg_pool.py and test_pools.py, so no other test stops those under i
 """
 import concurrent.futures
 import os
+import re
 import subprocess
 import uuid
 
@@ -286,5 +287,19 @@ def test_refuses_to_start_without_a_token_secret(db):
     try:
         rc, _, err = s.check_config()
         assert rc != 0 and "token secret" in err, err
+    finally:
+        s.cleanup()
+
+
+def test_check_config_lists_the_user_hooks_the_shipped_scripts_use(db):
+    """The shipped password policy defines exactly the hook points the plugin declares."""
+    s = user_server(db)
+    try:
+        rc, out, err = s.check_config()
+        assert rc == 0, err
+        assert "note: lua:" not in out, out
+        hooks = out.split("hooks:\n", 1)[1]
+        for name in ("before_user_register", "before_user_update"):
+            assert re.search(r"^  %s +user +checks or changes " % name, hooks, re.M), out
     finally:
         s.cleanup()

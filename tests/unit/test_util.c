@@ -71,6 +71,9 @@ static void test_parse_duration(void)
     CHECK_EQ_U64(duration_of("0ms"), 0);
     CHECK_EQ_U64(duration_of("2m"), 120000);
     CHECK_EQ_U64(duration_of("1h"), 3600000);
+    CHECK_EQ_U64(duration_of("30d"), 30ull * 86400000);
+    CHECK_EQ_U64(duration_of("213503982334d"), 213503982334ull * 86400000);
+    CHECK_EQ_U64(duration_of("213503982335d"), REFUSED);
 
     CHECK_EQ_U64(duration_of("18446744073709551615ms"), UINT64_MAX);
     CHECK_EQ_U64(duration_of("18446744073709551616ms"), REFUSED);
@@ -83,7 +86,7 @@ static void test_parse_duration(void)
     CHECK_EQ_U64(duration_of("307445734561826m"), REFUSED);
 
     static const char *bad[] = {"",    "ms",  "s",   "-1",  "-1s", "+1s", " 1s", "1s ",
-                                "fast", "1d",  "1us", "1.5s", "1sec", "1 s", "1msx", "1mm"};
+                                "fast", "1dd", "1us", "1.5s", "1sec", "1 s", "1msx", "1mm"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t v = duration_of(bad[i]);
         if (v != REFUSED)

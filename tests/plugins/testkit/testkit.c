@@ -8,6 +8,8 @@
  *   GET  /v1/test/params/:a/:b {"a": ..., "b": ...}
  *   GET  /v1/test/sleep?ms=N   answers after blocking N ms (a deliberately bad handler)
  *   GET  /v1/test/crash        segfaults the worker
+ *   GET  /v1/test/crash_later  segfaults the worker in a px_work done callback
+ *   GET  /v1/test/crash_job    segfaults the worker in a px_work job (a pool thread)
  *   GET  /v1/test/noanswer     returns PX_OK without answering (the host must 500)
  *   GET  /v1/test/error?code=N returns the PX_E* code N
  *   GET  /v1/test/config       the plugin's config values
@@ -109,6 +111,46 @@ static int crash(px_req_t *req, void *ud)
     px_log(self_plugin, PX_LOG_WARN, "crashing on purpose");
     raise(SIGSEGV);
     return PX_EINTERNAL;
+}
+
+static void crash_job(void *ud)
+{
+    (void)ud;
+}
+
+static void crash_in_thread(void *ud)
+{
+    (void)ud;
+    raise(SIGSEGV);
+}
+
+static void never_done(px_req_t *req, int status, void *ud)
+{
+    (void)status;
+    (void)ud;
+    px_res_error(req, 500, "internal", "the job should have crashed", NULL);
+}
+
+static int crash_in_job(px_req_t *req, void *ud)
+{
+    (void)ud;
+    int rc = px_work(req, crash_in_thread, never_done, NULL);
+    return rc ? rc : PX_ASYNC;
+}
+
+static void crash_done(px_req_t *req, int status, void *ud)
+{
+    (void)req;
+    (void)status;
+    (void)ud;
+    raise(SIGSEGV);
+}
+
+static int crash_later(px_req_t *req, void *ud)
+{
+    (void)ud;
+    int rc = px_work(req, crash_job, crash_done, NULL);
+    return rc ? rc : PX_ASYNC;
 }
 
 static int noanswer(px_req_t *req, void *ud)
@@ -271,7 +313,8 @@ static int testkit_init(px_plugin_t *self)
         {"GET", "/v1/test/query", query},       {"GET", "/v1/test/params/:a/:b", params},
         {"GET", "/v1/test/sleep", sleep_ms},    {"GET", "/v1/test/crash", crash},
         {"GET", "/v1/test/noanswer", noanswer}, {"GET", "/v1/test/error", error},
-        {"GET", "/v1/test/config", config},
+        {"GET", "/v1/test/config", config},     {"GET", "/v1/test/crash_later", crash_later},
+        {"GET", "/v1/test/crash_job", crash_in_job},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         int rc = px_route(self, routes[i].method, routes[i].pattern, routes[i].fn, NULL);
@@ -288,6 +331,8 @@ static int testkit_init(px_plugin_t *self)
         rc = px_route_auth(self, "GET", "/v1/admin/ping", whoami, NULL, PX_AUTH_OPTIONAL, NULL);
     if (!rc)
         rc = px_route(self, "POST", "/v1/test/hook", hook, NULL);
+    if (!rc && PX_HAS(hook_declare))
+        rc = px_hook_declare(self, "before_test", "changes or vetoes the body of POST /v1/test/hook");
     if (!rc)
         rc = px_route(self, "POST", "/v1/test/token", token, NULL);
     if (!rc)

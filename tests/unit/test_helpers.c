@@ -1,0 +1,157 @@
+/* test_helpers.c — the SDK 1.2 HELPERS area that needs no server: statement names per
+ * plugin (api_pg.c). */
+#include <string.h>
+
+#include <stdlib.h>
+
+#include "api.h"
+#include "check.h"
+#include "metrics.h"
+#include "metrics_plugin.h"
+
+static void test_stmt_names(void)
+{
+    char a[64], b[64], c[64];
+    CHECK_EQ_INT(api_pg_stmt_name("user", "user_by_id", a), 0);
+    CHECK_STR(a, "user:user_by_id");
+    CHECK_EQ_INT(api_pg_stmt_name("other", "user_by_id", b), 0);
+    CHECK(strcmp(a, b) != 0);
+    CHECK_EQ_INT(api_pg_stmt_name("p", "", a), PX_EINVAL);
+    CHECK_EQ_INT(api_pg_stmt_name("p", NULL, a), PX_EINVAL);
+    char long_name[80];
+    memset(long_name, 'x', 64);
+    long_name[64] = '\0';
+    CHECK_EQ_INT(api_pg_stmt_name("p", long_name, a), PX_EINVAL); /* over 63: as in 1.1 */
+    /* Too long together: cut to 63 bytes, told apart by a hash of the whole. */
+    long_name[63] = '\0';
+    CHECK_EQ_INT(api_pg_stmt_name("plugin", long_name, a), 0);
+    CHECK(strlen(a) <= 63);
+    long_name[62] = 'y';
+    CHECK_EQ_INT(api_pg_stmt_name("plugin", long_name, b), 0);
+    CHECK(strlen(b) <= 63 && strcmp(a, b) != 0);
+    /* "ab" + "c" and "a" + "bc" differ even when both are hashed. */
+    char p1[40], p2[40], n1[60], n2[60];
+    memset(p1, 'p', 30), p1[30] = '\0';
+    memset(p2, 'p', 31), p2[31] = '\0';
+    memset(n1, 'n', 40), n1[40] = '\0';
+    memset(n2, 'n', 39), n2[39] = '\0';
+    CHECK_EQ_INT(api_pg_stmt_name(p1, n1, a), 0);
+    CHECK_EQ_INT(api_pg_stmt_name(p2, n2, c), 0);
+    CHECK(strcmp(a, c) != 0);
+}
+
+static int chosen(const char *header)
+{
+    static const char *const offers[] = {"application/json", "text/csv", "image/svg+xml", NULL};
+    return api_accept_choose(header, offers);
+}
+
+static void test_accept(void)
+{
+    CHECK_EQ_INT(chosen(NULL), 0);
+    CHECK_EQ_INT(chosen(""), 0);
+    CHECK_EQ_INT(chosen("*/*"), 0);
+    CHECK_EQ_INT(chosen("text/csv"), 1);
+    CHECK_EQ_INT(chosen("TEXT/CSV"), 1);
+    CHECK_EQ_INT(chosen("image/*"), 2);
+    CHECK_EQ_INT(chosen("text/csv;q=0.5, application/json;q=0.4"), 1);
+    CHECK_EQ_INT(chosen("text/csv;q=0.5, application/json"), 0);
+    CHECK_EQ_INT(chosen("application/json;q=0.9, text/csv; charset=utf-8; q=1"), 1);
+    /* Ties go to the earlier offer; a more specific range decides an offer's q. */
+    CHECK_EQ_INT(chosen("text/csv, application/json"), 0);
+    CHECK_EQ_INT(chosen("*/*;q=0.8, application/json;q=0"), 1);
+    CHECK_EQ_INT(chosen("text/*;q=0.3, */*;q=0.1"), 1);
+    /* Nothing acceptable: 406. */
+    CHECK_EQ_INT(chosen("text/html"), PX_ENOTACCEPTABLE);
+    CHECK_EQ_INT(chosen("application/json;q=0, text/csv;q=0, image/svg+xml;q=0.000"),
+                 PX_ENOTACCEPTABLE);
+    CHECK_EQ_INT(chosen("application/xml, text/*;q=0"), PX_ENOTACCEPTABLE);
+    /* Malformed ranges are ignored, not fatal. */
+    CHECK_EQ_INT(chosen("garbage, text/csv"), 1);
+    CHECK_EQ_INT(chosen("text/csv;q=2, image/svg+xml;q=0.1"), 2);
+    CHECK_EQ_INT(chosen("text/csv;q=abc"), PX_ENOTACCEPTABLE);
+    CHECK_EQ_INT(chosen("/, */"), PX_ENOTACCEPTABLE);
+}
+
+static void test_etags(void)
+{
+    CHECK(api_etag_listed("\"3\"", "3", false));
+    CHECK(api_etag_listed(" \"1\", \"3\" ", "3", false));
+    CHECK(api_etag_listed("*", "3", false));
+    CHECK(!api_etag_listed("\"33\"", "3", false));
+    CHECK(!api_etag_listed("3", "3", false));       /* unquoted: not an entity tag */
+    CHECK(!api_etag_listed("W/\"3\"", "3", false)); /* If-Match compares strongly */
+    CHECK(api_etag_listed("W/\"3\"", "3", true));   /* If-None-Match weakly */
+    CHECK(!api_etag_listed("\"3", "3", true));
+    CHECK(!api_etag_listed("", "3", true));
+}
+
+static void test_uuids(void)
+{
+    char out[37], again[37];
+    CHECK(api_uuid_canonical("123E4567-E89B-12D3-A456-426614174000", out));
+    CHECK_STR(out, "123e4567-e89b-12d3-a456-426614174000");
+    CHECK(!api_uuid_canonical("123e4567e89b12d3a456426614174000", out));
+    CHECK(!api_uuid_canonical("123e4567-e89b-12d3-a456-42661417400g", out));
+    CHECK(!api_uuid_canonical("123e4567-e89b-12d3-a456-4266141740001", out));
+    CHECK(!api_uuid_canonical("{23e4567-e89b-12d3-a456-42661417400}", out));
+    CHECK(!api_uuid_canonical(NULL, out));
+    CHECK_EQ_INT(api_uuid_new(out), 0);
+    CHECK_EQ_INT(api_uuid_new(again), 0);
+    CHECK(strcmp(out, again) != 0);
+    char canon[37];
+    CHECK(api_uuid_canonical(out, canon) && !strcmp(out, canon));
+    CHECK(out[14] == '4' && strchr("89ab", out[19]));
+}
+
+static void test_plugin_metrics(void)
+{
+    metrics_plugin_reset();
+    metrics_attach(3);
+    metrics_plugin_attach(3);
+    int a = metrics_plugin_counter("alpha", "jobs_total", "Jobs done.");
+    int b = metrics_plugin_counter("beta", "jobs_total", "Jobs done.");
+    CHECK(a >= 0 && b >= 0 && a != b);
+    CHECK_EQ_INT(metrics_plugin_counter("alpha", "jobs_total", "again"), PX_EEXIST);
+    double bounds[] = {0.1, 1};
+    CHECK_EQ_INT(metrics_plugin_histogram("gamma", "jobs_total", "x", bounds, 2), PX_EEXIST);
+    CHECK_EQ_INT(metrics_plugin_counter("alpha", "panthera_x", "x"), PX_EINVAL);
+    CHECK_EQ_INT(metrics_plugin_counter("alpha", "a-b", "x"), PX_EINVAL);
+    CHECK_EQ_INT(metrics_plugin_counter("alpha", "ok_total", "two\nlines"), PX_EINVAL);
+    double nan_bounds[] = {1, 1};
+    CHECK_EQ_INT(metrics_plugin_histogram("alpha", "h", "x", nan_bounds, 2), PX_EINVAL);
+    CHECK_EQ_INT(metrics_plugin_histogram("alpha", "h", "x", bounds, 0), PX_EINVAL);
+    int h = metrics_plugin_histogram("alpha", "latency_seconds", "Latency.", bounds, 2);
+    CHECK(h >= 0);
+    metrics_plugin_add("alpha", a, 2);
+    metrics_plugin_add("beta", b, 5);
+    metrics_plugin_add("beta", a, 100);  /* not beta's: ignored */
+    metrics_plugin_add("alpha", h, 100); /* not a counter: ignored */
+    metrics_plugin_observe("alpha", h, 0.05);
+    metrics_plugin_observe("alpha", h, 0.5);
+    metrics_plugin_observe("alpha", h, 5);
+    size_t len;
+    char *text = metrics_render(&len);
+    CHECK_CONTAINS(text, "# HELP jobs_total Jobs done.\n# TYPE jobs_total counter\n"
+                         "jobs_total{plugin=\"alpha\"} 2\njobs_total{plugin=\"beta\"} 5\n");
+    CHECK_CONTAINS(text, "# TYPE latency_seconds histogram\n"
+                         "latency_seconds_bucket{plugin=\"alpha\",le=\"0.1\"} 1\n"
+                         "latency_seconds_bucket{plugin=\"alpha\",le=\"1\"} 2\n"
+                         "latency_seconds_bucket{plugin=\"alpha\",le=\"+Inf\"} 3\n"
+                         "latency_seconds_sum{plugin=\"alpha\"} 5.5499999999999998\n"
+                         "latency_seconds_count{plugin=\"alpha\"} 3\n");
+    /* One family for the shared name: HELP and TYPE once. */
+    CHECK(strstr(strstr(text, "# TYPE jobs_total") + 1, "# TYPE jobs_total") == NULL);
+    free(text);
+    metrics_plugin_reset();
+}
+
+int main(void)
+{
+    RUN(test_stmt_names);
+    RUN(test_accept);
+    RUN(test_etags);
+    RUN(test_uuids);
+    RUN(test_plugin_metrics);
+    return check_finish();
+}
