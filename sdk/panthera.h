@@ -191,6 +191,15 @@ typedef struct px_route_spec {
 
 /* 1.2 tasks: worker lifecycle, background tasks, timers, named job queues. */
 /* -- TASKS TYPES -- */
+/* A background task is a px_req_t with no client (px_task_begin): every call that takes
+ * a request for PostgreSQL, Redis, transactions or blocking jobs takes a task too, and
+ * its callbacks get the task as `req`. px_res_* on a task returns PX_ESTATE (nobody is
+ * there to answer). A task lives until px_task_end; ending it cancels what it left
+ * pending, exactly as the end of a request does. */
+/* Run in each worker once its pools are up (start) or when it begins draining (stop). */
+typedef void (*px_worker_fn)(px_plugin_t *plugin, void *userdata);
+/* A timer fired; `owner` is the request or task that owns it, still alive. */
+typedef void (*px_timer_fn)(px_req_t *owner, int64_t timer_id, void *userdata);
 
 /* 1.2 events: the host's event log (px_event_emit / px_event_subscribe). */
 /* -- EVENTS TYPES -- */
@@ -399,7 +408,68 @@ typedef struct px_route_spec {
     X(int, route_add, (px_plugin_t * plugin, const px_route_spec_t *spec), (plugin, spec))
 #define PX_API_VOID_1_2_ROUTES(X)
 
-#define PX_API_1_2_TASKS(X)
+#define PX_API_1_2_TASKS(X)                                                                   \
+    /* Run `fn(plugin, userdata)` in every worker once its PostgreSQL and Redis pools      \
+     * exist (they may still be connecting), before it accepts. Start background tasks   \
+     * and timers from here. Only during init; PX_ESTATE after. Functions run in the     \
+     * order they were registered, plugins in dependency order. */                        \
+    X(int, on_worker_start, (px_plugin_t * plugin, px_worker_fn fn, void *userdata),       \
+      (plugin, fn, userdata))                                                              \
+    /* Run `fn(plugin, userdata)` once when the worker starts draining (SIGTERM, or a     \
+     * reload replacing it): end your tasks here. Tasks still open when the worker exits \
+     * are ended by the host (counted as failures). Only during init. */                  \
+    X(int, on_worker_stop, (px_plugin_t * plugin, px_worker_fn fn, void *userdata),        \
+      (plugin, fn, userdata))                                                              \
+    /* Begin a background task named `name` (1..63 characters of a-z, 0-9, _ . : -; the   \
+     * label of its metrics). Returns the task, owned by the host and valid until        \
+     * px_task_end, or NULL when the worker is not running yet (during init: use         \
+     * px_on_worker_start), is draining, or the name is invalid. */                       \
+    X(px_req_t *, task_begin, (px_plugin_t * plugin, const char *name), (plugin, name))    \
+    /* End `task`: what it left pending is cancelled (callbacks never run; blocking jobs \
+     * still get their done callback with req NULL), open transactions are rolled back,  \
+     * its timers are stopped. `status` 0 counts a run, negative a failure, in           \
+     * panthera_task_runs_total / panthera_task_failures_total and the duration in       \
+     * panthera_task_duration_seconds of /metrics. The pointer is dead afterwards (it may \
+     * be called from the task's own callbacks). PX_ESTATE for a request. */               \
+    X(int, task_end, (px_req_t * task, int status), (task, status))                        \
+    /* 1 when `req` is a background task, 0 for a client's request. */                    \
+    X(int, req_is_task, (px_req_t * req), (req))                                           \
+    /* Run `fn` after `delay_ms`, then every `repeat_ms` (0: once) while `owner` (request \
+     * or task) lives. Returns the timer's id (> 0, unique in the worker), PX_ESTATE when \
+     * `owner` has already answered or ended, PX_EINVAL for a NULL fn. `fn` runs on the  \
+     * loop and may end the owner. A one-shot timer is gone once `fn` starts. Ending the \
+     * owner stops its timers, and `fn` never runs again. */                             \
+    X(int64_t, timer_start, (px_req_t * owner, uint64_t delay_ms, uint64_t repeat_ms,     \
+                             px_timer_fn fn, void *userdata),                              \
+      (owner, delay_ms, repeat_ms, fn, userdata))                                          \
+    /* Stop timer `id` of `owner`: 0, or PX_ENOENT when it is not (or no longer) there.   \
+     * Its `fn` does not run afterwards; `userdata` is the caller's to free. */            \
+    X(int, timer_stop, (px_req_t * owner, int64_t id), (owner, id))                        \
+    /* Declare a named blocking-job queue (host-wide names, 1..63 characters): at most    \
+     * `concurrency` of its jobs run at once per worker (1..64), `max_waiting` may wait   \
+     * (0..100000; past it px_work_on returns PX_EUNAVAIL). Each queue has threads of its \
+     * own, so a slow queue ("mail") never holds back another (password hashing on the   \
+     * default queue of px_work). Only during init; PX_EEXIST when the name is taken. */   \
+    X(int, work_queue, (px_plugin_t * plugin, const char *name, int concurrency,           \
+                        int max_waiting),                                                  \
+      (plugin, name, concurrency, max_waiting))                                            \
+    /* px_work() on the queue `queue` (NULL: the default one, [server] blocking_jobs).    \
+     * Same contract as px_work; PX_ENOENT for an undeclared queue. */                    \
+    X(int, work_on, (px_req_t * req, const char *queue, px_work_fn work,                   \
+                     px_work_done_fn done, void *userdata),                                \
+      (req, queue, work, done, userdata))                                                  \
+    /* Run `task`'s job on at most one worker of all hosts sharing the database: the host \
+     * begins a transaction on the task and tries pg_try_advisory_xact_lock on a key made \
+     * from the plugin's and the task's names. `cb(task, txn, NULL, ud)` when this worker \
+     * holds it: do the job's SQL in `txn` and commit or roll back (the lock goes with   \
+     * the transaction, and with the session if this worker dies). `cb(task, NULL, NULL, \
+     * ud)` when another worker holds it (nothing to do now), `cb(task, NULL, err, ud)`   \
+     * when PostgreSQL failed. The guarantee is mutual exclusion while the transaction   \
+     * is open, not "once per period": to run a job once per hour cluster-wide, record   \
+     * its last run in a row read and updated in the same `txn`. PX_EINVAL for a         \
+     * request, PX_EUNAVAIL without [postgres]. */                                        \
+    X(int, task_singleton, (px_req_t * task, px_pg_txn_fn cb, void *userdata),             \
+      (task, cb, userdata))
 #define PX_API_VOID_1_2_TASKS(X)
 
 #define PX_API_1_2_EVENTS(X)

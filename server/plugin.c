@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tasks.h"
 #include "util.h"
 
 static struct px_plugin *plugin_new(const char *name)
@@ -282,4 +283,5 @@ void plugin_set_unload(plugin_set_t *set)
     set->n = 0;
     plugin_free(set->host);
     set->host = NULL;
+    tasks_registry_free(set);
 }

@@ -47,6 +47,8 @@ typedef struct plugin_set {
     struct px_plugin *registering; /* the plugin whose init is running */
     const config_t *cfg;           /* the configuration the plugins were loaded with */
     config_errors_t *errs;         /* where registration errors go during init */
+    struct tasks_registry *tasks;  /* lifecycle functions and job queues (tasks.c, work.c) */
+    struct events_registry *events; /* event subscriptions (events.c) */
 } plugin_set_t;
 
 extern const px_api_t plugin_api_table;

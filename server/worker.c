@@ -26,6 +26,8 @@
 #include "metrics.h"
 #include "openapi.h"
 #include "ratelimit.h"
+#include "tasks.h"
+#include "work.h"
 
 /* One accept per wake-up, as nginx without multi_accept: every worker is woken for a new
  * connection and the least busy one gets there first, which spreads connections. */
@@ -113,6 +115,7 @@ void worker_free(worker_t *w)
         http_req_destroy(r);
     }
     ratelimit_free(w->ratelimit);
+    work_queues_free(w);
     free(w->listeners);
     free(w);
 }
@@ -208,6 +211,8 @@ static void close_walk(uv_handle_t *h, void *arg)
 static void worker_finish(worker_t *w)
 {
     access_log_flush();
+    /* Before the pools close: their cancelled work must not call into ended tasks. */
+    tasks_worker_finish(w);
     /* The pools close their own handles; their callbacks run before uv_run returns. */
     if (w->pg) {
         pg_pool_close(w->pg, NULL, NULL);
@@ -366,6 +371,7 @@ static void worker_drain(worker_t *w)
         }
     }
     http_drain(w);
+    tasks_worker_draining(w);
     log_debug("draining %zu connections", w->nconns);
 }
 
@@ -417,6 +423,8 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     uv_loop_t loop;
     uv_loop_init(&loop);
     worker_t *w = worker_new(&loop, cfg, &plugins);
+    /* Sizes libuv's thread pool, which must happen before anything first uses it. */
+    work_queues_open(w);
     plugin_host_route(&plugins, "GET", "/readyz", handle_readyz, w);
     openapi_register(&plugins);
     if (worker_services_open(w, cfg)) {
@@ -455,6 +463,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
         uv_signal_start(&w->signals[i], on_signal, sigs[i]);
     }
     w->nsignals = ARRAY_SIZE(sigs);
+    tasks_worker_started(w);
 
     if (ready_fd >= 0) {
         char ready = 'R';
