@@ -203,6 +203,15 @@ typedef void (*px_timer_fn)(px_req_t *owner, int64_t timer_id, void *userdata);
 
 /* 1.2 events: the host's event log (px_event_emit / px_event_subscribe). */
 /* -- EVENTS TYPES -- */
+/* One delivery of one event to one consumer group: borrowed, valid until the handler
+ * ends it with px_event_ack or px_event_retry (or the consumer's task ends). */
+typedef struct px_event px_event_t;
+/* A consumer's handler: runs on the group's consumer task (`task`) with `txn` already
+ * open. The host has recorded, in `txn`, that the group is done with `ev`: do the
+ * handler's own writes in `txn` too, then px_event_ack (commit: both happen, once) or
+ * px_event_retry (roll back: neither happened; the event comes again). */
+typedef void (*px_event_fn)(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev,
+                            void *userdata);
 
 /* 1.2 channels: live fan-out across hosts over Redis pub/sub. */
 /* -- CHANNELS TYPES -- */
@@ -472,7 +481,50 @@ typedef void (*px_timer_fn)(px_req_t *owner, int64_t timer_id, void *userdata);
       (task, cb, userdata))
 #define PX_API_VOID_1_2_TASKS(X)
 
-#define PX_API_1_2_EVENTS(X)
+#define PX_API_1_2_EVENTS(X)                                                                  \
+    /* Append an event to the host's log inside `txn` (plain or idempotent): it exists     \
+     * exactly when the transaction commits. `type` ("task.assigned", 1..127 characters  \
+     * of a-z, 0-9, _ . -), `aggregate_id` (what it is about, 1..255 bytes: events of one \
+     * aggregate reach each group in commit order) and `payload` (taken, even on error;  \
+     * NULL: {}) are copied. The producer is the plugin that owns the request or task.   \
+     * Emitters of one aggregate take turns until commit (an advisory lock), and the      \
+     * commit wakes the consumers (one NOTIFY per transaction). Returns 0 (the insert is  \
+     * queued on `txn`; if it fails, the commit fails), PX_ESTATE for a NULL txn (emit    \
+     * only inside a transaction), PX_EINVAL for a bad type or aggregate. */              \
+    X(int, event_emit, (px_pg_txn_t * txn, const char *type, const char *aggregate_id,    \
+                        json_t *payload),                                                  \
+      (txn, type, aggregate_id, payload))                                                  \
+    /* Deliver every event whose type matches `pattern` ("task.assigned", "task.*", "*")  \
+     * to `fn`, once per consumer group `group` (1..63 characters of a-z, 0-9, _ . -,     \
+     * cluster-wide) at least once, and with effect once when the handler writes in the  \
+     * given transaction. One worker of all hosts consumes a group at a time; a group    \
+     * starts from the oldest event still kept. Handlers run on a background task of the \
+     * host ("group:NAME" in /metrics). After [events] max_attempts failures an event is \
+     * dead-lettered: `pantherad events:list` shows it, `events:replay` sends it again.  \
+     * Only during init; PX_EEXIST when the group is taken, PX_EUNAVAIL without          \
+     * [postgres]. */                                                                    \
+    X(int, event_subscribe, (px_plugin_t * plugin, const char *group, const char *pattern, \
+                             px_event_fn fn, void *userdata),                              \
+      (plugin, group, pattern, fn, userdata))                                              \
+    /* The event's fields, borrowed until it is acked or retried: its id (increasing in   \
+     * the order events were emitted), type, aggregate, producing plugin, emission time   \
+     * (RFC 3339 UTC), payload, and which attempt this is (1 the first time). */          \
+    X(int64_t, event_id, (const px_event_t *ev), (ev))                                     \
+    X(const char *, event_type, (const px_event_t *ev), (ev))                              \
+    X(const char *, event_aggregate, (const px_event_t *ev), (ev))                         \
+    X(const char *, event_producer, (const px_event_t *ev), (ev))                          \
+    X(const char *, event_time, (const px_event_t *ev), (ev))                              \
+    X(json_t *, event_payload, (const px_event_t *ev), (ev))                               \
+    X(int, event_attempt, (const px_event_t *ev), (ev))                                    \
+    /* Done: commit the handler's transaction with the "done" record. If the commit      \
+     * fails, the event counts as failed and comes again. `ev` is dead afterwards.       \
+     * Returns 0, or PX_ESTATE when `ev` was already ended. */                            \
+    X(int, event_ack, (const px_event_t *ev), (ev))                                        \
+    /* Not done: roll back and deliver again in `after_ms` (or later), counting a failed  \
+     * attempt; `reason` (copied, may be NULL) is kept for events:list. Other aggregates \
+     * keep flowing; this one waits. `ev` is dead afterwards. 0 or PX_ESTATE. */          \
+    X(int, event_retry, (const px_event_t *ev, uint64_t after_ms, const char *reason),    \
+      (ev, after_ms, reason))
 #define PX_API_VOID_1_2_EVENTS(X)
 
 #define PX_API_1_2_CHANNELS(X)

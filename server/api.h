@@ -15,6 +15,8 @@ PX_API_ALL(API_DECLARE)
 enum { API_OP_WORK = 4 };
 req_op_t *api_op_new(px_req_t *req, int kind);
 void api_op_finish(req_op_t *op);
+/* The request or task a transaction belongs to. */
+px_req_t *api_txn_req(px_pg_txn_t *txn);
 
 /* The request is ending: cancel its pool work, roll back its open transactions. */
 void api_req_cancel_work(px_req_t *req);

@@ -293,6 +293,11 @@ static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
     return 0;
 }
 
+px_req_t *api_txn_req(px_pg_txn_t *t)
+{
+    return t->req;
+}
+
 int api_pg_commit(px_pg_txn_t *t, px_pg_done_fn cb, void *ud)
 {
     return end_txn(t, true, cb, ud);

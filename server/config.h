@@ -74,6 +74,14 @@ typedef struct lua_settings {
     uint64_t memory_limit;
 } lua_settings_t;
 
+/* [events]: the host's event log and its consumers (events.c). */
+typedef struct events_settings {
+    uint64_t max_attempts;     /* failed deliveries before an event is dead-lettered */
+    uint64_t retention_ms;     /* events every group is done with are pruned after this */
+    uint64_t poll_interval_ms; /* fallback when no NOTIFY comes; also the leader election */
+    uint64_t concurrency;      /* deliveries in flight per group (distinct aggregates) */
+} events_settings_t;
+
 typedef struct config {
     char *path;
     char **listen;
@@ -93,6 +101,7 @@ typedef struct config {
     redis_settings_t redis;
     auth_settings_t auth;
     lua_settings_t lua;
+    events_settings_t events;
     struct ratelimit_config *ratelimit; /* [ratelimit] (ratelimit.h); NULL when it sets nothing */
     config_plugin_t *plugins;
     size_t nplugins;

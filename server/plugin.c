@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "log.h"
 #include "tasks.h"
 #include "util.h"
@@ -284,4 +285,5 @@ void plugin_set_unload(plugin_set_t *set)
     plugin_free(set->host);
     set->host = NULL;
     tasks_registry_free(set);
+    events_registry_free(set);
 }

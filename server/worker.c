@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "events.h"
 #include "log.h"
 #include "metrics.h"
 #include "openapi.h"
@@ -212,6 +213,7 @@ static void worker_finish(worker_t *w)
 {
     access_log_flush();
     /* Before the pools close: their cancelled work must not call into ended tasks. */
+    events_worker_stop(w);
     tasks_worker_finish(w);
     /* The pools close their own handles; their callbacks run before uv_run returns. */
     if (w->pg) {
@@ -371,6 +373,7 @@ static void worker_drain(worker_t *w)
         }
     }
     http_drain(w);
+    events_worker_stop(w); /* another worker takes the groups over now */
     tasks_worker_draining(w);
     log_debug("draining %zu connections", w->nconns);
 }
@@ -464,6 +467,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     }
     w->nsignals = ARRAY_SIZE(sigs);
     tasks_worker_started(w);
+    events_worker_start(w);
 
     if (ready_fd >= 0) {
         char ready = 'R';
