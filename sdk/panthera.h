@@ -495,7 +495,7 @@ typedef void (*px_event_fn)(px_req_t *task, px_pg_txn_t *txn, const px_event_t *
                         json_t *payload),                                                  \
       (txn, type, aggregate_id, payload))                                                  \
     /* Deliver every event whose type matches `pattern` ("task.assigned", "task.*", "*")  \
-     * to `fn`, once per consumer group `group` (1..63 characters of a-z, 0-9, _ . -,     \
+     * to `fn`, once per consumer group `group` (1..57 characters of a-z, 0-9, _ . -,     \
      * cluster-wide) at least once, and with effect once when the handler writes in the  \
      * given transaction. One worker of all hosts consumes a group at a time; a group    \
      * starts from the oldest event still kept. Handlers run on a background task of the \
