@@ -390,24 +390,26 @@ static void ev_failed(px_req_t *task, const px_pg_result_t *res, const px_pg_err
                       void *ud)
 {
     UNUSED(task);
-    ev_group_t *g = ud;
+    struct px_event *ev = ud;
+    ev_group_t *g = ev->group;
+    const char *state = err || api_pg_rows(res) != 1 ? NULL : api_pg_value(res, 0, 0);
     if (err) {
         group_log_error(g, "recording a failed delivery", err);
-        return;
-    }
-    const char *state = api_pg_rows(res) == 1 ? api_pg_value(res, 0, 0) : NULL;
-    if (state && !strcmp(state, "dead")) {
+    } else if (state && !strcmp(state, "dead")) {
         metrics_event(g->metrics_id, METRICS_EVENT_DEAD, 1);
-        log_warn("events: group \"%s\": an event failed %" PRIu64 " times and is dead-lettered "
+        log_warn("events: group \"%s\": event %s failed %d times and is dead-lettered "
                  "(pantherad events:list)",
-                 g->sub->group, g->ew->cfg->max_attempts);
+                 g->sub->group, ev->id_text, ev->attempt);
     } else if (state) {
         metrics_event(g->metrics_id, METRICS_EVENT_RETRIED, 1);
     }
+    ev_release(ev);
+    cycle(g);
 }
 
 /* Count a failed attempt (in its own statement: the handler's transaction is gone) and
- * make the event due again after `after_ms`. */
+ * make the event due again after `after_ms`. It stays in flight until that is recorded,
+ * or the next dispatch could hand it out again at once, backoff or not. */
 static void ev_fail(struct px_event *ev, uint64_t after_ms, const char *reason)
 {
     ev_group_t *g = ev->group;
@@ -415,9 +417,11 @@ static void ev_fail(struct px_event *ev, uint64_t after_ms, const char *reason)
     snprintf(after, sizeof(after), "%" PRIu64, after_ms);
     snprintf(max, sizeof(max), "%" PRIu64, g->ew->cfg->max_attempts);
     const char *params[] = {g->sub->group, ev->id_text, after, max, reason};
-    if (api_pg_query(g->task, "px_ev_fail", sql_fail, 5, params, ev_failed, g))
-        group_log_error(g, "recording a failed delivery", NULL);
     api_timer_start(g->task, after_ms + RETRY_SLACK_MS, 0, retry_due, g);
+    if (api_pg_query(g->task, "px_ev_fail", sql_fail, 5, params, ev_failed, ev)) {
+        group_log_error(g, "recording a failed delivery", NULL);
+        ev_release(ev);
+    }
 }
 
 static void ev_committed(px_req_t *task, const px_pg_error_t *err, void *ud)
@@ -429,9 +433,9 @@ static void ev_committed(px_req_t *task, const px_pg_error_t *err, void *ud)
         char reason[300];
         snprintf(reason, sizeof(reason), "commit failed: %s", api_pg_error_message(err));
         ev_fail(ev, 1000, reason);
-    } else {
-        metrics_event(g->metrics_id, METRICS_EVENT_DELIVERED, 1);
+        return;
     }
+    metrics_event(g->metrics_id, METRICS_EVENT_DELIVERED, 1);
     ev_release(ev);
     cycle(g);
 }
@@ -456,9 +460,6 @@ int api_event_retry(const px_event_t *cev, uint64_t after_ms, const char *reason
     api_pg_rollback(ev->txn, NULL, NULL);
     ev->txn = NULL;
     ev_fail(ev, after_ms, reason ? reason : "the handler asked for a retry");
-    ev_group_t *g = ev->group;
-    ev_release(ev);
-    cycle(g);
     return 0;
 }
 
@@ -526,7 +527,6 @@ static void deliver(ev_group_t *g, const px_pg_result_t *res, int row)
     if ((uint64_t)ev->attempt > g->ew->cfg->max_attempts) {
         /* Its earlier deliveries never ended (their workers died): no more tries. */
         ev_fail(ev, 0, "delivery never finished (the consumer died)");
-        ev_release(ev);
         return;
     }
     if (api_pg_begin(g->task, ev_begun, ev))

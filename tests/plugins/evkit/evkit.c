@@ -3,13 +3,14 @@
  *
  *   POST /v1/evkit/write  {"aggregate", "count", "delay_ms", "type"?, "fail"?, "slow"?}
  *        one transaction: a row in evkit_writes (which takes an id from a sequence at
- *        once), `count` events for the aggregate with payload {"seq": i, ...}, then
+ *        once), `count` events (0: none) for the aggregate with payload {"seq": i, ...}, then
  *        pg_sleep(delay_ms) before the commit — the late committer a relay must not skip
  *   POST /v1/evkit/misuse     {"outside": code of px_event_emit(NULL, ...), "bad_type": ...}
  *   GET  /v1/evkit/seen       {"seen": [[event_id, aggregate, seq, attempt, type], ...]} in
  *                             the order the consumer handled them
  *
- * Consumer group [plugin:evkit] group (default "evkit"), pattern "evkit.*": records each
+ * Consumer group [plugin:evkit] group (default "evkit"; subscribe = no: none, for the
+ * benchmark of emitting alone), pattern "evkit.*": records each
  * event in evkit_seen inside the delivery's transaction, then acks. An event with
  * "fail": true always asks for a retry (50 ms); one with "slow": true on its first
  * attempt logs "evkit: slow handler in pid N" and sleeps 5 s inside the transaction
@@ -62,7 +63,7 @@ static void write_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *er
     const char *p1[] = {agg};
     px_pg_txn_query(txn, NULL, "INSERT INTO evkit_writes (aggregate_id) VALUES ($1)", 1, p1,
                     ignore, NULL);
-    for (int i = 0; i < (count > 0 ? count : 1); i++) {
+    for (int i = 0; i < count; i++) {
         json_t *payload = json_pack("{s:i}", "seq", i);
         json_object_set_new(payload, "fail",
                             json_boolean(json_is_true(json_object_get(w->body, "fail"))));
@@ -193,9 +194,10 @@ static int evkit_init(px_plugin_t *self)
 {
     self_plugin = self;
     px_config_declare(self, "group", "evkit");
+    px_config_declare(self, "subscribe", "yes");
     snprintf(group_name, sizeof(group_name), "%s", px_config_get(self, "group"));
     int rc = px_migrations(self, evkit_migrations);
-    if (!rc)
+    if (!rc && strcmp(px_config_get(self, "subscribe"), "no") != 0)
         rc = px_event_subscribe(self, group_name, "evkit.*", on_event, NULL);
     if (!rc)
         rc = px_route(self, "POST", "/v1/evkit/write", write_route, NULL);
