@@ -65,7 +65,9 @@
 
 #define GROUP_NAME_MAX 57 /* "group:" + name is the consumer task's name (63) */
 #define PRUNE_EVERY_MS (60 * 1000)
-#define RETRY_SLACK_MS 20 /* our clock and PostgreSQL's now() are not the same clock */
+#define RETRY_SLACK_MS 20
+/* Pending rows looked at per delivery slot to find the heads of distinct aggregates. */
+#define DISPATCH_WINDOW_PER_SLOT 64 /* our clock and PostgreSQL's now() are not the same clock */
 
 const char events_schema_sql[] =
     "CREATE TABLE panthera_events ("
@@ -86,7 +88,7 @@ const char events_schema_sql[] =
     " attempts int NOT NULL DEFAULT 0, next_at timestamptz NOT NULL DEFAULT now(),"
     " last_error text, done_at timestamptz, PRIMARY KEY (group_name, event_id));"
     "CREATE INDEX panthera_event_deliveries_pending ON panthera_event_deliveries"
-    " (group_name, aggregate_id, event_id) WHERE state = 'pending';"
+    " (group_name, event_id) WHERE state = 'pending';"
     "CREATE INDEX panthera_event_deliveries_open ON panthera_event_deliveries (event_id)"
     " WHERE state <> 'done';";
 
@@ -118,10 +120,14 @@ static const char sql_relay[] =
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)";
 
 /* Claims the due heads: the attempt is counted when a delivery starts, so an event whose
- * handler keeps killing its worker is dead-lettered like one that keeps failing. */
+ * handler keeps killing its worker is dead-lettered like one that keeps failing. Heads
+ * are looked for among the oldest pending rows only (a window of $4): an aggregate's head
+ * is its oldest pending row, so a head found in the window is a true head, and a backlog
+ * costs each dispatch the window, not the whole backlog. */
 static const char sql_dispatch[] =
-    "WITH h AS (SELECT DISTINCT ON (aggregate_id) event_id, next_at"
-    " FROM panthera_event_deliveries WHERE group_name = $1 AND state = 'pending'"
+    "WITH w AS (SELECT event_id, aggregate_id, next_at FROM panthera_event_deliveries"
+    " WHERE group_name = $1 AND state = 'pending' ORDER BY event_id LIMIT $4::int),"
+    " h AS (SELECT DISTINCT ON (aggregate_id) event_id, next_at FROM w"
     " ORDER BY aggregate_id, event_id),"
     " due AS (SELECT event_id FROM h WHERE next_at <= now()"
     " AND NOT (event_id = ANY($3::bigint[])) ORDER BY event_id LIMIT $2::int),"
@@ -568,10 +574,11 @@ static void dispatch(ev_group_t *g)
     for (struct px_event *ev = g->inflight; ev; ev = ev->next)
         buf_printf(&ids, "%s%s", ev == g->inflight ? "" : ",", ev->id_text);
     buf_appends(&ids, "}");
-    char limit[24];
+    char limit[24], window[24];
     snprintf(limit, sizeof(limit), "%zu", cap - g->ninflight);
-    const char *params[] = {g->sub->group, limit, ids.data};
-    int rc = api_pg_query(g->task, "px_ev_dispatch", sql_dispatch, 3, params, dispatched, g);
+    snprintf(window, sizeof(window), "%zu", cap * DISPATCH_WINDOW_PER_SLOT);
+    const char *params[] = {g->sub->group, limit, ids.data, window};
+    int rc = api_pg_query(g->task, "px_ev_dispatch", sql_dispatch, 4, params, dispatched, g);
     buf_free(&ids);
     if (rc) {
         group_log_error(g, "reading due events", NULL);

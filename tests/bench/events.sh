@@ -39,7 +39,7 @@ sql() {
 
 # evkit with its consumer group $GROUP (SUBSCRIBE yes) or none (no).
 start_evkit() {
-    start_px "evkit-$1" "" "[postgres]" "conninfo = $CONNINFO" "[events]" \
+    start_px "evkit-$1" "" "[postgres]" "conninfo = $CONNINFO" "pool_size = 8" "[events]" \
         "concurrency = ${BENCH_EVENTS_CONCURRENCY:-16}" "[plugin:evkit]" "group = $GROUP" \
         "subscribe = $1"
 }
