@@ -117,8 +117,12 @@ int metrics_task_id(const char *plugin, const char *name)
 {
     ensure();
     int id = -1;
+    /* Bounded: a worker killed while holding it must not stop the others for good; past
+     * the bound the task simply goes uncounted. */
+    long spins = 0;
     while (__atomic_exchange_n(&shm->task_lock, 1, __ATOMIC_ACQUIRE))
-        ;
+        if (++spins > 100000000L)
+            return -1;
     for (uint32_t i = 0; i < shm->ntasks && id < 0; i++)
         if (!strcmp(shm->tasks[i].plugin, plugin) && !strcmp(shm->tasks[i].name, name))
             id = (int)i;
