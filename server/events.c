@@ -16,10 +16,15 @@
  * its transaction (xid8), and a reader takes pg_snapshot_xmin(pg_current_snapshot()):
  * every transaction below it has ended, so rows below it are final, and every row that
  * can still appear belongs to a transaction at or above it. Each group keeps such a
- * `frontier`; one statement copies the group's matching rows with frontier <= xid <
- * xmin into its delivery table and moves the frontier to xmin. Nothing is skipped, at
- * the price that one long transaction anywhere in the cluster holds delivery back until
- * it ends.
+ * `frontier`; one statement copies the group's visible matching rows with xid >=
+ * frontier into its delivery table (skipping those it already has) and moves the
+ * frontier to xmin. Nothing is skipped: a row not yet visible has an xid at or above
+ * the new frontier, so a later pass sees it. Rows above xmin are copied as soon as they
+ * are visible, not held back until xmin passes them — copying strictly in xid order
+ * would let an aggregate's later event (lower xid, committed) overtake its earlier one
+ * (higher xid, waiting for the xmin to move past a third, running transaction). The
+ * price: a long transaction anywhere in the cluster keeps the frontier back, and each
+ * pass re-reads the rows since (an index range on xid, the copied ones skipped).
  *
  * Delivering. panthera_event_deliveries has one row per (group, event): pending, done or
  * dead. A delivery is a transaction on the group's consumer task: it first marks the row
@@ -108,12 +113,19 @@ static const char sql_register[] =
     " ON CONFLICT (group_name) DO UPDATE SET plugin = EXCLUDED.plugin,"
     " pattern = EXCLUDED.pattern";
 
+/* Copies every visible matching row at or above the frontier (the ones already copied are
+ * skipped), then moves the frontier to xmin. Not just the rows below xmin: those are
+ * final, but a row above it may already be committed while an earlier-id row of the same
+ * aggregate sits below it with a transaction in between still running, and copying in
+ * xid order would then hand out the later event first. Emitters of one aggregate commit
+ * in turn, so whenever a row is visible every earlier row of its aggregate is too. */
 static const char sql_relay[] =
     "WITH g AS (SELECT frontier FROM panthera_event_groups WHERE group_name = $1 FOR UPDATE),"
     " s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),"
     " ins AS (INSERT INTO panthera_event_deliveries (group_name, event_id, aggregate_id)"
-    " SELECT $1, e.id, e.aggregate_id FROM panthera_events e, g, s"
-    " WHERE e.xid >= g.frontier AND e.xid < s.xmin AND e.type LIKE $2"
+    " SELECT $1, e.id, e.aggregate_id FROM panthera_events e, g"
+    " WHERE e.xid >= g.frontier AND e.type LIKE $2 AND NOT EXISTS (SELECT 1"
+    " FROM panthera_event_deliveries d WHERE d.group_name = $1 AND d.event_id = e.id)"
     " ON CONFLICT DO NOTHING RETURNING 1),"
     " up AS (UPDATE panthera_event_groups SET frontier = s.xmin FROM s"
     " WHERE group_name = $1 AND frontier < s.xmin RETURNING 1)"

@@ -48,14 +48,17 @@ def write(server, aggregate, count=1, delay_ms=0, **extra):
 
 def seen(server, prefix):
     r = requests.get(server.url("/v1/evkit/seen"), timeout=10)
+    if r.status_code == 503:  # this worker's pool is still reconnecting (PostgreSQL restarted)
+        return None
     assert r.status_code == 200, r.text
     return [row for row in r.json()["seen"] if row[1].startswith(prefix)]
 
 
 def wait_seen(server, prefix, n):
     deadline = time.monotonic() + CEILING
+    rows = []
     while True:
-        rows = seen(server, prefix)
+        rows = seen(server, prefix) or rows
         if len(rows) >= n:
             return rows
         assert time.monotonic() < deadline, "only %d of %d events handled" % (len(rows), n)
@@ -117,6 +120,68 @@ def test_late_committers_are_never_skipped_and_order_holds(make_server):
             assert mine == sorted(mine), "events of %s handled out of order" % agg
             assert len(mine) == 3 * written.count(agg)
         assert metric(s, "panthera_events_delivered_total", group) >= total
+
+
+class Psql:
+    """One psql session fed statement by statement, each waited for."""
+
+    def __init__(self):
+        self.p = subprocess.Popen(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", PGHOST,
+             "-p", os.environ.get("PANTHERA_PGPORT", "5432"),
+             "-U", os.environ.get("PANTHERA_PGUSER", "panthera"),
+             os.environ.get("PANTHERA_PGDATABASE", "panthera")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def run(self, sql):
+        self.p.stdin.write(sql + "\n\\echo __done__\n")
+        self.p.stdin.flush()
+        out = []
+        while True:
+            line = self.p.stdout.readline()
+            assert line, "psql ended: %r" % out
+            if line.strip() == "__done__":
+                return out
+            out.append(line.strip())
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=30)
+
+
+def emit_sql(aggregate, seq):
+    """The statement px_event_emit sends (server/events.c), with its values inline."""
+    return ("WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended('px-aggregate' || "
+            "chr(10) || '%s', 0))), ins AS (INSERT INTO panthera_events (type, aggregate_id, "
+            "producer, payload) SELECT 'evkit.item.changed', '%s', 'test', "
+            "'{\"seq\": %d}'::jsonb FROM turn RETURNING id) "
+            "SELECT id, pg_notify('panthera_events', '') FROM ins;" % (aggregate, aggregate, seq))
+
+
+def test_an_aggregates_order_holds_across_an_open_transaction_between_xids(make_server):
+    """Y takes an xid, then Z, then X; X emits for A and commits, then Y emits for A and
+    commits, and Z stays open. Y's event is later (id and commit) but has the lower xid:
+    copying rows strictly below xmin (Z's xid) would hand it out alone, first."""
+    agg = "xid-" + uuid.uuid4().hex
+    with pg_lock():
+        s = start(make_server, new_group(), workers=1)
+        x, y, z = Psql(), Psql(), Psql()
+        try:
+            y.run("BEGIN; SELECT pg_current_xact_id();")
+            z.run("BEGIN; SELECT pg_current_xact_id();")
+            x.run("BEGIN; SELECT pg_current_xact_id();")
+            first = int(x.run(emit_sql(agg, 0))[0].split("|")[0])
+            x.run("COMMIT;")
+            second = int(y.run(emit_sql(agg, 1))[0].split("|")[0])
+            y.run("COMMIT;")
+            assert first < second
+            rows = wait_seen(s, agg, 2)  # while Z is still open
+            assert [r[0] for r in rows] == [first, second], rows
+            assert [r[2] for r in rows] == [0, 1]
+        finally:
+            z.run("ROLLBACK;")
+            for p in (x, y, z):
+                p.close()
 
 
 def test_always_failing_handler_is_dead_lettered_and_others_flow(make_server):
