@@ -50,7 +50,9 @@
  *
  * Retention. Events that every group has copied past and finished are deleted after
  * [events] retention (default 7 days) by whichever worker leads a group; dead letters
- * stay until replayed. PostgreSQL is the only thing correctness depends on.
+ * stay until replayed. A group no worker has consumed for a whole retention period is
+ * taken for abandoned (its plugin was removed) and dropped, or it would keep every event
+ * forever. PostgreSQL is the only thing correctness depends on.
  */
 #include "events.h"
 
@@ -84,7 +86,8 @@ const char events_schema_sql[] =
     "CREATE INDEX panthera_events_created ON panthera_events (created_at);"
     "CREATE TABLE panthera_event_groups ("
     " group_name text PRIMARY KEY, plugin text NOT NULL, pattern text NOT NULL,"
-    " frontier xid8 NOT NULL DEFAULT '0', created_at timestamptz NOT NULL DEFAULT now());"
+    " frontier xid8 NOT NULL DEFAULT '0', created_at timestamptz NOT NULL DEFAULT now(),"
+    " seen_at timestamptz NOT NULL DEFAULT now());"
     "CREATE TABLE panthera_event_deliveries ("
     " group_name text NOT NULL REFERENCES panthera_event_groups ON DELETE CASCADE,"
     " event_id bigint NOT NULL REFERENCES panthera_events ON DELETE CASCADE,"
@@ -94,8 +97,7 @@ const char events_schema_sql[] =
     " last_error text, done_at timestamptz, PRIMARY KEY (group_name, event_id));"
     "CREATE INDEX panthera_event_deliveries_pending ON panthera_event_deliveries"
     " (group_name, event_id) WHERE state = 'pending';"
-    "CREATE INDEX panthera_event_deliveries_open ON panthera_event_deliveries (event_id)"
-    " WHERE state <> 'done';";
+    "CREATE INDEX panthera_event_deliveries_event ON panthera_event_deliveries (event_id);";
 
 static const char sql_emit[] =
     "WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended("
@@ -127,8 +129,8 @@ static const char sql_relay[] =
     " WHERE e.xid >= g.frontier AND e.type LIKE $2 AND NOT EXISTS (SELECT 1"
     " FROM panthera_event_deliveries d WHERE d.group_name = $1 AND d.event_id = e.id)"
     " ON CONFLICT DO NOTHING RETURNING 1),"
-    " up AS (UPDATE panthera_event_groups SET frontier = s.xmin FROM s"
-    " WHERE group_name = $1 AND frontier < s.xmin RETURNING 1)"
+    " up AS (UPDATE panthera_event_groups SET frontier = greatest(frontier, s.xmin),"
+    " seen_at = now() FROM s WHERE group_name = $1 RETURNING 1)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)";
 
 /* Claims the due heads: the attempt is counted when a delivery starts, so an event whose
@@ -163,13 +165,23 @@ static const char sql_fail[] =
 static const char sql_dead[] =
     "SELECT count(*) FROM panthera_event_deliveries WHERE group_name = $1 AND state = 'dead'";
 
+/* A group nobody has consumed for a whole retention period (its plugin was removed) would
+ * hold every event back for good: it is dropped, with its deliveries, dead letters
+ * included. Then events older than the retention that every remaining group has copied
+ * and finished go. */
+static const char sql_prune_groups[] =
+    "DELETE FROM panthera_event_groups"
+    " WHERE seen_at < now() - $1::bigint * interval '1 millisecond'";
+
+/* In batches, so one statement stays well inside statement_timeout however much is due;
+ * the next prune takes the next batch. */
 static const char sql_prune[] =
-    "DELETE FROM panthera_events e"
+    "DELETE FROM panthera_events WHERE id IN (SELECT e.id FROM panthera_events e"
     " WHERE e.created_at < now() - $1::bigint * interval '1 millisecond'"
     " AND e.xid < (SELECT coalesce(min(frontier), pg_snapshot_xmin(pg_current_snapshot()))"
     " FROM panthera_event_groups)"
     " AND NOT EXISTS (SELECT 1 FROM panthera_event_deliveries d"
-    " WHERE d.event_id = e.id AND d.state <> 'done')";
+    " WHERE d.event_id = e.id AND d.state <> 'done') ORDER BY e.id LIMIT 5000)";
 
 static const char sql_lock[] =
     "SELECT pg_try_advisory_lock(hashtextextended('px-events' || chr(10) || $1, 0))";
@@ -729,14 +741,18 @@ static void pruned(px_req_t *task, const px_pg_result_t *res, const px_pg_error_
     if (err)
         log_warn("events: pruning old events: %s", api_pg_error_message(err));
     else if (api_pg_affected(res) > 0)
-        log_info("events: pruned %" PRId64 " old events", api_pg_affected(res));
+        log_info("events: pruned %" PRId64 " old events or abandoned groups",
+                 api_pg_affected(res));
 }
 
 static void on_tick(uv_timer_t *t)
 {
     events_worker_t *ew = t->data;
     uint64_t now = uv_now(ew->w->loop);
-    bool prune = now - ew->last_prune >= PRUNE_EVERY_MS;
+    /* Every minute, or more often for a retention shorter than two minutes. */
+    uint64_t every = ew->cfg->retention_ms / 2 < PRUNE_EVERY_MS ? ew->cfg->retention_ms / 2
+                                                                : PRUNE_EVERY_MS;
+    bool prune = now - ew->last_prune >= every;
     for (size_t i = 0; i < ew->ngroups; i++) {
         ev_group_t *g = &ew->groups[i];
         if (!g->task)
@@ -748,6 +764,7 @@ static void on_tick(uv_timer_t *t)
             char age[24];
             snprintf(age, sizeof(age), "%" PRIu64, ew->cfg->retention_ms);
             const char *p[] = {age};
+            api_pg_query(g->task, "px_ev_prune_groups", sql_prune_groups, 1, p, pruned, NULL);
             api_pg_query(g->task, "px_ev_prune", sql_prune, 1, p, pruned, NULL);
             ew->last_prune = now;
             prune = false;

@@ -184,6 +184,38 @@ def test_an_aggregates_order_holds_across_an_open_transaction_between_xids(make_
                 p.close()
 
 
+def psql_value(sql):
+    return subprocess.run(
+        ["psql", "-X", "-q", "-A", "-t", "-h", PGHOST,
+         "-p", os.environ.get("PANTHERA_PGPORT", "5432"),
+         "-U", os.environ.get("PANTHERA_PGUSER", "panthera"),
+         os.environ.get("PANTHERA_PGDATABASE", "panthera"), "-c", sql],
+        capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+
+def test_retention_prunes_what_every_group_is_done_with(make_server):
+    agg = "ret-" + uuid.uuid4().hex
+    with pg_lock(exclusive=True):  # it prunes the shared log: no other run may be reading it
+        s = start(make_server, new_group(), workers=1, events={"retention": "2s"})
+        write(s, agg + "-bad", fail=True)
+        deadline = time.monotonic() + CEILING
+        while psql_value("SELECT count(*) FROM panthera_event_deliveries d JOIN panthera_events e"
+                         " ON e.id = d.event_id WHERE e.aggregate_id = '%s-bad'"
+                         " AND d.state = 'dead'" % agg) != "1":
+            assert time.monotonic() < deadline, "the failing event was never dead-lettered"
+            time.sleep(0.2)
+        # Written after the dead letter: once these are pruned, a prune ran with it there.
+        write(s, agg, count=2)
+        wait_seen(s, agg, 2)
+        while psql_value("SELECT count(*) FROM panthera_events WHERE aggregate_id = '%s'" % agg) != "0":
+            assert time.monotonic() < deadline, "never pruned"
+            time.sleep(0.2)
+        # A dead letter is kept until it is replayed, however old.
+        assert psql_value("SELECT count(*) FROM panthera_events WHERE aggregate_id = '%s-bad'"
+                          % agg) == "1"
+        assert "events: pruned" in s.error_log()
+
+
 def test_always_failing_handler_is_dead_lettered_and_others_flow(make_server):
     group = new_group()
     prefix = "dl-" + uuid.uuid4().hex[:8] + "-"
