@@ -62,6 +62,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "events_internal.h"
 #include "events_listen.h"
 #include "log.h"
 #include "metrics.h"
@@ -70,11 +71,9 @@
 #include "util.h"
 #include "worker.h"
 
-#define GROUP_NAME_MAX 57 /* "group:" + name is the consumer task's name (63) */
 #define PRUNE_EVERY_MS (60 * 1000)
-#define RETRY_SLACK_MS 20
 /* Pending rows looked at per delivery slot to find the heads of distinct aggregates. */
-#define DISPATCH_WINDOW_PER_SLOT 64 /* our clock and PostgreSQL's now() are not the same clock */
+#define DISPATCH_WINDOW_PER_SLOT 64
 
 const char events_schema_sql[] =
     "CREATE TABLE panthera_events ("
@@ -151,17 +150,6 @@ static const char sql_dispatch[] =
     " to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " c.attempts FROM claimed c JOIN panthera_events e ON e.id = c.event_id ORDER BY e.id";
 
-static const char sql_mark[] =
-    "UPDATE panthera_event_deliveries SET state = 'done', done_at = now()"
-    " WHERE group_name = $1 AND event_id = $2 AND state = 'pending'";
-
-static const char sql_fail[] =
-    "UPDATE panthera_event_deliveries SET"
-    " next_at = now() + $3::bigint * interval '1 millisecond',"
-    " state = CASE WHEN attempts >= $4::int THEN 'dead' ELSE 'pending' END,"
-    " last_error = $5 WHERE group_name = $1 AND event_id = $2 AND state = 'pending'"
-    " RETURNING state";
-
 static const char sql_dead[] =
     "SELECT count(*) FROM panthera_event_deliveries WHERE group_name = $1 AND state = 'dead'";
 
@@ -187,15 +175,6 @@ static const char sql_lock[] =
     "SELECT pg_try_advisory_lock(hashtextextended('px-events' || chr(10) || $1, 0))";
 
 /* ---- subscriptions, registered during init ---- */
-
-typedef struct ev_sub {
-    px_plugin_t *plugin;
-    char group[GROUP_NAME_MAX + 1];
-    char like[260]; /* the pattern as SQL LIKE */
-    char pattern[128];
-    px_event_fn fn;
-    void *userdata;
-} ev_sub_t;
 
 struct events_registry {
     ev_sub_t *subs;
@@ -325,75 +304,7 @@ done:
     return rc;
 }
 
-/* ---- consuming ---- */
-
-typedef struct ev_group ev_group_t;
-typedef struct events_worker events_worker_t;
-
-struct px_event {
-    ev_group_t *group;
-    px_pg_txn_t *txn;
-    int64_t id;
-    char id_text[24];
-    char *type;
-    char *aggregate;
-    char *producer;
-    char *time;
-    json_t *payload;
-    int attempt;
-    bool ended; /* acked or retried: the plugin must not touch it again */
-    struct px_event *next;
-};
-
-struct ev_group {
-    const ev_sub_t *sub;
-    events_worker_t *ew;
-    px_req_t *task; /* non-NULL while this worker leads the group */
-    bool locking;   /* a lock attempt is on the listening session */
-    bool registered;
-    bool cycling;
-    bool again;
-    struct px_event *inflight;
-    size_t ninflight;
-    int metrics_id;
-};
-
-struct events_worker {
-    worker_t *w;
-    const events_settings_t *cfg;
-    ev_listen_t *listen;
-    uv_timer_t tick;
-    ev_group_t *groups;
-    size_t ngroups;
-    bool stopping;
-    uint64_t last_prune;
-};
-
-static void cycle(ev_group_t *g);
-
-static void group_log_error(ev_group_t *g, const char *what, const px_pg_error_t *err)
-{
-    log_warn("events: group \"%s\": %s: %s", g->sub->group, what,
-             err ? api_pg_error_message(err) : "cannot start the query");
-}
-
-static void ev_release(struct px_event *ev)
-{
-    ev_group_t *g = ev->group;
-    for (struct px_event **pp = &g->inflight; *pp; pp = &(*pp)->next) {
-        if (*pp == ev) {
-            *pp = ev->next;
-            g->ninflight--;
-            break;
-        }
-    }
-    free(ev->type);
-    free(ev->aggregate);
-    free(ev->producer);
-    free(ev->time);
-    json_decref(ev->payload);
-    free(ev);
-}
+/* ---- consuming: copy, then hand out (one delivery: events_deliver.c) ---- */
 
 /* Step down: the task's pending work is cancelled and its transactions rolled back, so
  * what was in flight is still pending in the database for the next leader. */
@@ -405,169 +316,16 @@ static void group_step_down(ev_group_t *g, int status)
     g->task = NULL;
     api_task_end(task, status);
     while (g->inflight)
-        ev_release(g->inflight);
+        events_release(g->inflight);
     g->cycling = g->again = g->registered = false;
     log_info("events: this worker no longer consumes group \"%s\"", g->sub->group);
-}
-
-static void retry_due(px_req_t *task, int64_t id, void *ud)
-{
-    UNUSED(task), UNUSED(id);
-    cycle(ud);
-}
-
-static void ev_failed(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
-                      void *ud)
-{
-    UNUSED(task);
-    struct px_event *ev = ud;
-    ev_group_t *g = ev->group;
-    const char *state = err || api_pg_rows(res) != 1 ? NULL : api_pg_value(res, 0, 0);
-    if (err) {
-        group_log_error(g, "recording a failed delivery", err);
-    } else if (state && !strcmp(state, "dead")) {
-        metrics_event(g->metrics_id, METRICS_EVENT_DEAD, 1);
-        log_warn("events: group \"%s\": event %s failed %d times and is dead-lettered "
-                 "(pantherad events:list)",
-                 g->sub->group, ev->id_text, ev->attempt);
-    } else if (state) {
-        metrics_event(g->metrics_id, METRICS_EVENT_RETRIED, 1);
-    }
-    ev_release(ev);
-    cycle(g);
-}
-
-/* Count a failed attempt (in its own statement: the handler's transaction is gone) and
- * make the event due again after `after_ms`. It stays in flight until that is recorded,
- * or the next dispatch could hand it out again at once, backoff or not. */
-static void ev_fail(struct px_event *ev, uint64_t after_ms, const char *reason)
-{
-    ev_group_t *g = ev->group;
-    char after[24], max[24];
-    snprintf(after, sizeof(after), "%" PRIu64, after_ms);
-    snprintf(max, sizeof(max), "%" PRIu64, g->ew->cfg->max_attempts);
-    const char *params[] = {g->sub->group, ev->id_text, after, max, reason};
-    api_timer_start(g->task, after_ms + RETRY_SLACK_MS, 0, retry_due, g);
-    if (api_pg_query(g->task, "px_ev_fail", sql_fail, 5, params, ev_failed, ev)) {
-        group_log_error(g, "recording a failed delivery", NULL);
-        ev_release(ev);
-    }
-}
-
-static void ev_committed(px_req_t *task, const px_pg_error_t *err, void *ud)
-{
-    UNUSED(task);
-    struct px_event *ev = ud;
-    ev_group_t *g = ev->group;
-    if (err) {
-        char reason[300];
-        snprintf(reason, sizeof(reason), "commit failed: %s", api_pg_error_message(err));
-        ev_fail(ev, 1000, reason);
-        return;
-    }
-    metrics_event(g->metrics_id, METRICS_EVENT_DELIVERED, 1);
-    ev_release(ev);
-    cycle(g);
-}
-
-int api_event_ack(const px_event_t *cev)
-{
-    struct px_event *ev = (struct px_event *)cev;
-    if (!ev || ev->ended || !ev->txn)
-        return PX_ESTATE;
-    ev->ended = true;
-    px_pg_txn_t *txn = ev->txn;
-    ev->txn = NULL;
-    return api_pg_commit(txn, ev_committed, ev);
-}
-
-int api_event_retry(const px_event_t *cev, uint64_t after_ms, const char *reason)
-{
-    struct px_event *ev = (struct px_event *)cev;
-    if (!ev || ev->ended || !ev->txn)
-        return PX_ESTATE;
-    ev->ended = true;
-    api_pg_rollback(ev->txn, NULL, NULL);
-    ev->txn = NULL;
-    ev_fail(ev, after_ms, reason ? reason : "the handler asked for a retry");
-    return 0;
-}
-
-static void ev_marked(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
-                      void *ud)
-{
-    struct px_event *ev = ud;
-    ev_group_t *g = ev->group;
-    if (err || api_pg_affected(res) != 1) {
-        /* Another consumer finished it meanwhile (0 rows), or PostgreSQL failed: either
-         * way nothing happened here, and a pending event comes round again. */
-        if (err)
-            group_log_error(g, "starting a delivery", err);
-        api_pg_rollback(ev->txn, NULL, NULL);
-        ev_release(ev);
-        cycle(g);
-        return;
-    }
-    g->sub->fn(task, ev->txn, ev, g->sub->userdata);
-}
-
-static void ev_begun(px_req_t *task, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
-{
-    UNUSED(task);
-    struct px_event *ev = ud;
-    ev_group_t *g = ev->group;
-    if (err) {
-        group_log_error(g, "beginning a delivery", err);
-        ev_release(ev); /* the poll brings it back once PostgreSQL does */
-        return;
-    }
-    ev->txn = txn;
-    const char *params[] = {g->sub->group, ev->id_text};
-    if (api_pg_txn_query(txn, "px_ev_mark", sql_mark, 2, params, ev_marked, ev)) {
-        api_pg_rollback(txn, NULL, NULL);
-        ev_release(ev);
-    }
-}
-
-static char *dup_value(const px_pg_result_t *res, int row, int col)
-{
-    const char *v = api_pg_value(res, row, col);
-    return xstrdup(v ? v : "");
-}
-
-static void deliver(ev_group_t *g, const px_pg_result_t *res, int row)
-{
-    struct px_event *ev = xcalloc(1, sizeof(*ev));
-    ev->group = g;
-    snprintf(ev->id_text, sizeof(ev->id_text), "%s", api_pg_value(res, row, 0));
-    ev->id = strtoll(ev->id_text, NULL, 10);
-    ev->type = dup_value(res, row, 1);
-    ev->aggregate = dup_value(res, row, 2);
-    ev->producer = dup_value(res, row, 3);
-    const char *payload = api_pg_value(res, row, 4);
-    ev->payload = payload ? json_loads(payload, JSON_DECODE_ANY, NULL) : NULL;
-    if (!ev->payload)
-        ev->payload = json_object();
-    ev->time = dup_value(res, row, 5);
-    const char *attempts = api_pg_value(res, row, 6);
-    ev->attempt = attempts ? atoi(attempts) : 1;
-    ev->next = g->inflight;
-    g->inflight = ev;
-    g->ninflight++;
-    if ((uint64_t)ev->attempt > g->ew->cfg->max_attempts) {
-        /* Its earlier deliveries never ended (their workers died): no more tries. */
-        ev_fail(ev, 0, "delivery never finished (the consumer died)");
-        return;
-    }
-    if (api_pg_begin(g->task, ev_begun, ev))
-        ev_release(ev);
 }
 
 static void cycle_done(ev_group_t *g)
 {
     g->cycling = false;
     if (g->again)
-        cycle(g);
+        events_cycle(g);
 }
 
 static void dispatched(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
@@ -576,10 +334,10 @@ static void dispatched(px_req_t *task, const px_pg_result_t *res, const px_pg_er
     UNUSED(task);
     ev_group_t *g = ud;
     if (err) {
-        group_log_error(g, "reading due events", err);
+        events_log_error(g, "reading due events", err);
     } else {
         for (int i = 0; i < api_pg_rows(res); i++)
-            deliver(g, res, i);
+            events_deliver(g, res, i);
     }
     cycle_done(g);
 }
@@ -605,7 +363,7 @@ static void dispatch(ev_group_t *g)
     int rc = api_pg_query(g->task, "px_ev_dispatch", sql_dispatch, 4, params, dispatched, g);
     buf_free(&ids);
     if (rc) {
-        group_log_error(g, "reading due events", NULL);
+        events_log_error(g, "reading due events", NULL);
         cycle_done(g);
     }
 }
@@ -616,7 +374,7 @@ static void relayed(px_req_t *task, const px_pg_result_t *res, const px_pg_error
     UNUSED(task), UNUSED(res);
     ev_group_t *g = ud;
     if (err) {
-        group_log_error(g, "copying new events", err);
+        events_log_error(g, "copying new events", err);
         cycle_done(g);
         return;
     }
@@ -627,7 +385,7 @@ static void relay(ev_group_t *g)
 {
     const char *params[] = {g->sub->group, g->sub->like};
     if (api_pg_query(g->task, "px_ev_relay", sql_relay, 2, params, relayed, g)) {
-        group_log_error(g, "copying new events", NULL);
+        events_log_error(g, "copying new events", NULL);
         cycle_done(g);
     }
 }
@@ -638,7 +396,7 @@ static void registered(px_req_t *task, const px_pg_result_t *res, const px_pg_er
     UNUSED(task), UNUSED(res);
     ev_group_t *g = ud;
     if (err) {
-        group_log_error(g, "registering the group", err);
+        events_log_error(g, "registering the group", err);
         cycle_done(g);
         return;
     }
@@ -648,7 +406,7 @@ static void registered(px_req_t *task, const px_pg_result_t *res, const px_pg_er
 
 /* Copy what became visible, then hand out what is due. Coalesced: a wake-up during a
  * cycle runs one more cycle after it, never two at once. */
-static void cycle(ev_group_t *g)
+void events_cycle(ev_group_t *g)
 {
     if (!g->task)
         return;
@@ -665,7 +423,7 @@ static void cycle(ev_group_t *g)
     const ev_sub_t *s = g->sub;
     const char *params[] = {s->group, s->plugin->name, s->pattern};
     if (api_pg_query(g->task, "px_ev_register", sql_register, 3, params, registered, g)) {
-        group_log_error(g, "registering the group", NULL);
+        events_log_error(g, "registering the group", NULL);
         cycle_done(g);
     }
 }
@@ -688,7 +446,7 @@ static void locked(const PGresult *res, void *ud)
         return; /* draining: the lock goes with the session when it closes */
     g->metrics_id = metrics_task_id(g->sub->plugin->name, name);
     log_info("events: this worker consumes group \"%s\"", g->sub->group);
-    cycle(g);
+    events_cycle(g);
 }
 
 static void try_lead(events_worker_t *ew)
@@ -722,7 +480,7 @@ static void listen_notify(void *ud)
 {
     events_worker_t *ew = ud;
     for (size_t i = 0; i < ew->ngroups; i++)
-        cycle(&ew->groups[i]);
+        events_cycle(&ew->groups[i]);
 }
 
 static void dead_counted(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
@@ -757,7 +515,7 @@ static void on_tick(uv_timer_t *t)
         ev_group_t *g = &ew->groups[i];
         if (!g->task)
             continue;
-        cycle(g);
+        events_cycle(g);
         const char *params[] = {g->sub->group};
         api_pg_query(g->task, "px_ev_dead", sql_dead, 1, params, dead_counted, g);
         if (prune) {
@@ -817,41 +575,4 @@ void events_worker_stop(worker_t *w)
     ev_listen_close(ew->listen);
     uv_timer_stop(&ew->tick);
     uv_close((uv_handle_t *)&ew->tick, tick_closed);
-}
-
-/* ---- what a handler reads ---- */
-
-int64_t api_event_id(const px_event_t *ev)
-{
-    return ev ? ev->id : 0;
-}
-
-const char *api_event_type(const px_event_t *ev)
-{
-    return ev ? ev->type : NULL;
-}
-
-const char *api_event_aggregate(const px_event_t *ev)
-{
-    return ev ? ev->aggregate : NULL;
-}
-
-const char *api_event_producer(const px_event_t *ev)
-{
-    return ev ? ev->producer : NULL;
-}
-
-const char *api_event_time(const px_event_t *ev)
-{
-    return ev ? ev->time : NULL;
-}
-
-json_t *api_event_payload(const px_event_t *ev)
-{
-    return ev ? ev->payload : NULL;
-}
-
-int api_event_attempt(const px_event_t *ev)
-{
-    return ev ? ev->attempt : 0;
 }
