@@ -497,12 +497,13 @@ typedef void (*px_event_fn)(px_req_t *task, px_pg_txn_t *txn, const px_event_t *
     /* Deliver every event whose type matches `pattern` ("task.assigned", "task.*", "*")  \
      * to `fn`, once per consumer group `group` (1..57 characters of a-z, 0-9, _ . -,     \
      * cluster-wide) at least once, and with effect once when the handler writes in the  \
-     * given transaction. One worker of all hosts consumes a group at a time; a group    \
-     * starts from the oldest event still kept. Handlers run on a background task of the \
-     * host ("group:NAME" in /metrics). After [events] max_attempts failures an event is \
-     * dead-lettered: `pantherad events:list` shows it, `events:replay` sends it again.  \
-     * Only during init; PX_EEXIST when the group is taken, PX_EUNAVAIL without          \
-     * [postgres]. */                                                                    \
+     * given transaction. One worker of all hosts consumes a group at a time; a new group \
+     * starts with the events committed after it was first registered (at start-up),   \
+     * and one no worker consumed for a whole [events] retention is dropped. Handlers    \
+     * run on a background task of the host ("group:NAME" in /metrics). After [events]   \
+     * max_attempts deliveries an event is dead-lettered: `pantherad events:list` shows  \
+     * it, `events:replay` sends it again. Only during init; PX_EEXIST when the group is \
+     * taken, PX_EUNAVAIL without [postgres]. */                                         \
     X(int, event_subscribe, (px_plugin_t * plugin, const char *group, const char *pattern, \
                              px_event_fn fn, void *userdata),                              \
       (plugin, group, pattern, fn, userdata))                                              \
