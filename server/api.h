@@ -17,6 +17,8 @@ req_op_t *api_op_new(px_req_t *req, int kind);
 void api_op_finish(req_op_t *op);
 /* The request or task a transaction belongs to. */
 px_req_t *api_txn_req(px_pg_txn_t *txn);
+/* The transaction holds events: once its COMMIT succeeds, events_wake() is called. */
+void api_txn_mark_emitted(px_pg_txn_t *txn);
 
 /* The request is ending: cancel its pool work, roll back its open transactions. */
 void api_req_cancel_work(px_req_t *req);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "events.h"
 #include "http.h"
 #include "log.h"
 #include "pg.h"
@@ -29,7 +30,10 @@
 
 /* ---- pool work bound to a request (1.1) ---- */
 
-enum req_op_kind { OP_PG_QUERY, OP_PG_BEGIN, OP_PG_DONE, OP_REDIS, OP_WORK = API_OP_WORK };
+/* OP_PG_WAKE: the COMMIT of a transaction that emitted events (events.c wakes the
+ * consumers once it is through). */
+enum req_op_kind { OP_PG_QUERY, OP_PG_BEGIN, OP_PG_DONE, OP_REDIS, OP_WORK = API_OP_WORK,
+                   OP_PG_WAKE };
 
 /* What an idempotent transaction must remember to record its answer. */
 typedef struct idem {
@@ -47,6 +51,7 @@ struct px_pg_txn {
     px_req_t *req;
     struct px_pg_txn *next;
     idem_t *idem; /* NULL for a plain transaction */
+    bool emitted; /* px_event_emit was called on it */
 };
 
 static req_op_t *op_new(px_req_t *r, int kind, req_op_cb_t cb, void *ud)
@@ -94,7 +99,8 @@ static void txn_forget(px_req_t *r, struct px_pg_txn *t)
 void api_req_interrupt_work(px_req_t *r)
 {
     for (req_op_t *op = r->ops; op; op = op->next)
-        if (op->kind == OP_PG_QUERY || op->kind == OP_PG_BEGIN || op->kind == OP_PG_DONE)
+        if (op->kind == OP_PG_QUERY || op->kind == OP_PG_BEGIN || op->kind == OP_PG_DONE ||
+            op->kind == OP_PG_WAKE)
             pg_interrupt(op->handle);
 }
 
@@ -271,7 +277,10 @@ static void pg_end_done(const pg_error_t *err, void *ud)
     px_req_t *r = op->req;
     px_pg_done_fn cb = op->cb.done;
     void *user = op->userdata;
+    bool wake = op->kind == OP_PG_WAKE && !err;
     api_op_finish(op);
+    if (wake)
+        events_wake(r->worker);
     if (cb)
         cb(r, (const px_pg_error_t *)err, user);
 }
@@ -280,9 +289,10 @@ static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
 {
     px_req_t *r = t->req;
     pg_txn_t *txn = t->txn;
+    int kind = commit && t->emitted ? OP_PG_WAKE : OP_PG_DONE;
     txn_forget(r, t);
     free(t);
-    req_op_t *op = op_new(r, OP_PG_DONE, (req_op_cb_t){.done = cb}, ud);
+    req_op_t *op = op_new(r, kind, (req_op_cb_t){.done = cb}, ud);
     pg_handle_t **h = (pg_handle_t **)&op->handle;
     int rc =
         commit ? pg_txn_commit(txn, pg_end_done, op, h) : pg_txn_rollback(txn, pg_end_done, op, h);
@@ -296,6 +306,11 @@ static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
 px_req_t *api_txn_req(px_pg_txn_t *t)
 {
     return t->req;
+}
+
+void api_txn_mark_emitted(px_pg_txn_t *t)
+{
+    t->emitted = true;
 }
 
 int api_pg_commit(px_pg_txn_t *t, px_pg_done_fn cb, void *ud)

@@ -25,6 +25,10 @@ void events_worker_start(struct worker *w);
 /* Draining or exiting: step down from every group, close the session. */
 void events_worker_stop(struct worker *w);
 
+/* A transaction with events committed in this worker: NOTIFY the consumers soon, at most
+ * once per EVENTS_WAKE_MS however many commit meanwhile. */
+void events_wake(struct worker *w);
+
 /* pantherad events:list|replay ...: blocking, in a command process. Returns the exit
  * code. `pg` is a connected PGconn. */
 int events_command(void *pg, const events_settings_t *cfg, int argc, char **argv);

@@ -90,6 +90,20 @@ def test_an_event_reaches_its_group_with_its_fields(make_server):
         assert rows[0][0] < rows[1][0]
 
 
+def test_a_commit_wakes_the_consumer_without_waiting_for_the_poll(make_server):
+    """With a poll every 10 minutes, only the NOTIFY a commit with events sends can bring
+    the event to the handler within the ceiling."""
+    group = new_group()
+    with pg_lock():
+        s = start(make_server, group, workers=1, events={"poll_interval": "600s"})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        agg = "wake-" + uuid.uuid4().hex
+        write(s, agg)
+        assert len(wait_seen(s, agg, 1)) == 1
+        write(s, agg, count=2)  # and again: the wake-up is not a one-off
+        assert len(wait_seen(s, agg, 3)) == 3
+
+
 def test_late_committers_are_never_skipped_and_order_holds(make_server):
     group = new_group()
     prefix = "w8-" + uuid.uuid4().hex[:8] + "-"
