@@ -5,8 +5,9 @@
 #            transaction without (A B A B, wrk -c16, a new aggregate per request, no
 #            consumer running): the latency emitting adds and the throughput ratio
 #            (target <= 10 % slower).
-#   latency  events emitted at 1,000/s for BENCH_SECONDS by pgbench -R running the very
-#            statement px_event_emit sends, into one consumer group: commit-to-handler
+#   latency  events emitted at 1,000/s for BENCH_SECONDS by pgbench -R running the
+#            statement px_event_emit sends, plus the NOTIFY the emitting worker sends after
+#            such commits (here one per commit: the worst case), into one group: commit-to-handler
 #            latency p50/p99 (the event's transaction start to its handler's insert; the
 #            emitting transaction is that one statement) (target p99 <= 50 ms).
 #   drain    20,000 events committed at once over 1,000 aggregates: the events/s one group
