@@ -20,6 +20,10 @@ void http_timer_arm(conn_t *c, int which);
  * `bufs` may be changed. */
 void http_conn_write(conn_t *c, px_req_t *r, uv_buf_t *bufs, unsigned nbufs, bool keep);
 
+/* Plaintext arrived on `c` (from the socket, or decrypted by tls.c): parse it, or keep it
+ * behind a request in flight. */
+void http_conn_input(conn_t *c, const char *data, size_t len);
+
 /* http_parse.c */
 
 /* Set up `c`'s parser: strict llhttp with this file's callbacks. */
