@@ -178,6 +178,8 @@ static void dispatch(conn_t *c)
     c->active = r;
     c->requests++;
     conn_update_timer(c);
+    if (c->listen_mode != LISTEN_PLAIN && tls_request_policy(c, r))
+        return;
 
     router_match_t m;
     router_match(w->router, r->method, r->path, r->path_len, &m);
@@ -197,8 +199,6 @@ static void dispatch(conn_t *c)
         http_respond_error(r, 405, "bad_request", msg, NULL);
         return;
     }
-    if (c->listen_mode != LISTEN_PLAIN && tls_request_policy(c, r))
-        return;
     r->route = m.route;
     r->plugin = m.route->owner;
     r->plugin_metrics_id = m.route->owner_id;

@@ -258,13 +258,14 @@ static int ctx_use_files(SSL_CTX *ctx, const tls_settings_t *t, bool warn, char 
     }
     ERR_clear_error(); /* the end of the PEM file reads as "no start line" */
     key = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
-    if (!key || SSL_CTX_use_PrivateKey(ctx, key) != 1) {
+    if (!key) {
         char what[600];
         snprintf(what, sizeof(what), "key %s has no usable PEM private key", t->key);
         openssl_reason(err, errlen, what);
         goto fail;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
+    /* OpenSSL refuses a key of another certificate when it is set, or at the check. */
+    if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
         char what[1200];
         snprintf(what, sizeof(what), "key %s does not match certificate %s", t->key,
                  t->certificate);
@@ -773,7 +774,7 @@ static void redirect(px_req_t *r)
                            NULL);
         return;
     }
-    http_respond(r, 308, NULL, NULL, 0, false);
+    http_respond(r, 308, NULL, (char *)"", 0, false); /* not NULL: the body is copied */
 }
 
 bool tls_request_policy(conn_t *c, px_req_t *r)
