@@ -86,6 +86,7 @@ typedef struct ticket_key {
 
 struct tls_server {
     SSL_CTX *ctx;
+    EVP_CIPHER *ticket_cipher; /* fetched once, not by name at every ticket */
     const tls_settings_t *settings;
     int64_t rotation_s;
     ticket_key_t keys[TICKET_KEYS];
@@ -463,7 +464,7 @@ static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char iv[16],
     if (enc) {
         const ticket_key_t *k = ticket_key(s, now);
         if (RAND_bytes(iv, 16) != 1 ||
-            EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1 ||
+            EVP_EncryptInit_ex(ectx, s->ticket_cipher, NULL, k->aes, iv) != 1 ||
             ticket_mac_init(hctx, k))
             return -1;
         memcpy(name, k->name, 16);
@@ -474,7 +475,7 @@ static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char iv[16],
         const ticket_key_t *k = ticket_key(s, now + tried[i]);
         if (CRYPTO_memcmp(name, k->name, 16))
             continue;
-        if (EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv) != 1 ||
+        if (EVP_DecryptInit_ex(ectx, s->ticket_cipher, NULL, k->aes, iv) != 1 ||
             ticket_mac_init(hctx, k))
             return -1;
         return tried[i] == 0 ? 1 : 2;
@@ -518,8 +519,15 @@ tls_server_t *tls_server_new(const config_t *cfg, char *err, size_t errlen)
     SSL_CTX *ctx = ctx_new(t, false, err, errlen);
     if (!ctx)
         return NULL;
+    EVP_CIPHER *cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    if (!cipher) {
+        openssl_reason(err, errlen, "AES-256-CBC for session tickets");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     tls_server_t *s = xcalloc(1, sizeof(*s));
     s->ctx = ctx;
+    s->ticket_cipher = cipher;
     s->settings = t;
     s->rotation_s = (int64_t)(t->ticket_rotation_ms / 1000);
     SSL_CTX_set_app_data(ctx, s);
@@ -541,6 +549,7 @@ void tls_server_free(tls_server_t *s)
     if (!s)
         return;
     SSL_CTX_free(s->ctx);
+    EVP_CIPHER_free(s->ticket_cipher);
     OPENSSL_cleanse(s->keys, sizeof(s->keys));
     free(s);
 }
