@@ -533,7 +533,8 @@ tls_server_t *tls_server_new(const config_t *cfg, char *err, size_t errlen)
     SSL_CTX_set_app_data(ctx, s);
     /* Tickets only: nothing to share between workers but the derived keys. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_timeout(ctx, (long)s->rotation_s);
+    /* A ticket opens until its key's next period ends: one to two periods after issue. */
+    SSL_CTX_set_timeout(ctx, (long)(2 * s->rotation_s));
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, s);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -281,6 +282,48 @@ static void test_ticket_resumes_on_another_worker(void)
     worker->tls = NULL;
 }
 
+/* With a 1 s rotation: a ticket from period p resumes in p + 1 (the neighbour's key), and
+ * not from p + 2 on. The clock is read around each handshake and a handshake that
+ * straddled a period boundary is tried again, so no timing is assumed. */
+static void test_ticket_keys_rotate(void)
+{
+    char err[1024];
+    config_t *fast = config_new_defaults();
+    fast->tls = cfg->tls; /* borrowed */
+    fast->tls.ticket_rotation_ms = 1000;
+    tls_server_t *s = tls_server_new(fast, err, sizeof(err));
+    CHECK_OR_RETURN(s != NULL);
+    bool reused = false, checked_next = false, checked_late = false;
+    for (int attempt = 0; attempt < 10 && !(checked_next && checked_late); attempt++) {
+        time_t p0 = time(NULL);
+        SSL_SESSION *first = session_from(s, &reused, NULL);
+        if (!first || time(NULL) != p0) {
+            SSL_SESSION_free(first);
+            continue;
+        }
+        while (time(NULL) == p0)
+            poll(NULL, 0, 20);
+        SSL_SESSION *next = session_from(s, &reused, first);
+        if (time(NULL) == p0 + 1) {
+            CHECK(reused);
+            checked_next = true;
+        }
+        SSL_SESSION_free(next);
+        while (time(NULL) < p0 + 2)
+            poll(NULL, 0, 20);
+        next = session_from(s, &reused, first);
+        CHECK(!reused);
+        checked_late = true;
+        SSL_SESSION_free(next);
+        SSL_SESSION_free(first);
+    }
+    CHECK(checked_next && checked_late);
+    tls_server_free(s);
+    fast->tls = (tls_settings_t){0};
+    config_free(fast);
+    worker->tls = NULL;
+}
+
 static void test_garbage_closes(void)
 {
     char err[1024];
@@ -327,6 +370,7 @@ int main(void)
     RUN(test_files_checked);
     RUN(test_request_over_tls);
     RUN(test_ticket_resumes_on_another_worker);
+    RUN(test_ticket_keys_rotate);
     RUN(test_garbage_closes);
 
     SSL_CTX_free(client_ctx);
