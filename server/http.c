@@ -369,7 +369,9 @@ void http_conn_write(conn_t *c, px_req_t *r, uv_buf_t *bufs, unsigned nbufs, boo
     if (!keep)
         c->close_after = true;
     if (c->tls && tls_conn_encrypt(c, r, bufs, &nbufs)) {
-        req_release(r);
+        /* The session is over (the peer closed it): released once the handler's callback
+         * has returned, as a response that went out at once, since it still reads `r`. */
+        worker_finish_request(r->worker, r);
         http_conn_close(c);
         return;
     }
