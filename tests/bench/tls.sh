@@ -5,9 +5,12 @@
 #
 # For each key type (ECDSA P-256, RSA-2048) and each round, wrk runs alternately against
 # pantherad and nginx (A B A B):
-#   handshakes  wrk -H "Connection: close": every request is a new connection and a full
-#               handshake (wrk keeps no session, so nothing resumes): handshakes per second
+#   full        full handshakes: `openssl s_time -new`, BENCH_HS_CLIENTS of them at once,
+#               each connecting, handshaking and closing in a loop: handshakes per second
 #               and server CPU per handshake;
+#   resumed     wrk -H "Connection: close": every request is a new connection, and wrk
+#               offers its previous session on each (it keeps its SSL object across
+#               reconnections), so these are resumed handshakes plus one request each;
 #   keep-alive  the same request on kept connections: requests per second and server CPU
 #               per request, what encryption adds to hello.sh's figure.
 # Server CPU is utime + stime of master and workers from /proc, divided by what wrk
@@ -18,7 +21,8 @@
 #   BENCH_SECONDS     length of one run (default 8)
 #   BENCH_ROUNDS      runs per server, key type and mode (default 2)
 #   BENCH_CONNS       keep-alive connections (default 64)
-#   BENCH_HS_CONNS    connections of the handshake runs (default 16)
+#   BENCH_HS_CONNS    connections of the resumed runs (default 16)
+#   BENCH_HS_CLIENTS  s_time processes of the full runs (default 2)
 #   BENCH_KEYS        key types (default "ecdsa rsa")
 #   BENCH_THREADS     wrk threads (default 2)
 #   BENCH_PX_TLS_PORT, BENCH_NGINX_TLS_PORT  (default 18484, 18485)
@@ -32,6 +36,7 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-8}
 ROUNDS=${BENCH_ROUNDS:-2}
 KA_CONNS=${BENCH_CONNS:-64}
 HS_CONNS=${BENCH_HS_CONNS:-16}
+HS_CLIENTS=${BENCH_HS_CLIENTS:-2}
 KEYS=${BENCH_KEYS:-ecdsa rsa}
 THREADS=${BENCH_THREADS:-2}
 PX_TLS_PORT=${BENCH_PX_TLS_PORT:-18484}
@@ -61,10 +66,34 @@ make_cert() {
     chmod 644 "$d/$kind.key" # nginx's workers read nothing, but its master runs as us
 }
 
-# The negotiated protocol and cipher, to be the same from both servers.
+# The negotiated protocol, cipher, key and signature, to be the same from both servers.
 handshake_of() {
     openssl s_client -connect "127.0.0.1:$1" </dev/null 2>/dev/null |
-        awk '/^New, / { print $2, $NF }'
+        awk '/^New, / { hs = $2 " " $NF } /^Server public key is/ { key = $5 " bit" }
+             /^Peer signature type:/ { sig = $4 } END { print hs, key, sig }'
+}
+
+# run_s_time PORT OUT: HS_CLIENTS `openssl s_time -new` for SECONDS_PER_RUN, their
+# connections summed into wrk's output format ("N requests in", "Requests/sec:").
+run_s_time() {
+    local port=$1 out=$2 i total=0 n
+    local -a pids=()
+    for ((i = 0; i < HS_CLIENTS; i++)); do
+        timeout $((SECONDS_PER_RUN + 30)) openssl s_time -connect "127.0.0.1:$port" -new \
+            -time "$SECONDS_PER_RUN" >"$out.$i" 2>&1 &
+        pids+=($!)
+    done
+    # Only these: the servers are background jobs of this shell too.
+    for i in "${pids[@]}"; do
+        wait "$i" || true
+    done
+    for ((i = 0; i < HS_CLIENTS; i++)); do
+        n=$(awk '/connections in .* real seconds/ { print $1 }' "$out.$i")
+        [[ -n $n ]] || { cat "$out.$i" >&2; die "s_time failed against port $port"; }
+        total=$((total + n))
+    done
+    printf '  %d requests in %ss\nRequests/sec: %s\n' "$total" "$SECONDS_PER_RUN" \
+        "$(awk -v t="$total" -v s="$SECONDS_PER_RUN" 'BEGIN { printf "%.0f", t / s }')" >"$out"
 }
 
 RESULTS=$BENCH_TMP/results.tsv
@@ -75,15 +104,19 @@ run_wrk() {
     local server=$1 pid=$2 port=$3 key=$4 mode=$5 round=$6 conns=$KA_CONNS
     local out=$BENCH_TMP/wrk-$server-$key-$mode-$round.txt before after
     local -a extra=()
-    if [[ $mode == handshake ]]; then
+    if [[ $mode == resumed ]]; then
         conns=$HS_CONNS
         extra=(-H "Connection: close")
     fi
     wait_quiet
     before=$(cpu_ticks "$pid")
-    timeout $((SECONDS_PER_RUN + 30)) wrk -t"$THREADS" -c"$conns" -d"${SECONDS_PER_RUN}s" \
-        "${extra[@]}" "https://127.0.0.1:$port$PATH_" >"$out" 2>&1 ||
-        { cat "$out" >&2; die "wrk failed against $server"; }
+    if [[ $mode == full ]]; then
+        run_s_time "$port" "$out"
+    else
+        timeout $((SECONDS_PER_RUN + 30)) wrk -t"$THREADS" -c"$conns" -d"${SECONDS_PER_RUN}s" \
+            "${extra[@]}" "https://127.0.0.1:$port$PATH_" >"$out" 2>&1 ||
+            { cat "$out" >&2; die "wrk failed against $server"; }
+    fi
     after=$(cpu_ticks "$pid")
     awk -v server="$server" -v key="$key" -v mode="$mode" -v round="$round" \
         -v ticks=$((after - before)) -v hz="$CLK_TCK" '
@@ -126,7 +159,7 @@ for key in $KEYS; do
     timeout 40 wrk -t"$THREADS" -c16 -d2s "https://127.0.0.1:$PX_TLS_PORT$PATH_" >/dev/null
     timeout 40 wrk -t"$THREADS" -c16 -d2s "https://127.0.0.1:$NGINX_TLS_PORT$PATH_" >/dev/null
     for ((round = 1; round <= ROUNDS; round++)); do
-        for mode in handshake keepalive; do
+        for mode in full resumed keepalive; do
             run_wrk pantherad "$PX_PID" "$PX_TLS_PORT" "$key" "$mode" "$round"
             run_wrk nginx "$NGINX_PID" "$NGINX_TLS_PORT" "$key" "$mode" "$round"
         done
