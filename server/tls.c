@@ -2,11 +2,12 @@
  * tls.c — HTTPS connections: OpenSSL as a transport under the connection of http.c.
  *
  * The seam. http.c owns the socket, the deadlines and the order of requests, and knows
- * of TLS at three points only: on_read hands the ciphertext it read to tls_conn_input,
+ * of TLS at a few points only: on_read hands the ciphertext it read to tls_conn_input,
  * which decrypts and passes the plaintext on to http_conn_input (where a plain
  * connection's bytes go directly); http_conn_write hands the response to
  * tls_conn_encrypt, which turns it into records, then writes those as it would have
- * written the response; and a lingering close calls tls_conn_shutdown. A writer with bytes
+ * written the response; a lingering close calls tls_conn_shutdown; dispatch lets
+ * tls_request_policy add HSTS or answer with the redirect. A writer with bytes
  * of its own (a file, a stream) seals them with tls_conn_seal instead of writing them.
  *
  * Memory BIOs. The SSL object never sees the socket. Its BIO (one of ours, both ways) reads
@@ -49,9 +50,9 @@ struct tls_conn {
     SSL *ssl;
     const char *in; /* ciphertext lent by on_read, consumed by the BIO */
     size_t in_len;
-    buf_t out;    /* what OpenSSL wrote and nobody has sent yet */
-    buf_t *sink;  /* where the BIO appends: &out, or a sealing writer's buffer */
-    buf_t spare;  /* a response's head buffer, kept for the next swap */
+    buf_t out;   /* what OpenSSL wrote and nobody has sent yet */
+    buf_t *sink; /* where the BIO appends: &out, or a sealing writer's buffer */
+    buf_t spare; /* a response's head buffer, kept for the next swap */
     uv_shutdown_t shutdown;
     bool shut;
 };
@@ -60,7 +61,6 @@ typedef struct own_write {
     uv_write_t req;
     buf_t buf;
 } own_write_t;
-
 
 /* ---- the BIO ---- */
 
@@ -339,8 +339,7 @@ static void redirect(px_req_t *r)
     char *location = arena_alloc(&r->arena, len + strlen(portpart) + r->url_len + 16);
     sprintf(location, "https://%.*s%s%.*s", (int)len, host, portpart, (int)r->url_len, target);
     if (http_add_header(r, "Location", location)) {
-        http_respond_error(r, 400, "bad_request", "the request target cannot be redirected",
-                           NULL);
+        http_respond_error(r, 400, "bad_request", "the request target cannot be redirected", NULL);
         return;
     }
     http_respond(r, 308, NULL, (char *)"", 0, false); /* not NULL: the body is copied */

@@ -36,10 +36,10 @@
 
 /* Mozilla's "intermediate" configuration (version 5.7) for TLS 1.2; TLS 1.3's suites are
  * OpenSSL's defaults, which are that configuration's as well. */
-#define INTERMEDIATE_CIPHERS                                                               \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                           \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                           \
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                           \
+#define INTERMEDIATE_CIPHERS                                                                       \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"                                   \
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
 #define GROUPS "X25519:prime256v1:secp384r1"
 #define EXPIRY_WARN_DAYS 30
@@ -130,8 +130,7 @@ static void warn_expiry(const char *path, X509 *leaf)
 }
 
 /* The chain (leaf first) and key from memory into `ctx`. */
-static int ctx_use_files(SSL_CTX *ctx, const tls_settings_t *t, bool warn, char *err,
-                         size_t errlen)
+static int ctx_use_files(SSL_CTX *ctx, const tls_settings_t *t, bool warn, char *err, size_t errlen)
 {
     int rc = -1;
     X509 *leaf = NULL;
@@ -202,8 +201,7 @@ static SSL_CTX *ctx_new(const tls_settings_t *t, bool warn, char *err, size_t er
     const char *ciphers = t->ciphers && *t->ciphers ? t->ciphers : INTERMEDIATE_CIPHERS;
     if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
         char what[600];
-        snprintf(what, sizeof(what), "ciphers \"%.400s\" names no cipher OpenSSL knows",
-                 ciphers);
+        snprintf(what, sizeof(what), "ciphers \"%.400s\" names no cipher OpenSSL knows", ciphers);
         openssl_reason(err, errlen, what);
         goto fail;
     }
@@ -231,8 +229,9 @@ static int load_ocsp(tls_settings_t *t, char *err, size_t errlen)
     OCSP_RESPONSE_free(resp);
     if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
         snprintf(err, errlen, "ocsp_response %s: %s", t->ocsp_response,
-                 status < 0 ? "not a DER OCSP response" : "the responder did not answer "
-                                                          "\"successful\"");
+                 status < 0 ? "not a DER OCSP response"
+                            : "the responder did not answer "
+                              "\"successful\"");
         ERR_clear_error();
         free(der);
         return -1;
@@ -358,8 +357,8 @@ static int ticket_mac_init(EVP_MAC_CTX *hctx, const ticket_key_t *k)
  * full handshake), -1 error. Every resumption gets a fresh ticket: a TLS 1.3 client uses
  * a ticket once (OpenSSL's does), and without a new one its next connection would be a
  * full handshake, every other connection (wrk measured exactly that). */
-static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char iv[16],
-                     EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
+static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char iv[16], EVP_CIPHER_CTX *ectx,
+                     EVP_MAC_CTX *hctx, int enc)
 {
     tls_server_t *s = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
     int64_t now = (int64_t)time(NULL) / s->rotation_s;

@@ -69,8 +69,8 @@ static void make_cert(const char *name, int days)
     X509_gmtime_adj(X509_getm_notAfter(x), (long)days * 86400);
     X509_set_pubkey(x, key);
     X509_NAME *n = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
+                               0);
     X509_set_issuer_name(x, n);
     X509_sign(x, key, EVP_sha256());
     char file[64];
