@@ -26,6 +26,7 @@
 
 #include "log.h"
 #include "ratelimit.h"
+#include "tls.h"
 #include "util.h"
 
 enum value_kind { V_STRING, V_LIST, V_WORKERS, V_SIZE, V_DURATION, V_COUNT, V_INDEX, V_LOGLEVEL };
@@ -48,6 +49,7 @@ typedef struct key_spec {
 #define LUA(field) (offsetof(config_t, lua) + offsetof(lua_settings_t, field))
 #define STORAGE(field) (offsetof(config_t, storage) + offsetof(storage_settings_t, field))
 #define EVENTS(field) (offsetof(config_t, events) + offsetof(events_settings_t, field))
+#define TLS(field) (offsetof(config_t, tls) + offsetof(tls_settings_t, field))
 
 static const key_spec_t host_keys[] = {
     {"server", "listen", V_LIST, CFG(listen), false},
@@ -107,6 +109,13 @@ static const key_spec_t host_keys[] = {
     {"events", "retention", V_DURATION, EVENTS(retention_ms), false},
     {"events", "poll_interval", V_DURATION, EVENTS(poll_interval_ms), false},
     {"events", "concurrency", V_COUNT, EVENTS(concurrency), false},
+    {"tls", "certificate", V_STRING, TLS(certificate), false},
+    {"tls", "key", V_STRING, TLS(key), false},
+    {"tls", "ciphers", V_STRING, TLS(ciphers), false},
+    {"tls", "ticket_key_file", V_STRING, TLS(ticket_key_file), false},
+    {"tls", "ticket_rotation", V_DURATION, TLS(ticket_rotation_ms), false},
+    {"tls", "ocsp_response", V_STRING, TLS(ocsp_response), false},
+    {"tls", "hsts", V_STRING, TLS(hsts), false},
 };
 
 void config_foreach_key(config_key_fn fn, void *ud)
@@ -200,6 +209,7 @@ config_t *config_new_defaults(void)
     cfg->storage = (storage_settings_t){.backend = xstrdup("dir"),
                                         .sweep_grace_ms = 24ull * 3600 * 1000,
                                         .sweep_interval_ms = 3600 * 1000};
+    cfg->tls = (tls_settings_t){.ticket_rotation_ms = 3600 * 1000};
     return cfg;
 }
 
@@ -216,6 +226,7 @@ void config_free(config_t *cfg)
         return;
     free(cfg->path);
     free_list(cfg->listen, cfg->nlisten);
+    free(cfg->listen_mode);
     free(cfg->plugin_path);
     free(cfg->conf_dir);
     free(cfg->pid_file);
@@ -233,6 +244,7 @@ void config_free(config_t *cfg)
     free(cfg->storage.backend);
     free(cfg->storage.dir);
     free(cfg->storage.spool_dir);
+    tls_settings_free(&cfg->tls);
     ratelimit_config_free(cfg->ratelimit);
     for (size_t i = 0; i < cfg->nplugins; i++) {
         config_plugin_t *p = &cfg->plugins[i];
@@ -294,6 +306,45 @@ static void split_list(const char *value, char ***out, size_t *n)
     free(copy);
 }
 
+/* "127.0.0.1:8080, 0.0.0.0:8443 ssl, [::]:80 redirect": a mode word follows the address
+ * it is about, as in nginx's listen directive. */
+static int parse_listen(parse_state_t *st, const char *value)
+{
+    config_t *cfg = st->cfg;
+    free_list(cfg->listen, cfg->nlisten);
+    free(cfg->listen_mode);
+    cfg->listen = NULL;
+    cfg->listen_mode = NULL;
+    cfg->nlisten = 0;
+    char **words = NULL;
+    size_t nwords = 0;
+    split_list(value, &words, &nwords);
+    int rc = 0;
+    for (size_t i = 0; i < nwords; i++) {
+        bool ssl = !strcmp(words[i], "ssl"), redirect = !strcmp(words[i], "redirect");
+        if (ssl || redirect) {
+            if (cfg->nlisten == 0 || cfg->listen_mode[cfg->nlisten - 1] != LISTEN_PLAIN) {
+                config_error(st->errs, st->file, st->line,
+                             "listen: \"%s\" must follow the address it is about, once", words[i]);
+                rc = -1;
+                continue;
+            }
+            cfg->listen_mode[cfg->nlisten - 1] = ssl ? LISTEN_SSL : LISTEN_REDIRECT;
+            continue;
+        }
+        cfg->listen = xrealloc(cfg->listen, (cfg->nlisten + 1) * sizeof(char *));
+        cfg->listen_mode = xrealloc(cfg->listen_mode, cfg->nlisten + 1);
+        cfg->listen[cfg->nlisten] = xstrdup(words[i]);
+        cfg->listen_mode[cfg->nlisten++] = LISTEN_PLAIN;
+    }
+    free_list(words, nwords);
+    if (cfg->nlisten == 0 && rc == 0) {
+        config_error(st->errs, st->file, st->line, "listen: needs at least one address");
+        rc = -1;
+    }
+    return rc;
+}
+
 static int set_host_value(parse_state_t *st, const key_spec_t *spec, const char *value)
 {
     char *base = (char *)st->cfg;
@@ -304,12 +355,7 @@ static int set_host_value(parse_state_t *st, const key_spec_t *spec, const char 
         *(char **)field = xstrdup(value);
         return 0;
     case V_LIST:
-        split_list(value, &st->cfg->listen, &st->cfg->nlisten);
-        if (st->cfg->nlisten == 0)
-            return config_error(st->errs, st->file, st->line, "%s: needs at least one address",
-                                spec->key),
-                   -1;
-        return 0;
+        return parse_listen(st, value);
     case V_WORKERS:
         if (!strcmp(value, "auto")) {
             *(long *)field = 0;
@@ -412,7 +458,7 @@ static void enter_section(parse_state_t *st, const char *section)
     }
     config_error(st->errs, st->file, st->line,
                  "unknown section [%s] (expected [server], [http], [postgres], [redis], [auth], "
-                 "[lua], [storage], [events], [ratelimit] or [plugin:NAME])",
+                 "[lua], [storage], [events], [tls], [ratelimit] or [plugin:NAME])",
                  section);
 }
 
@@ -631,6 +677,53 @@ static void check_storage(parse_state_t *st, config_t *cfg, const char *path)
     s->spool_dir = spool;
 }
 
+static char *tls_path(const char *main_path, char **p)
+{
+    if (*p && **p) {
+        char *abs = resolve_relative(main_path, *p);
+        free(*p);
+        *p = abs;
+    }
+    return *p && **p ? *p : NULL;
+}
+
+/* An `ssl` listener needs [tls]'s certificate and key; both are read and checked now (the
+ * key matches the certificate, the chain parses, the cipher list is one OpenSSL knows), so
+ * that a bad certificate fails `-t`, a start or a reload with the file's name and the
+ * running workers keep the old one. */
+static void check_tls(parse_state_t *st, config_t *cfg)
+{
+    bool ssl = false, redirect = false;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        ssl |= cfg->listen_mode[i] == LISTEN_SSL;
+        redirect |= cfg->listen_mode[i] == LISTEN_REDIRECT;
+    }
+    const seen_key_t *where = seen_of(st, CFG(listen));
+    const char *file = where ? where->file : cfg->path;
+    int line = where ? where->line : 0;
+    if (redirect && !ssl)
+        config_error(st->errs, file, line,
+                     "listen: a redirect listener sends clients to an ssl one, and there is none");
+    tls_settings_t *t = &cfg->tls;
+    tls_path(cfg->path, &t->certificate);
+    tls_path(cfg->path, &t->key);
+    tls_path(cfg->path, &t->ticket_key_file);
+    tls_path(cfg->path, &t->ocsp_response);
+    if (!ssl)
+        return;
+    if (!t->certificate || !t->key) {
+        config_error(st->errs, file, line,
+                     "listen: an ssl listener needs [tls] certificate and key");
+        return;
+    }
+    char err[600];
+    if (tls_settings_load(t, err, sizeof(err))) {
+        const seen_key_t *cert = seen_of(st, TLS(certificate));
+        config_error(st->errs, cert ? cert->file : file, cert ? cert->line : line, "[tls]: %s",
+                     err);
+    }
+}
+
 config_t *config_load(const char *path, config_errors_t *errs)
 {
     config_t *cfg = config_new_defaults();
@@ -669,9 +762,12 @@ config_t *config_load(const char *path, config_errors_t *errs)
             config_error(errs, path, 0, "conf_dir \"%s\" is not a directory", dir);
         }
     }
-    if (cfg->nlisten == 0)
+    if (cfg->nlisten == 0) {
         split_list("127.0.0.1:8080", &cfg->listen, &cfg->nlisten);
+        cfg->listen_mode = xcalloc(1, 1);
+    }
     check_listen(&st, cfg);
+    check_tls(&st, cfg);
     check_auth(&st, cfg);
     check_redis(&st, cfg);
     check_storage(&st, cfg, path);

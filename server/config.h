@@ -92,10 +92,39 @@ typedef struct events_settings {
     uint64_t poll_interval_ms; /* fallback when no NOTIFY comes; also the leader election */
     uint64_t concurrency;      /* deliveries in flight per group (distinct aggregates) */
 } events_settings_t;
+/* What a listener speaks: `listen = ADDRESS ssl` or `ADDRESS redirect` (config.c). */
+enum listen_mode {
+    LISTEN_PLAIN = 0,
+    LISTEN_SSL,      /* HTTPS with [tls]'s certificate */
+    LISTEN_REDIRECT, /* plain HTTP that answers everything with 308 to the https:// URL */
+};
+
+/* [tls]: the certificate of every `ssl` listener (tls.c). The files are read when the
+ * configuration is loaded, so that `-t`, a start and a reload all check the same bytes the
+ * workers then use, and a bad certificate at reload is refused before any worker starts. */
+typedef struct tls_settings {
+    char *certificate;     /* PEM: the leaf, then its intermediates */
+    char *key;             /* PEM private key */
+    char *ciphers;         /* TLS 1.2 cipher list; TLS 1.3 suites are OpenSSL's */
+    char *ticket_key_file; /* >= 32 bytes shared by every host; none: random per start */
+    uint64_t ticket_rotation_ms;
+    char *ocsp_response; /* DER OCSP response stapled as is */
+    char *hsts;          /* Strict-Transport-Security value; none: not sent */
+    /* Loaded by config_load from the files above. */
+    char *cert_pem;
+    size_t cert_pem_len;
+    char *key_pem;
+    size_t key_pem_len;
+    unsigned char *ocsp_der;
+    size_t ocsp_der_len;
+    unsigned char ticket_secret[32];
+    bool ticket_secret_set;
+} tls_settings_t;
 
 typedef struct config {
     char *path;
     char **listen;
+    uint8_t *listen_mode; /* enum listen_mode, one per listen address */
     size_t nlisten;
     long workers; /* 0 = auto */
     char *plugin_path;
@@ -116,6 +145,7 @@ typedef struct config {
     lua_settings_t lua;
     storage_settings_t storage;
     events_settings_t events;
+    tls_settings_t tls;
     struct ratelimit_config *ratelimit; /* [ratelimit] (ratelimit.h); NULL when it sets nothing */
     config_plugin_t *plugins;
     size_t nplugins;

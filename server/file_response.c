@@ -20,6 +20,10 @@
  * download cannot hold the loop. The last piece (or a whole small file) goes through
  * http_conn_write like any response, which ends the request and moves the connection on.
  * Meanwhile the connection keeps the request in flight, so nothing else is written on it.
+ *
+ * On HTTPS there is no sendfile: the bytes must pass through OpenSSL. Every piece is then
+ * read off the loop (TAIL bytes at a time), sealed (tls_conn_seal_pending) and written, so
+ * a download still never holds the file or the loop.
  */
 #include "file_response.h"
 
@@ -36,6 +40,7 @@
 #include "http_internal.h"
 #include "log.h"
 #include "spool.h"
+#include "tls.h"
 #include "worker.h"
 
 #define TAIL (64 * 1024)          /* read and written the ordinary way */
@@ -53,6 +58,7 @@ struct file_send {
     uv_write_t wr;
     uv_fs_t fs;
     char *chunk;
+    buf_t sealed; /* HTTPS: the records of the write in flight */
 };
 
 /* ---- the decisions ---- */
@@ -188,6 +194,7 @@ void file_disposition(buf_t *out, const char *filename, bool inline_)
 /* ---- sending the body ---- */
 
 static void pump(struct file_send *f);
+static void on_written(uv_write_t *wr, int status);
 
 /* The connection went away under us: nobody reads the rest; the request just ends. */
 static void send_abort(px_req_t *r)
@@ -195,6 +202,20 @@ static void send_abort(px_req_t *r)
     if (r->conn)
         http_conn_close(r->conn); /* clears r->conn: the request is ours to end */
     req_release(r);
+}
+
+/* One piece on the socket; sealed first on HTTPS. */
+static int put_piece(struct file_send *f, conn_t *c, const uv_buf_t *piece)
+{
+    uv_buf_t out = *piece;
+    if (c->tls) {
+        f->sealed.len = 0;
+        if (tls_conn_seal_pending(c, piece, 1, &f->sealed))
+            return -1;
+        out = uv_buf_init(f->sealed.data, (unsigned)f->sealed.len);
+    }
+    f->wr.data = f;
+    return uv_write(&f->wr, (uv_stream_t *)&c->tcp, &out, 1, on_written);
 }
 
 static void on_written(uv_write_t *wr, int status)
@@ -238,9 +259,8 @@ static void on_read(uv_fs_t *fs)
         http_conn_write(c, r, with_head ? bufs : &bufs[1], with_head ? 2 : 1, f->keep);
         return;
     }
-    f->wr.data = f;
     http_timer_arm(c, CT_WRITE);
-    if (uv_write(&f->wr, (uv_stream_t *)&c->tcp, &piece, 1, on_written) < 0)
+    if (put_piece(f, c, &piece) < 0)
         send_abort(r);
 }
 
@@ -267,6 +287,10 @@ static void pump(struct file_send *f)
     int sock;
     if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0) {
         send_abort(r);
+        return;
+    }
+    if (c->tls) { /* no sendfile through OpenSSL */
+        read_piece(f, false);
         return;
     }
     uint64_t budget = SEND_BUDGET;
@@ -308,9 +332,8 @@ void file_send_start(conn_t *c, px_req_t *r, uv_buf_t head, bool keep)
         return;
     }
     f->head.len = 0;
-    f->wr.data = f;
     http_timer_arm(c, CT_WRITE);
-    if (uv_write(&f->wr, (uv_stream_t *)&c->tcp, &head, 1, on_written) < 0)
+    if (put_piece(f, c, &head) < 0)
         send_abort(r);
 }
 
@@ -321,6 +344,7 @@ void file_response_release(px_req_t *r)
         return;
     spool_close(r->worker->loop, f->fd);
     free(f->chunk);
+    buf_free(&f->sealed);
     free(f);
     r->file = NULL;
 }

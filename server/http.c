@@ -47,6 +47,7 @@
 #include "route_spec.h"
 #include "spool.h"
 #include "stream.h"
+#include "tls.h"
 #include "worker.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -182,6 +183,8 @@ static void dispatch(conn_t *c)
     c->active = r;
     c->requests++;
     conn_update_timer(c);
+    if (c->listen_mode != LISTEN_PLAIN && tls_request_policy(c, r))
+        return;
 
     router_match_t m;
     router_match(w->router, r->method, r->path, r->path_len, &m);
@@ -422,6 +425,13 @@ void http_conn_write(conn_t *c, px_req_t *r, uv_buf_t *bufs, unsigned nbufs, boo
     c->active = NULL;
     if (!keep)
         c->close_after = true;
+    if (c->tls && tls_conn_encrypt(c, r, bufs, &nbufs)) {
+        /* The session is over (the peer closed it): released once the handler's callback
+         * has returned, as a response that went out at once, since it still reads `r`. */
+        worker_finish_request(r->worker, r);
+        http_conn_close(c);
+        return;
+    }
 
     /* Try the socket first. libuv 1.44's uv_write re-arms epoll after every write that
      * completed at once (one epoll_ctl per response, a third of our syscalls); a write
@@ -505,19 +515,27 @@ static void conn_abandon(conn_t *c)
     }
 }
 
+void http_conn_input(conn_t *c, const char *data, size_t len)
+{
+    if (c->pending) { /* behind what is already waiting */
+        stash(c, data, len);
+        if (!c->in_flight && !c->feeding && c->tcp.write_queue_size < WRITE_BACKLOG_MAX)
+            conn_resume(c);
+        return;
+    }
+    conn_feed(c, data, len);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     conn_t *c = s->data;
     if (n > 0) {
         if (c->lingering)
             return;
-        if (c->pending) { /* behind what is already waiting */
-            stash(c, b->base, (size_t)n);
-            if (!c->in_flight && !c->feeding && c->tcp.write_queue_size < WRITE_BACKLOG_MAX)
-                conn_resume(c);
-            return;
-        }
-        conn_feed(c, b->base, (size_t)n);
+        if (c->tls)
+            tls_conn_input(c, b->base, (size_t)n);
+        else
+            http_conn_input(c, b->base, (size_t)n);
         return;
     }
     if (n == 0)
@@ -551,6 +569,7 @@ static void on_close(uv_handle_t *h)
     conn_t *c = h->data;
     worker_t *w = c->worker;
     free(c->pending);
+    tls_conn_free(c);
     free(c);
     worker_conn_removed(w);
 }
@@ -588,7 +607,9 @@ static void conn_linger(conn_t *c)
         return;
     }
     int fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+    if (c->tls)
+        tls_conn_shutdown(c);
+    else if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
         shutdown(fd, SHUT_WR);
     c->lingering = true;
     free(c->pending);
@@ -601,14 +622,23 @@ static void conn_linger(conn_t *c)
 
 int http_conn_open(worker_t *w, int fd)
 {
+    return http_conn_open_listener(w, fd, LISTEN_PLAIN);
+}
+
+int http_conn_open_listener(worker_t *w, int fd, uint8_t listen_mode)
+{
     conn_t *c = xcalloc(1, sizeof(*c));
     c->worker = w;
     c->timer = CT_NONE;
-    int rc = uv_tcp_init(w->loop, &c->tcp);
+    c->listen_mode = listen_mode;
+    int rc = listen_mode == LISTEN_SSL && tls_conn_start(c, w->tls) ? UV_ENOMEM : 0;
+    if (rc == 0)
+        rc = uv_tcp_init(w->loop, &c->tcp);
     if (rc == 0)
         rc = uv_tcp_open(&c->tcp, fd);
     if (rc < 0) {
         close(fd);
+        tls_conn_free(c);
         free(c);
         return rc;
     }

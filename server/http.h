@@ -54,11 +54,15 @@ typedef struct conn {
     const char *feed_end; /* end of the bytes llhttp is parsing now */
     uint16_t err_status;
     const char *err_message;
+    struct tls_conn *tls; /* tls.c's state on an ssl listener's connection, else NULL */
+    uint8_t listen_mode;  /* enum listen_mode of the listener it came from */
 } conn_t;
 
 /* Adopt an accepted, non-blocking socket. Returns 0 or a negative uv error (the fd is
  * closed either way on error). */
 int http_conn_open(struct worker *w, int fd);
+/* The same for a listener of `listen_mode` (config.h): TLS on an ssl one. */
+int http_conn_open_listener(struct worker *w, int fd, uint8_t listen_mode);
 void http_conn_close(conn_t *c);
 
 /* Send a response for `req`. `body` is copied unless `take` is set, in which case it is

@@ -36,6 +36,10 @@ bool http_stream_keeps(const px_req_t *r);
  * peer's address as the connection had it, which may be gone by now). */
 void http_stream_finished(px_req_t *r, uint64_t bytes, int family, const uint8_t *addr);
 
+/* Plaintext arrived on `c` (from the socket, or decrypted by tls.c): parse it, or keep it
+ * behind a request in flight. */
+void http_conn_input(conn_t *c, const char *data, size_t len);
+
 /* http_parse.c */
 
 /* Set up `c`'s parser: strict llhttp with this file's callbacks. */

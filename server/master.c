@@ -46,6 +46,7 @@
 #include "metrics.h"
 #include "metrics_plugin.h"
 #include "migrate.h"
+#include "tls.h"
 #include "util.h"
 #include "worker.h"
 
@@ -224,9 +225,9 @@ static void child_exec(master_t *m, const config_t *cfg, int slot, int ready_fd)
     int *fds = xcalloc(cfg->nlisten ? cfg->nlisten : 1, sizeof(int));
     size_t n = 0;
     for (size_t i = 0; i < cfg->nlisten; i++) {
+        /* One entry per address, so the worker pairs each with its listen mode. */
         listener_t *l = listener_find(m, cfg->listen[i]);
-        if (l)
-            fds[n++] = l->fd;
+        fds[n++] = l ? l->fd : -1;
     }
     int code = worker_main(cfg, fds, n, slot, ready_fd);
     free(fds);
@@ -571,6 +572,7 @@ int master_run(config_t *cfg)
     }
     if (listeners_open(&m, cfg))
         return 1;
+    tls_ticket_seed();
     int migrated = migrate_run(cfg);
     if (migrated) {
         log_error("cannot start: %s", migrated == MIGRATE_EPLUGINS

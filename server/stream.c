@@ -39,6 +39,7 @@
 #include "api.h"
 #include "http_internal.h"
 #include "log.h"
+#include "tls.h"
 #include "worker.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -193,19 +194,37 @@ static int put_bufs(stream_t *s, uv_buf_t *bufs, unsigned nbufs, bool force)
         return 0;
     if (!force && s->queued > 0 && s->queued + len > r->worker->limits->stream_backlog)
         return PX_EBUSY;
+    s->bytes += len;
+    /* On HTTPS the pieces go out as records: sealed here, in order, then written (and
+     * queued) like plaintext. */
+    buf_t sealed = {0};
+    uv_buf_t record;
+    if (c->tls) {
+        if (tls_conn_seal_pending(c, bufs, nbufs, &sealed)) {
+            buf_free(&sealed);
+            http_conn_close(c);
+            return PX_ESTATE;
+        }
+        record = uv_buf_init(sealed.data, (unsigned)sealed.len);
+        bufs = &record;
+        nbufs = 1;
+        len = sealed.len;
+    }
     size_t done = 0;
     if (c->writes == 0) {
         int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
         if (n < 0 && n != UV_EAGAIN) {
+            buf_free(&sealed);
             http_conn_close(c);
             return PX_ESTATE;
         }
         done = n > 0 ? (size_t)n : 0;
     }
-    s->bytes += len;
     s->last_write = uv_now(r->worker->loop);
-    if (done == len)
+    if (done == len) {
+        buf_free(&sealed);
         return 0;
+    }
     size_t rest = len - done;
     chunk_t *ch = xmalloc(sizeof(*ch) + rest);
     ch->conn = c;
@@ -218,6 +237,7 @@ static int put_bufs(stream_t *s, uv_buf_t *bufs, unsigned nbufs, bool force)
         memcpy(p, bufs[i].base + skip, bufs[i].len - skip);
         p += bufs[i].len - skip;
     }
+    buf_free(&sealed);
     uv_buf_t b = uv_buf_init(ch->data, (unsigned)rest);
     if (uv_write(&ch->wr, (uv_stream_t *)&c->tcp, &b, 1, on_chunk_written) < 0) {
         free(ch);

@@ -34,6 +34,7 @@
 #include "channel.h"
 #include "tasks.h"
 #include "work.h"
+#include "tls.h"
 
 /* One accept per wake-up, as nginx without multi_accept: every worker is woken for a new
  * connection and the least busy one gets there first, which spreads connections. */
@@ -122,6 +123,7 @@ void worker_free(worker_t *w)
     }
     ratelimit_free(w->ratelimit);
     work_queues_free(w);
+    tls_server_free(w->tls);
     free(w->listeners);
     free(w);
 }
@@ -166,7 +168,7 @@ static void on_accept(uv_poll_t *poll, int status, int events)
             }
             return;
         }
-        int rc = http_conn_open(w, fd);
+        int rc = http_conn_open_listener(w, fd, l->mode);
         if (rc < 0)
             log_warn("cannot adopt a connection: %s", uv_strerror(rc));
     }
@@ -443,11 +445,25 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
         return 78; /* EX_CONFIG: the master reads this as "do not retry" */
     }
 
+    tls_server_t *tls = NULL;
+    for (size_t i = 0; i < nfds && !tls; i++) {
+        if (cfg->listen_mode[i] != LISTEN_SSL)
+            continue;
+        char err[1024];
+        tls = tls_server_new(cfg, err, sizeof(err));
+        if (!tls) {
+            log_error("tls: %s", err);
+            plugin_set_unload(&plugins);
+            return 78;
+        }
+    }
+
     uv_loop_t loop;
     uv_loop_init(&loop);
     worker_t *w = worker_new(&loop, cfg, &plugins);
     /* Sizes libuv's thread pool, which must happen before anything first uses it. */
     work_queues_open(w);
+    w->tls = tls;
     if (worker_services_open(w, cfg)) {
         /* Close what did open, so the process ends clean (a sanitizer build would
          * otherwise report the loop as a leak and turn "bad config" into a crash). */
@@ -467,9 +483,12 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
         return 78;
     }
     w->listeners = xcalloc(nfds ? nfds : 1, sizeof(worker_listener_t));
-    w->nlisteners = nfds;
+    w->nlisteners = 0;
     for (size_t i = 0; i < nfds; i++) {
-        worker_listener_t *l = &w->listeners[i];
+        if (fds[i] < 0)
+            continue;
+        worker_listener_t *l = &w->listeners[w->nlisteners++];
+        l->mode = cfg->listen_mode[i];
         l->fd = fds[i];
         uv_poll_init_socket(&loop, &l->poll, fds[i]);
         l->poll.data = w;

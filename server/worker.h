@@ -21,6 +21,7 @@ typedef struct worker_listener {
     uv_poll_t poll;
     int fd;
     bool active;
+    uint8_t mode; /* enum listen_mode */
 } worker_listener_t;
 
 typedef struct worker {
@@ -33,6 +34,7 @@ typedef struct worker {
     redis_client_t *redis;  /* NULL when [redis] has no address */
     hooks_t *hooks;         /* NULL when [lua] has no dir */
     struct ratelimit *ratelimit; /* NULL when [ratelimit] limits no route */
+    struct tls_server *tls;      /* NULL when no listener is ssl */
 
     worker_listener_t *listeners;
     size_t nlisteners;

@@ -167,7 +167,8 @@ start_pantherad_as() {
     port_free "$port" || die "port $port is in use (set BENCH_PX_PORT or BENCH_SHIPPED_PORT)"
     {
         echo "[server]"
-        echo "listen = 127.0.0.1:$port"
+        # PX_LISTEN_EXTRA: more listeners, e.g. "127.0.0.1:18484 ssl" (tls.sh).
+        echo "listen = 127.0.0.1:$port${PX_LISTEN_EXTRA:+, $PX_LISTEN_EXTRA}"
         echo "workers = $workers"
         echo "plugin_path = $BUILD/sdk/examples/hello${PX_PLUGIN_PATH:+:$PX_PLUGIN_PATH}"
         echo "conf_dir = $d/conf.d"
@@ -234,7 +235,8 @@ start_px() {
 
 # start_nginx WORKERS [DIRECTIVE...]: Debian's nginx with a private prefix under
 # BENCH_TMP, in the foreground (daemon off) under timeout(1). Extra http-level
-# directives (e.g. "keepalive_timeout 120s") are appended. Sets NGINX_PID (the master).
+# directives (e.g. "keepalive_timeout 120s") are appended; NGINX_SERVER_EXTRA (text) goes
+# into the server block (tls.sh's ssl listener). Sets NGINX_PID (the master).
 start_nginx() {
     local workers=$1
     shift
@@ -272,6 +274,7 @@ http {
 $extra
     server {
         listen 127.0.0.1:$NGINX_PORT;
+        ${NGINX_SERVER_EXTRA:-}
         location = /v1/hello {
             default_type "application/json; charset=utf-8";
             return 200 '{"message":"Hello, World!"}';

@@ -613,6 +613,54 @@ static void test_listen_errors(void)
     fx_close(&f);
 }
 
+/* "ssl" and "redirect" follow the address they are about; an ssl listener needs [tls]. */
+static void test_listen_modes(void)
+{
+    fixture_t f;
+    fx_open(&f);
+    config_t *cfg = fx_load(&f, "[server]\nlisten = 127.0.0.1:80 redirect, 127.0.0.1:81, "
+                                "127.0.0.1:80\n");
+    CHECK(cfg == NULL);
+    CHECK_ERROR(&f, "pantherad.conf", 2, "a redirect listener sends clients to an ssl one");
+    fx_close(&f);
+
+    fx_open(&f);
+    CHECK(fx_load(&f, "[server]\nlisten = ssl 127.0.0.1:443\n") == NULL);
+    CHECK_ERROR(&f, "pantherad.conf", 2, "\"ssl\" must follow the address it is about");
+    CHECK(fx_load(&f, "[server]\nlisten = 127.0.0.1:443 ssl ssl\n") == NULL);
+    CHECK_ERROR(&f, "pantherad.conf", 2, "\"ssl\" must follow the address it is about");
+    CHECK(fx_load(&f, "[server]\nlisten = 127.0.0.1:443 ssl\n") == NULL);
+    CHECK_ERROR(&f, "pantherad.conf", 2, "an ssl listener needs [tls] certificate and key");
+    /* Relative to the main file, and read at load: a missing file is named. */
+    CHECK(fx_load(&f, "[server]\nlisten = 127.0.0.1:443 ssl\n[tls]\ncertificate = c.pem\n"
+                      "key = k.pem\n") == NULL);
+    char *missing = fx_path(&f, "c.pem");
+    CHECK_ERROR(&f, "pantherad.conf", 4, missing);
+    free(missing);
+    fx_close(&f);
+
+    /* [tls] without an ssl listener is not read, and the modes land where they belong. */
+    fx_open(&f);
+    cfg = fx_load(&f, "[server]\nlisten = 127.0.0.1:80, [::1]:81 redirect 82 ssl\n"
+                      "[tls]\ncertificate = nowhere.pem\nkey = nowhere.key\n");
+    CHECK(cfg == NULL); /* there is an ssl listener: the files must exist */
+    fx_close(&f);
+    fx_open(&f);
+    cfg = fx_load(&f, "[server]\nlisten = 127.0.0.1:80, [::1]:81\n"
+                      "[tls]\ncertificate = nowhere.pem\nhsts = max-age=60\n"
+                      "ticket_rotation = 10m\n");
+    CHECK_LOADED(&f, cfg);
+    if (cfg) {
+        CHECK_EQ_INT(cfg->nlisten, 2);
+        CHECK_EQ_INT(cfg->listen_mode[0], LISTEN_PLAIN);
+        CHECK_EQ_INT(cfg->listen_mode[1], LISTEN_PLAIN);
+        CHECK_STR(cfg->tls.hsts, "max-age=60");
+        CHECK_EQ_U64(cfg->tls.ticket_rotation_ms, 600000);
+        CHECK(cfg->tls.cert_pem == NULL);
+    }
+    fx_close(&f);
+}
+
 static void test_missing_main_file(void)
 {
     config_errors_t errs = {0};
@@ -708,6 +756,7 @@ int main(void)
     RUN(test_empty_plugin_section_enables);
     RUN(test_plugin_entries_keep_file_line);
     RUN(test_listen_errors);
+    RUN(test_listen_modes);
     RUN(test_missing_main_file);
     RUN(test_long_value);
     RUN(test_storage);
