@@ -283,10 +283,13 @@ static void conn_feed(conn_t *c, const char *data, size_t len)
             stash(c, data, len);
             break;
         }
+        c->feed_start = data;
         c->feed_end = data + len;
         llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-        if (err == HPE_OK)
+        if (err == HPE_OK) {
+            http_parse_feed_done(c);
             break;
+        }
         if (err == HPE_PAUSED) {
             const char *pos = llhttp_get_error_pos(&c->parser);
             len -= (size_t)(pos - data);

@@ -50,8 +50,17 @@ typedef struct conn {
     bool lingering;
     bool feeding; /* inside conn_feed: a response must not restart parsing itself */
     uint16_t writes; /* uv_write calls not yet completed */
-    bool value_cut;       /* the last header value piece ended at the end of the input */
-    const char *feed_end; /* end of the bytes llhttp is parsing now */
+    const char *feed_start; /* the bytes llhttp is parsing now */
+    const char *feed_end;
+    /* obs-fold detection (http_parse.c): the separators between the pieces llhttp hands
+     * over are scanned from scan_from (NULL: the start of this feed) */
+    const char *scan_from;
+    bool scanning;  /* inside a header section or a trailer */
+    bool scan_lf;   /* the last separator byte scanned was LF */
+    bool fold_seen; /* an LF followed by SP or HT: an obs-fold */
+    uint32_t trailer_off; /* a trailer field's name, in the request's head buffer */
+    uint32_t trailer_len;
+    bool trailer_name; /* inside a trailer field's name */
     uint16_t err_status;
     const char *err_message;
 } conn_t;

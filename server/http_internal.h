@@ -24,6 +24,9 @@ void http_conn_write(conn_t *c, px_req_t *r, uv_buf_t *bufs, unsigned nbufs, boo
 
 /* Set up `c`'s parser: strict llhttp with this file's callbacks. */
 void http_parse_init(conn_t *c);
+/* llhttp took all of the bytes fed to it and wants more: what it has not handed to a
+ * callback is about to be overwritten, so check it now. */
+void http_parse_feed_done(conn_t *c);
 /* Answer the request llhttp stopped on with `err` (or the status a callback or a deadline
  * left in c->err_status) and have the connection close after it. */
 void http_parse_fail(conn_t *c, llhttp_errno_t err);
