@@ -193,7 +193,7 @@ static void dispatch(conn_t *c)
         http_add_header(r, "Allow", allow);
         snprintf(msg, sizeof(msg), "method %s is not allowed here; allowed: %s",
                  r->method_name ? r->method_name : "?", allow);
-        http_respond_error(r, 405, "bad_request", msg, NULL);
+        http_respond_error(r, 405, NULL, msg, NULL);
         return;
     }
     r->route = m.route;

@@ -591,7 +591,7 @@ static void on_reply(const redis_reply_t *reply, const redis_error_t *err, void 
     }
     if (!r->conn) {
         /* The client hung up while we asked: nobody to run the handler for. */
-        http_respond_error(r, 499, "bad_request", "the client closed the connection", NULL);
+        http_respond_error(r, 499, NULL, "the client closed the connection", NULL);
         return;
     }
     if (decide(r, p->rr, counts, ttls))
