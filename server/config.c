@@ -69,6 +69,8 @@ static const key_spec_t host_keys[] = {
     {"http", "keepalive_requests", V_COUNT, HTTP(keepalive_requests), false},
     {"http", "send_timeout", V_DURATION, HTTP(send_timeout_ms), false},
     {"http", "max_connections", V_COUNT, HTTP(max_connections), false},
+    {"http", "max_connections_per_client", V_COUNT, HTTP(max_connections_per_client), false},
+    {"http", "first_byte_timeout", V_DURATION, HTTP(first_byte_timeout_ms), false},
     {"postgres", "conninfo", V_STRING, PG(conninfo), false},
     {"postgres", "pool_size", V_COUNT, PG(pool_size), false},
     {"postgres", "statement_timeout", V_DURATION, PG(statement_timeout_ms), false},
@@ -151,6 +153,7 @@ config_t *config_new_defaults(void)
         .keepalive_requests = 1000,
         .send_timeout_ms = 60000,
         .max_connections = 4096,
+        .first_byte_timeout_ms = 10000,
     };
     cfg->pg = (pg_settings_t){.pool_size = 4,
                               .statement_timeout_ms = 5000,

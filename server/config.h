@@ -34,6 +34,8 @@ typedef struct http_limits {
     uint64_t keepalive_requests;
     uint64_t send_timeout_ms;
     uint64_t max_connections; /* per worker */
+    uint64_t max_connections_per_client; /* per worker and address; 0: max_connections / 8 */
+    uint64_t first_byte_timeout_ms; /* from accept until a first byte (at most header_timeout) */
 } http_limits_t;
 
 /* [postgres]: the per-worker pool; disabled when conninfo is empty. */

@@ -41,6 +41,7 @@
 
 #include "api.h"
 #include "gateway.h"
+#include "http_admit.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "worker.h"
@@ -65,8 +66,17 @@ static uint64_t timer_timeout(const worker_t *w, int which)
     case CT_HEADER: return w->limits->header_timeout_ms;
     case CT_BODY: return w->limits->body_timeout_ms;
     case CT_WRITE: return w->limits->send_timeout_ms;
+    case CT_FRESH:
+        return w->limits->first_byte_timeout_ms < w->limits->header_timeout_ms
+                   ? w->limits->first_byte_timeout_ms
+                   : w->limits->header_timeout_ms;
     default: return LINGER_MS;
     }
+}
+
+uint64_t http_timer_started(const conn_t *c)
+{
+    return c->deadline - timer_timeout(c->worker, c->timer);
 }
 
 static void timer_unlink(conn_t *c)
@@ -113,7 +123,7 @@ static int desired_timer(const conn_t *c)
         return CT_NONE;
     if (c->req)
         return c->req->in_body ? CT_BODY : CT_HEADER;
-    return CT_IDLE;
+    return c->requests ? CT_IDLE : CT_FRESH;
 }
 
 /* Move to the list the connection's state calls for; a deadline already running for
@@ -495,6 +505,7 @@ static void on_close(uv_handle_t *h)
 {
     conn_t *c = h->data;
     worker_t *w = c->worker;
+    http_admit_release(c);
     free(c->pending);
     free(c);
     worker_conn_removed(w);
@@ -569,8 +580,12 @@ int http_conn_open(worker_t *w, int fd)
     }
     http_parse_init(c);
     worker_conn_added(w);
+    if (http_admit_conn(c)) {
+        http_conn_close(c);
+        return 0;
+    }
     start_reading(c);
-    http_timer_arm(c, CT_HEADER);
+    http_timer_arm(c, CT_FRESH);
     return 0;
 }
 

@@ -22,6 +22,7 @@ enum conn_timer {
     CT_BODY,     /* reading the body */
     CT_WRITE,    /* the kernel will not take our response */
     CT_LINGER,   /* response sent, discarding what the client still sends */
+    CT_FRESH,    /* accepted, not a byte yet (first_byte_timeout) */
     CT_COUNT
 };
 
@@ -61,6 +62,7 @@ typedef struct conn {
     uint32_t trailer_off; /* a trailer field's name, in the request's head buffer */
     uint32_t trailer_len;
     bool trailer_name; /* inside a trailer field's name */
+    bool admit_counted; /* counted against its address's max_connections_per_client */
     uint16_t err_status;
     const char *err_message;
 } conn_t;

@@ -14,6 +14,8 @@
 
 /* (Re)start deadline `which` (a conn_timer) for `c` from now, leaving any other list. */
 void http_timer_arm(conn_t *c, int which);
+/* When `c`'s current deadline started running (loop time). */
+uint64_t http_timer_started(const conn_t *c);
 /* Put the response to `r`, already laid out in `bufs` (the head, then the body if it was
  * not copied in behind it), on `c`'s socket; with `keep` false the connection closes
  * once it is out. Takes `r`: it is released when written or when the connection fails.

@@ -146,7 +146,7 @@ static int on_message_begin(llhttp_t *p)
     if (!c->req)
         c->req = req_acquire(c->worker, c);
     c->scanning = c->fold_seen = c->trailer_name = false;
-    if (c->timer == CT_IDLE)
+    if (c->timer == CT_IDLE || c->timer == CT_FRESH)
         http_timer_arm(c, CT_HEADER);
     return 0;
 }

@@ -36,6 +36,7 @@ typedef struct slot {
     uint64_t latency_count;
     int64_t open_connections;
     uint64_t connections_total;
+    uint64_t connections_shed[METRICS_SHED_COUNT];
 } slot_t;
 
 typedef struct shared {
@@ -159,6 +160,12 @@ void metrics_connection_closed(void)
     add((uint64_t *)&mine->open_connections, (uint64_t)-1);
 }
 
+void metrics_connection_shed(enum metrics_shed reason)
+{
+    ensure();
+    add(&mine->connections_shed[reason], 1);
+}
+
 char *metrics_render(size_t *len)
 {
     ensure();
@@ -217,6 +224,17 @@ char *metrics_render(size_t *len)
                "panthera_worker_restarts_total %llu\n",
                (long long)open, (unsigned long long)conns,
                (unsigned long long)get(&shm->worker_restarts));
+    static const char *const shed_reasons[METRICS_SHED_COUNT] = {"idle_evicted", "per_client"};
+    buf_appends(&b, "# HELP panthera_connections_shed_total Connections closed to protect the "
+                    "others: idle ones at max_connections, and over max_connections_per_client."
+                    "\n# TYPE panthera_connections_shed_total counter\n");
+    for (int k = 0; k < METRICS_SHED_COUNT; k++) {
+        uint64_t sum = 0;
+        for (int i = 0; i < METRICS_MAX_SLOTS; i++)
+            sum += get(&shm->slots[i].connections_shed[k]);
+        buf_printf(&b, "panthera_connections_shed_total{reason=\"%s\"} %llu\n", shed_reasons[k],
+                   (unsigned long long)sum);
+    }
     *len = b.len;
     return b.data;
 }

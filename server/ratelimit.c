@@ -60,7 +60,7 @@ static const char count_script[] = "local out = {}\n"
 
 static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-static void addr_set(ratelimit_addr_t *a, int family, const void *bytes)
+void ratelimit_addr_set(ratelimit_addr_t *a, int family, const void *bytes)
 {
     memset(a, 0, sizeof(*a));
     if (family == AF_INET6 && !memcmp(bytes, v4_mapped, 12)) {
@@ -76,11 +76,11 @@ static int addr_pton(const char *s, ratelimit_addr_t *out)
 {
     uint8_t bytes[16];
     if (inet_pton(AF_INET, s, bytes) == 1) {
-        addr_set(out, AF_INET, bytes);
+        ratelimit_addr_set(out, AF_INET, bytes);
         return 0;
     }
     if (inet_pton(AF_INET6, s, bytes) == 1) {
-        addr_set(out, AF_INET6, bytes);
+        ratelimit_addr_set(out, AF_INET6, bytes);
         return 0;
     }
     return -1;
@@ -160,7 +160,7 @@ int ratelimit_parse_cidr(const char *s, ratelimit_cidr_t *out)
         bits -= 96;
     }
     memset(out, 0, sizeof(*out));
-    addr_set(&out->addr, family, bytes);
+    ratelimit_addr_set(&out->addr, family, bytes);
     out->bits = (uint8_t)bits;
     /* Host bits set beyond the prefix usually mean a typo ("10.1.2.3/8"). */
     size_t nbytes = out->addr.family == AF_INET ? 4 : 16;
@@ -609,7 +609,7 @@ static void find_client_with(const ratelimit_config_t *cfg, px_req_t *r, ratelim
 {
     ratelimit_addr_t peer = {0};
     if (r->conn)
-        addr_set(&peer, r->conn->family, r->conn->addr);
+        ratelimit_addr_set(&peer, r->conn->family, r->conn->addr);
     if (!cfg || !cfg->nproxies || !ratelimit_cidr_match(cfg->proxies, cfg->nproxies, &peer)) {
         *client = peer;
         return;

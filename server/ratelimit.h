@@ -135,6 +135,9 @@ bool ratelimit_rule_matches(const ratelimit_rule_t *rule, int method, const char
  * host bits are set beyond the prefix. */
 int ratelimit_parse_cidr(const char *s, ratelimit_cidr_t *out);
 bool ratelimit_cidr_match(const ratelimit_cidr_t *cidrs, size_t n, const ratelimit_addr_t *a);
+/* A peer address as accept gave it (`family` AF_INET or AF_INET6, else unknown); an
+ * IPv4-mapped IPv6 address becomes IPv4. */
+void ratelimit_addr_set(ratelimit_addr_t *a, int family, const void *bytes);
 /* An address as it appears in X-Forwarded-For: "203.0.113.7", "2001:db8::1",
  * "203.0.113.7:5040", "[2001:db8::1]:443", surrounding blanks allowed. Mapped IPv6 becomes
  * IPv4. 0 or -1. */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "http_admit.h"
 #include "log.h"
 #include "metrics.h"
 #include "openapi.h"
@@ -113,6 +114,7 @@ void worker_free(worker_t *w)
         http_req_destroy(r);
     }
     ratelimit_free(w->ratelimit);
+    http_admit_free(w);
     free(w->listeners);
     free(w);
 }
@@ -123,7 +125,8 @@ void worker_conn_added(worker_t *w)
 {
     w->nconns++;
     metrics_connection_opened();
-    if (w->nconns >= w->limits->max_connections)
+    /* At the cap, go on accepting while an idle connection can make room (on_accept). */
+    if (w->nconns >= w->limits->max_connections && !http_admit_can_make_room(w))
         listeners_set(w, false);
 }
 
@@ -143,6 +146,10 @@ static void on_accept(uv_poll_t *poll, int status, int events)
     if (status < 0)
         return;
     for (int i = 0; i < ACCEPT_BATCH && w->accepting; i++) {
+        if (w->nconns >= w->limits->max_connections && !http_admit_make_room(w)) {
+            listeners_set(w, false);
+            return;
+        }
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
@@ -345,6 +352,9 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(w->loop);
     http_expire(w, now);
     access_log_flush();
+    /* Stopped at the cap with every connection busy; some may have gone idle since. */
+    if (!w->accepting && !w->draining && http_admit_can_make_room(w))
+        listeners_set(w, true);
     if (w->draining && (w->nconns == 0 || now >= w->drain_deadline)) {
         if (w->nconns)
             log_warn("shutdown timeout: closing %zu connections that are still busy", w->nconns);
