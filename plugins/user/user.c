@@ -112,12 +112,13 @@ static int settings_load(px_plugin_t *self)
     } keys[] = {
         {"scrypt_n", "131072"}, /* 2^17, r=8, p=1: OWASP's scrypt recommendation */
         {"scrypt_r", "8"},      {"scrypt_p", "1"},       {"cache_ttl", "60s"},
-        {"login_limit", "10"},  {"login_window", "60s"},
+        {"login_limit", "10"},  {"login_window", "60s"},   {"hash_jobs", "1"},
+        {"hash_queue", "64"},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         px_config_declare(self, keys[i].key, keys[i].dflt);
 
-    int64_t n, r, p, ttl_ms, limit, window_ms;
+    int64_t n, r, p, ttl_ms, limit, window_ms, hash_jobs, hash_queue;
     int rc = setting_int("scrypt_n", 2, (int64_t)1 << 24, &n);
     if (!rc)
         rc = setting_int("scrypt_r", 1, 64, &r);
@@ -129,6 +130,10 @@ static int settings_load(px_plugin_t *self)
         rc = setting_int("login_limit", 1, 1000000, &limit);
     if (!rc)
         rc = setting_duration("login_window", 1000, 86400 * 1000, &window_ms);
+    if (!rc)
+        rc = setting_int("hash_jobs", 1, 1024, &hash_jobs);
+    if (!rc)
+        rc = setting_int("hash_queue", 0, 100000, &hash_queue);
     if (rc)
         return rc;
     if (n & (n - 1)) {
@@ -151,6 +156,8 @@ static int settings_load(px_plugin_t *self)
         .login_limit = limit,
         .login_window_ms = window_ms,
         .refresh_ttl = px_auth_setting(self, "refresh_ttl"),
+        .hash_jobs = hash_jobs,
+        .hash_queue = hash_queue,
     };
     return 0;
 }
