@@ -146,10 +146,6 @@ static void on_accept(uv_poll_t *poll, int status, int events)
     if (status < 0)
         return;
     for (int i = 0; i < ACCEPT_BATCH && w->accepting; i++) {
-        if (w->nconns >= w->limits->max_connections && !http_admit_make_room(w)) {
-            listeners_set(w, false);
-            return;
-        }
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
@@ -164,6 +160,11 @@ static void on_accept(uv_poll_t *poll, int status, int events)
             }
             return;
         }
+        /* At the cap the listener is on only while an idle connection can make room;
+         * made here, after the accept, since every worker is woken for each connection
+         * and only one gets it. */
+        if (w->nconns >= w->limits->max_connections)
+            http_admit_make_room(w);
         int rc = http_conn_open(w, fd);
         if (rc < 0)
             log_warn("cannot adopt a connection: %s", uv_strerror(rc));
