@@ -27,7 +27,7 @@ typedef struct http_limits {
     uint64_t max_header_size;   /* bytes of request line + headers → 431 */
     uint64_t max_headers;       /* header count → 431 */
     uint64_t max_body_size;     /* → 413, checked before the body is read */
-    uint64_t header_timeout_ms; /* from accept (or first byte of a keep-alive request) */
+    uint64_t header_timeout_ms; /* from a request's first byte to the end of its headers */
     uint64_t body_timeout_ms;   /* longest gap between body reads */
     uint64_t min_body_rate;     /* bytes/s a body must average once body_timeout has passed */
     uint64_t keepalive_timeout_ms;
