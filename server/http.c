@@ -25,9 +25,11 @@
  * half-closed and what the client still sends is read and dropped for a short while
  * (lingering close), so the client sees the answer rather than a reset.
  *
- * Deadlines. A connection sits in at most one of the worker's deadline lists (idle,
- * header, body, write, linger); each list has one timeout, so appending keeps it sorted
- * and the worker's tick only ever looks at list heads.
+ * Deadlines. A connection sits in at most one of the worker's deadline lists (fresh,
+ * idle, header, body, write, linger); each list has one timeout, so appending keeps it
+ * sorted and the worker's tick only ever looks at list heads. The heads of the fresh
+ * (nothing sent yet) and idle lists are also who makes room when the worker is full
+ * (http_admit.c, which also caps connections per client address).
  */
 #include "http_internal.h"
 
