@@ -74,6 +74,7 @@ enum {
     PX_EEXIST = -11,   /* already registered */
     /* 1.2 */
     PX_EBUSY = -12,    /* a stream's backlog is full: the client is not reading; stop */
+    PX_ERANGE = -13,   /* 416 range_not_satisfiable: a Range outside the file */
 };
 
 /* PX_DONE: "already answered" — a helper such as px_hook_run() that sent the response
@@ -151,7 +152,28 @@ typedef struct px_migration {
 
 /* 1.2 routes: one call registers a route from a spec (px_route_add). Fill a spec with
  * PX_ROUTE_SPEC_INIT so `size` is set and every later field is zero; the host reads only
- * the fields that exist in the `size` the plugin was built with. */
+ * the fields that exist in the `size` the plugin was built with.
+ *
+ * The host documents every route in GET /openapi.json from its spec, and checks what the
+ * spec declares before the handler runs:
+ *  - `request_schema` names a schema the plugin registered with px_schema(): the body must
+ *    be JSON (else 415) and well formed (else 400 bad_request), and is validated by that
+ *    schema (else 400 validation_failed with `fields`, one reason per field: "email",
+ *    "address.city", "tags[2]"; "body" for the body as a whole). The handler's
+ *    px_req_json() then returns the parsed body at once.
+ *  - `query` and `params`: each value present is read as its schema's type (integer,
+ *    number, boolean or string) and validated (400 validation_failed naming the
+ *    parameter; a missing `required` one is "is required"; for `params`, 404).
+ * Schemas are the JSON-Schema subset OpenAPI 3.0 uses: type, nullable, enum, required,
+ * properties, additionalProperties (false or a schema), minLength, maxLength, pattern
+ * (ECMA-262 syntax; \d \w \s, classes, groups, anchors and quantifiers; no look-around,
+ * no back-references), minimum, maximum, exclusiveMinimum/Maximum, items, minItems,
+ * maxItems, format ("email", "uuid", "date", "date-time" are checked; others document),
+ * "$ref": "#/components/schemas/Name" (the plugin's own schema of that name, else the
+ * host's "Error"), and the documenting keywords (description, example, default, title,
+ * readOnly, writeOnly, deprecated, x-...). Any other keyword is refused at init, so a
+ * document never promises a check the host does not make. Lengths count characters
+ * (code points); a string holding NUL is refused everywhere. */
 enum px_route_flag {
     PX_ROUTE_STREAM = 1u << 0, /* long-lived answer (px_res_stream_*): no send deadline */
     PX_ROUTE_TICKET = 1u << 1, /* also accepts ?ticket= from px_ticket_issue for a caller */
@@ -179,13 +201,18 @@ typedef struct px_route_spec {
     unsigned flags;                       /* enum px_route_flag */
     size_t max_body;                      /* 0: [http] max_body_size */
     size_t spool_above;                   /* 0: never; larger bodies go to a temporary file */
-    const char *const *content_types;     /* NULL-terminated accepted request types, or NULL */
+    const char *const *content_types;     /* NULL-terminated accepted request types ("text/csv";
+                                           * "image/" and a star for a family), or NULL; a
+                                           * body of another type is 415 */
     const char *request_schema;           /* component name: the body is validated by it */
     const px_param_spec_t *query;         /* declared query parameters, validated */
     const px_response_spec_t *responses;
     const char *summary;
     const char *description;
-    const char *tag;
+    const char *tag;                      /* OpenAPI tag; NULL: the plugin's name */
+    const px_param_spec_t *params;        /* path parameters (":name"): a value its schema
+                                           * refuses is 404 not_found (the path names
+                                           * nothing); a :name not listed is any string */
 } px_route_spec_t;
 #define PX_ROUTE_SPEC_INIT {.size = sizeof(px_route_spec_t)}
 
@@ -197,12 +224,74 @@ typedef struct px_route_spec {
 
 /* 1.2 channels: live fan-out across hosts over Redis pub/sub. */
 /* -- CHANNELS TYPES -- */
+/* Channel names are the plugin's own: the host puts every name a plugin publishes or
+ * subscribes to in that plugin's namespace (and the Redis database's), so two plugins, or
+ * two deployments sharing one Redis on different databases, never hear each other. */
+typedef struct px_channel_sub px_channel_sub_t;
+enum px_channel_flag {
+    PX_CHANNEL_PATTERN = 1u << 0, /* the name is a glob: * ? [abc] as Redis PSUBSCRIBE */
+};
+enum px_channel_status {
+    /* Subscribed at Redis: everything published from now on arrives. Comes first once the
+     * subscription is active and again after every outage; messages published meanwhile
+     * may be lost, so this is the moment to catch up from PostgreSQL. */
+    PX_CHANNEL_UP = 1,
+    /* Redis is unreachable (or not configured): nothing arrives until the next
+     * PX_CHANNEL_UP; poll the source of truth meanwhile. */
+    PX_CHANNEL_DOWN = 2,
+};
+/* A message: `channel` is the name it was published to (without the host's namespace),
+ * `data` its `len` bytes; both borrowed for the call. `owner` is the subscription's
+ * owner. */
+typedef void (*px_channel_fn)(px_req_t *owner, const char *channel, const void *data, size_t len,
+                              void *userdata);
+typedef void (*px_channel_status_fn)(px_req_t *owner, int status, void *userdata);
 
 /* 1.2 streams: chunked responses, Server-Sent Events, close notification. */
 /* -- STREAMS TYPES -- */
+/* Why px_req_on_close's callback runs. */
+enum px_close_reason {
+    PX_CLOSE_END = 1,    /* the handler answered or ended its stream */
+    PX_CLOSE_CLIENT = 2, /* the client left, or stopped reading and was closed */
+    PX_CLOSE_DRAIN = 3,  /* the worker is stopping (reload or shutdown) */
+};
+typedef void (*px_close_fn)(px_req_t *req, int reason, void *userdata);
+/* One Server-Sent Event; NULL (or 0) fields are left out. `data` is `data_len` bytes
+ * (any line ending, CR, LF or CRLF, starts a new data: line); `id` and `event` must not
+ * contain CR, LF or NUL. Fill it with PX_SSE_INIT. */
+typedef struct px_sse_event {
+    size_t size; /* sizeof(px_sse_event_t) */
+    const char *id;
+    const char *event;
+    const char *data;
+    size_t data_len;
+    int64_t retry_ms; /* > 0: a retry: field */
+} px_sse_event_t;
+#define PX_SSE_INIT {.size = sizeof(px_sse_event_t)}
 
 /* 1.2 files: spooled bodies, the blob store, file responses. */
 /* -- FILES TYPES -- */
+/* A stored blob, as px_blob_put* and px_blob_stat report it. Borrowed: valid only inside
+ * the callback it is handed to (copy `id` to keep it). The store is content-addressed, so
+ * `id` is the lower-case hex SHA-256 of the content and `sha256` is the same string. */
+typedef struct px_blob {
+    const char *id;
+    const char *sha256;
+    uint64_t size;
+    const char *content_type; /* sniffed from the bytes (libmagic), never the client's */
+} px_blob_t;
+/* Runs on the loop once the store has answered: `status` 0 with `blob`, or a negative
+ * PX_E* code with `blob` NULL (PX_ENOENT: no such blob; PX_EUNAVAIL: the store failed,
+ * logged). `req` is NULL when the request ended meanwhile (free what `userdata` holds). */
+typedef void (*px_blob_fn)(px_req_t *req, const px_blob_t *blob, int status, void *userdata);
+/* How px_res_file answers; fill with PX_FILE_RESPONSE_INIT. */
+typedef struct px_file_response {
+    size_t size;               /* sizeof(px_file_response_t) */
+    const char *blob_id;
+    const char *filename;      /* UTF-8 name for Content-Disposition, or NULL */
+    const char *cache_control; /* NULL: "private, no-cache" (revalidate with the ETag) */
+} px_file_response_t;
+#define PX_FILE_RESPONSE_INIT {.size = sizeof(px_file_response_t)}
 
 /* 1.2 PostgreSQL ergonomics and helpers. */
 /* -- HELPERS TYPES -- */
@@ -393,10 +482,34 @@ typedef struct px_route_spec {
 /* ---- ABI 1.2 ----
  * One list per area, concatenated in PX_API_1_2 in this order (the order is the ABI). */
 #define PX_API_1_2_ROUTES(X)                                                                  \
-    /* Register a route from `spec` (copied; the strings it points to must live as long    \
-     * as the plugin, e.g. literals). Returns what px_route_auth returns, or PX_EINVAL for  \
-     * a spec the host cannot use (unknown flag, size too small). Only during init. */      \
-    X(int, route_add, (px_plugin_t * plugin, const px_route_spec_t *spec), (plugin, spec))
+    /* Register a route from `spec` (copied; the strings and lists it points to must live \
+     * as long as the plugin, e.g. literals and static arrays). The host checks requests  \
+     * by the spec and describes the route in /openapi.json (see "1.2 routes" above).     \
+     * Returns what px_route_auth returns, or PX_EINVAL for a spec the host cannot use    \
+     * (unknown flag, size too small, a parameter schema it cannot check, a :name in       \
+     * `params` the pattern lacks). A request_schema or response schema never registered  \
+     * by the end of init is an init error. Only during init. */                          \
+    X(int, route_add, (px_plugin_t * plugin, const px_route_spec_t *spec), (plugin, spec))   \
+    /* Register the component schema `name` ([A-Za-z0-9_.-]+) from `json_text`, a JSON     \
+     * Schema in the subset above (copied; compiled now); with `name` NULL, `json_text` is  \
+     * an object of name -> schema (an OpenAPI components.schemas; panthera-embed-schemas \
+     * turns such a file into a C string at build time) and each is registered. In        \
+     * /openapi.json a schema appears as "PLUGIN.name", its $refs rewritten, so two        \
+     * plugins may both have a "Comment".                                                   \
+     * Returns 0, PX_EEXIST for a name this plugin already registered, PX_EINVAL for text   \
+     * that is not JSON or a schema the host cannot check (logged with the plugin's name   \
+     * and the keyword; init then fails). A $ref to a schema that is still missing when    \
+     * init returns is an init error. Only during init. */                                  \
+    X(int, schema, (px_plugin_t * plugin, const char *name, const char *json_text),         \
+      (plugin, name, json_text))                                                            \
+    /* Validate `value` by the plugin's schema `name`, as the host validates a request     \
+     * body (e.g. a value a Lua hook changed, or a command's arguments). Returns 0;         \
+     * PX_EINVAL with *fields a new object of field -> reason (the caller owns it; hand it \
+     * to px_res_error); PX_ENOENT when no such schema exists; PX_ESTATE during init     \
+     * (references are resolved when init returns). */     \
+    X(int, schema_check, (px_plugin_t * plugin, const char *name, const json_t *value,      \
+                          json_t **fields),                                                 \
+      (plugin, name, value, fields))
 #define PX_API_VOID_1_2_ROUTES(X)
 
 #define PX_API_1_2_TASKS(X)
@@ -405,13 +518,137 @@ typedef struct px_route_spec {
 #define PX_API_1_2_EVENTS(X)
 #define PX_API_VOID_1_2_EVENTS(X)
 
-#define PX_API_1_2_CHANNELS(X)
-#define PX_API_VOID_1_2_CHANNELS(X)
+#define PX_API_1_2_CHANNELS(X)                                                                \
+    /* Publish `len` bytes (copied) on `channel` to every subscriber on every host, through \
+     * the shared Redis connection. Delivery is at most once and only to subscriptions    \
+     * active at that moment: a live hint, never the record (keep that in PostgreSQL).    \
+     * Returns 0, PX_EINVAL for an empty name or one with a NUL, or PX_EUNAVAIL when Redis \
+     * is not configured or not connected (nothing is sent). `ctx` is a request or a      \
+     * task; it only names the plugin. */                                                  \
+    X(int, channel_publish, (px_req_t * ctx, const char *channel, const void *data,         \
+                             size_t len),                                                   \
+      (ctx, channel, data, len))                                                            \
+    /* Publish as px_channel_publish, but only once `txn` has committed: kept (copied) on  \
+     * the transaction, sent right after a successful COMMIT, dropped on rollback, on a    \
+     * failed commit and when the request ends first. Returns 0 or PX_EINVAL. */           \
+    X(int, channel_publish_on_commit, (px_pg_txn_t * txn, const char *channel,              \
+                                       const void *data, size_t len),                       \
+      (txn, channel, data, len))                                                            \
+    /* Subscribe `owner` (a request or a task) to `channel` (flags: PX_CHANNEL_PATTERN).   \
+     * `fn` runs on the loop for every message; `status` (may be NULL) with               \
+     * PX_CHANNEL_UP once the subscription is active at Redis and again after an outage,  \
+     * PX_CHANNEL_DOWN while Redis cannot be reached — never inside this call. Every      \
+     * worker keeps one dedicated subscriber connection; local subscribers to one name    \
+     * share one Redis subscription. The subscription ends with its owner (or with        \
+     * px_channel_unsubscribe); callbacks never run after that. *out (may be NULL) gets   \
+     * a handle valid until then. Returns 0, PX_EINVAL (empty name, NUL, no fn, unknown   \
+     * flag) or PX_EUNAVAIL when no [redis] address is configured. */                     \
+    X(int, channel_subscribe, (px_req_t * owner, const char *channel, unsigned flags,       \
+                               px_channel_fn fn, px_channel_status_fn status,               \
+                               void *userdata, px_channel_sub_t **out),                     \
+      (owner, channel, flags, fn, status, userdata, out))
+#define PX_API_VOID_1_2_CHANNELS(X)                                                           \
+    /* End one subscription before its owner ends; its callbacks never run again. NULL is  \
+     * accepted. */                                                                         \
+    X(void, channel_unsubscribe, (px_channel_sub_t * sub), (sub))
 
-#define PX_API_1_2_STREAMS(X)
+#define PX_API_1_2_STREAMS(X)                                                                 \
+    /* Start a response of unknown length: status and headers now (px_res_header before),  \
+     * the body in pieces with px_res_stream_write, then px_res_stream_end. HTTP/1.1 gets  \
+     * chunked encoding, HTTP/1.0 a body delimited by closing the connection. The request  \
+     * lives until the stream ends, the client leaves or the worker drains (see            \
+     * px_req_on_close); px_res_json, px_res_send and px_res_error are PX_ESTATE from here. \
+     * A route flagged PX_ROUTE_STREAM is closed only when the client stops reading (no    \
+     * progress for [http] send_timeout), never for being long. Returns 0, PX_ESTATE when  \
+     * already answered or the client is gone, PX_EINVAL for a bad status. */              \
+    X(int, res_stream_begin, (px_req_t * req, int status, const char *content_type),        \
+      (req, status, content_type))                                                          \
+    /* Queue `len` bytes (copied) of a begun stream. Returns 0; PX_EBUSY when the bytes   \
+     * the client has not taken yet would pass [http] stream_backlog (nothing is queued:  \
+     * the client is not reading — skip or stop; it is closed if it stays so); PX_ESTATE   \
+     * when the stream was not begun, has ended, or the client is gone. */                 \
+    X(int, res_stream_write, (px_req_t * req, const void *data, size_t len),                \
+      (req, data, len))                                                                     \
+    /* End the stream: the last bytes go out, then the request ends (PX_CLOSE_END). The    \
+     * request is dead once this returns. PX_ESTATE when no stream was begun. */            \
+    X(int, res_stream_end, (px_req_t * req), (req))                                         \
+    /* Run `fn` exactly once when the request ends: the client leaves (at once, even      \
+     * while a handler still works: PX_CLOSE_CLIENT), the worker drains (PX_CLOSE_DRAIN),  \
+     * or the handler answers or ends its stream (PX_CLOSE_END, possibly inside the px_res_ \
+     * call that did it). Free what userdata holds there: for a stream, `req` is dead once \
+     * `fn` returns (px_* calls on it inside `fn` answer PX_ESTATE); an ordinary request   \
+     * whose client left still lives until its handler answers (into the void). Runs on   \
+     * the loop. Up to 8 per request. Returns 0, PX_EINVAL (no fn), PX_ESTATE (too many,   \
+     * or the stream is over). */                                                          \
+    X(int, req_on_close, (px_req_t * req, px_close_fn fn, void *userdata), (req, fn, userdata)) \
+    /* Begin a Server-Sent Events stream: 200 text/event-stream, no caching, no proxy      \
+     * buffering; with `heartbeat_ms` > 0 the host writes a ": " comment line whenever     \
+     * that long passed without a write (proxies and clients then see the stream alive).   \
+     * On reload and shutdown the host ends the stream with a final "retry:" so clients   \
+     * reconnect (with Last-Event-ID) to the new workers. Returns as px_res_stream_begin. */ \
+    X(int, res_sse_begin, (px_req_t * req, int64_t heartbeat_ms), (req, heartbeat_ms))      \
+    /* Write one event (formatted by the host; see px_sse_event_t). Returns as             \
+     * px_res_stream_write, or PX_EINVAL for an id or event with CR, LF or NUL, or an     \
+     * event with no field at all. */                                                     \
+    X(int, res_sse_send, (px_req_t * req, const px_sse_event_t *ev), (req, ev))             \
+    /* Write a comment line (": text"), e.g. a heartbeat; NULL text: an empty comment.    \
+     * PX_EINVAL for text with CR, LF or NUL. Returns as px_res_stream_write. */            \
+    X(int, res_sse_comment, (px_req_t * req, const char *text), (req, text))                \
+    /* A stream ticket for the caller (API.md, Conventions): an opaque URL-safe string,   \
+     * valid `*expires_in` (60) seconds, redeemable once (across hosts, through Redis) as  \
+     * ?ticket= on a route flagged PX_ROUTE_TICKET whose auth is PX_AUTH_REQUIRED or       \
+     * PX_AUTH_OPTIONAL, where it stands for the caller it was issued to (a bearer header  \
+     * wins; a used, expired or forged ticket is 401; while Redis is unreachable 503).     \
+     * Request memory; NULL when the request has no caller or no [auth] token_secret. */   \
+    X(const char *, ticket_issue, (px_req_t * req, int64_t *expires_in), (req, expires_in))
 #define PX_API_VOID_1_2_STREAMS(X)
 
-#define PX_API_1_2_FILES(X)
+#define PX_API_1_2_FILES(X)                                                                   \
+    /* The request body spooled to a temporary file (a route with spool_above, and a body  \
+     * larger than that): `*fd` is readable from offset 0 with pread (do not close it or   \
+     * move its offset), `*size` its length; both valid until the request ends, after     \
+     * which the file is gone. Returns 0, or PX_ENOENT when the body is in memory          \
+     * (px_req_body has it). */                                                            \
+    X(int, req_body_file, (px_req_t * req, int *fd, uint64_t *size), (req, fd, size))      \
+    /* Store the request body (spooled or in memory) in the host's blob store ([storage]).  \
+     * Hashing, sniffing and writing run on the thread pool; `cb` runs later on the loop,   \
+     * exactly once. Storing the same bytes twice gives the same id and stores them once.   \
+     * A new blob has no references: it is swept after [storage] sweep_grace unless a      \
+     * reference is added (px_blob_ref). Returns 0, PX_EINVAL without `cb`, or PX_EUNAVAIL \
+     * when too many store jobs wait (then `cb` is not called). */                         \
+    X(int, blob_put_body, (px_req_t * req, px_blob_fn cb, void *userdata), (req, cb, userdata)) \
+    /* px_blob_put_body for `len` bytes at `data` (copied before it returns). */            \
+    X(int, blob_put, (px_req_t * req, const void *data, size_t len, px_blob_fn cb,         \
+                      void *userdata),                                                     \
+      (req, data, len, cb, userdata))                                                      \
+    /* Look a blob up by id: `cb` gets its size and type, or PX_ENOENT. */                  \
+    X(int, blob_stat, (px_req_t * req, const char *id, px_blob_fn cb, void *userdata),     \
+      (req, id, cb, userdata))                                                             \
+    /* Record that the plugin's `ref` (its own key, e.g. "attachment:<uuid>"; namespaced   \
+     * by the host under the plugin's name) uses blob `id`; a blob is swept only when no    \
+     * reference is left and it is older than sweep_grace. Adding a reference that exists   \
+     * is a no-op. `cb` gets the blob, or PX_ENOENT when it is not (or no longer) stored:   \
+     * store it again. Take the reference before committing the row that names the blob,  \
+     * and drop it if that fails: a crash in between then keeps a blob too many, never a   \
+     * row without its blob. Same calling rules as px_blob_stat. */                        \
+    X(int, blob_ref, (px_req_t * req, const char *id, const char *ref, px_blob_fn cb,      \
+                      void *userdata),                                                     \
+      (req, id, ref, cb, userdata))                                                        \
+    /* Drop the plugin's reference `ref` to `id` (a missing one is not an error): `cb`     \
+     * gets status 0 and `blob` NULL. The blob itself goes at the next sweep if nothing    \
+     * refers to it any more. */                                                           \
+    X(int, blob_unref, (px_req_t * req, const char *id, const char *ref, px_blob_fn cb,    \
+                        void *userdata),                                                   \
+      (req, id, ref, cb, userdata))                                                        \
+    /* Answer with a stored blob: 200 with ETag (the SHA-256), If-None-Match -> 304, one    \
+     * Range -> 206 (several -> 200 whole; outside the file -> 416 whose Content-Range     \
+     * names the size), the sniffed Content-Type,                                          \
+     * Content-Disposition (inline only for raster images; SVG, HTML and all else          \
+     * attachment) with RFC 6266 filename*, X-Content-Type-Options: nosniff and            \
+     * Content-Security-Policy: sandbox. The body is sent with sendfile where the backend  \
+     * keeps files. Returns PX_ASYNC (the handler returns it on: the host answers, 404 when \
+     * the blob is missing), or PX_EINVAL for a bad `resp`. */                             \
+    X(int, res_file, (px_req_t * req, const px_file_response_t *resp), (req, resp))
 #define PX_API_VOID_1_2_FILES(X)
 
 #define PX_API_1_2_HELPERS(X)

@@ -30,6 +30,7 @@
 #include "plugin.h"
 #include "ratelimit.h"
 #include "request.h"
+#include "route_spec.h"
 #include "util.h"
 
 /* ---- plugin lifecycle and config ---- */
@@ -95,7 +96,12 @@ int api_route_add(px_plugin_t *p, const px_route_spec_t *spec)
     rt->flags = copy.flags;
     rt->max_body = copy.max_body;
     rt->spec = copy;
-    return 0;
+    char err[300];
+    rc = route_spec_add(p, rt, err, sizeof(err));
+    if (rc)
+        config_error(p->set->errs, p->section->file, p->section->line,
+                     "plugin \"%s\": route %s %s: %s", p->name, copy.method, copy.pattern, err);
+    return rc;
 }
 
 int api_config_declare(px_plugin_t *p, const char *key, const char *default_value)

@@ -22,6 +22,8 @@
 #include "redis.h"
 #include "request.h"
 #include "seal.h"
+#include "stream.h"
+#include "channel.h"
 #include "util.h"
 #include "worker.h"
 
@@ -47,6 +49,7 @@ struct px_pg_txn {
     px_req_t *req;
     struct px_pg_txn *next;
     idem_t *idem; /* NULL for a plain transaction */
+    channel_msg_t *on_commit; /* px_channel_publish_on_commit, sent after COMMIT */
 };
 
 static req_op_t *op_new(px_req_t *r, int kind, req_op_cb_t cb, void *ud)
@@ -88,6 +91,7 @@ static void txn_forget(px_req_t *r, struct px_pg_txn *t)
 
 void api_req_interrupt_work(px_req_t *r)
 {
+    stream_req_interrupted(r);
     for (req_op_t *op = r->ops; op; op = op->next)
         if (op->kind == OP_PG_QUERY || op->kind == OP_PG_BEGIN || op->kind == OP_PG_DONE)
             pg_interrupt(op->handle);
@@ -95,6 +99,9 @@ void api_req_interrupt_work(px_req_t *r)
 
 void api_req_cancel_work(px_req_t *r)
 {
+    /* Close callbacks first: the plugin frees there what its subscriptions use. */
+    stream_req_end(r);
+    channel_req_end(r);
     while (r->ops) {
         req_op_t *op = r->ops;
         r->ops = op->next;
@@ -274,6 +281,8 @@ static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
 {
     px_req_t *r = t->req;
     pg_txn_t *txn = t->txn;
+    if (commit)
+        channel_commit_wrap(r, t->on_commit, &cb, &ud);
     txn_forget(r, t);
     free(t);
     req_op_t *op = op_new(r, OP_PG_DONE, (req_op_cb_t){.done = cb}, ud);
@@ -295,6 +304,14 @@ int api_pg_commit(px_pg_txn_t *t, px_pg_done_fn cb, void *ud)
 int api_pg_rollback(px_pg_txn_t *t, px_pg_done_fn cb, void *ud)
 {
     return end_txn(t, false, cb, ud);
+}
+
+int api_channel_publish_on_commit(px_pg_txn_t *t, const char *channel, const void *data,
+                                  size_t len)
+{
+    if (!t)
+        return PX_EINVAL;
+    return channel_msg_add(t->req, &t->on_commit, channel, data, len);
 }
 
 static void redis_done(const redis_reply_t *reply, const redis_error_t *err, void *ud)

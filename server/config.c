@@ -46,6 +46,7 @@ typedef struct key_spec {
 #define REDIS(field) (offsetof(config_t, redis) + offsetof(redis_settings_t, field))
 #define AUTH(field) (offsetof(config_t, auth) + offsetof(auth_settings_t, field))
 #define LUA(field) (offsetof(config_t, lua) + offsetof(lua_settings_t, field))
+#define STORAGE(field) (offsetof(config_t, storage) + offsetof(storage_settings_t, field))
 
 static const key_spec_t host_keys[] = {
     {"server", "listen", V_LIST, CFG(listen), false},
@@ -71,6 +72,8 @@ static const key_spec_t host_keys[] = {
     {"http", "max_connections", V_COUNT, HTTP(max_connections), false},
     {"http", "max_connections_per_client", V_COUNT, HTTP(max_connections_per_client), false},
     {"http", "first_byte_timeout", V_DURATION, HTTP(first_byte_timeout_ms), false},
+    {"http", "stream_backlog", V_SIZE, HTTP(stream_backlog), false},
+    {"http", "stream_retry", V_DURATION, HTTP(stream_retry_ms), false},
     {"postgres", "conninfo", V_STRING, PG(conninfo), false},
     {"postgres", "pool_size", V_COUNT, PG(pool_size), false},
     {"postgres", "statement_timeout", V_DURATION, PG(statement_timeout_ms), false},
@@ -90,10 +93,23 @@ static const key_spec_t host_keys[] = {
     {"auth", "access_ttl", V_DURATION, AUTH(access_ttl_ms), false},
     {"auth", "refresh_ttl", V_DURATION, AUTH(refresh_ttl_ms), false},
     {"auth", "leeway", V_DURATION, AUTH(leeway_ms), false},
+    {"auth", "token_cache", V_INDEX, AUTH(token_cache), false},
     {"lua", "dir", V_STRING, LUA(dir), false},
     {"lua", "instruction_budget", V_COUNT, LUA(instruction_budget), false},
     {"lua", "memory_limit", V_SIZE, LUA(memory_limit), false},
+    {"storage", "backend", V_STRING, STORAGE(backend), false},
+    {"storage", "dir", V_STRING, STORAGE(dir), false},
+    {"storage", "spool_dir", V_STRING, STORAGE(spool_dir), false},
+    {"storage", "sweep_grace", V_DURATION, STORAGE(sweep_grace_ms), false},
+    {"storage", "sweep_interval", V_DURATION, STORAGE(sweep_interval_ms), false},
 };
+
+void config_foreach_key(config_key_fn fn, void *ud)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++)
+        fn(host_keys[i].section, host_keys[i].key, ud);
+    ratelimit_config_foreach_key(fn, ud);
+}
 
 static bool host_section(const char *name)
 {
@@ -154,6 +170,8 @@ config_t *config_new_defaults(void)
         .send_timeout_ms = 60000,
         .max_connections = 4096,
         .first_byte_timeout_ms = 10000,
+        .stream_backlog = 64 * 1024,
+        .stream_retry_ms = 1000,
     };
     cfg->pg = (pg_settings_t){.pool_size = 4,
                               .statement_timeout_ms = 5000,
@@ -164,8 +182,14 @@ config_t *config_new_defaults(void)
     cfg->auth = (auth_settings_t){.issuer = xstrdup("panthera"),
                                   .access_ttl_ms = 15 * 60 * 1000,
                                   .refresh_ttl_ms = 30ull * 24 * 3600 * 1000,
-                                  .leeway_ms = 30 * 1000};
+                                  .leeway_ms = 30 * 1000,
+                                  .token_cache = 1024};
     cfg->lua = (lua_settings_t){.instruction_budget = 1000000, .memory_limit = 16 * 1024 * 1024};
+    /* A day's grace: an upload is referenced by the plugin's row within its request, so
+     * only abandoned ones are that old without a reference. */
+    cfg->storage = (storage_settings_t){.backend = xstrdup("dir"),
+                                        .sweep_grace_ms = 24ull * 3600 * 1000,
+                                        .sweep_interval_ms = 3600 * 1000};
     return cfg;
 }
 
@@ -196,6 +220,9 @@ void config_free(config_t *cfg)
     free(cfg->auth.token_secret_file);
     free(cfg->auth.issuer);
     free(cfg->lua.dir);
+    free(cfg->storage.backend);
+    free(cfg->storage.dir);
+    free(cfg->storage.spool_dir);
     ratelimit_config_free(cfg->ratelimit);
     for (size_t i = 0; i < cfg->nplugins; i++) {
         config_plugin_t *p = &cfg->plugins[i];
@@ -375,7 +402,7 @@ static void enter_section(parse_state_t *st, const char *section)
     }
     config_error(st->errs, st->file, st->line,
                  "unknown section [%s] (expected [server], [http], [postgres], [redis], [auth], "
-                 "[lua], [ratelimit] or [plugin:NAME])",
+                 "[lua], [storage], [ratelimit] or [plugin:NAME])",
                  section);
 }
 
@@ -573,6 +600,27 @@ static void check_redis(parse_state_t *st, config_t *cfg)
                      "username needs a password as well (Redis's AUTH username password)");
 }
 
+/* The blob store's place: relative paths are taken from the config file's folder, like
+ * [lua] dir; the postgres backend needs a database to put the blobs in. */
+static void check_storage(parse_state_t *st, config_t *cfg, const char *path)
+{
+    storage_settings_t *s = &cfg->storage;
+    const seen_key_t *backend = seen_of(st, STORAGE(backend));
+    if (strcmp(s->backend, "dir") && strcmp(s->backend, "postgres"))
+        config_error(st->errs, backend ? backend->file : path, backend ? backend->line : 0,
+                     "[storage] backend is \"dir\" or \"postgres\", not \"%s\"", s->backend);
+    else if (!strcmp(s->backend, "postgres") && (!cfg->pg.conninfo || !*cfg->pg.conninfo))
+        config_error(st->errs, backend ? backend->file : path, backend ? backend->line : 0,
+                     "[storage] backend = postgres needs [postgres] conninfo");
+    char *dir = resolve_relative(path, s->dir && *s->dir ? s->dir : PX_DEFAULT_STATE_DIR "/blobs");
+    free(s->dir);
+    s->dir = dir;
+    char *spool = s->spool_dir && *s->spool_dir ? resolve_relative(path, s->spool_dir)
+                                                : xasprintf("%s/.spool", s->dir);
+    free(s->spool_dir);
+    s->spool_dir = spool;
+}
+
 config_t *config_load(const char *path, config_errors_t *errs)
 {
     config_t *cfg = config_new_defaults();
@@ -616,6 +664,7 @@ config_t *config_load(const char *path, config_errors_t *errs)
     check_listen(&st, cfg);
     check_auth(&st, cfg);
     check_redis(&st, cfg);
+    check_storage(&st, cfg, path);
     if (cfg->lua.dir && *cfg->lua.dir) {
         char *dir = resolve_relative(path, cfg->lua.dir);
         free(cfg->lua.dir);

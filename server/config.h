@@ -36,6 +36,8 @@ typedef struct http_limits {
     uint64_t max_connections; /* per worker */
     uint64_t max_connections_per_client; /* per worker and address; 0: max_connections / 8 */
     uint64_t first_byte_timeout_ms; /* from accept until a first byte (at most header_timeout) */
+    uint64_t stream_backlog;  /* bytes a stream may queue for a client that is behind */
+    uint64_t stream_retry_ms; /* the retry: a drained SSE stream ends with */
 } http_limits_t;
 
 /* [postgres]: the per-worker pool; disabled when conninfo is empty. */
@@ -67,6 +69,7 @@ typedef struct auth_settings {
     uint64_t access_ttl_ms;
     uint64_t refresh_ttl_ms;
     uint64_t leeway_ms;
+    uint64_t token_cache; /* verified tokens remembered per worker; 0: verify every time */
 } auth_settings_t;
 
 /* [lua]: admin hook scripts; disabled when dir is empty. */
@@ -75,6 +78,15 @@ typedef struct lua_settings {
     uint64_t instruction_budget;
     uint64_t memory_limit;
 } lua_settings_t;
+
+/* [storage]: the blob store (blob.c) and where request bodies are spooled (spool.c). */
+typedef struct storage_settings {
+    char *backend;              /* "dir" or "postgres" */
+    char *dir;                  /* blobs for "dir"; default PX_DEFAULT_STATE_DIR/blobs */
+    char *spool_dir;            /* temporary files; default <dir>/.spool */
+    uint64_t sweep_grace_ms;    /* an unreferenced blob younger than this is kept */
+    uint64_t sweep_interval_ms; /* 0: never sweep */
+} storage_settings_t;
 
 typedef struct config {
     char *path;
@@ -95,6 +107,7 @@ typedef struct config {
     redis_settings_t redis;
     auth_settings_t auth;
     lua_settings_t lua;
+    storage_settings_t storage;
     struct ratelimit_config *ratelimit; /* [ratelimit] (ratelimit.h); NULL when it sets nothing */
     config_plugin_t *plugins;
     size_t nplugins;
@@ -120,5 +133,11 @@ void config_free(config_t *cfg);
 const config_plugin_t *config_plugin_find(const config_t *cfg, const char *name);
 const config_entry_t *config_plugin_entry(const config_plugin_t *p, const char *key);
 long config_workers_effective(const config_t *cfg);
+
+/* Every key the host's sections accept, from the tables the parser itself uses, so that
+ * the manual can be checked against them (tests/unit/test_manpage.c and pantherad.conf(5)).
+ * A key standing for a family ends in '*' ("route*": any key starting with "route"). */
+typedef void (*config_key_fn)(const char *section, const char *key, void *ud);
+void config_foreach_key(config_key_fn fn, void *ud);
 
 #endif

@@ -16,11 +16,58 @@
 #include "hooks.h"
 #include "http.h"
 #include "log.h"
+#include "ticket.h"
+#include "token_cache.h"
 #include "worker.h"
 
-/* The gateway: verify the bearer token and the route's role before any plugin code runs.
- * Returns non-zero when it has answered. */
-int gateway_check_caller(px_req_t *r, const route_t *rt)
+/* Workers are processes and a reload starts new ones, so one cache per process is one
+ * per worker and per configuration (token_cache.c says why that keeps it exact). */
+static token_cache_t *verified;
+static bool verified_made;
+
+/* auth_jwt_verify, unless this worker accepted exactly this token before and it is still
+ * unexpired. */
+static int verify_token(const auth_settings_t *a, const char *token, size_t len,
+                        auth_caller_t *caller)
+{
+    if (!verified_made) {
+        verified = token_cache_new(a->token_cache);
+        verified_made = true;
+    }
+    int64_t now = (int64_t)time(NULL), leeway = (int64_t)(a->leeway_ms / 1000);
+    if (token_cache_get(verified, token, len, now, leeway, caller))
+        return 0;
+    int rc = auth_jwt_verify((const unsigned char *)a->token_secret, strlen(a->token_secret),
+                             token, len, a->issuer, now, leeway, caller);
+    if (rc == 0)
+        token_cache_put(verified, token, len, caller);
+    return rc;
+}
+
+/* The route's role, once the caller is known. Returns non-zero when it has answered. */
+static int role_refused(px_req_t *r, const route_t *rt)
+{
+    if (rt->auth == PX_AUTH_REQUIRED && rt->role[0] && strcmp(rt->role, r->caller_role) != 0 &&
+        strcmp(r->caller_role, "admin") != 0) {
+        http_respond_error(r, 403, "forbidden", "your role may not do this", NULL);
+        return 1;
+    }
+    return 0;
+}
+
+/* A ticket was redeemed: the role gate, then on with the request. */
+static void (*ticket_resume)(px_req_t *req);
+
+static void ticket_redeemed(px_req_t *r)
+{
+    if (!role_refused(r, r->route))
+        ticket_resume(r);
+}
+
+/* The gateway: verify the bearer token (or, on a PX_ROUTE_TICKET route, a stream ticket)
+ * and the route's role before any plugin code runs. Returns non-zero when it has
+ * answered, or will go on by calling `resume` (a ticket is checked in Redis). */
+int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t *req))
 {
     const auth_settings_t *a = &r->worker->cfg->auth;
     const char *header = NULL;
@@ -28,6 +75,21 @@ int gateway_check_caller(px_req_t *r, const route_t *rt)
         const header_t *h = &r->headers[i];
         if (h->name_len == 13 && !strncasecmp(r->head.data + h->name_off, "authorization", 13))
             header = r->head.data + h->value_off;
+    }
+    /* A token in a URL ends up in logs, proxies and browser history: never accepted. */
+    if (r->query && api_req_query(r, "access_token")) {
+        http_respond_error(r, 401, "unauthorized",
+                           "tokens are not accepted in the URL: send Authorization: Bearer, "
+                           "or a stream ticket where the route takes one",
+                           NULL);
+        return 1;
+    }
+    if (!header && (rt->flags & PX_ROUTE_TICKET) && r->query) {
+        const char *ticket = api_req_query(r, "ticket");
+        if (ticket) {
+            ticket_resume = resume; /* the same function for every request of a worker */
+            return ticket_redeem(r, ticket, ticket_redeemed);
+        }
     }
     if (!header) {
         if (rt->auth == PX_AUTH_OPTIONAL)
@@ -42,9 +104,7 @@ int gateway_check_caller(px_req_t *r, const route_t *rt)
         rc = AUTH_EINVAL;
     auth_caller_t caller;
     if (rc == 0)
-        rc = auth_jwt_verify((const unsigned char *)a->token_secret, strlen(a->token_secret),
-                             token, len, a->issuer, (int64_t)time(NULL),
-                             (int64_t)(a->leeway_ms / 1000), &caller);
+        rc = verify_token(a, token, len, &caller);
     if (rc) {
         char msg[96];
         snprintf(msg, sizeof(msg), "invalid bearer token: %s", auth_strerror(rc));
@@ -54,12 +114,7 @@ int gateway_check_caller(px_req_t *r, const route_t *rt)
     r->has_caller = true;
     memcpy(r->caller_id, caller.id, sizeof(r->caller_id));
     memcpy(r->caller_role, caller.role, sizeof(r->caller_role));
-    if (rt->auth == PX_AUTH_REQUIRED && rt->role[0] && strcmp(rt->role, caller.role) != 0 &&
-        strcmp(caller.role, "admin") != 0) {
-        http_respond_error(r, 403, "forbidden", "your role may not do this", NULL);
-        return 1;
-    }
-    return 0;
+    return role_refused(r, rt);
 }
 
 static void request_header_at(void *ctx, size_t i, hooks_header_t *out)
@@ -113,10 +168,22 @@ int gateway_on_request(px_req_t *r)
     return rc;
 }
 
-/* An admin's on_response hook may set or remove response headers. Returns non-zero
- * when the hook failed (the caller answers 500 instead). */
+static void add_static_header(void *ctx, const char *name, const char *value)
+{
+    http_add_header(ctx, name, value);
+}
+
+/* The scripts' RESPONSE_HEADERS, then their on_response hooks, for this response. The
+ * headers are added from a list made at load; Lua runs only when an on_response applies
+ * to the path. Returns non-zero when a hook failed (the caller answers 500 instead). */
 int gateway_on_response(px_req_t *r, int status)
 {
+    hooks_t *h = r->worker->hooks;
+    const char *path = r->path ? r->path : "";
+    size_t path_len = r->path ? r->path_len : 0;
+    hooks_response_headers(h, path, path_len, add_static_header, r);
+    if (!hooks_has_for(h, "on_response", path, path_len))
+        return 0;
     json_t *headers = json_object();
     const char *p = r->extra_headers.data;
     const char *end = p ? p + r->extra_headers.len : NULL;
@@ -134,7 +201,7 @@ int gateway_on_response(px_req_t *r, int status)
     hooks_request_view_t view;
     request_context(r, &view);
     hooks_result_t out;
-    hooks_call_request(r->worker->hooks, "on_response", &view, res, &out);
+    hooks_call_request(h, "on_response", &view, res, &out);
     json_decref(res);
     int rc = 0;
     if (out.action == HOOKS_ERROR) {

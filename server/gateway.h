@@ -5,9 +5,11 @@
 #include "request.h"
 #include "router.h"
 
-/* Verify the bearer token and the route's role. Returns non-zero when it has answered
- * (401 or 403); otherwise the caller is on the request (or absent for optional auth). */
-int gateway_check_caller(px_req_t *req, const route_t *route);
+/* Verify the bearer token (or on a PX_ROUTE_TICKET route a stream ticket, ticket.h) and
+ * the route's role; ?access_token= is refused. Returns non-zero when it has answered
+ * (401, 403, 503) or will call `resume` once a ticket is redeemed; otherwise the caller
+ * is on the request (or absent for optional auth). */
+int gateway_check_caller(px_req_t *req, const route_t *route, void (*resume)(px_req_t *req));
 /* Run on_request. Returns non-zero when a hook answered (deny, or 500 on a failure);
  * header changes become the request's header overrides. */
 int gateway_on_request(px_req_t *req);

@@ -126,6 +126,7 @@ static void engine_free(engine_t *e)
         free(e->slots[i].fns);
     }
     free(e->slots);
+    hooks_declare_free(e);
     for (size_t i = 0; i < e->nscripts; i++)
         free(e->scripts[i]);
     free(e->scripts);
@@ -168,6 +169,7 @@ static int load_script(lua_State *L)
     hooks_sandbox_begin(e, e->scripts[src->index]);
     lua_call(L, 0, 0);
     e->running = false;
+    hooks_declare_read(L, e, src->index, 2);
 
     lua_pushnil(L);
     while (lua_next(L, 2)) {
@@ -494,6 +496,12 @@ static void apply_or_raise(lua_State *L, hook_call_t *c, int r)
 
 /* ---- calling ---- */
 
+static bool in_scope(const engine_t *e, const hook_fn_t *fn, const hooks_request_view_t *view)
+{
+    return hooks_declare_applies(e, fn->script, view->path ? view->path : "",
+                                 view->path ? view->path_len : 0);
+}
+
 /* Runs protected: each script's function in order until one denies. */
 static int run_hooks(lua_State *L)
 {
@@ -503,6 +511,8 @@ static int run_hooks(lua_State *L)
 
     for (size_t i = 0; i < c->slot->nfns && !c->denied; i++) {
         const hook_fn_t *fn = &c->slot->fns[i];
+        if (c->view && !in_scope(e, fn, c->view))
+            continue;
         int nargs = 0;
         hooks_sandbox_begin(e, e->scripts[fn->script]); /* converting the value is charged too */
         lua_rawgeti(L, LUA_REGISTRYINDEX, fn->ref);
@@ -549,6 +559,8 @@ static int run_direct(hook_call_t *c, int handler)
     int base = lua_gettop(L);
     for (size_t i = 0; i < c->slot->nfns && !c->denied; i++) {
         const hook_fn_t *fn = &c->slot->fns[i];
+        if (!in_scope(e, fn, c->view))
+            continue;
         hooks_sandbox_begin(e, e->scripts[fn->script]);
         lua_rawgeti(L, LUA_REGISTRYINDEX, fn->ref);
         lua_rawgeti(L, LUA_REGISTRYINDEX, e->req_ud);
@@ -658,6 +670,27 @@ int hooks_call(hooks_t *h, const char *name, json_t *value, hooks_result_t *out)
 bool hooks_has(const hooks_t *h, const char *name)
 {
     return lookup(h->cur, name) != NULL;
+}
+
+bool hooks_has_for(const hooks_t *h, const char *name, const char *path, size_t len)
+{
+    const hook_slot_t *slot = lookup(h->cur, name);
+    for (size_t i = 0; slot && i < slot->nfns; i++)
+        if (hooks_declare_applies(h->cur, slot->fns[i].script, path, len))
+            return true;
+    return false;
+}
+
+void hooks_response_headers(const hooks_t *h, const char *path, size_t len,
+                            void (*add)(void *ctx, const char *name, const char *value),
+                            void *ctx)
+{
+    const engine_t *e = h->cur;
+    for (size_t i = 0; e && i < e->nstatic_headers; i++) {
+        const static_header_t *sh = &e->static_headers[i];
+        if (hooks_declare_applies(e, sh->script, path, len))
+            add(ctx, sh->name, sh->value);
+    }
 }
 
 void hooks_result_clear(hooks_result_t *out)

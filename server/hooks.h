@@ -41,6 +41,16 @@
  *       return {set = {email = user.email:lower(), tags = hooks.array{}}}
  *   end
  *
+ * Declarations: a script may also set, at its top level, globals the host reads once per
+ * (re)load (hooks_declare.c):
+ *   REQUEST_PATHS = {"/v1/admin/", ...}   its on_request and on_response run only for
+ *                                         paths starting with one of these prefixes
+ *   RESPONSE_HEADERS = {["X-Frame-Options"] = "DENY", ...}
+ *                                         headers the host adds to every response (within
+ *                                         REQUEST_PATHS when both are set), before any
+ *                                         on_response, without running Lua
+ * A malformed declaration is a load error. Changing them from a hook has no effect.
+ *
  * JSON in Lua: objects are tables, arrays are sequences carrying the `hooks.array`
  * metatable (so an empty array converts back as [], not {}), strings, integers, reals
  * and booleans are themselves, and null is the sentinel `hooks.null` (not nil, so a null
@@ -149,6 +159,18 @@ int hooks_load_dir(hooks_t *h, const char *dir, char *err, size_t errlen);
  * the hot path can skip building the value. A few nanoseconds: the last two names found
  * are remembered. */
 bool hooks_has(const hooks_t *h, const char *name);
+
+/* hooks_has for the request phases: true when a script defining `name` applies to this
+ * path (a script may declare REQUEST_PATHS, the prefixes its on_request and on_response
+ * are about; without it, everything). */
+bool hooks_has_for(const hooks_t *h, const char *name, const char *path, size_t len);
+
+/* Calls `add` for each header the scripts declared in RESPONSE_HEADERS that applies to
+ * this path, in script order (a later script may declare a name again: both are given,
+ * the later last). Strings are borrowed until the next hooks_load_dir. */
+void hooks_response_headers(const hooks_t *h, const char *path, size_t len,
+                            void (*add)(void *ctx, const char *name, const char *value),
+                            void *ctx);
 
 /* Calls `name` in each script defining it, in file-name order, with `value` (borrowed,
  * never modified; NULL passes nil). Fills `out`, which the caller releases with

@@ -24,6 +24,19 @@ typedef struct hook_slot {
     size_t nfns;
 } hook_slot_t;
 
+/* What a script declared (hooks_declare.c). */
+typedef struct script_scope {
+    char **prefixes; /* REQUEST_PATHS; none: the script's request hooks apply everywhere */
+    size_t n;
+    size_t lens_total;
+} script_scope_t;
+
+typedef struct static_header {
+    char *name;
+    char *value;
+    size_t script; /* the script that declared it */
+} static_header_t;
+
 /* One generation of scripts: see hooks.c. */
 typedef struct engine {
     lua_State *L;
@@ -60,6 +73,11 @@ typedef struct engine {
     const char *recent_name[2];
     const hook_slot_t *recent[2];
     unsigned recent_next;
+    /* Declarations, per script index (hooks_declare.c). */
+    script_scope_t *scopes;
+    size_t nscopes;
+    static_header_t *static_headers;
+    size_t nstatic_headers;
 } engine_t;
 
 /* The address is the value of hooks.null: a light userdata equal to itself only. */
@@ -93,6 +111,15 @@ void hooks_sandbox_spend(lua_State *L, engine_t *e, uint64_t units);
 int hooks_sandbox_on_error(lua_State *L);
 /* The message of a failed lua_pcall, as a malloc'd string starting with the script. */
 char *hooks_sandbox_error(engine_t *e, int status, const char *msg);
+
+/* hooks_declare.c */
+
+/* Runs protected, after a script's top-level code: copies its REQUEST_PATHS and
+ * RESPONSE_HEADERS from its environment at `env`; raises on a malformed one. */
+void hooks_declare_read(lua_State *L, engine_t *e, size_t script, int env);
+/* Whether the request hooks of `script` apply to this path (its REQUEST_PATHS). */
+bool hooks_declare_applies(const engine_t *e, size_t script, const char *path, size_t len);
+void hooks_declare_free(engine_t *e);
 
 /* hooks_value.c */
 

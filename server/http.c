@@ -46,6 +46,9 @@
 #include "http_admit.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "route_spec.h"
+#include "spool.h"
+#include "stream.h"
 #include "worker.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -179,6 +182,7 @@ char *http_decode(px_req_t *r, const char *s, size_t len, bool plus_is_space)
 
 static void dispatch_route(px_req_t *r, const router_match_t *m);
 static void dispatch_resume(px_req_t *r);
+static void dispatch_admitted(px_req_t *r);
 
 static void dispatch(conn_t *c)
 {
@@ -211,7 +215,7 @@ static void dispatch(conn_t *c)
     r->route = m.route;
     r->plugin = m.route->owner;
     r->plugin_metrics_id = m.route->owner_id;
-    if (m.route->auth != PX_AUTH_NONE && gateway_check_caller(r, m.route))
+    if (m.route->auth != PX_AUTH_NONE && gateway_check_caller(r, m.route, dispatch_admitted))
         return;
     if (w->ratelimit && ratelimit_check(w->ratelimit, r, dispatch_resume))
         return;
@@ -225,6 +229,15 @@ static void dispatch_resume(px_req_t *r)
     router_match_t m;
     router_match(r->worker->router, r->method, r->path, r->path_len, &m);
     dispatch_route(r, &m);
+}
+
+/* The gateway let the request in after a wait (a stream ticket checked in Redis). */
+static void dispatch_admitted(px_req_t *r)
+{
+    worker_t *w = r->worker;
+    if (w->ratelimit && ratelimit_check(w->ratelimit, r, dispatch_resume))
+        return;
+    dispatch_resume(r);
 }
 
 /* Every '%' starts two hex digits, and none encodes NUL. */
@@ -244,7 +257,8 @@ static bool query_well_formed(const char *q)
 static void dispatch_route(px_req_t *r, const router_match_t *m)
 {
     worker_t *w = r->worker;
-    if (w->hooks && hooks_has(w->hooks, "on_request") && gateway_on_request(r))
+    if (w->hooks && hooks_has_for(w->hooks, "on_request", r->path, r->path_len) &&
+        gateway_on_request(r))
         return;
     if (r->query && !query_well_formed(r->query)) {
         /* A value a handler would silently miss must not look like an absent one. */
@@ -259,6 +273,8 @@ static void dispatch_route(px_req_t *r, const router_match_t *m)
             return;
         }
     }
+    if (m->route->checks && route_spec_check(r))
+        return;
     int rc = m->route->handler(r, m->route->userdata);
     if (r->responded || rc == PX_ASYNC)
         return;
@@ -275,6 +291,31 @@ static void dispatch_route(px_req_t *r, const router_match_t *m)
 }
 
 /* ---- pipelining ---- */
+
+/* conn_feed held a request back until its spooled body was on disk (spool.c). */
+static void dispatch_spooled(void *arg)
+{
+    conn_t *c = arg;
+    c->in_flight = false;
+    if (spool_status(c->req->spool)) {
+        c->err_status = 503;
+        c->err_message = "cannot store the request body";
+        http_parse_fail(c, HPE_USER);
+        return;
+    }
+    dispatch(c);
+}
+
+/* spool.c stops reading while the disk catches up with a body, and starts it again. */
+void http_conn_hold_reading(conn_t *c, bool hold)
+{
+    if (hold && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    } else if (!hold && !c->reading && !c->closing && !c->lingering) {
+        start_reading(c);
+    }
+}
 
 static void stash(conn_t *c, const char *data, size_t len)
 {
@@ -307,6 +348,13 @@ static void conn_feed(conn_t *c, const char *data, size_t len)
             len -= (size_t)(pos - data);
             data = pos;
             llhttp_resume(&c->parser);
+            if (spool_body_wait(c, dispatch_spooled)) {
+                /* Held until the body is on disk; what follows waits in the stash. */
+                c->in_flight = true;
+                if (len)
+                    stash(c, data, len);
+                break;
+            }
             dispatch(c);
             continue;
         }
@@ -524,8 +572,11 @@ void http_conn_close(conn_t *c)
         c->req = NULL;
     }
     if (c->in_flight && c->active) {
-        /* The handler still holds its request and will answer into the void. */
+        /* The handler still holds its request and will answer into the void; a stream
+         * has nothing left to answer and ends now (stream.c). */
         c->active->conn = NULL;
+        if (c->active->stream)
+            stream_conn_lost(c->active);
     }
     c->active = NULL;
     c->in_flight = false;

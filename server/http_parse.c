@@ -25,6 +25,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "spool.h"
 #include "worker.h"
 
 static int fail_with(conn_t *c, int status, const char *message)
@@ -331,6 +332,14 @@ static bool sane_request_id(const char *s, size_t len)
     return true;
 }
 
+/* Name the limit that was hit: the route's own, or the host's. */
+static const char *too_large(const px_req_t *r)
+{
+    return r->body_route && r->body_route->max_body
+               ? "request body is larger than this route's max_body"
+               : "request body is larger than max_body_size";
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
@@ -381,8 +390,13 @@ static int on_headers_complete(llhttp_t *p)
         return fail_with(c, 400, "more than one Authorization header");
 
     bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > lim->max_body_size)
-        return fail_with(c, 413, "request body is larger than max_body_size");
+    /* Routed now, not at dispatch: the route's own body limit applies before the body. */
+    uint64_t max_body = lim->max_body_size;
+    int refused = has_body ? spool_body_begin(c, r, &max_body) : 0;
+    if (refused)
+        return fail_with(c, refused, c->err_message);
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max_body)
+        return fail_with(c, 413, too_large(r));
     if (has_body) {
         r->in_body = true;
         c->body_started = uv_now(c->worker->loop);
@@ -399,9 +413,9 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     conn_t *c = p->data;
     px_req_t *r = c->req;
     worker_t *w = c->worker;
-    if (r->body.len + len > w->limits->max_body_size)
-        return fail_with(c, 413, "request body is larger than max_body_size");
-    buf_append(&r->body, at, len);
+    int status = spool_body_append(c, r, at, len);
+    if (status)
+        return fail_with(c, status, status == 413 ? too_large(r) : "cannot store the request body");
     c->body_bytes += len;
     uint64_t now = uv_now(w->loop);
     uint64_t elapsed = now - c->body_started;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "file_response.h"
 #include "gateway.h"
 #include "log.h"
 #include "metrics.h"
@@ -59,6 +60,7 @@ const char *http_status_reason(int status)
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 206: return "Partial Content";
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 304: return "Not Modified";
@@ -67,12 +69,15 @@ const char *http_status_reason(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 411: return "Length Required";
+    case 412: return "Precondition Failed";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
@@ -98,6 +103,7 @@ int http_error_status(int px_error, const char **code)
         {PX_EAUTH, 401, "unauthorized"},        {PX_EPERM, 403, "forbidden"},
         {PX_ENOENT, 404, "not_found"},          {PX_ECONFLICT, 409, "conflict"},
         {PX_ETOOBIG, 413, "payload_too_large"}, {PX_EUNAVAIL, 503, "unavailable"},
+        {PX_ERANGE, 416, "range_not_satisfiable"},
     };
     for (size_t i = 0; i < ARRAY_SIZE(map); i++) {
         if (map[i].err == px_error) {
@@ -123,6 +129,7 @@ static const char *default_error_code(int status)
     case 413: return "payload_too_large";
     case 414: return "uri_too_long";
     case 415: return "unsupported_media_type";
+    case 416: return "range_not_satisfiable";
     case 417: return "expectation_failed";
     case 429: return "rate_limited";
     case 431: return "header_fields_too_large";
@@ -157,7 +164,9 @@ const char *http_req_id(px_req_t *r)
 
 /* ---- access log ---- */
 
-static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns)
+/* `family` and `addr` are the peer's (AF_INET, AF_INET6, or 0 when unknown). */
+static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns, int family,
+                               const uint8_t *addr)
 {
     /* Every request pays for this line: integers only, no printf (which showed up as
      * a third of the worker's own CPU in profiles). */
@@ -180,17 +189,16 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
     p = put_fixed3(p, (uint64_t)(now.tv_nsec / 1000000));
     p = PUTS(p, "Z\",\"remote\":\"");
     line.len = (size_t)(p - line.data);
-    conn_t *c = r->conn;
-    if (c && c->family == AF_INET) {
+    if (family == AF_INET) {
         for (int i = 0; i < 4; i++) {
             if (i)
                 *p++ = '.';
-            p = put_u64(p, c->addr[i]);
+            p = put_u64(p, addr[i]);
         }
         line.len = (size_t)(p - line.data);
-    } else if (c && c->family == AF_INET6) {
+    } else if (family == AF_INET6) {
         char a[INET6_ADDRSTRLEN];
-        uv_inet_ntop(AF_INET6, c->addr, a, sizeof(a));
+        uv_inet_ntop(AF_INET6, addr, a, sizeof(a));
         buf_appends(&line, a);
     } else {
         buf_appends(&line, "-");
@@ -241,52 +249,40 @@ int http_add_header(px_req_t *r, const char *name, const char *value)
     return 0;
 }
 
-int http_respond(px_req_t *r, int status, const char *content_type, char *body, size_t len,
-                 bool take)
+/* How the body's end is told: a Content-Length, chunked encoding, or closing the
+ * connection (a streamed answer to an HTTP/1.0 client). */
+enum framing { FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE };
+
+/* The admins' on_response hook, once per answer. Non-zero when it failed and the answer
+ * has become a 500 (sent already). */
+static int run_on_response(px_req_t *r, int status)
 {
-    if (r->responded) {
-        if (take)
-            free(body);
-        return PX_ESTATE;
-    }
-    worker_t *hw = r->worker;
-    if (hw->hooks && !r->in_on_response && hooks_has(hw->hooks, "on_response")) {
-        r->in_on_response = true;
-        if (gateway_on_response(r, status)) {
-            if (take)
-                free(body);
-            r->extra_headers.len = 0;
-            return http_respond_error(r, 500, "internal", "a server hook failed", NULL);
-        }
-    }
-    if (status < 100 || status > 999)
-        status = 500;
-    if (r->client_gone)
-        status = 499; /* what is logged and counted: nobody is there to receive it */
-    r->responded = true;
-    r->status = status;
-    ensure_request_id(r);
-    conn_t *c = r->conn;
     worker_t *w = r->worker;
-    uint64_t duration = uv_hrtime() - r->start_ns;
-    metrics_request(r->plugin_metrics_id, status, duration);
+    if (!w->hooks || r->in_on_response)
+        return 0;
+    r->in_on_response = true;
+    if (!gateway_on_response(r, status))
+        return 0;
+    r->extra_headers.len = 0;
+    http_respond_error(r, 500, "internal", "a server hook failed", NULL);
+    return 1;
+}
 
-    bool no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
-    bool keep = r->keepalive && !w->draining && c && !c->close_after &&
-                c->requests < w->limits->keepalive_requests;
-    bool send_body = !r->is_head && !no_body;
-
+/* Status line and headers into r->out, with room behind them for `reserve` more bytes. */
+static void build_head(px_req_t *r, const char *content_type, size_t len, int framing,
+                       bool keep, bool no_body, size_t reserve)
+{
+    worker_t *w = r->worker;
     buf_t *o = &r->out;
     o->len = 0;
-    const char *reason = http_status_reason(status);
+    const char *reason = http_status_reason(r->status);
     size_t ctype_len = content_type ? strlen(content_type) : 0;
-    bool inline_body = send_body && !take && len <= INLINE_BODY_MAX;
     /* 192 covers every fixed part of the head, the Date and a 20-digit length. */
     buf_reserve(o, 192 + strlen(reason) + ctype_len + strlen(r->id) + r->extra_headers.len +
-                       (inline_body ? len : 0));
+                       reserve);
     char *p = o->data;
     p = PUTS(p, "HTTP/1.1 ");
-    p = put_u64(p, (uint64_t)status);
+    p = put_u64(p, (uint64_t)r->status);
     *p++ = ' ';
     p = put(p, reason, strlen(reason));
     p = PUTS(p, "\r\nServer: panthera\r\nDate: ");
@@ -295,9 +291,11 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
         p = PUTS(p, "\r\nContent-Type: ");
         p = put(p, content_type, ctype_len);
     }
-    if (!no_body) {
+    if (!no_body && framing == FRAME_LENGTH) {
         p = PUTS(p, "\r\nContent-Length: ");
         p = put_u64(p, len);
+    } else if (framing == FRAME_CHUNKED) {
+        p = PUTS(p, "\r\nTransfer-Encoding: chunked");
     }
     p = PUTS(p, "\r\nX-Request-Id: ");
     p = put(p, r->id, strlen(r->id));
@@ -309,12 +307,54 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
     else if (r->http10)
         p = PUTS(p, "Connection: keep-alive\r\n");
     p = PUTS(p, "\r\n");
-    size_t head_len = (size_t)(p - o->data);
-    o->len = head_len;
+    o->len = (size_t)(p - o->data);
+}
+
+/* Whether the connection may carry another request after this answer. */
+static bool answer_keeps(const px_req_t *r)
+{
+    const conn_t *c = r->conn;
+    const worker_t *w = r->worker;
+    return r->keepalive && !w->draining && c && !c->close_after &&
+           c->requests < w->limits->keepalive_requests;
+}
+
+int http_respond(px_req_t *r, int status, const char *content_type, char *body, size_t len,
+                 bool take)
+{
+    if (r->responded) {
+        if (take)
+            free(body);
+        return PX_ESTATE;
+    }
+    if (run_on_response(r, status)) {
+        if (take)
+            free(body);
+        return 0;
+    }
+    if (status < 100 || status > 999)
+        status = 500;
+    if (r->client_gone)
+        status = 499; /* what is logged and counted: nobody is there to receive it */
+    r->responded = true;
+    r->status = status;
+    ensure_request_id(r);
+    conn_t *c = r->conn;
+    uint64_t duration = uv_hrtime() - r->start_ns;
+    metrics_request(r->plugin_metrics_id, status, duration);
+
+    bool no_body = status == 204 || status == 304 || (status >= 100 && status < 200);
+    bool keep = answer_keeps(r);
+    bool send_body = !r->is_head && !no_body;
+    bool file_body = r->file != NULL; /* the body is a file: file_response.c sends it */
+    bool inline_body = send_body && !take && len <= INLINE_BODY_MAX && !file_body;
+    build_head(r, content_type, len, FRAME_LENGTH, keep, no_body, inline_body ? len : 0);
+    buf_t *o = &r->out;
+    size_t head_len = o->len;
 
     uint64_t bytes = head_len + (send_body ? len : 0);
     if (access_log_enabled())
-        access_log_request(r, bytes, duration);
+        access_log_request(r, bytes, duration, c ? c->family : 0, c ? c->addr : NULL);
 
     if (!c) {
         /* The client went away while the handler worked: nothing to write to. */
@@ -329,7 +369,7 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
     if (inline_body) {
         memcpy(o->data + o->len, body, len);
         o->len += len;
-    } else if (send_body && len) {
+    } else if (send_body && len && !file_body) {
         r->res_body = take ? body : memcpy(xmalloc(len), body, len);
         r->res_len = len;
         r->res_body_owned = true;
@@ -341,8 +381,41 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
         free(body);
     bufs[0] = uv_buf_init(o->data, (unsigned)o->len);
 
+    if (file_body && send_body && len) {
+        file_send_start(c, r, bufs[0], keep);
+        return 0;
+    }
     http_conn_write(c, r, bufs, nbufs, keep);
     return 0;
+}
+
+int http_respond_stream_head(px_req_t *r, int status, const char *content_type, bool *chunked)
+{
+    if (r->responded || !r->conn)
+        return PX_ESTATE;
+    if (run_on_response(r, status))
+        return PX_EINTERNAL;
+    r->responded = true;
+    r->status = status;
+    ensure_request_id(r);
+    /* HTTP/1.0 has no chunks: the body ends where the connection does. */
+    *chunked = !r->http10;
+    build_head(r, content_type, 0, *chunked ? FRAME_CHUNKED : FRAME_CLOSE,
+               *chunked && answer_keeps(r), false, 0);
+    return 0;
+}
+
+void http_stream_finished(px_req_t *r, uint64_t bytes, int family, const uint8_t *addr)
+{
+    uint64_t duration = uv_hrtime() - r->start_ns;
+    metrics_request(r->plugin_metrics_id, r->status, duration);
+    if (access_log_enabled())
+        access_log_request(r, bytes, duration, family, addr);
+}
+
+bool http_stream_keeps(const px_req_t *r)
+{
+    return !r->http10 && answer_keeps(r);
 }
 
 int http_respond_error(px_req_t *r, int status, const char *code, const char *message,

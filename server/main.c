@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "panthera.h"
 #include "plugin.h"
+#include "worker.h"
 
 static void usage(FILE *out)
 {
@@ -48,7 +49,7 @@ static int check_config(config_t *cfg)
 {
     plugin_set_t plugins;
     plugin_set_init(&plugins);
-    metrics_register_routes(&plugins);
+    worker_host_routes(&plugins);
     config_errors_t errs = {0};
     int rc = plugin_set_load(&plugins, cfg, &errs);
     if (cfg->lua.dir && *cfg->lua.dir) {

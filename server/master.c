@@ -303,11 +303,13 @@ static void reload_start(master_t *m)
         log_error("reload failed: cannot listen; the running configuration stays in service");
         return;
     }
-    if (migrate_run(next)) {
+    int migrated = migrate_run(next);
+    if (migrated) {
         listeners_prune(m, m->cfg);
         config_free(next);
-        log_error("reload failed: migrations (see above); the running configuration stays in "
-                  "service");
+        log_error("reload failed: %s; the running configuration stays in service",
+                  migrated == MIGRATE_EPLUGINS ? "the plugins do not load (errors above)"
+                                               : "migrations (see above)");
         return;
     }
     for (size_t i = 0; i < next->nplugins; i++)
@@ -408,7 +410,13 @@ static int reap(master_t *m)
         bool config_error = WIFEXITED(status) && WEXITSTATUS(status) == EXIT_CONFIG;
         if (m->next_cfg && c.generation == m->next_generation) {
             char why[160];
-            snprintf(why, sizeof(why), "a new worker %s before it was ready", how);
+            /* Without a database no migrator ran: the new workers are the first to load
+             * the plugins, and their refusal is a configuration error, not a crash. */
+            if (config_error)
+                snprintf(why, sizeof(why),
+                         "a new worker refused the configuration or its plugins (errors above)");
+            else
+                snprintf(why, sizeof(why), "a new worker %s before it was ready", how);
             reload_abort(m, why);
             continue;
         }
@@ -504,8 +512,11 @@ int master_run(config_t *cfg)
     }
     if (listeners_open(&m, cfg))
         return 1;
-    if (migrate_run(cfg)) {
-        log_error("cannot start: the plugins' migrations are not in place (see above)");
+    int migrated = migrate_run(cfg);
+    if (migrated) {
+        log_error("cannot start: %s", migrated == MIGRATE_EPLUGINS
+                                          ? "the plugins do not load (errors above)"
+                                          : "the plugins' migrations are not in place (see above)");
         return 1;
     }
     write_pid_file(cfg->pid_file);

@@ -30,8 +30,12 @@
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
+#include "worker.h"
 
 #define MIGRATE_CONNECT_WAIT_S 30
+
+/* EX_CONFIG, as a worker whose plugins fail: the master tells it from a failed migration. */
+#define MIGRATOR_EXIT_PLUGINS 78
 
 /* "panthera" in ASCII: the advisory lock every Panthera host takes to migrate. */
 #define MIGRATION_LOCK_KEY "8097880389138280289"
@@ -210,13 +214,14 @@ static int migrator_main(const config_t *cfg)
     log_set_role("migrate");
     plugin_set_t plugins;
     plugin_set_init(&plugins);
+    worker_host_routes(&plugins);
     config_errors_t errs = {0};
     int rc = plugin_set_load(&plugins, cfg, &errs);
     if (rc) {
         config_errors_print(&errs);
         config_errors_free(&errs);
         plugin_set_unload(&plugins);
-        return 78;
+        return MIGRATOR_EXIT_PLUGINS;
     }
     rc = migrate_apply(cfg, &plugins);
     plugin_set_unload(&plugins);
@@ -249,6 +254,8 @@ int migrate_run(const config_t *cfg)
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == MIGRATOR_EXIT_PLUGINS)
+        return MIGRATE_EPLUGINS;
     if (WIFSIGNALED(status))
         log_error("the migrator was killed by signal %d", WTERMSIG(status));
     return -1;

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "openapi.h"
+#include "route_spec.h"
 #include "util.h"
 
 static struct px_plugin *plugin_new(const char *name)
@@ -38,6 +40,7 @@ static void plugin_free(struct px_plugin *p)
     }
     free(p->commands);
     json_decref(p->openapi);
+    route_spec_free(p);
     for (size_t i = 0; i < p->nkeys; i++) {
         free(p->keys[i].key);
         free(p->keys[i].default_value);
@@ -109,11 +112,21 @@ static int open_plugin(struct px_plugin *p, const config_t *cfg, config_errors_t
         return -1;
     }
     p->info = dlsym(p->dl, PX_PLUGIN_SYMBOL);
-    if (!p->info || p->info->magic != PX_PLUGIN_MAGIC) {
+    if (!p->info) {
         config_error(errs, sec->file, sec->line,
                      "plugin \"%s\": %s is not a Panthera plugin (no " PX_PLUGIN_SYMBOL
                      " descriptor); build it with PX_PLUGIN() from <panthera/panthera.h>",
                      p->name, p->path);
+        return -1;
+    }
+    /* The symbol is there but is not ours (or is corrupt): say what was found, since
+     * "no descriptor" would send the author looking for a missing export. */
+    if (p->info->magic != PX_PLUGIN_MAGIC) {
+        config_error(errs, sec->file, sec->line,
+                     "plugin \"%s\": %s has a " PX_PLUGIN_SYMBOL " descriptor with magic number "
+                     "0x%08x, not 0x%08x (PX_PLUGIN_MAGIC): it was not made by PX_PLUGIN() from "
+                     "<panthera/panthera.h>; rebuild the plugin with PX_PLUGIN()",
+                     p->name, p->path, (unsigned)p->info->magic, (unsigned)PX_PLUGIN_MAGIC);
         p->info = NULL;
         return -1;
     }
@@ -235,6 +248,8 @@ int plugin_set_load(plugin_set_t *set, const config_t *cfg, config_errors_t *err
             size_t errs_at_init = errs->n;
             int rc = p->info->init(p);
             set->registering = NULL;
+            if (rc == 0 && errs->n == errs_at_init)
+                rc = route_spec_finish(p, errs);
             if (rc != 0 && errs->n == errs_at_init)
                 config_error(errs, p->section->file, p->section->line,
                              "plugin \"%s\": init failed (%d); see the lines above", p->name, rc);
@@ -244,6 +259,8 @@ int plugin_set_load(plugin_set_t *set, const config_t *cfg, config_errors_t *err
             check_section_keys(p, errs);
         }
         set->errs = NULL;
+        if (errs->n == errors_before)
+            openapi_build(set, errs);
     }
     /* Plugins that never made it into the ordered list are closed here; the ordered
      * ones are unloaded by plugin_set_unload. */
@@ -280,6 +297,8 @@ void plugin_set_unload(plugin_set_t *set)
     free(set->items);
     set->items = NULL;
     set->n = 0;
+    free(set->openapi_text);
+    set->openapi_text = NULL;
     plugin_free(set->host);
     set->host = NULL;
 }

@@ -30,6 +30,8 @@ struct px_plugin {
     struct plugin_command *commands;
     size_t ncommands;
     json_t *openapi; /* the plugin's fragment of /openapi.json, or NULL */
+    struct validate_registry *schemas; /* px_schema's, compiled (route_spec.c) */
+    struct route_checks *checks;       /* what its routes' specs check (route_spec.c) */
     void *command_db; /* PGconn of px_command_sql, in a command process only */
 };
 
@@ -47,6 +49,8 @@ typedef struct plugin_set {
     struct px_plugin *registering; /* the plugin whose init is running */
     const config_t *cfg;           /* the configuration the plugins were loaded with */
     config_errors_t *errs;         /* where registration errors go during init */
+    char *openapi_text;            /* GET /openapi.json, built once every init is over */
+    size_t openapi_len;
 } plugin_set_t;
 
 extern const px_api_t plugin_api_table;

@@ -121,6 +121,9 @@ int ratelimit_config_set(ratelimit_config_t **rc, const char *key, const char *v
                          const char *file, int line, char *err, size_t errlen);
 /* NULL is accepted. */
 void ratelimit_config_free(ratelimit_config_t *rc);
+/* The keys [ratelimit] accepts, for config_foreach_key: fn("ratelimit", key, ud) each. */
+void ratelimit_config_foreach_key(void (*fn)(const char *section, const char *key, void *ud),
+                                  void *ud);
 
 /* ---- pieces, exposed for the unit tests ---- */
 

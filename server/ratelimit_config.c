@@ -196,6 +196,14 @@ bool ratelimit_rule_matches(const ratelimit_rule_t *rule, int method, const char
 
 static const char *const seen_keys[SEEN_COUNT] = {"default", "trusted_proxies", "key_prefix"};
 
+void ratelimit_config_foreach_key(void (*fn)(const char *section, const char *key, void *ud),
+                                  void *ud)
+{
+    for (size_t i = 0; i < SEEN_COUNT; i++)
+        fn("ratelimit", seen_keys[i], ud);
+    fn("ratelimit", "route*", ud); /* ratelimit_config_set: any key starting with "route" */
+}
+
 static int set_proxies(ratelimit_config_t *rc, const char *value, char *err, size_t errlen)
 {
     free(rc->proxies);

@@ -49,8 +49,9 @@ static int config_value(int value, int dflt, const char *name)
     return value == 0 ? dflt : value;
 }
 
-static int parse_address(redis_client_t *client, const char *address)
+int redis_address_parse(const char *address, redis_address_t *out)
 {
+    memset(out, 0, sizeof(*out));
     if (!address || !*address) {
         log_error("redis: no address given (unix:/path/to/redis.sock or host:port)");
         return -1;
@@ -62,7 +63,7 @@ static int parse_address(redis_client_t *client, const char *address)
                       address, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
             return -1;
         }
-        client->unix_path = xstrdup(path);
+        out->unix_path = xstrdup(path);
         return 0;
     }
     const char *colon = strrchr(address, ':');
@@ -79,16 +80,28 @@ static int parse_address(redis_client_t *client, const char *address)
     } else if (memchr(host, ':', len)) {
         goto fail; /* an IPv6 address needs its brackets: "[::1]:6379" */
     }
-    client->host = xstrndup(host, len);
-    client->port = (int)port;
+    out->host = xstrndup(host, len);
+    out->port = (int)port;
     unsigned char addr[sizeof(struct in6_addr)];
-    client->host_numeric =
-        inet_pton(AF_INET, client->host, addr) == 1 || inet_pton(AF_INET6, client->host, addr) == 1;
+    out->host_numeric =
+        inet_pton(AF_INET, out->host, addr) == 1 || inet_pton(AF_INET6, out->host, addr) == 1;
     return 0;
 
 fail:
     log_error("redis: bad address '%s' (expected unix:/path/to/redis.sock or host:port)", address);
     return -1;
+}
+
+static int parse_address(redis_client_t *client, const char *address)
+{
+    redis_address_t a;
+    if (redis_address_parse(address, &a) < 0)
+        return -1;
+    client->unix_path = a.unix_path;
+    client->host = a.host;
+    client->port = a.port;
+    client->host_numeric = a.host_numeric;
+    return 0;
 }
 
 redis_client_t *redis_new(uv_loop_t *loop, const redis_config_t *cfg)

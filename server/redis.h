@@ -104,6 +104,17 @@ typedef void (*redis_cb)(const redis_reply_t *reply, const redis_error_t *err, v
 typedef void (*redis_done_cb)(const redis_error_t *err, void *ud);
 typedef void (*redis_close_cb)(void *ud);
 
+/* A parsed [redis] address: exactly one of unix_path and host is set (malloc'd; the
+ * caller frees both). The subscriber connection (channel.c) connects by it too. */
+typedef struct redis_address {
+    char *unix_path;
+    char *host;
+    int port;
+    bool host_numeric;
+} redis_address_t;
+/* 0, or -1 (logged) for an address redis_new would refuse. */
+int redis_address_parse(const char *address, redis_address_t *out);
+
 /* Creates the client and starts connecting (asynchronously: this never waits for Redis).
  * Returns NULL, after logging why, when the configuration is invalid (no or a malformed
  * address, a negative timeout). */

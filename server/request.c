@@ -5,10 +5,15 @@
 #include <string.h>
 
 #include "api.h"
+#include "blob.h"
 #include "http.h"
 #include "worker.h"
 
-#define ARENA_FIRST_BLOCK 4096
+/* Most requests need a few hundred bytes of arena (path, query, a plugin's small state);
+ * the first block, kept while the request is pooled and held by every open stream, is
+ * sized for them, and a request that needs more grows by bigger blocks. */
+#define ARENA_FIRST_BLOCK 1024
+#define ARENA_BLOCK 4096
 #define POOL_MAX 1024
 /* A request that needed big buffers gives them back rather than pinning them. */
 #define KEEP_BUFFER_MAX (64 * 1024)
@@ -27,9 +32,10 @@ void *arena_alloc(arena_t *a, size_t size)
     size = (size + 15) & ~(size_t)15;
     arena_block_t *b = a->head;
     if (!b || b->cap - b->used < size) {
-        size_t cap = size > ARENA_FIRST_BLOCK ? size : ARENA_FIRST_BLOCK;
+        size_t min = b ? ARENA_BLOCK : ARENA_FIRST_BLOCK;
+        size_t cap = size > min ? size : min;
         arena_block_t *nb = block_new(cap);
-        if (b && size <= ARENA_FIRST_BLOCK) {
+        if (b && size <= ARENA_BLOCK) {
             nb->next = b;
             a->head = nb;
         } else if (b) {
@@ -123,6 +129,7 @@ void req_release(px_req_t *r)
 {
     worker_t *w = r->worker;
     api_req_cancel_work(r);
+    blob_req_release(r);
     json_decref(r->json);
     if (r->res_body_owned)
         free(r->res_body);

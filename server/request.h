@@ -103,6 +103,9 @@ struct px_req {
     const char *json_error;
 
     req_op_t *ops;             /* outstanding pool work */
+    struct stream *stream;     /* stream.c: a streamed answer under way, or NULL */
+    struct req_closer *closers; /* stream.c: px_req_on_close callbacks not run yet */
+    struct px_channel_sub *chan_subs; /* channel.c: subscriptions the request owns */
     struct px_pg_txn *txns;    /* open transactions */
     json_t *header_overrides;  /* set/removed by an on_request hook: name → value or null */
     bool has_caller;
@@ -110,6 +113,13 @@ struct px_req {
     bool client_gone; /* hung up while the handler worked: logged as 499, nothing sent */
     char caller_id[64];
     char caller_role[16];
+
+    /* Files (spool.c, blob.c, file_response.c). */
+    const route_t *body_route; /* matched when the headers were complete, or NULL */
+    uint64_t body_limit;       /* the route's max_body or [http] max_body_size */
+    struct spool *spool;       /* the body, when it went to a temporary file */
+    struct blob_job *blob_jobs; /* store work not yet answered: detached at the end */
+    struct file_send *file;    /* a file body being sent (file_response.c) */
 
     char id[72]; /* up to 64 characters taken from X-Request-Id, or our own */
     uint64_t start_ns;

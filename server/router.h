@@ -34,6 +34,7 @@ typedef struct route {
     size_t max_body;   /* 0: [http] max_body_size */
     px_route_spec_t spec; /* as px_route_add got it, zeroed past the plugin's size; all
                            * zero for routes from px_route/px_route_auth */
+    const struct route_checks *checks; /* what the spec checks (route_spec.c), or NULL */
     size_t nparams;
     char *param_names[ROUTER_MAX_PARAMS];
 } route_t;

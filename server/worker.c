@@ -23,10 +23,13 @@
 
 #include "api.h"
 #include "http_admit.h"
+#include "blob.h"
 #include "log.h"
 #include "metrics.h"
 #include "openapi.h"
 #include "ratelimit.h"
+#include "stream.h"
+#include "channel.h"
 
 /* One accept per wake-up, as nginx without multi_accept: every worker is woken for a new
  * connection and the least busy one gets there first, which spreads connections. */
@@ -225,6 +228,8 @@ static void worker_finish(worker_t *w)
         redis_close(w->redis, NULL, NULL);
         w->redis = NULL;
     }
+    channel_hub_close(w->channels);
+    w->channels = NULL;
     uv_walk(w->loop, close_walk, w);
 }
 
@@ -276,7 +281,8 @@ static void readiness_redis(const redis_error_t *err, void *ud)
 
 static int handle_readyz(px_req_t *req, void *ud)
 {
-    worker_t *w = ud;
+    (void)ud;
+    worker_t *w = req->worker;
     readiness_t *rd = xcalloc(1, sizeof(*rd));
     rd->req = req;
     rd->pending = 1; /* released below, so an answer cannot come before both are asked */
@@ -297,6 +303,13 @@ static int handle_readyz(px_req_t *req, void *ud)
     }
     readiness_answer(rd);
     return PX_ASYNC;
+}
+
+void worker_host_routes(plugin_set_t *plugins)
+{
+    metrics_register_routes(plugins);
+    plugin_host_route(plugins, "GET", "/readyz", handle_readyz, NULL);
+    openapi_register(plugins);
 }
 
 /* Pools and scripts, from the worker's own config. Returns 0 or -1 (logged). */
@@ -328,6 +341,7 @@ static int worker_services_open(worker_t *w, const config_t *cfg)
                       cfg->redis.address);
             return -1;
         }
+        w->channels = channel_hub_new(w);
     }
     if (cfg->lua.dir && *cfg->lua.dir) {
         hooks_limits_t limits = {.instruction_budget = cfg->lua.instruction_budget,
@@ -352,6 +366,7 @@ static void on_tick(uv_timer_t *t)
     worker_update_clock(w);
     uint64_t now = uv_now(w->loop);
     http_expire(w, now);
+    stream_tick(w, now);
     access_log_flush();
     /* Stopped at the cap with every connection busy; some may have gone idle since. */
     if (!w->accepting && !w->draining && http_admit_can_make_room(w))
@@ -377,6 +392,7 @@ static void worker_drain(worker_t *w)
         }
     }
     http_drain(w);
+    stream_drain(w);
     log_debug("draining %zu connections", w->nconns);
 }
 
@@ -416,7 +432,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
 
     plugin_set_t plugins;
     plugin_set_init(&plugins);
-    metrics_register_routes(&plugins);
+    worker_host_routes(&plugins);
     config_errors_t errs = {0};
     if (plugin_set_load(&plugins, cfg, &errs)) {
         config_errors_print(&errs);
@@ -428,8 +444,6 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     uv_loop_t loop;
     uv_loop_init(&loop);
     worker_t *w = worker_new(&loop, cfg, &plugins);
-    plugin_host_route(&plugins, "GET", "/readyz", handle_readyz, w);
-    openapi_register(&plugins);
     if (worker_services_open(w, cfg)) {
         /* Close what did open, so the process ends clean (a sanitizer build would
          * otherwise report the loop as a leak and turn "bad config" into a crash). */
@@ -437,6 +451,8 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
             pg_pool_close(w->pg, NULL, NULL);
         if (w->redis)
             redis_close(w->redis, NULL, NULL);
+        channel_hub_close(w->channels);
+        w->channels = NULL;
         w->pg = NULL;
         w->redis = NULL;
         uv_run(&loop, UV_RUN_DEFAULT);
@@ -459,6 +475,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     uv_timer_init(&loop, &w->tick);
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    blob_worker_start(w);
     static const int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
     for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
         uv_signal_init(&loop, &w->signals[i]);
@@ -474,6 +491,8 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
         close(ready_fd);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
+    blob_worker_stop();
+    uv_run(&loop, UV_RUN_NOWAIT);
     int code = w->exit_code;
     access_log_flush();
     hooks_free(w->hooks);

@@ -59,6 +59,9 @@ typedef struct worker {
     px_req_t *finished; /* answered at once, released after the current callback */
     uv_check_t *finish_check;
 
+    struct stream *streams;          /* stream.c: answers under way in pieces */
+    struct channel_hub *channels;    /* channel.c: the Redis subscriber, NULL without Redis */
+
     px_req_t *free_reqs;
     size_t nfree_reqs;
 
@@ -77,6 +80,11 @@ typedef struct worker {
 worker_t *worker_new(uv_loop_t *loop, const config_t *cfg, plugin_set_t *plugins);
 void worker_free(worker_t *w);
 void worker_update_clock(worker_t *w);
+
+/* The host's own routes (/healthz, /readyz, /metrics, /openapi.json), registered before
+ * any plugin's so that a plugin claiming one of them is refused with a route clash by
+ * `pantherad -t`, the migrator and the workers alike, and so that -t lists them. */
+void worker_host_routes(plugin_set_t *plugins);
 
 /* Whole life of a worker process: load plugins, accept on `fds`, tell the master it is
  * ready by writing to `ready_fd`, serve until told to stop. Returns the exit code. */

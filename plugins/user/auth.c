@@ -30,31 +30,6 @@ static char *dup_str(px_req_t *req, const char *s)
     return copy;
 }
 
-/* The single string field `name` of `body`, which may hold nothing else. Answers 400 and
- * returns NULL otherwise. */
-static const char *only_string(px_req_t *req, json_t *body, const char *name)
-{
-    json_t *errors = json_object();
-    const char *key;
-    json_t *value;
-    json_object_foreach(body, key, value)
-    {
-        if (strcmp(key, name))
-            json_object_set_new(errors, key, json_string("is not an accepted field"));
-    }
-    json_t *v = json_object_get(body, name);
-    if (!v)
-        json_object_set_new(errors, name, json_string("is required"));
-    else if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-        json_object_set_new(errors, name, json_string("must be a string"));
-    if (json_object_size(errors)) {
-        user_invalid(req, errors);
-        return NULL;
-    }
-    json_decref(errors);
-    return json_string_value(v);
-}
-
 /* ---- creating an account: register and the admin's create ---- */
 
 typedef struct create {
@@ -194,27 +169,21 @@ static void create_checked(px_req_t *req, const px_pg_result_t *res, const px_pg
 }
 
 #define CREATE_FIELDS (IN_USERNAME | IN_EMAIL | IN_PASSWORD | IN_FIRST_NAME | IN_LAST_NAME)
-#define CREATE_REQUIRED (IN_USERNAME | IN_EMAIL | IN_PASSWORD)
 
 int auth_create_account(px_req_t *req, const user_input_t *in, bool session)
 {
     /* The admins' hook sees (and may change or veto) the new account, role aside: the role
-     * is the admin's decision in POST /v1/users and always "user" in register. */
+     * is the admin's decision in POST /v1/users and always "user" in register. What it
+     * gives back must pass the same schema a registration does. */
     json_t *value = input_to_json(in, CREATE_FIELDS, IN_FIRST_NAME | IN_LAST_NAME);
     int rc = px_hook_run(req, "before_user_register", &value);
-    if (rc) {
-        json_decref(value);
-        return rc;
-    }
     create_t *c = px_req_alloc(req, sizeof(*c));
     memset(c, 0, sizeof(*c));
-    json_t *errors = input_read(req, value, CREATE_FIELDS, CREATE_REQUIRED, &c->in);
+    if (!rc)
+        rc = input_check(req, "RegisterRequest", value, &c->in);
     json_decref(value);
-    if (errors) {
-        px_log(user_plugin, PX_LOG_WARN,
-               "before_user_register left the account invalid; answering 400");
-        return user_invalid(req, errors);
-    }
+    if (rc)
+        return rc;
     if (in->present & IN_ROLE) {
         c->in.present |= IN_ROLE;
         c->in.role = in->role;
@@ -224,17 +193,16 @@ int auth_create_account(px_req_t *req, const user_input_t *in, bool session)
     return rc ? rc : PX_ASYNC;
 }
 
+/* The body passed RegisterRequest before this runs (the route's spec). */
 int auth_register(px_req_t *req, void *ud)
 {
     (void)ud;
     json_t *body;
-    int rc = input_body(req, &body);
+    int rc = px_req_json(req, &body);
     if (rc)
         return rc;
     user_input_t in;
-    json_t *errors = input_read(req, body, CREATE_FIELDS, CREATE_REQUIRED, &in);
-    if (errors)
-        return user_invalid(req, errors);
+    input_read(req, body, &in);
     return auth_create_account(req, &in, true);
 }
 
@@ -346,36 +314,20 @@ static void login_found(px_req_t *req, const px_pg_result_t *res, const px_pg_er
     limit_reserve(req, l->subject, &l->throttle_pg, login_allowed, l);
 }
 
+/* The body passed LoginRequest (strings, no other field); one of the two names is the
+ * rule a schema of this subset cannot say. */
 int auth_login(px_req_t *req, void *ud)
 {
     (void)ud;
     json_t *body;
-    int rc = input_body(req, &body);
+    int rc = px_req_json(req, &body);
     if (rc)
         return rc;
-    json_t *errors = json_object();
-    const char *key;
-    json_t *value;
-    json_object_foreach(body, key, value)
-    {
-        if (strcmp(key, "email") && strcmp(key, "username") && strcmp(key, "password"))
-            json_object_set_new(errors, key, json_string("is not an accepted field"));
-        else if (!json_is_string(value) ||
-                 strlen(json_string_value(value)) != json_string_length(value))
-            json_object_set_new(errors, key, json_string("must be a string"));
-        else if (json_string_length(value) == 0)
-            json_object_set_new(errors, key, json_string("must not be empty"));
-    }
     json_t *email = json_object_get(body, "email"), *username = json_object_get(body, "username");
     if (email && username)
-        json_object_set_new(errors, "username", json_string("give email or username, not both"));
-    else if (!email && !username)
-        json_object_set_new(errors, "username", json_string("email or username is required"));
-    if (!json_object_get(body, "password"))
-        json_object_set_new(errors, "password", json_string("is required"));
-    if (json_object_size(errors))
-        return user_invalid(req, errors);
-    json_decref(errors);
+        return user_invalid(req, json_pack("{s:s}", "username", "give email or username, not both"));
+    if (!email && !username)
+        return user_invalid(req, json_pack("{s:s}", "username", "email or username is required"));
 
     login_t *l = px_req_alloc(req, sizeof(*l));
     memset(l, 0, sizeof(*l));
@@ -502,26 +454,23 @@ static void refresh_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *
     }
 }
 
-/* The refresh token of a refresh or logout body: {"refreshToken": "..."} and nothing
- * else, in our own tokens' shape (nothing else is worth a database round trip). Otherwise
- * answers 400 or 401 and returns NULL, with *rc what the handler returns. */
+/* The refresh token of a refresh or logout body (it passed RefreshRequest), in our own
+ * tokens' shape: nothing else is worth a database round trip. Otherwise answers 401 and
+ * returns NULL, with *rc what the handler returns. */
 static const char *body_refresh_token(px_req_t *req, int *rc)
 {
     json_t *body;
-    *rc = input_body(req, &body);
+    *rc = px_req_json(req, &body);
     if (*rc)
         return NULL;
-    *rc = PX_DONE;
-    const char *token = only_string(req, body, "refreshToken");
-    if (!token)
-        return NULL;
+    const char *token = json_string_value(json_object_get(body, "refreshToken"));
     if (strlen(token) != TOKEN_TEXT_LEN ||
         strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
             TOKEN_TEXT_LEN) {
+        *rc = PX_DONE;
         px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
         return NULL;
     }
-    *rc = 0;
     return token;
 }
 

@@ -6,6 +6,11 @@
  * JSON with a TTL of cache_ttl. Updates and deletes drop the key after their statement
  * committed and before they answer, so a client never reads its own write stale.
  *
+ * Cached values are the User JSON behind a short tag (PROFILE_TAG): a value without it is
+ * not ours (or from an older format) and counts as a miss. GET /v1/users/me answers with
+ * the cached bytes as they are (caller_answer): the most frequent authenticated read then
+ * parses and prints no JSON at all.
+ *
  * Redis is an accelerator, never a dependency: when it is not configured, not connected
  * (px_redis_command says PX_EUNAVAIL) or the call fails (the callback gets an error), the
  * read goes to PostgreSQL and succeeds. The change of state is logged once each way.
@@ -22,6 +27,8 @@
 #include "user.h"
 
 #define KEY_PREFIX "panthera:user:profile:"
+#define PROFILE_TAG "u1:"
+#define PROFILE_TAG_LEN (sizeof(PROFILE_TAG) - 1)
 #define KEY_MAX (sizeof(KEY_PREFIX) + 40)
 
 void user_redis_state(bool up)
@@ -43,6 +50,7 @@ typedef struct load {
     const char *id;
     profile_fn cb;
     void *ctx;
+    bool answer_cached; /* a cached profile is sent as it is, without calling cb */
 } load_t;
 
 static void ignore_reply(px_req_t *req, const px_redis_reply_t *reply, int err, void *ud)
@@ -69,9 +77,15 @@ static void from_db(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
     if (text) {
         char ttl[24];
         snprintf(ttl, sizeof(ttl), "%lld", (long long)user_settings.cache_ttl);
-        const char *argv[] = {"SET", l->key, text, "EX", ttl};
+        size_t len = strlen(text);
+        const char *argv[] = {"SET", l->key, PROFILE_TAG, "EX", ttl};
+        size_t argvlen[] = {3, strlen(l->key), PROFILE_TAG_LEN + len, 2, strlen(ttl)};
+        char *value = px_req_alloc(req, PROFILE_TAG_LEN + len);
+        memcpy(value, PROFILE_TAG, PROFILE_TAG_LEN);
+        memcpy(value + PROFILE_TAG_LEN, text, len);
+        argv[2] = value;
         /* Nobody waits for it: the answer goes out now, the cache fills meanwhile. */
-        if (px_redis_command(req, 5, argv, NULL, ignore_reply, NULL) == PX_EUNAVAIL)
+        if (px_redis_command(req, 5, argv, argvlen, ignore_reply, NULL) == PX_EUNAVAIL)
             user_redis_state(false);
         free(text);
     }
@@ -82,28 +96,37 @@ static void from_cache(px_req_t *req, const px_redis_reply_t *reply, int err, vo
 {
     load_t *l = ud;
     user_redis_state(err == 0);
-    if (!err && px_redis_type(reply) == PX_REDIS_STRING) {
-        size_t len = 0;
-        const char *text = px_redis_string(reply, &len);
+    size_t len = 0;
+    const char *text = !err && px_redis_type(reply) == PX_REDIS_STRING
+                           ? px_redis_string(reply, &len)
+                           : NULL;
+    if (text && len > PROFILE_TAG_LEN && !memcmp(text, PROFILE_TAG, PROFILE_TAG_LEN)) {
+        text += PROFILE_TAG_LEN;
+        len -= PROFILE_TAG_LEN;
+        if (l->answer_cached) {
+            px_res_send(req, 200, "application/json; charset=utf-8", text, len);
+            return;
+        }
         json_t *user = json_loadb(text, len, 0, NULL);
         if (json_is_object(user) && json_is_string(json_object_get(user, "role"))) {
             l->cb(req, user, l->ctx);
             return;
         }
-        json_decref(user); /* not ours, or damaged: read the row and write it again */
+        json_decref(user); /* damaged: read the row and write it again */
     }
     int rc = store_user_by_id(req, l->id, from_db, l);
     if (rc)
         user_fail(req, rc);
 }
 
-int profile_load(px_req_t *req, const char *id, profile_fn cb, void *ctx)
+static int load(px_req_t *req, const char *id, profile_fn cb, void *ctx, bool answer_cached)
 {
     load_t *l = px_req_alloc(req, sizeof(*l));
     snprintf(l->key, sizeof(l->key), KEY_PREFIX "%s", id);
     l->id = id;
     l->cb = cb;
     l->ctx = ctx;
+    l->answer_cached = answer_cached;
     const char *argv[] = {"GET", l->key};
     int rc = px_redis_command(req, 2, argv, NULL, from_cache, l);
     if (rc == 0)
@@ -111,6 +134,11 @@ int profile_load(px_req_t *req, const char *id, profile_fn cb, void *ctx)
     if (rc == PX_EUNAVAIL)
         user_redis_state(false);
     return store_user_by_id(req, id, from_db, l);
+}
+
+int profile_load(px_req_t *req, const char *id, profile_fn cb, void *ctx)
+{
+    return load(req, id, cb, ctx, false);
 }
 
 typedef struct forget {
@@ -157,7 +185,7 @@ static void caller_found(px_req_t *req, json_t *user, void *ud)
     c->cb(req, user, c->ctx);
 }
 
-int caller_load(px_req_t *req, profile_fn cb, void *ctx)
+static int caller(px_req_t *req, profile_fn cb, void *ctx, bool answer_cached)
 {
     const char *id = px_req_caller_id(req);
     if (!user_is_uuid(id)) {
@@ -167,5 +195,21 @@ int caller_load(px_req_t *req, profile_fn cb, void *ctx)
     caller_t *c = px_req_alloc(req, sizeof(*c));
     c->cb = cb;
     c->ctx = ctx;
-    return profile_load(req, id, caller_found, c);
+    return load(req, id, caller_found, c, answer_cached);
+}
+
+int caller_load(px_req_t *req, profile_fn cb, void *ctx)
+{
+    return caller(req, cb, ctx, false);
+}
+
+static void answer_profile(px_req_t *req, json_t *user, void *ctx)
+{
+    (void)ctx;
+    px_res_json(req, 200, user);
+}
+
+int caller_answer(px_req_t *req)
+{
+    return caller(req, answer_profile, NULL, true);
 }

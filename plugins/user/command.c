@@ -8,7 +8,7 @@
  *     pantherad -c /etc/panthera/pantherad.conf user:create-admin alice alice@example.com
  *     printf '%s\n' "$PASSWORD" | pantherad -c ... user:create-admin alice alice@example.com
  *
- * The account is checked by the same rules as a registration (the Lua hooks aside: they
+ * The account is checked by the same schema as a registration (the Lua hooks aside: they
  * belong to requests) and hashed in line: blocking is fine here. Exit status 0 when
  * created, 1 when refused (taken, invalid, database error), 2 for a usage error.
  */
@@ -66,6 +66,27 @@ static int new_uuid(char out[37])
     return 0;
 }
 
+/* The account by the rules of a registration (RegisterRequest): prints every reason. */
+static bool invalid(const char *username, const char *email, const char *password)
+{
+    json_t *fields = NULL;
+    json_t *account = json_pack("{s:s, s:s, s:s}", "username", username, "email", email,
+                                "password", password);
+    int rc = account ? px_schema_check(user_plugin, "RegisterRequest", account, &fields)
+                     : PX_EINVAL; /* an argument that is not UTF-8 */
+    const char *key;
+    json_t *why;
+    json_object_foreach(fields, key, why)
+    {
+        fprintf(stderr, "user:create-admin: %s %s\n", key, json_string_value(why));
+    }
+    if (!account)
+        fprintf(stderr, "user:create-admin: the username, email and password must be UTF-8\n");
+    json_decref(fields);
+    json_decref(account);
+    return rc != 0;
+}
+
 int command_create_admin(px_plugin_t *self, int argc, char **argv)
 {
     if (argc != 3) {
@@ -74,15 +95,6 @@ int command_create_admin(px_plugin_t *self, int argc, char **argv)
         return 2;
     }
     const char *username = argv[1], *email = argv[2];
-    const char *why;
-    if ((why = input_check_username(username, strlen(username)))) {
-        fprintf(stderr, "user:create-admin: username %s\n", why);
-        return 1;
-    }
-    if ((why = input_check_email(email, strlen(email)))) {
-        fprintf(stderr, "user:create-admin: email %s\n", why);
-        return 1;
-    }
     char password[LINE_MAX_BYTES], again[LINE_MAX_BYTES];
     char hash[PASSWORD_HASH_MAX], id[37], err[512];
     int status = 1;
@@ -96,10 +108,8 @@ int command_create_admin(px_plugin_t *self, int argc, char **argv)
         fprintf(stderr, "user:create-admin: the passwords differ\n");
         goto done;
     }
-    if ((why = input_check_password(password, strlen(password)))) {
-        fprintf(stderr, "user:create-admin: password %s\n", why);
+    if (invalid(username, email, password))
         goto done;
-    }
     if (password_hash(password, strlen(password), hash) || new_uuid(id)) {
         fprintf(stderr, "user:create-admin: cannot hash the password (OpenSSL)\n");
         goto done;

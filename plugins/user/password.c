@@ -1,28 +1,35 @@
 /*
- * password.c — password hashes: scrypt through OpenSSL 3's EVP_KDF "SCRYPT".
+ * password.c — password hashes: Argon2id (libargon2) for new hashes, scrypt (OpenSSL 3's
+ * EVP_KDF "SCRYPT") still verified for hashes made before.
  *
- * Stored form, one text column:
+ * Stored forms, one text column:
  *
- *     scrypt$N$r$p$SALT$KEY        SALT 16 random bytes, KEY 32 derived bytes, both base64
+ *     $argon2id$v=19$m=M,t=T,p=P$SALT$KEY   the PHC string libargon2 writes (M in KiB)
+ *     scrypt$N$r$p$SALT$KEY                 SALT 16 random bytes, KEY 32, both base64
  *
- * The parameters travel with each hash, so they can be raised in [plugin:user] at any time:
- * an old hash still verifies with its own parameters, and the next successful login stores
- * a new hash made with the current ones (password_verify reports such a match as stale).
- * Parameters read back from the database are bounded like configured ones, so a damaged
- * row cannot make a worker allocate gigabytes.
+ * [plugin:user] password_scheme chooses what new hashes are made with (argon2id by
+ * default: OWASP's first choice, m=19 MiB, t=2, p=1). The parameters travel with each
+ * hash, so scheme and costs can change at any time: an old hash still verifies with its
+ * own scheme and parameters, and the next successful login stores a new hash made with
+ * the current ones (password_verify reports such a match as stale). Parameters read back
+ * from the database are bounded like configured ones before anything is allocated, so a
+ * damaged row cannot make a worker allocate gigabytes.
  *
- * Why off the loop: with the default N=2^17, r=8 one hash takes about 128 MiB and a few
- * hundred milliseconds of CPU. On the event loop that would stall every other request of
- * the worker, so requests hash through px_work, on libuv's thread pool, and the host
- * bounds how many jobs run at once ([server] blocking_jobs). Only the command line hashes
+ * Why Argon2id: a scrypt hash at OWASP's N=2^17, r=8 takes 128 MiB and ~300 ms of CPU, so
+ * two cores verify about three logins a second; Argon2id at m=19 MiB, t=2 is OWASP's
+ * equal-strength alternative and costs ~25 ms and a seventh of the memory.
+ *
+ * Why off the loop: requests hash through px_work, on libuv's thread pool, and the host
+ * bounds how many jobs run at once ([server] blocking_jobs); only the command line hashes
  * in line. The jobs touch nothing but their own memory, the settings (read-only after
  * init), the fetched EVP_KDF (reference counted by OpenSSL, safe to share) and the dummy
  * hash (written once in init).
  *
- * The dummy hash: a login for an account that does not exist still runs one scrypt, with
- * the current parameters, against a hash of random bytes that nothing matches, so the
- * answer's timing does not tell which accounts exist.
+ * The dummy hash: a login for an account that does not exist still runs one hash, with
+ * the current scheme and parameters, against a hash of random bytes that nothing
+ * matches, so the answer's timing does not tell which accounts exist.
  */
+#include <argon2.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -44,14 +51,16 @@
 static EVP_KDF *kdf;
 static char dummy_hash[PASSWORD_HASH_MAX];
 
-static bool params_ok(uint64_t n, uint64_t r, uint64_t p)
+/* ---- scrypt ---- */
+
+static bool scrypt_params_ok(uint64_t n, uint64_t r, uint64_t p)
 {
     return n >= 2 && (n & (n - 1)) == 0 && r >= 1 && r <= 64 && p >= 1 && p <= 64 &&
            n * r * 128 <= MEMORY_MAX;
 }
 
-static int derive(const char *pw, size_t pwlen, const unsigned char *salt, size_t saltlen,
-                  uint64_t n, uint32_t r, uint32_t p, unsigned char *out, size_t outlen)
+static int scrypt_derive(const char *pw, size_t pwlen, const unsigned char *salt, size_t saltlen,
+                         uint64_t n, uint32_t r, uint32_t p, unsigned char *out, size_t outlen)
 {
     /* What OpenSSL itself checks against maxmem: the V array, 128 * r * (N + 2) bytes, plus
      * the B array, 128 * r * p bytes. Never below 256 MiB, so the default N=2^17, r=8 fits
@@ -99,8 +108,8 @@ static int b64_decode(const char *in, size_t len, unsigned char *out, size_t max
     return 0;
 }
 
-static int format_hash(char *out, uint64_t n, uint32_t r, uint32_t p, const unsigned char *salt,
-                       const unsigned char *key)
+static int scrypt_format(char *out, uint64_t n, uint32_t r, uint32_t p,
+                         const unsigned char *salt, const unsigned char *key)
 {
     char salt64[4 * ((SALT_LEN + 2) / 3) + 1], key64[4 * ((KEY_LEN + 2) / 3) + 1];
     b64_encode(salt, SALT_LEN, salt64);
@@ -110,30 +119,31 @@ static int format_hash(char *out, uint64_t n, uint32_t r, uint32_t p, const unsi
     return len > 0 && len < PASSWORD_HASH_MAX ? 0 : PX_EINTERNAL;
 }
 
-typedef struct parsed {
+typedef struct scrypt_hash {
     uint64_t n, r, p;
     unsigned char salt[FIELD_MAX], key[FIELD_MAX];
     size_t saltlen, keylen;
-} parsed_t;
+} scrypt_hash_t;
 
-/* One decimal field up to the next '$'. */
-static const char *number(const char *s, uint64_t *out)
+/* One decimal field up to the next `end` character. */
+static const char *number(const char *s, char end, uint64_t *out)
 {
     size_t len = strspn(s, "0123456789");
-    if (len == 0 || len > 12 || s[len] != '$')
+    if (len == 0 || len > 12 || s[len] != end)
         return NULL;
     *out = strtoull(s, NULL, 10);
     return s + len + 1;
 }
 
-static int parse_hash(const char *stored, parsed_t *h)
+static int scrypt_parse(const char *stored, scrypt_hash_t *h)
 {
     if (!stored || strncmp(stored, "scrypt$", 7))
         return -1;
     const char *s = stored + 7;
-    if (!(s = number(s, &h->n)) || !(s = number(s, &h->r)) || !(s = number(s, &h->p)))
+    if (!(s = number(s, '$', &h->n)) || !(s = number(s, '$', &h->r)) ||
+        !(s = number(s, '$', &h->p)))
         return -1;
-    if (!params_ok(h->n, h->r, h->p))
+    if (!scrypt_params_ok(h->n, h->r, h->p))
         return -1;
     const char *dollar = strchr(s, '$');
     if (!dollar || b64_decode(s, (size_t)(dollar - s), h->salt, FIELD_MAX, &h->saltlen) ||
@@ -143,36 +153,112 @@ static int parse_hash(const char *stored, parsed_t *h)
     return 0;
 }
 
-int password_hash(const char *pw, size_t len, char *out)
+static int scrypt_hash(const char *pw, size_t len, char *out)
 {
     unsigned char salt[SALT_LEN], key[KEY_LEN];
     if (RAND_bytes(salt, sizeof(salt)) != 1)
         return PX_EINTERNAL;
     const user_settings_t *s = &user_settings;
-    int rc = derive(pw, len, salt, sizeof(salt), s->scrypt_n, s->scrypt_r, s->scrypt_p, key,
-                    sizeof(key));
+    int rc = scrypt_derive(pw, len, salt, sizeof(salt), s->scrypt_n, s->scrypt_r, s->scrypt_p,
+                           key, sizeof(key));
     if (!rc)
-        rc = format_hash(out, s->scrypt_n, s->scrypt_r, s->scrypt_p, salt, key);
+        rc = scrypt_format(out, s->scrypt_n, s->scrypt_r, s->scrypt_p, salt, key);
     OPENSSL_cleanse(key, sizeof(key));
     return rc;
 }
 
-bool password_verify(const char *stored, const char *pw, size_t len, bool *stale)
+/* A usable scrypt hash: does `pw` match? *current: made with today's scrypt settings. */
+static bool scrypt_check(const scrypt_hash_t *h, const char *pw, size_t len, bool usable,
+                         bool *current)
 {
-    parsed_t h;
-    bool usable = parse_hash(stored, &h) == 0;
-    /* A damaged hash still costs one scrypt: the dummy's, with the current parameters. */
-    if (!usable && parse_hash(dummy_hash, &h))
-        return false;
     unsigned char key[FIELD_MAX];
-    bool match =
-        derive(pw, len, h.salt, h.saltlen, h.n, (uint32_t)h.r, (uint32_t)h.p, key, h.keylen) == 0 &&
-        CRYPTO_memcmp(key, h.key, h.keylen) == 0 && usable;
+    bool match = scrypt_derive(pw, len, h->salt, h->saltlen, h->n, (uint32_t)h->r,
+                               (uint32_t)h->p, key, h->keylen) == 0 &&
+                 CRYPTO_memcmp(key, h->key, h->keylen) == 0 && usable;
     OPENSSL_cleanse(key, sizeof(key));
     const user_settings_t *s = &user_settings;
+    *current = s->scheme == PASSWORD_SCRYPT && h->n == s->scrypt_n && h->r == s->scrypt_r &&
+               h->p == s->scrypt_p && h->saltlen == SALT_LEN && h->keylen == KEY_LEN;
+    return match;
+}
+
+/* ---- Argon2id ---- */
+
+typedef struct argon_params {
+    uint64_t m, t, p; /* KiB, passes, lanes */
+} argon_params_t;
+
+static bool argon_params_ok(const argon_params_t *a)
+{
+    return a->m >= 8 * a->p && a->m <= MEMORY_MAX / 1024 && a->t >= 1 && a->t <= 64 &&
+           a->p >= 1 && a->p <= 64;
+}
+
+/* The parameters of a stored "$argon2id$v=19$m=M,t=T,p=P$..." string, checked before
+ * libargon2 sees it: argon2id_verify would allocate whatever `m` says. */
+static int argon_parse(const char *stored, argon_params_t *a)
+{
+    static const char prefix[] = "$argon2id$v=19$m=";
+    if (!stored || strncmp(stored, prefix, sizeof(prefix) - 1))
+        return -1;
+    const char *s = stored + sizeof(prefix) - 1;
+    if (!(s = number(s, ',', &a->m)) || strncmp(s, "t=", 2) || !(s = number(s + 2, ',', &a->t)) ||
+        strncmp(s, "p=", 2) || !(s = number(s + 2, '$', &a->p)))
+        return -1;
+    return argon_params_ok(a) && strlen(stored) < PASSWORD_HASH_MAX ? 0 : -1;
+}
+
+static int argon_hash_with(const char *pw, size_t len, const argon_params_t *a,
+                            const unsigned char *salt, char *out)
+{
+    int rc = argon2id_hash_encoded((uint32_t)a->t, (uint32_t)a->m, (uint32_t)a->p, pw, len, salt,
+                                   SALT_LEN, KEY_LEN, out, PASSWORD_HASH_MAX);
+    return rc == ARGON2_OK ? 0 : PX_EINTERNAL;
+}
+
+static argon_params_t argon_current(void)
+{
+    const user_settings_t *s = &user_settings;
+    return (argon_params_t){s->argon2_m, s->argon2_t, s->argon2_p};
+}
+
+static int argon_hash(const char *pw, size_t len, char *out)
+{
+    unsigned char salt[SALT_LEN];
+    if (RAND_bytes(salt, sizeof(salt)) != 1)
+        return PX_EINTERNAL;
+    argon_params_t a = argon_current();
+    return argon_hash_with(pw, len, &a, salt, out);
+}
+
+/* ---- either ---- */
+
+int password_hash(const char *pw, size_t len, char *out)
+{
+    return user_settings.scheme == PASSWORD_ARGON2ID ? argon_hash(pw, len, out)
+                                                     : scrypt_hash(pw, len, out);
+}
+
+bool password_verify(const char *stored, const char *pw, size_t len, bool *stale)
+{
+    bool match = false, current = false;
+    argon_params_t a;
+    scrypt_hash_t h;
+    if (argon_parse(stored, &a) == 0) {
+        match = argon2id_verify(stored, pw, len) == ARGON2_OK;
+        argon_params_t now = argon_current();
+        current = user_settings.scheme == PASSWORD_ARGON2ID && a.m == now.m && a.t == now.t &&
+                  a.p == now.p;
+    } else if (scrypt_parse(stored, &h) == 0) {
+        match = scrypt_check(&h, pw, len, true, &current);
+    } else if (argon_parse(dummy_hash, &a) == 0) {
+        /* A damaged hash still costs one hash: the dummy's, with the current settings. */
+        (void)argon2id_verify(dummy_hash, pw, len);
+    } else if (scrypt_parse(dummy_hash, &h) == 0) {
+        (void)scrypt_check(&h, pw, len, false, &current);
+    }
     if (stale)
-        *stale = match && (h.n != s->scrypt_n || h.r != s->scrypt_r || h.p != s->scrypt_p ||
-                           h.saltlen != SALT_LEN || h.keylen != KEY_LEN);
+        *stale = match && !current;
     return match;
 }
 
@@ -184,10 +270,18 @@ int password_init(void)
         px_log(user_plugin, PX_LOG_ERROR, "OpenSSL has no SCRYPT KDF (EVP_KDF_fetch failed)");
         return PX_EINTERNAL;
     }
+    /* The dummy: the current scheme and costs over a random password and salt. */
     unsigned char salt[SALT_LEN], key[KEY_LEN];
-    if (RAND_bytes(salt, sizeof(salt)) != 1 || RAND_bytes(key, sizeof(key)) != 1 ||
-        format_hash(dummy_hash, user_settings.scrypt_n, user_settings.scrypt_r,
-                    user_settings.scrypt_p, salt, key)) {
+    int rc = RAND_bytes(salt, sizeof(salt)) == 1 && RAND_bytes(key, sizeof(key)) == 1 ? 0 : -1;
+    if (!rc && user_settings.scheme == PASSWORD_ARGON2ID) {
+        argon_params_t a = argon_current();
+        rc = argon_hash_with((const char *)key, sizeof(key), &a, salt, dummy_hash);
+    } else if (!rc) {
+        rc = scrypt_format(dummy_hash, user_settings.scrypt_n, user_settings.scrypt_r,
+                           user_settings.scrypt_p, salt, key);
+    }
+    OPENSSL_cleanse(key, sizeof(key));
+    if (rc) {
         px_log(user_plugin, PX_LOG_ERROR, "cannot make the dummy password hash");
         password_fini();
         return PX_EINTERNAL;

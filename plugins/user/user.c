@@ -110,16 +110,33 @@ static int settings_load(px_plugin_t *self)
     static const struct {
         const char *key, *dflt;
     } keys[] = {
-        {"scrypt_n", "131072"}, /* 2^17, r=8, p=1: OWASP's scrypt recommendation */
-        {"scrypt_r", "8"},      {"scrypt_p", "1"},       {"cache_ttl", "60s"},
+        /* OWASP's first choice, Argon2id with m=19 MiB, t=2, p=1; and its scrypt
+         * recommendation, 2^17, r=8, p=1, for password_scheme = scrypt. */
+        {"password_scheme", "argon2id"},
+        {"argon2_m", "19456"},  {"argon2_t", "2"},       {"argon2_p", "1"},
+        {"scrypt_n", "131072"}, {"scrypt_r", "8"},      {"scrypt_p", "1"},
+        {"cache_ttl", "60s"},
         {"login_limit", "10"},  {"login_window", "60s"},   {"hash_jobs", "1"},
         {"hash_queue", "64"},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         px_config_declare(self, keys[i].key, keys[i].dflt);
 
-    int64_t n, r, p, ttl_ms, limit, window_ms, hash_jobs, hash_queue;
-    int rc = setting_int("scrypt_n", 2, (int64_t)1 << 24, &n);
+    int64_t am, at, ap, n, r, p, ttl_ms, limit, window_ms, hash_jobs, hash_queue;
+    const char *scheme = px_config_get(self, "password_scheme");
+    if (strcmp(scheme, "argon2id") && strcmp(scheme, "scrypt")) {
+        px_log(self, PX_LOG_ERROR,
+               "[plugin:user] password_scheme = \"%s\": expected argon2id or scrypt", scheme);
+        return PX_EINVAL;
+    }
+    /* Argon2 needs at least 8 KiB per lane; more than 1 GiB per job is a typo. */
+    int rc = setting_int("argon2_p", 1, 64, &ap);
+    if (!rc)
+        rc = setting_int("argon2_m", 8 * ap, (int64_t)1 << 20, &am);
+    if (!rc)
+        rc = setting_int("argon2_t", 1, 64, &at);
+    if (!rc)
+        rc = setting_int("scrypt_n", 2, (int64_t)1 << 24, &n);
     if (!rc)
         rc = setting_int("scrypt_r", 1, 64, &r);
     if (!rc)
@@ -149,6 +166,10 @@ static int settings_load(px_plugin_t *self)
         return PX_EINVAL;
     }
     user_settings = (user_settings_t){
+        .scheme = strcmp(scheme, "scrypt") ? PASSWORD_ARGON2ID : PASSWORD_SCRYPT,
+        .argon2_m = (uint64_t)am,
+        .argon2_t = (uint64_t)at,
+        .argon2_p = (uint64_t)ap,
         .scrypt_n = (uint64_t)n,
         .scrypt_r = (uint32_t)r,
         .scrypt_p = (uint32_t)p,
@@ -184,34 +205,69 @@ static int user_init(px_plugin_t *self)
     if (rc)
         return rc;
 
-    static const struct {
-        const char *method, *pattern;
-        px_handler_fn fn;
-        int auth;
-        const char *role;
-    } routes[] = {
-        {"POST", "/v1/auth/register", auth_register, PX_AUTH_NONE, NULL},
-        {"POST", "/v1/auth/login", auth_login, PX_AUTH_NONE, NULL},
-        {"POST", "/v1/auth/refresh", auth_refresh, PX_AUTH_NONE, NULL},
-        {"POST", "/v1/auth/logout", auth_logout, PX_AUTH_REQUIRED, NULL},
-        {"GET", "/v1/users/me", users_me, PX_AUTH_REQUIRED, NULL},
-        {"GET", "/v1/users", users_list, PX_AUTH_REQUIRED, "admin"},
-        {"POST", "/v1/users", users_create, PX_AUTH_REQUIRED, "admin"},
-        {"GET", "/v1/users/:userId", users_get, PX_AUTH_REQUIRED, NULL},
-        {"PUT", "/v1/users/:userId", users_update, PX_AUTH_REQUIRED, NULL},
-        {"DELETE", "/v1/users/:userId", users_delete, PX_AUTH_REQUIRED, NULL},
+    /* Each route from its spec: the host validates what the spec names before the
+     * handler runs and describes the route in /openapi.json from it. */
+#define ERRORS(...) {__VA_ARGS__, {409, "Error", TAKEN, NULL}, {0}}
+#define TAKEN "The username or email is taken, or the Idempotency-Key was used for another request"
+#define ROUTE(m, p, fn, a, r, body, resp, text, q, pp)                                        \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn, .auth = a,   \
+     .role = r, .request_schema = body, .responses = resp, .summary = text, .tag = "users",  \
+     .query = q, .params = pp}
+    static const px_response_spec_t tokens_201[] = ERRORS({201, "AuthTokens", NULL, NULL});
+    static const px_response_spec_t tokens_200[] = {
+        {200, "AuthTokens", NULL, NULL},
+        {429, "Error", "Too many failed logins (rate_limited), with Retry-After", NULL}, {0}};
+    static const px_response_spec_t user_201[] = ERRORS({201, "User", NULL, NULL});
+    static const px_response_spec_t user_200[] = {{200, "User", NULL, NULL}, {0}};
+    static const px_response_spec_t user_put[] = ERRORS({200, "User", NULL, NULL});
+    static const px_response_spec_t list_200[] = {{200, "UserList", NULL, NULL}, {0}};
+    static const px_response_spec_t done_204[] = {{204, NULL, NULL, NULL}, {0}};
+    static const px_param_spec_t list_query[] = {
+        {"page", "{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 1000000000, "
+                 "\"default\": 1}", 0, NULL},
+        {"limit", "{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 100, \"default\": 10}",
+         0, NULL},
+        {"search", "{\"type\": \"string\", \"maxLength\": 200}", 0,
+         "matches username, email and names, case-insensitively"},
+        {NULL, NULL, 0, NULL}};
+    /* An id that is not a uuid names no user: 404, as for one that does not exist. */
+    static const px_param_spec_t user_id[] = {
+        {"userId", "{\"type\": \"string\", \"format\": \"uuid\"}", 1, NULL},
+        {NULL, NULL, 0, NULL}};
+    static const px_route_spec_t routes[] = {
+        ROUTE("POST", "/v1/auth/register", auth_register, PX_AUTH_NONE, NULL, "RegisterRequest",
+              tokens_201, "Register (before_user_register may veto; Idempotency-Key)", NULL, NULL),
+        ROUTE("POST", "/v1/auth/login", auth_login, PX_AUTH_NONE, NULL, "LoginRequest",
+              tokens_200, "Log in by email or username", NULL, NULL),
+        ROUTE("POST", "/v1/auth/refresh", auth_refresh, PX_AUTH_NONE, NULL, "RefreshRequest",
+              tokens_200, "Rotate the refresh token for new tokens", NULL, NULL),
+        ROUTE("POST", "/v1/auth/logout", auth_logout, PX_AUTH_REQUIRED, NULL, "RefreshRequest",
+              done_204, "End the session the refresh token belongs to", NULL, NULL),
+        ROUTE("GET", "/v1/users/me", users_me, PX_AUTH_REQUIRED, NULL, NULL, user_200,
+              "The caller's own account", NULL, NULL),
+        ROUTE("POST", "/v1/users", users_create, PX_AUTH_REQUIRED, "admin", "CreateUserRequest",
+              user_201, "Create a user of any role (admin; Idempotency-Key)", NULL, NULL),
+        ROUTE("GET", "/v1/users", users_list, PX_AUTH_REQUIRED, "admin", NULL, list_200,
+              "List users (admin)", list_query, NULL),
+        ROUTE("GET", "/v1/users/:userId", users_get, PX_AUTH_REQUIRED, NULL, NULL, user_200,
+              "Get a user (self or admin)", NULL, user_id),
+        ROUTE("PUT", "/v1/users/:userId", users_update, PX_AUTH_REQUIRED, NULL,
+              "UpdateUserRequest", user_put, "Update a user (self or admin; role by admins)",
+              NULL, user_id),
+        ROUTE("DELETE", "/v1/users/:userId", users_delete, PX_AUTH_REQUIRED, NULL, NULL,
+              done_204, "Delete a user and end their sessions (self or admin)",
+              NULL, user_id),
     };
     rc = px_migrations(self, user_migrations);
+    if (!rc)
+        rc = px_schema(self, NULL, user_schemas);
     for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++)
-        rc = px_route_auth(self, routes[i].method, routes[i].pattern, routes[i].fn, NULL,
-                           routes[i].auth, routes[i].role);
+        rc = px_route_add(self, &routes[i]);
     if (!rc)
         rc = px_command(self, "create-admin",
                         "user:create-admin USERNAME EMAIL - create an admin; the password is "
                         "read from stdin",
                         command_create_admin);
-    if (!rc)
-        rc = px_openapi(self, openapi_fragment());
     if (rc) {
         password_fini();
         return rc;

@@ -5,14 +5,15 @@
  *   user.c      descriptor, settings, init/fini, the route table
  *   auth.c      POST /v1/auth/register, login, refresh, logout
  *   users.c     GET /v1/users/me, the admin list and create, get/update/delete by id
- *   input.c     request bodies and query strings: types, unknown fields, validation
- *   password.c  scrypt hashes (OpenSSL EVP_KDF "SCRYPT"), off the loop through px_work
+ *   input.c     a validated body read into user_input_t, and the hook values made of it
+ *   password.c  Argon2id hashes (libargon2; scrypt ones still verify), off the loop
  *   tokens.c    refresh tokens and the {userId, username, accessToken, ...} answer
  *   cache.c     profiles cached in Redis (cache-aside) and the caller's own row
  *   limit.c     failed-login throttle per account, counted in Redis
  *   store.c     every SQL statement and the User JSON made from a row
  *   command.c   pantherad user:create-admin
- *   openapi.c   this plugin's part of GET /openapi.json
+ *   schemas.json the bodies' JSON schemas (embedded at build time): the host validates by
+ *               them before a handler runs and serves them in /openapi.json as user.*
  */
 #ifndef USER_PLUGIN_H
 #define USER_PLUGIN_H
@@ -25,7 +26,13 @@
 /* ---- settings (user.c): read once in init, read-only afterwards, also from the thread
  * pool's password jobs ---- */
 
+enum password_scheme { PASSWORD_ARGON2ID, PASSWORD_SCRYPT };
+
 typedef struct user_settings {
+    int scheme;        /* enum password_scheme: what new hashes are made with */
+    uint64_t argon2_m; /* KiB */
+    uint64_t argon2_t;
+    uint64_t argon2_p;
     uint64_t scrypt_n;
     uint32_t scrypt_r;
     uint32_t scrypt_p;
@@ -57,7 +64,6 @@ enum {
     IN_FIRST_NAME = 1 << 3,
     IN_LAST_NAME = 1 << 4,
     IN_ROLE = 1 << 5,
-    IN_ID = 1 << 6, /* accepted and ignored: hooks see the id of the user they change */
 };
 
 /* The fields of a user body. Strings live in the request's memory. A name field may be
@@ -72,24 +78,14 @@ typedef struct user_input {
     const char *role;
 } user_input_t;
 
-/* The request's JSON body, which must be an object: 0, or a code for the handler to return
- * (PX_ENOTJSON, PX_EINVAL, or PX_DONE once it answered 400 for a body of another type). */
-int input_body(px_req_t *req, json_t **body);
-/* Reads `body` into `in`. Fields outside `allowed` are unknown, fields of `required` must
- * be present; every value is type-checked and validated. Returns NULL when all is well,
- * else a new object of field -> reason for the 400 answer (a `body` that is not an object
- * gives {"body": "must be a JSON object"}: a hook may return anything). */
-json_t *input_read(px_req_t *req, const json_t *body, unsigned allowed, unsigned required,
-                   user_input_t *in);
+/* Reads a body already validated by one of the schemas of schemas.json into `in`. */
+void input_read(px_req_t *req, const json_t *body, user_input_t *in);
+/* Validates `value` (what a Lua hook gave back) by `schema`, then reads it: 0; or PX_DONE
+ * once it answered 400 with the fields; or another PX_E* code, not answered. */
+int input_check(px_req_t *req, const char *schema, const json_t *value, user_input_t *in);
 /* The hook value of `in`: the fields of `which` that are present (names as null when
  * absent and listed in `with_nulls`). New reference. */
 json_t *input_to_json(const user_input_t *in, unsigned which, unsigned with_nulls);
-/* One field's rules alone (for the command line): NULL when fine, else the reason. */
-const char *input_check_password(const char *pw, size_t len);
-const char *input_check_username(const char *s, size_t len);
-const char *input_check_email(const char *s, size_t len);
-/* page and limit of a list: 0, or answers 400 and returns PX_DONE. */
-int input_page(px_req_t *req, int64_t *page, int64_t *limit);
 
 /* ---- password.c ---- */
 
@@ -190,6 +186,9 @@ int profile_forget(px_req_t *req, const char *id, void (*then)(px_req_t *req, vo
 /* The caller's own User, or 401 when the account no longer exists (a token outlives its
  * user by at most access_ttl; this check closes that window). */
 int caller_load(px_req_t *req, profile_fn cb, void *ctx);
+/* Answers 200 with the caller's own User (the cached bytes as they are when cached), or
+ * 401 as caller_load. 0 or PX_E*. */
+int caller_answer(px_req_t *req);
 /* Redis answered or failed: log the change of state once, not per request. */
 void user_redis_state(bool up);
 
@@ -224,9 +223,10 @@ int users_get(px_req_t *req, void *ud);
 int users_update(px_req_t *req, void *ud);
 int users_delete(px_req_t *req, void *ud);
 
-/* ---- command.c, openapi.c ---- */
+/* ---- command.c, schemas.json ---- */
 
 int command_create_admin(px_plugin_t *self, int argc, char **argv);
-json_t *openapi_fragment(void);
+/* schemas.json as text, for px_schema(self, NULL, user_schemas). */
+extern const char user_schemas[];
 
 #endif

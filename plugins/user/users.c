@@ -8,8 +8,9 @@
  * (the gateway's role check on the admin routes is a first filter; a demoted admin's
  * still-valid token is refused here).
  *
- * Order of the answers: malformed JSON 400, then 401 (no such caller), 404 for an id that
- * cannot exist, 403 (not yours), then validation 400, then 404/409 from the database.
+ * Order of the answers: what the host checks by the route's spec first (malformed JSON and
+ * validation 400, 404 for an id that is not a uuid), then 401 (no such caller), 403 (not
+ * yours), then 404/409 from the database.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,13 +30,11 @@ static bool is_self(const json_t *caller, const char *id)
     return caller_id && !strcmp(caller_id, id);
 }
 
-/* The path's user id in lower case, as PostgreSQL prints uuids (and so as cache keys and
- * tokens carry them); NULL when it is not a uuid. */
+/* The path's user id (a uuid: the route's spec has the host check it) in lower case, as
+ * PostgreSQL prints uuids (and so as cache keys and tokens carry them). */
 static const char *path_id(px_req_t *req)
 {
     const char *id = px_req_param(req, "userId");
-    if (!user_is_uuid(id))
-        return NULL;
     char *out = px_req_alloc(req, 37);
     for (int i = 0; i <= 36; i++)
         out[i] = id[i] >= 'A' && id[i] <= 'F' ? (char)(id[i] - 'A' + 'a') : id[i];
@@ -71,16 +70,10 @@ static op_t *op_new(px_req_t *req)
 
 /* ---- GET /v1/users/me ---- */
 
-static void me_loaded(px_req_t *req, json_t *caller, void *ud)
-{
-    (void)ud;
-    px_res_json(req, 200, caller);
-}
-
 int users_me(px_req_t *req, void *ud)
 {
     (void)ud;
-    int rc = caller_load(req, me_loaded, NULL);
+    int rc = caller_answer(req);
     return rc ? rc : PX_ASYNC;
 }
 
@@ -117,15 +110,12 @@ static void list_caller(px_req_t *req, json_t *caller, void *ud)
         px_res_error(req, 403, "forbidden", "only an admin may list users", NULL);
         return;
     }
+    /* page, limit and search passed the route's query schemas. */
     list_t *l = px_req_alloc(req, sizeof(*l));
-    if (input_page(req, &l->page, &l->limit))
-        return;
-    const char *search = px_req_query(req, "search");
-    if (search && strlen(search) > 200) {
-        user_invalid(req, json_pack("{s:s}", "search", "must be at most 200 characters"));
-        return;
-    }
-    int rc = store_user_list(req, search, l->page, l->limit, listed, l);
+    const char *page = px_req_query(req, "page"), *limit = px_req_query(req, "limit");
+    l->page = page ? strtoll(page, NULL, 10) : 1;
+    l->limit = limit ? strtoll(limit, NULL, 10) : 10;
+    int rc = store_user_list(req, px_req_query(req, "search"), l->page, l->limit, listed, l);
     if (rc)
         user_fail(req, rc);
 }
@@ -149,14 +139,7 @@ static void create_caller(px_req_t *req, json_t *caller, void *ud)
         return;
     }
     user_input_t in;
-    json_t *errors =
-        input_read(req, op->body,
-                   IN_USERNAME | IN_EMAIL | IN_PASSWORD | IN_FIRST_NAME | IN_LAST_NAME | IN_ROLE,
-                   IN_USERNAME | IN_EMAIL | IN_PASSWORD, &in);
-    if (errors) {
-        user_invalid(req, errors);
-        return;
-    }
+    input_read(req, op->body, &in);
     int rc = auth_create_account(req, &in, false);
     if (rc < 0)
         user_fail(req, rc);
@@ -166,7 +149,7 @@ int users_create(px_req_t *req, void *ud)
 {
     (void)ud;
     op_t *op = op_new(req);
-    int rc = input_body(req, &op->body);
+    int rc = px_req_json(req, &op->body); /* it passed CreateUserRequest */
     if (rc)
         return rc;
     rc = caller_load(req, create_caller, op);
@@ -208,8 +191,6 @@ int users_get(px_req_t *req, void *ud)
     (void)ud;
     op_t *op = op_new(req);
     op->id = path_id(req);
-    if (!op->id)
-        return no_such_user(req);
     int rc = caller_load(req, get_caller, op);
     return rc ? rc : PX_ASYNC;
 }
@@ -265,37 +246,35 @@ static void update_caller(px_req_t *req, json_t *caller, void *ud)
         not_yours(req);
         return;
     }
-    unsigned allowed = UPDATE_FIELDS | (op->admin ? IN_ROLE : 0);
-    user_input_t in;
-    json_t *errors = input_read(req, op->body, allowed, 0, &in);
+    /* The body passed UpdateUserRequest; role is the admins' alone, before and after the
+     * admins' hook, which sees the changed fields and the id of the user they belong to. */
     if (!op->admin && json_object_get(op->body, "role")) {
-        if (!errors)
-            errors = json_object();
-        json_object_set_new(errors, "role", json_string("only an admin may change it"));
-    }
-    if (errors) {
-        user_invalid(req, errors);
+        user_invalid(req, json_pack("{s:s}", "role", "only an admin may change it"));
         return;
     }
-    /* The admins' hook sees the changed fields and the id of the user they belong to. */
+    unsigned allowed = UPDATE_FIELDS | (op->admin ? IN_ROLE : 0);
+    user_input_t in;
+    input_read(req, op->body, &in);
     json_t *value = input_to_json(&in, allowed, 0);
     json_object_set_new(value, "id", json_string(op->id));
     if (px_hook_run(req, "before_user_update", &value) != PX_OK) {
         json_decref(value);
         return;
     }
-    errors = input_read(req, value, allowed | IN_ID, 0, &op->in);
+    if (json_is_object(value))
+        json_object_del(value, "id");
+    bool role_refused = !op->admin && json_object_get(value, "role");
+    int rc = role_refused ? PX_DONE : input_check(req, "UpdateUserRequest", value, &op->in);
     json_decref(value);
-    if (errors) {
-        px_log(user_plugin, PX_LOG_WARN,
-               "before_user_update left the change invalid; answering "
-               "400");
-        user_invalid(req, errors);
+    if (role_refused)
+        user_invalid(req, json_pack("{s:s}", "role", "only an admin may change it"));
+    else if (rc < 0)
+        user_fail(req, rc);
+    if (rc)
         return;
-    }
-    int rc = (op->in.present & IN_PASSWORD)
-                 ? password_hash_async(req, op->in.password, update_hashed, op)
-                 : store_user_update(req, op->id, &op->in, NULL, updated, op);
+    rc = (op->in.present & IN_PASSWORD)
+            ? password_hash_async(req, op->in.password, update_hashed, op)
+            : store_user_update(req, op->id, &op->in, NULL, updated, op);
     if (rc)
         user_fail(req, rc);
 }
@@ -304,12 +283,10 @@ int users_update(px_req_t *req, void *ud)
 {
     (void)ud;
     op_t *op = op_new(req);
-    int rc = input_body(req, &op->body);
+    int rc = px_req_json(req, &op->body);
     if (rc)
         return rc;
     op->id = path_id(req);
-    if (!op->id)
-        return no_such_user(req);
     rc = caller_load(req, update_caller, op);
     return rc ? rc : PX_ASYNC;
 }
@@ -355,8 +332,6 @@ int users_delete(px_req_t *req, void *ud)
     (void)ud;
     op_t *op = op_new(req);
     op->id = path_id(req);
-    if (!op->id)
-        return no_such_user(req);
     int rc = caller_load(req, delete_caller, op);
     return rc ? rc : PX_ASYNC;
 }

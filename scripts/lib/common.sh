@@ -29,12 +29,32 @@ as_root() {
 PANTHERA_PACKAGES=(
     build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
     libuv1-dev libhiredis-dev liblua5.4-dev libjansson-dev libpq-dev libssl-dev
-    libinih-dev node-llhttp
+    libinih-dev libargon2-dev node-llhttp libmagic-dev
     postgresql-15 postgresql-client-15 redis-server redis-tools
     nginx-light wrk
     python3 python3-pytest python3-requests curl procps
+    nodejs
     debhelper lintian dpkg-dev fakeroot
 )
+
+# The npm packages the tests use (package.json, pinned by package-lock.json: an OpenAPI
+# validator), into node_modules/ at the repo root. `npm ci` again only when the lock file
+# is newer than what it installed.
+ensure_node_modules() {
+    local stamp=$REPO/node_modules/.package-lock.json
+    if [[ -f $stamp && ! $REPO/package-lock.json -nt $stamp ]]; then
+        return 0
+    fi
+    # Debian ships npm apart from nodejs; other builds of nodejs bring their own, so it is
+    # installed only when the command is missing, not by name in PANTHERA_PACKAGES.
+    if ! command -v npm >/dev/null 2>&1; then
+        log "installing npm"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm ||
+            die "npm is missing and could not be installed"
+    fi
+    log "npm ci (node_modules for the tests)"
+    (cd "$REPO" && npm ci --no-audit --no-fund) || die "npm ci failed"
+}
 
 # Installs whichever of PANTHERA_PACKAGES is missing; a no-op (no apt-get update)
 # when all are there. PANTHERA_SKIP_INSTALL=1 skips the check altogether.

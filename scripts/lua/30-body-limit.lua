@@ -5,6 +5,12 @@ LIMITS = {
     ["POST /v1/auth/login"] = 4096,
 }
 
+-- Only the paths named above need the hook: the host skips it for every other request.
+REQUEST_PATHS = {}
+for route in pairs(LIMITS) do
+    REQUEST_PATHS[#REQUEST_PATHS + 1] = route:match("^%S+ (.+)$")
+end
+
 function on_request(req)
     local limit = LIMITS[req.method .. " " .. req.path]
     if limit and req.body_size > limit then

@@ -235,13 +235,16 @@ def test_admin_prefix(lua):
     assert r.status_code == 200 and r.json() == {"id": None, "role": None}, r.text
 
 
-def test_body_limit_with_an_extra_route(lua, tmp_path):
+def body_limit_with(route, limit):
+    """The shipped body-limit script with one more entry in LIMITS, as an admin adds it."""
     with open(os.path.join(SHIPPED, BODY_LIMIT)) as f:
         text = f.read()
-    if not text.endswith("\n"):
-        text += "\n"
-    text += 'LIMITS["POST /v1/test/echo"] = 64\n'
-    s = lua(scripts={BODY_LIMIT: text})
+    assert "LIMITS = {\n" in text
+    return text.replace("LIMITS = {\n", 'LIMITS = {\n    ["%s"] = %d,\n' % (route, limit), 1)
+
+
+def test_body_limit_with_an_extra_route(lua, tmp_path):
+    s = lua(scripts={BODY_LIMIT: body_limit_with("POST /v1/test/echo", 64)})
     hdrs = {"Content-Type": "text/plain"}
 
     r = requests.post(s.url("/v1/test/echo"), data=b"x" * 65, headers=hdrs, timeout=TIMEOUT)
@@ -260,8 +263,7 @@ def test_body_limit_with_an_extra_route(lua, tmp_path):
 
 
 def test_shipped_scripts_together(lua):
-    with open(os.path.join(SHIPPED, BODY_LIMIT)) as f:
-        body_limit = f.read().rstrip("\n") + '\nLIMITS["POST /v1/test/echo"] = 64\n'
+    body_limit = body_limit_with("POST /v1/test/echo", 64)
     s = lua(copy=[SECURITY, ADMIN_PREFIX], scripts={BODY_LIMIT: body_limit})
     r = requests.get(s.url("/v1/admin/ping"), timeout=TIMEOUT)
     assert_error(r, 403, "forbidden")
@@ -273,6 +275,88 @@ def test_shipped_scripts_together(lua):
     r = requests.post(s.url("/v1/test/echo"), data=b"z" * 65, timeout=TIMEOUT)
     assert_error(r, 413, "payload_too_large")
     assert_security_headers(r)
+
+
+# ---- declarations: REQUEST_PATHS and RESPONSE_HEADERS ----
+
+COUNTING = """\
+REQUEST_PATHS = {"/v1/test/json", "/v1/hello"}
+calls = 0
+function on_request(req)
+    calls = calls + 1
+    if req.path == "/v1/test/json" then return false, 403, "json is closed" end
+    return {set_headers = {["X-Calls"] = calls}}
+end
+function on_response(req, res)
+    return {set_headers = {["X-Response-Calls"] = calls}}
+end
+"""
+
+
+def test_request_paths_limit_where_a_script_runs(lua):
+    s = lua(scripts={"50-count.lua": COUNTING}, workers=1)
+    # Out of scope: neither hook runs (no X-Response-Calls), the echo is not refused.
+    r = requests.post(s.url("/v1/test/echo"), data=b"x", headers={"Content-Type": "text/plain"},
+                      timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    assert "X-Response-Calls" not in r.headers, r.headers
+    # In scope: both run.
+    assert_error(requests.post(s.url("/v1/test/json"), json={}, timeout=TIMEOUT), 403,
+                 "forbidden")
+    r = requests.get(s.url("/v1/hello"), timeout=TIMEOUT)
+    assert r.status_code == 200
+    # on_request ran for /v1/test/json and /v1/hello only: twice.
+    assert r.headers.get("X-Response-Calls") == "2", r.headers
+    # A prefix match: on_response runs (on_request never does for an unrouted path).
+    r = requests.get(s.url("/v1/hellothere"), timeout=TIMEOUT)
+    assert r.status_code == 404
+    assert r.headers.get("X-Response-Calls") == "2", r.headers
+
+
+def test_response_headers_declared_and_overridden(lua):
+    script = """\
+RESPONSE_HEADERS = {["X-Static"] = "one", ["X-Number"] = 7, ["Cache-Control"] = "no-store"}
+"""
+    later = """\
+RESPONSE_HEADERS = {["X-Static"] = "two"}
+REQUEST_PATHS = {"/v1/hello"}
+function on_response(req, res)
+    return {set_headers = {["Cache-Control"] = "max-age=5"}}
+end
+"""
+    s = lua(scripts={"50-static.lua": script, "60-later.lua": later})
+    r = requests.get(s.url("/v1/no/such/route"), timeout=TIMEOUT)
+    assert_error(r, 404, "not_found")
+    assert r.headers.get("X-Static") == "one" and r.headers.get("X-Number") == "7", r.headers
+    assert r.headers.get("Cache-Control") == "no-store"
+    # Within the later script's paths its own declaration and hook apply last.
+    r = requests.get(s.url("/v1/hello"), timeout=TIMEOUT)
+    assert r.status_code == 200
+    assert r.headers.get("X-Static") == "two", r.headers
+    assert r.headers.get("Cache-Control") == "max-age=5", r.headers
+
+
+BAD_DECLARATIONS = {
+    "paths_not_a_list": 'REQUEST_PATHS = "/v1/"\n',
+    "path_not_absolute": 'REQUEST_PATHS = {"v1/admin"}\n',
+    "paths_empty": 'REQUEST_PATHS = {}\n',
+    "header_crlf": 'RESPONSE_HEADERS = {["X-A"] = "a\\r\\nSet-Cookie: x=1"}\n',
+    "header_bad_name": 'RESPONSE_HEADERS = {["X A"] = "b"}\n',
+    "header_table_value": 'RESPONSE_HEADERS = {["X-A"] = {}}\n',
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DECLARATIONS))
+def test_malformed_declaration_is_a_load_error(tmp_path, case):
+    d = write_scripts(str(tmp_path / "lua"), scripts={"25-bad.lua": BAD_DECLARATIONS[case]})
+    s = lua_server(d)
+    try:
+        rc, out, err = s.check_config()
+        assert rc != 0, (out, err)
+        assert "25-bad.lua" in err, err
+        assert "REQUEST_PATHS" in err or "RESPONSE_HEADERS" in err, err
+    finally:
+        s.cleanup()
 
 
 # ---- a named hook (px_hook_run) ----

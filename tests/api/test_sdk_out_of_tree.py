@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 
 import pytest
 import requests
@@ -107,7 +108,10 @@ def test_pkg_config_variables(sdk):
     # ... which is where the installed server looks, and where its config lives.
     rc, out, err = run([os.path.join(sdk.destdir, "usr/local/sbin/pantherad"), "-V"])
     assert rc == 0, err
-    assert "plugin_path: %s" % plugindir in out.splitlines(), out
+    # The packaged plugins first, then where `make install` of an out-of-tree plugin goes.
+    localplugindir = unsysroot(sdk, pkgconf(sdk, "--variable=localplugindir"))
+    assert localplugindir == "/usr/local/lib/panthera/plugins", localplugindir
+    assert "plugin_path: %s:%s" % (plugindir, localplugindir) in out.splitlines(), out
     assert "config: %s/pantherad.conf" % confdir in out.splitlines(), out
     assert "SDK ABI %d.%d" % (major, minor) in out.splitlines(), out
     cflags = pkgconf(sdk, "--cflags")
@@ -193,3 +197,81 @@ def test_server_loads_it_with_load_path(sdk):
 def test_server_finds_it_first_on_plugin_path(sdk):
     built(sdk)
     _serve(sdk, extra_server={"plugin_path": sdk.src + ":" + PLUGIN_PATH})
+
+
+# ---- panthera-plugin-new: a plugin with route specs, schemas, a migration and a test ----
+
+PGHOST = os.environ.get("PANTHERA_PGHOST")
+
+
+def _psql(db, sql):
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", PGHOST, "-p",
+                    os.environ.get("PANTHERA_PGPORT", "5432"), "-U",
+                    os.environ.get("PANTHERA_PGUSER", "panthera"), "-d", db, "-c", sql],
+                   check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def skeleton(sdk):
+    """`panthera-plugin-new notes` as installed, built with `make` against the installed
+    SDK alone (its panthera-embed-sql too), then `make install DESTDIR=...`."""
+    bindir = os.path.join(sdk.destdir, "usr", "local", "bin")
+    src = os.path.join(sdk.tmp, "notes")
+    rc, out, err = run([os.path.join(bindir, "panthera-plugin-new"), "notes", src])
+    assert rc == 0, err
+    # CFLAGS from the environment: the Makefile appends the SDK's flags to it.
+    env = dict(sdk.env, PANTHERA_EMBED_SQL=os.path.join(bindir, "panthera-embed-sql"),
+               PANTHERA_EMBED_SCHEMAS=os.path.join(bindir, "panthera-embed-schemas"),
+               CFLAGS="-O2 -Wall -Wextra -Wpedantic -Werror")
+    make = run(["make", "-C", src], env=env, timeout=180)
+    assert make[0] == 0, "make failed:\n%s\n%s" % make[1:]
+    stage = os.path.join(sdk.tmp, "notes-stage")
+    inst = run(["make", "-C", src, "install", "DESTDIR=" + stage], env=env, timeout=60)
+    assert inst[0] == 0, "make install failed:\n%s\n%s" % inst[1:]
+    return src, make[1], stage
+
+
+def test_new_plugin_builds_several_files_and_installs_under_usr_local(sdk, skeleton):
+    src, out, stage = skeleton
+    for f in ("notes.c", "items.c", "notes_schemas.c", "notes_migrations.c"):
+        line = [l for l in out.splitlines() if l.endswith(" " + f)]
+        assert line and "-I%s/usr/local/include" % sdk.destdir in line[0], (f, out)
+    assert os.path.isfile(os.path.join(src, "migrations", "001_items.sql"))
+    # pkgconf prefixes its sysroot (the SDK's destdir here) to PLUGINDIR and CONFDIR: look
+    # for where each file ends.
+    sos = glob.glob(os.path.join(stage, "**", "notes.so"), recursive=True)
+    assert len(sos) == 1 and sos[0].endswith("/usr/local/lib/panthera/plugins/notes.so"), sos
+    confdir = unsysroot(sdk, pkgconf(sdk, "--variable=confdir"))
+    dropins = glob.glob(os.path.join(stage, "**", "50-notes.conf"), recursive=True)
+    assert len(dropins) == 1 and dropins[0].endswith(confdir + "/plugins-available/50-notes.conf"), \
+        dropins
+    with open(dropins[0]) as f:
+        assert "[plugin:notes]" in f.read().splitlines()
+
+
+@pytest.mark.skipif(not PGHOST, reason="PANTHERA_PGHOST is unset: no PostgreSQL")
+def test_new_plugin_serves_and_passes_its_own_test(sdk, skeleton):
+    src, _, _ = skeleton
+    db = "newplugin_" + uuid.uuid4().hex[:10]
+    _psql("panthera", "CREATE DATABASE " + db)
+    conninfo = "host=%s port=%s dbname=%s user=%s" % (
+        PGHOST, os.environ.get("PANTHERA_PGPORT", "5432"), db,
+        os.environ.get("PANTHERA_PGUSER", "panthera"))
+    s = Server(workers=1, plugins=("notes",),
+               plugin_config={"notes": {"load": os.path.join(src, "notes.so")}},
+               sections={"postgres": {"conninfo": conninfo}})
+    try:
+        try:
+            s.start(timeout=30)
+        except ServerError as e:
+            if "asan" in BUILD.lower() and "Sanitizer" in str(e):
+                pytest.skip("a non-instrumented .so does not load into this sanitizer build")
+            raise
+        rc, out, err = run(["make", "-C", src, "check"], env=dict(sdk.env, PANTHERA_URL=s.url("")),
+                           timeout=120)
+        assert rc == 0 and "11 passed, 0 failed" in out, out + err
+        import openapi_check
+        openapi_check.validate(requests.get(s.url("/openapi.json"), timeout=10).json())
+    finally:
+        s.cleanup()
+        _psql("panthera", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)

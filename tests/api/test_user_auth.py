@@ -504,23 +504,29 @@ def test_no_plaintext_password_in_the_database(env):
 
 
 def stored_hash(db, username):
-    """README, "Data": users.password_hash, "scrypt$N$r$p$SALT$KEY"."""
+    """README, "Data": users.password_hash, a PHC "$argon2id$..." string (older hashes
+    "scrypt$N$r$p$SALT$KEY")."""
     return psql(db, "SELECT password_hash FROM users WHERE username = '%s'" % username).strip()
 
 
-def test_raised_scrypt_parameters_rehash_at_next_login(env):
+def wait_for_hash(db, username, prefix):
+    """The rehash is written after the login's answer: poll until it lands."""
+    end = time.time() + 30
+    while not stored_hash(db, username).startswith(prefix):
+        assert time.time() < end, stored_hash(db, username)[:40]
+        time.sleep(0.1)
+
+
+def test_raised_argon2_parameters_rehash_at_next_login(env):
     db, srv = env
     a = register(srv)
-    assert stored_hash(db, a.username).startswith("scrypt$16384$8$1$"), \
-        stored_hash(db, a.username)[:20]
-    s = user_server(db, config={"scrypt_n": "32768"})
+    assert stored_hash(db, a.username).startswith("$argon2id$v=19$m=19456,t=2,p=1$"), \
+        stored_hash(db, a.username)[:40]
+    s = user_server(db, config={"argon2_t": "3"})
     try:
         s.start(timeout=30)
         assert_tokens(login(s, a.password, username=a.username), 200)
-        end = time.time() + 5
-        while not stored_hash(db, a.username).startswith("scrypt$32768$8$1$"):
-            assert time.time() < end, stored_hash(db, a.username)[:20]
-            time.sleep(0.1)
+        wait_for_hash(db, a.username, "$argon2id$v=19$m=19456,t=3,p=1$")
     finally:
         s.cleanup()
     # The old server (lower parameters) still verifies the new hash.
@@ -528,18 +534,52 @@ def test_raised_scrypt_parameters_rehash_at_next_login(env):
     assert_401(login(srv, a.password + "x", username=a.username, expect=None))
 
 
+def test_scrypt_hashes_verify_and_move_to_argon2id_at_next_login(env):
+    """Hashes made before Argon2id (scrypt) keep working and are replaced at the next
+    successful login; a wrong password against one is still 401 and changes nothing."""
+    db, srv = env
+    s = user_server(db, config={"password_scheme": "scrypt", "scrypt_n": "16384"})
+    try:
+        s.start(timeout=30)
+        a = register(s)
+        assert stored_hash(db, a.username).startswith("scrypt$16384$8$1$"), \
+            stored_hash(db, a.username)[:40]
+        assert_tokens(login(s, a.password, username=a.username), 200)
+        assert stored_hash(db, a.username).startswith("scrypt$16384$8$1$")
+    finally:
+        s.cleanup()
+    assert_401(login(srv, a.password + "x", username=a.username, expect=None))
+    assert stored_hash(db, a.username).startswith("scrypt$")
+    assert_tokens(login(srv, a.password, username=a.username), 200)
+    wait_for_hash(db, a.username, "$argon2id$v=19$m=19456,t=2,p=1$")
+    assert_tokens(login(srv, a.password, username=a.username), 200)
+
+
+def test_damaged_argon2_parameters_never_verify(env):
+    """A stored hash whose m asks for 64 GiB is refused before anything is allocated."""
+    db, srv = env
+    a = register(srv)
+    good = stored_hash(db, a.username)
+    bad = good.replace("m=19456,", "m=67108864,", 1)
+    assert bad != good
+    psql(db, "UPDATE users SET password_hash = '%s' WHERE username = '%s'" % (bad, a.username))
+    assert_401(login(srv, a.password, username=a.username, expect=None))
+    psql(db, "UPDATE users SET password_hash = '%s' WHERE username = '%s'" % (good, a.username))
+    assert_tokens(login(srv, a.password, username=a.username), 200)
+
+
 # ---- token lifetimes come from [auth] ----
 
-def test_default_scrypt_parameters_and_configured_lifetimes(env):
-    """The one server with the plugin's default scrypt parameters (no scrypt_* keys)."""
+def test_default_password_parameters_and_configured_lifetimes(env):
+    """The one server with the plugin's default password settings (no password keys)."""
     db, _ = env
     s = user_server(db, config={},
                     auth={"token_secret": SECRET, "access_ttl": "2m", "refresh_ttl": "72h"})
     try:
         s.start(timeout=30)
         a = register(s)
-        assert stored_hash(db, a.username).startswith("scrypt$131072$8$1$"), \
-            stored_hash(db, a.username)[:20]
+        assert stored_hash(db, a.username).startswith("$argon2id$v=19$m=19456,t=2,p=1$"), \
+            stored_hash(db, a.username)[:40]
         r = call(s, "POST", "/v1/auth/register", json_body=register_body())
         doc = assert_tokens(r, 201)
         assert doc["expiresIn"] == 120, doc
@@ -823,6 +863,8 @@ def test_openapi_lists_the_user_paths(srv):
 
 
 @pytest.mark.parametrize("key,value", [("scrypt_n", "1000"), ("scrypt_n", "abc"),
+                                       ("password_scheme", "md5"), ("argon2_m", "4"),
+                                       ("argon2_t", "0"), ("argon2_p", "65"),
                                        ("login_limit", "0"), ("login_window", "soon"),
                                        ("cache_ttl", "-5s"), ("no_such_key", "1")])
 def test_bad_plugin_settings_stop_start_up(env, key, value):

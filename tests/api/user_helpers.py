@@ -219,7 +219,7 @@ def _check_secret_free(resp):
             elif isinstance(v, list):
                 for x in v:
                     walk(x, path + "[]")
-            elif isinstance(v, str) and (v.startswith("$scrypt$") or v.startswith("$7$")):
+            elif isinstance(v, str) and v.startswith(("$scrypt$", "$7$", "scrypt$", "$argon2")):
                 bad.append(path)
         walk(doc, "")
         assert not bad, "password material in a response (%s): %s" % (bad, text[:300])

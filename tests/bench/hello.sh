@@ -6,8 +6,13 @@
 # (A B A B ...) and each run records requests/s, the p99 latency and the server's CPU
 # time per request (utime + stime of master and workers, from /proc, divided by the
 # requests wrk counted). A third server, floor.c (epoll, recv, one canned send: what the
-# kernel costs alone), runs in the same rounds as a measuring stick. See
-# tests/bench/README.md.
+# kernel costs alone), runs in the same rounds as a measuring stick, and so does a
+# second pantherad, "shipped", configured as a new user runs it (scripts/dev run: the
+# shipped Lua scripts on top of the same access log). See tests/bench/README.md.
+#
+# Per round it prints the user-space share, (pantherad - floor) / (nginx - floor) in CPU
+# per request: what our own code costs against what nginx's costs, the kernel's part
+# taken out of both (target <= 0.5); and shipped / pantherad (target <= 1.10).
 #
 # Environment:
 #   BENCH_SECONDS   length of one wrk run (default 10)
@@ -22,6 +27,7 @@
 #   BENCH_RETRIES     ... at most this many times (default 3)
 #   BENCH_ACCESS_LOG  0: both servers without access log (default 1: both log to a file)
 #   BENCH_FLOOR     0: leave floor.c out (default 1)
+#   BENCH_SHIPPED   0: leave the shipped-configuration pantherad out (default 1)
 #   BENCH_OUT       also write the raw results (TSV) to this file
 #   BENCH_PX_PORT, BENCH_NGINX_PORT, BENCH_FLOOR_PORT  ports (default 18480, 18481, 18482)
 #   BENCH_BUILD     the release build to use (default build-bench/, set up if missing)
@@ -42,6 +48,7 @@ RETRIES=${BENCH_RETRIES:-3}
 WORKERS=2
 PATH_=/v1/hello
 FLOOR=${BENCH_FLOOR:-1}
+SHIPPED=${BENCH_SHIPPED:-1}
 
 command -v wrk >/dev/null 2>&1 || die "wrk not found (apt-get install -y wrk)"
 [[ $SECONDS_PER_RUN =~ ^[0-9]+$ && $SECONDS_PER_RUN -ge 1 ]] || die "BENCH_SECONDS: a whole number of seconds"
@@ -57,6 +64,7 @@ log "$(nproc) CPUs; wrk -t$THREADS, ${SECONDS_PER_RUN}s per run, connections: $C
 start_pantherad "$WORKERS"
 start_nginx "$WORKERS"
 ((FLOOR)) && start_floor "$WORKERS"
+((SHIPPED)) && start_pantherad_shipped "$WORKERS"
 
 # Same status, same body, same Content-Type from both, before anything is measured.
 check_server() {
@@ -72,6 +80,12 @@ check_server pantherad "$PX_PORT"
 check_server nginx "$NGINX_PORT"
 cmp -s "$BENCH_TMP/check-pantherad.body" "$BENCH_TMP/check-nginx.body" ||
     die "the bodies differ: $(cat "$BENCH_TMP/check-pantherad.body") vs $(cat "$BENCH_TMP/check-nginx.body")"
+if ((SHIPPED)); then
+    check_server shipped "$SHIPPED_PORT"
+    cmp -s "$BENCH_TMP/check-shipped.body" "$BENCH_TMP/check-nginx.body" || die "shipped's body differs"
+    grep -qi '^x-frame-options: deny' "$BENCH_TMP/check-shipped.head" ||
+        die "the shipped scripts are not in effect (no X-Frame-Options)"
+fi
 if ((FLOOR)); then
     check_server floor "$FLOOR_PORT"
     cmp -s "$BENCH_TMP/check-floor.body" "$BENCH_TMP/check-nginx.body" || die "floor's body differs"
@@ -85,6 +99,7 @@ run_wrk() {
     local server=$1 port=$2 conns=$3 round=$4 pid before after out
     case $server in
     pantherad) pid=$PX_PID ;;
+    shipped) pid=$SHIPPED_PID ;;
     nginx) pid=$NGINX_PID ;;
     floor) pid=$FLOOR_PID ;;
     esac
@@ -140,6 +155,9 @@ if ((WARMUP > 0)); then
     if ((FLOOR)); then
         timeout $((WARMUP + 30)) wrk -t"$THREADS" -c64 -d"${WARMUP}s" "http://127.0.0.1:$FLOOR_PORT$PATH_" >/dev/null
     fi
+    if ((SHIPPED)); then
+        timeout $((WARMUP + 30)) wrk -t"$THREADS" -c64 -d"${WARMUP}s" "http://127.0.0.1:$SHIPPED_PORT$PATH_" >/dev/null
+    fi
 fi
 
 # A run during which other processes used more than NOISE_MAX % of a CPU is done again
@@ -157,12 +175,30 @@ run_measured() {
     done
 }
 
+# round_shares CONNS ROUND: this round's user-space share and shipped/bare ratio.
+round_shares() {
+    awk -F'\t' -v c="$1" -v r="$2" '
+        $2 == c && $3 == r { cpu[$1] = $6 }
+        END {
+            line = ""
+            if (("floor" in cpu) && cpu["nginx"] > cpu["floor"])
+                line = sprintf("user-space share (px - floor) / (nginx - floor) = %.2f (target <= 0.5)",
+                               (cpu["pantherad"] - cpu["floor"]) / (cpu["nginx"] - cpu["floor"]))
+            if ("shipped" in cpu)
+                line = line (line ? "; " : "") sprintf("shipped / bare = %.3f (target <= 1.10)",
+                                                       cpu["shipped"] / cpu["pantherad"])
+            if (line) print "    round " r ": " line
+        }' "$RESULTS" >&2
+}
+
 for conns in $CONNS; do
     log "$conns connections"
     for ((round = 1; round <= ROUNDS; round++)); do
         run_measured pantherad "$PX_PORT" "$conns" "$round"
         run_measured nginx "$NGINX_PORT" "$conns" "$round"
         ((FLOOR)) && run_measured floor "$FLOOR_PORT" "$conns" "$round"
+        ((SHIPPED)) && run_measured shipped "$SHIPPED_PORT" "$conns" "$round"
+        round_shares "$conns" "$round"
     done
 done
 
@@ -211,15 +247,28 @@ awk -F'\t' -v noise_max="$NOISE_MAX" -v discarded="$DISCARDED" '
             printf "%5d %14.0f %14.0f %8.3f   %11.2f %11.2f %8.3f   %10.2f %10.2f %8.3f\n", c,
                 ra, rb, ra / rb, pa, pb, pa / pb, ca, cb, ca / cb
         }
+        if (n["shipped" SUBSEP order[1]]) {
+            printf "\nshipped: pantherad as scripts/dev run configures it (the shipped Lua scripts),\n"
+            printf "against the bare pantherad above (target: at most 1.10x its CPU per request)\n"
+            printf "%5s %14s %14s %10s\n", "conns", "CPU us shipped", "bare", "ratio"
+            for (i = 1; i <= nc; i++) {
+                c = order[i]; s = "shipped" SUBSEP c; a = "pantherad" SUBSEP c
+                printf "%5d %14.2f %14.2f %10.3f\n", c, cpu[s] / n[s], cpu[a] / n[a],
+                    (cpu[s] / n[s]) / (cpu[a] / n[a])
+            }
+        }
         if (n["floor" SUBSEP order[1]]) {
             printf "\nfloor.c (epoll, recv, one canned send; no parsing, logging or limits): the CPU\n"
             printf "per request that the kernel costs any server here, and its ratio to nginx\n"
-            printf "%5s %14s %14s %10s %10s\n", "conns", "CPU us floor", "nginx", "floor/ngx", "px/floor"
+            printf "%5s %14s %14s %10s %10s %12s\n", "conns", "CPU us floor", "nginx", "floor/ngx", "px/floor", "user share"
             for (i = 1; i <= nc; i++) {
                 c = order[i]; f = "floor" SUBSEP c; a = "pantherad" SUBSEP c; b = "nginx" SUBSEP c
                 cf = cpu[f] / n[f]; ca = cpu[a] / n[a]; cb = cpu[b] / n[b]
-                printf "%5d %14.2f %14.2f %10.3f %10.3f\n", c, cf, cb, cf / cb, ca / cf
+                printf "%5d %14.2f %14.2f %10.3f %10.3f %12.2f\n", c, cf, cb, cf / cb, ca / cf,
+                    cb > cf ? (ca - cf) / (cb - cf) : 0
             }
+            printf "user share: (pantherad - floor) / (nginx - floor), the CPU of our own code\n"
+            printf "against nginx'"'"'s with the kernel'"'"'s part taken out (target <= 0.5)\n"
         }
         printf "\nreq/s ratio: higher is better for pantherad; p99 and CPU/request ratios: lower is better.\n"
         printf "srv%%, wrk%%: CPU of the server (master + workers) and of wrk, in %% of one CPU;\n"

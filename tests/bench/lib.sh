@@ -12,6 +12,7 @@ BUILD=${BENCH_BUILD:-$REPO/build-bench}
 PX_PORT=${BENCH_PX_PORT:-18480}
 NGINX_PORT=${BENCH_NGINX_PORT:-18481}
 FLOOR_PORT=${BENCH_FLOOR_PORT:-18482}
+SHIPPED_PORT=${BENCH_SHIPPED_PORT:-18483}
 NGINX=${BENCH_NGINX:-nginx}
 PYTHON=${PYTHON:-python3}
 # No server we start lives longer than this (seconds), even if this script is killed
@@ -25,6 +26,7 @@ die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
 BENCH_TMP=
 PX_PID=
 NGINX_PID=
+SHIPPED_PID=
 
 # Builds (or refreshes) the release build the benchmarks run: its own build directory,
 # so that nobody else's build/ is touched. BENCH_NO_BUILD=1 skips this.
@@ -136,21 +138,38 @@ wait_pidfile() {
     return 1
 }
 
-# start_pantherad WORKERS [HTTP_KEY=VALUE...]: a pantherad with the hello plugin only,
+# start_pantherad WORKERS [HTTP_KEY=VALUE...]: a pantherad with the hello plugin only
+# (PX_PLUGINS and PX_PLUGIN_PATH add others; PX_EXTRA_CONF is appended to the config),
 # its access log and error log in files (BENCH_ACCESS_LOG=0: no access log, for both
 # servers). Sets PX_PID (the master).
 start_pantherad() {
-    local workers=$1
-    shift
-    local d=$BENCH_TMP/pantherad kv
+    start_pantherad_as pantherad "$PX_PORT" "" "$@"
+    PX_PID=$STARTED_PID
+}
+
+# start_pantherad_shipped WORKERS: pantherad as a new user runs it (scripts/dev run): the
+# same hello plugin and access log, plus the shipped Lua scripts (scripts/lua). Sets
+# SHIPPED_PID.
+start_pantherad_shipped() {
+    start_pantherad_as shipped "$SHIPPED_PORT" "$(printf '[lua]\ndir = %s' "$REPO/scripts/lua")" "$@"
+    SHIPPED_PID=$STARTED_PID
+}
+
+# start_pantherad_as NAME PORT EXTRA_CONFIG WORKERS [HTTP KEY=VALUE...]: a pantherad with
+# the hello plugin under BENCH_TMP/NAME, EXTRA_CONFIG (lines) appended to its config.
+# Sets STARTED_PID.
+start_pantherad_as() {
+    local name=$1 port=$2 extra=$3 workers=$4
+    shift 4
+    local d=$BENCH_TMP/$name kv
     rm -rf "$d"
     mkdir -p "$d/conf.d"
-    port_free "$PX_PORT" || die "port $PX_PORT is in use (set BENCH_PX_PORT)"
+    port_free "$port" || die "port $port is in use (set BENCH_PX_PORT or BENCH_SHIPPED_PORT)"
     {
         echo "[server]"
-        echo "listen = 127.0.0.1:$PX_PORT"
+        echo "listen = 127.0.0.1:$port"
         echo "workers = $workers"
-        echo "plugin_path = $BUILD/sdk/examples/hello"
+        echo "plugin_path = $BUILD/sdk/examples/hello${PX_PLUGIN_PATH:+:$PX_PLUGIN_PATH}"
         echo "conf_dir = $d/conf.d"
         if [[ ${BENCH_ACCESS_LOG:-1} == 1 ]]; then
             echo "access_log = $d/access.log"
@@ -163,17 +182,21 @@ start_pantherad() {
         for kv in "$@"; do
             echo "${kv%%=*} = ${kv#*=}"
         done
-        echo "[plugin:hello]"
+        [[ -z $extra ]] || echo "$extra"
+        for kv in hello ${PX_PLUGINS:-}; do
+            echo "[plugin:$kv]"
+        done
+        echo "${PX_EXTRA_CONF:-}"
     } >"$d/pantherad.conf"
     timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" \
         "$BUILD/server/pantherad" -c "$d/pantherad.conf" >"$d/stdout.log" 2>&1 &
-    wait_pidfile "$d/pantherad.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "pantherad did not start"; }
-    PX_PID=$(cat "$d/pantherad.pid")
-    wait_http "http://127.0.0.1:$PX_PORT/v1/hello" ||
-        { cat "$d/error.log" >&2; die "pantherad does not answer on port $PX_PORT"; }
+    wait_pidfile "$d/pantherad.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "pantherad ($name) did not start"; }
+    STARTED_PID=$(cat "$d/pantherad.pid")
+    wait_http "http://127.0.0.1:$port/v1/hello" ||
+        { cat "$d/error.log" >&2; die "pantherad ($name) does not answer on port $port"; }
     local n
-    n=$(pgrep -c -P "$PX_PID" || true)
-    ((n == workers)) || die "pantherad has $n workers, expected $workers"
+    n=$(pgrep -c -P "$STARTED_PID" || true)
+    ((n == workers)) || die "pantherad ($name) has $n workers, expected $workers"
 }
 
 # start_nginx WORKERS [DIRECTIVE...]: Debian's nginx with a private prefix under
@@ -274,11 +297,13 @@ stop_tree() {
 }
 
 stop_pantherad() { stop_tree "$PX_PID"; PX_PID=; }
+stop_shipped() { stop_tree "${SHIPPED_PID:-}"; SHIPPED_PID=; }
 stop_nginx() { stop_tree "$NGINX_PID"; NGINX_PID=; }
 stop_floor() { stop_tree "${FLOOR_PID:-}"; FLOOR_PID=; }
 
 bench_cleanup() {
     stop_pantherad
+    stop_shipped
     stop_nginx
     stop_floor
     wait 2>/dev/null

@@ -11,8 +11,12 @@
 #          ratio to GET /v1/hello in the same run; then logins per second with the
 #          configured scrypt parameters while a second wrk loads /v1/hello, and how much
 #          the hello route's p99 moves.
+#   logins POST /v1/auth/login at 32 concurrent clients, scrypt (N=2^17, r=8: OWASP's
+#          scrypt setting, the plugin's default before Argon2id) then Argon2id (m=19 MiB,
+#          t=2, p=1: OWASP's equal-strength Argon2id setting, today's default): logins/s,
+#          p99 and the server's peak RSS during the storm (target >= 5x the logins/s).
 #
-# usage: tests/bench/services.sh [lua] [pg] [users]      (default: all three)
+# usage: tests/bench/services.sh [lua] [pg] [users] [logins]   (default: all four)
 # Needs PostgreSQL and Redis: run `scripts/dev services` first (this reads .run/env).
 # BENCH_SECONDS (default 10) per run. Loads 127.0.0.1 only; stops what it starts.
 set -euo pipefail
@@ -174,7 +178,7 @@ bench_users() {
     # [plugin:user] in the main file enables the plugin with its settings.
     start_px users "hello" "[postgres]" "conninfo = $conninfo" \
         "[redis]" "address = unix:$PANTHERA_REDIS_SOCKET" "[auth]" "token_secret = $SECRET" \
-        "[plugin:user]" "scrypt_n = $scrypt_n" "login_limit = 1000000"
+        "[plugin:user]" "password_scheme = scrypt" "scrypt_n = $scrypt_n" "login_limit = 1000000"
     local base=http://127.0.0.1:$PX_PORT reg token uid
     reg=$(curl -s -X POST -H 'Content-Type: application/json' \
         -d '{"username":"benchuser","email":"bench@example.com","password":"correct horse battery"}' \
@@ -196,6 +200,13 @@ bench_users() {
     printf 'users: hello %s req/s; /users/me %s (%.2fx); /users/{id} %s (%.2fx)\n' "$h" "$me" \
         "$(awk -v a="$me" -v b="$h" 'BEGIN { print a / b }')" "$id" \
         "$(awk -v a="$id" -v b="$h" 'BEGIN { print a / b }')"
+    local hc mec idc
+    hc=$(mean users-hello 4)
+    mec=$(mean users-me 4)
+    idc=$(mean users-by-id 4)
+    printf 'users: server CPU per request: hello %s us; /users/me %s us (%.2fx hello, target <= 20 us and <= 1.7x); /users/{id} %s us (%.2fx)\n' \
+        "$hc" "$mec" "$(awk -v a="$mec" -v b="$hc" 'BEGIN { print a / b }')" "$idc" \
+        "$(awk -v a="$idc" -v b="$hc" 'BEGIN { print a / b }')"
 
     # Logins while hello is loaded: a wrk script that POSTs the login body.
     cat >"$BENCH_TMP/login.lua" <<'EOF'
@@ -220,14 +231,68 @@ EOF
         "$logins" "${bad:-0}" "$scrypt_n" "$(mean users-hello-alone 3)" "$(mean users-hello-during-logins 3)"
 }
 
+# login_storm SCHEME CONFIG_LINES...: a pantherad with the user plugin hashing with
+# SCHEME; one account; 32 clients logging in for SECONDS_PER_RUN while RSS is sampled.
+# Records "logins-SCHEME rps p99 cpu requests non2xx" and the idle and peak RSS.
+login_storm() {
+    local scheme=$1 db=bench_logins
+    shift
+    psql -X -q -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER" panthera \
+        -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+    local conninfo="host=$PANTHERA_PGHOST port=$PANTHERA_PGPORT dbname=$db user=$PANTHERA_PGUSER"
+    start_px "logins-$scheme" "hello" "[postgres]" "conninfo = $conninfo" \
+        "[redis]" "address = unix:$PANTHERA_REDIS_SOCKET" "[auth]" "token_secret = $SECRET" \
+        "[plugin:user]" "password_scheme = $scheme" "login_limit = 1000000" "$@"
+    local base=http://127.0.0.1:$PX_PORT reg
+    reg=$(curl -s -X POST -H 'Content-Type: application/json' \
+        -d '{"username":"benchuser","email":"bench@example.com","password":"correct horse battery"}' \
+        "$base/v1/auth/register")
+    [[ $reg == *accessToken* ]] || die "register failed: $reg"
+    local idle peak=0 rss sampler
+    idle=$(rss_kib "$PX_PID")
+    (
+        while sleep 0.2; do rss_kib "$PX_PID"; done
+    ) >"$BENCH_TMP/rss-$scheme.txt" &
+    sampler=$!
+    measure "logins-$scheme" "$PX_PID" "$base/v1/auth/login" 32 -s "$BENCH_TMP/login.lua"
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    while read -r rss; do ((rss > peak)) && peak=$rss; done <"$BENCH_TMP/rss-$scheme.txt"
+    stop_pantherad
+    psql -X -q -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER" panthera \
+        -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+    printf '%s\t%s\t%s\n' "$scheme" "$idle" "$peak" >>"$BENCH_TMP/rss.tsv"
+}
+
+bench_logins() {
+    log "logins: 32 concurrent clients, scrypt (N=2^17, r=8) then Argon2id (m=19 MiB, t=2)"
+    cat >"$BENCH_TMP/login.lua" <<'EOF'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"username":"benchuser","password":"correct horse battery"}'
+EOF
+    : >"$BENCH_TMP/rss.tsv"
+    login_storm scrypt "scrypt_n = 131072" "scrypt_r = 8" "scrypt_p = 1"
+    login_storm argon2id "argon2_m = 19456" "argon2_t = 2" "argon2_p = 1"
+    local s a
+    s=$(mean logins-scrypt 2)
+    a=$(mean logins-argon2id 2)
+    printf 'logins: scrypt %s/s (p99 %s ms), argon2id %s/s (p99 %s ms): %sx (target >= 5x)\n' \
+        "$s" "$(mean logins-scrypt 3)" "$a" "$(mean logins-argon2id 3)" \
+        "$(awk -v a="$a" -v b="$s" 'BEGIN { printf "%.1f", b ? a / b : 0 }')"
+    awk -F'\t' '{ printf "logins: %s RSS %d MiB idle, %d MiB peak during the storm\n", $1, $2 / 1024, $3 / 1024 }' \
+        "$BENCH_TMP/rss.tsv"
+}
+
 : >"$RESULTS"
 which=("$@")
-((${#which[@]})) || which=(lua pg users)
+((${#which[@]})) || which=(lua pg users logins)
 for w in "${which[@]}"; do
     case $w in
     lua) bench_lua ;;
     pg) bench_pg ;;
     users) bench_users ;;
-    *) die "unknown benchmark $w (lua, pg, users)" ;;
+    logins) bench_logins ;;
+    *) die "unknown benchmark $w (lua, pg, users, logins)" ;;
     esac
 done

@@ -83,6 +83,39 @@ static int h_param(px_req_t *req, void *ud)
     return px_res_send(req, 200, "text/plain; charset=utf-8", a, strlen(a));
 }
 
+/* A stream that ends at once: pieces of the query, then its end (HTTP/1.0: a body
+ * delimited by the close). */
+static int h_stream(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *name = px_req_query(req, "name");
+    int rc = px_res_stream_begin(req, 200, "text/plain");
+    if (rc)
+        return rc;
+    for (int i = 0; i < 3; i++)
+        px_res_stream_write(req, name ? name : "-", name ? strlen(name) : 1);
+    return px_res_stream_end(req) ? PX_EINTERNAL : PX_ASYNC;
+}
+
+/* An SSE stream left open: the query's q as an event (any line ends), and whatever ends
+ * the connection ends it. */
+static int h_live(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *q = px_req_query(req, "q");
+    int rc = px_res_sse_begin(req, 1);
+    if (rc)
+        return rc;
+    px_sse_event_t ev = PX_SSE_INIT;
+    ev.id = px_req_query(req, "id");
+    ev.event = "q";
+    ev.data = q;
+    ev.data_len = q ? strlen(q) : 0;
+    px_res_sse_send(req, &ev);
+    px_res_sse_comment(req, px_req_query(req, "c"));
+    return PX_ASYNC;
+}
+
 static void setup(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -97,6 +130,8 @@ static void setup(void)
     plugin_host_route(&fz.set, "GET", "/v1/hello", h_hello, NULL);
     plugin_host_route(&fz.set, "POST", "/v1/echo", h_echo, NULL);
     plugin_host_route(&fz.set, "GET", "/v1/p/:a", h_param, NULL);
+    plugin_host_route(&fz.set, "GET", "/v1/stream", h_stream, NULL);
+    plugin_host_route(&fz.set, "GET", "/v1/live", h_live, NULL);
     fz.worker = worker_new(&fz.loop, fz.cfg, &fz.set);
 }
 

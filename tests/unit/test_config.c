@@ -631,6 +631,38 @@ static void test_long_value(void)
     fx_close(&f);
 }
 
+static void test_storage(void)
+{
+    fixture_t f;
+    fx_open(&f);
+    /* Defaults: a directory under the state dir, its spool inside it, a daily grace. */
+    config_t *cfg = fx_load(&f, "[server]\nworkers = 1\n");
+    CHECK_LOADED(&f, cfg);
+    CHECK_STR(cfg->storage.backend, "dir");
+    CHECK_STR(cfg->storage.dir, PX_DEFAULT_STATE_DIR "/blobs");
+    CHECK_STR(cfg->storage.spool_dir, PX_DEFAULT_STATE_DIR "/blobs/.spool");
+    CHECK_EQ_U64(cfg->storage.sweep_grace_ms, 24ull * 3600 * 1000);
+    /* Relative paths are taken from the config file's folder. */
+    cfg = fx_load(&f, "[storage]\ndir = files\nspool_dir = tmp\nsweep_grace = 10m\n"
+                      "sweep_interval = 0\n");
+    CHECK_LOADED(&f, cfg);
+    char *dir = fx_path(&f, "files"), *spool = fx_path(&f, "tmp");
+    CHECK_STR(cfg->storage.dir, dir);
+    CHECK_STR(cfg->storage.spool_dir, spool);
+    free(dir);
+    free(spool);
+    CHECK_EQ_U64(cfg->storage.sweep_grace_ms, 600000);
+    CHECK_EQ_U64(cfg->storage.sweep_interval_ms, 0);
+    /* postgres needs a database; an unknown backend names the choices. */
+    CHECK(fx_load(&f, "[storage]\nbackend = postgres\n") == NULL);
+    CHECK_ERROR(&f, "pantherad.conf", 2, "needs [postgres] conninfo");
+    CHECK(fx_load(&f, "[storage]\nbackend = s3\n") == NULL);
+    CHECK_ERROR(&f, "pantherad.conf", 2, "\"dir\" or \"postgres\", not \"s3\"");
+    cfg = fx_load(&f, "[postgres]\nconninfo = dbname=x\n[storage]\nbackend = postgres\n");
+    CHECK_LOADED(&f, cfg);
+    fx_close(&f);
+}
+
 int main(void)
 {
     RUN(test_defaults);
@@ -652,5 +684,6 @@ int main(void)
     RUN(test_listen_errors);
     RUN(test_missing_main_file);
     RUN(test_long_value);
+    RUN(test_storage);
     return check_finish();
 }
