@@ -62,7 +62,7 @@ enum {
     PX_OK = 0,
     PX_ASYNC = 1,
     PX_EINVAL = -1,    /* 400 bad_request: malformed input */
-    PX_ENOTJSON = -2,  /* 415 bad_request: body is not JSON */
+    PX_ENOTJSON = -2,  /* 415 unsupported_media_type: body is not JSON */
     PX_EAUTH = -3,     /* 401 unauthorized */
     PX_EPERM = -4,     /* 403 forbidden */
     PX_ENOENT = -5,    /* 404 not_found */

@@ -75,6 +75,8 @@ static const key_spec_t host_keys[] = {
     {"http", "keepalive_requests", V_COUNT, HTTP(keepalive_requests), false},
     {"http", "send_timeout", V_DURATION, HTTP(send_timeout_ms), false},
     {"http", "max_connections", V_COUNT, HTTP(max_connections), false},
+    {"http", "max_connections_per_client", V_COUNT, HTTP(max_connections_per_client), false},
+    {"http", "first_byte_timeout", V_DURATION, HTTP(first_byte_timeout_ms), false},
     {"http", "stream_backlog", V_SIZE, HTTP(stream_backlog), false},
     {"http", "stream_retry", V_DURATION, HTTP(stream_retry_ms), false},
     {"postgres", "conninfo", V_STRING, PG(conninfo), false},
@@ -189,6 +191,7 @@ config_t *config_new_defaults(void)
         .keepalive_requests = 1000,
         .send_timeout_ms = 60000,
         .max_connections = 4096,
+        .first_byte_timeout_ms = 10000,
         .stream_backlog = 64 * 1024,
         .stream_retry_ms = 1000,
     };

@@ -27,13 +27,15 @@ typedef struct http_limits {
     uint64_t max_header_size;   /* bytes of request line + headers → 431 */
     uint64_t max_headers;       /* header count → 431 */
     uint64_t max_body_size;     /* → 413, checked before the body is read */
-    uint64_t header_timeout_ms; /* from accept (or first byte of a keep-alive request) */
+    uint64_t header_timeout_ms; /* from a request's first byte to the end of its headers */
     uint64_t body_timeout_ms;   /* longest gap between body reads */
     uint64_t min_body_rate;     /* bytes/s a body must average once body_timeout has passed */
     uint64_t keepalive_timeout_ms;
     uint64_t keepalive_requests;
     uint64_t send_timeout_ms;
     uint64_t max_connections; /* per worker */
+    uint64_t max_connections_per_client; /* per worker and address; 0: max_connections / 8 */
+    uint64_t first_byte_timeout_ms; /* from accept until a first byte (at most header_timeout) */
     uint64_t stream_backlog;  /* bytes a stream may queue for a client that is behind */
     uint64_t stream_retry_ms; /* the retry: a drained SSE stream ends with */
 } http_limits_t;

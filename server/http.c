@@ -25,9 +25,11 @@
  * half-closed and what the client still sends is read and dropped for a short while
  * (lingering close), so the client sees the answer rather than a reset.
  *
- * Deadlines. A connection sits in at most one of the worker's deadline lists (idle,
- * header, body, write, linger); each list has one timeout, so appending keeps it sorted
- * and the worker's tick only ever looks at list heads.
+ * Deadlines. A connection sits in at most one of the worker's deadline lists (fresh,
+ * idle, header, body, write, linger); each list has one timeout, so appending keeps it
+ * sorted and the worker's tick only ever looks at list heads. The heads of the fresh
+ * (nothing sent yet) and idle lists are also who makes room when the worker is full
+ * (http_admit.c, which also caps connections per client address).
  */
 #include "http_internal.h"
 
@@ -42,6 +44,7 @@
 #include "api.h"
 #include "crash.h"
 #include "gateway.h"
+#include "http_admit.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "route_spec.h"
@@ -70,8 +73,17 @@ static uint64_t timer_timeout(const worker_t *w, int which)
     case CT_HEADER: return w->limits->header_timeout_ms;
     case CT_BODY: return w->limits->body_timeout_ms;
     case CT_WRITE: return w->limits->send_timeout_ms;
+    case CT_FRESH:
+        return w->limits->first_byte_timeout_ms < w->limits->header_timeout_ms
+                   ? w->limits->first_byte_timeout_ms
+                   : w->limits->header_timeout_ms;
     default: return LINGER_MS;
     }
+}
+
+uint64_t http_timer_started(const conn_t *c)
+{
+    return c->deadline - timer_timeout(c->worker, c->timer);
 }
 
 static void timer_unlink(conn_t *c)
@@ -118,7 +130,7 @@ static int desired_timer(const conn_t *c)
         return CT_NONE;
     if (c->req)
         return c->req->in_body ? CT_BODY : CT_HEADER;
-    return CT_IDLE;
+    return c->requests ? CT_IDLE : CT_FRESH;
 }
 
 /* Move to the list the connection's state calls for; a deadline already running for
@@ -201,7 +213,7 @@ static void dispatch(conn_t *c)
         http_add_header(r, "Allow", allow);
         snprintf(msg, sizeof(msg), "method %s is not allowed here; allowed: %s",
                  r->method_name ? r->method_name : "?", allow);
-        http_respond_error(r, 405, "bad_request", msg, NULL);
+        http_respond_error(r, 405, NULL, msg, NULL);
         return;
     }
     r->route = m.route;
@@ -337,10 +349,13 @@ static void conn_feed(conn_t *c, const char *data, size_t len)
             stash(c, data, len);
             break;
         }
+        c->feed_start = data;
         c->feed_end = data + len;
         llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-        if (err == HPE_OK)
+        if (err == HPE_OK) {
+            http_parse_feed_done(c);
             break;
+        }
         if (err == HPE_PAUSED) {
             const char *pos = llhttp_get_error_pos(&c->parser);
             len -= (size_t)(pos - data);
@@ -466,13 +481,14 @@ void http_conn_write(conn_t *c, px_req_t *r, uv_buf_t *bufs, unsigned nbufs, boo
             nbufs = 1;
         }
     } else if (sent < 0 && sent != UV_EAGAIN) {
-        req_release(r);
+        /* Released once the handler's callback has returned: it may still read `r`. */
+        worker_finish_request(r->worker, r);
         http_conn_close(c);
         return;
     }
     int rc = uv_write(&r->write, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
     if (rc < 0) {
-        req_release(r);
+        worker_finish_request(r->worker, r);
         http_conn_close(c);
         return;
     }
@@ -568,6 +584,7 @@ static void on_close(uv_handle_t *h)
 {
     conn_t *c = h->data;
     worker_t *w = c->worker;
+    http_admit_release(c);
     free(c->pending);
     tls_conn_free(c);
     free(c);
@@ -657,8 +674,12 @@ int http_conn_open_listener(worker_t *w, int fd, uint8_t listen_mode)
     }
     http_parse_init(c);
     worker_conn_added(w);
+    if (http_admit_conn(c)) {
+        http_conn_close(c);
+        return 0;
+    }
     start_reading(c);
-    http_timer_arm(c, CT_HEADER);
+    http_timer_arm(c, CT_FRESH);
     return 0;
 }
 

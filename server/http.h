@@ -22,6 +22,7 @@ enum conn_timer {
     CT_BODY,     /* reading the body */
     CT_WRITE,    /* the kernel will not take our response */
     CT_LINGER,   /* response sent, discarding what the client still sends */
+    CT_FRESH,    /* accepted, not a byte yet (first_byte_timeout) */
     CT_COUNT
 };
 
@@ -50,8 +51,18 @@ typedef struct conn {
     bool lingering;
     bool feeding; /* inside conn_feed: a response must not restart parsing itself */
     uint16_t writes; /* uv_write calls not yet completed */
-    bool value_cut;       /* the last header value piece ended at the end of the input */
-    const char *feed_end; /* end of the bytes llhttp is parsing now */
+    const char *feed_start; /* the bytes llhttp is parsing now */
+    const char *feed_end;
+    /* obs-fold detection (http_parse.c): the separators between the pieces llhttp hands
+     * over are scanned from scan_from (NULL: the start of this feed) */
+    const char *scan_from;
+    bool scanning;  /* inside a header section or a trailer */
+    bool scan_lf;   /* the last separator byte scanned was LF */
+    bool fold_seen; /* an LF followed by SP or HT: an obs-fold */
+    uint32_t trailer_off; /* a trailer field's name, in the request's head buffer */
+    uint32_t trailer_len;
+    bool trailer_name; /* inside a trailer field's name */
+    bool admit_counted; /* counted against its address's max_connections_per_client */
     uint16_t err_status;
     const char *err_message;
     struct tls_conn *tls; /* tls.c's state on an ssl listener's connection, else NULL */

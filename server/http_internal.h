@@ -15,6 +15,8 @@
 
 /* (Re)start deadline `which` (a conn_timer) for `c` from now, leaving any other list. */
 void http_timer_arm(conn_t *c, int which);
+/* When `c`'s current deadline started running (loop time). */
+uint64_t http_timer_started(const conn_t *c);
 /* Put the response to `r`, already laid out in `bufs` (the head, then the body if it was
  * not copied in behind it), on `c`'s socket; with `keep` false the connection closes
  * once it is out. Takes `r`: it is released when written or when the connection fails.
@@ -44,6 +46,9 @@ void http_conn_input(conn_t *c, const char *data, size_t len);
 
 /* Set up `c`'s parser: strict llhttp with this file's callbacks. */
 void http_parse_init(conn_t *c);
+/* llhttp took all of the bytes fed to it and wants more: what it has not handed to a
+ * callback is about to be overwritten, so check it now. */
+void http_parse_feed_done(conn_t *c);
 /* Answer the request llhttp stopped on with `err` (or the status a callback or a deadline
  * left in c->err_status) and have the connection close after it. */
 void http_parse_fail(conn_t *c, llhttp_errno_t err);

@@ -10,6 +10,13 @@
  * 413, 414, 417, 431, 505) in the API's JSON error shape with Connection: close. A
  * callback cannot answer from inside llhttp: it records the status in the connection
  * and stops the parser, and http_parse_fail answers once llhttp has returned.
+ *
+ * What llhttp lets through and we refuse, because a proxy in front of us may read it
+ * otherwise (request smuggling): every obs-fold (see scan_gap), Transfer-Encoding in an
+ * HTTP/1.0 request (RFC 9112 6.1), a second Authorization, and framing, routing or
+ * credentials in a chunked trailer. Trailer fields are never headers: llhttp reports them
+ * through the header callbacks, and they are counted against max_header_size, checked
+ * against that list and dropped.
  */
 #include "http_internal.h"
 
@@ -37,12 +44,110 @@ static int head_append(conn_t *c, const char *at, size_t len)
     return 0;
 }
 
+/* ---- obs-fold ----
+ * llhttp 8 takes an obs-fold (RFC 9112 5.2) without telling: after an empty first line
+ * ("Transfer-Encoding:\r\n chunked") it is skipped as whitespace and the value reads
+ * "chunked"; after text it comes as a second piece of the value. So the bytes between
+ * the pieces llhttp hands to the callbacks are scanned: there only separators lie (the
+ * rest of the request line, ":", OWS, CRLF), and in a header section an LF followed by
+ * SP or HT is always a fold, while an LF followed by CR starts the blank line that ends
+ * the section. The scan follows the pieces through a feed, and http_parse_feed_done
+ * scans what is left of a feed before the read buffer is reused; scan_lf carries an LF
+ * at the very end of one read over to the next. */
+
+static void scan_gap(conn_t *c, const char *end)
+{
+    const char *p = c->scan_from ? c->scan_from : c->feed_start;
+    for (; p < end && c->scanning; p++) {
+        if (c->scan_lf && (*p == ' ' || *p == '\t'))
+            c->fold_seen = true;
+        else if (c->scan_lf && *p == '\r')
+            c->scanning = false;
+        c->scan_lf = *p == '\n';
+    }
+    c->scan_from = end;
+}
+
+/* A callback's piece [at, at + len): check the separators before it, skip the piece. */
+static int scan_piece(conn_t *c, const char *at, size_t len)
+{
+    if (!c->scanning)
+        return 0;
+    scan_gap(c, at);
+    /* llhttp starts a fold's second piece at its first SP or HT. */
+    if (c->scanning && c->scan_lf && len && (*at == ' ' || *at == '\t'))
+        c->fold_seen = true;
+    if (c->fold_seen)
+        return fail_with(c, 400, "obsolete line folding in a header");
+    c->scan_from = at + len;
+    if (len)
+        c->scan_lf = false;
+    return 0;
+}
+
+void http_parse_feed_done(conn_t *c)
+{
+    if (c->scanning)
+        scan_gap(c, c->feed_end);
+    c->scan_from = NULL;
+}
+
+/* ---- trailers ----
+ * RFC 9110 6.5.1: a trailer must not carry what frames, routes, authenticates or
+ * modifies the request, since a recipient that merged it would act on what the sender
+ * never put in the header; nor what this host reads about the client. */
+static const char *const trailer_forbidden[] = {
+    "transfer-encoding", "content-length", "host", "authorization", "proxy-authorization",
+    "cookie", "content-type", "content-encoding", "content-range", "range", "expect", "te",
+    "trailer", "connection", "keep-alive", "upgrade", "max-forwards", "cache-control",
+    "pragma", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
+    "if-range", "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
+    "x-real-ip", "x-request-id", "idempotency-key",
+};
+
+static bool in_trailer(const conn_t *c)
+{
+    return c->parser.flags & F_TRAILING;
+}
+
+static int trailer_field(conn_t *c, const char *at, size_t len)
+{
+    if (!c->scanning && !c->trailer_name) {
+        c->scanning = true;
+        c->scan_lf = false;
+        c->scan_from = at;
+    }
+    int rc = scan_piece(c, at, len);
+    if (rc)
+        return rc;
+    if (!c->trailer_name) {
+        c->trailer_name = true;
+        c->trailer_off = (uint32_t)c->req->head.len;
+        c->trailer_len = 0;
+    }
+    c->trailer_len += (uint32_t)len;
+    return head_append(c, at, len);
+}
+
+static int trailer_field_complete(conn_t *c)
+{
+    const char *name = c->req->head.data + c->trailer_off;
+    c->trailer_name = false;
+    for (size_t i = 0; i < ARRAY_SIZE(trailer_forbidden); i++) {
+        if (strlen(trailer_forbidden[i]) == c->trailer_len &&
+            !strncasecmp(name, trailer_forbidden[i], c->trailer_len))
+            return fail_with(c, 400, "a field that must not be a trailer is in the trailer");
+    }
+    return 0;
+}
+
 static int on_message_begin(llhttp_t *p)
 {
     conn_t *c = p->data;
     if (!c->req)
         c->req = req_acquire(c->worker, c);
-    if (c->timer == CT_IDLE)
+    c->scanning = c->fold_seen = c->trailer_name = false;
+    if (c->timer == CT_IDLE || c->timer == CT_FRESH)
         http_timer_arm(c, CT_HEADER);
     return 0;
 }
@@ -51,8 +156,12 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
     px_req_t *r = c->req;
-    if (r->url_len == 0)
+    if (r->url_len == 0) {
         r->url_off = (uint32_t)r->head.len;
+        c->scanning = true;
+        c->scan_lf = false;
+    }
+    c->scan_from = at + len;
     if (r->head.len + len > c->worker->limits->max_header_size)
         return fail_with(c, 414, "request target too long");
     buf_append(&r->head, at, len);
@@ -87,8 +196,13 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
     px_req_t *r = c->req;
+    if (in_trailer(c))
+        return trailer_field(c, at, len);
+    int rc = scan_piece(c, at, len);
+    if (rc)
+        return rc;
     if (r->header_state != HS_FIELD) {
-        int rc = finish_header(c);
+        rc = finish_header(c);
         if (rc)
             return rc;
         if (r->nheaders >= c->worker->limits->max_headers)
@@ -109,6 +223,8 @@ static int on_header_field_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
     px_req_t *r = c->req;
+    if (in_trailer(c))
+        return trailer_field_complete(c);
     if (r->header_state != HS_FIELD || r->headers[r->nheaders - 1].name_len == 0)
         return fail_with(c, 400, "empty header name");
     int rc = head_append(c, "", 1);
@@ -121,15 +237,17 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     conn_t *c = p->data;
     px_req_t *r = c->req;
-    /* llhttp hands an obs-fold continuation (RFC 9112 5.2) over as a second piece of the
-     * same value. A value legitimately comes in pieces only when a read ended inside it;
-     * a piece that did not end at the end of the input was followed by CRLF and a fold.
-     * A server must reject or replace folding; rejecting is the safe one. */
-    if (r->header_state == HS_VALUE_DONE || (r->header_state == HS_VALUE && !c->value_cut))
-        return fail_with(c, 400, "obsolete line folding in a header value");
+    int rc = scan_piece(c, at, len);
+    if (rc)
+        return rc;
+    if (in_trailer(c))
+        return head_append(c, at, len); /* counted against the limit, then dropped */
+    /* A fold after text is a second piece, which scan_piece has refused already;
+     * this is the same fold should llhttp ever end the value before it. */
+    if (r->header_state == HS_VALUE_DONE)
+        return fail_with(c, 400, "obsolete line folding in a header");
     if (r->header_state != HS_NAME_DONE && r->header_state != HS_VALUE)
         return fail_with(c, 400, "header value without a name");
-    c->value_cut = at + len == c->feed_end;
     if (r->header_state != HS_VALUE) {
         r->headers[r->nheaders - 1].value_off = (uint32_t)r->head.len;
         r->header_state = HS_VALUE;
@@ -230,21 +348,32 @@ static int on_headers_complete(llhttp_t *p)
     int rc = finish_header(c);
     if (rc)
         return rc;
+    if (c->scanning)
+        scan_gap(c, c->feed_end); /* up to the blank line, which is in this feed */
+    c->scanning = false;
+    if (c->fold_seen)
+        return fail_with(c, 400, "obsolete line folding in a header");
     if (p->http_major != 1 || p->http_minor > 1)
         return fail_with(c, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
     r->http10 = p->http_minor == 0;
+    /* An HTTP/1.0 recipient may not know chunked: a proxy before us could have framed
+     * this body by the connection's end instead (RFC 9112 6.1). */
+    if (r->http10 && (p->flags & F_TRANSFER_ENCODING))
+        return fail_with(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
     r->method_name = llhttp_method_name((llhttp_method_t)p->method);
     r->method = router_method_parse(r->method_name);
     r->is_head = r->method == METHOD_HEAD;
     if (parse_target(r))
         return fail_with(c, 400, "malformed request target");
 
-    int hosts = 0;
+    int hosts = 0, auths = 0;
     for (uint32_t i = 0; i < r->nheaders; i++) {
         const header_t *h = &r->headers[i];
         const char *value = r->head.data + h->value_off;
         if (name_is(r, h, "host", 4)) {
             hosts++;
+        } else if (name_is(r, h, "authorization", 13)) {
+            auths++;
         } else if (name_is(r, h, "expect", 6)) {
             if (strcasecmp(value, "100-continue") != 0)
                 return fail_with(c, 417, "only \"Expect: 100-continue\" is supported");
@@ -256,6 +385,9 @@ static int on_headers_complete(llhttp_t *p)
     }
     if (hosts > 1 || (hosts == 0 && !r->http10))
         return fail_with(c, 400, hosts ? "more than one Host header" : "missing Host header");
+    /* Which one a proxy checked and which one we would read is anybody's guess. */
+    if (auths > 1)
+        return fail_with(c, 400, "more than one Authorization header");
 
     bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     /* Routed now, not at dispatch: the route's own body limit applies before the body. */
@@ -298,6 +430,11 @@ static int on_message_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
     px_req_t *r = c->req;
+    if (c->scanning)
+        scan_gap(c, c->feed_end); /* after the trailer's last field */
+    c->scanning = false;
+    if (c->fold_seen)
+        return fail_with(c, 400, "obsolete line folding in a trailer");
     r->in_body = false;
     r->keepalive = llhttp_should_keep_alive(p);
     return HPE_PAUSED;
@@ -337,7 +474,10 @@ void http_parse_fail(conn_t *c, llhttp_errno_t err)
         /* Ours, from a callback (llhttp reports it as that callback's error code). */
         status = c->err_status;
         message = c->err_message;
-    } else if (err == HPE_INVALID_VERSION) {
+    } else if (err == HPE_INVALID_VERSION &&
+               !(c->parser.http_major == 1 && c->parser.http_minor <= 1)) {
+        /* A version we do not speak; a supported one followed by anything but CRLF (a
+         * bare CR as the line end) is a malformed request. */
         status = 505;
     }
     px_req_t *r = c->req ? c->req : req_acquire(c->worker, c);

@@ -100,7 +100,7 @@ int http_error_status(int px_error, const char **code)
         int status;
         const char *code;
     } map[] = {
-        {PX_EINVAL, 400, "bad_request"},        {PX_ENOTJSON, 415, "bad_request"},
+        {PX_EINVAL, 400, "bad_request"},        {PX_ENOTJSON, 415, "unsupported_media_type"},
         {PX_EAUTH, 401, "unauthorized"},        {PX_EPERM, 403, "forbidden"},
         {PX_ENOENT, 404, "not_found"},          {PX_ECONFLICT, 409, "conflict"},
         {PX_ETOOBIG, 413, "payload_too_large"}, {PX_EUNAVAIL, 503, "unavailable"},
@@ -117,20 +117,30 @@ int http_error_status(int px_error, const char **code)
     return 500;
 }
 
+/* The code in an error body when the one who answers names none: a client tells its
+ * errors apart by code, so each status the host itself answers with has its own. */
 static const char *default_error_code(int status)
 {
     switch (status) {
     case 401: return "unauthorized";
     case 403: return "forbidden";
     case 404: return "not_found";
+    case 405: return "method_not_allowed";
     case 406: return "not_acceptable";
+    case 408: return "request_timeout";
     case 409: return "conflict";
     case 412: return "precondition_failed";
     case 413: return "payload_too_large";
+    case 414: return "uri_too_long";
+    case 415: return "unsupported_media_type";
     case 416: return "range_not_satisfiable";
+    case 417: return "expectation_failed";
     case 429: return "rate_limited";
+    case 431: return "header_fields_too_large";
+    case 499: return "client_closed_request";
     case 503: return "unavailable";
-    default: return status >= 500 && status != 505 ? "internal" : "bad_request";
+    case 505: return "http_version_not_supported";
+    default: return status >= 500 ? "internal" : "bad_request";
     }
 }
 

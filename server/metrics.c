@@ -40,6 +40,7 @@ typedef struct slot {
     uint64_t task_failures[METRICS_MAX_TASKS];
     uint64_t task_duration_ns[METRICS_MAX_TASKS];
     uint64_t events[METRICS_MAX_TASKS][METRICS_EVENT_KINDS];
+    uint64_t connections_shed[METRICS_SHED_COUNT];
 } slot_t;
 
 /* Task labels are added by workers, not the master (a task's name is known only when it
@@ -280,6 +281,12 @@ void metrics_renderer_add(void (*fn)(buf_t *out))
     renderers[nrenderers++] = fn;
 }
 
+void metrics_connection_shed(enum metrics_shed reason)
+{
+    ensure();
+    add(&mine->connections_shed[reason], 1);
+}
+
 char *metrics_render(size_t *len)
 {
     ensure();
@@ -341,6 +348,17 @@ char *metrics_render(size_t *len)
     for (size_t i = 0; i < nrenderers; i++)
         renderers[i](&b);
     render_tasks(&b);
+    static const char *const shed_reasons[METRICS_SHED_COUNT] = {"idle_evicted", "per_client"};
+    buf_appends(&b, "# HELP panthera_connections_shed_total Connections closed to protect the "
+                    "others: idle ones at max_connections, and over max_connections_per_client."
+                    "\n# TYPE panthera_connections_shed_total counter\n");
+    for (int k = 0; k < METRICS_SHED_COUNT; k++) {
+        uint64_t sum = 0;
+        for (int i = 0; i < METRICS_MAX_SLOTS; i++)
+            sum += get(&shm->slots[i].connections_shed[k]);
+        buf_printf(&b, "panthera_connections_shed_total{reason=\"%s\"} %llu\n", shed_reasons[k],
+                   (unsigned long long)sum);
+    }
     *len = b.len;
     return b.data;
 }

@@ -29,6 +29,9 @@ void metrics_attach(int slot);
 void metrics_request(int plugin_id, int status, uint64_t duration_ns);
 void metrics_connection_opened(void);
 void metrics_connection_closed(void);
+/* A connection closed to protect the others (http_admit.c), by reason. */
+enum metrics_shed { METRICS_SHED_IDLE, METRICS_SHED_PER_CLIENT, METRICS_SHED_COUNT };
+void metrics_connection_shed(enum metrics_shed reason);
 
 /* A section of /metrics some other file owns (crash counters, plugin metrics): `fn`
  * appends Prometheus text, reading shared memory of its own. Call before forking. */

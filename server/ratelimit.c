@@ -60,7 +60,7 @@ static const char count_script[] = "local out = {}\n"
 
 static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-static void addr_set(ratelimit_addr_t *a, int family, const void *bytes)
+void ratelimit_addr_set(ratelimit_addr_t *a, int family, const void *bytes)
 {
     memset(a, 0, sizeof(*a));
     if (family == AF_INET6 && !memcmp(bytes, v4_mapped, 12)) {
@@ -76,11 +76,11 @@ static int addr_pton(const char *s, ratelimit_addr_t *out)
 {
     uint8_t bytes[16];
     if (inet_pton(AF_INET, s, bytes) == 1) {
-        addr_set(out, AF_INET, bytes);
+        ratelimit_addr_set(out, AF_INET, bytes);
         return 0;
     }
     if (inet_pton(AF_INET6, s, bytes) == 1) {
-        addr_set(out, AF_INET6, bytes);
+        ratelimit_addr_set(out, AF_INET6, bytes);
         return 0;
     }
     return -1;
@@ -160,7 +160,7 @@ int ratelimit_parse_cidr(const char *s, ratelimit_cidr_t *out)
         bits -= 96;
     }
     memset(out, 0, sizeof(*out));
-    addr_set(&out->addr, family, bytes);
+    ratelimit_addr_set(&out->addr, family, bytes);
     out->bits = (uint8_t)bits;
     /* Host bits set beyond the prefix usually mean a typo ("10.1.2.3/8"). */
     size_t nbytes = out->addr.family == AF_INET ? 4 : 16;
@@ -354,6 +354,7 @@ struct ratelimit {
     redis_script_t *script;
     ratelimit_local_t *local; /* made the first time Redis cannot count */
     uint64_t seed;
+    uint64_t share; /* counted locally, a worker allows limit / share (the worker count) */
     bool degraded;
 };
 
@@ -441,10 +442,12 @@ ratelimit_t *ratelimit_new(worker_t *w)
     rl->script = redis_script_new(count_script);
     if (getrandom(&rl->seed, sizeof(rl->seed), GRND_NONBLOCK) != sizeof(rl->seed))
         rl->seed = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+    long workers = config_workers_effective(w->cfg);
+    rl->share = workers > 1 ? (uint64_t)workers : 1;
     if (!w->redis)
-        log_info("[ratelimit]: no [redis] address: limits are counted by each worker on its own "
-                 "(up to %ld times the limit in all)",
-                 config_workers_effective(w->cfg));
+        log_info("[ratelimit]: no [redis] address: limits are counted by each worker on its own, "
+                 "each allowing 1/%ld of every limit",
+                 workers);
     return rl;
 }
 
@@ -502,15 +505,25 @@ static void add_number_header(px_req_t *r, const char *name, uint64_t v)
     http_add_header(r, name, text);
 }
 
+/* A rule's limit as this count applies it: whole in Redis, where every worker shares one
+ * count; counted in a worker's own memory, that worker's share of it (at least 1), so
+ * that N workers together still let through no more than the limit. */
+static uint64_t rule_limit(const ratelimit_rule_t *rule, uint64_t share)
+{
+    uint64_t limit = rule->limit / share;
+    return limit ? limit : 1;
+}
+
 /* Given each rule's count and time left, answer 429 (returns 1) or let the request go on
- * (returns 0); the RateLimit-* headers describe the tightest rule either way. */
+ * (returns 0); the RateLimit-* headers describe the tightest rule either way. `share` is
+ * 1 for counts from Redis, the worker count for local ones. */
 static int decide(px_req_t *r, const route_rules_t *rr, const uint64_t *counts,
-                  const uint64_t *ttls)
+                  const uint64_t *ttls, uint64_t share)
 {
     size_t tight = 0, over = SIZE_MAX;
     uint64_t tight_left = UINT64_MAX;
     for (size_t i = 0; i < rr->n; i++) {
-        uint64_t limit = rr->rules[i]->limit;
+        uint64_t limit = rule_limit(rr->rules[i], share);
         uint64_t left = counts[i] >= limit ? 0 : limit - counts[i];
         if (left < tight_left || (left == tight_left && ttls[i] > ttls[tight])) {
             tight = i;
@@ -520,7 +533,7 @@ static int decide(px_req_t *r, const route_rules_t *rr, const uint64_t *counts,
             over = i;
     }
     size_t shown = over != SIZE_MAX ? over : tight;
-    add_number_header(r, "RateLimit-Limit", rr->rules[shown]->limit);
+    add_number_header(r, "RateLimit-Limit", rule_limit(rr->rules[shown], share));
     add_number_header(r, "RateLimit-Remaining", over != SIZE_MAX ? 0 : tight_left);
     add_number_header(r, "RateLimit-Reset", ceil_seconds(ttls[shown]));
     if (over == SIZE_MAX)
@@ -531,7 +544,7 @@ static int decide(px_req_t *r, const route_rules_t *rr, const uint64_t *counts,
     char window[24], msg[200];
     format_window(rule->window_ms, window, sizeof(window));
     snprintf(msg, sizeof(msg), "too many requests: at most %llu per %s%s; retry in %llu s",
-             (unsigned long long)rule->limit, window,
+             (unsigned long long)rule_limit(rule, share), window,
              rule->pattern ? " on this route" : " from one client", (unsigned long long)retry);
     http_respond_error(r, 429, "rate_limited", msg, NULL);
     return 1;
@@ -576,9 +589,11 @@ static void on_reply(const redis_reply_t *reply, const redis_error_t *err, void 
         return;
     }
     uint64_t counts[RATELIMIT_MAX_RULES_PER_ROUTE], ttls[RATELIMIT_MAX_RULES_PER_ROUTE];
+    uint64_t share = 1;
     if (!err && read_reply(reply, p->rr->n, counts, ttls) == 0) {
         went_redis(rl);
     } else {
+        share = rl->share;
         char why[160];
         if (err)
             snprintf(why, sizeof(why), "%s: %s", redis_errkind_name(err->kind), err->message);
@@ -591,10 +606,10 @@ static void on_reply(const redis_reply_t *reply, const redis_error_t *err, void 
     }
     if (!r->conn) {
         /* The client hung up while we asked: nobody to run the handler for. */
-        http_respond_error(r, 499, "bad_request", "the client closed the connection", NULL);
+        http_respond_error(r, 499, NULL, "the client closed the connection", NULL);
         return;
     }
-    if (decide(r, p->rr, counts, ttls))
+    if (decide(r, p->rr, counts, ttls, share))
         return;
     p->resume(r);
 }
@@ -609,7 +624,7 @@ static void find_client_with(const ratelimit_config_t *cfg, px_req_t *r, ratelim
 {
     ratelimit_addr_t peer = {0};
     if (r->conn)
-        addr_set(&peer, r->conn->family, r->conn->addr);
+        ratelimit_addr_set(&peer, r->conn->family, r->conn->addr);
     if (!cfg || !cfg->nproxies || !ratelimit_cidr_match(cfg->proxies, cfg->nproxies, &peer)) {
         *client = peer;
         return;
@@ -688,5 +703,5 @@ int ratelimit_check(ratelimit_t *rl, px_req_t *r, ratelimit_resume_fn resume)
     }
     uint64_t counts[RATELIMIT_MAX_RULES_PER_ROUTE], ttls[RATELIMIT_MAX_RULES_PER_ROUTE];
     count_local(rl, r, rr, &bucket, counts, ttls);
-    return decide(r, rr, counts, ttls);
+    return decide(r, rr, counts, ttls, rl->share);
 }

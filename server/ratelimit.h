@@ -49,9 +49,11 @@
  * (REDIS_EUNAVAILABLE, REDIS_ETIMEOUT, an error reply), the worker counts in its own
  * memory with the same rules and windows: a bounded open-addressing table (8192 entries,
  * made on first use; when a neighbourhood is full, the entry whose window ends first is
- * dropped). Each worker allows the full limit, so N workers let through up to N times the
- * limit while degraded: refusing honest clients because load was unevenly spread would be
- * worse than a looser limit for the minutes Redis is away. The switch is logged once each
+ * dropped). Each of N workers allows limit / N (at least 1), so all of them together let
+ * through no more than the limit: a client spreading its connections over the workers
+ * must not get N times the limit for as long as Redis is away (issue 11: the login limit
+ * was doubled that way). The price, a client whose connections all land on one worker
+ * gets only its share, is paid by the few over 1/N of a limit. The switch is logged once each
  * way (to per-worker counting, back to Redis), never per request. Counts made while
  * degraded are not carried over to Redis.
  *
@@ -138,6 +140,9 @@ bool ratelimit_rule_matches(const ratelimit_rule_t *rule, int method, const char
  * host bits are set beyond the prefix. */
 int ratelimit_parse_cidr(const char *s, ratelimit_cidr_t *out);
 bool ratelimit_cidr_match(const ratelimit_cidr_t *cidrs, size_t n, const ratelimit_addr_t *a);
+/* A peer address as accept gave it (`family` AF_INET or AF_INET6, else unknown); an
+ * IPv4-mapped IPv6 address becomes IPv4. */
+void ratelimit_addr_set(ratelimit_addr_t *a, int family, const void *bytes);
 /* An address as it appears in X-Forwarded-For: "203.0.113.7", "2001:db8::1",
  * "203.0.113.7:5040", "[2001:db8::1]:443", surrounding blanks allowed. Mapped IPv6 becomes
  * IPv4. 0 or -1. */

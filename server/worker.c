@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "http_admit.h"
 #include "blob.h"
 #include "events.h"
 #include "log.h"
@@ -124,6 +125,7 @@ void worker_free(worker_t *w)
     ratelimit_free(w->ratelimit);
     work_queues_free(w);
     tls_server_free(w->tls);
+    http_admit_free(w);
     free(w->listeners);
     free(w);
 }
@@ -134,7 +136,8 @@ void worker_conn_added(worker_t *w)
 {
     w->nconns++;
     metrics_connection_opened();
-    if (w->nconns >= w->limits->max_connections)
+    /* At the cap, go on accepting while an idle connection can make room (on_accept). */
+    if (w->nconns >= w->limits->max_connections && !http_admit_can_make_room(w))
         listeners_set(w, false);
 }
 
@@ -168,6 +171,11 @@ static void on_accept(uv_poll_t *poll, int status, int events)
             }
             return;
         }
+        /* At the cap the listener is on only while an idle connection can make room;
+         * made here, after the accept, since every worker is woken for each connection
+         * and only one gets it. */
+        if (w->nconns >= w->limits->max_connections)
+            http_admit_make_room(w);
         int rc = http_conn_open_listener(w, fd, l->mode);
         if (rc < 0)
             log_warn("cannot adopt a connection: %s", uv_strerror(rc));
@@ -371,6 +379,9 @@ static void on_tick(uv_timer_t *t)
     http_expire(w, now);
     stream_tick(w, now);
     access_log_flush();
+    /* Stopped at the cap with every connection busy; some may have gone idle since. */
+    if (!w->accepting && !w->draining && http_admit_can_make_room(w))
+        listeners_set(w, true);
     if (w->draining && (w->nconns == 0 || now >= w->drain_deadline)) {
         if (w->nconns)
             log_warn("shutdown timeout: closing %zu connections that are still busy", w->nconns);

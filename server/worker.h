@@ -47,6 +47,7 @@ typedef struct worker {
     conn_t *timer_head[CT_COUNT];
     conn_t *timer_tail[CT_COUNT];
     size_t nconns;
+    struct http_admit *admit; /* per-address connection counts (http_admit.c) */
 
     bool draining;
     uint64_t drain_deadline;

@@ -39,18 +39,26 @@ typedef struct create {
     char refresh[TOKEN_TEXT_LEN + 1];
     char refresh_hash[TOKEN_HASH_LEN + 1];
     px_pg_txn_t *txn;
+    const char *taken; /* "username" or "email" when the check found it taken */
 } create_t;
+
+static void answer_taken(px_req_t *req, const char *what)
+{
+    if (what && !strcmp(what, "username"))
+        px_res_error(req, 409, "conflict", "this username is already taken", NULL);
+    else if (what && !strcmp(what, "email"))
+        px_res_error(req, 409, "conflict", "this email is already registered", NULL);
+    else
+        px_res_error(req, 409, "conflict", "this username or email is already taken", NULL);
+}
 
 /* 23505 names the index that refused the row. */
 static void answer_conflict(px_req_t *req, const px_pg_error_t *err)
 {
     const char *which = px_pg_error_constraint(err);
-    if (which && !strcmp(which, "users_username_lower_key"))
-        px_res_error(req, 409, "conflict", "this username is already taken", NULL);
-    else if (which && !strcmp(which, "users_email_lower_key"))
-        px_res_error(req, 409, "conflict", "this email is already registered", NULL);
-    else
-        px_res_error(req, 409, "conflict", "this username or email is already taken", NULL);
+    answer_taken(req, which && !strcmp(which, "users_username_lower_key") ? "username"
+                      : which && !strcmp(which, "users_email_lower_key") ? "email"
+                                                                          : NULL);
 }
 
 static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
@@ -117,6 +125,49 @@ static void create_hashed(px_req_t *req, const password_result_t *res, void *ud)
         user_fail(req, rc);
 }
 
+/* The name was taken and the request carries an Idempotency-Key: it may be the retry of
+ * the create that took it, whose first answer the host replays without calling us; a
+ * new key gets here, and its 409 is not recorded. */
+static void taken_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+{
+    create_t *c = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    px_pg_rollback(txn, NULL, NULL);
+    answer_taken(req, c->taken);
+}
+
+/* Whether the name or the email is taken is known before any hash is made: a 409 costs
+ * one indexed lookup, not a scrypt (a loop registering a taken name was a cheap way to
+ * keep every hashing slot busy), and a PostgreSQL outage answers 503 without one. The
+ * unique indexes still decide a race between two registrations of one name. */
+static void create_checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                           void *ud)
+{
+    create_t *c = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    const char *taken = px_pg_value(res, 0, 0);
+    if (taken) {
+        c->taken = taken[0] == 'u' ? "username" : "email";
+        if (!px_req_header(req, "Idempotency-Key")) {
+            answer_taken(req, c->taken);
+            return;
+        }
+        int rc = px_pg_begin_idempotent(req, taken_begun, c);
+        if (rc && rc != PX_DONE)
+            user_fail(req, rc);
+        return;
+    }
+    int rc = password_hash_async(req, c->in.password, create_hashed, c);
+    if (rc)
+        user_fail(req, rc);
+}
+
 #define CREATE_FIELDS (IN_USERNAME | IN_EMAIL | IN_PASSWORD | IN_FIRST_NAME | IN_LAST_NAME)
 
 int auth_create_account(px_req_t *req, const user_input_t *in, bool session)
@@ -138,7 +189,7 @@ int auth_create_account(px_req_t *req, const user_input_t *in, bool session)
         c->in.role = in->role;
     }
     c->session = session;
-    rc = password_hash_async(req, c->in.password, create_hashed, c);
+    rc = store_user_taken(req, c->in.username, c->in.email, create_checked, c);
     return rc ? rc : PX_ASYNC;
 }
 
@@ -165,6 +216,7 @@ typedef struct login {
     const char *username;
     const char *role;
     const char *stored;
+    bool throttle_pg; /* the attempt was taken in PostgreSQL (Redis was away) */
     char refresh[TOKEN_TEXT_LEN + 1];
     char refresh_hash[TOKEN_HASH_LEN + 1];
 } login_t;
@@ -207,7 +259,7 @@ static void login_verified(px_req_t *req, const password_result_t *res, void *ud
         login_refused(req, l); /* the attempt it took stays counted */
         return;
     }
-    limit_release(req, l->subject);
+    limit_release(req, l->subject, l->throttle_pg);
     if (res->new_hash)
         px_log(user_plugin, PX_LOG_INFO,
                "user %s: password rehashed with the current scrypt "
@@ -259,7 +311,7 @@ static void login_found(px_req_t *req, const px_pg_result_t *res, const px_pg_er
     char *subject = px_req_alloc(req, len);
     snprintf(subject, len, "%s%s", l->user_id ? "id:" : "name:", name);
     l->subject = subject;
-    limit_reserve(req, l->subject, login_allowed, l);
+    limit_reserve(req, l->subject, &l->throttle_pg, login_allowed, l);
 }
 
 /* The body passed LoginRequest (strings, no other field); one of the two names is the

@@ -37,11 +37,11 @@ void user_redis_state(bool up)
     if (!up && !down)
         px_log(user_plugin, PX_LOG_WARN,
                "Redis is unavailable: profiles are read from PostgreSQL without the cache and "
-               "failed logins are not counted until it is back");
+               "failed logins are counted in PostgreSQL until it is back");
     else if (up && down)
         px_log(user_plugin, PX_LOG_INFO,
                "Redis is back: caching profiles and counting failed "
-               "logins again");
+               "logins in it again");
     down = !up;
 }
 

@@ -18,9 +18,15 @@
  * never slowed. The first attempt starts the window; the script sets the TTL whenever the
  * key has none, so a counter can never outlive its window.
  *
- * Counting happens in Redis so that every worker of every host shares one count. With
- * Redis down the throttle allows everything (and says so in the log once): refusing every
- * login because the cache is away would be worse.
+ * Counting happens in Redis so that every worker of every host shares one count. While
+ * Redis is away (not configured, not connected, or a call fails) the same reservation is
+ * made in PostgreSQL instead, in user_login_attempts, by one statement: an upsert that
+ * only takes the attempt while the account is under its limit, so parallel guesses are
+ * serialised by the row lock as the script serialises them in Redis. Turning the
+ * throttle off instead let 15 wrong passwords in a row through (issue 11). The two
+ * stores do not share counts: a window begun in one starts afresh in the other when
+ * Redis leaves or comes back. Only when PostgreSQL does not answer either is a login
+ * let through to its lookup, which then fails on the same outage.
  *
  * Per client address, POST /v1/auth/login is limited by the host's [ratelimit] (see
  * conf.d/20-user.conf): the SDK lends plugins no client address, and the host already
@@ -28,6 +34,7 @@
  */
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "user.h"
@@ -50,9 +57,60 @@ static const char release_script[] = "local n = tonumber(redis.call('GET', KEYS[
 
 typedef struct limit_op {
     char key[sizeof(KEY_PREFIX) + 64];
+    bool *in_pg;
     limit_fn cb;
     void *ctx;
 } limit_op_t;
+
+/* $1 the key, $2 the limit, $3 the window in ms. One row: the count when the attempt was
+ * taken (NULL when the account is over its limit), and the ms left of the window as it
+ * was before the statement. Expired rows of other accounts are removed a few at a time. */
+static const char pg_reserve_sql[] =
+    "WITH up AS (INSERT INTO user_login_attempts AS a (key, count, expires_at) "
+    "  VALUES ($1, 1, now() + make_interval(secs => $3::double precision / 1000)) "
+    "  ON CONFLICT (key) DO UPDATE SET "
+    "    count = CASE WHEN a.expires_at <= now() THEN 1 ELSE a.count + 1 END, "
+    "    expires_at = CASE WHEN a.expires_at <= now() THEN EXCLUDED.expires_at "
+    "                 ELSE a.expires_at END "
+    "  WHERE a.expires_at <= now() OR a.count < $2::int "
+    "  RETURNING a.count), "
+    "gc AS (DELETE FROM user_login_attempts WHERE key IN (SELECT key FROM "
+    "  user_login_attempts WHERE expires_at < now() AND key <> $1 LIMIT 8)) "
+    "SELECT (SELECT count FROM up), (SELECT ceil(extract(epoch FROM expires_at - now()) * "
+    "  1000)::bigint FROM user_login_attempts WHERE key = $1)";
+
+static const char pg_release_sql[] =
+    "UPDATE user_login_attempts SET count = count - 1 "
+    "WHERE key = $1 AND count > 0 AND expires_at > now()";
+
+static void pg_reserved(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                        void *ud)
+{
+    limit_op_t *op = ud;
+    if (err || px_pg_rows(res) != 1) {
+        op->cb(req, false, 0, op->ctx);
+        return;
+    }
+    if (px_pg_value(res, 0, 0)) {
+        op->cb(req, false, 0, op->ctx);
+        return;
+    }
+    const char *ms = px_pg_value(res, 0, 1);
+    long long pttl = ms ? strtoll(ms, NULL, 10) : 0;
+    op->cb(req, true, pttl > 0 ? (pttl + 999) / 1000 : 1, op->ctx);
+}
+
+/* Redis is away: the same reservation in PostgreSQL. */
+static void reserve_in_pg(px_req_t *req, limit_op_t *op)
+{
+    *op->in_pg = true;
+    char limit[24], window[24];
+    snprintf(limit, sizeof(limit), "%lld", (long long)user_settings.login_limit);
+    snprintf(window, sizeof(window), "%lld", (long long)user_settings.login_window_ms);
+    const char *values[] = {op->key, limit, window};
+    if (px_pg_query(req, "user_login_reserve", pg_reserve_sql, 3, values, pg_reserved, op))
+        op->cb(req, false, 0, op->ctx);
+}
 
 static void make_key(const char *subject, char *key, size_t size)
 {
@@ -77,8 +135,9 @@ static void reserved(px_req_t *req, const px_redis_reply_t *reply, int err, void
     user_redis_state(err == 0);
     if (err || px_redis_type(reply) != PX_REDIS_ARRAY || px_redis_elements(reply) != 2) {
         if (!err)
-            px_log(user_plugin, PX_LOG_WARN, "login throttle: unexpected Redis reply; allowing");
-        op->cb(req, false, 0, op->ctx);
+            px_log(user_plugin, PX_LOG_WARN,
+                   "login throttle: unexpected Redis reply; counting in PostgreSQL");
+        reserve_in_pg(req, op);
         return;
     }
     long long pttl = px_redis_integer(px_redis_element(reply, 1));
@@ -89,10 +148,12 @@ static void reserved(px_req_t *req, const px_redis_reply_t *reply, int err, void
     op->cb(req, true, pttl > 0 ? (pttl + 999) / 1000 : 1, op->ctx);
 }
 
-int limit_reserve(px_req_t *req, const char *subject, limit_fn cb, void *ctx)
+int limit_reserve(px_req_t *req, const char *subject, bool *in_pg, limit_fn cb, void *ctx)
 {
     limit_op_t *op = px_req_alloc(req, sizeof(*op));
     make_key(subject, op->key, sizeof(op->key));
+    op->in_pg = in_pg;
+    *in_pg = false;
     op->cb = cb;
     op->ctx = ctx;
     char limit[24], window[24];
@@ -102,7 +163,7 @@ int limit_reserve(px_req_t *req, const char *subject, limit_fn cb, void *ctx)
     int rc = px_redis_command(req, 6, argv, NULL, reserved, op);
     if (rc) {
         user_redis_state(false);
-        cb(req, false, 0, ctx);
+        reserve_in_pg(req, op);
     }
     return 0;
 }
@@ -115,10 +176,24 @@ static void released(px_req_t *req, const px_redis_reply_t *reply, int err, void
     user_redis_state(err == 0);
 }
 
-void limit_release(px_req_t *req, const char *subject)
+static void pg_released(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                        void *ud)
+{
+    (void)req;
+    (void)res;
+    (void)err;
+    (void)ud;
+}
+
+void limit_release(px_req_t *req, const char *subject, bool in_pg)
 {
     char key[sizeof(KEY_PREFIX) + 64];
     make_key(subject, key, sizeof(key));
+    if (in_pg) {
+        const char *values[] = {key};
+        px_pg_query(req, "user_login_release", pg_release_sql, 1, values, pg_released, NULL);
+        return;
+    }
     const char *argv[] = {"EVAL", release_script, "1", key};
     /* Nobody waits for it: the command is on its way before the login answers. */
     if (px_redis_command(req, 4, argv, NULL, released, NULL) == PX_EUNAVAIL)

@@ -76,6 +76,17 @@ int store_login_session(px_req_t *req, const char *user_id, const char *token_ha
         5, values, cb, ud);
 }
 
+int store_user_taken(px_req_t *req, const char *username, const char *email, px_pg_fn cb,
+                     void *ud)
+{
+    const char *values[] = {username, email};
+    return px_pg_query(req, "user_taken",
+                       "SELECT CASE WHEN EXISTS (SELECT 1 FROM users WHERE lower(username) = "
+                       "lower($1)) THEN 'username' WHEN EXISTS (SELECT 1 FROM users WHERE "
+                       "lower(email) = lower($2)) THEN 'email' END",
+                       2, values, cb, ud);
+}
+
 int store_user_insert(px_pg_txn_t *txn, const user_input_t *in, const char *password_hash,
                       const char *token_hash, px_pg_fn cb, void *ud)
 {

@@ -87,12 +87,13 @@ static int settings_load(px_plugin_t *self)
         {"argon2_m", "19456"},  {"argon2_t", "2"},       {"argon2_p", "1"},
         {"scrypt_n", "131072"}, {"scrypt_r", "8"},      {"scrypt_p", "1"},
         {"cache_ttl", "60s"},
-        {"login_limit", "10"},  {"login_window", "60s"},
+        {"login_limit", "10"},  {"login_window", "60s"},   {"hash_jobs", "1"},
+        {"hash_queue", "64"},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         px_config_declare(self, keys[i].key, keys[i].dflt);
 
-    int64_t am, at, ap, n, r, p, ttl_ms, limit, window_ms;
+    int64_t am, at, ap, n, r, p, ttl_ms, limit, window_ms, hash_jobs, hash_queue;
     const char *scheme = px_config_get(self, "password_scheme");
     if (strcmp(scheme, "argon2id") && strcmp(scheme, "scrypt")) {
         px_log(self, PX_LOG_ERROR,
@@ -117,6 +118,10 @@ static int settings_load(px_plugin_t *self)
         rc = setting_int("login_limit", 1, 1000000, &limit);
     if (!rc)
         rc = setting_duration("login_window", 1000, 86400 * 1000, &window_ms);
+    if (!rc)
+        rc = setting_int("hash_jobs", 1, 1024, &hash_jobs);
+    if (!rc)
+        rc = setting_int("hash_queue", 0, 100000, &hash_queue);
     if (rc)
         return rc;
     if (n & (n - 1)) {
@@ -143,6 +148,8 @@ static int settings_load(px_plugin_t *self)
         .login_limit = limit,
         .login_window_ms = window_ms,
         .refresh_ttl = px_auth_setting(self, "refresh_ttl"),
+        .hash_jobs = hash_jobs,
+        .hash_queue = hash_queue,
     };
     return 0;
 }

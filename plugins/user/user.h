@@ -40,6 +40,8 @@ typedef struct user_settings {
     int64_t login_limit; /* failed logins per account per window */
     int64_t login_window_ms;
     int64_t refresh_ttl; /* seconds, [auth] refresh_ttl */
+    int64_t hash_jobs;   /* new-hash jobs (not logins) in the host's job queue per worker */
+    int64_t hash_queue;  /* new-hash jobs that may wait for one of those; then 503 */
 } user_settings_t;
 
 extern px_plugin_t *user_plugin;
@@ -108,7 +110,9 @@ typedef struct password_result {
 /* Called on the loop, only while the request lives. */
 typedef void (*password_done_fn)(px_req_t *req, const password_result_t *res, void *ctx);
 
-/* Hash `pw` on the thread pool. 0 or a PX_E* code (then `done` is never called). */
+/* Hash `pw` on the thread pool, after the new hashes ahead of it (hash_jobs at once per
+ * worker, hash_queue waiting, see password.c). 0 or a PX_E* code (PX_EUNAVAIL: too many
+ * wait; then `done` is never called). */
 int password_hash_async(px_req_t *req, const char *pw, password_done_fn done, void *ctx);
 /* Verify `pw` against `stored` on the thread pool; `stored` NULL verifies against a dummy
  * hash of the current parameters, so an unknown account costs what a known one does. */
@@ -135,6 +139,10 @@ json_t *tokens_answer(px_req_t *req, const char *user_id, const char *username, 
 int store_user_by_id(px_req_t *req, const char *id, px_pg_fn cb, void *ud);
 /* id, username, role, password_hash of the account whose username or email is `login`. */
 int store_login_lookup(px_req_t *req, const char *login, px_pg_fn cb, void *ud);
+/* One row, one column: "username" or "email" when an account holds that one already
+ * (case-insensitively), else NULL. */
+int store_user_taken(px_req_t *req, const char *username, const char *email, px_pg_fn cb,
+                     void *ud);
 /* After a good password: a new refresh token family (and the rehash, when `new_hash` is
  * not NULL, only if the hash is still `old_hash`); expired tokens of the user go. */
 int store_login_session(px_req_t *req, const char *user_id, const char *token_hash,
@@ -189,11 +197,12 @@ void user_redis_state(bool up);
 /* `blocked` with the seconds until the window ends; otherwise `retry_after` is 0. */
 typedef void (*limit_fn)(px_req_t *req, bool blocked, int64_t retry_after, void *ctx);
 
-/* Takes one login attempt of `subject` (see limit.c), or finds the account over its limit;
- * calls `cb`, at once when Redis is down (then allowing). Always 0. */
-int limit_reserve(px_req_t *req, const char *subject, limit_fn cb, void *ctx);
-/* A successful login gives its attempt back (fire and forget). */
-void limit_release(px_req_t *req, const char *subject);
+/* Takes one login attempt of `subject` (see limit.c), or finds the account over its limit,
+ * in Redis or, while Redis is away, in PostgreSQL; calls `cb` (allowing only when neither
+ * answers). `*in_pg` says where the attempt was taken, for limit_release. Always 0. */
+int limit_reserve(px_req_t *req, const char *subject, bool *in_pg, limit_fn cb, void *ctx);
+/* A successful login gives its attempt back where it took it (fire and forget). */
+void limit_release(px_req_t *req, const char *subject, bool in_pg);
 
 /* ---- handlers ---- */
 

@@ -27,6 +27,7 @@ def slow():
     s = Server(workers=2, http={
         "header_timeout": "2s", "body_timeout": "2s", "keepalive_timeout": "2s",
         "send_timeout": "2s", "keepalive_requests": "5", "max_connections": "1000",
+        "max_connections_per_client": "1000",
     })
     try:
         s.start()
@@ -286,8 +287,8 @@ def test_send_timeout_closes_stuck_reader(slow):
 
 @pytest.fixture(scope="module")
 def capped():
-    s = Server(workers=1, http={"max_connections": "20", "header_timeout": "30s",
-                                "keepalive_timeout": "30s"})
+    s = Server(workers=1, http={"max_connections": "20", "max_connections_per_client": "100",
+                                "header_timeout": "30s", "keepalive_timeout": "30s"})
     try:
         s.start()
         yield s
@@ -295,36 +296,145 @@ def capped():
         s.cleanup()
 
 
-def test_max_connections_per_worker(capped):
+def test_max_connections_closes_the_oldest_idle_to_make_room(capped):
+    """At the cap, idle keep-alive connections make room, oldest first: the 21st client
+    is served and the first idle one is closed."""
+    held = []
+    try:
+        for i in range(20):
+            s = capped.connect(timeout=5)
+            s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s).status == 200, "connection %d not served" % i
+            held.append(s)
+        with capped.connect(timeout=5) as extra:
+            extra.sendall(b"GET /v1/hello/extra HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert read_response(extra, timeout=10).json() == {"message": "Hello, extra!"}
+        data, closed = recv_until_close(held[0], timeout=10)
+        assert closed and data == b"", "the oldest idle connection was not closed"
+        held[-1].sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(held[-1]).status == 200
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_max_connections_with_every_connection_busy_waits(capped):
+    """Connections in the middle of a request are never closed for room: with all 20 so,
+    the 21st waits in the backlog until one of them ends."""
     held = []
     extra = None
     try:
         for i in range(20):
-            s = capped.connect(timeout=3)
-            s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert read_response(s).status == 200, "connection %d not served" % i
+            s = capped.connect(timeout=5)
+            s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\nX-Partial: ")
             held.append(s)
-        # The 21st connects (kernel backlog) but is not accepted, so not served.
-        extra = capped.connect(timeout=3)
+        # Wait until the server has taken all 20 (the /metrics probe is the 21st or is
+        # refused once the worker is full).
+        deadline = time.monotonic() + 20
+        while True:
+            text = requests_get_metrics(capped)
+            if text is None or "panthera_connections_open 21" in text or \
+                    "panthera_connections_open 20" in text:
+                break
+            assert time.monotonic() < deadline, "the 20 connections were never all open"
+            time.sleep(0.1)
+        extra = capped.connect(timeout=5)
         extra.sendall(b"GET /v1/hello/extra HTTP/1.1\r\nHost: x\r\n\r\n")
         with pytest.raises(socket.timeout):
             read_response(extra, timeout=1.5)
-        # Held connections are still fine.
-        held[0].sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert read_response(held[0]).status == 200
-        # One closes: the waiting one is accepted and answered.
         held.pop().close()
-        t0 = time.monotonic()
-        r = read_response(extra, timeout=3)
-        assert r.status == 200
+        r = read_response(extra, timeout=10)
         assert r.json() == {"message": "Hello, extra!"}
-        assert time.monotonic() - t0 < 2
     finally:
         for s in held:
             s.close()
         if extra:
             extra.close()
-    # And with everything closed the server takes new connections again.
     with capped.connect() as s:
         s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert read_response(s).status == 200
+
+
+def requests_get_metrics(server):
+    """/metrics, or None when the server cannot take one more connection right now."""
+    try:
+        with server.connect(timeout=2) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return read_response(s, timeout=2).body.decode()
+    except (socket.timeout, OSError):
+        return None
+
+
+def test_max_connections_per_client(make_server):
+    """One address holds at most max_connections_per_client of a worker's connections;
+    the next is closed at once, counted, and logged; other addresses are unaffected."""
+    s = make_server(workers=1, http={"max_connections_per_client": "3"})
+    held = []
+    try:
+        for _ in range(3):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                         source_address=("127.0.0.2", 0))
+            c.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(c).status == 200
+            held.append(c)
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                     source_address=("127.0.0.2", 0))
+        held.append(c)
+        try:
+            c.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        except OSError:
+            pass
+        data, closed = recv_until_close(c, timeout=10)
+        assert closed and b"200 OK" not in data
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                      source_address=("127.0.0.3", 0)) as other:
+            other.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            text = read_response(other).body.decode()
+        assert 'panthera_connections_shed_total{reason="per_client"} 1' in text, text
+        assert s.wait_error_log("refused over max_connections_per_client = 3", timeout=10)
+        # One of the three leaves: the address may connect again.
+        held[0].close()
+        deadline = time.monotonic() + 20
+        while True:
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                         source_address=("127.0.0.2", 0))
+            held.append(c)
+            try:
+                c.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+                if read_response(c, timeout=5).status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the address never got its slot back"
+            time.sleep(0.1)
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_trusted_proxy_is_not_capped_per_client(make_server):
+    s = make_server(workers=1, http={"max_connections_per_client": "2"},
+                    sections={"ratelimit": {"trusted_proxies": "127.0.0.4"}})
+    held = []
+    try:
+        for _ in range(5):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5,
+                                         source_address=("127.0.0.4", 0))
+            c.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(c).status == 200
+            held.append(c)
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_silent_connection_gets_first_byte_timeout(make_server):
+    s = make_server(workers=1, http={"first_byte_timeout": "1s", "header_timeout": "30s"})
+    with s.connect(timeout=20) as c:
+        data, closed = recv_until_close(c, timeout=20)
+    assert closed and data == b""
+    with s.connect(timeout=20) as c:  # one that started a request is not cut off at 1 s
+        c.sendall(b"GET /v1/hel")
+        time.sleep(2.5)
+        c.sendall(b"lo HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(c, timeout=10).status == 200

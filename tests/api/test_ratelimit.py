@@ -186,6 +186,18 @@ def test_local_limit_without_redis(make_server):
     assert s.error_log().count("falling back to per-worker counting") == 0
 
 
+def test_local_limits_share_the_limit_between_workers(make_server):
+    """Counted in each worker, two workers must not let through twice the limit: each
+    allows its half. Fresh connections spread over both workers."""
+    s = limited_server(make_server, {"route": "GET /v1/hello 6/1m"}, workers=2, redis=False)
+    replies = [request(s, "/v1/hello") for _ in range(40)]
+    served = [r for r in replies if r.status == 200]
+    assert len({r.worker for r in replies}) == 2, "every connection went to one worker"
+    assert len(served) <= 6, "%d of 40 served with a limit of 6" % len(served)
+    assert {r.status for r in replies} == {200, 429}
+    assert all(r.headers["ratelimit-limit"] == "3" for r in replies)
+
+
 def test_rule_names_a_route_shape_and_head_counts_as_get(make_server, uses_redis):
     # The plugin registered /v1/hello/:name; the rule's parameter name does not matter,
     # and the limit is per route, not per path.
@@ -308,13 +320,15 @@ def test_falls_back_while_redis_is_down(make_server, shared_redis):
     assert request(s, "/v1/hello").status == 200
     try:
         shared_redis.stop()
-        # One connection, so one worker: its own count, the same limit.
+        # One connection, so one worker: its own count, its half of the limit (5 // 2),
+        # so that both workers together never let through more than the limit.
         conn = http.client.HTTPConnection(s.host, s.port, timeout=5)
         started = time.monotonic()
-        replies = [request(s, "/v1/hello", conn=conn) for _ in range(6)]
-        assert [r.status for r in replies] == [200] * 5 + [429], replies
+        replies = [request(s, "/v1/hello", conn=conn) for _ in range(3)]
+        assert [r.status for r in replies] == [200] * 2 + [429], replies
         assert time.monotonic() - started < 1.5, "requests waited for the missing Redis"
-        retry = assert_rate_limited(replies[5], 2)
+        assert replies[0].headers["ratelimit-limit"] == "2"
+        retry = assert_rate_limited(replies[2], 2)
         assert request(s, "/v1/hello/x", conn=conn).status == 200
         s.wait_error_log("falling back to per-worker counting")
         time.sleep(retry + 0.1)

@@ -63,7 +63,8 @@ print("    %-9s round %s: %d idle connections, VmRSS %+d KiB = %.0f bytes each (
 
 log "$CONNS idle keep-alive connections per server, $ROUNDS rounds, fresh servers each round"
 for ((round = 1; round <= ROUNDS; round++)); do
-    start_pantherad "$WORKERS" max_connections=10000 keepalive_timeout=120s header_timeout=120s
+    start_pantherad "$WORKERS" max_connections=10000 max_connections_per_client=10000 \
+        keepalive_timeout=120s header_timeout=120s
     measure pantherad "$PX_PORT" "$PX_PID" "$round"
     stop_pantherad
 
