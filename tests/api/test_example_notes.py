@@ -1,9 +1,11 @@
 """The SDK 1.2 example plugin, sdk/examples/notes: built in tree (meson) and out of tree
 (its Makefile against the installed SDK), both loaded and used: a write emits
-note.created in its own transaction, the consumer group counts it exactly once, and a
-background task's timer keeps a cached total fresh."""
+note.created in its own transaction, the consumer group counts it exactly once, a
+background task's timer keeps a cached total fresh, and the SSE route shows a note
+written through the other worker."""
 import os
 import shutil
+import socket
 import time
 import uuid
 
@@ -17,6 +19,7 @@ from test_sdk_out_of_tree import run, sdk  # noqa: F401  (the module-scoped SDK 
 from panthera_server import REPO
 
 PGHOST = os.environ.get("PANTHERA_PGHOST")
+REDIS_SOCKET = os.environ.get("PANTHERA_REDIS_SOCKET")
 pytestmark = pytest.mark.skipif(not PGHOST, reason="PANTHERA_PGHOST is unset: no PostgreSQL")
 CEILING = 120
 
@@ -49,13 +52,49 @@ def exercise(s):
     assert got["created"] == before + 2, got
 
 
+def read_until(sock, needle, deadline):
+    data = b""
+    while needle not in data:
+        assert time.monotonic() < deadline, data[-500:]
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        assert chunk, data[-500:]
+        data += chunk
+    return data
+
+
+def live_note(s):
+    """A stream opened before a write sees it, as an SSE event, once committed."""
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=2)
+    try:
+        sock.sendall(b"GET /v1/notes/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + CEILING
+        head = read_until(sock, b": live", deadline)
+        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head, head
+        text = "live-" + uuid.uuid4().hex
+        r = requests.post(s.url("/v1/notes"), json={"text": text}, timeout=10)
+        assert r.status_code == 201, r.text
+        got = read_until(sock, text.encode(), deadline)
+        assert b"event: note\n" in got and ('"id":"%s"' % r.json()["id"]).encode() in got, got
+    finally:
+        sock.close()
+
+
 def test_in_tree(make_server):
+    sections = {"postgres": {"conninfo": conninfo()}, "events": {"poll_interval": "500ms"}}
+    if REDIS_SOCKET:
+        sections["redis"] = {"address": "unix:" + REDIS_SOCKET}
     with pg_lock(exclusive=True):
-        s = make_server(workers=2, plugins=("notes",),
-                        sections={"postgres": {"conninfo": conninfo()},
-                                  "events": {"poll_interval": "500ms"}},
+        s = make_server(workers=2, plugins=("notes",), sections=sections,
                         plugin_config={"notes": {"refresh": "200"}})
         exercise(s)
+        if REDIS_SOCKET:
+            live_note(s)
+        else:
+            r = requests.get(s.url("/v1/notes/stream"), timeout=10)
+            assert r.status_code == 503, r.text
 
 
 def test_out_of_tree(sdk, make_server):  # noqa: F811

@@ -1,11 +1,15 @@
 /*
  * notes — the example plugin for SDK 1.2's work outside a request: a write that emits an
- * event in its own transaction, a consumer group that counts what happened, and a
- * background task whose timer keeps a cached total fresh.
+ * event in its own transaction, a consumer group that counts what happened, a background
+ * task whose timer keeps a cached total fresh, and a Server-Sent Events route that shows
+ * new notes live on every host.
  *
- *   POST /v1/notes        {"text": "..."} -> 201 {"id": "..."}; emits note.created
+ *   POST /v1/notes        {"text": "..."} -> 201 {"id": "..."}; emits note.created and,
+ *                          once committed, publishes the note on the "created" channel
  *   GET  /v1/notes/stats  {"created": N (counted by the consumer), "cached_total": M (the
  *                          timer's last count in this worker, -1 before its first run)}
+ *   GET  /v1/notes/stream text/event-stream: one "note" event per note written on any
+ *                          host from now on (needs [redis]; 503 without it)
  *
  * Config ([plugin:notes]): refresh = 1000 (ms between two refreshes of cached_total)
  * Needs [postgres]: its tables come with it (the migrations below).
@@ -48,9 +52,14 @@ static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error
         return;
     }
     const char *id = px_pg_value(res, 0, 0);
-    /* The event exists exactly when the note does: both commit or neither. */
-    int rc = px_event_emit(txn, "note.created", id,
-                           json_pack("{s:s, s:s}", "id", id, "text", w->text));
+    /* The event exists exactly when the note does: both commit or neither. The live
+     * message goes out only after the commit (and never for a rolled-back note). */
+    json_t *note = json_pack("{s:s, s:s}", "id", id, "text", w->text);
+    char *live = json_dumps(note, JSON_COMPACT);
+    if (live)
+        px_channel_publish_on_commit(txn, "created", live, strlen(live));
+    free(live);
+    int rc = px_event_emit(txn, "note.created", id, note);
     if (rc) {
         px_pg_rollback(txn, NULL, NULL);
         px_res_error(req, 500, "internal", "the event could not be recorded", NULL);
@@ -166,9 +175,38 @@ static int stats(px_req_t *req, void *ud)
     return rc ? rc : PX_ASYNC;
 }
 
-/* ---- SSE: GET /v1/notes/stream (live note.created over a channel) goes here, once the
- * streams area of SDK 1.2 lands: px_route_add with PX_ROUTE_STREAM, subscribe to the
- * channel the consumer publishes to after its commit. ---- */
+/* ---- the live stream: notes published after their commit, on every host ---- */
+
+static void on_created(px_req_t *req, const char *channel, const void *data, size_t len,
+                       void *ud)
+{
+    (void)channel, (void)ud;
+    px_sse_event_t ev = PX_SSE_INIT;
+    ev.event = "note";
+    ev.data = data;
+    ev.data_len = len;
+    /* PX_EBUSY: this client is not reading; skip the note (the host closes it if it
+     * stays so). A real inbox would let it catch up from PostgreSQL on reconnect. */
+    px_res_sse_send(req, &ev);
+}
+
+static void on_channel(px_req_t *req, int status, void *ud)
+{
+    (void)ud;
+    /* A real client would catch up from PostgreSQL on "up" and poll while "down". */
+    px_res_sse_comment(req, status == PX_CHANNEL_UP ? "live" : "live updates paused");
+}
+
+static int stream(px_req_t *req, void *ud)
+{
+    (void)ud;
+    /* Subscribed before the head goes out: without Redis the client gets a clear 503. */
+    int rc = px_channel_subscribe(req, "created", 0, on_created, on_channel, NULL, NULL);
+    if (rc)
+        return rc;
+    rc = px_res_sse_begin(req, 15000);
+    return rc ? rc : PX_ASYNC; /* the stream ends with the client, or the worker's drain */
+}
 
 static int notes_init(px_plugin_t *p)
 {
@@ -184,6 +222,15 @@ static int notes_init(px_plugin_t *p)
         rc = px_route(p, "POST", "/v1/notes", create, NULL);
     if (!rc)
         rc = px_route(p, "GET", "/v1/notes/stats", stats, NULL);
+    if (!rc) {
+        px_route_spec_t spec = PX_ROUTE_SPEC_INIT;
+        spec.method = "GET";
+        spec.pattern = "/v1/notes/stream";
+        spec.handler = stream;
+        spec.flags = PX_ROUTE_STREAM;
+        spec.summary = "New notes, live, as Server-Sent Events";
+        rc = px_route_add(p, &spec);
+    }
     return rc;
 }
 
