@@ -1,0 +1,96 @@
+/*
+ * task — projects, their members and activity (API.md, "Projects and tasks").
+ *
+ * This file holds the descriptor, init and the route table; the handlers are in
+ * projects.c, members.c and activity.c, the gate they share in access.c (see task.h for
+ * the map of the folder). The plugin needs the user plugin: members are rows of its
+ * `users` table (migrations reference users(id)), so it is loaded first.
+ */
+#include "task.h"
+
+px_plugin_t *task_plugin;
+
+extern const px_migration_t task_migrations[];
+
+static int task_init(px_plugin_t *self)
+{
+    task_plugin = self;
+#define ROUTE(m, p, fn, body, resp, text, q, pp)                                              \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
+     .auth = PX_AUTH_REQUIRED, .request_schema = body, .responses = resp, .summary = text,   \
+     .tag = "projects", .query = q, .params = pp}
+#define GATED "404 for a project the caller is not a member of (admins see all)"
+    static const px_response_spec_t project_201[] = {
+        {201, "Project", "Created; the caller is its owner (Location)", NULL},
+        {409, "Error", "The Idempotency-Key was used for another request", NULL}, {0}};
+    static const px_response_spec_t project_200[] = {
+        {200, "Project", "With ETag: \"<version>\" (If-None-Match: 304)", NULL},
+        {403, "Error", "Not an owner (writes)", NULL},
+        {404, "Error", GATED, NULL},
+        {412, "Error", "If-Match names an older version (precondition_failed)", NULL}, {0}};
+    static const px_response_spec_t project_list[] = {{200, "ProjectList", NULL, NULL}, {0}};
+    static const px_response_spec_t done_204[] = {
+        {204, NULL, NULL, NULL}, {403, "Error", "Not an owner", NULL}, {404, "Error", GATED, NULL},
+        {409, "Error", "The last owner cannot be removed", NULL}, {0}};
+    static const px_response_spec_t member_201[] = {
+        {201, "Member", NULL, NULL}, {403, "Error", "Not an owner", NULL},
+        {404, "Error", GATED, NULL}, {409, "Error", "Already a member", NULL}, {0}};
+    static const px_response_spec_t member_200[] = {
+        {200, "Member", NULL, NULL}, {403, "Error", "Not an owner", NULL},
+        {404, "Error", GATED, NULL}, {409, "Error", "The last owner cannot be demoted", NULL},
+        {0}};
+    static const px_response_spec_t member_list[] = {
+        {200, "MemberList", NULL, NULL}, {404, "Error", GATED, NULL}, {0}};
+    static const px_response_spec_t activity_list_200[] = {
+        {200, "ActivityList", "Newest first", NULL}, {404, "Error", GATED, NULL}, {0}};
+#define PAGE_Q                                                                                \
+    {"page", "{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 1000000000, \"default\": 1}", \
+     0, NULL},                                                                                  \
+        {"limit", "{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 100, \"default\": 10}", \
+         0, NULL}
+    static const px_param_spec_t page_q[] = {PAGE_Q, {NULL, NULL, 0, NULL}};
+    static const px_param_spec_t projects_q[] = {
+        PAGE_Q,
+        {"status", "{\"type\": \"string\", \"enum\": [\"active\", \"archived\", \"completed\"]}",
+         0, NULL},
+        {"q", "{\"type\": \"string\", \"maxLength\": 200}", 0,
+         "matches name and description, case-insensitively"},
+        {NULL, NULL, 0, NULL}};
+    /* An id that is not a uuid names nothing: 404, as for one that does not exist. */
+#define UUID_P(n) {n, "{\"type\": \"string\", \"format\": \"uuid\"}", 1, NULL}
+    static const px_param_spec_t project_p[] = {UUID_P("id"), {NULL, NULL, 0, NULL}};
+    static const px_param_spec_t member_p[] = {UUID_P("id"), UUID_P("userId"),
+                                               {NULL, NULL, 0, NULL}};
+    static const px_route_spec_t routes[] = {
+        ROUTE("GET", "/v1/projects", projects_list, NULL, project_list,
+              "Projects the caller is a member of (admins: all)", projects_q, NULL),
+        ROUTE("POST", "/v1/projects", projects_create, "ProjectCreate", project_201,
+              "Create a project; the caller becomes its owner (Idempotency-Key)", NULL, NULL),
+        ROUTE("GET", "/v1/projects/:id", projects_get, NULL, project_200,
+              "A project (members)", NULL, project_p),
+        ROUTE("PUT", "/v1/projects/:id", projects_update, "ProjectUpdate", project_200,
+              "Change a project (owners; If-Match)", NULL, project_p),
+        ROUTE("DELETE", "/v1/projects/:id", projects_delete, NULL, done_204,
+              "Delete a project with everything in it (owners)", NULL, project_p),
+        ROUTE("GET", "/v1/projects/:id/members", members_list, NULL, member_list,
+              "The project's members (members)", page_q, project_p),
+        ROUTE("POST", "/v1/projects/:id/members", members_add, "MemberAdd", member_201,
+              "Add a member with a role (owners; Idempotency-Key)", NULL, project_p),
+        ROUTE("PUT", "/v1/projects/:id/members/:userId", members_update, "MemberUpdate",
+              member_200, "Change a member's role (owners)", NULL, member_p),
+        ROUTE("DELETE", "/v1/projects/:id/members/:userId", members_remove, NULL, done_204,
+              "Remove a member (owners)", NULL, member_p),
+        ROUTE("GET", "/v1/projects/:id/activity", activity_list, NULL, activity_list_200,
+              "The project's activity feed, newest first (members)", page_q, project_p),
+    };
+    int rc = px_migrations(self, task_migrations);
+    if (!rc)
+        rc = px_schema(self, NULL, task_schemas);
+    for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++)
+        rc = px_route_add(self, &routes[i]);
+    return rc;
+}
+
+static const char *const task_depends[] = {"user", NULL};
+
+PX_PLUGIN("task", "1.0.0", task_init, NULL, task_depends);

@@ -1,0 +1,133 @@
+"""Authorization matrix of the task plugin, GENERATED over its routes: every operation
+/openapi.json lists under the plugin's paths is called by an anonymous client, a user who
+is not a member, a viewer, a member, an owner and an admin (not a member), each on a
+fresh project, and the status is the one the rules give (API.md: members read, owners
+write, viewers read only with 403 on writes, non-members 404, admins everything).
+
+The rule of each operation is looked up in NEEDS, keyed by (method, path) as the served
+document spells them; an operation the document has and NEEDS lacks (or the reverse)
+fails the test, so a new route cannot slip past the matrix."""
+import uuid
+
+import pytest
+import requests
+
+from task_helpers import (
+    add_member, assert_error, call, describe, make_admin, needs_services, new_project,
+    register, shared_services, task_env)
+
+pytestmark = needs_services
+
+PLUGIN_PATHS = ("/v1/projects", "/v1/tasks", "/v1/attachments")
+CALLERS = ("anon", "stranger", "viewer", "member", "owner", "admin")
+RANK = {"viewer": 1, "member": 2, "owner": 3}
+
+# (method, path) -> the least project role it needs; "any" for the project-less routes
+# every signed-in user may call.
+NEEDS = {
+    ("GET", "/v1/projects"): "any",
+    ("POST", "/v1/projects"): "any",
+    ("GET", "/v1/projects/{id}"): "viewer",
+    ("PUT", "/v1/projects/{id}"): "owner",
+    ("DELETE", "/v1/projects/{id}"): "owner",
+    ("GET", "/v1/projects/{id}/members"): "viewer",
+    ("POST", "/v1/projects/{id}/members"): "owner",
+    ("PUT", "/v1/projects/{id}/members/{userId}"): "owner",
+    ("DELETE", "/v1/projects/{id}/members/{userId}"): "owner",
+    ("GET", "/v1/projects/{id}/activity"): "viewer",
+}
+SUCCESS = {"GET": 200, "POST": 201, "PUT": 200, "DELETE": 204}
+
+
+def expected(method, path, caller):
+    if caller == "anon":
+        return 401
+    need = NEEDS[(method, path)]
+    if need == "any" or caller in ("owner", "admin"):
+        return SUCCESS[method]
+    if caller == "stranger":
+        return 404
+    return SUCCESS[method] if RANK[caller] >= RANK[need] else 403
+
+
+@pytest.fixture(scope="module")
+def env():
+    with task_env("task_matrix") as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+def srv(env):
+    return env[1]
+
+
+@pytest.fixture(autouse=True)
+def _services():
+    with shared_services():
+        yield
+
+
+@pytest.fixture(scope="module")
+def people(srv):
+    with shared_services():
+        return {k: register(srv) for k in ("owner", "member", "viewer", "stranger", "extra",
+                                           "newcomer")} | {"admin": make_admin(srv)}
+
+
+def operations(srv):
+    r = requests.get(srv.url("/openapi.json"), timeout=10)
+    assert r.status_code == 200, r.text[:300]
+    doc = r.json()
+    ops = []
+    for path, item in doc["paths"].items():
+        if not path.startswith(PLUGIN_PATHS):
+            continue
+        for method in item:
+            if method.upper() in SUCCESS:
+                ops.append((method.upper(), path))
+    return sorted(ops)
+
+
+def test_every_route_has_a_rule(srv):
+    ops = operations(srv)
+    assert set(ops) == set(NEEDS), "routes without a rule: %s; rules without a route: %s" % (
+        sorted(set(ops) - set(NEEDS)), sorted(set(NEEDS) - set(ops)))
+
+
+def body_for(method, path, people):
+    if path == "/v1/projects" and method == "POST":
+        return {"name": "matrix"}
+    if path == "/v1/projects/{id}" and method == "PUT":
+        return {"name": "renamed"}
+    if path == "/v1/projects/{id}/members" and method == "POST":
+        return {"userId": people["newcomer"].id, "role": "viewer"}
+    if path.endswith("{userId}") and method == "PUT":
+        return {"role": "member"}
+    return None
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_matrix(srv, people, caller):
+    owner = people["owner"]
+    failures = []
+    for method, path in operations(srv):
+        p = new_project(srv, owner)
+        for who, role in (("member", "member"), ("viewer", "viewer"), ("extra", "viewer")):
+            add_member(srv, owner, p["id"], people[who], role)
+        url = path.replace("{id}", p["id"]).replace("{userId}", people["extra"].id)
+        token = None if caller == "anon" else people[caller].access
+        r = call(srv, method, url, token=token, json_body=body_for(method, path, people),
+                 headers={"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else None)
+        want = expected(method, path, caller)
+        if r.status_code != want:
+            failures.append("%s %s as %s: want %s, got %s" % (method, path, caller, want,
+                                                              describe(r)))
+        elif want >= 400:
+            assert_error(r, want)
+        # A refused write changed nothing: the project still reads as created.
+        if want >= 400 and method != "GET":
+            after = call(srv, "GET", "/v1/projects/" + p["id"], token=owner.access)
+            assert after.status_code == 200 and after.json()["version"] == 1, describe(after)
+            members = call(srv, "GET", "/v1/projects/%s/members" % p["id"], token=owner.access)
+            assert members.json()["total"] == 4, describe(members)
+    assert not failures, "\n".join(failures)
