@@ -81,6 +81,16 @@ const char *op_int_text(task_op_t *op, int64_t v)
     return s;
 }
 
+const char *op_strdup(task_op_t *op, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *copy = px_req_alloc(op->req, n);
+    memcpy(copy, s, n);
+    return copy;
+}
+
 const char *op_bool_text(bool v)
 {
     return v ? "true" : "false";
@@ -100,6 +110,21 @@ void op_answer_list(task_op_t *op, const px_pg_result_t *res, const char *items)
     px_res_list(op->req, items, arr, total, op->page, op->limit);
 }
 
+void op_answer_versioned(task_op_t *op, const px_pg_result_t *res)
+{
+    json_t *doc = op_json(res, 0, 0);
+    if (!doc) {
+        px_res_code(op->req, PX_EINTERNAL, NULL);
+        return;
+    }
+    const char *etag = op_int_text(op, json_integer_value(json_object_get(doc, "version")));
+    if (px_res_etag(op->req, etag) == PX_DONE) {
+        json_decref(doc);
+        return;
+    }
+    op_commit(op, 200, doc);
+}
+
 static void gated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
 {
     task_op_t *op = ud;
@@ -108,12 +133,17 @@ static void gated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t 
         op_pg_fail(op, err);
         return;
     }
-    op->role = px_pg_rows(res) ? px_pg_value(res, 0, 1) : NULL;
+    op->role = px_pg_rows(res) ? op_strdup(op, px_pg_value(res, 0, 1)) : NULL;
     if (!px_pg_rows(res) || (!op->role && !op->admin)) {
-        px_res_error(op->req, 404, "not_found", "no such project", NULL);
+        px_res_error(op->req, 404, "not_found", op->by_task ? "no such task" : "no such project",
+                     NULL);
         return;
     }
     px_pg_int64(res, 0, 0, &op->version);
+    if (op->by_task) {
+        snprintf(op->pid, sizeof(op->pid), "%s", px_pg_value(res, 0, 2));
+        op->status = op_strdup(op, px_pg_value(res, 0, 3));
+    }
     int have = op->admin ? ROLE_OWNER : role_rank(op->role);
     if (have < op->need) {
         px_res_error(op->req, 403, "forbidden",
@@ -134,14 +164,17 @@ static void began(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, voi
         return;
     }
     op->txn = txn;
-    const char *values[] = {op->pid, op->caller};
-    op_query(op, op->lock ? "gate_write" : "gate_read", op->lock ? sql_gate_write : sql_gate_read,
-             2, values, gated);
+    static const char *const names[2][2] = {{"gate_read", "gate_write"},
+                                            {"gate_task_read", "gate_task_write"}};
+    static const char *const sql[2][2] = {{sql_gate_read, sql_gate_write},
+                                          {sql_gate_task_read, sql_gate_task_write}};
+    const char *values[] = {op->by_task ? op->tid : op->pid, op->caller};
+    op_query(op, names[op->by_task][op->lock], sql[op->by_task][op->lock], 2, values, gated);
 }
 
 int op_gate(task_op_t *op, const char *param)
 {
-    int rc = px_req_uuid(op->req, param, op->pid);
+    int rc = px_req_uuid(op->req, param, op->by_task ? op->tid : op->pid);
     if (rc)
         return rc;
     rc = op->idempotent ? px_pg_begin_idempotent(op->req, began, op)

@@ -91,23 +91,6 @@ int projects_create(px_req_t *req, void *ud)
 
 /* ---- GET /v1/projects/{id} ---- */
 
-/* Answers a project (one row, JSON in column 0) with its ETag; 304 when If-None-Match
- * names the version. */
-static void answer_project(task_op_t *op, const px_pg_result_t *res)
-{
-    json_t *project = op_json(res, 0, 0);
-    if (!project) {
-        px_res_code(op->req, PX_EINTERNAL, NULL);
-        return;
-    }
-    const char *etag = op_int_text(op, json_integer_value(json_object_get(project, "version")));
-    if (px_res_etag(op->req, etag) == PX_DONE) {
-        json_decref(project);
-        return;
-    }
-    op_commit(op, 200, project);
-}
-
 static void got(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
 {
     (void)req;
@@ -115,7 +98,7 @@ static void got(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *e
         op_pg_fail(ud, err);
         return;
     }
-    answer_project(ud, res);
+    op_answer_versioned(ud, res);
 }
 
 static void get_gated(task_op_t *op)
@@ -142,7 +125,7 @@ static void updated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
         op_pg_fail(ud, err);
         return;
     }
-    answer_project(ud, res);
+    op_answer_versioned(ud, res);
 }
 
 static void update_gated(task_op_t *op)

@@ -127,3 +127,162 @@ const char sql_activity_list[] =
     "'entity', f.entity, 'entityId', f.entity_id, 'changes', f.changes, "
     "'createdAt', task_ts(f.created_at))::text AS j FROM f ORDER BY f.seq DESC "
     "LIMIT $2::int OFFSET $3::int) pg ON true";
+
+/* ---- tasks ---- */
+
+/* Gate by task id: $1 task, $2 caller -> (task version, role, project id, task status). */
+#define GATE_TASK                                                                             \
+    "SELECT t.version, m.role, t.project_id::text, t.status FROM task_tasks t "              \
+    "JOIN task_projects p ON p.id = t.project_id LEFT JOIN task_members m "                   \
+    "ON m.project_id = p.id AND m.user_id = $2::uuid WHERE t.id = $1::uuid"
+const char sql_gate_task_read[] = GATE_TASK;
+const char sql_gate_task_write[] = GATE_TASK " FOR UPDATE OF p, t";
+
+/* What a create or update must know before it writes. $1 project, $2 task (NULL on
+ * create), $3 new dependencies as a JSON array (NULL: unchanged), $4 the status after,
+ * $5 assignee (NULL: none to check) -> (dependencies outside the project, would close a
+ * cycle, open dependencies as JSON, the last rank of the status's column, assignee is a
+ * member). The cycle check follows depends_on edges from the new dependencies: reaching
+ * the task itself means the new edges close a cycle (a self-dependency included). It runs
+ * under the project row lock the gate took, so two requests adding A->B and B->A are
+ * decided one after the other. */
+const char sql_task_check[] =
+    "WITH RECURSIVE nd AS (SELECT CASE WHEN $3::jsonb IS NULL THEN ARRAY(SELECT depends_on "
+    "FROM task_dependencies WHERE task_id = $2::uuid) ELSE ARRAY(SELECT DISTINCT lower(v)::uuid "
+    "FROM jsonb_array_elements_text($3::jsonb) AS v) END AS ids), "
+    "r(id) AS (SELECT unnest(ids) FROM nd UNION SELECT d.depends_on FROM task_dependencies d "
+    "JOIN r ON d.task_id = r.id) "
+    "SELECT (SELECT count(*) FROM nd, unnest(nd.ids) AS x(id) WHERE NOT EXISTS (SELECT 1 "
+    "FROM task_tasks t WHERE t.id = x.id AND t.project_id = $1::uuid)), "
+    "($2::uuid IS NOT NULL AND EXISTS (SELECT 1 FROM r WHERE r.id = $2::uuid)), "
+    "(SELECT jsonb_agg(t.id ORDER BY t.id) FROM nd, unnest(nd.ids) AS x(id) JOIN task_tasks t "
+    "ON t.id = x.id WHERE t.status <> 'done')::text, "
+    "(SELECT max(rank) FROM task_tasks WHERE project_id = $1::uuid AND status = $4 "
+    "AND id IS DISTINCT FROM $2::uuid), "
+    "($5::uuid IS NULL OR EXISTS (SELECT 1 FROM task_members WHERE project_id = $1::uuid "
+    "AND user_id = $5::uuid))";
+
+#define TASK_FIELDS(t)                                                                        \
+    "jsonb_build_object('title', " t ".title, 'description', " t ".description, 'status', " t  \
+    ".status, 'priority', " t ".priority, 'assigneeId', " t ".assignee_id, 'dueDate', " t     \
+    ".due_date)"
+
+/* $1 project, $2 title, $3 description, $4 status, $5 priority, $6 assignee, $7 due date,
+ * $8 rank, $9 dependencies (JSON array or NULL), $10 caller. */
+const char sql_task_insert[] =
+    "WITH t AS (INSERT INTO task_tasks (id, project_id, title, description, status, priority, "
+    "assignee_id, due_date, rank, created_by) VALUES (gen_random_uuid(), $1::uuid, $2, $3, "
+    "coalesce($4, 'todo'), coalesce($5, 'medium'), $6::uuid, $7::date, $8, $10::uuid) "
+    "RETURNING *), "
+    "nd AS (SELECT DISTINCT lower(v)::uuid AS id FROM jsonb_array_elements_text("
+    "coalesce($9::jsonb, '[]')) AS v), "
+    "d AS (INSERT INTO task_dependencies (task_id, depends_on) SELECT t.id, nd.id FROM t, nd), "
+    "deps AS (SELECT coalesce(jsonb_agg(nd.id ORDER BY nd.id), '[]'::jsonb) AS j FROM nd), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT t.project_id, $10::uuid, 'created', 'task', t.id, task_changes('{}', "
+    "jsonb_strip_nulls(" TASK_FIELDS("t") ") || CASE WHEN deps.j <> '[]' THEN "
+    "jsonb_build_object('dependsOn', deps.j) ELSE '{}' END) FROM t, deps) "
+    "SELECT task_task_json(to_jsonb(t), deps.j)::text FROM t, deps";
+
+/* $1 task, $2 caller's role -> the Task. */
+const char sql_task_get[] =
+    "SELECT task_task_json(to_jsonb(t), task_deps(t.id))::text FROM task_tasks t "
+    "WHERE t.id = $1::uuid";
+
+/* $1 task, $2 title, $3 description, $4 description given, $5 status, $6 priority,
+ * $7 assignee, $8 assignee given, $9 due date, $10 due date given, $11 rank (NULL: keep),
+ * $12 dependencies (JSON array, NULL: keep), $13 caller -> (Task, changes). Only a real
+ * change bumps the version and writes activity. */
+const char sql_task_update[] =
+    "WITH o AS (SELECT t.*, task_deps(t.id) AS deps FROM task_tasks t WHERE t.id = $1::uuid), "
+    "n AS (SELECT o.id, coalesce($2, o.title) AS title, "
+    "CASE WHEN $4::bool THEN $3 ELSE o.description END AS description, "
+    "coalesce($5, o.status) AS status, coalesce($6, o.priority) AS priority, "
+    "CASE WHEN $8::bool THEN $7::uuid ELSE o.assignee_id END AS assignee_id, "
+    "CASE WHEN $10::bool THEN $9::date ELSE o.due_date END AS due_date, "
+    "coalesce($11, o.rank) AS rank, CASE WHEN $12::jsonb IS NULL THEN o.deps ELSE "
+    "coalesce((SELECT jsonb_agg(v ORDER BY v) FROM (SELECT DISTINCT to_jsonb(lower(x)::uuid) "
+    "AS v FROM jsonb_array_elements_text($12::jsonb) AS x) s), '[]'::jsonb) END AS deps FROM o), "
+    "c AS (SELECT task_changes(" TASK_FIELDS("o") " || jsonb_build_object('dependsOn', o.deps), "
+    TASK_FIELDS("n") " || jsonb_build_object('dependsOn', n.deps)) AS ch FROM o, n), "
+    "u AS (UPDATE task_tasks t SET title = n.title, description = n.description, "
+    "status = n.status, priority = n.priority, assignee_id = n.assignee_id, "
+    "due_date = n.due_date, rank = n.rank, version = t.version + 1, updated_at = now() "
+    "FROM n, c WHERE t.id = n.id AND c.ch <> '{}' RETURNING t.*), "
+    "dd AS (DELETE FROM task_dependencies d USING n, c WHERE d.task_id = n.id "
+    "AND c.ch ? 'dependsOn' AND NOT n.deps @> to_jsonb(d.depends_on)), "
+    "di AS (INSERT INTO task_dependencies (task_id, depends_on) SELECT n.id, "
+    "(jsonb_array_elements_text(n.deps))::uuid FROM n, c WHERE c.ch ? 'dependsOn' "
+    "ON CONFLICT DO NOTHING), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT u.project_id, $13::uuid, 'updated', 'task', u.id, c.ch FROM u, c) "
+    "SELECT coalesce((SELECT task_task_json(to_jsonb(u), n.deps) FROM u, n), "
+    "(SELECT task_task_json(to_jsonb(o), o.deps) FROM o))::text, (SELECT ch FROM c)::text";
+
+/* $1 task, $2 caller. */
+const char sql_task_delete[] =
+    "WITH d AS (DELETE FROM task_tasks WHERE id = $1::uuid RETURNING *), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT d.project_id, $2::uuid, 'deleted', 'task', d.id, "
+    "jsonb_build_object('title', jsonb_build_array(d.title, NULL)) FROM d) "
+    "SELECT count(*) FROM d";
+
+/* List filters: $1 project, $2 status, $3 assignee, $4 priority, $5 dueBefore, $6 dueAfter,
+ * $7 q; $8 limit, $9 offset. The count and the page are separate scans of task_tasks (no
+ * shared CTE, which PostgreSQL would materialise): the page then walks the index of its
+ * sort order and stops after `limit` rows. */
+#define TASK_WHERE                                                                            \
+    "project_id = $1::uuid AND ($2::text IS NULL OR status = $2) "                            \
+    "AND ($3::uuid IS NULL OR assignee_id = $3::uuid) AND ($4::text IS NULL OR priority = $4) " \
+    "AND ($5::date IS NULL OR due_date < $5::date) AND ($6::date IS NULL OR due_date > $6::date) " \
+    "AND ($7::text IS NULL OR strpos(lower(title), lower($7)) > 0 "                           \
+    "OR strpos(lower(coalesce(description, '')), lower($7)) > 0)"
+#define TASK_LIST(order)                                                                      \
+    "SELECT (SELECT count(*) FROM task_tasks WHERE " TASK_WHERE "), pg.j FROM (SELECT 1) one " \
+    "LEFT JOIN LATERAL (SELECT task_task_json(to_jsonb(t), task_deps(t.id))::text AS j "      \
+    "FROM task_tasks t WHERE " TASK_WHERE " ORDER BY " order " LIMIT $8::int OFFSET $9::int) " \
+    "pg ON true"
+const char sql_task_list_updated[] = TASK_LIST("t.updated_at DESC, t.id");
+const char sql_task_list_rank[] =
+    TASK_LIST("CASE t.status WHEN 'todo' THEN 0 WHEN 'in_progress' THEN 1 ELSE 2 END, t.rank, t.id");
+const char sql_task_list_due[] = TASK_LIST("t.due_date ASC NULLS LAST, t.id");
+const char sql_task_list_priority[] = TASK_LIST("t.priority_n DESC, t.updated_at DESC, t.id");
+
+/* ---- board order ---- */
+
+/* $1 project, $2 task, $3 target status, $4 before (NULL), $5 after (NULL) -> (before's
+ * status, before's rank, the rank above before, after's status, after's rank, the rank
+ * below after, the column's last rank, the task's open dependencies as JSON). The moved
+ * task itself is left out of every neighbour. */
+const char sql_move_check[] =
+    "WITH b AS (SELECT status, rank FROM task_tasks WHERE id = $4::uuid AND project_id = $1::uuid "
+    "AND id <> $2::uuid), "
+    "a AS (SELECT status, rank FROM task_tasks WHERE id = $5::uuid AND project_id = $1::uuid "
+    "AND id <> $2::uuid), "
+    "col AS (SELECT rank FROM task_tasks WHERE project_id = $1::uuid AND status = $3 "
+    "AND id <> $2::uuid) "
+    "SELECT (SELECT status FROM b), (SELECT rank FROM b), "
+    "(SELECT max(col.rank) FROM col, b WHERE col.rank < b.rank), "
+    "(SELECT status FROM a), (SELECT rank FROM a), "
+    "(SELECT min(col.rank) FROM col, a WHERE col.rank > a.rank), "
+    "(SELECT max(rank) FROM col), "
+    "(SELECT jsonb_agg(t.id ORDER BY t.id) FROM task_dependencies d JOIN task_tasks t "
+    "ON t.id = d.depends_on WHERE d.task_id = $2::uuid AND t.status <> 'done')::text";
+
+/* $1 project, $2 status, $3 task left out: evenly spaced short keys for the whole column
+ * in its current order (the unique rank constraint is checked at commit). */
+const char sql_rank_rebalance[] =
+    "UPDATE task_tasks t SET rank = task_rank_key(o.i, o.n), version = t.version + 1 FROM "
+    "(SELECT id, row_number() OVER (ORDER BY rank) AS i, count(*) OVER () AS n FROM task_tasks "
+    "WHERE project_id = $1::uuid AND status = $2 AND id <> $3::uuid) o WHERE t.id = o.id";
+
+/* $1 task, $2 status, $3 rank, $4 caller -> the Task. */
+const char sql_task_move[] =
+    "WITH o AS (SELECT * FROM task_tasks WHERE id = $1::uuid), "
+    "u AS (UPDATE task_tasks t SET status = $2, rank = $3, version = t.version + 1, "
+    "updated_at = now() FROM o WHERE t.id = o.id RETURNING t.*), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT u.project_id, $4::uuid, 'moved', 'task', u.id, task_changes(jsonb_build_object("
+    "'status', o.status, 'rank', o.rank), jsonb_build_object('status', u.status, 'rank', u.rank)) "
+    "FROM u, o) "
+    "SELECT task_task_json(to_jsonb(u), task_deps(u.id))::text FROM u";

@@ -6,6 +6,8 @@
  * the map of the folder). The plugin needs the user plugin: members are rows of its
  * `users` table (migrations reference users(id)), so it is loaded first.
  */
+#include <inttypes.h>
+
 #include "task.h"
 
 px_plugin_t *task_plugin;
@@ -61,7 +63,53 @@ static int task_init(px_plugin_t *self)
     static const px_param_spec_t project_p[] = {UUID_P("id"), {NULL, NULL, 0, NULL}};
     static const px_param_spec_t member_p[] = {UUID_P("id"), UUID_P("userId"),
                                                {NULL, NULL, 0, NULL}};
+    static const px_response_spec_t task_201[] = {
+        {201, "Task", "Created at the end of its status column (Location)", NULL},
+        {400, "Error", "Validation, an assignee who is not a member, a foreign dependency", NULL},
+        {403, "Error", "A viewer", NULL}, {404, "Error", GATED, NULL},
+        {409, "Error", "done while a dependency is open; Idempotency-Key reused", NULL}, {0}};
+    static const px_response_spec_t task_200[] = {
+        {200, "Task", "With ETag: \"<version>\" (If-None-Match: 304)", NULL},
+        {403, "Error", "A viewer (writes)", NULL}, {404, "Error", GATED, NULL},
+        {409, "Error", "A dependency cycle, or done while a dependency is open", NULL},
+        {412, "Error", "If-Match names an older version", NULL}, {0}};
+    static const px_response_spec_t task_204[] = {
+        {204, NULL, NULL, NULL}, {403, "Error", "A viewer", NULL}, {404, "Error", GATED, NULL},
+        {412, "Error", "If-Match names an older version", NULL}, {0}};
+    static const px_response_spec_t task_list[] = {
+        {200, "TaskList", NULL, NULL}, {404, "Error", GATED, NULL}, {0}};
+    static const px_param_spec_t tasks_q[] = {
+        PAGE_Q,
+        {"status", "{\"type\": \"string\", \"enum\": [\"todo\", \"in_progress\", \"done\"]}", 0,
+         NULL},
+        {"assigneeId", "{\"type\": \"string\", \"format\": \"uuid\"}", 0, NULL},
+        {"priority", "{\"type\": \"string\", \"enum\": [\"low\", \"medium\", \"high\"]}", 0, NULL},
+        {"dueBefore", "{\"type\": \"string\", \"format\": \"date\"}", 0, "due strictly before"},
+        {"dueAfter", "{\"type\": \"string\", \"format\": \"date\"}", 0, "due strictly after"},
+        {"q", "{\"type\": \"string\", \"maxLength\": 200}", 0,
+         "matches title and description, case-insensitively"},
+        {"sort",
+         "{\"type\": \"string\", \"enum\": [\"rank\", \"dueDate\", \"-updatedAt\", \"priority\"], "
+         "\"default\": \"-updatedAt\"}",
+         0, "rank: board order (todo, in_progress, done, each by rank)"},
+        {NULL, NULL, 0, NULL}};
+#define TASK_ROUTE(m, p, fn, body, resp, text, q)                                             \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
+     .auth = PX_AUTH_REQUIRED, .request_schema = body, .responses = resp, .summary = text,   \
+     .tag = "tasks", .query = q, .params = project_p}
     static const px_route_spec_t routes[] = {
+        TASK_ROUTE("GET", "/v1/projects/:id/tasks", tasks_list, NULL, task_list,
+                   "A project's tasks, filtered, sorted, paginated (members)", tasks_q),
+        TASK_ROUTE("POST", "/v1/projects/:id/tasks", tasks_create, "TaskCreate", task_201,
+                   "Create a task (members and owners; Idempotency-Key)", NULL),
+        TASK_ROUTE("GET", "/v1/tasks/:id", tasks_get, NULL, task_200, "A task (members)", NULL),
+        TASK_ROUTE("PUT", "/v1/tasks/:id", tasks_update, "TaskUpdate", task_200,
+                   "Change a task (members and owners; If-Match)", NULL),
+        TASK_ROUTE("DELETE", "/v1/tasks/:id", tasks_delete, NULL, task_204,
+                   "Delete a task (members and owners)", NULL),
+        TASK_ROUTE("POST", "/v1/tasks/:id/move", tasks_move, "TaskMove", task_200,
+                   "Move a task on the board: {status?, before?, after?} (members and owners)",
+                   NULL),
         ROUTE("GET", "/v1/projects", projects_list, NULL, project_list,
               "Projects the caller is a member of (admins: all)", projects_q, NULL),
         ROUTE("POST", "/v1/projects", projects_create, "ProjectCreate", project_201,
@@ -83,7 +131,15 @@ static int task_init(px_plugin_t *self)
         ROUTE("GET", "/v1/projects/:id/activity", activity_list, NULL, activity_list_200,
               "The project's activity feed, newest first (members)", page_q, project_p),
     };
-    int rc = px_migrations(self, task_migrations);
+    px_config_declare(self, "rank_max_length", "32");
+    int rc = px_config_int(self, "rank_max_length", &task_rank_max);
+    if (!rc && (task_rank_max < 8 || task_rank_max > 255)) {
+        px_log(self, PX_LOG_ERROR, "[plugin:task] rank_max_length = %s: expected 8 to 255",
+               px_config_get(self, "rank_max_length"));
+        rc = PX_EINVAL;
+    }
+    if (!rc)
+        rc = px_migrations(self, task_migrations);
     if (!rc)
         rc = px_schema(self, NULL, task_schemas);
     for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++)

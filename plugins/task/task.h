@@ -16,6 +16,7 @@
 
 #include <panthera/panthera.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 extern px_plugin_t *task_plugin;
@@ -32,6 +33,9 @@ struct task_op {
     px_pg_txn_t *txn;
     char pid[37];        /* the project */
     char sub[37];        /* a second path id (a member's user id), if any */
+    char tid[37];        /* the task, for routes under /v1/tasks/{id} */
+    bool by_task;        /* the path's id is a task: the gate finds its project */
+    const char *status;  /* by_task: the task's status when gated */
     const char *caller;  /* the caller's user id */
     const char *role;    /* the caller's role text in the project; NULL for a non-member admin */
     bool admin;
@@ -41,6 +45,7 @@ struct task_op {
     int64_t version;     /* the project's version when gated */
     json_t *body;        /* the validated request body (borrowed), or NULL */
     int page, limit;
+    bool rebalanced;     /* a move already rebalanced its column once */
     task_op_fn then;     /* runs once the gate passed, inside op->txn */
 };
 
@@ -54,6 +59,9 @@ int op_gate(task_op_t *op, const char *param);
  * commit and answer `body` (taken). */
 void op_pg_fail(task_op_t *op, const px_pg_error_t *err);
 void op_commit(task_op_t *op, int status, json_t *body);
+/* Commits and answers 200 with the resource (JSON text in column 0 of row 0) and its
+ * ETag; a GET whose If-None-Match names the version gets 304. */
+void op_answer_versioned(task_op_t *op, const px_pg_result_t *res);
 /* Commit, then answer 204 (no body). */
 void op_commit_204(task_op_t *op);
 /* Query inside the op's transaction; on a failure to queue, answers 500. */
@@ -67,6 +75,17 @@ void op_answer_list(task_op_t *op, const px_pg_result_t *res, const char *items)
 /* page/limit/offset as text for a list query (request memory). */
 const char *op_int_text(task_op_t *op, int64_t v);
 const char *op_bool_text(bool v);
+/* A copy of `s` in request memory (NULL stays NULL). */
+const char *op_strdup(task_op_t *op, const char *s);
+
+/* ---- rank.c ---- */
+/* A key made only of the 62 digits, not empty, not ending in '0'. */
+bool rank_valid(const char *key);
+/* The key strictly between `lo` and `hi` (NULL: open end) into `out` of `cap` bytes.
+ * 0; PX_EINVAL for an invalid key or lo >= hi; PX_EOVERFLOW when `out` is too small. */
+int rank_between(const char *lo, const char *hi, char *out, size_t cap);
+/* [plugin:task] rank_max_length: a longer key makes a move rebalance its column. */
+extern int64_t task_rank_max;
 
 /* ---- store.c ---- */
 extern const char sql_gate_read[], sql_gate_write[];
@@ -74,6 +93,11 @@ extern const char sql_project_insert[], sql_project_list[], sql_project_get[],
     sql_project_update[], sql_project_delete[];
 extern const char sql_member_list[], sql_member_add[], sql_member_role[], sql_member_remove[];
 extern const char sql_activity_list[];
+extern const char sql_gate_task_read[], sql_gate_task_write[];
+extern const char sql_task_check[], sql_task_insert[], sql_task_get[], sql_task_update[],
+    sql_task_delete[], sql_task_list_updated[], sql_task_list_rank[], sql_task_list_due[],
+    sql_task_list_priority[];
+extern const char sql_move_check[], sql_rank_rebalance[], sql_task_move[];
 
 /* ---- handlers ---- */
 int projects_list(px_req_t *req, void *ud);
@@ -86,6 +110,12 @@ int members_add(px_req_t *req, void *ud);
 int members_update(px_req_t *req, void *ud);
 int members_remove(px_req_t *req, void *ud);
 int activity_list(px_req_t *req, void *ud);
+int tasks_list(px_req_t *req, void *ud);
+int tasks_create(px_req_t *req, void *ud);
+int tasks_get(px_req_t *req, void *ud);
+int tasks_update(px_req_t *req, void *ud);
+int tasks_delete(px_req_t *req, void *ud);
+int tasks_move(px_req_t *req, void *ud);
 
 extern const char task_schemas[];
 

@@ -18,9 +18,9 @@ PROJECT_KEYS = {"id", "name", "description", "status", "ownerId", "role", "creat
 PLUGIN_README = os.path.join(REPO, "plugins", "task", "README.md")
 
 
-def task_server(db, workers=2):
+def task_server(db, workers=2, config=None):
     return Server(workers=workers, plugins=("user", "task"),
-                  plugin_config={"user": dict(FAST_SCRYPT), "task": {}},
+                  plugin_config={"user": dict(FAST_SCRYPT), "task": dict(config or {})},
                   sections={
                       "postgres": {"conninfo": conninfo(db), "wait_timeout": "2s"},
                       "redis": {"address": "unix:" + os.environ["PANTHERA_REDIS_SOCKET"]},
@@ -29,11 +29,11 @@ def task_server(db, workers=2):
 
 
 @contextlib.contextmanager
-def task_env(prefix):
+def task_env(prefix, config=None):
     """A fresh database and a started user+task server on it; both gone afterwards."""
     with shared_services():
         db = create_database(prefix)
-    s = task_server(db)
+    s = task_server(db, config=config)
     try:
         with shared_services():
             s.start(timeout=30)

@@ -35,7 +35,15 @@ NEEDS = {
     ("PUT", "/v1/projects/{id}/members/{userId}"): "owner",
     ("DELETE", "/v1/projects/{id}/members/{userId}"): "owner",
     ("GET", "/v1/projects/{id}/activity"): "viewer",
+    ("GET", "/v1/projects/{id}/tasks"): "viewer",
+    ("POST", "/v1/projects/{id}/tasks"): "member",
+    ("GET", "/v1/tasks/{id}"): "viewer",
+    ("PUT", "/v1/tasks/{id}"): "member",
+    ("DELETE", "/v1/tasks/{id}"): "member",
+    ("POST", "/v1/tasks/{id}/move"): "member",
 }
+# Routes that answer 200 to a POST (an action, not a create).
+ACTIONS = {("POST", "/v1/tasks/{id}/move")}
 SUCCESS = {"GET": 200, "POST": 201, "PUT": 200, "DELETE": 204}
 
 
@@ -43,11 +51,12 @@ def expected(method, path, caller):
     if caller == "anon":
         return 401
     need = NEEDS[(method, path)]
+    ok = 200 if (method, path) in ACTIONS else SUCCESS[method]
     if need == "any" or caller in ("owner", "admin"):
-        return SUCCESS[method]
+        return ok
     if caller == "stranger":
         return 404
-    return SUCCESS[method] if RANK[caller] >= RANK[need] else 403
+    return ok if RANK[caller] >= RANK[need] else 403
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +112,12 @@ def body_for(method, path, people):
         return {"userId": people["newcomer"].id, "role": "viewer"}
     if path.endswith("{userId}") and method == "PUT":
         return {"role": "member"}
+    if path == "/v1/projects/{id}/tasks" and method == "POST":
+        return {"title": "matrix task"}
+    if path == "/v1/tasks/{id}" and method == "PUT":
+        return {"title": "renamed", "status": "in_progress"}
+    if path == "/v1/tasks/{id}/move":
+        return {"status": "done"}
     return None
 
 
@@ -114,7 +129,12 @@ def test_matrix(srv, people, caller):
         p = new_project(srv, owner)
         for who, role in (("member", "member"), ("viewer", "viewer"), ("extra", "viewer")):
             add_member(srv, owner, p["id"], people[who], role)
-        url = path.replace("{id}", p["id"]).replace("{userId}", people["extra"].id)
+        t = call(srv, "POST", "/v1/projects/%s/tasks" % p["id"], token=owner.access,
+                 json_body={"title": "target"})
+        assert t.status_code == 201, describe(t)
+        target = t.json()
+        own_id = target["id"] if path.startswith("/v1/tasks/") else p["id"]
+        url = path.replace("{id}", own_id).replace("{userId}", people["extra"].id)
         token = None if caller == "anon" else people[caller].access
         r = call(srv, method, url, token=token, json_body=body_for(method, path, people),
                  headers={"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else None)
@@ -130,4 +150,8 @@ def test_matrix(srv, people, caller):
             assert after.status_code == 200 and after.json()["version"] == 1, describe(after)
             members = call(srv, "GET", "/v1/projects/%s/members" % p["id"], token=owner.access)
             assert members.json()["total"] == 4, describe(members)
+            task = call(srv, "GET", "/v1/tasks/" + target["id"], token=owner.access)
+            assert task.json() == target, describe(task)
+            tasks = call(srv, "GET", "/v1/projects/%s/tasks" % p["id"], token=owner.access)
+            assert tasks.json()["total"] == 1, describe(tasks)
     assert not failures, "\n".join(failures)
