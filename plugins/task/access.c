@@ -122,7 +122,7 @@ void op_answer_versioned(task_op_t *op, const px_pg_result_t *res)
         json_decref(doc);
         return;
     }
-    op_commit(op, 200, doc);
+    op_finish(op, 200, doc);
 }
 
 static void gated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)

@@ -78,7 +78,10 @@ static void added(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t 
     snprintf(location, sizeof(location), "/v1/projects/%s/members/%s", op->pid,
              json_string_value(json_object_get(member, "userId")));
     px_res_header(req, "Location", location);
-    op_commit(op, 201, member);
+    op_event(op, "project.member_added", op->pid,
+             json_pack("{s:s, s:n, s:O, s:O}", "projectId", op->pid, "projectName", "userId",
+                       json_object_get(member, "userId"), "role", json_object_get(member, "role")));
+    op_finish(op, 201, member);
 }
 
 static void add_gated(task_op_t *op)
@@ -130,7 +133,11 @@ static void role_changed(px_req_t *req, const px_pg_result_t *res, const px_pg_e
         px_res_code(op->req, PX_EINTERNAL, NULL);
         return;
     }
-    op_commit(op, 200, member);
+    if (strcmp(old, want))
+        op_event(op, "project.member_role_changed", op->pid,
+                 json_pack("{s:s, s:s, s:s, s:s}", "projectId", op->pid, "userId", op->sub, "from",
+                           old, "to", want));
+    op_finish(op, 200, member);
 }
 
 static void role_gated(task_op_t *op)
@@ -175,7 +182,9 @@ static void removed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
         last_owner(op);
         return;
     }
-    op_commit_204(op);
+    op_event(op, "project.member_removed", op->pid,
+             json_pack("{s:s, s:n, s:s}", "projectId", op->pid, "projectName", "userId", op->sub));
+    op_finish(op, 204, NULL);
 }
 
 static void remove_gated(task_op_t *op)

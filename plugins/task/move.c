@@ -27,12 +27,17 @@ static void move_check(task_op_t *op);
 
 static void moved(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
 {
+    task_op_t *op = ud;
     (void)req;
     if (err) {
-        op_pg_fail(ud, err);
+        op_pg_fail(op, err);
         return;
     }
-    op_answer_versioned(ud, res);
+    json_t *task = op_json(res, 0, 0), *changes = op_json(res, 0, 1);
+    task_change_events(op, task, changes);
+    json_decref(task);
+    json_decref(changes);
+    op_answer_versioned(op, res);
 }
 
 static void rebalanced(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,

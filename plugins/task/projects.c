@@ -61,7 +61,12 @@ static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
     char location[64];
     snprintf(location, sizeof(location), "/v1/projects/%s", str(project, "id"));
     px_res_header(req, "Location", location);
-    op_commit(op, 201, project);
+    op_event(op, "project.created", str(project, "id"),
+             json_pack("{s:O, s:O, s:O}", "projectId", json_object_get(project, "id"), "name",
+                       json_object_get(project, "name"), "ownerId",
+                       json_object_get(project, "ownerId")));
+    snprintf(op->pid, sizeof(op->pid), "%s", str(project, "id"));
+    op_finish(op, 201, project);
 }
 
 static void create_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
@@ -120,12 +125,18 @@ int projects_get(px_req_t *req, void *ud)
 
 static void updated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
 {
+    task_op_t *op = ud;
     (void)req;
     if (err) {
-        op_pg_fail(ud, err);
+        op_pg_fail(op, err);
         return;
     }
-    op_answer_versioned(ud, res);
+    json_t *changes = op_json(res, 0, 1);
+    if (changes && json_object_size(changes))
+        op_event(op, "project.updated", op->pid,
+                 json_pack("{s:s, s:O}", "projectId", op->pid, "changes", changes));
+    json_decref(changes);
+    op_answer_versioned(op, res);
 }
 
 static void update_gated(task_op_t *op)
@@ -163,13 +174,17 @@ int projects_update(px_req_t *req, void *ud)
 
 static void deleted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
 {
+    task_op_t *op = ud;
     (void)req;
-    (void)res;
     if (err) {
-        op_pg_fail(ud, err);
+        op_pg_fail(op, err);
         return;
     }
-    op_commit_204(ud);
+    json_t *members = op_json(res, 0, 1);
+    op_event(op, "project.deleted", op->pid,
+             json_pack("{s:s, s:s?, s:o}", "projectId", op->pid, "name", px_pg_value(res, 0, 0),
+                       "members", members ? members : json_array()));
+    op_finish(op, 204, NULL);
 }
 
 static void delete_gated(task_op_t *op)

@@ -62,10 +62,15 @@ const char sql_project_update[] =
     "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
     "SELECT u.id, $6::uuid, 'updated', 'project', u.id, c.ch FROM u, c) "
     "SELECT coalesce((SELECT task_project_json(to_jsonb(u), $7) FROM u), "
-    "(SELECT task_project_json(to_jsonb(o), $7) FROM o))::text";
+    "(SELECT task_project_json(to_jsonb(o), $7) FROM o))::text, (SELECT ch FROM c)::text";
 
-/* $1 project. Members and activity go by ON DELETE CASCADE. */
-const char sql_project_delete[] = "DELETE FROM task_projects WHERE id = $1::uuid";
+/* $1 project -> (name, the members before, for the event). Members, tasks and activity
+ * go by ON DELETE CASCADE. */
+const char sql_project_delete[] =
+    "WITH d AS (DELETE FROM task_projects WHERE id = $1::uuid RETURNING name) "
+    "SELECT d.name, (SELECT coalesce(jsonb_agg(jsonb_build_object('userId', user_id, "
+    "'role', role) ORDER BY created_at, user_id), '[]'::jsonb) FROM task_members "
+    "WHERE project_id = $1::uuid)::text FROM d";
 
 #define MEMBER_JSON(m, u)                                                                     \
     "jsonb_build_object('userId', " m ".user_id, 'username', " u ".username, 'role', " m       \
@@ -219,13 +224,13 @@ const char sql_task_update[] =
     "SELECT coalesce((SELECT task_task_json(to_jsonb(u), n.deps) FROM u, n), "
     "(SELECT task_task_json(to_jsonb(o), o.deps) FROM o))::text, (SELECT ch FROM c)::text";
 
-/* $1 task, $2 caller. */
+/* $1 task, $2 caller -> (title, status) of the deleted task. */
 const char sql_task_delete[] =
     "WITH d AS (DELETE FROM task_tasks WHERE id = $1::uuid RETURNING *), "
     "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
     "SELECT d.project_id, $2::uuid, 'deleted', 'task', d.id, "
     "jsonb_build_object('title', jsonb_build_array(d.title, NULL)) FROM d) "
-    "SELECT count(*) FROM d";
+    "SELECT d.title, d.status FROM d";
 
 /* List filters: $1 project, $2 status, $3 assignee, $4 priority, $5 dueBefore, $6 dueAfter,
  * $7 q; $8 limit, $9 offset. The count and the page are separate scans of task_tasks (no
@@ -276,13 +281,13 @@ const char sql_rank_rebalance[] =
     "(SELECT id, row_number() OVER (ORDER BY rank) AS i, count(*) OVER () AS n FROM task_tasks "
     "WHERE project_id = $1::uuid AND status = $2 AND id <> $3::uuid) o WHERE t.id = o.id";
 
-/* $1 task, $2 status, $3 rank, $4 caller -> the Task. */
+/* $1 task, $2 status, $3 rank, $4 caller -> (Task, changes). */
 const char sql_task_move[] =
     "WITH o AS (SELECT * FROM task_tasks WHERE id = $1::uuid), "
     "u AS (UPDATE task_tasks t SET status = $2, rank = $3, version = t.version + 1, "
     "updated_at = now() FROM o WHERE t.id = o.id RETURNING t.*), "
+    "c AS (SELECT task_changes(jsonb_build_object('status', o.status, 'rank', o.rank), "
+    "jsonb_build_object('status', u.status, 'rank', u.rank)) AS ch FROM u, o), "
     "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
-    "SELECT u.project_id, $4::uuid, 'moved', 'task', u.id, task_changes(jsonb_build_object("
-    "'status', o.status, 'rank', o.rank), jsonb_build_object('status', u.status, 'rank', u.rank)) "
-    "FROM u, o) "
-    "SELECT task_task_json(to_jsonb(u), task_deps(u.id))::text FROM u";
+    "SELECT u.project_id, $4::uuid, 'moved', 'task', u.id, c.ch FROM u, c) "
+    "SELECT task_task_json(to_jsonb(u), task_deps(u.id))::text, (SELECT ch FROM c)::text FROM u";

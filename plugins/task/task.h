@@ -46,6 +46,9 @@ struct task_op {
     json_t *body;        /* the validated request body (borrowed), or NULL */
     int page, limit;
     bool rebalanced;     /* a move already rebalanced its column once */
+    json_t *events;      /* queued by op_event, emitted by op_finish */
+    int answer_status;   /* op_finish: the answer's status ... */
+    json_t *answer;      /* ... and body (NULL for 204) */
     task_op_fn then;     /* runs once the gate passed, inside op->txn */
 };
 
@@ -77,6 +80,14 @@ const char *op_int_text(task_op_t *op, int64_t v);
 const char *op_bool_text(bool v);
 /* A copy of `s` in request memory (NULL stays NULL). */
 const char *op_strdup(task_op_t *op, const char *s);
+
+/* ---- events.c ---- */
+/* Queue an event of PLUGINS.md: `payload` (taken) gets "actorId" now and "members" (and
+ * a null "projectName" its value) when op_finish emits it. */
+void op_event(task_op_t *op, const char *type, const char *aggregate, json_t *payload);
+/* Emit the queued events in op->txn, then commit and answer `status` with `body` (taken;
+ * NULL and 204: no body). */
+void op_finish(task_op_t *op, int status, json_t *body);
 
 /* ---- rank.c ---- */
 /* A key made only of the 62 digits, not empty, not ending in '0'. */
@@ -116,6 +127,9 @@ int tasks_get(px_req_t *req, void *ud);
 int tasks_update(px_req_t *req, void *ud);
 int tasks_delete(px_req_t *req, void *ud);
 int tasks_move(px_req_t *req, void *ud);
+/* Queues task.updated for a non-empty `changes` ({field: [old, new]}), and task.assigned
+ * / task.status_changed when those fields are among them (tasks.c). */
+void task_change_events(task_op_t *op, const json_t *task, const json_t *changes);
 
 extern const char task_schemas[];
 

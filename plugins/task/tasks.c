@@ -68,6 +68,29 @@ static int check_verdict(task_op_t *op, const px_pg_result_t *res, bool done_che
     return 0;
 }
 
+void task_change_events(task_op_t *op, const json_t *task, const json_t *changes)
+{
+    if (!task || !changes || !json_object_size(changes))
+        return;
+    const char *tid = str(task, "id");
+    json_t *title = json_object_get(task, "title");
+    op_event(op, "task.updated", tid,
+             json_pack("{s:s, s:s, s:O, s:O}", "projectId", op->pid, "taskId", tid, "title", title,
+                       "changes", changes));
+    json_t *assignee = json_object_get(changes, "assigneeId");
+    if (assignee)
+        op_event(op, "task.assigned", tid,
+                 json_pack("{s:s, s:s, s:O, s:O, s:O}", "projectId", op->pid, "taskId", tid,
+                           "title", title, "assigneeId", json_array_get(assignee, 1),
+                           "previousAssigneeId", json_array_get(assignee, 0)));
+    json_t *status = json_object_get(changes, "status");
+    if (status)
+        op_event(op, "task.status_changed", tid,
+                 json_pack("{s:s, s:s, s:O, s:O, s:O}", "projectId", op->pid, "taskId", tid,
+                           "title", title, "from", json_array_get(status, 0), "to",
+                           json_array_get(status, 1)));
+}
+
 /* ---- GET /v1/projects/{id}/tasks ---- */
 
 static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
@@ -136,7 +159,21 @@ static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
     char location[64];
     snprintf(location, sizeof(location), "/v1/tasks/%s", str(task, "id"));
     px_res_header(req, "Location", location);
-    op_commit(op, 201, task);
+    const char *tid = str(task, "id");
+    op_event(op, "task.created", tid,
+             json_pack("{s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O}", "projectId", op->pid, "taskId",
+                       tid, "title", json_object_get(task, "title"), "status",
+                       json_object_get(task, "status"), "priority",
+                       json_object_get(task, "priority"), "assigneeId",
+                       json_object_get(task, "assigneeId"), "dueDate",
+                       json_object_get(task, "dueDate"), "createdAt",
+                       json_object_get(task, "createdAt")));
+    if (str(task, "assigneeId"))
+        op_event(op, "task.assigned", tid,
+                 json_pack("{s:s, s:s, s:O, s:O, s:n}", "projectId", op->pid, "taskId", tid,
+                           "title", json_object_get(task, "title"), "assigneeId",
+                           json_object_get(task, "assigneeId"), "previousAssigneeId"));
+    op_finish(op, 201, task);
 }
 
 static void create_checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
@@ -221,6 +258,21 @@ int tasks_get(px_req_t *req, void *ud)
 
 /* ---- PUT /v1/tasks/{id} ---- */
 
+static void updated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    json_t *task = op_json(res, 0, 0), *changes = op_json(res, 0, 1);
+    task_change_events(op, task, changes);
+    json_decref(task);
+    json_decref(changes);
+    op_answer_versioned(op, res);
+}
+
 static void update_checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
                            void *ud)
 {
@@ -261,7 +313,7 @@ static void update_checked(px_req_t *req, const px_pg_result_t *res, const px_pg
                             rank,
                             deps_text(op),
                             op->caller};
-    op_query(op, "task_update", sql_task_update, 13, values, got);
+    op_query(op, "task_update", sql_task_update, 13, values, updated);
 }
 
 static void update_gated(task_op_t *op)
@@ -295,13 +347,16 @@ int tasks_update(px_req_t *req, void *ud)
 
 static void deleted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
 {
+    task_op_t *op = ud;
     (void)req;
-    (void)res;
     if (err) {
-        op_pg_fail(ud, err);
+        op_pg_fail(op, err);
         return;
     }
-    op_commit_204(ud);
+    op_event(op, "task.deleted", op->tid,
+             json_pack("{s:s, s:s, s:s?, s:s?}", "projectId", op->pid, "taskId", op->tid, "title",
+                       px_pg_value(res, 0, 0), "status", px_pg_value(res, 0, 1)));
+    op_finish(op, 204, NULL);
 }
 
 static void delete_gated(task_op_t *op)
