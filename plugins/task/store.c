@@ -291,3 +291,48 @@ const char sql_task_move[] =
     "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
     "SELECT u.project_id, $4::uuid, 'moved', 'task', u.id, c.ch FROM u, c) "
     "SELECT task_task_json(to_jsonb(u), task_deps(u.id))::text, (SELECT ch FROM c)::text FROM u";
+
+/* ---- comments ---- */
+
+/* $1 task, $2 limit, $3 offset: oldest first. */
+const char sql_comment_list[] =
+    "SELECT (SELECT count(*) FROM task_comments WHERE task_id = $1::uuid), pg.j FROM "
+    "(SELECT 1) one LEFT JOIN LATERAL (SELECT task_comment_json(to_jsonb(c))::text AS j "
+    "FROM task_comments c WHERE c.task_id = $1::uuid ORDER BY c.created_at, c.id "
+    "LIMIT $2::int OFFSET $3::int) pg ON true";
+
+/* $1 project, $2 task, $3 body, $4 caller -> (Comment, task title). */
+const char sql_comment_insert[] =
+    "WITH c AS (INSERT INTO task_comments (id, task_id, author_id, body, mentions) "
+    "VALUES (gen_random_uuid(), $2::uuid, $4::uuid, $3, task_mentions($1::uuid, $3)) "
+    "RETURNING *), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $4::uuid, 'commented', 'comment', c.id, "
+    "jsonb_build_object('taskId', jsonb_build_array(NULL, c.task_id)) FROM c) "
+    "SELECT task_comment_json(to_jsonb(c))::text, (SELECT title FROM task_tasks "
+    "WHERE id = $2::uuid) FROM c";
+
+/* $1 comment, $2 task -> (author, version), the row locked. */
+const char sql_comment_lock[] =
+    "SELECT author_id::text, version FROM task_comments WHERE id = $1::uuid "
+    "AND task_id = $2::uuid FOR UPDATE";
+
+/* $1 project, $2 comment, $3 body, $4 caller -> the Comment. */
+const char sql_comment_update[] =
+    "WITH o AS (SELECT * FROM task_comments WHERE id = $2::uuid), "
+    "u AS (UPDATE task_comments c SET body = $3, mentions = task_mentions($1::uuid, $3), "
+    "version = c.version + 1, updated_at = now() FROM o WHERE c.id = o.id AND o.body <> $3 "
+    "RETURNING c.*), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $4::uuid, 'comment_edited', 'comment', u.id, "
+    "jsonb_build_object('body', jsonb_build_array(o.body, u.body)) FROM u, o) "
+    "SELECT coalesce((SELECT task_comment_json(to_jsonb(u)) FROM u), "
+    "(SELECT task_comment_json(to_jsonb(o)) FROM o))::text";
+
+/* $1 project, $2 comment, $3 caller. */
+const char sql_comment_delete[] =
+    "WITH d AS (DELETE FROM task_comments WHERE id = $2::uuid RETURNING *), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $3::uuid, 'comment_deleted', 'comment', d.id, "
+    "jsonb_build_object('body', jsonb_build_array(d.body, NULL)) FROM d) "
+    "SELECT count(*) FROM d";

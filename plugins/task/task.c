@@ -97,7 +97,36 @@ static int task_init(px_plugin_t *self)
     {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
      .auth = PX_AUTH_REQUIRED, .request_schema = body, .responses = resp, .summary = text,   \
      .tag = "tasks", .query = q, .params = project_p}
+    static const px_response_spec_t comment_201[] = {
+        {201, "Comment", "Created (Location)", NULL}, {403, "Error", "A viewer", NULL},
+        {404, "Error", GATED, NULL}, {0}};
+    static const px_response_spec_t comment_200[] = {
+        {200, "Comment", NULL, NULL}, {403, "Error", "Not the author", NULL},
+        {404, "Error", GATED, NULL}, {412, "Error", "If-Match names an older version", NULL},
+        {0}};
+    static const px_response_spec_t comment_204[] = {
+        {204, NULL, NULL, NULL}, {403, "Error", "Not the author, an owner or an admin", NULL},
+        {404, "Error", GATED, NULL}, {0}};
+    static const px_response_spec_t comment_list[] = {
+        {200, "CommentList", "Oldest first", NULL}, {404, "Error", GATED, NULL}, {0}};
+    static const px_param_spec_t comment_p[] = {UUID_P("id"), UUID_P("commentId"),
+                                                {NULL, NULL, 0, NULL}};
+#define COMMENT_ROUTE(m, p, fn, body, resp, text, q, pp)                                      \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
+     .auth = PX_AUTH_REQUIRED, .request_schema = body, .responses = resp, .summary = text,   \
+     .tag = "comments", .query = q, .params = pp}
     static const px_route_spec_t routes[] = {
+        COMMENT_ROUTE("GET", "/v1/tasks/:id/comments", comments_list, NULL, comment_list,
+                      "A task's comments (members)", page_q, project_p),
+        COMMENT_ROUTE("POST", "/v1/tasks/:id/comments", comments_create, "CommentBody",
+                      comment_201, "Comment; @username of a member mentions them "
+                      "(members and owners; Idempotency-Key)", NULL, project_p),
+        COMMENT_ROUTE("PUT", "/v1/tasks/:id/comments/:commentId", comments_update,
+                      "CommentBody", comment_200, "Edit a comment (its author; If-Match)", NULL,
+                      comment_p),
+        COMMENT_ROUTE("DELETE", "/v1/tasks/:id/comments/:commentId", comments_delete, NULL,
+                      comment_204, "Delete a comment (its author, an owner, an admin)", NULL,
+                      comment_p),
         TASK_ROUTE("GET", "/v1/projects/:id/tasks", tasks_list, NULL, task_list,
                    "A project's tasks, filtered, sorted, paginated (members)", tasks_q),
         TASK_ROUTE("POST", "/v1/projects/:id/tasks", tasks_create, "TaskCreate", task_201,

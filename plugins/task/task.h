@@ -46,6 +46,7 @@ struct task_op {
     json_t *body;        /* the validated request body (borrowed), or NULL */
     int page, limit;
     bool rebalanced;     /* a move already rebalanced its column once */
+    bool editing;        /* comments: PUT (else DELETE) */
     json_t *events;      /* queued by op_event, emitted by op_finish */
     int answer_status;   /* op_finish: the answer's status ... */
     json_t *answer;      /* ... and body (NULL for 204) */
@@ -109,6 +110,8 @@ extern const char sql_task_check[], sql_task_insert[], sql_task_get[], sql_task_
     sql_task_delete[], sql_task_list_updated[], sql_task_list_rank[], sql_task_list_due[],
     sql_task_list_priority[];
 extern const char sql_move_check[], sql_rank_rebalance[], sql_task_move[];
+extern const char sql_comment_list[], sql_comment_insert[], sql_comment_lock[],
+    sql_comment_update[], sql_comment_delete[];
 
 /* ---- handlers ---- */
 int projects_list(px_req_t *req, void *ud);
@@ -127,6 +130,10 @@ int tasks_get(px_req_t *req, void *ud);
 int tasks_update(px_req_t *req, void *ud);
 int tasks_delete(px_req_t *req, void *ud);
 int tasks_move(px_req_t *req, void *ud);
+int comments_list(px_req_t *req, void *ud);
+int comments_create(px_req_t *req, void *ud);
+int comments_update(px_req_t *req, void *ud);
+int comments_delete(px_req_t *req, void *ud);
 /* Queues task.updated for a non-empty `changes` ({field: [old, new]}), and task.assigned
  * / task.status_changed when those fields are among them (tasks.c). */
 void task_change_events(task_op_t *op, const json_t *task, const json_t *changes);

@@ -41,6 +41,12 @@ NEEDS = {
     ("PUT", "/v1/tasks/{id}"): "member",
     ("DELETE", "/v1/tasks/{id}"): "member",
     ("POST", "/v1/tasks/{id}/move"): "member",
+    ("GET", "/v1/tasks/{id}/comments"): "viewer",
+    ("POST", "/v1/tasks/{id}/comments"): "member",
+    # The comment under test is the member's: only its author edits it; the author, an
+    # owner or an admin deletes it.
+    ("PUT", "/v1/tasks/{id}/comments/{commentId}"): "author",
+    ("DELETE", "/v1/tasks/{id}/comments/{commentId}"): "author|owner|admin",
 }
 # Routes that answer 200 to a POST (an action, not a create).
 ACTIONS = {("POST", "/v1/tasks/{id}/move")}
@@ -52,10 +58,13 @@ def expected(method, path, caller):
         return 401
     need = NEEDS[(method, path)]
     ok = 200 if (method, path) in ACTIONS else SUCCESS[method]
+    if caller == "stranger" and need != "any":
+        return 404
+    if need.startswith("author"):
+        allowed = {"member"} | ({"owner", "admin"} if "owner" in need else set())
+        return ok if caller in allowed else 403
     if need == "any" or caller in ("owner", "admin"):
         return ok
-    if caller == "stranger":
-        return 404
     return ok if RANK[caller] >= RANK[need] else 403
 
 
@@ -118,6 +127,8 @@ def body_for(method, path, people):
         return {"title": "renamed", "status": "in_progress"}
     if path == "/v1/tasks/{id}/move":
         return {"status": "done"}
+    if path.startswith("/v1/tasks/{id}/comments") and method in ("POST", "PUT"):
+        return {"body": "hello"}
     return None
 
 
@@ -133,8 +144,13 @@ def test_matrix(srv, people, caller):
                  json_body={"title": "target"})
         assert t.status_code == 201, describe(t)
         target = t.json()
+        c = call(srv, "POST", "/v1/tasks/%s/comments" % target["id"],
+                 token=people["member"].access, json_body={"body": "the member's"})
+        assert c.status_code == 201, describe(c)
+        comment = c.json()
         own_id = target["id"] if path.startswith("/v1/tasks/") else p["id"]
-        url = path.replace("{id}", own_id).replace("{userId}", people["extra"].id)
+        url = path.replace("{id}", own_id).replace("{userId}", people["extra"].id).replace(
+            "{commentId}", comment["id"])
         token = None if caller == "anon" else people[caller].access
         r = call(srv, method, url, token=token, json_body=body_for(method, path, people),
                  headers={"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else None)
@@ -154,4 +170,7 @@ def test_matrix(srv, people, caller):
             assert task.json() == target, describe(task)
             tasks = call(srv, "GET", "/v1/projects/%s/tasks" % p["id"], token=owner.access)
             assert tasks.json()["total"] == 1, describe(tasks)
+            comments = call(srv, "GET", "/v1/tasks/%s/comments" % target["id"],
+                            token=owner.access)
+            assert comments.json()["comments"] == [comment], describe(comments)
     assert not failures, "\n".join(failures)
