@@ -143,6 +143,7 @@ static void gated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t 
     if (op->by_task) {
         snprintf(op->pid, sizeof(op->pid), "%s", px_pg_value(res, 0, 2));
         op->status = op_strdup(op, px_pg_value(res, 0, 3));
+        op->priority = op_strdup(op, px_pg_value(res, 0, 4));
     }
     int have = op->admin ? ROLE_OWNER : role_rank(op->role);
     if (have < op->need) {

@@ -135,9 +135,10 @@ const char sql_activity_list[] =
 
 /* ---- tasks ---- */
 
-/* Gate by task id: $1 task, $2 caller -> (task version, role, project id, task status). */
+/* Gate by task id: $1 task, $2 caller -> (task version, role, project id, task status,
+ * task priority). */
 #define GATE_TASK                                                                             \
-    "SELECT t.version, m.role, t.project_id::text, t.status FROM task_tasks t "              \
+    "SELECT t.version, m.role, t.project_id::text, t.status, t.priority FROM task_tasks t "  \
     "JOIN task_projects p ON p.id = t.project_id LEFT JOIN task_members m "                   \
     "ON m.project_id = p.id AND m.user_id = $2::uuid WHERE t.id = $1::uuid"
 const char sql_gate_task_read[] = GATE_TASK;

@@ -168,6 +168,14 @@ static int task_init(px_plugin_t *self)
         rc = PX_EINVAL;
     }
     if (!rc)
+        rc = px_hook_declare(self, "before_task_create",
+                             "checks or changes a new task's fields, with context {projectId, "
+                             "role, admin}");
+    if (!rc)
+        rc = px_hook_declare(self, "before_task_update",
+                             "checks or changes a PUT /v1/tasks/{id}, with context {projectId, "
+                             "taskId, role, admin, status, priority}");
+    if (!rc)
         rc = px_migrations(self, task_migrations);
     if (!rc)
         rc = px_schema(self, NULL, task_schemas);

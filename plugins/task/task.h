@@ -36,6 +36,7 @@ struct task_op {
     char tid[37];        /* the task, for routes under /v1/tasks/{id} */
     bool by_task;        /* the path's id is a task: the gate finds its project */
     const char *status;  /* by_task: the task's status when gated */
+    const char *priority; /* by_task: the task's priority when gated */
     const char *caller;  /* the caller's user id */
     const char *role;    /* the caller's role text in the project; NULL for a non-member admin */
     bool admin;
@@ -89,6 +90,12 @@ void op_event(task_op_t *op, const char *type, const char *aggregate, json_t *pa
 /* Emit the queued events in op->txn, then commit and answer `status` with `body` (taken;
  * NULL and 204: no body). */
 void op_finish(task_op_t *op, int status, json_t *body);
+
+/* ---- hooks.c ---- */
+/* Runs the Lua hook `hook` on op->body with its context (see hooks.c); what comes back,
+ * checked by `schema`, becomes op->body. 0 to go on, PX_DONE when answered. `priority`:
+ * the task's current priority (updates). */
+int op_hook(task_op_t *op, const char *hook, const char *schema, const char *priority);
 
 /* ---- rank.c ---- */
 /* A key made only of the 62 digits, not empty, not ending in '0'. */

@@ -208,6 +208,8 @@ static void create_checked(px_req_t *req, const px_pg_result_t *res, const px_pg
 
 static void create_gated(task_op_t *op)
 {
+    if (op_hook(op, "before_task_create", "TaskCreate", NULL))
+        return;
     const char *status = str(op->body, "status");
     const char *values[] = {op->pid, NULL, deps_text(op), status ? status : "todo",
                             str(op->body, "assigneeId")};
@@ -323,6 +325,8 @@ static void update_gated(task_op_t *op)
         px_res_code(op->req, rc, "the task changed since you read it");
         return;
     }
+    if (op_hook(op, "before_task_update", "TaskUpdate", op->priority))
+        return;
     const char *status = str(op->body, "status");
     const char *values[] = {op->pid, op->tid, deps_text(op), status ? status : op->status,
                             str(op->body, "assigneeId")};

@@ -18,22 +18,25 @@ PROJECT_KEYS = {"id", "name", "description", "status", "ownerId", "role", "creat
 PLUGIN_README = os.path.join(REPO, "plugins", "task", "README.md")
 
 
-def task_server(db, workers=2, config=None):
+def task_server(db, workers=2, config=None, lua_dir=None):
+    sections = {
+        "postgres": {"conninfo": conninfo(db), "wait_timeout": "2s"},
+        "redis": {"address": "unix:" + os.environ["PANTHERA_REDIS_SOCKET"]},
+        "auth": {"token_secret": SECRET},
+    }
+    if lua_dir:
+        sections["lua"] = {"dir": lua_dir}
     return Server(workers=workers, plugins=("user", "task"),
                   plugin_config={"user": dict(FAST_SCRYPT), "task": dict(config or {})},
-                  sections={
-                      "postgres": {"conninfo": conninfo(db), "wait_timeout": "2s"},
-                      "redis": {"address": "unix:" + os.environ["PANTHERA_REDIS_SOCKET"]},
-                      "auth": {"token_secret": SECRET},
-                  })
+                  sections=sections)
 
 
 @contextlib.contextmanager
-def task_env(prefix, config=None):
+def task_env(prefix, config=None, lua_dir=None):
     """A fresh database and a started user+task server on it; both gone afterwards."""
     with shared_services():
         db = create_database(prefix)
-    s = task_server(db, config=config)
+    s = task_server(db, config=config, lua_dir=lua_dir)
     try:
         with shared_services():
             s.start(timeout=30)
