@@ -106,12 +106,12 @@ static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
 static void list_gated(task_op_t *op)
 {
     static const struct {
-        const char *sort, *name, *sql;
+        const char *sort, *sql;
     } sorts[] = {
-        {"-updatedAt", "task_list_updated", sql_task_list_updated},
-        {"rank", "task_list_rank", sql_task_list_rank},
-        {"dueDate", "task_list_due", sql_task_list_due},
-        {"priority", "task_list_priority", sql_task_list_priority},
+        {"-updatedAt", sql_task_list_updated},
+        {"rank", sql_task_list_rank},
+        {"dueDate", sql_task_list_due},
+        {"priority", sql_task_list_priority},
     };
     const char *sort = px_req_query(op->req, "sort");
     size_t i = 0;
@@ -127,7 +127,10 @@ static void list_gated(task_op_t *op)
                             q && *q ? q : NULL,
                             op_int_text(op, op->limit),
                             op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
-    op_query(op, sorts[i].name, sorts[i].sql, 9, values, listed);
+    /* Unnamed, so planned with this request's values: the "($2 IS NULL OR ...)" filters
+     * then fold away and the page walks its sort's index. A prepared statement's generic
+     * plan cannot see which filters are absent and sorts the whole project instead. */
+    op_query(op, NULL, sorts[i].sql, 9, values, listed);
 }
 
 int tasks_list(px_req_t *req, void *ud)
