@@ -1,0 +1,206 @@
+/*
+ * comments.c — GET/POST /v1/tasks/{id}/comments and PUT/DELETE
+ * /v1/tasks/{id}/comments/{commentId}.
+ *
+ * Members read, members and owners comment (viewers 403), the author edits, and the
+ * author, an owner of the project or an admin deletes (others 403). `@username` of a
+ * member of the project is a mention (task_mentions in SQL, at write time: a name that is
+ * no member mentions nobody). A comment emits task.commented and, when it mentions
+ * someone, comment.mentioned.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "task.h"
+
+#define EXCERPT_CHARS 200
+
+/* The first EXCERPT_CHARS characters (code points) of `text`. New reference. */
+static json_t *excerpt(const char *text)
+{
+    size_t i = 0, chars = 0;
+    while (text[i] && chars < EXCERPT_CHARS) {
+        i++;
+        while ((text[i] & 0xC0) == 0x80)
+            i++;
+        chars++;
+    }
+    return json_stringn(text, i);
+}
+
+/* ---- GET ---- */
+
+static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)req;
+    if (err) {
+        op_pg_fail(ud, err);
+        return;
+    }
+    op_answer_list(ud, res, "comments");
+}
+
+static void list_gated(task_op_t *op)
+{
+    const char *values[] = {op->tid, op_int_text(op, op->limit),
+                            op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
+    op_query(op, "comment_list", sql_comment_list, 3, values, listed);
+}
+
+int comments_list(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    int rc = px_req_page(req, &op->page, &op->limit);
+    if (rc)
+        return rc;
+    op->by_task = true;
+    op->need = ROLE_VIEWER;
+    op->then = list_gated;
+    return op_gate(op, "id");
+}
+
+/* ---- POST ---- */
+
+static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    json_t *comment = op_json(res, 0, 0);
+    if (!comment) {
+        px_res_code(req, PX_EINTERNAL, NULL);
+        return;
+    }
+    const char *cid = json_string_value(json_object_get(comment, "id"));
+    char location[128];
+    snprintf(location, sizeof(location), "/v1/tasks/%s/comments/%s", op->tid, cid);
+    px_res_header(req, "Location", location);
+    const char *title = px_pg_value(res, 0, 1);
+    json_t *ex = excerpt(json_string_value(json_object_get(comment, "body")));
+    op_event(op, "task.commented", op->tid,
+             json_pack("{s:s, s:s, s:s?, s:s, s:O}", "projectId", op->pid, "taskId", op->tid,
+                       "title", title, "commentId", cid, "excerpt", ex));
+    json_t *mentions = json_object_get(comment, "mentions");
+    if (json_array_size(mentions))
+        op_event(op, "comment.mentioned", op->tid,
+                 json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O, s:O}", "source", "task", "projectId",
+                           op->pid, "taskId", op->tid, "title", title, "commentId", cid,
+                           "excerpt", ex, "mentionedUserIds", mentions));
+    json_decref(ex);
+    op_finish(op, 201, comment);
+}
+
+static void create_gated(task_op_t *op)
+{
+    const char *values[] = {op->pid, op->tid,
+                            json_string_value(json_object_get(op->body, "body")), op->caller};
+    op_query(op, "comment_insert", sql_comment_insert, 4, values, created);
+}
+
+int comments_create(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    int rc = px_req_json(req, &op->body);
+    if (rc)
+        return rc;
+    op->by_task = true;
+    op->need = ROLE_MEMBER;
+    op->lock = true;
+    op->idempotent = true;
+    op->then = create_gated;
+    return op_gate(op, "id");
+}
+
+/* ---- PUT and DELETE: the comment, locked, then who may ---- */
+
+static void changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    if (op->editing)
+        op_answer_versioned(op, res);
+    else
+        op_finish(op, 204, NULL);
+}
+
+static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    if (!px_pg_rows(res)) {
+        px_res_error(op->req, 404, "not_found", "no such comment", NULL);
+        return;
+    }
+    const char *author = px_pg_value(res, 0, 0);
+    bool mine = author && op->caller && !strcmp(author, op->caller);
+    bool owner = op->role && !strcmp(op->role, "owner");
+    if (op->editing ? !mine : !(mine || owner || op->admin)) {
+        px_res_error(op->req, 403, "forbidden",
+                     op->editing ? "only the author may edit a comment"
+                                 : "only the author, an owner of the project or an admin may "
+                                   "delete a comment",
+                     NULL);
+        return;
+    }
+    int rc = px_req_if_match(op->req, px_pg_value(res, 0, 1));
+    if (rc) {
+        px_res_code(op->req, rc, "the comment changed since you read it");
+        return;
+    }
+    if (op->editing) {
+        const char *values[] = {op->pid, op->sub,
+                                json_string_value(json_object_get(op->body, "body")),
+                                op->caller};
+        op_query(op, "comment_update", sql_comment_update, 4, values, changed);
+    } else {
+        const char *values[] = {op->pid, op->sub, op->caller};
+        op_query(op, "comment_delete", sql_comment_delete, 3, values, changed);
+    }
+}
+
+static void change_gated(task_op_t *op)
+{
+    const char *values[] = {op->sub, op->tid};
+    op_query(op, "comment_lock", sql_comment_lock, 2, values, locked);
+}
+
+static int change(px_req_t *req, bool editing)
+{
+    task_op_t *op = op_new(req);
+    int rc = editing ? px_req_json(req, &op->body) : 0;
+    if (!rc)
+        rc = px_req_uuid(req, "commentId", op->sub);
+    if (rc)
+        return rc;
+    op->editing = editing;
+    op->by_task = true;
+    /* Viewers may not write (403); whether the comment is theirs is decided after. */
+    op->need = editing ? ROLE_MEMBER : ROLE_VIEWER;
+    op->lock = true;
+    op->then = change_gated;
+    return op_gate(op, "id");
+}
+
+int comments_update(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return change(req, true);
+}
+
+int comments_delete(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return change(req, false);
+}

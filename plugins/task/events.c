@@ -1,0 +1,91 @@
+/*
+ * events.c — the events of PLUGINS.md ("Task plugin events"), emitted with px_event_emit
+ * in the transaction of the change they describe, just before it commits.
+ *
+ * A handler queues its events on the op (op_event) and ends with op_finish. Every
+ * payload carries "members", the project's members after the change ([{userId, role}]),
+ * so a consumer knows who may see it: op_finish reads them in the same transaction,
+ * after the change, and fills in every queued payload that does not carry its own (a
+ * deleted project's events carry the members as they were before). A payload with a
+ * "projectName" of null gets the project's name the same way.
+ */
+#include <string.h>
+
+#include "task.h"
+
+static const char sql_event_members[] =
+    "SELECT (SELECT name FROM task_projects WHERE id = $1::uuid), "
+    "coalesce(jsonb_agg(jsonb_build_object('userId', user_id, 'role', role) "
+    "ORDER BY created_at, user_id), '[]'::jsonb)::text "
+    "FROM task_members WHERE project_id = $1::uuid";
+
+void op_event(task_op_t *op, const char *type, const char *aggregate, json_t *payload)
+{
+    if (!op->events)
+        op->events = json_array();
+    json_object_set_new(payload, "actorId", json_string(op->caller));
+    json_array_append_new(op->events,
+                          json_pack("{s:s, s:s, s:o}", "type", type, "aggregate", aggregate,
+                                    "payload", payload));
+}
+
+static void commit(task_op_t *op)
+{
+    json_t *body = op->answer;
+    op->answer = NULL;
+    if (op->answer_status == 204)
+        op_commit_204(op);
+    else
+        op_commit(op, op->answer_status, body);
+}
+
+static void emit_all(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        json_decref(op->answer);
+        op->answer = NULL;
+        op_pg_fail(op, err);
+        return;
+    }
+    json_t *members = op_json(res, 0, 1);
+    const char *name = px_pg_value(res, 0, 0);
+    size_t i;
+    json_t *ev;
+    int rc = 0;
+    json_array_foreach(op->events, i, ev) {
+        json_t *payload = json_object_get(ev, "payload");
+        if (!json_object_get(payload, "members"))
+            json_object_set(payload, "members", members ? members : json_array());
+        json_t *pn = json_object_get(payload, "projectName");
+        if (pn && json_is_null(pn) && name)
+            json_object_set_new(payload, "projectName", json_string(name));
+        if (!rc)
+            rc = px_event_emit(op->txn, json_string_value(json_object_get(ev, "type")),
+                               json_string_value(json_object_get(ev, "aggregate")),
+                               json_incref(payload));
+    }
+    json_decref(members);
+    json_decref(op->events);
+    op->events = NULL;
+    if (rc) {
+        json_decref(op->answer);
+        op->answer = NULL;
+        px_res_code(op->req, PX_EINTERNAL, "the change's event could not be recorded");
+        return;
+    }
+    commit(op);
+}
+
+void op_finish(task_op_t *op, int status, json_t *body)
+{
+    op->answer_status = status;
+    op->answer = body;
+    if (!op->events || !json_array_size(op->events)) {
+        commit(op);
+        return;
+    }
+    const char *values[] = {op->pid};
+    op_query(op, "event_members", sql_event_members, 1, values, emit_all);
+}

@@ -1,0 +1,207 @@
+/*
+ * members.c — GET/POST /v1/projects/{id}/members and PUT/DELETE
+ * /v1/projects/{id}/members/{userId}.
+ *
+ * Members read the list; owners add, change roles and remove. The last owner can be
+ * neither demoted nor removed (409): the gate locked the project row, so two owners
+ * demoting each other at once are decided one after the other, and one of them stays.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "task.h"
+
+static void last_owner(task_op_t *op)
+{
+    px_res_error(op->req, 409, "conflict", "a project keeps at least one owner", NULL);
+}
+
+static void not_member(task_op_t *op)
+{
+    px_res_error(op->req, 404, "not_found", "no such member of this project", NULL);
+}
+
+/* ---- GET ---- */
+
+static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    op_answer_list(op, res, "members");
+}
+
+static void list_gated(task_op_t *op)
+{
+    const char *values[] = {op->pid, op_int_text(op, op->limit),
+                            op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
+    op_query(op, "member_list", sql_member_list, 3, values, listed);
+}
+
+int members_list(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    int rc = px_req_page(req, &op->page, &op->limit);
+    if (rc)
+        return rc;
+    op->need = ROLE_VIEWER;
+    op->then = list_gated;
+    return op_gate(op, "id");
+}
+
+/* ---- POST ---- */
+
+static void added(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    int64_t users = 0;
+    px_pg_int64(res, 0, 0, &users);
+    if (!users) {
+        px_res_error(req, 400, "validation_failed", "the request has invalid fields",
+                     json_pack("{s:s}", "userId", "no such user"));
+        return;
+    }
+    json_t *member = op_json(res, 0, 1);
+    if (!member) {
+        px_res_error(req, 409, "conflict", "the user is already a member of this project", NULL);
+        return;
+    }
+    char location[128];
+    snprintf(location, sizeof(location), "/v1/projects/%s/members/%s", op->pid,
+             json_string_value(json_object_get(member, "userId")));
+    px_res_header(req, "Location", location);
+    op_event(op, "project.member_added", op->pid,
+             json_pack("{s:s, s:n, s:O, s:O}", "projectId", op->pid, "projectName", "userId",
+                       json_object_get(member, "userId"), "role", json_object_get(member, "role")));
+    op_finish(op, 201, member);
+}
+
+static void add_gated(task_op_t *op)
+{
+    const char *values[] = {op->pid, json_string_value(json_object_get(op->body, "userId")),
+                            json_string_value(json_object_get(op->body, "role")), op->caller};
+    op_query(op, "member_add", sql_member_add, 4, values, added);
+}
+
+int members_add(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    int rc = px_req_json(req, &op->body);
+    if (rc)
+        return rc;
+    op->need = ROLE_OWNER;
+    op->lock = true;
+    op->idempotent = true;
+    op->then = add_gated;
+    return op_gate(op, "id");
+}
+
+/* ---- PUT ---- */
+
+static void role_changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                         void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    if (!px_pg_rows(res)) {
+        not_member(op);
+        return;
+    }
+    const char *old = px_pg_value(res, 0, 0);
+    const char *want = json_string_value(json_object_get(op->body, "role"));
+    int64_t owners = 0;
+    px_pg_int64(res, 0, 1, &owners);
+    if (!strcmp(old, "owner") && strcmp(want, "owner") && owners <= 1) {
+        last_owner(op);
+        return;
+    }
+    json_t *member = op_json(res, 0, 2);
+    if (!member) {
+        px_res_code(op->req, PX_EINTERNAL, NULL);
+        return;
+    }
+    if (strcmp(old, want))
+        op_event(op, "project.member_role_changed", op->pid,
+                 json_pack("{s:s, s:s, s:s, s:s}", "projectId", op->pid, "userId", op->sub, "from",
+                           old, "to", want));
+    op_finish(op, 200, member);
+}
+
+static void role_gated(task_op_t *op)
+{
+    const char *values[] = {op->pid, op->sub,
+                            json_string_value(json_object_get(op->body, "role")), op->caller};
+    op_query(op, "member_role", sql_member_role, 4, values, role_changed);
+}
+
+int members_update(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    int rc = px_req_json(req, &op->body);
+    if (!rc)
+        rc = px_req_uuid(req, "userId", op->sub);
+    if (rc)
+        return rc;
+    op->need = ROLE_OWNER;
+    op->lock = true;
+    op->then = role_gated;
+    return op_gate(op, "id");
+}
+
+/* ---- DELETE ---- */
+
+static void removed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    if (!px_pg_rows(res)) {
+        not_member(op);
+        return;
+    }
+    int64_t gone = 0;
+    px_pg_int64(res, 0, 2, &gone);
+    if (!gone) {
+        last_owner(op);
+        return;
+    }
+    op_event(op, "project.member_removed", op->pid,
+             json_pack("{s:s, s:n, s:s}", "projectId", op->pid, "projectName", "userId", op->sub));
+    op_finish(op, 204, NULL);
+}
+
+static void remove_gated(task_op_t *op)
+{
+    const char *values[] = {op->pid, op->sub, op->caller};
+    op_query(op, "member_remove", sql_member_remove, 3, values, removed);
+}
+
+int members_remove(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    int rc = px_req_uuid(req, "userId", op->sub);
+    if (rc)
+        return rc;
+    op->need = ROLE_OWNER;
+    op->lock = true;
+    op->then = remove_gated;
+    return op_gate(op, "id");
+}

@@ -1,0 +1,159 @@
+/*
+ * move.c — POST /v1/tasks/{id}/move {status?, before?, after?}: board drag and drop.
+ *
+ * The task goes into the column of `status` (default: its own), just above `before`, just
+ * below `after`, between the two when both are given, or at the end of the column. Its
+ * new rank is a key strictly between its new neighbours' (rank.c): no other task is
+ * renumbered. When that key would be longer than rank_max_length the column is first
+ * rebalanced — every key rewritten, evenly spaced and short, in this same transaction —
+ * and the neighbours are read again. The gate holds the project row lock, so neighbours
+ * cannot change between the read and the write.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "task.h"
+
+#define RANK_CAP 300
+
+int64_t task_rank_max = 32;
+
+static const char *str(const json_t *body, const char *key)
+{
+    return json_string_value(json_object_get(body, key));
+}
+
+static void move_check(task_op_t *op);
+
+static void moved(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    json_t *task = op_json(res, 0, 0), *changes = op_json(res, 0, 1);
+    task_change_events(op, task, changes);
+    json_decref(task);
+    json_decref(changes);
+    op_answer_versioned(op, res);
+}
+
+static void rebalanced(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                       void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    (void)res;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    move_check(op);
+}
+
+/* A neighbour named in the body must be another task of the target column. */
+static bool neighbour_ok(task_op_t *op, const char *field, const char *status, const char *want)
+{
+    if (!str(op->body, field))
+        return true;
+    const char *why = !status ? "must be another task of this project"
+                      : strcmp(status, want) ? "must be a task of the target status"
+                                             : NULL;
+    if (!why)
+        return true;
+    px_res_error(op->req, 400, "validation_failed", "the request has invalid fields",
+                 json_pack("{s:s}", field, why));
+    return false;
+}
+
+static void checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    const char *target = str(op->body, "status") ? str(op->body, "status") : op->status;
+    if (!neighbour_ok(op, "before", px_pg_value(res, 0, 0), target) ||
+        !neighbour_ok(op, "after", px_pg_value(res, 0, 3), target))
+        return;
+    const char *open = px_pg_value(res, 0, 7);
+    if (!strcmp(target, "done") && strcmp(op->status, "done") && open) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "the task depends on tasks that are not done: %s", open);
+        px_res_error(op->req, 409, "conflict", msg, NULL);
+        return;
+    }
+    const char *lo, *hi;
+    if (str(op->body, "before") && str(op->body, "after")) {
+        lo = px_pg_value(res, 0, 4);
+        hi = px_pg_value(res, 0, 1);
+        if (strcmp(lo, hi) >= 0) {
+            px_res_error(op->req, 400, "validation_failed", "the request has invalid fields",
+                         json_pack("{s:s}", "after", "must be above `before` in the column"));
+            return;
+        }
+    } else if (str(op->body, "before")) {
+        lo = px_pg_value(res, 0, 2);
+        hi = px_pg_value(res, 0, 1);
+    } else if (str(op->body, "after")) {
+        lo = px_pg_value(res, 0, 4);
+        hi = px_pg_value(res, 0, 5);
+    } else {
+        lo = px_pg_value(res, 0, 6);
+        hi = NULL;
+    }
+    char *rank = px_req_alloc(op->req, RANK_CAP);
+    int rc = rank_between(lo, hi, rank, RANK_CAP);
+    if (rc == PX_EINVAL) {
+        px_res_code(op->req, PX_EINTERNAL, "the board order of this column is damaged");
+        return;
+    }
+    if (rc || (int64_t)strlen(rank) > task_rank_max) {
+        if (op->rebalanced) {
+            px_res_code(op->req, PX_EINTERNAL, "the column could not be rebalanced");
+            return;
+        }
+        op->rebalanced = true;
+        const char *values[] = {op->pid, target, op->tid};
+        op_query(op, "rank_rebalance", sql_rank_rebalance, 3, values, rebalanced);
+        return;
+    }
+    const char *values[] = {op->tid, target, rank, op->caller};
+    op_query(op, "task_move", sql_task_move, 4, values, moved);
+}
+
+static void move_check(task_op_t *op)
+{
+    const char *target = str(op->body, "status") ? str(op->body, "status") : op->status;
+    const char *values[] = {op->pid, op->tid, target, str(op->body, "before"),
+                            str(op->body, "after")};
+    op_query(op, "move_check", sql_move_check, 5, values, checked);
+}
+
+static void gated(task_op_t *op)
+{
+    int rc = px_req_if_match(op->req, op_int_text(op, op->version));
+    if (rc) {
+        px_res_code(op->req, rc, "the task changed since you read it");
+        return;
+    }
+    move_check(op);
+}
+
+int tasks_move(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    int rc = px_req_json(req, &op->body);
+    if (rc)
+        return rc;
+    op->by_task = true;
+    op->need = ROLE_MEMBER;
+    op->lock = true;
+    op->then = gated;
+    return op_gate(op, "id");
+}

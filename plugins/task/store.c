@@ -1,0 +1,339 @@
+/*
+ * store.c — every SQL statement of the plugin.
+ *
+ * A change, its activity row (and later its event) are one statement where they can be:
+ * data-modifying CTEs run exactly once and atomically with the statement, and the whole
+ * runs in the gate's transaction, after the project row was locked. Answers are built as
+ * JSON by the SQL functions of migrations/ (task_project_json, task_ts, task_changes), so
+ * the shape of a resource is written once.
+ *
+ * Lists answer rows of (total, item JSON text): the count and the page in one statement,
+ * with one row of (total, NULL) when the page is empty.
+ */
+#include "task.h"
+
+/* $1 project, $2 caller: the project's version and the caller's role (NULL: not a member). */
+#define GATE                                                                                  \
+    "SELECT p.version, m.role FROM task_projects p LEFT JOIN task_members m "                \
+    "ON m.project_id = p.id AND m.user_id = $2::uuid WHERE p.id = $1::uuid"
+const char sql_gate_read[] = GATE;
+const char sql_gate_write[] = GATE " FOR UPDATE OF p";
+
+
+/* $1 caller, $2 admin, $3 status, $4 q, $5 limit, $6 offset. */
+const char sql_project_list[] =
+    "WITH f AS (SELECT p.*, m.role AS my_role FROM task_projects p LEFT JOIN task_members m "
+    "ON m.project_id = p.id AND m.user_id = $1::uuid "
+    "WHERE ($2::bool OR m.user_id IS NOT NULL) AND ($3::text IS NULL OR p.status = $3) "
+    "AND ($4::text IS NULL OR strpos(lower(p.name), lower($4)) > 0 "
+    "OR strpos(lower(coalesce(p.description, '')), lower($4)) > 0)), "
+    "t AS (SELECT count(*) AS n FROM f) SELECT t.n, pg.j FROM t LEFT JOIN LATERAL "
+    "(SELECT task_project_json(to_jsonb(f), f.my_role)::text AS j FROM f "
+    "ORDER BY f.created_at DESC, f.id LIMIT $5::int OFFSET $6::int) pg ON true";
+
+/* $1 name, $2 description, $3 status, $4 caller. */
+const char sql_project_insert[] =
+    "WITH p AS (INSERT INTO task_projects (id, name, description, status, owner_id) "
+    "VALUES (gen_random_uuid(), $1, $2, coalesce($3, 'active'), $4::uuid) RETURNING *), "
+    "m AS (INSERT INTO task_members (project_id, user_id, role) "
+    "SELECT id, owner_id, 'owner' FROM p), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT id, owner_id, 'created', 'project', id, task_changes('{}', jsonb_strip_nulls("
+    "jsonb_build_object('name', name, 'description', description, 'status', status))) FROM p) "
+    "SELECT task_project_json(to_jsonb(p), 'owner')::text FROM p";
+
+/* $1 project, $2 role of the caller. */
+const char sql_project_get[] =
+    "SELECT task_project_json(to_jsonb(p), $2)::text FROM task_projects p WHERE id = $1::uuid";
+
+/* $1 project, $2 name, $3 description, $4 status, $5 description given, $6 caller,
+ * $7 caller's role. Bumps the version and writes activity only when something changed. */
+const char sql_project_update[] =
+    "WITH o AS (SELECT * FROM task_projects WHERE id = $1::uuid), "
+    "n AS (SELECT o.id, coalesce($2, o.name) AS name, "
+    "CASE WHEN $5::bool THEN $3 ELSE o.description END AS description, "
+    "coalesce($4, o.status) AS status FROM o), "
+    "c AS (SELECT task_changes(jsonb_build_object('name', o.name, 'description', o.description, "
+    "'status', o.status), jsonb_build_object('name', n.name, 'description', n.description, "
+    "'status', n.status)) AS ch FROM o, n), "
+    "u AS (UPDATE task_projects p SET name = n.name, description = n.description, "
+    "status = n.status, version = p.version + 1, updated_at = now() FROM n, c "
+    "WHERE p.id = n.id AND c.ch <> '{}' RETURNING p.*), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT u.id, $6::uuid, 'updated', 'project', u.id, c.ch FROM u, c) "
+    "SELECT coalesce((SELECT task_project_json(to_jsonb(u), $7) FROM u), "
+    "(SELECT task_project_json(to_jsonb(o), $7) FROM o))::text, (SELECT ch FROM c)::text";
+
+/* $1 project -> (name, the members before, for the event). Members, tasks and activity
+ * go by ON DELETE CASCADE. */
+const char sql_project_delete[] =
+    "WITH d AS (DELETE FROM task_projects WHERE id = $1::uuid RETURNING name) "
+    "SELECT d.name, (SELECT coalesce(jsonb_agg(jsonb_build_object('userId', user_id, "
+    "'role', role) ORDER BY created_at, user_id), '[]'::jsonb) FROM task_members "
+    "WHERE project_id = $1::uuid)::text FROM d";
+
+#define MEMBER_JSON(m, u)                                                                     \
+    "jsonb_build_object('userId', " m ".user_id, 'username', " u ".username, 'role', " m       \
+    ".role, 'addedAt', task_ts(" m ".created_at))"
+
+/* $1 project, $2 limit, $3 offset. */
+const char sql_member_list[] =
+    "WITH f AS (SELECT m.*, u.username FROM task_members m JOIN users u ON u.id = m.user_id "
+    "WHERE m.project_id = $1::uuid), "
+    "t AS (SELECT count(*) AS n FROM f) SELECT t.n, pg.j FROM t LEFT JOIN LATERAL "
+    "(SELECT " MEMBER_JSON("f", "f") "::text AS j FROM f ORDER BY f.created_at, f.user_id "
+    "LIMIT $2::int OFFSET $3::int) pg ON true";
+
+/* $1 project, $2 user, $3 role, $4 caller -> (user exists, member JSON or NULL when he
+ * was a member already). */
+const char sql_member_add[] =
+    "WITH u AS (SELECT id, username FROM users WHERE id = $2::uuid), "
+    "m AS (INSERT INTO task_members (project_id, user_id, role) SELECT $1::uuid, u.id, $3 "
+    "FROM u ON CONFLICT DO NOTHING RETURNING *), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $4::uuid, 'member_added', 'member', m.user_id, "
+    "jsonb_build_object('role', jsonb_build_array(NULL, m.role)) FROM m) "
+    "SELECT (SELECT count(*) FROM u), (SELECT " MEMBER_JSON("m", "u") "::text FROM m, u)";
+
+/* $1 project, $2 user, $3 new role, $4 caller -> no row when not a member; else (old role,
+ * owners, member JSON after). The last owner keeps his role. */
+const char sql_member_role[] =
+    "WITH old AS (SELECT * FROM task_members WHERE project_id = $1::uuid AND user_id = $2::uuid), "
+    "own AS (SELECT count(*) AS n FROM task_members WHERE project_id = $1::uuid "
+    "AND role = 'owner'), "
+    "u AS (UPDATE task_members m SET role = $3 FROM old, own WHERE m.project_id = old.project_id "
+    "AND m.user_id = old.user_id AND old.role <> $3 AND NOT (old.role = 'owner' AND own.n <= 1) "
+    "RETURNING m.*), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $4::uuid, 'member_role_changed', 'member', u.user_id, "
+    "jsonb_build_object('role', jsonb_build_array(old.role, u.role)) FROM u, old) "
+    "SELECT old.role, own.n, jsonb_build_object('userId', old.user_id, 'username', us.username, "
+    "'role', coalesce(u.role, old.role), 'addedAt', task_ts(old.created_at))::text "
+    "FROM old CROSS JOIN own JOIN users us ON us.id = old.user_id LEFT JOIN u ON true";
+
+/* $1 project, $2 user, $3 caller -> no row when not a member; else (old role, owners,
+ * removed). */
+const char sql_member_remove[] =
+    "WITH old AS (SELECT * FROM task_members WHERE project_id = $1::uuid AND user_id = $2::uuid), "
+    "own AS (SELECT count(*) AS n FROM task_members WHERE project_id = $1::uuid "
+    "AND role = 'owner'), "
+    "d AS (DELETE FROM task_members m USING old, own WHERE m.project_id = old.project_id "
+    "AND m.user_id = old.user_id AND NOT (old.role = 'owner' AND own.n <= 1) RETURNING m.*), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $3::uuid, 'member_removed', 'member', d.user_id, "
+    "jsonb_build_object('role', jsonb_build_array(d.role, NULL)) FROM d) "
+    "SELECT old.role, own.n, (SELECT count(*) FROM d) FROM old CROSS JOIN own";
+
+/* $1 project, $2 limit, $3 offset: newest first. */
+const char sql_activity_list[] =
+    "WITH f AS (SELECT * FROM task_activity WHERE project_id = $1::uuid), "
+    "t AS (SELECT count(*) AS n FROM f) SELECT t.n, pg.j FROM t LEFT JOIN LATERAL "
+    "(SELECT jsonb_build_object('id', f.id, 'actorId', f.actor_id, 'action', f.action, "
+    "'entity', f.entity, 'entityId', f.entity_id, 'changes', f.changes, "
+    "'createdAt', task_ts(f.created_at))::text AS j FROM f ORDER BY f.seq DESC "
+    "LIMIT $2::int OFFSET $3::int) pg ON true";
+
+/* ---- tasks ---- */
+
+/* Gate by task id: $1 task, $2 caller -> (task version, role, project id, task status,
+ * task priority). */
+#define GATE_TASK                                                                             \
+    "SELECT t.version, m.role, t.project_id::text, t.status, t.priority FROM task_tasks t "  \
+    "JOIN task_projects p ON p.id = t.project_id LEFT JOIN task_members m "                   \
+    "ON m.project_id = p.id AND m.user_id = $2::uuid WHERE t.id = $1::uuid"
+const char sql_gate_task_read[] = GATE_TASK;
+const char sql_gate_task_write[] = GATE_TASK " FOR UPDATE OF p, t";
+
+/* What a create or update must know before it writes. $1 project, $2 task (NULL on
+ * create), $3 new dependencies as a JSON array (NULL: unchanged), $4 the status after,
+ * $5 assignee (NULL: none to check) -> (dependencies outside the project, would close a
+ * cycle, open dependencies as JSON, the last rank of the status's column, assignee is a
+ * member). The cycle check follows depends_on edges from the new dependencies: reaching
+ * the task itself means the new edges close a cycle (a self-dependency included). It runs
+ * under the project row lock the gate took, so two requests adding A->B and B->A are
+ * decided one after the other. */
+const char sql_task_check[] =
+    "WITH RECURSIVE nd AS (SELECT CASE WHEN $3::jsonb IS NULL THEN ARRAY(SELECT depends_on "
+    "FROM task_dependencies WHERE task_id = $2::uuid) ELSE ARRAY(SELECT DISTINCT lower(v)::uuid "
+    "FROM jsonb_array_elements_text($3::jsonb) AS v) END AS ids), "
+    "r(id) AS (SELECT unnest(ids) FROM nd UNION SELECT d.depends_on FROM task_dependencies d "
+    "JOIN r ON d.task_id = r.id) "
+    "SELECT (SELECT count(*) FROM nd, unnest(nd.ids) AS x(id) WHERE NOT EXISTS (SELECT 1 "
+    "FROM task_tasks t WHERE t.id = x.id AND t.project_id = $1::uuid)), "
+    "($2::uuid IS NOT NULL AND EXISTS (SELECT 1 FROM r WHERE r.id = $2::uuid)), "
+    "(SELECT jsonb_agg(t.id ORDER BY t.id) FROM nd, unnest(nd.ids) AS x(id) JOIN task_tasks t "
+    "ON t.id = x.id WHERE t.status <> 'done')::text, "
+    "(SELECT max(rank) FROM task_tasks WHERE project_id = $1::uuid AND status = $4 "
+    "AND id IS DISTINCT FROM $2::uuid), "
+    "($5::uuid IS NULL OR EXISTS (SELECT 1 FROM task_members WHERE project_id = $1::uuid "
+    "AND user_id = $5::uuid))";
+
+#define TASK_FIELDS(t)                                                                        \
+    "jsonb_build_object('title', " t ".title, 'description', " t ".description, 'status', " t  \
+    ".status, 'priority', " t ".priority, 'assigneeId', " t ".assignee_id, 'dueDate', " t     \
+    ".due_date)"
+
+/* $1 project, $2 title, $3 description, $4 status, $5 priority, $6 assignee, $7 due date,
+ * $8 rank, $9 dependencies (JSON array or NULL), $10 caller. */
+const char sql_task_insert[] =
+    "WITH t AS (INSERT INTO task_tasks (id, project_id, title, description, status, priority, "
+    "assignee_id, due_date, rank, created_by) VALUES (gen_random_uuid(), $1::uuid, $2, $3, "
+    "coalesce($4, 'todo'), coalesce($5, 'medium'), $6::uuid, $7::date, $8, $10::uuid) "
+    "RETURNING *), "
+    "nd AS (SELECT DISTINCT lower(v)::uuid AS id FROM jsonb_array_elements_text("
+    "coalesce($9::jsonb, '[]')) AS v), "
+    "d AS (INSERT INTO task_dependencies (task_id, depends_on) SELECT t.id, nd.id FROM t, nd), "
+    "deps AS (SELECT coalesce(jsonb_agg(nd.id ORDER BY nd.id), '[]'::jsonb) AS j FROM nd), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT t.project_id, $10::uuid, 'created', 'task', t.id, task_changes('{}', "
+    "jsonb_strip_nulls(" TASK_FIELDS("t") ") || CASE WHEN deps.j <> '[]' THEN "
+    "jsonb_build_object('dependsOn', deps.j) ELSE '{}' END) FROM t, deps) "
+    "SELECT task_task_json(to_jsonb(t), deps.j)::text FROM t, deps";
+
+/* $1 task, $2 caller's role -> the Task. */
+const char sql_task_get[] =
+    "SELECT task_task_json(to_jsonb(t), task_deps(t.id))::text FROM task_tasks t "
+    "WHERE t.id = $1::uuid";
+
+/* $1 task, $2 title, $3 description, $4 description given, $5 status, $6 priority,
+ * $7 assignee, $8 assignee given, $9 due date, $10 due date given, $11 rank (NULL: keep),
+ * $12 dependencies (JSON array, NULL: keep), $13 caller -> (Task, changes). Only a real
+ * change bumps the version and writes activity. */
+const char sql_task_update[] =
+    "WITH o AS (SELECT t.*, task_deps(t.id) AS deps FROM task_tasks t WHERE t.id = $1::uuid), "
+    "n AS (SELECT o.id, coalesce($2, o.title) AS title, "
+    "CASE WHEN $4::bool THEN $3 ELSE o.description END AS description, "
+    "coalesce($5, o.status) AS status, coalesce($6, o.priority) AS priority, "
+    "CASE WHEN $8::bool THEN $7::uuid ELSE o.assignee_id END AS assignee_id, "
+    "CASE WHEN $10::bool THEN $9::date ELSE o.due_date END AS due_date, "
+    "coalesce($11, o.rank) AS rank, CASE WHEN $12::jsonb IS NULL THEN o.deps ELSE "
+    "coalesce((SELECT jsonb_agg(v ORDER BY v) FROM (SELECT DISTINCT to_jsonb(lower(x)::uuid) "
+    "AS v FROM jsonb_array_elements_text($12::jsonb) AS x) s), '[]'::jsonb) END AS deps FROM o), "
+    "c AS (SELECT task_changes(" TASK_FIELDS("o") " || jsonb_build_object('dependsOn', o.deps), "
+    TASK_FIELDS("n") " || jsonb_build_object('dependsOn', n.deps)) AS ch FROM o, n), "
+    "u AS (UPDATE task_tasks t SET title = n.title, description = n.description, "
+    "status = n.status, priority = n.priority, assignee_id = n.assignee_id, "
+    "due_date = n.due_date, rank = n.rank, version = t.version + 1, updated_at = now() "
+    "FROM n, c WHERE t.id = n.id AND c.ch <> '{}' RETURNING t.*), "
+    "dd AS (DELETE FROM task_dependencies d USING n, c WHERE d.task_id = n.id "
+    "AND c.ch ? 'dependsOn' AND NOT n.deps @> to_jsonb(d.depends_on)), "
+    "di AS (INSERT INTO task_dependencies (task_id, depends_on) SELECT n.id, "
+    "(jsonb_array_elements_text(n.deps))::uuid FROM n, c WHERE c.ch ? 'dependsOn' "
+    "ON CONFLICT DO NOTHING), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT u.project_id, $13::uuid, 'updated', 'task', u.id, c.ch FROM u, c) "
+    "SELECT coalesce((SELECT task_task_json(to_jsonb(u), n.deps) FROM u, n), "
+    "(SELECT task_task_json(to_jsonb(o), o.deps) FROM o))::text, (SELECT ch FROM c)::text";
+
+/* $1 task, $2 caller -> (title, status) of the deleted task. */
+const char sql_task_delete[] =
+    "WITH d AS (DELETE FROM task_tasks WHERE id = $1::uuid RETURNING *), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT d.project_id, $2::uuid, 'deleted', 'task', d.id, "
+    "jsonb_build_object('title', jsonb_build_array(d.title, NULL)) FROM d) "
+    "SELECT d.title, d.status FROM d";
+
+/* List filters: $1 project, $2 status, $3 assignee, $4 priority, $5 dueBefore, $6 dueAfter,
+ * $7 q; $8 limit, $9 offset. The count and the page are separate scans of task_tasks (no
+ * shared CTE, which PostgreSQL would materialise): the page then walks the index of its
+ * sort order and stops after `limit` rows. */
+#define TASK_WHERE                                                                            \
+    "project_id = $1::uuid AND ($2::text IS NULL OR status = $2) "                            \
+    "AND ($3::uuid IS NULL OR assignee_id = $3::uuid) AND ($4::text IS NULL OR priority = $4) " \
+    "AND ($5::date IS NULL OR due_date < $5::date) AND ($6::date IS NULL OR due_date > $6::date) " \
+    "AND ($7::text IS NULL OR strpos(lower(title), lower($7)) > 0 "                           \
+    "OR strpos(lower(coalesce(description, '')), lower($7)) > 0)"
+#define TASK_LIST(order)                                                                      \
+    "SELECT (SELECT count(*) FROM task_tasks WHERE " TASK_WHERE "), pg.j FROM (SELECT 1) one " \
+    "LEFT JOIN LATERAL (SELECT task_task_json(to_jsonb(t), task_deps(t.id))::text AS j "      \
+    "FROM task_tasks t WHERE " TASK_WHERE " ORDER BY " order " LIMIT $8::int OFFSET $9::int) " \
+    "pg ON true"
+const char sql_task_list_updated[] = TASK_LIST("t.updated_at DESC, t.id");
+const char sql_task_list_rank[] =
+    TASK_LIST("CASE t.status WHEN 'todo' THEN 0 WHEN 'in_progress' THEN 1 ELSE 2 END, t.rank, t.id");
+const char sql_task_list_due[] = TASK_LIST("t.due_date ASC NULLS LAST, t.id");
+const char sql_task_list_priority[] = TASK_LIST("t.priority_n DESC, t.updated_at DESC, t.id");
+
+/* ---- board order ---- */
+
+/* $1 project, $2 task, $3 target status, $4 before (NULL), $5 after (NULL) -> (before's
+ * status, before's rank, the rank above before, after's status, after's rank, the rank
+ * below after, the column's last rank, the task's open dependencies as JSON). The moved
+ * task itself is left out of every neighbour. */
+const char sql_move_check[] =
+    "WITH b AS (SELECT status, rank FROM task_tasks WHERE id = $4::uuid AND project_id = $1::uuid "
+    "AND id <> $2::uuid), "
+    "a AS (SELECT status, rank FROM task_tasks WHERE id = $5::uuid AND project_id = $1::uuid "
+    "AND id <> $2::uuid), "
+    "col AS (SELECT rank FROM task_tasks WHERE project_id = $1::uuid AND status = $3 "
+    "AND id <> $2::uuid) "
+    "SELECT (SELECT status FROM b), (SELECT rank FROM b), "
+    "(SELECT max(col.rank) FROM col, b WHERE col.rank < b.rank), "
+    "(SELECT status FROM a), (SELECT rank FROM a), "
+    "(SELECT min(col.rank) FROM col, a WHERE col.rank > a.rank), "
+    "(SELECT max(rank) FROM col), "
+    "(SELECT jsonb_agg(t.id ORDER BY t.id) FROM task_dependencies d JOIN task_tasks t "
+    "ON t.id = d.depends_on WHERE d.task_id = $2::uuid AND t.status <> 'done')::text";
+
+/* $1 project, $2 status, $3 task left out: evenly spaced short keys for the whole column
+ * in its current order (the unique rank constraint is checked at commit). */
+const char sql_rank_rebalance[] =
+    "UPDATE task_tasks t SET rank = task_rank_key(o.i, o.n), version = t.version + 1 FROM "
+    "(SELECT id, row_number() OVER (ORDER BY rank) AS i, count(*) OVER () AS n FROM task_tasks "
+    "WHERE project_id = $1::uuid AND status = $2 AND id <> $3::uuid) o WHERE t.id = o.id";
+
+/* $1 task, $2 status, $3 rank, $4 caller -> (Task, changes). */
+const char sql_task_move[] =
+    "WITH o AS (SELECT * FROM task_tasks WHERE id = $1::uuid), "
+    "u AS (UPDATE task_tasks t SET status = $2, rank = $3, version = t.version + 1, "
+    "updated_at = now() FROM o WHERE t.id = o.id RETURNING t.*), "
+    "c AS (SELECT task_changes(jsonb_build_object('status', o.status, 'rank', o.rank), "
+    "jsonb_build_object('status', u.status, 'rank', u.rank)) AS ch FROM u, o), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT u.project_id, $4::uuid, 'moved', 'task', u.id, c.ch FROM u, c) "
+    "SELECT task_task_json(to_jsonb(u), task_deps(u.id))::text, (SELECT ch FROM c)::text FROM u";
+
+/* ---- comments ---- */
+
+/* $1 task, $2 limit, $3 offset: oldest first. */
+const char sql_comment_list[] =
+    "SELECT (SELECT count(*) FROM task_comments WHERE task_id = $1::uuid), pg.j FROM "
+    "(SELECT 1) one LEFT JOIN LATERAL (SELECT task_comment_json(to_jsonb(c))::text AS j "
+    "FROM task_comments c WHERE c.task_id = $1::uuid ORDER BY c.created_at, c.id "
+    "LIMIT $2::int OFFSET $3::int) pg ON true";
+
+/* $1 project, $2 task, $3 body, $4 caller -> (Comment, task title). */
+const char sql_comment_insert[] =
+    "WITH c AS (INSERT INTO task_comments (id, task_id, author_id, body, mentions) "
+    "VALUES (gen_random_uuid(), $2::uuid, $4::uuid, $3, task_mentions($1::uuid, $3)) "
+    "RETURNING *), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $4::uuid, 'commented', 'comment', c.id, "
+    "jsonb_build_object('taskId', jsonb_build_array(NULL, c.task_id)) FROM c) "
+    "SELECT task_comment_json(to_jsonb(c))::text, (SELECT title FROM task_tasks "
+    "WHERE id = $2::uuid) FROM c";
+
+/* $1 comment, $2 task -> (author, version), the row locked. */
+const char sql_comment_lock[] =
+    "SELECT author_id::text, version FROM task_comments WHERE id = $1::uuid "
+    "AND task_id = $2::uuid FOR UPDATE";
+
+/* $1 project, $2 comment, $3 body, $4 caller -> the Comment. */
+const char sql_comment_update[] =
+    "WITH o AS (SELECT * FROM task_comments WHERE id = $2::uuid), "
+    "u AS (UPDATE task_comments c SET body = $3, mentions = task_mentions($1::uuid, $3), "
+    "version = c.version + 1, updated_at = now() FROM o WHERE c.id = o.id AND o.body <> $3 "
+    "RETURNING c.*), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $4::uuid, 'comment_edited', 'comment', u.id, "
+    "jsonb_build_object('body', jsonb_build_array(o.body, u.body)) FROM u, o) "
+    "SELECT coalesce((SELECT task_comment_json(to_jsonb(u)) FROM u), "
+    "(SELECT task_comment_json(to_jsonb(o)) FROM o))::text";
+
+/* $1 project, $2 comment, $3 caller. */
+const char sql_comment_delete[] =
+    "WITH d AS (DELETE FROM task_comments WHERE id = $2::uuid RETURNING *), "
+    "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $3::uuid, 'comment_deleted', 'comment', d.id, "
+    "jsonb_build_object('body', jsonb_build_array(d.body, NULL)) FROM d) "
+    "SELECT count(*) FROM d";

@@ -1,0 +1,389 @@
+/*
+ * tasks.c — GET/POST /v1/projects/{id}/tasks and GET/PUT/DELETE /v1/tasks/{id}.
+ *
+ * Members and owners write, viewers read (403 on writes), non-members get 404. A create
+ * or update first runs sql_task_check under the project row lock the gate took: the new
+ * dependencies must be tasks of the project (400), must not close a cycle (409, decided
+ * one request at a time per project, so two clients adding A->B and B->A cannot both
+ * win), and a task may not become done while one of them is open (409 naming them). The
+ * assignee must be a member (400). A task entering a status column goes to its end.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "task.h"
+
+#define RANK_CAP 300
+
+static const char *str(const json_t *body, const char *key)
+{
+    return json_string_value(json_object_get(body, key));
+}
+
+static int invalid(task_op_t *op, const char *field, const char *why)
+{
+    return px_res_error(op->req, 400, "validation_failed", "the request has invalid fields",
+                        json_pack("{s:s}", field, why));
+}
+
+/* The body's dependsOn as JSON text (request memory), or NULL when absent. */
+static const char *deps_text(task_op_t *op)
+{
+    json_t *deps = json_object_get(op->body, "dependsOn");
+    if (!deps)
+        return NULL;
+    char *text = json_dumps(deps, JSON_COMPACT);
+    const char *copy = op_strdup(op, text);
+    free(text);
+    return copy;
+}
+
+/* The verdict of sql_task_check: 0 to go on, else answered. `done_check`: the task is to
+ * be done after this request and was not, or its dependencies change. */
+static int check_verdict(task_op_t *op, const px_pg_result_t *res, bool done_check)
+{
+    int64_t foreign = 0;
+    int cycle = 0;
+    px_pg_int64(res, 0, 0, &foreign);
+    px_pg_bool(res, 0, 1, &cycle);
+    if (foreign)
+        return invalid(op, "dependsOn", "every dependency must be a task of this project"), -1;
+    if (cycle) {
+        px_res_error(op->req, 409, "conflict",
+                     "a task cannot depend on itself or on a task that depends on it", NULL);
+        return -1;
+    }
+    int assignee_ok = 0;
+    px_pg_bool(res, 0, 4, &assignee_ok);
+    if (!assignee_ok)
+        return invalid(op, "assigneeId", "must be a member of the project"), -1;
+    const char *open = px_pg_value(res, 0, 2);
+    if (done_check && open) {
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "the task depends on tasks that are not done: %s", open);
+        px_res_error(op->req, 409, "conflict", msg, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+void task_change_events(task_op_t *op, const json_t *task, const json_t *changes)
+{
+    if (!task || !changes || !json_object_size(changes))
+        return;
+    const char *tid = str(task, "id");
+    json_t *title = json_object_get(task, "title");
+    op_event(op, "task.updated", tid,
+             json_pack("{s:s, s:s, s:O, s:O}", "projectId", op->pid, "taskId", tid, "title", title,
+                       "changes", changes));
+    json_t *assignee = json_object_get(changes, "assigneeId");
+    if (assignee)
+        op_event(op, "task.assigned", tid,
+                 json_pack("{s:s, s:s, s:O, s:O, s:O}", "projectId", op->pid, "taskId", tid,
+                           "title", title, "assigneeId", json_array_get(assignee, 1),
+                           "previousAssigneeId", json_array_get(assignee, 0)));
+    json_t *status = json_object_get(changes, "status");
+    if (status)
+        op_event(op, "task.status_changed", tid,
+                 json_pack("{s:s, s:s, s:O, s:O, s:O}", "projectId", op->pid, "taskId", tid,
+                           "title", title, "from", json_array_get(status, 0), "to",
+                           json_array_get(status, 1)));
+}
+
+/* ---- GET /v1/projects/{id}/tasks ---- */
+
+static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)req;
+    if (err) {
+        op_pg_fail(ud, err);
+        return;
+    }
+    op_answer_list(ud, res, "tasks");
+}
+
+static void list_gated(task_op_t *op)
+{
+    static const struct {
+        const char *sort, *sql;
+    } sorts[] = {
+        {"-updatedAt", sql_task_list_updated},
+        {"rank", sql_task_list_rank},
+        {"dueDate", sql_task_list_due},
+        {"priority", sql_task_list_priority},
+    };
+    const char *sort = px_req_query(op->req, "sort");
+    size_t i = 0;
+    while (sort && i + 1 < sizeof(sorts) / sizeof(sorts[0]) && strcmp(sorts[i].sort, sort))
+        i++;
+    const char *q = px_req_query(op->req, "q");
+    const char *values[] = {op->pid,
+                            px_req_query(op->req, "status"),
+                            px_req_query(op->req, "assigneeId"),
+                            px_req_query(op->req, "priority"),
+                            px_req_query(op->req, "dueBefore"),
+                            px_req_query(op->req, "dueAfter"),
+                            q && *q ? q : NULL,
+                            op_int_text(op, op->limit),
+                            op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
+    /* Unnamed, so planned with this request's values: the "($2 IS NULL OR ...)" filters
+     * then fold away and the page walks its sort's index. A prepared statement's generic
+     * plan cannot see which filters are absent and sorts the whole project instead. */
+    op_query(op, NULL, sorts[i].sql, 9, values, listed);
+}
+
+int tasks_list(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    int rc = px_req_page(req, &op->page, &op->limit);
+    if (rc)
+        return rc;
+    op->need = ROLE_VIEWER;
+    op->then = list_gated;
+    return op_gate(op, "id");
+}
+
+/* ---- POST /v1/projects/{id}/tasks ---- */
+
+static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    json_t *task = op_json(res, 0, 0);
+    if (!task) {
+        px_res_code(req, PX_EINTERNAL, NULL);
+        return;
+    }
+    char location[64];
+    snprintf(location, sizeof(location), "/v1/tasks/%s", str(task, "id"));
+    px_res_header(req, "Location", location);
+    const char *tid = str(task, "id");
+    op_event(op, "task.created", tid,
+             json_pack("{s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O}", "projectId", op->pid, "taskId",
+                       tid, "title", json_object_get(task, "title"), "status",
+                       json_object_get(task, "status"), "priority",
+                       json_object_get(task, "priority"), "assigneeId",
+                       json_object_get(task, "assigneeId"), "dueDate",
+                       json_object_get(task, "dueDate"), "createdAt",
+                       json_object_get(task, "createdAt")));
+    if (str(task, "assigneeId"))
+        op_event(op, "task.assigned", tid,
+                 json_pack("{s:s, s:s, s:O, s:O, s:n}", "projectId", op->pid, "taskId", tid,
+                           "title", json_object_get(task, "title"), "assigneeId",
+                           json_object_get(task, "assigneeId"), "previousAssigneeId"));
+    op_finish(op, 201, task);
+}
+
+static void create_checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                           void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    const char *status = str(op->body, "status");
+    if (check_verdict(op, res, status && !strcmp(status, "done")))
+        return;
+    char *rank = px_req_alloc(op->req, RANK_CAP);
+    if (rank_between(px_pg_value(res, 0, 3), NULL, rank, RANK_CAP)) {
+        px_res_code(op->req, PX_EINTERNAL, "the board order of this column is damaged");
+        return;
+    }
+    const char *values[] = {op->pid,
+                            str(op->body, "title"),
+                            str(op->body, "description"),
+                            status,
+                            str(op->body, "priority"),
+                            str(op->body, "assigneeId"),
+                            str(op->body, "dueDate"),
+                            rank,
+                            deps_text(op),
+                            op->caller};
+    op_query(op, "task_insert", sql_task_insert, 10, values, created);
+}
+
+static void create_gated(task_op_t *op)
+{
+    if (op_hook(op, "before_task_create", "TaskCreate", NULL))
+        return;
+    const char *status = str(op->body, "status");
+    const char *values[] = {op->pid, NULL, deps_text(op), status ? status : "todo",
+                            str(op->body, "assigneeId")};
+    op_query(op, "task_check", sql_task_check, 5, values, create_checked);
+}
+
+int tasks_create(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    int rc = px_req_json(req, &op->body);
+    if (rc)
+        return rc;
+    op->need = ROLE_MEMBER;
+    op->lock = true;
+    op->idempotent = true;
+    op->then = create_gated;
+    return op_gate(op, "id");
+}
+
+/* ---- GET /v1/tasks/{id} ---- */
+
+static void got(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)req;
+    if (err) {
+        op_pg_fail(ud, err);
+        return;
+    }
+    op_answer_versioned(ud, res);
+}
+
+static void get_gated(task_op_t *op)
+{
+    const char *values[] = {op->tid};
+    op_query(op, "task_get", sql_task_get, 1, values, got);
+}
+
+int tasks_get(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    op->by_task = true;
+    op->need = ROLE_VIEWER;
+    op->then = get_gated;
+    return op_gate(op, "id");
+}
+
+/* ---- PUT /v1/tasks/{id} ---- */
+
+static void updated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    json_t *task = op_json(res, 0, 0), *changes = op_json(res, 0, 1);
+    task_change_events(op, task, changes);
+    json_decref(task);
+    json_decref(changes);
+    op_answer_versioned(op, res);
+}
+
+static void update_checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                           void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    const char *status = str(op->body, "status");
+    const char *after = status ? status : op->status;
+    bool moving = strcmp(after, op->status) != 0;
+    bool done_check = !strcmp(after, "done") &&
+                      (moving || json_object_get(op->body, "dependsOn") != NULL);
+    if (check_verdict(op, res, done_check))
+        return;
+    char *rank = NULL;
+    if (moving) {
+        rank = px_req_alloc(op->req, RANK_CAP);
+        if (rank_between(px_pg_value(res, 0, 3), NULL, rank, RANK_CAP)) {
+            px_res_code(op->req, PX_EINTERNAL, "the board order of this column is damaged");
+            return;
+        }
+    }
+    json_t *desc = json_object_get(op->body, "description");
+    json_t *assignee = json_object_get(op->body, "assigneeId");
+    json_t *due = json_object_get(op->body, "dueDate");
+    const char *values[] = {op->tid,
+                            str(op->body, "title"),
+                            json_string_value(desc),
+                            op_bool_text(desc != NULL),
+                            status,
+                            str(op->body, "priority"),
+                            json_string_value(assignee),
+                            op_bool_text(assignee != NULL),
+                            json_string_value(due),
+                            op_bool_text(due != NULL),
+                            rank,
+                            deps_text(op),
+                            op->caller};
+    op_query(op, "task_update", sql_task_update, 13, values, updated);
+}
+
+static void update_gated(task_op_t *op)
+{
+    int rc = px_req_if_match(op->req, op_int_text(op, op->version));
+    if (rc) {
+        px_res_code(op->req, rc, "the task changed since you read it");
+        return;
+    }
+    if (op_hook(op, "before_task_update", "TaskUpdate", op->priority))
+        return;
+    const char *status = str(op->body, "status");
+    const char *values[] = {op->pid, op->tid, deps_text(op), status ? status : op->status,
+                            str(op->body, "assigneeId")};
+    op_query(op, "task_check", sql_task_check, 5, values, update_checked);
+}
+
+int tasks_update(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    int rc = px_req_json(req, &op->body);
+    if (rc)
+        return rc;
+    op->by_task = true;
+    op->need = ROLE_MEMBER;
+    op->lock = true;
+    op->then = update_gated;
+    return op_gate(op, "id");
+}
+
+/* ---- DELETE /v1/tasks/{id} ---- */
+
+static void deleted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    if (err) {
+        op_pg_fail(op, err);
+        return;
+    }
+    op_event(op, "task.deleted", op->tid,
+             json_pack("{s:s, s:s, s:s?, s:s?}", "projectId", op->pid, "taskId", op->tid, "title",
+                       px_pg_value(res, 0, 0), "status", px_pg_value(res, 0, 1)));
+    op_finish(op, 204, NULL);
+}
+
+static void delete_gated(task_op_t *op)
+{
+    int rc = px_req_if_match(op->req, op_int_text(op, op->version));
+    if (rc) {
+        px_res_code(op->req, rc, "the task changed since you read it");
+        return;
+    }
+    const char *values[] = {op->tid, op->caller};
+    op_query(op, "task_delete", sql_task_delete, 2, values, deleted);
+}
+
+int tasks_delete(px_req_t *req, void *ud)
+{
+    (void)ud;
+    task_op_t *op = op_new(req);
+    op->by_task = true;
+    op->need = ROLE_MEMBER;
+    op->lock = true;
+    op->then = delete_gated;
+    return op_gate(op, "id");
+}
