@@ -1,0 +1,100 @@
+/*
+ * content — posts and articles, search, comments, likes, media and the feed (API.md,
+ * "Content"). This file holds the descriptor, init and the route table; the handlers are
+ * in posts.c (see content.h for the map of the folder).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "content.h"
+
+px_plugin_t *content_plugin;
+
+extern const px_migration_t content_migrations[];
+
+int content_fail(px_req_t *req, int rc)
+{
+    return px_res_code(req, rc,
+                       rc == PX_EUNAVAIL ? "the service is busy or unavailable; retry" : NULL);
+}
+
+bool content_is_admin(px_req_t *req)
+{
+    const char *role = px_req_caller_role(req);
+    return role && !strcmp(role, "admin");
+}
+
+const char *content_etag(px_req_t *req, const char *version)
+{
+    size_t n = strlen(version) + 3;
+    char *out = px_req_alloc(req, n);
+    snprintf(out, n, "\"%s\"", version);
+    return out;
+}
+
+static int content_init(px_plugin_t *self)
+{
+    content_plugin = self;
+#define ROUTE(m, p, fn, a, body, resp, text, q, pp)                                           \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn, .auth = a,   \
+     .request_schema = body, .responses = resp, .summary = text, .tag = "content",          \
+     .query = q, .params = pp}
+#define PAGE_QUERY                                                                            \
+    {"page", "{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 1000000000, "              \
+             "\"default\": 1}", 0, NULL},                                                     \
+    {"limit", "{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 100, \"default\": 10}",   \
+     0, NULL}
+    static const px_response_spec_t post_201[] = {
+        {201, "Post", "Created, with Location and ETag", NULL},
+        {409, "Error", "The Idempotency-Key was used for another request", NULL}, {0}};
+    static const px_response_spec_t post_200[] = {
+        {200, "Post", "The post, with ETag", NULL},
+        {304, NULL, "If-None-Match matched", NULL},
+        {404, "Error", "No such post, or a draft of someone else", NULL}, {0}};
+    static const px_response_spec_t post_put[] = {
+        {200, "Post", "The changed post, with its new ETag", NULL},
+        {403, "Error", "Not the author or an admin", NULL},
+        {404, "Error", "No such post, or a draft of someone else", NULL},
+        {412, "Error", "If-Match no longer matches", NULL}, {0}};
+    static const px_response_spec_t post_204[] = {
+        {204, NULL, NULL, NULL},
+        {403, "Error", "Not the author or an admin", NULL},
+        {404, "Error", "No such post, or a draft of someone else", NULL},
+        {412, "Error", "If-Match no longer matches", NULL}, {0}};
+    static const px_response_spec_t list_200[] = {{200, "PostList", NULL, NULL}, {0}};
+    static const px_param_spec_t list_query[] = {
+        PAGE_QUERY,
+        {"status", "{\"type\": \"string\", \"enum\": [\"published\", \"draft\"], "
+                   "\"default\": \"published\"}", 0,
+         "draft: the caller's own drafts (none for an anonymous caller)"},
+        {"authorId", "{\"type\": \"string\", \"format\": \"uuid\"}", 0, NULL},
+        {"tag", "{\"type\": \"string\", \"maxLength\": 40}", 0, "case-insensitive"},
+        {"kind", "{\"type\": \"string\", \"enum\": [\"post\", \"article\"]}", 0, NULL},
+        {NULL, NULL, 0, NULL}};
+    /* An id that is not a uuid names no post: 404, as for one that does not exist. */
+    static const px_param_spec_t post_id[] = {
+        {"id", "{\"type\": \"string\", \"format\": \"uuid\"}", 1, NULL},
+        {NULL, NULL, 0, NULL}};
+    static const px_route_spec_t routes[] = {
+        ROUTE("GET", "/v1/posts", posts_list, PX_AUTH_OPTIONAL, NULL, list_200,
+              "List published posts (or the caller's drafts), newest first", list_query, NULL),
+        ROUTE("POST", "/v1/posts", posts_create, PX_AUTH_REQUIRED, "CreatePostRequest",
+              post_201, "Create a post or article (Idempotency-Key)", NULL, NULL),
+        ROUTE("GET", "/v1/posts/:id", posts_get, PX_AUTH_OPTIONAL, NULL, post_200,
+              "Get a post (a draft only by its author)", NULL, post_id),
+        ROUTE("PUT", "/v1/posts/:id", posts_update, PX_AUTH_REQUIRED, "UpdatePostRequest",
+              post_put, "Change a post (author or admin; If-Match)", NULL, post_id),
+        ROUTE("DELETE", "/v1/posts/:id", posts_delete, PX_AUTH_REQUIRED, NULL, post_204,
+              "Delete a post (author or admin; If-Match)", NULL, post_id),
+    };
+    int rc = px_migrations(self, content_migrations);
+    if (!rc)
+        rc = px_schema(self, NULL, content_schemas);
+    for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++)
+        rc = px_route_add(self, &routes[i]);
+    return rc;
+}
+
+static const char *const content_depends[] = {"user", NULL};
+
+PX_PLUGIN("content", "1.0.0", content_init, NULL, content_depends);

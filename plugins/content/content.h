@@ -1,0 +1,56 @@
+/*
+ * content.h — the content plugin's shared declarations (API.md, "Content").
+ *
+ * The folder: content.c (descriptor, init, route table), posts.c (the /v1/posts routes),
+ * store.c (every SQL statement), migrations/ (the schema), schemas.json (bodies and
+ * answers). Posts are built as JSON by PostgreSQL itself (content_post_json in
+ * migrations/001_posts.sql), so every route answers the same shape.
+ */
+#ifndef CONTENT_H
+#define CONTENT_H
+
+#include <panthera/panthera.h>
+#include <stdbool.h>
+
+extern px_plugin_t *content_plugin;
+extern const char content_schemas[];
+
+/* Answer a PX_E* code (503 with a hint to retry for PX_EUNAVAIL). */
+int content_fail(px_req_t *req, int rc);
+/* True when the caller's token says admin. */
+bool content_is_admin(px_req_t *req);
+/* The ETag header for a version: "\"3\"" in request memory (px_res_etag takes the bare
+ * version). */
+const char *content_etag(px_req_t *req, const char *version);
+
+/* posts.c */
+int posts_list(px_req_t *req, void *ud);
+int posts_create(px_req_t *req, void *ud);
+int posts_get(px_req_t *req, void *ud);
+int posts_update(px_req_t *req, void *ud);
+int posts_delete(px_req_t *req, void *ud);
+
+/* store.c: each runs one statement and hands its result to `cb`; 0 or a PX_E* code
+ * (then `cb` is not called). `viewer` is the caller's id or NULL. */
+typedef struct post_fields {
+    const char *kind, *title, *body, *tags_json, *status; /* NULL: not given */
+} post_fields_t;
+typedef struct post_filter {
+    const char *status, *author_id, *tag, *kind;
+    int page, limit;
+} post_filter_t;
+
+int store_post_insert(px_pg_txn_t *txn, const char *id, const char *author,
+                      const post_fields_t *f, px_pg_fn cb, void *ud);
+int store_post_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud);
+/* Lock a post the viewer can see: one row (author_id, version) or none. */
+int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_fn cb,
+                    void *ud);
+int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
+                      const post_fields_t *f, px_pg_fn cb, void *ud);
+int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+/* Rows (total, post json or NULL): one row with a NULL post when the page is empty. */
+int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
+                    void *ud);
+
+#endif
