@@ -70,6 +70,8 @@ static int content_init(px_plugin_t *self)
         {"authorId", "{\"type\": \"string\", \"format\": \"uuid\"}", 0, NULL},
         {"tag", "{\"type\": \"string\", \"maxLength\": 40}", 0, "case-insensitive"},
         {"kind", "{\"type\": \"string\", \"enum\": [\"post\", \"article\"]}", 0, NULL},
+        {"q", "{\"type\": \"string\", \"maxLength\": 500}", 0,
+         "web-search syntax (words, \"phrases\", -not, or): results ranked, with highlight"},
         {NULL, NULL, 0, NULL}};
     /* An id that is not a uuid names no post: 404, as for one that does not exist. */
     static const px_param_spec_t post_id[] = {

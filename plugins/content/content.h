@@ -37,6 +37,7 @@ typedef struct post_fields {
 } post_fields_t;
 typedef struct post_filter {
     const char *status, *author_id, *tag, *kind;
+    const char *q; /* search text (valid UTF-8, not blank), or NULL */
     int page, limit;
 } post_filter_t;
 
@@ -49,7 +50,7 @@ int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_
 int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
                       const post_fields_t *f, px_pg_fn cb, void *ud);
 int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
-/* Rows (total, post json or NULL): one row with a NULL post when the page is empty. */
+/* Rows (total, post json or NULL, highlight or NULL): one row with a NULL post when the page is empty. */
 int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
                     void *ud);
 

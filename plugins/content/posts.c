@@ -8,6 +8,7 @@
  * Writes run in one transaction: the post is locked (SELECT ... FOR UPDATE) so the
  * If-Match check and the change see the same version, then changed and committed.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,10 +83,25 @@ static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
     json_t *posts = json_array();
     for (int i = 0; i < px_pg_rows(res); i++) {
         json_t *post = post_parse(px_pg_value(res, i, 1));
-        if (post)
-            json_array_append_new(posts, post);
+        if (!post)
+            continue;
+        const char *highlight = px_pg_value(res, i, 2);
+        if (highlight)
+            json_object_set_new(post, "highlight", json_string(highlight));
+        json_array_append_new(posts, post);
     }
     px_res_list(req, "posts", posts, total, op->filter.page, op->filter.limit);
+}
+
+/* A blank q searches nothing: it is the plain list. */
+static const char *search_text(const char *q)
+{
+    if (!q)
+        return NULL;
+    for (const char *c = q; *c; c++)
+        if (!isspace((unsigned char)*c))
+            return q;
+    return NULL;
 }
 
 int posts_list(px_req_t *req, void *ud)
@@ -100,6 +116,7 @@ int posts_list(px_req_t *req, void *ud)
     f->author_id = px_req_query(req, "authorId");
     f->tag = px_req_query(req, "tag");
     f->kind = px_req_query(req, "kind");
+    f->q = search_text(px_req_query(req, "q"));
     rc = store_post_list(req, op->viewer, f, listed, op);
     return rc ? content_fail(req, rc) : PX_ASYNC;
 }

@@ -69,26 +69,44 @@ int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud)
                            cb, ud);
 }
 
+/* ts_headline's bounds: at most 3 fragments of up to 20 words; the text is the escaped
+ * title and body, so the marks are the only markup. */
+#define HEADLINE_OPTS                                                                         \
+    "'StartSel=<b>, StopSel=</b>, MaxFragments=3, MaxWords=20, MinWords=5, "                \
+    "FragmentDelimiter=\" … \"'"
+
 int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
                     void *ud)
 {
     char limit[16], offset[24];
     snprintf(limit, sizeof(limit), "%d", f->limit);
     snprintf(offset, sizeof(offset), "%lld", (long long)(f->page - 1) * f->limit);
-    const char *v[] = {viewer, f->status, f->author_id, f->tag, f->kind, limit, offset};
-    /* Drafts are listed only as the caller's own; the page is joined to the count so an
-     * empty page still reports the total. */
+    const char *v[] = {viewer, f->status, f->author_id, f->tag, f->kind, limit, offset, f->q};
+    /* Drafts are listed only as the caller's own. With q, posts are ranked by
+     * ts_rank_cd, ties newest first then by id, so a page never shuffles; the highlight
+     * is computed in the outer query, for the returned page only. The page is joined to
+     * the count so an empty page still reports the total. */
     return px_pg_query(
         req, "post_list",
-        "WITH m AS (SELECT p AS r, p.published_at, p.updated_at, p.id FROM content_posts p WHERE "
+        "WITH tq AS MATERIALIZED (SELECT content_tsquery($8) AS q), "
+        "m AS (SELECT p AS r, p.published_at, p.updated_at, p.id, "
+        "CASE WHEN $8::text IS NULL THEN 0 ELSE ts_rank_cd(p.search, (SELECT q FROM tq)) END "
+        "AS rank FROM content_posts p WHERE "
         "CASE WHEN $2 = 'draft' THEN p.status = 'draft' AND p.author_id = $1::uuid "
         "ELSE p.status = 'published' END "
         "AND ($3::uuid IS NULL OR p.author_id = $3::uuid) "
         "AND ($4::text IS NULL OR p.tags @> ARRAY[lower($4::text)]) "
-        "AND ($5::text IS NULL OR p.kind = $5)) "
-        "SELECT (SELECT count(*) FROM m), x.post FROM (SELECT 1) one LEFT JOIN LATERAL ("
-        "SELECT " POST_JSON("m.r", "$1") " AS post FROM m "
-        "ORDER BY m.published_at DESC NULLS LAST, m.updated_at DESC, m.id DESC "
-        "LIMIT $6::int OFFSET $7::bigint) x ON true",
-        7, v, cb, ud);
+        "AND ($5::text IS NULL OR p.kind = $5) "
+        "AND ($8::text IS NULL OR p.search @@ (SELECT q FROM tq))) "
+        "SELECT (SELECT count(*) FROM m), "
+        "CASE WHEN x.id IS NOT NULL THEN " POST_JSON("x.r", "$1") " END, "
+        "CASE WHEN $8::text IS NOT NULL AND x.id IS NOT NULL THEN ts_headline('content_search', "
+        "content_html_escape((x.r).title || E'\\n' || (x.r).body), (SELECT q FROM tq), "
+        HEADLINE_OPTS ") END "
+        "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT m.r, m.rank, m.published_at, "
+        "m.updated_at, m.id FROM m "
+        "ORDER BY m.rank DESC, m.published_at DESC NULLS LAST, m.updated_at DESC, m.id DESC "
+        "LIMIT $6::int OFFSET $7::bigint) x ON true "
+        "ORDER BY x.rank DESC, x.published_at DESC NULLS LAST, x.updated_at DESC, x.id DESC",
+        8, v, cb, ud);
 }
