@@ -221,9 +221,27 @@ typedef struct px_route_spec {
 
 /* 1.2 tasks: worker lifecycle, background tasks, timers, named job queues. */
 /* -- TASKS TYPES -- */
+/* A background task is a px_req_t with no client (px_task_begin): every call that takes
+ * a request for PostgreSQL, Redis, transactions or blocking jobs takes a task too, and
+ * its callbacks get the task as `req`. px_res_* on a task returns PX_ESTATE (nobody is
+ * there to answer). A task lives until px_task_end; ending it cancels what it left
+ * pending, exactly as the end of a request does. */
+/* Run in each worker once its pools are up (start) or when it begins draining (stop). */
+typedef void (*px_worker_fn)(px_plugin_t *plugin, void *userdata);
+/* A timer fired; `owner` is the request or task that owns it, still alive. */
+typedef void (*px_timer_fn)(px_req_t *owner, int64_t timer_id, void *userdata);
 
 /* 1.2 events: the host's event log (px_event_emit / px_event_subscribe). */
 /* -- EVENTS TYPES -- */
+/* One delivery of one event to one consumer group: borrowed, valid until the handler
+ * ends it with px_event_ack or px_event_retry (or the consumer's task ends). */
+typedef struct px_event px_event_t;
+/* A consumer's handler: runs on the group's consumer task (`task`) with `txn` already
+ * open. The host has recorded, in `txn`, that the group is done with `ev`: do the
+ * handler's own writes in `txn` too, then px_event_ack (commit: both happen, once) or
+ * px_event_retry (roll back: neither happened; the event comes again). */
+typedef void (*px_event_fn)(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev,
+                            void *userdata);
 
 /* 1.2 channels: live fan-out across hosts over Redis pub/sub. */
 /* -- CHANNELS TYPES -- */
@@ -517,10 +535,115 @@ typedef struct px_redis_script px_redis_script_t;
       (plugin, name, value, fields))
 #define PX_API_VOID_1_2_ROUTES(X)
 
-#define PX_API_1_2_TASKS(X)
+#define PX_API_1_2_TASKS(X)                                                                   \
+    /* Run `fn(plugin, userdata)` in every worker once its PostgreSQL and Redis pools      \
+     * exist (they may still be connecting), before it accepts. Start background tasks   \
+     * and timers from here. Only during init; PX_ESTATE after. Functions run in the     \
+     * order they were registered, plugins in dependency order. */                        \
+    X(int, on_worker_start, (px_plugin_t * plugin, px_worker_fn fn, void *userdata),       \
+      (plugin, fn, userdata))                                                              \
+    /* Run `fn(plugin, userdata)` once when the worker starts draining (SIGTERM, or a     \
+     * reload replacing it): end your tasks here. Tasks still open when the worker exits \
+     * are ended by the host (counted as failures). Only during init. */                  \
+    X(int, on_worker_stop, (px_plugin_t * plugin, px_worker_fn fn, void *userdata),        \
+      (plugin, fn, userdata))                                                              \
+    /* Begin a background task named `name` (1..63 characters of a-z, 0-9, _ . : -; the   \
+     * label of its metrics). Returns the task, owned by the host and valid until        \
+     * px_task_end, or NULL when the worker is not running yet (during init: use         \
+     * px_on_worker_start), is draining, or the name is invalid. */                       \
+    X(px_req_t *, task_begin, (px_plugin_t * plugin, const char *name), (plugin, name))    \
+    /* End `task`: what it left pending is cancelled (callbacks never run; blocking jobs \
+     * still get their done callback with req NULL), open transactions are rolled back,  \
+     * its timers are stopped. `status` 0 counts a run, negative a failure, in           \
+     * panthera_task_runs_total / panthera_task_failures_total and the duration in       \
+     * panthera_task_duration_seconds of /metrics. The pointer is dead afterwards (it may \
+     * be called from the task's own callbacks). PX_ESTATE for a request. */               \
+    X(int, task_end, (px_req_t * task, int status), (task, status))                        \
+    /* 1 when `req` is a background task, 0 for a client's request. */                    \
+    X(int, req_is_task, (px_req_t * req), (req))                                           \
+    /* Run `fn` after `delay_ms`, then every `repeat_ms` (0: once) while `owner` (request \
+     * or task) lives. Returns the timer's id (> 0, unique in the worker), PX_ESTATE when \
+     * `owner` has already answered or ended, PX_EINVAL for a NULL fn. `fn` runs on the  \
+     * loop and may end the owner. A one-shot timer is gone once `fn` starts. Ending the \
+     * owner stops its timers, and `fn` never runs again. */                             \
+    X(int64_t, timer_start, (px_req_t * owner, uint64_t delay_ms, uint64_t repeat_ms,     \
+                             px_timer_fn fn, void *userdata),                              \
+      (owner, delay_ms, repeat_ms, fn, userdata))                                          \
+    /* Stop timer `id` of `owner`: 0, or PX_ENOENT when it is not (or no longer) there.   \
+     * Its `fn` does not run afterwards; `userdata` is the caller's to free. */            \
+    X(int, timer_stop, (px_req_t * owner, int64_t id), (owner, id))                        \
+    /* Declare a named blocking-job queue (host-wide names, 1..63 characters): at most    \
+     * `concurrency` of its jobs run at once per worker (1..64), `max_waiting` may wait   \
+     * (0..100000; past it px_work_on returns PX_EUNAVAIL). Each queue has threads of its \
+     * own, so a slow queue ("mail") never holds back another (password hashing on the   \
+     * default queue of px_work). Only during init; PX_EEXIST when the name is taken. */   \
+    X(int, work_queue, (px_plugin_t * plugin, const char *name, int concurrency,           \
+                        int max_waiting),                                                  \
+      (plugin, name, concurrency, max_waiting))                                            \
+    /* px_work() on the queue `queue` (NULL: the default one, [server] blocking_jobs).    \
+     * Same contract as px_work; PX_ENOENT for an undeclared queue. */                    \
+    X(int, work_on, (px_req_t * req, const char *queue, px_work_fn work,                   \
+                     px_work_done_fn done, void *userdata),                                \
+      (req, queue, work, done, userdata))                                                  \
+    /* Run `task`'s job on at most one worker of all hosts sharing the database: the host \
+     * begins a transaction on the task and tries pg_try_advisory_xact_lock on a key made \
+     * from the plugin's and the task's names. `cb(task, txn, NULL, ud)` when this worker \
+     * holds it: do the job's SQL in `txn` and commit or roll back (the lock goes with   \
+     * the transaction, and with the session if this worker dies). `cb(task, NULL, NULL, \
+     * ud)` when another worker holds it (nothing to do now), `cb(task, NULL, err, ud)`   \
+     * when PostgreSQL failed. The guarantee is mutual exclusion while the transaction   \
+     * is open, not "once per period": to run a job once per hour cluster-wide, record   \
+     * its last run in a row read and updated in the same `txn`. PX_EINVAL for a         \
+     * request, PX_EUNAVAIL without [postgres]. */                                        \
+    X(int, task_singleton, (px_req_t * task, px_pg_txn_fn cb, void *userdata),             \
+      (task, cb, userdata))
 #define PX_API_VOID_1_2_TASKS(X)
 
-#define PX_API_1_2_EVENTS(X)
+#define PX_API_1_2_EVENTS(X)                                                                  \
+    /* Append an event to the host's log inside `txn` (plain or idempotent): it exists     \
+     * exactly when the transaction commits. `type` ("task.assigned", 1..127 characters  \
+     * of a-z, 0-9, _ . -), `aggregate_id` (what it is about, 1..255 bytes: events of one \
+     * aggregate reach each group in commit order) and `payload` (taken, even on error;  \
+     * NULL: {}) are copied. The producer is the plugin that owns the request or task.   \
+     * Emitters of one aggregate take turns until commit (an advisory lock), and the      \
+     * commit wakes the consumers (one NOTIFY per transaction). Returns 0 (the insert is  \
+     * queued on `txn`; if it fails, the commit fails), PX_ESTATE for a NULL txn (emit    \
+     * only inside a transaction), PX_EINVAL for a bad type or aggregate. */              \
+    X(int, event_emit, (px_pg_txn_t * txn, const char *type, const char *aggregate_id,    \
+                        json_t *payload),                                                  \
+      (txn, type, aggregate_id, payload))                                                  \
+    /* Deliver every event whose type matches `pattern` ("task.assigned", "task.*", "*")  \
+     * to `fn`, once per consumer group `group` (1..57 characters of a-z, 0-9, _ . -,     \
+     * cluster-wide) at least once, and with effect once when the handler writes in the  \
+     * given transaction. One worker of all hosts consumes a group at a time; a new group \
+     * starts with the events committed after it was first registered (at start-up),   \
+     * and one no worker consumed for a whole [events] retention is dropped. Handlers    \
+     * run on a background task of the host ("group:NAME" in /metrics). After [events]   \
+     * max_attempts deliveries an event is dead-lettered: `pantherad events:list` shows  \
+     * it, `events:replay` sends it again. Only during init; PX_EEXIST when the group is \
+     * taken, PX_EUNAVAIL without [postgres]. */                                         \
+    X(int, event_subscribe, (px_plugin_t * plugin, const char *group, const char *pattern, \
+                             px_event_fn fn, void *userdata),                              \
+      (plugin, group, pattern, fn, userdata))                                              \
+    /* The event's fields, borrowed until it is acked or retried: its id (increasing in   \
+     * the order events were emitted), type, aggregate, producing plugin, emission time   \
+     * (RFC 3339 UTC), payload, and which attempt this is (1 the first time). */          \
+    X(int64_t, event_id, (const px_event_t *ev), (ev))                                     \
+    X(const char *, event_type, (const px_event_t *ev), (ev))                              \
+    X(const char *, event_aggregate, (const px_event_t *ev), (ev))                         \
+    X(const char *, event_producer, (const px_event_t *ev), (ev))                          \
+    X(const char *, event_time, (const px_event_t *ev), (ev))                              \
+    X(json_t *, event_payload, (const px_event_t *ev), (ev))                               \
+    X(int, event_attempt, (const px_event_t *ev), (ev))                                    \
+    /* Done: commit the handler's transaction with the "done" record. If the commit      \
+     * fails, the event counts as failed and comes again. `ev` is dead afterwards.       \
+     * Returns 0, or PX_ESTATE when `ev` was already ended. */                            \
+    X(int, event_ack, (const px_event_t *ev), (ev))                                        \
+    /* Not done: roll back and deliver again in `after_ms` (or later), counting a failed  \
+     * attempt; `reason` (copied, may be NULL) is kept for events:list. Other aggregates \
+     * keep flowing; this one waits. `ev` is dead afterwards. 0 or PX_ESTATE. */          \
+    X(int, event_retry, (const px_event_t *ev, uint64_t after_ms, const char *reason),    \
+      (ev, after_ms, reason))
 #define PX_API_VOID_1_2_EVENTS(X)
 
 #define PX_API_1_2_CHANNELS(X)                                                                \

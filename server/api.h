@@ -10,6 +10,16 @@
 PX_API_ALL(API_DECLARE)
 #undef API_DECLARE
 
+/* Pool work recorded on a request (api_async.c): a job of work.c is API_OP_WORK. The op
+ * leaves the request's list with api_op_finish, when its callback starts. */
+enum { API_OP_WORK = 4 };
+req_op_t *api_op_new(px_req_t *req, int kind);
+void api_op_finish(req_op_t *op);
+/* The request or task a transaction belongs to. */
+px_req_t *api_txn_req(px_pg_txn_t *txn);
+/* The transaction holds events: once its COMMIT succeeds, events_wake() is called. */
+void api_txn_mark_emitted(px_pg_txn_t *txn);
+
 /* The request is ending: cancel its pool work, roll back its open transactions. */
 void api_req_cancel_work(px_req_t *req);
 /* The request's client went away while its handler works: ask its PostgreSQL work to end

@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "crash.h"
+#include "events.h"
 #include "http.h"
 #include "log.h"
 #include "pg.h"
@@ -26,13 +27,16 @@
 #include "stream.h"
 #include "channel.h"
 #include "util.h"
+#include "tasks.h"
+#include "work.h"
 #include "worker.h"
 
 /* ---- pool work bound to a request (1.1) ---- */
 
-enum req_op_kind { OP_PG_QUERY, OP_PG_BEGIN, OP_PG_DONE, OP_REDIS, OP_WORK };
-
-void api_job_detach(req_op_t *op);
+/* OP_PG_WAKE: the COMMIT of a transaction that emitted events (events.c wakes the
+ * consumers once it is through). */
+enum req_op_kind { OP_PG_QUERY, OP_PG_BEGIN, OP_PG_DONE, OP_REDIS, OP_WORK = API_OP_WORK,
+                   OP_PG_WAKE };
 
 /* What an idempotent transaction must remember to record its answer. */
 typedef struct idem {
@@ -51,6 +55,7 @@ struct px_pg_txn {
     struct px_pg_txn *next;
     idem_t *idem; /* NULL for a plain transaction */
     channel_msg_t *on_commit; /* px_channel_publish_on_commit, sent after COMMIT */
+    bool emitted; /* px_event_emit was called on it */
 };
 
 static req_op_t *op_new(px_req_t *r, int kind, req_op_cb_t cb, void *ud)
@@ -67,8 +72,13 @@ static req_op_t *op_new(px_req_t *r, int kind, req_op_cb_t cb, void *ud)
     return op;
 }
 
+req_op_t *api_op_new(px_req_t *r, int kind)
+{
+    return op_new(r, kind, (req_op_cb_t){.pg = NULL}, NULL);
+}
+
 /* The callback is starting: the handle is spent, the op leaves the request's list. */
-static void op_finish(req_op_t *op)
+void api_op_finish(req_op_t *op)
 {
     px_req_t *r = op->req;
     if (op->prev)
@@ -94,7 +104,8 @@ void api_req_interrupt_work(px_req_t *r)
 {
     stream_req_interrupted(r);
     for (req_op_t *op = r->ops; op; op = op->next)
-        if (op->kind == OP_PG_QUERY || op->kind == OP_PG_BEGIN || op->kind == OP_PG_DONE)
+        if (op->kind == OP_PG_QUERY || op->kind == OP_PG_BEGIN || op->kind == OP_PG_DONE ||
+            op->kind == OP_PG_WAKE)
             pg_interrupt(op->handle);
 }
 
@@ -109,7 +120,7 @@ void api_req_cancel_work(px_req_t *r)
         if (op->kind == OP_REDIS)
             redis_cancel(op->handle);
         else if (op->kind == OP_WORK)
-            api_job_detach(op);
+            work_detach(op);
         else
             pg_cancel(op->handle);
         free(op);
@@ -120,6 +131,7 @@ void api_req_cancel_work(px_req_t *r)
         pg_txn_abandon(t->txn);
         free(t);
     }
+    tasks_req_ending(r);
     json_decref(r->header_overrides);
     r->header_overrides = NULL;
 }
@@ -130,7 +142,7 @@ static void pg_query_done(const pg_result_t *res, const pg_error_t *err, void *u
     px_req_t *r = op->req;
     px_pg_fn cb = op->cb.pg;
     void *user = op->userdata;
-    op_finish(op);
+    api_op_finish(op);
     crash_enter(r);
     cb(r, (const px_pg_result_t *)res, (const px_pg_error_t *)err, user);
     crash_leave();
@@ -159,7 +171,7 @@ static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char 
         rc = name ? pg_query_prepared(pool, name, sql, nparams, values, pg_query_done, op, h)
                   : pg_query(pool, sql, nparams, values, pg_query_done, op, h);
     if (rc) {
-        op_finish(op);
+        api_op_finish(op);
         return PX_EINVAL;
     }
     return 0;
@@ -253,7 +265,7 @@ static void pg_begin_done(pg_txn_t *txn, const pg_error_t *err, void *ud)
     px_req_t *r = op->req;
     px_pg_txn_fn cb = op->cb.txn;
     void *user = op->userdata;
-    op_finish(op);
+    api_op_finish(op);
     crash_enter(r);
     if (!txn) {
         cb(r, NULL, (const px_pg_error_t *)err, user);
@@ -277,7 +289,7 @@ int api_pg_begin(px_req_t *r, px_pg_txn_fn cb, void *ud)
         return PX_EINVAL;
     req_op_t *op = op_new(r, OP_PG_BEGIN, (req_op_cb_t){.txn = cb}, ud);
     if (pg_txn_begin(r->worker->pg, pg_begin_done, op, (pg_handle_t **)&op->handle)) {
-        op_finish(op);
+        api_op_finish(op);
         return PX_EINVAL;
     }
     return 0;
@@ -295,7 +307,10 @@ static void pg_end_done(const pg_error_t *err, void *ud)
     px_req_t *r = op->req;
     px_pg_done_fn cb = op->cb.done;
     void *user = op->userdata;
-    op_finish(op);
+    bool wake = op->kind == OP_PG_WAKE && !err;
+    api_op_finish(op);
+    if (wake)
+        events_wake(r->worker);
     if (cb) {
         crash_enter(r);
         cb(r, (const px_pg_error_t *)err, user);
@@ -309,17 +324,28 @@ static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
     pg_txn_t *txn = t->txn;
     if (commit)
         channel_commit_wrap(r, t->on_commit, &cb, &ud);
+    int kind = commit && t->emitted ? OP_PG_WAKE : OP_PG_DONE;
     txn_forget(r, t);
     free(t);
-    req_op_t *op = op_new(r, OP_PG_DONE, (req_op_cb_t){.done = cb}, ud);
+    req_op_t *op = op_new(r, kind, (req_op_cb_t){.done = cb}, ud);
     pg_handle_t **h = (pg_handle_t **)&op->handle;
     int rc =
         commit ? pg_txn_commit(txn, pg_end_done, op, h) : pg_txn_rollback(txn, pg_end_done, op, h);
     if (rc) {
-        op_finish(op);
+        api_op_finish(op);
         return PX_EINVAL;
     }
     return 0;
+}
+
+px_req_t *api_txn_req(px_pg_txn_t *t)
+{
+    return t->req;
+}
+
+void api_txn_mark_emitted(px_pg_txn_t *t)
+{
+    t->emitted = true;
 }
 
 int api_pg_commit(px_pg_txn_t *t, px_pg_done_fn cb, void *ud)
@@ -346,7 +372,7 @@ static void redis_done(const redis_reply_t *reply, const redis_error_t *err, voi
     px_req_t *r = op->req;
     px_redis_fn cb = op->cb.redis;
     void *user = op->userdata;
-    op_finish(op);
+    api_op_finish(op);
     int e = 0;
     if (err)
         e = err->kind == REDIS_ETIMEOUT ? PX_REDIS_TIMEOUT : PX_REDIS_UNAVAILABLE;
@@ -370,7 +396,7 @@ int api_redis_command(px_req_t *r, int argc, const char *const *argv, const size
     req_op_t *op = op_new(r, OP_REDIS, (req_op_cb_t){.redis = cb}, ud);
     if (redis_command(client, argc, (const char **)argv, argvlen, redis_done, op,
                       (redis_handle_t **)&op->handle)) {
-        op_finish(op);
+        api_op_finish(op);
         return PX_EUNAVAIL;
     }
     return 0;
@@ -405,7 +431,7 @@ int api_redis_eval(px_req_t *r, const px_redis_script_t *script, int numkeys, in
     req_op_t *op = op_new(r, OP_REDIS, (req_op_cb_t){.redis = cb}, ud);
     if (redis_eval(client, (const redis_script_t *)script, numkeys, argc, (const char **)argv,
                    argvlen, redis_done, op, (redis_handle_t **)&op->handle)) {
-        op_finish(op);
+        api_op_finish(op);
         return PX_EUNAVAIL;
     }
     return 0;
@@ -711,108 +737,9 @@ int api_pg_commit_respond(px_pg_txn_t *t, int status, json_t *body)
     return api_pg_commit(t, answer_committed, a);
 }
 
-/* ---- blocking work on the thread pool (1.1) ----
- *
- * Jobs are bounded per worker ([server] blocking_jobs running, blocking_queue waiting):
- * each may hold a lot of memory (a scrypt hash takes ~128 MiB), and libuv's pool is
- * shared with DNS lookups and file work. A job that has started cannot be stopped; when
- * its request ends first, its done callback still runs, with req NULL, so the plugin can
- * free what the job owns. */
-
-typedef struct work_job {
-    uv_work_t uv;
-    worker_t *worker;
-    req_op_t *op; /* NULL once the request ended */
-    px_work_fn work;
-    px_work_done_fn done;
-    void *userdata;
-    struct work_job *next;
-    bool recorded; /* `rec` names the request, for crash.c while `work` runs */
-    crash_record_t rec;
-} work_job_t;
-
-static void job_start(work_job_t *job);
-
-static void job_run(uv_work_t *uv)
-{
-    work_job_t *job = (work_job_t *)uv;
-    int cell = job->recorded ? crash_job_enter(&job->rec) : -1;
-    job->work(job->userdata);
-    crash_job_leave(cell);
-}
-
-static void job_after(uv_work_t *uv, int status)
-{
-    work_job_t *job = (work_job_t *)uv;
-    worker_t *w = job->worker;
-    w->jobs_running--;
-    px_req_t *r = NULL;
-    if (job->op) {
-        r = job->op->req;
-        op_finish(job->op);
-    }
-    if (r)
-        crash_enter(r);
-    job->done(r, status == 0 ? 0 : PX_EUNAVAIL, job->userdata);
-    crash_leave();
-    free(job);
-    /* Room for the next waiting job. */
-    while (w->jobs_head && w->jobs_running < w->cfg->blocking_jobs) {
-        work_job_t *next = w->jobs_head;
-        w->jobs_head = next->next;
-        if (!w->jobs_head)
-            w->jobs_tail = NULL;
-        w->jobs_waiting--;
-        job_start(next);
-    }
-}
-
-static void job_start(work_job_t *job)
-{
-    worker_t *w = job->worker;
-    w->jobs_running++;
-    if (uv_queue_work(w->loop, &job->uv, job_run, job_after) != 0) {
-        /* Cannot happen with valid arguments; answer like a stopped worker. */
-        w->jobs_running--;
-        px_req_t *r = job->op ? job->op->req : NULL;
-        if (job->op)
-            op_finish(job->op);
-        job->done(r, PX_EUNAVAIL, job->userdata);
-        free(job);
-    }
-}
-
-/* Called when the request ends with the job still waiting or running. */
-void api_job_detach(req_op_t *op)
-{
-    work_job_t *job = op->handle;
-    job->op = NULL;
-}
+/* ---- blocking work on the thread pool (1.1; queues: work.c) ---- */
 
 int api_work(px_req_t *r, px_work_fn work, px_work_done_fn done, void *ud)
 {
-    worker_t *w = r->worker;
-    if (!work || !done)
-        return PX_EINVAL;
-    if (w->jobs_running >= w->cfg->blocking_jobs && w->jobs_waiting >= w->cfg->blocking_queue)
-        return PX_EUNAVAIL;
-    work_job_t *job = xcalloc(1, sizeof(*job));
-    job->worker = w;
-    job->work = work;
-    job->done = done;
-    job->userdata = ud;
-    job->recorded = crash_record_of(r, &job->rec);
-    job->op = op_new(r, OP_WORK, (req_op_cb_t){.pg = NULL}, NULL);
-    job->op->handle = job;
-    if (w->jobs_running < w->cfg->blocking_jobs) {
-        job_start(job);
-    } else {
-        if (w->jobs_tail)
-            w->jobs_tail->next = job;
-        else
-            w->jobs_head = job;
-        w->jobs_tail = job;
-        w->jobs_waiting++;
-    }
-    return 0;
+    return work_submit(r, NULL, work, done, ud);
 }

@@ -47,6 +47,7 @@ typedef struct key_spec {
 #define AUTH(field) (offsetof(config_t, auth) + offsetof(auth_settings_t, field))
 #define LUA(field) (offsetof(config_t, lua) + offsetof(lua_settings_t, field))
 #define STORAGE(field) (offsetof(config_t, storage) + offsetof(storage_settings_t, field))
+#define EVENTS(field) (offsetof(config_t, events) + offsetof(events_settings_t, field))
 
 static const key_spec_t host_keys[] = {
     {"server", "listen", V_LIST, CFG(listen), false},
@@ -102,6 +103,10 @@ static const key_spec_t host_keys[] = {
     {"storage", "spool_dir", V_STRING, STORAGE(spool_dir), false},
     {"storage", "sweep_grace", V_DURATION, STORAGE(sweep_grace_ms), false},
     {"storage", "sweep_interval", V_DURATION, STORAGE(sweep_interval_ms), false},
+    {"events", "max_attempts", V_COUNT, EVENTS(max_attempts), false},
+    {"events", "retention", V_DURATION, EVENTS(retention_ms), false},
+    {"events", "poll_interval", V_DURATION, EVENTS(poll_interval_ms), false},
+    {"events", "concurrency", V_COUNT, EVENTS(concurrency), false},
 };
 
 void config_foreach_key(config_key_fn fn, void *ud)
@@ -158,6 +163,10 @@ config_t *config_new_defaults(void)
     /* Password hashing is the typical job: ~128 MiB and ~0.3 s each, so few at once. */
     cfg->blocking_jobs = 2;
     cfg->blocking_queue = 64;
+    cfg->events = (events_settings_t){.max_attempts = 5,
+                                      .retention_ms = 7ull * 24 * 3600 * 1000,
+                                      .poll_interval_ms = 1000,
+                                      .concurrency = 8};
     /* nginx's defaults where nginx has one: 60 s header/body/send timeouts, 75 s
      * keep-alive, 1 MiB bodies, 1000 requests per connection. */
     cfg->http = (http_limits_t){
@@ -403,7 +412,7 @@ static void enter_section(parse_state_t *st, const char *section)
     }
     config_error(st->errs, st->file, st->line,
                  "unknown section [%s] (expected [server], [http], [postgres], [redis], [auth], "
-                 "[lua], [storage], [ratelimit] or [plugin:NAME])",
+                 "[lua], [storage], [events], [ratelimit] or [plugin:NAME])",
                  section);
 }
 

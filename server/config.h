@@ -85,6 +85,13 @@ typedef struct storage_settings {
     uint64_t sweep_grace_ms;    /* an unreferenced blob younger than this is kept */
     uint64_t sweep_interval_ms; /* 0: never sweep */
 } storage_settings_t;
+/* [events]: the host's event log and its consumers (events.c). */
+typedef struct events_settings {
+    uint64_t max_attempts;     /* failed deliveries before an event is dead-lettered */
+    uint64_t retention_ms;     /* events every group is done with are pruned after this */
+    uint64_t poll_interval_ms; /* fallback when no NOTIFY comes; also the leader election */
+    uint64_t concurrency;      /* deliveries in flight per group (distinct aggregates) */
+} events_settings_t;
 
 typedef struct config {
     char *path;
@@ -108,6 +115,7 @@ typedef struct config {
     auth_settings_t auth;
     lua_settings_t lua;
     storage_settings_t storage;
+    events_settings_t events;
     struct ratelimit_config *ratelimit; /* [ratelimit] (ratelimit.h); NULL when it sets nothing */
     config_plugin_t *plugins;
     size_t nplugins;

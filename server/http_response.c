@@ -229,7 +229,7 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
 
 int http_add_header(px_req_t *r, const char *name, const char *value)
 {
-    if (r->responded)
+    if (r->responded || r->task) /* a task (tasks.c) has nobody to answer */
         return PX_ESTATE;
     /* A header name or value with CR or LF would let a plugin (or a client echo) split
      * the response. */
@@ -315,7 +315,7 @@ static bool answer_keeps(const px_req_t *r)
 int http_respond(px_req_t *r, int status, const char *content_type, char *body, size_t len,
                  bool take)
 {
-    if (r->responded) {
+    if (r->responded || r->task) {
         if (take)
             free(body);
         return PX_ESTATE;

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "events.h"
 #include <libpq-fe.h>
 #include "migrate.h"
 #include "hooks.h"
@@ -26,6 +27,7 @@ static void usage(FILE *out)
             "  -V       print version, SDK ABI and built-in paths, then exit\n"
             "  -h       this help\n"
             "  PLUGIN:COMMAND  run a command a plugin provides (e.g. user:create-admin) and exit\n"
+            "  events:list [GROUP], events:replay GROUP ID|all  consumer groups, dead letters\n"
             "signals: HUP reload, TERM/INT graceful stop, USR1 reopen logs\n");
 }
 
@@ -139,6 +141,22 @@ static int run_command(config_t *cfg, int argc, char **argv)
     if (plugin_set_load(&plugins, cfg, &errs)) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "pantherad: %s\n", errs.items[i]);
+        goto done;
+    }
+    if (!strncmp(argv[0], "events:", 7)) {
+        /* The host's own commands (events.c's log), after the same load and migration. */
+        if (!cfg->pg.conninfo || !*cfg->pg.conninfo) {
+            fprintf(stderr, "pantherad: %s needs [postgres] conninfo\n", argv[0]);
+            goto done;
+        }
+        if (migrate_apply(cfg, &plugins))
+            goto done;
+        PGconn *db = PQconnectdb(cfg->pg.conninfo);
+        if (PQstatus(db) != CONNECTION_OK)
+            fprintf(stderr, "pantherad: cannot connect to PostgreSQL: %s", PQerrorMessage(db));
+        else
+            rc = events_command(db, &cfg->events, argc, argv);
+        PQfinish(db);
         goto done;
     }
     struct px_plugin *p = NULL;

@@ -36,12 +36,28 @@ typedef struct slot {
     uint64_t latency_count;
     int64_t open_connections;
     uint64_t connections_total;
+    uint64_t task_runs[METRICS_MAX_TASKS];
+    uint64_t task_failures[METRICS_MAX_TASKS];
+    uint64_t task_duration_ns[METRICS_MAX_TASKS];
+    uint64_t events[METRICS_MAX_TASKS][METRICS_EVENT_KINDS];
 } slot_t;
+
+/* Task labels are added by workers, not the master (a task's name is known only when it
+ * begins), so appending takes a spin lock in the mapping: rare, short, and never on the
+ * path of a request. */
+typedef struct task_label {
+    char plugin[64];
+    char name[64];
+    int64_t dead_now; /* events: dead letters last counted, -1 unknown */
+} task_label_t;
 
 typedef struct shared {
     uint64_t worker_restarts;
     uint32_t nplugins;
     char plugin_names[METRICS_MAX_PLUGINS][64];
+    int task_lock;
+    uint32_t ntasks;
+    task_label_t tasks[METRICS_MAX_TASKS];
     slot_t slots[METRICS_MAX_SLOTS];
 } shared_t;
 
@@ -97,6 +113,99 @@ int metrics_plugin_id(const char *name)
     snprintf(shm->plugin_names[shm->nplugins], sizeof(shm->plugin_names[0]), "%s", name);
     __atomic_store_n(&shm->nplugins, shm->nplugins + 1, __ATOMIC_RELEASE);
     return (int)shm->nplugins - 1;
+}
+
+int metrics_task_id(const char *plugin, const char *name)
+{
+    ensure();
+    int id = -1;
+    /* Bounded: a worker killed while holding it must not stop the others for good; past
+     * the bound the task simply goes uncounted. */
+    long spins = 0;
+    while (__atomic_exchange_n(&shm->task_lock, 1, __ATOMIC_ACQUIRE))
+        if (++spins > 100000000L)
+            return -1;
+    for (uint32_t i = 0; i < shm->ntasks && id < 0; i++)
+        if (!strcmp(shm->tasks[i].plugin, plugin) && !strcmp(shm->tasks[i].name, name))
+            id = (int)i;
+    if (id < 0 && shm->ntasks < METRICS_MAX_TASKS) {
+        task_label_t *t = &shm->tasks[shm->ntasks];
+        snprintf(t->plugin, sizeof(t->plugin), "%s", plugin);
+        snprintf(t->name, sizeof(t->name), "%s", name);
+        t->dead_now = -1;
+        id = (int)shm->ntasks;
+        __atomic_store_n(&shm->ntasks, shm->ntasks + 1, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&shm->task_lock, 0, __ATOMIC_RELEASE);
+    return id;
+}
+
+void metrics_task(int id, int ok, uint64_t duration_ns)
+{
+    ensure();
+    if (id < 0 || id >= METRICS_MAX_TASKS)
+        return;
+    add(&mine->task_runs[id], 1);
+    if (!ok)
+        add(&mine->task_failures[id], 1);
+    add(&mine->task_duration_ns[id], duration_ns);
+}
+
+void metrics_event(int id, enum metrics_event kind, uint64_t n)
+{
+    ensure();
+    if (id < 0 || id >= METRICS_MAX_TASKS || kind >= METRICS_EVENT_KINDS)
+        return;
+    add(&mine->events[id][kind], n);
+}
+
+void metrics_events_dead_now(int id, int64_t n)
+{
+    ensure();
+    if (id >= 0 && id < METRICS_MAX_TASKS)
+        __atomic_store_n(&shm->tasks[id].dead_now, n, __ATOMIC_RELAXED);
+}
+
+static void render_tasks(buf_t *b)
+{
+    static const char *const event_names[METRICS_EVENT_KINDS] = {
+        "panthera_events_delivered_total", "panthera_events_retried_total",
+        "panthera_events_dead_lettered_total"};
+    uint32_t n = __atomic_load_n(&shm->ntasks, __ATOMIC_ACQUIRE);
+    buf_appends(b, "# HELP panthera_task_runs_total Background tasks ended, by plugin and task.\n"
+                   "# TYPE panthera_task_runs_total counter\n"
+                   "# HELP panthera_task_failures_total Background tasks ended with an error.\n"
+                   "# TYPE panthera_task_failures_total counter\n"
+                   "# HELP panthera_task_duration_seconds_total Time background tasks ran.\n"
+                   "# TYPE panthera_task_duration_seconds_total counter\n");
+    for (uint32_t t = 0; t < n; t++) {
+        uint64_t runs = 0, fails = 0, ns = 0;
+        uint64_t ev[METRICS_EVENT_KINDS] = {0};
+        for (int i = 0; i < METRICS_MAX_SLOTS; i++) {
+            runs += get(&shm->slots[i].task_runs[t]);
+            fails += get(&shm->slots[i].task_failures[t]);
+            ns += get(&shm->slots[i].task_duration_ns[t]);
+            for (int k = 0; k < METRICS_EVENT_KINDS; k++)
+                ev[k] += get(&shm->slots[i].events[t][k]);
+        }
+        const char *pl = shm->tasks[t].plugin, *nm = shm->tasks[t].name;
+        buf_printf(b, "panthera_task_runs_total{plugin=\"%s\",task=\"%s\"} %llu\n", pl, nm,
+                   (unsigned long long)runs);
+        buf_printf(b, "panthera_task_failures_total{plugin=\"%s\",task=\"%s\"} %llu\n", pl, nm,
+                   (unsigned long long)fails);
+        buf_printf(b, "panthera_task_duration_seconds_total{plugin=\"%s\",task=\"%s\"} %.6f\n",
+                   pl, nm, (double)ns / 1e9);
+        /* Event groups are counted under their consumer's label ("group:NAME"). */
+        if (strncmp(nm, "group:", 6) != 0)
+            continue;
+        for (int k = 0; k < METRICS_EVENT_KINDS; k++)
+            buf_printf(b, "%s{group=\"%s\"} %llu\n", event_names[k], nm + 6,
+                           (unsigned long long)ev[k]);
+        int64_t dead = __atomic_load_n(&shm->tasks[t].dead_now, __ATOMIC_RELAXED);
+        if (dead >= 0)
+            buf_printf(b, "panthera_events_dead_letters{group=\"%s\"} %lld\n", nm + 6,
+                       (long long)dead);
+    }
 }
 
 int metrics_slot_acquire(pid_t pid)
@@ -231,6 +340,7 @@ char *metrics_render(size_t *len)
                (unsigned long long)get(&shm->worker_restarts));
     for (size_t i = 0; i < nrenderers; i++)
         renderers[i](&b);
+    render_tasks(&b);
     *len = b.len;
     return b.data;
 }

@@ -11,6 +11,7 @@
 
 #define METRICS_MAX_SLOTS 256
 #define METRICS_MAX_PLUGINS 64
+#define METRICS_MAX_TASKS 64
 
 /* Create the shared mapping (the master, before forking) or, when never called, a
  * private one made on first use (tests, the fuzzer). Returns 0 or -errno. */
@@ -33,6 +34,16 @@ void metrics_connection_closed(void);
  * appends Prometheus text, reading shared memory of its own. Call before forking. */
 struct buf;
 void metrics_renderer_add(void (*fn)(struct buf *out));
+/* Background tasks (tasks.c): the label id of (plugin, task name), added by whichever
+ * worker first begins such a task; -1 when the table is full (then not counted). */
+int metrics_task_id(const char *plugin, const char *name);
+void metrics_task(int task_id, int ok, uint64_t duration_ns);
+/* Events (events.c): per consumer group, what happened to deliveries in this worker. */
+enum metrics_event { METRICS_EVENT_DELIVERED, METRICS_EVENT_RETRIED, METRICS_EVENT_DEAD,
+                     METRICS_EVENT_KINDS };
+void metrics_event(int task_id, enum metrics_event kind, uint64_t n);
+/* Dead-lettered events waiting for a replay, cluster-wide, as a consumer last counted. */
+void metrics_events_dead_now(int task_id, int64_t n);
 
 /* /metrics and /healthz. */
 void metrics_register_routes(plugin_set_t *set);

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -47,6 +48,7 @@ static const px_migration_t host_migrations[] = {
      " scope text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
      " status int NOT NULL, headers text NOT NULL DEFAULT '', body text NOT NULL,"
      " created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (scope, key))"},
+    {"002_events", events_schema_sql},
     {NULL, NULL},
 };
 
@@ -202,6 +204,8 @@ int migrate_apply(const config_t *cfg, const plugin_set_t *set)
         for (const px_migration_t *m = p->migrations; m && m->name && rc == 0; m++)
             rc = apply_one(pg, p->name, m);
     }
+    if (rc == 0)
+        rc = events_register_groups(pg, set);
 unlock:
     exec_ok(pg, "SELECT pg_advisory_unlock(" MIGRATION_LOCK_KEY ")", "releasing the lock");
 done:

@@ -18,9 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "log.h"
 #include "openapi.h"
 #include "route_spec.h"
+#include "tasks.h"
 #include "util.h"
 
 static struct px_plugin *plugin_new(const char *name)
@@ -302,4 +304,6 @@ void plugin_set_unload(plugin_set_t *set)
     set->openapi_text = NULL;
     plugin_free(set->host);
     set->host = NULL;
+    tasks_registry_free(set);
+    events_registry_free(set);
 }

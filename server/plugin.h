@@ -52,6 +52,8 @@ typedef struct plugin_set {
     config_errors_t *errs;         /* where registration errors go during init */
     char *openapi_text;            /* GET /openapi.json, built once every init is over */
     size_t openapi_len;
+    struct tasks_registry *tasks;  /* lifecycle functions and job queues (tasks.c, work.c) */
+    struct events_registry *events; /* event subscriptions (events.c) */
 } plugin_set_t;
 
 extern const px_api_t plugin_api_table;

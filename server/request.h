@@ -68,7 +68,9 @@ typedef struct query_pair {
 } query_pair_t;
 
 struct px_req {
-    struct conn *conn; /* NULL once the client has gone */
+    struct conn *conn; /* NULL once the client has gone, and always for a task */
+    struct task *task; /* non-NULL: a background task (tasks.c), never a client */
+    struct req_timer *timers; /* px_timer_start timers it owns (tasks.c) */
     struct worker *worker;
     struct px_req *next_free;
     uv_write_t write;

@@ -23,6 +23,7 @@
 
 #include "api.h"
 #include "blob.h"
+#include "events.h"
 #include "log.h"
 #include "crash.h"
 #include "metrics.h"
@@ -31,6 +32,8 @@
 #include "ratelimit.h"
 #include "stream.h"
 #include "channel.h"
+#include "tasks.h"
+#include "work.h"
 
 /* One accept per wake-up, as nginx without multi_accept: every worker is woken for a new
  * connection and the least busy one gets there first, which spreads connections. */
@@ -118,6 +121,7 @@ void worker_free(worker_t *w)
         http_req_destroy(r);
     }
     ratelimit_free(w->ratelimit);
+    work_queues_free(w);
     free(w->listeners);
     free(w);
 }
@@ -213,6 +217,9 @@ static void close_walk(uv_handle_t *h, void *arg)
 static void worker_finish(worker_t *w)
 {
     access_log_flush();
+    /* Before the pools close: their cancelled work must not call into ended tasks. */
+    events_worker_stop(w);
+    tasks_worker_finish(w);
     /* The pools close their own handles; their callbacks run before uv_run returns. */
     if (w->pg) {
         pg_pool_close(w->pg, NULL, NULL);
@@ -384,6 +391,8 @@ static void worker_drain(worker_t *w)
     }
     http_drain(w);
     stream_drain(w);
+    events_worker_stop(w); /* another worker takes the groups over now */
+    tasks_worker_draining(w);
     log_debug("draining %zu connections", w->nconns);
 }
 
@@ -437,6 +446,8 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     uv_loop_t loop;
     uv_loop_init(&loop);
     worker_t *w = worker_new(&loop, cfg, &plugins);
+    /* Sizes libuv's thread pool, which must happen before anything first uses it. */
+    work_queues_open(w);
     if (worker_services_open(w, cfg)) {
         /* Close what did open, so the process ends clean (a sanitizer build would
          * otherwise report the loop as a leak and turn "bad config" into a crash). */
@@ -476,6 +487,8 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
         uv_signal_start(&w->signals[i], on_signal, sigs[i]);
     }
     w->nsignals = ARRAY_SIZE(sigs);
+    tasks_worker_started(w);
+    events_worker_start(w);
 
     if (ready_fd >= 0) {
         char ready = 'R';

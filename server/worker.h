@@ -50,10 +50,10 @@ typedef struct worker {
     uint64_t drain_deadline;
     int exit_code;
 
-    size_t jobs_running;          /* px_work jobs on the thread pool */
-    size_t jobs_waiting;
-    struct work_job *jobs_head; /* waiting, FIFO */
-    struct work_job *jobs_tail;
+    struct work_queue *queues; /* px_work jobs: [0] the default queue, then named (work.c) */
+    size_t nqueues;
+    struct task *tasks;        /* background tasks still open (tasks.c) */
+    struct events_worker *events; /* event consumers of this worker (events.c), or NULL */
 
     px_req_t *finished; /* answered at once, released after the current callback */
     uv_check_t *finish_check;

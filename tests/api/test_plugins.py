@@ -10,6 +10,7 @@ import re
 import time
 
 import pytest
+import requests
 
 from panthera_server import BUILD, REPO, Server, ServerError
 
@@ -287,3 +288,19 @@ def test_missing_config_file(conf):
     rc, out, err = s.run_binary("-t", "-c", missing)
     assert rc != 0
     assert missing in err and "cannot open" in err, err
+
+
+def test_frozen_1_1_plugin_and_min_minor_1_plugin_load_and_work(make_server):
+    """The 1.1 header is frozen (tests/plugins/abi_1_1 holds it as it was): a plugin built
+    against it loads here and its 1.1 calls land in the right slots; a plugin built against
+    this header with PX_MIN_MINOR 1 states 1.1 in its descriptor and guards 1.2 calls with
+    PX_HAS, whose false branch it checks against a table cut to the 1.1 size."""
+    s = make_server(workers=1, plugins=("abi_1_1", "minor1"))
+    r = requests.get(s.url("/v1/abi11"), timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"abi": "1.1", "host_abi_minor": 2, "has_work": True,
+                        "host_table_larger": True, "job": "ran"}
+    r = requests.get(s.url("/v1/minor1"), timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"descriptor_minor": 1, "has_task_begin": True, "is_task": 0,
+                        "older_table_has_task_begin": False, "older_table_has_work": True}

@@ -52,7 +52,8 @@ def error(r, status, code):
 @pytest.mark.parametrize("code,status,name", [
     (1, 400, "bad_request"), (3, 401, "unauthorized"), (4, 403, "forbidden"),
     (5, 404, "not_found"), (6, 409, "conflict"), (7, 413, "payload_too_large"),
-    (8, 503, "unavailable"), (9, 500, "internal"), (13, 400, "bad_request"),
+    (8, 503, "unavailable"), (9, 500, "internal"), (13, 416, "range_not_satisfiable"),
+    (16, 400, "bad_request"),
     (14, 412, "precondition_failed"), (15, 406, "not_acceptable"), (99, 500, "internal")])
 def test_code_maps_like_a_handler_return(server, code, status, name):
     err = error(get(server, "/v1/helperkit/code/%d" % code), status, name)

@@ -199,6 +199,39 @@ start_pantherad_as() {
     ((n == workers)) || die "pantherad ($name) has $n workers, expected $workers"
 }
 
+# start_px NAME PLUGINS [EXTRA CONFIG LINES...]: a pantherad with those plugins (space
+# separated, each enabled by its own drop-in) and extra config appended verbatim to the
+# main file; WORKERS workers. Sets PX_PID. (services.sh, events.sh)
+start_px() {
+    local name=$1 plugins=$2
+    shift 2
+    local d=$BENCH_TMP/$name p line
+    rm -rf "$d"
+    mkdir -p "$d/conf.d"
+    port_free "$PX_PORT" || die "port $PX_PORT is in use (set BENCH_PX_PORT)"
+    {
+        echo "[server]"
+        echo "listen = 127.0.0.1:$PX_PORT"
+        echo "workers = $WORKERS"
+        echo "plugin_path = $BUILD/sdk/examples:$BUILD/plugins:$BUILD/tests/plugins"
+        echo "conf_dir = $d/conf.d"
+        echo "access_log = $d/access.log"
+        echo "error_log = $d/error.log"
+        echo "pid_file = $d/pantherad.pid"
+        for line in "$@"; do
+            echo "$line"
+        done
+    } >"$d/pantherad.conf"
+    for p in $plugins; do
+        echo "[plugin:$p]" >"$d/conf.d/50-$p.conf"
+    done
+    timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" \
+        "$BUILD/server/pantherad" -c "$d/pantherad.conf" >"$d/stdout.log" 2>&1 &
+    wait_pidfile "$d/pantherad.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "pantherad did not start"; }
+    PX_PID=$(cat "$d/pantherad.pid")
+    wait_http "http://127.0.0.1:$PX_PORT/healthz" || { cat "$d/error.log" >&2; die "pantherad does not answer"; }
+}
+
 # start_nginx WORKERS [DIRECTIVE...]: Debian's nginx with a private prefix under
 # BENCH_TMP, in the foreground (daemon off) under timeout(1). Extra http-level
 # directives (e.g. "keepalive_timeout 120s") are appended. Sets NGINX_PID (the master).

@@ -36,38 +36,6 @@ SECRET=bench-secret-0123456789abcdef0123456789abcdef
 bench_init
 trap bench_cleanup EXIT
 
-# start_px NAME PLUGINS [EXTRA CONFIG LINES...]: a pantherad with those plugins (space
-# separated) and extra config appended verbatim. Sets PX_PID.
-start_px() {
-    local name=$1 plugins=$2
-    shift 2
-    local d=$BENCH_TMP/$name p line
-    rm -rf "$d"
-    mkdir -p "$d/conf.d"
-    port_free "$PX_PORT" || die "port $PX_PORT is in use (set BENCH_PX_PORT)"
-    {
-        echo "[server]"
-        echo "listen = 127.0.0.1:$PX_PORT"
-        echo "workers = $WORKERS"
-        echo "plugin_path = $BUILD/sdk/examples:$BUILD/plugins:$BUILD/tests/plugins"
-        echo "conf_dir = $d/conf.d"
-        echo "access_log = $d/access.log"
-        echo "error_log = $d/error.log"
-        echo "pid_file = $d/pantherad.pid"
-        for line in "$@"; do
-            echo "$line"
-        done
-    } >"$d/pantherad.conf"
-    for p in $plugins; do
-        echo "[plugin:$p]" >"$d/conf.d/50-$p.conf"
-    done
-    timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" \
-        "$BUILD/server/pantherad" -c "$d/pantherad.conf" >"$d/stdout.log" 2>&1 &
-    wait_pidfile "$d/pantherad.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "pantherad did not start"; }
-    PX_PID=$(cat "$d/pantherad.pid")
-    wait_http "http://127.0.0.1:$PX_PORT/healthz" || { cat "$d/error.log" >&2; die "pantherad does not answer"; }
-}
-
 # measure LABEL PID URL CONNS [WRK ARGS...]: one wrk run; prints and records
 # "label rps p99_ms cpu_us_per_request requests non2xx".
 RESULTS=$BENCH_TMP/results.tsv

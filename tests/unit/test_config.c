@@ -342,6 +342,31 @@ static void test_error_bad_values(void)
     fx_close(&f);
 }
 
+/* [events]: defaults, every key, and a bad value named with its file:line. */
+static void test_events_section(void)
+{
+    fixture_t f;
+    fx_open(&f);
+    config_t *cfg = fx_load(&f, "[server]\n");
+    CHECK_LOADED(&f, cfg);
+    CHECK_EQ_INT(cfg->events.max_attempts, 5);
+    CHECK_EQ_INT(cfg->events.retention_ms, 7ull * 24 * 3600 * 1000);
+    CHECK_EQ_INT(cfg->events.poll_interval_ms, 1000);
+    CHECK_EQ_INT(cfg->events.concurrency, 8);
+    cfg = fx_load(&f, "[events]\nmax_attempts = 3\nretention = 48h\npoll_interval = 250ms\n"
+                      "concurrency = 32\n");
+    CHECK_LOADED(&f, cfg);
+    CHECK_EQ_INT(cfg->events.max_attempts, 3);
+    CHECK_EQ_INT(cfg->events.retention_ms, 48ull * 3600 * 1000);
+    CHECK_EQ_INT(cfg->events.poll_interval_ms, 250);
+    CHECK_EQ_INT(cfg->events.concurrency, 32);
+    CHECK(fx_load(&f, "[events]\nmax_attempts = 0\nretention = soon\nbatch = 5\n") == NULL);
+    CHECK_ERROR(&f, "pantherad.conf", 2, "max_attempts");
+    CHECK_ERROR(&f, "pantherad.conf", 3, "retention: expected a duration");
+    CHECK_ERROR(&f, "pantherad.conf", 4, "unknown key \"batch\" in [events]");
+    fx_close(&f);
+}
+
 static void test_error_outside_section(void)
 {
     fixture_t f;
@@ -672,6 +697,7 @@ int main(void)
     RUN(test_error_unknown_section);
     RUN(test_error_duplicate_key);
     RUN(test_error_bad_values);
+    RUN(test_events_section);
     RUN(test_error_outside_section);
     RUN(test_error_syntax);
     RUN(test_error_conf_dir_in_dropin);

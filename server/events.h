@@ -1,0 +1,36 @@
+/* events.h — the host's event log in PostgreSQL: emit inside a transaction, consumer
+ * groups fed in commit order, dead letters. */
+#ifndef PX_EVENTS_H
+#define PX_EVENTS_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "panthera.h"
+
+struct plugin_set;
+struct worker;
+
+/* The host migration that creates the log (migrate.c applies it as "host"). */
+extern const char events_schema_sql[];
+
+void events_registry_free(struct plugin_set *set);
+/* The migrator: record the groups `set` subscribed to (new ones start at the log's
+ * present). Blocking, on the connected PGconn `pg`. Returns 0 or -1 (logged). */
+int events_register_groups(void *pg, const struct plugin_set *set);
+
+/* The worker's pools are up: open the listening session and start competing for the
+ * groups its plugins subscribed to. Nothing when there are none. */
+void events_worker_start(struct worker *w);
+/* Draining or exiting: step down from every group, close the session. */
+void events_worker_stop(struct worker *w);
+
+/* A transaction with events committed in this worker: NOTIFY the consumers soon, at most
+ * once per EVENTS_WAKE_MS however many commit meanwhile. */
+void events_wake(struct worker *w);
+
+/* pantherad events:list|replay ...: blocking, in a command process. Returns the exit
+ * code. `pg` is a connected PGconn. */
+int events_command(void *pg, const events_settings_t *cfg, int argc, char **argv);
+
+#endif

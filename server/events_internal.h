@@ -1,0 +1,79 @@
+/* events_internal.h — what events.c (the log, relay, dispatch, leadership) and
+ * events_deliver.c (one delivery to a handler) share. */
+#ifndef PX_EVENTS_INTERNAL_H
+#define PX_EVENTS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "events_listen.h"
+#include "panthera.h"
+
+struct worker;
+
+#define GROUP_NAME_MAX 57 /* "group:" + name is the consumer task's name (63) */
+
+/* A subscription, as registered during init. */
+typedef struct ev_sub {
+    px_plugin_t *plugin;
+    char group[GROUP_NAME_MAX + 1];
+    char like[260]; /* the pattern as SQL LIKE */
+    char pattern[128];
+    px_event_fn fn;
+    void *userdata;
+} ev_sub_t;
+
+typedef struct ev_group ev_group_t;
+typedef struct events_worker events_worker_t;
+
+struct px_event {
+    ev_group_t *group;
+    px_pg_txn_t *txn;
+    int64_t id;
+    char id_text[24];
+    char *type;
+    char *aggregate;
+    char *producer;
+    char *time;
+    json_t *payload;
+    int attempt;
+    bool ended; /* acked or retried: the plugin must not touch it again */
+    struct px_event *next;
+};
+
+struct ev_group {
+    const ev_sub_t *sub;
+    events_worker_t *ew;
+    px_req_t *task; /* non-NULL while this worker leads the group */
+    bool locking;   /* a lock attempt is on the listening session */
+    bool registered;
+    bool cycling;
+    bool again;
+    struct px_event *inflight;
+    size_t ninflight;
+    int metrics_id;
+};
+
+struct events_worker {
+    struct worker *w;
+    const events_settings_t *cfg;
+    ev_listen_t *listen;
+    uv_timer_t tick;
+    ev_group_t *groups;
+    size_t ngroups;
+    bool stopping;
+    uint64_t last_prune;
+};
+
+/* Copy what became visible, then hand out what is due (coalesced). */
+void events_cycle(ev_group_t *g);
+void events_log_error(ev_group_t *g, const char *what, const px_pg_error_t *err);
+/* Start delivering row `row` of a dispatch result (events_deliver.c). */
+void events_deliver(ev_group_t *g, const px_pg_result_t *res, int row);
+/* The delivery is over for this worker: out of the in-flight list, freed. */
+void events_release(struct px_event *ev);
+
+#endif

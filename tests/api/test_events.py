@@ -1,0 +1,354 @@
+"""SDK 1.2 events (server/events*.c) through the evkit plugin: emit inside a transaction,
+delivery to consumer groups in commit order with effect once, dead letters and their
+commands, a worker killed mid-handler, PostgreSQL restarting, and two hosts sharing one
+database. Every test uses its own consumer group (a new group starts at the log's
+present), and its own aggregates."""
+import concurrent.futures
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from panthera_server import PANTHERAD
+from services import pg_lock
+from test_idempotency import conninfo
+from test_pg_pool import pg_ctl, pg_env, pg_ready, wait_ready
+
+PGHOST = os.environ.get("PANTHERA_PGHOST")
+pytestmark = pytest.mark.skipif(not PGHOST, reason="PANTHERA_PGHOST is unset: no PostgreSQL")
+
+PX_EINVAL, PX_ESTATE = -1, -10
+CEILING = 120  # seconds: only a hang gets there
+
+
+def start(make_server, group, workers=2, events=None):
+    sections = {"postgres": {"conninfo": conninfo()},
+                "events": dict({"poll_interval": "500ms"}, **(events or {}))}
+    return make_server(workers=workers, plugins=("evkit",), sections=sections,
+                       plugin_config={"evkit": {"group": group}})
+
+
+def new_group():
+    return "t" + uuid.uuid4().hex[:12]
+
+
+def write(server, aggregate, count=1, delay_ms=0, **extra):
+    body = dict(aggregate=aggregate, count=count, delay_ms=delay_ms, **extra)
+    r = requests.post(server.url("/v1/evkit/write"), json=body, timeout=60)
+    assert r.status_code == 201, r.text
+    return count
+
+
+def seen(server, prefix):
+    r = requests.get(server.url("/v1/evkit/seen"), timeout=10)
+    if r.status_code == 503:  # this worker's pool is still reconnecting (PostgreSQL restarted)
+        return None
+    assert r.status_code == 200, r.text
+    return [row for row in r.json()["seen"] if row[1].startswith(prefix)]
+
+
+def wait_seen(server, prefix, n):
+    deadline = time.monotonic() + CEILING
+    rows = []
+    while True:
+        rows = seen(server, prefix) or rows
+        if len(rows) >= n:
+            return rows
+        assert time.monotonic() < deadline, "only %d of %d events handled" % (len(rows), n)
+        time.sleep(0.1)
+
+
+def metric(server, name, group):
+    text = requests.get(server.url("/metrics"), timeout=5).text
+    m = re.search(r'^%s\{group="%s"\} (\S+)$' % (re.escape(name), re.escape(group)), text, re.M)
+    return float(m.group(1)) if m else 0
+
+
+def test_emit_misuse_is_refused(make_server):
+    with pg_lock():
+        s = start(make_server, new_group(), workers=1)
+        r = requests.post(s.url("/v1/evkit/misuse"), timeout=10)
+        assert r.json() == {"outside": PX_ESTATE, "bad_type": PX_EINVAL, "no_aggregate": PX_EINVAL,
+                            "scalar_payload": PX_EINVAL, "subscribe_after_init": PX_ESTATE}
+
+
+def test_an_event_reaches_its_group_with_its_fields(make_server):
+    with pg_lock():
+        s = start(make_server, new_group(), workers=1)
+        agg = "one-" + uuid.uuid4().hex
+        write(s, agg, count=2)
+        rows = wait_seen(s, agg, 2)
+        assert [r[2] for r in rows] == [0, 1]  # seq, in order
+        assert all(r[3] == 1 and r[4] == "evkit.item.changed" and r[5] == "evkit" for r in rows)
+        assert rows[0][0] < rows[1][0]
+
+
+def test_a_commit_wakes_the_consumer_without_waiting_for_the_poll(make_server):
+    """With a poll every 10 minutes, only the NOTIFY a commit with events sends can bring
+    the event to the handler within the ceiling."""
+    group = new_group()
+    with pg_lock():
+        s = start(make_server, group, workers=1, events={"poll_interval": "600s"})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        agg = "wake-" + uuid.uuid4().hex
+        write(s, agg)
+        assert len(wait_seen(s, agg, 1)) == 1
+        write(s, agg, count=2)  # and again: the wake-up is not a one-off
+        assert len(wait_seen(s, agg, 3)) == 3
+
+
+def test_late_committers_are_never_skipped_and_order_holds(make_server):
+    group = new_group()
+    prefix = "w8-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        s = start(make_server, group, events={"concurrency": "4"})
+        aggregates = [prefix + "shared-a", prefix + "shared-b"] + \
+            [prefix + "own-%d" % i for i in range(8)]
+        written = []
+
+        def writer(n):
+            rnd = random.Random(n)
+            for i in range(5):
+                agg = rnd.choice([aggregates[0], aggregates[1], aggregates[2 + n]])
+                # The sequence is taken at once; the commit comes up to 800 ms later, after
+                # other writers' later ids have committed.
+                write(s, agg, count=3, delay_ms=rnd.randint(0, 800))
+                written.append(agg)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(writer, range(8)))
+        total = 3 * len(written)
+        rows = wait_seen(s, prefix, total)
+        time.sleep(0)  # nothing more to wait for: a second delivery would show as an extra row
+        ids = [r[0] for r in rows]
+        assert len(ids) == total and len(set(ids)) == total, "skipped or doubled events"
+        for agg in aggregates:
+            mine = [r[0] for r in rows if r[1] == agg]
+            assert mine == sorted(mine), "events of %s handled out of order" % agg
+            assert len(mine) == 3 * written.count(agg)
+        assert metric(s, "panthera_events_delivered_total", group) >= total
+
+
+class Psql:
+    """One psql session fed statement by statement, each waited for."""
+
+    def __init__(self):
+        self.p = subprocess.Popen(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", PGHOST,
+             "-p", os.environ.get("PANTHERA_PGPORT", "5432"),
+             "-U", os.environ.get("PANTHERA_PGUSER", "panthera"),
+             os.environ.get("PANTHERA_PGDATABASE", "panthera")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def run(self, sql):
+        self.p.stdin.write(sql + "\n\\echo __done__\n")
+        self.p.stdin.flush()
+        out = []
+        while True:
+            line = self.p.stdout.readline()
+            assert line, "psql ended: %r" % out
+            if line.strip() == "__done__":
+                return out
+            out.append(line.strip())
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(timeout=30)
+
+
+def emit_sql(aggregate, seq):
+    """The statement px_event_emit sends (server/events.c), with its values inline."""
+    return ("WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended('px-aggregate' || "
+            "chr(10) || '%s', 0))), ins AS (INSERT INTO panthera_events (type, aggregate_id, "
+            "producer, payload) SELECT 'evkit.item.changed', '%s', 'test', "
+            "'{\"seq\": %d}'::jsonb FROM turn RETURNING id) "
+            "SELECT id, pg_notify('panthera_events', '') FROM ins;" % (aggregate, aggregate, seq))
+
+
+def test_an_aggregates_order_holds_across_an_open_transaction_between_xids(make_server):
+    """Y takes an xid, then Z, then X; X emits for A and commits, then Y emits for A and
+    commits, and Z stays open. Y's event is later (id and commit) but has the lower xid:
+    copying rows strictly below xmin (Z's xid) would hand it out alone, first."""
+    agg = "xid-" + uuid.uuid4().hex
+    with pg_lock():
+        s = start(make_server, new_group(), workers=1)
+        x, y, z = Psql(), Psql(), Psql()
+        try:
+            y.run("BEGIN; SELECT pg_current_xact_id();")
+            z.run("BEGIN; SELECT pg_current_xact_id();")
+            x.run("BEGIN; SELECT pg_current_xact_id();")
+            first = int(x.run(emit_sql(agg, 0))[0].split("|")[0])
+            x.run("COMMIT;")
+            second = int(y.run(emit_sql(agg, 1))[0].split("|")[0])
+            y.run("COMMIT;")
+            assert first < second
+            rows = wait_seen(s, agg, 2)  # while Z is still open
+            assert [r[0] for r in rows] == [first, second], rows
+            assert [r[2] for r in rows] == [0, 1]
+        finally:
+            z.run("ROLLBACK;")
+            for p in (x, y, z):
+                p.close()
+
+
+def psql_value(sql):
+    return subprocess.run(
+        ["psql", "-X", "-q", "-A", "-t", "-h", PGHOST,
+         "-p", os.environ.get("PANTHERA_PGPORT", "5432"),
+         "-U", os.environ.get("PANTHERA_PGUSER", "panthera"),
+         os.environ.get("PANTHERA_PGDATABASE", "panthera"), "-c", sql],
+        capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+
+def test_retention_prunes_what_every_group_is_done_with(make_server):
+    agg = "ret-" + uuid.uuid4().hex
+    with pg_lock(exclusive=True):  # it prunes the shared log: no other run may be reading it
+        s = start(make_server, new_group(), workers=1, events={"retention": "2s"})
+        write(s, agg + "-bad", fail=True)
+        deadline = time.monotonic() + CEILING
+        while psql_value("SELECT count(*) FROM panthera_event_deliveries d JOIN panthera_events e"
+                         " ON e.id = d.event_id WHERE e.aggregate_id = '%s-bad'"
+                         " AND d.state = 'dead'" % agg) != "1":
+            assert time.monotonic() < deadline, "the failing event was never dead-lettered"
+            time.sleep(0.2)
+        # Written after the dead letter: once these are pruned, a prune ran with it there.
+        write(s, agg, count=2)
+        wait_seen(s, agg, 2)
+        while psql_value("SELECT count(*) FROM panthera_events WHERE aggregate_id = '%s'" % agg) != "0":
+            assert time.monotonic() < deadline, "never pruned"
+            time.sleep(0.2)
+        # A dead letter is kept until it is replayed, however old.
+        assert psql_value("SELECT count(*) FROM panthera_events WHERE aggregate_id = '%s-bad'"
+                          % agg) == "1"
+        assert "events: pruned" in s.error_log()
+
+
+def test_always_failing_handler_is_dead_lettered_and_others_flow(make_server):
+    group = new_group()
+    prefix = "dl-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        s = start(make_server, group, events={"max_attempts": "3"})
+        write(s, prefix + "bad", fail=True)
+        write(s, prefix + "good", count=2)
+        rows = wait_seen(s, prefix, 2)
+        assert {r[1] for r in rows} == {prefix + "good"}
+        deadline = time.monotonic() + CEILING
+        while metric(s, "panthera_events_dead_lettered_total", group) < 1:
+            assert time.monotonic() < deadline, "never dead-lettered"
+            time.sleep(0.1)
+        while metric(s, "panthera_events_dead_letters", group) < 1:
+            assert time.monotonic() < deadline, "the dead-letter gauge never said so"
+            time.sleep(0.1)
+        # Later events of other aggregates keep flowing.
+        write(s, prefix + "after")
+        wait_seen(s, prefix, 3)
+        listing = subprocess.run([PANTHERAD, "-c", s.conf_path, "events:list", group],
+                                 capture_output=True, text=True, timeout=60)
+        assert listing.returncode == 0, listing.stderr
+        assert prefix + "bad" in listing.stdout and "attempts=3" in listing.stdout
+        assert "evkit: told to fail" in listing.stdout
+        replay = subprocess.run([PANTHERAD, "-c", s.conf_path, "events:replay", group, "all"],
+                                capture_output=True, text=True, timeout=60)
+        assert replay.returncode == 0 and replay.stdout.startswith("1 dead letters"), replay
+        # Replayed, it fails three more times and is dead again.
+        while metric(s, "panthera_events_dead_lettered_total", group) < 2:
+            assert time.monotonic() < deadline, "the replay was never delivered"
+            time.sleep(0.1)
+        bad = subprocess.run([PANTHERAD, "-c", s.conf_path, "events:replay", group, "x"],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_worker_killed_in_a_handler_redelivers_with_effect_once(make_server):
+    group = new_group()
+    prefix = "kill-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        s = start(make_server, group)
+        write(s, prefix + "a", slow=True)
+        text = s.wait_error_log("evkit: slow handler in pid", timeout=CEILING)
+        pid = int(re.search(r"evkit: slow handler in pid (\d+)", text).group(1))
+        os.kill(pid, signal.SIGKILL)
+        rows = wait_seen(s, prefix, 1)
+        assert len(rows) == 1 and rows[0][3] == 2, rows  # the second attempt, the only effect
+        write(s, prefix + "b")  # and the group goes on
+        rows = wait_seen(s, prefix, 2)
+        assert len([r for r in rows if r[1] == prefix + "a"]) == 1
+
+
+def test_postgres_restart_loses_nothing(make_server):
+    group = new_group()
+    prefix = "pgr-" + uuid.uuid4().hex[:8] + "-"
+    host, port, datadir = pg_env()
+    committed, stop = [], threading.Event()
+    s = None
+
+    def writer(n):
+        i = 0
+        while not stop.is_set():
+            agg = "%s%d" % (prefix, n)
+            try:
+                r = requests.post(s.url("/v1/evkit/write"),
+                                  json={"aggregate": agg, "count": 1, "delay_ms": 0}, timeout=10)
+                if r.status_code == 201:
+                    committed.append(agg)
+            except requests.RequestException:
+                pass
+            i += 1
+            time.sleep(0.02)
+
+    with pg_lock(exclusive=True):
+        assert wait_ready(host, port, 10)
+        s = start(make_server, group)
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            wait_seen(s, prefix, 5)  # delivery is under way
+            r = pg_ctl(datadir, host, "-m", "fast", "restart")
+            assert r.returncode == 0, r.stderr
+            assert wait_ready(host, port, 30)
+            n = len(committed)
+            deadline = time.monotonic() + CEILING
+            while len(committed) < n + 10:  # writes go through again
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+            if not pg_ready(host, port):
+                pg_ctl(datadir, host, "start")
+        # Every acknowledged write's event is handled, by itself, exactly once. (A write
+        # whose commit answer was lost may have committed too: at least the acknowledged.)
+        rows = wait_seen(s, prefix, len(committed))
+        ids = [r[0] for r in rows]
+        assert len(ids) == len(set(ids)), "an event was handled twice"
+        for agg in set(committed):
+            assert len([r for r in rows if r[1] == agg]) >= committed.count(agg)
+
+
+def test_two_hosts_handle_each_event_once_per_group(make_server):
+    group = new_group()
+    prefix = "two-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        a = start(make_server, group)
+        b = start(make_server, group)
+        total = 0
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            jobs = [pool.submit(write, host, prefix + str(i % 5), 2, i % 3 * 50)
+                    for i, host in enumerate([a, b] * 10)]
+            total = sum(j.result() for j in jobs)
+        rows = wait_seen(a, prefix, total)
+        ids = [r[0] for r in rows]
+        assert len(ids) == total and len(set(ids)) == total, "an event was handled twice"
+        # One consumer across both hosts: the two masters' deliveries add up to the total.
+        delivered = metric(a, "panthera_events_delivered_total", group) + \
+            metric(b, "panthera_events_delivered_total", group)
+        assert delivered >= total

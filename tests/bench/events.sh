@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Benchmarks of the host's event log (server/events*.c), with the evkit test plugin:
+#
+#   emit     POST /v1/evkit/write, one transaction with one px_event_emit vs the same
+#            transaction without (A B A B, wrk -c16, a new aggregate per request, no
+#            consumer running): the latency emitting adds and the throughput ratio
+#            (target <= 10 % slower).
+#   latency  events emitted at 1,000/s for BENCH_SECONDS by pgbench -R running the
+#            statement px_event_emit sends, plus the NOTIFY the emitting worker sends after
+#            such commits (here one per commit: the worst case), into one group: commit-to-handler
+#            latency p50/p99 (the event's transaction start to its handler's insert; the
+#            emitting transaction is that one statement) (target p99 <= 50 ms).
+#   drain    20,000 events committed at once over 1,000 aggregates: the events/s one group
+#            handles until the last is done (target >= 5,000/s).
+#
+# usage: tests/bench/events.sh [emit] [latency] [drain]      (default: all three)
+# Needs PostgreSQL: run `scripts/dev services` first (this reads .run/env).
+# BENCH_SECONDS (default 10) per run. Loads 127.0.0.1 only; stops what it starts.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+WORKERS=2
+[[ -f $REPO/.run/env ]] || die "no .run/env: run scripts/dev services first"
+set -a
+# shellcheck disable=SC1091
+. "$REPO/.run/env"
+set +a
+CONNINFO="host=$PANTHERA_PGHOST port=$PANTHERA_PGPORT dbname=$PANTHERA_PGDATABASE user=$PANTHERA_PGUSER"
+GROUP=bench$(date +%s)
+
+bench_init
+trap bench_cleanup EXIT
+command -v pgbench >/dev/null || die "pgbench not found (postgresql-client)"
+
+sql() {
+    psql -X -q -A -t -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER" \
+        "$PANTHERA_PGDATABASE" -c "$1"
+}
+
+# evkit with its consumer group $GROUP (SUBSCRIBE yes) or none (no).
+start_evkit() {
+    start_px "evkit-$1" "" "[postgres]" "conninfo = $CONNINFO" "pool_size = 8" "[events]" \
+        "concurrency = ${BENCH_EVENTS_CONCURRENCY:-16}" "[plugin:evkit]" "group = $GROUP" \
+        "subscribe = $1"
+}
+
+emit_round() {
+    local label=$1 count=$2 out=$BENCH_TMP/wrk-$1-$RANDOM.txt script=$BENCH_TMP/post-$2.lua
+    cat >"$script" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+    return wrk.format(nil, "/v1/evkit/write",
+        nil, '{"aggregate":"b' .. math.random(1, 1000000000) .. '","count":$count,"delay_ms":0}')
+end
+LUA
+    wait_quiet
+    timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c16 -d"${SECONDS_PER_RUN}s" --latency \
+        -s "$script" "http://127.0.0.1:$PX_PORT/" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
+    awk -v label="$label" '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
+                         if (v ~ /s$/) return v * 1000; return v }
+        /Requests\/sec/ { rps = $2 } $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) }
+        /Non-2xx/ { bad = $NF }
+        END { printf "%-10s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  non-2xx %s\n",
+              label, rps, p50, p99, bad + 0 }' "$out" | tee -a "$BENCH_TMP/emit.txt"
+}
+
+run_emit() {
+    log "emit: a write transaction with one px_event_emit vs without (wrk -c16)"
+    start_evkit no
+    : >"$BENCH_TMP/emit.txt"
+    for round in 1 2; do
+        emit_round "without" 0
+        emit_round "with-emit" 1
+    done
+    stop_pantherad
+    awk '{ n[$1]++; rps[$1] += $2; p50[$1] += $5; p99[$1] += $8 }
+         END { w = rps["with-emit"] / n["with-emit"]; o = rps["without"] / n["without"];
+               printf "emit: throughput ratio %.3f (%.1f %% slower), p50 %+.2f ms, p99 %+.2f ms\n",
+                  w / o, (1 - w / o) * 100, p50["with-emit"] / n["with-emit"] - p50["without"] / n["without"],
+                  p99["with-emit"] / n["with-emit"] - p99["without"] / n["without"] }' "$BENCH_TMP/emit.txt"
+}
+
+EMIT_SQL="WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended('px-aggregate' || chr(10) || :agg::text, 0))), ins AS (INSERT INTO panthera_events (type, aggregate_id, producer, payload) SELECT 'evkit.bench', 'lat' || :agg, 'bench', '{\"seq\": 0}'::jsonb FROM turn RETURNING id) SELECT id, pg_notify('panthera_events', '') FROM ins;"
+
+run_latency() {
+    log "latency: 1,000 events/s into group $GROUP for ${SECONDS_PER_RUN}s"
+    start_evkit yes
+    printf '\\set agg random(1, 1000000)\n%s\n' "$EMIT_SQL" >"$BENCH_TMP/emit.sql"
+    wait_quiet
+    pgbench -n -R 1000 -T "$SECONDS_PER_RUN" -c 4 -j 2 -f "$BENCH_TMP/emit.sql" \
+        -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER" "$PANTHERA_PGDATABASE" \
+        >"$BENCH_TMP/pgbench.txt" 2>&1 || { cat "$BENCH_TMP/pgbench.txt" >&2; die "pgbench failed"; }
+    local sent done_ waited=0
+    sent=$(sql "SELECT count(*) FROM panthera_events WHERE type = 'evkit.bench' AND aggregate_id LIKE 'lat%' AND created_at > now() - interval '1 hour'")
+    while :; do
+        done_=$(sql "SELECT count(*) FROM evkit_seen WHERE group_name = '$GROUP' AND type = 'evkit.bench'")
+        ((done_ >= sent)) && break
+        ((waited++ < 600)) || die "only $done_ of $sent events handled after 60 s"
+        sleep 0.1
+    done
+    sql "SELECT format('latency: %s events at %s/s, commit-to-handler p50 %s ms, p99 %s ms, max %s ms',
+            count(*), round(count(*) / $SECONDS_PER_RUN.0),
+            round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+            round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+            round(max(ms)::numeric, 1))
+         FROM (SELECT extract(epoch FROM handled_at - at::timestamptz) * 1000 AS ms
+               FROM evkit_seen WHERE group_name = '$GROUP' AND type = 'evkit.bench') t"
+    stop_pantherad
+}
+
+run_drain() {
+    local n=20000
+    log "drain: $n events committed at once, one group ($GROUP-d)"
+    GROUP=$GROUP-d start_evkit yes
+    sleep 2 # the group is registered by the migrator; let a worker take it
+    wait_quiet
+    local t0 t1 done_ waited=0
+    t0=$(date +%s.%N)
+    sql "INSERT INTO panthera_events (type, aggregate_id, producer, payload)
+         SELECT 'evkit.drain', 'drain' || (i % 1000), 'bench', jsonb_build_object('seq', i)
+         FROM generate_series(1, $n) i; SELECT pg_notify('panthera_events', '')" >/dev/null
+    while :; do
+        done_=$(sql "SELECT count(*) FROM evkit_seen WHERE group_name = '$GROUP-d' AND type = 'evkit.drain'")
+        ((done_ >= n)) && break
+        ((waited++ < 3000)) || die "only $done_ of $n events handled after 300 s"
+        sleep 0.1
+    done
+    t1=$(date +%s.%N)
+    awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "drain: %d events in %.2f s: %.0f events/s\n", n, b - a, n / (b - a) }'
+    stop_pantherad
+}
+
+
+what=("$@")
+((${#what[@]})) || what=(emit latency drain)
+for w in "${what[@]}"; do
+    case $w in
+    emit) run_emit ;;
+    latency) run_latency ;;
+    drain) run_drain ;;
+    *) die "unknown benchmark $w (emit, latency, drain)" ;;
+    esac
+done

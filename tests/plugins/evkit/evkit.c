@@ -1,0 +1,211 @@
+/*
+ * evkit — exercises SDK 1.2 events (tests/api/test_events.py). Never in production.
+ *
+ *   POST /v1/evkit/write  {"aggregate", "count", "delay_ms", "type"?, "fail"?, "slow"?}
+ *        one transaction: a row in evkit_writes (which takes an id from a sequence at
+ *        once), `count` events (0: none) for the aggregate with payload {"seq": i, ...}, then
+ *        pg_sleep(delay_ms) before the commit — the late committer a relay must not skip
+ *   POST /v1/evkit/misuse     {"outside": code of px_event_emit(NULL, ...), "bad_type": ...}
+ *   GET  /v1/evkit/seen       {"seen": [[event_id, aggregate, seq, attempt, type], ...]} in
+ *                             the order the consumer handled them
+ *
+ * Consumer group [plugin:evkit] group (default "evkit"; subscribe = no: none, for the
+ * benchmark of emitting alone), pattern "evkit.*": records each
+ * event in evkit_seen inside the delivery's transaction, then acks. An event with
+ * "fail": true always asks for a retry (50 ms); one with "slow": true on its first
+ * attempt logs "evkit: slow handler in pid N" and sleeps 5 s inside the transaction
+ * before acking (the window in which a test kills the worker).
+ */
+#include <panthera/panthera.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern const px_migration_t evkit_migrations[];
+
+static px_plugin_t *self_plugin;
+static char group_name[64];
+
+typedef struct write_ctx {
+    px_req_t *req;
+    json_t *body;
+} write_ctx_t;
+
+static void ignore(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)req, (void)res, (void)err, (void)ud;
+}
+
+static void write_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    px_res_json(req, 201, json_pack("{s:b}", "committed", 1));
+}
+
+static void write_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+{
+    write_ctx_t *w = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    const char *agg = json_string_value(json_object_get(w->body, "aggregate"));
+    const char *type = json_string_value(json_object_get(w->body, "type"));
+    int count = (int)json_integer_value(json_object_get(w->body, "count"));
+    char delay[32];
+    snprintf(delay, sizeof(delay), "%lld",
+             (long long)json_integer_value(json_object_get(w->body, "delay_ms")));
+    const char *p1[] = {agg};
+    px_pg_txn_query(txn, NULL, "INSERT INTO evkit_writes (aggregate_id) VALUES ($1)", 1, p1,
+                    ignore, NULL);
+    for (int i = 0; i < count; i++) {
+        json_t *payload = json_pack("{s:i}", "seq", i);
+        json_object_set_new(payload, "fail",
+                            json_boolean(json_is_true(json_object_get(w->body, "fail"))));
+        json_object_set_new(payload, "slow",
+                            json_boolean(json_is_true(json_object_get(w->body, "slow"))));
+        int rc = px_event_emit(txn, type ? type : "evkit.item.changed", agg, payload);
+        if (rc) {
+            px_pg_rollback(txn, NULL, NULL);
+            px_res_error(req, 500, "internal", "emit failed", NULL);
+            return;
+        }
+    }
+    const char *p2[] = {delay};
+    px_pg_txn_query(txn, NULL, "SELECT pg_sleep($1::int / 1000.0)", 1, p2, ignore, NULL);
+    px_pg_commit(txn, write_committed, NULL);
+}
+
+static int write_route(px_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body;
+    int rc = px_req_json(req, &body);
+    if (rc)
+        return rc;
+    if (!json_is_string(json_object_get(body, "aggregate")))
+        return px_res_error(req, 400, "validation_failed", "aggregate is required", NULL);
+    write_ctx_t *w = px_req_alloc(req, sizeof(*w));
+    w->req = req;
+    w->body = body;
+    rc = px_pg_begin(req, write_begun, w);
+    return rc ? rc : PX_ASYNC;
+}
+
+static void misuse_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    json_t *out = json_object();
+    json_object_set_new(out, "outside", json_integer(px_event_emit(NULL, "evkit.x", "a", json_object())));
+    json_object_set_new(out, "bad_type", json_integer(px_event_emit(txn, "Bad Type", "a", NULL)));
+    json_object_set_new(out, "no_aggregate", json_integer(px_event_emit(txn, "evkit.x", "", NULL)));
+    json_object_set_new(out, "scalar_payload", json_integer(px_event_emit(txn, "evkit.x", "a", json_integer(1))));
+    json_object_set_new(out, "subscribe_after_init",
+                        json_integer(px_event_subscribe(self_plugin, "late", "*", NULL, NULL)));
+    px_pg_rollback(txn, NULL, NULL);
+    px_res_json(req, 200, out);
+}
+
+static int misuse(px_req_t *req, void *ud)
+{
+    (void)ud;
+    int rc = px_pg_begin(req, misuse_begun, NULL);
+    return rc ? rc : PX_ASYNC;
+}
+
+static void seen_rows(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    json_t *rows = json_array();
+    for (int i = 0; i < px_pg_rows(res); i++) {
+        const char *seq = px_pg_value(res, i, 2);
+        json_array_append_new(rows, json_pack("[I, s, o, i, s, s]",
+                                              (json_int_t)strtoll(px_pg_value(res, i, 0), NULL, 10),
+                                              px_pg_value(res, i, 1),
+                                              seq ? json_integer(atoi(seq)) : json_null(),
+                                              atoi(px_pg_value(res, i, 3)), px_pg_value(res, i, 4),
+                                              px_pg_value(res, i, 5)));
+    }
+    px_res_json(req, 200, json_pack("{s:o}", "seen", rows));
+}
+
+static int seen(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *params[] = {group_name};
+    int rc = px_pg_query(req, NULL,
+                         "SELECT event_id, aggregate_id, seq, attempt, type, producer "
+                         "FROM evkit_seen WHERE group_name = $1 ORDER BY n",
+                         1, params, seen_rows, NULL);
+    return rc ? rc : PX_ASYNC;
+}
+
+static void acked_after(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
+                        void *ud)
+{
+    (void)task, (void)res;
+    const px_event_t *ev = ud;
+    if (err)
+        px_event_retry(ev, 100, px_pg_error_message(err));
+    else
+        px_event_ack(ev);
+}
+
+static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, void *ud)
+{
+    (void)task, (void)ud;
+    json_t *payload = px_event_payload(ev);
+    if (json_is_true(json_object_get(payload, "fail"))) {
+        px_event_retry(ev, 50, "evkit: told to fail");
+        return;
+    }
+    char id[32], seq[16], attempt[16];
+    snprintf(id, sizeof(id), "%lld", (long long)px_event_id(ev));
+    snprintf(seq, sizeof(seq), "%lld", (long long)json_integer_value(json_object_get(payload, "seq")));
+    snprintf(attempt, sizeof(attempt), "%d", px_event_attempt(ev));
+    const char *params[] = {group_name, id, px_event_type(ev), px_event_aggregate(ev), seq,
+                            attempt, px_event_producer(ev), px_event_time(ev)};
+    px_pg_txn_query(txn, NULL,
+                    "INSERT INTO evkit_seen (group_name, event_id, type, aggregate_id, seq, "
+                    "attempt, producer, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    8, params, ignore, NULL);
+    if (json_is_true(json_object_get(payload, "slow")) && px_event_attempt(ev) == 1) {
+        px_log(self_plugin, PX_LOG_INFO, "evkit: slow handler in pid %d", (int)getpid());
+        px_pg_txn_query(txn, NULL, "SELECT pg_sleep(5)", 0, NULL, acked_after, (void *)ev);
+        return;
+    }
+    px_pg_txn_query(txn, NULL, "SELECT 1", 0, NULL, acked_after, (void *)ev);
+}
+
+static int evkit_init(px_plugin_t *self)
+{
+    self_plugin = self;
+    px_config_declare(self, "group", "evkit");
+    px_config_declare(self, "subscribe", "yes");
+    snprintf(group_name, sizeof(group_name), "%s", px_config_get(self, "group"));
+    int rc = px_migrations(self, evkit_migrations);
+    if (!rc && strcmp(px_config_get(self, "subscribe"), "no") != 0)
+        rc = px_event_subscribe(self, group_name, "evkit.*", on_event, NULL);
+    if (!rc)
+        rc = px_route(self, "POST", "/v1/evkit/write", write_route, NULL);
+    if (!rc)
+        rc = px_route(self, "POST", "/v1/evkit/misuse", misuse, NULL);
+    if (!rc)
+        rc = px_route(self, "GET", "/v1/evkit/seen", seen, NULL);
+    return rc;
+}
+
+PX_PLUGIN("evkit", "1.0.0", evkit_init, NULL, NULL);
