@@ -44,7 +44,7 @@ typedef struct post_filter {
 int store_post_insert(px_pg_txn_t *txn, const char *id, const char *author,
                       const post_fields_t *f, px_pg_fn cb, void *ud);
 int store_post_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud);
-/* Lock a post the viewer can see: one row (author_id, version) or none. */
+/* Lock a post the viewer can see: one row (author_id, version, status) or none. */
 int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_fn cb,
                     void *ud);
 int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,

@@ -22,8 +22,17 @@ typedef struct op {
     post_fields_t f;
     post_filter_t filter;
     bool remove; /* DELETE rather than PUT */
+    const char *author, *old_status; /* of the locked post */
     px_pg_txn_t *txn;
 } op_t;
+
+static const char *copy(px_req_t *req, const char *text)
+{
+    size_t n = strlen(text) + 1;
+    char *out = px_req_alloc(req, n);
+    memcpy(out, text, n);
+    return out;
+}
 
 static op_t *op_new(px_req_t *req)
 {
@@ -43,11 +52,8 @@ static void fields_read(px_req_t *req, json_t *body, post_fields_t *f)
     json_t *tags = json_object_get(body, "tags");
     if (tags) {
         char *text = json_dumps(tags, JSON_COMPACT);
-        size_t n = strlen(text) + 1;
-        char *copy = px_req_alloc(req, n);
-        memcpy(copy, text, n);
+        f->tags_json = copy(req, text);
         free(text);
-        f->tags_json = copy;
     }
 }
 
@@ -55,6 +61,22 @@ static void fields_read(px_req_t *req, json_t *body, post_fields_t *f)
 static json_t *post_parse(const char *text)
 {
     return text ? json_loads(text, 0, NULL) : NULL;
+}
+
+/* post.published (README.md, "Events"), from the post as answered, in the same
+ * transaction as the change. */
+static int emit_published(px_pg_txn_t *txn, const json_t *post, const char *actor)
+{
+    json_t *payload = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:s}",
+                                "postId", json_object_get(post, "id"),
+                                "authorId", json_object_get(post, "authorId"),
+                                "title", json_object_get(post, "title"),
+                                "kind", json_object_get(post, "kind"),
+                                "tags", json_object_get(post, "tags"),
+                                "publishedAt", json_object_get(post, "publishedAt"),
+                                "actorId", actor);
+    return px_event_emit(txn, "post.published",
+                         json_string_value(json_object_get(post, "id")), payload);
 }
 
 static void rollback_fail(px_req_t *req, px_pg_txn_t *txn, int rc)
@@ -138,6 +160,15 @@ static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error
     }
     char location[64];
     snprintf(location, sizeof(location), "/v1/posts/%s", op->id);
+    const char *status = json_string_value(json_object_get(post, "status"));
+    if (!strcmp(status, "published")) {
+        int rc = emit_published(op->txn, post, op->viewer);
+        if (rc) {
+            json_decref(post);
+            rollback_fail(req, op->txn, rc);
+            return;
+        }
+    }
     px_res_header(req, "Location", location);
     px_res_header(req, "ETag", content_etag(req, px_pg_value(res, 0, 1)));
     px_pg_commit_respond(op->txn, 201, post);
@@ -227,6 +258,15 @@ static void changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
         rollback_fail(req, op->txn, PX_EINTERNAL);
         return;
     }
+    const char *status = json_string_value(json_object_get(post, "status"));
+    if (!strcmp(op->old_status, "draft") && !strcmp(status, "published")) {
+        int rc = emit_published(op->txn, post, op->viewer);
+        if (rc) {
+            json_decref(post);
+            rollback_fail(req, op->txn, rc);
+            return;
+        }
+    }
     px_res_header(req, "ETag", content_etag(req, px_pg_value(res, 0, 1)));
     px_pg_commit_respond(op->txn, 200, post);
 }
@@ -248,7 +288,14 @@ static void removed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
         rollback_pg_error(req, op->txn, err);
         return;
     }
-    int rc = px_pg_commit(op->txn, committed_204, op);
+    json_t *payload = json_pack("{s:s, s:s, s:s}", "postId", op->id, "authorId", op->author,
+                                "actorId", op->viewer);
+    int rc = px_event_emit(op->txn, "post.deleted", op->id, payload);
+    if (rc) {
+        rollback_fail(req, op->txn, rc);
+        return;
+    }
+    rc = px_pg_commit(op->txn, committed_204, op);
     if (rc)
         content_fail(req, rc);
 }
@@ -271,6 +318,8 @@ static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
                      NULL);
         return;
     }
+    op->author = copy(req, px_pg_value(res, 0, 0));
+    op->old_status = copy(req, px_pg_value(res, 0, 2));
     int rc = px_req_if_match(req, px_pg_value(res, 0, 1));
     if (!rc)
         rc = op->remove ? store_post_delete(op->txn, op->id, removed, op)

@@ -38,7 +38,7 @@ int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_
 {
     const char *v[] = {id, viewer};
     return px_pg_txn_query(txn, "post_lock",
-                           "SELECT author_id, version FROM content_posts WHERE id = $1 AND "
+                           "SELECT author_id, version, status FROM content_posts WHERE id = $1 AND "
                            "(status = 'published' OR author_id = $2::uuid) FOR UPDATE",
                            2, v, cb, ud);
 }

@@ -4,11 +4,12 @@ the `call()` checks every answer goes through); the server loads `user` (account
 tokens) and `content`.
 """
 import contextlib
+import json
 import re
 
 from panthera_server import Server
 from user_helpers import (  # noqa: F401 (re-exported for the test modules)
-    FAST_SCRYPT, SECRET, assert_error, call, conninfo, create_database, describe,
+    FAST_SCRYPT, SECRET, assert_error, call, conninfo, create_database, describe, psql,
     drop_database, make_admin, needs_services, register, shared_services, uniq)
 
 POST_KEYS = {"id", "authorId", "kind", "title", "body", "tags", "status", "publishedAt",
@@ -35,6 +36,7 @@ def content_env(prefix="cnt", **kw):
     with shared_services():
         db = create_database(prefix)
     s = content_server(db, **kw)
+    s.db = db
     try:
         with shared_services():
             s.start(timeout=30)
@@ -61,3 +63,12 @@ def new_post(server, acct, expect=201, **fields):
     r = call(server, "POST", "/v1/posts", token=acct.access, json_body=body)
     assert r.status_code == expect, describe(r)
     return r.json() if expect == 201 else r
+
+
+def events(server, aggregate):
+    """The events the content plugin emitted about `aggregate`, oldest first:
+    [(type, payload)], read from the host's log (panthera_events)."""
+    out = psql(server.db, "SELECT type || ' ' || payload::text FROM panthera_events "
+               "WHERE aggregate_id = '%s' AND producer = 'content' ORDER BY id" % aggregate)
+    return [(line.split(" ", 1)[0], json.loads(line.split(" ", 1)[1]))
+            for line in out.splitlines() if line]

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from content_helpers import (
-    assert_error, assert_post, call, content_env, describe, make_admin, needs_services,
-    new_post, register)
+    assert_error, assert_post, call, content_env, describe, events, make_admin,
+    needs_services, new_post, register)
 
 pytestmark = needs_services
 
@@ -211,3 +211,29 @@ def test_anonymous_writes_401(env):
         r = call(s, m, path, json_body={"title": "x", "body": "y"})
         assert_error(r, 401, "unauthorized")
         assert r.headers.get("WWW-Authenticate", "").lower().startswith("bearer")
+
+
+def test_events_published_and_deleted(env):
+    s, alice, bob, admin = env
+    post = new_post(s, alice, title="evented", tags=["News"], kind="article")
+    assert events(s, post["id"]) == [("post.published", {
+        "postId": post["id"], "authorId": alice.id, "title": "evented", "kind": "article",
+        "tags": ["news"], "publishedAt": post["publishedAt"], "actorId": alice.id})]
+    # A draft publishes nothing until it is published; a later edit publishes nothing.
+    draft = new_post(s, alice, status="draft", title="later")
+    assert events(s, draft["id"]) == []
+    r = call(s, "PUT", "/v1/posts/" + draft["id"], token=alice.access,
+             json_body={"status": "published"})
+    assert r.status_code == 200, describe(r)
+    got = events(s, draft["id"])
+    assert [t for t, _ in got] == ["post.published"]
+    assert got[0][1]["actorId"] == alice.id and got[0][1]["authorId"] == alice.id
+    assert got[0][1]["publishedAt"] == r.json()["publishedAt"]
+    r = call(s, "PUT", "/v1/posts/" + draft["id"], token=alice.access, json_body={"body": "z"})
+    assert r.status_code == 200 and len(events(s, draft["id"])) == 1
+    # A refused write emits nothing; a delete emits post.deleted.
+    assert call(s, "DELETE", "/v1/posts/" + post["id"], token=bob.access).status_code == 403
+    r = call(s, "DELETE", "/v1/posts/" + post["id"], token=admin.access)
+    assert r.status_code == 204, describe(r)
+    assert events(s, post["id"])[1:] == [("post.deleted", {
+        "postId": post["id"], "authorId": alice.id, "actorId": admin.id})]
