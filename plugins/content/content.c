@@ -32,6 +32,23 @@ const char *content_etag(px_req_t *req, const char *version)
     return out;
 }
 
+void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud)
+{
+    (void)ud;
+    if (err)
+        px_res_pg_error(req, err);
+    else
+        px_res_send(req, 204, NULL, "", 0);
+}
+
+const char *content_strdup(px_req_t *req, const char *text)
+{
+    size_t n = strlen(text) + 1;
+    char *out = px_req_alloc(req, n);
+    memcpy(out, text, n);
+    return out;
+}
+
 static int content_init(px_plugin_t *self)
 {
     content_plugin = self;
@@ -77,6 +94,31 @@ static int content_init(px_plugin_t *self)
     static const px_param_spec_t post_id[] = {
         {"id", "{\"type\": \"string\", \"format\": \"uuid\"}", 1, NULL},
         {NULL, NULL, 0, NULL}};
+    static const px_response_spec_t done_204[] = {
+        {204, NULL, NULL, NULL},
+        {404, "Error", "No such post, or a draft of someone else", NULL}, {0}};
+    static const px_response_spec_t comment_201[] = {
+        {201, "Comment", "Created, with Location", NULL},
+        {404, "Error", "No such post, or a draft of someone else", NULL},
+        {409, "Error", "The Idempotency-Key was used for another request", NULL}, {0}};
+    static const px_response_spec_t comment_put[] = {
+        {200, "Comment", "The changed comment, with its new ETag", NULL},
+        {403, "Error", "Not the comment's author", NULL},
+        {404, "Error", "No such comment on a post the caller can see", NULL},
+        {412, "Error", "If-Match no longer matches", NULL}, {0}};
+    static const px_response_spec_t comment_204[] = {
+        {204, NULL, NULL, NULL},
+        {403, "Error", "Not the comment's author, the post's author or an admin", NULL},
+        {404, "Error", "No such comment on a post the caller can see", NULL},
+        {412, "Error", "If-Match no longer matches", NULL}, {0}};
+    static const px_response_spec_t comments_200[] = {
+        {200, "CommentList", "Oldest first", NULL},
+        {404, "Error", "No such post, or a draft of someone else", NULL}, {0}};
+    static const px_param_spec_t page_query[] = {PAGE_QUERY, {NULL, NULL, 0, NULL}};
+    static const px_param_spec_t comment_id[] = {
+        {"id", "{\"type\": \"string\", \"format\": \"uuid\"}", 1, NULL},
+        {"commentId", "{\"type\": \"string\", \"format\": \"uuid\"}", 1, NULL},
+        {NULL, NULL, 0, NULL}};
     static const px_route_spec_t routes[] = {
         ROUTE("GET", "/v1/posts", posts_list, PX_AUTH_OPTIONAL, NULL, list_200,
               "List published posts (or the caller's drafts), newest first", list_query, NULL),
@@ -88,6 +130,22 @@ static int content_init(px_plugin_t *self)
               post_put, "Change a post (author or admin; If-Match)", NULL, post_id),
         ROUTE("DELETE", "/v1/posts/:id", posts_delete, PX_AUTH_REQUIRED, NULL, post_204,
               "Delete a post (author or admin; If-Match)", NULL, post_id),
+        ROUTE("POST", "/v1/posts/:id/like", likes_add, PX_AUTH_REQUIRED, NULL, done_204,
+              "Like a post (idempotent)", NULL, post_id),
+        ROUTE("DELETE", "/v1/posts/:id/like", likes_remove, PX_AUTH_REQUIRED, NULL, done_204,
+              "Take a like back (idempotent)", NULL, post_id),
+        ROUTE("GET", "/v1/posts/:id/comments", comments_list, PX_AUTH_OPTIONAL, NULL,
+              comments_200, "A post's comments, oldest first", page_query, post_id),
+        ROUTE("POST", "/v1/posts/:id/comments", comments_create, PX_AUTH_REQUIRED,
+              "CommentRequest", comment_201, "Comment on a post (@username mentions; "
+              "Idempotency-Key)", NULL, post_id),
+        ROUTE("PUT", "/v1/posts/:id/comments/:commentId", comments_update, PX_AUTH_REQUIRED,
+              "CommentRequest", comment_put, "Edit a comment (its author; If-Match)", NULL,
+              comment_id),
+        ROUTE("DELETE", "/v1/posts/:id/comments/:commentId", comments_delete,
+              PX_AUTH_REQUIRED, NULL, comment_204,
+              "Delete a comment (its author, the post's author or an admin; If-Match)", NULL,
+              comment_id),
     };
     int rc = px_migrations(self, content_migrations);
     if (!rc)

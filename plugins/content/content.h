@@ -54,4 +54,35 @@ int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
 int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
                     void *ud);
 
+/* likes.c, comments.c */
+int likes_add(px_req_t *req, void *ud);
+int likes_remove(px_req_t *req, void *ud);
+int comments_list(px_req_t *req, void *ud);
+int comments_create(px_req_t *req, void *ud);
+int comments_update(px_req_t *req, void *ud);
+int comments_delete(px_req_t *req, void *ud);
+
+/* Commit callback that answers 204 (or the commit's error). */
+void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud);
+/* A copy of `text` in request memory. */
+const char *content_strdup(px_req_t *req, const char *text);
+
+/* Likes: rows (post author_id, title, 1 when the like came or went / 0) or none when the
+ * viewer cannot see the post. */
+int store_like(px_pg_txn_t *txn, const char *post_id, const char *user_id, bool on,
+               px_pg_fn cb, void *ud);
+/* Comments. Insert: one row (comment json, post author_id, post title, excerpt,
+ * mentioned ids json, 1) or none when the post is not visible. Lock: (author_id,
+ * version, post author_id) or none. Update: (comment json, version). List: rows
+ * (posts visible 0/1, total, comment json or NULL). */
+int store_comment_insert(px_pg_txn_t *txn, const char *post_id, const char *id,
+                         const char *author, const char *body, px_pg_fn cb, void *ud);
+int store_comment_lock(px_pg_txn_t *txn, const char *post_id, const char *id,
+                       const char *viewer, px_pg_fn cb, void *ud);
+int store_comment_update(px_pg_txn_t *txn, const char *id, const char *author,
+                         const char *body, px_pg_fn cb, void *ud);
+int store_comment_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+int store_comment_list(px_req_t *req, const char *post_id, const char *viewer, int page,
+                       int limit, px_pg_fn cb, void *ud);
+
 #endif

@@ -26,14 +26,6 @@ typedef struct op {
     px_pg_txn_t *txn;
 } op_t;
 
-static const char *copy(px_req_t *req, const char *text)
-{
-    size_t n = strlen(text) + 1;
-    char *out = px_req_alloc(req, n);
-    memcpy(out, text, n);
-    return out;
-}
-
 static op_t *op_new(px_req_t *req)
 {
     op_t *op = px_req_alloc(req, sizeof(*op));
@@ -52,7 +44,7 @@ static void fields_read(px_req_t *req, json_t *body, post_fields_t *f)
     json_t *tags = json_object_get(body, "tags");
     if (tags) {
         char *text = json_dumps(tags, JSON_COMPACT);
-        f->tags_json = copy(req, text);
+        f->tags_json = content_strdup(req, text);
         free(text);
     }
 }
@@ -271,15 +263,6 @@ static void changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
     px_pg_commit_respond(op->txn, 200, post);
 }
 
-static void committed_204(px_req_t *req, const px_pg_error_t *err, void *ud)
-{
-    (void)ud;
-    if (err)
-        px_res_pg_error(req, err);
-    else
-        px_res_send(req, 204, NULL, "", 0);
-}
-
 static void removed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
 {
     op_t *op = ud;
@@ -295,7 +278,7 @@ static void removed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
         rollback_fail(req, op->txn, rc);
         return;
     }
-    rc = px_pg_commit(op->txn, committed_204, op);
+    rc = px_pg_commit(op->txn, content_committed_204, op);
     if (rc)
         content_fail(req, rc);
 }
@@ -318,8 +301,8 @@ static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
                      NULL);
         return;
     }
-    op->author = copy(req, px_pg_value(res, 0, 0));
-    op->old_status = copy(req, px_pg_value(res, 0, 2));
+    op->author = content_strdup(req, px_pg_value(res, 0, 0));
+    op->old_status = content_strdup(req, px_pg_value(res, 0, 2));
     int rc = px_req_if_match(req, px_pg_value(res, 0, 1));
     if (!rc)
         rc = op->remove ? store_post_delete(op->txn, op->id, removed, op)

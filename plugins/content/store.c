@@ -110,3 +110,118 @@ int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, p
         "ORDER BY x.rank DESC, x.published_at DESC NULLS LAST, x.updated_at DESC, x.id DESC",
         8, v, cb, ud);
 }
+
+/* ---- likes ---- */
+
+/* The post must be one the viewer can see; the counter moves in the same statement as
+ * the like row, and only when a row really came or went, so concurrent likes never lose
+ * an update (each UPDATE waits for the row and adds to the committed count). */
+#define VISIBLE_POST                                                                          \
+    "p AS (SELECT id, author_id, title FROM content_posts WHERE id = $1 AND "               \
+    "(status = 'published' OR author_id = $2::uuid)) "
+
+int store_like(px_pg_txn_t *txn, const char *post_id, const char *user_id, bool on,
+               px_pg_fn cb, void *ud)
+{
+    const char *v[] = {post_id, user_id};
+    if (on)
+        return px_pg_txn_query(
+            txn, "like_add",
+            "WITH " VISIBLE_POST ", "
+            "ins AS (INSERT INTO content_likes (post_id, user_id) SELECT id, $2 FROM p "
+            "ON CONFLICT DO NOTHING RETURNING post_id), "
+            "upd AS (UPDATE content_posts c SET like_count = like_count + 1 FROM ins "
+            "WHERE c.id = ins.post_id RETURNING c.id) "
+            "SELECT p.author_id, p.title, (SELECT count(*) FROM upd) FROM p",
+            2, v, cb, ud);
+    return px_pg_txn_query(
+        txn, "like_remove",
+        "WITH " VISIBLE_POST ", "
+        "del AS (DELETE FROM content_likes l USING p WHERE l.post_id = p.id "
+        "AND l.user_id = $2 RETURNING l.post_id), "
+        "upd AS (UPDATE content_posts c SET like_count = like_count - 1 FROM del "
+        "WHERE c.id = del.post_id RETURNING c.id) "
+        "SELECT p.author_id, p.title, (SELECT count(*) FROM upd) FROM p",
+        2, v, cb, ud);
+}
+
+/* ---- comments ---- */
+
+/* The ids of the users an `@username` in BODY names (a trailing '.' ends a sentence, not
+ * the name), the author AUTHOR left out; both are parameters ("$3"). */
+#define MENTIONS(AUTHOR, BODY)                                                                \
+    "(SELECT coalesce(array_agg(DISTINCT u.id), '{}') FROM users u WHERE u.id <> " AUTHOR  \
+    "::uuid AND lower(u.username) IN (SELECT lower(n) FROM regexp_matches(" BODY ", "       \
+    "'(?:^|[^A-Za-z0-9_.@])@([A-Za-z0-9_.]{3,30})', 'g') m, "                               \
+    "LATERAL (VALUES (m[1]), (rtrim(m[1], '.'))) t(n)))"
+
+int store_comment_insert(px_pg_txn_t *txn, const char *post_id, const char *id,
+                         const char *author, const char *body, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {post_id, id, author, body};
+    return px_pg_txn_query(
+        txn, "comment_insert",
+        "WITH p AS (SELECT id, author_id, title FROM content_posts WHERE id = $1 AND "
+        "(status = 'published' OR author_id = $3::uuid)), "
+        "ins AS (INSERT INTO content_comments (id, post_id, author_id, body, "
+        "mentioned_user_ids) SELECT $2, p.id, $3, $4, " MENTIONS("$3", "$4") " FROM p RETURNING *), "
+        "upd AS (UPDATE content_posts c SET comment_count = comment_count + 1 FROM ins "
+        "WHERE c.id = ins.post_id RETURNING c.id) "
+        "SELECT content_comment_json(ins)::text, p.author_id, p.title, left(ins.body, 200), "
+        "to_json(ins.mentioned_user_ids)::text, (SELECT count(*) FROM upd) FROM ins, p",
+        4, v, cb, ud);
+}
+
+int store_comment_lock(px_pg_txn_t *txn, const char *post_id, const char *id,
+                       const char *viewer, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {post_id, id, viewer};
+    return px_pg_txn_query(
+        txn, "comment_lock",
+        "SELECT c.author_id, c.version, p.author_id FROM content_comments c "
+        "JOIN content_posts p ON p.id = c.post_id WHERE c.post_id = $1 AND c.id = $2 AND "
+        "(p.status = 'published' OR p.author_id = $3::uuid) FOR UPDATE OF c",
+        3, v, cb, ud);
+}
+
+int store_comment_update(px_pg_txn_t *txn, const char *id, const char *author,
+                         const char *body, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {id, author, body};
+    return px_pg_txn_query(
+        txn, "comment_update",
+        "UPDATE content_comments c SET body = $3, mentioned_user_ids = " MENTIONS("$2", "$3")
+        ", version = version + 1, updated_at = now() WHERE id = $1 "
+        "RETURNING content_comment_json(c)::text, c.version",
+        3, v, cb, ud);
+}
+
+int store_comment_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {id};
+    return px_pg_txn_query(
+        txn, "comment_delete",
+        "WITH del AS (DELETE FROM content_comments WHERE id = $1 RETURNING post_id) "
+        "UPDATE content_posts c SET comment_count = comment_count - 1 FROM del "
+        "WHERE c.id = del.post_id",
+        1, v, cb, ud);
+}
+
+int store_comment_list(px_req_t *req, const char *post_id, const char *viewer, int page,
+                       int limit, px_pg_fn cb, void *ud)
+{
+    char lim[16], off[24];
+    snprintf(lim, sizeof(lim), "%d", limit);
+    snprintf(off, sizeof(off), "%lld", (long long)(page - 1) * limit);
+    const char *v[] = {post_id, viewer, lim, off};
+    return px_pg_query(
+        req, "comment_list",
+        "WITH " VISIBLE_POST ", "
+        "m AS (SELECT c FROM content_comments c JOIN p ON c.post_id = p.id) "
+        "SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM m), "
+        "CASE WHEN x.id IS NOT NULL THEN content_comment_json(x.c)::text END "
+        "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT c, (c).id, (c).created_at FROM m "
+        "ORDER BY (c).created_at, (c).id LIMIT $3::int OFFSET $4::bigint) x ON true "
+        "ORDER BY x.created_at, x.id",
+        4, v, cb, ud);
+}
