@@ -119,6 +119,17 @@ static int content_init(px_plugin_t *self)
         {"id", "{\"type\": \"string\", \"format\": \"uuid\"}", 1, NULL},
         {"commentId", "{\"type\": \"string\", \"format\": \"uuid\"}", 1, NULL},
         {NULL, NULL, 0, NULL}};
+    static const px_response_spec_t feed_200[] = {
+        {200, "PostList", "With sort=new and a full page, Link: <next page by cursor>; "
+                          "rel=\"next\"", NULL}, {0}};
+    static const px_param_spec_t feed_query[] = {
+        PAGE_QUERY,
+        {"sort", "{\"type\": \"string\", \"enum\": [\"new\", \"hot\"], "
+                 "\"default\": \"new\"}", 0, NULL},
+        {"cursor", "{\"type\": \"string\", \"maxLength\": 80, \"pattern\": "
+                   "\"^\\\\d{4}-\\\\d\\\\d-\\\\d\\\\dT[0-9:.]+Z,[0-9a-f-]{36}$\"}", 0,
+         "sort=new: continue after this post (from the Link header); ignores page"},
+        {NULL, NULL, 0, NULL}};
     static const px_route_spec_t routes[] = {
         ROUTE("GET", "/v1/posts", posts_list, PX_AUTH_OPTIONAL, NULL, list_200,
               "List published posts (or the caller's drafts), newest first", list_query, NULL),
@@ -146,8 +157,13 @@ static int content_init(px_plugin_t *self)
               PX_AUTH_REQUIRED, NULL, comment_204,
               "Delete a comment (its author, the post's author or an admin; If-Match)", NULL,
               comment_id),
+        ROUTE("GET", "/v1/feed", feed_get, PX_AUTH_OPTIONAL, NULL, feed_200,
+              "Published posts, newest (keyset) or hottest (Redis, PostgreSQL fallback)",
+              feed_query, NULL),
     };
     int rc = px_migrations(self, content_migrations);
+    if (!rc)
+        rc = feed_init(self);
     if (!rc)
         rc = px_schema(self, NULL, content_schemas);
     for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++)
@@ -157,4 +173,10 @@ static int content_init(px_plugin_t *self)
 
 static const char *const content_depends[] = {"user", NULL};
 
-PX_PLUGIN("content", "1.0.0", content_init, NULL, content_depends);
+static void content_fini(px_plugin_t *self)
+{
+    (void)self;
+    feed_fini();
+}
+
+PX_PLUGIN("content", "1.0.0", content_init, content_fini, content_depends);

@@ -225,3 +225,78 @@ int store_comment_list(px_req_t *req, const char *post_id, const char *viewer, i
         "ORDER BY x.created_at, x.id",
         4, v, cb, ud);
 }
+
+/* ---- feed ---- */
+
+int store_feed_new(px_req_t *req, const char *viewer, const char *before_ts,
+                   const char *before_id, int page, int limit, px_pg_fn cb, void *ud)
+{
+    char lim[16], off[24];
+    snprintf(lim, sizeof(lim), "%d", limit);
+    snprintf(off, sizeof(off), "%lld", (long long)(page - 1) * limit);
+    const char *v[] = {viewer, lim, off, before_ts, before_id};
+    /* Keyset: with a cursor, the rows strictly after it in (published_at, id) order, read
+     * straight off content_posts_published; without one, the first rows (page 1), or an
+     * offset for a later ?page. */
+    return px_pg_query(
+        req, "feed_new",
+        "SELECT (SELECT count(*) FROM content_posts WHERE status = 'published'), "
+        "CASE WHEN x.id IS NOT NULL THEN " POST_JSON("x.r", "$1") " END, "
+        "to_char(x.published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), x.id "
+        "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT p AS r, p.published_at, p.id "
+        "FROM content_posts p WHERE p.status = 'published' AND ($4::timestamptz IS NULL OR "
+        "(p.published_at, p.id) < ($4::timestamptz, $5::uuid)) "
+        "ORDER BY p.published_at DESC, p.id DESC LIMIT $2::int OFFSET $3::bigint) x ON true "
+        "ORDER BY x.published_at DESC, x.id DESC",
+        5, v, cb, ud);
+}
+
+int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_fn cb,
+                   void *ud)
+{
+    char lim[16], off[24];
+    snprintf(lim, sizeof(lim), "%d", limit);
+    snprintf(off, sizeof(off), "%lld", (long long)(page - 1) * limit);
+    const char *v[] = {viewer, lim, off};
+    return px_pg_query(
+        req, "feed_hot",
+        "SELECT (SELECT count(*) FROM content_posts WHERE status = 'published'), "
+        "CASE WHEN x.id IS NOT NULL THEN " POST_JSON("x.r", "$1") " END "
+        "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT p AS r, p.hot, p.id "
+        "FROM content_posts p WHERE p.status = 'published' "
+        "ORDER BY p.hot DESC, p.id DESC LIMIT $2::int OFFSET $3::bigint) x ON true "
+        "ORDER BY x.hot DESC, x.id DESC",
+        3, v, cb, ud);
+}
+
+int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array, px_pg_fn cb,
+                   void *ud)
+{
+    const char *v[] = {viewer, ids_array};
+    return px_pg_query(
+        req, "feed_ids",
+        "SELECT (SELECT count(*) FROM content_posts WHERE status = 'published'), "
+        POST_JSON("p", "$1") " FROM unnest($2::uuid[]) WITH ORDINALITY u(id, ord) "
+        "JOIN content_posts p ON p.id = u.id AND p.status = 'published' ORDER BY u.ord",
+        2, v, cb, ud);
+}
+
+int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud)
+{
+    char lim[24];
+    snprintf(lim, sizeof(lim), "%lld", (long long)n);
+    const char *v[] = {lim};
+    return px_pg_query(req, "hot_top",
+                       "SELECT id, hot FROM content_posts WHERE status = 'published' "
+                       "ORDER BY hot DESC, id DESC LIMIT $1::bigint",
+                       1, v, cb, ud);
+}
+
+int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {id};
+    return px_pg_txn_query(txn, "hot_one",
+                           "SELECT hot FROM content_posts WHERE id = $1::uuid AND "
+                           "status = 'published'",
+                           1, v, cb, ud);
+}

@@ -17,10 +17,11 @@ POST_KEYS = {"id", "authorId", "kind", "title", "body", "tags", "status", "publi
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
-def content_server(db, *, content=None, workers=2, lua_dir=None):
+def content_server(db, *, content=None, workers=2, lua_dir=None, redis_address=None):
     sections = {
         "postgres": {"conninfo": conninfo(db), "wait_timeout": "2s"},
-        "redis": {"address": "unix:" + __import__("os").environ["PANTHERA_REDIS_SOCKET"]},
+        "redis": {"address": redis_address or
+                  "unix:" + __import__("os").environ["PANTHERA_REDIS_SOCKET"]},
         "auth": {"token_secret": SECRET},
     }
     if lua_dir:
