@@ -130,6 +130,8 @@ static int content_init(px_plugin_t *self)
                    "\"^\\\\d{4}-\\\\d\\\\d-\\\\d\\\\dT[0-9:.]+Z,[0-9a-f-]{36}$\"}", 0,
          "sort=new: continue after this post (from the Link header); ignores page"},
         {NULL, NULL, 0, NULL}};
+    static const px_response_spec_t tags_200[] = {
+        {200, "TagList", "Most used first, ties by name", NULL}, {0}};
     static const px_route_spec_t routes[] = {
         ROUTE("GET", "/v1/posts", posts_list, PX_AUTH_OPTIONAL, NULL, list_200,
               "List published posts (or the caller's drafts), newest first", list_query, NULL),
@@ -160,6 +162,8 @@ static int content_init(px_plugin_t *self)
         ROUTE("GET", "/v1/feed", feed_get, PX_AUTH_OPTIONAL, NULL, feed_200,
               "Published posts, newest (keyset) or hottest (Redis, PostgreSQL fallback)",
               feed_query, NULL),
+        ROUTE("GET", "/v1/tags", tags_get, PX_AUTH_OPTIONAL, NULL, tags_200,
+              "The most used tags of published posts, with counts", page_query, NULL),
     };
     int rc = px_migrations(self, content_migrations);
     if (!rc)

@@ -89,6 +89,9 @@ int store_comment_list(px_req_t *req, const char *post_id, const char *viewer, i
 int feed_init(px_plugin_t *self);
 void feed_fini(void);
 int feed_get(px_req_t *req, void *ud);
+int tags_get(px_req_t *req, void *ud);
+/* Tags of published posts by use: rows (distinct tags, tag or NULL, count). */
+int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud);
 
 /* Feed. New: rows (published total, post json or NULL, publishedAt with microseconds, id)
  * newest first, after the cursor (before_ts, before_id; NULLs: none). Hot: rows (total,

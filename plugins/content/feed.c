@@ -1,5 +1,6 @@
 /*
- * feed.c — GET /v1/feed (?sort=new|hot) and the consumer that keeps the hot set.
+ * feed.c — GET /v1/feed (?sort=new|hot), the consumer that keeps the hot set, and
+ * GET /v1/tags (the most used tags of published posts, with counts).
  *
  * sort=new reads PostgreSQL by keyset on (published_at, id): `?cursor=` (from the Link
  * header of the previous page) continues strictly after the last post seen, straight off
@@ -284,4 +285,35 @@ void feed_fini(void)
 {
     px_redis_script_free(page_script);
     page_script = NULL;
+}
+
+/* ---- GET /v1/tags ---- */
+
+static void tags_read(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                      void *ud)
+{
+    feed_t *f = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    int64_t total = 0, n = 0;
+    px_pg_int64(res, 0, 0, &total);
+    json_t *tags = json_array();
+    for (int i = 0; i < px_pg_rows(res); i++)
+        if (px_pg_value(res, i, 1) && !px_pg_int64(res, i, 2, &n))
+            json_array_append_new(tags, json_pack("{s:s, s:I}", "tag", px_pg_value(res, i, 1),
+                                                  "count", (json_int_t)n));
+    px_res_list(req, "tags", tags, total, f->page, f->limit);
+}
+
+int tags_get(px_req_t *req, void *ud)
+{
+    (void)ud;
+    feed_t *f = px_req_alloc(req, sizeof(*f));
+    int rc = px_req_page(req, &f->page, &f->limit);
+    if (rc)
+        return rc;
+    rc = store_tags(req, f->page, f->limit, tags_read, f);
+    return rc ? content_fail(req, rc) : PX_ASYNC;
 }

@@ -300,3 +300,21 @@ int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud)
                            "status = 'published'",
                            1, v, cb, ud);
 }
+
+/* ---- tags ---- */
+
+int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud)
+{
+    char lim[16], off[24];
+    snprintf(lim, sizeof(lim), "%d", limit);
+    snprintf(off, sizeof(off), "%lld", (long long)(page - 1) * limit);
+    const char *v[] = {lim, off};
+    return px_pg_query(
+        req, "tags",
+        "WITH t AS (SELECT tag, count(*) AS n FROM content_posts, unnest(tags) tag "
+        "WHERE status = 'published' GROUP BY tag) "
+        "SELECT (SELECT count(*) FROM t), x.tag, x.n FROM (SELECT 1) one LEFT JOIN LATERAL "
+        "(SELECT tag, n FROM t ORDER BY n DESC, tag LIMIT $1::int OFFSET $2::bigint) x ON true "
+        "ORDER BY x.n DESC, x.tag",
+        2, v, cb, ud);
+}

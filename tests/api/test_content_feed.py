@@ -155,3 +155,17 @@ def test_hot_with_redis_unreachable(env):
         assert [p["id"] for p in r.json()["posts"]] == want
     finally:
         other.cleanup()
+
+
+def test_tags(env):
+    s, alice, bob, _ = env
+    for tags in (["Zeta", "alpha"], ["zeta"], ["zeta", "beta"], ["alpha"]):
+        new_post(s, bob, tags=tags)
+    new_post(s, bob, tags=["zeta", "hidden"], status="draft")
+    doc = call(s, "GET", "/v1/tags").json()
+    assert doc["total"] == 3
+    assert doc["tags"] == [{"tag": "zeta", "count": 3}, {"tag": "alpha", "count": 2},
+                           {"tag": "beta", "count": 1}]
+    page2 = call(s, "GET", "/v1/tags", params={"limit": 2, "page": 2}).json()
+    assert page2["tags"] == [{"tag": "beta", "count": 1}] and page2["total"] == 3
+    assert_error(call(s, "GET", "/v1/tags", params={"limit": 0}), 400, "validation_failed")

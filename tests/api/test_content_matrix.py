@@ -52,6 +52,7 @@ def _comment_delete(caller, draft):
 RULES = {
     ("get", "/v1/posts"): (False, lambda c, d: 200),
     ("get", "/v1/feed"): (False, lambda c, d: 200),
+    ("get", "/v1/tags"): (False, lambda c, d: 200),
     ("post", "/v1/posts"): (True, lambda c, d: 201),
     ("get", "/v1/posts/{id}"): (False, _read(200)),
     ("put", "/v1/posts/{id}"): (True, _post_write(200)),
