@@ -148,6 +148,31 @@ static void create_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *e
         fail_rollback(req, txn, rc);
 }
 
+/* before_comment_create sees {postId, body} and may veto (PX_DONE: answered) or change
+ * the body, which must still pass CommentRequest. */
+static int comment_hook(px_req_t *req, comment_op_t *op)
+{
+    json_t *value = json_pack("{s:s, s:s}", "postId", op->post_id, "body", op->body);
+    int rc = px_hook_run(req, "before_comment_create", &value);
+    if (rc) {
+        json_decref(value);
+        return rc;
+    }
+    json_object_del(value, "postId");
+    json_t *bad = NULL;
+    rc = px_schema_check(content_plugin, "CommentRequest", value, &bad);
+    if (rc == PX_EINVAL) {
+        json_decref(value);
+        px_res_error(req, 400, "validation_failed",
+                     "the before_comment_create hook gave an invalid comment", bad);
+        return PX_DONE;
+    }
+    if (!rc)
+        op->body = content_strdup(req, json_string_value(json_object_get(value, "body")));
+    json_decref(value);
+    return rc;
+}
+
 int comments_create(px_req_t *req, void *ud)
 {
     (void)ud;
@@ -155,6 +180,8 @@ int comments_create(px_req_t *req, void *ud)
     int rc = px_req_uuid(req, "id", op->post_id);
     if (!rc)
         rc = body_read(req, op);
+    if (!rc)
+        rc = comment_hook(req, op);
     if (!rc)
         rc = px_uuid_new(op->id);
     if (rc)

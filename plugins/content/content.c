@@ -132,6 +132,21 @@ static int content_init(px_plugin_t *self)
         {NULL, NULL, 0, NULL}};
     static const px_response_spec_t tags_200[] = {
         {200, "TagList", "Most used first, ties by name", NULL}, {0}};
+    static const px_response_spec_t media_201[] = {
+        {201, "Media", "Stored (JPEG/PNG without metadata), with Location", NULL},
+        {400, "Error", "Empty, or damaged for its type", NULL},
+        {413, "Error", "Larger than media_max_size", NULL},
+        {415, "Error", "Not an allowed type, or not the declared one", NULL}, {0}};
+    static const px_response_spec_t media_200[] = {
+        {200, NULL, "The file (ETag, Range, nosniff, sandbox)", "application/octet-stream"},
+        {404, "Error", "No such media", NULL}, {0}};
+    static const px_param_spec_t media_query[] = {
+        {"filename", "{\"type\": \"string\", \"minLength\": 1, \"maxLength\": 255}", 0,
+         "the name downloads get (Content-Disposition)"},
+        {NULL, NULL, 0, NULL}};
+    static const char *const media_types[] = {"image/png", "image/jpeg", "image/jpg", "image/gif",
+                                              "image/webp", "video/mp4", "video/webm",
+                                              "application/pdf", NULL};
     static const px_route_spec_t routes[] = {
         ROUTE("GET", "/v1/posts", posts_list, PX_AUTH_OPTIONAL, NULL, list_200,
               "List published posts (or the caller's drafts), newest first", list_query, NULL),
@@ -162,16 +177,42 @@ static int content_init(px_plugin_t *self)
         ROUTE("GET", "/v1/feed", feed_get, PX_AUTH_OPTIONAL, NULL, feed_200,
               "Published posts, newest (keyset) or hottest (Redis, PostgreSQL fallback)",
               feed_query, NULL),
+        {.size = sizeof(px_route_spec_t), .method = "POST", .pattern = "/v1/media",
+         .handler = media_upload, .auth = PX_AUTH_REQUIRED, .responses = media_201,
+         .summary = "Upload an image, video or PDF (raw body; Idempotency-Key)",
+         .tag = "content", .query = media_query, .content_types = media_types,
+         .max_body = 0 /* set from media_max_size below */},
+        ROUTE("GET", "/v1/media/:id", media_get, PX_AUTH_NONE, NULL, media_200,
+              "Download an upload", NULL, post_id),
         ROUTE("GET", "/v1/tags", tags_get, PX_AUTH_OPTIONAL, NULL, tags_200,
               "The most used tags of published posts, with counts", page_query, NULL),
     };
-    int rc = px_migrations(self, content_migrations);
+    px_config_declare(self, "media_max_size", "20m");
+    uint64_t media_max = 0;
+    int rc = px_config_size(self, "media_max_size", &media_max);
+    if (!rc && (media_max < 1024 || media_max > ((uint64_t)1 << 30))) {
+        px_log(self, PX_LOG_ERROR, "[plugin:content] media_max_size must be 1k to 1g");
+        rc = PX_EINVAL;
+    }
+    if (!rc)
+        rc = px_migrations(self, content_migrations);
     if (!rc)
         rc = feed_init(self);
     if (!rc)
+        rc = px_hook_declare(self, "before_post_publish",
+                             "checks or changes a write whose result is a published post "
+                             "{title, body, kind, tags, status} as given (PUT: with id)");
+    if (!rc)
+        rc = px_hook_declare(self, "before_comment_create",
+                             "checks or changes a new comment {postId, body}");
+    if (!rc)
         rc = px_schema(self, NULL, content_schemas);
-    for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++)
-        rc = px_route_add(self, &routes[i]);
+    for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++) {
+        px_route_spec_t spec = routes[i];
+        if (spec.handler == media_upload)
+            spec.max_body = (size_t)media_max;
+        rc = px_route_add(self, &spec);
+    }
     return rc;
 }
 

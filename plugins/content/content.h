@@ -90,6 +90,9 @@ int feed_init(px_plugin_t *self);
 void feed_fini(void);
 int feed_get(px_req_t *req, void *ud);
 int tags_get(px_req_t *req, void *ud);
+/* media.c */
+int media_upload(px_req_t *req, void *ud);
+int media_get(px_req_t *req, void *ud);
 /* Tags of published posts by use: rows (distinct tags, tag or NULL, count). */
 int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud);
 

@@ -34,19 +34,71 @@ static op_t *op_new(px_req_t *req)
     return op;
 }
 
-/* The fields of a body that passed its schema; tags as JSON text for the SQL. */
+static const char *field(px_req_t *req, const json_t *body, const char *name)
+{
+    const char *v = json_string_value(json_object_get(body, name));
+    return v ? content_strdup(req, v) : NULL;
+}
+
+/* The fields of a body that passed its schema, copied to request memory (a hook's value
+ * is freed before the SQL runs); tags as JSON text for the SQL. */
 static void fields_read(px_req_t *req, json_t *body, post_fields_t *f)
 {
-    f->kind = json_string_value(json_object_get(body, "kind"));
-    f->title = json_string_value(json_object_get(body, "title"));
-    f->body = json_string_value(json_object_get(body, "body"));
-    f->status = json_string_value(json_object_get(body, "status"));
+    memset(f, 0, sizeof(*f));
+    f->kind = field(req, body, "kind");
+    f->title = field(req, body, "title");
+    f->body = field(req, body, "body");
+    f->status = field(req, body, "status");
     json_t *tags = json_object_get(body, "tags");
     if (tags) {
         char *text = json_dumps(tags, JSON_COMPACT);
         f->tags_json = content_strdup(req, text);
         free(text);
     }
+}
+
+/* The fields as the before_post_publish hook sees them: those the request sets. */
+static json_t *fields_json(const post_fields_t *f, const char *id)
+{
+    json_t *v = json_object();
+    if (id)
+        json_object_set_new(v, "id", json_string(id));
+    const char *names[] = {"kind", "title", "body", "status"};
+    const char *values[] = {f->kind, f->title, f->body, f->status};
+    for (int i = 0; i < 4; i++)
+        if (values[i])
+            json_object_set_new(v, names[i], json_string(values[i]));
+    if (f->tags_json)
+        json_object_set_new(v, "tags", json_loads(f->tags_json, 0, NULL));
+    return v;
+}
+
+/* Run before_post_publish on a write whose result is a published post. The hook may
+ * veto (PX_DONE: answered) or change the fields; what it gives back must pass the same
+ * schema as the request (else 400, as if the client had sent it). `id` is NULL on a
+ * create (and then not shown to the hook). */
+static int publish_hook(px_req_t *req, post_fields_t *f, const char *id)
+{
+    json_t *value = fields_json(f, id);
+    int rc = px_hook_run(req, "before_post_publish", &value);
+    if (rc) {
+        json_decref(value);
+        return rc;
+    }
+    json_object_del(value, "id");
+    json_t *bad = NULL;
+    rc = px_schema_check(content_plugin, id ? "UpdatePostRequest" : "CreatePostRequest", value,
+                         &bad);
+    if (rc == PX_EINVAL) {
+        json_decref(value);
+        px_res_error(req, 400, "validation_failed", "the before_post_publish hook gave "
+                     "invalid fields", bad);
+        return PX_DONE;
+    }
+    if (!rc)
+        fields_read(req, value, f);
+    json_decref(value);
+    return rc;
 }
 
 /* Parse a post's JSON text from the database; NULL only if PostgreSQL sent garbage. */
@@ -188,6 +240,11 @@ int posts_create(px_req_t *req, void *ud)
     if (rc)
         return rc;
     fields_read(req, body, &op->f);
+    if (!op->f.status || !strcmp(op->f.status, "published")) {
+        rc = publish_hook(req, &op->f, NULL);
+        if (rc)
+            return rc;
+    }
     char *id = px_req_alloc(req, 37);
     rc = px_uuid_new(id);
     if (rc)
@@ -304,6 +361,14 @@ static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
     op->author = content_strdup(req, px_pg_value(res, 0, 0));
     op->old_status = content_strdup(req, px_pg_value(res, 0, 2));
     int rc = px_req_if_match(req, px_pg_value(res, 0, 1));
+    const char *status = op->f.status ? op->f.status : op->old_status;
+    if (!rc && !op->remove && !strcmp(status, "published")) {
+        rc = publish_hook(req, &op->f, op->id);
+        if (rc == PX_DONE) {
+            px_pg_rollback(op->txn, NULL, NULL);
+            return;
+        }
+    }
     if (!rc)
         rc = op->remove ? store_post_delete(op->txn, op->id, removed, op)
                         : store_post_update(op->txn, op->id, op->viewer, &op->f, changed, op);

@@ -17,7 +17,8 @@ POST_KEYS = {"id", "authorId", "kind", "title", "body", "tags", "status", "publi
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
-def content_server(db, *, content=None, workers=2, lua_dir=None, redis_address=None):
+def content_server(db, *, content=None, workers=2, lua_dir=None, redis_address=None,
+                   storage=False):
     sections = {
         "postgres": {"conninfo": conninfo(db), "wait_timeout": "2s"},
         "redis": {"address": redis_address or
@@ -26,6 +27,8 @@ def content_server(db, *, content=None, workers=2, lua_dir=None, redis_address=N
     }
     if lua_dir:
         sections["lua"] = {"dir": lua_dir}
+    if storage:
+        sections["storage"] = {"backend": "dir", "dir": "blobs", "sweep_interval": "0"}
     return Server(workers=workers, plugins=("user", "content"),
                   plugin_config={"user": dict(FAST_SCRYPT), "content": dict(content or {})},
                   sections=sections)

@@ -53,6 +53,9 @@ RULES = {
     ("get", "/v1/posts"): (False, lambda c, d: 200),
     ("get", "/v1/feed"): (False, lambda c, d: 200),
     ("get", "/v1/tags"): (False, lambda c, d: 200),
+    # Media are not tied to a post's visibility: any user uploads, anyone downloads.
+    ("post", "/v1/media"): (True, lambda c, d: 201),
+    ("get", "/v1/media/{id}"): (False, lambda c, d: 200),
     ("post", "/v1/posts"): (True, lambda c, d: 201),
     ("get", "/v1/posts/{id}"): (False, _read(200)),
     ("put", "/v1/posts/{id}"): (True, _post_write(200)),
@@ -74,7 +77,7 @@ BODIES = {
 
 @pytest.fixture(scope="module")
 def env():
-    with content_env("cntm") as (db, s):
+    with content_env("cntm", storage=True) as (db, s):
         doc = requests.get(s.url("/openapi.json"), timeout=10).json()
         ops = sorted((m, path) for path, item in doc["paths"].items()
                      for m, op in item.items()
@@ -97,7 +100,23 @@ def _targets(s, users, draft):
     r = call(s, "POST", "/v1/posts/%s/comments" % post["id"], token=who.access,
              json_body={"body": "target"})
     assert r.status_code == 201, describe(r)
-    return {"id": post["id"], "commentId": r.json()["id"]}
+    m = call(s, "POST", "/v1/media", token=who.access, data=PDF,
+             headers={"Content-Type": "application/pdf"})
+    assert m.status_code == 201, describe(m)
+    return {"id": post["id"], "commentId": r.json()["id"], "mediaId": m.json()["id"]}
+
+
+PDF = b"%PDF-1.4\n%%EOF\n"
+
+
+def _request(s, method, path, ids, token):
+    """The cell's request: media take a raw file body, the rest JSON."""
+    if path == "/v1/media":
+        return call(s, "POST", path, token=token, data=PDF,
+                    headers={"Content-Type": "application/pdf"})
+    url = path.format(id=ids["mediaId"]) if path.startswith("/v1/media/") \
+        else path.format(**ids)
+    return call(s, method.upper(), url, token=token, json_body=BODIES.get((method, path)))
 
 
 @pytest.mark.parametrize("draft", [False, True], ids=["published", "draft"])
@@ -108,9 +127,8 @@ def test_matrix(env, draft):
         required, rule = RULES[(method, path)]
         for caller in CALLERS:
             ids = _targets(s, users, draft)
-            url = path.format(**ids)
             token = users[caller].access if caller != "anon" else None
-            r = call(s, method.upper(), url, token=token, json_body=BODIES.get((method, path)))
+            r = _request(s, method, path, ids, token)
             if caller == "anon":
                 expect = 401 if required else rule(caller, draft)
             else:

@@ -297,7 +297,11 @@ def test_check_config_lists_the_user_hooks_the_shipped_scripts_use(db):
     try:
         rc, out, err = s.check_config()
         assert rc == 0, err
-        assert "note: lua:" not in out, out
+        # The only undeclared hooks the shipped scripts may define are the content plugin's
+        # (scripts/lua/50-banned-words.lua), which is not loaded here.
+        notes = [line for line in out.splitlines() if line.startswith("note: lua:")]
+        assert all(re.search(r" defines (before_post_publish|before_comment_create),", line)
+                   for line in notes), out
         hooks = out.split("hooks:\n", 1)[1]
         for name in ("before_user_register", "before_user_update"):
             assert re.search(r"^  %s +user +checks or changes " % name, hooks, re.M), out
