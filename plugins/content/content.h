@@ -98,15 +98,16 @@ int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud);
 
 /* Feed. New: rows (published total, post json or NULL, publishedAt with microseconds, id)
  * newest first, after the cursor (before_ts, before_id; NULLs: none). Hot: rows (total,
- * post json or NULL) by the stored hot score. Ids: rows (total, post json) for a JSON-ish
- * uuid array text ("{a,b}"), in its order, published ones only. Top: (id, hot) of the n
+ * post json or NULL) by the stored hot score. Ids: rows (total, post json) for a uuid array
+ * text ("{a,b}"), in its order, published ones only; `total` as given, or counted when
+ * NULL. Top: (id, hot) of the n
  * hottest. One: (hot) of a published post, or no row. */
 int store_feed_new(px_req_t *req, const char *viewer, const char *before_ts,
                    const char *before_id, int page, int limit, px_pg_fn cb, void *ud);
 int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_fn cb,
                    void *ud);
-int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array, px_pg_fn cb,
-                   void *ud);
+int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
+                   const char *total, px_pg_fn cb, void *ud);
 int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud);
 int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
 

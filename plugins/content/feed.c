@@ -9,7 +9,9 @@
  * sort=hot: every post stores its hot score (migrations/006_hot.sql: time-independent, so
  * it changes only when the post's engagement does). The hottest [plugin:content] hot_size
  * posts are kept in a Redis sorted set (hot_key). A page inside that set is one script
- * call (ZCARD + ZREVRANGE) then one PostgreSQL query for those ids; when Redis is down or
+ * call (ZCARD, the cached total, ZREVRANGE) then one PostgreSQL query for those ids (the
+ * total of published posts is counted at most every TOTAL_TTL seconds and kept in Redis
+ * beside the set, so it may lag by that much); when Redis is down or
  * the page lies deeper, PostgreSQL answers alone from its (hot, id) index — slower, never
  * wrong; when Redis answers but has lost the set (empty), the set is rebuilt from
  * PostgreSQL and this page answered from PostgreSQL.
@@ -28,16 +30,24 @@
 
 static px_redis_script_t *page_script;
 static const char *hot_key;
+static char *total_key;
 static int64_t hot_size;
 
-/* ZCARD first (0: the set is gone), then the ids of the page. */
+/* ZCARD first (0: the set is gone), then the cached number of published posts (-1: none
+ * cached; KEYS[2]), then the ids of the page. */
 static const char PAGE_LUA[] =
     "local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2])\n"
+    "local total = tonumber(redis.call('GET', KEYS[2]) or '-1')\n"
+    "table.insert(ids, 1, total)\n"
     "table.insert(ids, 1, redis.call('ZCARD', KEYS[1]))\n"
     "return ids\n";
+/* How long the hot feed's `total` may be reused: counting 100,000 published posts on every
+ * request would cost more than the rest of the answer. */
+#define TOTAL_TTL "10"
 
 typedef struct feed {
     int page, limit;
+    bool cache_total; /* the total was counted: keep it in Redis for TOTAL_TTL */
 } feed_t;
 
 /* ---- answers ---- */
@@ -60,6 +70,10 @@ static void answer(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
     }
     int64_t total = 0;
     px_pg_int64(res, 0, 0, &total);
+    if (f->cache_total && px_pg_rows(res)) {
+        const char *set[] = {"SET", total_key, px_pg_value(res, 0, 0), "EX", TOTAL_TTL};
+        px_redis_command(req, 5, set, NULL, NULL, NULL);
+    }
     json_t *posts = json_array();
     int rows = px_pg_rows(res);
     for (int i = 0; i < rows; i++) {
@@ -121,8 +135,9 @@ static void rebuilt(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
 static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void *ud)
 {
     feed_t *f = ud;
-    if (err || px_redis_type(reply) != PX_REDIS_ARRAY || px_redis_elements(reply) < 1 ||
-        px_redis_type(px_redis_element(reply, 0)) != PX_REDIS_INTEGER) {
+    if (err || px_redis_type(reply) != PX_REDIS_ARRAY || px_redis_elements(reply) < 2 ||
+        px_redis_type(px_redis_element(reply, 0)) != PX_REDIS_INTEGER ||
+        px_redis_type(px_redis_element(reply, 1)) != PX_REDIS_INTEGER) {
         from_postgres(req, f);
         return;
     }
@@ -132,7 +147,8 @@ static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void
             content_fail(req, rc);
         return;
     }
-    size_t n = px_redis_elements(reply) - 1;
+    long long cached = px_redis_integer(px_redis_element(reply, 1));
+    size_t n = px_redis_elements(reply) - 2;
     if (n == 0) {
         from_postgres(req, f); /* past the set's end: PostgreSQL knows whether more exist */
         return;
@@ -143,7 +159,7 @@ static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void
     ids[at++] = '{';
     for (size_t i = 0; i < n; i++) {
         size_t len = 0;
-        const char *id = px_redis_string(px_redis_element(reply, i + 1), &len);
+        const char *id = px_redis_string(px_redis_element(reply, i + 2), &len);
         if (!id || len != 36 || strspn(id, "0123456789abcdef-") != 36)
             continue;
         if (at > 1)
@@ -153,7 +169,11 @@ static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void
     }
     ids[at++] = '}';
     ids[at] = '\0';
-    int rc = store_feed_ids(req, px_req_caller_id(req), ids, answered, f);
+    char total[24];
+    snprintf(total, sizeof(total), "%lld", cached);
+    f->cache_total = cached < 0;
+    int rc = store_feed_ids(req, px_req_caller_id(req), ids, cached < 0 ? NULL : total,
+                            answered, f);
     if (rc)
         content_fail(req, rc);
 }
@@ -188,8 +208,8 @@ int feed_get(px_req_t *req, void *ud)
     char a[24], b[24];
     snprintf(a, sizeof(a), "%" PRId64, start);
     snprintf(b, sizeof(b), "%" PRId64, stop);
-    const char *argv[] = {hot_key, a, b};
-    rc = px_redis_eval(req, page_script, 1, 3, argv, NULL, hot_read, f);
+    const char *argv[] = {hot_key, total_key, a, b};
+    rc = px_redis_eval(req, page_script, 2, 4, argv, NULL, hot_read, f);
     if (rc == PX_EUNAVAIL) {
         from_postgres(req, f);
         return PX_ASYNC;
@@ -277,6 +297,11 @@ int feed_init(px_plugin_t *self)
                "[plugin:content] hot_size must be 10 to 100000 and hot_key not empty");
         return PX_EINVAL;
     }
+    size_t n = strlen(hot_key) + sizeof(":total");
+    total_key = malloc(n);
+    if (!total_key)
+        abort();
+    snprintf(total_key, n, "%s:total", hot_key);
     page_script = px_redis_script_new(self, PAGE_LUA);
     return px_event_subscribe(self, "content-hot", "post.*", on_post_event, NULL);
 }
@@ -285,6 +310,8 @@ void feed_fini(void)
 {
     px_redis_script_free(page_script);
     page_script = NULL;
+    free(total_key);
+    total_key = NULL;
 }
 
 /* ---- GET /v1/tags ---- */

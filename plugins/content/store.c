@@ -269,16 +269,18 @@ int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg
         3, v, cb, ud);
 }
 
-int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array, px_pg_fn cb,
-                   void *ud)
+int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
+                   const char *total, px_pg_fn cb, void *ud)
 {
-    const char *v[] = {viewer, ids_array};
+    const char *v[] = {viewer, ids_array, total};
+    /* The count runs only when no total is given (an InitPlan is evaluated on first use). */
     return px_pg_query(
         req, "feed_ids",
-        "SELECT (SELECT count(*) FROM content_posts WHERE status = 'published'), "
+        "SELECT CASE WHEN $3::bigint IS NULL THEN (SELECT count(*) FROM content_posts "
+        "WHERE status = 'published') ELSE $3::bigint END, "
         POST_JSON("p", "$1") " FROM unnest($2::uuid[]) WITH ORDINALITY u(id, ord) "
         "JOIN content_posts p ON p.id = u.id AND p.status = 'published' ORDER BY u.ord",
-        2, v, cb, ud);
+        3, v, cb, ud);
 }
 
 int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud)

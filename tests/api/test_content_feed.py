@@ -45,7 +45,7 @@ def env():
         try:
             yield s, alice, bob, posts
         finally:
-            redis("DEL", KEY)
+            redis("DEL", KEY, KEY + ":total")
 
 
 def expected_hot(s):
