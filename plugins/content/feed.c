@@ -178,10 +178,17 @@ static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void
         content_fail(req, rc);
 }
 
+static feed_t *feed_new(px_req_t *req)
+{
+    feed_t *f = px_req_alloc(req, sizeof(*f));
+    memset(f, 0, sizeof(*f));
+    return f;
+}
+
 int feed_get(px_req_t *req, void *ud)
 {
     (void)ud;
-    feed_t *f = px_req_alloc(req, sizeof(*f));
+    feed_t *f = feed_new(req);
     int rc = px_req_page(req, &f->page, &f->limit);
     if (rc)
         return rc;
@@ -337,7 +344,7 @@ static void tags_read(px_req_t *req, const px_pg_result_t *res, const px_pg_erro
 int tags_get(px_req_t *req, void *ud)
 {
     (void)ud;
-    feed_t *f = px_req_alloc(req, sizeof(*f));
+    feed_t *f = feed_new(req);
     int rc = px_req_page(req, &f->page, &f->limit);
     if (rc)
         return rc;
