@@ -1,0 +1,114 @@
+/*
+ * content.h — the content plugin's shared declarations (API.md, "Content").
+ *
+ * The folder: content.c (descriptor, init, route table), posts.c (the /v1/posts routes),
+ * store.c (every SQL statement), migrations/ (the schema), schemas.json (bodies and
+ * answers). Posts are built as JSON by PostgreSQL itself (content_post_json in
+ * migrations/001_posts.sql), so every route answers the same shape.
+ */
+#ifndef CONTENT_H
+#define CONTENT_H
+
+#include <panthera/panthera.h>
+#include <stdbool.h>
+
+extern px_plugin_t *content_plugin;
+extern const char content_schemas[];
+
+/* Answer a PX_E* code (503 with a hint to retry for PX_EUNAVAIL). */
+int content_fail(px_req_t *req, int rc);
+/* True when the caller's token says admin. */
+bool content_is_admin(px_req_t *req);
+/* The ETag header for a version: "\"3\"" in request memory (px_res_etag takes the bare
+ * version). */
+const char *content_etag(px_req_t *req, const char *version);
+
+/* posts.c */
+int posts_list(px_req_t *req, void *ud);
+int posts_create(px_req_t *req, void *ud);
+int posts_get(px_req_t *req, void *ud);
+int posts_update(px_req_t *req, void *ud);
+int posts_delete(px_req_t *req, void *ud);
+
+/* store.c: each runs one statement and hands its result to `cb`; 0 or a PX_E* code
+ * (then `cb` is not called). `viewer` is the caller's id or NULL. */
+typedef struct post_fields {
+    const char *kind, *title, *body, *tags_json, *status; /* NULL: not given */
+} post_fields_t;
+typedef struct post_filter {
+    const char *status, *author_id, *tag, *kind;
+    const char *q; /* search text (valid UTF-8, not blank), or NULL */
+    int page, limit;
+} post_filter_t;
+
+int store_post_insert(px_pg_txn_t *txn, const char *id, const char *author,
+                      const post_fields_t *f, px_pg_fn cb, void *ud);
+int store_post_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud);
+/* Lock a post the viewer can see: one row (author_id, version, status) or none. */
+int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_fn cb,
+                    void *ud);
+int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
+                      const post_fields_t *f, px_pg_fn cb, void *ud);
+int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+/* Rows (total, post json or NULL, highlight or NULL): one row with a NULL post when the page is empty. */
+int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
+                    void *ud);
+
+/* likes.c, comments.c */
+int likes_add(px_req_t *req, void *ud);
+int likes_remove(px_req_t *req, void *ud);
+int comments_list(px_req_t *req, void *ud);
+int comments_create(px_req_t *req, void *ud);
+int comments_update(px_req_t *req, void *ud);
+int comments_delete(px_req_t *req, void *ud);
+
+/* Commit callback that answers 204 (or the commit's error). */
+void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud);
+/* A copy of `text` in request memory. */
+const char *content_strdup(px_req_t *req, const char *text);
+
+/* Likes: rows (post author_id, title, 1 when the like came or went / 0) or none when the
+ * viewer cannot see the post. */
+int store_like(px_pg_txn_t *txn, const char *post_id, const char *user_id, bool on,
+               px_pg_fn cb, void *ud);
+/* Comments. Insert: one row (comment json, post author_id, post title, excerpt,
+ * mentioned ids json, 1) or none when the post is not visible. Lock: (author_id,
+ * version, post author_id) or none. Update: (comment json, version). List: rows
+ * (posts visible 0/1, total, comment json or NULL). */
+int store_comment_insert(px_pg_txn_t *txn, const char *post_id, const char *id,
+                         const char *author, const char *body, px_pg_fn cb, void *ud);
+int store_comment_lock(px_pg_txn_t *txn, const char *post_id, const char *id,
+                       const char *viewer, px_pg_fn cb, void *ud);
+int store_comment_update(px_pg_txn_t *txn, const char *id, const char *author,
+                         const char *body, px_pg_fn cb, void *ud);
+int store_comment_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+int store_comment_list(px_req_t *req, const char *post_id, const char *viewer, int page,
+                       int limit, px_pg_fn cb, void *ud);
+
+/* feed.c */
+int feed_init(px_plugin_t *self);
+void feed_fini(void);
+int feed_get(px_req_t *req, void *ud);
+int tags_get(px_req_t *req, void *ud);
+/* media.c */
+int media_upload(px_req_t *req, void *ud);
+int media_get(px_req_t *req, void *ud);
+/* Tags of published posts by use: rows (distinct tags, tag or NULL, count). */
+int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud);
+
+/* Feed. New: rows (published total, post json or NULL, publishedAt with microseconds, id)
+ * newest first, after the cursor (before_ts, before_id; NULLs: none). Hot: rows (total,
+ * post json or NULL) by the stored hot score. Ids: rows (total, post json) for a uuid array
+ * text ("{a,b}"), in its order, published ones only; `total` as given, or counted when
+ * NULL. Top: (id, hot) of the n
+ * hottest. One: (hot) of a published post, or no row. */
+int store_feed_new(px_req_t *req, const char *viewer, const char *before_ts,
+                   const char *before_id, int page, int limit, px_pg_fn cb, void *ud);
+int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_fn cb,
+                   void *ud);
+int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
+                   const char *total, px_pg_fn cb, void *ud);
+int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud);
+int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+
+#endif

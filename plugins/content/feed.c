@@ -1,0 +1,353 @@
+/*
+ * feed.c — GET /v1/feed (?sort=new|hot), the consumer that keeps the hot set, and
+ * GET /v1/tags (the most used tags of published posts, with counts).
+ *
+ * sort=new reads PostgreSQL by keyset on (published_at, id): `?cursor=` (from the Link
+ * header of the previous page) continues strictly after the last post seen, straight off
+ * the index, however deep; `?page` without a cursor is an offset, as for every list.
+ *
+ * sort=hot: every post stores its hot score (migrations/006_hot.sql: time-independent, so
+ * it changes only when the post's engagement does). The hottest [plugin:content] hot_size
+ * posts are kept in a Redis sorted set (hot_key). A page inside that set is one script
+ * call (ZCARD, the cached total, ZREVRANGE) then one PostgreSQL query for those ids (the
+ * total of published posts is counted at most every TOTAL_TTL seconds and kept in Redis
+ * beside the set, so it may lag by that much); when Redis is down or
+ * the page lies deeper, PostgreSQL answers alone from its (hot, id) index — slower, never
+ * wrong; when Redis answers but has lost the set (empty), the set is rebuilt from
+ * PostgreSQL and this page answered from PostgreSQL.
+ *
+ * The consumer group "content-hot" follows post.* events: post.published, post.liked and
+ * post.commented (re)score the post in the set and trim it to hot_size; post.deleted
+ * removes it. Unlikes and deleted comments emit nothing, so a score they lower is only
+ * lowered in the set by the post's next event or a rebuild (it can only sit too high).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "content.h"
+
+static px_redis_script_t *page_script;
+static const char *hot_key;
+static char *total_key;
+static int64_t hot_size;
+
+/* ZCARD first (0: the set is gone), then the cached number of published posts (-1: none
+ * cached; KEYS[2]), then the ids of the page. */
+static const char PAGE_LUA[] =
+    "local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2])\n"
+    "local total = tonumber(redis.call('GET', KEYS[2]) or '-1')\n"
+    "table.insert(ids, 1, total)\n"
+    "table.insert(ids, 1, redis.call('ZCARD', KEYS[1]))\n"
+    "return ids\n";
+/* How long the hot feed's `total` may be reused: counting 100,000 published posts on every
+ * request would cost more than the rest of the answer. */
+#define TOTAL_TTL "10"
+
+typedef struct feed {
+    int page, limit;
+    bool cache_total; /* the total was counted: keep it in Redis for TOTAL_TTL */
+} feed_t;
+
+/* ---- answers ---- */
+
+/* Rows (total, post json, ...): the list shape; for sort=new a full page also gets a
+ * Link to the next one by cursor (columns 2 and 3 of its last row). */
+static void answer(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                   void *ud, bool keyset)
+{
+    feed_t *f = ud;
+    /* A cursor of the right shape can still name no instant or uuid (February 30th). */
+    if (err && keyset && !strncmp(px_pg_error_sqlstate(err), "22", 2)) {
+        px_res_error(req, 400, "validation_failed", "the request has invalid fields",
+                     json_pack("{s:s}", "cursor", "is not a cursor this feed gave"));
+        return;
+    }
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    int64_t total = 0;
+    px_pg_int64(res, 0, 0, &total);
+    if (f->cache_total && px_pg_rows(res)) {
+        const char *set[] = {"SET", total_key, px_pg_value(res, 0, 0), "EX", TOTAL_TTL};
+        px_redis_command(req, 5, set, NULL, NULL, NULL);
+    }
+    json_t *posts = json_array();
+    int rows = px_pg_rows(res);
+    for (int i = 0; i < rows; i++) {
+        const char *text = px_pg_value(res, i, 1);
+        json_t *post = text ? json_loads(text, 0, NULL) : NULL;
+        if (post)
+            json_array_append_new(posts, post);
+    }
+    if (keyset && (int)json_array_size(posts) == f->limit) {
+        char link[256];
+        snprintf(link, sizeof(link), "</v1/feed?sort=new&limit=%d&cursor=%s,%s>; rel=\"next\"",
+                 f->limit, px_pg_value(res, rows - 1, 2), px_pg_value(res, rows - 1, 3));
+        px_res_header(req, "Link", link);
+    }
+    px_res_list(req, "posts", posts, total, f->page, f->limit);
+}
+
+static void answered(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    answer(req, res, err, ud, false);
+}
+
+static void answered_new(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                         void *ud)
+{
+    answer(req, res, err, ud, true);
+}
+
+static void from_postgres(px_req_t *req, feed_t *f)
+{
+    int rc = store_feed_hot(req, px_req_caller_id(req), f->page, f->limit, answered, f);
+    if (rc)
+        content_fail(req, rc);
+}
+
+/* ---- the set lost: rebuild, then answer from PostgreSQL ---- */
+
+static void rebuilt(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    feed_t *f = ud;
+    int rows = err ? 0 : px_pg_rows(res);
+    if (rows) {
+        int argc = 2 + 2 * rows;
+        const char **argv = px_req_alloc(req, sizeof(*argv) * (size_t)argc);
+        argv[0] = "ZADD";
+        argv[1] = hot_key;
+        for (int i = 0; i < rows; i++) {
+            argv[2 + 2 * i] = px_pg_value(res, i, 1);
+            argv[3 + 2 * i] = px_pg_value(res, i, 0);
+        }
+        /* Fire and forget: if it fails, the next request finds the set empty again. */
+        px_redis_command(req, argc, argv, NULL, NULL, NULL);
+    }
+    from_postgres(req, f);
+}
+
+/* ---- the set's page ---- */
+
+static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void *ud)
+{
+    feed_t *f = ud;
+    if (err || px_redis_type(reply) != PX_REDIS_ARRAY || px_redis_elements(reply) < 2 ||
+        px_redis_type(px_redis_element(reply, 0)) != PX_REDIS_INTEGER ||
+        px_redis_type(px_redis_element(reply, 1)) != PX_REDIS_INTEGER) {
+        from_postgres(req, f);
+        return;
+    }
+    if (px_redis_integer(px_redis_element(reply, 0)) == 0) {
+        int rc = store_hot_top(req, hot_size, rebuilt, f);
+        if (rc)
+            content_fail(req, rc);
+        return;
+    }
+    long long cached = px_redis_integer(px_redis_element(reply, 1));
+    size_t n = px_redis_elements(reply) - 2;
+    if (n == 0) {
+        from_postgres(req, f); /* past the set's end: PostgreSQL knows whether more exist */
+        return;
+    }
+    /* "{id,id,...}": ids are uuids the consumer put there; anything else is skipped. */
+    char *ids = px_req_alloc(req, n * 37 + 3);
+    size_t at = 0;
+    ids[at++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 0;
+        const char *id = px_redis_string(px_redis_element(reply, i + 2), &len);
+        if (!id || len != 36 || strspn(id, "0123456789abcdef-") != 36)
+            continue;
+        if (at > 1)
+            ids[at++] = ',';
+        memcpy(ids + at, id, 36);
+        at += 36;
+    }
+    ids[at++] = '}';
+    ids[at] = '\0';
+    char total[24];
+    snprintf(total, sizeof(total), "%lld", cached);
+    f->cache_total = cached < 0;
+    int rc = store_feed_ids(req, px_req_caller_id(req), ids, cached < 0 ? NULL : total,
+                            answered, f);
+    if (rc)
+        content_fail(req, rc);
+}
+
+static feed_t *feed_new(px_req_t *req)
+{
+    feed_t *f = px_req_alloc(req, sizeof(*f));
+    memset(f, 0, sizeof(*f));
+    return f;
+}
+
+int feed_get(px_req_t *req, void *ud)
+{
+    (void)ud;
+    feed_t *f = feed_new(req);
+    int rc = px_req_page(req, &f->page, &f->limit);
+    if (rc)
+        return rc;
+    const char *sort = px_req_query(req, "sort");
+    if (!sort || !strcmp(sort, "new")) {
+        /* The cursor passed its pattern: "<timestamp>,<uuid>". */
+        const char *cursor = px_req_query(req, "cursor");
+        char *ts = NULL, *id = NULL;
+        if (cursor) {
+            ts = (char *)content_strdup(req, cursor);
+            id = strchr(ts, ',');
+            *id++ = '\0';
+            f->page = 1;
+        }
+        rc = store_feed_new(req, px_req_caller_id(req), ts, id, f->page, f->limit,
+                            answered_new, f);
+        return rc ? content_fail(req, rc) : PX_ASYNC;
+    }
+    int64_t start = (int64_t)(f->page - 1) * f->limit, stop = start + f->limit - 1;
+    if (stop >= hot_size) {
+        from_postgres(req, f);
+        return PX_ASYNC;
+    }
+    char a[24], b[24];
+    snprintf(a, sizeof(a), "%" PRId64, start);
+    snprintf(b, sizeof(b), "%" PRId64, stop);
+    const char *argv[] = {hot_key, total_key, a, b};
+    rc = px_redis_eval(req, page_script, 2, 4, argv, NULL, hot_read, f);
+    if (rc == PX_EUNAVAIL) {
+        from_postgres(req, f);
+        return PX_ASYNC;
+    }
+    return rc ? content_fail(req, rc) : PX_ASYNC;
+}
+
+/* ---- the consumer ---- */
+
+static void redis_done(px_req_t *task, const px_redis_reply_t *reply, int err, void *ud)
+{
+    const px_event_t *ev = ud;
+    if (!err && px_redis_type(reply) != PX_REDIS_ERROR) {
+        px_event_ack(ev);
+        return;
+    }
+    /* Redis is a cache here: a few retries ride out a blip; after that the event is
+     * acknowledged and the set catches up at the post's next event or a rebuild. */
+    if (px_event_attempt(ev) < 3) {
+        px_event_retry(ev, 2000, "redis unavailable");
+        return;
+    }
+    (void)task;
+    px_event_ack(ev);
+}
+
+static void rescore(px_req_t *task, const px_event_t *ev, const char *id, const char *score)
+{
+    char trim[24];
+    snprintf(trim, sizeof(trim), "%" PRId64, -hot_size - 1);
+    int rc;
+    if (score) {
+        const char *zadd[] = {"ZADD", hot_key, score, id};
+        const char *ztrim[] = {"ZREMRANGEBYRANK", hot_key, "0", trim};
+        rc = px_redis_command(task, 4, zadd, NULL, NULL, NULL);
+        if (!rc)
+            rc = px_redis_command(task, 4, ztrim, NULL, redis_done, (void *)ev);
+    } else {
+        const char *zrem[] = {"ZREM", hot_key, id};
+        rc = px_redis_command(task, 3, zrem, NULL, redis_done, (void *)ev);
+    }
+    if (rc)
+        redis_done(task, NULL, PX_REDIS_UNAVAILABLE, (void *)ev);
+}
+
+static void scored(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    const px_event_t *ev = ud;
+    if (err) {
+        px_event_retry(ev, 1000, px_pg_error_message(err));
+        return;
+    }
+    /* No row: deleted or back to draft since; either way not in the feed. */
+    rescore(task, ev, px_event_aggregate(ev), px_pg_rows(res) ? px_pg_value(res, 0, 0) : NULL);
+}
+
+static void on_post_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, void *ud)
+{
+    (void)ud;
+    const char *type = px_event_type(ev), *id = px_event_aggregate(ev);
+    if (!strcmp(type, "post.deleted")) {
+        rescore(task, ev, id, NULL);
+        return;
+    }
+    if (strcmp(type, "post.published") && strcmp(type, "post.liked") &&
+        strcmp(type, "post.commented")) {
+        px_event_ack(ev);
+        return;
+    }
+    int rc = store_hot_one(txn, id, scored, (void *)ev);
+    if (rc)
+        px_event_retry(ev, 1000, "could not query the post");
+}
+
+int feed_init(px_plugin_t *self)
+{
+    px_config_declare(self, "hot_key", "content:hot");
+    px_config_declare(self, "hot_size", "1000");
+    hot_key = px_config_get(self, "hot_key");
+    int rc = px_config_int(self, "hot_size", &hot_size);
+    if (rc)
+        return rc;
+    if (hot_size < 10 || hot_size > 100000 || !*hot_key) {
+        px_log(self, PX_LOG_ERROR,
+               "[plugin:content] hot_size must be 10 to 100000 and hot_key not empty");
+        return PX_EINVAL;
+    }
+    size_t n = strlen(hot_key) + sizeof(":total");
+    total_key = malloc(n);
+    if (!total_key)
+        abort();
+    snprintf(total_key, n, "%s:total", hot_key);
+    page_script = px_redis_script_new(self, PAGE_LUA);
+    return px_event_subscribe(self, "content-hot", "post.*", on_post_event, NULL);
+}
+
+void feed_fini(void)
+{
+    px_redis_script_free(page_script);
+    page_script = NULL;
+    free(total_key);
+    total_key = NULL;
+}
+
+/* ---- GET /v1/tags ---- */
+
+static void tags_read(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                      void *ud)
+{
+    feed_t *f = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    int64_t total = 0, n = 0;
+    px_pg_int64(res, 0, 0, &total);
+    json_t *tags = json_array();
+    for (int i = 0; i < px_pg_rows(res); i++)
+        if (px_pg_value(res, i, 1) && !px_pg_int64(res, i, 2, &n))
+            json_array_append_new(tags, json_pack("{s:s, s:I}", "tag", px_pg_value(res, i, 1),
+                                                  "count", (json_int_t)n));
+    px_res_list(req, "tags", tags, total, f->page, f->limit);
+}
+
+int tags_get(px_req_t *req, void *ud)
+{
+    (void)ud;
+    feed_t *f = feed_new(req);
+    int rc = px_req_page(req, &f->page, &f->limit);
+    if (rc)
+        return rc;
+    rc = store_tags(req, f->page, f->limit, tags_read, f);
+    return rc ? content_fail(req, rc) : PX_ASYNC;
+}

@@ -1,0 +1,205 @@
+/*
+ * media.c — POST /v1/media (upload) and GET /v1/media/{id} (download), through the host's
+ * blob store.
+ *
+ * The upload's type is what its bytes say (image.c), from an allow-list: PNG, JPEG, GIF,
+ * WebP, MP4, WebM, PDF; anything else is 415, and so is a declared Content-Type that is
+ * not the sniffed one (a client that says PNG and sends a PDF is refused, not trusted).
+ * JPEG and PNG are stored as cleaned copies (image.c: metadata dropped, JPEG orientation
+ * kept as the only Exif tag), so no EXIF, GPS or camera data is ever stored, let alone
+ * served. A file that does not parse as its type is 400. The size limit is the route's
+ * max_body ([plugin:content] media_max_size): larger is 413 before any byte is stored.
+ *
+ * The blob is stored, then in one (idempotent) transaction referenced and recorded; the
+ * download answers with px_res_file (ETag, Range, nosniff, sandbox; inline only for
+ * raster images: a PDF or a video is an attachment).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "content.h"
+#include "image.h"
+
+typedef struct upload {
+    char id[37];
+    char blob_id[65];
+    const char *type;
+    uint64_t size;
+    int width, height;
+    px_pg_txn_t *txn;
+} upload_t;
+
+static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                     void *ud)
+{
+    upload_t *u = ud;
+    (void)res;
+    if (err) {
+        px_pg_rollback(u->txn, NULL, NULL);
+        px_res_pg_error(req, err);
+        return;
+    }
+    char url[64];
+    snprintf(url, sizeof(url), "/v1/media/%s", u->id);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:I}", "id", u->id, "url", url, "contentType",
+                             u->type, "size", (json_int_t)u->size);
+    if (u->width) {
+        json_object_set_new(body, "width", json_integer(u->width));
+        json_object_set_new(body, "height", json_integer(u->height));
+    }
+    px_res_header(req, "Location", url);
+    px_pg_commit_respond(u->txn, 201, body);
+}
+
+static void referenced(px_req_t *req, const px_blob_t *blob, int status, void *ud)
+{
+    upload_t *u = ud;
+    if (!req)
+        return;
+    if (status) {
+        px_pg_rollback(u->txn, NULL, NULL);
+        content_fail(req, status == PX_ENOENT ? PX_EUNAVAIL : status);
+        return;
+    }
+    (void)blob;
+    char size[24], w[16], h[16];
+    snprintf(size, sizeof(size), "%llu", (unsigned long long)u->size);
+    snprintf(w, sizeof(w), "%d", u->width);
+    snprintf(h, sizeof(h), "%d", u->height);
+    const char *v[] = {u->id, px_req_caller_id(req), u->blob_id, u->type, size,
+                       u->width ? w : NULL, u->width ? h : NULL,
+                       px_req_query(req, "filename")};
+    int rc = px_pg_txn_query(u->txn, "media_insert",
+                             "INSERT INTO content_media (id, owner_id, blob_id, content_type, "
+                             "size, width, height, filename) VALUES ($1, $2, $3, $4, $5, $6, "
+                             "$7, $8)",
+                             8, v, inserted, u);
+    if (rc) {
+        px_pg_rollback(u->txn, NULL, NULL);
+        content_fail(req, rc);
+    }
+}
+
+static void begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+{
+    upload_t *u = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    u->txn = txn;
+    char ref[48];
+    snprintf(ref, sizeof(ref), "media:%s", u->id);
+    int rc = px_blob_ref(req, u->blob_id, ref, referenced, u);
+    if (rc) {
+        px_pg_rollback(txn, NULL, NULL);
+        content_fail(req, rc);
+    }
+}
+
+static void stored(px_req_t *req, const px_blob_t *blob, int status, void *ud)
+{
+    upload_t *u = ud;
+    if (!req)
+        return;
+    if (status) {
+        content_fail(req, status);
+        return;
+    }
+    snprintf(u->blob_id, sizeof(u->blob_id), "%s", blob->id);
+    u->size = blob->size;
+    int rc = px_pg_begin_idempotent(req, begun, u);
+    if (rc && rc != PX_DONE)
+        content_fail(req, rc);
+}
+
+/* The declared type without parameters, lower-case, in request memory ("" when absent). */
+static const char *declared_type(px_req_t *req)
+{
+    const char *ct = px_req_header(req, "Content-Type");
+    if (!ct)
+        return "";
+    size_t n = strcspn(ct, "; \t");
+    char *out = px_req_alloc(req, n + 1);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)(ct[i] >= 'A' && ct[i] <= 'Z' ? ct[i] + 32 : ct[i]);
+    out[n] = '\0';
+    return out;
+}
+
+int media_upload(px_req_t *req, void *ud)
+{
+    (void)ud;
+    size_t n = 0;
+    const unsigned char *p = px_req_body(req, &n);
+    if (n == 0)
+        return px_res_error(req, 400, "bad_request", "the body is empty: send the file", NULL);
+    const char *type = image_sniff(p, n);
+    if (!type)
+        return px_res_error(req, 415, "bad_request",
+                            "the file is not a PNG, JPEG, GIF, WebP, MP4, WebM or PDF", NULL);
+    const char *declared = declared_type(req);
+    if (strcmp(declared, type) && !(!strcmp(type, "image/jpeg") && !strcmp(declared, "image/jpg"))) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "the Content-Type says %.40s but the file is %s",
+                 *declared ? declared : "nothing", type);
+        return px_res_error(req, 415, "bad_request", msg, NULL);
+    }
+    upload_t *u = px_req_alloc(req, sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    u->type = type;
+    int rc = px_uuid_new(u->id);
+    if (rc)
+        return rc;
+    unsigned char *clean = NULL;
+    size_t clean_len = 0;
+    int bad = 0;
+    if (!strcmp(type, "image/jpeg"))
+        bad = image_jpeg_clean(p, n, &clean, &clean_len, &u->width, &u->height);
+    else if (!strcmp(type, "image/png"))
+        bad = image_png_clean(p, n, &clean, &clean_len, &u->width, &u->height);
+    else if (!strncmp(type, "image/", 6))
+        bad = image_size(type, p, n, &u->width, &u->height);
+    if (bad)
+        return px_res_error(req, 400, "bad_request",
+                            "the file is damaged or truncated for its type", NULL);
+    rc = clean ? px_blob_put(req, clean, clean_len, stored, u) : px_blob_put(req, p, n, stored, u);
+    free(clean);
+    return rc ? content_fail(req, rc) : PX_ASYNC;
+}
+
+/* ---- GET /v1/media/{id} ---- */
+
+static void found(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    if (px_pg_rows(res) == 0) {
+        px_res_error(req, 404, "not_found", "no such media", NULL);
+        return;
+    }
+    px_file_response_t resp = PX_FILE_RESPONSE_INIT;
+    resp.blob_id = px_pg_value(res, 0, 0);
+    resp.filename = px_pg_value(res, 0, 1);
+    int rc = px_res_file(req, &resp);
+    if (rc != PX_ASYNC)
+        content_fail(req, rc);
+}
+
+int media_get(px_req_t *req, void *ud)
+{
+    (void)ud;
+    char id[37];
+    int rc = px_req_uuid(req, "id", id);
+    if (rc)
+        return rc;
+    const char *v[] = {id};
+    rc = px_pg_query(req, "media_get", "SELECT blob_id, filename FROM content_media WHERE id = $1",
+                     1, v, found, NULL);
+    return rc ? content_fail(req, rc) : PX_ASYNC;
+}

@@ -1,0 +1,422 @@
+/*
+ * posts.c — GET/POST /v1/posts and GET/PUT/DELETE /v1/posts/{id}.
+ *
+ * Who sees what: a published post is anyone's to read, a draft only its author's; a post
+ * the caller cannot see is 404 for every method (never 403, which would confirm it
+ * exists). Of what the caller can see, only the author or an admin writes (else 403).
+ *
+ * Writes run in one transaction: the post is locked (SELECT ... FOR UPDATE) so the
+ * If-Match check and the change see the same version, then changed and committed.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "content.h"
+
+/* What a chain of callbacks carries; request memory. */
+typedef struct op {
+    const char *id;
+    const char *viewer;
+    post_fields_t f;
+    post_filter_t filter;
+    bool remove; /* DELETE rather than PUT */
+    const char *author, *old_status; /* of the locked post */
+    px_pg_txn_t *txn;
+} op_t;
+
+static op_t *op_new(px_req_t *req)
+{
+    op_t *op = px_req_alloc(req, sizeof(*op));
+    memset(op, 0, sizeof(*op));
+    op->viewer = px_req_caller_id(req);
+    return op;
+}
+
+static const char *field(px_req_t *req, const json_t *body, const char *name)
+{
+    const char *v = json_string_value(json_object_get(body, name));
+    return v ? content_strdup(req, v) : NULL;
+}
+
+/* The fields of a body that passed its schema, copied to request memory (a hook's value
+ * is freed before the SQL runs); tags as JSON text for the SQL. */
+static void fields_read(px_req_t *req, json_t *body, post_fields_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->kind = field(req, body, "kind");
+    f->title = field(req, body, "title");
+    f->body = field(req, body, "body");
+    f->status = field(req, body, "status");
+    json_t *tags = json_object_get(body, "tags");
+    if (tags) {
+        char *text = json_dumps(tags, JSON_COMPACT);
+        f->tags_json = content_strdup(req, text);
+        free(text);
+    }
+}
+
+/* The fields as the before_post_publish hook sees them: those the request sets. */
+static json_t *fields_json(const post_fields_t *f, const char *id)
+{
+    json_t *v = json_object();
+    if (id)
+        json_object_set_new(v, "id", json_string(id));
+    const char *names[] = {"kind", "title", "body", "status"};
+    const char *values[] = {f->kind, f->title, f->body, f->status};
+    for (int i = 0; i < 4; i++)
+        if (values[i])
+            json_object_set_new(v, names[i], json_string(values[i]));
+    if (f->tags_json)
+        json_object_set_new(v, "tags", json_loads(f->tags_json, 0, NULL));
+    return v;
+}
+
+/* Run before_post_publish on a write whose result is a published post. The hook may
+ * veto (PX_DONE: answered) or change the fields; what it gives back must pass the same
+ * schema as the request (else 400, as if the client had sent it). `id` is NULL on a
+ * create (and then not shown to the hook). */
+static int publish_hook(px_req_t *req, post_fields_t *f, const char *id)
+{
+    json_t *value = fields_json(f, id);
+    int rc = px_hook_run(req, "before_post_publish", &value);
+    if (rc) {
+        json_decref(value);
+        return rc;
+    }
+    json_object_del(value, "id");
+    json_t *bad = NULL;
+    rc = px_schema_check(content_plugin, id ? "UpdatePostRequest" : "CreatePostRequest", value,
+                         &bad);
+    if (rc == PX_EINVAL) {
+        json_decref(value);
+        px_res_error(req, 400, "validation_failed", "the before_post_publish hook gave "
+                     "invalid fields", bad);
+        return PX_DONE;
+    }
+    if (!rc)
+        fields_read(req, value, f);
+    json_decref(value);
+    return rc;
+}
+
+/* Parse a post's JSON text from the database; NULL only if PostgreSQL sent garbage. */
+static json_t *post_parse(const char *text)
+{
+    return text ? json_loads(text, 0, NULL) : NULL;
+}
+
+/* post.published (README.md, "Events"), from the post as answered, in the same
+ * transaction as the change. */
+static int emit_published(px_pg_txn_t *txn, const json_t *post, const char *actor)
+{
+    json_t *payload = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:s}",
+                                "postId", json_object_get(post, "id"),
+                                "authorId", json_object_get(post, "authorId"),
+                                "title", json_object_get(post, "title"),
+                                "kind", json_object_get(post, "kind"),
+                                "tags", json_object_get(post, "tags"),
+                                "publishedAt", json_object_get(post, "publishedAt"),
+                                "actorId", actor);
+    return px_event_emit(txn, "post.published",
+                         json_string_value(json_object_get(post, "id")), payload);
+}
+
+static void rollback_fail(px_req_t *req, px_pg_txn_t *txn, int rc)
+{
+    px_pg_rollback(txn, NULL, NULL);
+    content_fail(req, rc);
+}
+
+static void rollback_pg_error(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err)
+{
+    px_pg_rollback(txn, NULL, NULL);
+    px_res_pg_error(req, err);
+}
+
+/* ---- GET /v1/posts ---- */
+
+static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    op_t *op = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    int64_t total = 0;
+    px_pg_int64(res, 0, 0, &total);
+    json_t *posts = json_array();
+    for (int i = 0; i < px_pg_rows(res); i++) {
+        json_t *post = post_parse(px_pg_value(res, i, 1));
+        if (!post)
+            continue;
+        const char *highlight = px_pg_value(res, i, 2);
+        if (highlight)
+            json_object_set_new(post, "highlight", json_string(highlight));
+        json_array_append_new(posts, post);
+    }
+    px_res_list(req, "posts", posts, total, op->filter.page, op->filter.limit);
+}
+
+/* A blank q searches nothing: it is the plain list. */
+static const char *search_text(const char *q)
+{
+    if (!q)
+        return NULL;
+    for (const char *c = q; *c; c++)
+        if (!isspace((unsigned char)*c))
+            return q;
+    return NULL;
+}
+
+int posts_list(px_req_t *req, void *ud)
+{
+    (void)ud;
+    op_t *op = op_new(req);
+    post_filter_t *f = &op->filter;
+    int rc = px_req_page(req, &f->page, &f->limit);
+    if (rc)
+        return rc;
+    f->status = px_req_query(req, "status");
+    f->author_id = px_req_query(req, "authorId");
+    f->tag = px_req_query(req, "tag");
+    f->kind = px_req_query(req, "kind");
+    f->q = search_text(px_req_query(req, "q"));
+    rc = store_post_list(req, op->viewer, f, listed, op);
+    return rc ? content_fail(req, rc) : PX_ASYNC;
+}
+
+/* ---- POST /v1/posts ---- */
+
+static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                     void *ud)
+{
+    op_t *op = ud;
+    if (err) {
+        rollback_pg_error(req, op->txn, err);
+        return;
+    }
+    json_t *post = post_parse(px_pg_value(res, 0, 0));
+    if (!post) {
+        rollback_fail(req, op->txn, PX_EINTERNAL);
+        return;
+    }
+    char location[64];
+    snprintf(location, sizeof(location), "/v1/posts/%s", op->id);
+    const char *status = json_string_value(json_object_get(post, "status"));
+    if (!strcmp(status, "published")) {
+        int rc = emit_published(op->txn, post, op->viewer);
+        if (rc) {
+            json_decref(post);
+            rollback_fail(req, op->txn, rc);
+            return;
+        }
+    }
+    px_res_header(req, "Location", location);
+    px_res_header(req, "ETag", content_etag(req, px_pg_value(res, 0, 1)));
+    px_pg_commit_respond(op->txn, 201, post);
+}
+
+static void create_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+{
+    op_t *op = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    op->txn = txn;
+    int rc = store_post_insert(txn, op->id, op->viewer, &op->f, inserted, op);
+    if (rc)
+        rollback_fail(req, txn, rc);
+}
+
+int posts_create(px_req_t *req, void *ud)
+{
+    (void)ud;
+    op_t *op = op_new(req);
+    json_t *body;
+    int rc = px_req_json(req, &body);
+    if (rc)
+        return rc;
+    fields_read(req, body, &op->f);
+    if (!op->f.status || !strcmp(op->f.status, "published")) {
+        rc = publish_hook(req, &op->f, NULL);
+        if (rc)
+            return rc;
+    }
+    char *id = px_req_alloc(req, 37);
+    rc = px_uuid_new(id);
+    if (rc)
+        return rc;
+    op->id = id;
+    /* Idempotency-Key: a retried create gets the first answer, the same id. */
+    rc = px_pg_begin_idempotent(req, create_begun, op);
+    if (rc == PX_DONE)
+        return PX_DONE;
+    return rc ? content_fail(req, rc) : PX_ASYNC;
+}
+
+/* ---- GET /v1/posts/{id} ---- */
+
+static void got(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    if (px_pg_rows(res) == 0) {
+        px_res_error(req, 404, "not_found", "no such post", NULL);
+        return;
+    }
+    json_t *post = post_parse(px_pg_value(res, 0, 0));
+    if (!post) {
+        content_fail(req, PX_EINTERNAL);
+        return;
+    }
+    if (px_res_etag(req, px_pg_value(res, 0, 1)) == PX_DONE) {
+        json_decref(post);
+        return;
+    }
+    px_res_json(req, 200, post);
+}
+
+int posts_get(px_req_t *req, void *ud)
+{
+    (void)ud;
+    char id[37];
+    int rc = px_req_uuid(req, "id", id);
+    if (rc)
+        return rc;
+    rc = store_post_get(req, id, px_req_caller_id(req), got, NULL);
+    return rc ? content_fail(req, rc) : PX_ASYNC;
+}
+
+/* ---- PUT and DELETE /v1/posts/{id} ---- */
+
+static void changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    op_t *op = ud;
+    if (err) {
+        rollback_pg_error(req, op->txn, err);
+        return;
+    }
+    json_t *post = post_parse(px_pg_value(res, 0, 0));
+    if (!post) {
+        rollback_fail(req, op->txn, PX_EINTERNAL);
+        return;
+    }
+    const char *status = json_string_value(json_object_get(post, "status"));
+    if (!strcmp(op->old_status, "draft") && !strcmp(status, "published")) {
+        int rc = emit_published(op->txn, post, op->viewer);
+        if (rc) {
+            json_decref(post);
+            rollback_fail(req, op->txn, rc);
+            return;
+        }
+    }
+    px_res_header(req, "ETag", content_etag(req, px_pg_value(res, 0, 1)));
+    px_pg_commit_respond(op->txn, 200, post);
+}
+
+static void removed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    op_t *op = ud;
+    (void)res;
+    if (err) {
+        rollback_pg_error(req, op->txn, err);
+        return;
+    }
+    json_t *payload = json_pack("{s:s, s:s, s:s}", "postId", op->id, "authorId", op->author,
+                                "actorId", op->viewer);
+    int rc = px_event_emit(op->txn, "post.deleted", op->id, payload);
+    if (rc) {
+        rollback_fail(req, op->txn, rc);
+        return;
+    }
+    rc = px_pg_commit(op->txn, content_committed_204, op);
+    if (rc)
+        content_fail(req, rc);
+}
+
+static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    op_t *op = ud;
+    if (err) {
+        rollback_pg_error(req, op->txn, err);
+        return;
+    }
+    if (px_pg_rows(res) == 0) {
+        px_pg_rollback(op->txn, NULL, NULL);
+        px_res_error(req, 404, "not_found", "no such post", NULL);
+        return;
+    }
+    if (strcmp(px_pg_value(res, 0, 0), op->viewer) && !content_is_admin(req)) {
+        px_pg_rollback(op->txn, NULL, NULL);
+        px_res_error(req, 403, "forbidden", "only the author or an admin may change a post",
+                     NULL);
+        return;
+    }
+    op->author = content_strdup(req, px_pg_value(res, 0, 0));
+    op->old_status = content_strdup(req, px_pg_value(res, 0, 2));
+    int rc = px_req_if_match(req, px_pg_value(res, 0, 1));
+    const char *status = op->f.status ? op->f.status : op->old_status;
+    if (!rc && !op->remove && !strcmp(status, "published")) {
+        rc = publish_hook(req, &op->f, op->id);
+        if (rc == PX_DONE) {
+            px_pg_rollback(op->txn, NULL, NULL);
+            return;
+        }
+    }
+    if (!rc)
+        rc = op->remove ? store_post_delete(op->txn, op->id, removed, op)
+                        : store_post_update(op->txn, op->id, op->viewer, &op->f, changed, op);
+    if (rc)
+        rollback_fail(req, op->txn, rc);
+}
+
+static void write_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+{
+    op_t *op = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    op->txn = txn;
+    int rc = store_post_lock(txn, op->id, op->viewer, locked, op);
+    if (rc)
+        rollback_fail(req, txn, rc);
+}
+
+static int write_start(px_req_t *req, bool remove)
+{
+    op_t *op = op_new(req);
+    char *id = px_req_alloc(req, 37);
+    int rc = px_req_uuid(req, "id", id);
+    if (rc)
+        return rc;
+    op->id = id;
+    op->remove = remove;
+    if (!remove) {
+        json_t *body;
+        rc = px_req_json(req, &body);
+        if (rc)
+            return rc;
+        fields_read(req, body, &op->f);
+    }
+    rc = px_pg_begin(req, write_begun, op);
+    return rc ? content_fail(req, rc) : PX_ASYNC;
+}
+
+int posts_update(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return write_start(req, false);
+}
+
+int posts_delete(px_req_t *req, void *ud)
+{
+    (void)ud;
+    return write_start(req, true);
+}

@@ -1,0 +1,189 @@
+"""Media: POST /v1/media and GET /v1/media/{id} (API.md, "Content" and "Files" in
+Conventions): every allowed type by its sniffed bytes, width/height of images, a JPEG with
+GPS and camera EXIF stored and served without it (only the orientation tag survives, and a
+rotated photo reports its displayed size), PNG text/eXIf chunks dropped, oversized (413),
+a wrong declared type and an unknown type (415), truncated files (400), downloads with the
+Conventions' headers. data/content_stripe.jpg is Node.js's documentation image
+thin-white-stripe.jpg (MIT), a real progressive JPEG of 493x58.
+"""
+import hashlib
+import os
+import struct
+import uuid
+import zlib
+
+import pytest
+
+from content_helpers import (
+    assert_error, call, conninfo, content_env, describe, needs_services, register)
+
+pytestmark = needs_services
+JPEG = open(os.path.join(os.path.dirname(__file__), "data", "content_stripe.jpg"), "rb").read()
+
+
+def exif_app1(orientation=None):
+    """An APP1 Exif segment (little-endian TIFF) with Make "SecretCam", a GPS IFD holding
+    a latitude reference, and optionally the Orientation."""
+    entries = [(0x010F, 2, 10, None)]  # Make, ASCII, value at offset
+    if orientation:
+        entries.append((0x0112, 3, 1, orientation))
+    entries.append((0x8825, 4, 1, None))  # GPS IFD pointer
+    n = len(entries)
+    ifd0_len = 2 + 12 * n + 4
+    make_at = 8 + ifd0_len
+    gps_at = make_at + 10
+    body = b""
+    for tag, typ, count, val in entries:
+        if tag == 0x010F:
+            v = struct.pack("<I", make_at)
+        elif tag == 0x8825:
+            v = struct.pack("<I", gps_at)
+        else:
+            v = struct.pack("<HH", val, 0)
+        body += struct.pack("<HHI", tag, typ, count) + v
+    ifd0 = struct.pack("<H", n) + body + struct.pack("<I", 0)
+    gps = struct.pack("<H", 1) + struct.pack("<HHI", 0x0001, 2, 2) + b"N\0\0\0" + \
+        struct.pack("<I", 0)
+    # GPSLatitudeRef "N" inline; a fake GPS coordinate string too, easy to look for.
+    tiff = b"II*\0" + struct.pack("<I", 8) + ifd0 + b"SecretCam\0" + gps + b"GPS-48.8584N"
+    payload = b"Exif\0\0" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
+def with_exif(jpeg, orientation=None):
+    xmp = b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>GPSLongitude 2.2945E</x:xmpmeta>"
+    com = b"\xff\xfe" + struct.pack(">H", 2 + 14) + b"Shot on iPhone"
+    app1x = b"\xff\xe1" + struct.pack(">H", len(xmp) + 2) + xmp
+    return jpeg[:2] + exif_app1(orientation) + app1x + com + jpeg[2:]
+
+
+def png(width=3, height=2, extra=b""):
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    raw = b"".join(b"\0" + b"\xff\0\0" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                               0, 0, 0)) +
+            chunk(b"tEXt", b"Author\0Jane Secret") + chunk(b"eXIf", b"MM\0*GPS-SECRET") + extra +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+GIF = (b"GIF89a\x05\x00\x03\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
+       b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+WEBP = b"RIFF" + struct.pack("<I", 4 + 8 + 10) + b"WEBPVP8L" + struct.pack("<I", 10) + b"\x2f" + \
+    struct.pack("<I", (7 - 1) | ((9 - 1) << 14)) + b"\0" * 5
+MP4 = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom" + b"\0\0\0\x08free"
+WEBM = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04webm" + b"\0" * 16
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+@pytest.fixture(scope="module")
+def env():
+    with content_env("cntmd", content={"media_max_size": "64k"}, storage=True) as (db, s):
+        yield s, register(s)
+
+
+def upload(s, user, data, ctype, filename=None, headers=None):
+    h = {"Content-Type": ctype}
+    h.update(headers or {})
+    return call(s, "POST", "/v1/media", token=user.access, data=data, headers=h,
+                params={"filename": filename} if filename else None)
+
+
+@pytest.mark.parametrize("data,ctype,size", [
+    (JPEG, "image/jpeg", (493, 58)), (png(), "image/png", (3, 2)), (GIF, "image/gif", (5, 3)),
+    (WEBP, "image/webp", (7, 9)), (MP4, "video/mp4", None), (WEBM, "video/webm", None),
+    (PDF, "application/pdf", None)])
+def test_each_type(env, data, ctype, size):
+    s, user = env
+    r = upload(s, user, data, ctype, filename="file")
+    assert r.status_code == 201, describe(r)
+    doc = r.json()
+    assert doc["contentType"] == ctype and doc["url"] == "/v1/media/" + doc["id"]
+    assert r.headers["Location"] == doc["url"]
+    if size:
+        assert (doc["width"], doc["height"]) == size
+    else:
+        assert "width" not in doc and "height" not in doc
+    g = call(s, "GET", doc["url"])
+    assert g.status_code == 200, describe(g)
+    assert len(g.content) == doc["size"]
+    assert g.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in g.headers["Content-Security-Policy"]
+    disp = g.headers["Content-Disposition"]
+    if ctype in ("application/pdf", "video/mp4", "video/webm"):
+        assert disp.startswith("attachment"), disp
+    if ctype in ("image/jpeg", "image/png", "image/gif"):
+        assert disp.startswith("inline"), disp
+    assert "filename*=" in disp
+    etag = g.headers["ETag"]
+    assert call(s, "GET", doc["url"], headers={"If-None-Match": etag}).status_code == 304
+    part = call(s, "GET", doc["url"], headers={"Range": "bytes=0-3"})
+    assert part.status_code == 206 and part.content == g.content[:4]
+
+
+def test_jpeg_metadata_stripped(env):
+    s, user = env
+    dirty = with_exif(JPEG)
+    assert b"SecretCam" in dirty and b"GPS-48" in dirty and b"iPhone" in dirty
+    r = upload(s, user, dirty, "image/jpeg")
+    assert r.status_code == 201, describe(r)
+    got = call(s, "GET", r.json()["url"]).content
+    for secret in (b"Exif", b"SecretCam", b"GPS-48", b"GPSLongitude", b"xmpmeta", b"iPhone"):
+        assert secret not in got, secret
+    # Nothing else changed: the original's segments and scans are all there.
+    assert got == JPEG
+    assert (r.json()["width"], r.json()["height"]) == (493, 58)
+
+
+def test_rotated_photo_keeps_only_orientation(env):
+    s, user = env
+    r = upload(s, user, with_exif(JPEG, orientation=6), "image/jpeg")
+    assert r.status_code == 201, describe(r)
+    doc = r.json()
+    assert (doc["width"], doc["height"]) == (58, 493)  # displayed upright
+    got = call(s, "GET", doc["url"]).content
+    assert b"SecretCam" not in got and b"GPS-48" not in got and b"xmpmeta" not in got
+    i = got.index(b"Exif\0\0")
+    tiff = got[i + 6:]
+    assert tiff[:4] == b"MM\0*"
+    assert struct.unpack(">H", tiff[8:10])[0] == 1  # one entry
+    tag, typ, count, value = struct.unpack(">HHIH", tiff[10:20])
+    assert (tag, typ, count, value) == (0x0112, 3, 1, 6)
+    assert len(got) == len(JPEG) + 2 + 34
+
+
+def test_png_text_chunks_stripped(env):
+    s, user = env
+    r = upload(s, user, png(), "image/png")
+    got = call(s, "GET", r.json()["url"]).content
+    assert b"Jane Secret" not in got and b"GPS-SECRET" not in got and b"IDAT" in got
+    assert zlib.crc32(got[-8:-4]) == struct.unpack(">I", got[-4:])[0]  # IEND intact
+
+
+def test_refused_files(env):
+    s, user = env
+    assert_error(upload(s, user, PDF, "image/png"), 415)  # wrong declared type
+    assert_error(upload(s, user, JPEG, "application/pdf"), 415)
+    assert_error(upload(s, user, b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml"),
+                 415)
+    assert_error(upload(s, user, b"hello, world", "image/png"), 415)
+    assert_error(upload(s, user, b"MZ\x90\0" + b"\0" * 60, "application/octet-stream"), 415)
+    assert_error(upload(s, user, b"", "image/png"), (400, 415))
+    assert_error(upload(s, user, b"%PDF-" + b"x" * (70 << 10), "application/pdf"), 413)
+    # Truncated: the JPEG cut inside its scan (no EOI), inside a header; the PNG mid-chunk.
+    for cut in (len(JPEG) // 2, 100, 3):
+        assert_error(upload(s, user, JPEG[:cut], "image/jpeg"), 400, "bad_request")
+    assert_error(upload(s, user, png()[:40], "image/png"), 400, "bad_request")
+    assert_error(upload(s, user, GIF[:8], "image/gif"), 400)
+    assert_error(call(s, "POST", "/v1/media", data=PDF,
+                      headers={"Content-Type": "application/pdf"}), 401)
+
+
+def test_idempotent_upload_and_missing(env):
+    s, user = env
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    a = upload(s, user, PDF, "application/pdf", headers=key)
+    b = upload(s, user, PDF, "application/pdf", headers=key)
+    assert a.status_code == b.status_code == 201 and a.json() == b.json(), describe(b)
+    assert_error(call(s, "GET", "/v1/media/" + str(uuid.uuid4())), 404, "not_found")
+    assert_error(call(s, "GET", "/v1/media/nope"), 404, "not_found")
