@@ -569,6 +569,7 @@ int master_run(config_t *cfg)
                 break;
             case SIGUSR1:
                 log_reopen();
+                log_info("log files reopened");
                 for (size_t i = 0; i < m.nchildren; i++)
                     kill(m.children[i].pid, SIGUSR1);
                 break;

@@ -380,6 +380,8 @@ static void on_signal(uv_signal_t *s, int signum)
     case SIGUSR1:
         log_reopen();
         access_log_reopen();
+        /* Written into the new file: what logrotate (and a test) can wait for. */
+        log_info("log files reopened");
         break;
     default:
         break;

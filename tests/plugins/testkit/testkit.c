@@ -6,7 +6,8 @@
  *   GET  /v1/test/headers      {"<lower-case name>": "value", ...} of the request
  *   GET  /v1/test/query        {"page": ..., "q": ...} from the query string
  *   GET  /v1/test/params/:a/:b {"a": ..., "b": ...}
- *   GET  /v1/test/sleep?ms=N   answers after blocking N ms (a deliberately bad handler)
+ *   GET  /v1/test/sleep?ms=N   answers after blocking N ms (a deliberately bad handler); logs
+ *                              "sleep of N ms started" first, so a test knows it is in flight
  *   GET  /v1/test/crash        segfaults the worker
  *   GET  /v1/test/noanswer     returns PX_OK without answering (the host must 500)
  *   GET  /v1/test/error?code=N returns the PX_E* code N
@@ -96,6 +97,8 @@ static int sleep_ms(px_req_t *req, void *ud)
     long n = ms ? strtol(ms, NULL, 10) : 100;
     if (n < 0 || n > 60000)
         return PX_EINVAL;
+    /* The test's barrier: once this line is in the error log the request is in flight. */
+    px_log(self_plugin, PX_LOG_INFO, "sleep of %ld ms started", n);
     struct timespec ts = {n / 1000, (n % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;
