@@ -41,9 +41,8 @@ def server():
 
 
 def sleeping_statements():
-    from test_pools import psql
-    return int(psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                    "AND query LIKE 'SELECT pg_sleep($1::float8)%'").strip())
+    from test_pools import sleeping_statements as count
+    return count()
 
 
 def access_lines(server, path):
