@@ -20,7 +20,8 @@
  *   POST /v1/test/token        {"sub","role"} -> an access token (tests only!)
  *   GET  /v1/test/client       {"client": px_req_client()}
  *   GET  /v1/test/work?ms=N    a job of N ms on the thread pool -> {"max_running": M}, the
- *                              most jobs this worker ever saw running at once
+ *                              most jobs this worker ever saw running at once; logs
+ *                              "work of N ms handed to the pool" once it is queued
  * Commands: testkit:echo ARGS... (prints them), testkit:sql SQL (prints the row count)
  * OpenAPI: describes /v1/test/echo
  *
@@ -225,11 +226,13 @@ static int work(px_req_t *req, void *ud)
     job->ms = ms ? strtol(ms, NULL, 10) : 50;
     if (job->ms < 0 || job->ms > 10000)
         job->ms = 50;
+    long job_ms = job->ms; /* the job may be done and freed before px_work returns */
     int rc = px_work(req, job_work, job_done, job);
     if (rc) {
         free(job);
         return rc;
     }
+    px_log(self_plugin, PX_LOG_INFO, "work of %ld ms handed to the pool", job_ms);
     return PX_ASYNC;
 }
 
