@@ -63,6 +63,16 @@ static void run_for(int ms)
     wait_for(&never, 1, ms);
 }
 
+/* True when the answer counted by `counter` comes from the loop's next few turns, none
+ * of which blocks: a failure that waits for no timer and no I/O. This is what "fails
+ * fast" means, and unlike a number of milliseconds it holds on a loaded machine. */
+static bool delivered_at_once(const int *counter, int target)
+{
+    for (int i = 0; i < 3 && *counter < target; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    return *counter >= target;
+}
+
 static uint64_t now_ms(void)
 {
     return uv_hrtime() / 1000000;
@@ -191,12 +201,12 @@ static int send_cmd(redis_client_t *c, answer_t *a, int argc, const char **argv,
     return redis_command(c, argc, argv, argvlen, on_answer, a, NULL);
 }
 
-/* Sends the command and runs the loop until its answer (2 s at most). */
+/* Sends the command and runs the loop until its answer (10 s at most: a hang). */
 static void cmd_sync(redis_client_t *c, answer_t *a, int argc, const char **argv,
                      const size_t *argvlen)
 {
     CHECK_EQ_INT(send_cmd(c, a, argc, argv, argvlen), 0);
-    CHECK(wait_for(&a->calls, 1, 2000));
+    CHECK(wait_for(&a->calls, 1, 10000));
 }
 
 #define CMD(c, a, ...)                                                                             \
@@ -287,7 +297,6 @@ static void test_strings(void)
     CHECK(a.ok);
     CHECK_EQ_INT(a.type, REDIS_TYPE_STATUS);
     CHECK_STR(a.str, "OK");
-    CHECK(a.latency < 100);
     CMD(rc, &a, "GET", k);
     CHECK(a.ok);
     CHECK_EQ_INT(a.type, REDIS_TYPE_STRING);
@@ -606,10 +615,9 @@ static void check_fails_fast(redis_client_t *c)
     answer_t a = {0};
     CHECK_EQ_INT(send_cmd(c, &a, 1, (const char *[]){"PING"}, NULL), 0);
     CHECK_EQ_INT(a.calls, 0);
-    CHECK(wait_for(&a.calls, 1, 1000));
+    CHECK(delivered_at_once(&a.calls, 1));
     CHECK(!a.ok);
     CHECK_EQ_INT(a.err, REDIS_EUNAVAILABLE);
-    CHECK(a.latency < 50);
     CHECK_CONTAINS(a.message, "unavailable");
     answer_t p = {0};
     p.t0 = now_ms();
@@ -761,9 +769,8 @@ static void test_killed(void)
     CHECK_EQ_INT(k.a.err, REDIS_EUNAVAILABLE);
     CHECK_CONTAINS(k.a.message, "lost");
     CHECK_EQ_INT(k.rc, 0);
-    CHECK(wait_for(&k.retry.calls, 1, 1000));
+    CHECK(delivered_at_once(&k.retry.calls, 1));
     CHECK_EQ_INT(k.retry.err, REDIS_EUNAVAILABLE);
-    CHECK(k.retry.latency < 20);
     CHECK(wait_connected(k.c, true, 2000));
     CMD(admin, &a, "CLIENT", "UNPAUSE");
     CMD(k.c, &a, "PING");
@@ -933,9 +940,9 @@ static void test_timeouts_in_row(void)
         CHECK_EQ_INT(a[i].err, REDIS_EUNAVAILABLE);
     CHECK(!redis_is_connected(c));
     answer_t fast = {0};
-    cmd_sync(c, &fast, 1, (const char *[]){"PING"}, NULL);
+    CHECK_EQ_INT(send_cmd(c, &fast, 1, (const char *[]){"PING"}, NULL), 0);
+    CHECK(delivered_at_once(&fast.calls, 1));
     CHECK_EQ_INT(fast.err, REDIS_EUNAVAILABLE);
-    CHECK(fast.latency < 20);
     CHECK(wait_connected(c, true, 4000));
     CHECK(client_id(c) != id);
     for (int i = 0; i < N; i++)
