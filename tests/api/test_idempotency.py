@@ -78,6 +78,34 @@ def test_bad_key_is_400(server):
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
 
 
+def test_key_is_per_caller(server):
+    """One key from two callers is two creates: the scope of a key is its caller (here two
+    anonymous callers, told apart by address: 127.0.0.1 and 127.0.0.2)."""
+    import http.client
+    import json
+    key, text = "per-caller-" + uuid.uuid4().hex, "per-caller " + uuid.uuid4().hex
+
+    def post_from(address):
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=30,
+                                          source_address=(address, 0))
+        try:
+            conn.request("POST", "/v1/pgkit/notes", body=json.dumps({"text": text}),
+                         headers={"Content-Type": "application/json", "Idempotency-Key": key})
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    first = post_from("127.0.0.1")
+    other = post_from("127.0.0.2")
+    assert first[0] == 201 and other[0] == 201, (first, other)
+    assert first[1]["id"] != other[1]["id"], (first, other)
+    # Each caller's retry is its own first answer.
+    assert post_from("127.0.0.1") == first
+    assert post_from("127.0.0.2") == other
+    assert count(server, text) == 2
+
+
 def test_concurrent_duplicates_make_one_row(server):
     key, text = uuid.uuid4().hex, "dup-" + uuid.uuid4().hex
     results = []
