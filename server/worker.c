@@ -292,7 +292,7 @@ static int handle_readyz(px_req_t *req, void *ud)
 }
 
 /* Pools and scripts, from the worker's own config. Returns 0 or -1 (logged). */
-static int worker_services_open(worker_t *w, const config_t *cfg)
+int worker_services_open(worker_t *w, const config_t *cfg)
 {
     if (cfg->pg.conninfo && *cfg->pg.conninfo) {
         pg_config_t pc = {.conninfo = cfg->pg.conninfo,
