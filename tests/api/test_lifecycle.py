@@ -133,3 +133,37 @@ def test_header_timeout_counts_from_a_keepalive_requests_first_byte(make_server)
         data, closed = recv_until_close(sock, timeout=CEILING)
     assert closed, "the unfinished head was never cut off"
     assert data.startswith(b"HTTP/1.1 408 "), data[:300]
+
+
+def test_old_workers_drain_only_after_every_new_one_is_ready(make_server, tmp_path):
+    """README (SIGHUP): only once all new workers are ready do the old ones drain. The new
+    generation's testkit waits at a start gate the test opens one worker at a time: with
+    one new worker serving and the other still starting, the old workers must all still
+    be there; when the last one is ready, the reload completes and they go."""
+    s = make_server(workers=2, log_level="debug")
+    old = s.wait_workers(2)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    s.plugin_config["testkit"] = {"start_gate": str(gate), "label": "gen2"}
+    s.write_conf()
+    s.signal(signal.SIGHUP)
+    wait_until(lambda: s.error_log().count("waiting at the start gate") == 2)
+    (gate / "ticket-1").write_text("")
+    wait_until(lambda: s.error_log().count("passed the start gate") == 1)
+
+    def label():
+        return requests.get(s.url("/v1/test/config"), timeout=CEILING).json()["label"]
+
+    # The new worker that passed is ready: it answers (fresh connections reach it).
+    wait_until(lambda: label() == "gen2")
+    log = s.error_log()
+    assert "reload complete" not in log, log
+    for pid in old:
+        assert "[%d]: draining" % pid not in log, log
+    alive = [pid for pid in old if pid in s.worker_pids()]
+    assert alive == old, "old workers gone before the last new one was ready: %r" % old
+    (gate / "ticket-2").write_text("")
+    s.wait_error_log("reload complete: generation 2 serving")
+    new = s.wait_workers(2, exclude=old)
+    assert not set(new) & set(old)
+    assert all(label() == "gen2" for _ in range(4))

@@ -25,8 +25,12 @@
  * Commands: testkit:echo ARGS... (prints them), testkit:sql SQL (prints the row count)
  * OpenAPI: describes /v1/test/echo
  *
- * Config ([plugin:testkit]): crash_at_init = no|yes (abort in init, for respawn backoff)
+ * Config ([plugin:testkit]): crash_at_init = no|yes (abort in init, for respawn backoff);
+ * label = TEXT (shown by /v1/test/config); start_gate = DIR (a slow-starting plugin whose
+ * test says when: init waits until it can take one file named ticket-* from DIR, logging
+ * "waiting at the start gate" first and "passed the start gate" after)
  */
+#include <dirent.h>
 #include <panthera/panthera.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -34,6 +38,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 static px_plugin_t *self_plugin;
 
@@ -261,13 +266,47 @@ static int cmd_sql(px_plugin_t *self, int argc, char **argv)
     return 0;
 }
 
+/* Takes one ticket-* file of `dir` by renaming it (atomic: two workers never take the same
+ * one). 1 when one was taken. */
+static int take_ticket(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int taken = 0;
+    struct dirent *e;
+    while (!taken && (e = readdir(d))) {
+        if (strncmp(e->d_name, "ticket-", 7) != 0)
+            continue;
+        char from[512], to[512];
+        snprintf(from, sizeof(from), "%s/%s", dir, e->d_name);
+        snprintf(to, sizeof(to), "%s/taken-%ld-%s", dir, (long)getpid(), e->d_name);
+        taken = rename(from, to) == 0;
+    }
+    closedir(d);
+    return taken;
+}
+
+static void wait_at_gate(const char *dir)
+{
+    px_log(self_plugin, PX_LOG_INFO, "waiting at the start gate");
+    struct timespec poll = {0, 20 * 1000000L};
+    while (!take_ticket(dir))
+        nanosleep(&poll, NULL);
+    px_log(self_plugin, PX_LOG_INFO, "passed the start gate");
+}
+
 static int testkit_init(px_plugin_t *self)
 {
     self_plugin = self;
     px_config_declare(self, "crash_at_init", "no");
     px_config_declare(self, "label", NULL);
+    px_config_declare(self, "start_gate", NULL);
     if (!strcmp(px_config_get(self, "crash_at_init"), "yes"))
         abort();
+    const char *gate = px_config_get(self, "start_gate");
+    if (gate && *gate)
+        wait_at_gate(gate);
     static const struct {
         const char *method, *pattern;
         px_handler_fn fn;
