@@ -47,6 +47,12 @@
 #define RELOAD_READY_TIMEOUT_MS 30000
 #define EXIT_CONFIG 78
 
+uint64_t master_respawn_delay_ms(unsigned young_deaths)
+{
+    uint64_t delay = (uint64_t)BACKOFF_FIRST_MS << (young_deaths < 9 ? young_deaths : 9);
+    return delay > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay;
+}
+
 typedef struct listener {
     char *address;
     int fd;
@@ -423,9 +429,7 @@ static int reap(master_t *m)
         if (c.index >= 0 && (size_t)c.index < m->nindexes) {
             unsigned *f = &m->failures[c.index];
             if (!c.ready || now - c.started < MIN_HEALTHY_MS) {
-                uint64_t delay = BACKOFF_FIRST_MS << (*f < 9 ? *f : 9);
-                if (delay > BACKOFF_MAX_MS)
-                    delay = BACKOFF_MAX_MS;
+                uint64_t delay = master_respawn_delay_ms(*f);
                 (*f)++;
                 m->respawn_at[c.index] = now + delay;
                 if (*f > 1)
