@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 
-from panthera_server import Server
+from panthera_server import CEILING, Server
 from test_pg_pool import pg_ctl, pg_env, pg_ready, server_lock, wait_ready
 
 PGHOST = os.environ.get("PANTHERA_PGHOST")
@@ -124,6 +124,13 @@ def test_concurrent_duplicates_make_one_row(server):
     assert count(server, text) == 1
 
 
+def wait_acknowledged(acknowledged, n):
+    end = time.monotonic() + CEILING
+    while len(acknowledged) < n:
+        assert time.monotonic() < end, "only %d creates acknowledged" % len(acknowledged)
+        time.sleep(0.05)
+
+
 def test_postgres_restart_never_duplicates_or_loses(server):
     host, port, datadir = pg_env()
     stop = threading.Event()
@@ -157,11 +164,13 @@ def test_postgres_restart_never_duplicates_or_loses(server):
         for t in threads:
             t.start()
         try:
-            time.sleep(1.5)
+            # Creates going through before the restart, and again after it: counted, not
+            # slept for.
+            wait_acknowledged(acknowledged, 5)
             r = pg_ctl(datadir, host, "-m", "fast", "restart")
             assert r.returncode == 0, r.stderr
             assert wait_ready(host, port, 30)
-            time.sleep(2.5)
+            wait_acknowledged(acknowledged, len(acknowledged) + 10)
         finally:
             stop.set()
             for t in threads:
