@@ -78,6 +78,9 @@ extra_server=None, dropins=None, log_level=None)``
   ``worker_pids()``           sorted list of the master's current child pids.
   ``wait_workers(n, timeout=10, exclude=())``  poll until n workers (pids not in
                               ``exclude``) exist; returns the list (raises on timeout).
+  ``wait_gone(pids, timeout=10)``  poll until none of ``pids`` is a live worker (the old
+                              generation after a reload: "reload complete" is logged before
+                              the old workers have stopped accepting).
   ``error_log()``             text of the error log file plus the master's stderr.
   ``access_log_lines()``      parsed JSON objects, one per access-log line (skips a
                               partial last line).
@@ -554,6 +557,16 @@ class Server:
                 return pids
             if time.monotonic() > deadline:
                 raise ServerError("expected %d workers, have %r" % (n, pids))
+            time.sleep(0.05)
+
+    def wait_gone(self, pids, timeout=10):
+        deadline = time.monotonic() + ceiling(timeout)
+        while True:
+            left = set(pids) & set(self.worker_pids())
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise ServerError("workers %r still there" % sorted(left))
             time.sleep(0.05)
 
     def error_log(self):

@@ -166,4 +166,5 @@ def test_old_workers_drain_only_after_every_new_one_is_ready(make_server, tmp_pa
     s.wait_error_log("reload complete: generation 2 serving")
     new = s.wait_workers(2, exclude=old)
     assert not set(new) & set(old)
+    s.wait_gone(old)  # until then an old worker may still take a connection
     assert all(label() == "gen2" for _ in range(4))

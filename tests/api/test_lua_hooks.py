@@ -637,6 +637,7 @@ def test_reload_keeps_old_scripts_on_error_then_applies_fix(lua, tmp_path):
     assert_security_headers(r)  # both scripts define on_response; both run
     new = s.wait_workers(2, timeout=15, exclude=pids)
     assert not set(new) & set(pids)
+    s.wait_gone(pids)  # until then an old worker may still take a connection
     for _ in range(4):
         r = requests.get(s.url("/v1/hello"), timeout=TIMEOUT)
         assert r.headers.get("X-Generation") == "two", r.headers

@@ -330,11 +330,14 @@ def test_sighup_under_load_loses_nothing(make_server):
 
 def test_sighup_applies_plugin_setting(make_server):
     s = make_server(workers=2)
+    old = s.wait_workers(2)
     assert session().get(s.url(HELLO), timeout=3).json()["message"] == "Hello, World!"
     with open(dropin_path(s, "hello"), "w") as f:
         f.write("[plugin:hello]\ngreeting = Howdy\n")
     s.signal(signal.SIGHUP)
     wait_reloads(s, 1)
+    # "reload complete" comes before the old workers have stopped accepting.
+    s.wait_gone(old)
     r = session().get(s.url(HELLO), timeout=3)
     assert r.json()["message"] == "Howdy, World!"
     assert session().get(s.url("/v1/hello/Ann"), timeout=3).json()["message"] == "Howdy, Ann!"
