@@ -57,6 +57,12 @@
 #define RELOAD_READY_TIMEOUT_MS 30000
 #define EXIT_CONFIG 78
 
+uint64_t master_respawn_delay_ms(unsigned young_deaths)
+{
+    uint64_t delay = (uint64_t)BACKOFF_FIRST_MS << (young_deaths < 9 ? young_deaths : 9);
+    return delay > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay;
+}
+
 typedef struct listener {
     char *address;
     int fd;
@@ -479,9 +485,7 @@ static int reap(master_t *m)
             if (in_request && c.ready) {
                 m->respawn_at[c.index] = now;
             } else if (!c.ready || now - c.started < MIN_HEALTHY_MS) {
-                uint64_t delay = BACKOFF_FIRST_MS << (*f < 9 ? *f : 9);
-                if (delay > BACKOFF_MAX_MS)
-                    delay = BACKOFF_MAX_MS;
+                uint64_t delay = master_respawn_delay_ms(*f);
                 if (m->served[c.index] && delay > BACKOFF_SERVED_MS)
                     delay = BACKOFF_SERVED_MS;
                 (*f)++;
@@ -642,6 +646,7 @@ int master_run(config_t *cfg)
             case SIGUSR1:
                 log_reopen();
                 access_log_reopen();
+                log_info("log files reopened");
                 for (size_t i = 0; i < m.nchildren; i++)
                     kill(m.children[i].pid, SIGUSR1);
                 break;

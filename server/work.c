@@ -111,6 +111,14 @@ void work_queues_open(worker_t *w)
     }
 }
 
+bool work_busy(const worker_t *w)
+{
+    for (size_t i = 0; i < w->nqueues; i++)
+        if (w->queues[i].running || w->queues[i].waiting)
+            return true;
+    return false;
+}
+
 void work_queues_free(worker_t *w)
 {
     free(w->queues);

@@ -35,6 +35,9 @@ typedef struct work_queue_decl {
 int work_queue_declare(struct plugin_set *set, const char *owner, const char *name,
                        int concurrency, int max_waiting);
 
+/* Whether any job of `w` runs or waits (the fuzz target turns its loop until none). */
+bool work_busy(const struct worker *w);
+
 /* The worker's queues from the config and the declarations; sizes libuv's thread pool to
  * their sum (before the first job runs: libuv reads it once). Call once per worker. */
 void work_queues_open(struct worker *w);

@@ -324,7 +324,7 @@ void worker_host_routes(plugin_set_t *plugins)
 }
 
 /* Pools and scripts, from the worker's own config. Returns 0 or -1 (logged). */
-static int worker_services_open(worker_t *w, const config_t *cfg)
+int worker_services_open(worker_t *w, const config_t *cfg)
 {
     if (cfg->pg.conninfo && *cfg->pg.conninfo) {
         pg_config_t pc = {.conninfo = cfg->pg.conninfo,
@@ -420,6 +420,8 @@ static void on_signal(uv_signal_t *s, int signum)
     case SIGUSR1:
         log_reopen();
         access_log_reopen();
+        /* Written into the new file: what logrotate (and a test) can wait for. */
+        log_info("log files reopened");
         break;
     default:
         break;

@@ -80,6 +80,10 @@ typedef struct worker {
 /* Set up a worker on `loop` serving `router`, without listeners or signals (used as is
  * by tests and the fuzzer). */
 worker_t *worker_new(uv_loop_t *loop, const config_t *cfg, plugin_set_t *plugins);
+/* Opens what `cfg` asks the worker for: the PostgreSQL pool, the Redis client, the Lua
+ * scripts, then the rate limits over the routes already registered. 0, or -1 (logged).
+ * worker_main calls it; the fuzzer calls it on a worker of its own. */
+int worker_services_open(worker_t *w, const config_t *cfg);
 void worker_free(worker_t *w);
 void worker_update_clock(worker_t *w);
 

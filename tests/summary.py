@@ -8,6 +8,11 @@
             N passed, N failed[, N skipped]
         Exits 0 only when something passed and nothing failed.
 
+        With CI=true in the environment a run proves what it claims or fails:
+        a skipped case not matched by an entry of tests/skips.allow counts as
+        a failure, and so does a results file with no test case at all (a
+        suite that collected nothing). Elsewhere both are reported, not failed.
+
     summary.py --failures FILE.xml
         Prints how many test cases in FILE.xml failed (0 if it is missing).
 
@@ -19,12 +24,44 @@
 """
 
 import argparse
+import fnmatch
 import json
 import os
 import sys
 import xml.etree.ElementTree as ET
 
 BAD_MESON_RESULTS = {"FAIL", "ERROR", "TIMEOUT", "UNEXPECTEDPASS", "INTERRUPT"}
+ALLOW_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "skips.allow")
+
+
+def ci_mode():
+    return os.environ.get("CI") == "true"
+
+
+def read_allow_list(path=ALLOW_FILE):
+    """The patterns of tests/skips.allow: one "STEP:CLASSNAME::NAME" glob a line, each
+    under a comment saying why that skip is no hole in the run. An entry without its
+    comment is refused (ValueError): an allow-list nobody explained is a silent skip."""
+    patterns = []
+    if not os.path.exists(path):
+        return patterns
+    explained = False
+    with open(path, encoding="utf-8") as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line:
+                explained = False
+            elif line.startswith("#"):
+                explained = True
+            elif not explained:
+                raise ValueError(f"{path}:{number}: entry without a comment saying why: {line}")
+            else:
+                patterns.append(line)
+    return patterns
+
+
+def skip_allowed(patterns, step, case_id):
+    return any(fnmatch.fnmatchcase(f"{step}:{case_id}", p) for p in patterns)
 
 
 class Counts:
@@ -56,8 +93,15 @@ def case_verdict(case):
     return "passed"
 
 
-def count_xml(path):
-    """Counts the test cases of one JUnit file; an unreadable file is one failure."""
+def skip_reason(case):
+    for skipped in case.findall("skipped"):
+        return (skipped.get("message") or skipped.text or "").strip()
+    return ""
+
+
+def count_xml(path, strict=False, allowed=()):
+    """Counts the test cases of one JUnit file; an unreadable file is one failure. When
+    `strict`, a skip no pattern of `allowed` matches and an empty file are failures."""
     counts = Counts()
     try:
         root = ET.parse(path).getroot()
@@ -65,22 +109,34 @@ def count_xml(path):
         counts.failed = 1
         counts.failures.append(f"(cannot read {os.path.basename(path)}: {exc})")
         return counts
+    step = os.path.basename(path)[:-len(".xml")]
+    cases = 0
     for case in root.iter("testcase"):
+        cases += 1
         verdict = case_verdict(case)
-        if verdict == "failed":
+        name = case.get("name", "?")
+        classname = case.get("classname")
+        case_id = f"{classname}::{name}" if classname else name
+        if verdict == "skipped" and strict and not skip_allowed(allowed, step, case_id):
             counts.failed += 1
-            name = case.get("name", "?")
-            classname = case.get("classname")
-            counts.failures.append(f"{classname}::{name}" if classname else name)
+            counts.failures.append(f"{case_id} (skipped, not in tests/skips.allow: "
+                                   f"{skip_reason(case)[:200]})")
+        elif verdict == "failed":
+            counts.failed += 1
+            counts.failures.append(case_id)
         elif verdict == "skipped":
             counts.skipped += 1
         else:
             counts.passed += 1
+    if cases == 0 and strict:
+        counts.failed += 1
+        counts.failures.append("(no test case at all: the suite collected nothing)")
     return counts
 
 
-def count_extra(path, out):
-    """Counts PASS/FAIL/SKIP lines of the plain results file and echoes them."""
+def count_extra(path, out, strict=False):
+    """Counts PASS/FAIL/SKIP lines of the plain results file and echoes them; when
+    `strict`, a SKIP line is a failure (a step that could not run proved nothing)."""
     counts = Counts()
     if not path or not os.path.exists(path):
         return counts
@@ -92,7 +148,7 @@ def count_extra(path, out):
             word = line.split(None, 1)[0].rstrip(":").upper()
             if word in ("PASS", "PASSED", "OK"):
                 counts.passed += 1
-            elif word in ("SKIP", "SKIPPED"):
+            elif word in ("SKIP", "SKIPPED") and not strict:
                 counts.skipped += 1
             else:  # FAIL, or anything we cannot read, is a failure
                 counts.failed += 1
@@ -100,15 +156,22 @@ def count_extra(path, out):
     return counts
 
 
-def summarize(results_dir, extra, out=sys.stdout):
+def summarize(results_dir, extra, out=sys.stdout, strict=False):
     total = Counts()
+    allowed = []
+    if strict:
+        try:
+            allowed = read_allow_list()
+        except ValueError as exc:
+            out.write(f"  FAIL {exc}\n")
+            total.failed += 1
     files = []
     if os.path.isdir(results_dir):
         files = sorted(f for f in os.listdir(results_dir) if f.endswith(".xml"))
     width = max([len(f) for f in files] + [10])
     out.write("test results:\n")
     for name in files:
-        counts = count_xml(os.path.join(results_dir, name))
+        counts = count_xml(os.path.join(results_dir, name), strict, allowed)
         line = f"  {name:<{width}}  {counts.passed:5d} ok  {counts.failed:5d} bad"
         if counts.skipped:
             line += f"  {counts.skipped:5d} skip"
@@ -118,7 +181,7 @@ def summarize(results_dir, extra, out=sys.stdout):
         if len(counts.failures) > 20:
             out.write(f"      ... and {len(counts.failures) - 20} more\n")
         total.add(counts)
-    total.add(count_extra(extra, out))
+    total.add(count_extra(extra, out, strict))
     if total.passed + total.failed == 0:
         out.write("no test ran\n")
     out.write(total.text() + "\n")
@@ -185,7 +248,7 @@ def main(argv):
         return 0
     if not args.results_dir:
         parser.error("RESULTS_DIR is required")
-    return summarize(args.results_dir, args.extra)
+    return summarize(args.results_dir, args.extra, strict=ci_mode())
 
 
 if __name__ == "__main__":

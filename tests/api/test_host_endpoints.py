@@ -5,7 +5,7 @@ import time
 
 import requests
 
-from panthera_server import read_response
+from panthera_server import CEILING, read_response
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
 
@@ -64,9 +64,15 @@ def test_healthz(server):
 
 
 def test_healthz_head(server):
-    r = requests.head(server.url("/healthz"), timeout=5)
-    assert r.status_code == 200
-    assert r.content == b""
+    """On a raw socket: requests never reads a HEAD body, so only the bytes can show that
+    none was sent (the answer to HEAD ends at the blank line, then the next answer)."""
+    data = server.raw(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                      b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                      timeout=CEILING)
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep and head.startswith(b"HTTP/1.1 200 "), data
+    assert int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1)) > 0, head
+    assert rest.startswith(b"HTTP/1.1 200 "), "bytes after the HEAD answer's head: %r" % rest[:200]
 
 
 def test_healthz_post_is_405(server):
@@ -139,9 +145,14 @@ def test_counts_add_up_across_workers(server):
     made = 0
 
     def blocker(ms):
-        b = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        """A request that keeps its worker busy, returned once the handler runs."""
+        needle = "sleep of %d ms started" % ms
+        seen = server.error_log().count(needle)
+        b = socket.create_connection(("127.0.0.1", server.port), timeout=CEILING)
         b.sendall(b"GET /v1/test/sleep?ms=%d HTTP/1.1\r\nHost: x\r\n\r\n" % ms)
-        time.sleep(0.03)
+        deadline = time.monotonic() + CEILING
+        while server.error_log().count(needle) == seen and time.monotonic() < deadline:
+            time.sleep(0.01)
         return b
 
     for round_ in range(10):
@@ -150,16 +161,17 @@ def test_counts_add_up_across_workers(server):
             busy = [blocker(300)]
         else:
             # first blocker short, second (on the other worker) long: once the first
-            # is done, its worker takes the hellos
+            # is answered, its worker takes the hellos
             busy = [blocker(100), blocker(600)]
-            time.sleep(0.12)
+            with busy.pop(0) as first:
+                assert read_response(first, timeout=CEILING).status == 200
         for _ in range(5):
             r = fresh_get(server, "/v1/hello")
             assert r.status == 200
             prefixes.add(r.headers["x-request-id"][:8])
             made += 1
         for b in busy:
-            assert read_response(b).status == 200
+            assert read_response(b, timeout=CEILING).status == 200
             b.close()
     assert made == 50
     assert len(prefixes) == 2, "requests all landed on one worker: %r" % prefixes
@@ -187,7 +199,7 @@ def test_connections_open_gauge(server):
     base = metric(scrape(server), "panthera_connections_open")
     socks = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(10)]
     try:
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + CEILING
         while True:
             now = metric(scrape(server), "panthera_connections_open")
             if now >= base + 10 or time.monotonic() > deadline:
@@ -197,7 +209,7 @@ def test_connections_open_gauge(server):
     finally:
         for s in socks:
             s.close()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + CEILING
     while True:
         now = metric(scrape(server), "panthera_connections_open")
         if now <= base or time.monotonic() > deadline:

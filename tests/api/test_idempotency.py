@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 
-from panthera_server import Server
+from panthera_server import CEILING, Server
 from test_pg_pool import pg_ctl, pg_env, pg_ready, server_lock, wait_ready
 
 PGHOST = os.environ.get("PANTHERA_PGHOST")
@@ -78,6 +78,34 @@ def test_bad_key_is_400(server):
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
 
 
+def test_key_is_per_caller(server):
+    """One key from two callers is two creates: the scope of a key is its caller (here two
+    anonymous callers, told apart by address: 127.0.0.1 and 127.0.0.2)."""
+    import http.client
+    import json
+    key, text = "per-caller-" + uuid.uuid4().hex, "per-caller " + uuid.uuid4().hex
+
+    def post_from(address):
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=30,
+                                          source_address=(address, 0))
+        try:
+            conn.request("POST", "/v1/pgkit/notes", body=json.dumps({"text": text}),
+                         headers={"Content-Type": "application/json", "Idempotency-Key": key})
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    first = post_from("127.0.0.1")
+    other = post_from("127.0.0.2")
+    assert first[0] == 201 and other[0] == 201, (first, other)
+    assert first[1]["id"] != other[1]["id"], (first, other)
+    # Each caller's retry is its own first answer.
+    assert post_from("127.0.0.1") == first
+    assert post_from("127.0.0.2") == other
+    assert count(server, text) == 2
+
+
 def test_concurrent_duplicates_make_one_row(server):
     key, text = uuid.uuid4().hex, "dup-" + uuid.uuid4().hex
     results = []
@@ -94,6 +122,13 @@ def test_concurrent_duplicates_make_one_row(server):
     assert all(r.status_code == 201 for r in results), [r.status_code for r in results]
     assert len({r.json()["id"] for r in results}) == 1
     assert count(server, text) == 1
+
+
+def wait_acknowledged(acknowledged, n):
+    end = time.monotonic() + CEILING
+    while len(acknowledged) < n:
+        assert time.monotonic() < end, "only %d creates acknowledged" % len(acknowledged)
+        time.sleep(0.05)
 
 
 def test_postgres_restart_never_duplicates_or_loses(server):
@@ -129,11 +164,13 @@ def test_postgres_restart_never_duplicates_or_loses(server):
         for t in threads:
             t.start()
         try:
-            time.sleep(1.5)
+            # Creates going through before the restart, and again after it: counted, not
+            # slept for.
+            wait_acknowledged(acknowledged, 5)
             r = pg_ctl(datadir, host, "-m", "fast", "restart")
             assert r.returncode == 0, r.stderr
             assert wait_ready(host, port, 30)
-            time.sleep(2.5)
+            wait_acknowledged(acknowledged, len(acknowledged) + 10)
         finally:
             stop.set()
             for t in threads:

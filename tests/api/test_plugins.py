@@ -7,7 +7,6 @@ at the end of the test; ``make_server`` (conftest) is used when a test starts on
 import json
 import os
 import re
-import time
 
 import pytest
 import requests
@@ -47,15 +46,13 @@ def error_lines(stderr):
     return [l for l in stderr.splitlines() if l.strip() and "has errors" not in l]
 
 
-def start_refused(s, timeout=5.0):
-    """Start `s`, expect the master to exit non-zero on its own, quickly. Returns
-    (exit code, seconds, error log)."""
-    t0 = time.monotonic()
-    with pytest.raises(ServerError):
-        s.start(timeout=timeout)
-    took = time.monotonic() - t0
-    rc = s.proc.returncode
-    return rc, took, s.error_log()
+def start_refused(s):
+    """Start `s`, expect the master to exit non-zero on its own, not to be stopped by
+    start() giving up on /healthz. Returns (exit code, error log)."""
+    with pytest.raises(ServerError) as e:
+        s.start()
+    assert "exited with" in str(e.value), "the master did not give up by itself:\n%s" % e.value
+    return s.proc.returncode, s.error_log()
 
 
 # ---------------------------------------------------------------------------- -t
@@ -148,9 +145,8 @@ def test_abi_major_refused_by_check(conf):
 def test_abi_major_refused_at_start_without_spinning(conf):
     major, minor = abi_from_header()
     s = conf(plugins=("hello", "abi_major"), workers=2)
-    rc, took, log = start_refused(s)
+    rc, log = start_refused(s)
     assert rc not in (0, None), log
-    assert took < 3, "took %.1fs to give up" % took
     assert "needs SDK ABI %d.0, this host has ABI %d.%d" % (major + 1, major, minor) in log
     assert "rebuild" in log
     # Each worker may say it once; nobody retries.
@@ -189,8 +185,8 @@ def test_duplicate_route_names_both_plugins(conf):
 
 def test_duplicate_route_refused_at_start(conf):
     s = conf(plugins=("hello", "dup_route"), workers=1)
-    rc, took, log = start_refused(s)
-    assert rc not in (0, None) and took < 3, (rc, took, log)
+    rc, log = start_refused(s)
+    assert rc not in (0, None), (rc, log)
     assert 'already claimed by plugin "hello"' in log, log
 
 
@@ -214,8 +210,8 @@ def test_plugin_not_found(conf):
 
 def test_plugin_not_found_at_start(conf):
     s = conf(plugins=("hello", "nosuchplugin"), workers=2)
-    rc, took, log = start_refused(s)
-    assert rc not in (0, None) and took < 3, (rc, took, log)
+    rc, log = start_refused(s)
+    assert rc not in (0, None), (rc, log)
     assert "cannot find nosuchplugin.so" in log
 
 

@@ -9,6 +9,11 @@ again in `finally`. PostgreSQL restarts take test_pg_pool's exclusive lock (the 
 PostgreSQL tests here take it shared), Redis restarts take a lock of the same kind keyed
 on the Redis socket.
 
+No assertion here reads a clock: "answered 503 instead of waiting for PostgreSQL" is
+proved by order (the answer came while the service was still stopped), "recovered" by a
+run of good answers awaited with a ceiling only a hang reaches. How long the outage was
+felt is printed, a figure for tests/bench, not a pass mark.
+
 Not covered here (not implemented yet): two clients + `pg_ctl restart -m fast` + a unique
 Idempotency-Key.
 """
@@ -24,7 +29,7 @@ import pytest
 from services import Redis, redis_lock
 import requests
 
-from panthera_server import Server
+from panthera_server import CEILING, Server
 
 PG_VARS = ("PANTHERA_PGHOST", "PANTHERA_PGPORT", "PANTHERA_PGDATABASE", "PANTHERA_PGUSER")
 pytestmark = pytest.mark.skipif(
@@ -43,8 +48,7 @@ else:  # the module is skipped; keep the names defined
     pg_ctl = pg_env = pg_ready = server_lock = wait_ready = None
 
 WAIT_TIMEOUT = 1.0  # [postgres] wait_timeout below
-TIMEOUT = 5
-RECOVERY = 5.0  # service must be back this long after PostgreSQL/Redis is
+TIMEOUT = CEILING  # a client gives up on a request only when it hangs
 STREAK = 12  # answers in a row on fresh connections that count as "recovered"
 TABLE_SQL = ("CREATE TABLE IF NOT EXISTS pgkit_items "
              "(id bigserial PRIMARY KEY, name text UNIQUE NOT NULL)")
@@ -64,6 +68,12 @@ def psql(sql):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     return p.stdout
+
+
+def sleeping_statements():
+    """How many pg_sleep statements of pgkit's /v1/pgkit/sleep PostgreSQL runs now."""
+    return int(psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                    "AND query LIKE 'SELECT pg_sleep($1::float8)%'").strip())
 
 
 def uniq(prefix="item"):
@@ -112,8 +122,8 @@ def get(s, path, **kw):
     return requests.get(s.url(path), **kw)
 
 
-def wait_until(pred, timeout, interval=0.05):
-    end = time.monotonic() + timeout
+def wait_until(pred, timeout=CEILING, interval=0.05):
+    end = time.monotonic() + max(timeout, CEILING)
     while True:
         v = pred()
         if v or time.monotonic() > end:
@@ -340,26 +350,29 @@ def test_postgres_stopped_then_started(pools):
                 inflight.append(time.time())
 
             sleeper_thread = threading.Thread(target=sleeper, daemon=True)
-            time.sleep(0.7)
+            assert wait_until(lambda: sum(1 for r in pg_loop.results if r[2] == 200) >= 5)
             sleeper_thread.start()
-            time.sleep(0.3)
+            assert wait_until(lambda: sleeping_statements() == 1), "the sleep never started"
             down_at = time.time()
             r = pg_ctl(datadir, host, "-m", "fast", "stop")
             assert r.returncode == 0, r.stdout + r.stderr
             stopped_at = time.time()
-            # While it is down: /readyz, another PG route, a transaction.
-            end = time.time() + 2.0
-            while time.time() < end:
+            # While it is down: /readyz, another PG route, a transaction; the loop goes on
+            # until it has met the outage.
+            while len(ready_while_down) < 3 or not any(
+                    r[2] == 503 and r[0] >= stopped_at for r in list(pg_loop.results)):
+                assert time.time() < stopped_at + CEILING, "the outage went unnoticed"
                 t0 = time.time()
                 rr = get(s, "/readyz")
                 ready_while_down.append((t0, time.time(), rr))
                 time.sleep(0.2)
-            sleeper_thread.join(5)
+            sleeper_thread.join(CEILING)
             for path in ("/v1/pgkit/echo?v=x",):
                 t0 = time.time()
                 routes_while_down.append((t0, time.time(), get(s, path)))
             t0 = time.time()
             routes_while_down.append((t0, time.time(), create_item(s, uniq("down"))))
+            restart_at = time.time()
             r = pg_ctl(datadir, host, "start")
             assert r.returncode == 0, r.stdout + r.stderr
             assert wait_ready(host, port, 30), "PostgreSQL did not come back"
@@ -370,8 +383,7 @@ def test_postgres_stopped_then_started(pools):
                 return len(tail) == STREAK and all(st == 200 and a >= back_at
                                                    for a, _, st, _, _ in tail)
 
-            wait_until(served_again, RECOVERY + 2)
-            time.sleep(0.3)
+            wait_until(served_again)
         finally:
             pg_loop.stop()
             hello_loop.stop()
@@ -392,25 +404,27 @@ def test_postgres_stopped_then_started(pools):
         assert doc["checks"]["postgres"] == "down", doc
         assert "postgres" in doc["error"]["message"], doc
         assert doc["error"]["code"] == "unavailable", doc
-        assert t1 - t0 <= WAIT_TIMEOUT + 1.0, (t1 - t0, doc)
-    # The query in flight: 503 too (not 500), soon after PostgreSQL went away.
+        assert t1 <= restart_at, "/readyz waited for PostgreSQL to come back"
+    # The query in flight: 503 too (not 500), while PostgreSQL was still stopped.
     assert len(inflight) == 2, inflight
     (t0, rr), t1 = inflight
     assert isinstance(rr, requests.Response), rr
     assert_error(rr, 503, "unavailable")
-    assert t1 - stopped_at <= WAIT_TIMEOUT + 1.0, (t1 - stopped_at, rr.text)
-    # Other PG routes answer 503 unavailable, quickly.
+    assert t1 <= restart_at, "the query in flight waited for PostgreSQL to come back"
+    # Other PG routes answer 503 unavailable, without waiting for PostgreSQL (they were
+    # asked and answered one after the other before it was started again).
     for t0, t1, rr in routes_while_down:
         assert_error(rr, 503, "unavailable")
         assert rr.headers.get("Retry-After"), rr.headers
-        assert t1 - t0 <= WAIT_TIMEOUT + 1.0, (t1 - t0, rr.text)
 
-    # The PG loop: only 200 and 503 unavailable, never a hang.
+    # The PG loop: only 200 and 503 unavailable, never a hang; nothing asked while
+    # PostgreSQL was stopped waited for it to come back.
     results = pg_loop.results
     assert results, "the client loop made no requests"
     for a, b, st, body, retry in results:
         assert st in (200, 503), "an answer other than 200/503:\n" + text
-        assert b - a <= WAIT_TIMEOUT + 1.0, "a request took %.3f s:\n%s" % (b - a, text)
+        assert not (st == 200 and stopped_at <= a < restart_at), \
+            "a request asked while PostgreSQL was stopped waited for it:\n" + text
         if st == 503:
             assert isinstance(body, dict) and body["error"]["code"] == "unavailable", text
             assert retry, "503 without Retry-After:\n" + text
@@ -419,29 +433,28 @@ def test_postgres_stopped_then_started(pools):
     assert any(st == 200 and b <= down_at for a, b, st, _, _ in results), text
     unavailable = [(a, b) for a, b, st, _, _ in results if st == 503]
     assert unavailable, "the outage went unnoticed:\n" + text
-    assert min(a for a, _ in unavailable) >= down_at - 0.05, text
-    # Served again by every worker within RECOVERY s of PostgreSQL being back: the last
-    # 503 was asked no later than that, and nothing but 200 since (a run of STREAK 200s
-    # on fresh connections at least).
+    # No 503 before the outage began.
+    assert min(b for _, b in unavailable) >= down_at, text
+    # Served again by every worker: nothing but 200 after the last 503 (a run of STREAK
+    # 200s on fresh connections at least).
     last_503 = max(a for a, _ in unavailable)
     print("postgres: down for %.3f s, %d answers 503, last 503 asked %.3f s after it was back"
           % (back_at - down_at, len(unavailable), last_503 - back_at))
     after_last = [st for a, b, st, _, _ in results if a > last_503]
-    assert len(after_last) >= STREAK, "not served steadily again within %.1f s:\n%s" % (
-        RECOVERY + 2, text)
-    assert last_503 - back_at <= RECOVERY, \
-        "still 503 %.3f s after PostgreSQL was back:\n%s" % (last_503 - back_at, text)
+    assert len(after_last) >= STREAK and set(after_last) == {200}, \
+        "not served steadily again:\n" + text
 
     # /v1/hello never noticed.
     hello = hello_loop.results
     assert hello and all(st == 200 for _, _, st, _, _ in hello), describe(
         [h for h in hello if h[2] != 200], t_start)
-    assert max(b - a for a, b, _, _, _ in hello) <= 1.0
+    print("hello: slowest answer during the outage %.3f s"
+          % max(b - a for a, b, _, _, _ in hello))
 
     # No worker died, and the pool works fully again (prepared statements, transactions).
     assert s.worker_pids() == pids, s.error_log()[-3000:]
     # (Only the postgres check: Redis is not this test's business.)
-    assert wait_until(lambda: get(s, "/readyz").json()["checks"]["postgres"] == "ok", RECOVERY)
+    assert wait_until(lambda: get(s, "/readyz").json()["checks"]["postgres"] == "ok")
     for _ in range(6):
         r = get(s, "/v1/pgkit/items/%s" % item["id"])
         assert r.status_code == 200 and r.json() == item, r.text
@@ -470,23 +483,22 @@ def test_redis_stopped_then_started(pools):
                 redis.stop()
                 back_at = None
 
-                # The client notices at once (the socket closes); allow it a moment.
+                # The client notices (the socket closes).
                 def readyz_down():
                     rr = get(s, "/readyz")
                     return [rr] if rr.status_code == 503 else None
 
-                found = wait_until(readyz_down, 2.0)
-                assert found, "readyz still ready 2 s after Redis stopped"
+                found = wait_until(readyz_down)
+                assert found, "readyz still ready long after Redis stopped"
                 rr = found[0]
                 doc = rr.json()
                 assert rr.headers.get("Retry-After"), rr.headers
                 assert doc["checks"]["redis"] == "down", doc
                 assert "redis" in doc["error"]["message"], doc
 
+                # Redis stays stopped until these are answered: a 503 here did not wait.
                 for _ in range(3):
-                    t0 = time.time()
                     rr = get(s, "/v1/pgkit/redis/" + key)
-                    assert time.time() - t0 <= 1.5
                     assert_error(rr, 503, "unavailable")
                     assert rr.headers.get("Retry-After"), rr.headers
                     rr = requests.put(s.url("/v1/pgkit/redis/" + key), data=b"x",
@@ -504,7 +516,7 @@ def test_redis_stopped_then_started(pools):
                 # Fresh connections, so every worker is asked: recovered once a run of
                 # STREAK answers in a row is 200, for the Redis route and for /readyz.
                 samples = []
-                end = back_at + RECOVERY + 2
+                end = back_at + CEILING
                 while time.time() < end:
                     t0 = time.time()
                     a = requests.get(s.url("/v1/pgkit/redis/" + key), timeout=TIMEOUT)
@@ -517,11 +529,9 @@ def test_redis_stopped_then_started(pools):
                 trace = "\n".join("%+.3f %s %s" % (t0 - back_at, a, b) for t0, a, b in samples)
                 tail = samples[-STREAK:]
                 assert len(tail) == STREAK and all(x[1] == 200 and x[2] == 200 for x in tail), \
-                    "not recovered %.1f s after Redis was back:\n%s" % (RECOVERY + 2, trace)
+                    "not recovered after Redis was back:\n%s" % trace
                 recovered_at = tail[0][0]
                 print("redis: recovered %.3f s after it was back" % (recovered_at - back_at))
-                assert recovered_at - back_at <= RECOVERY, \
-                    "recovered %.3f s after Redis was back:\n%s" % (recovered_at - back_at, trace)
                 for _ in range(4):
                     rr = requests.put(s.url("/v1/pgkit/redis/" + key), data="après 🐆".encode(),
                                       timeout=TIMEOUT)

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from panthera_server import Server
+from panthera_server import CEILING, Server
 from services import pg_lock
 
 PGHOST = os.environ.get("PANTHERA_PGHOST")
@@ -57,8 +57,8 @@ def server_with(sock, **redis):
                             "redis": dict({"address": "unix:" + sock}, **redis)})
 
 
-def wait_ready(s, want, seconds=5):
-    end = time.time() + seconds
+def wait_ready(s, want, seconds=CEILING):
+    end = time.time() + max(seconds, CEILING)
     while True:
         r = requests.get(s.url("/readyz"), timeout=5)
         if r.status_code == want or time.time() > end:
@@ -107,13 +107,48 @@ def test_wrong_password_keeps_redis_down_and_is_never_logged(private_redis):
             # Other routes do not need Redis and keep working.
             r = requests.get(s.url("/v1/pgkit/echo"), params={"v": "x"}, timeout=5)
             assert r.status_code == 200
-            time.sleep(0.5)
-            log = open(s.error_log_path).read()
-            assert "Redis refused AUTH" in log, log[-2000:]
+            log = s.wait_error_log("Redis refused AUTH")
             assert wrong not in log
         finally:
             s.stop()
             s.cleanup()
+
+
+def test_acl_username_against_a_real_acl_user(private_redis):
+    """[redis] username is sent as AUTH username password: an ACL user that may only touch
+    its own keys is served for them, and one with the wrong password is refused."""
+    user, secret = "px-acl-user", "acl-password-" + str(os.getpid())
+    cli(private_redis, "ACL", "SETUSER", user, "reset", "on", ">" + secret, "~px-acl:*",
+        "+@all")
+    try:
+        s = server_with(private_redis, username=user, password=secret)
+        with pg_lock(exclusive=False):
+            s.start()
+            try:
+                assert wait_ready(s, 200).status_code == 200
+                r = requests.put(s.url("/v1/pgkit/redis/px-acl:key"), data=b"as-acl-user",
+                                 timeout=CEILING)
+                assert r.status_code == 200, r.text
+                assert cli(private_redis, "GET", "px-acl:key") == "as-acl-user"
+                # The connection is the ACL user's: a key outside its pattern is refused.
+                r = requests.put(s.url("/v1/pgkit/redis/other-key"), data=b"x", timeout=CEILING)
+                assert r.status_code >= 400, r.text
+                assert cli(private_redis, "EXISTS", "other-key") == "0"
+            finally:
+                s.stop()
+                s.cleanup()
+        s = server_with(private_redis, username=user, password="not-" + secret)
+        with pg_lock(exclusive=False):
+            s.start()
+            try:
+                r = wait_ready(s, 503)
+                assert r.status_code == 503 and r.json()["checks"]["redis"] == "down", r.text
+                assert "Redis refused AUTH" in s.wait_error_log("Redis refused AUTH")
+            finally:
+                s.stop()
+                s.cleanup()
+    finally:
+        cli(private_redis, "ACL", "DELUSER", user)
 
 
 def test_username_without_password_is_a_config_error(private_redis):

@@ -2,22 +2,32 @@
 plugin commands on the command line, and the merged /openapi.json."""
 import concurrent.futures
 import subprocess
+import time
 
 import requests
 
-from panthera_server import PANTHERAD, Server
+from panthera_server import CEILING, PANTHERAD, Server
 
 
 def test_work_runs_off_the_loop_within_the_bound(make_server):
     s = make_server(workers=1, extra_server={"blocking_jobs": "2", "blocking_queue": "16"})
     s.start()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        jobs = [pool.submit(requests.get, s.url("/v1/test/work?ms=200"), timeout=20)
-                for _ in range(6)]
-        # The loop is free while jobs run: other routes answer meanwhile.
-        hello = requests.get(s.url("/v1/hello"), timeout=5)
+        # Two rounds of 4 s jobs, two at a time: at least 8 s of work queued on one worker.
+        jobs = [pool.submit(requests.get, s.url("/v1/test/work?ms=4000"), timeout=CEILING)
+                for _ in range(4)]
+        # Every job is handed over (were they run on the loop, that alone would take
+        # 16 s); the loop is free while they run: another route answers before they end.
+        s.wait_error_log("work of 4000 ms handed to the pool")
+        deadline = time.monotonic() + CEILING
+        while s.error_log().count("work of 4000 ms handed to the pool") < 4:
+            assert time.monotonic() < deadline, s.error_log()
+            time.sleep(0.02)
+        hello = requests.get(s.url("/v1/hello"), timeout=CEILING)
+        pending = sum(1 for j in jobs if not j.done())
         results = [j.result() for j in jobs]
     assert hello.status_code == 200
+    assert pending > 0, "/v1/hello was answered only after every job had ended"
     assert all(r.status_code == 200 for r in results), [r.text for r in results]
     # Never more than blocking_jobs at once, but they did overlap.
     assert max(r.json()["max_running"] for r in results) == 2

@@ -21,7 +21,7 @@ import uuid
 import pytest
 import requests
 
-from panthera_server import ServerError
+from panthera_server import CEILING, ServerError
 from user_helpers import (
     FAST_SCRYPT, PASSWORDS, SECRET, SHIPPED_LUA, TIMEOUT, assert_401, assert_401_bearer,
     assert_error, assert_tokens, assert_user, call, create_admin_cli, describe, dump_database,
@@ -714,10 +714,11 @@ def POLICY_STATUS(script):
 
 @pytest.fixture(scope="module")
 def short(env):
-    """login_limit 3 per 3 s window, refresh tokens that live 2 s."""
+    """login_limit 3 per 10 s window, refresh tokens that live 5 s: long enough for the
+    few requests a test makes inside them on a loaded machine, short enough to wait out."""
     db, _ = env
-    s = user_server(db, config=dict(FAST_SCRYPT, login_limit="3", login_window="3s"),
-                    auth={"token_secret": SECRET, "refresh_ttl": "2s"})
+    s = user_server(db, config=dict(FAST_SCRYPT, login_limit="3", login_window="10s"),
+                    auth={"token_secret": SECRET, "refresh_ttl": "5s"})
     try:
         with shared_services():
             s.start(timeout=30)
@@ -736,7 +737,7 @@ def test_login_rate_limit_429_with_retry_after(short):
     r = login(s, "wrong-password-x", username=a.username, expect=None)
     assert_error(r, 429, "rate_limited")
     ra = r.headers.get("Retry-After", "")
-    assert ra.isdigit() and 1 <= int(ra) <= 3, r.headers
+    assert ra.isdigit() and 1 <= int(ra) <= 10, r.headers
     # The account is limited: even the right password waits (no oracle for guesses) ...
     r = login(s, a.password, username=a.username, expect=None)
     assert_error(r, 429, "rate_limited")
@@ -746,45 +747,58 @@ def test_login_rate_limit_429_with_retry_after(short):
     # ... while another account is not affected.
     assert_tokens(login(s, b.password, username=b.username), 200)
     # Once the window has passed, the right password works again.
-    end = time.time() + 8
+    end = time.monotonic() + 10 + CEILING
     while True:
         time.sleep(0.5)
         r = login(s, a.password, username=a.username, expect=None)
         if r.status_code == 200:
             break
         assert_error(r, 429, "rate_limited")
-        assert time.time() < end, "still 429 %.1f s after a 3 s window" % (time.time() - end + 8)
+        assert time.monotonic() < end, "still 429 long after a 10 s window"
     assert_tokens(r, 200, a.username)
 
 
-def test_login_rate_limit_holds_for_concurrent_guesses(short):
+@pytest.fixture(scope="module")
+def long_window(env):
+    """login_limit 3 per 10 min window: no test outlasts it, however slow the machine."""
+    db, _ = env
+    s = user_server(db, config=dict(FAST_SCRYPT, login_limit="3", login_window="10m"))
+    try:
+        with shared_services():
+            s.start(timeout=30)
+        yield s
+    finally:
+        s.cleanup()
+
+
+def test_login_rate_limit_holds_for_concurrent_guesses(long_window):
     """20 wrong passwords for one account sent at once, login_limit 3: at most 3 of them may
     be checked (401); the others are over the limit (429). Otherwise an attacker guesses as
-    many passwords per window as it can send in parallel."""
+    many passwords per window as it can send in parallel. The window outlasts the test, so
+    the answer does not depend on how fast the guesses are checked."""
+    short = long_window
     a = register(short)
     results, errors = [], []
     barrier = threading.Barrier(20)
 
     def hit(i):
         try:
-            barrier.wait(10)
+            barrier.wait(CEILING)
             results.append(requests.post(
                 short.url("/v1/auth/login"),
-                json={"username": a.username, "password": "guess-%02d-wrong" % i}, timeout=30))
+                json={"username": a.username, "password": "guess-%02d-wrong" % i},
+                timeout=CEILING))
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(repr(e))
 
     threads = [threading.Thread(target=hit, args=(i,), daemon=True) for i in range(20)]
-    t0 = time.time()
     for t in threads:
         t.start()
     for t in threads:
-        t.join(40)
-    elapsed = time.time() - t0
+        t.join(2 * CEILING)
     assert not errors, errors[:3]
     codes = sorted(r.status_code for r in results)
-    assert set(codes) <= {401, 429}, codes
-    assert elapsed < 3, "the guesses took %.1f s, longer than the window: inconclusive" % elapsed
+    assert len(codes) == 20 and set(codes) <= {401, 429}, codes
     assert codes.count(401) <= 3, "%d of 20 concurrent wrong passwords were checked with " \
         "login_limit 3: %s" % (codes.count(401), codes)
 
@@ -792,7 +806,7 @@ def test_login_rate_limit_holds_for_concurrent_guesses(short):
 def test_refresh_token_expires(short):
     a = register(short)
     t1 = assert_tokens(refresh(short, a.refresh), 200)["refreshToken"]
-    time.sleep(3)
+    time.sleep(6)  # past its 5 s life: a lower bound, which load only lengthens
     assert_401(refresh(short, t1))
     # A fresh login still works.
     doc = assert_tokens(login(short, a.password, username=a.username), 200)

@@ -147,9 +147,9 @@ def test_page_past_the_end_is_empty(srv, admin, tagged):
         r = list_users(srv, admin.access, search=tag, page=page, limit=100)
         assert r.status_code == 200, describe(r)
         assert r.json()["users"] == [] and r.json()["total"] == 4, r.json()
-    # Absurd pages are refused or empty, never a server error.
+    # Past the largest page there is (1e9) is a bad request, never a server error.
     r = list_users(srv, admin.access, page="9223372036854775807", limit=100)
-    assert r.status_code in (200, 400), describe(r)
+    assert_error(r, 400, ("validation_failed", "bad_request"))
 
 
 @pytest.mark.parametrize("raw", ["%FF", "%C3%28", "caf%E9"])
@@ -527,14 +527,14 @@ def test_profile_reads_work_while_redis_is_down(srv, admin, redis_down):
         assert_401(login(srv, c.password + "x", username=c.username, expect=None))
         r = call(srv, "POST", "/v1/auth/refresh", json_body={"refreshToken": c.refresh})
         assert_tokens(r, 200)
-        # An update while Redis is down must not leave a stale cached profile behind.
+        # Writes keep working too (README: only the cache is skipped), and the update must
+        # not leave a stale cached profile behind.
         r = put_user(srv, a.id, a.access, {"firstName": "Changed"})
-        assert r.status_code in (200, 503), describe(r)
-        changed = r.status_code == 200
+        assert r.status_code == 200, describe(r)
     finally:
         redis_down.start()
-    want = "Changed" if changed else "Durable"
-    end = time.time() + 5
+    want = "Changed"
+    end = time.time() + 60
     while True:
         r = get_user(srv, a.id, admin.access)
         if r.status_code == 200 and r.json()["firstName"] == want:

@@ -24,6 +24,7 @@
 
 #include "check.h"
 #include "pg.h"
+#include "pg_internal.h" /* a transaction's ndone: which path test_abandon_due took */
 #include "util.h"
 
 static uv_loop_t *loop;
@@ -117,6 +118,16 @@ static void pool_close_wait(pg_pool_t *pool)
     int closed = 0;
     pg_pool_close(pool, on_closed, &closed);
     CHECK(wait_for(&closed, 1, 3000));
+}
+
+/* True when the answer counted by `counter` comes from the loop's next few turns, none of
+ * which blocks: a failure that waits for no timer and no I/O ("fails fast", whatever the
+ * machine's load). */
+static bool delivered_at_once(const int *counter, int target)
+{
+    for (int i = 0; i < 3 && *counter < target; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    return *counter >= target;
 }
 
 static bool wait_connected(pg_pool_t *pool, int n, int timeout_ms)
@@ -676,11 +687,15 @@ typedef struct abandon_due {
     int abandoned;
 } abandon_due_t;
 
-/* Check handles run right after the poll phase: the answer read there is due, and its
- * callback would run at the start of the next iteration. */
+/* Check handles run right after the poll phase: an answer read there is due, and its
+ * callback would run at the start of the next iteration. The handler waits for the
+ * iteration that read it, so the test takes the path it is about, however slow the
+ * server or the machine. */
 static void on_check_abandon(uv_check_t *check)
 {
     abandon_due_t *d = check->data;
+    if (d->txn->ndone == 0)
+        return; /* not read yet: look again after the next poll */
     uv_check_stop(check);
     d->abandoned++;
     pg_txn_abandon(d->txn);
@@ -694,11 +709,10 @@ static void test_abandon_due(void)
     d.txn = begin_sync(pool);
     CHECK_OR_RETURN(d.txn);
     CHECK_EQ_INT(pg_txn_query(d.txn, "SELECT 2", 0, NULL, on_answer, &d.answer, NULL), 0);
-    usleep(200 * 1000); /* the answer waits in the socket when the loop next polls */
     uv_check_init(loop, &d.check);
     d.check.data = &d;
     uv_check_start(&d.check, on_check_abandon);
-    CHECK(wait_for(&d.abandoned, 1, 3000));
+    CHECK(wait_for(&d.abandoned, 1, 10000)); /* abandoned with its answer due, not before */
     run_for(50);
     CHECK_EQ_INT(d.answer.done, 0);
     CHECK(wait_idle(pool, 2000));
@@ -819,22 +833,22 @@ static void test_unreachable(void)
     pg_pool_t *p = pool_make("/nonexistent-panthera-test", NULL, 2, 0, 0);
     CHECK_OR_RETURN(p);
     answer_t a = {0};
-    uint64_t t0 = now_ms();
     query_sync(p, &a, "SELECT 1", 0, NULL);
     CHECK(!a.ok);
     CHECK_EQ_INT(a.kind, PG_EUNAVAILABLE);
-    CHECK(a.at - t0 < 200);
     CHECK_CONTAINS(a.message, "unreachable");
+    answer_clear(&a);
+    CHECK_EQ_INT(pg_query(p, "SELECT 1", 0, NULL, on_answer, &a, NULL), 0);
+    CHECK(delivered_at_once(&a.done, 1)); /* known down: fails fast */
+    CHECK_EQ_INT(a.kind, PG_EUNAVAILABLE);
     CHECK_EQ_INT(pg_pool_status(p).connected, 0);
     pool_close_wait(p);
 
     /* A host name goes through uv_getaddrinfo; what waits for the first attempt fails with it. */
     p = pool_make("localhost", "1", 1, 0, 0);
     CHECK_OR_RETURN(p);
-    t0 = now_ms();
     query_sync(p, &a, "SELECT 1", 0, NULL);
     CHECK_EQ_INT(a.kind, PG_EUNAVAILABLE);
-    CHECK(a.at - t0 < 1500);
     pool_close_wait(p);
 
     /* Bad configuration: refused at once. */
@@ -860,12 +874,12 @@ static void test_connect_timeout(void)
     answer_t a = {0};
     uint64_t t0 = now_ms();
     query_sync(p, &a, "SELECT 1", 0, NULL);
-    uint64_t took = a.at - t0;
     CHECK_EQ_INT(a.kind, PG_EUNAVAILABLE); /* waited for the attempt, not wait_timeout */
-    CHECK(took >= 250 && took < 1000);
+    CHECK(a.at - t0 >= 250);               /* never before connect_timeout */
     CHECK_CONTAINS(a.message, "no connection within 300 ms");
-    query_sync(p, &a, "SELECT 1", 0, NULL);
-    CHECK(a.at - t0 < took + 100); /* now known down: fails fast */
+    answer_clear(&a);
+    CHECK_EQ_INT(pg_query(p, "SELECT 1", 0, NULL, on_answer, &a, NULL), 0);
+    CHECK(delivered_at_once(&a.done, 1)); /* now known down: fails fast */
     pool_close_wait(p);
     close(fd);
     unlink(addr.sun_path);
@@ -925,7 +939,7 @@ static void test_answer_deadline(void)
     uint64_t t0 = now_ms();
     query_sync(p, &a, "SELECT pg_sleep(4)", 0, NULL);
     CHECK_EQ_INT(a.kind, PG_EUNAVAILABLE);
-    CHECK(a.at - t0 >= 2200 && a.at - t0 < 3000);
+    CHECK(a.at - t0 >= 2200); /* never before the deadline; the message names it */
     CHECK_CONTAINS(a.message, "no answer within 2300 ms");
     CHECK(wait_connected(p, 1, 3000));
     query_sync(p, &a, "SHOW statement_timeout", 0, NULL);
@@ -1046,61 +1060,65 @@ static int cmd_basic(void)
 
 static int cmd_queue(void)
 {
-    enum { N = 20, WAIT_MS = 300 };
-    pg_pool_t *p = pool_make(NULL, NULL, 2, 5, WAIT_MS);
+    /* The pool's queue, told by what happens and in which order, not by the clock: two
+     * statements that outlast every wait here hold both connections, five more queue, the
+     * rest are refused at once; the queued ones expire (never before wait_timeout), and
+     * once a connection frees a queued statement runs on it. */
+    enum { N = 20, WAIT_MS = 300, SIZE = 2, QUEUE = 5 };
+    pg_pool_t *p = pool_make_cfg(NULL, NULL,
+                                 (pg_config_t){.size = SIZE, .queue_max = QUEUE,
+                                               .wait_timeout_ms = WAIT_MS,
+                                               .statement_timeout_ms = 60000});
     check_current = "queue";
-    if (!p || !wait_connected(p, 2, 5000)) {
-        CHECK(!"two connections within 5 s");
+    if (!p || !wait_connected(p, SIZE, 10000)) {
+        CHECK(!"two connections within 10 s");
         return 1;
     }
     static answer_t a[N];
-    int done = 0;
     uint64_t t0 = now_ms();
     for (int i = 0; i < N; i++)
-        CHECK_EQ_INT(pg_query(p, "SELECT pg_sleep(0.2)", 0, NULL, on_answer, &a[i], NULL), 0);
-    run_for(10); /* the first go out when the loop is about to block */
+        CHECK_EQ_INT(pg_query(p, i < SIZE ? "SELECT pg_sleep(4)" : "SELECT 1", 0, NULL, on_answer,
+                              &a[i], NULL),
+                     0);
+    /* The overflow is answered on the loop's next turns, without waiting for anything. */
+    for (int turn = 0; turn < 3; turn++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    int overflow = 0;
+    for (int i = SIZE + QUEUE; i < N; i++)
+        overflow += a[i].done == 1 && a[i].kind == PG_EUNAVAILABLE;
+    CHECK_EQ_INT(overflow, N - SIZE - QUEUE);
     pg_status_t st = pg_pool_status(p);
-    CHECK_EQ_INT(st.busy, 2);
-    CHECK_EQ_INT(st.waiting, 5);
-    uint64_t end = now_ms() + 3000;
-    while (now_ms() < end) {
-        done = 0;
-        for (int i = 0; i < N; i++)
-            done += a[i].done;
-        if (done == N)
-            break;
-        run_for(10);
+    CHECK_EQ_INT(st.busy, SIZE);
+    CHECK_EQ_INT(st.waiting, QUEUE);
+    /* The queued ones expire while the sleepers hold both connections. */
+    int expired = 0;
+    for (int i = SIZE; i < SIZE + QUEUE; i++) {
+        CHECK(wait_for(&a[i].done, 1, 10000));
+        expired += a[i].kind == PG_EUNAVAILABLE && a[i].at - t0 >= WAIT_MS - 1;
     }
-    CHECK_EQ_INT(done, N);
-    int ok = 0, overflow = 0, expired = 0, other = 0;
-    for (int i = 0; i < N; i++) {
-        uint64_t took = a[i].at - t0;
-        if (a[i].ok)
-            ok++;
-        else if (a[i].kind == PG_EUNAVAILABLE && took < 100)
-            overflow++;
-        else if (a[i].kind == PG_EUNAVAILABLE && took >= WAIT_MS && took < WAIT_MS + 300)
-            expired++;
-        else
-            other++;
+    CHECK_EQ_INT(expired, QUEUE);
+    for (int i = 0; i < SIZE; i++) {
+        CHECK(wait_for(&a[i].done, 1, 20000));
+        CHECK(a[i].ok);
+        CHECK(a[i].order > a[SIZE + QUEUE - 1].order); /* held their connections throughout */
     }
-    printf("queue: ok=%d overflow=%d expired=%d other=%d\n", ok, overflow, expired, other);
-    /* 2 run at once, 5 wait, 13 overflow. Of the waiting, two start when the first pair ends
-     * (200 ms < 300 ms) and the last three expire; a slow machine may let more expire. */
-    CHECK_EQ_INT(overflow, N - 7);
-    CHECK_EQ_INT(other, 0);
-    CHECK(ok >= 2 && ok <= 4);
-    CHECK(expired >= 3 && ok + expired == 7);
-    for (int i = 0; i < N; i++)
-        if (i < 2)
-            CHECK(a[i].ok); /* the first two ran at once */
+    printf("queue: ok=%d overflow=%d expired=%d\n", a[0].ok + a[1].ok, overflow, expired);
     for (int i = 0; i < N; i++)
         answer_clear(&a[i]);
-    CHECK(wait_idle(p, 2000));
-    answer_t b = {0};
-    query_sync(p, &b, "SELECT 1", 0, NULL);
-    CHECK(b.ok);
-    answer_clear(&b);
+    CHECK(wait_idle(p, 10000));
+    pool_close_wait(p);
+
+    /* A queued statement runs as soon as a connection frees (a wait no run here reaches). */
+    p = pool_make(NULL, NULL, 1, 1, 600000);
+    CHECK(p && wait_connected(p, 1, 10000));
+    answer_t first = {0}, queued = {0};
+    CHECK_EQ_INT(pg_query(p, "SELECT pg_sleep(0.5)", 0, NULL, on_answer, &first, NULL), 0);
+    CHECK_EQ_INT(pg_query(p, "SELECT 1", 0, NULL, on_answer, &queued, NULL), 0);
+    CHECK(wait_for(&queued.done, 1, 20000));
+    CHECK(first.done == 1 && first.ok && queued.ok);
+    CHECK(first.order < queued.order);
+    answer_clear(&first);
+    answer_clear(&queued);
     pool_close_wait(p);
     return 0;
 }
@@ -1235,13 +1253,15 @@ static int cmd_loop(int seconds)
     uv_timer_init(loop, &st.tick);
     st.tick.data = &st;
     uv_timer_start(&st.tick, loop_tick, 0, 10);
+    printf("running\n"); /* the driver restarts PostgreSQL only after this */
+    fflush(stdout);
     while (now_ms() < st.stop_at)
         run_for(100);
     uv_timer_stop(&st.tick);
     uint64_t end = now_ms() + PG_DEFAULT_WAIT_TIMEOUT_MS + 3000;
     while (st.outstanding > 0 && now_ms() < end)
         run_for(20);
-    bool hang = st.outstanding > 0 || st.max_latency > PG_DEFAULT_WAIT_TIMEOUT_MS + 1000;
+    /* max_latency is a figure for the driver to print; a hang is a callback never made. */
     printf("loop: ok=%ld unavailable=%ld other=%ld outstanding=%d max_latency_ms=%" PRIu64
            " ok_before=%ld ok_after=%ld first_unavailable=%" PRId64 " last_unavailable=%" PRId64
            " first_ok_after=%" PRId64 "\n",
@@ -1254,7 +1274,7 @@ static int cmd_loop(int seconds)
     }
     uv_close((uv_handle_t *)&st.tick, NULL);
     pool_close_wait(st.pool);
-    return st.other || hang ? 1 : 0;
+    return st.other ? 1 : 0;
 }
 
 int main(int argc, char **argv)

