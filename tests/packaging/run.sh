@@ -251,7 +251,9 @@ skel() {
         ! dpkg -S /usr/local/lib/panthera/plugins/skel.so 2>/dev/null &&
         panthera-plugin enable skel && kill -HUP "$(cat /run/panthera/pantherad.pid)" &&
         wait_code /v1/skel/items 200 15 && PANTHERA_URL=$BASE make -C skel check &&
-        pantherad -t | grep -q 'skel 0.1.0 (/usr/local/lib/panthera/plugins/skel.so)'
+        pantherad -t >"$WORK/skel-t.out" 2>&1 &&
+        grep -q 'skel 0.1.0 (/usr/local/lib/panthera/plugins/skel.so)' "$WORK/skel-t.out" ||
+        { cat "$WORK/skel-t.out"; return 1; }
 }
 check "panthera-plugin-new's skeleton builds, installs under /usr/local, is found along the default plugin_path and passes its make check" skel
 panthera-plugin -q disable skel >/dev/null 2>&1
