@@ -26,7 +26,10 @@
  * Failure. A connection that fails is retried in the background (see pg_conn.c). When no
  * connection is up and the last attempt failed, the server is down as far as we know:
  * waiting requests fail at once and new ones fail fast instead of holding their HTTP
- * clients for wait_timeout_ms each. A connection is only reused outside a transaction
+ * clients for wait_timeout_ms each. Fast, but not blind: a request that finds the pool down
+ * starts an attempt ahead of the backoff (at most every 100 ms) and, when attempts have
+ * been failing fast, waits for it, so the first request after PostgreSQL comes back is
+ * served rather than told to retry for up to the 5 s backoff. A connection is only reused outside a transaction
  * when PostgreSQL says it is idle (not inside a transaction); otherwise the pool sends
  * ROLLBACK first (see pg_pipeline.c), which is also how abandoned transactions end.
  */
@@ -354,7 +357,7 @@ static void on_kick(uv_prepare_t *kick)
  * counts what waits for a busy connection: an idle one takes at least one at the kick. */
 static void submit(pg_pool_t *pool, pg_handle_t *req)
 {
-    if (pool->up == 0 && pool->down) { /* none up, so none idle either */
+    if (pool->up == 0 && pool->down && !pg_conn_probe(pool)) { /* none up, so none idle */
         char *why = xasprintf("PostgreSQL is unreachable: %s",
                               pool->last_error ? pool->last_error : "not connected");
         pg_req_fail(req, PG_EUNAVAILABLE, NULL, why);

@@ -19,7 +19,9 @@
  *
  * Failure. A connection that fails is closed and retried with exponential backoff (100 ms
  * doubling to 5 s, +-20 % jitter so workers do not knock in step, reset on success); the
- * first one that gets through wakes its siblings so the pool refills at once. Work on a
+ * first one that gets through wakes its siblings so the pool refills at once. While all are
+ * down, traffic may cut a backoff short (pg_conn_probe): an outage ends for clients when the
+ * server is back, not when the longest backoff runs out. Work on a
  * lost connection fails with PG_EUNAVAILABLE and is never replayed: only the caller knows
  * whether running it twice is safe. A query with no answer statement_timeout_ms +
  * ANSWER_GRACE_MS after it was sent means the server or the network is gone: the
@@ -40,6 +42,12 @@
 #define BACKOFF_MAX_MS 5000
 #define ANSWER_GRACE_MS 2000
 #define LOOKUP_ADDRS_MAX 8
+/* While every connection is down, a request may start an attempt ahead of the backoff, at
+ * most this often per pool, so an outage cannot turn traffic into a connection storm. */
+#define PROBE_MIN_MS 100
+/* A request waits for that attempt only when attempts have been failing this fast (the
+ * server refuses rather than being unreachable), so waiting costs it almost nothing. */
+#define PROBE_QUICK_MS 50
 
 struct lookup {
     uv_getaddrinfo_t req;
@@ -145,6 +153,7 @@ static void conn_failed(conn_t *c, const char *why)
 {
     pg_pool_t *pool = c->pool;
     char *line = pg_one_line(why);
+    pool->last_attempt_ms = uv_now(pool->loop) - c->attempt_at;
     conn_drop(c);
     free(pool->last_error);
     pool->last_error = line;
@@ -333,6 +342,7 @@ static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 void pg_conn_connect(conn_t *c)
 {
     pg_pool_t *pool = c->pool;
+    c->attempt_at = uv_now(pool->loop);
     uv_timer_start(&c->timer, on_conn_timer, (uint64_t)pool->connect_timeout_ms, 0);
     if (!pool->lookup_host) {
         conn_start(c, NULL, NULL);
@@ -351,6 +361,30 @@ void pg_conn_connect(conn_t *c)
     pool->open++;
     c->lookup = lookup;
     c->state = CONN_RESOLVING;
+}
+
+static bool conn_attempting(const conn_t *c)
+{
+    return c->state == CONN_RESOLVING || c->state == CONN_CONNECTING;
+}
+
+bool pg_conn_probe(pg_pool_t *pool)
+{
+    bool quick = pool->last_attempt_ms <= PROBE_QUICK_MS;
+    conn_t *down = NULL;
+    for (int i = 0; i < pool->size; i++) {
+        if (conn_attempting(&pool->conns[i]))
+            return quick;
+        if (!down && pool->conns[i].state == CONN_DOWN)
+            down = &pool->conns[i];
+    }
+    uint64_t now = uv_now(pool->loop);
+    if (!down || pool->closing || (pool->probe_at && now - pool->probe_at < PROBE_MIN_MS))
+        return false;
+    pool->probe_at = now;
+    uv_timer_stop(&down->timer);
+    pg_conn_connect(down); /* may fail before it returns: then the pool is still down */
+    return quick && conn_attempting(down);
 }
 
 static void on_conn_timer(uv_timer_t *timer)

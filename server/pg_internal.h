@@ -83,6 +83,7 @@ struct conn {
     uv_timer_t timer; /* by state: backoff, connect deadline, answer deadline */
     lookup_t *lookup;
     unsigned backoff_ms;
+    uint64_t attempt_at; /* uv_now() when the current or last connection attempt began */
     link_t sent; /* requests in the pipeline, in the order their answers come */
     int nsent;
     pg_handle_t *reading; /* the one of `sent` whose results arrive now */
@@ -128,6 +129,8 @@ struct pg_pool {
     int up;            /* connections in CONN_READY */
     bool down;         /* no connection up and the last attempt failed */
     char *last_error;  /* why the last attempt failed */
+    uint64_t last_attempt_ms; /* how long the last failed attempt took to fail */
+    uint64_t probe_at;        /* uv_now() of the last attempt a request started (pg_conn_probe) */
     int ntxn;
     int open; /* handles and lookups whose close or callback has not run yet */
     bool closing, in_close, finishing;
@@ -208,6 +211,12 @@ void pg_conn_params_free(pg_pool_t *pool);
 void pg_conn_init(conn_t *c, pg_pool_t *pool);
 /* Starts a connection attempt: name lookup if needed, then the handshake. */
 void pg_conn_connect(conn_t *c);
+/* Every connection is down and a request wants one: starts an attempt now rather than when
+ * the backoff ends (at most every PROBE_MIN_MS), so the first request after PostgreSQL is
+ * back is served. True when the request should wait for an attempt on its way: only when
+ * attempts fail fast, so a request never waits out a connect timeout to learn of an outage
+ * it could be told of at once. */
+bool pg_conn_probe(pg_pool_t *pool);
 /* One step of the handshake, when the socket is ready as libpq asked. */
 void pg_conn_step(conn_t *c);
 /* Watches a connected socket for what the connection waits for; false when that failed

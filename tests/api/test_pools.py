@@ -455,9 +455,10 @@ def test_postgres_stopped_then_started(pools):
     assert s.worker_pids() == pids, s.error_log()[-3000:]
     # (Only the postgres check: Redis is not this test's business.)
     assert wait_until(lambda: get(s, "/readyz").json()["checks"]["postgres"] == "ok")
-    # /readyz answered from one worker; a pooled connection of the other that died with the
-    # old server is found dead only when next used, and that request is a 503 to retry
-    # (never a 500). Six reads in a row, within the ceiling, show every pool serving again.
+    # /readyz answered from one worker. The other's pool reconnects on the next request
+    # (pg_conn_probe) unless a request tried less than 100 ms before, while the server was
+    # still away: then one more 503 to retry (never a 500). Six reads in a row, within the
+    # ceiling, show every pool serving again.
     streak = []
 
     def six_in_a_row():

@@ -859,6 +859,37 @@ static void test_unreachable(void)
     answer_clear(&a);
 }
 
+/* The server comes back while every connection waits out a long backoff: the next request
+ * starts an attempt at once and, since attempts were failing fast, waits for it and is
+ * served. Before pg_conn_probe it was answered "unreachable" for up to the 5 s backoff. */
+static void test_comes_back(void)
+{
+    char dir[] = "/tmp/test_pg.XXXXXX";
+    CHECK_OR_RETURN(mkdtemp(dir));
+    const char *port = getenv("PANTHERA_PGPORT");
+    if (!port || !*port)
+        port = "5432";
+    char link[256], target[256];
+    snprintf(link, sizeof(link), "%s/.s.PGSQL.%s", dir, port);
+    snprintf(target, sizeof(target), "%s/.s.PGSQL.%s", getenv("PANTHERA_PGHOST"), port);
+    pg_pool_t *p = pool_make(dir, NULL, 2, 0, 0);
+    CHECK_OR_RETURN(p);
+    answer_t a = {0};
+    query_sync(p, &a, "SELECT 1", 0, NULL);
+    CHECK_EQ_INT(a.kind, PG_EUNAVAILABLE); /* nothing listens there yet */
+    answer_clear(&a);
+    run_for(2000); /* every connection fails again and again: backoffs grow past a second */
+    CHECK_OR_RETURN(symlink(target, link) == 0);
+    CHECK_EQ_INT(pg_pool_status(p).connected, 0);
+    query_sync(p, &a, "SELECT 1", 0, NULL);
+    CHECK(a.ok);
+    CHECK_EQ_INT(pg_pool_status(p).connected >= 1, 1);
+    answer_clear(&a);
+    pool_close_wait(p);
+    unlink(link);
+    rmdir(dir);
+}
+
 /* A server that accepts connections and never says a word. */
 static void test_connect_timeout(void)
 {
@@ -1048,6 +1079,7 @@ static int cmd_basic(void)
     RUN(test_connection_lost);
     RUN(test_answer_deadline);
     RUN(test_unreachable);
+    RUN(test_comes_back);
     RUN(test_connect_timeout);
     RUN(test_multihost);
     RUN(test_close_pending);
