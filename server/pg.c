@@ -562,6 +562,8 @@ fail:
     return NULL;
 }
 
+static void conn_cancel(conn_t *c);
+
 void pg_pool_close(pg_pool_t *pool, pg_close_cb done, void *ud)
 {
     if (!pool || pool->closing)
@@ -574,6 +576,13 @@ void pg_pool_close(pg_pool_t *pool, pg_close_cb done, void *ud)
     pg_fail_waiting(pool, PG_ECANCELLED, why);
     for (int i = 0; i < pool->size; i++) {
         conn_t *c = &pool->conns[i];
+        /* Closing the socket does not stop a statement: PostgreSQL notices only when it
+         * next writes, and a slow one would run on for nobody (a worker that hit
+         * shutdown_timeout). The pool stays open until the cancel has gone out. */
+        if (c->state == CONN_READY && c->nsent > 0) {
+            log_info("postgres: cancelling a statement still running as the pool closes");
+            conn_cancel(c);
+        }
         link_t sent;
         list_move(&sent, &c->sent);
         c->nsent = 0;

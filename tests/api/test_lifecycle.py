@@ -64,7 +64,9 @@ def test_sigint_stops_gracefully(make_server):
 @needs_pg
 def test_shutdown_timeout_bounds_a_request(make_server):
     """A request waiting on PostgreSQL far longer than shutdown_timeout: the worker closes
-    it when the timeout is up and exits by itself; the master never has to kill it."""
+    it when the timeout is up, cancels the statement on the server (closing the socket
+    alone would let it run on until PostgreSQL next writes) and exits by itself; the master
+    never has to kill it."""
     from test_pools import psql, sleeping_statements
     with pg_lock(exclusive=False):
         s = make_server(workers=1, plugins=("pgkit",), extra_server={"shutdown_timeout": "1s"},
@@ -77,18 +79,20 @@ def test_shutdown_timeout_bounds_a_request(make_server):
             wait_until(lambda: sleeping_statements() >= 1)
             s.signal(signal.SIGTERM)
             data, closed = recv_until_close(sock, timeout=CEILING)
+            assert s.proc.wait(timeout=CEILING) == 0, s.error_log()
+            # Nothing but the cancel ends a ten-ceiling sleep within the ceiling.
+            wait_until(lambda: sleeping_statements() == 0)
         finally:
             sock.close()
-            # The worker's exit does not cancel the statement on the server (it runs on
-            # until PostgreSQL next writes to the closed connection): end it here so the
-            # next tests do not see it.
+            # Should the cancel not have worked, end the statement so the next tests do
+            # not see it.
             psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                  "WHERE query LIKE 'SELECT pg_sleep($1::float8)%' AND pid <> pg_backend_pid()")
         assert closed and b"200 OK" not in data, data[:300]
-        assert s.proc.wait(timeout=CEILING) == 0, s.error_log()
         log = s.error_log()
         assert "shutdown timeout: closing 1 connections that are still busy" in log, log
         assert "workers did not stop in time" not in log, log
+        assert "cancelling a statement still running as the pool closes" in log, log
 
 
 def test_type_notify_ready_and_stopping(make_server, monkeypatch):
