@@ -499,6 +499,19 @@ static void test_split_reads(void)
     CHECK_EQ_INT(res.status, 200);
     CHECK_BODY(res, "hello world");
 
+    /* The same for a chunked body: sizes, extensions and the trailer cut anywhere. */
+    static const char chunked[] = "POST /echo HTTP/1.1\r\nHost: test\r\n"
+                                  "Transfer-Encoding: chunked\r\n\r\n"
+                                  "6;ext=1\r\nhello \r\n5\r\nworld\r\n0\r\nX-T: 1\r\n\r\n";
+    for (size_t i = 0; i < sizeof(chunked) - 1; i++) {
+        client_send(&cl, chunked + i, 1);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    CHECK_OR_RETURN(read_response(&cl, &res));
+    CHECK_EQ_INT(res.status, 200);
+    CHECK_BODY(res, "hello world");
+
     /* A header value cut by the read is not an obs-fold. */
     client_sends(&cl, "GET /query?q=1 HTTP/1.1\r\nHost: test\r\nX-Test: exa");
     pump_for(&cl, 10);
