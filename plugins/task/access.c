@@ -48,11 +48,15 @@ void op_commit(task_op_t *op, int status, json_t *body)
 
 static void committed_empty(px_req_t *req, const px_pg_error_t *err, void *ud)
 {
-    (void)ud;
-    if (err)
+    task_op_t *op = ud;
+    if (err) {
         px_res_pg_error(req, err);
-    else
-        px_res_send(req, 204, NULL, NULL, 0);
+        return;
+    }
+    /* The deletion left rows in task_blob_releases: drop those references now. */
+    if (op->release)
+        task_release_kick();
+    px_res_send(req, 204, NULL, NULL, 0);
 }
 
 void op_commit_204(task_op_t *op)
@@ -135,15 +139,24 @@ static void gated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t 
     }
     op->role = px_pg_rows(res) ? op_strdup(op, px_pg_value(res, 0, 1)) : NULL;
     if (!px_pg_rows(res) || (!op->role && !op->admin)) {
-        px_res_error(op->req, 404, "not_found", op->by_task ? "no such task" : "no such project",
+        px_res_error(op->req, 404, "not_found",
+                     op->by_attachment ? "no such attachment"
+                     : op->by_task     ? "no such task"
+                                       : "no such project",
                      NULL);
         return;
     }
     px_pg_int64(res, 0, 0, &op->version);
-    if (op->by_task) {
+    if (op->by_task || op->by_attachment) {
         snprintf(op->pid, sizeof(op->pid), "%s", px_pg_value(res, 0, 2));
         op->status = op_strdup(op, px_pg_value(res, 0, 3));
         op->priority = op_strdup(op, px_pg_value(res, 0, 4));
+    }
+    if (op->by_attachment) {
+        snprintf(op->tid, sizeof(op->tid), "%s", px_pg_value(res, 0, 5));
+        op->blob = op_strdup(op, px_pg_value(res, 0, 6));
+        op->uploader = op_strdup(op, px_pg_value(res, 0, 7));
+        op->filename = op_strdup(op, px_pg_value(res, 0, 8));
     }
     int have = op->admin ? ROLE_OWNER : role_rank(op->role);
     if (have < op->need) {
@@ -165,17 +178,21 @@ static void began(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, voi
         return;
     }
     op->txn = txn;
-    static const char *const names[2][2] = {{"gate_read", "gate_write"},
-                                            {"gate_task_read", "gate_task_write"}};
-    static const char *const sql[2][2] = {{sql_gate_read, sql_gate_write},
-                                          {sql_gate_task_read, sql_gate_task_write}};
-    const char *values[] = {op->by_task ? op->tid : op->pid, op->caller};
-    op_query(op, names[op->by_task][op->lock], sql[op->by_task][op->lock], 2, values, gated);
+    static const char *const names[3][2] = {{"gate_read", "gate_write"},
+                                            {"gate_task_read", "gate_task_write"},
+                                            {"gate_attachment_read", "gate_attachment_write"}};
+    static const char *const sql[3][2] = {{sql_gate_read, sql_gate_write},
+                                          {sql_gate_task_read, sql_gate_task_write},
+                                          {sql_gate_attachment_read, sql_gate_attachment_write}};
+    int kind = op->by_attachment ? 2 : op->by_task ? 1 : 0;
+    const char *values[] = {kind == 2 ? op->aid : kind == 1 ? op->tid : op->pid, op->caller};
+    op_query(op, names[kind][op->lock], sql[kind][op->lock], 2, values, gated);
 }
 
 int op_gate(task_op_t *op, const char *param)
 {
-    int rc = px_req_uuid(op->req, param, op->by_task ? op->tid : op->pid);
+    int rc = px_req_uuid(op->req, param,
+                         op->by_attachment ? op->aid : op->by_task ? op->tid : op->pid);
     if (rc)
         return rc;
     rc = op->idempotent ? px_pg_begin_idempotent(op->req, began, op)

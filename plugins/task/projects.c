@@ -205,5 +205,6 @@ int projects_delete(px_req_t *req, void *ud)
     op->need = ROLE_OWNER;
     op->lock = true;
     op->then = delete_gated;
+    op->release = true; /* its attachments go with it */
     return op_gate(op, "id");
 }

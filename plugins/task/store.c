@@ -337,3 +337,52 @@ const char sql_comment_delete[] =
     "SELECT $1::uuid, $3::uuid, 'comment_deleted', 'comment', d.id, "
     "jsonb_build_object('body', jsonb_build_array(d.body, NULL)) FROM d) "
     "SELECT count(*) FROM d";
+
+/* ---- attachments ---- */
+
+/* Gate by attachment id: $1 attachment, $2 caller -> the task gate's columns (task
+ * version, role, project, status, priority), then the task id, blob, uploader, filename. */
+#define GATE_ATTACHMENT                                                                       \
+    "SELECT t.version, m.role, t.project_id::text, t.status, t.priority, t.id::text, "       \
+    "a.blob_id, a.uploader_id::text, a.filename FROM task_attachments a "                     \
+    "JOIN task_tasks t ON t.id = a.task_id JOIN task_projects p ON p.id = t.project_id "     \
+    "LEFT JOIN task_members m ON m.project_id = p.id AND m.user_id = $2::uuid "               \
+    "WHERE a.id = $1::uuid"
+const char sql_gate_attachment_read[] = GATE_ATTACHMENT;
+const char sql_gate_attachment_write[] = GATE_ATTACHMENT " FOR UPDATE OF p, t, a";
+
+/* $1 task, $2 limit, $3 offset. */
+const char sql_attachment_list[] =
+    "WITH t AS (SELECT count(*) AS n FROM task_attachments WHERE task_id = $1::uuid) "
+    "SELECT t.n, pg.j FROM t LEFT JOIN LATERAL (SELECT task_attachment_json(a)::text AS j "
+    "FROM task_attachments a WHERE a.task_id = $1::uuid ORDER BY a.created_at, a.id "
+    "LIMIT $2::int OFFSET $3::int) pg ON true";
+
+/* $1 project, $2 task, $3 id, $4 blob, $5 filename, $6 type, $7 size, $8 caller -> the
+ * Attachment, the task's title. */
+const char sql_attachment_insert[] =
+    "WITH a AS (INSERT INTO task_attachments (id, task_id, blob_id, filename, content_type, "
+    "size, uploader_id) VALUES ($3::uuid, $2::uuid, $4, $5, $6, $7::bigint, $8::uuid) "
+    "RETURNING *), "
+    "l AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $8::uuid, 'attached', 'attachment', a.id, "
+    "jsonb_build_object('filename', jsonb_build_array(NULL, a.filename)) FROM a) "
+    "SELECT task_attachment_json(a)::text, (SELECT title FROM task_tasks WHERE id = $2::uuid) "
+    "FROM a";
+
+/* $1 project, $2 attachment, $3 caller -> the task's title (the row's reference is
+ * released by the trigger of migrations/004). */
+const char sql_attachment_delete[] =
+    "WITH a AS (DELETE FROM task_attachments WHERE id = $2::uuid RETURNING *), "
+    "l AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $3::uuid, 'detached', 'attachment', a.id, "
+    "jsonb_build_object('filename', jsonb_build_array(a.filename, NULL)) FROM a) "
+    "SELECT (SELECT title FROM task_tasks WHERE id = a.task_id), a.filename FROM a";
+
+/* The release loop (release.c): a batch of references to drop, locked so that two workers
+ * never take the same rows; then the rows whose reference was dropped. */
+const char sql_release_batch[] =
+    "SELECT id::text, blob_id, ref FROM task_blob_releases ORDER BY id LIMIT 64 "
+    "FOR UPDATE SKIP LOCKED";
+const char sql_release_done[] =
+    "DELETE FROM task_blob_releases WHERE id = ANY($1::bigint[])";

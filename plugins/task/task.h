@@ -8,6 +8,8 @@
  *   projects.c  GET/POST /v1/projects, GET/PUT/DELETE /v1/projects/{id}
  *   members.c   /v1/projects/{id}/members and /members/{userId}
  *   activity.c  GET /v1/projects/{id}/activity
+ *   attachments.c /v1/tasks/{id}/attachments and /v1/attachments/{id}
+ *   release.c   drops the blob references of deleted attachments (a background task)
  *   store.c     every SQL statement; lists come back as (total, item JSON) rows
  *   schemas.json the bodies' and answers' JSON schemas (embedded at build time)
  */
@@ -35,6 +37,13 @@ struct task_op {
     char sub[37];        /* a second path id (a member's user id), if any */
     char tid[37];        /* the task, for routes under /v1/tasks/{id} */
     bool by_task;        /* the path's id is a task: the gate finds its project */
+    bool by_attachment;  /* the path's id is an attachment (aid): the gate finds its task */
+    char aid[37];        /* the attachment, for routes under /v1/attachments/{id} */
+    const char *blob;    /* by_attachment: its blob id, uploader and filename */
+    const char *uploader;
+    const char *filename;
+    bool release;        /* the change deletes attachments: kick the release loop after */
+    void *extra;         /* a handler's own state (request memory) */
     const char *status;  /* by_task: the task's status when gated */
     const char *priority; /* by_task: the task's priority when gated */
     const char *caller;  /* the caller's user id */
@@ -117,6 +126,9 @@ extern const char sql_task_check[], sql_task_insert[], sql_task_get[], sql_task_
     sql_task_delete[], sql_task_list_updated[], sql_task_list_rank[], sql_task_list_due[],
     sql_task_list_priority[];
 extern const char sql_move_check[], sql_rank_rebalance[], sql_task_move[];
+extern const char sql_gate_attachment_read[], sql_gate_attachment_write[],
+    sql_attachment_list[], sql_attachment_insert[], sql_attachment_delete[],
+    sql_release_batch[], sql_release_done[];
 extern const char sql_comment_list[], sql_comment_insert[], sql_comment_lock[],
     sql_comment_update[], sql_comment_delete[];
 
@@ -141,6 +153,24 @@ int comments_list(px_req_t *req, void *ud);
 int comments_create(px_req_t *req, void *ud);
 int comments_update(px_req_t *req, void *ud);
 int comments_delete(px_req_t *req, void *ud);
+int attachments_list(px_req_t *req, void *ud);
+int attachments_upload(px_req_t *req, void *ud);
+int attachments_get(px_req_t *req, void *ud);
+int attachments_delete(px_req_t *req, void *ud);
+/* [plugin:task] attachment_types as a NULL-terminated list (the route's accepted types,
+ * application/octet-stream added) and attachment_max_size (attachments.c). */
+int attachments_config(px_plugin_t *self);
+extern const char *const *attachment_types;
+extern uint64_t attachment_max_size;
+
+/* ---- release.c ---- */
+/* Worker start/stop: the background task that drops the blob references of deleted
+ * attachments (every release_interval), and a run right away (after a commit). */
+void task_release_start(px_plugin_t *plugin, void *ud);
+void task_release_stop(px_plugin_t *plugin, void *ud);
+void task_release_kick(void);
+extern uint64_t task_release_interval_ms;
+
 /* Queues task.updated for a non-empty `changes` ({field: [old, new]}), and task.assigned
  * / task.status_changed when those fields are among them (tasks.c). */
 void task_change_events(task_op_t *op, const json_t *task, const json_t *changes);

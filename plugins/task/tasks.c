@@ -385,5 +385,6 @@ int tasks_delete(px_req_t *req, void *ud)
     op->need = ROLE_MEMBER;
     op->lock = true;
     op->then = delete_gated;
+    op->release = true; /* its attachments go with it */
     return op_gate(op, "id");
 }
