@@ -29,6 +29,8 @@ from panthera_server import REPO, Server
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 PROJECT_KEYS = {"id", "name", "description", "status", "ownerId", "role", "createdAt",
                 "updatedAt", "version"}
+TASK_KEYS = {"id", "projectId", "title", "description", "status", "priority", "assigneeId",
+             "dueDate", "dependsOn", "rank", "createdAt", "updatedAt", "version"}
 PLUGIN_README = os.path.join(REPO, "plugins", "task", "README.md")
 
 
@@ -90,11 +92,16 @@ def activity(srv, token, pid, limit=100):
 
 
 def new_task(srv, who, pid, **fields):
+    """A task created by `who` in project `pid` (a random title unless given); checks the
+    answer's shape and Location."""
     body = {"title": "t %s" % uuid.uuid4().hex[:6]}
     body.update(fields)
     r = call(srv, "POST", "/v1/projects/%s/tasks" % pid, token=who.access, json_body=body)
     assert r.status_code == 201, describe(r)
-    return r.json()
+    doc = r.json()
+    assert set(doc) == TASK_KEYS, doc
+    assert r.headers.get("Location") == "/v1/tasks/" + doc["id"]
+    return doc
 
 
 def events(db, aggregate):

@@ -12,8 +12,9 @@ import uuid
 import pytest
 import requests
 
+from task_helpers import _services, srv  # noqa: F401 (shared fixtures)
 from task_helpers import (
-    add_member, assert_error, call, describe, make_admin, needs_services, new_project,
+    add_member, assert_error, call, describe, make_admin, needs_services, new_project, new_task,
     register, shared_services, task_env)
 
 pytestmark = needs_services
@@ -81,17 +82,6 @@ def env():
 
 
 @pytest.fixture(scope="module")
-def srv(env):
-    return env[1]
-
-
-@pytest.fixture(autouse=True)
-def _services():
-    with shared_services():
-        yield
-
-
-@pytest.fixture(scope="module")
 def people(srv):
     with shared_services():
         return {k: register(srv) for k in ("owner", "member", "viewer", "stranger", "extra",
@@ -146,10 +136,7 @@ def test_matrix(srv, people, caller):
         p = new_project(srv, owner)
         for who, role in (("member", "member"), ("viewer", "viewer"), ("extra", "viewer")):
             add_member(srv, owner, p["id"], people[who], role)
-        t = call(srv, "POST", "/v1/projects/%s/tasks" % p["id"], token=owner.access,
-                 json_body={"title": "target"})
-        assert t.status_code == 201, describe(t)
-        target = t.json()
+        target = new_task(srv, owner, p["id"], title="target")
         c = call(srv, "POST", "/v1/tasks/%s/comments" % target["id"],
                  token=people["member"].access, json_body={"body": "the member's"})
         assert c.status_code == 201, describe(c)
