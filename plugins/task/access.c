@@ -7,6 +7,9 @@
  * write it locks the project row (FOR UPDATE), so every write of one project — the
  * last-owner check above all — is decided against a state nobody else changes meanwhile.
  * If-Match is checked against the version read under that lock, so 412 is exact.
+ *
+ * Every route runs through here the same way (op_route, with the route's task_route_t:
+ * see task.h), so no handler repeats — or can forget — a step of it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +41,8 @@ static int role_rank(const char *role)
 
 void op_pg_fail(task_op_t *op, const px_pg_error_t *err)
 {
+    json_decref(op->answer);
+    op->answer = NULL;
     px_res_pg_error(op->req, err);
 }
 
@@ -54,7 +59,7 @@ static void committed_empty(px_req_t *req, const px_pg_error_t *err, void *ud)
         return;
     }
     /* The deletion left rows in task_blob_releases: drop those references now. */
-    if (op->release)
+    if (op->route && op->route->release)
         task_release_kick();
     px_res_send(req, 204, NULL, NULL, 0);
 }
@@ -65,10 +70,28 @@ void op_commit_204(task_op_t *op)
         px_res_code(op->req, PX_EINTERNAL, NULL);
 }
 
-void op_query(task_op_t *op, const char *name, const char *sql, int n, const char *const *values,
-              px_pg_fn cb)
+/* Every query of an op comes back here: a failure is answered once, for all steps. One
+ * query of an op is in flight at a time (a transaction runs them in order anyway). */
+static void stepped(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                    void *ud)
 {
-    if (px_pg_txn_query(op->txn, name, sql, n, values, cb, op))
+    task_op_t *op = ud;
+    (void)req;
+    task_step_fn step = op->step;
+    op->step = NULL;
+    if (err)
+        op_pg_fail(op, err);
+    else
+        step(op, res);
+}
+
+void op_query(task_op_t *op, const char *name, const char *sql, int n, const char *const *values,
+              task_step_fn step)
+{
+    op->step = step;
+    int rc = op->txn ? px_pg_txn_query(op->txn, name, sql, n, values, stepped, op)
+                     : px_pg_query(op->req, name, sql, n, values, stepped, op);
+    if (rc)
         px_res_code(op->req, PX_EINTERNAL, NULL);
 }
 
@@ -100,7 +123,15 @@ const char *op_bool_text(bool v)
     return v ? "true" : "false";
 }
 
-void op_answer_list(task_op_t *op, const px_pg_result_t *res, const char *items)
+void op_list(task_op_t *op)
+{
+    const char *ids[] = {op->pid, op->tid, op->aid};
+    const char *values[] = {ids[op->route->scope], op_int_text(op, op->limit),
+                            op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
+    op_query(op, op->route->items, op->route->list, 3, values, op_answer_list);
+}
+
+void op_answer_list(task_op_t *op, const px_pg_result_t *res)
 {
     json_t *arr = json_array();
     int64_t total = 0;
@@ -111,7 +142,7 @@ void op_answer_list(task_op_t *op, const px_pg_result_t *res, const char *items)
     }
     if (px_pg_rows(res) > 0)
         px_pg_int64(res, 0, 0, &total);
-    px_res_list(op->req, items, arr, total, op->page, op->limit);
+    px_res_list(op->req, op->route->items, arr, total, op->page, op->limit);
 }
 
 void op_answer_versioned(task_op_t *op, const px_pg_result_t *res)
@@ -129,44 +160,46 @@ void op_answer_versioned(task_op_t *op, const px_pg_result_t *res)
     op_finish(op, 200, doc);
 }
 
-static void gated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void gated(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     op->role = px_pg_rows(res) ? op_strdup(op, px_pg_value(res, 0, 1)) : NULL;
     if (!px_pg_rows(res) || (!op->role && !op->admin)) {
-        px_res_error(op->req, 404, "not_found",
-                     op->by_attachment ? "no such attachment"
-                     : op->by_task     ? "no such task"
-                                       : "no such project",
-                     NULL);
+        static const char *const what[] = {"no such project", "no such task",
+                                           "no such attachment"};
+        px_res_error(op->req, 404, "not_found", what[op->route->scope], NULL);
         return;
     }
     px_pg_int64(res, 0, 0, &op->version);
-    if (op->by_task || op->by_attachment) {
+    int scope = op->route->scope;
+    if (scope != SCOPE_PROJECT) {
         snprintf(op->pid, sizeof(op->pid), "%s", px_pg_value(res, 0, 2));
         op->status = op_strdup(op, px_pg_value(res, 0, 3));
         op->priority = op_strdup(op, px_pg_value(res, 0, 4));
     }
-    if (op->by_attachment) {
+    if (scope == SCOPE_ATTACHMENT) {
         snprintf(op->tid, sizeof(op->tid), "%s", px_pg_value(res, 0, 5));
         op->blob = op_strdup(op, px_pg_value(res, 0, 6));
         op->uploader = op_strdup(op, px_pg_value(res, 0, 7));
         op->filename = op_strdup(op, px_pg_value(res, 0, 8));
     }
     int have = op->admin ? ROLE_OWNER : role_rank(op->role);
-    if (have < op->need) {
+    if (have < op->route->need) {
         px_res_error(op->req, 403, "forbidden",
-                     op->need == ROLE_OWNER ? "only an owner of the project may do this"
-                                            : "viewers may only read this project",
+                     op->route->need == ROLE_OWNER ? "only an owner of the project may do this"
+                                                   : "viewers may only read this project",
                      NULL);
         return;
     }
-    op->then(op);
+    if (op->route->if_match) {
+        int rc = px_req_if_match(op->req, op_int_text(op, op->version));
+        if (rc) {
+            px_res_code(op->req, rc,
+                        scope == SCOPE_PROJECT ? "the project changed since you read it"
+                                               : "the task changed since you read it");
+            return;
+        }
+    }
+    op->route->then(op);
 }
 
 static void began(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
@@ -178,24 +211,51 @@ static void began(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, voi
         return;
     }
     op->txn = txn;
+    if (op->route->scope == SCOPE_NONE) {
+        op->route->then(op);
+        return;
+    }
     static const char *const names[3][2] = {{"gate_read", "gate_write"},
                                             {"gate_task_read", "gate_task_write"},
                                             {"gate_attachment_read", "gate_attachment_write"}};
     static const char *const sql[3][2] = {{sql_gate_read, sql_gate_write},
                                           {sql_gate_task_read, sql_gate_task_write},
                                           {sql_gate_attachment_read, sql_gate_attachment_write}};
-    int kind = op->by_attachment ? 2 : op->by_task ? 1 : 0;
-    const char *values[] = {kind == 2 ? op->aid : kind == 1 ? op->tid : op->pid, op->caller};
-    op_query(op, names[kind][op->lock], sql[kind][op->lock], 2, values, gated);
+    int scope = op->route->scope, lock = op->route->lock;
+    const char *ids[] = {op->pid, op->tid, op->aid};
+    const char *values[] = {ids[scope], op->caller};
+    op_query(op, names[scope][lock], sql[scope][lock], 2, values, gated);
 }
 
-int op_gate(task_op_t *op, const char *param)
+int op_prepare(px_req_t *req, const task_route_t *route, task_op_t **out)
 {
-    int rc = px_req_uuid(op->req, param,
-                         op->by_attachment ? op->aid : op->by_task ? op->tid : op->pid);
-    if (rc)
-        return rc;
-    rc = op->idempotent ? px_pg_begin_idempotent(op->req, began, op)
-                        : px_pg_begin(op->req, began, op);
+    task_op_t *op = op_new(req);
+    op->route = route;
+    char *ids[] = {op->pid, op->tid, op->aid};
+    int rc = route->scope == SCOPE_NONE ? 0 : px_req_uuid(req, "id", ids[route->scope]);
+    if (!rc && route->sub)
+        rc = px_req_uuid(req, route->sub, op->sub);
+    if (!rc && route->paged)
+        rc = px_req_page(req, &op->page, &op->limit);
+    if (!rc && route->body)
+        rc = px_req_json(req, &op->body);
+    *out = op;
+    return rc;
+}
+
+int op_gate(task_op_t *op)
+{
+    int rc = op->route->idempotent ? px_pg_begin_idempotent(op->req, began, op)
+                                   : px_pg_begin(op->req, began, op);
     return rc ? rc : PX_ASYNC;
+}
+
+int op_route(px_req_t *req, void *ud)
+{
+    const task_route_t *route = ud;
+    if (route->handler)
+        return route->handler(req, route);
+    task_op_t *op;
+    int rc = op_prepare(req, route, &op);
+    return rc ? rc : op_gate(op);
 }

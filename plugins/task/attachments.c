@@ -153,35 +153,9 @@ static const char *clean_filename(px_req_t *req)
 
 /* ---- GET /v1/tasks/{id}/attachments ---- */
 
-static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
-{
-    (void)req;
-    if (err) {
-        op_pg_fail(ud, err);
-        return;
-    }
-    op_answer_list(ud, res, "attachments");
-}
-
-static void list_gated(task_op_t *op)
-{
-    const char *values[] = {op->tid, op_int_text(op, op->limit),
-                            op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
-    op_query(op, "attachment_list", sql_attachment_list, 3, values, listed);
-}
-
-int attachments_list(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_page(req, &op->page, &op->limit);
-    if (rc)
-        return rc;
-    op->by_task = true;
-    op->need = ROLE_VIEWER;
-    op->then = list_gated;
-    return op_gate(op, "id");
-}
+const task_route_t attachments_list = {
+    .scope = SCOPE_TASK, .need = ROLE_VIEWER, .paged = true, .then = op_list,
+    .list = sql_attachment_list, .items = "attachments"};
 
 /* ---- POST /v1/tasks/{id}/attachments ---- */
 
@@ -306,14 +280,15 @@ static void stored(px_req_t *req, const px_blob_t *blob, int status, void *ud)
     u->type = type;
     u->size = blob->size;
     snprintf(u->blob, sizeof(u->blob), "%s", blob->id);
-    int rc = op_gate(op, "id");
+    int rc = op_gate(op);
     if (rc != PX_ASYNC && rc != PX_DONE)
         px_res_code(req, rc, NULL);
 }
 
-int attachments_upload(px_req_t *req, void *ud)
+/* The blob is stored first, outside the transaction (hashing a large file must not hold
+ * the project's lock); the gate runs when it is (stored). */
+static int upload_handler(px_req_t *req, const task_route_t *route)
 {
-    (void)ud;
     const char *filename = clean_filename(req);
     if (!filename)
         return PX_DONE;
@@ -326,24 +301,26 @@ int attachments_upload(px_req_t *req, void *ud)
     }
     if (size == 0)
         return px_res_error(req, 400, "bad_request", "the body is empty: send the file", NULL);
-    task_op_t *op = op_new(req);
+    task_op_t *op;
+    int rc = op_prepare(req, route, &op);
+    if (rc)
+        return rc;
     upload_t *u = px_req_alloc(req, sizeof(*u));
     memset(u, 0, sizeof(*u));
     u->op = op;
     u->filename = filename;
-    int rc = px_uuid_new(u->id);
+    rc = px_uuid_new(u->id);
     if (rc)
         return rc;
     snprintf(u->ref, sizeof(u->ref), "attachment:%s", u->id);
     op->extra = u;
-    op->by_task = true;
-    op->need = ROLE_MEMBER;
-    op->lock = true;
-    op->idempotent = true;
-    op->then = upload_gated;
     rc = px_blob_put_body(req, stored, op);
     return rc ? rc : PX_ASYNC;
 }
+
+const task_route_t attachments_upload = {.scope = SCOPE_TASK, .need = ROLE_MEMBER, .lock = true,
+                                         .idempotent = true, .then = upload_gated,
+                                         .handler = upload_handler};
 
 /* ---- GET /v1/attachments/{id} ---- */
 
@@ -369,26 +346,13 @@ static void get_gated(task_op_t *op)
         px_res_code(op->req, PX_EINTERNAL, NULL);
 }
 
-int attachments_get(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    op->by_attachment = true;
-    op->need = ROLE_VIEWER;
-    op->then = get_gated;
-    return op_gate(op, "id");
-}
+const task_route_t attachments_get = {
+    .scope = SCOPE_ATTACHMENT, .need = ROLE_VIEWER, .then = get_gated};
 
 /* ---- DELETE /v1/attachments/{id} ---- */
 
-static void deleted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void deleted(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     op_event(op, "task.attachment_deleted", op->tid,
              json_pack("{s:s, s:s, s:s?, s:s, s:s}", "projectId", op->pid, "taskId", op->tid,
                        "title", px_pg_value(res, 0, 0), "attachmentId", op->aid, "filename",
@@ -411,14 +375,6 @@ static void delete_gated(task_op_t *op)
     op_query(op, "attachment_delete", sql_attachment_delete, 3, values, deleted);
 }
 
-int attachments_delete(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    op->by_attachment = true;
-    op->need = ROLE_MEMBER;
-    op->lock = true;
-    op->release = true;
-    op->then = delete_gated;
-    return op_gate(op, "id");
-}
+/* Who may is decided after the gate (delete_gated): the uploader, an owner, an admin. */
+const task_route_t attachments_delete = {.scope = SCOPE_ATTACHMENT, .need = ROLE_MEMBER,
+                                         .lock = true, .release = true, .then = delete_gated};

@@ -39,16 +39,8 @@ static void commit(task_op_t *op)
         op_commit(op, op->answer_status, body);
 }
 
-static void emit_all(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void emit_all(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        json_decref(op->answer);
-        op->answer = NULL;
-        op_pg_fail(op, err);
-        return;
-    }
     json_t *members = op_json(res, 0, 1);
     const char *name = px_pg_value(res, 0, 0);
     size_t i;

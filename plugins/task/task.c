@@ -1,9 +1,11 @@
 /*
- * task — projects, their members and activity (API.md, "Projects and tasks").
+ * task — projects, members, tasks, comments, attachments, activity (API.md, "Projects and
+ * tasks").
  *
- * This file holds the descriptor, init and the route table; the handlers are in
- * projects.c, members.c and activity.c, the gate they share in access.c (see task.h for
- * the map of the folder). The plugin needs the user plugin: members are rows of its
+ * This file holds the descriptor, init and the route table. Every route's handler is
+ * op_route (access.c) with the route's pipeline (a task_route_t, declared beside its
+ * steps in projects.c, members.c, tasks.c, ...) as userdata; see task.h for the map of
+ * the folder. The plugin needs the user plugin: members are rows of its
  * `users` table (migrations reference users(id)), so it is loaded first.
  */
 #include <inttypes.h>
@@ -18,7 +20,8 @@ static int task_init(px_plugin_t *self)
 {
     task_plugin = self;
 #define ROUTE(m, p, fn, body, resp, text, q, pp)                                              \
-    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = op_route,        \
+     .userdata = (void *)&fn,                                                                  \
      .auth = PX_AUTH_REQUIRED, .request_schema = body, .responses = resp, .summary = text,   \
      .tag = "projects", .query = q, .params = pp}
 #define GATED "404 for a project the caller is not a member of (admins see all)"
@@ -94,7 +97,8 @@ static int task_init(px_plugin_t *self)
          0, "rank: board order (todo, in_progress, done, each by rank)"},
         {NULL, NULL, 0, NULL}};
 #define TASK_ROUTE(m, p, fn, body, resp, text, q)                                             \
-    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = op_route,        \
+     .userdata = (void *)&fn,                                                                  \
      .auth = PX_AUTH_REQUIRED, .request_schema = body, .responses = resp, .summary = text,   \
      .tag = "tasks", .query = q, .params = project_p}
     static const px_response_spec_t comment_201[] = {
@@ -112,7 +116,8 @@ static int task_init(px_plugin_t *self)
     static const px_param_spec_t comment_p[] = {UUID_P("id"), UUID_P("commentId"),
                                                 {NULL, NULL, 0, NULL}};
 #define COMMENT_ROUTE(m, p, fn, body, resp, text, q, pp)                                      \
-    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = op_route,        \
+     .userdata = (void *)&fn,                                                                  \
      .auth = PX_AUTH_REQUIRED, .request_schema = body, .responses = resp, .summary = text,   \
      .tag = "comments", .query = q, .params = pp}
     static const px_response_spec_t attachment_201[] = {
@@ -138,7 +143,8 @@ static int task_init(px_plugin_t *self)
          "the file's name (its last path segment is kept; no control characters)"},
         {NULL, NULL, 0, NULL}};
 #define ATTACHMENT_ROUTE(m, p, fn, resp, text, q)                                             \
-    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = op_route,        \
+     .userdata = (void *)&fn,                                                                  \
      .auth = PX_AUTH_REQUIRED, .responses = resp, .summary = text, .tag = "attachments",     \
      .query = q, .params = project_p}
     static const px_route_spec_t routes[] = {
@@ -235,7 +241,7 @@ static int task_init(px_plugin_t *self)
         rc = px_schema(self, NULL, task_schemas);
     for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++) {
         px_route_spec_t spec = routes[i];
-        if (spec.handler == attachments_upload) {
+        if (spec.userdata == &attachments_upload) {
             /* The limit is checked on Content-Length, before the body is read. */
             spec.max_body = (size_t)attachment_max_size;
             spec.spool_above = 1024 * 1024;
