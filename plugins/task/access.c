@@ -48,7 +48,10 @@ void op_pg_fail(task_op_t *op, const px_pg_error_t *err)
 
 void op_commit(task_op_t *op, int status, json_t *body)
 {
-    px_pg_commit_respond(op->txn, status, body);
+    if (op->txn)
+        px_pg_commit_respond(op->txn, status, body);
+    else
+        px_res_json(op->req, status, body);
 }
 
 static void committed_empty(px_req_t *req, const px_pg_error_t *err, void *ud)
@@ -66,6 +69,10 @@ static void committed_empty(px_req_t *req, const px_pg_error_t *err, void *ud)
 
 void op_commit_204(task_op_t *op)
 {
+    if (!op->txn) {
+        committed_empty(op->req, NULL, op);
+        return;
+    }
     if (px_pg_commit(op->txn, committed_empty, op))
         px_res_code(op->req, PX_EINTERNAL, NULL);
 }
@@ -243,10 +250,19 @@ int op_prepare(px_req_t *req, const task_route_t *route, task_op_t **out)
     return rc;
 }
 
+/* A read runs without a transaction: at READ COMMITTED each statement of one would see
+ * its own snapshot anyway, so BEGIN and COMMIT would only add two round trips (and hold a
+ * pooled connection between them) without making the read more consistent. The gate's
+ * check and the read are still two statements, as they were. */
 int op_gate(task_op_t *op)
 {
-    int rc = op->route->idempotent ? px_pg_begin_idempotent(op->req, began, op)
-                                   : px_pg_begin(op->req, began, op);
+    const task_route_t *route = op->route;
+    if (!route->lock && !route->idempotent && route->scope != SCOPE_NONE) {
+        began(op->req, NULL, NULL, op);
+        return PX_ASYNC;
+    }
+    int rc = route->idempotent ? px_pg_begin_idempotent(op->req, began, op)
+                               : px_pg_begin(op->req, began, op);
     return rc ? rc : PX_ASYNC;
 }
 

@@ -18,8 +18,8 @@
  * a blob nobody references is swept by the host after [storage] sweep_grace.
  *
  * Download answers with the host's file response (ETag, If-None-Match, one Range,
- * nosniff, CSP sandbox, inline only for raster images, RFC 6266 filename*), after the
- * gate's transaction is closed so no pooled connection waits on a slow reader.
+ * nosniff, CSP sandbox, inline only for raster images, RFC 6266 filename*); a read runs
+ * without a transaction, so no pooled connection waits on a slow reader.
  *
  * Delete: the uploader, an owner of the project or an admin (others 403; viewers 403).
  * The row's blob reference is dropped after the commit by release.c, like those of the
@@ -324,26 +324,14 @@ const task_route_t attachments_upload = {.scope = SCOPE_TASK, .need = ROLE_MEMBE
 
 /* ---- GET /v1/attachments/{id} ---- */
 
-static void closed(px_req_t *req, const px_pg_error_t *err, void *ud)
+static void get_gated(task_op_t *op)
 {
-    task_op_t *op = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     px_file_response_t resp = PX_FILE_RESPONSE_INIT;
     resp.blob_id = op->blob;
     resp.filename = op->filename;
-    int rc = px_res_file(req, &resp);
+    int rc = px_res_file(op->req, &resp);
     if (rc != PX_ASYNC)
-        px_res_code(req, rc, NULL);
-}
-
-static void get_gated(task_op_t *op)
-{
-    /* Nothing was written: end the gate's transaction before the (maybe slow) send. */
-    if (px_pg_rollback(op->txn, closed, op))
-        px_res_code(op->req, PX_EINTERNAL, NULL);
+        px_res_code(op->req, rc, NULL);
 }
 
 const task_route_t attachments_get = {
