@@ -42,7 +42,8 @@ static int role_rank(const char *role)
 void op_pg_fail(task_op_t *op, const px_pg_error_t *err)
 {
     json_decref(op->answer);
-    op->answer = NULL;
+    json_decref(op->members);
+    op->answer = op->members = NULL;
     px_res_pg_error(op->req, err);
 }
 
@@ -162,6 +163,8 @@ void op_answer_versioned(task_op_t *op, const px_pg_result_t *res)
     const char *etag = op_int_text(op, json_integer_value(json_object_get(doc, "version")));
     if (px_res_etag(op->req, etag) == PX_DONE) {
         json_decref(doc);
+        json_decref(op->members);
+        op->members = NULL;
         return;
     }
     op_finish(op, 200, doc);

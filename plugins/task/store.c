@@ -174,6 +174,16 @@ const char sql_task_check[] =
     ".due_date)"
 
 
+/* The project's members as the events carry them ([{userId, role}], oldest first). */
+#define TASK_MEMBERS(pid)                                                                     \
+    "(SELECT coalesce(jsonb_agg(jsonb_build_object('userId', user_id, 'role', role) "         \
+    "ORDER BY created_at, user_id), '[]'::jsonb) FROM task_members WHERE project_id = " pid ")"
+
+/* $1 project -> (name, members): for the events of op_finish. */
+const char sql_event_members[] =
+    "SELECT (SELECT name FROM task_projects WHERE id = $1::uuid), " TASK_MEMBERS("$1::uuid")
+    "::text";
+
 /* The API's Task from a row `t` of task_tasks (or a CTE with its columns) and its
  * dependencies `deps` (a JSON array), built from the columns. Same shape as the SQL
  * function task_task_json of migrations/002, which went through to_jsonb of the whole row
@@ -213,7 +223,8 @@ const char sql_task_get[] =
 
 /* $1 task, $2 title, $3 description, $4 description given, $5 status, $6 priority,
  * $7 assignee, $8 assignee given, $9 due date, $10 due date given, $11 rank (NULL: keep),
- * $12 dependencies (JSON array, NULL: keep), $13 caller -> (Task, changes). Only a real
+ * $12 dependencies (JSON array, NULL: keep), $13 caller -> (Task, changes, the project's
+ * members for the events). Only a real
  * change bumps the version and writes activity. */
 const char sql_task_update[] =
     "WITH o AS (SELECT t.*, " TASK_DEPS("t") " AS deps FROM task_tasks t WHERE t.id = $1::uuid), "
@@ -239,7 +250,8 @@ const char sql_task_update[] =
     "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
     "SELECT u.project_id, $13::uuid, 'updated', 'task', u.id, c.ch FROM u, c) "
     "SELECT coalesce((SELECT " TASK_JSON("u", "n.deps") " FROM u, n), "
-    "(SELECT " TASK_JSON("o", "o.deps") " FROM o))::text, (SELECT ch FROM c)::text";
+    "(SELECT " TASK_JSON("o", "o.deps") " FROM o))::text, (SELECT ch FROM c)::text, "
+    TASK_MEMBERS("(SELECT project_id FROM o)") "::text";
 
 /* $1 task, $2 caller -> (title, status) of the deleted task. */
 const char sql_task_delete[] =
@@ -297,7 +309,8 @@ const char sql_rank_rebalance[] =
     "(SELECT id, row_number() OVER (ORDER BY rank) AS i, count(*) OVER () AS n FROM task_tasks "
     "WHERE project_id = $1::uuid AND status = $2 AND id <> $3::uuid) o WHERE t.id = o.id";
 
-/* $1 task, $2 status, $3 rank, $4 caller -> (Task, changes). */
+/* $1 task, $2 status, $3 rank, $4 caller -> (Task, changes, the project's members for
+ * the events). */
 const char sql_task_move[] =
     "WITH o AS (SELECT * FROM task_tasks WHERE id = $1::uuid), "
     "u AS (UPDATE task_tasks t SET status = $2, rank = $3, version = t.version + 1, "
@@ -306,7 +319,8 @@ const char sql_task_move[] =
     "jsonb_build_object('status', u.status, 'rank', u.rank)) AS ch FROM u, o), "
     "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
     "SELECT u.project_id, $4::uuid, 'moved', 'task', u.id, c.ch FROM u, c) "
-    "SELECT " TASK_JSON("u", TASK_DEPS("u")) "::text, (SELECT ch FROM c)::text FROM u";
+    "SELECT " TASK_JSON("u", TASK_DEPS("u")) "::text, (SELECT ch FROM c)::text, "
+    TASK_MEMBERS("u.project_id") "::text FROM u";
 
 /* ---- comments ---- */
 

@@ -84,6 +84,8 @@ struct task_op {
     int page, limit;
     bool rebalanced;     /* a move already rebalanced its column once */
     json_t *events;      /* queued by op_event, emitted by op_finish */
+    json_t *members;     /* the project's members after the change, when its statement read
+                          * them (op_finish: no query of its own); taken by op_finish */
     int answer_status;   /* op_finish: the answer's status ... */
     json_t *answer;      /* ... and body (NULL for 204) */
     void *extra;         /* a handler's own state (request memory) */
@@ -153,7 +155,7 @@ int rank_between(const char *lo, const char *hi, char *out, size_t cap);
 extern int64_t task_rank_max;
 
 /* ---- store.c ---- */
-extern const char sql_gate_read[], sql_gate_write[];
+extern const char sql_gate_read[], sql_gate_write[], sql_event_members[];
 extern const char sql_project_insert[], sql_project_list[], sql_project_get[],
     sql_project_update[], sql_project_delete[];
 extern const char sql_member_list[], sql_member_add[], sql_member_role[], sql_member_remove[];

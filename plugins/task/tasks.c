@@ -212,6 +212,7 @@ const task_route_t tasks_get = {.scope = SCOPE_TASK, .need = ROLE_VIEWER, .then 
 void task_changed(task_op_t *op, const px_pg_result_t *res)
 {
     json_t *task = op_json(res, 0, 0), *changes = op_json(res, 0, 1);
+    op->members = op_json(res, 0, 2);
     task_change_events(op, task, changes);
     json_decref(task);
     json_decref(changes);
