@@ -128,7 +128,8 @@ run_wrk move "$BENCH_TMP/move.lua" "/"
 # The statements of store.c (TASK_LIST with the -updatedAt order, and the move's
 # neighbour check), written out for PREPARE.
 log "explain: the list page and the move check (planned with their values, as sent)"
-read -r A B < <(head -2 "$BENCH_TMP/ids" | tr '\n' ' ')
+A=$(sed -n 1p "$BENCH_TMP/ids")
+B=$(sed -n 2p "$BENCH_TMP/ids")
 psql "${PGARGS[@]}" "$DB" <<SQL | grep -v '^$'
 SET plan_cache_mode = force_custom_plan;
 PREPARE page(uuid, text, uuid, text, date, date, text, int, int) AS
