@@ -14,8 +14,10 @@
  * Order of an upload: store the blob (outside any transaction: hashing 25 MB must not
  * hold the project's lock), then the gate (idempotent transaction, project locked, 404
  * for non-members, 403 for viewers), then the blob reference "attachment:<id>", then the
- * row with its activity and event, then commit. A failure after the reference drops it;
- * a blob nobody references is swept by the host after [storage] sweep_grace.
+ * row with its activity and event, then commit. A failure between the reference and the
+ * commit drops the reference; a failed commit itself leaves one reference too many (a
+ * blob kept, never a row without its blob). A blob nobody references — a refused upload's,
+ * an Idempotency-Key replay's — is swept by the host after [storage] sweep_grace.
  *
  * Download answers with the host's file response (ETag, If-None-Match, one Range,
  * nosniff, CSP sandbox, inline only for raster images, RFC 6266 filename*); a read runs
