@@ -7,6 +7,9 @@
  * write it locks the project row (FOR UPDATE), so every write of one project — the
  * last-owner check above all — is decided against a state nobody else changes meanwhile.
  * If-Match is checked against the version read under that lock, so 412 is exact.
+ *
+ * Every route runs through here the same way (op_route, with the route's task_route_t:
+ * see task.h), so no handler repeats — or can forget — a step of it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,33 +41,65 @@ static int role_rank(const char *role)
 
 void op_pg_fail(task_op_t *op, const px_pg_error_t *err)
 {
+    json_decref(op->answer);
+    json_decref(op->members);
+    op->answer = op->members = NULL;
     px_res_pg_error(op->req, err);
 }
 
 void op_commit(task_op_t *op, int status, json_t *body)
 {
-    px_pg_commit_respond(op->txn, status, body);
+    if (op->txn)
+        px_pg_commit_respond(op->txn, status, body);
+    else
+        px_res_json(op->req, status, body);
 }
 
 static void committed_empty(px_req_t *req, const px_pg_error_t *err, void *ud)
 {
-    (void)ud;
-    if (err)
+    task_op_t *op = ud;
+    if (err) {
         px_res_pg_error(req, err);
-    else
-        px_res_send(req, 204, NULL, NULL, 0);
+        return;
+    }
+    /* The deletion left rows in task_blob_releases: drop those references now. */
+    if (op->route && op->route->release)
+        task_release_kick();
+    px_res_send(req, 204, NULL, NULL, 0);
 }
 
 void op_commit_204(task_op_t *op)
 {
+    if (!op->txn) {
+        committed_empty(op->req, NULL, op);
+        return;
+    }
     if (px_pg_commit(op->txn, committed_empty, op))
         px_res_code(op->req, PX_EINTERNAL, NULL);
 }
 
-void op_query(task_op_t *op, const char *name, const char *sql, int n, const char *const *values,
-              px_pg_fn cb)
+/* Every query of an op comes back here: a failure is answered once, for all steps. One
+ * query of an op is in flight at a time (a transaction runs them in order anyway). */
+static void stepped(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                    void *ud)
 {
-    if (px_pg_txn_query(op->txn, name, sql, n, values, cb, op))
+    task_op_t *op = ud;
+    (void)req;
+    task_step_fn step = op->step;
+    op->step = NULL;
+    if (err)
+        op_pg_fail(op, err);
+    else
+        step(op, res);
+}
+
+void op_query(task_op_t *op, const char *name, const char *sql, int n, const char *const *values,
+              task_step_fn step)
+{
+    op->step = step;
+    int rc = op->txn ? px_pg_txn_query(op->txn, name, sql, n, values, stepped, op)
+                     : px_pg_query(op->req, name, sql, n, values, stepped, op);
+    if (rc)
         px_res_code(op->req, PX_EINTERNAL, NULL);
 }
 
@@ -96,7 +131,15 @@ const char *op_bool_text(bool v)
     return v ? "true" : "false";
 }
 
-void op_answer_list(task_op_t *op, const px_pg_result_t *res, const char *items)
+void op_list(task_op_t *op)
+{
+    const char *ids[] = {op->pid, op->tid, op->aid};
+    const char *values[] = {ids[op->route->scope], op_int_text(op, op->limit),
+                            op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
+    op_query(op, op->route->items, op->route->list, 3, values, op_answer_list);
+}
+
+void op_answer_list(task_op_t *op, const px_pg_result_t *res)
 {
     json_t *arr = json_array();
     int64_t total = 0;
@@ -107,7 +150,7 @@ void op_answer_list(task_op_t *op, const px_pg_result_t *res, const char *items)
     }
     if (px_pg_rows(res) > 0)
         px_pg_int64(res, 0, 0, &total);
-    px_res_list(op->req, items, arr, total, op->page, op->limit);
+    px_res_list(op->req, op->route->items, arr, total, op->page, op->limit);
 }
 
 void op_answer_versioned(task_op_t *op, const px_pg_result_t *res)
@@ -120,40 +163,53 @@ void op_answer_versioned(task_op_t *op, const px_pg_result_t *res)
     const char *etag = op_int_text(op, json_integer_value(json_object_get(doc, "version")));
     if (px_res_etag(op->req, etag) == PX_DONE) {
         json_decref(doc);
+        json_decref(op->members);
+        op->members = NULL;
         return;
     }
     op_finish(op, 200, doc);
 }
 
-static void gated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void gated(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     op->role = px_pg_rows(res) ? op_strdup(op, px_pg_value(res, 0, 1)) : NULL;
     if (!px_pg_rows(res) || (!op->role && !op->admin)) {
-        px_res_error(op->req, 404, "not_found", op->by_task ? "no such task" : "no such project",
-                     NULL);
+        static const char *const what[] = {"no such project", "no such task",
+                                           "no such attachment"};
+        px_res_error(op->req, 404, "not_found", what[op->route->scope], NULL);
         return;
     }
     px_pg_int64(res, 0, 0, &op->version);
-    if (op->by_task) {
+    int scope = op->route->scope;
+    if (scope != SCOPE_PROJECT) {
         snprintf(op->pid, sizeof(op->pid), "%s", px_pg_value(res, 0, 2));
         op->status = op_strdup(op, px_pg_value(res, 0, 3));
         op->priority = op_strdup(op, px_pg_value(res, 0, 4));
     }
+    if (scope == SCOPE_ATTACHMENT) {
+        snprintf(op->tid, sizeof(op->tid), "%s", px_pg_value(res, 0, 5));
+        op->blob = op_strdup(op, px_pg_value(res, 0, 6));
+        op->uploader = op_strdup(op, px_pg_value(res, 0, 7));
+        op->filename = op_strdup(op, px_pg_value(res, 0, 8));
+    }
     int have = op->admin ? ROLE_OWNER : role_rank(op->role);
-    if (have < op->need) {
+    if (have < op->route->need) {
         px_res_error(op->req, 403, "forbidden",
-                     op->need == ROLE_OWNER ? "only an owner of the project may do this"
-                                            : "viewers may only read this project",
+                     op->route->need == ROLE_OWNER ? "only an owner of the project may do this"
+                                                   : "viewers may only read this project",
                      NULL);
         return;
     }
-    op->then(op);
+    if (op->route->if_match) {
+        int rc = px_req_if_match(op->req, op_int_text(op, op->version));
+        if (rc) {
+            px_res_code(op->req, rc,
+                        scope == SCOPE_PROJECT ? "the project changed since you read it"
+                                               : "the task changed since you read it");
+            return;
+        }
+    }
+    op->route->then(op);
 }
 
 static void began(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
@@ -165,20 +221,60 @@ static void began(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, voi
         return;
     }
     op->txn = txn;
-    static const char *const names[2][2] = {{"gate_read", "gate_write"},
-                                            {"gate_task_read", "gate_task_write"}};
-    static const char *const sql[2][2] = {{sql_gate_read, sql_gate_write},
-                                          {sql_gate_task_read, sql_gate_task_write}};
-    const char *values[] = {op->by_task ? op->tid : op->pid, op->caller};
-    op_query(op, names[op->by_task][op->lock], sql[op->by_task][op->lock], 2, values, gated);
+    if (op->route->scope == SCOPE_NONE) {
+        op->route->then(op);
+        return;
+    }
+    static const char *const names[3][2] = {{"gate_read", "gate_write"},
+                                            {"gate_task_read", "gate_task_write"},
+                                            {"gate_attachment_read", "gate_attachment_write"}};
+    static const char *const sql[3][2] = {{sql_gate_read, sql_gate_write},
+                                          {sql_gate_task_read, sql_gate_task_write},
+                                          {sql_gate_attachment_read, sql_gate_attachment_write}};
+    int scope = op->route->scope, lock = op->route->lock;
+    const char *ids[] = {op->pid, op->tid, op->aid};
+    const char *values[] = {ids[scope], op->caller};
+    op_query(op, names[scope][lock], sql[scope][lock], 2, values, gated);
 }
 
-int op_gate(task_op_t *op, const char *param)
+int op_prepare(px_req_t *req, const task_route_t *route, task_op_t **out)
 {
-    int rc = px_req_uuid(op->req, param, op->by_task ? op->tid : op->pid);
-    if (rc)
-        return rc;
-    rc = op->idempotent ? px_pg_begin_idempotent(op->req, began, op)
-                        : px_pg_begin(op->req, began, op);
+    task_op_t *op = op_new(req);
+    op->route = route;
+    char *ids[] = {op->pid, op->tid, op->aid};
+    int rc = route->scope == SCOPE_NONE ? 0 : px_req_uuid(req, "id", ids[route->scope]);
+    if (!rc && route->sub)
+        rc = px_req_uuid(req, route->sub, op->sub);
+    if (!rc && route->paged)
+        rc = px_req_page(req, &op->page, &op->limit);
+    if (!rc && route->body)
+        rc = px_req_json(req, &op->body);
+    *out = op;
+    return rc;
+}
+
+/* A read runs without a transaction: at READ COMMITTED each statement of one would see
+ * its own snapshot anyway, so BEGIN and COMMIT would only add two round trips (and hold a
+ * pooled connection between them) without making the read more consistent. The gate's
+ * check and the read are still two statements, as they were. */
+int op_gate(task_op_t *op)
+{
+    const task_route_t *route = op->route;
+    if (!route->lock && !route->idempotent && route->scope != SCOPE_NONE) {
+        began(op->req, NULL, NULL, op);
+        return PX_ASYNC;
+    }
+    int rc = route->idempotent ? px_pg_begin_idempotent(op->req, began, op)
+                               : px_pg_begin(op->req, began, op);
     return rc ? rc : PX_ASYNC;
+}
+
+int op_route(px_req_t *req, void *ud)
+{
+    const task_route_t *route = ud;
+    if (route->handler)
+        return route->handler(req, route);
+    task_op_t *op;
+    int rc = op_prepare(req, route, &op);
+    return rc ? rc : op_gate(op);
 }

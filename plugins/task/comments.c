@@ -30,54 +30,23 @@ static json_t *excerpt(const char *text)
 
 /* ---- GET ---- */
 
-static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
-{
-    (void)req;
-    if (err) {
-        op_pg_fail(ud, err);
-        return;
-    }
-    op_answer_list(ud, res, "comments");
-}
-
-static void list_gated(task_op_t *op)
-{
-    const char *values[] = {op->tid, op_int_text(op, op->limit),
-                            op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
-    op_query(op, "comment_list", sql_comment_list, 3, values, listed);
-}
-
-int comments_list(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_page(req, &op->page, &op->limit);
-    if (rc)
-        return rc;
-    op->by_task = true;
-    op->need = ROLE_VIEWER;
-    op->then = list_gated;
-    return op_gate(op, "id");
-}
+const task_route_t comments_list = {
+    .scope = SCOPE_TASK, .need = ROLE_VIEWER, .paged = true, .then = op_list,
+    .list = sql_comment_list, .items = "comments"};
 
 /* ---- POST ---- */
 
-static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void created(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     json_t *comment = op_json(res, 0, 0);
     if (!comment) {
-        px_res_code(req, PX_EINTERNAL, NULL);
+        px_res_code(op->req, PX_EINTERNAL, NULL);
         return;
     }
     const char *cid = json_string_value(json_object_get(comment, "id"));
     char location[128];
     snprintf(location, sizeof(location), "/v1/tasks/%s/comments/%s", op->tid, cid);
-    px_res_header(req, "Location", location);
+    px_res_header(op->req, "Location", location);
     const char *title = px_pg_value(res, 0, 1);
     json_t *ex = excerpt(json_string_value(json_object_get(comment, "body")));
     op_event(op, "task.commented", op->tid,
@@ -100,45 +69,21 @@ static void create_gated(task_op_t *op)
     op_query(op, "comment_insert", sql_comment_insert, 4, values, created);
 }
 
-int comments_create(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_json(req, &op->body);
-    if (rc)
-        return rc;
-    op->by_task = true;
-    op->need = ROLE_MEMBER;
-    op->lock = true;
-    op->idempotent = true;
-    op->then = create_gated;
-    return op_gate(op, "id");
-}
+const task_route_t comments_create = {.scope = SCOPE_TASK, .need = ROLE_MEMBER, .lock = true,
+                                      .idempotent = true, .body = true, .then = create_gated};
 
 /* ---- PUT and DELETE: the comment, locked, then who may ---- */
 
-static void changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void changed(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
-    if (op->editing)
+    if (op->route->body)
         op_answer_versioned(op, res);
     else
         op_finish(op, 204, NULL);
 }
 
-static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void locked(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     if (!px_pg_rows(res)) {
         px_res_error(op->req, 404, "not_found", "no such comment", NULL);
         return;
@@ -146,9 +91,9 @@ static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
     const char *author = px_pg_value(res, 0, 0);
     bool mine = author && op->caller && !strcmp(author, op->caller);
     bool owner = op->role && !strcmp(op->role, "owner");
-    if (op->editing ? !mine : !(mine || owner || op->admin)) {
+    if (op->route->body ? !mine : !(mine || owner || op->admin)) {
         px_res_error(op->req, 403, "forbidden",
-                     op->editing ? "only the author may edit a comment"
+                     op->route->body ? "only the author may edit a comment"
                                  : "only the author, an owner of the project or an admin may "
                                    "delete a comment",
                      NULL);
@@ -159,7 +104,7 @@ static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
         px_res_code(op->req, rc, "the comment changed since you read it");
         return;
     }
-    if (op->editing) {
+    if (op->route->body) {
         const char *values[] = {op->pid, op->sub,
                                 json_string_value(json_object_get(op->body, "body")),
                                 op->caller};
@@ -176,31 +121,10 @@ static void change_gated(task_op_t *op)
     op_query(op, "comment_lock", sql_comment_lock, 2, values, locked);
 }
 
-static int change(px_req_t *req, bool editing)
-{
-    task_op_t *op = op_new(req);
-    int rc = editing ? px_req_json(req, &op->body) : 0;
-    if (!rc)
-        rc = px_req_uuid(req, "commentId", op->sub);
-    if (rc)
-        return rc;
-    op->editing = editing;
-    op->by_task = true;
-    /* Viewers may not write (403); whether the comment is theirs is decided after. */
-    op->need = editing ? ROLE_MEMBER : ROLE_VIEWER;
-    op->lock = true;
-    op->then = change_gated;
-    return op_gate(op, "id");
-}
-
-int comments_update(px_req_t *req, void *ud)
-{
-    (void)ud;
-    return change(req, true);
-}
-
-int comments_delete(px_req_t *req, void *ud)
-{
-    (void)ud;
-    return change(req, false);
-}
+/* Viewers may not edit (403); whether the comment is theirs is decided after. */
+const task_route_t comments_update = {.scope = SCOPE_TASK, .need = ROLE_MEMBER, .lock = true,
+                                      .body = true, .sub = "commentId", .then = change_gated};
+/* Any role passes the gate (a viewer may delete what they wrote as a member); who may is
+ * decided after: the author, an owner, an admin. */
+const task_route_t comments_delete = {.scope = SCOPE_TASK, .need = ROLE_VIEWER, .lock = true,
+                                      .sub = "commentId", .then = change_gated};

@@ -5,19 +5,14 @@
  * A handler queues its events on the op (op_event) and ends with op_finish. Every
  * payload carries "members", the project's members after the change ([{userId, role}]),
  * so a consumer knows who may see it: op_finish reads them in the same transaction,
- * after the change, and fills in every queued payload that does not carry its own (a
+ * after the change (or takes op->members, read by the change's own statement), and fills
+ * in every queued payload that does not carry its own (a
  * deleted project's events carry the members as they were before). A payload with a
  * "projectName" of null gets the project's name the same way.
  */
 #include <string.h>
 
 #include "task.h"
-
-static const char sql_event_members[] =
-    "SELECT (SELECT name FROM task_projects WHERE id = $1::uuid), "
-    "coalesce(jsonb_agg(jsonb_build_object('userId', user_id, 'role', role) "
-    "ORDER BY created_at, user_id), '[]'::jsonb)::text "
-    "FROM task_members WHERE project_id = $1::uuid";
 
 void op_event(task_op_t *op, const char *type, const char *aggregate, json_t *payload)
 {
@@ -39,25 +34,17 @@ static void commit(task_op_t *op)
         op_commit(op, op->answer_status, body);
 }
 
-static void emit_all(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+/* Emits the queued events with the project's `name` and `members` (taken), then commits. */
+static void emit_with(task_op_t *op, const char *name, json_t *members)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        json_decref(op->answer);
-        op->answer = NULL;
-        op_pg_fail(op, err);
-        return;
-    }
-    json_t *members = op_json(res, 0, 1);
-    const char *name = px_pg_value(res, 0, 0);
     size_t i;
     json_t *ev;
     int rc = 0;
     json_array_foreach(op->events, i, ev) {
         json_t *payload = json_object_get(ev, "payload");
         if (!json_object_get(payload, "members"))
-            json_object_set(payload, "members", members ? members : json_array());
+            json_object_set_new(payload, "members",
+                                members ? json_incref(members) : json_array());
         json_t *pn = json_object_get(payload, "projectName");
         if (pn && json_is_null(pn) && name)
             json_object_set_new(payload, "projectName", json_string(name));
@@ -78,12 +65,26 @@ static void emit_all(px_req_t *req, const px_pg_result_t *res, const px_pg_error
     commit(op);
 }
 
+static void emit_all(task_op_t *op, const px_pg_result_t *res)
+{
+    emit_with(op, px_pg_value(res, 0, 0), op_json(res, 0, 1));
+}
+
 void op_finish(task_op_t *op, int status, json_t *body)
 {
     op->answer_status = status;
     op->answer = body;
+    json_t *members = op->members;
+    op->members = NULL;
     if (!op->events || !json_array_size(op->events)) {
+        json_decref(members);
         commit(op);
+        return;
+    }
+    /* The change's statement read the members already (a move, a PUT): one round trip
+     * less under the project's lock. */
+    if (members) {
+        emit_with(op, NULL, members);
         return;
     }
     const char *values[] = {op->pid};

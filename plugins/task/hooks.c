@@ -25,7 +25,7 @@ int op_hook(task_op_t *op, const char *hook, const char *schema, const char *pri
     json_t *value = json_deep_copy(op->body);
     json_t *ctx = json_pack("{s:s, s:s?, s:b}", "projectId", op->pid, "role", op->role, "admin",
                             op->admin);
-    if (op->by_task) {
+    if (op->route->scope == SCOPE_TASK) {
         json_object_set_new(ctx, "taskId", json_string(op->tid));
         json_object_set_new(ctx, "status", json_string(op->status));
         json_object_set_new(ctx, "priority", priority ? json_string(priority) : json_null());

@@ -23,61 +23,31 @@ static void not_member(task_op_t *op)
 
 /* ---- GET ---- */
 
-static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
-{
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
-    op_answer_list(op, res, "members");
-}
-
-static void list_gated(task_op_t *op)
-{
-    const char *values[] = {op->pid, op_int_text(op, op->limit),
-                            op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
-    op_query(op, "member_list", sql_member_list, 3, values, listed);
-}
-
-int members_list(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_page(req, &op->page, &op->limit);
-    if (rc)
-        return rc;
-    op->need = ROLE_VIEWER;
-    op->then = list_gated;
-    return op_gate(op, "id");
-}
+const task_route_t members_list = {
+    .scope = SCOPE_PROJECT, .need = ROLE_VIEWER, .paged = true, .then = op_list,
+    .list = sql_member_list, .items = "members"};
 
 /* ---- POST ---- */
 
-static void added(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void added(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     int64_t users = 0;
     px_pg_int64(res, 0, 0, &users);
     if (!users) {
-        px_res_error(req, 400, "validation_failed", "the request has invalid fields",
+        px_res_error(op->req, 400, "validation_failed", "the request has invalid fields",
                      json_pack("{s:s}", "userId", "no such user"));
         return;
     }
     json_t *member = op_json(res, 0, 1);
     if (!member) {
-        px_res_error(req, 409, "conflict", "the user is already a member of this project", NULL);
+        px_res_error(op->req, 409, "conflict", "the user is already a member of this project",
+                     NULL);
         return;
     }
     char location[128];
     snprintf(location, sizeof(location), "/v1/projects/%s/members/%s", op->pid,
              json_string_value(json_object_get(member, "userId")));
-    px_res_header(req, "Location", location);
+    px_res_header(op->req, "Location", location);
     op_event(op, "project.member_added", op->pid,
              json_pack("{s:s, s:n, s:O, s:O}", "projectId", op->pid, "projectName", "userId",
                        json_object_get(member, "userId"), "role", json_object_get(member, "role")));
@@ -91,31 +61,13 @@ static void add_gated(task_op_t *op)
     op_query(op, "member_add", sql_member_add, 4, values, added);
 }
 
-int members_add(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_json(req, &op->body);
-    if (rc)
-        return rc;
-    op->need = ROLE_OWNER;
-    op->lock = true;
-    op->idempotent = true;
-    op->then = add_gated;
-    return op_gate(op, "id");
-}
+const task_route_t members_add = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .lock = true,
+                                  .idempotent = true, .body = true, .then = add_gated};
 
 /* ---- PUT ---- */
 
-static void role_changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                         void *ud)
+static void role_changed(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     if (!px_pg_rows(res)) {
         not_member(op);
         return;
@@ -147,31 +99,13 @@ static void role_gated(task_op_t *op)
     op_query(op, "member_role", sql_member_role, 4, values, role_changed);
 }
 
-int members_update(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_json(req, &op->body);
-    if (!rc)
-        rc = px_req_uuid(req, "userId", op->sub);
-    if (rc)
-        return rc;
-    op->need = ROLE_OWNER;
-    op->lock = true;
-    op->then = role_gated;
-    return op_gate(op, "id");
-}
+const task_route_t members_update = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .lock = true,
+                                     .body = true, .sub = "userId", .then = role_gated};
 
 /* ---- DELETE ---- */
 
-static void removed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void removed(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     if (!px_pg_rows(res)) {
         not_member(op);
         return;
@@ -193,15 +127,5 @@ static void remove_gated(task_op_t *op)
     op_query(op, "member_remove", sql_member_remove, 3, values, removed);
 }
 
-int members_remove(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_uuid(req, "userId", op->sub);
-    if (rc)
-        return rc;
-    op->need = ROLE_OWNER;
-    op->lock = true;
-    op->then = remove_gated;
-    return op_gate(op, "id");
-}
+const task_route_t members_remove = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .lock = true,
+                                     .sub = "userId", .then = remove_gated};

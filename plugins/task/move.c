@@ -25,31 +25,9 @@ static const char *str(const json_t *body, const char *key)
 
 static void move_check(task_op_t *op);
 
-static void moved(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void rebalanced(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
-    json_t *task = op_json(res, 0, 0), *changes = op_json(res, 0, 1);
-    task_change_events(op, task, changes);
-    json_decref(task);
-    json_decref(changes);
-    op_answer_versioned(op, res);
-}
-
-static void rebalanced(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                       void *ud)
-{
-    task_op_t *op = ud;
-    (void)req;
     (void)res;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     move_check(op);
 }
 
@@ -68,14 +46,8 @@ static bool neighbour_ok(task_op_t *op, const char *field, const char *status, c
     return false;
 }
 
-static void checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void checked(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     const char *target = str(op->body, "status") ? str(op->body, "status") : op->status;
     if (!neighbour_ok(op, "before", px_pg_value(res, 0, 0), target) ||
         !neighbour_ok(op, "after", px_pg_value(res, 0, 3), target))
@@ -123,7 +95,7 @@ static void checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
         return;
     }
     const char *values[] = {op->tid, target, rank, op->caller};
-    op_query(op, "task_move", sql_task_move, 4, values, moved);
+    op_query(op, "task_move", sql_task_move, 4, values, task_changed);
 }
 
 static void move_check(task_op_t *op)
@@ -136,24 +108,8 @@ static void move_check(task_op_t *op)
 
 static void gated(task_op_t *op)
 {
-    int rc = px_req_if_match(op->req, op_int_text(op, op->version));
-    if (rc) {
-        px_res_code(op->req, rc, "the task changed since you read it");
-        return;
-    }
     move_check(op);
 }
 
-int tasks_move(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_json(req, &op->body);
-    if (rc)
-        return rc;
-    op->by_task = true;
-    op->need = ROLE_MEMBER;
-    op->lock = true;
-    op->then = gated;
-    return op_gate(op, "id");
-}
+const task_route_t tasks_move = {.scope = SCOPE_TASK, .need = ROLE_MEMBER, .lock = true,
+                                 .body = true, .if_match = true, .then = gated};

@@ -16,20 +16,11 @@ static const char *str(const json_t *body, const char *key)
 
 /* ---- GET /v1/projects ---- */
 
-static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+/* No gate: the list is of the caller's projects (an admin's: all). */
+static int list_handler(px_req_t *req, const task_route_t *route)
 {
-    (void)req;
-    if (err) {
-        op_pg_fail(ud, err);
-        return;
-    }
-    op_answer_list(ud, res, "projects");
-}
-
-int projects_list(px_req_t *req, void *ud)
-{
-    (void)ud;
     task_op_t *op = op_new(req);
+    op->route = route;
     int rc = px_req_page(req, &op->page, &op->limit);
     if (rc)
         return rc;
@@ -40,27 +31,24 @@ int projects_list(px_req_t *req, void *ud)
                             q && *q ? q : NULL,
                             op_int_text(op, op->limit),
                             op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
-    rc = px_pg_query(req, "project_list", sql_project_list, 6, values, listed, op);
-    return rc ? rc : PX_ASYNC;
+    op_query(op, "project_list", sql_project_list, 6, values, op_answer_list);
+    return PX_ASYNC;
 }
+
+const task_route_t projects_list = {.items = "projects", .handler = list_handler};
 
 /* ---- POST /v1/projects ---- */
 
-static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void created(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     json_t *project = op_json(res, 0, 0);
     if (!project) {
-        px_res_code(req, PX_EINTERNAL, NULL);
+        px_res_code(op->req, PX_EINTERNAL, NULL);
         return;
     }
     char location[64];
     snprintf(location, sizeof(location), "/v1/projects/%s", str(project, "id"));
-    px_res_header(req, "Location", location);
+    px_res_header(op->req, "Location", location);
     op_event(op, "project.created", str(project, "id"),
              json_pack("{s:O, s:O, s:O}", "projectId", json_object_get(project, "id"), "name",
                        json_object_get(project, "name"), "ownerId",
@@ -69,41 +57,22 @@ static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
     op_finish(op, 201, project);
 }
 
-static void create_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static void create_begun(task_op_t *op)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
-    op->txn = txn;
     const char *values[] = {str(op->body, "name"), str(op->body, "description"),
                             str(op->body, "status"), op->caller};
     op_query(op, "project_insert", sql_project_insert, 4, values, created);
 }
 
-int projects_create(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_json(req, &op->body);
-    if (rc)
-        return rc;
-    rc = px_pg_begin_idempotent(req, create_begun, op);
-    return rc ? rc : PX_ASYNC;
-}
+/* No gate: there is no project yet; the caller becomes its owner. */
+const task_route_t projects_create = {.scope = SCOPE_NONE, .idempotent = true, .body = true,
+                                      .then = create_begun};
 
 /* ---- GET /v1/projects/{id} ---- */
 
-static void got(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void got(task_op_t *op, const px_pg_result_t *res)
 {
-    (void)req;
-    if (err) {
-        op_pg_fail(ud, err);
-        return;
-    }
-    op_answer_versioned(ud, res);
+    op_answer_versioned(op, res);
 }
 
 static void get_gated(task_op_t *op)
@@ -112,25 +81,13 @@ static void get_gated(task_op_t *op)
     op_query(op, "project_get", sql_project_get, 2, values, got);
 }
 
-int projects_get(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    op->need = ROLE_VIEWER;
-    op->then = get_gated;
-    return op_gate(op, "id");
-}
+const task_route_t projects_get = {
+    .scope = SCOPE_PROJECT, .need = ROLE_VIEWER, .then = get_gated};
 
 /* ---- PUT /v1/projects/{id} ---- */
 
-static void updated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void updated(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     json_t *changes = op_json(res, 0, 1);
     if (changes && json_object_size(changes))
         op_event(op, "project.updated", op->pid,
@@ -141,11 +98,6 @@ static void updated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
 
 static void update_gated(task_op_t *op)
 {
-    int rc = px_req_if_match(op->req, op_int_text(op, op->version));
-    if (rc) {
-        px_res_code(op->req, rc, "the project changed since you read it");
-        return;
-    }
     json_t *desc = json_object_get(op->body, "description");
     const char *values[] = {op->pid,
                             str(op->body, "name"),
@@ -157,29 +109,13 @@ static void update_gated(task_op_t *op)
     op_query(op, "project_update", sql_project_update, 7, values, updated);
 }
 
-int projects_update(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_json(req, &op->body);
-    if (rc)
-        return rc;
-    op->need = ROLE_OWNER;
-    op->lock = true;
-    op->then = update_gated;
-    return op_gate(op, "id");
-}
+const task_route_t projects_update = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .lock = true,
+                                      .body = true, .if_match = true, .then = update_gated};
 
 /* ---- DELETE /v1/projects/{id} ---- */
 
-static void deleted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void deleted(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     json_t *members = op_json(res, 0, 1);
     op_event(op, "project.deleted", op->pid,
              json_pack("{s:s, s:s?, s:o}", "projectId", op->pid, "name", px_pg_value(res, 0, 0),
@@ -189,21 +125,11 @@ static void deleted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
 
 static void delete_gated(task_op_t *op)
 {
-    int rc = px_req_if_match(op->req, op_int_text(op, op->version));
-    if (rc) {
-        px_res_code(op->req, rc, "the project changed since you read it");
-        return;
-    }
     const char *values[] = {op->pid};
     op_query(op, "project_delete", sql_project_delete, 1, values, deleted);
 }
 
-int projects_delete(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    op->need = ROLE_OWNER;
-    op->lock = true;
-    op->then = delete_gated;
-    return op_gate(op, "id");
-}
+/* Its tasks, comments and attachments go with it (ON DELETE CASCADE; the blob
+ * references by release.c). */
+const task_route_t projects_delete = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .lock = true,
+                                      .if_match = true, .release = true, .then = delete_gated};

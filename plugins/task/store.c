@@ -173,6 +173,33 @@ const char sql_task_check[] =
     ".status, 'priority', " t ".priority, 'assigneeId', " t ".assignee_id, 'dueDate', " t     \
     ".due_date)"
 
+
+/* The project's members as the events carry them ([{userId, role}], oldest first). */
+#define TASK_MEMBERS(pid)                                                                     \
+    "(SELECT coalesce(jsonb_agg(jsonb_build_object('userId', user_id, 'role', role) "         \
+    "ORDER BY created_at, user_id), '[]'::jsonb) FROM task_members WHERE project_id = " pid ")"
+
+/* $1 project -> (name, members): for the events of op_finish. */
+const char sql_event_members[] =
+    "SELECT (SELECT name FROM task_projects WHERE id = $1::uuid), " TASK_MEMBERS("$1::uuid")
+    "::text";
+
+/* The API's Task from a row `t` of task_tasks (or a CTE with its columns) and its
+ * dependencies `deps` (a JSON array), built from the columns. Same shape as the SQL
+ * function task_task_json of migrations/002, which went through to_jsonb of the whole row
+ * and back: twenty times slower on a 50-task page. TASK_DEPS is the task's dependency
+ * list as an inline subquery (one index probe), where the SQL function task_deps ran
+ * its own plan per call. */
+#define TASK_DEPS(t)                                                                          \
+    "(SELECT coalesce(jsonb_agg(dep.depends_on ORDER BY dep.depends_on), '[]'::jsonb) "      \
+    "FROM task_dependencies dep WHERE dep.task_id = " t ".id)"
+#define TASK_JSON(t, deps)                                                                    \
+    "jsonb_build_object('id', " t ".id, 'projectId', " t ".project_id, 'title', " t          \
+    ".title, 'description', " t ".description, 'status', " t ".status, 'priority', " t       \
+    ".priority, 'assigneeId', " t ".assignee_id, 'dueDate', " t ".due_date, 'dependsOn', "   \
+    "coalesce(" deps ", '[]'::jsonb), 'rank', " t ".rank, 'createdAt', task_ts(" t            \
+    ".created_at), 'updatedAt', task_ts(" t ".updated_at), 'version', " t ".version)"
+
 /* $1 project, $2 title, $3 description, $4 status, $5 priority, $6 assignee, $7 due date,
  * $8 rank, $9 dependencies (JSON array or NULL), $10 caller. */
 const char sql_task_insert[] =
@@ -188,19 +215,19 @@ const char sql_task_insert[] =
     "SELECT t.project_id, $10::uuid, 'created', 'task', t.id, task_changes('{}', "
     "jsonb_strip_nulls(" TASK_FIELDS("t") ") || CASE WHEN deps.j <> '[]' THEN "
     "jsonb_build_object('dependsOn', deps.j) ELSE '{}' END) FROM t, deps) "
-    "SELECT task_task_json(to_jsonb(t), deps.j)::text FROM t, deps";
+    "SELECT " TASK_JSON("t", "deps.j") "::text FROM t, deps";
 
 /* $1 task, $2 caller's role -> the Task. */
 const char sql_task_get[] =
-    "SELECT task_task_json(to_jsonb(t), task_deps(t.id))::text FROM task_tasks t "
-    "WHERE t.id = $1::uuid";
+    "SELECT " TASK_JSON("t", TASK_DEPS("t")) "::text FROM task_tasks t WHERE t.id = $1::uuid";
 
 /* $1 task, $2 title, $3 description, $4 description given, $5 status, $6 priority,
  * $7 assignee, $8 assignee given, $9 due date, $10 due date given, $11 rank (NULL: keep),
- * $12 dependencies (JSON array, NULL: keep), $13 caller -> (Task, changes). Only a real
+ * $12 dependencies (JSON array, NULL: keep), $13 caller -> (Task, changes, the project's
+ * members for the events). Only a real
  * change bumps the version and writes activity. */
 const char sql_task_update[] =
-    "WITH o AS (SELECT t.*, task_deps(t.id) AS deps FROM task_tasks t WHERE t.id = $1::uuid), "
+    "WITH o AS (SELECT t.*, " TASK_DEPS("t") " AS deps FROM task_tasks t WHERE t.id = $1::uuid), "
     "n AS (SELECT o.id, coalesce($2, o.title) AS title, "
     "CASE WHEN $4::bool THEN $3 ELSE o.description END AS description, "
     "coalesce($5, o.status) AS status, coalesce($6, o.priority) AS priority, "
@@ -222,8 +249,9 @@ const char sql_task_update[] =
     "ON CONFLICT DO NOTHING), "
     "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
     "SELECT u.project_id, $13::uuid, 'updated', 'task', u.id, c.ch FROM u, c) "
-    "SELECT coalesce((SELECT task_task_json(to_jsonb(u), n.deps) FROM u, n), "
-    "(SELECT task_task_json(to_jsonb(o), o.deps) FROM o))::text, (SELECT ch FROM c)::text";
+    "SELECT coalesce((SELECT " TASK_JSON("u", "n.deps") " FROM u, n), "
+    "(SELECT " TASK_JSON("o", "o.deps") " FROM o))::text, (SELECT ch FROM c)::text, "
+    TASK_MEMBERS("(SELECT project_id FROM o)") "::text";
 
 /* $1 task, $2 caller -> (title, status) of the deleted task. */
 const char sql_task_delete[] =
@@ -245,7 +273,7 @@ const char sql_task_delete[] =
     "OR strpos(lower(coalesce(description, '')), lower($7)) > 0)"
 #define TASK_LIST(order)                                                                      \
     "SELECT (SELECT count(*) FROM task_tasks WHERE " TASK_WHERE "), pg.j FROM (SELECT 1) one " \
-    "LEFT JOIN LATERAL (SELECT task_task_json(to_jsonb(t), task_deps(t.id))::text AS j "      \
+    "LEFT JOIN LATERAL (SELECT " TASK_JSON("t", TASK_DEPS("t")) "::text AS j "              \
     "FROM task_tasks t WHERE " TASK_WHERE " ORDER BY " order " LIMIT $8::int OFFSET $9::int) " \
     "pg ON true"
 const char sql_task_list_updated[] = TASK_LIST("t.updated_at DESC, t.id");
@@ -259,30 +287,30 @@ const char sql_task_list_priority[] = TASK_LIST("t.priority_n DESC, t.updated_at
 /* $1 project, $2 task, $3 target status, $4 before (NULL), $5 after (NULL) -> (before's
  * status, before's rank, the rank above before, after's status, after's rank, the rank
  * below after, the column's last rank, the task's open dependencies as JSON). The moved
- * task itself is left out of every neighbour. */
+ * task itself is left out of every neighbour. Each neighbour is one step of the unique
+ * index (project_id, status, rank) — never a scan of the column: this runs under the
+ * project's lock, so its time is every other move's wait. */
+#define MOVE_COL "FROM task_tasks WHERE project_id = $1::uuid AND status = $3 AND id <> $2::uuid "
 const char sql_move_check[] =
     "WITH b AS (SELECT status, rank FROM task_tasks WHERE id = $4::uuid AND project_id = $1::uuid "
     "AND id <> $2::uuid), "
     "a AS (SELECT status, rank FROM task_tasks WHERE id = $5::uuid AND project_id = $1::uuid "
-    "AND id <> $2::uuid), "
-    "col AS (SELECT rank FROM task_tasks WHERE project_id = $1::uuid AND status = $3 "
     "AND id <> $2::uuid) "
     "SELECT (SELECT status FROM b), (SELECT rank FROM b), "
-    "(SELECT max(col.rank) FROM col, b WHERE col.rank < b.rank), "
+    "(SELECT rank " MOVE_COL "AND rank < (SELECT rank FROM b) ORDER BY rank DESC LIMIT 1), "
     "(SELECT status FROM a), (SELECT rank FROM a), "
-    "(SELECT min(col.rank) FROM col, a WHERE col.rank > a.rank), "
-    "(SELECT max(rank) FROM col), "
+    "(SELECT rank " MOVE_COL "AND rank > (SELECT rank FROM a) ORDER BY rank LIMIT 1), "
+    "(SELECT rank " MOVE_COL "ORDER BY rank DESC LIMIT 1), "
     "(SELECT jsonb_agg(t.id ORDER BY t.id) FROM task_dependencies d JOIN task_tasks t "
     "ON t.id = d.depends_on WHERE d.task_id = $2::uuid AND t.status <> 'done')::text";
 
-/* $1 project, $2 status, $3 task left out: evenly spaced short keys for the whole column
- * in its current order (the unique rank constraint is checked at commit). */
 const char sql_rank_rebalance[] =
     "UPDATE task_tasks t SET rank = task_rank_key(o.i, o.n), version = t.version + 1 FROM "
     "(SELECT id, row_number() OVER (ORDER BY rank) AS i, count(*) OVER () AS n FROM task_tasks "
     "WHERE project_id = $1::uuid AND status = $2 AND id <> $3::uuid) o WHERE t.id = o.id";
 
-/* $1 task, $2 status, $3 rank, $4 caller -> (Task, changes). */
+/* $1 task, $2 status, $3 rank, $4 caller -> (Task, changes, the project's members for
+ * the events). */
 const char sql_task_move[] =
     "WITH o AS (SELECT * FROM task_tasks WHERE id = $1::uuid), "
     "u AS (UPDATE task_tasks t SET status = $2, rank = $3, version = t.version + 1, "
@@ -291,7 +319,8 @@ const char sql_task_move[] =
     "jsonb_build_object('status', u.status, 'rank', u.rank)) AS ch FROM u, o), "
     "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
     "SELECT u.project_id, $4::uuid, 'moved', 'task', u.id, c.ch FROM u, c) "
-    "SELECT task_task_json(to_jsonb(u), task_deps(u.id))::text, (SELECT ch FROM c)::text FROM u";
+    "SELECT " TASK_JSON("u", TASK_DEPS("u")) "::text, (SELECT ch FROM c)::text, "
+    TASK_MEMBERS("u.project_id") "::text FROM u";
 
 /* ---- comments ---- */
 
@@ -337,3 +366,52 @@ const char sql_comment_delete[] =
     "SELECT $1::uuid, $3::uuid, 'comment_deleted', 'comment', d.id, "
     "jsonb_build_object('body', jsonb_build_array(d.body, NULL)) FROM d) "
     "SELECT count(*) FROM d";
+
+/* ---- attachments ---- */
+
+/* Gate by attachment id: $1 attachment, $2 caller -> the task gate's columns (task
+ * version, role, project, status, priority), then the task id, blob, uploader, filename. */
+#define GATE_ATTACHMENT                                                                       \
+    "SELECT t.version, m.role, t.project_id::text, t.status, t.priority, t.id::text, "       \
+    "a.blob_id, a.uploader_id::text, a.filename FROM task_attachments a "                     \
+    "JOIN task_tasks t ON t.id = a.task_id JOIN task_projects p ON p.id = t.project_id "     \
+    "LEFT JOIN task_members m ON m.project_id = p.id AND m.user_id = $2::uuid "               \
+    "WHERE a.id = $1::uuid"
+const char sql_gate_attachment_read[] = GATE_ATTACHMENT;
+const char sql_gate_attachment_write[] = GATE_ATTACHMENT " FOR UPDATE OF p, t, a";
+
+/* $1 task, $2 limit, $3 offset. */
+const char sql_attachment_list[] =
+    "WITH t AS (SELECT count(*) AS n FROM task_attachments WHERE task_id = $1::uuid) "
+    "SELECT t.n, pg.j FROM t LEFT JOIN LATERAL (SELECT task_attachment_json(a)::text AS j "
+    "FROM task_attachments a WHERE a.task_id = $1::uuid ORDER BY a.created_at, a.id "
+    "LIMIT $2::int OFFSET $3::int) pg ON true";
+
+/* $1 project, $2 task, $3 id, $4 blob, $5 filename, $6 type, $7 size, $8 caller -> the
+ * Attachment, the task's title. */
+const char sql_attachment_insert[] =
+    "WITH a AS (INSERT INTO task_attachments (id, task_id, blob_id, filename, content_type, "
+    "size, uploader_id) VALUES ($3::uuid, $2::uuid, $4, $5, $6, $7::bigint, $8::uuid) "
+    "RETURNING *), "
+    "l AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $8::uuid, 'attached', 'attachment', a.id, "
+    "jsonb_build_object('filename', jsonb_build_array(NULL, a.filename)) FROM a) "
+    "SELECT task_attachment_json(a)::text, (SELECT title FROM task_tasks WHERE id = $2::uuid) "
+    "FROM a";
+
+/* $1 project, $2 attachment, $3 caller -> the task's title (the row's reference is
+ * released by the trigger of migrations/004). */
+const char sql_attachment_delete[] =
+    "WITH a AS (DELETE FROM task_attachments WHERE id = $2::uuid RETURNING *), "
+    "l AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "
+    "SELECT $1::uuid, $3::uuid, 'detached', 'attachment', a.id, "
+    "jsonb_build_object('filename', jsonb_build_array(a.filename, NULL)) FROM a) "
+    "SELECT (SELECT title FROM task_tasks WHERE id = a.task_id), a.filename FROM a";
+
+/* The release loop (release.c): a batch of references to drop, locked so that two workers
+ * never take the same rows; then the rows whose reference was dropped. */
+const char sql_release_batch[] =
+    "SELECT id::text, blob_id, ref FROM task_blob_releases ORDER BY id LIMIT 64 "
+    "FOR UPDATE SKIP LOCKED";
+const char sql_release_done[] =
+    "DELETE FROM task_blob_releases WHERE id = ANY($1::bigint[])";

@@ -1,9 +1,11 @@
 /*
- * task — projects, their members and activity (API.md, "Projects and tasks").
+ * task — projects, members, tasks, comments, attachments, activity (API.md, "Projects and
+ * tasks").
  *
- * This file holds the descriptor, init and the route table; the handlers are in
- * projects.c, members.c and activity.c, the gate they share in access.c (see task.h for
- * the map of the folder). The plugin needs the user plugin: members are rows of its
+ * This file holds the descriptor, init and the route table. Every route's handler is
+ * op_route (access.c) with the route's pipeline (a task_route_t, declared beside its
+ * steps in projects.c, members.c, tasks.c, ...) as userdata; see task.h for the map of
+ * the folder. The plugin needs the user plugin: members are rows of its
  * `users` table (migrations reference users(id)), so it is loaded first.
  */
 #include <inttypes.h>
@@ -18,7 +20,8 @@ static int task_init(px_plugin_t *self)
 {
     task_plugin = self;
 #define ROUTE(m, p, fn, body, resp, text, q, pp)                                              \
-    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = op_route,        \
+     .userdata = (void *)&fn,                                                                  \
      .auth = PX_AUTH_REQUIRED, .request_schema = body, .responses = resp, .summary = text,   \
      .tag = "projects", .query = q, .params = pp}
 #define GATED "404 for a project the caller is not a member of (admins see all)"
@@ -94,7 +97,8 @@ static int task_init(px_plugin_t *self)
          0, "rank: board order (todo, in_progress, done, each by rank)"},
         {NULL, NULL, 0, NULL}};
 #define TASK_ROUTE(m, p, fn, body, resp, text, q)                                             \
-    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = op_route,        \
+     .userdata = (void *)&fn,                                                                  \
      .auth = PX_AUTH_REQUIRED, .request_schema = body, .responses = resp, .summary = text,   \
      .tag = "tasks", .query = q, .params = project_p}
     static const px_response_spec_t comment_201[] = {
@@ -112,10 +116,47 @@ static int task_init(px_plugin_t *self)
     static const px_param_spec_t comment_p[] = {UUID_P("id"), UUID_P("commentId"),
                                                 {NULL, NULL, 0, NULL}};
 #define COMMENT_ROUTE(m, p, fn, body, resp, text, q, pp)                                      \
-    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = fn,              \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = op_route,        \
+     .userdata = (void *)&fn,                                                                  \
      .auth = PX_AUTH_REQUIRED, .request_schema = body, .responses = resp, .summary = text,   \
      .tag = "comments", .query = q, .params = pp}
+    static const px_response_spec_t attachment_201[] = {
+        {201, "Attachment", "Stored (Location); the type is the sniffed one", NULL},
+        {400, "Error", "Empty body; a filename that is missing or has control characters",
+         NULL},
+        {403, "Error", "A viewer", NULL}, {404, "Error", GATED, NULL},
+        {413, "Error", "Larger than attachment_max_size", NULL},
+        {415, "Error", "A type outside attachment_types, or not the declared one", NULL},
+        {0}};
+    static const px_response_spec_t attachment_list[] = {
+        {200, "AttachmentList", "Oldest first", NULL}, {404, "Error", GATED, NULL}, {0}};
+    static const px_response_spec_t attachment_200[] = {
+        {200, NULL, "The file (ETag, one Range, nosniff, CSP sandbox, Content-Disposition)",
+         "application/octet-stream"},
+        {404, "Error", GATED, NULL}, {0}};
+    static const px_response_spec_t attachment_204[] = {
+        {204, NULL, NULL, NULL},
+        {403, "Error", "Not the uploader, an owner or an admin", NULL},
+        {404, "Error", GATED, NULL}, {0}};
+    static const px_param_spec_t upload_q[] = {
+        {"filename", "{\"type\": \"string\", \"minLength\": 1, \"maxLength\": 255}", 1,
+         "the file's name (its last path segment is kept; no control characters)"},
+        {NULL, NULL, 0, NULL}};
+#define ATTACHMENT_ROUTE(m, p, fn, resp, text, q)                                             \
+    {.size = sizeof(px_route_spec_t), .method = m, .pattern = p, .handler = op_route,        \
+     .userdata = (void *)&fn,                                                                  \
+     .auth = PX_AUTH_REQUIRED, .responses = resp, .summary = text, .tag = "attachments",     \
+     .query = q, .params = project_p}
     static const px_route_spec_t routes[] = {
+        ATTACHMENT_ROUTE("GET", "/v1/tasks/:id/attachments", attachments_list, attachment_list,
+                         "A task's attachments (members)", page_q),
+        ATTACHMENT_ROUTE("POST", "/v1/tasks/:id/attachments", attachments_upload,
+                         attachment_201, "Attach a file: the raw body with its Content-Type "
+                         "and ?filename= (members and owners; Idempotency-Key)", upload_q),
+        ATTACHMENT_ROUTE("GET", "/v1/attachments/:id", attachments_get, attachment_200,
+                         "Download an attachment (members)", NULL),
+        ATTACHMENT_ROUTE("DELETE", "/v1/attachments/:id", attachments_delete, attachment_204,
+                         "Delete an attachment (its uploader, an owner, an admin)", NULL),
         COMMENT_ROUTE("GET", "/v1/tasks/:id/comments", comments_list, NULL, comment_list,
                       "A task's comments (members)", page_q, project_p),
         COMMENT_ROUTE("POST", "/v1/tasks/:id/comments", comments_create, "CommentBody",
@@ -161,6 +202,11 @@ static int task_init(px_plugin_t *self)
               "The project's activity feed, newest first (members)", page_q, project_p),
     };
     px_config_declare(self, "rank_max_length", "32");
+    px_config_declare(self, "attachment_max_size", "25m");
+    px_config_declare(self, "attachment_types",
+                      "image/png, image/jpeg, image/gif, image/webp, application/pdf, "
+                      "text/plain, text/csv, application/zip, application/json");
+    px_config_declare(self, "release_interval", "60s");
     int rc = px_config_int(self, "rank_max_length", &task_rank_max);
     if (!rc && (task_rank_max < 8 || task_rank_max > 255)) {
         px_log(self, PX_LOG_ERROR, "[plugin:task] rank_max_length = %s: expected 8 to 255",
@@ -176,11 +222,33 @@ static int task_init(px_plugin_t *self)
                              "checks or changes a PUT /v1/tasks/{id}, with context {projectId, "
                              "taskId, role, admin, status, priority}");
     if (!rc)
+        rc = attachments_config(self);
+    int64_t interval = 0;
+    if (!rc)
+        rc = px_config_duration_ms(self, "release_interval", &interval);
+    if (!rc && interval < 100) {
+        px_log(self, PX_LOG_ERROR, "[plugin:task] release_interval must be at least 100ms");
+        rc = PX_EINVAL;
+    }
+    task_release_interval_ms = (uint64_t)interval;
+    if (!rc)
+        rc = px_on_worker_start(self, task_release_start, NULL);
+    if (!rc)
+        rc = px_on_worker_stop(self, task_release_stop, NULL);
+    if (!rc)
         rc = px_migrations(self, task_migrations);
     if (!rc)
         rc = px_schema(self, NULL, task_schemas);
-    for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++)
-        rc = px_route_add(self, &routes[i]);
+    for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++) {
+        px_route_spec_t spec = routes[i];
+        if (spec.userdata == &attachments_upload) {
+            /* The limit is checked on Content-Length, before the body is read. */
+            spec.max_body = (size_t)attachment_max_size;
+            spec.spool_above = 1024 * 1024;
+            spec.content_types = attachment_types;
+        }
+        rc = px_route_add(self, &spec);
+    }
     return rc;
 }
 

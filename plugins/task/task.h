@@ -8,6 +8,8 @@
  *   projects.c  GET/POST /v1/projects, GET/PUT/DELETE /v1/projects/{id}
  *   members.c   /v1/projects/{id}/members and /members/{userId}
  *   activity.c  GET /v1/projects/{id}/activity
+ *   attachments.c /v1/tasks/{id}/attachments and /v1/attachments/{id}
+ *   release.c   drops the blob references of deleted attachments (a background task)
  *   store.c     every SQL statement; lists come back as (total, item JSON) rows
  *   schemas.json the bodies' and answers' JSON schemas (embedded at build time)
  */
@@ -25,43 +27,84 @@ extern px_plugin_t *task_plugin;
 enum task_role { ROLE_NONE = 0, ROLE_VIEWER = 1, ROLE_MEMBER = 2, ROLE_OWNER = 3 };
 
 typedef struct task_op task_op_t;
+typedef struct task_route task_route_t;
 typedef void (*task_op_fn)(task_op_t *op);
+/* A step after a query of the op succeeded (a failure is answered by op_query's
+ * callback, so no step sees one). */
+typedef void (*task_step_fn)(task_op_t *op, const px_pg_result_t *res);
+
+/* What a route's :id names; the gate finds the project from it. SCOPE_NONE: no :id and
+ * no gate (a create of a project: the transaction only). */
+enum task_scope { SCOPE_PROJECT = 0, SCOPE_TASK = 1, SCOPE_ATTACHMENT = 2, SCOPE_NONE = 3 };
+
+/* One route's pipeline, declared once beside its handler and run by op_route (the
+ * handler of every route in task.c's table, with the descriptor as userdata):
+ *   :id (and `sub`) parsed as uuids -> the page or the JSON body -> a transaction
+ *   (idempotent for creates) -> the caller's role read with the resource, the project
+ *   (and task, attachment) rows locked for writes -> 404 for what the caller may not see,
+ *   403 below `need` -> 412 when `if_match` and If-Match names another version -> `then`,
+ *   inside the transaction, which answers (op_finish emits the queued events and commits).
+ * A route that does not start with the gate (a list of the caller's projects, a create
+ * without a project, an upload that stores its blob first) names its own `handler`. */
+struct task_route {
+    enum task_scope scope;
+    int need;          /* the least role (an admin passes any) */
+    bool lock;         /* a write: lock the rows, so writes of one project serialise */
+    bool idempotent;   /* a POST create: px_pg_begin_idempotent */
+    bool body;         /* the validated JSON body into op->body */
+    bool paged;        /* ?page&limit into op->page, op->limit */
+    bool if_match;     /* If-Match against the gated version (project or task) */
+    bool release;      /* deletes attachments: kick the release loop after the commit */
+    const char *sub;   /* a second uuid path parameter, into op->sub */
+    const char *items; /* a list: the answer's array ("tasks"; op_answer_list) */
+    const char *list;  /* with then = op_list: its SQL ($1 the :id, $2 limit, $3 offset) */
+    task_op_fn then;
+    int (*handler)(px_req_t *req, const task_route_t *route);
+};
 
 /* One request's state from the gate to the answer (request memory). */
 struct task_op {
     px_req_t *req;
+    const task_route_t *route;
     px_pg_txn_t *txn;
     char pid[37];        /* the project */
-    char sub[37];        /* a second path id (a member's user id), if any */
-    char tid[37];        /* the task, for routes under /v1/tasks/{id} */
-    bool by_task;        /* the path's id is a task: the gate finds its project */
-    const char *status;  /* by_task: the task's status when gated */
-    const char *priority; /* by_task: the task's priority when gated */
+    char sub[37];        /* a second path id (a member's user id, a comment), if any */
+    char tid[37];        /* the task, for routes under /v1/tasks/{id} and attachments */
+    char aid[37];        /* the attachment, for routes under /v1/attachments/{id} */
+    const char *status;  /* task scope: the task's status when gated */
+    const char *priority; /* task scope: the task's priority when gated */
+    const char *blob;    /* attachment scope: its blob id, uploader and filename */
+    const char *uploader;
+    const char *filename;
     const char *caller;  /* the caller's user id */
     const char *role;    /* the caller's role text in the project; NULL for a non-member admin */
     bool admin;
-    int need;            /* the least role the route needs (an admin passes any) */
-    bool lock;           /* take the project row FOR UPDATE: writes serialise per project */
-    bool idempotent;     /* a POST create: px_pg_begin_idempotent */
-    int64_t version;     /* the project's version when gated */
+    int64_t version;     /* the gated project's (task's) version */
     json_t *body;        /* the validated request body (borrowed), or NULL */
     int page, limit;
     bool rebalanced;     /* a move already rebalanced its column once */
-    bool editing;        /* comments: PUT (else DELETE) */
     json_t *events;      /* queued by op_event, emitted by op_finish */
+    json_t *members;     /* the project's members after the change, when its statement read
+                          * them (op_finish: no query of its own); taken by op_finish */
     int answer_status;   /* op_finish: the answer's status ... */
     json_t *answer;      /* ... and body (NULL for 204) */
-    task_op_fn then;     /* runs once the gate passed, inside op->txn */
+    void *extra;         /* a handler's own state (request memory) */
+    task_step_fn step;   /* what runs when the query in flight answers */
 };
 
-/* A new op for `req` with the caller filled in. */
+/* The handler of every route: runs the pipeline `ud` (a const task_route_t *) names. */
+int op_route(px_req_t *req, void *ud);
+/* The pipeline's first part, for a handler that does something before the gate: a new
+ * op for `req` and `route` with the path ids, page and body read. 0, or PX_DONE / a PX_E*
+ * code (answered, or for the handler to return). */
+int op_prepare(px_req_t *req, const task_route_t *route, task_op_t **out);
+/* The rest: opens the transaction, gates, runs route->then. PX_ASYNC, or PX_DONE / a
+ * PX_E* code. */
+int op_gate(task_op_t *op);
+/* A new op for `req` with the caller filled in (routes without the gate). */
 task_op_t *op_new(px_req_t *req);
-/* Reads the path's project id (`param`), opens the transaction and checks the caller's
- * role, then runs op->then. Returns PX_ASYNC, or PX_DONE / a PX_E* code (answered or for
- * the handler to return). */
-int op_gate(task_op_t *op, const char *param);
-/* Callback helpers: answer a failed query (rollback happens when the request ends), or
- * commit and answer `body` (taken). */
+/* Callback helpers: answer a failed query (rollback happens when the request ends; a
+ * prepared answer is dropped), or commit and answer `body` (taken). */
 void op_pg_fail(task_op_t *op, const px_pg_error_t *err);
 void op_commit(task_op_t *op, int status, json_t *body);
 /* Commits and answers 200 with the resource (JSON text in column 0 of row 0) and its
@@ -69,14 +112,19 @@ void op_commit(task_op_t *op, int status, json_t *body);
 void op_answer_versioned(task_op_t *op, const px_pg_result_t *res);
 /* Commit, then answer 204 (no body). */
 void op_commit_204(task_op_t *op);
-/* Query inside the op's transaction; on a failure to queue, answers 500. */
+/* Query inside the op's transaction (alone when it has none); `step` runs with the
+ * result, a failure is answered (the rollback happens when the request ends). On a
+ * failure to queue, answers 500. */
 void op_query(task_op_t *op, const char *name, const char *sql, int n, const char *const *values,
-              px_pg_fn cb);
+              task_step_fn step);
 /* The JSON object in column `col` of row `row` (text from SQL), new reference or NULL. */
 json_t *op_json(const px_pg_result_t *res, int row, int col);
-/* Answers a list from rows of (total, item JSON text); an empty page is one row whose
- * item is NULL. */
-void op_answer_list(task_op_t *op, const px_pg_result_t *res, const char *items);
+/* A `then` for the plain lists: route->list with the path's id and the page, answered by
+ * op_answer_list (the statement is prepared under the name route->items). */
+void op_list(task_op_t *op);
+/* The step that answers a list (named route->items) from rows of (total, item JSON
+ * text); an empty page is one row whose item is NULL. */
+void op_answer_list(task_op_t *op, const px_pg_result_t *res);
 /* page/limit/offset as text for a list query (request memory). */
 const char *op_int_text(task_op_t *op, int64_t v);
 const char *op_bool_text(bool v);
@@ -107,7 +155,7 @@ int rank_between(const char *lo, const char *hi, char *out, size_t cap);
 extern int64_t task_rank_max;
 
 /* ---- store.c ---- */
-extern const char sql_gate_read[], sql_gate_write[];
+extern const char sql_gate_read[], sql_gate_write[], sql_event_members[];
 extern const char sql_project_insert[], sql_project_list[], sql_project_get[],
     sql_project_update[], sql_project_delete[];
 extern const char sql_member_list[], sql_member_add[], sql_member_role[], sql_member_remove[];
@@ -117,30 +165,35 @@ extern const char sql_task_check[], sql_task_insert[], sql_task_get[], sql_task_
     sql_task_delete[], sql_task_list_updated[], sql_task_list_rank[], sql_task_list_due[],
     sql_task_list_priority[];
 extern const char sql_move_check[], sql_rank_rebalance[], sql_task_move[];
+extern const char sql_gate_attachment_read[], sql_gate_attachment_write[],
+    sql_attachment_list[], sql_attachment_insert[], sql_attachment_delete[],
+    sql_release_batch[], sql_release_done[];
 extern const char sql_comment_list[], sql_comment_insert[], sql_comment_lock[],
     sql_comment_update[], sql_comment_delete[];
 
-/* ---- handlers ---- */
-int projects_list(px_req_t *req, void *ud);
-int projects_create(px_req_t *req, void *ud);
-int projects_get(px_req_t *req, void *ud);
-int projects_update(px_req_t *req, void *ud);
-int projects_delete(px_req_t *req, void *ud);
-int members_list(px_req_t *req, void *ud);
-int members_add(px_req_t *req, void *ud);
-int members_update(px_req_t *req, void *ud);
-int members_remove(px_req_t *req, void *ud);
-int activity_list(px_req_t *req, void *ud);
-int tasks_list(px_req_t *req, void *ud);
-int tasks_create(px_req_t *req, void *ud);
-int tasks_get(px_req_t *req, void *ud);
-int tasks_update(px_req_t *req, void *ud);
-int tasks_delete(px_req_t *req, void *ud);
-int tasks_move(px_req_t *req, void *ud);
-int comments_list(px_req_t *req, void *ud);
-int comments_create(px_req_t *req, void *ud);
-int comments_update(px_req_t *req, void *ud);
-int comments_delete(px_req_t *req, void *ud);
+/* ---- the routes (task.c's table) ---- */
+extern const task_route_t projects_list, projects_create, projects_get, projects_update,
+    projects_delete, members_list, members_add, members_update, members_remove,
+    activity_list, tasks_list, tasks_create, tasks_get, tasks_update, tasks_delete,
+    tasks_move, comments_list, comments_create, comments_update, comments_delete,
+    attachments_list, attachments_upload, attachments_get, attachments_delete;
+/* [plugin:task] attachment_types as a NULL-terminated list (the route's accepted types,
+ * application/octet-stream added) and attachment_max_size (attachments.c). */
+int attachments_config(px_plugin_t *self);
+extern const char *const *attachment_types;
+extern uint64_t attachment_max_size;
+
+/* ---- release.c ---- */
+/* Worker start/stop: the background task that drops the blob references of deleted
+ * attachments (every release_interval), and a run right away (after a commit). */
+void task_release_start(px_plugin_t *plugin, void *ud);
+void task_release_stop(px_plugin_t *plugin, void *ud);
+void task_release_kick(void);
+extern uint64_t task_release_interval_ms;
+
+/* The step after a task's UPDATE that answers (task JSON, changes JSON): its events, then
+ * the task with its ETag (tasks.c; PUT and move). */
+void task_changed(task_op_t *op, const px_pg_result_t *res);
 /* Queues task.updated for a non-empty `changes` ({field: [old, new]}), and task.assigned
  * / task.status_changed when those fields are among them (tasks.c). */
 void task_change_events(task_op_t *op, const json_t *task, const json_t *changes);

@@ -93,16 +93,6 @@ void task_change_events(task_op_t *op, const json_t *task, const json_t *changes
 
 /* ---- GET /v1/projects/{id}/tasks ---- */
 
-static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
-{
-    (void)req;
-    if (err) {
-        op_pg_fail(ud, err);
-        return;
-    }
-    op_answer_list(ud, res, "tasks");
-}
-
 static void list_gated(task_op_t *op)
 {
     static const struct {
@@ -130,38 +120,25 @@ static void list_gated(task_op_t *op)
     /* Unnamed, so planned with this request's values: the "($2 IS NULL OR ...)" filters
      * then fold away and the page walks its sort's index. A prepared statement's generic
      * plan cannot see which filters are absent and sorts the whole project instead. */
-    op_query(op, NULL, sorts[i].sql, 9, values, listed);
+    op_query(op, NULL, sorts[i].sql, 9, values, op_answer_list);
 }
 
-int tasks_list(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_page(req, &op->page, &op->limit);
-    if (rc)
-        return rc;
-    op->need = ROLE_VIEWER;
-    op->then = list_gated;
-    return op_gate(op, "id");
-}
+const task_route_t tasks_list = {
+    .scope = SCOPE_PROJECT, .need = ROLE_VIEWER, .paged = true, .then = list_gated,
+    .items = "tasks"};
 
 /* ---- POST /v1/projects/{id}/tasks ---- */
 
-static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void created(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     json_t *task = op_json(res, 0, 0);
     if (!task) {
-        px_res_code(req, PX_EINTERNAL, NULL);
+        px_res_code(op->req, PX_EINTERNAL, NULL);
         return;
     }
     char location[64];
     snprintf(location, sizeof(location), "/v1/tasks/%s", str(task, "id"));
-    px_res_header(req, "Location", location);
+    px_res_header(op->req, "Location", location);
     const char *tid = str(task, "id");
     op_event(op, "task.created", tid,
              json_pack("{s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:O}", "projectId", op->pid, "taskId",
@@ -179,15 +156,8 @@ static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
     op_finish(op, 201, task);
 }
 
-static void create_checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                           void *ud)
+static void create_checked(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     const char *status = str(op->body, "status");
     if (check_verdict(op, res, status && !strcmp(status, "done")))
         return;
@@ -219,30 +189,14 @@ static void create_gated(task_op_t *op)
     op_query(op, "task_check", sql_task_check, 5, values, create_checked);
 }
 
-int tasks_create(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_json(req, &op->body);
-    if (rc)
-        return rc;
-    op->need = ROLE_MEMBER;
-    op->lock = true;
-    op->idempotent = true;
-    op->then = create_gated;
-    return op_gate(op, "id");
-}
+const task_route_t tasks_create = {.scope = SCOPE_PROJECT, .need = ROLE_MEMBER, .lock = true,
+                                   .idempotent = true, .body = true, .then = create_gated};
 
 /* ---- GET /v1/tasks/{id} ---- */
 
-static void got(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void got(task_op_t *op, const px_pg_result_t *res)
 {
-    (void)req;
-    if (err) {
-        op_pg_fail(ud, err);
-        return;
-    }
-    op_answer_versioned(ud, res);
+    op_answer_versioned(op, res);
 }
 
 static void get_gated(task_op_t *op)
@@ -251,42 +205,22 @@ static void get_gated(task_op_t *op)
     op_query(op, "task_get", sql_task_get, 1, values, got);
 }
 
-int tasks_get(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    op->by_task = true;
-    op->need = ROLE_VIEWER;
-    op->then = get_gated;
-    return op_gate(op, "id");
-}
+const task_route_t tasks_get = {.scope = SCOPE_TASK, .need = ROLE_VIEWER, .then = get_gated};
 
 /* ---- PUT /v1/tasks/{id} ---- */
 
-static void updated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+void task_changed(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     json_t *task = op_json(res, 0, 0), *changes = op_json(res, 0, 1);
+    op->members = op_json(res, 0, 2);
     task_change_events(op, task, changes);
     json_decref(task);
     json_decref(changes);
     op_answer_versioned(op, res);
 }
 
-static void update_checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                           void *ud)
+static void update_checked(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     const char *status = str(op->body, "status");
     const char *after = status ? status : op->status;
     bool moving = strcmp(after, op->status) != 0;
@@ -318,16 +252,11 @@ static void update_checked(px_req_t *req, const px_pg_result_t *res, const px_pg
                             rank,
                             deps_text(op),
                             op->caller};
-    op_query(op, "task_update", sql_task_update, 13, values, updated);
+    op_query(op, "task_update", sql_task_update, 13, values, task_changed);
 }
 
 static void update_gated(task_op_t *op)
 {
-    int rc = px_req_if_match(op->req, op_int_text(op, op->version));
-    if (rc) {
-        px_res_code(op->req, rc, "the task changed since you read it");
-        return;
-    }
     if (op_hook(op, "before_task_update", "TaskUpdate", op->priority))
         return;
     const char *status = str(op->body, "status");
@@ -336,30 +265,13 @@ static void update_gated(task_op_t *op)
     op_query(op, "task_check", sql_task_check, 5, values, update_checked);
 }
 
-int tasks_update(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    int rc = px_req_json(req, &op->body);
-    if (rc)
-        return rc;
-    op->by_task = true;
-    op->need = ROLE_MEMBER;
-    op->lock = true;
-    op->then = update_gated;
-    return op_gate(op, "id");
-}
+const task_route_t tasks_update = {.scope = SCOPE_TASK, .need = ROLE_MEMBER, .lock = true,
+                                   .body = true, .if_match = true, .then = update_gated};
 
 /* ---- DELETE /v1/tasks/{id} ---- */
 
-static void deleted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void deleted(task_op_t *op, const px_pg_result_t *res)
 {
-    task_op_t *op = ud;
-    (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     op_event(op, "task.deleted", op->tid,
              json_pack("{s:s, s:s, s:s?, s:s?}", "projectId", op->pid, "taskId", op->tid, "title",
                        px_pg_value(res, 0, 0), "status", px_pg_value(res, 0, 1)));
@@ -368,22 +280,10 @@ static void deleted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
 
 static void delete_gated(task_op_t *op)
 {
-    int rc = px_req_if_match(op->req, op_int_text(op, op->version));
-    if (rc) {
-        px_res_code(op->req, rc, "the task changed since you read it");
-        return;
-    }
     const char *values[] = {op->tid, op->caller};
     op_query(op, "task_delete", sql_task_delete, 2, values, deleted);
 }
 
-int tasks_delete(px_req_t *req, void *ud)
-{
-    (void)ud;
-    task_op_t *op = op_new(req);
-    op->by_task = true;
-    op->need = ROLE_MEMBER;
-    op->lock = true;
-    op->then = delete_gated;
-    return op_gate(op, "id");
-}
+/* Its comments and attachments go with it (the blob references by release.c). */
+const task_route_t tasks_delete = {.scope = SCOPE_TASK, .need = ROLE_MEMBER, .lock = true,
+                                   .if_match = true, .release = true, .then = delete_gated};

@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 
+from task_helpers import _services, srv  # noqa: F401 (shared fixtures)
 from task_helpers import (
-    activity, add_member, assert_error, call, describe, needs_services, new_project, register,
-    shared_services, task_env)
+    activity, add_member, assert_error, call, describe, needs_services, new_project, new_task,
+    register, shared_services, task_env)
 
 pytestmark = needs_services
 STATUSES = ("todo", "in_progress", "done")
@@ -19,17 +20,6 @@ STATUSES = ("todo", "in_progress", "done")
 def env():
     with task_env("task_board", config={"rank_max_length": "8"}) as e:
         yield e
-
-
-@pytest.fixture(scope="module")
-def srv(env):
-    return env[1]
-
-
-@pytest.fixture(autouse=True)
-def _services():
-    with shared_services():
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +44,7 @@ def move(srv, who, tid, **body):
 
 def test_move_places_and_answers_rank(srv, owner):
     p = new_project(srv, owner)
-    ids = [call(srv, "POST", "/v1/projects/%s/tasks" % p["id"], token=owner.access,
-                json_body={"title": "t%d" % i}).json()["id"] for i in range(4)]
+    ids = [new_task(srv, owner, p["id"], title="t%d" % i)["id"] for i in range(4)]
     assert [t["id"] for t in board(srv, owner, p["id"])["todo"]] == ids
     before = {t["id"]: t["rank"] for t in board(srv, owner, p["id"])["todo"]}
     r = move(srv, owner, ids[3], before=ids[0])
@@ -90,8 +79,7 @@ def test_viewer_cannot_move(srv, owner):
         viewer = register(srv)
     p = new_project(srv, owner)
     add_member(srv, owner, p["id"], viewer, "viewer")
-    t = call(srv, "POST", "/v1/projects/%s/tasks" % p["id"], token=owner.access,
-             json_body={"title": "x"}).json()
+    t = new_task(srv, owner, p["id"], title="x")
     assert_error(move(srv, viewer, t["id"], status="done"), 403, "forbidden")
 
 
@@ -100,8 +88,7 @@ def test_200_random_moves_keep_a_total_order(srv, owner):
     p = new_project(srv, owner)
     model = {s: [] for s in STATUSES}
     for i in range(12):
-        t = call(srv, "POST", "/v1/projects/%s/tasks" % p["id"], token=owner.access,
-                 json_body={"title": "t%d" % i}).json()
+        t = new_task(srv, owner, p["id"], title="t%d" % i)
         model["todo"].append(t["id"])
     rebalances = 0
     ranks = {t["id"]: t["rank"] for t in board(srv, owner, p["id"])["todo"]}

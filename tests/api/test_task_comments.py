@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 
+from task_helpers import _services, people, proj, srv  # noqa: F401 (shared fixtures)
 from task_helpers import (
-    activity, add_member, assert_error, call, describe, make_admin, needs_services,
-    new_project, psql, register, shared_services, task_env)
+    activity, add_member, assert_error, call, describe, needs_services, new_task, psql,
+    task_env)
 
 pytestmark = needs_services
 
@@ -20,32 +21,11 @@ def env():
         yield e
 
 
-@pytest.fixture(scope="module")
-def srv(env):
-    return env[1]
-
-
-@pytest.fixture(autouse=True)
-def _services():
-    with shared_services():
-        yield
-
-
-@pytest.fixture(scope="module")
-def people(srv):
-    with shared_services():
-        return {k: register(srv) for k in ("owner", "member", "member2", "viewer", "stranger")} \
-            | {"admin": make_admin(srv)}
-
-
 @pytest.fixture
-def task(srv, people):
-    p = new_project(srv, people["owner"])
-    for who, role in (("member", "member"), ("member2", "member"), ("viewer", "viewer")):
-        add_member(srv, people["owner"], p["id"], people[who], role)
-    r = call(srv, "POST", "/v1/projects/%s/tasks" % p["id"], token=people["owner"].access,
-             json_body={"title": "Discuss"})
-    return r.json()
+def task(srv, people, proj):
+    """A task in `proj`, where member2 is a member too."""
+    add_member(srv, people["owner"], proj["id"], people["member2"], "member")
+    return new_task(srv, people["owner"], proj["id"], title="Discuss")
 
 
 def post(srv, who, tid, body, **kw):

@@ -8,9 +8,10 @@ import uuid
 
 import pytest
 
+from task_helpers import _services  # noqa: F401 (a shared fixture)
 from task_helpers import (
-    add_member, assert_error, call, describe, needs_services, new_project, psql, register,
-    shared_services, task_env)
+    add_member, assert_error, call, describe, needs_services, new_project, new_task, psql,
+    register, shared_services, task_env)
 
 pytestmark = needs_services
 
@@ -19,12 +20,6 @@ pytestmark = needs_services
 def env():
     with task_env("task_events") as e:
         yield e
-
-
-@pytest.fixture(autouse=True)
-def _services():
-    with shared_services():
-        yield
 
 
 def events_since(db, last_id):
@@ -56,8 +51,7 @@ def test_every_change_emits_its_event(env):
     assert r.status_code == 204
     r = call(srv, "PUT", "/v1/projects/" + pid, token=owner.access, json_body={"name": "P2"})
     assert r.status_code == 200
-    t = call(srv, "POST", "/v1/projects/%s/tasks" % pid, token=bob.access,
-             json_body={"title": "T", "assigneeId": bob.id, "dueDate": "2031-02-03"}).json()
+    t = new_task(srv, bob, pid, title="T", assigneeId=bob.id, dueDate="2031-02-03")
     r = call(srv, "PUT", "/v1/tasks/" + t["id"], token=bob.access,
              json_body={"status": "in_progress", "assigneeId": owner.id, "title": "T2"})
     assert r.status_code == 200, describe(r)

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from task_helpers import _services  # noqa: F401 (a shared fixture)
 from task_helpers import (
     REPO, add_member, assert_error, call, describe, needs_services, new_project, register,
     shared_services, task_env)
@@ -26,12 +27,6 @@ def env(tmp_path_factory):
     shutil.copy(POLICY, str(lua / "50-task-policy.lua"))
     with task_env("task_hooks", lua_dir=str(lua)) as e:
         yield e + (lua,)
-
-
-@pytest.fixture(autouse=True)
-def _services():
-    with shared_services():
-        yield
 
 
 def test_only_owner_closes_high_priority(env):

@@ -12,8 +12,9 @@ import uuid
 import pytest
 import requests
 
+from task_helpers import _services, srv  # noqa: F401 (shared fixtures)
 from task_helpers import (
-    add_member, assert_error, call, describe, make_admin, needs_services, new_project,
+    add_member, assert_error, call, describe, make_admin, needs_services, new_project, new_task,
     register, shared_services, task_env)
 
 pytestmark = needs_services
@@ -47,6 +48,12 @@ NEEDS = {
     # owner or an admin deletes it.
     ("PUT", "/v1/tasks/{id}/comments/{commentId}"): "author",
     ("DELETE", "/v1/tasks/{id}/comments/{commentId}"): "author|owner|admin",
+    ("GET", "/v1/tasks/{id}/attachments"): "viewer",
+    ("POST", "/v1/tasks/{id}/attachments"): "member",
+    ("GET", "/v1/attachments/{id}"): "viewer",
+    # The attachment under test is the member's upload: the uploader, an owner or an
+    # admin deletes it.
+    ("DELETE", "/v1/attachments/{id}"): "author|owner|admin",
 }
 # Routes that answer 200 to a POST (an action, not a create).
 ACTIONS = {("POST", "/v1/tasks/{id}/move")}
@@ -72,17 +79,6 @@ def expected(method, path, caller):
 def env():
     with task_env("task_matrix") as e:
         yield e
-
-
-@pytest.fixture(scope="module")
-def srv(env):
-    return env[1]
-
-
-@pytest.fixture(autouse=True)
-def _services():
-    with shared_services():
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -140,20 +136,29 @@ def test_matrix(srv, people, caller):
         p = new_project(srv, owner)
         for who, role in (("member", "member"), ("viewer", "viewer"), ("extra", "viewer")):
             add_member(srv, owner, p["id"], people[who], role)
-        t = call(srv, "POST", "/v1/projects/%s/tasks" % p["id"], token=owner.access,
-                 json_body={"title": "target"})
-        assert t.status_code == 201, describe(t)
-        target = t.json()
+        target = new_task(srv, owner, p["id"], title="target")
         c = call(srv, "POST", "/v1/tasks/%s/comments" % target["id"],
                  token=people["member"].access, json_body={"body": "the member's"})
         assert c.status_code == 201, describe(c)
         comment = c.json()
-        own_id = target["id"] if path.startswith("/v1/tasks/") else p["id"]
+        a = call(srv, "POST", "/v1/tasks/%s/attachments" % target["id"],
+                 token=people["member"].access, data=b"the member's file\n",
+                 headers={"Content-Type": "text/plain"}, params={"filename": "m.txt"})
+        assert a.status_code == 201, describe(a)
+        attachment = a.json()
+        own_id = (target["id"] if path.startswith("/v1/tasks/") else
+                  attachment["id"] if path.startswith("/v1/attachments/") else p["id"])
         url = path.replace("{id}", own_id).replace("{userId}", people["extra"].id).replace(
             "{commentId}", comment["id"])
         token = None if caller == "anon" else people[caller].access
+        headers = {"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else {}
+        raw = None
+        if (method, path) == ("POST", "/v1/tasks/{id}/attachments"):
+            raw = b"a file\n"
+            headers["Content-Type"] = "text/plain"
+            url += "?filename=f.txt"
         r = call(srv, method, url, token=token, json_body=body_for(method, path, people),
-                 headers={"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else None)
+                 data=raw, headers=headers)
         want = expected(method, path, caller)
         if r.status_code != want:
             failures.append("%s %s as %s: want %s, got %s" % (method, path, caller, want,
@@ -173,4 +178,7 @@ def test_matrix(srv, people, caller):
             comments = call(srv, "GET", "/v1/tasks/%s/comments" % target["id"],
                             token=owner.access)
             assert comments.json()["comments"] == [comment], describe(comments)
+            files = call(srv, "GET", "/v1/tasks/%s/attachments" % target["id"],
+                         token=owner.access)
+            assert files.json()["attachments"] == [attachment], describe(files)
     assert not failures, "\n".join(failures)

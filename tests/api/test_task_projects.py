@@ -6,9 +6,10 @@ import uuid
 
 import pytest
 
+from task_helpers import _services, people, proj, srv  # noqa: F401 (shared fixtures)
 from task_helpers import (
-    PROJECT_KEYS, UUID_RE, activity, add_member, assert_error, call, describe, make_admin,
-    needs_services, new_project, psql, register, shared_services, task_env)
+    PROJECT_KEYS, UUID_RE, activity, assert_error, call, describe, needs_services,
+    new_project, psql, register, shared_services, task_env)
 
 pytestmark = needs_services
 
@@ -17,32 +18,6 @@ pytestmark = needs_services
 def env():
     with task_env("task_proj") as e:
         yield e
-
-
-@pytest.fixture(scope="module")
-def srv(env):
-    return env[1]
-
-
-@pytest.fixture(autouse=True)
-def _services():
-    with shared_services():
-        yield
-
-
-@pytest.fixture(scope="module")
-def people(srv):
-    with shared_services():
-        return {k: register(srv) for k in ("owner", "member", "viewer", "stranger")} | {
-            "admin": make_admin(srv)}
-
-
-@pytest.fixture
-def proj(srv, people):
-    p = new_project(srv, people["owner"], description="first")
-    add_member(srv, people["owner"], p["id"], people["member"], "member")
-    add_member(srv, people["owner"], p["id"], people["viewer"], "viewer")
-    return p
 
 
 def get(srv, who, path, **kw):

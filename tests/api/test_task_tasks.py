@@ -9,13 +9,11 @@ import uuid
 import pytest
 import requests
 
+from task_helpers import _services, people, proj, srv  # noqa: F401 (shared fixtures)
 from task_helpers import (
-    activity, add_member, assert_error, call, describe, make_admin, needs_services,
-    new_project, register, shared_services, task_env)
+    activity, assert_error, call, describe, needs_services, new_project, new_task, task_env)
 
 pytestmark = needs_services
-TASK_KEYS = {"id", "projectId", "title", "description", "status", "priority", "assigneeId",
-             "dueDate", "dependsOn", "rank", "createdAt", "updatedAt", "version"}
 
 
 @pytest.fixture(scope="module")
@@ -24,49 +22,12 @@ def env():
         yield e
 
 
-@pytest.fixture(scope="module")
-def srv(env):
-    return env[1]
-
-
-@pytest.fixture(autouse=True)
-def _services():
-    with shared_services():
-        yield
-
-
-@pytest.fixture(scope="module")
-def people(srv):
-    with shared_services():
-        return {k: register(srv) for k in ("owner", "member", "viewer", "stranger")} | {
-            "admin": make_admin(srv)}
-
-
-@pytest.fixture
-def proj(srv, people):
-    p = new_project(srv, people["owner"])
-    add_member(srv, people["owner"], p["id"], people["member"], "member")
-    add_member(srv, people["owner"], p["id"], people["viewer"], "viewer")
-    return p
-
-
-def mk(srv, who, pid, **fields):
-    body = {"title": "t %s" % uuid.uuid4().hex[:6]}
-    body.update(fields)
-    r = call(srv, "POST", "/v1/projects/%s/tasks" % pid, token=who.access, json_body=body)
-    assert r.status_code == 201, describe(r)
-    doc = r.json()
-    assert set(doc) == TASK_KEYS, doc
-    assert r.headers.get("Location") == "/v1/tasks/" + doc["id"]
-    return doc
-
-
 def put(srv, who, tid, body, **kw):
     return call(srv, "PUT", "/v1/tasks/" + tid, token=who.access, json_body=body, **kw)
 
 
 def test_create_defaults_and_roles(srv, people, proj):
-    t = mk(srv, people["member"], proj["id"])
+    t = new_task(srv, people["member"], proj["id"])
     assert (t["status"], t["priority"], t["assigneeId"], t["dueDate"], t["dependsOn"],
             t["version"], t["projectId"]) == ("todo", "medium", None, None, [], 1, proj["id"]), t
     path = "/v1/projects/%s/tasks" % proj["id"]
@@ -74,7 +35,7 @@ def test_create_defaults_and_roles(srv, people, proj):
                       json_body={"title": "x"}), 403, "forbidden")
     assert_error(call(srv, "POST", path, token=people["stranger"].access,
                       json_body={"title": "x"}), 404, "not_found")
-    mk(srv, people["admin"], proj["id"])
+    new_task(srv, people["admin"], proj["id"])
     for who in ("viewer", "member", "owner", "admin"):
         r = call(srv, "GET", "/v1/tasks/" + t["id"], token=people[who].access)
         assert r.status_code == 200 and r.json() == t, describe(r)
@@ -100,7 +61,7 @@ def test_assignee_must_be_member(srv, people, proj):
     r = call(srv, "POST", path, token=people["owner"].access,
              json_body={"title": "x", "assigneeId": people["stranger"].id})
     assert_error(r, 400, "validation_failed", fields=("assigneeId",))
-    t = mk(srv, people["owner"], proj["id"], assigneeId=people["viewer"].id)
+    t = new_task(srv, people["owner"], proj["id"], assigneeId=people["viewer"].id)
     assert t["assigneeId"] == people["viewer"].id
     r = put(srv, people["member"], t["id"], {"assigneeId": people["stranger"].id})
     assert_error(r, 400, "validation_failed", fields=("assigneeId",))
@@ -109,7 +70,7 @@ def test_assignee_must_be_member(srv, people, proj):
 
 
 def test_update_etag_activity(srv, people, proj):
-    t = mk(srv, people["member"], proj["id"], description="d")
+    t = new_task(srv, people["member"], proj["id"], description="d")
     tid = t["id"]
     r = call(srv, "GET", "/v1/tasks/" + tid, token=people["viewer"].access,
              headers={"If-None-Match": '"1"'})
@@ -137,7 +98,7 @@ def test_update_etag_activity(srv, people, proj):
 
 
 def test_delete(srv, people, proj):
-    t = mk(srv, people["member"], proj["id"])
+    t = new_task(srv, people["member"], proj["id"])
     assert_error(call(srv, "DELETE", "/v1/tasks/" + t["id"], token=people["viewer"].access), 403)
     r = call(srv, "DELETE", "/v1/tasks/" + t["id"], token=people["member"].access)
     assert r.status_code == 204, describe(r)
@@ -148,10 +109,10 @@ def test_delete(srv, people, proj):
 
 def test_filters_sorts_pagination(srv, people, proj):
     pid, o = proj["id"], people["owner"]
-    a = mk(srv, o, pid, title="Alpha report", priority="low", dueDate="2030-01-10")
-    b = mk(srv, o, pid, title="beta", priority="high", dueDate="2030-01-05",
+    a = new_task(srv, o, pid, title="Alpha report", priority="low", dueDate="2030-01-10")
+    b = new_task(srv, o, pid, title="beta", priority="high", dueDate="2030-01-05",
            assigneeId=people["member"].id)
-    c = mk(srv, o, pid, title="gamma", status="in_progress", description="the ALPHA part")
+    c = new_task(srv, o, pid, title="gamma", status="in_progress", description="the ALPHA part")
     path = "/v1/projects/%s/tasks" % pid
 
     def ids(**params):
@@ -188,17 +149,17 @@ def test_create_idempotent(srv, people, proj):
 
 def test_dependencies_rules(srv, people, proj):
     o, pid = people["owner"], proj["id"]
-    a = mk(srv, o, pid)
-    b = mk(srv, o, pid, dependsOn=[a["id"]])
+    a = new_task(srv, o, pid)
+    b = new_task(srv, o, pid, dependsOn=[a["id"]])
     assert b["dependsOn"] == [a["id"]]
-    c = mk(srv, o, pid)
+    c = new_task(srv, o, pid)
     assert_error(put(srv, o, a["id"], {"dependsOn": [a["id"]]}), 409, "conflict")
     assert_error(put(srv, o, a["id"], {"dependsOn": [b["id"]]}), 409, "conflict")
     r = put(srv, o, c["id"], {"dependsOn": [b["id"]]})
     assert r.status_code == 200, describe(r)
     assert_error(put(srv, o, a["id"], {"dependsOn": [c["id"]]}), 409, "conflict")  # a<-b<-c
     other = new_project(srv, o)
-    x = mk(srv, o, other["id"])
+    x = new_task(srv, o, other["id"])
     assert_error(put(srv, o, a["id"], {"dependsOn": [x["id"]]}), 400, "validation_failed",
                  fields=("dependsOn",))
     # done while a dependency is open: 409 naming it.
@@ -223,7 +184,7 @@ def test_cycle_race_50_times(srv, people, proj):
     """Two clients add A->B and B->A at the same moment: exactly one wins, every time."""
     o, pid = people["owner"], proj["id"]
     for i in range(50):
-        a, b = mk(srv, o, pid), mk(srv, o, pid)
+        a, b = new_task(srv, o, pid), new_task(srv, o, pid)
         barrier = threading.Barrier(2)
         results = {}
 

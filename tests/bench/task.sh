@@ -8,7 +8,10 @@
 #          dependency decisions are made under it), so this is one project's ceiling.
 #   explain  EXPLAIN (ANALYZE) of the list page's statement planned with its values, as
 #          the plugin sends it (unnamed, so never a generic plan): it must walk the index
-#          task_tasks_updated and stop after 50 rows, not sort the project.
+#          task_tasks_updated and stop after 50 rows, not sort the project; and of the
+#          move's neighbour lookups, one step each of the (project_id, status, rank) index.
+#   Each run also prints the server's own p50/p99 from the access log (without wrk's
+#   queueing on 64 connections) and its non-2xx answers by status.
 #
 # usage: tests/bench/task.sh        (BENCH_SECONDS per run, default 10)
 # Needs `scripts/dev services` (reads .run/env). Creates and drops its own database.
@@ -59,9 +62,30 @@ sql "INSERT INTO task_tasks (id, project_id, title, status, priority, rank, upda
 sql "SELECT id FROM task_tasks WHERE project_id = '$PID' AND status = 'todo' ORDER BY random() LIMIT 400" \
     >"$BENCH_TMP/ids"
 
+# The access log's view of the last run: the server's own p50/p99 (from the request's
+# first byte to its answer, without the client's queueing), and each non-2xx status with
+# its count, so a failure under load has a name.
+server_side() {
+    local label=$1 from=$2
+    tail -n +"$((from + 1))" "$BENCH_TMP/task/access.log" | "$PYTHON" -c '
+import json, sys
+label = sys.argv[1]
+d, bad = [], {}
+for line in sys.stdin:
+    r = json.loads(line)
+    d.append(r["duration_ms"])
+    if not 200 <= r["status"] < 300:
+        bad[r["status"]] = bad.get(r["status"], 0) + 1
+d.sort()
+q = lambda f: d[min(len(d) - 1, int(f * len(d)))] if d else 0
+print("%-6s server side: p50 %7.2f ms  p99 %7.2f ms  non-2xx by status %s"
+      % (label, q(0.5), q(0.99), bad or "none"))' "$label"
+}
+
 run_wrk() {
-    local label=$1 script=$2 path=$3 out=$BENCH_TMP/wrk-$1.txt t0 t1
+    local label=$1 script=$2 path=$3 out=$BENCH_TMP/wrk-$1.txt t0 t1 from
     wait_quiet
+    from=$(wc -l <"$BENCH_TMP/task/access.log")
     t0=$(cpu_ticks "$PX_PID")
     timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency \
         -s "$script" "$URL$path" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
@@ -73,6 +97,7 @@ run_wrk() {
         $1 == "99%" { p99 = ms($2) } /Non-2xx/ { bad = $NF }
         END { printf "%-6s %8.0f req/s  p50 %7.2f ms  p99 %7.2f ms  server CPU %6.0f us/req  non-2xx %s\n",
               label, rps, p50, p99, n ? ticks / hz * 1e6 / n : 0, bad + 0 }' "$out"
+    server_side "$label" "$from"
 }
 
 cat >"$BENCH_TMP/list.lua" <<LUA
@@ -100,12 +125,21 @@ run_wrk list "$BENCH_TMP/list.lua" "/v1/projects/$PID/tasks?limit=50"
 log "move: POST /v1/tasks/{id}/move, 64 connections"
 run_wrk move "$BENCH_TMP/move.lua" "/"
 
-# The statement of store.c (TASK_LIST with the -updatedAt order), written out for PREPARE.
-log "explain: the list page (planned with its values, as the plugin sends it)"
+# The statements of store.c (TASK_LIST with the -updatedAt order, and the move's
+# neighbour check), written out for PREPARE.
+log "explain: the list page and the move check (planned with their values, as sent)"
+A=$(sed -n 1p "$BENCH_TMP/ids")
+B=$(sed -n 2p "$BENCH_TMP/ids")
 psql "${PGARGS[@]}" "$DB" <<SQL | grep -v '^$'
 SET plan_cache_mode = force_custom_plan;
 PREPARE page(uuid, text, uuid, text, date, date, text, int, int) AS
-SELECT task_task_json(to_jsonb(t), task_deps(t.id))::text FROM task_tasks t
+SELECT jsonb_build_object('id', t.id, 'projectId', t.project_id, 'title', t.title,
+  'description', t.description, 'status', t.status, 'priority', t.priority,
+  'assigneeId', t.assignee_id, 'dueDate', t.due_date, 'dependsOn',
+  coalesce((SELECT coalesce(jsonb_agg(dep.depends_on ORDER BY dep.depends_on), '[]'::jsonb)
+            FROM task_dependencies dep WHERE dep.task_id = t.id), '[]'::jsonb),
+  'rank', t.rank, 'createdAt', task_ts(t.created_at), 'updatedAt', task_ts(t.updated_at),
+  'version', t.version)::text FROM task_tasks t
 WHERE project_id = \$1 AND (\$2::text IS NULL OR status = \$2)
   AND (\$3::uuid IS NULL OR assignee_id = \$3) AND (\$4::text IS NULL OR priority = \$4)
   AND (\$5::date IS NULL OR due_date < \$5) AND (\$6::date IS NULL OR due_date > \$6)
@@ -113,4 +147,10 @@ WHERE project_id = \$1 AND (\$2::text IS NULL OR status = \$2)
        OR strpos(lower(coalesce(description, '')), lower(\$7)) > 0)
 ORDER BY t.updated_at DESC, t.id LIMIT \$8 OFFSET \$9;
 EXPLAIN (ANALYZE, COSTS OFF) EXECUTE page('$PID', NULL, NULL, NULL, NULL, NULL, NULL, 50, 0);
+PREPARE neighbours(uuid, uuid, text, uuid) AS
+SELECT (SELECT rank FROM task_tasks WHERE project_id = \$1 AND status = \$3 AND id <> \$2
+          AND rank < (SELECT rank FROM task_tasks WHERE id = \$4) ORDER BY rank DESC LIMIT 1),
+       (SELECT rank FROM task_tasks WHERE project_id = \$1 AND status = \$3 AND id <> \$2
+          ORDER BY rank DESC LIMIT 1);
+EXPLAIN (ANALYZE, COSTS OFF) EXECUTE neighbours('$PID', '$A', 'todo', '$B');
 SQL
