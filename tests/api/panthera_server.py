@@ -556,7 +556,9 @@ class Server:
             if len(pids) == n:
                 return pids
             if time.monotonic() > deadline:
-                raise ServerError("expected %d workers, have %r" % (n, pids))
+                raise ServerError("expected %d workers, have %r (master %s); log tail:\n%s" % (
+                    n, pids, "running" if self.running() else
+                    "exited with %r" % self.proc.poll(), self.error_log()[-3000:]))
             time.sleep(0.05)
 
     def wait_gone(self, pids, timeout=10):
