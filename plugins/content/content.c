@@ -32,6 +32,39 @@ const char *content_etag(px_req_t *req, const char *version)
     return out;
 }
 
+const char *content_post_tag(px_req_t *req, const json_t *post)
+{
+    char *out = px_req_alloc(req, 96);
+    snprintf(out, 96, "%lld-%lld-%lld-%d",
+             (long long)json_integer_value(json_object_get(post, "version")),
+             (long long)json_integer_value(json_object_get(post, "likeCount")),
+             (long long)json_integer_value(json_object_get(post, "commentCount")),
+             json_is_true(json_object_get(post, "likedByMe")) ? 1 : 0);
+    return out;
+}
+
+/* If-Match compares versions only: a like between the client's GET and its PUT must not
+ * make the PUT fail. So an entry matches when it is the bare version ("3", as API.md
+ * writes it) or a representation tag of that version ("3-..."), whatever counters it
+ * carries. */
+int content_if_match(px_req_t *req, const char *version)
+{
+    int rc = px_req_if_match(req, version);
+    if (rc != PX_EPRECONDITION)
+        return rc;
+    const char *h = px_req_header(req, "If-Match");
+    size_t vlen = strlen(version);
+    for (const char *c = h ? h : ""; (c = strchr(c, '"')) != NULL;) {
+        const char *end = strchr(c + 1, '"');
+        if (!end)
+            break;
+        if ((size_t)(end - c - 1) > vlen && !strncmp(c + 1, version, vlen) && c[1 + vlen] == '-')
+            return 0;
+        c = end + 1;
+    }
+    return PX_EPRECONDITION;
+}
+
 void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud)
 {
     (void)ud;

@@ -22,6 +22,13 @@ bool content_is_admin(px_req_t *req);
 /* The ETag header for a version: "\"3\"" in request memory (px_res_etag takes the bare
  * version). */
 const char *content_etag(px_req_t *req, const char *version);
+/* A post's representation tag (bare, for px_res_etag): "<version>-<likeCount>-
+ * <commentCount>-<likedByMe 0/1>", so a GET's If-None-Match stops matching when anything
+ * the body shows changes, counters included (they move without `version`). */
+const char *content_post_tag(px_req_t *req, const json_t *post);
+/* px_req_if_match on a post's `version`, also accepting a representation tag of that
+ * version (what the client got as ETag): 0 or PX_EPRECONDITION. */
+int content_if_match(px_req_t *req, const char *version);
 
 /* posts.c */
 int posts_list(px_req_t *req, void *ud);

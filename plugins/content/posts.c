@@ -214,7 +214,7 @@ static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error
         }
     }
     px_res_header(req, "Location", location);
-    px_res_header(req, "ETag", content_etag(req, px_pg_value(res, 0, 1)));
+    px_res_header(req, "ETag", content_etag(req, content_post_tag(req, post)));
     px_pg_commit_respond(op->txn, 201, post);
 }
 
@@ -275,7 +275,7 @@ static void got(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *e
         content_fail(req, PX_EINTERNAL);
         return;
     }
-    if (px_res_etag(req, px_pg_value(res, 0, 1)) == PX_DONE) {
+    if (px_res_etag(req, content_post_tag(req, post)) == PX_DONE) {
         json_decref(post);
         return;
     }
@@ -316,7 +316,7 @@ static void changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
             return;
         }
     }
-    px_res_header(req, "ETag", content_etag(req, px_pg_value(res, 0, 1)));
+    px_res_header(req, "ETag", content_etag(req, content_post_tag(req, post)));
     px_pg_commit_respond(op->txn, 200, post);
 }
 
@@ -360,7 +360,7 @@ static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
     }
     op->author = content_strdup(req, px_pg_value(res, 0, 0));
     op->old_status = content_strdup(req, px_pg_value(res, 0, 2));
-    int rc = px_req_if_match(req, px_pg_value(res, 0, 1));
+    int rc = content_if_match(req, px_pg_value(res, 0, 1));
     const char *status = op->f.status ? op->f.status : op->old_status;
     if (!rc && !op->remove && !strcmp(status, "published")) {
         rc = publish_hook(req, &op->f, op->id);
