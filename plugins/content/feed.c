@@ -18,8 +18,8 @@
  *
  * The consumer group "content-hot" follows post.* events: post.published, post.liked and
  * post.commented (re)score the post in the set and trim it to hot_size; post.deleted
- * removes it. Unlikes and deleted comments emit nothing, so a score they lower is only
- * lowered in the set by the post's next event or a rebuild (it can only sit too high).
+ * removes it. post.unliked and comment.deleted (a second group, "content-hot-uncomment":
+ * one pattern per group) rescore it too, so a score they lower is lowered in the set.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -282,7 +282,8 @@ static void on_post_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev
         return;
     }
     if (strcmp(type, "post.published") && strcmp(type, "post.liked") &&
-        strcmp(type, "post.commented")) {
+        strcmp(type, "post.commented") && strcmp(type, "post.unliked") &&
+        strcmp(type, "comment.deleted")) {
         px_event_ack(ev);
         return;
     }
@@ -310,7 +311,10 @@ int feed_init(px_plugin_t *self)
         abort();
     snprintf(total_key, n, "%s:total", hot_key);
     page_script = px_redis_script_new(self, PAGE_LUA);
-    return px_event_subscribe(self, "content-hot", "post.*", on_post_event, NULL);
+    rc = px_event_subscribe(self, "content-hot", "post.*", on_post_event, NULL);
+    return rc ? rc
+              : px_event_subscribe(self, "content-hot-uncomment", "comment.deleted",
+                                   on_post_event, NULL);
 }
 
 void feed_fini(void)
