@@ -172,7 +172,7 @@ static int content_init(px_plugin_t *self)
         {415, "Error", "Not an allowed type, or not the declared one", NULL}, {0}};
     static const px_response_spec_t media_200[] = {
         {200, NULL, "The file (ETag, Range, nosniff, sandbox)", "application/octet-stream"},
-        {404, "Error", "No such media", NULL}, {0}};
+        {404, "Error", "No such media, or one the caller may not see", NULL}, {0}};
     static const px_param_spec_t media_query[] = {
         {"filename", "{\"type\": \"string\", \"minLength\": 1, \"maxLength\": 255}", 0,
          "the name downloads get (Content-Disposition)"},
@@ -215,8 +215,9 @@ static int content_init(px_plugin_t *self)
          .summary = "Upload an image, video or PDF (raw body; Idempotency-Key)",
          .tag = "content", .query = media_query, .content_types = media_types,
          .max_body = 0 /* set from media_max_size below */},
-        ROUTE("GET", "/v1/media/:id", media_get, PX_AUTH_NONE, NULL, media_200,
-              "Download an upload", NULL, post_id),
+        ROUTE("GET", "/v1/media/:id", media_get, PX_AUTH_OPTIONAL, NULL, media_200,
+              "Download an upload (as visible as its post; before, its uploader's)", NULL,
+              post_id),
         ROUTE("GET", "/v1/tags", tags_get, PX_AUTH_OPTIONAL, NULL, tags_200,
               "The most used tags of published posts, with counts", page_query, NULL),
     };

@@ -56,7 +56,15 @@ int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_
                     void *ud);
 int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
                       const post_fields_t *f, px_pg_fn cb, void *ud);
+/* Deletes the post and its media rows: rows (media id, blob id) of the media that went,
+ * whose blob references the caller drops after the commit. */
 int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+/* Give the post the uploads of its author that its body links (/v1/media/<id>) and no
+ * post holds yet; no rows. */
+int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_fn cb, void *ud);
+/* A media the viewer may see (its post's visibility; no post: the uploader's): one row
+ * (blob id, filename) or none. */
+int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud);
 /* Rows (total, post json or NULL, highlight or NULL): one row with a NULL post when the page is empty. */
 int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
                     void *ud);

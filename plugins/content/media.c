@@ -12,7 +12,9 @@
  *
  * The blob is stored, then in one (idempotent) transaction referenced and recorded; the
  * download answers with px_res_file (ETag, Range, nosniff, sandbox; inline only for
- * raster images: a PDF or a video is an attachment).
+ * raster images: a PDF or a video is an attachment). A media is as visible as the post
+ * that holds it (posts.c attaches and deletes them, store.c: store_media_attach); until a
+ * post holds it, only its uploader sees it (404 for everyone else).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,8 +200,6 @@ int media_get(px_req_t *req, void *ud)
     int rc = px_req_uuid(req, "id", id);
     if (rc)
         return rc;
-    const char *v[] = {id};
-    rc = px_pg_query(req, "media_get", "SELECT blob_id, filename FROM content_media WHERE id = $1",
-                     1, v, found, NULL);
+    rc = store_media_get(req, id, px_req_caller_id(req), found, NULL);
     return rc ? content_fail(req, rc) : PX_ASYNC;
 }

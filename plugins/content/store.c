@@ -65,8 +65,35 @@ int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
 int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud)
 {
     const char *v[] = {id};
-    return px_pg_txn_query(txn, "post_delete", "DELETE FROM content_posts WHERE id = $1", 1, v,
-                           cb, ud);
+    /* The media go in the same statement, before the foreign key is checked (at its end). */
+    return px_pg_txn_query(txn, "post_delete",
+                           "WITH m AS (DELETE FROM content_media WHERE post_id = $1 "
+                           "RETURNING id, blob_id), p AS (DELETE FROM content_posts WHERE "
+                           "id = $1) SELECT id::text, blob_id FROM m",
+                           1, v, cb, ud);
+}
+
+int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {post_id};
+    return px_pg_txn_query(
+        txn, "media_attach",
+        "UPDATE content_media m SET post_id = p.id FROM content_posts p WHERE p.id = $1 AND "
+        "m.owner_id = p.author_id AND m.post_id IS NULL AND m.id IN (SELECT (regexp_matches("
+        "p.body, '/v1/media/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+        "[0-9a-fA-F]{12})', 'g'))[1]::uuid)",
+        1, v, cb, ud);
+}
+
+int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {id, viewer};
+    return px_pg_query(req, "media_get",
+                       "SELECT m.blob_id, m.filename FROM content_media m LEFT JOIN "
+                       "content_posts p ON p.id = m.post_id WHERE m.id = $1 AND CASE WHEN "
+                       "m.post_id IS NULL THEN m.owner_id = $2::uuid ELSE p.status = "
+                       "'published' OR p.author_id = $2::uuid END",
+                       2, v, cb, ud);
 }
 
 /* ts_headline's bounds: at most 3 fragments of up to 20 words; the text is the escaped

@@ -104,7 +104,7 @@ def test_each_type(env, data, ctype, size):
         assert (doc["width"], doc["height"]) == size
     else:
         assert "width" not in doc and "height" not in doc
-    g = call(s, "GET", doc["url"])
+    g = call(s, "GET", doc["url"], token=user.access)
     assert g.status_code == 200, describe(g)
     assert len(g.content) == doc["size"]
     assert g.headers["X-Content-Type-Options"] == "nosniff"
@@ -116,8 +116,9 @@ def test_each_type(env, data, ctype, size):
         assert disp.startswith("inline"), disp
     assert "filename*=" in disp
     etag = g.headers["ETag"]
-    assert call(s, "GET", doc["url"], headers={"If-None-Match": etag}).status_code == 304
-    part = call(s, "GET", doc["url"], headers={"Range": "bytes=0-3"})
+    assert call(s, "GET", doc["url"], token=user.access,
+                headers={"If-None-Match": etag}).status_code == 304
+    part = call(s, "GET", doc["url"], token=user.access, headers={"Range": "bytes=0-3"})
     assert part.status_code == 206 and part.content == g.content[:4]
 
 
@@ -127,7 +128,7 @@ def test_jpeg_metadata_stripped(env):
     assert b"SecretCam" in dirty and b"GPS-48" in dirty and b"iPhone" in dirty
     r = upload(s, user, dirty, "image/jpeg")
     assert r.status_code == 201, describe(r)
-    got = call(s, "GET", r.json()["url"]).content
+    got = call(s, "GET", r.json()["url"], token=user.access).content
     for secret in (b"Exif", b"SecretCam", b"GPS-48", b"GPSLongitude", b"xmpmeta", b"iPhone"):
         assert secret not in got, secret
     # Nothing else changed: the original's segments and scans are all there.
@@ -141,7 +142,7 @@ def test_rotated_photo_keeps_only_orientation(env):
     assert r.status_code == 201, describe(r)
     doc = r.json()
     assert (doc["width"], doc["height"]) == (58, 493)  # displayed upright
-    got = call(s, "GET", doc["url"]).content
+    got = call(s, "GET", doc["url"], token=user.access).content
     assert b"SecretCam" not in got and b"GPS-48" not in got and b"xmpmeta" not in got
     i = got.index(b"Exif\0\0")
     tiff = got[i + 6:]
@@ -155,7 +156,7 @@ def test_rotated_photo_keeps_only_orientation(env):
 def test_png_text_chunks_stripped(env):
     s, user = env
     r = upload(s, user, png(), "image/png")
-    got = call(s, "GET", r.json()["url"]).content
+    got = call(s, "GET", r.json()["url"], token=user.access).content
     assert b"Jane Secret" not in got and b"GPS-SECRET" not in got and b"IDAT" in got
     assert zlib.crc32(got[-8:-4]) == struct.unpack(">I", got[-4:])[0]  # IEND intact
 
