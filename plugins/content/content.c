@@ -166,7 +166,7 @@ static int content_init(px_plugin_t *self)
     static const px_response_spec_t tags_200[] = {
         {200, "TagList", "Most used first, ties by name", NULL}, {0}};
     static const px_response_spec_t media_201[] = {
-        {201, "Media", "Stored (JPEG/PNG without metadata), with Location", NULL},
+        {201, "Media", "Stored (JPEG/PNG/WebP/MP4 without metadata), with Location", NULL},
         {400, "Error", "Empty, or damaged for its type", NULL},
         {413, "Error", "Larger than media_max_size", NULL},
         {415, "Error", "Not an allowed type, or not the declared one", NULL}, {0}};

@@ -19,6 +19,13 @@ int image_jpeg_clean(const unsigned char *p, size_t n, unsigned char **out, size
                      int *width, int *height);
 int image_png_clean(const unsigned char *p, size_t n, unsigned char **out, size_t *out_len,
                     int *width, int *height);
+/* The WebP at p without its EXIF, XMP and unknown chunks (see image.c), as above. */
+int image_webp_clean(const unsigned char *p, size_t n, unsigned char **out, size_t *out_len,
+                     int *width, int *height);
+/* video.c: a copy of the MP4 at p (same length) whose udta, meta and XMP uuid boxes are
+ * free boxes with zeroed payloads, in *out (malloc'd). 0, or -1 for a damaged file
+ * (nothing to free). */
+int video_mp4_clean(const unsigned char *p, size_t n, unsigned char **out);
 /* The size of a GIF or WebP: 0, or -1 when the header is damaged. */
 int image_size(const char *type, const unsigned char *p, size_t n, int *width, int *height);
 

@@ -5,9 +5,9 @@
  * The upload's type is what its bytes say (image.c), from an allow-list: PNG, JPEG, GIF,
  * WebP, MP4, WebM, PDF; anything else is 415, and so is a declared Content-Type that is
  * not the sniffed one (a client that says PNG and sends a PDF is refused, not trusted).
- * JPEG and PNG are stored as cleaned copies (image.c: metadata dropped, JPEG orientation
- * kept as the only Exif tag), so no EXIF, GPS or camera data is ever stored, let alone
- * served. A file that does not parse as its type is 400. The size limit is the route's
+ * JPEG, PNG and WebP are stored as cleaned copies (image.c: metadata dropped, orientation
+ * kept as the only Exif tag) and MP4 with its metadata boxes blanked (video.c), so no
+ * EXIF, GPS or camera data of those is ever stored, let alone served. A file that does not parse as its type is 400. The size limit is the route's
  * max_body ([plugin:content] media_max_size): larger is 413 before any byte is stored.
  *
  * The blob is stored, then in one (idempotent) transaction referenced and recorded; the
@@ -162,6 +162,12 @@ int media_upload(px_req_t *req, void *ud)
         bad = image_jpeg_clean(p, n, &clean, &clean_len, &u->width, &u->height);
     else if (!strcmp(type, "image/png"))
         bad = image_png_clean(p, n, &clean, &clean_len, &u->width, &u->height);
+    else if (!strcmp(type, "image/webp"))
+        bad = image_webp_clean(p, n, &clean, &clean_len, &u->width, &u->height);
+    else if (!strcmp(type, "video/mp4")) {
+        bad = video_mp4_clean(p, n, &clean);
+        clean_len = n;
+    }
     else if (!strncmp(type, "image/", 6))
         bad = image_size(type, p, n, &u->width, &u->height);
     if (bad)

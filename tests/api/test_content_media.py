@@ -188,3 +188,105 @@ def test_idempotent_upload_and_missing(env):
     assert a.status_code == b.status_code == 201 and a.json() == b.json(), describe(b)
     assert_error(call(s, "GET", "/v1/media/" + str(uuid.uuid4())), 404, "not_found")
     assert_error(call(s, "GET", "/v1/media/nope"), 404, "not_found")
+
+
+# ---- WebP and MP4 metadata (image.c, video.c) ----
+
+def riff_chunk(fourcc, data):
+    return fourcc + struct.pack("<I", len(data)) + data + (b"\0" if len(data) & 1 else b"")
+
+
+def webp_with_metadata(orientation=None, exif_prefix=b""):
+    """An extended WebP (VP8X canvas 7x9, a VP8L image) carrying an EXIF chunk (camera,
+    GPS, optionally the orientation), an XMP chunk and an unknown chunk, flags set."""
+    vp8l = b"\x2f" + struct.pack("<I", (7 - 1) | ((9 - 1) << 14)) + b"\0" * 5
+    vp8x = bytes([0x08 | 0x04, 0, 0, 0]) + struct.pack("<I", 7 - 1)[:3] + \
+        struct.pack("<I", 9 - 1)[:3]
+    exif = exif_prefix + exif_app1(orientation)[10:]  # the TIFF structure of the APP1
+    body = (b"WEBP" + riff_chunk(b"VP8X", vp8x) + riff_chunk(b"VP8L", vp8l) +
+            riff_chunk(b"EXIF", exif) +
+            riff_chunk(b"XMP ", b"<x:xmpmeta>GPSLatitude 48.8584N</x:xmpmeta>") +
+            riff_chunk(b"ZZZZ", b"Owner: Jane Secret"))
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def webp_chunks(data):
+    assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    assert struct.unpack("<I", data[4:8])[0] == len(data) - 8
+    out, at = [], 12
+    while at < len(data):
+        n = struct.unpack("<I", data[at + 4:at + 8])[0]
+        out.append((data[at:at + 4], data[at + 8:at + 8 + n]))
+        at += 8 + n + (n & 1)
+    assert at == len(data)
+    return out
+
+
+@pytest.mark.parametrize("prefix", [b"", b"Exif\0\0"], ids=["tiff", "exif-header"])
+def test_webp_metadata_stripped(env, prefix):
+    s, user = env
+    r = upload(s, user, webp_with_metadata(exif_prefix=prefix), "image/webp")
+    assert r.status_code == 201, describe(r)
+    assert (r.json()["width"], r.json()["height"]) == (7, 9)
+    got = call(s, "GET", r.json()["url"], token=user.access).content
+    for secret in (b"SecretCam", b"GPS", b"xmpmeta", b"Jane Secret"):
+        assert secret not in got, secret
+    chunks = webp_chunks(got)
+    assert [c for c, _ in chunks] == [b"VP8X", b"VP8L"]
+    assert chunks[0][1][0] & 0x0C == 0  # neither EXIF nor XMP announced
+
+
+def test_webp_rotated_keeps_only_orientation(env):
+    s, user = env
+    r = upload(s, user, webp_with_metadata(orientation=6), "image/webp")
+    assert r.status_code == 201, describe(r)
+    assert (r.json()["width"], r.json()["height"]) == (9, 7)  # as displayed
+    got = call(s, "GET", r.json()["url"], token=user.access).content
+    assert b"SecretCam" not in got and b"GPS" not in got
+    chunks = dict(webp_chunks(got))
+    assert list(chunks) == [b"VP8X", b"VP8L", b"EXIF"]
+    assert chunks[b"VP8X"][0] & 0x0C == 0x08
+    tiff = chunks[b"EXIF"]
+    assert tiff[:4] == b"MM\0*" and struct.unpack(">H", tiff[8:10])[0] == 1
+    assert struct.unpack(">HHIH", tiff[10:20]) == (0x0112, 3, 1, 6)
+
+
+def box(kind, payload):
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+XMP_UUID = bytes.fromhex("BE7ACFCB97A942E89C71999491E3AFAC")
+
+
+def mp4_with_metadata():
+    """ftyp, a moov (before mdat, as a "fast start" file) holding an mvhd, a udta with the
+    QuickTime location and camera, a meta with Apple's location key and a trak with its own
+    udta; an XMP uuid box; then mdat, whose offset the sample tables would point at."""
+    udta = box(b"udta", box(b"\xa9xyz", b"\0\x11\x15\xc7+48.8584+002.2945/") +
+               box(b"\xa9mak", b"\0\x09\0\0SecretCam"))
+    meta = box(b"meta", b"\0\0\0\0" + box(b"keys", b"com.apple.quicktime.location.ISO6709") +
+               box(b"ilst", b"+48.8584+002.2945/"))
+    trak = box(b"trak", box(b"tkhd", b"\0" * 84) + box(b"udta", box(b"\xa9mod", b"SecretCam")))
+    moov = box(b"moov", box(b"mvhd", b"\0" * 100) + udta + meta + trak)
+    return (box(b"ftyp", b"isom\0\0\x02\0isomiso2mp41") + moov +
+            box(b"uuid", XMP_UUID + b"<x:xmpmeta>GPSLongitude 2.2945E</x:xmpmeta>") +
+            box(b"mdat", b"\x00\x00\x00\x10frame-bytes-here"))
+
+
+def test_mp4_metadata_blanked_in_place(env):
+    s, user = env
+    data = mp4_with_metadata()
+    r = upload(s, user, data, "video/mp4")
+    assert r.status_code == 201, describe(r)
+    got = call(s, "GET", r.json()["url"], token=user.access).content
+    assert len(got) == len(data)  # nothing moved: stco offsets into mdat stay right
+    for secret in (b"48.8584", b"SecretCam", b"xmpmeta", b"ISO6709", b"\xa9xyz"):
+        assert secret not in got, secret
+    assert got.endswith(box(b"mdat", b"\x00\x00\x00\x10frame-bytes-here"))
+    ftyp = len(box(b"ftyp", b"isom\0\0\x02\0isomiso2mp41"))
+    assert got[:ftyp] == data[:ftyp]
+    assert got.count(b"free") == 4 and b"mvhd" in got and b"tkhd" in got
+    # Damaged: a box longer than the file, a box inside moov longer than moov.
+    assert_error(upload(s, user, data[:-4], "video/mp4"), 400, "bad_request")
+    bad = box(b"ftyp", b"isom") + struct.pack(">I", 16) + b"moov" + box(b"mvhd", b"\0" * 8)
+    assert_error(upload(s, user, bad, "video/mp4"), 400, "bad_request")
