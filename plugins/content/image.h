@@ -26,6 +26,8 @@ int image_webp_clean(const unsigned char *p, size_t n, unsigned char **out, size
  * free boxes with zeroed payloads, in *out (malloc'd). 0, or -1 for a damaged file
  * (nothing to free). */
 int video_mp4_clean(const unsigned char *p, size_t n, unsigned char **out);
+/* The same for a WebM: Tags, Attachments, Info's Title and DateUTC become Void elements. */
+int video_webm_clean(const unsigned char *p, size_t n, unsigned char **out);
 /* The size of a GIF or WebP: 0, or -1 when the header is damaged. */
 int image_size(const char *type, const unsigned char *p, size_t n, int *width, int *height);
 

@@ -6,7 +6,7 @@
  * WebP, MP4, WebM, PDF; anything else is 415, and so is a declared Content-Type that is
  * not the sniffed one (a client that says PNG and sends a PDF is refused, not trusted).
  * JPEG, PNG and WebP are stored as cleaned copies (image.c: metadata dropped, orientation
- * kept as the only Exif tag) and MP4 with its metadata boxes blanked (video.c), so no
+ * kept as the only Exif tag) and MP4 and WebM with their metadata boxes blanked (video.c), so no
  * EXIF, GPS or camera data of those is ever stored, let alone served. A file that does not parse as its type is 400. The size limit is the route's
  * max_body ([plugin:content] media_max_size): larger is 413 before any byte is stored.
  *
@@ -164,8 +164,9 @@ int media_upload(px_req_t *req, void *ud)
         bad = image_png_clean(p, n, &clean, &clean_len, &u->width, &u->height);
     else if (!strcmp(type, "image/webp"))
         bad = image_webp_clean(p, n, &clean, &clean_len, &u->width, &u->height);
-    else if (!strcmp(type, "video/mp4")) {
-        bad = video_mp4_clean(p, n, &clean);
+    else if (!strcmp(type, "video/mp4") || !strcmp(type, "video/webm")) {
+        bad = !strcmp(type, "video/mp4") ? video_mp4_clean(p, n, &clean)
+                                         : video_webm_clean(p, n, &clean);
         clean_len = n;
     }
     else if (!strncmp(type, "image/", 6))

@@ -72,7 +72,19 @@ GIF = (b"GIF89a\x05\x00\x03\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01
 WEBP = b"RIFF" + struct.pack("<I", 4 + 8 + 10) + b"WEBPVP8L" + struct.pack("<I", 10) + b"\x2f" + \
     struct.pack("<I", (7 - 1) | ((9 - 1) << 14)) + b"\0" * 5
 MP4 = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom" + b"\0\0\0\x08free"
-WEBM = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04webm" + b"\0" * 16
+def ebml(eid, payload, unknown=False):
+    """An EBML element: its ID bytes, an 8-byte size (or "unknown"), the payload."""
+    size = b"\x01\xff\xff\xff\xff\xff\xff\xff" if unknown else \
+        b"\x01" + struct.pack(">Q", len(payload))[1:]
+    return eid + size + payload
+
+
+EBML_HEAD = ebml(b"\x1a\x45\xdf\xa3", b"\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04"
+                 b"\x42\xf3\x81\x08\x42\x82\x84webm")
+CLUSTER_BODY = b"\xe7\x81\x00" + b"\xa3\x88\x81\x00\x00\x80keyf"  # Timestamp, SimpleBlock
+WEBM = EBML_HEAD + ebml(b"\x18\x53\x80\x67", ebml(b"\x15\x49\xa9\x66", b"\x2a\xd7\xb1\x83\x0f"
+                                                  b"\x42\x40") +
+                        ebml(b"\x1f\x43\xb6\x75", CLUSTER_BODY, unknown=True), unknown=True)
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 
 
@@ -290,3 +302,34 @@ def test_mp4_metadata_blanked_in_place(env):
     assert_error(upload(s, user, data[:-4], "video/mp4"), 400, "bad_request")
     bad = box(b"ftyp", b"isom") + struct.pack(">I", 16) + b"moov" + box(b"mvhd", b"\0" * 8)
     assert_error(upload(s, user, bad, "video/mp4"), 400, "bad_request")
+
+
+def webm_with_metadata(live):
+    """A WebM whose Info has a Title and DateUTC, with Tags (a GPS location) and
+    Attachments (a cover JPEG with camera Exif) around a Cluster; `live`: Segment and
+    Cluster of unknown size, as a browser's MediaRecorder writes them."""
+    info = ebml(b"\x15\x49\xa9\x66", b"\x2a\xd7\xb1\x83\x0f\x42\x40" +
+                b"\x7b\xa9\x8dJane's secret" + b"\x44\x61\x88" + b"\x01" * 8)
+    tags = ebml(b"\x12\x54\xc3\x67", b"\x73\x73\x95\x67\xc8\x92\x45\xa3\x88LOCATION"
+                b"\x44\x87\x86+48.85")
+    attach = ebml(b"\x19\x41\xa4\x69", b"\x61\xa7\x8c\x46\x6e\x89cover.jpg" +
+                  exif_app1()[:40])
+    cluster = ebml(b"\x1f\x43\xb6\x75", CLUSTER_BODY, unknown=live)
+    body = info + tags + cluster + attach if not live else info + tags + attach + cluster
+    return EBML_HEAD + ebml(b"\x18\x53\x80\x67", body, unknown=live)
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["sized", "live"])
+def test_webm_metadata_blanked_in_place(env, live):
+    s, user = env
+    data = webm_with_metadata(live)
+    r = upload(s, user, data, "video/webm")
+    assert r.status_code == 201, describe(r)
+    got = call(s, "GET", r.json()["url"], token=user.access).content
+    assert len(got) == len(data)
+    for secret in (b"Jane", b"LOCATION", b"+48.85", b"cover.jpg", b"SecretCam", b"\x01" * 8):
+        assert secret not in got, secret
+    assert got.startswith(EBML_HEAD) and CLUSTER_BODY in got
+    assert b"\x2a\xd7\xb1\x83\x0f\x42\x40" in got  # TimestampScale stays
+    assert got.count(b"\xec") >= 4  # Title, DateUTC, Tags, Attachments are Void now
+    assert_error(upload(s, user, data[:-3] if not live else data[:30], "video/webm"), 400)
