@@ -234,6 +234,23 @@ damaged:
     return -1;
 }
 
+void image_jpeg_blank(unsigned char *p, size_t n)
+{
+    size_t at = 2;
+    while (n >= 4 && at <= n - 4 && p[at] == 0xFF) {
+        unsigned marker = p[at + 1];
+        if (marker == 0xDA || marker == 0xD9)
+            break; /* the scan: no metadata from here on */
+        size_t len = be16(p + at + 2);
+        if (len < 2 || len > n - at - 2)
+            break;
+        bool app = marker >= 0xE0 && marker <= 0xEF;
+        if ((app && !keep_app(marker, p + at + 4, len - 2)) || marker == 0xFE)
+            memset(p + at + 4, 0, len - 2);
+        at += 2 + len;
+    }
+}
+
 /* ---- PNG ---- */
 
 int image_png_clean(const unsigned char *p, size_t n, unsigned char **out, size_t *out_len,

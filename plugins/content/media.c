@@ -6,8 +6,12 @@
  * WebP, MP4, WebM, PDF; anything else is 415, and so is a declared Content-Type that is
  * not the sniffed one (a client that says PNG and sends a PDF is refused, not trusted).
  * JPEG, PNG and WebP are stored as cleaned copies (image.c: metadata dropped, orientation
- * kept as the only Exif tag) and MP4 and WebM with their metadata boxes blanked (video.c), so no
- * EXIF, GPS or camera data of those is ever stored, let alone served. A file that does not parse as its type is 400. The size limit is the route's
+ * kept as the only Exif tag); MP4 and WebM with their metadata boxes blanked (video.c);
+ * PDF with its document information, XMP and embedded JPEGs' metadata blanked (pdf.c;
+ * 415 when it keeps them compressed, where that cannot be done). So no EXIF, GPS or camera
+ * data is stored, let alone served. GIF is stored as sent (its comment and XMP
+ * application extensions are not removed; README.md says so).
+ * A file that does not parse as its type is 400. The size limit is the route's
  * max_body ([plugin:content] media_max_size): larger is 413 before any byte is stored.
  *
  * The blob is stored, then in one (idempotent) transaction referenced and recorded; the
@@ -171,6 +175,15 @@ int media_upload(px_req_t *req, void *ud)
     }
     else if (!strncmp(type, "image/", 6))
         bad = image_size(type, p, n, &u->width, &u->height);
+    else if (!strcmp(type, "application/pdf")) {
+        bad = pdf_clean(p, n, &clean);
+        clean_len = n;
+    }
+    if (bad == -2)
+        return px_res_error(req, 415, "bad_request",
+                            "the PDF keeps metadata compressed (an object stream or a "
+                            "compressed XMP stream), which cannot be removed: save it "
+                            "without compressed objects", NULL);
     if (bad)
         return px_res_error(req, 400, "bad_request",
                             "the file is damaged or truncated for its type", NULL);

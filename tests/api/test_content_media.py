@@ -333,3 +333,94 @@ def test_webm_metadata_blanked_in_place(env, live):
     assert b"\x2a\xd7\xb1\x83\x0f\x42\x40" in got  # TimestampScale stays
     assert got.count(b"\xec") >= 4  # Title, DateUTC, Tags, Attachments are Void now
     assert_error(upload(s, user, data[:-3] if not live else data[:30], "video/webm"), 400)
+
+
+# ---- PDF (pdf.c) ----
+
+def pdf_file(objects, trailer_extra=b""):
+    """A PDF 1.4 with a classic xref table: `objects` maps number -> body (bytes between
+    "N 0 obj" and "endobj"); offsets computed, so the file is valid as written."""
+    out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"
+    offsets = {}
+    for num in sorted(objects):
+        offsets[num] = len(out)
+        out += b"%d 0 obj\n" % num + objects[num] + b"\nendobj\n"
+    xref = len(out)
+    size = max(objects) + 1
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
+    for num in range(1, size):
+        out += b"%010d 00000 n \n" % offsets.get(num, 0)
+    out += (b"trailer\n<< /Size %d /Root 1 0 R " % size + trailer_extra +
+            b">>\nstartxref\n%d\n%%%%EOF\n" % xref)
+    return out
+
+
+def stream(dict_body, data):
+    return b"<< " + dict_body + b" /Length %d >>\nstream\n" % len(data) + data + \
+        b"\nendstream"
+
+
+XMP_PACKET = (b"<?xpacket begin=\"\xef\xbb\xbf\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>"
+              b"<x:xmpmeta xmlns:x=\"adobe:ns:meta/\"><rdf:RDF><exif:GPSLatitude>48,51.5N"
+              b"</exif:GPSLatitude><dc:creator>Jane Secret</dc:creator></rdf:RDF></x:xmpmeta>"
+              b"<?xpacket end=\"w\"?>")
+
+
+def pdf_with_metadata():
+    photo = with_exif(JPEG)
+    return pdf_file({
+        1: b"<< /Type /Catalog /Pages 2 0 R /Metadata 4 0 R >>",
+        2: b"<< /Type /Pages /Kids [] /Count 0 /Resources << /XObject << /Im1 6 0 R >> >> >>",
+        3: b"<< /Author (Jane \\(the\\) Secret) /Producer <53656372657443616d> "
+           b"/Title 5 0 R /CreationDate (D:20260101120000+01'00') >>",
+        4: stream(b"/Type /Metadata /Subtype /XML", XMP_PACKET),
+        5: b"(Holiday at 48.8584N)",
+        6: stream(b"/Type /XObject /Subtype /Image /Width 493 /Height 58 /ColorSpace "
+                  b"/DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode", photo),
+    }, trailer_extra=b"/Info 3 0 R")
+
+
+def xref_points_at_objects(pdf):
+    at = pdf.rindex(b"startxref")
+    xref = int(pdf[at + 10:].split()[0])
+    lines = pdf[xref:].split(b"\n")
+    count = int(lines[1].split()[1])
+    for num in range(1, count):
+        off = int(lines[2 + num][:10])
+        assert pdf[off:].startswith(b"%d 0 obj" % num), num
+
+
+def test_pdf_metadata_blanked_in_place(env):
+    s, user = env
+    data = pdf_with_metadata()
+    xref_points_at_objects(data)
+    r = upload(s, user, data, "application/pdf")
+    assert r.status_code == 201, describe(r)
+    got = call(s, "GET", r.json()["url"], token=user.access).content
+    assert len(got) == len(data)
+    xref_points_at_objects(got)
+    for secret in (b"Jane", b"Secret", b"SecretCam", b"53656372657443616d", b"48,51",
+                   b"48.8584", b"D:2026", b"xmpmeta", b"Exif", b"GPS-48", b"iPhone"):
+        assert secret not in got, secret
+    assert b"3 0 obj\n<<" in got and b"/Info 3 0 R" in got
+    assert b"5 0 obj null " in got
+    assert b"xpacket" not in got  # the whole metadata stream is spaces
+    # The photo's scan data is untouched; only its metadata segments are zeros now.
+    photo = with_exif(JPEG)
+    assert photo[-2000:] in got
+
+
+@pytest.mark.parametrize("objects,trailer", [
+    # The Info dictionary inside a compressed object stream: not written out.
+    ({1: b"<< /Type /Catalog >>",
+      2: stream(b"/Type /ObjStm /N 1 /First 4 /Filter /FlateDecode", zlib.compress(b"3 0 <<>>"))},
+     b"/Info 3 0 R"),
+    # Compressed XMP.
+    ({1: b"<< /Type /Catalog /Metadata 2 0 R >>",
+      2: stream(b"/Type /Metadata /Subtype /XML /Filter /FlateDecode", zlib.compress(XMP_PACKET))},
+     b""),
+], ids=["info-in-objstm", "compressed-xmp"])
+def test_pdf_compressed_metadata_refused(env, objects, trailer):
+    s, user = env
+    r = upload(s, user, pdf_file(objects, trailer_extra=trailer), "application/pdf")
+    assert_error(r, 415, "bad_request")
