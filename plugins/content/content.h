@@ -65,7 +65,8 @@ int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_fn cb, void 
 /* A media the viewer may see (its post's visibility; no post: the uploader's): one row
  * (blob id, filename) or none. */
 int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud);
-/* Rows (total, post json or NULL, highlight or NULL): one row with a NULL post when the page is empty. */
+/* One row: the answer's JSON text {total, page, limit, posts} (with q, each post has its
+ * highlight). */
 int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
                     void *ud);
 
@@ -112,17 +113,17 @@ int media_get(px_req_t *req, void *ud);
 int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud);
 
 /* Feed. New: rows (published total, post json or NULL, publishedAt with microseconds, id)
- * newest first, after the cursor (before_ts, before_id; NULLs: none). Hot: rows (total,
- * post json or NULL) by the stored hot score. Ids: rows (total, post json) for a uuid array
- * text ("{a,b}"), in its order, published ones only; `total` as given, or counted when
- * NULL. Top: (id, hot) of the n
+ * newest first, after the cursor (before_ts, before_id; NULLs: none). Hot: one row
+ * (total, the answer's JSON text: {total, page, limit, posts}) by the stored hot score.
+ * Ids: the same one row for a uuid array text ("{a,b}"), in its order, published ones
+ * only; `total` as given, or counted when NULL. Top: (id, hot) of the n
  * hottest. One: (hot) of a published post, or no row. */
 int store_feed_new(px_req_t *req, const char *viewer, const char *before_ts,
                    const char *before_id, int page, int limit, px_pg_fn cb, void *ud);
 int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_fn cb,
                    void *ud);
 int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
-                   const char *total, px_pg_fn cb, void *ud);
+                   const char *total, int page, int limit, px_pg_fn cb, void *ud);
 int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud);
 int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
 
