@@ -181,9 +181,10 @@ int media_upload(px_req_t *req, void *ud)
     }
     if (bad == -2)
         return px_res_error(req, 415, "bad_request",
-                            "the PDF keeps metadata compressed (an object stream or a "
-                            "compressed XMP stream), which cannot be removed: save it "
-                            "without compressed objects", NULL);
+                            "the PDF keeps metadata where it cannot be removed (in an "
+                            "object stream, a compressed XMP stream, or too many "
+                            "metadata objects): save it without compressed objects",
+                            NULL);
     if (bad)
         return px_res_error(req, 400, "bad_request",
                             "the file is damaged or truncated for its type", NULL);

@@ -19,7 +19,8 @@
  *     metadata segments zeroed, lengths kept.
  *
  * Objects are found as written by every common writer, "N G obj" with single spaces. This
- * is not a PDF parser: what it cannot find it refuses rather than passes on.
+ * is not a PDF parser: what it cannot find it refuses rather than passes on, and so a
+ * file that names more metadata objects than PDF_SEARCHES searches can afford.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,10 +78,17 @@ static int parse_ref(const unsigned char *o, size_t n, size_t at, unsigned long 
     return 0;
 }
 
-/* Where object N G's value starts (after "N G obj"), searching from `from`; n if none. */
+/* Each object search reads the file once: a hostile PDF naming thousands of metadata
+ * objects would make the walk quadratic. Past this many searches the file is refused. */
+#define PDF_SEARCHES 256
+
+/* Where object N G's value starts (after "N G obj"), searching from `from`; n if none, or
+ * when the budget of searches is spent (then *budget < 0 and the file is refused). */
 static size_t find_obj(const unsigned char *o, size_t n, size_t from, unsigned long num,
-                       unsigned long gen)
+                       unsigned long gen, int *budget)
 {
+    if (--*budget < 0)
+        return n;
     char needle[48];
     snprintf(needle, sizeof(needle), "%lu %lu obj", num, gen);
     size_t k = strlen(needle);
@@ -134,10 +142,11 @@ static size_t dict_end(const unsigned char *o, size_t n, size_t at)
 
 /* Every definition of object N G (an incremental update may write it again) becomes
  * "null". 0, or -2 when there is none to find. */
-static int null_object(unsigned char *o, size_t n, unsigned long num, unsigned long gen)
+static int null_object(unsigned char *o, size_t n, unsigned long num, unsigned long gen,
+                       int *budget)
 {
     int found = 0;
-    for (size_t at = 0; (at = find_obj(o, n, at, num, gen)) < n;) {
+    for (size_t at = 0; (at = find_obj(o, n, at, num, gen, budget)) < n;) {
         size_t end = find(o, n, at, "endobj");
         if (end == n)
             return -2;
@@ -151,10 +160,11 @@ static int null_object(unsigned char *o, size_t n, unsigned long num, unsigned l
 }
 
 /* Every definition of the Info dictionary N G: emptied, and what it referred to nulled. */
-static int blank_info(unsigned char *o, size_t n, unsigned long num, unsigned long gen)
+static int blank_info(unsigned char *o, size_t n, unsigned long num, unsigned long gen,
+                      int *budget)
 {
     int found = 0;
-    for (size_t at = 0; (at = find_obj(o, n, at, num, gen)) < n;) {
+    for (size_t at = 0; (at = find_obj(o, n, at, num, gen, budget)) < n;) {
         size_t start = skip_ws(o, n, at), end;
         if (start + 1 >= n || o[start] != '<' || o[start + 1] != '<' ||
             !(end = dict_end(o, n, start)))
@@ -164,7 +174,7 @@ static int blank_info(unsigned char *o, size_t n, unsigned long num, unsigned lo
             size_t after;
             if (o[i] >= '0' && o[i] <= '9' && boundary(o[i - 1]) &&
                 !parse_ref(o, end - 2, i, &rn, &rg, &after)) {
-                if (!(rn == num && rg == gen) && null_object(o, n, rn, rg))
+                if (!(rn == num && rg == gen) && null_object(o, n, rn, rg, budget))
                     return -2;
                 i = after;
             }
@@ -178,10 +188,11 @@ static int blank_info(unsigned char *o, size_t n, unsigned long num, unsigned lo
 
 /* The data of every definition of stream N G become spaces; -2 for a compressed one or
  * one that cannot be found. */
-static int blank_metadata(unsigned char *o, size_t n, unsigned long num, unsigned long gen)
+static int blank_metadata(unsigned char *o, size_t n, unsigned long num, unsigned long gen,
+                          int *budget)
 {
     int found = 0;
-    for (size_t at = 0; (at = find_obj(o, n, at, num, gen)) < n;) {
+    for (size_t at = 0; (at = find_obj(o, n, at, num, gen, budget)) < n;) {
         size_t start = skip_ws(o, n, at), end;
         if (start + 1 >= n || o[start] != '<' || o[start + 1] != '<' ||
             !(end = dict_end(o, n, start)))
@@ -208,7 +219,8 @@ static int blank_metadata(unsigned char *o, size_t n, unsigned long num, unsigne
 
 /* Each "/Key N G R" in the file: `fn` on N G. */
 static int each_ref(unsigned char *o, size_t n, const char *key,
-                    int (*fn)(unsigned char *, size_t, unsigned long, unsigned long))
+                    int (*fn)(unsigned char *, size_t, unsigned long, unsigned long, int *),
+                    int *budget)
 {
     size_t k = strlen(key);
     for (size_t at = 0; (at = find(o, n, at, key)) < n; at += k) {
@@ -217,7 +229,7 @@ static int each_ref(unsigned char *o, size_t n, const char *key,
         if (at + k < n && !boundary(o[at + k]))
             continue; /* /InfoX, /MetadataFoo */
         if (!parse_ref(o, n, at + k, &num, &gen, &end)) {
-            int rc = fn(o, n, num, gen);
+            int rc = fn(o, n, num, gen, budget);
             if (rc)
                 return rc;
         }
@@ -231,9 +243,12 @@ int pdf_clean(const unsigned char *p, size_t n, unsigned char **out)
     if (!o)
         abort();
     memcpy(o, p, n);
-    int rc = each_ref(o, n, "/Info", blank_info);
+    int budget = PDF_SEARCHES;
+    int rc = each_ref(o, n, "/Info", blank_info, &budget);
     if (!rc)
-        rc = each_ref(o, n, "/Metadata", blank_metadata);
+        rc = each_ref(o, n, "/Metadata", blank_metadata, &budget);
+    if (budget < 0)
+        rc = -2; /* a definition may have gone unsearched */
     for (size_t at = 0; !rc && (at = find(o, n, at, "<x:xmpmeta")) < n;) {
         size_t end = find(o, n, at, "</x:xmpmeta>");
         end = end == n ? n : end + strlen("</x:xmpmeta>");

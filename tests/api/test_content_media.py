@@ -419,7 +419,13 @@ def test_pdf_metadata_blanked_in_place(env):
     ({1: b"<< /Type /Catalog /Metadata 2 0 R >>",
       2: stream(b"/Type /Metadata /Subtype /XML /Filter /FlateDecode", zlib.compress(XMP_PACKET))},
      b""),
-], ids=["info-in-objstm", "compressed-xmp"])
+    # More metadata references than the walk searches for (each search reads the file).
+    ({1: b"<< /Type /Catalog /Pages 3 0 R /Metadata 2 0 R >>",
+      2: stream(b"/Type /Metadata /Subtype /XML", XMP_PACKET),
+      3: b"<< /Type /Pages /Kids [] /Count 0 " +
+         b" ".join(b"/Metadata 2 0 R" for _ in range(300)) + b" >>"},
+     b""),
+], ids=["info-in-objstm", "compressed-xmp", "too-many-refs"])
 def test_pdf_compressed_metadata_refused(env, objects, trailer):
     s, user = env
     r = upload(s, user, pdf_file(objects, trailer_extra=trailer), "application/pdf")
