@@ -106,7 +106,8 @@ int feed_init(px_plugin_t *self);
 void feed_fini(void);
 int feed_get(px_req_t *req, void *ud);
 int tags_get(px_req_t *req, void *ud);
-/* media.c */
+/* media.c, media_sweep.c (the uploads no post took, removed after media_unattached_ttl) */
+int media_sweep_init(px_plugin_t *self);
 int media_upload(px_req_t *req, void *ud);
 int media_get(px_req_t *req, void *ud);
 /* Tags of published posts by use: rows (distinct tags, tag or NULL, count). */

@@ -3,7 +3,8 @@ or changed with /v1/media/<id> in its body takes those of its author's uploads n
 yet; a media is as visible as its post (a draft's only to its author), one no post holds
 only to its uploader; deleting the post deletes its media and drops their blob references,
 and the store's sweep then leaves no blob without a reference (checked on the dir backend's
-files against the media rows still recorded).
+files against the media rows still recorded). Uploads no post took are removed after
+media_unattached_ttl (media_sweep.c), their blobs with them.
 """
 import glob
 import os
@@ -23,6 +24,15 @@ CEILING = 120  # seconds: only a hang reaches it (sweep every 1 s, grace 2 s)
 def env():
     with content_env("cntmp", storage={"sweep_interval": "1s", "sweep_grace": "2s"}) as (db, s):
         yield s, register(s), register(s)
+
+
+@pytest.fixture(scope="module")
+def short_ttl():
+    """A server whose media sweep removes uploads no post took after 2 s."""
+    with content_env("cntms", content={"media_unattached_ttl": "2s",
+                                       "media_sweep_interval": "1s"},
+                     storage={"sweep_interval": "1s", "sweep_grace": "2s"}) as (db, s):
+        yield s, register(s)
 
 
 def upload(s, user):
@@ -111,3 +121,17 @@ def test_post_delete_takes_its_media_and_leaves_no_orphan_blob(env):
     left = wait_no_orphans(s)
     assert not blobs & left
     assert status(s, kept, bob) == 200
+
+
+def test_unattached_media_expire(short_ttl):
+    s, alice = short_ttl
+    loose, held = upload(s, alice), upload(s, alice)
+    post = new_post(s, alice, body="with %s" % held["url"])
+    end = time.time() + CEILING
+    while status(s, loose, alice) != 404:
+        assert time.time() < end, "the upload no post took was never removed"
+        time.sleep(0.2)
+    assert status(s, held, alice) == 200 and status(s, held) == 200
+    assert psql(s.db, "SELECT post_id FROM content_media").split() == [post["id"]]
+    files = wait_no_orphans(s)
+    assert len(files) == 1
