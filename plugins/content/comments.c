@@ -6,7 +6,8 @@
  * The comment's author edits it; its author, the post's author or an admin deletes it
  * (else 403). The post's commentCount moves in the statement that adds or removes the
  * comment. `@username` mentions are resolved to user ids when the body is written; a
- * create emits post.commented and, when someone was mentioned, comment.mentioned.
+ * create emits post.commented and, when someone was mentioned, comment.mentioned; a
+ * delete emits comment.deleted (the hot score and counters of consumers go down).
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +19,7 @@ typedef struct comment_op {
     char id[37];
     const char *body;
     bool remove;
+    const char *comment_author, *post_author; /* of the locked comment */
     px_pg_txn_t *txn;
     int page, limit;
 } comment_op_t;
@@ -203,7 +205,13 @@ static void changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
         return;
     }
     if (op->remove) {
-        int rc = px_pg_commit(op->txn, content_committed_204, op);
+        json_t *payload = json_pack("{s:s, s:s, s:s, s:s, s:s}", "postId", op->post_id,
+                                    "authorId", op->post_author, "commentId", op->id,
+                                    "commentAuthorId", op->comment_author, "actorId",
+                                    px_req_caller_id(req));
+        int rc = px_event_emit(op->txn, "comment.deleted", op->post_id, payload);
+        if (!rc)
+            rc = px_pg_commit(op->txn, content_committed_204, op);
         if (rc)
             fail_rollback(req, op->txn, rc);
         return;
@@ -244,6 +252,8 @@ static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
                      NULL);
         return;
     }
+    op->comment_author = content_strdup(req, px_pg_value(res, 0, 0));
+    op->post_author = content_strdup(req, px_pg_value(res, 0, 2));
     int rc = px_req_if_match(req, px_pg_value(res, 0, 1));
     if (!rc)
         rc = op->remove ? store_comment_delete(op->txn, op->id, changed, op)

@@ -32,6 +32,39 @@ const char *content_etag(px_req_t *req, const char *version)
     return out;
 }
 
+const char *content_post_tag(px_req_t *req, const json_t *post)
+{
+    char *out = px_req_alloc(req, 96);
+    snprintf(out, 96, "%lld-%lld-%lld-%d",
+             (long long)json_integer_value(json_object_get(post, "version")),
+             (long long)json_integer_value(json_object_get(post, "likeCount")),
+             (long long)json_integer_value(json_object_get(post, "commentCount")),
+             json_is_true(json_object_get(post, "likedByMe")) ? 1 : 0);
+    return out;
+}
+
+/* If-Match compares versions only: a like between the client's GET and its PUT must not
+ * make the PUT fail. So an entry matches when it is the bare version ("3", as API.md
+ * writes it) or a representation tag of that version ("3-..."), whatever counters it
+ * carries. */
+int content_if_match(px_req_t *req, const char *version)
+{
+    int rc = px_req_if_match(req, version);
+    if (rc != PX_EPRECONDITION)
+        return rc;
+    const char *h = px_req_header(req, "If-Match");
+    size_t vlen = strlen(version);
+    for (const char *c = h ? h : ""; (c = strchr(c, '"')) != NULL;) {
+        const char *end = strchr(c + 1, '"');
+        if (!end)
+            break;
+        if ((size_t)(end - c - 1) > vlen && !strncmp(c + 1, version, vlen) && c[1 + vlen] == '-')
+            return 0;
+        c = end + 1;
+    }
+    return PX_EPRECONDITION;
+}
+
 void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud)
 {
     (void)ud;
@@ -133,13 +166,13 @@ static int content_init(px_plugin_t *self)
     static const px_response_spec_t tags_200[] = {
         {200, "TagList", "Most used first, ties by name", NULL}, {0}};
     static const px_response_spec_t media_201[] = {
-        {201, "Media", "Stored (JPEG/PNG without metadata), with Location", NULL},
+        {201, "Media", "Stored (JPEG/PNG/WebP/MP4 without metadata), with Location", NULL},
         {400, "Error", "Empty, or damaged for its type", NULL},
         {413, "Error", "Larger than media_max_size", NULL},
         {415, "Error", "Not an allowed type, or not the declared one", NULL}, {0}};
     static const px_response_spec_t media_200[] = {
         {200, NULL, "The file (ETag, Range, nosniff, sandbox)", "application/octet-stream"},
-        {404, "Error", "No such media", NULL}, {0}};
+        {404, "Error", "No such media, or one the caller may not see", NULL}, {0}};
     static const px_param_spec_t media_query[] = {
         {"filename", "{\"type\": \"string\", \"minLength\": 1, \"maxLength\": 255}", 0,
          "the name downloads get (Content-Disposition)"},
@@ -182,8 +215,9 @@ static int content_init(px_plugin_t *self)
          .summary = "Upload an image, video or PDF (raw body; Idempotency-Key)",
          .tag = "content", .query = media_query, .content_types = media_types,
          .max_body = 0 /* set from media_max_size below */},
-        ROUTE("GET", "/v1/media/:id", media_get, PX_AUTH_NONE, NULL, media_200,
-              "Download an upload", NULL, post_id),
+        ROUTE("GET", "/v1/media/:id", media_get, PX_AUTH_OPTIONAL, NULL, media_200,
+              "Download an upload (as visible as its post; before, its uploader's)", NULL,
+              post_id),
         ROUTE("GET", "/v1/tags", tags_get, PX_AUTH_OPTIONAL, NULL, tags_200,
               "The most used tags of published posts, with counts", page_query, NULL),
     };
@@ -198,6 +232,8 @@ static int content_init(px_plugin_t *self)
         rc = px_migrations(self, content_migrations);
     if (!rc)
         rc = feed_init(self);
+    if (!rc)
+        rc = media_sweep_init(self);
     if (!rc)
         rc = px_hook_declare(self, "before_post_publish",
                              "checks or changes a write whose result is a published post "

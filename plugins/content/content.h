@@ -22,6 +22,13 @@ bool content_is_admin(px_req_t *req);
 /* The ETag header for a version: "\"3\"" in request memory (px_res_etag takes the bare
  * version). */
 const char *content_etag(px_req_t *req, const char *version);
+/* A post's representation tag (bare, for px_res_etag): "<version>-<likeCount>-
+ * <commentCount>-<likedByMe 0/1>", so a GET's If-None-Match stops matching when anything
+ * the body shows changes, counters included (they move without `version`). */
+const char *content_post_tag(px_req_t *req, const json_t *post);
+/* px_req_if_match on a post's `version`, also accepting a representation tag of that
+ * version (what the client got as ETag): 0 or PX_EPRECONDITION. */
+int content_if_match(px_req_t *req, const char *version);
 
 /* posts.c */
 int posts_list(px_req_t *req, void *ud);
@@ -49,8 +56,17 @@ int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_
                     void *ud);
 int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
                       const post_fields_t *f, px_pg_fn cb, void *ud);
+/* Deletes the post and its media rows: rows (media id, blob id) of the media that went,
+ * whose blob references the caller drops after the commit. */
 int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
-/* Rows (total, post json or NULL, highlight or NULL): one row with a NULL post when the page is empty. */
+/* Give the post the uploads of its author that its body links (/v1/media/<id>) and no
+ * post holds yet; no rows. */
+int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_fn cb, void *ud);
+/* A media the viewer may see (its post's visibility; no post: the uploader's): one row
+ * (blob id, filename) or none. */
+int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud);
+/* One row: the answer's JSON text {total, page, limit, posts} (with q, each post has its
+ * highlight). */
 int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
                     void *ud);
 
@@ -90,24 +106,25 @@ int feed_init(px_plugin_t *self);
 void feed_fini(void);
 int feed_get(px_req_t *req, void *ud);
 int tags_get(px_req_t *req, void *ud);
-/* media.c */
+/* media.c, media_sweep.c (the uploads no post took, removed after media_unattached_ttl) */
+int media_sweep_init(px_plugin_t *self);
 int media_upload(px_req_t *req, void *ud);
 int media_get(px_req_t *req, void *ud);
 /* Tags of published posts by use: rows (distinct tags, tag or NULL, count). */
 int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud);
 
 /* Feed. New: rows (published total, post json or NULL, publishedAt with microseconds, id)
- * newest first, after the cursor (before_ts, before_id; NULLs: none). Hot: rows (total,
- * post json or NULL) by the stored hot score. Ids: rows (total, post json) for a uuid array
- * text ("{a,b}"), in its order, published ones only; `total` as given, or counted when
- * NULL. Top: (id, hot) of the n
+ * newest first, after the cursor (before_ts, before_id; NULLs: none). Hot: one row
+ * (total, the answer's JSON text: {total, page, limit, posts}) by the stored hot score.
+ * Ids: the same one row for a uuid array text ("{a,b}"), in its order, published ones
+ * only; `total` as given, or counted when NULL. Top: (id, hot) of the n
  * hottest. One: (hot) of a published post, or no row. */
 int store_feed_new(px_req_t *req, const char *viewer, const char *before_ts,
                    const char *before_id, int page, int limit, px_pg_fn cb, void *ud);
 int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_fn cb,
                    void *ud);
 int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
-                   const char *total, px_pg_fn cb, void *ud);
+                   const char *total, int page, int limit, px_pg_fn cb, void *ud);
 int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud);
 int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
 

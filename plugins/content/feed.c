@@ -18,8 +18,8 @@
  *
  * The consumer group "content-hot" follows post.* events: post.published, post.liked and
  * post.commented (re)score the post in the set and trim it to hot_size; post.deleted
- * removes it. Unlikes and deleted comments emit nothing, so a score they lower is only
- * lowered in the set by the post's next event or a rebuild (it can only sit too high).
+ * removes it. post.unliked and comment.deleted (a second group, "content-hot-uncomment":
+ * one pattern per group) rescore it too, so a score they lower is lowered in the set.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -52,14 +52,14 @@ typedef struct feed {
 
 /* ---- answers ---- */
 
-/* Rows (total, post json, ...): the list shape; for sort=new a full page also gets a
- * Link to the next one by cursor (columns 2 and 3 of its last row). */
-static void answer(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                   void *ud, bool keyset)
+/* sort=new: rows (total, post json, publishedAt, id); a full page also gets a Link to
+ * the next one by cursor (columns 2 and 3 of its last row). */
+static void answered_new(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                         void *ud)
 {
     feed_t *f = ud;
     /* A cursor of the right shape can still name no instant or uuid (February 30th). */
-    if (err && keyset && !strncmp(px_pg_error_sqlstate(err), "22", 2)) {
+    if (err && !strncmp(px_pg_error_sqlstate(err), "22", 2)) {
         px_res_error(req, 400, "validation_failed", "the request has invalid fields",
                      json_pack("{s:s}", "cursor", "is not a cursor this feed gave"));
         return;
@@ -70,10 +70,6 @@ static void answer(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
     }
     int64_t total = 0;
     px_pg_int64(res, 0, 0, &total);
-    if (f->cache_total && px_pg_rows(res)) {
-        const char *set[] = {"SET", total_key, px_pg_value(res, 0, 0), "EX", TOTAL_TTL};
-        px_redis_command(req, 5, set, NULL, NULL, NULL);
-    }
     json_t *posts = json_array();
     int rows = px_pg_rows(res);
     for (int i = 0; i < rows; i++) {
@@ -82,7 +78,7 @@ static void answer(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
         if (post)
             json_array_append_new(posts, post);
     }
-    if (keyset && (int)json_array_size(posts) == f->limit) {
+    if ((int)json_array_size(posts) == f->limit) {
         char link[256];
         snprintf(link, sizeof(link), "</v1/feed?sort=new&limit=%d&cursor=%s,%s>; rel=\"next\"",
                  f->limit, px_pg_value(res, rows - 1, 2), px_pg_value(res, rows - 1, 3));
@@ -91,15 +87,24 @@ static void answer(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
     px_res_list(req, "posts", posts, total, f->page, f->limit);
 }
 
+/* Hot pages: (total, the answer as JSON text), sent as PostgreSQL wrote it. */
 static void answered(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
 {
-    answer(req, res, err, ud, false);
-}
-
-static void answered_new(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                         void *ud)
-{
-    answer(req, res, err, ud, true);
+    feed_t *f = ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
+    }
+    if (px_pg_rows(res) != 1 || !px_pg_value(res, 0, 1)) {
+        content_fail(req, PX_EINTERNAL);
+        return;
+    }
+    if (f->cache_total) {
+        const char *set[] = {"SET", total_key, px_pg_value(res, 0, 0), "EX", TOTAL_TTL};
+        px_redis_command(req, 5, set, NULL, NULL, NULL);
+    }
+    const char *text = px_pg_value(res, 0, 1);
+    px_res_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
 }
 
 static void from_postgres(px_req_t *req, feed_t *f)
@@ -173,7 +178,7 @@ static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void
     snprintf(total, sizeof(total), "%lld", cached);
     f->cache_total = cached < 0;
     int rc = store_feed_ids(req, px_req_caller_id(req), ids, cached < 0 ? NULL : total,
-                            answered, f);
+                            f->page, f->limit, answered, f);
     if (rc)
         content_fail(req, rc);
 }
@@ -282,7 +287,8 @@ static void on_post_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev
         return;
     }
     if (strcmp(type, "post.published") && strcmp(type, "post.liked") &&
-        strcmp(type, "post.commented")) {
+        strcmp(type, "post.commented") && strcmp(type, "post.unliked") &&
+        strcmp(type, "comment.deleted")) {
         px_event_ack(ev);
         return;
     }
@@ -310,7 +316,10 @@ int feed_init(px_plugin_t *self)
         abort();
     snprintf(total_key, n, "%s:total", hot_key);
     page_script = px_redis_script_new(self, PAGE_LUA);
-    return px_event_subscribe(self, "content-hot", "post.*", on_post_event, NULL);
+    rc = px_event_subscribe(self, "content-hot", "post.*", on_post_event, NULL);
+    return rc ? rc
+              : px_event_subscribe(self, "content-hot-uncomment", "comment.deleted",
+                                   on_post_event, NULL);
 }
 
 void feed_fini(void)

@@ -17,6 +17,11 @@
  * PNG: a walk over the chunks; eXIf, tEXt, zTXt, iTXt and tIME are dropped, the rest is
  * copied (CRCs stay valid: chunks are copied whole).
  *
+ * WebP: a walk over the RIFF chunks; only the image's own (VP8X, VP8, VP8L, ALPH, ANIM,
+ * ANMF, ICCP) are copied, so EXIF, XMP and any unknown chunk are dropped, the VP8X flags
+ * that announce EXIF and XMP are cleared and the RIFF size rewritten. Orientation is kept
+ * as for JPEG: a new EXIF chunk holding only that tag (then the EXIF flag is set again).
+ *
  * Every length is checked against what is left; a walk that runs out of bytes is a
  * damaged file (-1), never a read past the end.
  */
@@ -66,13 +71,11 @@ const char *image_sniff(const unsigned char *p, size_t n)
 
 /* ---- JPEG ---- */
 
-/* The Orientation (1..8) in an APP1 Exif payload (after the marker and length), or 0. */
-static int exif_orientation(const unsigned char *p, size_t n)
+/* The Orientation (1..8) in a TIFF structure (Exif without its "Exif\0\0"), or 0. */
+static int tiff_orientation(const unsigned char *t, size_t tn)
 {
-    if (n < 14 || memcmp(p, "Exif\0\0", 6))
+    if (tn < 8)
         return 0;
-    const unsigned char *t = p + 6;
-    size_t tn = n - 6;
     bool le;
     if (!memcmp(t, "II*\0", 4))
         le = true;
@@ -97,6 +100,14 @@ static int exif_orientation(const unsigned char *p, size_t n)
         }
     }
     return 0;
+}
+
+/* The Orientation (1..8) in an APP1 Exif payload (after the marker and length), or 0. */
+static int exif_orientation(const unsigned char *p, size_t n)
+{
+    if (n < 14 || memcmp(p, "Exif\0\0", 6))
+        return 0;
+    return tiff_orientation(p + 6, n - 6);
 }
 
 /* The APP1 segment that says only "Orientation = o": Exif header, a big-endian TIFF
@@ -223,6 +234,23 @@ damaged:
     return -1;
 }
 
+void image_jpeg_blank(unsigned char *p, size_t n)
+{
+    size_t at = 2;
+    while (n >= 4 && at <= n - 4 && p[at] == 0xFF) {
+        unsigned marker = p[at + 1];
+        if (marker == 0xDA || marker == 0xD9)
+            break; /* the scan: no metadata from here on */
+        size_t len = be16(p + at + 2);
+        if (len < 2 || len > n - at - 2)
+            break;
+        bool app = marker >= 0xE0 && marker <= 0xEF;
+        if ((app && !keep_app(marker, p + at + 4, len - 2)) || marker == 0xFE)
+            memset(p + at + 4, 0, len - 2);
+        at += 2 + len;
+    }
+}
+
 /* ---- PNG ---- */
 
 int image_png_clean(const unsigned char *p, size_t n, unsigned char **out, size_t *out_len,
@@ -260,6 +288,92 @@ int image_png_clean(const unsigned char *p, size_t n, unsigned char **out, size_
         goto damaged;
     *width = (int)wd;
     *height = (int)ht;
+    *out = o;
+    *out_len = w;
+    return 0;
+damaged:
+    free(o);
+    return -1;
+}
+
+/* ---- WebP ---- */
+
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+int image_webp_clean(const unsigned char *p, size_t n, unsigned char **out, size_t *out_len,
+                     int *width, int *height)
+{
+    if (image_size("image/webp", p, n, width, height))
+        return -1;
+    uint32_t riff = le32(p + 4);
+    if (riff < 4 || riff > n - 8)
+        return -1;
+    size_t end = (size_t)riff + 8;
+    /* The output is never longer than the input plus the orientation chunk. */
+    unsigned char *o = malloc(n + 64);
+    if (!o)
+        abort();
+    memcpy(o, p, 12);
+    size_t w = 12, at = 12, vp8x_at = 0;
+    int orientation = 0;
+    while (at < end) {
+        if (end - at < 8)
+            goto damaged;
+        uint32_t len = le32(p + at + 4);
+        size_t whole = (size_t)len + 8 + (len & 1);
+        if (len > end - at - 8)
+            goto damaged;
+        const unsigned char *fourcc = p + at;
+        if (!memcmp(fourcc, "EXIF", 4)) {
+            const unsigned char *x = p + at + 8;
+            orientation = len >= 6 && !memcmp(x, "Exif\0\0", 6)
+                              ? tiff_orientation(x + 6, len - 6)
+                              : tiff_orientation(x, len);
+        }
+        static const char *const keep[] = {"VP8X", "VP8 ", "VP8L", "ALPH", "ANIM", "ANMF",
+                                           "ICCP"};
+        bool kept = false;
+        for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+            if (!memcmp(fourcc, keep[i], 4))
+                kept = true;
+        if (kept) {
+            if (!memcmp(fourcc, "VP8X", 4) && len >= 10)
+                vp8x_at = w;
+            size_t copy = whole <= end - at ? whole : (size_t)len + 8; /* a last odd chunk */
+            memcpy(o + w, p + at, copy);
+            if (copy < whole)
+                o[w + copy] = 0;
+            w += whole;
+        }
+        at += whole;
+    }
+    if (vp8x_at) {
+        o[vp8x_at + 8] &= (unsigned char)~0x0C; /* the EXIF (8) and XMP (4) flags */
+        if (orientation > 1) {
+            unsigned char seg[64];
+            size_t sl = orientation_segment(seg, orientation); /* APP1: TIFF from byte 10 */
+            memcpy(o + w, "EXIF", 4);
+            put_le32(o + w + 4, (uint32_t)(sl - 10));
+            memcpy(o + w + 8, seg + 10, sl - 10);
+            w += 8 + (sl - 10);
+            o[vp8x_at + 8] |= 0x08;
+            if (orientation >= 5) {
+                int t = *width;
+                *width = *height;
+                *height = t;
+            }
+        }
+    }
+    put_le32(o + 4, (uint32_t)(w - 8));
     *out = o;
     *out_len = w;
     return 0;

@@ -4,7 +4,8 @@
  * One statement per request adds (or removes) the caller's like row and moves the post's
  * likeCount only when the row really came (or went): a repeated like changes nothing and
  * emits nothing, and concurrent likes by different users each add one (store.c). The
- * statement runs in a transaction so post.liked commits with the like or not at all.
+ * statement runs in a transaction so post.liked (or post.unliked, when a like really
+ * went) commits with the change or not at all.
  */
 #include <string.h>
 
@@ -32,11 +33,11 @@ static void liked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t 
     int64_t changed = 0;
     px_pg_int64(res, 0, 2, &changed);
     int rc = 0;
-    if (l->on && changed) {
+    if (changed) {
         json_t *payload = json_pack("{s:s, s:s, s:s, s:s}", "postId", l->id, "authorId",
                                     px_pg_value(res, 0, 0), "title", px_pg_value(res, 0, 1),
                                     "actorId", px_req_caller_id(req));
-        rc = px_event_emit(l->txn, "post.liked", l->id, payload);
+        rc = px_event_emit(l->txn, l->on ? "post.liked" : "post.unliked", l->id, payload);
     }
     if (!rc)
         rc = px_pg_commit(l->txn, content_committed_204, l);

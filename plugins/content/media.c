@@ -5,14 +5,20 @@
  * The upload's type is what its bytes say (image.c), from an allow-list: PNG, JPEG, GIF,
  * WebP, MP4, WebM, PDF; anything else is 415, and so is a declared Content-Type that is
  * not the sniffed one (a client that says PNG and sends a PDF is refused, not trusted).
- * JPEG and PNG are stored as cleaned copies (image.c: metadata dropped, JPEG orientation
- * kept as the only Exif tag), so no EXIF, GPS or camera data is ever stored, let alone
- * served. A file that does not parse as its type is 400. The size limit is the route's
+ * JPEG, PNG and WebP are stored as cleaned copies (image.c: metadata dropped, orientation
+ * kept as the only Exif tag); MP4 and WebM with their metadata boxes blanked (video.c);
+ * PDF with its document information, XMP and embedded JPEGs' metadata blanked (pdf.c;
+ * 415 when it keeps them compressed, where that cannot be done). So no EXIF, GPS or camera
+ * data is stored, let alone served. GIF is stored as sent (its comment and XMP
+ * application extensions are not removed; README.md says so).
+ * A file that does not parse as its type is 400. The size limit is the route's
  * max_body ([plugin:content] media_max_size): larger is 413 before any byte is stored.
  *
  * The blob is stored, then in one (idempotent) transaction referenced and recorded; the
  * download answers with px_res_file (ETag, Range, nosniff, sandbox; inline only for
- * raster images: a PDF or a video is an attachment).
+ * raster images: a PDF or a video is an attachment). A media is as visible as the post
+ * that holds it (posts.c attaches and deletes them, store.c: store_media_attach); until a
+ * post holds it, only its uploader sees it (404 for everyone else).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,8 +166,25 @@ int media_upload(px_req_t *req, void *ud)
         bad = image_jpeg_clean(p, n, &clean, &clean_len, &u->width, &u->height);
     else if (!strcmp(type, "image/png"))
         bad = image_png_clean(p, n, &clean, &clean_len, &u->width, &u->height);
+    else if (!strcmp(type, "image/webp"))
+        bad = image_webp_clean(p, n, &clean, &clean_len, &u->width, &u->height);
+    else if (!strcmp(type, "video/mp4") || !strcmp(type, "video/webm")) {
+        bad = !strcmp(type, "video/mp4") ? video_mp4_clean(p, n, &clean)
+                                         : video_webm_clean(p, n, &clean);
+        clean_len = n;
+    }
     else if (!strncmp(type, "image/", 6))
         bad = image_size(type, p, n, &u->width, &u->height);
+    else if (!strcmp(type, "application/pdf")) {
+        bad = pdf_clean(p, n, &clean);
+        clean_len = n;
+    }
+    if (bad == -2)
+        return px_res_error(req, 415, "bad_request",
+                            "the PDF keeps metadata where it cannot be removed (in an "
+                            "object stream, a compressed XMP stream, or too many "
+                            "metadata objects): save it without compressed objects",
+                            NULL);
     if (bad)
         return px_res_error(req, 400, "bad_request",
                             "the file is damaged or truncated for its type", NULL);
@@ -198,8 +221,6 @@ int media_get(px_req_t *req, void *ud)
     int rc = px_req_uuid(req, "id", id);
     if (rc)
         return rc;
-    const char *v[] = {id};
-    rc = px_pg_query(req, "media_get", "SELECT blob_id, filename FROM content_media WHERE id = $1",
-                     1, v, found, NULL);
+    rc = store_media_get(req, id, px_req_caller_id(req), found, NULL);
     return rc ? content_fail(req, rc) : PX_ASYNC;
 }

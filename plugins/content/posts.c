@@ -24,6 +24,10 @@ typedef struct op {
     bool remove; /* DELETE rather than PUT */
     const char *author, *old_status; /* of the locked post */
     px_pg_txn_t *txn;
+    json_t *post; /* the answer, while the post's media are attached */
+    int status;   /* its status code */
+    int media_count, media_next; /* DELETE: the media that went, whose refs are dropped */
+    const char **media_ids, **blob_ids;
 } op_t;
 
 static op_t *op_new(px_req_t *req)
@@ -135,28 +139,92 @@ static void rollback_pg_error(px_req_t *req, px_pg_txn_t *txn, const px_pg_error
     px_res_pg_error(req, err);
 }
 
-/* ---- GET /v1/posts ---- */
+/* ---- media a post holds (README.md, "Media") ---- */
 
-static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static void attached(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
+                     void *ud)
 {
     op_t *op = ud;
+    (void)res;
+    if (err) {
+        json_decref(op->post);
+        rollback_pg_error(req, op->txn, err);
+        return;
+    }
+    px_res_header(req, "ETag", content_etag(req, content_post_tag(req, op->post)));
+    px_pg_commit_respond(op->txn, op->status, op->post);
+}
+
+/* Every write that leaves a post's body in place gives it the uploads it links, in its
+ * transaction; then the answer (`post`, taken) goes out with the commit. */
+static void attach_then_respond(px_req_t *req, op_t *op, json_t *post, int status)
+{
+    op->post = post;
+    op->status = status;
+    int rc = store_media_attach(op->txn, op->id, attached, op);
+    if (rc) {
+        json_decref(post);
+        rollback_fail(req, op->txn, rc);
+    }
+}
+
+/* After the delete committed: drop the blob reference of each media that went with the
+ * post, one after the other, then 204. A reference that cannot be dropped now (the store
+ * unavailable) keeps its blob until an operator looks (logged): the post is gone either
+ * way, and a blob too many is the safe side of the SDK's ordering rule. */
+static void unref_next(px_req_t *req, op_t *op);
+
+static void unreffed(px_req_t *req, const px_blob_t *blob, int status, void *ud)
+{
+    op_t *op = ud;
+    (void)blob;
+    if (!req)
+        return;
+    if (status)
+        px_log(content_plugin, PX_LOG_WARN, "post %s: media %s keeps its blob %s (%d)", op->id,
+               op->media_ids[op->media_next - 1], op->blob_ids[op->media_next - 1], status);
+    unref_next(req, op);
+}
+
+static void unref_next(px_req_t *req, op_t *op)
+{
+    while (op->media_next < op->media_count) {
+        int i = op->media_next++;
+        char ref[48];
+        snprintf(ref, sizeof(ref), "media:%s", op->media_ids[i]);
+        int rc = px_blob_unref(req, op->blob_ids[i], ref, unreffed, op);
+        if (!rc)
+            return;
+        px_log(content_plugin, PX_LOG_WARN, "post %s: media %s keeps its blob %s (%d)", op->id,
+               op->media_ids[i], op->blob_ids[i], rc);
+    }
+    px_res_send(req, 204, NULL, "", 0);
+}
+
+static void delete_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
+{
     if (err) {
         px_res_pg_error(req, err);
         return;
     }
-    int64_t total = 0;
-    px_pg_int64(res, 0, 0, &total);
-    json_t *posts = json_array();
-    for (int i = 0; i < px_pg_rows(res); i++) {
-        json_t *post = post_parse(px_pg_value(res, i, 1));
-        if (!post)
-            continue;
-        const char *highlight = px_pg_value(res, i, 2);
-        if (highlight)
-            json_object_set_new(post, "highlight", json_string(highlight));
-        json_array_append_new(posts, post);
+    unref_next(req, ud);
+}
+
+/* ---- GET /v1/posts ---- */
+
+static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+{
+    (void)ud;
+    if (err) {
+        px_res_pg_error(req, err);
+        return;
     }
-    px_res_list(req, "posts", posts, total, op->filter.page, op->filter.limit);
+    const char *text = px_pg_rows(res) == 1 ? px_pg_value(res, 0, 0) : NULL;
+    if (!text) {
+        content_fail(req, PX_EINTERNAL);
+        return;
+    }
+    px_res_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
 }
 
 /* A blank q searches nothing: it is the plain list. */
@@ -214,8 +282,7 @@ static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error
         }
     }
     px_res_header(req, "Location", location);
-    px_res_header(req, "ETag", content_etag(req, px_pg_value(res, 0, 1)));
-    px_pg_commit_respond(op->txn, 201, post);
+    attach_then_respond(req, op, post, 201);
 }
 
 static void create_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
@@ -275,7 +342,7 @@ static void got(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *e
         content_fail(req, PX_EINTERNAL);
         return;
     }
-    if (px_res_etag(req, px_pg_value(res, 0, 1)) == PX_DONE) {
+    if (px_res_etag(req, content_post_tag(req, post)) == PX_DONE) {
         json_decref(post);
         return;
     }
@@ -316,17 +383,22 @@ static void changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
             return;
         }
     }
-    px_res_header(req, "ETag", content_etag(req, px_pg_value(res, 0, 1)));
-    px_pg_commit_respond(op->txn, 200, post);
+    attach_then_respond(req, op, post, 200);
 }
 
 static void removed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
 {
     op_t *op = ud;
-    (void)res;
     if (err) {
         rollback_pg_error(req, op->txn, err);
         return;
+    }
+    op->media_count = px_pg_rows(res);
+    op->media_ids = px_req_alloc(req, sizeof(char *) * (size_t)(op->media_count + 1));
+    op->blob_ids = px_req_alloc(req, sizeof(char *) * (size_t)(op->media_count + 1));
+    for (int i = 0; i < op->media_count; i++) {
+        op->media_ids[i] = content_strdup(req, px_pg_value(res, i, 0));
+        op->blob_ids[i] = content_strdup(req, px_pg_value(res, i, 1));
     }
     json_t *payload = json_pack("{s:s, s:s, s:s}", "postId", op->id, "authorId", op->author,
                                 "actorId", op->viewer);
@@ -335,7 +407,7 @@ static void removed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
         rollback_fail(req, op->txn, rc);
         return;
     }
-    rc = px_pg_commit(op->txn, content_committed_204, op);
+    rc = px_pg_commit(op->txn, delete_committed, op);
     if (rc)
         content_fail(req, rc);
 }
@@ -360,7 +432,7 @@ static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
     }
     op->author = content_strdup(req, px_pg_value(res, 0, 0));
     op->old_status = content_strdup(req, px_pg_value(res, 0, 2));
-    int rc = px_req_if_match(req, px_pg_value(res, 0, 1));
+    int rc = content_if_match(req, px_pg_value(res, 0, 1));
     const char *status = op->f.status ? op->f.status : op->old_status;
     if (!rc && !op->remove && !strcmp(status, "published")) {
         rc = publish_hook(req, &op->f, op->id);

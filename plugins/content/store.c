@@ -9,7 +9,8 @@
 
 #include "content.h"
 
-#define POST_JSON(alias, viewer) "content_post_json(" alias ", " viewer "::uuid)::text"
+#define POST_JSON_VALUE(alias, viewer) "content_post_json(" alias ", " viewer "::uuid)"
+#define POST_JSON(alias, viewer) POST_JSON_VALUE(alias, viewer) "::text"
 
 int store_post_insert(px_pg_txn_t *txn, const char *id, const char *author,
                       const post_fields_t *f, px_pg_fn cb, void *ud)
@@ -65,8 +66,35 @@ int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
 int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud)
 {
     const char *v[] = {id};
-    return px_pg_txn_query(txn, "post_delete", "DELETE FROM content_posts WHERE id = $1", 1, v,
-                           cb, ud);
+    /* The media go in the same statement, before the foreign key is checked (at its end). */
+    return px_pg_txn_query(txn, "post_delete",
+                           "WITH m AS (DELETE FROM content_media WHERE post_id = $1 "
+                           "RETURNING id, blob_id), p AS (DELETE FROM content_posts WHERE "
+                           "id = $1) SELECT id::text, blob_id FROM m",
+                           1, v, cb, ud);
+}
+
+int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {post_id};
+    return px_pg_txn_query(
+        txn, "media_attach",
+        "UPDATE content_media m SET post_id = p.id FROM content_posts p WHERE p.id = $1 AND "
+        "m.owner_id = p.author_id AND m.post_id IS NULL AND m.id IN (SELECT (regexp_matches("
+        "p.body, '/v1/media/([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+        "[0-9a-fA-F]{12})', 'g'))[1]::uuid)",
+        1, v, cb, ud);
+}
+
+int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {id, viewer};
+    return px_pg_query(req, "media_get",
+                       "SELECT m.blob_id, m.filename FROM content_media m LEFT JOIN "
+                       "content_posts p ON p.id = m.post_id WHERE m.id = $1 AND CASE WHEN "
+                       "m.post_id IS NULL THEN m.owner_id = $2::uuid ELSE p.status = "
+                       "'published' OR p.author_id = $2::uuid END",
+                       2, v, cb, ud);
 }
 
 /* ts_headline's bounds: at most 3 fragments of up to 20 words; the text is the escaped
@@ -78,14 +106,16 @@ int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud)
 int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
                     void *ud)
 {
-    char limit[16], offset[24];
+    char limit[16], offset[24], page[16];
     snprintf(limit, sizeof(limit), "%d", f->limit);
     snprintf(offset, sizeof(offset), "%lld", (long long)(f->page - 1) * f->limit);
-    const char *v[] = {viewer, f->status, f->author_id, f->tag, f->kind, limit, offset, f->q};
+    snprintf(page, sizeof(page), "%d", f->page);
+    const char *v[] = {viewer, f->status, f->author_id, f->tag, f->kind, limit, offset, f->q,
+                       page};
     /* Drafts are listed only as the caller's own. With q, posts are ranked by
      * ts_rank_cd, ties newest first then by id, so a page never shuffles; the highlight
-     * is computed in the outer query, for the returned page only. The page is joined to
-     * the count so an empty page still reports the total. */
+     * is computed for the returned page only. The whole answer is built here (see
+     * store_feed_hot): the plugin sends it as it comes. */
     return px_pg_query(
         req, "post_list",
         "WITH tq AS MATERIALIZED (SELECT content_tsquery($8) AS q), "
@@ -97,18 +127,18 @@ int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, p
         "AND ($3::uuid IS NULL OR p.author_id = $3::uuid) "
         "AND ($4::text IS NULL OR p.tags @> ARRAY[lower($4::text)]) "
         "AND ($5::text IS NULL OR p.kind = $5) "
-        "AND ($8::text IS NULL OR p.search @@ (SELECT q FROM tq))) "
-        "SELECT (SELECT count(*) FROM m), "
-        "CASE WHEN x.id IS NOT NULL THEN " POST_JSON("x.r", "$1") " END, "
-        "CASE WHEN $8::text IS NOT NULL AND x.id IS NOT NULL THEN ts_headline('content_search', "
-        "content_html_escape((x.r).title || E'\\n' || (x.r).body), (SELECT q FROM tq), "
-        HEADLINE_OPTS ") END "
-        "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT m.r, m.rank, m.published_at, "
-        "m.updated_at, m.id FROM m "
+        "AND ($8::text IS NULL OR p.search @@ (SELECT q FROM tq))), "
+        "pg AS (SELECT m.r, m.rank, m.published_at, m.updated_at, m.id FROM m "
         "ORDER BY m.rank DESC, m.published_at DESC NULLS LAST, m.updated_at DESC, m.id DESC "
-        "LIMIT $6::int OFFSET $7::bigint) x ON true "
-        "ORDER BY x.rank DESC, x.published_at DESC NULLS LAST, x.updated_at DESC, x.id DESC",
-        8, v, cb, ud);
+        "LIMIT $6::int OFFSET $7::bigint) "
+        "SELECT json_build_object('total', (SELECT count(*) FROM m), 'page', $9::int, "
+        "'limit', $6::int, 'posts', coalesce((SELECT json_agg(CASE WHEN $8::text IS NULL "
+        "THEN " POST_JSON_VALUE("x.r", "$1") " ELSE (" POST_JSON_VALUE("x.r", "$1") "::jsonb "
+        "|| jsonb_build_object('highlight', ts_headline('content_search', "
+        "content_html_escape((x.r).title || E'\\n' || (x.r).body), (SELECT q FROM tq), "
+        HEADLINE_OPTS ")))::json END ORDER BY x.rank DESC, x.published_at DESC NULLS LAST, "
+        "x.updated_at DESC, x.id DESC) FROM pg x), '[]'::json))::text",
+        9, v, cb, ud);
 }
 
 /* ---- likes ---- */
@@ -251,36 +281,45 @@ int store_feed_new(px_req_t *req, const char *viewer, const char *before_ts,
         5, v, cb, ud);
 }
 
+/* Hot pages: one row (total, the whole answer in the list shape of API.md as text),
+ * built by PostgreSQL so the plugin sends the posts without parsing and printing them
+ * again. */
 int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_fn cb,
                    void *ud)
 {
-    char lim[16], off[24];
+    char lim[16], off[24], pg[16];
     snprintf(lim, sizeof(lim), "%d", limit);
     snprintf(off, sizeof(off), "%lld", (long long)(page - 1) * limit);
-    const char *v[] = {viewer, lim, off};
+    snprintf(pg, sizeof(pg), "%d", page);
+    const char *v[] = {viewer, lim, off, pg};
     return px_pg_query(
         req, "feed_hot",
-        "SELECT (SELECT count(*) FROM content_posts WHERE status = 'published'), "
-        "CASE WHEN x.id IS NOT NULL THEN " POST_JSON("x.r", "$1") " END "
-        "FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT p AS r, p.hot, p.id "
-        "FROM content_posts p WHERE p.status = 'published' "
-        "ORDER BY p.hot DESC, p.id DESC LIMIT $2::int OFFSET $3::bigint) x ON true "
-        "ORDER BY x.hot DESC, x.id DESC",
-        3, v, cb, ud);
+        "WITH t AS (SELECT count(*) AS n FROM content_posts WHERE status = 'published') "
+        "SELECT t.n, json_build_object('total', t.n, 'page', $4::int, 'limit', $2::int, "
+        "'posts', coalesce((SELECT json_agg(" POST_JSON_VALUE("x.r", "$1") " ORDER BY x.hot "
+        "DESC, x.id DESC) FROM (SELECT p AS r, p.hot, p.id FROM content_posts p "
+        "WHERE p.status = 'published' ORDER BY p.hot DESC, p.id DESC "
+        "LIMIT $2::int OFFSET $3::bigint) x), '[]'::json))::text FROM t",
+        4, v, cb, ud);
 }
 
 int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
-                   const char *total, px_pg_fn cb, void *ud)
+                   const char *total, int page, int limit, px_pg_fn cb, void *ud)
 {
-    const char *v[] = {viewer, ids_array, total};
+    char lim[16], pg[16];
+    snprintf(lim, sizeof(lim), "%d", limit);
+    snprintf(pg, sizeof(pg), "%d", page);
+    const char *v[] = {viewer, ids_array, total, pg, lim};
     /* The count runs only when no total is given (an InitPlan is evaluated on first use). */
     return px_pg_query(
         req, "feed_ids",
-        "SELECT CASE WHEN $3::bigint IS NULL THEN (SELECT count(*) FROM content_posts "
-        "WHERE status = 'published') ELSE $3::bigint END, "
-        POST_JSON("p", "$1") " FROM unnest($2::uuid[]) WITH ORDINALITY u(id, ord) "
-        "JOIN content_posts p ON p.id = u.id AND p.status = 'published' ORDER BY u.ord",
-        3, v, cb, ud);
+        "WITH t AS (SELECT CASE WHEN $3::bigint IS NULL THEN (SELECT count(*) FROM "
+        "content_posts WHERE status = 'published') ELSE $3::bigint END AS n) "
+        "SELECT t.n, json_build_object('total', t.n, 'page', $4::int, 'limit', $5::int, "
+        "'posts', coalesce((SELECT json_agg(" POST_JSON_VALUE("p", "$1") " ORDER BY u.ord) "
+        "FROM unnest($2::uuid[]) WITH ORDINALITY u(id, ord) JOIN content_posts p "
+        "ON p.id = u.id AND p.status = 'published'), '[]'::json))::text FROM t",
+        5, v, cb, ud);
 }
 
 int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud)

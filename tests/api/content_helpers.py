@@ -29,6 +29,8 @@ def content_server(db, *, content=None, workers=2, lua_dir=None, redis_address=N
         sections["lua"] = {"dir": lua_dir}
     if storage:
         sections["storage"] = {"backend": "dir", "dir": "blobs", "sweep_interval": "0"}
+        if isinstance(storage, dict):
+            sections["storage"].update(storage)
     return Server(workers=workers, plugins=("user", "content"),
                   plugin_config={"user": dict(FAST_SCRYPT), "content": dict(content or {})},
                   sections=sections)

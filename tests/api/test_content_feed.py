@@ -169,3 +169,44 @@ def test_tags(env):
     page2 = call(s, "GET", "/v1/tags", params={"limit": 2, "page": 2}).json()
     assert page2["tags"] == [{"tag": "beta", "count": 1}] and page2["total"] == 3
     assert_error(call(s, "GET", "/v1/tags", params={"limit": 0}), 400, "validation_failed")
+
+
+def wait_score(s, post_id, want_hot):
+    """Wait until the hot set scores `post_id` as PostgreSQL does (`want_hot`)."""
+    end = time.time() + CEILING
+    got = None
+    while time.time() < end:
+        got = (redis("ZSCORE", KEY, post_id) or [None])[0]
+        if got and abs(float(got) - want_hot) < 1e-6:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the hot set scores %s at %s, not %s" % (post_id, got, want_hot))
+
+
+def test_unlike_and_comment_delete_lower_the_hot_score(env):
+    """post.unliked and comment.deleted reach the hot consumer: the score in Redis goes
+    down with the post's engagement, not only up."""
+    s, alice, bob, _ = env
+    post = new_post(s, alice, title="up and down")
+    like = "/v1/posts/%s/like" % post["id"]
+
+    def hot():
+        return float(psql(s.db, "SELECT hot FROM content_posts WHERE id = '%s'"
+                          % post["id"]).strip())
+
+    assert call(s, "POST", like, token=bob.access).status_code == 204
+    r = call(s, "POST", "/v1/posts/%s/comments" % post["id"], token=bob.access,
+             json_body={"body": "first"})
+    assert r.status_code == 201, describe(r)
+    high = hot()
+    wait_score(s, post["id"], high)
+    assert call(s, "DELETE", like, token=bob.access).status_code == 204
+    mid = hot()
+    assert mid < high
+    wait_score(s, post["id"], mid)
+    r = call(s, "DELETE", "/v1/posts/%s/comments/%s" % (post["id"], r.json()["id"]),
+             token=bob.access)
+    assert r.status_code == 204, describe(r)
+    low = hot()
+    assert low < mid
+    wait_score(s, post["id"], low)

@@ -53,9 +53,10 @@ RULES = {
     ("get", "/v1/posts"): (False, lambda c, d: 200),
     ("get", "/v1/feed"): (False, lambda c, d: 200),
     ("get", "/v1/tags"): (False, lambda c, d: 200),
-    # Media are not tied to a post's visibility: any user uploads, anyone downloads.
+    # Any user uploads; a media is as visible as the post that holds it (the target's is
+    # linked from the target post's body).
     ("post", "/v1/media"): (True, lambda c, d: 201),
-    ("get", "/v1/media/{id}"): (False, lambda c, d: 200),
+    ("get", "/v1/media/{id}"): (False, _read(200)),
     ("post", "/v1/posts"): (True, lambda c, d: 201),
     ("get", "/v1/posts/{id}"): (False, _read(200)),
     ("put", "/v1/posts/{id}"): (True, _post_write(200)),
@@ -95,24 +96,27 @@ def test_every_route_has_a_rule(env):
 
 
 def _targets(s, users, draft):
-    post = new_post(s, users["author"], status="draft" if draft else "published")
+    m = call(s, "POST", "/v1/media", token=users["author"].access, data=_pdf(),
+             headers={"Content-Type": "application/pdf"})
+    assert m.status_code == 201, describe(m)
+    post = new_post(s, users["author"], status="draft" if draft else "published",
+                    body="see %s" % m.json()["url"])
     who = users["author"] if draft else users["commenter"]
     r = call(s, "POST", "/v1/posts/%s/comments" % post["id"], token=who.access,
              json_body={"body": "target"})
     assert r.status_code == 201, describe(r)
-    m = call(s, "POST", "/v1/media", token=who.access, data=PDF,
-             headers={"Content-Type": "application/pdf"})
-    assert m.status_code == 201, describe(m)
     return {"id": post["id"], "commentId": r.json()["id"], "mediaId": m.json()["id"]}
 
 
-PDF = b"%PDF-1.4\n%%EOF\n"
+def _pdf():
+    """A PDF of its own (the same bytes twice would be one blob for two media)."""
+    return b"%PDF-1.4\n% " + uuid.uuid4().hex.encode() + b"\n%%EOF\n"
 
 
 def _request(s, method, path, ids, token):
     """The cell's request: media take a raw file body, the rest JSON."""
     if path == "/v1/media":
-        return call(s, "POST", path, token=token, data=PDF,
+        return call(s, "POST", path, token=token, data=_pdf(),
                     headers={"Content-Type": "application/pdf"})
     url = path.format(id=ids["mediaId"]) if path.startswith("/v1/media/") \
         else path.format(**ids)
@@ -141,6 +145,8 @@ def test_matrix(env, draft):
             # The cell's effect happened exactly when allowed.
             if method == "delete" and path == "/v1/posts/{id}" and expect == 204:
                 assert call(s, "GET", "/v1/posts/" + ids["id"],
+                            token=users["author"].access).status_code == 404
+                assert call(s, "GET", "/v1/media/" + ids["mediaId"],
                             token=users["author"].access).status_code == 404
             if method == "delete" and path == "/v1/posts/{id}" and expect != 204:
                 assert call(s, "GET", "/v1/posts/" + ids["id"],

@@ -33,15 +33,15 @@ def test_create_and_get(env):
                        body="<p>hi</p>", tags=["cats", "dogs"], status="published",
                        version=1, likeCount=0, commentCount=0, likedByMe=False)
     assert r.headers["Location"] == "/v1/posts/" + post["id"]
-    assert r.headers["ETag"] == '"1"'
+    assert r.headers["ETag"] == '"1-0-0-0"'
     for who in (None, bob.access, alice.access):
         g = call(s, "GET", "/v1/posts/" + post["id"], token=who)
         assert g.status_code == 200, describe(g)
         assert g.json() == post
-        assert g.headers["ETag"] == '"1"'
-    g = call(s, "GET", "/v1/posts/" + post["id"], headers={"If-None-Match": '"1"'})
+        assert g.headers["ETag"] == '"1-0-0-0"'
+    g = call(s, "GET", "/v1/posts/" + post["id"], headers={"If-None-Match": '"1-0-0-0"'})
     assert g.status_code == 304, describe(g)
-    g = call(s, "GET", "/v1/posts/" + post["id"], headers={"If-None-Match": '"2"'})
+    g = call(s, "GET", "/v1/posts/" + post["id"], headers={"If-None-Match": '"2-0-0-0"'})
     assert g.status_code == 200, describe(g)
 
 
@@ -123,7 +123,7 @@ def test_author_or_admin_writes(env):
     assert r.status_code == 200, describe(r)
     assert_post(r.json(), title="moderated", tags=["mod"], version=2, authorId=alice.id,
                 body=post["body"])
-    assert r.headers["ETag"] == '"2"'
+    assert r.headers["ETag"] == '"2-0-0-0"'
     r = call(s, "DELETE", "/v1/posts/" + post["id"], token=admin.access)
     assert r.status_code == 204, describe(r)
     assert_error(call(s, "GET", "/v1/posts/" + post["id"]), 404, "not_found")
@@ -146,6 +146,45 @@ def test_if_match(env):
     r = call(s, "PUT", path, token=alice.access, json_body={"body": "v3"})
     assert r.status_code == 200 and r.json()["version"] == 3, describe(r)
     r = call(s, "DELETE", path, token=alice.access, headers={"If-Match": '"3"'})
+    assert r.status_code == 204, describe(r)
+
+
+def test_etag_follows_counters(env):
+    """likeCount, commentCount and likedByMe are in the body but not in `version`: the
+    ETag carries them, so a stale If-None-Match is never answered 304, while If-Match
+    still compares the version alone (a like in between does not fail a PUT)."""
+    s, alice, bob, _ = env
+    post = new_post(s, alice)
+    path = "/v1/posts/" + post["id"]
+    tag = call(s, "GET", path, token=alice.access).headers["ETag"]
+    assert tag == '"1-0-0-0"'
+    assert call(s, "GET", path, token=alice.access,
+                headers={"If-None-Match": tag}).status_code == 304
+    assert call(s, "POST", path + "/like", token=bob.access).status_code == 204
+    g = call(s, "GET", path, token=alice.access, headers={"If-None-Match": tag})
+    assert g.status_code == 200 and g.json()["likeCount"] == 1, describe(g)
+    assert g.headers["ETag"] == '"1-1-0-0"'
+    # Bob's own view says likedByMe: his tag is not Alice's.
+    g = call(s, "GET", path, token=bob.access, headers={"If-None-Match": '"1-1-0-0"'})
+    assert g.status_code == 200 and g.json()["likedByMe"] is True, describe(g)
+    assert g.headers["ETag"] == '"1-1-0-1"'
+    r = call(s, "POST", path + "/comments", token=bob.access, json_body={"body": "hi"})
+    assert r.status_code == 201, describe(r)
+    g = call(s, "GET", path, token=alice.access, headers={"If-None-Match": '"1-1-0-0"'})
+    assert g.status_code == 200 and g.headers["ETag"] == '"1-1-1-0"', describe(g)
+    assert call(s, "DELETE", path + "/like", token=bob.access).status_code == 204
+    g = call(s, "GET", path, token=alice.access, headers={"If-None-Match": '"1-1-1-0"'})
+    assert g.status_code == 200 and g.headers["ETag"] == '"1-0-1-0"', describe(g)
+    # If-Match: the stale representation tag of the current version still matches ...
+    r = call(s, "PUT", path, token=alice.access, json_body={"body": "v2"},
+             headers={"If-Match": tag})
+    assert r.status_code == 200 and r.headers["ETag"] == '"2-0-1-0"', describe(r)
+    # ... a tag of an older version does not, nor does a look-alike prefix.
+    for stale in (tag, '"2x-0"', '"20-0-1-0"'):
+        r = call(s, "PUT", path, token=alice.access, json_body={"body": "v3"},
+                 headers={"If-Match": stale})
+        assert_error(r, 412, "precondition_failed")
+    r = call(s, "DELETE", path, token=alice.access, headers={"If-Match": '"9", "2-5-5-1"'})
     assert r.status_code == 204, describe(r)
 
 

@@ -1,6 +1,7 @@
 """Likes and comments (API.md, "Content"): idempotent likes with a counter that survives
 concurrency (100 users liking at once -> likeCount 100), comments with @username mentions,
 the edit/delete rules, commentCount, If-Match on comments, and the events post.liked,
+post.unliked, comment.deleted,
 post.commented and comment.mentioned (plugins/content/README.md).
 """
 import concurrent.futures
@@ -31,7 +32,7 @@ def get(s, post, token=None):
 
 
 def test_like_idempotent_and_events(env):
-    s, alice, bob, _, _ = env
+    s, alice, bob, carol, _ = env
     post = new_post(s, alice, title="likeable")
     path = "/v1/posts/%s/like" % post["id"]
     for _ in range(2):
@@ -48,6 +49,12 @@ def test_like_idempotent_and_events(env):
         assert call(s, "DELETE", path, token=bob.access).status_code == 204
     doc = get(s, post, bob.access)
     assert doc["likeCount"] == 0 and doc["likedByMe"] is False
+    # Only the like that really went emits post.unliked (the repeat changes nothing).
+    unliked = [p for t, p in events(s, post["id"]) if t == "post.unliked"]
+    assert unliked == [{"postId": post["id"], "authorId": alice.id, "title": "likeable",
+                        "actorId": bob.id}]
+    assert call(s, "DELETE", path, token=carol.access).status_code == 204
+    assert len([t for t, _ in events(s, post["id"]) if t == "post.unliked"]) == 1
     # Liking again is a new like: a second event.
     assert call(s, "POST", path, token=bob.access).status_code == 204
     assert len([t for t, _ in events(s, post["id"]) if t == "post.liked"]) == 2
@@ -132,6 +139,12 @@ def test_comments_crud_and_counts(env):
     assert_error(call(s, "DELETE", one, token=alice.access), 404)
     assert call(s, "DELETE", "%s/%s" % (base, c2["id"]), token=admin.access).status_code == 204
     assert get(s, post)["commentCount"] == 0
+    deleted = [p for t, p in events(s, post["id"]) if t == "comment.deleted"]
+    assert deleted == [
+        {"postId": post["id"], "authorId": alice.id, "commentId": c["id"],
+         "commentAuthorId": bob.id, "actorId": alice.id},
+        {"postId": post["id"], "authorId": alice.id, "commentId": c2["id"],
+         "commentAuthorId": carol.id, "actorId": admin.id}]
     c3 = call(s, "POST", base, token=carol.access, json_body={"body": "mine"}).json()
     assert call(s, "DELETE", "%s/%s" % (base, c3["id"]), token=carol.access).status_code == 204
     assert call(s, "GET", base).json() == {"total": 0, "page": 1, "limit": 10, "comments": []}

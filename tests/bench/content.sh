@@ -17,6 +17,8 @@
 #   BENCH_CONNS     connections (default 64)
 #   BENCH_THREADS   wrk threads (default 2)
 #   BENCH_QUERY     the two words searched (default "w150 w300")
+#   BENCH_DB        a database a previous run kept (BENCH_KEEP=1 prints it): its posts are
+#                   used as they are, nothing generated, and it is kept again
 #   BENCH_PX_PORT, BENCH_BUILD, BENCH_NO_BUILD: as hello.sh
 set -euo pipefail
 
@@ -40,12 +42,13 @@ fi
     die "no services: run scripts/dev services first"
 PSQL=(/usr/lib/postgresql/15/bin/psql -X -q -tA -v ON_ERROR_STOP=1 -h "$PANTHERA_PGHOST"
       -p "${PANTHERA_PGPORT:-5432}" -U "${PANTHERA_PGUSER:-panthera}")
-DB=bench_content_$$
+DB=${BENCH_DB:-bench_content_$$}
+REUSE=${BENCH_DB:+1}
 HOT_KEY=content:hot:bench:$$
 
 cleanup() {
     bench_cleanup
-    if [[ ${BENCH_KEEP:-0} != 1 ]]; then
+    if [[ ${BENCH_KEEP:-0} != 1 && -z $REUSE ]]; then
         "${PSQL[@]}" -d "${PANTHERA_PGDATABASE:-panthera}" \
             -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
         redis-cli -s "$PANTHERA_REDIS_SOCKET" DEL "$HOT_KEY" "$HOT_KEY:total" >/dev/null 2>&1 || true
@@ -57,7 +60,8 @@ trap 'exit 143' TERM
 bench_init
 [[ -f $BUILD/plugins/content/content.so ]] || die "no $BUILD/plugins/content/content.so"
 
-"${PSQL[@]}" -d "${PANTHERA_PGDATABASE:-panthera}" -c "CREATE DATABASE $DB" >/dev/null
+[[ -n $REUSE ]] ||
+    "${PSQL[@]}" -d "${PANTHERA_PGDATABASE:-panthera}" -c "CREATE DATABASE $DB" >/dev/null
 d=$BENCH_TMP/pantherad
 mkdir -p "$d/conf.d"
 head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48 >"$d/secret"
@@ -93,6 +97,10 @@ wait_http "http://127.0.0.1:$PX_PORT/v1/posts" || die "GET /v1/posts does not an
 # keeps content_words as for posts made through the API. The default query's two words
 # are each in a few percent of the posts and together in about a thousandth: a
 # selective query, as real searches are.
+if [[ -n $REUSE ]]; then
+    POSTS=$("${PSQL[@]}" -d "$DB" -c "SELECT count(*) FROM content_posts")
+    log "reusing $DB: $POSTS posts"
+else
 log "generating $POSTS posts"
 t0=$(date +%s)
 "${PSQL[@]}" -d "$DB" >/dev/null <<SQL
@@ -112,6 +120,7 @@ SQL
 log "generated in $(( $(date +%s) - t0 )) s"
 [[ $("${PSQL[@]}" -d "$DB" -c "SELECT count(*) FROM content_posts") == "$POSTS" ]] ||
     die "the posts were not all inserted"
+fi
 
 Q=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$QUERY")
 SEARCH=/v1/posts?q=$Q
