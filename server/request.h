@@ -76,7 +76,6 @@ struct px_req {
     struct req_timer *timers; /* px_timer_start timers it owns (tasks.c) */
     struct worker *worker;
     struct px_req *next_free;
-    uv_write_t write;
     arena_t arena;
 
     /* Request line and headers, copied out of the shared read buffer as llhttp hands
