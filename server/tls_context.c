@@ -158,9 +158,12 @@ static void warn_name(const pem_pair_t *p, X509 *leaf)
 {
     if (!p->name)
         return;
-    const char *host = p->name[0] == '*' && p->name[1] == '.' ? p->name + 2 : p->name;
-    if (X509_check_host(leaf, p->name, 0, 0, NULL) != 1 &&
-        X509_check_host(leaf, host, 0, 0, NULL) != 1)
+    /* A wildcard name is covered when any one label under it is: probe with one. */
+    char probe[300];
+    bool wildcard = p->name[0] == '*' && p->name[1] == '.';
+    snprintf(probe, sizeof(probe), "%s%s", wildcard ? "sni-probe" : "",
+             p->name + (wildcard ? 1 : 0));
+    if (X509_check_host(leaf, probe, 0, 0, NULL) != 1)
         log_warn("tls certificate %s does not cover server_name %s: clients asking for it "
                  "will refuse the handshake",
                  p->certificate, p->name);

@@ -131,13 +131,21 @@ def test_check_refuses_a_bad_section(pki, change, message):
         s.cleanup()
 
 
-def test_check_warns_when_a_certificate_does_not_cover_its_name(pki):
+@pytest.mark.parametrize("section,names,warned", [
+    ("tls:c", "elsewhere.test", "elsewhere.test"),
+    ("tls:c", "*.c.test", "*.c.test"),     # c's certificate has no wildcard
+    ("tls:a", "*.b.test, a.test", None),   # a's has: covered
+])
+def test_check_warns_when_a_certificate_does_not_cover_its_name(pki, section, names, warned):
     s = sni_server(pki)
-    s.sections["tls:c"]["server_name"] = "elsewhere.test"
+    s.sections[section]["server_name"] = names
     try:
         rc, _, err = check(s)
         assert rc == 0, err
-        assert "does not cover server_name elsewhere.test" in err, err
+        if warned:
+            assert "does not cover server_name %s" % warned in err, err
+        else:
+            assert "does not cover" not in err, err
     finally:
         s.cleanup()
 
