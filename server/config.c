@@ -125,6 +125,7 @@ void config_foreach_key(config_key_fn fn, void *ud)
     for (size_t i = 0; i < ARRAY_SIZE(host_keys); i++)
         fn(host_keys[i].section, host_keys[i].key, ud);
     ratelimit_config_foreach_key(fn, ud);
+    tls_names_foreach_key(fn, ud);
 }
 
 static bool host_section(const char *name)
@@ -432,6 +433,14 @@ static void enter_section(parse_state_t *st, const char *section)
     st->plugin = NULL;
     if (host_section(section) || !strcmp(section, "ratelimit"))
         return;
+    if (!strncmp(section, "tls:", 4)) {
+        if (valid_plugin_name(section + 4))
+            tls_name_section(&st->cfg->tls, section + 4, st->file, st->line);
+        else
+            config_error(st->errs, st->file, st->line,
+                         "[%s]: a name is 1-64 characters of a-z, 0-9, _ and -", section);
+        return;
+    }
     if (!strncmp(section, "plugin:", 7)) {
         const char *name = section + 7;
         if (!valid_plugin_name(name)) {
@@ -461,7 +470,7 @@ static void enter_section(parse_state_t *st, const char *section)
     }
     config_error(st->errs, st->file, st->line,
                  "unknown section [%s] (expected [server], [http], [postgres], [redis], [auth], "
-                 "[lua], [storage], [events], [tls], [ratelimit] or [plugin:NAME])",
+                 "[lua], [storage], [events], [tls], [tls:NAME], [ratelimit] or [plugin:NAME])",
                  section);
 }
 
@@ -506,6 +515,13 @@ static int on_ini_value(void *user, const char *section, const char *key, const 
     }
     if (!strncmp(section, "plugin:", 7))
         return 1; /* the section header was already reported */
+    if (!strncmp(section, "tls:", 4)) {
+        char err[600];
+        if (valid_plugin_name(section + 4) &&
+            tls_name_set(&st->cfg->tls, section + 4, key, value, err, sizeof(err)))
+            config_error(st->errs, st->file, st->line, "%s", err);
+        return 1;
+    }
     if (!strcmp(section, "ratelimit")) {
         char err[600];
         if (ratelimit_config_set(&st->cfg->ratelimit, key, value, st->file, st->line, err,
@@ -712,6 +728,15 @@ static void check_tls(parse_state_t *st, config_t *cfg)
     tls_path(cfg->path, &t->key);
     tls_path(cfg->path, &t->ticket_key_file);
     tls_path(cfg->path, &t->ocsp_response);
+    for (size_t i = 0; i < t->nnames; i++) {
+        tls_path(cfg->path, &t->names[i].certificate);
+        tls_path(cfg->path, &t->names[i].key);
+    }
+    char err[600];
+    if (tls_names_check(t, err, sizeof(err))) {
+        config_error(st->errs, file, line, "%s", err);
+        return;
+    }
     if (!ssl)
         return;
     if (!t->certificate || !t->key) {
@@ -719,7 +744,6 @@ static void check_tls(parse_state_t *st, config_t *cfg)
                      "listen: an ssl listener needs [tls] certificate and key");
         return;
     }
-    char err[600];
     if (tls_settings_load(t, err, sizeof(err))) {
         const seen_key_t *cert = seen_of(st, TLS(certificate));
         config_error(st->errs, cert ? cert->file : file, cert ? cert->line : line, "[tls]: %s",

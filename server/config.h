@@ -101,6 +101,23 @@ enum listen_mode {
     LISTEN_REDIRECT, /* plain HTTP that answers everything with 308 to the https:// URL */
 };
 
+/* [tls:NAME]: another certificate for the `ssl` listeners, chosen when a client's server
+ * name (SNI) is one of `server_names` (tls_names.c); [tls]'s is the default. */
+typedef struct tls_name {
+    char *name;          /* NAME of the section */
+    char *file;          /* where the section starts, for errors */
+    int line;
+    char **server_names; /* "example.org" or "*.example.org", lower case */
+    size_t nserver_names;
+    char *certificate;
+    char *key;
+    /* Loaded by config_load from the files above. */
+    char *cert_pem;
+    size_t cert_pem_len;
+    char *key_pem;
+    size_t key_pem_len;
+} tls_name_t;
+
 /* [tls]: the certificate of every `ssl` listener (tls.c). The files are read when the
  * configuration is loaded, so that `-t`, a start and a reload all check the same bytes the
  * workers then use, and a bad certificate at reload is refused before any worker starts. */
@@ -121,6 +138,8 @@ typedef struct tls_settings {
     size_t ocsp_der_len;
     unsigned char ticket_secret[32];
     bool ticket_secret_set;
+    tls_name_t *names; /* the [tls:NAME] sections, in the order they appear */
+    size_t nnames;
 } tls_settings_t;
 
 typedef struct config {

@@ -48,6 +48,12 @@ typedef struct slot {
     uint32_t active; /* plugin code is running for the request below */
     const void *req; /* which request the strings describe (worker-local identity) */
     uint64_t req_start;
+    /* Which route and plugin rec's plugin, method and pattern describe (worker-local
+     * identities, fixed for the worker's life): the next request on the same route
+     * copies only what is its own. */
+    const void *route;
+    const char *plugin;
+    bool route_set;
     crash_record_t rec;
     uint32_t job_state[CRASH_JOBS]; /* 0 free, 2 being written, 1 running */
     crash_record_t jobs[CRASH_JOBS];
@@ -119,6 +125,12 @@ void crash_attach(int slot)
     /* Slot 0 is the overflow slot several workers may share: a record there could name
      * another worker's request, so such a worker records nothing. */
     mine = slot > 0 && slot < METRICS_MAX_SLOTS ? &shm->slots[slot] : NULL;
+    /* The slot's last owner was another process: its pointers name nothing of ours,
+     * though forked from the same master they may well look like ours. */
+    if (mine) {
+        mine->req = NULL;
+        mine->route_set = false;
+    }
 }
 
 /* The host's own routes (/healthz, /metrics, ...) are no plugin's code, and must never be
@@ -128,12 +140,17 @@ static bool recorded(const px_req_t *r)
     return r->plugin && strcmp(r->plugin, "host") != 0;
 }
 
-static void record_fill(px_req_t *r, crash_record_t *rec)
+static void record_fill_route(const px_req_t *r, crash_record_t *rec)
 {
     const route_t *rt = r->route;
     copy(rec->plugin, sizeof(rec->plugin), r->plugin);
     copy(rec->method, sizeof(rec->method), rt ? router_method_name(rt->method) : "-");
     copy(rec->pattern, sizeof(rec->pattern), rt ? rt->pattern : "-");
+}
+
+/* What is the request's own: its path, id, start and peer. */
+static void record_fill_request(px_req_t *r, crash_record_t *rec)
+{
     copyn(rec->path, sizeof(rec->path), r->path, r->path ? r->path_len : 0);
     copy(rec->request_id, sizeof(rec->request_id), http_req_id(r));
     rec->started_ns = r->start_ns;
@@ -148,7 +165,13 @@ void crash_enter(px_req_t *r)
     if (!mine || !recorded(r))
         return;
     if (mine->req != r || mine->req_start != r->start_ns) {
-        record_fill(r, &mine->rec);
+        if (!mine->route_set || mine->route != r->route || mine->plugin != r->plugin) {
+            record_fill_route(r, &mine->rec);
+            mine->route = r->route;
+            mine->plugin = r->plugin;
+            mine->route_set = true;
+        }
+        record_fill_request(r, &mine->rec);
         mine->req = r;
         mine->req_start = r->start_ns;
     }
@@ -159,7 +182,8 @@ bool crash_record_of(px_req_t *r, crash_record_t *out)
 {
     if (!mine || !recorded(r))
         return false;
-    record_fill(r, out);
+    record_fill_route(r, out);
+    record_fill_request(r, out);
     return true;
 }
 

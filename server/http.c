@@ -409,9 +409,19 @@ static void conn_resume(conn_t *c)
 
 /* ---- writing ---- */
 
+/* A response the kernel did not take at once: libuv's request for the rest. Allocated
+ * only then, so that a request does not carry 192 bytes of uv_write_t it rarely uses
+ * (every pooled request, every open stream had them). */
+typedef struct resp_write {
+    uv_write_t wr;
+    px_req_t *req;
+} resp_write_t;
+
 static void on_write(uv_write_t *wr, int status)
 {
-    px_req_t *r = container_of(wr, px_req_t, write);
+    resp_write_t *w = container_of(wr, resp_write_t, wr);
+    px_req_t *r = w->req;
+    free(w);
     conn_t *c = r->conn;
     req_release(r);
     c->writes--;
@@ -486,8 +496,11 @@ void http_conn_write(conn_t *c, px_req_t *r, uv_buf_t *bufs, unsigned nbufs, boo
         http_conn_close(c);
         return;
     }
-    int rc = uv_write(&r->write, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
+    resp_write_t *w = xmalloc(sizeof(*w));
+    w->req = r;
+    int rc = uv_write(&w->wr, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write);
     if (rc < 0) {
+        free(w);
         worker_finish_request(r->worker, r);
         http_conn_close(c);
         return;

@@ -9,10 +9,13 @@
 #include "http.h"
 #include "worker.h"
 
-/* Most requests need a few hundred bytes of arena (path, query, a plugin's small state);
- * the first block, kept while the request is pooled and held by every open stream, is
- * sized for them, and a request that needs more grows by bigger blocks. */
-#define ARENA_FIRST_BLOCK 1024
+/* Most requests need a little arena (path, query, a plugin's small state): the first
+ * block, kept while the request is pooled and held by every open stream (issue 9's
+ * 2 KiB per stream), is sized for those. A request that needs more grows by bigger
+ * blocks, and one of those is kept as the arena's spare across requests, so a pooled
+ * request that once needed a few KiB does not go to malloc for them every time; an open
+ * stream gives its spare back (req_trim_for_long_life). */
+#define ARENA_FIRST_BLOCK 256
 #define ARENA_BLOCK 4096
 #define POOL_MAX 1024
 /* A request that needed big buffers gives them back rather than pinning them. */
@@ -34,7 +37,14 @@ void *arena_alloc(arena_t *a, size_t size)
     if (!b || b->cap - b->used < size) {
         size_t min = b ? ARENA_BLOCK : ARENA_FIRST_BLOCK;
         size_t cap = size > min ? size : min;
-        arena_block_t *nb = block_new(cap);
+        arena_block_t *nb;
+        if (b && size <= ARENA_BLOCK && a->spare) {
+            nb = a->spare;
+            a->spare = NULL;
+            nb->used = 0;
+        } else {
+            nb = block_new(cap);
+        }
         if (b && size <= ARENA_BLOCK) {
             nb->next = b;
             a->head = nb;
@@ -72,11 +82,20 @@ void arena_reset(arena_t *a)
             keep = b;
             keep->used = 0;
             keep->next = NULL;
+        } else if (!a->spare && b->cap == ARENA_BLOCK) {
+            a->spare = b;
+            b->next = NULL;
         } else {
             free(b);
         }
     }
     a->head = keep;
+}
+
+void arena_drop_spare(arena_t *a)
+{
+    free(a->spare);
+    a->spare = NULL;
 }
 
 void arena_free(arena_t *a)
@@ -86,6 +105,7 @@ void arena_free(arena_t *a)
         free(b);
     }
     a->head = NULL;
+    arena_drop_spare(a);
 }
 
 static void trim_buffer(buf_t *b)
@@ -123,6 +143,25 @@ void http_req_destroy(px_req_t *r)
     buf_free(&r->extra_headers);
     free(r->headers);
     free(r);
+}
+
+void req_trim_for_long_life(px_req_t *r)
+{
+    arena_drop_spare(&r->arena);
+    /* A body a handler may still read stays; the capacity a pooled request kept from an
+     * earlier one goes. The head stays too: header values were lent into it. */
+    if (r->body.len == 0)
+        buf_free(&r->body);
+    /* The table holds offsets into the head, nothing a plugin was lent: it may move. */
+    if (r->cap_headers > r->nheaders) {
+        if (r->nheaders) {
+            r->headers = xrealloc(r->headers, r->nheaders * sizeof(header_t));
+        } else {
+            free(r->headers);
+            r->headers = NULL;
+        }
+        r->cap_headers = r->nheaders;
+    }
 }
 
 void req_release(px_req_t *r)

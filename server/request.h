@@ -26,12 +26,15 @@ typedef struct arena_block {
 
 typedef struct arena {
     arena_block_t *head;
+    arena_block_t *spare; /* a grown block kept across arena_reset for the next growth */
 } arena_t;
 
 void *arena_alloc(arena_t *a, size_t size);
 char *arena_strndup(arena_t *a, const char *s, size_t n);
 void arena_reset(arena_t *a);
 void arena_free(arena_t *a);
+/* Frees the spare block: for a request that will hold its arena for long (a stream). */
+void arena_drop_spare(arena_t *a);
 
 typedef struct header {
     uint32_t name_off;
@@ -73,7 +76,6 @@ struct px_req {
     struct req_timer *timers; /* px_timer_start timers it owns (tasks.c) */
     struct worker *worker;
     struct px_req *next_free;
-    uv_write_t write;
     arena_t arena;
 
     /* Request line and headers, copied out of the shared read buffer as llhttp hands
@@ -146,4 +148,8 @@ struct px_req {
 px_req_t *req_acquire(struct worker *w, struct conn *c);
 /* Back to the pool: frees the JSON, the owned body and the arena's extra blocks. */
 void req_release(px_req_t *r);
+/* For a request about to live long (an open stream) whose head has been written: gives
+ * back what only reading the request and building the answer needed — the arena's spare
+ * block, an empty body's buffer, the slack of the header table. */
+void req_trim_for_long_life(px_req_t *r);
 #endif

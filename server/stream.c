@@ -313,6 +313,7 @@ static int stream_begin(px_req_t *r, int status, const char *content_type, bool 
      * (no header can be added from here on). */
     buf_free(&r->out);
     buf_free(&r->extra_headers);
+    req_trim_for_long_life(r);
     return rc == 0 ? 0 : PX_ESTATE;
 }
 

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "config.h"
@@ -22,6 +23,21 @@ typedef struct tls_conn tls_conn_t;
 int tls_settings_load(tls_settings_t *t, char *err, size_t errlen);
 /* Frees what config_load put in `t`, the key's bytes wiped first. Accepts a zeroed `t`. */
 void tls_settings_free(tls_settings_t *t);
+
+/* [tls:NAME] sections (tls_names.c). config.c opens one at its header, sets its keys with
+ * tls_name_set (-1 and a sentence in `err` for an unknown or repeated key or a malformed
+ * server name) and calls tls_names_check once every file is read (-1: a section lacks a
+ * key, or two claim one server name); tls_settings_load then reads and checks each pair. */
+void tls_name_section(tls_settings_t *t, const char *name, const char *file, int line);
+int tls_name_set(tls_settings_t *t, const char *name, const char *key, const char *value,
+                 char *err, size_t errlen);
+int tls_names_check(const tls_settings_t *t, char *err, size_t errlen);
+void tls_names_foreach_key(void (*fn)(const char *section, const char *key, void *ud), void *ud);
+/* The index of the section whose server_name covers `server_name` (exact names before
+ * wildcards), or -1: [tls]'s certificate. */
+ssize_t tls_name_match(const tls_name_t *names, size_t n, const char *server_name);
+/* Frees t->names (tls_settings_free calls it). */
+void tls_names_free(tls_settings_t *t);
 
 /* In the master before the first worker starts: the random secret session tickets are
  * derived from when no ticket_key_file is set, inherited by every worker it forks (and by

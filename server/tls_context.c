@@ -54,7 +54,9 @@ typedef struct ticket_key {
 } ticket_key_t;
 
 struct tls_server {
-    SSL_CTX *ctx;
+    SSL_CTX *ctx;    /* [tls]'s certificate: no server name, or one no [tls:NAME] claims */
+    SSL_CTX **named; /* one per [tls:NAME], in cfg->tls.names' order */
+    size_t nnamed;
     EVP_CIPHER *ticket_cipher; /* fetched once, not by name at every ticket */
     const tls_settings_t *settings;
     int64_t rotation_s;
@@ -129,8 +131,46 @@ static void warn_expiry(const char *path, X509 *leaf)
         log_warn("tls certificate %s expires in %d days (%s): renew it", path, days, when);
 }
 
+/* A certificate chain and its key as read from their files: [tls]'s or a [tls:NAME]'s. */
+typedef struct pem_pair {
+    const char *certificate, *key; /* the paths, for messages */
+    const char *cert_pem, *key_pem;
+    size_t cert_pem_len, key_pem_len;
+    const char *name; /* the server name the certificate should cover; NULL: any */
+} pem_pair_t;
+
+static pem_pair_t default_pair(const tls_settings_t *t)
+{
+    return (pem_pair_t){t->certificate, t->key, t->cert_pem, t->key_pem, t->cert_pem_len,
+                        t->key_pem_len, NULL};
+}
+
+static pem_pair_t name_pair(const tls_name_t *n)
+{
+    return (pem_pair_t){n->certificate, n->key, n->cert_pem, n->key_pem, n->cert_pem_len,
+                        n->key_pem_len, n->nserver_names ? n->server_names[0] : NULL};
+}
+
+/* A client that asks for `name` and gets a certificate that does not cover it refuses
+ * the handshake: worth a warning at load, not an error (the certificate may be renewed
+ * with the name before clients come). */
+static void warn_name(const pem_pair_t *p, X509 *leaf)
+{
+    if (!p->name)
+        return;
+    /* A wildcard name is covered when any one label under it is: probe with one. */
+    char probe[300];
+    bool wildcard = p->name[0] == '*' && p->name[1] == '.';
+    snprintf(probe, sizeof(probe), "%s%s", wildcard ? "sni-probe" : "",
+             p->name + (wildcard ? 1 : 0));
+    if (X509_check_host(leaf, probe, 0, 0, NULL) != 1)
+        log_warn("tls certificate %s does not cover server_name %s: clients asking for it "
+                 "will refuse the handshake",
+                 p->certificate, p->name);
+}
+
 /* The chain (leaf first) and key from memory into `ctx`. */
-static int ctx_use_files(SSL_CTX *ctx, const tls_settings_t *t, bool warn, char *err, size_t errlen)
+static int ctx_use_files(SSL_CTX *ctx, const pem_pair_t *t, bool warn, char *err, size_t errlen)
 {
     int rc = -1;
     X509 *leaf = NULL;
@@ -173,8 +213,10 @@ static int ctx_use_files(SSL_CTX *ctx, const tls_settings_t *t, bool warn, char 
         openssl_reason(err, errlen, what);
         goto fail;
     }
-    if (warn)
+    if (warn) {
         warn_expiry(t->certificate, leaf);
+        warn_name(t, leaf);
+    }
     rc = 0;
 fail:
     X509_free(leaf);
@@ -184,7 +226,8 @@ fail:
     return rc;
 }
 
-static SSL_CTX *ctx_new(const tls_settings_t *t, bool warn, char *err, size_t errlen)
+static SSL_CTX *ctx_new(const tls_settings_t *t, const pem_pair_t *pair, bool warn, char *err,
+                        size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
@@ -209,7 +252,7 @@ static SSL_CTX *ctx_new(const tls_settings_t *t, bool warn, char *err, size_t er
         openssl_reason(err, errlen, "groups");
         goto fail;
     }
-    if (ctx_use_files(ctx, t, warn, err, errlen))
+    if (ctx_use_files(ctx, pair, warn, err, errlen))
         goto fail;
     return ctx;
 fail:
@@ -268,6 +311,30 @@ fail:
     return rc;
 }
 
+/* Every [tls:NAME]'s pair read and checked as [tls]'s is; the message names the section. */
+static int load_names(tls_settings_t *t, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < t->nnames; i++) {
+        tls_name_t *n = &t->names[i];
+        char why[600];
+        pem_pair_t pair;
+        SSL_CTX *ctx = NULL;
+        if (read_file(n->certificate, &n->cert_pem, &n->cert_pem_len, why, sizeof(why)) ||
+            read_file(n->key, &n->key_pem, &n->key_pem_len, why, sizeof(why)))
+            goto fail;
+        pair = name_pair(n);
+        ctx = ctx_new(t, &pair, true, why, sizeof(why));
+        if (!ctx)
+            goto fail;
+        SSL_CTX_free(ctx);
+        continue;
+    fail:
+        snprintf(err, errlen, "[tls:%s] (%s:%d): %s", n->name, n->file, n->line, why);
+        return -1;
+    }
+    return 0;
+}
+
 int tls_settings_load(tls_settings_t *t, char *err, size_t errlen)
 {
     if (read_file(t->certificate, &t->cert_pem, &t->cert_pem_len, err, errlen) ||
@@ -281,11 +348,12 @@ int tls_settings_load(tls_settings_t *t, char *err, size_t errlen)
         snprintf(err, errlen, "ticket_rotation must be at least 1s");
         return -1;
     }
-    SSL_CTX *ctx = ctx_new(t, true, err, errlen);
+    pem_pair_t pair = default_pair(t);
+    SSL_CTX *ctx = ctx_new(t, &pair, true, err, errlen);
     if (!ctx)
         return -1;
     SSL_CTX_free(ctx);
-    return 0;
+    return load_names(t, err, errlen);
 }
 
 void tls_settings_free(tls_settings_t *t)
@@ -302,6 +370,7 @@ void tls_settings_free(tls_settings_t *t)
     free(t->key_pem);
     free(t->ocsp_der);
     OPENSSL_cleanse(t->ticket_secret, sizeof(t->ticket_secret));
+    tls_names_free(t);
 }
 
 /* ---- the worker's context ---- */
@@ -409,6 +478,38 @@ static int on_status(SSL *ssl, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* What every context of the server shares. A connection switched to a [tls:NAME]'s
+ * context by on_servername keeps the default one as its session context, whose ticket
+ * callback seals and opens its tickets (so a ticket resumes whichever certificate issued
+ * it); ALPN and the staple are asked of the context it ends up with. */
+static void ctx_setup(tls_server_t *s, SSL_CTX *ctx)
+{
+    SSL_CTX_set_app_data(ctx, s);
+    /* Tickets only: nothing to share between workers but the derived keys. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* A ticket opens until its key's next period ends: one to two periods after issue. */
+    SSL_CTX_set_timeout(ctx, (long)(2 * s->rotation_s));
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket);
+    SSL_CTX_set_alpn_select_cb(ctx, on_alpn, s);
+}
+
+/* Early in the ClientHello: a server name a [tls:NAME] claims moves the connection to
+ * that certificate; no name, or another one, keeps [tls]'s (the default), as nginx's
+ * default server does, rather than refusing the handshake. */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    UNUSED(alert);
+    tls_server_t *s = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!name || !s->nnamed)
+        return SSL_TLSEXT_ERR_OK;
+    ssize_t i = tls_name_match(&s->settings->names[0], s->nnamed, name);
+    if (i >= 0 && !SSL_set_SSL_CTX(ssl, s->named[i]))
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return SSL_TLSEXT_ERR_OK;
+}
+
 tls_server_t *tls_server_new(const config_t *cfg, char *err, size_t errlen)
 {
     const tls_settings_t *t = &cfg->tls;
@@ -417,7 +518,8 @@ tls_server_t *tls_server_new(const config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     tls_ticket_seed(); /* a no-op in a worker the master forked after seeding */
-    SSL_CTX *ctx = ctx_new(t, false, err, errlen);
+    pem_pair_t pair = default_pair(t);
+    SSL_CTX *ctx = ctx_new(t, &pair, false, err, errlen);
     if (!ctx)
         return NULL;
     EVP_CIPHER *cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
@@ -431,17 +533,25 @@ tls_server_t *tls_server_new(const config_t *cfg, char *err, size_t errlen)
     s->ticket_cipher = cipher;
     s->settings = t;
     s->rotation_s = (int64_t)(t->ticket_rotation_ms / 1000);
-    SSL_CTX_set_app_data(ctx, s);
-    /* Tickets only: nothing to share between workers but the derived keys. */
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    /* A ticket opens until its key's next period ends: one to two periods after issue. */
-    SSL_CTX_set_timeout(ctx, (long)(2 * s->rotation_s));
-    SSL_CTX_set_num_tickets(ctx, 1);
-    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket);
-    SSL_CTX_set_alpn_select_cb(ctx, on_alpn, s);
+    ctx_setup(s, ctx);
     if (t->ocsp_der) {
         SSL_CTX_set_tlsext_status_cb(ctx, on_status);
         SSL_CTX_set_tlsext_status_arg(ctx, s);
+    }
+    if (t->nnames) {
+        s->named = xcalloc(t->nnames, sizeof(*s->named));
+        for (; s->nnamed < t->nnames; s->nnamed++) {
+            pair = name_pair(&t->names[s->nnamed]);
+            SSL_CTX *named = ctx_new(t, &pair, false, err, errlen);
+            if (!named) {
+                tls_server_free(s);
+                return NULL;
+            }
+            ctx_setup(s, named);
+            s->named[s->nnamed] = named;
+        }
+        SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+        SSL_CTX_set_tlsext_servername_arg(ctx, s);
     }
     return s;
 }
@@ -451,6 +561,9 @@ void tls_server_free(tls_server_t *s)
     if (!s)
         return;
     SSL_CTX_free(s->ctx);
+    for (size_t i = 0; i < s->nnamed; i++)
+        SSL_CTX_free(s->named[i]);
+    free(s->named);
     EVP_CIPHER_free(s->ticket_cipher);
     OPENSSL_cleanse(s->keys, sizeof(s->keys));
     free(s);

@@ -31,8 +31,8 @@ class Pki:
             "-addext", "keyUsage=keyCertSign,cRLSign", cwd=directory)
         self.serial = 0x1000
 
-    def leaf(self, name, kind="ec", days=50, cn="localhost"):
-        """Returns (fullchain path, key path, serial as hex)."""
+    def leaf(self, name, kind="ec", days=50, cn="localhost", dns=("localhost",)):
+        """Returns (fullchain path, key path, serial as hex); `dns`: its DNS names."""
         self.serial += 1
         key = os.path.join(self.dir, name + ".key")
         csr = os.path.join(self.dir, name + ".csr")
@@ -44,7 +44,7 @@ class Pki:
             "/CN=" + cn, cwd=self.dir)
         ext = os.path.join(self.dir, name + ".ext")
         with open(ext, "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+            f.write("subjectAltName=%s,IP:127.0.0.1\n" % ",".join("DNS:" + d for d in dns))
         run("openssl", "x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
             "-set_serial", hex(self.serial), "-days", str(days), "-extfile", ext, "-out", cert,
             cwd=self.dir)
@@ -113,9 +113,11 @@ def https_get(port, ca, path="/healthz", timeout=10, ctx=None, session=None):
     return parse_response(data)[0], facts
 
 
-def s_client(port, *args, stdin=b"", timeout=20):
-    """openssl s_client against 127.0.0.1:port; returns (exit code, stdout+stderr text)."""
+def s_client(port, *args, stdin=b"", timeout=20, servername="localhost"):
+    """openssl s_client against 127.0.0.1:port; returns (exit code, stdout+stderr text).
+    `servername` None: no SNI at all."""
+    sni = ["-servername", servername] if servername else ["-noservername"]
     p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
-                        "-servername", "localhost", *args], input=stdin,
+                        *sni, *args], input=stdin,
                        capture_output=True, timeout=timeout)
     return p.returncode, (p.stdout + p.stderr).decode(errors="replace")

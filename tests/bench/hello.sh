@@ -265,7 +265,7 @@ awk -F'\t' -v noise_max="$NOISE_MAX" -v discarded="$DISCARDED" '
                 c = order[i]; f = "floor" SUBSEP c; a = "pantherad" SUBSEP c; b = "nginx" SUBSEP c
                 cf = cpu[f] / n[f]; ca = cpu[a] / n[a]; cb = cpu[b] / n[b]
                 printf "%5d %14.2f %14.2f %10.3f %10.3f %12.2f\n", c, cf, cb, cf / cb, ca / cf,
-                    cb > cf ? (ca - cf) / (cb - cf) : 0
+                    (cb > cf ? (ca - cf) / (cb - cf) : 0)
             }
             printf "user share: (pantherad - floor) / (nginx - floor), the CPU of our own code\n"
             printf "against nginx'"'"'s with the kernel'"'"'s part taken out (target <= 0.5)\n"

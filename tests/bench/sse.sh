@@ -53,7 +53,8 @@ redis-cli -s "$REDIS_SOCK" ping | grep -q PONG || die "the private Redis did not
 
 PX_PLUGINS=streamkit PX_PLUGIN_PATH=$BUILD/tests/plugins \
     PX_EXTRA_CONF=$'[redis]\naddress = unix:'"$REDIS_SOCK" \
-    start_pantherad "$WORKERS" max_connections=12000 keepalive_timeout=300s header_timeout=300s
+    start_pantherad "$WORKERS" max_connections=12000 max_connections_per_client=12000 \
+    keepalive_timeout=300s header_timeout=300s
 PIDS=$(proc_tree "$PX_PID" | paste -sd, -)
 
 log "warm-up: 100 streams"

@@ -24,6 +24,7 @@
 #   BENCH_HS_CONNS    connections of the resumed runs (default 16)
 #   BENCH_HS_CLIENTS  s_time processes of the full runs (default 2)
 #   BENCH_KEYS        key types (default "ecdsa rsa")
+#   BENCH_MODES       modes (default "full resumed keepalive")
 #   BENCH_THREADS     wrk threads (default 2)
 #   BENCH_PX_TLS_PORT, BENCH_NGINX_TLS_PORT  (default 18484, 18485)
 #   BENCH_OUT         also write the raw results (TSV) to this file
@@ -38,6 +39,7 @@ KA_CONNS=${BENCH_CONNS:-64}
 HS_CONNS=${BENCH_HS_CONNS:-16}
 HS_CLIENTS=${BENCH_HS_CLIENTS:-2}
 KEYS=${BENCH_KEYS:-ecdsa rsa}
+MODES=${BENCH_MODES:-full resumed keepalive}
 THREADS=${BENCH_THREADS:-2}
 PX_TLS_PORT=${BENCH_PX_TLS_PORT:-18484}
 NGINX_TLS_PORT=${BENCH_NGINX_TLS_PORT:-18485}
@@ -159,7 +161,7 @@ for key in $KEYS; do
     timeout 40 wrk -t"$THREADS" -c16 -d2s "https://127.0.0.1:$PX_TLS_PORT$PATH_" >/dev/null
     timeout 40 wrk -t"$THREADS" -c16 -d2s "https://127.0.0.1:$NGINX_TLS_PORT$PATH_" >/dev/null
     for ((round = 1; round <= ROUNDS; round++)); do
-        for mode in full resumed keepalive; do
+        for mode in $MODES; do
             run_wrk pantherad "$PX_PID" "$PX_TLS_PORT" "$key" "$mode" "$round"
             run_wrk nginx "$NGINX_PID" "$NGINX_TLS_PORT" "$key" "$mode" "$round"
         done

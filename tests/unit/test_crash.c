@@ -4,6 +4,7 @@
 
 #include "check.h"
 #include "crash.h"
+#include "request.h"
 #include "router.h"
 
 static crash_record_t record(const char *plugin, const char *method, const char *pattern)
@@ -87,8 +88,56 @@ static void test_slot(void)
     crash_slot_reset(3);
 }
 
+/* Requests one after another on a slot: each leaves its own path and id, and the route's
+ * strings follow the route (copied once per route, not per request). */
+static void test_requests_on_a_slot(void)
+{
+    crash_record_t out;
+    crash_slot_reset(4);
+    crash_attach(4);
+    route_t a = {.method = METHOD_GET, .pattern = (char *)"/v1/a/{id}"};
+    route_t b = {.method = METHOD_POST, .pattern = (char *)"/v1/b"};
+    static px_req_t r1, r2, r3;
+    r1 = (px_req_t){.route = &a, .plugin = "kit", .path = (char *)"/v1/a/1", .path_len = 7,
+                    .start_ns = 1};
+    snprintf(r1.id, sizeof(r1.id), "id-1");
+    r2 = r1;
+    r2.path = (char *)"/v1/a/22";
+    r2.path_len = 8;
+    r2.start_ns = 2;
+    snprintf(r2.id, sizeof(r2.id), "id-2");
+    r3 = (px_req_t){.route = &b, .plugin = "other", .path = (char *)"/v1/b", .path_len = 5,
+                    .start_ns = 3};
+    snprintf(r3.id, sizeof(r3.id), "id-3");
+    px_req_t *seq[] = {&r1, &r2, &r3, &r1, &r3};
+    const char *want[][4] = {{"kit", "GET", "/v1/a/{id}", "/v1/a/1"},
+                             {"kit", "GET", "/v1/a/{id}", "/v1/a/22"},
+                             {"other", "POST", "/v1/b", "/v1/b"},
+                             {"kit", "GET", "/v1/a/{id}", "/v1/a/1"},
+                             {"other", "POST", "/v1/b", "/v1/b"}};
+    for (size_t i = 0; i < ARRAY_SIZE(seq); i++) {
+        crash_enter(seq[i]);
+        CHECK_OR_RETURN(crash_slot_read(4, &out));
+        CHECK_STR(out.plugin, want[i][0]);
+        CHECK_STR(out.method, want[i][1]);
+        CHECK_STR(out.pattern, want[i][2]);
+        CHECK_STR(out.path, want[i][3]);
+        CHECK_STR(out.request_id, seq[i]->id);
+        crash_leave();
+    }
+    /* A new owner of the slot (a worker forked after the last one died) starts afresh. */
+    crash_attach(4);
+    b.pattern = (char *)"/v1/renamed";
+    crash_enter(&r3);
+    CHECK_OR_RETURN(crash_slot_read(4, &out));
+    CHECK_STR(out.pattern, "/v1/renamed");
+    crash_leave();
+    crash_slot_reset(4);
+}
+
 int main(void)
 {
+    RUN(test_requests_on_a_slot);
     RUN(test_window);
     RUN(test_limit_zero_and_one);
     RUN(test_slot);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "request.h"
 #include "util.h"
 
 /* parse_size(s) as a value, or UINT64_MAX - 1 for "refused" (no valid input gives it). */
@@ -268,8 +269,43 @@ static void test_backoff(void)
     CHECK(backoff_next(&ba, 5000, &a) != backoff_next(&bb, 5000, &b));
 }
 
+/* The arena keeps its first block and one grown block across resets, so a pooled request
+ * that needs a few KiB does not go to malloc each time; an open stream drops the spare. */
+static void test_arena_spare(void)
+{
+    check_current = "arena spare";
+    arena_t a = {0};
+    char *small = arena_strndup(&a, "path", 4);
+    CHECK(small && !strcmp(small, "path"));
+    arena_block_t *first = a.head;
+    CHECK_OR_RETURN(first && !first->next && !a.spare);
+    char *big = arena_alloc(&a, 1000); /* past the first block: a grown one */
+    memset(big, 'x', 1000);
+    arena_block_t *grown = a.head;
+    CHECK(grown != first && grown->next == first);
+    arena_reset(&a);
+    CHECK(a.head == first && first->used == 0 && !first->next);
+    CHECK(a.spare == grown);
+    /* The next growth takes the spare instead of a new block. */
+    (void)arena_alloc(&a, 200);
+    char *again = arena_alloc(&a, 1000);
+    CHECK(a.head == grown && !a.spare && again == grown->data);
+    CHECK(arena_strndup(&a, "still", 5) != NULL);
+    arena_reset(&a);
+    CHECK(a.spare == grown);
+    arena_drop_spare(&a);
+    CHECK(a.spare == NULL && a.head == first);
+    /* An oversized allocation is never kept. */
+    (void)arena_alloc(&a, 100000);
+    arena_reset(&a);
+    CHECK(a.head == first && a.spare == NULL);
+    arena_free(&a);
+    CHECK(a.head == NULL && a.spare == NULL);
+}
+
 int main(void)
 {
+    RUN(test_arena_spare);
     RUN(test_parse_size);
     RUN(test_parse_duration);
     RUN(test_parse_int);
