@@ -48,7 +48,9 @@ async function raw(method, path, { body, headers = {}, token = access } = {}) {
   if (body !== undefined) { h['Content-Type'] = 'application/json'; payload = JSON.stringify(body); }
   let res;
   try {
-    res = await fetch(path, { method, headers: h, body: payload });
+    // no-store: the browser's HTTP cache would revalidate with the ETag, and some ETags
+    // (a post's version) do not change when parts of the body do (likeCount, likedByMe).
+    res = await fetch(path, { method, headers: h, body: payload, cache: 'no-store' });
   } catch (e) {
     throw new ApiError(0, { error: { code: 'network', message: 'the server could not be reached; check the connection and retry' } });
   }
