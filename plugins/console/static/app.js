@@ -56,7 +56,7 @@ function topBar(user) {
   const nav = document.getElementById('nav');
   top.hidden = !user;
   if (!user) { nav.replaceChildren(); return; }
-  nav.replaceChildren(
+  nav.replaceChildren(...[
     h('a', { href: '/app/projects' }, 'Projects'),
     h('a', { href: '/app/feed' }, 'Feed'),
     user.role === 'admin' ? h('a', { href: '/app/admin' }, 'Admin') : null,
@@ -68,7 +68,7 @@ function topBar(user) {
       await logout();
       say('Logged out');
       go('/app/login');
-    } }, 'Log out'));
+    } }, 'Log out')].filter(Boolean));
 }
 
 document.addEventListener('click', (e) => {

@@ -41,7 +41,7 @@ export async function boardView(pid) {
 
   function keyMoves(t, col, i) {
     const si = STATUSES.findIndex(([s]) => s === t.status);
-    const btn = (text, label, fn) => h('button', { type: 'button', class: 'secondary', 'aria-label': `${label}: ${t.title}`, onclick: fn }, text);
+    const btn = (text, label, fn) => h('button', { type: 'button', class: 'secondary', 'aria-label': `${label}: ${t.title}`, title: label, onclick: fn }, text);
     return h('div', { class: 'moves' },
       i > 0 ? btn('↑', 'Move up', () => move(t, { before: col[i - 1].id }, `${t.title} moved up`)) : null,
       i < col.length - 1 ? btn('↓', 'Move down', () => move(t, { after: col[i + 1].id }, `${t.title} moved down`)) : null,

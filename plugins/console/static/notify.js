@@ -21,7 +21,10 @@ async function refreshCount() {
     const { count } = await get('/v1/notifications/unread-count');
     badge.textContent = String(count);
     badge.parentElement?.setAttribute('aria-label', `Notifications, ${count} unread`);
-  } catch (e) { badge.textContent = '?'; }
+  } catch (e) {
+    // No notification plugin on this server (404): no bell at all rather than a broken one.
+    if (e.status === 404) document.getElementById('bell')?.setAttribute('hidden', '');
+  }
 }
 
 function describe(n) {
