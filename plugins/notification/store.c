@@ -52,8 +52,9 @@ const char sql_inbox_list[] =
     "WITH f AS (SELECT * FROM notification WHERE user_id = $1::uuid AND in_app"
     " AND (NOT $2::boolean OR read_at IS NULL) AND ($3::text IS NULL OR type = $3)),"
     " page AS (SELECT * FROM f ORDER BY seq DESC LIMIT $4::int OFFSET $5::int)"
-    " SELECT (SELECT count(*) FROM f),"
+    " SELECT (SELECT count(*) FROM f), CASE WHEN page.seq IS NOT NULL THEN"
     " notification_json(page.id, page.type, page.payload, page.read_at, page.created_at)::text"
+    " END"
     " FROM (SELECT 1) one LEFT JOIN page ON true ORDER BY page.seq DESC";
 
 /* The inbox's Last-Modified as epoch seconds, or NULL when it never changed. */
