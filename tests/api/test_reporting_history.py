@@ -287,3 +287,19 @@ def test_caching_follows_changes(env, world):
     wait_consumed(db)
     after = get_report(srv, "/v1/reports/projects/%s/summary" % pid, people["owner"].access)
     assert after.json()["total"] == first.json()["total"] + 1
+
+
+def test_real_signups_count_today(env, world):
+    """user.registered from the user plugin (not scripted) lands on today's row."""
+    db, srv = env
+    admin = world["people"]["admin"].access
+
+    def today_signups():
+        r = get_report(srv, "/v1/reports/activity", admin)
+        assert r.status_code == 200, describe(r)
+        return r.json()["days"][-1]["signups"]
+
+    before = today_signups()
+    register(srv)
+    wait_consumed(db)
+    assert today_signups() == before + 1
