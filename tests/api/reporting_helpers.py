@@ -20,6 +20,7 @@ import zlib
 from task_helpers import (  # noqa: F401 (re-exported)
     FAST_SCRYPT, SECRET, add_member, assert_error, call, conninfo, create_database, describe,
     drop_database, make_admin, needs_services, new_project, psql, register, shared_services)
+from user_helpers import run_cli  # noqa: F401 (re-exported)
 from panthera_server import Server
 
 REPORT_PATHS = ("/v1/reports",)
