@@ -32,7 +32,7 @@ PANTHERA_PACKAGES=(
     libinih-dev libargon2-dev node-llhttp libmagic-dev
     postgresql-15 postgresql-client-15 redis-server redis-tools
     nginx-light wrk
-    python3 python3-pytest python3-requests curl procps openssl
+    python3 python3-pytest python3-requests curl procps openssl librsvg2-bin
     nodejs chromium
     debhelper lintian dpkg-dev fakeroot
 )
