@@ -28,7 +28,7 @@ OUT = os.environ.get("PANTHERA_BROWSER_OUT", os.path.join(REPO, ".run", "results
 
 
 def built(name):
-    return os.path.exists(os.path.join(BUILD, "plugins", name + ".so"))
+    return os.path.exists(os.path.join(BUILD, "plugins", name, name + ".so"))
 
 
 @pytest.fixture(scope="module")

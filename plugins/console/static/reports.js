@@ -14,9 +14,19 @@ export async function reportsView(pid) {
   const base = `/v1/reports/projects/${pid}`;
   mount(`Reports of ${project.name}`, projectNav(pid), h('h2', {}, 'Summary'), summary, charts);
   try {
-    const s = await get(`${base}/summary`);
-    summary.replaceChildren(h('table', {}, h('tbody', {}, Object.entries(s).map(([k, v]) =>
-      h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)))))),
+    const [s, members] = await Promise.all([get(`${base}/summary`),
+      get(`/v1/projects/${pid}/members?limit=100`).then((r) => r.members)]);
+    const names = Object.fromEntries(members.map((m) => [m.userId, m.username]));
+    const counts = (o) => Object.entries(o || {}).map(([k, v]) => `${k.replace('_', ' ')}: ${v}`).join(' · ');
+    const hours = (sec) => (sec === null || sec === undefined ? 'no done task yet' : `${(sec / 3600).toFixed(1)} h`);
+    const rows = [
+      ['Tasks', s.total], ['Completion', `${s.completionPercent} %`], ['Overdue', s.overdue],
+      ['By status', counts(s.byStatus)], ['By priority', counts(s.byPriority)],
+      ['By assignee', (s.byAssignee || []).map((a) => `${a.assigneeId ? names[a.assigneeId] || 'former member' : 'unassigned'}: ${a.count}`).join(' · ')],
+      ['Cycle time, median', hours(s.cycleTime?.medianSeconds)], ['Cycle time, 85th percentile', hours(s.cycleTime?.p85Seconds)],
+    ];
+    summary.replaceChildren(h('table', {}, h('tbody', {}, rows.map(([k, v]) =>
+      h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, String(v ?? '')))))),
     csvButton(summary, `${base}/summary`, 'summary.csv'));
   } catch (err) { summary.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The summary is not available: ${err.message}`)); }
   for (const [name, title] of [['burndown', 'Burndown'], ['flow', 'Cumulative flow']]) {
