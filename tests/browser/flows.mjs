@@ -31,8 +31,8 @@ const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', hea
   args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'] });
 
 // A context per user; any CSP violation or uncaught page error fails the flow using it.
-async function context(viewport = DESKTOP) {
-  const ctx = await browser.newContext({ viewport, baseURL: BASE, acceptDownloads: true });
+async function context(viewport = DESKTOP, colorScheme = 'light') {
+  const ctx = await browser.newContext({ viewport, colorScheme, baseURL: BASE, acceptDownloads: true });
   ctx.setDefaultTimeout(CEILING);
   ctx.problems = [];
   ctx.on('page', (p) => watch(ctx, p));
@@ -298,6 +298,38 @@ await flow('live_assignment', async () => {
   await pageB.locator('#notification-list li', { hasText: 'You were assigned' }).first().waitFor();
   await pageB.getByRole('button', { name: 'Mark all read' }).click();
   await pageB.waitForFunction(() => document.getElementById('unread-count').textContent === '0');
+  // Resume: B's connection drops, A comments meanwhile (B is the assignee), and on
+  // reconnect (a fresh ticket, lastEventId = the last id seen) the missed one arrives.
+  await pageB.waitForFunction(() => document.body.dataset.stream === 'open');
+  await ctxB.setOffline(true);
+  try {
+  await pageB.waitForFunction(() => document.body.dataset.stream === 'closed');
+  await pageA.goto(state.taskPath);
+  const c = pageA.getByRole('form', { name: 'Add comment' });
+  await c.getByLabel('Comment').fill('Missed while offline');
+  await c.getByRole('button', { name: 'Add comment' }).click();
+  await pageA.locator('#comments li', { hasText: 'Missed while offline' }).waitFor();
+  const resumed = pageB.waitForRequest((r) => r.url().includes('/v1/notifications/stream?') && r.url().includes('lastEventId='));
+  await ctxB.setOffline(false);
+  await resumed;
+  } finally { await ctxB.setOffline(false); }
+  await pageB.locator('#notification-list li.unread', { hasText: 'New comment on' }).first().waitFor();
+  await pageB.waitForFunction(() => document.getElementById('unread-count').textContent === '1');
+  // Mark that one read on its own.
+  await pageB.locator('#notification-list li.unread').getByRole('button', { name: 'Mark read' }).click();
+  await pageB.waitForFunction(() => document.getElementById('unread-count').textContent === '0');
+  // Preferences: a change is kept.
+  await pageB.goto('/app/notifications/preferences');
+  await heading(pageB, 'Notification preferences');
+  await pageB.getByLabel('post.liked by email').selectOption('daily');
+  await pageB.getByLabel('post.liked in the app').uncheck();
+  const put = pageB.waitForResponse((r) => r.request().method() === 'PUT' && r.url().endsWith('/preferences'));
+  await pageB.getByRole('button', { name: 'Save preferences' }).click();
+  check((await put).status() === 200, 'preferences not saved');
+  await pageB.reload();
+  await heading(pageB, 'Notification preferences');
+  check(await pageB.getByLabel('post.liked by email').inputValue() === 'daily', 'email preference lost');
+  check(!(await pageB.getByLabel('post.liked in the app').isChecked()), 'inApp preference lost');
   clean(ctxA); clean(ctxB);
 });
 
@@ -400,14 +432,14 @@ await flow('pages_axe_and_screenshots', async () => {
     ['profile', '/app/me', 'Your profile', A], ['admin', '/app/admin', 'Admin', ADMIN],
   ];
   const bad = [];
-  for (const [vname, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
-    const anon = await context(viewport);
+  for (const [vname, viewport, colorScheme] of [['desktop', DESKTOP, 'light'], ['phone', PHONE, 'dark']]) {
+    const anon = await context(viewport, colorScheme);
     const ctxs = new Map();
     for (const [name, path, title, who] of pages) {
       let ctx = anon;
       if (who) {
         if (!ctxs.has(who)) {
-          const c = await context(viewport);
+          const c = await context(viewport, colorScheme);
           await login(await c.newPage(), who.username || who.name, who.password);
           ctxs.set(who, c);
         }

@@ -57,14 +57,38 @@ export function stopStream() {
   source = null;
 }
 
+// The device going offline ends the stream at once (the socket may linger half-open);
+// coming back reconnects at once, resuming from the last id, instead of after a backoff.
+window.addEventListener('offline', () => {
+  clearTimeout(retryTimer);
+  if (source) source.close();
+  source = null;
+  document.body.dataset.stream = 'closed';
+});
+window.addEventListener('online', () => {
+  if (!running || source) return;
+  clearTimeout(retryTimer);
+  retryMs = 1000;
+  connect();
+});
+
+let connecting = false;
 async function connect() {
-  if (!running) return;
+  if (!running || connecting || (source && source.readyState !== EventSource.CLOSED)) return;
+  connecting = true;
+  const again = () => {
+    if (!running) return;
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, 30000);
+  };
   try {
     const { data } = await api('POST', '/v1/notifications/stream-tickets');
     const q = new URLSearchParams({ ticket: data.ticket });
     if (lastId) q.set('lastEventId', lastId);
-    source = new EventSource('/v1/notifications/stream?' + q);
-    source.onopen = () => { retryMs = 1000; document.body.dataset.stream = 'open'; };
+    const es = new EventSource('/v1/notifications/stream?' + q);
+    source = es;
+    es.onopen = () => { retryMs = 1000; document.body.dataset.stream = 'open'; };
     const onEvent = (e) => {
       if (e.lastEventId) lastId = e.lastEventId;
       let n = null;
@@ -72,22 +96,22 @@ async function connect() {
       refreshCount();
       window.dispatchEvent(new CustomEvent('panthera:notification', { detail: n }));
     };
-    source.onmessage = onEvent;
-    source.addEventListener('notification', onEvent);
-    source.addEventListener('reset', () => { lastId = null; refreshCount(); window.dispatchEvent(new CustomEvent('panthera:reset')); });
+    es.onmessage = onEvent;
+    es.addEventListener('notification', onEvent);
+    es.addEventListener('reset', () => { lastId = null; refreshCount(); window.dispatchEvent(new CustomEvent('panthera:reset')); });
     // A ticket is single use: EventSource's own reconnect would reuse it, so close and
     // reconnect with a fresh ticket and the last id seen.
-    source.onerror = () => {
-      source.close();
+    es.onerror = () => {
+      es.close();
+      if (source !== es) return;
+      source = null;
       document.body.dataset.stream = 'closed';
-      if (!running) return;
-      retryTimer = setTimeout(connect, retryMs);
-      retryMs = Math.min(retryMs * 2, 30000);
+      again();
     };
   } catch (err) {
-    if (err.status === 404 || err.status === 401) { running = false; return; }
-    retryTimer = setTimeout(connect, retryMs);
-    retryMs = Math.min(retryMs * 2, 30000);
+    if (err.status === 404 || err.status === 401) running = false; else again();
+  } finally {
+    connecting = false;
   }
 }
 
@@ -110,8 +134,14 @@ export function notificationsView() {
     catch (err) { showError(top, err); }
   } }, 'Mark all read'), h('a', { href: '/app/notifications/preferences' }, 'Preferences'));
   mount('Notifications', top, list);
-  const live = () => { if (list.isConnected) load(); else window.removeEventListener('panthera:notification', live); };
+  // A new notification, or a reset (the resume point was too old): reload the inbox.
+  const live = () => {
+    if (list.isConnected) return load();
+    window.removeEventListener('panthera:notification', live);
+    window.removeEventListener('panthera:reset', live);
+  };
   window.addEventListener('panthera:notification', live);
+  window.addEventListener('panthera:reset', live);
   return load();
 }
 
