@@ -356,6 +356,8 @@ await flow('posts', async () => {
   await pageA.getByText('post · published').first().waitFor();
   state.postPath = new URL(pageA.url()).pathname;
   check(await pageA.locator('.post-body b').count() === 0, 'the body became markup');
+  // The uploaded image is shown from its media URL (CSP img-src 'self').
+  await pageA.waitForFunction(() => { const i = document.querySelector('.post-body img.preview'); return i && i.complete && i.naturalWidth === 1; });
   // Search with highlights: the match is a <mark>, the rest text.
   await pageA.goto('/app/feed');
   await pageA.getByLabel('Search posts').fill(word);

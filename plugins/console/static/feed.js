@@ -30,6 +30,17 @@ export function feedView() {
     (items) => h('ul', { class: 'list' }, items.map(postItem)), q ? 'Nothing matches.' : 'No posts yet.');
 }
 
+// A line that is only a link to our media is shown as the image (previewed when it is
+// one; a PDF or video stays a link): media are public by URL (content README).
+const MEDIA = /^(?:https?:\/\/[^/]+)?(\/v1\/media\/[0-9a-f-]{36})$/i;
+function bodyLine(line) {
+  const m = line.trim().match(MEDIA);
+  if (!m) return h('p', {}, line);
+  const img = h('img', { class: 'preview', src: m[1], alt: 'Image attached to the post' });
+  img.addEventListener('error', () => img.remove());
+  return h('p', {}, img, h('br'), h('a', { href: m[1] }, 'Open the attached file'));
+}
+
 export async function postView(id) {
   let post = await get(`/v1/posts/${id}`);
   const mine = post.authorId === currentUser().id;
@@ -51,7 +62,7 @@ export async function postView(id) {
     h('p', { class: 'muted' }, `${post.kind} · ${post.status}`, post.publishedAt ? [' · ', when(post.publishedAt)] : null,
       (post.tags || []).length ? ' · ' + post.tags.join(', ') : ''),
     mine ? h('p', {}, h('a', { href: `/app/posts/${id}/edit` }, 'Edit')) : null,
-    h('div', { class: 'post-body' }, ...String(post.body).split('\n').map((l) => h('p', {}, l))),
+    h('div', { class: 'post-body' }, ...String(post.body).split('\n').map(bodyLine)),
     post.status === 'published' ? likeBox : null,
     h('h2', {}, 'Comments'), comments,
     post.status === 'published' ? form([field('Comment', 'body', { tag: 'textarea', required: true })], 'Add comment', async (d, f) => {
@@ -78,6 +89,7 @@ export async function postEditView(id) {
       const ta = bodyField.querySelector('textarea');
       ta.value += `\n${location.origin}${m.url}`;
       media.append(h('p', { class: 'ok' }, `Uploaded ${file.files[0].name} (${m.contentType}, ${m.size} bytes); its link is in the body.`));
+      if (m.contentType.startsWith('image/')) media.append(h('img', { class: 'preview', src: m.url, alt: `Preview of ${file.files[0].name}` }));
       say('Upload finished');
     } catch (err) { showError(media, err); }
   });
