@@ -36,6 +36,14 @@ async function context(viewport = DESKTOP, colorScheme = 'light') {
   ctx.setDefaultTimeout(CEILING);
   ctx.problems = [];
   ctx.on('page', (p) => watch(ctx, p));
+  // The console talks only to its own origin: the public API, its shell and its assets
+  // (no CDN, no other host, no private endpoint).
+  ctx.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.protocol === 'blob:' || u.protocol === 'data:') return;
+    if (u.origin !== new URL(BASE).origin || !/^\/(v1\/|assets\/|app(\/|$)|$)/.test(u.pathname))
+      ctx.problems.push('a request outside the public API: ' + r.url());
+  });
   return ctx;
 }
 function watch(ctx, page) {
