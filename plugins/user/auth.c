@@ -74,6 +74,17 @@ static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
     }
     json_t *user = store_user_json(res, 0, 0);
     const char *id = json_string_value(json_object_get(user, "id"));
+    /* In the transaction of the insert: the event exists exactly when the account does. */
+    int rc = px_event_emit(c->txn, "user.registered", id,
+                           json_pack("{s:s, s:O, s:O}", "userId", id, "username",
+                                     json_object_get(user, "username"), "createdAt",
+                                     json_object_get(user, "createdAt")));
+    if (rc) {
+        json_decref(user);
+        px_pg_rollback(c->txn, NULL, NULL);
+        user_fail(req, rc);
+        return;
+    }
     char location[64];
     snprintf(location, sizeof(location), "/v1/users/%s", id);
     px_res_header(req, "Location", location);

@@ -32,14 +32,14 @@ PANTHERA_PACKAGES=(
     libinih-dev libargon2-dev node-llhttp libmagic-dev
     postgresql-15 postgresql-client-15 redis-server redis-tools
     nginx-light wrk
-    python3 python3-pytest python3-requests curl procps openssl
-    nodejs
+    python3 python3-pytest python3-requests curl procps openssl librsvg2-bin
+    nodejs chromium
     debhelper lintian dpkg-dev fakeroot
 )
 
 # The npm packages the tests use (package.json, pinned by package-lock.json: an OpenAPI
-# validator), into node_modules/ at the repo root. `npm ci` again only when the lock file
-# is newer than what it installed.
+# validator; playwright-core and axe-core for tests/browser), into node_modules/ at the
+# repo root. `npm ci` again only when the lock file is newer than what it installed.
 ensure_node_modules() {
     local stamp=$REPO/node_modules/.package-lock.json
     if [[ -f $stamp && ! $REPO/package-lock.json -nt $stamp ]]; then

@@ -98,6 +98,21 @@ step_api() {
     record_exit "$name" "$rc" "$RESULTS/$name.xml"
 }
 
+# The web console in Debian's chromium (tests/browser: playwright-core from node_modules,
+# never a downloaded browser), against the server built in BUILD_DIR; one case per flow.
+step_browser() {
+    local dir=$1 name=$2 rc=0
+    log "step $name: pytest tests/browser (chromium, PANTHERA_BUILD=$REPO/$dir)"
+    if [[ ! -x /usr/bin/chromium ]]; then
+        not_run "$name" "/usr/bin/chromium is missing (Debian package chromium)"
+        return 0
+    fi
+    (cd "$REPO" && env "PANTHERA_BUILD=$REPO/$dir" "PANTHERA_BROWSER_OUT=$RESULTS/browser" \
+        "${SERVICE_ENV[@]}" "$PYTHON" -m pytest -q -rs tests/browser \
+        --junitxml="$RESULTS/$name.xml") || rc=$?
+    record_exit "$name" "$rc" "$RESULTS/$name.xml"
+}
+
 # libFuzzer on the HTTP parser for PANTHERA_FUZZ_SECONDS; one pass or one failure.
 step_fuzz() {
     local bin=$REPO/build-asan/tests/fuzz/fuzz_http

@@ -11,6 +11,7 @@ absence of passwords and hashes.
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 import shutil
@@ -89,6 +90,49 @@ def test_register_mass_assignment_is_400_and_creates_nothing(srv, field):
     assert jwt_claims(doc["accessToken"])["role"] == "user"
     if field == "id":
         assert doc["userId"] != value
+
+
+def registered_events(db, **where):
+    """user.registered events in the host's log matching `where` (payload fields)."""
+    cond = " ".join("AND payload->>'%s' = '%s'" % (k, v) for k, v in where.items())
+    out = psql(db, "SELECT aggregate_id || chr(9) || producer || chr(9) || payload::text "
+                   "FROM panthera_events WHERE type = 'user.registered' %s ORDER BY id" % cond)
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+def test_register_emits_user_registered(env):
+    db, srv = env
+    body = register_body()
+    h = {"Idempotency-Key": uuid.uuid4().hex}
+    r = call(srv, "POST", "/v1/auth/register", json_body=body, headers=h)
+    doc = assert_tokens(r, 201, body["username"])
+    rows = registered_events(db, username=body["username"])
+    assert len(rows) == 1, rows
+    aggregate, producer, payload = rows[0]
+    payload = json.loads(payload)
+    assert aggregate == doc["userId"] and producer == "user", rows
+    me = call(srv, "GET", "/v1/users/me", token=doc["accessToken"]).json()
+    assert payload == {"userId": doc["userId"], "username": body["username"],
+                       "createdAt": me["createdAt"]}, (payload, me)
+    # The replayed answer of a retry is not a second registration.
+    r = call(srv, "POST", "/v1/auth/register", json_body=body, headers=h)
+    assert_tokens(r, 201, body["username"])
+    assert len(registered_events(db, username=body["username"])) == 1
+
+
+def test_failed_registration_emits_nothing(env):
+    db, srv = env
+    taken = register(srv)
+    before = len(registered_events(db))
+    # Taken name (409), taken email (409), invalid body (400): no event for any of them.
+    for body, status in ((register_body(username=taken.username, email=uniq() + "@example.com"),
+                          409),
+                         (register_body(username=uniq(), email=taken.email), 409),
+                         (register_body(username=uniq(), password="short"), 400)):
+        r = post(srv, "/v1/auth/register", body)
+        assert r.status_code == status, describe(r)
+    assert len(registered_events(db, username=taken.username)) == 1
+    assert len(registered_events(db)) == before, registered_events(db)[before:]
 
 
 def test_register_is_idempotent_with_a_key(srv):

@@ -217,6 +217,8 @@ else
     tail -n 30 "$WORK/server.log" | sed 's/^/    /'
 fi
 check "GET /v1/hello answers 200" wait_code /v1/hello 200 5
+check "GET /app/projects answers the console's shell (panthera-plugin-console)" \
+    bash -c "$(declare -f http_code wait_code); BASE=$BASE; wait_code /app/projects 200 5 && curl -fsS $BASE/assets/app.js | grep -q 'import'"
 check "panthera-plugin disable hello + SIGHUP: /v1/hello is 404" \
     bash -c "panthera-plugin disable hello && kill -HUP \$(cat /run/panthera/pantherad.pid) && $(declare -f http_code wait_code); BASE=$BASE; wait_code /v1/hello 404 15"
 check "panthera-plugin enable hello + SIGHUP: /v1/hello is 200 again" \

@@ -1,0 +1,81 @@
+"""Authorization matrix of the reporting plugin, GENERATED over its routes: every GET
+/openapi.json lists under /v1/reports is called by an anonymous client, a user who is not
+a member, a viewer, a member, an owner and an admin (not a member), and the status is the
+one the rules give: project reports for the project's members (any role) and admins,
+404 for everyone else signed in; the site activity report for admins only (403). A route
+the document has and RULES lacks (or the reverse) fails the test."""
+import pytest
+import requests
+
+from reporting_helpers import (
+    REPORT_PATHS, add_member, get_report, make_admin, needs_services, new_project, register,
+    reporting_env, shared_services, wait_consumed)
+
+pytestmark = needs_services
+
+CALLERS = ("anon", "stranger", "viewer", "member", "owner", "admin")
+RULES = {
+    "/v1/reports/projects/{id}/summary": "members",
+    "/v1/reports/projects/{id}/burndown": "members",
+    "/v1/reports/projects/{id}/flow": "members",
+    "/v1/reports/activity": "admin",
+}
+
+
+def expected(path, caller):
+    if caller == "anon":
+        return 401
+    if RULES[path] == "admin":
+        return 200 if caller == "admin" else 403
+    return 404 if caller == "stranger" else 200
+
+
+@pytest.fixture(scope="module")
+def env():
+    with reporting_env("rep_matrix") as e:
+        yield e
+
+
+@pytest.fixture(autouse=True)
+def _services():
+    with shared_services():
+        yield
+
+
+def operations(srv):
+    r = requests.get(srv.url("/openapi.json"), timeout=10)
+    assert r.status_code == 200
+    ops = []
+    for path, item in r.json()["paths"].items():
+        if path.startswith(REPORT_PATHS):
+            ops += [(m.upper(), path) for m in item if m in ("get", "post", "put", "delete",
+                                                             "patch")]
+    return sorted(ops)
+
+
+def test_every_route_has_a_rule(env):
+    ops = operations(env[1])
+    assert all(m == "GET" for m, _ in ops), ops
+    assert {p for _, p in ops} == set(RULES)
+
+
+def test_matrix(env):
+    db, srv = env
+    with shared_services():
+        people = {k: register(srv) for k in ("owner", "member", "viewer", "stranger")}
+        people["admin"] = make_admin(srv)
+        p = new_project(srv, people["owner"])
+        add_member(srv, people["owner"], p["id"], people["member"], "member")
+        add_member(srv, people["owner"], p["id"], people["viewer"], "viewer")
+        wait_consumed(db)
+    failures = []
+    for method, path in operations(srv):
+        url = path.replace("{id}", p["id"])
+        for caller in CALLERS:
+            token = None if caller == "anon" else people[caller].access
+            for accept in ("application/json", "text/csv"):
+                r = get_report(srv, url, token, accept=accept)
+                want = expected(path, caller)
+                if r.status_code != want:
+                    failures.append((path, caller, accept, r.status_code, want))
+    assert not failures, failures

@@ -1,0 +1,479 @@
+// The console's browser flows (tests/browser/README.md): Debian's chromium, headless,
+// driven by playwright-core against a real pantherad. Run by test_console_browser.py,
+// which starts the server and reads results.json: one entry per flow, {ok, error}.
+// Nothing here waits a fixed time: every wait is for an element, a request or a value,
+// with a generous ceiling that only a hang reaches.
+import { chromium } from 'playwright-core';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const BASE = process.env.CONSOLE_BASE;
+const OUT = process.env.CONSOLE_OUT;
+const ADMIN = { name: process.env.CONSOLE_ADMIN_USER, password: process.env.CONSOLE_ADMIN_PASSWORD };
+const HAVE_NOTIF = process.env.CONSOLE_HAVE_NOTIFICATION === '1';
+const HAVE_REPORT = process.env.CONSOLE_HAVE_REPORTING === '1';
+const CEILING = 60000;
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const results = {};
+const shots = [];
+const stamp = Date.now().toString(36);
+const A = { username: 'alice_' + stamp, email: `alice_${stamp}@example.com`, password: 'correct horse 1' };
+const B = { username: 'bob_' + stamp, email: `bob_${stamp}@example.com`, password: 'battery staple 2' };
+const state = {};
+mkdirSync(OUT + '/screenshots', { recursive: true });
+
+function check(cond, message) { if (!cond) throw new Error(message); }
+
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
+  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'] });
+
+// A context per user; any CSP violation or uncaught page error fails the flow using it.
+async function context(viewport = DESKTOP, colorScheme = 'light') {
+  const ctx = await browser.newContext({ viewport, colorScheme, baseURL: BASE, acceptDownloads: true });
+  ctx.setDefaultTimeout(CEILING);
+  ctx.problems = [];
+  ctx.on('page', (p) => watch(ctx, p));
+  // The console talks only to its own origin: the public API, its shell and its assets
+  // (no CDN, no other host, no private endpoint).
+  ctx.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.protocol === 'blob:' || u.protocol === 'data:') return;
+    if (u.origin !== new URL(BASE).origin || !/^\/(v1\/|assets\/|app(\/|$)|$)/.test(u.pathname))
+      ctx.problems.push('a request outside the public API: ' + r.url());
+  });
+  return ctx;
+}
+function watch(ctx, page) {
+  page.on('console', (m) => { if (/Content Security Policy|Refused to/.test(m.text())) ctx.problems.push(m.text()); });
+  page.on('pageerror', (e) => ctx.problems.push('page error: ' + e.message));
+}
+function clean(ctx) { check(!ctx.problems.length, 'browser problems: ' + ctx.problems.join(' | ')); }
+
+async function heading(page, text) {
+  await page.locator('main h1', { hasText: text }).first().waitFor();
+}
+
+async function signup(page, u) {
+  await page.goto('/app/signup');
+  await heading(page, 'Sign up');
+  const f = page.getByRole('form', { name: 'Sign up' });
+  await f.getByLabel('Username').fill(u.username);
+  await f.getByLabel('Email').fill(u.email);
+  await f.getByLabel('Password (8 to 64 characters)').fill(u.password);
+  await f.getByRole('button', { name: 'Create account' }).click();
+  await heading(page, 'Projects');
+}
+
+async function login(page, name, password) {
+  await page.goto('/app/login');
+  await heading(page, 'Log in');
+  const f = page.getByRole('form', { name: 'Log in' });
+  await f.getByLabel('Username or email').fill(name);
+  await f.getByLabel('Password').fill(password);
+  await f.getByRole('button', { name: 'Log in' }).click();
+  await heading(page, 'Projects');
+}
+
+async function cardTitles(page, status) {
+  return page.locator(`section.column[data-status="${status}"] li.card`).evaluateAll((els) => els.map((e) => e.dataset.title));
+}
+
+async function boardReady(page) {
+  await page.locator('#board section.column').first().waitFor();
+  await page.waitForFunction(() => !document.querySelector('#board[aria-busy]'));
+}
+
+async function flow(name, fn) {
+  const started = Date.now();
+  try {
+    const r = await fn();
+    results[name] = r && r.skip ? { ok: null, error: r.skip } : { ok: true };
+  }
+  catch (e) { results[name] = { ok: false, error: String(e && e.stack || e) }; }
+  results[name].seconds = (Date.now() - started) / 1000;
+  process.stderr.write(`flow ${name}: ${results[name].ok ? 'ok' : 'FAILED\n' + results[name].error}\n`);
+}
+
+const ctxA = await context();
+const ctxB = await context();
+const pageA = await ctxA.newPage();
+const pageB = await ctxB.newPage();
+
+await flow('auth', async () => {
+  // A wrong password: the API's words next to the form, nothing else changes.
+  await pageA.goto('/app/login');
+  const f = pageA.getByRole('form', { name: 'Log in' });
+  await f.getByLabel('Username or email').fill('nobody_' + stamp);
+  await f.getByLabel('Password').fill('wrong password');
+  await f.getByRole('button', { name: 'Log in' }).click();
+  await f.locator('.error[role=alert]').waitFor();
+  // Sign-up validation: the field named by the API is marked.
+  await pageA.goto('/app/signup');
+  const s = pageA.getByRole('form', { name: 'Sign up' });
+  await s.getByLabel('Username').fill('x');
+  await s.getByLabel('Email').fill('not-an-email');
+  await s.getByLabel('Password (8 to 64 characters)').fill('short');
+  await s.getByRole('button', { name: 'Create account' }).click();
+  await s.locator('input[name=email][aria-invalid=true]').waitFor();
+  await signup(pageA, A);
+  await signup(pageB, B);
+  // The access token is only in memory; the refresh token in sessionStorage, so a reload
+  // keeps the session (and rotates the refresh token).
+  const before = await pageA.evaluate(() => sessionStorage.getItem('panthera.refresh'));
+  check(before && before.length > 20, 'no refresh token kept for reloads');
+  check(!(await pageA.evaluate(() => JSON.stringify(localStorage))).includes('ey'), 'a token is in localStorage');
+  const refreshed = pageA.waitForResponse((r) => r.url().endsWith('/v1/auth/refresh') && r.status() === 200);
+  await pageA.reload();
+  await refreshed;
+  await heading(pageA, 'Projects');
+  const after = await pageA.evaluate(() => sessionStorage.getItem('panthera.refresh'));
+  check(after && after !== before, 'the refresh token did not rotate on reload');
+  // Silent refresh before expiry (the test server's access_ttl is short): observed as
+  // the request itself, whenever the timer fires.
+  await pageA.waitForResponse((r) => r.url().endsWith('/v1/auth/refresh') && r.status() === 200, { timeout: 120000 });
+  // Log out: back to the login page, and a reload does not bring the session back.
+  await pageA.getByRole('button', { name: 'Log out' }).click();
+  await heading(pageA, 'Log in');
+  check(!(await pageA.evaluate(() => sessionStorage.getItem('panthera.refresh'))), 'refresh token left after logout');
+  await pageA.reload();
+  await heading(pageA, 'Log in');
+  // A 401 on an API call (the session revoked elsewhere): one refresh attempt, then the
+  // login page; here the stale refresh token is refused.
+  await login(pageA, A.username, A.password);
+  await pageA.evaluate(() => sessionStorage.setItem('panthera.refresh', 'revoked-elsewhere-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'));
+  await pageA.reload();
+  await heading(pageA, 'Log in');
+  await login(pageA, A.username, A.password);
+  clean(ctxA); clean(ctxB);
+});
+
+await flow('projects', async () => {
+  await pageA.goto('/app/projects');
+  await pageA.locator('#project-list .empty, #project-list ul').first().waitFor();
+  await pageA.getByText('New project').click();
+  const f = pageA.getByRole('form', { name: 'New project' });
+  await f.getByLabel('Name').fill('Launch ' + stamp);
+  await f.getByLabel('Description').fill('The spring launch');
+  await f.getByRole('button', { name: 'Create project' }).click();
+  await heading(pageA, 'Launch ' + stamp);
+  state.projectPath = new URL(pageA.url()).pathname;
+  state.projectId = state.projectPath.split('/').pop();
+  // B gives A their id (the profile page shows it); A invites B with it.
+  await pageB.goto('/app/me');
+  state.bId = (await pageB.locator('#my-id').textContent()).trim();
+  await pageA.goto(state.projectPath + '/members');
+  await heading(pageA, 'Members of');
+  // A username is resolved only for admins: a plain owner is told so, next to the form.
+  const inv = pageA.getByRole('form', { name: 'Invite a member' });
+  await inv.getByLabel('Username (admins) or user id').fill(B.username);
+  await inv.getByRole('button', { name: 'Invite' }).click();
+  await inv.locator('.error[role=alert]', { hasText: 'only an admin' }).waitFor();
+  await inv.getByLabel('Username (admins) or user id').fill(state.bId);
+  await inv.getByLabel('Role').selectOption('viewer');
+  await inv.getByRole('button', { name: 'Invite' }).click();
+  await pageA.locator(`li[data-user="${B.username}"]`).waitFor();
+  // Inviting again: the 409 in words.
+  await inv.getByLabel('Username (admins) or user id').fill(state.bId);
+  await inv.getByRole('button', { name: 'Invite' }).click();
+  await inv.locator('.error[role=alert]').waitFor();
+  // Change the role; it holds after a reload.
+  const done = pageA.waitForResponse((r) => r.request().method() === 'PUT' && r.url().includes('/members/') && r.status() === 200);
+  await pageA.getByLabel(`Role of ${B.username}`).selectOption('member');
+  await done;
+  await pageA.reload();
+  await pageA.locator(`li[data-user="${B.username}"]`).waitFor();
+  check(await pageA.getByLabel(`Role of ${B.username}`).inputValue() === 'member', 'role change lost on reload');
+  // The last owner cannot be demoted: 409 shown beside that member.
+  await pageA.getByLabel(`Role of ${A.username}`).selectOption('viewer');
+  await pageA.locator(`li[data-user="${A.username}"] .error`).waitFor();
+  // B now sees the project in their list.
+  await pageB.goto('/app/projects');
+  await pageB.getByRole('link', { name: 'Launch ' + stamp }).waitFor();
+  clean(ctxA); clean(ctxB);
+});
+
+await flow('board_drag_and_keyboard', async () => {
+  await pageA.goto(state.projectPath);
+  await boardReady(pageA);
+  for (const t of ['Write copy', 'Design banner', 'Ship it']) {
+    if (!(await pageA.locator('details:has(form[aria-label="New task"])').evaluate((d) => d.open)))
+      await pageA.getByText('New task').click();
+    const f = pageA.getByRole('form', { name: 'New task' });
+    await f.getByLabel('Title').fill(t);
+    await f.getByRole('button', { name: 'Add task' }).click();
+    await pageA.locator(`li.card[data-title="${t}"]`).waitFor();
+    await boardReady(pageA);
+  }
+  check(JSON.stringify(await cardTitles(pageA, 'todo')) === '["Write copy","Design banner","Ship it"]', 'creation order');
+  // Drag "Ship it" onto the top half of "Write copy": it goes first.
+  let moved = pageA.waitForResponse((r) => r.url().endsWith('/move') && r.status() === 200);
+  await pageA.locator('li.card[data-title="Ship it"]').dragTo(pageA.locator('li.card[data-title="Write copy"]'), { targetPosition: { x: 20, y: 4 } });
+  await moved;
+  await pageA.waitForFunction(() => document.querySelector('section.column[data-status="todo"] li.card')?.dataset.title === 'Ship it');
+  await boardReady(pageA);
+  // Drag "Design banner" into the in-progress column.
+  moved = pageA.waitForResponse((r) => r.url().endsWith('/move') && r.status() === 200);
+  await pageA.locator('li.card[data-title="Design banner"]').dragTo(pageA.locator('section.column[data-status="in_progress"]'));
+  await moved;
+  await pageA.locator('section.column[data-status="in_progress"] li.card[data-title="Design banner"]').waitFor();
+  await boardReady(pageA);
+  // Keyboard: focus "Move down" on "Ship it" and press Enter.
+  moved = pageA.waitForResponse((r) => r.url().endsWith('/move') && r.status() === 200);
+  await pageA.getByRole('button', { name: 'Move down: Ship it' }).focus();
+  await pageA.keyboard.press('Enter');
+  await moved;
+  await pageA.waitForFunction(() => document.querySelector('section.column[data-status="todo"] li.card')?.dataset.title === 'Write copy');
+  // The order is the server's: a reload shows the same.
+  await pageA.reload();
+  await boardReady(pageA);
+  check(JSON.stringify(await cardTitles(pageA, 'todo')) === '["Write copy","Ship it"]', 'todo order after reload: ' + await cardTitles(pageA, 'todo'));
+  check(JSON.stringify(await cardTitles(pageA, 'in_progress')) === '["Design banner"]', 'in_progress after reload');
+  // On a phone: the same board, one column under another; a keyboard move still works.
+  const phone = await context(PHONE);
+  const pp = await phone.newPage();
+  await login(pp, A.username, A.password);
+  await pp.goto(state.projectPath);
+  await boardReady(pp);
+  moved = pp.waitForResponse((r) => r.url().endsWith('/move') && r.status() === 200);
+  await pp.getByRole('button', { name: 'Move to In progress: Ship it' }).click();
+  await moved;
+  await pp.locator('section.column[data-status="in_progress"] li.card[data-title="Ship it"]').waitFor();
+  await pp.reload();
+  await boardReady(pp);
+  check(JSON.stringify(await cardTitles(pp, 'in_progress')) === '["Design banner","Ship it"]', 'phone move lost on reload');
+  clean(phone);
+  await phone.close();
+  clean(ctxA);
+});
+
+await flow('task_detail', async () => {
+  await pageA.goto(state.projectPath);
+  await boardReady(pageA);
+  await pageA.locator('li.card[data-title="Write copy"] a').click();
+  await heading(pageA, 'Write copy');
+  state.taskPath = new URL(pageA.url()).pathname;
+  const f = pageA.getByRole('form', { name: 'Edit task' });
+  await f.getByLabel('Description').fill('Words for the landing page');
+  await f.getByLabel('Priority').selectOption('high');
+  await f.getByLabel('Due date').fill('2030-01-31');
+  await f.getByLabel('Depends on').selectOption({ label: 'Ship it' });
+  let saved = pageA.waitForResponse((r) => r.request().method() === 'PUT' && r.status() === 200);
+  await f.getByRole('button', { name: 'Save task' }).click();
+  await saved;
+  // Done while "Ship it" is open: the 409 explained beside the form.
+  await f.getByLabel('Status').selectOption('done');
+  await f.getByRole('button', { name: 'Save task' }).click();
+  await f.locator('.error[role=alert]', { hasText: 'depends on' }).waitFor();
+  await f.getByLabel('Status').selectOption('todo');
+  // A cycle: "Ship it" depending on "Write copy".
+  await pageA.goto(state.projectPath);
+  await boardReady(pageA);
+  await pageA.locator('li.card[data-title="Ship it"] a').click();
+  await heading(pageA, 'Ship it');
+  const g = pageA.getByRole('form', { name: 'Edit task' });
+  await g.getByLabel('Depends on').selectOption({ label: 'Write copy' });
+  await g.getByRole('button', { name: 'Save task' }).click();
+  await g.locator('.error[role=alert]', { hasText: 'cannot depend' }).waitFor();
+  // Comments with a mention of B, rendered as a mention (text, never markup).
+  await pageA.goto(state.taskPath);
+  await heading(pageA, 'Write copy');
+  const c = pageA.getByRole('form', { name: 'Add comment' });
+  await c.getByLabel('Comment').fill(`@${B.username} please review <img src=x onerror=alert(1)>`);
+  await c.getByRole('button', { name: 'Add comment' }).click();
+  await pageA.locator('#comments strong.mention', { hasText: '@' + B.username }).waitFor();
+  check(await pageA.locator('#comments img').count() === 0, 'a comment became markup');
+  await pageA.locator('#activity li').first().waitFor();
+  check(await pageA.getByRole('form', { name: 'Edit task' }).getByLabel('Due date').inputValue() === '2030-01-31', 'due date not kept');
+  clean(ctxA);
+});
+
+await flow('live_assignment', async () => {
+  if (!HAVE_NOTIF) return { skip: 'the notification plugin is not built here (branch notif not merged): live delivery is pending' };
+  await pageB.goto('/app/projects');
+  await pageB.waitForFunction(() => document.body.dataset.stream === 'open');
+  const before = Number(await pageB.locator('#unread-count').textContent());
+  await pageA.goto(state.taskPath);
+  await heading(pageA, 'Write copy');
+  const f = pageA.getByRole('form', { name: 'Edit task' });
+  await f.getByLabel('Assignee').selectOption({ label: B.username });
+  await f.getByRole('button', { name: 'Save task' }).click();
+  // B sees it without reloading: the bell's count grows from the stream.
+  await pageB.waitForFunction((n) => Number(document.getElementById('unread-count').textContent) > n, before, { timeout: CEILING });
+  await pageB.getByRole('link', { name: /Notifications/ }).click();
+  await pageB.locator('#notification-list li', { hasText: 'You were assigned' }).first().waitFor();
+  await pageB.getByRole('button', { name: 'Mark all read' }).click();
+  await pageB.waitForFunction(() => document.getElementById('unread-count').textContent === '0');
+  // Resume: B's connection drops, A comments meanwhile (B is the assignee), and on
+  // reconnect (a fresh ticket, lastEventId = the last id seen) the missed one arrives.
+  await pageB.waitForFunction(() => document.body.dataset.stream === 'open');
+  await ctxB.setOffline(true);
+  try {
+  await pageB.waitForFunction(() => document.body.dataset.stream === 'closed');
+  await pageA.goto(state.taskPath);
+  const c = pageA.getByRole('form', { name: 'Add comment' });
+  await c.getByLabel('Comment').fill('Missed while offline');
+  await c.getByRole('button', { name: 'Add comment' }).click();
+  await pageA.locator('#comments li', { hasText: 'Missed while offline' }).waitFor();
+  const resumed = pageB.waitForRequest((r) => r.url().includes('/v1/notifications/stream?') && r.url().includes('lastEventId='));
+  await ctxB.setOffline(false);
+  await resumed;
+  } finally { await ctxB.setOffline(false); }
+  await pageB.locator('#notification-list li.unread', { hasText: 'New comment on' }).first().waitFor();
+  await pageB.waitForFunction(() => document.getElementById('unread-count').textContent === '1');
+  // Mark that one read on its own.
+  await pageB.locator('#notification-list li.unread').getByRole('button', { name: 'Mark read' }).click();
+  await pageB.waitForFunction(() => document.getElementById('unread-count').textContent === '0');
+  // Preferences: a change is kept.
+  await pageB.goto('/app/notifications/preferences');
+  await heading(pageB, 'Notification preferences');
+  await pageB.getByLabel('post.liked by email').selectOption('daily');
+  await pageB.getByLabel('post.liked in the app').uncheck();
+  const put = pageB.waitForResponse((r) => r.request().method() === 'PUT' && r.url().endsWith('/preferences'));
+  await pageB.getByRole('button', { name: 'Save preferences' }).click();
+  check((await put).status() === 200, 'preferences not saved');
+  await pageB.reload();
+  await heading(pageB, 'Notification preferences');
+  check(await pageB.getByLabel('post.liked by email').inputValue() === 'daily', 'email preference lost');
+  check(!(await pageB.getByLabel('post.liked in the app').isChecked()), 'inApp preference lost');
+  clean(ctxA); clean(ctxB);
+});
+
+await flow('posts', async () => {
+  await pageA.goto('/app/posts/new');
+  await heading(pageA, 'Write a post');
+  const f = pageA.getByRole('form', { name: 'Write a post' });
+  const word = 'zebrafish' + stamp;
+  await f.getByLabel('Title').fill('Notes on ' + word);
+  await f.getByLabel('Body').fill(`The ${word} <b>plan</b> & more`);
+  await f.getByLabel('Tags (comma separated)').fill('launch, notes');
+  // Media upload with progress: a real PNG (1x1), sniffed by the server.
+  const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
+  await f.getByLabel('Attach media (image, video or PDF)').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: png });
+  await pageA.locator('#media .ok', { hasText: 'Uploaded dot.png' }).waitFor();
+  check(await pageA.locator('progress').evaluate((p) => p.value) === 1, 'upload progress did not reach the end');
+  await f.getByRole('button', { name: 'Save draft' }).click();
+  await heading(pageA, 'Notes on ' + word);
+  await pageA.getByText('post · draft').waitFor();
+  await pageA.getByRole('link', { name: 'Edit' }).click();
+  await heading(pageA, 'Edit post');
+  await pageA.getByRole('form', { name: 'Write a post' }).getByRole('button', { name: 'Publish' }).click();
+  await heading(pageA, 'Notes on ' + word);
+  await pageA.getByText('post · published').first().waitFor();
+  state.postPath = new URL(pageA.url()).pathname;
+  check(await pageA.locator('.post-body b').count() === 0, 'the body became markup');
+  // The uploaded image is shown from its media URL (CSP img-src 'self').
+  await pageA.waitForFunction(() => { const i = document.querySelector('.post-body img.preview'); return i && i.complete && i.naturalWidth === 1; });
+  // Search with highlights: the match is a <mark>, the rest text.
+  await pageA.goto('/app/feed');
+  await pageA.getByLabel('Search posts').fill(word);
+  await pageA.getByRole('button', { name: 'Search' }).click();
+  await pageA.locator('#post-list .highlight mark').first().waitFor();
+  check((await pageA.locator('#post-list .highlight mark').first().textContent()).toLowerCase().includes('zebrafish'), 'highlight mark');
+  check(await pageA.locator('#post-list .highlight b').count() === 0, 'highlight markup leaked');
+  // B likes and comments.
+  await pageB.goto(state.postPath);
+  await pageB.getByRole('button', { name: 'Like', exact: true }).click();
+  await pageB.getByRole('button', { name: 'Unlike' }).waitFor();
+  await pageB.getByText('1 likes').waitFor();
+  const c = pageB.getByRole('form', { name: 'Add comment' });
+  await c.getByLabel('Comment').fill('Lovely @' + A.username);
+  await c.getByRole('button', { name: 'Add comment' }).click();
+  await pageB.locator('#post-comments li', { hasText: 'Lovely' }).waitFor();
+  await pageB.reload();
+  await pageB.getByRole('button', { name: 'Unlike' }).waitFor();
+  clean(ctxA); clean(ctxB);
+});
+
+const ctxAdmin = await context();
+const pageAdmin = await ctxAdmin.newPage();
+await flow('admin', async () => {
+  await login(pageAdmin, ADMIN.name, ADMIN.password);
+  await pageAdmin.getByRole('link', { name: 'Admin', exact: true }).click();
+  await heading(pageAdmin, 'Admin');
+  await pageAdmin.locator('#user-list table').waitFor();
+  await pageAdmin.getByLabel('Search users').fill(B.username);
+  await pageAdmin.getByRole('button', { name: 'Search' }).click();
+  await pageAdmin.waitForFunction(() => document.querySelectorAll('#user-list tbody tr').length === 1);
+  const put = pageAdmin.waitForResponse((r) => r.request().method() === 'PUT' && r.status() === 200);
+  await pageAdmin.getByLabel(`Role of ${B.username}`).selectOption('admin');
+  await put;
+  await pageAdmin.reload();
+  await pageAdmin.getByLabel('Search users').fill(B.username);
+  await pageAdmin.getByRole('button', { name: 'Search' }).click();
+  await pageAdmin.waitForFunction(() => document.querySelectorAll('#user-list tbody tr').length === 1);
+  check(await pageAdmin.getByLabel(`Role of ${B.username}`).inputValue() === 'admin', 'role not kept');
+  await pageAdmin.getByLabel(`Role of ${B.username}`).selectOption('user');
+  // The activity report: a chart when the reporting plugin is there, else the reason.
+  await pageAdmin.locator('#activity-report img.chart, #activity-report .error').first().waitFor();
+  if (HAVE_REPORT) check(await pageAdmin.locator('#activity-report img.chart').count() === 1, 'activity chart missing');
+  clean(ctxAdmin);
+});
+
+await flow('reports', async () => {
+  await pageA.goto(state.projectPath + '/reports');
+  await heading(pageA, 'Reports of');
+  await pageA.locator('#summary table, #summary .error').first().waitFor();
+  await pageA.locator('#charts section').nth(1).locator('img.chart, .error').first().waitFor();
+  if (!HAVE_REPORT) {
+    check(await pageA.locator('#summary .error', { hasText: 'not available' }).count() === 1, 'missing reports not explained');
+    return { skip: 'the reporting plugin is not built here (branch report not merged): only the "not available" state was checked' };
+  }
+  check(await pageA.locator('#charts img.chart').count() === 2, 'charts');
+  const dl = pageA.waitForEvent('download');
+  await pageA.getByRole('button', { name: 'Download summary.csv' }).click();
+  await dl;
+  clean(ctxA);
+});
+
+// Every page at both widths: an axe-core scan (no serious or critical violation) and a
+// screenshot under the results directory.
+await flow('pages_axe_and_screenshots', async () => {
+  const pages = [
+    ['login', '/app/login', 'Log in', null], ['signup', '/app/signup', 'Sign up', null],
+    ['projects', '/app/projects', 'Projects', A], ['board', state.projectPath, 'Launch', A],
+    ['members', state.projectPath + '/members', 'Members of', A], ['task', state.taskPath, 'Write copy', A],
+    ['reports', state.projectPath + '/reports', 'Reports of', A], ['feed', '/app/feed', 'Feed', A],
+    ['post', state.postPath, 'Notes on', A], ['post-new', '/app/posts/new', 'Write a post', A],
+    ['notifications', '/app/notifications', 'Notifications', A],
+    ['preferences', '/app/notifications/preferences', 'Notification preferences', A],
+    ['profile', '/app/me', 'Your profile', A], ['admin', '/app/admin', 'Admin', ADMIN],
+  ];
+  const bad = [];
+  for (const [vname, viewport, colorScheme] of [['desktop', DESKTOP, 'light'], ['phone', PHONE, 'dark']]) {
+    const anon = await context(viewport, colorScheme);
+    const ctxs = new Map();
+    for (const [name, path, title, who] of pages) {
+      let ctx = anon;
+      if (who) {
+        if (!ctxs.has(who)) {
+          const c = await context(viewport, colorScheme);
+          await login(await c.newPage(), who.username || who.name, who.password);
+          ctxs.set(who, c);
+        }
+        ctx = ctxs.get(who);
+      }
+      const page = ctx.pages()[0] || await ctx.newPage();
+      await page.goto(path);
+      await heading(page, title);
+      await page.waitForFunction(() => !document.querySelector('.loading, [aria-busy]'));
+      await page.evaluate(AXE);
+      const found = await page.evaluate(async () => {
+        const r = await window.axe.run(document, { resultTypes: ['violations'] });
+        return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+          .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+      });
+      for (const v of found) bad.push(`${name} ${vname}: ${v}`);
+      const file = `${OUT}/screenshots/${name}-${vname}.png`;
+      await page.screenshot({ path: file, fullPage: true });
+      shots.push(file);
+    }
+    for (const c of [anon, ...ctxs.values()]) { clean(c); await c.close(); }
+  }
+  check(!bad.length, 'axe-core: ' + bad.join(' | '));
+});
+
+writeFileSync(OUT + '/results.json', JSON.stringify({ results, screenshots: shots }, null, 2));
+await browser.close();
