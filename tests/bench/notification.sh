@@ -45,7 +45,8 @@ start_px notif "user task content notification" "[postgres]" \
     "conninfo = host=$PANTHERA_PGHOST port=$PANTHERA_PGPORT dbname=$DB user=$PANTHERA_PGUSER" \
     "pool_size = 16" "[redis]" "address = unix:$PANTHERA_REDIS_SOCKET" \
     "[auth]" "token_secret_file = $BENCH_TMP/secret" \
-    "[http]" "max_connections = 12000" "keepalive_timeout = 300s" "header_timeout = 300s"
+    "[http]" "max_connections = 12000" "max_connections_per_client = 12000" \
+    "keepalive_timeout = 300s" "header_timeout = 300s"
 URL=http://127.0.0.1:$PX_PORT
 PIDS=$(proc_tree "$PX_PID" | paste -sd, -)
 
