@@ -118,7 +118,9 @@ static int routes_init(px_plugin_t *self)
     static const px_response_spec_t done_204[] = {
         {204, NULL, NULL, NULL}, {404, "Error", "Not one of the caller's notifications", NULL},
         {0}};
-    static const px_response_spec_t count_200[] = {{200, "UnreadCount", NULL, NULL}, {0}};
+    static const px_response_spec_t count_200[] = {
+        {200, "UnreadCount", "Last-Modified as the list", NULL},
+        {304, NULL, "Not modified since If-Modified-Since", NULL}, {0}};
     static const px_response_spec_t ticket_200[] = {
         {200, "StreamTicket", "Single use, for ?ticket= on the stream", NULL}, {0}};
     static const px_response_spec_t stream_200[] = {
@@ -190,7 +192,11 @@ static int notification_init(px_plugin_t *self)
     if (!rc)
         rc = px_on_worker_start(self, sweep_start, NULL);
     if (!rc)
+        rc = px_on_worker_start(self, stream_worker_start, NULL);
+    if (!rc)
         rc = px_on_worker_stop(self, sweep_stop, NULL);
+    if (!rc)
+        rc = px_on_worker_stop(self, stream_worker_stop, NULL);
     return rc;
 }
 

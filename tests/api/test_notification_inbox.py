@@ -231,6 +231,12 @@ def test_last_modified_and_if_modified_since(env):
     r4 = call(srv, "GET", "/v1/notifications", token=bob.access,
               headers={"If-Modified-Since": lm3})
     assert r4.status_code == 200 and r4.json()["notifications"][0]["read"] is True
+    # unread-count shares the inbox's date.
+    r6 = call(srv, "GET", "/v1/notifications/unread-count", token=bob.access)
+    assert r6.status_code == 200 and r6.headers["Last-Modified"] == r4.headers["Last-Modified"]
+    r7 = call(srv, "GET", "/v1/notifications/unread-count", token=bob.access,
+              headers={"If-Modified-Since": r6.headers["Last-Modified"]})
+    assert r7.status_code == 304 and r7.content == b""
     # A malformed date is ignored.
     r5 = call(srv, "GET", "/v1/notifications", token=bob.access,
               headers={"If-Modified-Since": "yesterday"})
@@ -255,3 +261,16 @@ def test_redelivered_event_makes_no_second_row(env):
     assert rows(db, "source_event = %s" % ev) == before
     assert psql(db, "SELECT count(*) FROM panthera_events WHERE type = 'notification.created' "
                     "AND aggregate_id = '%s'" % ev).strip() == "1"
+
+
+def test_mention_on_a_draft_notifies_nobody(env):
+    db, srv = env
+    author, friend = register(srv), register(srv)
+    r = call(srv, "POST", "/v1/posts", token=author.access,
+             json_body={"title": "Secret", "body": "b", "status": "draft"})
+    assert r.status_code == 201, describe(r)
+    r = call(srv, "POST", "/v1/posts/%s/comments" % r.json()["id"], token=author.access,
+             json_body={"body": "see @%s" % friend.username})
+    assert r.status_code == 201, describe(r)
+    processed(db)
+    assert types_of(srv, friend) == []
