@@ -8,8 +8,6 @@
  * was recorded. The plugin needs the task plugin (its events, and its activity rows for
  * reporting:rebuild) and [postgres]; [redis] is optional (the cache).
  */
-#include <stdio.h>
-#include <string.h>
 
 #include "reporting.h"
 
@@ -32,27 +30,9 @@ extern const px_migration_t reporting_migrations[];
     " Days are UTC; from..to (both included) defaults to the 30 days up to today and may "  \
     "cover at most 366 days (400 otherwise)."
 
-/* text/csv and image/svg+xml beside the JSON each 200 documents (a response spec has one
- * content type). */
-static int document_formats(px_plugin_t *self)
-{
-    static const char *const charted[] = {"/v1/reports/projects/{id}/burndown",
-                                          "/v1/reports/projects/{id}/flow",
-                                          "/v1/reports/activity", NULL};
-    json_t *paths = json_object();
-    json_t *summary_200 = json_pack(
-        "{s:{s:{s:{s:{s:{s:s}}}}}}", "get", "responses", "200", "content", "text/csv",
-        "schema", "type", "string");
-    json_object_set_new(paths, "/v1/reports/projects/{id}/summary", summary_200);
-    for (int i = 0; charted[i]; i++)
-        json_object_set_new(paths, charted[i],
-                            json_pack("{s:{s:{s:{s:{s:{s:{s:s}}, s:{s:{s:s}}}}}}}", "get",
-                                      "responses", "200", "content", "text/csv", "schema",
-                                      "type", "string", "image/svg+xml", "schema", "type",
-                                      "string"));
-    return px_openapi(self, json_pack("{s:o}", "paths", paths));
-}
-
+/* The CSV and SVG forms are named in each route's description: a response spec carries
+ * one content type per status, and a px_openapi fragment replaces a generated operation
+ * whole rather than adding to it. */
 static int reporting_init(px_plugin_t *self)
 {
     reporting_plugin = self;
@@ -116,8 +96,6 @@ static int reporting_init(px_plugin_t *self)
         rc = px_schema(self, NULL, reporting_schemas);
     for (size_t i = 0; !rc && i < sizeof(routes) / sizeof(routes[0]); i++)
         rc = px_route_add(self, &routes[i]);
-    if (!rc)
-        rc = document_formats(self);
     if (!rc)
         rc = px_command(self, "rebuild",
                         "reporting:rebuild - import the task history recorded before the "

@@ -7,6 +7,8 @@ the document has and RULES lacks (or the reverse) fails the test."""
 import pytest
 import requests
 
+import openapi_check
+
 from reporting_helpers import (
     REPORT_PATHS, add_member, get_report, make_admin, needs_services, new_project, register,
     reporting_env, shared_services, wait_consumed)
@@ -51,6 +53,21 @@ def operations(srv):
             ops += [(m.upper(), path) for m in item if m in ("get", "post", "put", "delete",
                                                              "patch")]
     return sorted(ops)
+
+
+def test_openapi_document(env):
+    """The served document validates, lists every route, and states the definitions and
+    the representations of each report (in the description: a response spec has one
+    content type per status)."""
+    srv = env[1]
+    doc = requests.get(srv.url("/openapi.json"), timeout=10).json()
+    openapi_check.validate(doc)
+    openapi_check.assert_lists_every_route(srv, doc)
+    summary = doc["paths"]["/v1/reports/projects/{id}/summary"]["get"]
+    assert "last reopening" in summary["description"]
+    assert "text/csv" in summary["description"]
+    flow = doc["paths"]["/v1/reports/projects/{id}/flow"]["get"]
+    assert "text/csv" in flow["description"] and "image/svg+xml" in flow["description"]
 
 
 def test_every_route_has_a_rule(env):

@@ -7,7 +7,8 @@ database where the task plugin ran alone."""
 import pytest
 
 from reporting_helpers import (
-    call, describe, get_report, make_admin, needs_services, new_project, psql, register,
+    call, describe, get_report, insert_events, make_admin, needs_services, new_project, psql,
+    register,
     reporting_env, reporting_server, run_cli, shared_services, wait_consumed)
 
 pytestmark = needs_services
@@ -95,3 +96,29 @@ def test_without_redis(env):
         assert reports(srv, owner.access, p["id"])["summary"]["total"] == 2
     finally:
         bare.cleanup()
+
+
+def test_deleted_project_stays_gone(env):
+    """After project.deleted the reports are 404, even when an event of one of its tasks
+    (another aggregate, so not ordered with it) is delivered later."""
+    db, srv = env
+    owner = register(srv)
+    p = new_project(srv, owner)
+    r = call(srv, "POST", "/v1/projects/%s/tasks" % p["id"], token=owner.access,
+             json_body={"title": "x"})
+    assert r.status_code == 201
+    tid = r.json()["id"]
+    wait_consumed(db)
+    assert get_report(srv, "/v1/reports/projects/%s/summary" % p["id"],
+                      owner.access).status_code == 200
+    assert call(srv, "DELETE", "/v1/projects/%s" % p["id"], token=owner.access).status_code == 204
+    wait_consumed(db)
+    assert get_report(srv, "/v1/reports/projects/%s/summary" % p["id"],
+                      owner.access).status_code == 404
+    insert_events(db, [("task.status_changed", tid, {
+        "projectId": p["id"], "taskId": tid, "title": "x", "from": "todo", "to": "done",
+        "actorId": owner.id, "members": [{"userId": owner.id, "role": "owner"}]},
+        "2026-01-01 00:00:00")])
+    wait_consumed(db)
+    assert get_report(srv, "/v1/reports/projects/%s/burndown" % p["id"],
+                      owner.access).status_code == 404

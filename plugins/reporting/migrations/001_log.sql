@@ -73,3 +73,9 @@ CREATE TABLE reporting_activity (
     PRIMARY KEY (day, metric)
 );
 
+
+-- Projects deleted (project.deleted): events of their tasks may still arrive after it
+-- (different aggregates are not ordered), and must not bring the project back.
+CREATE TABLE reporting_gone (
+    id uuid PRIMARY KEY
+);

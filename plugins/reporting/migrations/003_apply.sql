@@ -29,6 +29,10 @@ BEGIN
     pid := (p ->> 'projectId')::uuid;
     IF ev_type = 'project.deleted' THEN
         DELETE FROM reporting_projects WHERE id = pid;
+        INSERT INTO reporting_gone (id) VALUES (pid) ON CONFLICT DO NOTHING;
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM reporting_gone WHERE id = pid) THEN
         RETURN;
     END IF;
     INSERT INTO reporting_projects AS r (id, name, members, members_event, generation)
