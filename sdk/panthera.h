@@ -318,6 +318,26 @@ typedef struct px_file_response {
 /* -- HELPERS TYPES -- */
 /* A Redis Lua script the host runs by its SHA1 (px_redis_script_new). */
 typedef struct px_redis_script px_redis_script_t;
+/* One setting of a plugin's section for px_config_settings: declared with `dflt`, read by
+ * the host's parser of `kind` into *out, and held to [min, max] (integers as written,
+ * durations in milliseconds, sizes in bytes; a bool is 0 or 1 and ignores the bounds). A
+ * PX_SETTING_CHOICE is one of the words of `choices` ("argon2id|scrypt"), stored as its
+ * index. Lists end with an entry whose key is NULL. */
+enum px_setting_kind {
+    PX_SETTING_INT = 1,
+    PX_SETTING_DURATION_MS,
+    PX_SETTING_SIZE,
+    PX_SETTING_BOOL,
+    PX_SETTING_CHOICE,
+};
+typedef struct px_setting {
+    const char *key;
+    const char *dflt;
+    int kind; /* enum px_setting_kind */
+    int64_t min, max;
+    const char *choices; /* PX_SETTING_CHOICE only */
+    int64_t *out;
+} px_setting_t;
 
 /*
  * The function table, version by version. Each entry is
@@ -853,6 +873,14 @@ typedef struct px_redis_script px_redis_script_t;
       (plugin, key, out))                                                                   \
     X(int, config_size, (px_plugin_t * plugin, const char *key, uint64_t *out),            \
       (plugin, key, out))                                                                   \
+    /* Declare and read a whole list of settings (see px_setting_t) in one call, in order: \
+     * each key is declared with its default and parsed as above into its *out, which is \
+     * written only when the value is good. Returns 0; PX_EINVAL at the first malformed or \
+     * out-of-range value (or a bad entry), after logging one line naming the plugin, the  \
+     * key, the value and what was expected ("1 to 64", "1s to 1d", "argon2id or scrypt"); \
+     * PX_ESTATE after init, PX_EEXIST for a key declared twice. Only during init: return \
+     * the code, so start-up and `pantherad -t` fail on a bad value. */                    \
+    X(int, config_settings, (px_plugin_t * plugin, const px_setting_t *list), (plugin, list)) \
     /* Content negotiation: `offers` is a NULL-terminated list of media types the handler \
      * can produce, best first ("application/json", "text/csv"). Returns the index of the  \
      * offer the Accept header prefers (highest q, the most specific matching range       \

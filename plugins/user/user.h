@@ -40,7 +40,7 @@ typedef struct user_settings {
     int64_t login_limit; /* failed logins per account per window */
     int64_t login_window_ms;
     int64_t refresh_ttl; /* seconds, [auth] refresh_ttl */
-    int64_t hash_jobs;   /* new-hash jobs (not logins) in the host's job queue per worker */
+    int64_t hash_jobs;   /* new-hash jobs (not logins) running at once per worker */
     int64_t hash_queue;  /* new-hash jobs that may wait for one of those; then 503 */
 } user_settings_t;
 
@@ -92,6 +92,8 @@ json_t *input_to_json(const user_input_t *in, unsigned which, unsigned with_null
 #define PASSWORD_HASH_MAX 192
 
 int password_init(void);
+/* Declares the new hashes' job queue (hash_jobs, hash_queue). Only during init. */
+int password_queue(px_plugin_t *self);
 void password_fini(void);
 /* Hashes with the current settings into `out` (PASSWORD_HASH_MAX bytes). Blocking: for
  * the thread pool and the command line only. 0 or PX_EINTERNAL. */
@@ -110,9 +112,9 @@ typedef struct password_result {
 /* Called on the loop, only while the request lives. */
 typedef void (*password_done_fn)(px_req_t *req, const password_result_t *res, void *ctx);
 
-/* Hash `pw` on the thread pool, after the new hashes ahead of it (hash_jobs at once per
- * worker, hash_queue waiting, see password.c). 0 or a PX_E* code (PX_EUNAVAIL: too many
- * wait; then `done` is never called). */
+/* Hash `pw` on the plugin's job queue, after the new hashes ahead of it (hash_jobs at once
+ * per worker, hash_queue waiting, see password.c). 0 or a PX_E* code (PX_EUNAVAIL: too
+ * many wait; then `done` is never called). */
 int password_hash_async(px_req_t *req, const char *pw, password_done_fn done, void *ctx);
 /* Verify `pw` against `stored` on the thread pool; `stored` NULL verifies against a dummy
  * hash of the current parameters, so an unknown account costs what a known one does. */
