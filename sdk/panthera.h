@@ -860,6 +860,15 @@ typedef struct px_setting {
     /* A new random (version 4) UUID, lowercase, in `out`. Returns 0, or PX_EINTERNAL when \
      * the system has no randomness to give. */                                            \
     X(int, uuid_new, (char out[37]), (out))                                                 \
+    /* `s` as a canonical lowercase UUID in `out`, by px_req_uuid's rule (any case, the    \
+     * hyphenated form only), for ids that come from elsewhere than the path: the caller's \
+     * (px_req_caller_id: a token may carry any subject), a header, a stored value.       \
+     * Returns 0, or PX_EINVAL for NULL or anything else (`out` untouched). */             \
+    X(int, uuid_parse, (const char *s, char out[37]), (s, out))                             \
+    /* A copy of `s` in the request's memory (freed with the request, like px_req_alloc), \
+     * for strings a callback must keep past the result they are borrowed from. NULL for  \
+     * a NULL `s`. */                                                                      \
+    X(char *, req_strdup, (px_req_t * req, const char *s), (req, s))                        \
     /* A declared config key read with the host's own parsers (the same ones [server]     \
      * uses): integer (decimal, in int64), bool (yes/no, on/off, true/false, 1/0), duration \
      * ("500ms", "30s", "5m", "1h", "2d"; a bare number is seconds) in milliseconds, size   \

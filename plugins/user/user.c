@@ -7,7 +7,6 @@
  * The plugin issues the tokens the host verifies: init refuses to start without an [auth]
  * token secret, because every register and login would otherwise fail at its very end.
  */
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,21 +28,6 @@ int user_fail(px_req_t *req, int rc)
 int user_invalid(px_req_t *req, json_t *fields)
 {
     return px_res_error(req, 400, "validation_failed", "the request has invalid fields", fields);
-}
-
-bool user_is_uuid(const char *s)
-{
-    if (!s || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return false;
-        } else if (!isxdigit((unsigned char)s[i])) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* ---- settings ---- */
@@ -130,6 +114,8 @@ static int user_init(px_plugin_t *self)
     if (!rc)
         rc = password_queue(self);
     if (!rc)
+        rc = limit_init(self);
+    if (!rc)
         rc = px_hook_declare(self, "before_user_register",
                              "checks or changes a registration or an admin's create "
                              "{username, email, firstName, lastName, password}");
@@ -204,6 +190,7 @@ static int user_init(px_plugin_t *self)
                         command_create_admin);
     if (rc) {
         password_fini();
+        limit_fini();
         return rc;
     }
     px_log(self, PX_LOG_DEBUG,
@@ -218,6 +205,7 @@ static void user_fini(px_plugin_t *self)
 {
     (void)self;
     password_fini();
+    limit_fini();
 }
 
 PX_PLUGIN("user", "1.0.0", user_init, user_fini, NULL);

@@ -52,8 +52,6 @@ extern user_settings_t user_settings;
 int user_fail(px_req_t *req, int rc);
 /* Answers 400 validation_failed with `fields` (taken). */
 int user_invalid(px_req_t *req, json_t *fields);
-/* A canonical UUID (8-4-4-4-12 hex digits). Anything else cannot name a user. */
-bool user_is_uuid(const char *s);
 
 /* ---- input.c ---- */
 
@@ -195,6 +193,10 @@ int caller_answer(px_req_t *req);
 void user_redis_state(bool up);
 
 /* ---- limit.c ---- */
+
+/* Makes the throttle's Redis scripts (limit_fini frees them). 0 or PX_EINTERNAL. */
+int limit_init(px_plugin_t *self);
+void limit_fini(void);
 
 /* `blocked` with the seconds until the window ends; otherwise `retry_after` is 0. */
 typedef void (*limit_fn)(px_req_t *req, bool blocked, int64_t retry_after, void *ctx);

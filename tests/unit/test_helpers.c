@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "metrics_plugin.h"
 #include "plugin.h"
+#include "request.h"
 
 static void test_stmt_names(void)
 {
@@ -108,6 +109,28 @@ static void test_uuids(void)
     char canon[37];
     CHECK(api_uuid_canonical(out, canon) && !strcmp(out, canon));
     CHECK(out[14] == '4' && strchr("89ab", out[19]));
+    /* px_uuid_parse: the same rule, `out` untouched on error. */
+    CHECK_EQ_INT(api_uuid_parse("123E4567-E89B-12D3-A456-426614174000", out), 0);
+    CHECK_STR(out, "123e4567-e89b-12d3-a456-426614174000");
+    CHECK_EQ_INT(api_uuid_parse("123e4567-e89b-12d3-a456-42661417400", out), PX_EINVAL);
+    CHECK_EQ_INT(api_uuid_parse("not-a-uuid", out), PX_EINVAL);
+    CHECK_EQ_INT(api_uuid_parse(NULL, out), PX_EINVAL);
+    CHECK_EQ_INT(api_uuid_parse(canon, NULL), PX_EINVAL);
+    CHECK_STR(out, "123e4567-e89b-12d3-a456-426614174000");
+}
+
+static void test_req_strdup(void)
+{
+    px_req_t *r = calloc(1, sizeof(*r)); /* an arena is all px_req_strdup touches */
+    CHECK_OR_RETURN(r);
+    char text[] = "a callback's borrowed value";
+    char *copy = api_req_strdup(r, text);
+    memset(text, 'x', sizeof(text) - 1);
+    CHECK_STR(copy, "a callback's borrowed value");
+    CHECK_STR(api_req_strdup(r, ""), "");
+    CHECK(api_req_strdup(r, NULL) == NULL);
+    arena_free(&r->arena);
+    free(r);
 }
 
 static void test_plugin_metrics(void)
@@ -292,6 +315,7 @@ int main(void)
     RUN(test_accept);
     RUN(test_etags);
     RUN(test_uuids);
+    RUN(test_req_strdup);
     RUN(test_plugin_metrics);
     return check_finish();
 }
