@@ -239,7 +239,11 @@ typedef struct px_event px_event_t;
 /* A consumer's handler: runs on the group's consumer task (`task`) with `txn` already
  * open. The host has recorded, in `txn`, that the group is done with `ev`: do the
  * handler's own writes in `txn` too, then px_event_ack (commit: both happen, once) or
- * px_event_retry (roll back: neither happened; the event comes again). */
+ * px_event_retry (roll back: neither happened; the event comes again). A delivery still
+ * open after [events] lease (60 s) is taken back: the consumer task ends (its pending
+ * callbacks never run, `txn` is rolled back, `ev` is dead), the attempt counts, and the
+ * event comes again, dead-lettered after max_attempts, so no handler holds its
+ * aggregate forever. */
 typedef void (*px_event_fn)(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev,
                             void *userdata);
 
