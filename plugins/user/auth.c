@@ -347,22 +347,6 @@ typedef struct refresh {
     const char *family;
 } refresh_t;
 
-static void rotated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
-{
-    (void)res;
-    refresh_t *r = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
-    json_t *body = tokens_answer(req, r->user_id, r->username, r->role, r->next);
-    if (!body) {
-        user_fail(req, PX_EINTERNAL);
-        return;
-    }
-    px_pg_commit_respond(r->txn, 200, body);
-}
-
 static void reuse_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
 {
     (void)ud;
@@ -419,10 +403,20 @@ static void refresh_locked(px_req_t *req, const px_pg_result_t *res, const px_pg
         px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
         return;
     } else {
+        /* The rotation is queued without a callback (SDK 1.2): if it fails, the commit
+         * answers its error instead of the tokens. */
         rc = tokens_new(r->next, r->next_hash);
+        json_t *body = rc ? NULL : tokens_answer(req, r->user_id, r->username, r->role, r->next);
+        if (!rc && !body)
+            rc = PX_EINTERNAL;
         if (!rc)
             rc = store_refresh_rotate(r->txn, token_id, r->user_id, r->family, r->next_hash,
-                                      rotated, r);
+                                      NULL, NULL);
+        if (!rc) {
+            px_pg_commit_respond(r->txn, 200, body);
+            return;
+        }
+        json_decref(body);
     }
     if (rc)
         user_fail(req, rc);

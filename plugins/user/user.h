@@ -153,6 +153,7 @@ int store_user_insert(px_pg_txn_t *txn, const user_input_t *in, const char *pass
                       const char *token_hash, px_pg_fn cb, void *ud);
 /* The presented refresh token, locked: token id, family, revoked, expired, user columns. */
 int store_refresh_lock(px_pg_txn_t *txn, const char *token_hash, px_pg_fn cb, void *ud);
+/* Revokes the old token and inserts its successor; `cb` NULL queues it (SDK 1.2). */
 int store_refresh_rotate(px_pg_txn_t *txn, const char *old_id, const char *user_id,
                          const char *family, const char *new_hash, px_pg_fn cb, void *ud);
 int store_family_revoke(px_pg_txn_t *txn, const char *family, px_pg_fn cb, void *ud);
