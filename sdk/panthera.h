@@ -239,7 +239,11 @@ typedef struct px_event px_event_t;
 /* A consumer's handler: runs on the group's consumer task (`task`) with `txn` already
  * open. The host has recorded, in `txn`, that the group is done with `ev`: do the
  * handler's own writes in `txn` too, then px_event_ack (commit: both happen, once) or
- * px_event_retry (roll back: neither happened; the event comes again). */
+ * px_event_retry (roll back: neither happened; the event comes again). A delivery still
+ * open after [events] lease (60 s) is taken back: the consumer task ends (its pending
+ * callbacks never run, `txn` is rolled back, `ev` is dead), the attempt counts, and the
+ * event comes again, dead-lettered after max_attempts, so no handler holds its
+ * aggregate forever. */
 typedef void (*px_event_fn)(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev,
                             void *userdata);
 
@@ -318,6 +322,26 @@ typedef struct px_file_response {
 /* -- HELPERS TYPES -- */
 /* A Redis Lua script the host runs by its SHA1 (px_redis_script_new). */
 typedef struct px_redis_script px_redis_script_t;
+/* One setting of a plugin's section for px_config_settings: declared with `dflt`, read by
+ * the host's parser of `kind` into *out, and held to [min, max] (integers as written,
+ * durations in milliseconds, sizes in bytes; a bool is 0 or 1 and ignores the bounds). A
+ * PX_SETTING_CHOICE is one of the words of `choices` ("argon2id|scrypt"), stored as its
+ * index. Lists end with an entry whose key is NULL. */
+enum px_setting_kind {
+    PX_SETTING_INT = 1,
+    PX_SETTING_DURATION_MS,
+    PX_SETTING_SIZE,
+    PX_SETTING_BOOL,
+    PX_SETTING_CHOICE,
+};
+typedef struct px_setting {
+    const char *key;
+    const char *dflt;
+    int kind; /* enum px_setting_kind */
+    int64_t min, max;
+    const char *choices; /* PX_SETTING_CHOICE only */
+    int64_t *out;
+} px_setting_t;
 
 /*
  * The function table, version by version. Each entry is
@@ -840,6 +864,15 @@ typedef struct px_redis_script px_redis_script_t;
     /* A new random (version 4) UUID, lowercase, in `out`. Returns 0, or PX_EINTERNAL when \
      * the system has no randomness to give. */                                            \
     X(int, uuid_new, (char out[37]), (out))                                                 \
+    /* `s` as a canonical lowercase UUID in `out`, by px_req_uuid's rule (any case, the    \
+     * hyphenated form only), for ids that come from elsewhere than the path: the caller's \
+     * (px_req_caller_id: a token may carry any subject), a header, a stored value.       \
+     * Returns 0, or PX_EINVAL for NULL or anything else (`out` untouched). */             \
+    X(int, uuid_parse, (const char *s, char out[37]), (s, out))                             \
+    /* A copy of `s` in the request's memory (freed with the request, like px_req_alloc), \
+     * for strings a callback must keep past the result they are borrowed from. NULL for  \
+     * a NULL `s`. */                                                                      \
+    X(char *, req_strdup, (px_req_t * req, const char *s), (req, s))                        \
     /* A declared config key read with the host's own parsers (the same ones [server]     \
      * uses): integer (decimal, in int64), bool (yes/no, on/off, true/false, 1/0), duration \
      * ("500ms", "30s", "5m", "1h", "2d"; a bare number is seconds) in milliseconds, size   \
@@ -853,6 +886,14 @@ typedef struct px_redis_script px_redis_script_t;
       (plugin, key, out))                                                                   \
     X(int, config_size, (px_plugin_t * plugin, const char *key, uint64_t *out),            \
       (plugin, key, out))                                                                   \
+    /* Declare and read a whole list of settings (see px_setting_t) in one call, in order: \
+     * each key is declared with its default and parsed as above into its *out, which is \
+     * written only when the value is good. Returns 0; PX_EINVAL at the first malformed or \
+     * out-of-range value (or a bad entry), after logging one line naming the plugin, the  \
+     * key, the value and what was expected ("1 to 64", "1s to 1d", "argon2id or scrypt"); \
+     * PX_ESTATE after init, PX_EEXIST for a key declared twice. Only during init: return \
+     * the code, so start-up and `pantherad -t` fail on a bad value. */                    \
+    X(int, config_settings, (px_plugin_t * plugin, const px_setting_t *list), (plugin, list)) \
     /* Content negotiation: `offers` is a NULL-terminated list of media types the handler \
      * can produce, best first ("application/json", "text/csv"). Returns the index of the  \
      * offer the Accept header prefers (highest q, the most specific matching range       \

@@ -115,6 +115,25 @@ int api_req_uuid(px_req_t *r, const char *name, char out[37])
     return PX_DONE;
 }
 
+int api_uuid_parse(const char *s, char out[37])
+{
+    char canon[37];
+    if (!out || !api_uuid_canonical(s, canon))
+        return PX_EINVAL;
+    memcpy(out, canon, sizeof(canon));
+    return 0;
+}
+
+char *api_req_strdup(px_req_t *r, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *copy = api_req_alloc(r, n);
+    memcpy(copy, s, n);
+    return copy;
+}
+
 int api_uuid_new(char out[37])
 {
     unsigned char b[16];

@@ -111,6 +111,7 @@ static const key_spec_t host_keys[] = {
     {"events", "retention", V_DURATION, EVENTS(retention_ms), false},
     {"events", "poll_interval", V_DURATION, EVENTS(poll_interval_ms), false},
     {"events", "concurrency", V_COUNT, EVENTS(concurrency), false},
+    {"events", "lease", V_DURATION, EVENTS(lease_ms), false},
     {"tls", "certificate", V_STRING, TLS(certificate), false},
     {"tls", "key", V_STRING, TLS(key), false},
     {"tls", "ciphers", V_STRING, TLS(ciphers), false},
@@ -178,7 +179,8 @@ config_t *config_new_defaults(void)
     cfg->events = (events_settings_t){.max_attempts = 5,
                                       .retention_ms = 7ull * 24 * 3600 * 1000,
                                       .poll_interval_ms = 1000,
-                                      .concurrency = 8};
+                                      .concurrency = 8,
+                                      .lease_ms = 60000};
     /* nginx's defaults where nginx has one: 60 s header/body/send timeouts, 75 s
      * keep-alive, 1 MiB bodies, 1000 requests per connection. */
     cfg->http = (http_limits_t){

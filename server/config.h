@@ -93,6 +93,7 @@ typedef struct events_settings {
     uint64_t retention_ms;     /* events every group is done with are pruned after this */
     uint64_t poll_interval_ms; /* fallback when no NOTIFY comes; also the leader election */
     uint64_t concurrency;      /* deliveries in flight per group (distinct aggregates) */
+    uint64_t lease_ms;         /* a delivery not acked or retried by then is taken back */
 } events_settings_t;
 /* What a listener speaks: `listen = ADDRESS ssl` or `ADDRESS redirect` (config.c). */
 enum listen_mode {

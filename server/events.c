@@ -343,7 +343,7 @@ static void wake_closed(uv_handle_t *h)
 
 /* Step down: the task's pending work is cancelled and its transactions rolled back, so
  * what was in flight is still pending in the database for the next leader. */
-static void group_step_down(ev_group_t *g, int status)
+void events_step_down(ev_group_t *g, int status)
 {
     if (!g->task)
         return;
@@ -352,7 +352,7 @@ static void group_step_down(ev_group_t *g, int status)
     api_task_end(task, status);
     while (g->inflight)
         events_release(g->inflight);
-    g->cycling = g->again = g->registered = false;
+    g->cycling = g->again = g->registered = g->lease_over = false;
     log_info("events: this worker no longer consumes group \"%s\"", g->sub->group);
 }
 
@@ -507,7 +507,7 @@ static void listen_down(void *ud)
     events_worker_t *ew = ud;
     for (size_t i = 0; i < ew->ngroups; i++) {
         ew->groups[i].locking = false;
-        group_step_down(&ew->groups[i], PX_EUNAVAIL);
+        events_step_down(&ew->groups[i], PX_EUNAVAIL);
     }
 }
 
@@ -548,6 +548,8 @@ static void on_tick(uv_timer_t *t)
     bool prune = now - ew->last_prune >= every;
     for (size_t i = 0; i < ew->ngroups; i++) {
         ev_group_t *g = &ew->groups[i];
+        if (g->lease_over)
+            events_step_down(g, PX_EUNAVAIL);
         if (!g->task)
             continue;
         events_cycle(g);
@@ -610,7 +612,7 @@ void events_worker_stop(worker_t *w)
     w->events = NULL;
     ew->stopping = true;
     for (size_t i = 0; i < ew->ngroups; i++)
-        group_step_down(&ew->groups[i], 0);
+        events_step_down(&ew->groups[i], 0);
     ev_listen_close(ew->listen);
     uv_timer_stop(&ew->tick);
     uv_close((uv_handle_t *)&ew->tick, tick_closed);

@@ -7,6 +7,16 @@
  * or retry (roll back, count the failure, wait). An event stays in the group's
  * in-flight list — and so out of every dispatch — until its outcome is recorded, so
  * neither its aggregate's next event nor a second copy of itself can overtake it.
+ *
+ * The lease. A handler that never ends its delivery (a forgotten ack, a callback that
+ * never comes) would hold its aggregate forever: its event stays in flight, and the row
+ * stays locked by the handler's transaction. So each delivery gets [events] lease: when
+ * the timer fires first, the group steps down at the next tick (events_step_down, the
+ * path a lost PostgreSQL takes): the consumer task ends, which cancels the handler's
+ * pending work and rolls back its transaction, without touching the plugin's pointers
+ * from inside the timer of the task being ended. The claim already counted the attempt,
+ * so the next leader delivers it again, and past max_attempts dead-letters it (the
+ * "delivery never finished" path of events_deliver); its aggregate then flows again.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -42,6 +52,8 @@ void events_log_error(ev_group_t *g, const char *what, const px_pg_error_t *err)
 void events_release(struct px_event *ev)
 {
     ev_group_t *g = ev->group;
+    if (ev->lease > 0 && g->task) /* never a lease timer left pointing at freed memory */
+        api_timer_stop(g->task, ev->lease);
     for (struct px_event **pp = &g->inflight; *pp; pp = &(*pp)->next) {
         if (*pp == ev) {
             *pp = ev->next;
@@ -55,6 +67,32 @@ void events_release(struct px_event *ev)
     free(ev->time);
     json_decref(ev->payload);
     free(ev);
+}
+
+/* The delivery outlived its lease (see the top of the file). */
+static void lease_over(px_req_t *task, int64_t id, void *ud)
+{
+    UNUSED(task), UNUSED(id);
+    struct px_event *ev = ud;
+    ev_group_t *g = ev->group;
+    ev->lease = 0;
+    if (ev->ended)
+        return;
+    log_warn("events: group \"%s\": event %s (attempt %d of %" PRIu64 ") was neither acked "
+             "nor retried within the lease of %" PRIu64 " ms; the group's deliveries are "
+             "taken back and come again",
+             g->sub->group, ev->id_text, ev->attempt, g->ew->cfg->max_attempts,
+             g->ew->cfg->lease_ms);
+    metrics_event(g->metrics_id, METRICS_EVENT_RETRIED, 1);
+    g->lease_over = true;
+}
+
+/* The handler ended the delivery: its lease no longer runs. */
+static void lease_end(struct px_event *ev)
+{
+    if (ev->lease > 0 && ev->group->task)
+        api_timer_stop(ev->group->task, ev->lease);
+    ev->lease = 0;
 }
 
 static void retry_due(px_req_t *task, int64_t id, void *ud)
@@ -123,6 +161,7 @@ int api_event_ack(const px_event_t *cev)
     if (!ev || ev->ended || !ev->txn)
         return PX_ESTATE;
     ev->ended = true;
+    lease_end(ev);
     px_pg_txn_t *txn = ev->txn;
     ev->txn = NULL;
     return api_pg_commit(txn, ev_committed, ev);
@@ -134,6 +173,7 @@ int api_event_retry(const px_event_t *cev, uint64_t after_ms, const char *reason
     if (!ev || ev->ended || !ev->txn)
         return PX_ESTATE;
     ev->ended = true;
+    lease_end(ev);
     api_pg_rollback(ev->txn, NULL, NULL);
     ev->txn = NULL;
     ev_fail(ev, after_ms, reason ? reason : "the handler asked for a retry");
@@ -154,6 +194,11 @@ static void ev_marked(px_req_t *task, const px_pg_result_t *res, const px_pg_err
         events_release(ev);
         events_cycle(g);
         return;
+    }
+    uint64_t lease = g->ew->cfg->lease_ms;
+    if (lease) {
+        int64_t id = api_timer_start(task, lease, 0, lease_over, ev);
+        ev->lease = id > 0 ? id : 0;
     }
     g->sub->fn(task, ev->txn, ev, g->sub->userdata);
 }

@@ -40,6 +40,7 @@ struct px_event {
     char *time;
     json_t *payload;
     int attempt;
+    int64_t lease; /* the timer that takes the delivery back ([events] lease), or 0 */
     bool ended; /* acked or retried: the plugin must not touch it again */
     struct px_event *next;
 };
@@ -52,6 +53,7 @@ struct ev_group {
     bool registered;
     bool cycling;
     bool again;
+    bool lease_over; /* a delivery outlived its lease: step down at the next tick */
     struct px_event *inflight;
     size_t ninflight;
     int metrics_id;
@@ -75,5 +77,9 @@ void events_log_error(ev_group_t *g, const char *what, const px_pg_error_t *err)
 void events_deliver(ev_group_t *g, const px_pg_result_t *res, int row);
 /* The delivery is over for this worker: out of the in-flight list, freed. */
 void events_release(struct px_event *ev);
+/* Give the group up on this worker (events.c): the consumer task ends, which cancels its
+ * pending work and rolls back its transactions; what was in flight stays pending in the
+ * database for the next leader (this worker again, from its next tick, or another). */
+void events_step_down(ev_group_t *g, int status);
 
 #endif

@@ -5,7 +5,9 @@
  * Every handler here is a chain of callbacks: parse and validate on the loop, hash on the
  * thread pool, then PostgreSQL (and Redis for the login throttle), answering from the last
  * callback. Each chain keeps its state in request memory (px_req_alloc); a job on the
- * thread pool keeps its own copy of what it needs, since it may outlive the request.
+ * thread pool keeps its own copy of what it needs, since it may outlive the request. No
+ * chain rolls back by hand: answering while a transaction is open ends the request, and
+ * the host rolls the transaction back then (nothing of it, event included, happened).
  *
  * Login answers one message, "invalid login or password", for an unknown account and for
  * a wrong password, and spends the same work on both (one lookup, one throttle script in
@@ -19,16 +21,6 @@
 
 #define BAD_LOGIN "invalid login or password"
 #define BAD_REFRESH "the refresh token is invalid, expired or revoked"
-
-static char *dup_str(px_req_t *req, const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t len = strlen(s) + 1;
-    char *copy = px_req_alloc(req, len);
-    memcpy(copy, s, len);
-    return copy;
-}
 
 /* ---- creating an account: register and the admin's create ---- */
 
@@ -65,7 +57,6 @@ static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
 {
     create_t *c = ud;
     if (err) {
-        px_pg_rollback(c->txn, NULL, NULL);
         if (!strcmp(px_pg_error_sqlstate(err), "23505"))
             answer_conflict(req, err);
         else
@@ -81,7 +72,6 @@ static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
                                      json_object_get(user, "createdAt")));
     if (rc) {
         json_decref(user);
-        px_pg_rollback(c->txn, NULL, NULL);
         user_fail(req, rc);
         return;
     }
@@ -94,7 +84,6 @@ static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
                              json_string_value(json_object_get(user, "role")), c->refresh);
         json_decref(user);
         if (!body) {
-            px_pg_rollback(c->txn, NULL, NULL);
             user_fail(req, PX_EINTERNAL);
             return;
         }
@@ -112,10 +101,8 @@ static void create_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *e
     c->txn = txn;
     int rc = store_user_insert(txn, &c->in, c->password_hash, c->session ? c->refresh_hash : NULL,
                                created, c);
-    if (rc) {
-        px_pg_rollback(txn, NULL, NULL);
+    if (rc)
         user_fail(req, rc);
-    }
 }
 
 static void create_hashed(px_req_t *req, const password_result_t *res, void *ud)
@@ -146,7 +133,6 @@ static void taken_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *er
         px_res_pg_error(req, err);
         return;
     }
-    px_pg_rollback(txn, NULL, NULL);
     answer_taken(req, c->taken);
 }
 
@@ -310,10 +296,10 @@ static void login_found(px_req_t *req, const px_pg_result_t *res, const px_pg_er
         return;
     }
     if (px_pg_rows(res) == 1) {
-        l->user_id = dup_str(req, px_pg_value(res, 0, 0));
-        l->username = dup_str(req, px_pg_value(res, 0, 1));
-        l->role = dup_str(req, px_pg_value(res, 0, 2));
-        l->stored = dup_str(req, px_pg_value(res, 0, 3));
+        l->user_id = px_req_strdup(req, px_pg_value(res, 0, 0));
+        l->username = px_req_strdup(req, px_pg_value(res, 0, 1));
+        l->role = px_req_strdup(req, px_pg_value(res, 0, 2));
+        l->stored = px_req_strdup(req, px_pg_value(res, 0, 3));
     }
     /* Failures count per account, whichever of its names was typed; for a login that names
      * no account, per the name typed. */
@@ -361,24 +347,6 @@ typedef struct refresh {
     const char *family;
 } refresh_t;
 
-static void rotated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
-{
-    (void)res;
-    refresh_t *r = ud;
-    if (err) {
-        px_pg_rollback(r->txn, NULL, NULL);
-        px_res_pg_error(req, err);
-        return;
-    }
-    json_t *body = tokens_answer(req, r->user_id, r->username, r->role, r->next);
-    if (!body) {
-        px_pg_rollback(r->txn, NULL, NULL);
-        user_fail(req, PX_EINTERNAL);
-        return;
-    }
-    px_pg_commit_respond(r->txn, 200, body);
-}
-
 static void reuse_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
 {
     (void)ud;
@@ -395,7 +363,6 @@ static void family_revoked(px_req_t *req, const px_pg_result_t *res, const px_pg
 {
     refresh_t *r = ud;
     if (err) {
-        px_pg_rollback(r->txn, NULL, NULL);
         px_res_pg_error(req, err);
         return;
     }
@@ -413,41 +380,46 @@ static void refresh_locked(px_req_t *req, const px_pg_result_t *res, const px_pg
 {
     refresh_t *r = ud;
     if (err) {
-        px_pg_rollback(r->txn, NULL, NULL);
         px_res_pg_error(req, err);
         return;
     }
     if (px_pg_rows(res) == 0) {
-        px_pg_rollback(r->txn, NULL, NULL);
         px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
         return;
     }
-    const char *token_id = dup_str(req, px_pg_value(res, 0, 0));
-    r->family = dup_str(req, px_pg_value(res, 0, 1));
+    const char *token_id = px_req_strdup(req, px_pg_value(res, 0, 0));
+    r->family = px_req_strdup(req, px_pg_value(res, 0, 1));
     bool revoked = !strcmp(px_pg_value(res, 0, 2), "t");
     bool expired = !strcmp(px_pg_value(res, 0, 3), "t");
-    r->user_id = dup_str(req, px_pg_value(res, 0, 4));
-    r->username = dup_str(req, px_pg_value(res, 0, 5));
-    r->role = dup_str(req, px_pg_value(res, 0, 6));
+    r->user_id = px_req_strdup(req, px_pg_value(res, 0, 4));
+    r->username = px_req_strdup(req, px_pg_value(res, 0, 5));
+    r->role = px_req_strdup(req, px_pg_value(res, 0, 6));
     int rc;
     if (revoked) {
         /* Someone holds a token that was already rotated away: the thief or the owner. We
          * cannot tell which, so neither keeps the session. */
         rc = store_family_revoke(r->txn, r->family, family_revoked, r);
     } else if (expired) {
-        px_pg_rollback(r->txn, NULL, NULL);
         px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
         return;
     } else {
+        /* The rotation is queued without a callback (SDK 1.2): if it fails, the commit
+         * answers its error instead of the tokens. */
         rc = tokens_new(r->next, r->next_hash);
+        json_t *body = rc ? NULL : tokens_answer(req, r->user_id, r->username, r->role, r->next);
+        if (!rc && !body)
+            rc = PX_EINTERNAL;
         if (!rc)
             rc = store_refresh_rotate(r->txn, token_id, r->user_id, r->family, r->next_hash,
-                                      rotated, r);
+                                      NULL, NULL);
+        if (!rc) {
+            px_pg_commit_respond(r->txn, 200, body);
+            return;
+        }
+        json_decref(body);
     }
-    if (rc) {
-        px_pg_rollback(r->txn, NULL, NULL);
+    if (rc)
         user_fail(req, rc);
-    }
 }
 
 static void refresh_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
@@ -459,10 +431,8 @@ static void refresh_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *
     }
     r->txn = txn;
     int rc = store_refresh_lock(txn, r->hash, refresh_locked, r);
-    if (rc) {
-        px_pg_rollback(txn, NULL, NULL);
+    if (rc)
         user_fail(req, rc);
-    }
 }
 
 /* The refresh token of a refresh or logout body (it passed RefreshRequest), in our own
@@ -523,8 +493,8 @@ int auth_logout(px_req_t *req, void *ud)
     const char *token = body_refresh_token(req, &rc);
     if (!token)
         return rc;
-    const char *caller = px_req_caller_id(req);
-    if (!user_is_uuid(caller))
+    char caller[37];
+    if (px_uuid_parse(px_req_caller_id(req), caller))
         return px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
     char hash[TOKEN_HASH_LEN + 1];
     tokens_hash(token, strlen(token), hash);

@@ -171,6 +171,7 @@ int profile_forget(px_req_t *req, const char *id, void (*then)(px_req_t *req, vo
 }
 
 typedef struct caller {
+    char id[37];
     profile_fn cb;
     void *ctx;
 } caller_t;
@@ -187,15 +188,14 @@ static void caller_found(px_req_t *req, json_t *user, void *ud)
 
 static int caller(px_req_t *req, profile_fn cb, void *ctx, bool answer_cached)
 {
-    const char *id = px_req_caller_id(req);
-    if (!user_is_uuid(id)) {
+    caller_t *c = px_req_alloc(req, sizeof(*c));
+    if (px_uuid_parse(px_req_caller_id(req), c->id)) {
         px_res_error(req, 401, "unauthorized", "this account does not exist", NULL);
         return 0;
     }
-    caller_t *c = px_req_alloc(req, sizeof(*c));
     c->cb = cb;
     c->ctx = ctx;
-    return load(req, id, caller_found, c, answer_cached);
+    return load(req, c->id, caller_found, c, answer_cached);
 }
 
 int caller_load(px_req_t *req, profile_fn cb, void *ctx)

@@ -36,12 +36,7 @@ void input_read(px_req_t *req, const json_t *body, user_input_t *in)
         if (!v)
             continue;
         in->present |= f->bit;
-        if (!json_is_string(v))
-            continue; /* null: clear it */
-        size_t len = json_string_length(v) + 1;
-        char *copy = px_req_alloc(req, len);
-        memcpy(copy, json_string_value(v), len);
-        *slot(in, f) = copy;
+        *slot(in, f) = px_req_strdup(req, json_string_value(v)); /* null: NULL, clear it */
     }
 }
 

@@ -43,24 +43,43 @@
 
 /* KEYS[1] the counter, ARGV[1] the limit, ARGV[2] the window in ms. Returns {count, 0}
  * with the attempt taken, or {count, ms left} when the account is over its limit. */
-static const char reserve_script[] =
-    "local n = tonumber(redis.call('GET', KEYS[1]) or '0') "
-    "if n >= tonumber(ARGV[1]) then return {n, redis.call('PTTL', KEYS[1])} end "
-    "n = redis.call('INCR', KEYS[1]) "
-    "if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
-    "return {n, 0}";
+#define RESERVE_LUA                                                                       \
+    "local n = tonumber(redis.call('GET', KEYS[1]) or '0') "                               \
+    "if n >= tonumber(ARGV[1]) then return {n, redis.call('PTTL', KEYS[1])} end "          \
+    "n = redis.call('INCR', KEYS[1]) "                                                     \
+    "if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end " \
+    "return {n, 0}"
 
 /* Gives an attempt back, never below zero, never resurrecting an expired counter. */
-static const char release_script[] = "local n = tonumber(redis.call('GET', KEYS[1]) or '0') "
-                                     "if n > 0 then return redis.call('DECR', KEYS[1]) end "
-                                     "return 0";
+#define RELEASE_LUA                                                                       \
+    "local n = tonumber(redis.call('GET', KEYS[1]) or '0') "                               \
+    "if n > 0 then return redis.call('DECR', KEYS[1]) end return 0"
+
+/* Sent by SHA (px_redis_eval), made in init. */
+static px_redis_script_t *reserve_script, *release_script;
 
 typedef struct limit_op {
     char key[sizeof(KEY_PREFIX) + 64];
+    char limit[24], window[24]; /* login_limit and login_window_ms as text */
     bool *in_pg;
     limit_fn cb;
     void *ctx;
 } limit_op_t;
+
+int limit_init(px_plugin_t *self)
+{
+    limit_fini();
+    reserve_script = px_redis_script_new(self, RESERVE_LUA);
+    release_script = px_redis_script_new(self, RELEASE_LUA);
+    return reserve_script && release_script ? 0 : PX_EINTERNAL;
+}
+
+void limit_fini(void)
+{
+    px_redis_script_free(reserve_script);
+    px_redis_script_free(release_script);
+    reserve_script = release_script = NULL;
+}
 
 /* $1 the key, $2 the limit, $3 the window in ms. One row: the count when the attempt was
  * taken (NULL when the account is over its limit), and the ms left of the window as it
@@ -104,10 +123,7 @@ static void pg_reserved(px_req_t *req, const px_pg_result_t *res, const px_pg_er
 static void reserve_in_pg(px_req_t *req, limit_op_t *op)
 {
     *op->in_pg = true;
-    char limit[24], window[24];
-    snprintf(limit, sizeof(limit), "%lld", (long long)user_settings.login_limit);
-    snprintf(window, sizeof(window), "%lld", (long long)user_settings.login_window_ms);
-    const char *values[] = {op->key, limit, window};
+    const char *values[] = {op->key, op->limit, op->window};
     if (px_pg_query(req, "user_login_reserve", pg_reserve_sql, 3, values, pg_reserved, op))
         op->cb(req, false, 0, op->ctx);
 }
@@ -156,11 +172,10 @@ int limit_reserve(px_req_t *req, const char *subject, bool *in_pg, limit_fn cb, 
     *in_pg = false;
     op->cb = cb;
     op->ctx = ctx;
-    char limit[24], window[24];
-    snprintf(limit, sizeof(limit), "%lld", (long long)user_settings.login_limit);
-    snprintf(window, sizeof(window), "%lld", (long long)user_settings.login_window_ms);
-    const char *argv[] = {"EVAL", reserve_script, "1", op->key, limit, window};
-    int rc = px_redis_command(req, 6, argv, NULL, reserved, op);
+    snprintf(op->limit, sizeof(op->limit), "%lld", (long long)user_settings.login_limit);
+    snprintf(op->window, sizeof(op->window), "%lld", (long long)user_settings.login_window_ms);
+    const char *argv[] = {op->key, op->limit, op->window};
+    int rc = px_redis_eval(req, reserve_script, 1, 3, argv, NULL, reserved, op);
     if (rc) {
         user_redis_state(false);
         reserve_in_pg(req, op);
@@ -194,8 +209,8 @@ void limit_release(px_req_t *req, const char *subject, bool in_pg)
         px_pg_query(req, "user_login_release", pg_release_sql, 1, values, pg_released, NULL);
         return;
     }
-    const char *argv[] = {"EVAL", release_script, "1", key};
+    const char *argv[] = {key};
     /* Nobody waits for it: the command is on its way before the login answers. */
-    if (px_redis_command(req, 4, argv, NULL, released, NULL) == PX_EUNAVAIL)
+    if (px_redis_eval(req, release_script, 1, 1, argv, NULL, released, NULL) == PX_EUNAVAIL)
         user_redis_state(false);
 }

@@ -19,9 +19,9 @@
  * two cores verify about three logins a second; Argon2id at m=19 MiB, t=2 is OWASP's
  * equal-strength alternative and costs ~25 ms and a seventh of the memory.
  *
- * Why off the loop: requests hash through px_work, on libuv's thread pool, and the host
- * bounds how many jobs run at once ([server] blocking_jobs); only the command line hashes
- * in line. The jobs touch nothing but their own memory, the settings (read-only after
+ * Why off the loop: requests hash on the host's job threads (px_work, px_work_on), and
+ * the host bounds how many jobs run at once per queue; only the command line hashes in
+ * line. The jobs touch nothing but their own memory, the settings (read-only after
  * init), the fetched EVP_KDF (reference counted by OpenSSL, safe to share) and the dummy
  * hash (written once in init).
  *
@@ -295,19 +295,18 @@ void password_fini(void)
     kdf = NULL;
 }
 
-/* ---- jobs on the thread pool ----
+/* ---- jobs off the loop ----
  *
  * Logins' share. Logins verify; registrations, admin creates and password changes make
- * new hashes. All wait in the host's one FIFO of blocking jobs ([server] blocking_jobs
- * at once per worker), so clients registering in a loop queued ahead of every login (a
- * campaign's 64 loops pushed an admin's login from 0.7 s to a minute). SDK 1.2's named
- * job queues will give each kind a queue of its own; until then this file lets at most
- * hash_jobs new-hash jobs (default 1) into the host's queue per worker and keeps the rest
- * waiting here, in order, at most hash_queue of them (then 503 with Retry-After). With
- * blocking_jobs above hash_jobs, a login never waits behind more than hash_jobs new
- * hashes, however many clients register. The plugin's callbacks all run on the worker's
- * one loop, so the count needs no lock.
+ * new hashes. In one FIFO, clients registering in a loop queued ahead of every login (a
+ * campaign's 64 loops pushed an admin's login from 0.7 s to a minute). So logins verify
+ * on the host's default job queue (px_work, [server] blocking_jobs) and new hashes go to
+ * the plugin's own named queue (px_work_on, HASH_QUEUE: hash_jobs threads of its own per
+ * worker, at most hash_queue waiting, then 503 with Retry-After): a login never waits
+ * behind a new hash, however many clients register.
  */
+
+#define HASH_QUEUE "user.hash"
 
 typedef struct job {
     char *password; /* malloc'd: the job may outlive the request */
@@ -318,15 +317,13 @@ typedef struct job {
     char new_hash[PASSWORD_HASH_MAX];
     password_done_fn done;
     void *ctx;
-    px_req_t *req; /* waiting here: the request, which lives until it is answered */
-    struct job *next;
 } job_t;
 
-static int64_t hashing;           /* new-hash jobs handed to the host */
-static job_t *waiting, *waiting_tail;
-static int64_t nwaiting;
-
-static void job_done(px_req_t *req, int status, void *ud);
+int password_queue(px_plugin_t *self)
+{
+    return px_work_queue(self, HASH_QUEUE, (int)user_settings.hash_jobs,
+                         (int)user_settings.hash_queue);
+}
 
 static void job_free(job_t *job)
 {
@@ -350,41 +347,15 @@ static void job_work(void *ud)
         job->res.new_hash = job->new_hash;
 }
 
-/* Hand waiting new-hash jobs to the host while the share allows. A job the host refuses
- * is answered through its callback like one that never ran. */
-static void start_waiting(void)
-{
-    while (waiting && hashing < user_settings.hash_jobs) {
-        job_t *job = waiting;
-        waiting = job->next;
-        if (!waiting)
-            waiting_tail = NULL;
-        nwaiting--;
-        hashing++;
-        int rc = px_work(job->req, job_work, job_done, job);
-        if (rc) {
-            hashing--;
-            job->res.status = rc;
-            job->done(job->req, &job->res, job->ctx);
-            job_free(job);
-        }
-    }
-}
-
 static void job_done(px_req_t *req, int status, void *ud)
 {
     job_t *job = ud;
-    bool counted = !job->verify;
     if (req) {
         if (status)
             job->res.status = status;
         job->done(req, &job->res, job->ctx);
     }
     job_free(job);
-    if (counted) {
-        hashing--;
-        start_waiting();
-    }
 }
 
 static int job_start(px_req_t *req, bool verify, const char *stored, const char *pw,
@@ -404,25 +375,9 @@ static int job_start(px_req_t *req, bool verify, const char *stored, const char 
     job->verify = verify;
     job->done = done;
     job->ctx = ctx;
-    if (!verify && (hashing >= user_settings.hash_jobs || waiting)) {
-        if (nwaiting >= user_settings.hash_queue) {
-            job_free(job);
-            return PX_EUNAVAIL;
-        }
-        job->req = req;
-        if (waiting_tail)
-            waiting_tail->next = job;
-        else
-            waiting = job;
-        waiting_tail = job;
-        nwaiting++;
-        return 0;
-    }
-    int rc = px_work(req, job_work, job_done, job);
+    int rc = px_work_on(req, verify ? NULL : HASH_QUEUE, job_work, job_done, job);
     if (rc)
         job_free(job);
-    else if (!verify)
-        hashing++;
     return rc;
 }
 

@@ -23,11 +23,13 @@
     "id::text, username, email, first_name, last_name, role, " TS("created_at") ", " TS(           \
         "updated_at")
 
-static const char *ttl_text(px_req_t *req)
+/* [auth] refresh_ttl in seconds, as a statement parameter (the same text for every
+ * statement: the setting does not change after init). */
+static const char *ttl_text(void)
 {
-    char *s = px_req_alloc(req, 24);
-    snprintf(s, 24, "%lld", (long long)user_settings.refresh_ttl);
-    return s;
+    static char text[24];
+    snprintf(text, sizeof(text), "%lld", (long long)user_settings.refresh_ttl);
+    return text;
 }
 
 json_t *store_user_json(const px_pg_result_t *res, int row, int col)
@@ -63,7 +65,7 @@ int store_login_session(px_req_t *req, const char *user_id, const char *token_ha
 {
     /* The rehash only replaces the hash the password was checked against: a password
      * changed meanwhile is never overwritten with the old one. */
-    const char *values[] = {user_id, token_hash, new_hash, old_hash, ttl_text(req)};
+    const char *values[] = {user_id, token_hash, new_hash, old_hash, ttl_text()};
     return px_pg_query(
         req, NULL,
         "WITH rehash AS (UPDATE users SET password_hash = $3 "
@@ -90,10 +92,8 @@ int store_user_taken(px_req_t *req, const char *username, const char *email, px_
 int store_user_insert(px_pg_txn_t *txn, const user_input_t *in, const char *password_hash,
                       const char *token_hash, px_pg_fn cb, void *ud)
 {
-    char ttl[24];
-    snprintf(ttl, sizeof(ttl), "%lld", (long long)user_settings.refresh_ttl);
     const char *values[] = {in->username, in->email,     in->first_name, in->last_name,
-                            in->role,     password_hash, token_hash,     ttl};
+                            in->role,     password_hash, token_hash,     ttl_text()};
     return px_pg_txn_query(
         txn, NULL,
         "WITH u AS (INSERT INTO users (username, email, first_name, last_name, role, "
@@ -119,9 +119,7 @@ int store_refresh_lock(px_pg_txn_t *txn, const char *token_hash, px_pg_fn cb, vo
 int store_refresh_rotate(px_pg_txn_t *txn, const char *old_id, const char *user_id,
                          const char *family, const char *new_hash, px_pg_fn cb, void *ud)
 {
-    char ttl[24];
-    snprintf(ttl, sizeof(ttl), "%lld", (long long)user_settings.refresh_ttl);
-    const char *values[] = {old_id, user_id, family, new_hash, ttl};
+    const char *values[] = {old_id, user_id, family, new_hash, ttl_text()};
     return px_pg_txn_query(
         txn, NULL,
         "WITH old AS (UPDATE user_refresh_tokens SET revoked_at = now() WHERE id = $1::uuid) "

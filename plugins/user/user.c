@@ -7,7 +7,6 @@
  * The plugin issues the tokens the host verifies: init refuses to start without an [auth]
  * token secret, because every register and login would otherwise fail at its very end.
  */
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,99 +30,38 @@ int user_invalid(px_req_t *req, json_t *fields)
     return px_res_error(req, 400, "validation_failed", "the request has invalid fields", fields);
 }
 
-bool user_is_uuid(const char *s)
-{
-    if (!s || strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return false;
-        } else if (!isxdigit((unsigned char)s[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* ---- settings ---- */
-
-/* A setting read with the host's parser (which logs a malformed value itself), then
- * held to [min, max]. */
-static int setting_in_range(const char *key, int rc, int64_t v, int64_t min, int64_t max,
-                            const char *unit)
-{
-    if (rc || (v >= min && v <= max))
-        return rc;
-    px_log(user_plugin, PX_LOG_ERROR,
-           "[plugin:user] %s = \"%s\": expected %" PRId64 "%s to %" PRId64 "%s", key,
-           px_config_get(user_plugin, key), min, unit, max, unit);
-    return PX_EINVAL;
-}
-
-/* A whole number in [min, max]. */
-static int setting_int(const char *key, int64_t min, int64_t max, int64_t *out)
-{
-    int rc = px_config_int(user_plugin, key, out);
-    return setting_in_range(key, rc, *out, min, max, "");
-}
-
-/* A duration ("60s", "5m", "1h", "500ms", "1d"; a bare number is seconds) in
- * milliseconds within [min_ms, max_ms]. */
-static int setting_duration(const char *key, int64_t min_ms, int64_t max_ms, int64_t *out_ms)
-{
-    int rc = px_config_duration_ms(user_plugin, key, out_ms);
-    return setting_in_range(key, rc, *out_ms, min_ms, max_ms, " ms");
-}
 
 static int settings_load(px_plugin_t *self)
 {
-    static const struct {
-        const char *key, *dflt;
-    } keys[] = {
-        /* OWASP's first choice, Argon2id with m=19 MiB, t=2, p=1; and its scrypt
-         * recommendation, 2^17, r=8, p=1, for password_scheme = scrypt. */
-        {"password_scheme", "argon2id"},
-        {"argon2_m", "19456"},  {"argon2_t", "2"},       {"argon2_p", "1"},
-        {"scrypt_n", "131072"}, {"scrypt_r", "8"},      {"scrypt_p", "1"},
-        {"cache_ttl", "60s"},
-        {"login_limit", "10"},  {"login_window", "60s"},   {"hash_jobs", "1"},
-        {"hash_queue", "64"},
+    int64_t scheme, am, at, ap, n, r, p, ttl_ms, limit, window_ms, hash_jobs, hash_queue;
+    /* OWASP's first choice, Argon2id with m=19 MiB, t=2, p=1; and its scrypt
+     * recommendation, 2^17, r=8, p=1, for password_scheme = scrypt. Argon2 needs at least
+     * 8 KiB per lane (checked below); more than 1 GiB per job is a typo. */
+    const px_setting_t settings[] = {
+        {"password_scheme", "argon2id", PX_SETTING_CHOICE, 0, 0, "argon2id|scrypt", &scheme},
+        {"argon2_p", "1", PX_SETTING_INT, 1, 64, NULL, &ap},
+        {"argon2_m", "19456", PX_SETTING_INT, 8, (int64_t)1 << 20, NULL, &am},
+        {"argon2_t", "2", PX_SETTING_INT, 1, 64, NULL, &at},
+        {"scrypt_n", "131072", PX_SETTING_INT, 2, (int64_t)1 << 24, NULL, &n},
+        {"scrypt_r", "8", PX_SETTING_INT, 1, 64, NULL, &r},
+        {"scrypt_p", "1", PX_SETTING_INT, 1, 64, NULL, &p},
+        {"cache_ttl", "60s", PX_SETTING_DURATION_MS, 1000, 86400 * 1000, NULL, &ttl_ms},
+        {"login_limit", "10", PX_SETTING_INT, 1, 1000000, NULL, &limit},
+        {"login_window", "60s", PX_SETTING_DURATION_MS, 1000, 86400 * 1000, NULL, &window_ms},
+        {"hash_jobs", "1", PX_SETTING_INT, 1, 64, NULL, &hash_jobs},
+        {"hash_queue", "64", PX_SETTING_INT, 0, 100000, NULL, &hash_queue},
+        {NULL, NULL, 0, 0, 0, NULL, NULL},
     };
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        px_config_declare(self, keys[i].key, keys[i].dflt);
-
-    int64_t am, at, ap, n, r, p, ttl_ms, limit, window_ms, hash_jobs, hash_queue;
-    const char *scheme = px_config_get(self, "password_scheme");
-    if (strcmp(scheme, "argon2id") && strcmp(scheme, "scrypt")) {
-        px_log(self, PX_LOG_ERROR,
-               "[plugin:user] password_scheme = \"%s\": expected argon2id or scrypt", scheme);
-        return PX_EINVAL;
-    }
-    /* Argon2 needs at least 8 KiB per lane; more than 1 GiB per job is a typo. */
-    int rc = setting_int("argon2_p", 1, 64, &ap);
-    if (!rc)
-        rc = setting_int("argon2_m", 8 * ap, (int64_t)1 << 20, &am);
-    if (!rc)
-        rc = setting_int("argon2_t", 1, 64, &at);
-    if (!rc)
-        rc = setting_int("scrypt_n", 2, (int64_t)1 << 24, &n);
-    if (!rc)
-        rc = setting_int("scrypt_r", 1, 64, &r);
-    if (!rc)
-        rc = setting_int("scrypt_p", 1, 64, &p);
-    if (!rc)
-        rc = setting_duration("cache_ttl", 1000, 86400 * 1000, &ttl_ms);
-    if (!rc)
-        rc = setting_int("login_limit", 1, 1000000, &limit);
-    if (!rc)
-        rc = setting_duration("login_window", 1000, 86400 * 1000, &window_ms);
-    if (!rc)
-        rc = setting_int("hash_jobs", 1, 1024, &hash_jobs);
-    if (!rc)
-        rc = setting_int("hash_queue", 0, 100000, &hash_queue);
+    int rc = px_config_settings(self, settings);
     if (rc)
         return rc;
+    if (am < 8 * ap) {
+        px_log(self, PX_LOG_ERROR,
+               "[plugin:user] argon2_m = %" PRId64 ": expected at least 8 KiB per lane (%" PRId64
+               ")", am, 8 * ap);
+        return PX_EINVAL;
+    }
     if (n & (n - 1)) {
         px_log(self, PX_LOG_ERROR, "[plugin:user] scrypt_n = %" PRId64 ": must be a power of 2", n);
         return PX_EINVAL;
@@ -137,7 +75,7 @@ static int settings_load(px_plugin_t *self)
         return PX_EINVAL;
     }
     user_settings = (user_settings_t){
-        .scheme = strcmp(scheme, "scrypt") ? PASSWORD_ARGON2ID : PASSWORD_SCRYPT,
+        .scheme = scheme == 0 ? PASSWORD_ARGON2ID : PASSWORD_SCRYPT,
         .argon2_m = (uint64_t)am,
         .argon2_t = (uint64_t)at,
         .argon2_p = (uint64_t)ap,
@@ -173,6 +111,10 @@ static int user_init(px_plugin_t *self)
         return PX_EINVAL;
     }
     rc = password_init();
+    if (!rc)
+        rc = password_queue(self);
+    if (!rc)
+        rc = limit_init(self);
     if (!rc)
         rc = px_hook_declare(self, "before_user_register",
                              "checks or changes a registration or an admin's create "
@@ -248,6 +190,7 @@ static int user_init(px_plugin_t *self)
                         command_create_admin);
     if (rc) {
         password_fini();
+        limit_fini();
         return rc;
     }
     px_log(self, PX_LOG_DEBUG,
@@ -262,6 +205,7 @@ static void user_fini(px_plugin_t *self)
 {
     (void)self;
     password_fini();
+    limit_fini();
 }
 
 PX_PLUGIN("user", "1.0.0", user_init, user_fini, NULL);

@@ -40,7 +40,7 @@ typedef struct user_settings {
     int64_t login_limit; /* failed logins per account per window */
     int64_t login_window_ms;
     int64_t refresh_ttl; /* seconds, [auth] refresh_ttl */
-    int64_t hash_jobs;   /* new-hash jobs (not logins) in the host's job queue per worker */
+    int64_t hash_jobs;   /* new-hash jobs (not logins) running at once per worker */
     int64_t hash_queue;  /* new-hash jobs that may wait for one of those; then 503 */
 } user_settings_t;
 
@@ -52,8 +52,6 @@ extern user_settings_t user_settings;
 int user_fail(px_req_t *req, int rc);
 /* Answers 400 validation_failed with `fields` (taken). */
 int user_invalid(px_req_t *req, json_t *fields);
-/* A canonical UUID (8-4-4-4-12 hex digits). Anything else cannot name a user. */
-bool user_is_uuid(const char *s);
 
 /* ---- input.c ---- */
 
@@ -92,6 +90,8 @@ json_t *input_to_json(const user_input_t *in, unsigned which, unsigned with_null
 #define PASSWORD_HASH_MAX 192
 
 int password_init(void);
+/* Declares the new hashes' job queue (hash_jobs, hash_queue). Only during init. */
+int password_queue(px_plugin_t *self);
 void password_fini(void);
 /* Hashes with the current settings into `out` (PASSWORD_HASH_MAX bytes). Blocking: for
  * the thread pool and the command line only. 0 or PX_EINTERNAL. */
@@ -110,9 +110,9 @@ typedef struct password_result {
 /* Called on the loop, only while the request lives. */
 typedef void (*password_done_fn)(px_req_t *req, const password_result_t *res, void *ctx);
 
-/* Hash `pw` on the thread pool, after the new hashes ahead of it (hash_jobs at once per
- * worker, hash_queue waiting, see password.c). 0 or a PX_E* code (PX_EUNAVAIL: too many
- * wait; then `done` is never called). */
+/* Hash `pw` on the plugin's job queue, after the new hashes ahead of it (hash_jobs at once
+ * per worker, hash_queue waiting, see password.c). 0 or a PX_E* code (PX_EUNAVAIL: too
+ * many wait; then `done` is never called). */
 int password_hash_async(px_req_t *req, const char *pw, password_done_fn done, void *ctx);
 /* Verify `pw` against `stored` on the thread pool; `stored` NULL verifies against a dummy
  * hash of the current parameters, so an unknown account costs what a known one does. */
@@ -153,6 +153,7 @@ int store_user_insert(px_pg_txn_t *txn, const user_input_t *in, const char *pass
                       const char *token_hash, px_pg_fn cb, void *ud);
 /* The presented refresh token, locked: token id, family, revoked, expired, user columns. */
 int store_refresh_lock(px_pg_txn_t *txn, const char *token_hash, px_pg_fn cb, void *ud);
+/* Revokes the old token and inserts its successor; `cb` NULL queues it (SDK 1.2). */
 int store_refresh_rotate(px_pg_txn_t *txn, const char *old_id, const char *user_id,
                          const char *family, const char *new_hash, px_pg_fn cb, void *ud);
 int store_family_revoke(px_pg_txn_t *txn, const char *family, px_pg_fn cb, void *ud);
@@ -193,6 +194,10 @@ int caller_answer(px_req_t *req);
 void user_redis_state(bool up);
 
 /* ---- limit.c ---- */
+
+/* Makes the throttle's Redis scripts (limit_fini frees them). 0 or PX_EINTERNAL. */
+int limit_init(px_plugin_t *self);
+void limit_fini(void);
 
 /* `blocked` with the seconds until the window ends; otherwise `retry_after` is 0. */
 typedef void (*limit_fn)(px_req_t *req, bool blocked, int64_t retry_after, void *ctx);

@@ -30,17 +30,6 @@ static bool is_self(const json_t *caller, const char *id)
     return caller_id && !strcmp(caller_id, id);
 }
 
-/* The path's user id (a uuid: the route's spec has the host check it) in lower case, as
- * PostgreSQL prints uuids (and so as cache keys and tokens carry them). */
-static const char *path_id(px_req_t *req)
-{
-    const char *id = px_req_param(req, "userId");
-    char *out = px_req_alloc(req, 37);
-    for (int i = 0; i <= 36; i++)
-        out[i] = id[i] >= 'A' && id[i] <= 'F' ? (char)(id[i] - 'A' + 'a') : id[i];
-    return out;
-}
-
 static int no_such_user(px_req_t *req)
 {
     return px_res_error(req, 404, "not_found", "no such user", NULL);
@@ -54,7 +43,8 @@ static int not_yours(px_req_t *req)
 
 /* What a chain of this file carries from callback to callback. */
 typedef struct op {
-    const char *id;  /* the path's user id */
+    char id[37];     /* the path's user id, lower case as PostgreSQL prints uuids (and so as
+                      * cache keys and tokens carry them) */
     json_t *body;    /* borrowed from the request */
     json_t *user;    /* the answer, once known */
     user_input_t in; /* update */
@@ -187,8 +177,10 @@ int users_get(px_req_t *req, void *ud)
 {
     (void)ud;
     op_t *op = op_new(req);
-    op->id = path_id(req);
-    int rc = caller_load(req, get_caller, op);
+    int rc = px_req_uuid(req, "userId", op->id);
+    if (rc)
+        return rc;
+    rc = caller_load(req, get_caller, op);
     return rc ? rc : PX_ASYNC;
 }
 
@@ -283,7 +275,9 @@ int users_update(px_req_t *req, void *ud)
     int rc = px_req_json(req, &op->body);
     if (rc)
         return rc;
-    op->id = path_id(req);
+    rc = px_req_uuid(req, "userId", op->id);
+    if (rc)
+        return rc;
     rc = caller_load(req, update_caller, op);
     return rc ? rc : PX_ASYNC;
 }
@@ -328,7 +322,9 @@ int users_delete(px_req_t *req, void *ud)
 {
     (void)ud;
     op_t *op = op_new(req);
-    op->id = path_id(req);
-    int rc = caller_load(req, delete_caller, op);
+    int rc = px_req_uuid(req, "userId", op->id);
+    if (rc)
+        return rc;
+    rc = caller_load(req, delete_caller, op);
     return rc ? rc : PX_ASYNC;
 }

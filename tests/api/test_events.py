@@ -266,6 +266,35 @@ def test_always_failing_handler_is_dead_lettered_and_others_flow(make_server):
         assert bad.returncode == 2 and "usage" in bad.stderr
 
 
+def test_a_handler_that_never_acks_loses_its_lease_and_frees_its_aggregate(make_server):
+    # [events] lease: each delivery the handler leaves open is taken back (logged, counted
+    # as a retry), delivered again, and dead-lettered after max_attempts; the aggregate's
+    # next event then flows. Observed through the log and /metrics, never by time.
+    group = new_group()
+    prefix = "lease-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        s = start(make_server, group, events={"max_attempts": "2", "lease": "1s"})
+        write(s, prefix + "stuck", never_ack=True)
+        write(s, prefix + "stuck")  # held behind the first: same aggregate
+        write(s, prefix + "other")  # another aggregate flows meanwhile
+        wait_seen(s, prefix + "other", 1)
+        text = s.wait_error_log("within the lease of 1000 ms", timeout=CEILING)
+        assert 'group "%s"' % group in text, text[-2000:]
+        deadline = time.monotonic() + CEILING
+        while metric(s, "panthera_events_dead_lettered_total", group) < 1:
+            assert time.monotonic() < deadline, "the unacked event was never dead-lettered"
+            time.sleep(0.1)
+        rows = wait_seen(s, prefix + "stuck", 1)  # the aggregate's next event, once
+        assert len(rows) == 1 and rows[0][2] == 0, rows
+        assert metric(s, "panthera_events_retried_total", group) >= 2
+        listing = subprocess.run([PANTHERAD, "-c", s.conf_path, "events:list", group],
+                                 capture_output=True, text=True, timeout=60)
+        assert listing.returncode == 0, listing.stderr
+        assert prefix + "stuck" in listing.stdout and "never finished" in listing.stdout
+        # Two deliveries were left open, each logged by the handler and by the host.
+        assert s.error_log().count("evkit: not acking event") >= 2
+
+
 def test_worker_killed_in_a_handler_redelivers_with_effect_once(make_server):
     group = new_group()
     prefix = "kill-" + uuid.uuid4().hex[:8] + "-"

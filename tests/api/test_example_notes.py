@@ -104,7 +104,15 @@ def test_in_tree(make_server):
                         plugin_config={"notes": {"refresh": "200"}})
         exercise(s)
         if REDIS_SOCKET:
+            counted = stats(s)["created"]
             live_note(s)
+            # Stop only once the live note's event is counted: left pending, the next
+            # test's server (same database and group) would count it after reading its
+            # own starting figure.
+            deadline = time.monotonic() + CEILING
+            while stats(s)["created"] < counted + 1:
+                assert time.monotonic() < deadline, "the live note's event was never counted"
+                time.sleep(0.1)
         else:
             r = requests.get(s.url("/v1/notes/stream"), timeout=10)
             assert r.status_code == 503, r.text

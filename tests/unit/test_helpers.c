@@ -1,13 +1,20 @@
 /* test_helpers.c — the SDK 1.2 HELPERS area that needs no server: statement names per
- * plugin (api_pg.c). */
+ * plugin (api_pg.c), content negotiation, ETags, UUIDs, plugin metrics and settings
+ * tables (api_settings.c). */
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <stdlib.h>
 
 #include "api.h"
 #include "check.h"
+#include "config.h"
+#include "log.h"
 #include "metrics.h"
 #include "metrics_plugin.h"
+#include "plugin.h"
+#include "request.h"
 
 static void test_stmt_names(void)
 {
@@ -102,6 +109,28 @@ static void test_uuids(void)
     char canon[37];
     CHECK(api_uuid_canonical(out, canon) && !strcmp(out, canon));
     CHECK(out[14] == '4' && strchr("89ab", out[19]));
+    /* px_uuid_parse: the same rule, `out` untouched on error. */
+    CHECK_EQ_INT(api_uuid_parse("123E4567-E89B-12D3-A456-426614174000", out), 0);
+    CHECK_STR(out, "123e4567-e89b-12d3-a456-426614174000");
+    CHECK_EQ_INT(api_uuid_parse("123e4567-e89b-12d3-a456-42661417400", out), PX_EINVAL);
+    CHECK_EQ_INT(api_uuid_parse("not-a-uuid", out), PX_EINVAL);
+    CHECK_EQ_INT(api_uuid_parse(NULL, out), PX_EINVAL);
+    CHECK_EQ_INT(api_uuid_parse(canon, NULL), PX_EINVAL);
+    CHECK_STR(out, "123e4567-e89b-12d3-a456-426614174000");
+}
+
+static void test_req_strdup(void)
+{
+    px_req_t *r = calloc(1, sizeof(*r)); /* an arena is all px_req_strdup touches */
+    CHECK_OR_RETURN(r);
+    char text[] = "a callback's borrowed value";
+    char *copy = api_req_strdup(r, text);
+    memset(text, 'x', sizeof(text) - 1);
+    CHECK_STR(copy, "a callback's borrowed value");
+    CHECK_STR(api_req_strdup(r, ""), "");
+    CHECK(api_req_strdup(r, NULL) == NULL);
+    arena_free(&r->arena);
+    free(r);
 }
 
 static void test_plugin_metrics(void)
@@ -146,12 +175,147 @@ static void test_plugin_metrics(void)
     metrics_plugin_reset();
 }
 
+/* A plugin whose init is running, with a [plugin:t] section of `n` key = value pairs. */
+typedef struct fake {
+    plugin_set_t set;
+    config_plugin_t section;
+    config_entry_t entries[4];
+    px_plugin_t p;
+} fake_t;
+
+static void fake_init(fake_t *f, const char *const *kv, size_t n)
+{
+    memset(f, 0, sizeof(*f));
+    for (size_t i = 0; i < n; i++)
+        f->entries[i] = (config_entry_t){.key = (char *)kv[2 * i], .value = (char *)kv[2 * i + 1]};
+    f->section = (config_plugin_t){.name = "t", .entries = f->entries, .nentries = n};
+    f->p = (px_plugin_t){.name = "t", .section = &f->section, .set = &f->set};
+    f->set.registering = &f->p;
+}
+
+static void fake_free(fake_t *f)
+{
+    for (size_t i = 0; i < f->p.nkeys; i++) {
+        free(f->p.keys[i].key);
+        free(f->p.keys[i].default_value);
+    }
+    free(f->p.keys);
+}
+
+static char log_path[] = "/tmp/test_helpers_log_XXXXXX";
+
+/* The error log since the last call. */
+static char *log_text(void)
+{
+    FILE *fp = fopen(log_path, "r");
+    char *text = calloc(1, 8192);
+    if (fp) {
+        size_t n = fread(text, 1, 8191, fp);
+        text[n] = '\0';
+        fclose(fp);
+    }
+    if (truncate(log_path, 0)) /* the next call sees only what follows */
+        CHECK(!"truncate failed");
+    return text;
+}
+
+static void test_settings(void)
+{
+    int fd = mkstemp(log_path);
+    CHECK_OR_RETURN(fd >= 0);
+    close(fd);
+    log_open(log_path, LOG_INFO);
+    int64_t n = -1, ttl = -1, size = -1, on = -1, pick = -1;
+    const px_setting_t list[] = {
+        {"n", "5", PX_SETTING_INT, 1, 64, NULL, &n},
+        {"ttl", "60s", PX_SETTING_DURATION_MS, 1000, 86400000, NULL, &ttl},
+        {"size", "8k", PX_SETTING_SIZE, 1024, 1 << 30, NULL, &size},
+        {"on", "yes", PX_SETTING_BOOL, 0, 0, NULL, &on},
+        {"pick", "b", PX_SETTING_CHOICE, 0, 0, "a|b|cc", &pick},
+        {NULL, NULL, 0, 0, 0, NULL, NULL},
+    };
+    fake_t f;
+    /* Defaults. */
+    fake_init(&f, NULL, 0);
+    CHECK_EQ_INT(api_config_settings(&f.p, list), 0);
+    CHECK(n == 5 && ttl == 60000 && size == 8192 && on == 1 && pick == 1);
+    CHECK_EQ_INT((int)f.p.nkeys, 5); /* declared, so `pantherad -t` knows them */
+    fake_free(&f);
+    /* Configured values, bounds inclusive. */
+    const char *const good[] = {"n", "64", "ttl", "1d", "pick", "cc", "on", "off"};
+    fake_init(&f, good, 4);
+    CHECK_EQ_INT(api_config_settings(&f.p, list), 0);
+    CHECK(n == 64 && ttl == 86400000 && pick == 2 && on == 0);
+    fake_free(&f);
+    free(log_text());
+    /* Out of range: one line naming plugin, key, value and the range as written. */
+    const char *const big[] = {"n", "65"};
+    n = -1;
+    fake_init(&f, big, 1);
+    CHECK_EQ_INT(api_config_settings(&f.p, list), PX_EINVAL);
+    CHECK(n == -1); /* untouched on error */
+    char *text = log_text();
+    CHECK_CONTAINS(text, "[plugin:t] n = \"65\": expected 1 to 64");
+    free(text);
+    fake_free(&f);
+    const char *const short_ttl[] = {"ttl", "500ms"};
+    fake_init(&f, short_ttl, 1);
+    CHECK_EQ_INT(api_config_settings(&f.p, list), PX_EINVAL);
+    text = log_text();
+    CHECK_CONTAINS(text, "[plugin:t] ttl = \"500ms\": expected 1s to 1d");
+    free(text);
+    fake_free(&f);
+    const char *const small[] = {"size", "1000"};
+    fake_init(&f, small, 1);
+    CHECK_EQ_INT(api_config_settings(&f.p, list), PX_EINVAL);
+    text = log_text();
+    CHECK_CONTAINS(text, "size = \"1000\": expected 1k to 1g");
+    free(text);
+    fake_free(&f);
+    /* Malformed: the host's parser's own line. Unknown choice: the choices listed. */
+    const char *const bad[] = {"n", "five"};
+    fake_init(&f, bad, 1);
+    CHECK_EQ_INT(api_config_settings(&f.p, list), PX_EINVAL);
+    text = log_text();
+    CHECK_CONTAINS(text, "[plugin:t] n = \"five\": expected a whole number");
+    free(text);
+    fake_free(&f);
+    const char *const prefix[] = {"pick", "c"}; /* a prefix of "cc" is not "cc" */
+    fake_init(&f, prefix, 1);
+    CHECK_EQ_INT(api_config_settings(&f.p, list), PX_EINVAL);
+    text = log_text();
+    CHECK_CONTAINS(text, "pick = \"c\": expected one of a|b|cc");
+    free(text);
+    fake_free(&f);
+    /* Misuse: after init, twice in one init (the keys exist), a bad entry. */
+    fake_init(&f, NULL, 0);
+    f.set.registering = NULL;
+    CHECK_EQ_INT(api_config_settings(&f.p, list), PX_ESTATE);
+    f.set.registering = &f.p;
+    CHECK_EQ_INT(api_config_settings(&f.p, list), 0);
+    CHECK_EQ_INT(api_config_settings(&f.p, list), PX_EEXIST);
+    fake_free(&f);
+    fake_init(&f, NULL, 0);
+    const px_setting_t no_out[] = {{"x", "1", PX_SETTING_INT, 0, 9, NULL, NULL}, {0}};
+    const px_setting_t upside_down[] = {{"x", "1", PX_SETTING_INT, 9, 0, NULL, &n}, {0}};
+    const px_setting_t bad_kind[] = {{"y", "1", 99, 0, 9, NULL, &n}, {0}};
+    CHECK_EQ_INT(api_config_settings(&f.p, no_out), PX_EINVAL);
+    CHECK_EQ_INT(api_config_settings(&f.p, upside_down), PX_EINVAL);
+    CHECK_EQ_INT(api_config_settings(&f.p, bad_kind), PX_EINVAL);
+    CHECK_EQ_INT(api_config_settings(&f.p, NULL), PX_EINVAL);
+    fake_free(&f);
+    log_open(NULL, LOG_INFO);
+    unlink(log_path);
+}
+
 int main(void)
 {
+    RUN(test_settings);
     RUN(test_stmt_names);
     RUN(test_accept);
     RUN(test_etags);
     RUN(test_uuids);
+    RUN(test_req_strdup);
     RUN(test_plugin_metrics);
     return check_finish();
 }

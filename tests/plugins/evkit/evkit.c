@@ -1,7 +1,8 @@
 /*
  * evkit — exercises SDK 1.2 events (tests/api/test_events.py). Never in production.
  *
- *   POST /v1/evkit/write  {"aggregate", "count", "delay_ms", "type"?, "fail"?, "slow"?}
+ *   POST /v1/evkit/write  {"aggregate", "count", "delay_ms", "type"?, "fail"?, "slow"?,
+ *                          "never_ack"?}
  *        one transaction: a row in evkit_writes (which takes an id from a sequence at
  *        once), `count` events (0: none) for the aggregate with payload {"seq": i, ...}, then
  *        pg_sleep(delay_ms) before the commit — the late committer a relay must not skip
@@ -14,7 +15,9 @@
  * event in evkit_seen inside the delivery's transaction, then acks. An event with
  * "fail": true always asks for a retry (50 ms); one with "slow": true on its first
  * attempt logs "evkit: slow handler in pid N" and sleeps 5 s inside the transaction
- * before acking (the window in which a test kills the worker).
+ * before acking (the window in which a test kills the worker). One with "never_ack":
+ * true records itself, logs "evkit: not acking event ID" and never ends its delivery
+ * (the consumer the [events] lease exists for).
  */
 #include <panthera/panthera.h>
 #include <stdio.h>
@@ -65,10 +68,10 @@ static void write_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *er
                     ignore, NULL);
     for (int i = 0; i < count; i++) {
         json_t *payload = json_pack("{s:i}", "seq", i);
-        json_object_set_new(payload, "fail",
-                            json_boolean(json_is_true(json_object_get(w->body, "fail"))));
-        json_object_set_new(payload, "slow",
-                            json_boolean(json_is_true(json_object_get(w->body, "slow"))));
+        static const char *const flags[] = {"fail", "slow", "never_ack"};
+        for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++)
+            json_object_set_new(payload, flags[f],
+                                json_boolean(json_is_true(json_object_get(w->body, flags[f]))));
         int rc = px_event_emit(txn, type ? type : "evkit.item.changed", agg, payload);
         if (rc) {
             px_pg_rollback(txn, NULL, NULL);
@@ -182,6 +185,10 @@ static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, voi
                     "INSERT INTO evkit_seen (group_name, event_id, type, aggregate_id, seq, "
                     "attempt, producer, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     8, params, ignore, NULL);
+    if (json_is_true(json_object_get(payload, "never_ack"))) {
+        px_log(self_plugin, PX_LOG_INFO, "evkit: not acking event %s", id);
+        return;
+    }
     if (json_is_true(json_object_get(payload, "slow")) && px_event_attempt(ev) == 1) {
         px_log(self_plugin, PX_LOG_INFO, "evkit: slow handler in pid %d", (int)getpid());
         px_pg_txn_query(txn, NULL, "SELECT pg_sleep(5)", 0, NULL, acked_after, (void *)ev);
