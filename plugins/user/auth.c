@@ -213,7 +213,6 @@ typedef struct login {
     const char *username;
     const char *role;
     const char *stored;
-    bool throttle_pg; /* the attempt was taken in PostgreSQL (Redis was away) */
     char refresh[TOKEN_TEXT_LEN + 1];
     char refresh_hash[TOKEN_HASH_LEN + 1];
 } login_t;
@@ -256,7 +255,7 @@ static void login_verified(px_req_t *req, const password_result_t *res, void *ud
         login_refused(req, l); /* the attempt it took stays counted */
         return;
     }
-    limit_release(req, l->subject, l->throttle_pg);
+    limit_release(req, l->subject);
     if (res->new_hash)
         px_log(user_plugin, PX_LOG_INFO,
                "user %s: password rehashed with the current scrypt "
@@ -308,7 +307,7 @@ static void login_found(px_req_t *req, const px_pg_result_t *res, const px_pg_er
     char *subject = px_req_alloc(req, len);
     snprintf(subject, len, "%s%s", l->user_id ? "id:" : "name:", name);
     l->subject = subject;
-    limit_reserve(req, l->subject, &l->throttle_pg, login_allowed, l);
+    limit_reserve(req, l->subject, login_allowed, l);
 }
 
 /* The body passed LoginRequest (strings, no other field); one of the two names is the

@@ -36,12 +36,11 @@ void user_redis_state(bool up)
     static bool down;
     if (!up && !down)
         px_log(user_plugin, PX_LOG_WARN,
-               "Redis is unavailable: profiles are read from PostgreSQL without the cache and "
-               "failed logins are counted in PostgreSQL until it is back");
+               "Redis is unavailable: profiles are read from PostgreSQL without the cache "
+               "until it is back");
     else if (up && down)
         px_log(user_plugin, PX_LOG_INFO,
-               "Redis is back: caching profiles and counting failed "
-               "logins in it again");
+               "Redis is back: caching profiles again");
     down = !up;
 }
 

@@ -114,8 +114,6 @@ static int user_init(px_plugin_t *self)
     if (!rc)
         rc = password_queue(self);
     if (!rc)
-        rc = limit_init(self);
-    if (!rc)
         rc = px_hook_declare(self, "before_user_register",
                              "checks or changes a registration or an admin's create "
                              "{username, email, firstName, lastName, password}");
@@ -190,7 +188,6 @@ static int user_init(px_plugin_t *self)
                         command_create_admin);
     if (rc) {
         password_fini();
-        limit_fini();
         return rc;
     }
     px_log(self, PX_LOG_DEBUG,
@@ -205,7 +202,6 @@ static void user_fini(px_plugin_t *self)
 {
     (void)self;
     password_fini();
-    limit_fini();
 }
 
 PX_PLUGIN("user", "1.0.0", user_init, user_fini, NULL);

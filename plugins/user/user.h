@@ -195,19 +195,14 @@ void user_redis_state(bool up);
 
 /* ---- limit.c ---- */
 
-/* Makes the throttle's Redis scripts (limit_fini frees them). 0 or PX_EINTERNAL. */
-int limit_init(px_plugin_t *self);
-void limit_fini(void);
-
 /* `blocked` with the seconds until the window ends; otherwise `retry_after` is 0. */
 typedef void (*limit_fn)(px_req_t *req, bool blocked, int64_t retry_after, void *ctx);
 
-/* Takes one login attempt of `subject` (see limit.c), or finds the account over its limit,
- * in Redis or, while Redis is away, in PostgreSQL; calls `cb` (allowing only when neither
- * answers). `*in_pg` says where the attempt was taken, for limit_release. Always 0. */
-int limit_reserve(px_req_t *req, const char *subject, bool *in_pg, limit_fn cb, void *ctx);
-/* A successful login gives its attempt back where it took it (fire and forget). */
-void limit_release(px_req_t *req, const char *subject, bool in_pg);
+/* Takes one login attempt of `subject` (see limit.c), or finds the account over its limit;
+ * calls `cb` (allowing when PostgreSQL does not answer). */
+void limit_reserve(px_req_t *req, const char *subject, limit_fn cb, void *ctx);
+/* A successful login gives its attempt back (fire and forget). */
+void limit_release(px_req_t *req, const char *subject);
 
 /* ---- handlers ---- */
 
