@@ -196,26 +196,33 @@ def test_error_statuses_counted(server):
 
 
 def test_connections_open_gauge(server):
-    base = metric(scrape(server), "panthera_connections_open")
-    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(10)]
+    """Ten connections, each served once and left open (keep-alive, so no header deadline
+    closes them), are counted; closed, they stop being counted. Other tests' connections
+    may close meanwhile, so nothing compares with a count taken before: the gauge must reach
+    ten plus the scrape's own connection while they are open, then fall by ten."""
+    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=CEILING)
+             for _ in range(10)]
     try:
+        for s in socks:
+            s.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s, timeout=CEILING).status == 200
         deadline = time.monotonic() + CEILING
         while True:
-            now = metric(scrape(server), "panthera_connections_open")
-            if now >= base + 10 or time.monotonic() > deadline:
+            peak = metric(scrape(server), "panthera_connections_open")
+            if peak >= 11 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        assert now >= base + 10
+        assert peak >= 11
     finally:
         for s in socks:
             s.close()
     deadline = time.monotonic() + CEILING
     while True:
         now = metric(scrape(server), "panthera_connections_open")
-        if now <= base or time.monotonic() > deadline:
+        if now <= peak - 10 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert now <= base
+    assert now <= peak - 10, (peak, now)
 
 
 def test_worker_restarts_zero_on_healthy_server(server):
