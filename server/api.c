@@ -153,7 +153,8 @@ const char *api_req_path(px_req_t *r)
 const char *api_req_param(px_req_t *r, const char *name)
 {
     const route_t *rt = r->route;
-    for (size_t i = 0; rt && i < rt->nparams; i++)
+    /* Before dispatch (an on_request hook) nothing is decoded yet. */
+    for (size_t i = 0; rt && r->param_values && i < rt->nparams; i++)
         if (!strcmp(rt->param_names[i], name))
             return r->param_values[i];
     return NULL;

@@ -276,6 +276,11 @@ static void dispatch_route(px_req_t *r, const router_match_t *m)
         http_respond_error(r, 400, "bad_request", "malformed percent-encoding in the query", NULL);
         return;
     }
+    size_t nparams = m->nparams > m->route->nparams ? m->nparams : m->route->nparams;
+    if (nparams) {
+        r->param_values = arena_alloc(&r->arena, nparams * sizeof(*r->param_values));
+        memset(r->param_values, 0, nparams * sizeof(*r->param_values));
+    }
     for (size_t i = 0; i < m->nparams; i++) {
         r->param_values[i] = http_decode(r, m->params[i].value, m->params[i].len, false);
         if (!r->param_values[i]) {

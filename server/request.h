@@ -84,11 +84,14 @@ struct px_req {
     header_t *headers;
     uint32_t nheaders;
     uint32_t cap_headers;
-    uint8_t header_state;
     uint32_t url_off;
     uint32_t url_len;
     buf_t body;
 
+    /* The small fields sit together, here and below, so that the compiler leaves no
+     * holes: every open stream holds one px_req for as long as it is open. */
+    uint8_t header_state;
+    bool query_parsed;
     int method; /* enum router_method, or METHOD_UNKNOWN */
     const char *method_name;
     char *path; /* raw path, NUL-terminated, no query */
@@ -96,12 +99,12 @@ struct px_req {
     const char *query; /* raw query string after '?', or NULL */
     query_pair_t *query_pairs;
     size_t nquery;
-    bool query_parsed;
 
     const route_t *route;
-    const char *param_values[ROUTER_MAX_PARAMS];
+    /* The route's path parameters, decoded, in the arena; NULL until dispatch (and for
+     * a route without any), so a request holds no room for parameters it does not have. */
+    const char **param_values;
     const char *plugin; /* owner for logs and metrics */
-    int plugin_metrics_id;
 
     json_t *json;
     const char *json_error;
@@ -118,6 +121,7 @@ struct px_req {
     bool client_gone; /* hung up while the handler worked: logged as 499, nothing sent */
     char caller_id[64];
     char caller_role[16];
+    int plugin_metrics_id;
 
     /* Files (spool.c, blob.c, file_response.c). */
     const route_t *body_route; /* matched when the headers were complete, or NULL */
@@ -128,20 +132,20 @@ struct px_req {
 
     char id[72]; /* up to 64 characters taken from X-Request-Id, or our own */
     uint64_t start_ns;
+    int status; /* of the response */
     bool is_head;
     bool keepalive;
     bool responded;
     bool expect_continue;
     bool in_body;
     bool http10;
+    bool res_body_owned; /* free(res_body) after the write */
 
     /* The response. */
-    int status;
     buf_t out; /* status line and headers */
     buf_t extra_headers;
     char *res_body;
     size_t res_len;
-    bool res_body_owned; /* free(res_body) after the write */
 };
 
 /* From the worker's pool; `c` is the connection it arrived on. */
