@@ -68,15 +68,17 @@ char *mail_compose(const mail_msg_t *m, size_t *len, const char **err);
 /* ---- unsubscribe_token.c: the signed one-click unsubscribe token ---- */
 
 #define UNSUB_KEY_MIN 16
-/* base64url(user "\n" type "\n" expiry) "." base64url(HMAC-SHA256(key, "unsubscribe v1\n"
- * + that payload)). Returns a malloc'd token or NULL when a field is unfit (the user
- * must be a UUID, the type [a-z0-9_.-]{1,127}). */
+#define UNSUB_TYPES_MAX 512
+/* base64url(user "\n" types "\n" expiry) "." base64url(HMAC-SHA256(key, "panthera
+ * unsubscribe v1\n" + that payload)). `type` is one type or a digest's types joined by
+ * commas. Returns a malloc'd token or NULL when a field is unfit (the user must be a
+ * lowercase UUID, the types [a-z0-9_.-] joined by single commas, under 512 bytes). */
 char *unsub_token_make(const unsigned char *key, size_t key_len, const char *user_id,
                        const char *type, int64_t expires);
 /* Checks a token at time `now`: 0 with the user (37 bytes) and type (128 bytes) copied
  * out; -1 for anything malformed, forged or expired (one answer for all, no hint). */
 int unsub_token_check(const unsigned char *key, size_t key_len, const char *token,
-                      int64_t now, char user_id[37], char type[128]);
+                      int64_t now, char user_id[37], char type[UNSUB_TYPES_MAX]);
 
 /* ---- webhook_sign.c: the X-Panthera-Signature header ---- */
 
@@ -152,5 +154,90 @@ long webhook_post(const char *url, const webhook_url_t *u, const char *addr,
 char *delivery_b64(const unsigned char *in, size_t len, int url);
 /* Decode URL-safe unpadded base64 into malloc'd bytes (*out_len). NULL when malformed. */
 unsigned char *delivery_b64url_decode(const char *in, size_t *out_len);
+
+/* ---- The plugin side (these call px_*; include panthera.h first) ---- */
+#ifdef PANTHERA_H
+
+/* The [plugin:notification] delivery settings, read once in delivery_init. */
+typedef struct delivery_conf {
+    int mail_enabled;              /* smtp_host set */
+    smtp_conf_t smtp;
+    const char *mail_from;
+    const char *mail_from_name;
+    const char *public_base_url;   /* unsubscribe links: <base>/v1/notifications/unsubscribe */
+    int64_t unsubscribe_ttl_s;
+    int64_t mail_dead_after_s;
+    int64_t webhook_dead_after_s;
+    int64_t retry_min_ms, retry_max_ms;
+    int64_t poll_ms;
+    int64_t lease_s;
+    int64_t mail_concurrency, webhook_concurrency;
+    int64_t digest_hour;
+    int64_t digest_every_s;
+    int64_t digest_check_ms;
+    int64_t webhook_timeout_ms;
+    int webhook_allow_loopback;    /* TEST ONLY: loopback receivers, over plain http too */
+    const char *default_in_app;    /* "true"/"false": for a preference row unsubscribe creates */
+} delivery_conf_t;
+extern delivery_conf_t delivery_conf;
+extern px_plugin_t *delivery_plugin;
+
+#define DELIVERY_MAIL_QUEUE "notification.mail"
+#define DELIVERY_WEBHOOK_QUEUE "notification.webhook"
+
+/* delivery.c: config keys, queues, the consumer, the unsubscribe key. Called once from
+ * the plugin's init; returns 0 or the code init returns. */
+int delivery_init(px_plugin_t *self);
+void delivery_fini(void);
+/* The unsubscribe key (config, else the database's), or NULL while it is still being
+ * loaded; its length in *len. */
+const unsigned char *delivery_unsub_key(size_t *len);
+
+/* outbox.c: the claim / work / record loop both senders share. */
+typedef struct outbox outbox_t;
+typedef struct outbox_job {
+    outbox_t *ob;
+    char id[40];
+    int attempts;
+    int outcome;     /* SMTP_OK, SMTP_TRANSIENT or SMTP_PERMANENT (webhooks too) */
+    long status;     /* webhooks: the HTTP status, else 0 */
+    char err[300];
+} outbox_job_t;
+typedef struct outbox_ops {
+    const char *task_name;  /* the background task's name (metrics label) */
+    const char *queue;      /* the blocking queue the work runs on */
+    const char *claim_sql;  /* $1 how many, $2 lease seconds: due rows, now leased */
+    const char *finish_sql; /* $1 id, $2 'ok'|'retry'|'dead', $3 retry delay (ms),
+                             * $4 error or NULL, $5 HTTP status or NULL, $6 dead after (s) */
+    int64_t *concurrency;
+    int64_t *dead_after_s;
+    int (*ready)(void);     /* NULL, or 0 while claiming must wait (a key loading) */
+    /* Build the job for claimed row `row` (the columns the claim returns); NULL to skip
+     * it (the row is then recorded dead with *why). The job starts with outbox_job_t. */
+    outbox_job_t *(*prepare)(const px_pg_result_t *res, int row, const char **why);
+    px_work_fn work;        /* runs on the queue: fill outcome, status, err */
+    void (*release)(outbox_job_t *job);
+} outbox_ops_t;
+/* Start the sender in this worker (from on_worker_start) / stop it (on_worker_stop). */
+outbox_t *outbox_start(px_plugin_t *self, const outbox_ops_t *ops);
+void outbox_stop(outbox_t *ob);
+
+/* mail_queue.c / webhook_queue.c: the two outboxes. */
+extern const outbox_ops_t mail_outbox_ops;
+extern const outbox_ops_t webhook_outbox_ops;
+
+/* mail_render.c: subject and text of a mail (malloc'd). `items` is a JSON array of
+ * {"type", "payload", "createdAt"} (one for an instant mail, several for a digest). */
+int mail_render(const char *username, json_t *items, int digest, char **subject, char **text);
+
+/* digest.c: the singleton job that opens each period's digests. */
+int digest_worker_start(px_plugin_t *self);
+void digest_worker_stop(void);
+
+/* unsubscribe.c / webhook_routes.c: routes. */
+int unsubscribe_routes(px_plugin_t *self);
+int webhook_routes(px_plugin_t *self);
+
+#endif /* PANTHERA_H */
 
 #endif

@@ -32,13 +32,14 @@ static int uuid_ok(const char *s, size_t n)
     return 1;
 }
 
+/* One type, or a digest's several joined by commas (no empty one). */
 static int type_ok(const char *s, size_t n)
 {
-    if (n == 0 || n > 127)
+    if (n == 0 || n >= UNSUB_TYPES_MAX || s[0] == ',' || s[n - 1] == ',')
         return 0;
     for (size_t i = 0; i < n; i++)
         if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
-              s[i] == '.' || s[i] == '-'))
+              s[i] == '.' || s[i] == '-' || (s[i] == ',' && s[i + 1] != ',')))
             return 0;
     return 1;
 }
@@ -46,7 +47,7 @@ static int type_ok(const char *s, size_t n)
 static int mac(const unsigned char *key, size_t key_len, const unsigned char *payload,
                size_t n, unsigned char out[32])
 {
-    unsigned char buf[512];
+    unsigned char buf[UNSUB_TYPES_MAX + 128];
     size_t pl = strlen(PURPOSE);
     if (pl + n > sizeof buf)
         return -1;
@@ -64,7 +65,7 @@ char *unsub_token_make(const unsigned char *key, size_t key_len, const char *use
     if (!key || key_len < UNSUB_KEY_MIN || !user_id || !type ||
         !uuid_ok(user_id, strlen(user_id)) || !type_ok(type, strlen(type)) || expires <= 0)
         return NULL;
-    char payload[256];
+    char payload[UNSUB_TYPES_MAX + 64];
     int n = snprintf(payload, sizeof payload, "%s\n%s\n%lld", user_id, type, (long long)expires);
     if (n < 0 || (size_t)n >= sizeof payload)
         return NULL;
@@ -82,14 +83,14 @@ char *unsub_token_make(const unsigned char *key, size_t key_len, const char *use
 }
 
 int unsub_token_check(const unsigned char *key, size_t key_len, const char *token,
-                      int64_t now, char user_id[37], char type[128])
+                      int64_t now, char user_id[37], char type[UNSUB_TYPES_MAX])
 {
-    if (!key || key_len < UNSUB_KEY_MIN || !token || strlen(token) > 600)
+    if (!key || key_len < UNSUB_KEY_MIN || !token || strlen(token) > 2 * UNSUB_TYPES_MAX)
         return -1;
     const char *dot = strchr(token, '.');
     if (!dot || strchr(dot + 1, '.'))
         return -1;
-    char head[600];
+    char head[2 * UNSUB_TYPES_MAX + 1];
     memcpy(head, token, (size_t)(dot - token));
     head[dot - token] = '\0';
     size_t plen = 0, slen = 0;
@@ -101,7 +102,7 @@ int unsub_token_check(const unsigned char *key, size_t key_len, const char *toke
         CRYPTO_memcmp(want, sig, 32) != 0)
         goto done;
     /* Authentic: now read what we wrote ourselves, still carefully. */
-    char text[256];
+    char text[UNSUB_TYPES_MAX + 64];
     if (plen >= sizeof text || memchr(payload, '\0', plen))
         goto done;
     memcpy(text, payload, plen);

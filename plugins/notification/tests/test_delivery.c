@@ -150,7 +150,7 @@ static void test_token(void)
 {
     char *t = unsub_token_make(key, 32, USER, "task.assigned", 2000);
     CHECK_OR_RETURN(t);
-    char u[37], ty[128];
+    char u[37], ty[UNSUB_TYPES_MAX];
     CHECK(unsub_token_check(key, 32, t, 1000, u, ty) == 0);
     CHECK(!strcmp(u, USER) && !strcmp(ty, "task.assigned"));
     /* Expired. */
@@ -182,6 +182,12 @@ static void test_token(void)
     CHECK(unsub_token_make(key, 32, "not-a-uuid", "t", 2000) == NULL);
     CHECK(unsub_token_make(key, 32, USER, "Bad Type", 2000) == NULL);
     CHECK(unsub_token_make(key, 8, USER, "t", 2000) == NULL);
+    CHECK(unsub_token_make(key, 32, USER, "a,,b", 2000) == NULL);
+    CHECK(unsub_token_make(key, 32, USER, "a,", 2000) == NULL);
+    char *multi = unsub_token_make(key, 32, USER, "task.assigned,post.liked", 2000);
+    CHECK(multi && unsub_token_check(key, 32, multi, 1000, u, ty) == 0 &&
+          !strcmp(ty, "task.assigned,post.liked"));
+    free(multi);
     free(other);
     free(t);
 }
