@@ -1,0 +1,123 @@
+/*
+ * store.c — the plugin's SQL, in one place. Times leave PostgreSQL already formatted
+ * (notification_json, migrations/001), so C never parses one.
+ */
+#include "notification.h"
+
+/* ---- the consumer ---- */
+
+/* hashtext('notification.seq'): any constant the plugin owns would do. */
+const char sql_inbox_lock[] = "SELECT pg_advisory_xact_lock(hashtext('notification.seq'))";
+
+/* $1 candidates (JSON array of uuids), $2 type, $3 payload, $4 project, $5 source event,
+ * $6 default inApp, $7/$8 the task and watch reasons whose watchers are candidates too,
+ * $9 the actor, $10 members (JSON array) or NULL for "anyone", $11 default email.
+ * Returns the rows made: seq, user_id, id, in_app, effective email, the public JSON, and
+ * the seq of the user's previous in-app row (0: none), exact under the inbox lock: the
+ * stream sends a live row at once only when it follows the last one it sent. */
+const char sql_inbox_insert[] =
+    "WITH cand AS ("
+    " SELECT DISTINCT u FROM ("
+    "  SELECT json_array_elements_text($1::json)::uuid AS u"
+    "  UNION SELECT user_id FROM notification_task_watch"
+    "   WHERE $8::text[] IS NOT NULL AND task_id = $7::uuid AND reason = ANY($8::text[])) c"
+    " WHERE u IS DISTINCT FROM $9::uuid AND ($10::json IS NULL OR u IN"
+    "  (SELECT json_array_elements_text($10::json)::uuid))),"
+    " ins AS ("
+    " INSERT INTO notification (user_id, type, payload, project_id, source_event, in_app)"
+    " SELECT cand.u, $2, $3::jsonb, $4::uuid, $5::bigint, coalesce(p.in_app, $6::boolean)"
+    " FROM cand LEFT JOIN notification_preference p ON p.user_id = cand.u AND p.type = $2"
+    " ORDER BY cand.u"
+    " ON CONFLICT (source_event, user_id, type) DO NOTHING RETURNING *),"
+    " touched AS (SELECT notification_touch(array_agg(user_id)) FROM ins WHERE in_app)"
+    " SELECT ins.seq, ins.user_id, ins.id, ins.in_app, coalesce(p.email, $11),"
+    " notification_json(ins.id, ins.type, ins.payload, ins.read_at, ins.created_at)::text,"
+    " (SELECT coalesce(max(o.seq), 0) FROM notification o WHERE o.user_id = ins.user_id"
+    "  AND o.in_app AND o.seq < ins.seq)"
+    " FROM ins LEFT JOIN notification_preference p ON p.user_id = ins.user_id AND p.type = $2"
+    " CROSS JOIN (SELECT count(*) FROM touched) t ORDER BY ins.seq";
+
+const char sql_watch_forget[] = "DELETE FROM notification_task_watch WHERE task_id = $1::uuid";
+const char sql_watch_clear[] =
+    "DELETE FROM notification_task_watch WHERE task_id = $1::uuid AND reason = $2";
+const char sql_watch_add[] =
+    "INSERT INTO notification_task_watch (task_id, user_id, reason)"
+    " VALUES ($1::uuid, $2::uuid, $3) ON CONFLICT DO NOTHING";
+
+/* ---- the inbox ---- */
+
+/* $1 user, $2 unread only ('t'/'f'), $3 type or NULL, $4 limit, $5 offset. Rows of
+ * (total, JSON); an empty page is one row with NULL JSON. */
+const char sql_inbox_list[] =
+    "WITH f AS (SELECT * FROM notification WHERE user_id = $1::uuid AND in_app"
+    " AND (NOT $2::boolean OR read_at IS NULL) AND ($3::text IS NULL OR type = $3)),"
+    " page AS (SELECT * FROM f ORDER BY seq DESC LIMIT $4::int OFFSET $5::int)"
+    " SELECT (SELECT count(*) FROM f), CASE WHEN page.seq IS NOT NULL THEN"
+    " notification_json(page.id, page.type, page.payload, page.read_at, page.created_at)::text"
+    " END"
+    " FROM (SELECT 1) one LEFT JOIN page ON true ORDER BY page.seq DESC";
+
+/* The inbox's Last-Modified as epoch seconds, or NULL when it never changed. */
+const char sql_inbox_modified[] =
+    "SELECT extract(epoch FROM modified_at)::bigint FROM notification_inbox_state"
+    " WHERE user_id = $1::uuid";
+
+/* $1 user, $2 id. One row: found, changed. */
+const char sql_inbox_read[] =
+    "WITH n AS (SELECT seq, read_at FROM notification"
+    "  WHERE id = $2::uuid AND user_id = $1::uuid AND in_app),"
+    " u AS (UPDATE notification SET read_at = now() FROM n"
+    "  WHERE notification.seq = n.seq AND n.read_at IS NULL RETURNING notification.user_id),"
+    " t AS (SELECT notification_touch(array_agg(user_id)) FROM u HAVING count(*) > 0)"
+    " SELECT (SELECT count(*) FROM n), (SELECT count(*) FROM t)";
+
+/* $1 user, $2 the newest id to mark (inclusive) or NULL for all. One row: whether the id
+ * was found (always true without one), rows changed. */
+const char sql_inbox_read_all[] =
+    "WITH b AS (SELECT seq FROM notification WHERE id = $2::uuid AND user_id = $1::uuid"
+    "  AND in_app),"
+    " u AS (UPDATE notification SET read_at = now() WHERE user_id = $1::uuid AND in_app"
+    "  AND read_at IS NULL AND ($2::uuid IS NULL OR seq <= (SELECT seq FROM b))"
+    "  RETURNING user_id),"
+    " t AS (SELECT notification_touch(array_agg(user_id)) FROM u HAVING count(*) > 0)"
+    " SELECT $2::uuid IS NULL OR EXISTS (SELECT 1 FROM b), (SELECT count(*) FROM t)";
+
+const char sql_inbox_unread[] =
+    "SELECT count(*) FROM notification WHERE user_id = $1::uuid AND in_app AND read_at IS NULL";
+
+/* ---- preferences ---- */
+
+const char sql_prefs_get[] =
+    "SELECT type, in_app, email FROM notification_preference WHERE user_id = $1::uuid";
+
+/* $1 user, $2 JSON object type -> {inApp, email}. */
+const char sql_prefs_put[] =
+    "INSERT INTO notification_preference (user_id, type, in_app, email)"
+    " SELECT $1::uuid, e.key, (e.value ->> 'inApp')::boolean, e.value ->> 'email'"
+    " FROM json_each($2::json) e"
+    " ON CONFLICT (user_id, type) DO UPDATE SET in_app = excluded.in_app, email = excluded.email";
+
+/* ---- the stream ---- */
+
+/* $1 user, $2 id: the seq to resume after, or no row (unknown, swept, someone else's). */
+const char sql_stream_point[] =
+    "SELECT seq FROM notification WHERE id = $2::uuid AND user_id = $1::uuid";
+/* $1 user: the newest seq (a stream without a point starts after it). */
+const char sql_stream_head[] =
+    "SELECT coalesce(max(seq), 0) FROM notification WHERE user_id = $1::uuid AND in_app";
+/* $1 user, $2 after seq, $3 limit: the rows to send, in order. */
+const char sql_stream_after[] =
+    "SELECT seq, id, notification_json(id, type, payload, read_at, created_at)::text"
+    " FROM notification WHERE user_id = $1::uuid AND in_app AND seq > $2::bigint"
+    " ORDER BY seq LIMIT $3::int";
+
+/* ---- the sweep ---- */
+
+/* $1 retention in seconds, $2 batch. Touches the inboxes it shrank. */
+const char sql_sweep[] =
+    "WITH d AS (DELETE FROM notification WHERE seq IN (SELECT seq FROM notification"
+    "  WHERE created_at < now() - $1::bigint * interval '1 second' ORDER BY seq LIMIT $2::int)"
+    "  RETURNING user_id, in_app),"
+    " t AS (SELECT notification_touch(array_agg(user_id)) FROM d WHERE in_app"
+    "  HAVING count(*) > 0)"
+    " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM t)";

@@ -1,0 +1,111 @@
+"""Shared helpers for the black-box tests of the `notification` plugin (API.md,
+"Notifications"): a fresh database with the user, task, content and notification plugins,
+and ways to wait for what the consumer produced (observed, never timed)."""
+import contextlib
+import os
+import time
+import uuid
+
+from user_helpers import (  # noqa: F401 (re-exported for the test modules)
+    FAST_SCRYPT, SECRET, assert_error, call, conninfo, create_database, describe,
+    drop_database, make_admin, needs_services, psql, register, shared_services)
+from task_helpers import add_member, new_project  # noqa: F401
+from panthera_server import REPO, Server
+
+PLUGIN_README = os.path.join(REPO, "plugins", "notification", "README.md")
+NOTIF_KEYS = {"id", "type", "payload", "read", "createdAt"}
+TYPES = ["task.assigned", "task.status_changed", "task.commented", "mention",
+         "post.commented", "post.liked", "project.member_added"]
+# Only a hang reaches these.
+CEILING = 60
+
+
+def notif_server(db, *, workers=2, config=None, redis_address=None, sections=None):
+    sec = {
+        "postgres": {"conninfo": conninfo(db), "wait_timeout": "2s"},
+        "redis": {"address": redis_address or "unix:" + os.environ["PANTHERA_REDIS_SOCKET"]},
+        "auth": {"token_secret": SECRET},
+    }
+    sec.update(sections or {})
+    conf = {"heartbeat": "1s", "poll_interval": "300ms"}
+    conf.update(config or {})
+    return Server(workers=workers, plugins=("user", "task", "content", "notification"),
+                  plugin_config={"user": dict(FAST_SCRYPT), "notification": conf},
+                  sections=sec)
+
+
+@contextlib.contextmanager
+def notif_env(prefix="ntf", **kw):
+    """A fresh database and a started server on it; both gone afterwards."""
+    with shared_services():
+        db = create_database(prefix)
+    s = notif_server(db, **kw)
+    s.db = db
+    try:
+        with shared_services():
+            s.start(timeout=30)
+        yield db, s
+    finally:
+        s.cleanup()
+        drop_database(db)
+
+
+def inbox(srv, acct, **params):
+    params.setdefault("limit", 100)
+    r = call(srv, "GET", "/v1/notifications", token=acct.access, params=params)
+    assert r.status_code == 200, describe(r)
+    doc = r.json()
+    for n in doc["notifications"]:
+        assert set(n) == NOTIF_KEYS, n
+    return doc
+
+
+def rows(db, where="true"):
+    """Every inbox row (hidden ones included) matching `where`, oldest first."""
+    out = psql(db, "SELECT user_id, type, source_event, in_app FROM notification WHERE %s "
+                   "ORDER BY seq" % where)
+    return [tuple(line.split("|")) for line in out.splitlines() if line.strip()]
+
+
+SOURCE_EVENTS = ("(type LIKE 'task.%' OR type = 'comment.mentioned' OR type LIKE 'post.%' "
+                 "OR type = 'project.member_added')")
+
+
+def processed(db):
+    """Wait until the consumer is done with every source event in the log (observed in
+    the host's delivery table; a dead-lettered event fails the wait)."""
+    deadline = time.time() + CEILING
+    while True:
+        left = psql(db, "SELECT count(*) FROM panthera_events e WHERE %s AND NOT EXISTS "
+                        "(SELECT 1 FROM panthera_event_deliveries d WHERE d.event_id = e.id "
+                        "AND d.group_name LIKE 'notification-%%' AND d.state = 'done')"
+                    % SOURCE_EVENTS).strip()
+        if left == "0":
+            return
+        dead = psql(db, "SELECT count(*) FROM panthera_event_deliveries WHERE group_name "
+                        "LIKE 'notification-%' AND state = 'dead'").strip()
+        assert dead == "0", psql(db, "SELECT last_error FROM panthera_event_deliveries "
+                                     "WHERE state = 'dead'")
+        if time.time() > deadline:
+            raise AssertionError("the consumer did not catch up: %s left" % left)
+        time.sleep(0.05)
+
+
+def wait_inbox(srv, acct, n, **params):
+    """The inbox once it has at least `n` notifications (the consumer runs after commit)."""
+    deadline = time.time() + CEILING
+    while True:
+        doc = inbox(srv, acct, **params)
+        if doc["total"] >= n:
+            return doc
+        if time.time() > deadline:
+            raise AssertionError("inbox has %d, wanted %d" % (doc["total"], n))
+        time.sleep(0.05)
+
+
+def new_task(srv, owner, pid, **fields):
+    body = {"title": "task %s" % uuid.uuid4().hex[:8]}
+    body.update(fields)
+    r = call(srv, "POST", "/v1/projects/%s/tasks" % pid, token=owner.access, json_body=body)
+    assert r.status_code == 201, describe(r)
+    return r.json()
