@@ -296,9 +296,3 @@ int delivery_init(px_plugin_t *self)
         rc = webhook_routes(self);
     return rc;
 }
-
-void delivery_fini(void)
-{
-    memset(unsub_key, 0, sizeof unsub_key);
-    unsub_key_len = 0;
-}

@@ -177,7 +177,6 @@ typedef struct delivery_conf {
     int64_t digest_check_ms;
     int64_t webhook_timeout_ms;
     int webhook_allow_loopback;    /* TEST ONLY: loopback receivers, over plain http too */
-    const char *default_in_app;    /* "true"/"false": for a preference row unsubscribe creates */
 } delivery_conf_t;
 extern delivery_conf_t delivery_conf;
 extern px_plugin_t *delivery_plugin;
@@ -188,7 +187,6 @@ extern px_plugin_t *delivery_plugin;
 /* delivery.c: config keys, queues, the consumer, the unsubscribe key. Called once from
  * the plugin's init; returns 0 or the code init returns. */
 int delivery_init(px_plugin_t *self);
-void delivery_fini(void);
 /* The unsubscribe key (config, else the database's), or NULL while it is still being
  * loaded; its length in *len. */
 const unsigned char *delivery_unsub_key(size_t *len);

@@ -23,7 +23,7 @@ static const struct {
     {"task.status_changed", "A task changed status"},
     {"task.commented", "New comment on a task"},
     {"task.deleted", "A task was deleted"},
-    {"comment.mentioned", "You were mentioned"},
+    {"mention", "You were mentioned"},
     {"project.member_added", "You were added to a project"},
     {"project.member_removed", "You were removed from a project"},
     {"project.member_role_changed", "Your role in a project changed"},

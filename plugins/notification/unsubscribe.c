@@ -16,6 +16,7 @@
 #include <panthera/panthera.h>
 
 #include "delivery.h"
+#include "notification.h"
 
 typedef struct unsub {
     char user[37];
@@ -88,9 +89,12 @@ static int unsubscribe_page(px_req_t *req, void *ud)
     return rc;
 }
 
+/* A type the user never set gets a row now: email off, inApp its configured default
+ * (the core's, notif_cfg), so unsubscribing from mail changes nothing in the inbox. */
 static const char upsert_sql[] =
     "INSERT INTO notification_preference (user_id, type, in_app, email)"
-    " SELECT $1::uuid, t, $3::boolean, 'off' FROM unnest(string_to_array($2, ',')) AS t"
+    " SELECT $1::uuid, t, ia, 'off'"
+    " FROM unnest(string_to_array($2, ','), string_to_array($3, ',')::boolean[]) AS x(t, ia)"
     " ON CONFLICT (user_id, type) DO UPDATE SET email = 'off'";
 
 static void done(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
@@ -119,7 +123,15 @@ static int unsubscribe_post(px_req_t *req, void *ud)
     size_t blen = 0;
     const char *body = px_req_body(req, &blen);
     int from_page = blen == 9 && !memcmp(body, "from=page", 9);
-    const char *v[] = {u.user, u.types, delivery_conf.default_in_app};
+    char in_app[UNSUB_TYPES_MAX * 2] = "";
+    char types[UNSUB_TYPES_MAX];
+    snprintf(types, sizeof types, "%s", u.types);
+    for (char *save = NULL, *t = strtok_r(types, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int i = notif_type_index(t);
+        strcat(in_app, *in_app ? "," : "");
+        strcat(in_app, i < 0 || notif_cfg.in_app[i] ? "t" : "f");
+    }
+    const char *v[] = {u.user, u.types, in_app};
     rc = px_pg_query(req, NULL, upsert_sql, 3, v, done, from_page ? (void *)1 : NULL);
     return rc ? rc : PX_ASYNC;
 }
