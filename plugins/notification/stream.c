@@ -168,6 +168,18 @@ static void on_status(px_req_t *req, int status, void *ud)
     catch_up(s); /* whatever was published before the subscription was live */
 }
 
+/* The starting point is known: say so (a comment, which EventSource ignores; tests and
+ * tools wait for it before acting), then catch up. */
+static void started(stream_t *s)
+{
+    s->started = true;
+    if (px_res_sse_comment(s->req, "ready")) {
+        end(s);
+        return;
+    }
+    catch_up(s);
+}
+
 static void head_read(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
                       void *ud)
 {
@@ -178,8 +190,7 @@ static void head_read(px_req_t *req, const px_pg_result_t *res, const px_pg_erro
         end(s); /* no starting point: the client reconnects */
         return;
     }
-    s->started = true;
-    catch_up(s);
+    started(s);
 }
 
 static void start_from_head(stream_t *s)
@@ -200,8 +211,7 @@ static void point_read(px_req_t *req, const px_pg_result_t *res, const px_pg_err
         return;
     }
     if (res && px_pg_rows(res) == 1 && !px_pg_int64(res, 0, 0, &s->last)) {
-        s->started = true;
-        catch_up(s);
+        started(s);
         return;
     }
     static const char reset[] = "{\"reason\":\"the resume point is older than the retention; "

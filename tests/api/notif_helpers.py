@@ -109,3 +109,49 @@ def new_task(srv, owner, pid, **fields):
     r = call(srv, "POST", "/v1/projects/%s/tasks" % pid, token=owner.access, json_body=body)
     assert r.status_code == 201, describe(r)
     return r.json()
+
+
+def open_stream(srv, acct=None, *, query="", headers=None, ready=True, port=None):
+    """An SSE connection to the stream (bearer `acct`, or whatever `query` carries); with
+    `ready`, returns once the stream announced its starting point (": ready"), so what
+    happens next is sent to it."""
+    from sse_client import SSE
+    h = dict(headers or {})
+    if acct is not None:
+        h["Authorization"] = "Bearer " + acct.access
+    s = SSE(port or srv.port, "/v1/notifications/stream" + query, headers=h, timeout=CEILING)
+    if ready and s.status == 200:
+        wait_ready(s)
+    return s
+
+
+def wait_ready(s):
+    """Read until the ": ready" comment; the events before it (a reset) are kept in
+    s.before_ready, the ones after it stay for next_event."""
+    s.before_ready = []
+    deadline = time.time() + CEILING
+    while True:
+        text = s.body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        ev = s._take_event()
+        if ev is None:
+            if s.eof:
+                raise ConnectionError("stream ended before it was ready: %r" % s.raw[-300:])
+            s._wire += s._recv(deadline)
+            s._decode()
+            continue
+        if text[:text.find(b"\n\n")].strip() == b": ready":
+            return
+        if ev["event"] or ev["id"]:
+            s.before_ready.append(ev)
+
+
+def notifications(s, n):
+    """The next `n` notification events of stream `s` (heartbeats skipped)."""
+    out = []
+    while len(out) < n:
+        ev = s.next_event(timeout=CEILING)
+        if ev is None:
+            raise ConnectionError("stream ended after %d of %d: %r" % (len(out), n, out))
+        if ev["event"] == "notification":
+            out.append(ev)
+    return out
