@@ -121,6 +121,10 @@ static int settings(px_plugin_t *self)
         return bad(self, "delivery_poll", "must be at least 50ms");
     if (c->digest_check_ms < 100)
         return bad(self, "digest_check", "must be at least 100ms");
+    /* A lease shorter than a send would let a second sender take a row whose first send
+     * is still running: two mails. */
+    if (c->lease_s * 1000 <= 2 * (ms > c->webhook_timeout_ms ? ms : c->webhook_timeout_ms))
+        return bad(self, "delivery_lease", "must be more than twice smtp_timeout and webhook_timeout");
     if (c->digest_every_s > 86400 * 7)
         return bad(self, "digest_every", "must be at most 7d");
     const char *host = px_config_get(self, "smtp_host"), *tls = px_config_get(self, "smtp_tls");

@@ -116,7 +116,6 @@ static int webhooks_list(px_req_t *req, void *ud)
 /* ---- create ---- */
 
 typedef struct create {
-    px_req_t *req;
     char url[2001];
     char *description;
     webhook_url_t u;
@@ -178,11 +177,19 @@ static void resolve_work(void *ud)
     c->refused = webhook_resolve_checked(&c->u, c->allow_loopback, c->addr, &c->why) != 0;
 }
 
+/* `c` is malloc'd, not request memory: the request may end (the client leaves) while
+ * the resolver thread still writes into it. Freed here, or after the transaction. */
 static void resolved(px_req_t *req, int status, void *ud)
 {
     create_t *c = ud;
-    if (!req)
-        return; /* the client left; c is request memory */
+    if (!req) {
+        free(c);
+        return;
+    }
+    create_t *kept = px_req_alloc(req, sizeof *kept);
+    memcpy(kept, c, sizeof *kept);
+    free(c);
+    c = kept;
     if (status) {
         px_res_code(req, PX_EUNAVAIL, NULL);
         return;
@@ -209,18 +216,22 @@ static int webhooks_create(px_req_t *req, void *ud)
     int rc = px_req_json(req, &body);
     if (rc)
         return rc;
-    create_t *c = px_req_alloc(req, sizeof *c);
-    memset(c, 0, sizeof *c);
-    c->req = req;
+    create_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return PX_EINTERNAL;
     const char *url = json_string_value(json_object_get(body, "url"));
     const char *d = json_string_value(json_object_get(body, "description"));
     c->description = d ? (char *)d : NULL;
     snprintf(c->url, sizeof c->url, "%s", url);
     c->allow_loopback = delivery_conf.webhook_allow_loopback;
     const char *why;
-    if (webhook_url_parse(c->url, &c->u, &why) != 0)
+    if (webhook_url_parse(c->url, &c->u, &why) != 0) {
+        free(c);
         return invalid_url(req, why);
+    }
     rc = px_work_on(req, DELIVERY_WEBHOOK_QUEUE, resolve_work, resolved, c);
+    if (rc)
+        free(c);
     return rc ? rc : PX_ASYNC;
 }
 

@@ -29,7 +29,8 @@ def delivery_config(smtp_port, **extra):
     conf = {"smtp_host": "127.0.0.1", "smtp_port": str(smtp_port), "smtp_tls": "none",
             "mail_from": "noreply@panthera.test", "public_base_url": BASE_URL,
             "delivery_poll": "100ms", "delivery_retry_min": "200ms",
-            "delivery_retry_max": "1s", "delivery_lease": "10s", "smtp_timeout": "5s",
+            "delivery_retry_max": "1s", "delivery_lease": "30s", "smtp_timeout": "5s",
+            "webhook_timeout": "5s",
             "digest_check": "200ms"}
     conf.update({k: str(v) for k, v in extra.items()})
     return conf
