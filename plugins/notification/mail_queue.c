@@ -100,7 +100,8 @@ static outbox_job_t *prepare(const px_pg_result_t *res, int row, const char **wh
              token);
     const char *at = strrchr(delivery_conf.mail_from, '@');
     char mid[128];
-    snprintf(mid, sizeof mid, "notification.%s.%s", kind, id);
+    /* The user's uuid makes it unique across databases sharing a from domain. */
+    snprintf(mid, sizeof mid, "notification.%s.%s.%s", kind, id, user);
     const char *extra[] = {"X-Panthera-Notification-Types", types,
                            "X-Panthera-Mail-Id", id,
                            digest ? "X-Panthera-Digest-Period" : NULL, period, NULL};

@@ -58,7 +58,7 @@ static void test_injection(void)
         "Hello\r\nBcc: victim@example.com",
         "Hello\nBcc: victim@example.com",
         "Hello\rBcc: victim@example.com",
-        "Hello\xc2\x85" "Bcc: victim@example.com",
+        "Hello\302\205Bcc: victim@example.com", /* U+0085 NEL */
         "Caf\xc3\xa9\r\nBcc: victim@example.com",
         "=?UTF-8?B?DQpCY2M6IHhAeA==?=",
         "\r\n\r\nbody injection",
