@@ -49,16 +49,19 @@ class Sink:
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen([SINK, "--listen", "127.0.0.1:%d" % self.port,
-                                      "--maildir", os.path.join(self.dir, "mail")],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Its output goes to a file: a pipe nobody reads would fill and stall the sink.
+        self.log = os.path.join(self.dir, "sink.log")
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([SINK, "--listen", "127.0.0.1:%d" % self.port,
+                                          "--maildir", os.path.join(self.dir, "mail")],
+                                         stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + CEILING
         while True:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return self
             except OSError:
-                assert self.proc.poll() is None, self.proc.stdout.read()
+                assert self.proc.poll() is None, open(self.log).read()
                 assert time.time() < deadline, "the SMTP sink did not start"
                 time.sleep(0.05)
 
