@@ -117,10 +117,11 @@ static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error
                                      actor));
     if (!rc && json_array_size(mentioned))
         rc = px_event_emit(op->txn, "comment.mentioned", op->post_id,
-                           json_pack("{s:s, s:s, s:s, s:s, s:s, s:O, s:s}", "source", "post",
-                                     "postId", op->post_id, "title", title, "commentId",
-                                     op->id, "excerpt", excerpt, "mentionedUserIds",
-                                     mentioned, "actorId", actor));
+                           json_pack("{s:s, s:s, s:s, s:s, s:s, s:O, s:s, s:s}", "source",
+                                     "post", "postId", op->post_id, "title", title,
+                                     "commentId", op->id, "excerpt", excerpt,
+                                     "mentionedUserIds", mentioned, "actorId", actor,
+                                     "postStatus", px_pg_value(res, 0, 6)));
     json_decref(mentioned);
     if (rc) {
         json_decref(comment);

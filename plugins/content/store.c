@@ -161,14 +161,15 @@ int store_comment_insert(px_pg_txn_t *txn, const char *post_id, const char *id,
     const char *v[] = {post_id, id, author, body};
     return px_pg_txn_query(
         txn, "comment_insert",
-        "WITH p AS (SELECT id, author_id, title FROM content_posts WHERE id = $1 AND "
+        "WITH p AS (SELECT id, author_id, title, status FROM content_posts WHERE id = $1 AND "
         "(status = 'published' OR author_id = $3::uuid)), "
         "ins AS (INSERT INTO content_comments (id, post_id, author_id, body, "
         "mentioned_user_ids) SELECT $2, p.id, $3, $4, " MENTIONS("$3", "$4") " FROM p RETURNING *), "
         "upd AS (UPDATE content_posts c SET comment_count = comment_count + 1 FROM ins "
         "WHERE c.id = ins.post_id RETURNING c.id) "
         "SELECT content_comment_json(ins)::text, p.author_id, p.title, left(ins.body, 200), "
-        "to_json(ins.mentioned_user_ids)::text, (SELECT count(*) FROM upd) FROM ins, p",
+        "to_json(ins.mentioned_user_ids)::text, (SELECT count(*) FROM upd), p.status "
+        "FROM ins, p",
         4, v, cb, ud);
 }
 

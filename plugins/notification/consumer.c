@@ -4,17 +4,19 @@
  * with the `notification.created` event the delivery side (mail, webhooks) consumes and
  * the live hints for the streams.
  *
- * Per event, in one transaction: take the inbox's advisory lock, insert one row per
+ * Per event, in one transaction: take the recipients' inbox locks, insert one row per
  * recipient (recipients.c decides the candidates, SQL adds the task's watchers, keeps the
  * members, drops the actor, reads each recipient's effective preferences), emit
  * notification.created with the rows' ids and preferences, queue one channel message per
  * in-app recipient for after the commit, update the task's watchers, ack.
  *
- * Why the lock: groups deliver different aggregates concurrently, so without it two
- * transactions could commit their rows out of seq order, and a stream that resumed "after
- * seq N" could skip a row committed later with a smaller seq. Holding a transaction lock
- * from before the insert to the commit makes seq order commit order. The critical
- * section is one INSERT ... SELECT; a thousand recipients are one statement.
+ * Why the locks: groups deliver different aggregates concurrently, so without them two
+ * transactions could commit one user's rows out of seq order, and a stream that resumed
+ * "after seq N" could skip a row committed later with a smaller seq. Each transaction
+ * holds the transaction locks of its candidates' stripes (store.c) from before the
+ * insert to the commit: per user, seq order is commit order, which is all a stream (one
+ * user's rows) needs; events for other users do not wait. A thousand recipients are one
+ * INSERT ... SELECT.
  *
  * Effect once: the unique (source_event, user_id, type) makes a second delivery of the
  * same event (events:replay) insert nothing; then nothing is emitted or published either.
@@ -172,7 +174,8 @@ static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, voi
                             notif_cfg.email[ti]};
     int rc = cand && payload && (!d->plan.members || members) ? 0 : PX_EINTERNAL;
     if (!rc)
-        rc = px_pg_txn_query(txn, "inbox_lock", sql_inbox_lock, 0, NULL, NULL, NULL);
+        rc = px_pg_txn_query(txn, "inbox_lock", sql_inbox_lock, 3,
+                             (const char *const[]){cand, values[6], values[7]}, NULL, NULL);
     if (!rc)
         rc = px_pg_txn_query(txn, "inbox_insert", sql_inbox_insert, 11, values, inserted, d);
     free(cand);

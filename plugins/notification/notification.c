@@ -193,7 +193,11 @@ static int notification_init(px_plugin_t *self)
     if (!rc)
         rc = px_on_worker_start(self, sweep_start, NULL);
     if (!rc)
+        rc = px_on_worker_start(self, stream_worker_start, NULL);
+    if (!rc)
         rc = px_on_worker_stop(self, sweep_stop, NULL);
+    if (!rc)
+        rc = px_on_worker_stop(self, stream_worker_stop, NULL);
     return rc;
 }
 

@@ -79,6 +79,10 @@ int preferences_put(px_req_t *req, void *ud);
 int stream_ticket(px_req_t *req, void *ud);
 int stream_open(px_req_t *req, void *ud);
 
+/* The stream's per-worker poller (stream.c). */
+void stream_worker_start(px_plugin_t *p, void *ud);
+void stream_worker_stop(px_plugin_t *p, void *ud);
+
 /* The retention sweep's worker hooks (sweep.c). */
 void sweep_start(px_plugin_t *p, void *ud);
 void sweep_stop(px_plugin_t *p, void *ud);

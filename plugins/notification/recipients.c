@@ -113,10 +113,14 @@ int notif_plan(const char *t, json_t *p, notif_plan_t *plan)
     } else {
         return 1;
     }
-    /* Project events say who may see the thing; post events do not (a published post,
-     * the only kind that is liked or commented, is visible to every user). */
+    /* Project events say who may see the thing. A published post is visible to every
+     * user; a draft only to its author, who is then the actor: nobody else may hear of
+     * it (only a mention names others; content says the post's status there). */
     if (json_object_get(p, "members") || plan->project_id)
         plan->members = member_ids(p);
+    else if (!strcmp(t, "comment.mentioned") && str(p, "postStatus") &&
+             strcmp(str(p, "postStatus"), "published"))
+        plan->members = json_array();
     return 0;
 }
 

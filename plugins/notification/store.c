@@ -6,8 +6,18 @@
 
 /* ---- the consumer ---- */
 
-/* hashtext('notification.seq'): any constant the plugin owns would do. */
-const char sql_inbox_lock[] = "SELECT pg_advisory_xact_lock(hashtext('notification.seq'))";
+/* The inbox locks: users are spread over 64 stripes, and a transaction locks the stripes
+ * of every candidate (the explicit ones and the task's watchers, $1-$3 as below), in
+ * stripe order, before its INSERT allocates seqs, until its commit. Two transactions
+ * that could insert rows for the same user therefore commit in seq order; ones with
+ * disjoint stripes run side by side. The first key is the plugin's own constant. */
+const char sql_inbox_lock[] =
+    "SELECT count(pg_advisory_xact_lock(1852796276, s)) FROM (SELECT DISTINCT"
+    " abs(hashtext(u::text)) % 64 AS s FROM ("
+    "  SELECT json_array_elements_text($1::json)::uuid AS u"
+    "  UNION SELECT user_id FROM notification_task_watch"
+    "   WHERE $3::text[] IS NOT NULL AND task_id = $2::uuid AND reason = ANY($3::text[])) c"
+    " ORDER BY s) x";
 
 /* $1 candidates (JSON array of uuids), $2 type, $3 payload, $4 project, $5 source event,
  * $6 default inApp, $7/$8 the task and watch reasons whose watchers are candidates too,

@@ -40,14 +40,48 @@ typedef struct stream {
     bool querying;        /* a PostgreSQL read is in flight */
     bool again;           /* something arrived meanwhile: read once more */
     bool ended;
-    int64_t poll_timer;   /* > 0 while Redis is down */
+    bool polling;         /* on the worker's poll list (Redis down or not configured) */
+    struct stream *poll_prev, *poll_next;
     char last_s[24], batch_s[24];
 } stream_t;
+
+/* Streams that read PostgreSQL every poll_interval because their channel is down. One
+ * timer per worker drives them all (a stream request cannot own a timer once its answer
+ * has begun), on the worker's "stream-poll" background task. */
+static stream_t *polling;
+static px_req_t *poller;
+
+static void poll_add(stream_t *s)
+{
+    if (s->polling)
+        return;
+    s->polling = true;
+    s->poll_prev = NULL;
+    s->poll_next = polling;
+    if (polling)
+        polling->poll_prev = s;
+    polling = s;
+}
+
+static void poll_remove(stream_t *s)
+{
+    if (!s->polling)
+        return;
+    s->polling = false;
+    if (s->poll_prev)
+        s->poll_prev->poll_next = s->poll_next;
+    else
+        polling = s->poll_next;
+    if (s->poll_next)
+        s->poll_next->poll_prev = s->poll_prev;
+    s->poll_prev = s->poll_next = NULL;
+}
 
 static void catch_up(stream_t *s);
 
 static void end(stream_t *s)
 {
+    poll_remove(s);
     if (!s->ended) {
         s->ended = true;
         px_res_stream_end(s->req);
@@ -79,7 +113,7 @@ static void rows_read(px_req_t *req, const px_pg_result_t *res, const px_pg_erro
     if (err) {
         /* PostgreSQL away: try again at the next poll or message; nothing was sent. */
         s->again = true;
-        if (s->poll_timer <= 0)
+        if (!s->polling)
             px_log(notif_plugin, PX_LOG_WARN, "stream: catch-up failed: %s",
                    px_pg_error_message(err));
         return;
@@ -147,24 +181,41 @@ static void on_live(px_req_t *req, const char *channel, const void *data, size_t
     json_decref(msg);
 }
 
-static void poll_tick(px_req_t *req, int64_t timer_id, void *ud)
+static void poll_tick(px_req_t *task, int64_t timer_id, void *ud)
 {
-    (void)req, (void)timer_id;
-    catch_up(ud);
+    (void)task, (void)timer_id, (void)ud;
+    for (stream_t *s = polling, *next; s; s = next) {
+        next = s->poll_next; /* catch_up may end the stream, which takes it off the list */
+        catch_up(s);
+    }
+}
+
+void stream_worker_start(px_plugin_t *p, void *ud)
+{
+    (void)ud;
+    poller = px_task_begin(p, "stream-poll");
+    if (poller)
+        px_timer_start(poller, (uint64_t)notif_cfg.poll_ms, (uint64_t)notif_cfg.poll_ms,
+                       poll_tick, NULL);
+}
+
+void stream_worker_stop(px_plugin_t *p, void *ud)
+{
+    (void)p, (void)ud;
+    if (poller)
+        px_task_end(poller, 0);
+    poller = NULL;
 }
 
 static void on_status(px_req_t *req, int status, void *ud)
 {
+    (void)req;
     stream_t *s = ud;
     if (status == PX_CHANNEL_DOWN) {
-        if (s->poll_timer <= 0)
-            s->poll_timer = px_timer_start(req, (uint64_t)notif_cfg.poll_ms,
-                                           (uint64_t)notif_cfg.poll_ms, poll_tick, s);
+        poll_add(s);
         return;
     }
-    if (s->poll_timer > 0)
-        px_timer_stop(req, s->poll_timer);
-    s->poll_timer = 0;
+    poll_remove(s);
     catch_up(s); /* whatever was published before the subscription was live */
 }
 
@@ -245,6 +296,7 @@ static void closed(px_req_t *req, int reason, void *ud)
     (void)req, (void)reason;
     stream_t *s = ud;
     s->ended = true;
+    poll_remove(s);
 }
 
 int stream_open(px_req_t *req, void *ud)
@@ -271,8 +323,7 @@ int stream_open(px_req_t *req, void *ud)
         return rc;
     px_req_on_close(req, closed, s);
     if (!redis)
-        s->poll_timer = px_timer_start(req, (uint64_t)notif_cfg.poll_ms,
-                                       (uint64_t)notif_cfg.poll_ms, poll_tick, s);
+        poll_add(s);
     if (s->resume && *s->resume) {
         if (is_uuid(s->resume)) {
             const char *values[] = {s->user, s->resume};

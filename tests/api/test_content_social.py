@@ -104,7 +104,8 @@ def test_comments_crud_and_counts(env):
     assert len(mention) == 1
     assert sorted(mention[0].pop("mentionedUserIds")) == sorted([carol.id, alice.id])
     assert mention[0] == {"source": "post", "postId": post["id"], "title": "discuss",
-                          "commentId": c["id"], "excerpt": c["body"], "actorId": bob.id}
+                          "commentId": c["id"], "excerpt": c["body"], "actorId": bob.id,
+                          "postStatus": "published"}
     c2 = call(s, "POST", base, token=carol.access, json_body={"body": "x" * 300}).json()
     exc = [p for t, p in events(s, post["id"]) if t == "post.commented"][-1]["excerpt"]
     assert exc == "x" * 200

@@ -255,3 +255,16 @@ def test_redelivered_event_makes_no_second_row(env):
     assert rows(db, "source_event = %s" % ev) == before
     assert psql(db, "SELECT count(*) FROM panthera_events WHERE type = 'notification.created' "
                     "AND aggregate_id = '%s'" % ev).strip() == "1"
+
+
+def test_mention_on_a_draft_notifies_nobody(env):
+    db, srv = env
+    author, friend = register(srv), register(srv)
+    r = call(srv, "POST", "/v1/posts", token=author.access,
+             json_body={"title": "Secret", "body": "b", "status": "draft"})
+    assert r.status_code == 201, describe(r)
+    r = call(srv, "POST", "/v1/posts/%s/comments" % r.json()["id"], token=author.access,
+             json_body={"body": "see @%s" % friend.username})
+    assert r.status_code == 201, describe(r)
+    processed(db)
+    assert types_of(srv, friend) == []

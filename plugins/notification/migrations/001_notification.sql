@@ -1,9 +1,9 @@
 -- The inbox (API.md "Notifications"): one row per recipient per source event. PostgreSQL
 -- is the record; the live stream and email are built from these rows.
 --
--- seq is the global order: one consumer transaction at a time inserts (they serialise on
--- a transaction advisory lock, see consumer.c), so seq order is commit order and "every
--- row after seq N" is a gapless resume point for the stream.
+-- seq grows with every row; for one user it is also commit order (the consumer locks its
+-- recipients' stripes from before the insert to the commit, see consumer.c), so "this
+-- user's rows after seq N" is a gapless resume point for the stream.
 CREATE TABLE notification (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
