@@ -5,7 +5,7 @@
  * Only the caller's own rows, and only those made while the caller wanted them in the
  * app (in_app). Someone else's id is 404, like an unknown one.
  *
- * Last-Modified is the inbox's modified_at (migrations/001: it moves by at least a second
+ * Last-Modified (list and unread-count) is the inbox's modified_at (migrations/001: it moves by at least a second
  * on every new row, read and sweep), read BEFORE the page: a change between the two makes
  * the page newer than the date, so the client's next If-Modified-Since gets the page
  * again, never a stale 304.
@@ -23,6 +23,7 @@ typedef struct list {
     int page, limit;
     char limit_s[16], offset_s[24];
     const char *values[5];
+    void (*then)(px_req_t *req, struct list *l); /* after Last-Modified, when not 304 */
 } list_t;
 
 static void http_date(int64_t t, char out[40])
@@ -87,6 +88,18 @@ static void modified(px_req_t *req, const px_pg_result_t *res, const px_pg_error
             return;
         }
     }
+    l->then(req, l);
+}
+
+/* Answer 304 or go on with l->then, once the inbox's Last-Modified is known. */
+static int with_last_modified(px_req_t *req, list_t *l)
+{
+    int rc = px_pg_query(req, "inbox_modified", sql_inbox_modified, 1, l->values, modified, l);
+    return rc ? rc : PX_ASYNC;
+}
+
+static void list_page(px_req_t *req, list_t *l)
+{
     int rc = px_pg_query(req, "inbox_list", sql_inbox_list, 5, l->values, listed, l);
     if (rc)
         px_res_code(req, rc, NULL);
@@ -107,8 +120,8 @@ int inbox_list(px_req_t *req, void *ud)
     l->values[2] = px_req_query(req, "type");
     l->values[3] = l->limit_s;
     l->values[4] = l->offset_s;
-    rc = px_pg_query(req, "inbox_modified", sql_inbox_modified, 1, l->values, modified, l);
-    return rc ? rc : PX_ASYNC;
+    l->then = list_page;
+    return with_last_modified(req, l);
 }
 
 /* ---- read, read-all ---- */
@@ -177,10 +190,20 @@ static void counted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
     px_res_json(req, 200, json_pack("{s:I}", "count", (json_int_t)n));
 }
 
+static void count_unread(px_req_t *req, list_t *l)
+{
+    int rc = px_pg_query(req, "inbox_unread", sql_inbox_unread, 1, l->values, counted, NULL);
+    if (rc)
+        px_res_code(req, rc, NULL);
+}
+
+/* The same Last-Modified as the list: the count changes only when the inbox does. */
 int inbox_unread_count(px_req_t *req, void *ud)
 {
     (void)ud;
-    const char *values[] = {px_req_caller_id(req)};
-    int rc = px_pg_query(req, "inbox_unread", sql_inbox_unread, 1, values, counted, NULL);
-    return rc ? rc : PX_ASYNC;
+    list_t *l = px_req_alloc(req, sizeof(*l));
+    memset(l, 0, sizeof(*l));
+    l->values[0] = px_req_caller_id(req);
+    l->then = count_unread;
+    return with_last_modified(req, l);
 }

@@ -119,7 +119,9 @@ static int routes_init(px_plugin_t *self)
     static const px_response_spec_t done_204[] = {
         {204, NULL, NULL, NULL}, {404, "Error", "Not one of the caller's notifications", NULL},
         {0}};
-    static const px_response_spec_t count_200[] = {{200, "UnreadCount", NULL, NULL}, {0}};
+    static const px_response_spec_t count_200[] = {
+        {200, "UnreadCount", "Last-Modified as the list", NULL},
+        {304, NULL, "Not modified since If-Modified-Since", NULL}, {0}};
     static const px_response_spec_t ticket_200[] = {
         {200, "StreamTicket", "Single use, for ?ticket= on the stream", NULL}, {0}};
     static const px_response_spec_t stream_200[] = {

@@ -49,7 +49,9 @@ static void stored(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
         px_res_pg_error(req, err);
         return;
     }
-    preferences_get(req, NULL);
+    int rc = preferences_get(req, NULL);
+    if (rc != PX_ASYNC)
+        px_res_code(req, rc, NULL);
 }
 
 int preferences_put(px_req_t *req, void *ud)

@@ -231,6 +231,12 @@ def test_last_modified_and_if_modified_since(env):
     r4 = call(srv, "GET", "/v1/notifications", token=bob.access,
               headers={"If-Modified-Since": lm3})
     assert r4.status_code == 200 and r4.json()["notifications"][0]["read"] is True
+    # unread-count shares the inbox's date.
+    r6 = call(srv, "GET", "/v1/notifications/unread-count", token=bob.access)
+    assert r6.status_code == 200 and r6.headers["Last-Modified"] == r4.headers["Last-Modified"]
+    r7 = call(srv, "GET", "/v1/notifications/unread-count", token=bob.access,
+              headers={"If-Modified-Since": r6.headers["Last-Modified"]})
+    assert r7.status_code == 304 and r7.content == b""
     # A malformed date is ignored.
     r5 = call(srv, "GET", "/v1/notifications", token=bob.access,
               headers={"If-Modified-Since": "yesterday"})

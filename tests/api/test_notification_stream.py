@@ -176,6 +176,16 @@ def test_two_hosts_share_postgres_and_redis(env):
         other.cleanup()
 
 
+def test_heartbeat_comments_keep_an_idle_stream_alive(env):
+    """heartbeat = 1s in the tests' config: comment-only blocks come while nothing
+    happens (observed: the test waits for one, it does not time it)."""
+    db, srv = env
+    s = open_stream(srv, register(srv))
+    ev = s.next_event(timeout=CEILING, comments=True)
+    assert ev is not None and ev["comments"] == 1 and not ev["event"] and not ev["id"], ev
+    s.close()
+
+
 def test_old_ticket_expired(env):
     """Last in the module: the ticket the fixture issued is over 60 s old by now."""
     db, srv = env
