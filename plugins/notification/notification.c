@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "notification.h"
+#include "delivery.h"
 
 px_plugin_t *notif_plugin;
 notif_config_t notif_cfg;
@@ -189,6 +190,8 @@ static int notification_init(px_plugin_t *self)
         rc = consumer_init(self);
     if (!rc)
         rc = routes_init(self);
+    if (!rc)
+        rc = delivery_init(self); /* email, digests, unsubscribe, webhooks: delivery.h */
     if (!rc)
         rc = px_on_worker_start(self, sweep_start, NULL);
     if (!rc)

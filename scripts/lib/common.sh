@@ -29,11 +29,11 @@ as_root() {
 PANTHERA_PACKAGES=(
     build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
     libuv1-dev libhiredis-dev liblua5.4-dev libjansson-dev libpq-dev libssl-dev
-    libinih-dev libargon2-dev node-llhttp libmagic-dev
+    libinih-dev libargon2-dev node-llhttp libmagic-dev libcurl4-openssl-dev
     postgresql-15 postgresql-client-15 redis-server redis-tools
     nginx-light wrk
-    python3 python3-pytest python3-requests curl procps openssl librsvg2-bin
-    nodejs chromium
+    python3 python3-pytest python3-requests python3-aiosmtpd curl procps openssl
+    librsvg2-bin nodejs chromium
     debhelper lintian dpkg-dev fakeroot
 )
 
