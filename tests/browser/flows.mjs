@@ -6,6 +6,7 @@
 import { chromium } from 'playwright-core';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { deflateSync } from 'node:zlib';
 
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
@@ -26,6 +27,27 @@ const state = {};
 mkdirSync(OUT + '/screenshots', { recursive: true });
 
 function check(cond, message) { if (!cond) throw new Error(message); }
+
+// A real PNG built here (a w×h RGB gradient), so the server's sniffing sees an image.
+const CRC = Array.from({ length: 256 }, (_, n) => { let c = n; for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1; return c >>> 0; });
+function crc32(buf) { let c = 0xffffffff; for (const b of buf) c = CRC[(c ^ b) & 0xff] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; }
+function chunk(type, data) {
+  const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+function makePng(w, hgt) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(hgt, 4); ihdr[8] = 8; ihdr[9] = 2;
+  const rows = [];
+  for (let y = 0; y < hgt; y++) {
+    rows.push(0);
+    for (let x = 0; x < w; x++) rows.push((x * 255 / w) | 0, (y * 255 / hgt) | 0, 160);
+  }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(Buffer.from(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
 
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
   args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'] });
@@ -405,7 +427,9 @@ await flow('admin', async () => {
   await pageAdmin.getByRole('button', { name: 'Search' }).click();
   await pageAdmin.waitForFunction(() => document.querySelectorAll('#user-list tbody tr').length === 1);
   check(await pageAdmin.getByLabel(`Role of ${B.username}`).inputValue() === 'admin', 'role not kept');
+  const back = pageAdmin.waitForResponse((r) => r.request().method() === 'PUT' && r.status() === 200);
   await pageAdmin.getByLabel(`Role of ${B.username}`).selectOption('user');
+  await back;
   // The activity report: a chart when the reporting plugin is there, else the reason.
   await pageAdmin.locator('#activity-report img.chart, #activity-report .error').first().waitFor();
   if (HAVE_REPORT) check(await pageAdmin.locator('#activity-report img.chart').count() === 1, 'activity chart missing');
@@ -428,6 +452,62 @@ await flow('reports', async () => {
   clean(ctxA);
 });
 
+await flow('task_attachments', async () => {
+  const png = makePng(16, 16);
+  await pageA.goto(state.projectPath);
+  await boardReady(pageA);
+  await pageA.locator('li.card[data-title="Design banner"] a').click();
+  await heading(pageA, 'Design banner');
+  state.attachPath = new URL(pageA.url()).pathname;
+  await pageA.locator('#attachments .empty', { hasText: 'No attachments yet.' }).waitFor();
+  // Upload with progress: the bar is shown and reaches the end.
+  const posted = pageA.waitForResponse((r) => r.request().method() === 'POST' && r.url().includes('/attachments?filename=banner.png'));
+  await pageA.getByLabel('Attach a file').setInputFiles({ name: 'banner.png', mimeType: 'image/png', buffer: png });
+  check((await posted).status() === 201, 'upload not created');
+  await pageA.locator('#attach-status .ok', { hasText: 'Attached banner.png' }).waitFor();
+  check(await pageA.getByLabel('Attachment upload progress').evaluate((p) => !p.hidden && p.value === 1), 'upload progress not shown to the end');
+  // In the list, with its size and type, and previewed from a blob: URL.
+  const row = pageA.locator('#attachments li[data-name="banner.png"]');
+  await row.waitFor();
+  check((await row.textContent()).includes('image/png'), 'type not listed');
+  await pageA.waitForFunction(() => { const i = document.querySelector('#attachments li[data-name="banner.png"] img.preview'); return i && i.complete && i.naturalWidth === 16 && i.src.startsWith('blob:'); });
+  // Download: the same bytes, under the same name.
+  const dl = pageA.waitForEvent('download');
+  await row.getByRole('button', { name: 'Download banner.png' }).click();
+  const file = await dl;
+  check(file.suggestedFilename() === 'banner.png', 'download name: ' + file.suggestedFilename());
+  check(Buffer.compare(readFileSync(await file.path()), png) === 0, 'downloaded bytes differ from the upload');
+  // B becomes a viewer: sees the attachment and can download it, but no delete, no upload.
+  await pageA.goto(state.projectPath + '/members');
+  await pageA.locator(`li[data-user="${B.username}"]`).waitFor();
+  const role = pageA.waitForResponse((r) => r.request().method() === 'PUT' && r.url().includes('/members/') && r.status() === 200);
+  await pageA.getByLabel(`Role of ${B.username}`).selectOption('viewer');
+  await role;
+  await pageB.goto(state.attachPath);
+  await heading(pageB, 'Design banner');
+  const rowB = pageB.locator('#attachments li[data-name="banner.png"]');
+  await rowB.getByRole('button', { name: 'Download banner.png' }).waitFor();
+  check(await rowB.getByRole('button', { name: /^Delete/ }).count() === 0, 'a viewer is offered delete');
+  check(await pageB.getByLabel('Attach a file').count() === 0, 'a viewer is offered upload');
+  // A refused type: the 415 in words beside the upload, nothing added.
+  await pageA.goto(state.attachPath);
+  await row.waitFor();
+  await pageA.getByLabel('Attach a file').setInputFiles({ name: 'page.html', mimeType: 'text/html',
+    buffer: Buffer.from('<!doctype html><html><body><script>alert(1)</script></body></html>') });
+  await pageA.locator('#attach-status .error[role=alert]', { hasText: 'this type of file is refused' }).waitFor();
+  check(await pageA.locator('#attachments li').count() === 1, 'a refused file was listed');
+  // Delete removes it (for B too), then it goes back for the page scan's screenshots.
+  const deleted = pageA.waitForResponse((r) => r.request().method() === 'DELETE' && r.url().includes('/v1/attachments/'));
+  await row.getByRole('button', { name: 'Delete banner.png' }).click();
+  check((await deleted).status() === 204, 'delete refused');
+  await pageA.locator('#attachments .empty').waitFor();
+  await pageB.reload();
+  await pageB.locator('#attachments .empty').waitFor();
+  await pageA.getByLabel('Attach a file').setInputFiles({ name: 'banner.png', mimeType: 'image/png', buffer: png });
+  await row.locator('img.preview').waitFor();
+  clean(ctxA); clean(ctxB);
+});
+
 // Every page at both widths: an axe-core scan (no serious or critical violation) and a
 // screenshot under the results directory.
 await flow('pages_axe_and_screenshots', async () => {
@@ -440,12 +520,13 @@ await flow('pages_axe_and_screenshots', async () => {
     ['notifications', '/app/notifications', 'Notifications', A],
     ['preferences', '/app/notifications/preferences', 'Notification preferences', A],
     ['profile', '/app/me', 'Your profile', A], ['admin', '/app/admin', 'Admin', ADMIN],
-  ];
+    ['task-attachments', state.attachPath, 'Design banner', A, '#attachments img.preview'],
+  ].filter(([, path]) => path);
   const bad = [];
   for (const [vname, viewport, colorScheme] of [['desktop', DESKTOP, 'light'], ['phone', PHONE, 'dark']]) {
     const anon = await context(viewport, colorScheme);
     const ctxs = new Map();
-    for (const [name, path, title, who] of pages) {
+    for (const [name, path, title, who, ready] of pages) {
       let ctx = anon;
       if (who) {
         if (!ctxs.has(who)) {
@@ -459,6 +540,7 @@ await flow('pages_axe_and_screenshots', async () => {
       await page.goto(path);
       await heading(page, title);
       await page.waitForFunction(() => !document.querySelector('.loading, [aria-busy]'));
+      if (ready) await page.waitForFunction((sel) => [...document.querySelectorAll(sel)].some((i) => i.complete && i.naturalWidth), ready);
       await page.evaluate(AXE);
       const found = await page.evaluate(async () => {
         const r = await window.axe.run(document, { resultTypes: ['violations'] });

@@ -23,7 +23,7 @@ pytestmark = needs_services
 
 CHROMIUM = "/usr/bin/chromium"
 FLOWS = ["auth", "projects", "board_drag_and_keyboard", "task_detail", "live_assignment",
-         "posts", "admin", "reports", "pages_axe_and_screenshots"]
+         "posts", "admin", "reports", "task_attachments", "pages_axe_and_screenshots"]
 OUT = os.environ.get("PANTHERA_BROWSER_OUT", os.path.join(REPO, ".run", "results", "browser"))
 
 

@@ -1,7 +1,7 @@
 // Feed and posts: read, search (highlights rendered as text + <mark>), like, comment,
 // write (draft or publish) with a media upload that shows its progress.
 import { api, get, upload, currentUser } from './api.js';
-import { h, mount, form, field, listState, idem, say, highlight, when, showError, clearError } from './ui.js';
+import { h, mount, form, field, listState, idem, say, highlight, when, showError, clearError, withProgress } from './ui.js';
 import { mentionText } from './task.js';
 import { go } from './app.js';
 
@@ -81,11 +81,8 @@ export async function postEditView(id) {
   file.addEventListener('change', async () => {
     clearError(media);
     if (!file.files[0]) return;
-    progress.hidden = false;
-    progress.value = 0;
     try {
-      const m = await upload('/v1/media', file.files[0], (f) => { progress.value = f; });
-      progress.value = 1;
+      const m = await withProgress(progress, (on) => upload('/v1/media', file.files[0], on));
       const ta = bodyField.querySelector('textarea');
       ta.value += `\n${location.origin}${m.url}`;
       media.append(h('p', { class: 'ok' }, `Uploaded ${file.files[0].name} (${m.contentType}, ${m.size} bytes); its link is in the body.`));

@@ -1,9 +1,10 @@
 // A task: its fields (with If-Match, so a concurrent edit is a 412 in words), its
 // dependencies (a cycle or an open dependency is a 409, explained), comments with
-// @mentions, and its activity.
+// @mentions, its attachments (attachments.js), and its activity.
 import { api, get } from './api.js';
 import { h, mount, form, field, listState, idem, say, when } from './ui.js';
 import { projectNav } from './projects.js';
+import { attachmentsSection } from './attachments.js';
 
 export function mentionText(body, names) {
   // @name of a member is a mention: shown as <strong>, all else plain text.
@@ -63,6 +64,7 @@ export async function taskView(tid) {
       `${names[a.actorId] || 'someone'} ${a.action} ${a.entity}`, ' · ', when(a.createdAt),
       Object.keys(a.changes || {}).length ? h('div', { class: 'muted' }, Object.keys(a.changes).join(', ')) : null))), 'No activity.');
 
+  const attachments = attachmentsSection(tid, project, names);
   mount(task.title, projectNav(pid, project.name),
     h('div', { class: 'grid2' },
       h('section', { 'aria-label': 'Task' }, edit,
@@ -73,8 +75,7 @@ export async function taskView(tid) {
           say('Comment added');
           loadComments();
         }, { 'aria-label': 'Add comment' }) : null,
-        h('h2', {}, 'Attachments'),
-        h('p', { class: 'muted' }, 'Attachments are not offered by this server’s task plugin yet.')),
+        attachments.node),
       h('section', { 'aria-label': 'Activity' }, h('h2', {}, 'Activity'), activity)));
-  await Promise.all([loadComments(), loadActivity()]);
+  await Promise.all([loadComments(), loadActivity(), attachments.load()]);
 }

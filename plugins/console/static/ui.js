@@ -125,3 +125,27 @@ export function when(iso) {
 }
 
 export function idem() { return { 'Idempotency-Key': crypto.randomUUID() }; }
+
+// A long upload's progress bar: shown at 0, moved by the upload's fraction, full at the
+// end, hidden again on a failure (the error says what happened). `run(onProgress)` is
+// the upload (api.js upload); used by the post editor's media and a task's attachments.
+export async function withProgress(bar, run) {
+  bar.hidden = false;
+  bar.value = 0;
+  try {
+    const r = await run((f) => { bar.value = f; });
+    bar.value = 1;
+    return r;
+  } catch (err) {
+    bar.hidden = true;
+    throw err;
+  }
+}
+
+export function bytes(n) {
+  if (n < 1024) return `${n} bytes`;
+  const units = ['KiB', 'MiB', 'GiB'];
+  let v = n / 1024, i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
