@@ -496,6 +496,11 @@ await flow('task_attachments', async () => {
     buffer: Buffer.from('<!doctype html><html><body><script>alert(1)</script></body></html>') });
   await pageA.locator('#attach-status .error[role=alert]', { hasText: 'this type of file is refused' }).waitFor();
   check(await pageA.locator('#attachments li').count() === 1, 'a refused file was listed');
+  // Too large (the test server's limit is 64 KiB): the 413 in words, with the file's size.
+  await pageA.getByLabel('Attach a file').setInputFiles({ name: 'big.png', mimeType: 'image/png',
+    buffer: Buffer.concat([png, Buffer.alloc(70 * 1024)]) });
+  await pageA.locator('#attach-status .error[role=alert]', { hasText: /big\.png is \d+ KiB, larger than this server accepts/ }).waitFor();
+  check(await pageA.locator('#attachments li').count() === 1, 'a too large file was listed');
   // Delete removes it (for B too), then it goes back for the page scan's screenshots.
   const deleted = pageA.waitForResponse((r) => r.request().method() === 'DELETE' && r.url().includes('/v1/attachments/'));
   await row.getByRole('button', { name: 'Delete banner.png' }).click();

@@ -48,7 +48,9 @@ def run():
         # A short access token, so the app's silent refresh runs during the flows.
         "auth": {"token_secret": SECRET, "access_ttl": "40s"},
     }
-    s = Server(workers=2, plugins=tuple(plugins), plugin_config={"user": dict(FAST_SCRYPT)},
+    # A small attachment limit, so the console's 413 message is cheap to provoke.
+    plugin_config = {"user": dict(FAST_SCRYPT), "task": {"attachment_max_size": "64k"}}
+    s = Server(workers=2, plugins=tuple(plugins), plugin_config=plugin_config,
                sections=sections)
     try:
         with shared_services():
