@@ -15,7 +15,7 @@ export function uploadMessage(err, file) {
   if (err.status === 413)
     return `Not attached: ${file.name} is ${bytes(file.size)}, larger than this server accepts for an attachment (${err.message}).`;
   if (err.status === 415)
-    return `Not attached: this type of file is refused here (${err.message}). Images, PDF, text, CSV, ZIP and JSON files are usually accepted.`;
+    return `Not attached: this type of file is refused here (${err.message}).`;
   if (err.status === 403) return `Not attached: viewers cannot add files (${err.message}).`;
   return `Not attached: ${err.message}`;
 }
