@@ -513,8 +513,8 @@ await flow('task_attachments', async () => {
   clean(ctxA); clean(ctxB);
 });
 
-// Every page at both widths: an axe-core scan (no serious or critical violation) and a
-// screenshot under the results directory.
+// Every page at both widths: an axe-core scan (no serious or critical violation), no
+// sideways scrolling, and a screenshot under the results directory.
 await flow('pages_axe_and_screenshots', async () => {
   const pages = [
     ['login', '/app/login', 'Log in', null], ['signup', '/app/signup', 'Sign up', null],
@@ -553,13 +553,16 @@ await flow('pages_axe_and_screenshots', async () => {
           .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
       });
       for (const v of found) bad.push(`${name} ${vname}: ${v}`);
+      // Works at this width: nothing makes the page scroll sideways.
+      const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      if (wide > 0) bad.push(`${name} ${vname}: the page is ${wide} px wider than the viewport`);
       const file = `${OUT}/screenshots/${name}-${vname}.png`;
       await page.screenshot({ path: file, fullPage: true });
       shots.push(file);
     }
     for (const c of [anon, ...ctxs.values()]) { clean(c); await c.close(); }
   }
-  check(!bad.length, 'axe-core: ' + bad.join(' | '));
+  check(!bad.length, 'axe-core or width: ' + bad.join(' | '));
 });
 
 writeFileSync(OUT + '/results.json', JSON.stringify({ results, screenshots: shots }, null, 2));
