@@ -58,6 +58,21 @@ async function context(viewport = DESKTOP, colorScheme = 'light') {
   ctx.setDefaultTimeout(CEILING);
   ctx.problems = [];
   ctx.on('page', (p) => watch(ctx, p));
+  // Layout shifts not caused by input, summed per page load (Chromium's layout-shift
+  // entries): the page scan holds every page to the "good" cumulative score, 0.1.
+  await ctx.addInitScript(() => {
+    window.__layoutShift = 0;
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        if (e.hadRecentInput) continue;
+        window.__layoutShift += e.value;
+        window.__shiftSources = (window.__shiftSources || []).concat((e.sources || []).map((x) => {
+          const n = x.node;
+          return n ? `${n.nodeName}${n.id ? '#' + n.id : ''}${n.className && typeof n.className === 'string' ? '.' + n.className.split(' ').join('.') : ''} ${JSON.stringify(x.previousRect)}->${JSON.stringify(x.currentRect)}` : '?';
+        }));
+      }
+    }).observe({ type: 'layout-shift', buffered: true });
+  });
   // The console talks only to its own origin: the public API, its shell and its assets
   // (no CDN, no other host, no private endpoint).
   ctx.on('request', (r) => {
@@ -514,7 +529,8 @@ await flow('task_attachments', async () => {
 });
 
 // Every page at both widths: an axe-core scan (no serious or critical violation), no
-// sideways scrolling, and a screenshot under the results directory.
+// sideways scrolling, no layout jump while loading (cumulative shift <= 0.1), and a
+// screenshot under the results directory.
 await flow('pages_axe_and_screenshots', async () => {
   const pages = [
     ['login', '/app/login', 'Log in', null], ['signup', '/app/signup', 'Sign up', null],
@@ -556,13 +572,17 @@ await flow('pages_axe_and_screenshots', async () => {
       // Works at this width: nothing makes the page scroll sideways.
       const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       if (wide > 0) bad.push(`${name} ${vname}: the page is ${wide} px wider than the viewport`);
+      // No layout jump while it loaded.
+      const shift = await page.evaluate(() => window.__layoutShift);
+      if (!(shift <= 0.1)) bad.push(`${name} ${vname}: layout shift ${shift.toFixed(3)} while loading (> 0.1): ` +
+        (await page.evaluate(() => (window.__shiftSources || []).slice(0, 3).join('; '))));
       const file = `${OUT}/screenshots/${name}-${vname}.png`;
       await page.screenshot({ path: file, fullPage: true });
       shots.push(file);
     }
     for (const c of [anon, ...ctxs.values()]) { clean(c); await c.close(); }
   }
-  check(!bad.length, 'axe-core or width: ' + bad.join(' | '));
+  check(!bad.length, 'axe-core, width or layout shift: ' + bad.join(' | '));
 });
 
 writeFileSync(OUT + '/results.json', JSON.stringify({ results, screenshots: shots }, null, 2));

@@ -52,23 +52,13 @@ async function render() {
 }
 
 function topBar(user) {
-  const top = document.getElementById('top');
-  const nav = document.getElementById('nav');
-  top.hidden = !user;
-  if (!user) { nav.replaceChildren(); return; }
-  nav.replaceChildren(...[
-    h('a', { href: '/app/projects' }, 'Projects'),
-    h('a', { href: '/app/feed' }, 'Feed'),
-    user.role === 'admin' ? h('a', { href: '/app/admin' }, 'Admin') : null,
-    h('span', { class: 'spacer' }),
-    bell(),
-    h('a', { href: '/app/me' }, user.username),
-    h('button', { type: 'button', class: 'secondary', id: 'logout', onclick: async () => {
-      stopStream();
-      await logout();
-      say('Logged out');
-      go('/app/login');
-    } }, 'Log out')].filter(Boolean));
+  // bar.js draws it (and drew the last session's before the first paint).
+  window.pantheraBar(user, user ? bell() : null, async () => {
+    stopStream();
+    await logout();
+    say('Logged out');
+    go('/app/login');
+  });
 }
 
 document.addEventListener('click', (e) => {
