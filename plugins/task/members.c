@@ -35,7 +35,8 @@ static void added(task_op_t *op, const px_pg_result_t *res)
     px_pg_int64(res, 0, 0, &users);
     if (!users) {
         px_res_error(op->req, 400, "validation_failed", "the request has invalid fields",
-                     json_pack("{s:s}", "userId", "no such user"));
+                     json_pack("{s:s}", json_object_get(op->body, "username") ? "username" : "userId",
+                               "no such user"));
         return;
     }
     json_t *member = op_json(res, 0, 1);
@@ -54,11 +55,20 @@ static void added(task_op_t *op, const px_pg_result_t *res)
     op_finish(op, 201, member);
 }
 
+/* Exactly one of userId and username names the user (the schema cannot say "one of"). */
 static void add_gated(task_op_t *op)
 {
-    const char *values[] = {op->pid, json_string_value(json_object_get(op->body, "userId")),
-                            json_string_value(json_object_get(op->body, "role")), op->caller};
-    op_query(op, "member_add", sql_member_add, 4, values, added);
+    const char *id = json_string_value(json_object_get(op->body, "userId"));
+    const char *name = json_string_value(json_object_get(op->body, "username"));
+    if (!id == !name) {
+        const char *why = id ? "give userId or username, not both" : "give userId or username";
+        px_res_error(op->req, 400, "validation_failed", "the request has invalid fields",
+                     json_pack("{s:s}", "userId", why));
+        return;
+    }
+    const char *values[] = {op->pid, id, json_string_value(json_object_get(op->body, "role")),
+                            op->caller, name};
+    op_query(op, "member_add", sql_member_add, 5, values, added);
 }
 
 const task_route_t members_add = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .lock = true,

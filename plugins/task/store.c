@@ -84,10 +84,11 @@ const char sql_member_list[] =
     "(SELECT " MEMBER_JSON("f", "f") "::text AS j FROM f ORDER BY f.created_at, f.user_id "
     "LIMIT $2::int OFFSET $3::int) pg ON true";
 
-/* $1 project, $2 user, $3 role, $4 caller -> (user exists, member JSON or NULL when he
- * was a member already). */
+/* $1 project, $2 user id or $5 username (the other NULL), $3 role, $4 caller -> (user
+ * exists, member JSON or NULL when he was a member already). */
 const char sql_member_add[] =
-    "WITH u AS (SELECT id, username FROM users WHERE id = $2::uuid), "
+    "WITH u AS (SELECT id, username FROM users WHERE id = $2::uuid "
+    "OR lower(username) = lower($5::text)), "
     "m AS (INSERT INTO task_members (project_id, user_id, role) SELECT $1::uuid, u.id, $3 "
     "FROM u ON CONFLICT DO NOTHING RETURNING *), "
     "a AS (INSERT INTO task_activity (project_id, actor_id, action, entity, entity_id, changes) "

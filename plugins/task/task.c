@@ -193,7 +193,7 @@ static int task_init(px_plugin_t *self)
         ROUTE("GET", "/v1/projects/:id/members", members_list, NULL, member_list,
               "The project's members (members)", page_q, project_p),
         ROUTE("POST", "/v1/projects/:id/members", members_add, "MemberAdd", member_201,
-              "Add a member with a role (owners; Idempotency-Key)", NULL, project_p),
+              "Add a member with a role, by userId or username (owners; Idempotency-Key)", NULL, project_p),
         ROUTE("PUT", "/v1/projects/:id/members/:userId", members_update, "MemberUpdate",
               member_200, "Change a member's role (owners)", NULL, member_p),
         ROUTE("DELETE", "/v1/projects/:id/members/:userId", members_remove, NULL, done_204,

@@ -189,6 +189,34 @@ def test_member_add_idempotent(srv, people):
     assert [x["action"] for x in activity(srv, owner.access, p["id"])].count("member_added") == 1
 
 
+def test_member_add_by_username(srv, people):
+    """An owner invites by the name people know: username, any case; exactly one of
+    userId and username; an unknown name is a field error on username."""
+    owner, stranger = people["owner"], people["stranger"]
+    p = new_project(srv, owner)
+    path = "/v1/projects/%s/members" % p["id"]
+    r = call(srv, "POST", path, token=owner.access,
+             json_body={"username": stranger.username.upper(), "role": "member"})
+    assert r.status_code == 201, describe(r)
+    assert r.json()["userId"] == stranger.id and r.json()["username"] == stranger.username
+    assert r.headers["Location"].endswith("/members/" + stranger.id)
+    both = call(srv, "POST", path, token=owner.access,
+                json_body={"userId": people["viewer"].id, "username": people["viewer"].username,
+                           "role": "viewer"})
+    assert_error(both, 400, "validation_failed", fields=("userId",))
+    neither = call(srv, "POST", path, token=owner.access, json_body={"role": "viewer"})
+    assert_error(neither, 400, "validation_failed", fields=("userId",))
+    ghost = call(srv, "POST", path, token=owner.access,
+                 json_body={"username": "nobody_" + uuid.uuid4().hex[:8], "role": "viewer"})
+    assert_error(ghost, 400, "validation_failed", fields=("username",))
+    bad = call(srv, "POST", path, token=owner.access,
+               json_body={"username": "a b", "role": "viewer"})
+    assert_error(bad, 400, "validation_failed", fields=("username",))
+    again = call(srv, "POST", path, token=owner.access,
+                 json_body={"username": stranger.username, "role": "viewer"})
+    assert_error(again, 409, "conflict")
+
+
 def test_delete_cascades(srv, env, people, proj):
     db = env[0]
     path = "/v1/projects/" + proj["id"]
