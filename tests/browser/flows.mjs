@@ -198,24 +198,24 @@ await flow('projects', async () => {
   await heading(pageA, 'Launch ' + stamp);
   state.projectPath = new URL(pageA.url()).pathname;
   state.projectId = state.projectPath.split('/').pop();
-  // B gives A their id (the profile page shows it); A invites B with it.
+  // The profile page shows a user's id; A invites B by username (any case), as people know them.
   await pageB.goto('/app/me');
   state.bId = (await pageB.locator('#my-id').textContent()).trim();
   await pageA.goto(state.projectPath + '/members');
   await heading(pageA, 'Members of');
-  // A username is resolved only for admins: a plain owner is told so, next to the form.
   const inv = pageA.getByRole('form', { name: 'Invite a member' });
-  await inv.getByLabel('Username (admins) or user id').fill(B.username);
+  // An unknown name: the API's field error in words, next to the box.
+  await inv.getByLabel('Username or user id').fill('nobody_' + stamp);
   await inv.getByRole('button', { name: 'Invite' }).click();
-  await inv.locator('.error[role=alert]', { hasText: 'only an admin' }).waitFor();
-  await inv.getByLabel('Username (admins) or user id').fill(state.bId);
+  await inv.locator('.field-error', { hasText: 'no such user' }).waitFor();
+  await inv.getByLabel('Username or user id').fill(B.username.toUpperCase());
   await inv.getByLabel('Role').selectOption('viewer');
   await inv.getByRole('button', { name: 'Invite' }).click();
   await pageA.locator(`li[data-user="${B.username}"]`).waitFor();
-  // Inviting again: the 409 in words.
-  await inv.getByLabel('Username (admins) or user id').fill(state.bId);
+  // Inviting again, by id this time: the 409 in words.
+  await inv.getByLabel('Username or user id').fill(state.bId);
   await inv.getByRole('button', { name: 'Invite' }).click();
-  await inv.locator('.error[role=alert]').waitFor();
+  await inv.locator('.error[role=alert]', { hasText: 'already a member' }).waitFor();
   // Change the role; it holds after a reload.
   const done = pageA.waitForResponse((r) => r.request().method() === 'PUT' && r.url().includes('/members/') && r.status() === 200);
   await pageA.getByLabel(`Role of ${B.username}`).selectOption('member');
@@ -558,10 +558,15 @@ await flow('pages_axe_and_screenshots', async () => {
         ctx = ctxs.get(who);
       }
       const page = ctx.pages()[0] || await ctx.newPage();
-      await page.goto(path);
-      await heading(page, title);
-      await page.waitForFunction(() => !document.querySelector('.loading, [aria-busy]'));
-      if (ready) await page.waitForFunction((sel) => [...document.querySelectorAll(sel)].some((i) => i.complete && i.naturalWidth), ready);
+      try {
+        await page.goto(path);
+        await heading(page, title);
+        await page.waitForFunction(() => !document.querySelector('.loading, [aria-busy]'));
+        if (ready) await page.waitForFunction((sel) => [...document.querySelectorAll(sel)].some((i) => i.complete && i.naturalWidth), ready);
+      } catch (err) {
+        err.message = `${name} ${vname} (${path}): ${err.message}`;
+        throw err;
+      }
       await page.evaluate(AXE);
       const found = await page.evaluate(async () => {
         const r = await window.axe.run(document, { resultTypes: ['violations'] });

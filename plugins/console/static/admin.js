@@ -19,15 +19,20 @@ export async function adminView() {
         });
         return h('tr', {}, h('td', {}, u.username), h('td', {}, u.email), cell);
       }))), 'No users match.');
-  mount('Admin',
-    h('form', { role: 'search', class: 'row', onsubmit: (e) => { e.preventDefault(); load(); } },
-      h('label', {}, 'Search users', input), h('button', { type: 'submit' }, 'Search')),
-    list, h('h2', {}, 'Activity report (last 30 days)'), report);
   const to = new Date().toISOString().slice(0, 10);
   const from = new Date(Date.now() - 29 * 86400000).toISOString().slice(0, 10);
   const path = `/v1/reports/activity?from=${from}&to=${to}`;
+  // The chart first, in a box of its final size, its CSV button already there: the users
+  // list below may grow whenever its answer comes without moving anything above it.
+  const box = h('div', { class: 'chart-box' });
+  report.append(box, csvButton(report, path, 'activity.csv'));
+  mount('Admin', h('h2', {}, 'Activity report (last 30 days)'), report,
+    h('h2', {}, 'Users'),
+    h('form', { role: 'search', class: 'row', onsubmit: (e) => { e.preventDefault(); load(); } },
+      h('label', {}, 'Search users', input), h('button', { type: 'submit' }, 'Search')),
+    list);
   blobUrl(path, 'image/svg+xml')
-    .then((url) => report.replaceChildren(h('img', { class: 'chart', src: url, alt: `Signups, posts, comments and tasks per day, ${from} to ${to}` }), csvButton(report, path, 'activity.csv')))
-    .catch((err) => report.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The activity report is not available: ${err.message}`)));
+    .then((url) => box.replaceChildren(h('img', { class: 'chart', src: url, alt: `Signups, posts, comments and tasks per day, ${from} to ${to}` })))
+    .catch((err) => box.replaceChildren(h('p', { class: 'error', role: 'alert' }, `The activity report is not available: ${err.message}`)));
   return load();
 }

@@ -1,5 +1,5 @@
 // Projects: the list, creating one, and its members.
-import { api, get, currentUser, ApiError } from './api.js';
+import { api, get, currentUser } from './api.js';
 import { h, mount, form, field, listState, idem, say, showError, clearError } from './ui.js';
 import { go } from './app.js';
 
@@ -39,17 +39,6 @@ export function projectsView() {
 
 // The API adds members by id; only admins can search users, so a username is resolved
 // through GET /v1/users?search for an admin, and anyone else pastes the person's id.
-async function resolveUser(text) {
-  const name = text.trim();
-  if (UUID.test(name)) return name;
-  if (currentUser().role !== 'admin')
-    throw new ApiError(400, { error: { message: 'only an admin can look up a username; ask the person for their user id (shown on their profile page) and paste it here', fields: { user: 'enter a user id' } } });
-  const found = (await get('/v1/users?limit=100&search=' + encodeURIComponent(name))).users
-    .find((u) => u.username.toLowerCase() === name.toLowerCase());
-  if (!found) throw new ApiError(400, { error: { message: `no user is called ${name}`, fields: { user: 'no such user' } } });
-  return found.id;
-}
-
 export async function membersView(pid) {
   const project = await get(`/v1/projects/${pid}`);
   const list = h('div', { id: 'member-list' });
@@ -74,11 +63,19 @@ export async function membersView(pid) {
     })), 'No members.');
   mount(`Members of ${project.name}`, projectNav(pid),
     owner ? form([
-      field('Username (admins) or user id', 'user', { required: true }),
+      field('Username or user id', 'username', { required: true }),
       field('Role', 'role', { tag: 'select', options: [['member', 'member'], ['viewer', 'viewer'], ['owner', 'owner']], value: 'member' }),
     ], 'Invite', async (d, f) => {
-      const userId = await resolveUser(d.user);
-      await api('POST', `/v1/projects/${pid}/members`, { body: { userId, role: d.role }, headers: idem() });
+      const who = d.username.trim();
+      const body = UUID.test(who) ? { userId: who, role: d.role } : { username: who, role: d.role };
+      try {
+        await api('POST', `/v1/projects/${pid}/members`, { body, headers: idem() });
+      } catch (err) {
+        // Whichever the API names, the field is this form's one box.
+        const why = err.fields?.username || err.fields?.userId;
+        if (why) err.fields = { username: why };
+        throw err;
+      }
       f.reset();
       say('Member added');
       load();
