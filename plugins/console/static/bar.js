@@ -17,11 +17,13 @@
   function stillBell() {
     const bell = link('/app/notifications', 'Notifications ');
     bell.className = 'bell';
-    bell.setAttribute('aria-label', 'Notifications');
     const badge = document.createElement('span');
     badge.className = 'badge';
     badge.textContent = '0';
-    bell.append(badge);
+    const word = document.createElement('span');
+    word.className = 'sr-only';
+    word.textContent = ' unread';
+    bell.append(badge, word);
     return bell;
   }
 
