@@ -16,6 +16,8 @@
  *     another is due.
  *  3. PX_CHANNEL_DOWN (Redis gone): poll PostgreSQL every poll_interval until UP, which
  *     catches up once more (messages published during the outage are lost, not the rows).
+ *     A catch-up that fails (PostgreSQL away, its queue full) polls the same way until a
+ *     read works, so a stream whose last message has already come is never stranded.
  *  4. A client that stops reading (PX_EBUSY) has the stream ended rather than a row
  *     skipped: it reconnects with the last id it got and misses nothing.
  *
@@ -40,7 +42,8 @@ typedef struct stream {
     bool querying;        /* a PostgreSQL read is in flight */
     bool again;           /* something arrived meanwhile: read once more */
     bool ended;
-    bool polling;         /* on the worker's poll list (Redis down or not configured) */
+    bool polling;         /* on the worker's poll list (channel down, or a read failed) */
+    bool channel_down;    /* Redis down or not configured: poll until it is back */
     struct stream *poll_prev, *poll_next;
     char last_s[24], batch_s[24];
 } stream_t;
@@ -111,13 +114,18 @@ static void rows_read(px_req_t *req, const px_pg_result_t *res, const px_pg_erro
     stream_t *s = ud;
     s->querying = false;
     if (err) {
-        /* PostgreSQL away: try again at the next poll or message; nothing was sent. */
+        /* PostgreSQL away or its queue full (a hundred streams catching up at once):
+         * nothing was sent. Poll until a read works: waiting for the next message
+         * instead would strand a stream whose last message has come. */
         s->again = true;
         if (!s->polling)
-            px_log(notif_plugin, PX_LOG_WARN, "stream: catch-up failed: %s",
+            px_log(notif_plugin, PX_LOG_WARN, "stream: catch-up failed, polling: %s",
                    px_pg_error_message(err));
+        poll_add(s);
         return;
     }
+    if (!s->channel_down)
+        poll_remove(s);
     int rows = px_pg_rows(res);
     for (int i = 0; i < rows; i++) {
         int64_t seq;
@@ -212,9 +220,11 @@ static void on_status(px_req_t *req, int status, void *ud)
     (void)req;
     stream_t *s = ud;
     if (status == PX_CHANNEL_DOWN) {
+        s->channel_down = true;
         poll_add(s);
         return;
     }
+    s->channel_down = false;
     poll_remove(s);
     catch_up(s); /* whatever was published before the subscription was live */
 }
@@ -322,8 +332,10 @@ int stream_open(px_req_t *req, void *ud)
     if (rc)
         return rc;
     px_req_on_close(req, closed, s);
-    if (!redis)
+    if (!redis) {
+        s->channel_down = true;
         poll_add(s);
+    }
     if (s->resume && *s->resume) {
         if (is_uuid(s->resume)) {
             const char *values[] = {s->user, s->resume};
