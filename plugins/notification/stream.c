@@ -16,8 +16,10 @@
  *     another is due.
  *  3. PX_CHANNEL_DOWN (Redis gone): poll PostgreSQL every poll_interval until UP, which
  *     catches up once more (messages published during the outage are lost, not the rows).
- *     A catch-up that fails (PostgreSQL away, its queue full) polls the same way until a
- *     read works, so a stream whose last message has already come is never stranded.
+ *     UP catches up and polls three more times (the publishers' connections may come
+ *     back after ours). A catch-up that fails (PostgreSQL away, its queue full) polls
+ *     the same way until a read works, so a stream whose last message has already come
+ *     is never stranded.
  *  4. A client that stops reading (PX_EBUSY) has the stream ended rather than a row
  *     skipped: it reconnects with the last id it got and misses nothing.
  *
@@ -44,6 +46,7 @@ typedef struct stream {
     bool ended;
     bool polling;         /* on the worker's poll list (channel down, or a read failed) */
     bool channel_down;    /* Redis down or not configured: poll until it is back */
+    int grace;            /* polls left after the channel came back (see on_status) */
     struct stream *poll_prev, *poll_next;
     char last_s[24], batch_s[24];
 } stream_t;
@@ -124,7 +127,7 @@ static void rows_read(px_req_t *req, const px_pg_result_t *res, const px_pg_erro
         poll_add(s);
         return;
     }
-    if (!s->channel_down)
+    if (!s->channel_down && s->grace <= 0)
         poll_remove(s);
     int rows = px_pg_rows(res);
     for (int i = 0; i < rows; i++) {
@@ -194,6 +197,8 @@ static void poll_tick(px_req_t *task, int64_t timer_id, void *ud)
     (void)task, (void)timer_id, (void)ud;
     for (stream_t *s = polling, *next; s; s = next) {
         next = s->poll_next; /* catch_up may end the stream, which takes it off the list */
+        if (s->grace > 0)
+            s->grace--;
         catch_up(s);
     }
 }
@@ -224,8 +229,10 @@ static void on_status(px_req_t *req, int status, void *ud)
         poll_add(s);
         return;
     }
+    /* Back: catch up at once, and keep polling a few more times, because the publishers'
+     * own connections may come back after ours and their first messages be lost. */
     s->channel_down = false;
-    poll_remove(s);
+    s->grace = 3;
     catch_up(s); /* whatever was published before the subscription was live */
 }
 
