@@ -682,7 +682,10 @@ typedef struct px_setting {
       (ctx, channel, data, len))                                                            \
     /* Publish as px_channel_publish, but only once `txn` has committed: kept (copied) on  \
      * the transaction, sent right after a successful COMMIT, dropped on rollback, on a    \
-     * failed commit and when the request ends first. Returns 0 or PX_EINVAL. */           \
+     * failed commit and when the request ends first. If Redis is unavailable then, the    \
+     * message is held by the worker and sent, in order, once Redis is back (at most       \
+     * 10,000 messages or 8 MiB per worker; past that the oldest are dropped, counted in   \
+     * /metrics). Returns 0 or PX_EINVAL. */                                                \
     X(int, channel_publish_on_commit, (px_pg_txn_t * txn, const char *channel,              \
                                        const void *data, size_t len),                       \
       (txn, channel, data, len))                                                            \

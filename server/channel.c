@@ -49,6 +49,7 @@
 #include "api.h"
 #include "list.h"
 #include "log.h"
+#include "metrics.h"
 #include "redis.h"
 #include "request.h"
 #include "worker.h"
@@ -127,6 +128,7 @@ static void send_names(channel_hub_t *hub, const char *verb, chan_entry_t **list
         lens[i + 1] = list[i]->len;
         list[i]->acks++;
     }
+    hub->unacked += n;
     channel_send(hub, (int)n + 1, argv, lens);
 }
 
@@ -232,6 +234,7 @@ void channel_on_push(channel_hub_t *hub, redisReply *rep)
     chan_entry_t *e = entry_find(hub, el[1]->str, el[1]->len, psub || punsub);
     if (!e || e->acks == 0)
         return;
+    hub->unacked--;
     if (--e->acks > 0)
         return;
     if (e->nsubs == 0) {
@@ -409,20 +412,153 @@ void channel_req_end(px_req_t *r)
 
 /* ---- publishing ---- */
 
-static int publish(px_req_t *r, const char *channel, const void *data, size_t len)
+/* A publish made after a commit cannot be retried by its caller, and its subscribers
+ * (on any host) have no way to learn it was lost while their own subscriber connection
+ * stayed up: after an outage this worker's client may come back seconds after the
+ * subscribers did (its backoff reaches 5 s, theirs 1 s), and a stream that started in
+ * between would wait for its next message. So what finds the client down is held here,
+ * in order, and sent once the client is connected again; past HELD_MAX_MSGS or
+ * HELD_MAX_BYTES the oldest are dropped (and counted), as they are when the worker ends
+ * with Redis still away. A plain px_channel_publish still answers PX_EUNAVAIL instead:
+ * its caller can decide. While anything is held, every publish goes behind it. */
+#define HELD_MAX_MSGS 10000
+#define HELD_MAX_BYTES (8u << 20)
+#define HELD_RETRY_MS 100
+
+typedef struct held_msg {
+    struct held_msg *next;
+    size_t name_len, len;
+    char bytes[]; /* the full name, then the data */
+} held_msg_t;
+
+static int send_publish(redis_client_t *client, const char *name, size_t name_len,
+                        const void *data, size_t len)
 {
+    const char *argv[] = {"PUBLISH", name, len ? data : ""};
+    size_t lens[] = {7, name_len, len};
+    return redis_command(client, 3, argv, lens, NULL, NULL, NULL) ? PX_EUNAVAIL : 0;
+}
+
+static void held_drop_oldest(channel_hub_t *hub)
+{
+    held_msg_t *m = hub->held;
+    hub->held = m->next;
+    if (!hub->held)
+        hub->held_tail = &hub->held;
+    hub->nheld--;
+    hub->held_bytes -= m->name_len + m->len;
+    free(m);
+}
+
+/* Held messages go once the client is connected and this worker's own subscriptions
+ * are made again (if it has any): sent before, they would miss the local subscribers,
+ * whose catch-up on PX_CHANNEL_UP may already be over. */
+static bool held_can_go(const channel_hub_t *hub)
+{
+    redis_client_t *client = hub->worker ? hub->worker->redis : NULL;
+    return client && redis_is_connected(client) &&
+           (hub->state == HUB_IDLE || (hub->state == HUB_READY && hub->unacked == 0));
+}
+
+/* Sends what is held, oldest first, while the client takes it. */
+static void held_flush(channel_hub_t *hub)
+{
+    redis_client_t *client = hub->worker ? hub->worker->redis : NULL;
+    uint64_t sent = 0;
+    while (hub->held && held_can_go(hub)) {
+        held_msg_t *m = hub->held;
+        if (send_publish(client, m->bytes, m->name_len, m->bytes + m->name_len, m->len))
+            break;
+        held_drop_oldest(hub);
+        sent++;
+    }
+    if (sent) {
+        metrics_channel_held(METRICS_HELD_SENT, sent);
+        log_info("channels: Redis is back: sent the %llu publishes held meanwhile",
+                 (unsigned long long)sent);
+    }
+    if (!hub->held)
+        uv_timer_stop(&hub->held_timer);
+}
+
+static void on_held_timer(uv_timer_t *t)
+{
+    held_flush(t->data);
+}
+
+static void held_add(channel_hub_t *hub, const char *name, size_t name_len, const void *data,
+                     size_t len)
+{
+    uint64_t dropped = 0;
+    while (hub->held && (hub->nheld >= HELD_MAX_MSGS ||
+                         hub->held_bytes + name_len + len > HELD_MAX_BYTES)) {
+        held_drop_oldest(hub);
+        dropped++;
+    }
+    if (name_len + len > HELD_MAX_BYTES) {
+        dropped++;
+    } else {
+        held_msg_t *m = xmalloc(sizeof(*m) + name_len + len);
+        m->next = NULL;
+        m->name_len = name_len;
+        m->len = len;
+        memcpy(m->bytes, name, name_len);
+        if (len)
+            memcpy(m->bytes + name_len, data, len);
+        *hub->held_tail = m;
+        hub->held_tail = &m->next;
+        hub->nheld++;
+        hub->held_bytes += name_len + len;
+    }
+    if (dropped) {
+        metrics_channel_held(METRICS_HELD_DROPPED, dropped);
+        log_warn("channels: Redis is away and %d publishes are held already: the oldest "
+                 "%llu dropped", HELD_MAX_MSGS, (unsigned long long)dropped);
+    }
+    if (hub->held && !uv_is_active((uv_handle_t *)&hub->held_timer))
+        uv_timer_start(&hub->held_timer, on_held_timer, HELD_RETRY_MS, HELD_RETRY_MS);
+}
+
+void channel_held_init(channel_hub_t *hub)
+{
+    hub->held = NULL;
+    hub->held_tail = &hub->held;
+    uv_timer_init(hub->loop, &hub->held_timer);
+    hub->held_timer.data = hub;
+}
+
+void channel_held_free(channel_hub_t *hub)
+{
+    if (hub->nheld) {
+        metrics_channel_held(METRICS_HELD_DROPPED, hub->nheld);
+        log_warn("channels: the worker ends with Redis away: %zu held publishes dropped",
+                 hub->nheld);
+    }
+    while (hub->held)
+        held_drop_oldest(hub);
+}
+
+static int publish(px_req_t *r, const char *channel, const void *data, size_t len, bool hold)
+{
+    channel_hub_t *hub = r->worker->channels;
     redis_client_t *client = r->worker->redis;
-    if (!client || !redis_is_connected(client))
+    if (!client || !hub)
         return PX_EUNAVAIL;
     char name[NAME_MAX_LEN + PREFIX_MAX];
-    size_t plen = name_prefix(r->worker->channels, r, name);
+    size_t plen = name_prefix(hub, r, name);
     size_t clen = strlen(channel);
     if (!plen)
         return PX_EINVAL;
     memcpy(name + plen, channel, clen + 1);
-    const char *argv[] = {"PUBLISH", name, data ? data : ""};
-    size_t lens[] = {7, plen + clen, data ? len : 0};
-    return redis_command(client, 3, argv, lens, NULL, NULL, NULL) ? PX_EUNAVAIL : 0;
+    if (hub->held)
+        held_flush(hub);
+    if (!hub->held && redis_is_connected(client) &&
+        send_publish(client, name, plen + clen, data, len) == 0)
+        return 0;
+    if (!hold)
+        return PX_EUNAVAIL;
+    held_add(hub, name, plen + clen, data, len);
+    return 0;
 }
 
 static bool name_ok(const char *channel)
@@ -434,7 +570,7 @@ int api_channel_publish(px_req_t *r, const char *channel, const void *data, size
 {
     if (!name_ok(channel) || (!data && len))
         return PX_EINVAL;
-    return publish(r, channel, data, len);
+    return publish(r, channel, data, len, false);
 }
 
 struct channel_msg {
@@ -472,9 +608,7 @@ static void on_commit(px_req_t *r, const px_pg_error_t *err, void *ud)
     commit_wrap_t *cw = ud;
     if (!err) {
         for (channel_msg_t *m = cw->msgs; m; m = m->next)
-            if (publish(r, m->channel, m->data, m->len) != 0)
-                log_debug("channels: \"%s\" not published after commit: Redis is unavailable",
-                          m->channel);
+            publish(r, m->channel, m->data, m->len, true);
     }
     if (cw->cb)
         cw->cb(r, err, cw->userdata);
@@ -506,6 +640,7 @@ void channel_entries_reset(channel_hub_t *hub)
             entry_maybe_free(hub, e);
         }
     }
+    hub->unacked = 0;
     mark_all_dirty(hub);
 }
 

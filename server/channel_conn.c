@@ -306,6 +306,7 @@ channel_hub_t *channel_hub_new(worker_t *w)
     hub->timer.data = hub;
     uv_timer_init(hub->loop, &hub->notify);
     hub->notify.data = hub;
+    channel_held_init(hub);
     return hub;
 }
 
@@ -321,7 +322,7 @@ void channel_hub_close(channel_hub_t *hub)
     if (!hub || hub->closing)
         return;
     hub->closing = true;
-    hub->handles_open = 2; /* the two timers; the connection and a lookup add theirs */
+    hub->handles_open = 3; /* the three timers; the connection and a lookup add theirs */
     conn_release(hub);
     if (hub->reader)
         redisReaderFree(hub->reader);
@@ -331,6 +332,7 @@ void channel_hub_close(channel_hub_t *hub)
         uv_cancel((uv_req_t *)&hub->lookup);
     }
     channel_entries_free(hub);
+    channel_held_free(hub);
     free(hub->address);
     free(hub->username);
     free(hub->password);
@@ -338,4 +340,5 @@ void channel_hub_close(channel_hub_t *hub)
     free(hub->addr.host);
     uv_close((uv_handle_t *)&hub->timer, on_hub_timer_closed);
     uv_close((uv_handle_t *)&hub->notify, on_hub_timer_closed);
+    uv_close((uv_handle_t *)&hub->held_timer, on_hub_timer_closed);
 }

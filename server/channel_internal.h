@@ -96,11 +96,19 @@ struct channel_hub {
     chan_entry_t **buckets;
     size_t nbuckets;
     size_t nentries;
+    size_t unacked; /* (un)subscribes sent on this connection, not acknowledged */
     link_t dirty;
     int delivering;
     struct px_channel_sub *graveyard;
     bool closing;
     int handles_open;
+
+    /* On-commit publishes made while this worker's Redis client was down, oldest first
+     * (channel.c, "publishing"). */
+    struct held_msg *held;
+    struct held_msg **held_tail;
+    size_t nheld, held_bytes;
+    uv_timer_t held_timer; /* while something is held: try to send it */
     char readbuf[16 * 1024];
 };
 
@@ -119,6 +127,9 @@ void channel_entries_subscribe(channel_hub_t *hub);
 void channel_entries_reset(channel_hub_t *hub);
 /* The hub closes: free every entry; subscriptions stay with their owners, inert. */
 void channel_entries_free(channel_hub_t *hub);
+/* The hub opens and closes: the held publishes' timer and list. */
+void channel_held_init(channel_hub_t *hub);
+void channel_held_free(channel_hub_t *hub);
 /* A push or reply from Redis on a ready connection (not an error reply). */
 void channel_on_push(channel_hub_t *hub, struct redisReply *reply);
 

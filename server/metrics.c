@@ -41,6 +41,7 @@ typedef struct slot {
     uint64_t task_duration_ns[METRICS_MAX_TASKS];
     uint64_t events[METRICS_MAX_TASKS][METRICS_EVENT_KINDS];
     uint64_t connections_shed[METRICS_SHED_COUNT];
+    uint64_t channel_held[METRICS_HELD_COUNT];
 } slot_t;
 
 /* Task labels are added by workers, not the master (a task's name is known only when it
@@ -287,6 +288,12 @@ void metrics_connection_shed(enum metrics_shed reason)
     add(&mine->connections_shed[reason], 1);
 }
 
+void metrics_channel_held(enum metrics_held outcome, uint64_t n)
+{
+    ensure();
+    add(&mine->channel_held[outcome], n);
+}
+
 char *metrics_render(size_t *len)
 {
     ensure();
@@ -358,6 +365,18 @@ char *metrics_render(size_t *len)
             sum += get(&shm->slots[i].connections_shed[k]);
         buf_printf(&b, "panthera_connections_shed_total{reason=\"%s\"} %llu\n", shed_reasons[k],
                    (unsigned long long)sum);
+    }
+    static const char *const held_outcomes[METRICS_HELD_COUNT] = {"sent", "dropped"};
+    buf_appends(&b, "# HELP panthera_channel_held_publishes_total Publishes after a commit that "
+                    "found Redis away: held and sent once it was back, or dropped (too many "
+                    "held, or the worker ended first).\n"
+                    "# TYPE panthera_channel_held_publishes_total counter\n");
+    for (int k = 0; k < METRICS_HELD_COUNT; k++) {
+        uint64_t sum = 0;
+        for (int i = 0; i < METRICS_MAX_SLOTS; i++)
+            sum += get(&shm->slots[i].channel_held[k]);
+        buf_printf(&b, "panthera_channel_held_publishes_total{outcome=\"%s\"} %llu\n",
+                   held_outcomes[k], (unsigned long long)sum);
     }
     *len = b.len;
     return b.data;

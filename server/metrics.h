@@ -32,6 +32,9 @@ void metrics_connection_closed(void);
 /* A connection closed to protect the others (http_admit.c), by reason. */
 enum metrics_shed { METRICS_SHED_IDLE, METRICS_SHED_PER_CLIENT, METRICS_SHED_COUNT };
 void metrics_connection_shed(enum metrics_shed reason);
+/* Publishes made after a commit while Redis was away (channel.c): sent late, or dropped. */
+enum metrics_held { METRICS_HELD_SENT, METRICS_HELD_DROPPED, METRICS_HELD_COUNT };
+void metrics_channel_held(enum metrics_held outcome, uint64_t n);
 
 /* A section of /metrics some other file owns (crash counters, plugin metrics): `fn`
  * appends Prometheus text, reading shared memory of its own. Call before forking. */

@@ -53,11 +53,29 @@ const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', hea
   args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'] });
 
 // A context per user; any CSP violation or uncaught page error fails the flow using it.
+const contexts = new Set();
+
+function unanswered() {
+  const now = Date.now(), out = [];
+  for (const ctx of contexts)
+    for (const [r, at] of ctx.inflight)
+      out.push(`  ${r.method()} ${r.url()} (${r.resourceType()}, waiting ${((now - at) / 1000).toFixed(1)} s)`);
+  return out.length ? '\nrequests without an answer:\n' + out.join('\n') : '\nno request without an answer';
+}
+
 async function context(viewport = DESKTOP, colorScheme = 'light') {
   const ctx = await browser.newContext({ viewport, colorScheme, baseURL: BASE, acceptDownloads: true });
   ctx.setDefaultTimeout(CEILING);
   ctx.problems = [];
   ctx.on('page', (p) => watch(ctx, p));
+  // Requests still waiting for an answer: a flow that times out names them, so a hang
+  // seen once in CI says which request (and server) it was.
+  ctx.inflight = new Map();
+  ctx.on('request', (r) => ctx.inflight.set(r, Date.now()));
+  for (const ev of ['requestfinished', 'requestfailed'])
+    ctx.on(ev, (r) => ctx.inflight.delete(r));
+  contexts.add(ctx);
+  ctx.on('close', () => contexts.delete(ctx));
   // Layout shifts not caused by input, summed per page load (Chromium's layout-shift
   // entries): the page scan holds every page to the "good" cumulative score, 0.1.
   await ctx.addInitScript(() => {
@@ -129,8 +147,9 @@ async function flow(name, fn) {
     const r = await fn();
     results[name] = r && r.skip ? { ok: null, error: r.skip } : { ok: true };
   }
-  catch (e) { results[name] = { ok: false, error: String(e && e.stack || e) }; }
+  catch (e) { results[name] = { ok: false, error: String(e && e.stack || e) + unanswered() }; }
   results[name].seconds = (Date.now() - started) / 1000;
+  results[name].started = new Date(started).toISOString();
   process.stderr.write(`flow ${name}: ${results[name].ok ? 'ok' : 'FAILED\n' + results[name].error}\n`);
 }
 

@@ -4,10 +4,12 @@ pantherad with the user, task, content and console plugins (and notification and
 reporting when they are built). One node run does every flow (a browser start is the
 slow part); each flow is one test case here, so the summary counts them and a failure
 fails the run. A flow that needs a plugin this build lacks is a visible skip naming it."""
+import calendar
 import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -69,7 +71,7 @@ def run():
                            capture_output=True, text=True, timeout=1500)
         sys.stderr.write(p.stderr[-8000:])
         doc = json.load(open(results)) if os.path.exists(results) else None
-        yield doc, p
+        yield doc, p, s
     finally:
         s.cleanup()
         drop_database(db)
@@ -77,10 +79,24 @@ def run():
 
 @pytest.mark.parametrize("name", FLOWS)
 def test_flow(run, name):
-    doc, p = run
+    doc, p, srv = run
     assert doc is not None, "flows.mjs wrote no results (exit %s):\n%s" % (p.returncode, p.stderr[-4000:])
     res = doc["results"].get(name)
     assert res is not None, "flow %s did not run:\n%s" % (name, p.stderr[-4000:])
     if res["ok"] is None:
         pytest.skip(res["error"])
-    assert res["ok"], res["error"]
+    assert res["ok"], res["error"] + server_side(srv, res)
+
+
+def server_side(srv, res):
+    """What the server logged while a failed flow ran: its access-log lines (written when
+    an answer ends, so a request that never got one is missing) and its error-log tail."""
+    start = res.get("started", "")
+    end = ""
+    if start:
+        began = calendar.timegm(time.strptime(start[:19], "%Y-%m-%dT%H:%M:%S"))
+        end = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(began + res["seconds"] + 2))
+    lines = [json.dumps(x) for x in srv.access_log_lines() if start <= x.get("time", "") <= end]
+    errors = srv.error_log().splitlines()[-40:]
+    return ("\n\naccess log during the flow (%d lines):\n%s\n\nerror log tail:\n%s"
+            % (len(lines), "\n".join(lines[-150:]), "\n".join(errors)))
