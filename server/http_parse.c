@@ -20,6 +20,7 @@
  */
 #include "http_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -333,11 +334,15 @@ static bool sane_request_id(const char *s, size_t len)
 }
 
 /* Name the limit that was hit: the route's own, or the host's. */
-static const char *too_large(const px_req_t *r)
+/* The limit in the message, so a client (or the person behind it) can act on it. */
+static const char *too_large(px_req_t *r, uint64_t limit)
 {
-    return r->body_route && r->body_route->max_body
-               ? "request body is larger than this route's max_body"
-               : "request body is larger than max_body_size";
+    char text[128];
+    int n = snprintf(text, sizeof(text), "request body is larger than %llu bytes (%s)",
+                     (unsigned long long)limit,
+                     r->body_route && r->body_route->max_body ? "this route's max_body"
+                                                              : "max_body_size");
+    return arena_strndup(&r->arena, text, n > 0 ? (size_t)n : 0);
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -396,7 +401,7 @@ static int on_headers_complete(llhttp_t *p)
     if (refused)
         return fail_with(c, refused, c->err_message);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max_body)
-        return fail_with(c, 413, too_large(r));
+        return fail_with(c, 413, too_large(r, max_body));
     if (has_body) {
         r->in_body = true;
         c->body_started = uv_now(c->worker->loop);
@@ -415,7 +420,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     worker_t *w = c->worker;
     int status = spool_body_append(c, r, at, len);
     if (status)
-        return fail_with(c, status, status == 413 ? too_large(r) : "cannot store the request body");
+        return fail_with(c, status, status == 413 ? too_large(r, r->body_limit)
+                                                  : "cannot store the request body");
     c->body_bytes += len;
     uint64_t now = uv_now(w->loop);
     uint64_t elapsed = now - c->body_started;

@@ -100,6 +100,7 @@ def test_route_limit_is_413_before_the_body(server):
         r = read_response(sock, timeout=10)
     assert r.status == 413
     assert r.json()["error"]["code"] == "payload_too_large"
+    assert "67108864 bytes (this route's max_body)" in r.json()["error"]["message"]
     # The same size the host-wide limit (1 MiB) refuses elsewhere is fine on this route.
     two_mb = os.urandom(2 * 1024 * 1024)
     assert upload(server, two_mb, path="/v1/files/small").status_code == 413

@@ -176,6 +176,7 @@ def test_content_length_over_limit_is_413_before_body(server):
         resp = read_response(s, timeout=CEILING)
         err = assert_error_shape(resp, 413)
         assert err["code"] == "payload_too_large"
+        assert "1048576 bytes" in err["message"], err  # the limit, so a client can act on it
         assert resp.headers.get("connection", "").lower() == "close"
         # Nothing else follows; the server closes (after a short linger).
         s.sendall(SECOND)
@@ -200,6 +201,7 @@ def test_chunked_body_over_limit_is_413(server):
     assert len(responses) == 1, data[:500]
     err = assert_error_shape(responses[0], 413)
     assert err["code"] == "payload_too_large"
+    assert "1048576 bytes" in err["message"], err
     assert closed
 
 

@@ -352,6 +352,30 @@ bench_cleanup() {
     fi
 }
 
+# A private database for one benchmark in this checkout's services (scripts/dev services,
+# read from .run/env): sets DB (<prefix>_<pid>) and PGARGS, calls bench_init, and drops the
+# database with everything else on exit. `sql "<statement>"` runs in it.
+bench_private_db() {
+    [[ -f $REPO/.run/env ]] || die "no .run/env: run scripts/dev services first"
+    set -a
+    # shellcheck disable=SC1091
+    . "$REPO/.run/env"
+    set +a
+    DB=$1_$$
+    PGARGS=(-X -q -A -t -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER")
+    bench_init
+    trap bench_private_db_cleanup EXIT
+    psql "${PGARGS[@]}" "$PANTHERA_PGDATABASE" -c "CREATE DATABASE $DB" >/dev/null
+}
+
+bench_private_db_cleanup() {
+    bench_cleanup
+    psql "${PGARGS[@]}" "$PANTHERA_PGDATABASE" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \
+        >/dev/null 2>&1 || true
+}
+
+sql() { psql "${PGARGS[@]}" "$DB" -c "$1"; }
+
 # Busy clock ticks of the whole machine (all CPUs) from /proc/stat: user, nice,
 # system, irq, softirq, steal.
 busy_ticks() {

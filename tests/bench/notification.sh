@@ -20,24 +20,8 @@ source "$(dirname "$0")/lib.sh"
 STREAMS=${BENCH_STREAMS:-10000}
 USERS=1000
 WORKERS=2
-[[ -f $REPO/.run/env ]] || die "no .run/env: run scripts/dev services first"
-set -a
-# shellcheck disable=SC1091
-. "$REPO/.run/env"
-set +a
 ulimit -n 20000 2>/dev/null || die "cannot raise the open-files limit to 20000"
-DB=notif_bench_$$
-PGARGS=(-X -q -A -t -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER")
-sql() { psql "${PGARGS[@]}" "$DB" -c "$1"; }
-
-bench_init
-cleanup() {
-    bench_cleanup
-    psql "${PGARGS[@]}" "$PANTHERA_PGDATABASE" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \
-        >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-psql "${PGARGS[@]}" "$PANTHERA_PGDATABASE" -c "CREATE DATABASE $DB" >/dev/null
+bench_private_db notif_bench
 head -c 48 /dev/urandom | base64 -w0 >"$BENCH_TMP/secret"
 chmod 600 "$BENCH_TMP/secret"
 

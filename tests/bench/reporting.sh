@@ -21,23 +21,7 @@ TASKS=10000
 MOVES_PER_TASK=9 # plus the creation: 10 transitions a task, 100,000 in all
 FIRST=2025-01-01
 LAST=2026-01-01
-[[ -f $REPO/.run/env ]] || die "no .run/env: run scripts/dev services first"
-set -a
-# shellcheck disable=SC1091
-. "$REPO/.run/env"
-set +a
-DB=reporting_bench_$$
-PGARGS=(-X -q -A -t -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER")
-sql() { psql "${PGARGS[@]}" "$DB" -c "$1"; }
-
-bench_init
-cleanup() {
-    bench_cleanup
-    psql "${PGARGS[@]}" "$PANTHERA_PGDATABASE" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" \
-        >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-psql "${PGARGS[@]}" "$PANTHERA_PGDATABASE" -c "CREATE DATABASE $DB" >/dev/null
+bench_private_db reporting_bench
 head -c 48 /dev/urandom | base64 -w0 >"$BENCH_TMP/secret"
 chmod 600 "$BENCH_TMP/secret"
 

@@ -9,8 +9,8 @@ import { h, listState, say, when, showError, clearError, withProgress, bytes } f
 // Raster types only: the task plugin serves these inline; an SVG is not previewed.
 const PREVIEW = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
 
-// The API's error in words for an upload, with what the person can do about it. The
-// limit itself is not in the API (the 413 names no number), so the file's size is given.
+// The API's error in words for an upload, with what the person can do about it: for a
+// 413 the file's size beside the server's message, which states the limit in bytes.
 export function uploadMessage(err, file) {
   if (err.status === 413)
     return `Not attached: ${file.name} is ${bytes(file.size)}, larger than this server accepts for an attachment (${err.message}).`;
