@@ -37,14 +37,16 @@
 #define CHAR_EM 0.65
 #define MAX_XLABELS 12
 
-/* The narrow rules (units of the viewBox; at 345 px wide one unit is 0.43 px). */
+/* The narrow rules (units of the viewBox; at 345 px wide one unit is 0.43 px). Rows are
+ * spaced so that no two texts' full boxes (ascent 0.93 em over the baseline, descent
+ * 0.24 em under it, as a browser measures them, rounded out to whole pixels) meet. */
 #define NARROW_PX 560
 #define NFONT 28.0        /* axis and legend labels */
-#define NTITLE 26.0       /* the title's first line, at most */
-#define NRANGE 24.0       /* its second line (the date range), at most */
-#define NY0 84.0          /* top of the plot, below the two title lines */
-#define NROW 32.0         /* legend row pitch */
-#define NLAST_ROW 393.0   /* baseline of the last legend row */
+#define NTITLE 24.0       /* the title's first line (baseline 24), at most */
+#define NRANGE 24.0       /* its second line, the date range (baseline 55), at most */
+#define NY0 96.0          /* top of the plot: its top value label clears the title */
+#define NROW 35.0         /* legend row pitch */
+#define NLAST_ROW 391.0   /* baseline of the last legend row */
 #define NCOL_X 24.0       /* the legend's two columns */
 #define NCOL_W 388.0
 
@@ -166,9 +168,9 @@ static void narrow_title(rbuf_t *b, rbuf_t *css, const char *title)
     double f2 = fmin(NRANGE, (W - 40) / (fmax(1, chars(second, strlen(second))) * CHAR_EM));
     rbuf_printf(css, ".t1{font-size:%.1fpx}.t2{font-size:%.1fpx;font-weight:normal}", f1, f2);
     rbuf_puts(b, "<text class=\"title-narrow\" display=\"none\" text-anchor=\"middle\" "
-                 "font-weight=\"bold\"><tspan class=\"t1\" x=\"400\" y=\"26\">");
+                 "font-weight=\"bold\"><tspan class=\"t1\" x=\"400\" y=\"24\">");
     rbuf_xml(b, first);
-    rbuf_puts(b, "</tspan><tspan class=\"t2\" x=\"400\" y=\"54\">");
+    rbuf_puts(b, "</tspan><tspan class=\"t2\" x=\"400\" y=\"55\">");
     rbuf_xml(b, second);
     rbuf_puts(b, "</tspan></text>\n");
 }
@@ -246,12 +248,16 @@ void svg_render(rbuf_t *b, const chart_t *c)
     /* Labels are outside the squeezed group (text must not be squashed): each moves on
      * its own under the narrow rules. Values go inside the plot, over their gridline. */
     rbuf_puts(&body, "<g class=\"y-labels\" text-anchor=\"end\">\n");
+    /* In the squeezed plot gridlines may be closer than a row: label every stride-th. */
+    double pitch = (ny1 - NY0) * step / top;
+    int stride = pitch >= NROW ? 1 : (int)ceil(NROW / pitch);
+    rbuf_puts(&css, ".y-labels .yo{display:none}");
     int j = 0;
     for (double v = 0; v <= top + step / 2; v += step, j++) {
         double y = YPOS(v);
         rbuf_printf(&css, ".yv%d{transform:translate(14px,%.1fpx)}", j, NYPOS(y) - 6 - (y + 5));
-        rbuf_printf(&body, "<text class=\"yv%d\" x=\"%.1f\" y=\"%.1f\">%g</text>\n", j, X0 - 8,
-                    y + 5, v);
+        rbuf_printf(&body, "<text class=\"yv%d%s\" x=\"%.1f\" y=\"%.1f\">%g</text>\n", j,
+                    j % stride ? " yo" : "", X0 - 8, y + 5, v);
     }
     rbuf_puts(&body, "</g>\n<g class=\"x-labels\">\n");
     for (int k = 0; k < xl.n; k++) {
