@@ -35,6 +35,7 @@
 #define Y1 300.0 /* bottom of the plot: the date axis */
 #define FONT 14.0
 #define CHAR_EM 0.65
+#define BOLD_EM 1.1 /* bold glyphs run about a tenth wider */
 #define MAX_XLABELS 12
 
 /* The narrow rules (units of the viewBox; at 345 px wide one unit is 0.43 px). Rows are
@@ -47,6 +48,8 @@
 #define NY0 96.0          /* top of the plot: its top value label clears the title */
 #define NROW 35.0         /* legend row pitch */
 #define NLAST_ROW 391.0   /* baseline of the last legend row */
+#define NXLABEL 30.0      /* date labels' baseline under the axis */
+#define NXGAP 36.0        /* from their baseline to the first legend row's */
 #define NCOL_X 24.0       /* the legend's two columns */
 #define NCOL_W 388.0
 
@@ -164,7 +167,7 @@ static void narrow_title(rbuf_t *b, rbuf_t *css, const char *title)
     char first[256];
     snprintf(first, sizeof(first), "%.*s", (int)n1, title);
     const char *second = cut ? cut + 2 : "";
-    double f1 = fmin(NTITLE, (W - 40) / (fmax(1, chars(first, n1)) * CHAR_EM * 1.1));
+    double f1 = fmin(NTITLE, (W - 40) / (fmax(1, chars(first, n1)) * CHAR_EM * BOLD_EM));
     double f2 = fmin(NRANGE, (W - 40) / (fmax(1, chars(second, strlen(second))) * CHAR_EM));
     rbuf_printf(css, ".t1{font-size:%.1fpx}.t2{font-size:%.1fpx;font-weight:normal}", f1, f2);
     rbuf_puts(b, "<text class=\"title-narrow\" display=\"none\" text-anchor=\"middle\" "
@@ -187,7 +190,7 @@ void svg_render(rbuf_t *b, const chart_t *c)
      * them, the plot between those and the title. */
     int rows = (c->nseries + 1) / 2;
     double first_row = NLAST_ROW - (rows - 1) * NROW;
-    double ny1 = fmin(Y1, first_row - 66), sy = (ny1 - NY0) / (Y1 - Y0);
+    double ny1 = fmin(Y1, first_row - NXGAP - NXLABEL), sy = (ny1 - NY0) / (Y1 - Y0);
 #define NYPOS(y) (NY0 + ((y) - Y0) * sy)
     rbuf_t body = {0}, css = {0};
     rbuf_printf(&css, "text{font-size:%.0fpx}.title{display:none}.title-narrow{display:inline}"
@@ -196,7 +199,7 @@ void svg_render(rbuf_t *b, const chart_t *c)
                       ".y-labels text{text-anchor:start;paint-order:stroke;stroke:#ffffff;"
                       "stroke-width:6px;stroke-linejoin:round}"
                       ".legend line{transform:translate(0px,-5px)}",
-                NFONT, sy, NY0 - Y0 * sy, ny1 + 30 - (Y1 + 22));
+                NFONT, sy, NY0 - Y0 * sy, ny1 + NXLABEL - (Y1 + 22));
 
     rbuf_printf(&body, "<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", W, H);
     rbuf_puts(&body, "<text class=\"title\" x=\"400\" y=\"28\" text-anchor=\"middle\" "
