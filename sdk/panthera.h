@@ -181,6 +181,12 @@ enum px_route_flag {
     PX_ROUTE_STREAM = 1u << 0, /* long-lived answer (px_res_stream_*): no send deadline */
     PX_ROUTE_TICKET = 1u << 1, /* also accepts ?ticket= from px_ticket_issue for a caller */
 };
+/* One answer of a route, for GET /openapi.json. Entries with the same status make ONE
+ * response there, each entry adding its media type (`content_type` with `schema`), so a
+ * route that serves JSON, CSV and SVG lists three entries of status 200. The first entry's
+ * description stands first; a later one's is added as a further sentence. The same media
+ * type twice for one status is an init error. An entry with neither schema nor
+ * content_type describes no body (a 204). */
 typedef struct px_response_spec {
     int status;               /* 0 ends a list */
     const char *schema;       /* component schema name in the plugin's OpenAPI, or NULL */

@@ -209,24 +209,45 @@ static void error_response(json_t *responses, int status, const char *descriptio
                                   "#/components/schemas/Error"));
 }
 
+/* The entry `r` into `out`: the first entry of a status makes its response object; a later
+ * one of the same status adds its media type to that object's "content" (a report served
+ * as JSON, CSV and SVG is one 200 with three media types) and its description, when it
+ * has one, as a further sentence. route_spec.c has refused a media type listed twice. */
+static void add_response(json_t *out, const px_plugin_t *p, const px_response_spec_t *r)
+{
+    char key[8];
+    snprintf(key, sizeof(key), "%d", r->status);
+    json_t *resp = json_object_get(out, key);
+    if (!resp) {
+        resp = json_pack("{s:s}", "description",
+                         r->description ? r->description : http_status_reason(r->status));
+        json_object_set_new(out, key, resp);
+    } else if (r->description) {
+        const char *first = json_string_value(json_object_get(resp, "description"));
+        size_t n = strlen(first);
+        char *joined = xasprintf("%s%s%s", first, n && first[n - 1] == '.' ? " " : ". ",
+                                 r->description);
+        json_object_set_new(resp, "description", json_string(joined));
+        free(joined);
+    }
+    if (!r->schema && !r->content_type)
+        return; /* no body described (a 204, or a plain status) */
+    json_t *content = json_object_get(resp, "content");
+    if (!content) {
+        content = json_object();
+        json_object_set_new(resp, "content", content);
+    }
+    json_t *media = r->schema ? json_pack("{s:o}", "schema", schema_ref(p, r->schema))
+                              : json_object();
+    json_object_set_new(content, r->content_type ? r->content_type : "application/json", media);
+}
+
 static json_t *responses(const px_plugin_t *p, const route_t *rt)
 {
     const px_route_spec_t *spec = &rt->spec;
     json_t *out = json_object();
-    for (const px_response_spec_t *r = spec->responses; r && r->status; r++) {
-        char key[8];
-        snprintf(key, sizeof(key), "%d", r->status);
-        json_t *resp = json_pack("{s:s}", "description",
-                                 r->description ? r->description : http_status_reason(r->status));
-        if (r->schema)
-            json_object_set_new(
-                resp, "content",
-                json_pack("{s:{s:o}}", r->content_type ? r->content_type : "application/json",
-                          "schema", schema_ref(p, r->schema)));
-        else if (r->content_type)
-            json_object_set_new(resp, "content", json_pack("{s:{}}", r->content_type));
-        json_object_set_new(out, key, resp);
-    }
+    for (const px_response_spec_t *r = spec->responses; r && r->status; r++)
+        add_response(out, p, r);
     if (json_object_size(out) == 0)
         json_object_set_new(out, "200",
                             json_pack("{s:s}", "description",

@@ -159,6 +159,22 @@ static void check_responses(const route_t *rt, void *arg)
                          r->schema);
             ctx->rc = -1;
         }
+        /* Entries of one status merge into one response (openapi.c); the same media type
+         * twice in it would leave one of the two silently unserved. */
+        const char *type = r->content_type ? r->content_type : "application/json";
+        for (const px_response_spec_t *e = rt->spec.responses; e != r; e++) {
+            if (e->status != r->status || !(e->schema || e->content_type) ||
+                !(r->schema || r->content_type) ||
+                strcmp(type, e->content_type ? e->content_type : "application/json"))
+                continue;
+            config_error(ctx->errs, p->section ? p->section->file : "",
+                         p->section ? p->section->line : 0,
+                         "plugin \"%s\": route %s %s: response %d lists %s twice; give each "
+                         "status one entry per media type",
+                         p->name, router_method_name(rt->method), rt->pattern, r->status, type);
+            ctx->rc = -1;
+            break;
+        }
     }
 }
 

@@ -18,6 +18,8 @@
 
 #include "reporting.h"
 
+#define RENDER_VERSION 2
+
 #define DEFAULT_DAYS 30
 #define MAX_DAYS 366
 
@@ -240,8 +242,11 @@ static void gated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t 
     const char *gen = px_pg_value(res, 0, 0);
     if (r->kind->project)
         r->name = req_strdup(req, px_pg_value(res, 0, 1) ? px_pg_value(res, 0, 1) : "");
+    /* RENDER_VERSION changes with what a rendering looks like (the SVG layout), so an
+     * upgraded plugin never serves an answer the previous one cached. */
     char key[256];
-    snprintf(key, sizeof(key), "panthera:reporting:%s:%s:%s:%s:%s:%d", r->kind->name,
+    snprintf(key, sizeof(key), "panthera:reporting:v%d:%s:%s:%s:%s:%s:%d", RENDER_VERSION,
+             r->kind->name,
              r->kind->project ? r->pid : "site", gen, r->kind->ranged ? r->from : r->today,
              r->kind->ranged ? r->to : r->today, r->fmt);
     r->key = req_strdup(req, key);

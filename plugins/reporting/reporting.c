@@ -30,9 +30,9 @@ extern const px_migration_t reporting_migrations[];
     " Days are UTC; from..to (both included) defaults to the 30 days up to today and may "  \
     "cover at most 366 days (400 otherwise)."
 
-/* The CSV and SVG forms are named in each route's description: a response spec carries
- * one content type per status, and a px_openapi fragment replaces a generated operation
- * whole rather than adding to it. */
+/* Each representation is its own 200 entry: the host merges entries of one status into
+ * one response with several media types. The descriptions name them too, for readers of
+ * the prose. */
 static int reporting_init(px_plugin_t *self)
 {
     reporting_plugin = self;
@@ -45,16 +45,19 @@ static int reporting_init(px_plugin_t *self)
          "last UTC day (YYYY-MM-DD), included; default today"},
         {NULL, NULL, 0, NULL}};
 #define GATED "404 for a project the caller is not a member of (admins see all)"
+#define AS_CSV {200, "CsvTable", "As text/csv: one row per day under a header row", "text/csv"}
+#define AS_SVG {200, "SvgChart", "As image/svg+xml: a chart of the days", "image/svg+xml"}
     static const px_response_spec_t summary_200[] = {
         {200, "Summary", "The project now, and its cycle time", NULL},
+        {200, "CsvTable", "As text/csv: section, key, value rows", "text/csv"},
         {404, "Error", GATED, NULL}, {406, "Error", "Accept allows neither JSON nor CSV", NULL},
         {0}};
     static const px_response_spec_t days_200[] = {
-        {200, "DaysReport", "One entry per day", NULL},
+        {200, "DaysReport", "One entry per day", NULL}, AS_CSV, AS_SVG,
         {404, "Error", GATED, NULL},
         {406, "Error", "Accept allows none of JSON, CSV, SVG", NULL}, {0}};
     static const px_response_spec_t activity_200[] = {
-        {200, "ActivityReport", "One entry per day", NULL},
+        {200, "ActivityReport", "One entry per day", NULL}, AS_CSV, AS_SVG,
         {403, "Error", "Not an admin", NULL},
         {406, "Error", "Accept allows none of JSON, CSV, SVG", NULL}, {0}};
 #define REPORT(p, kind, who, q, pp, resp, text, desc)                                        \

@@ -3,7 +3,9 @@ formula-injection prefixes on text cells only; every chart parsed as XML, its la
 escaped (a project named like a script tag), and rendered to PNG by rsvg-convert with
 something drawn inside the plot area."""
 import csv
+import datetime
 import io
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -174,3 +176,92 @@ def test_csv_quoting(env, world):
     wait_consumed(db)
     cells = {(x[0], x[1]): x[2] for x in summary_rows(srv, owner.access, plain["id"])[1:]}
     assert cells[("project", "name")] == "Plain name"
+
+
+# Readable at 800×400 and on a phone: the chart's own <style> holds the narrow rules.
+CHAR_EM = 0.64  # the widest digit of DejaVu Sans (Debian's default sans-serif), in em
+
+
+def narrow_rules(root):
+    """{selector: {property: value}} of the @media (max-width: N px) block, and N."""
+    style = root.find(SVG + "style")
+    assert style is not None, "no <style>: the chart has no narrow rules"
+    m = re.fullmatch(r"\s*@media \(max-width: (\d+)px\) \{(.*)\}\s*", style.text, re.S)
+    assert m, style.text
+    rules = {}
+    for sel, body in re.findall(r"([^{}]+)\{([^{}]*)\}", m.group(2)):
+        rules[sel.strip()] = dict(p.split(":", 1) for p in body.split(";") if p)
+    return int(m.group(1)), rules
+
+
+def translate(rules, sel):
+    t = rules.get(sel, {}).get("transform")
+    if not t:
+        return 0.0, 0.0
+    m = re.fullmatch(r"translate\((-?[\d.]+)px,(-?[\d.]+)px\)", t)
+    assert m, t
+    return float(m.group(1)), float(m.group(2))
+
+
+def boxes(texts, font, dx=0.0):
+    """[(left, right, text)] of labels, by character count at CHAR_EM em each."""
+    out = []
+    for t in texts:
+        w = len(t.text) * CHAR_EM * font
+        x = float(t.get("x")) + dx
+        a = t.get("text-anchor")
+        left = x if a == "start" else x - w if a == "end" else x - w / 2
+        out.append((left, left + w, t.text))
+    return sorted(out)
+
+
+def assert_apart(found, what):
+    for a, b in zip(found, found[1:]):
+        assert a[1] <= b[0], (what, a, b)
+    assert all(0 <= left and right <= 800 for left, right, _ in found), (what, found)
+
+
+@pytest.mark.parametrize("ndays", (1, 2, 7, 30, 366))
+@pytest.mark.parametrize("kind", ("burndown", "activity"))
+def test_svg_labels_never_overlap(env, world, kind, ndays):
+    last = datetime.date(2026, 4, 10)
+    first = last - datetime.timedelta(days=ndays - 1)
+    r = get_report(env[1], chart_path(world, kind), world["admin"].access,
+                   accept="image/svg+xml", params={"from": str(first), "to": str(last)})
+    assert r.status_code == 200, describe(r)
+    root = ET.fromstring(r.content)
+    xlabels = list(root.find(SVG + "g[@class='x-labels']"))
+    assert xlabels
+    # 800 wide: the root's 14 units; first and last day always labelled.
+    font = float(root.get("font-size"))
+    wide = boxes(xlabels, font)
+    assert_apart(wide, "800 wide")
+    assert {str(first), str(last)} <= {t for _, _, t in wide}
+    # Narrow: the rules exist, make text readable at 390 CSS px (at least 11 px), hide the
+    # optional labels, and what stays visible does not overlap at the larger size.
+    limit, rules = narrow_rules(root)
+    assert 390 < limit < 800
+    nfont = float(rules["text"]["font-size"].rstrip("px"))
+    assert nfont * 390 / 800 >= 11, nfont
+    assert rules[".x-labels .xo"] == {"display": "none"}
+    shown = [t for t in xlabels if "xo" not in (t.get("class") or "").split()]
+    assert shown and len(shown) <= len(xlabels)
+    narrow = boxes(shown, nfont)
+    assert_apart(narrow, "narrow")
+    if ndays > 1:
+        assert {str(first), str(last)} <= {t for _, _, t in narrow}
+    # The legend under the narrow rules: entries apart, inside the picture, below the dates.
+    _, label_dy = translate(rules, ".x-labels text")
+    label_base = float(xlabels[0].get("y")) + label_dy
+    rows = {}
+    for g in root.find(SVG + "g[@class='legend']"):
+        dx, dy = translate(rules, "." + g.get("class"))
+        text = g.find(SVG + "text")
+        (left, right, _), = boxes([text], nfont, dx)
+        base = float(text.get("y")) + dy
+        assert base - nfont * 0.75 > label_base and base <= 400, (text.text, base, label_base)
+        rows.setdefault(base, []).append((float(g.find(SVG + "line").get("x1")) + dx, right,
+                                          text.text))
+    for entries in rows.values():
+        assert_apart(sorted(entries), "legend row")
+    assert len(rows) * 2 >= len(list(root.find(SVG + "g[@class='legend']")))

@@ -57,8 +57,8 @@ def operations(srv):
 
 def test_openapi_document(env):
     """The served document validates, lists every route, and states the definitions and
-    the representations of each report (in the description: a response spec has one
-    content type per status)."""
+    the representations of each report: one 200 response with a media type for each form
+    the route serves (and the description names them too)."""
     srv = env[1]
     doc = requests.get(srv.url("/openapi.json"), timeout=10).json()
     openapi_check.validate(doc)
@@ -68,6 +68,21 @@ def test_openapi_document(env):
     assert "text/csv" in summary["description"]
     flow = doc["paths"]["/v1/reports/projects/{id}/flow"]["get"]
     assert "text/csv" in flow["description"] and "image/svg+xml" in flow["description"]
+    schemas = doc["components"]["schemas"]
+    forms = {"summary": ("application/json", "text/csv"),
+             "burndown": ("application/json", "text/csv", "image/svg+xml"),
+             "flow": ("application/json", "text/csv", "image/svg+xml")}
+    paths = {"/v1/reports/projects/{id}/" + k: v for k, v in forms.items()}
+    paths["/v1/reports/activity"] = forms["flow"]
+    for path, types in paths.items():
+        ok = doc["paths"][path]["get"]["responses"]["200"]
+        assert sorted(ok["content"]) == sorted(types), (path, ok)
+        for ctype, media in ok["content"].items():
+            ref = media["schema"]["$ref"].rsplit("/", 1)[1]
+            assert ref in schemas, (path, ref)
+            if ctype != "application/json":
+                assert schemas[ref]["type"] == "string", (path, ref)
+        assert "text/csv" in ok["description"], (path, ok)
 
 
 def test_every_route_has_a_rule(env):

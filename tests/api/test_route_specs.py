@@ -150,6 +150,14 @@ def test_openapi_validates_and_lists_every_route_of_every_plugin(spec_server):
         get = doc["paths"]["/v1/%s/comments" % name]["get"]
         assert [p["name"] for p in get["parameters"]] == ["limit", "status", "author"]
         assert get["parameters"][0]["schema"]["maximum"] == 100
+        # Two entries of status 200 are one response with both media types.
+        ok = get["responses"]["200"]
+        assert set(ok["content"]) == {"application/json", "text/csv"}, ok
+        assert ok["content"]["application/json"]["schema"]["$ref"] == \
+            "#/components/schemas/%s.CommentList" % name
+        assert ok["content"]["text/csv"] == {}
+        assert ok["description"] == \
+            "The comments. A second media type of the same status (a fixture)"
 
 
 @pytest.mark.parametrize("kind,says", [
@@ -157,6 +165,7 @@ def test_openapi_validates_and_lists_every_route_of_every_plugin(spec_server):
     ("request", "request_schema \"Nowhere\""), ("response", "schema \"Nowhere\""),
     ("name", "twice"), ("group", "schema B: a schema must be a JSON object"),
     ("spool", "request_schema and spool_above do not go together"),
+    ("media", "response 200 lists text/csv twice"),
     ("fragment", "schema \"Comment\" is registered with px_schema and in its px_openapi"),
 ])
 def test_a_schema_the_host_cannot_use_stops_start_up_naming_the_plugin(kind, says):

@@ -470,7 +470,47 @@ await flow('admin', async () => {
   clean(ctxAdmin);
 });
 
+// Every visible text of a chart as Chromium lays it out `width` CSS px wide (inlined, so
+// the chart's media query sees that width, as it does in an <img> of that width): apart
+// from every other text (by more than the half pixel rounding gives), inside the picture,
+// and at least `minPx` tall on screen.
+async function chartTextProblems(svg, width, minPx) {
+  const page = await browser.newPage({ viewport: { width, height: width } });
+  try {
+    if (!svg.includes('<svg')) return ['not an SVG: ' + svg.slice(0, 200)];
+    await page.setContent('<body style="margin:0">' + svg.replace(/^<\?xml[^>]*>/, '') + '</body>');
+    return await page.evaluate((min) => {
+      const svg = document.querySelector('svg'), frame = svg.getBoundingClientRect();
+      const scale = frame.width / 800, bad = [];
+      const boxes = [...svg.querySelectorAll('text, tspan')].filter((t) => !t.querySelector('tspan'))
+        .map((t) => ({ t: t.textContent, r: t.getBoundingClientRect(), px: parseFloat(getComputedStyle(t).fontSize) * scale }))
+        .filter((b) => b.r.width > 0);
+      if (boxes.length < 6) bad.push(`only ${boxes.length} texts shown`);
+      for (const b of boxes) {
+        if (b.px < min) bad.push(`"${b.t}" is ${b.px.toFixed(1)} px`);
+        if (b.r.left < frame.left - 0.5 || b.r.right > frame.right + 0.5 || b.r.top < frame.top - 0.5 || b.r.bottom > frame.bottom + 0.5)
+          bad.push(`"${b.t}" leaves the picture`);
+      }
+      for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i].r, b = boxes[j].r;
+        if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5)
+          bad.push(`"${boxes[i].t}" overlaps "${boxes[j].t}"`);
+      }
+      return bad;
+    }, minPx);
+  } finally { await page.close(); }
+}
+
 await flow('reports', async () => {
+  // The charts the console asks for, fetched again here with its token (the page turns
+  // its answers into blob: URLs) to be laid out at a phone's width.
+  const charts = new Map();
+  const onChart = (r) => {
+    if (!r.url().includes('/v1/reports/') || !(r.headers()['content-type'] || '').startsWith('image/svg+xml')) return;
+    const headers = { Accept: 'image/svg+xml', Authorization: r.request().headers().authorization };
+    charts.set(new URL(r.url()).pathname, fetch(r.url(), { headers }).then((a) => a.text()));
+  };
+  pageA.on('response', onChart);
   await pageA.goto(state.projectPath + '/reports');
   await heading(pageA, 'Reports of');
   await pageA.locator('#summary table, #summary .error').first().waitFor();
@@ -480,6 +520,17 @@ await flow('reports', async () => {
     return { skip: 'the reporting plugin is not built here (branch report not merged): only the "not available" state was checked' };
   }
   check(await pageA.locator('#charts img.chart').count() === 2, 'charts');
+  pageA.off('response', onChart);
+  // Readable on a phone (the console draws them about 345 px wide at 390) and at 800:
+  // no text over another, none cut off, none smaller than 10 px there.
+  check(charts.size === 2, `charts seen: ${[...charts.keys()].join(', ')}`);
+  for (const svg of await Promise.all(charts.values())) {
+    const title = (svg.match(/<title[^>]*>([^<]*)/) || [])[1];
+    for (const [width, minPx] of [[320, 9], [345, 10], [390, 10], [800, 6]]) {
+      const bad = await chartTextProblems(svg, width, minPx);
+      check(!bad.length, `${title} at ${width} px: ${bad.join(' | ')}`);
+    }
+  }
   const dl = pageA.waitForEvent('download');
   await pageA.getByRole('button', { name: 'Download summary.csv' }).click();
   await dl;

@@ -108,6 +108,8 @@ static int broken(px_plugin_t *self, const char *kind)
         return px_schema(self, NULL, "{\"A\": {\"type\": \"string\"}, \"B\": [1]}");
     px_route_spec_t spec = PX_ROUTE_SPEC_INIT;
     static const px_response_spec_t responses[] = {{200, "Nowhere", NULL, NULL}, {0}};
+    static const px_response_spec_t twice[] = {{200, "Comment", NULL, "text/csv"},
+                                               {200, NULL, NULL, "text/csv"}, {0}};
     spec.method = "POST";
     spec.pattern = PREFIX "/broken";
     spec.handler = comment_create;
@@ -117,6 +119,8 @@ static int broken(px_plugin_t *self, const char *kind)
         spec.request_schema = "Comment", spec.spool_above = 1024;
     else if (!strcmp(kind, "response"))
         spec.responses = responses;
+    else if (!strcmp(kind, "media"))
+        spec.responses = twice;
     else
         return 0;
     return px_route_add(self, &spec);
@@ -150,7 +154,10 @@ static int init(px_plugin_t *self)
         {"status", "{\"type\": \"string\", \"enum\": [\"open\", \"closed\"]}", 0, NULL},
         {"author", "{\"type\": \"string\", \"format\": \"uuid\"}", 0, NULL},
         {NULL, NULL, 0, NULL}};
-    static const px_response_spec_t listed[] = {{200, "CommentList", NULL, NULL}, {0}};
+    /* One 200 in two media types: the document merges them into one response. */
+    static const px_response_spec_t listed[] = {
+        {200, "CommentList", "The comments", NULL},
+        {200, NULL, "A second media type of the same status (a fixture)", "text/csv"}, {0}};
     px_route_spec_t list = PX_ROUTE_SPEC_INIT;
     list.method = "GET";
     list.pattern = PREFIX "/comments";
