@@ -239,15 +239,17 @@ static void gated(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t 
         px_res_error(req, 404, "not_found", "no such project", NULL);
         return;
     }
-    const char *gen = px_pg_value(res, 0, 0);
+    const char *gen = px_pg_value(res, 0, 0), *second = px_pg_value(res, 0, 1);
     if (r->kind->project)
-        r->name = req_strdup(req, px_pg_value(res, 0, 1) ? px_pg_value(res, 0, 1) : "");
+        r->name = req_strdup(req, second ? second : "");
+    char site[48];
+    snprintf(site, sizeof(site), "site-%s", second ? second : "");
     /* RENDER_VERSION changes with what a rendering looks like (the SVG layout), so an
      * upgraded plugin never serves an answer the previous one cached. */
     char key[256];
     snprintf(key, sizeof(key), "panthera:reporting:v%d:%s:%s:%s:%s:%s:%d", RENDER_VERSION,
              r->kind->name,
-             r->kind->project ? r->pid : "site", gen, r->kind->ranged ? r->from : r->today,
+             r->kind->project ? r->pid : site, gen, r->kind->ranged ? r->from : r->today,
              r->kind->ranged ? r->to : r->today, r->fmt);
     r->key = req_strdup(req, key);
     const char *get[] = {"GET", r->key};

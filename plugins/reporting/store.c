@@ -10,8 +10,8 @@ const char sql_gate_project[] =
     "SELECT generation, name FROM reporting_projects WHERE id = $1::uuid "
     "AND ($2::bool OR members @> jsonb_build_array(jsonb_build_object('userId', $3::text)))";
 
-/* -> (generation) of the site-wide activity report. */
-const char sql_gate_site[] = "SELECT generation FROM reporting_meta WHERE id = 1";
+/* -> (generation, site_id) of the site-wide activity report: its cache key names both. */
+const char sql_gate_site[] = "SELECT generation, site_id FROM reporting_meta WHERE id = 1";
 
 /* $1 event id, $2 type, $3 time, $4 payload. */
 const char sql_apply[] =

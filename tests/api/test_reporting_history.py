@@ -27,6 +27,7 @@ from reporting_helpers import (
     add_member, assert_error, call, describe, get_report, insert_events, make_admin,
     needs_services, new_id, new_project, register, reporting_env, shared_services,
     wait_consumed)
+from user_helpers import psql
 
 pytestmark = needs_services
 
@@ -303,3 +304,22 @@ def test_real_signups_count_today(env, world):
     register(srv)
     wait_consumed(db)
     assert today_signups() == before + 1
+
+
+def test_site_activity_of_two_databases_sharing_redis_never_mixes(env, world):
+    """The site report's cache key names the database (site_id): two deployments on one
+    Redis whose generations happen to be equal still get their own numbers."""
+    db, srv = env
+    mine = get_report(srv, "/v1/reports/activity", world["people"]["admin"].access)
+    assert mine.status_code == 200, describe(mine)  # and now cached
+    with reporting_env("rep_other") as (db2, srv2):
+        admin2 = make_admin(srv2)  # made by the admin command: no user.registered
+        register(srv2)
+        register(srv2)
+        wait_consumed(db2)
+        gen = psql(db, "SELECT generation FROM reporting_meta").strip()
+        psql(db2, "UPDATE reporting_meta SET generation = %s" % gen)
+        theirs = get_report(srv2, "/v1/reports/activity", admin2.access)
+        assert theirs.status_code == 200, describe(theirs)
+        assert sum(d["signups"] for d in theirs.json()["days"]) == 2
+        assert theirs.json()["days"] != mine.json()["days"]
