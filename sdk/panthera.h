@@ -348,6 +348,24 @@ typedef struct px_setting {
     const char *choices; /* PX_SETTING_CHOICE only */
     int64_t *out;
 } px_setting_t;
+/* Callbacks of px_pg_run, px_pg_txn_run and px_pg_begin_run: called only on success (the
+ * host has answered a failure already), and they return what a handler returns: PX_OK or
+ * PX_DONE once answered, PX_OK or PX_ASYNC when a step they started will answer, or a
+ * negative PX_E* code, which the host answers as it answers a handler's (px_res_code), so
+ * `return px_pg_run(...)` or `return px_res_json(...)` ends a step either way. */
+typedef int (*px_pg_ok_fn)(px_req_t *req, const px_pg_result_t *res, void *userdata);
+typedef int (*px_pg_txn_ok_fn)(px_req_t *req, px_pg_txn_t *txn, void *userdata);
+/* px_pg_begin_run: the transaction is px_pg_begin_idempotent's. */
+#define PX_PG_IDEMPOTENT 1u
+/* px_cache_get's callback: `value` (binary, `len` bytes, borrowed for the call) is NULL on
+ * a miss, and also when Redis is not configured, not connected, late or answered an error:
+ * the cache is an accelerator, the caller then reads its source. Returns like px_pg_ok_fn.
+ * px_cache_del's `then` likewise. */
+typedef int (*px_cache_fn)(px_req_t *req, const char *value, size_t len, void *userdata);
+typedef int (*px_cache_done_fn)(px_req_t *req, void *userdata);
+/* px_base64_encode / px_base64_decode: PX_BASE64_URL is base64url without padding (RFC
+ * 4648 §5, as in JWTs and URLs); without it, standard base64 with '=' padding (§4). */
+#define PX_BASE64_URL 1
 
 /*
  * The function table, version by version. Each entry is
@@ -955,7 +973,82 @@ typedef struct px_setting {
       (plugin, name, help))                                                                 \
     X(int, metric_histogram, (px_plugin_t * plugin, const char *name, const char *help,    \
                               const double *bounds, int nbounds),                           \
-      (plugin, name, help, bounds, nbounds))
+      (plugin, name, help, bounds, nbounds))                                                \
+    /* px_pg_query / px_pg_txn_query for the usual case, where any failure of the query is \
+     * the request's answer: `cb` (see px_pg_ok_fn) runs only with a result; a failure is   \
+     * answered by the host as px_res_pg_error does (503 unavailable when PostgreSQL cannot \
+     * be reached, 409 conflict for 23505 and 23503, 400 for a class 22 value, else 500     \
+     * internal with a log line naming the plugin and the SQLSTATE) and `cb` never runs.    \
+     * In a background task, where nobody is answered, the failure is logged instead. The \
+     * code `cb` returns is answered the same way, so a chain of callbacks ends each step  \
+     * with `return px_...(...)` instead of checking and answering by hand. Returns like   \
+     * px_pg_query (0; PX_EUNAVAIL without a pool; PX_EINVAL for a NULL req, txn, sql or   \
+     * cb): a code returned here was not answered. Tell failures apart (a 23505 that names \
+     * the field, a 23503 that means "gone") with px_pg_query and its error instead. */      \
+    X(int, pg_run, (px_req_t * req, const char *name, const char *sql, int nparams,         \
+                    const char *const *values, px_pg_ok_fn cb, void *userdata),             \
+      (req, name, sql, nparams, values, cb, userdata))                                      \
+    X(int, pg_txn_run, (px_pg_txn_t * txn, const char *name, const char *sql, int nparams,  \
+                        const char *const *values, px_pg_ok_fn cb, void *userdata),         \
+      (txn, name, sql, nparams, values, cb, userdata))                                      \
+    /* px_pg_begin (or, with PX_PG_IDEMPOTENT in `flags`, px_pg_begin_idempotent) the same \
+     * way: `cb` runs with the open transaction; a failed BEGIN is answered by the host.   \
+     * Returns 0, PX_DONE when the host answered already (an idempotent replay or a bad    \
+     * Idempotency-Key: return it), PX_EUNAVAIL without a pool, PX_EINVAL for NULL `req` or \
+     * `cb` or an unknown flag. */                                                          \
+    X(int, pg_begin_run, (px_req_t * req, unsigned flags, px_pg_txn_ok_fn cb, void *userdata), \
+      (req, flags, cb, userdata))                                                           \
+    /* The 409 message for a unique or foreign key violation (23505, 23503) that names     \
+     * `constraint` ("users_email_lower_key"): every answer the host gives for such an     \
+     * error of this plugin's requests (px_res_pg_error, px_pg_run, px_pg_commit_respond)   \
+     * says `message` (copied; one line, at most 200 bytes) instead of "that already       \
+     * exists", so a callback need not catch 23505 to name the field. Per plugin. Returns  \
+     * 0, PX_EINVAL for an empty or too long constraint (over 63 bytes) or message,        \
+     * PX_EEXIST when this plugin declared that constraint already, PX_ESTATE after init.  \
+     * Only during init. */                                                                 \
+    X(int, pg_conflict, (px_plugin_t * plugin, const char *constraint, const char *message), \
+      (plugin, constraint, message))                                                        \
+    /* Cache-aside in Redis, keys per plugin: `key` (1 to 200 bytes, no NUL) is stored as   \
+     * "panthera:<plugin>:<key>", so plugins cannot read or drop each other's entries.      \
+     * px_cache_get reads it and calls `cb` exactly once: later on the loop, or before it   \
+     * returns when Redis is not connected (fall back at once, as px_redis_command says);  \
+     * a negative code `cb` returns is answered as a handler's. The host logs once per     \
+     * worker that caches are bypassed while Redis is away, and once that it is back.      \
+     * px_cache_set stores `value` (copied, binary) for `ttl_ms` (rounded up to whole      \
+     * milliseconds by Redis' PX), fire and forget: the answer need not wait for it.       \
+     * px_cache_del drops the key, then calls `then` (may be NULL) once Redis answered or  \
+     * failed, or at once when it is not connected: answer after it, so a client never    \
+     * reads its own write stale. Returns 0; PX_EINVAL for a NULL req, cb or value, a bad  \
+     * key or ttl_ms <= 0; px_cache_set PX_EUNAVAIL when Redis is not connected (nothing  \
+     * stored). A cached entry may outlive a px_cache_del made while Redis was away: keep  \
+     * TTLs as short as staleness allows. */                                               \
+    X(int, cache_get, (px_req_t * req, const char *key, px_cache_fn cb, void *userdata),    \
+      (req, key, cb, userdata))                                                             \
+    X(int, cache_set, (px_req_t * req, const char *key, const void *value, size_t len,      \
+                       int64_t ttl_ms),                                                     \
+      (req, key, value, len, ttl_ms))                                                       \
+    X(int, cache_del, (px_req_t * req, const char *key, px_cache_done_fn then, void *userdata), \
+      (req, key, then, userdata))                                                           \
+    /* Base64 of `len` bytes into `out` (`outsize` bytes, NUL-terminated): standard and    \
+     * padded, or with PX_BASE64_URL in `flags` base64url unpadded. Returns the characters \
+     * written (without the NUL), PX_EINVAL for a NULL `in` (with len > 0) or `out` or an  \
+     * unknown flag, PX_EOVERFLOW when `outsize` is too small (nothing written; padded     \
+     * needs 4 * ((len + 2) / 3) + 1). Decoding is strict, so each byte string has one     \
+     * accepted text: only the alphabet, padding exactly where it belongs (none in the url \
+     * form), leftover bits zero. px_base64_decode writes at most `outsize` bytes and      \
+     * returns their number, PX_EINVAL for malformed text or NULL pointers, PX_EOVERFLOW   \
+     * when the decoded bytes do not fit (nothing written). Both are pure: unlike the rest \
+     * of the SDK they may also be called from a px_work job's thread. */                   \
+    X(int, base64_encode, (const void *in, size_t len, int flags, char *out, size_t outsize), \
+      (in, len, flags, out, outsize))                                                       \
+    X(int, base64_decode, (const char *in, size_t len, int flags, void *out, size_t outsize), \
+      (in, len, flags, out, outsize))                                                       \
+    /* printf into the request's memory (freed with the request, like px_req_strdup), for  \
+     * the text a statement parameter, a header or a key is made of:                        \
+     * px_req_printf(req, "%lld", (long long)n), px_req_printf(req, "/v1/things/%s", id).   \
+     * Never NULL for a good format; NULL for a NULL req or fmt or an encoding error. Call \
+     * it as px_req_printf (below); px_req_vprintf takes a va_list. */                      \
+    X(char *, req_vprintf, (px_req_t * req, const char *fmt, va_list ap), (req, fmt, ap))
 #define PX_API_VOID_1_2_HELPERS(X)                                                            \
     /* Free a script from px_redis_script_new; NULL is accepted. */                         \
     X(void, redis_script_free, (px_redis_script_t * script), (script))                     \
@@ -1050,6 +1143,18 @@ static inline void px_log(px_plugin_t *plugin, int level, const char *fmt, ...)
     va_start(ap, fmt);
     px_api->logv(plugin, level, fmt, ap);
     va_end(ap);
+}
+
+/* px_req_vprintf with arguments (1.2, HELPERS). */
+static inline char *px_req_printf(px_req_t *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline char *px_req_printf(px_req_t *req, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = px_api->req_vprintf(req, fmt, ap);
+    va_end(ap);
+    return out;
 }
 
 #ifdef __cplusplus

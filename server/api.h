@@ -36,6 +36,12 @@ int api_pg_stmt_name(const char *plugin, const char *name, char out[64]);
 int api_accept_choose(const char *accept, const char *const *offers);
 bool api_etag_listed(const char *header, const char *etag, bool weak);
 bool api_uuid_canonical(const char *s, char out[37]);
+/* The message the request's plugin declared with px_pg_conflict for the constraint `err`
+ * names (api_pg.c), or NULL. */
+const char *api_pg_conflict_message(px_req_t *req, const px_pg_error_t *err);
+/* What a px_pg_ok_fn-style callback returned (api_run.c): a negative PX_E* code is
+ * answered like a handler's (logged for a task) and PX_DONE returned; else `rc`. */
+int api_run_answer(px_req_t *req, int rc);
 /* Answer a hook's deny or failure; returns PX_DONE. */
 int api_hook_answer(px_req_t *req, const char *name, hooks_result_t *out);
 

@@ -242,10 +242,13 @@ int api_res_pg_error(px_req_t *r, const px_pg_error_t *perr)
     if (err->kind == PG_EUNAVAILABLE)
         return http_respond_error(r, 503, "unavailable", "the database is unavailable; retry",
                                   NULL);
+    const char *declared = api_pg_conflict_message(r, perr); /* px_pg_conflict */
     if (!strcmp(err->sqlstate, "23505"))
-        return http_respond_error(r, 409, "conflict", "that already exists", NULL);
+        return http_respond_error(r, 409, "conflict", declared ? declared : "that already exists",
+                                  NULL);
     if (!strcmp(err->sqlstate, "23503"))
-        return http_respond_error(r, 409, "conflict", "it refers to something that does not exist",
+        return http_respond_error(r, 409, "conflict",
+                                  declared ? declared : "it refers to something that does not exist",
                                   NULL);
     if (!strncmp(err->sqlstate, "22", 2)) {
         /* Class 22, data exception: the client's value (bad UTF-8, a number out of range,

@@ -10,6 +10,7 @@
  * handler passes on), so a handler's error path stays one line.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "base64.h"
 #include "http.h"
 #include "log.h"
 #include "metrics_plugin.h"
@@ -33,6 +35,49 @@ int api_res_code(px_req_t *r, int code, const char *message)
     const char *name;
     int status = http_error_status(code, &name);
     return http_respond_error(r, status, name, message, NULL);
+}
+
+char *api_req_vprintf(px_req_t *r, const char *fmt, va_list ap)
+{
+    if (!r || !fmt)
+        return NULL;
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    char *out = n < 0 ? NULL : arena_alloc(&r->arena, (size_t)n + 1);
+    if (out)
+        vsnprintf(out, (size_t)n + 1, fmt, again);
+    va_end(again);
+    return out;
+}
+
+/* ---- base64 (base64.c) ---- */
+
+int api_base64_encode(const void *in, size_t len, int flags, char *out, size_t outsize)
+{
+    if ((!in && len) || !out || (flags & ~PX_BASE64_URL))
+        return PX_EINVAL;
+    bool url = flags & PX_BASE64_URL;
+    if (len > (size_t)INT_MAX / 4 * 3 - 3 || base64_encoded_len(len, url) >= outsize)
+        return PX_EOVERFLOW;
+    size_t n = base64_encoded_len(len, url);
+    base64_encode(in, len, url, out);
+    out[n] = '\0';
+    return (int)n;
+}
+
+int api_base64_decode(const char *in, size_t len, int flags, void *out, size_t outsize)
+{
+    size_t n;
+    if ((!in && len) || !out || (flags & ~PX_BASE64_URL) || len > (size_t)INT_MAX)
+        return PX_EINVAL;
+    bool url = flags & PX_BASE64_URL;
+    if (base64_decode(in ? in : "", len, url, NULL, &n))
+        return PX_EINVAL;
+    if (n > outsize)
+        return PX_EOVERFLOW;
+    base64_decode(in, len, url, out, &n); /* writes exactly the n bytes it counted */
+    return (int)n;
 }
 
 /* ---- lists ---- */

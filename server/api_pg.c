@@ -10,6 +10,14 @@
  * as a plugin author expects, and the host's own statements (px_idem_..., never with a
  * ':') cannot clash with either. PostgreSQL keeps 63 bytes of a name; a longer
  * combination keeps a readable head and ends in a hash of the whole, so it stays unique.
+ *
+ * Conflict messages (px_pg_conflict). A unique or foreign key violation is the client's
+ * 409, but "that already exists" does not say which field; a plugin that wanted to say it
+ * had to catch the error in every callback and compare constraint names. It declares the
+ * message per constraint once, at init, and every answer the host gives for an error
+ * naming that constraint (px_res_pg_error, px_pg_run, a commit) uses it. Declarations are
+ * per plugin: a constraint is looked up among the declarations of the plugin whose
+ * request failed, so two plugins never answer with each other's words.
  */
 #include <errno.h>
 #include <math.h>
@@ -19,6 +27,8 @@
 
 #include "api.h"
 #include "pg.h"
+#include "plugin.h"
+#include "worker.h"
 
 #define STMT_NAME_MAX 63 /* NAMEDATALEN - 1 */
 
@@ -57,6 +67,36 @@ const char *api_pg_error_constraint(const px_pg_error_t *err)
 const char *api_pg_error_detail(const px_pg_error_t *err)
 {
     return err ? ((const pg_error_t *)err)->detail : NULL;
+}
+
+int api_pg_conflict(px_plugin_t *p, const char *constraint, const char *message)
+{
+    if (!p || !p->set || p->set->registering != p)
+        return PX_ESTATE;
+    if (!constraint || !*constraint || strlen(constraint) > STMT_NAME_MAX || !message ||
+        !*message || strlen(message) > 200 || strpbrk(message, "\r\n"))
+        return PX_EINVAL;
+    if (!p->pg_conflicts)
+        p->pg_conflicts = json_object();
+    if (json_object_get(p->pg_conflicts, constraint))
+        return PX_EEXIST;
+    json_t *text = json_string(message);
+    if (!text)
+        return PX_EINVAL; /* not UTF-8 */
+    json_object_set_new(p->pg_conflicts, constraint, text);
+    return 0;
+}
+
+const char *api_pg_conflict_message(px_req_t *r, const px_pg_error_t *err)
+{
+    const char *constraint = api_pg_error_constraint(err);
+    plugin_set_t *set = r && r->worker ? r->worker->plugins : NULL;
+    if (!constraint || !set || !r->plugin)
+        return NULL;
+    for (size_t i = 0; i < set->n; i++)
+        if (!strcmp(set->items[i]->name, r->plugin))
+            return json_string_value(json_object_get(set->items[i]->pg_conflicts, constraint));
+    return NULL;
 }
 
 /* ---- typed values ---- */

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "base64.h"
 #include "util.h"
 
 #define MAC_LEN 32
@@ -38,96 +39,6 @@
 /* base64url of {"alg":"HS256","typ":"JWT"}, the only header auth_jwt_sign writes. */
 #define SIGN_HEADER "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
 
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-static size_t b64url_encoded_len(size_t n)
-{
-    return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
-}
-
-/* Writes b64url_encoded_len(n) characters and no NUL. */
-static void b64url_encode(const unsigned char *src, size_t n, char *dst)
-{
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
-        *dst++ = b64url_alphabet[v >> 18 & 63];
-        *dst++ = b64url_alphabet[v >> 12 & 63];
-        *dst++ = b64url_alphabet[v >> 6 & 63];
-        *dst++ = b64url_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)src[i] << 16;
-        *dst++ = b64url_alphabet[v >> 18 & 63];
-        *dst++ = b64url_alphabet[v >> 12 & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8;
-        *dst++ = b64url_alphabet[v >> 18 & 63];
-        *dst++ = b64url_alphabet[v >> 12 & 63];
-        *dst++ = b64url_alphabet[v >> 6 & 63];
-    }
-}
-
-/* Strict unpadded base64url. With dst NULL it only validates, so the shape of all three
- * segments is settled before any of them is used. dst needs room for len / 4 * 3 + 2
- * bytes. Returns 0 with *out_len set, or -1. */
-static int b64url_decode(const char *src, size_t len, unsigned char *dst, size_t *out_len)
-{
-    if (len % 4 == 1)
-        return -1;
-    uint32_t acc = 0;
-    size_t nout = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)src[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        if (i % 4 == 3) {
-            if (dst) {
-                dst[nout] = (unsigned char)(acc >> 16);
-                dst[nout + 1] = (unsigned char)(acc >> 8);
-                dst[nout + 2] = (unsigned char)acc;
-            }
-            nout += 3;
-            acc = 0;
-        }
-    }
-    /* A tail of 2 characters carries 12 bits for 1 byte, 3 carry 18 bits for 2 bytes;
-     * the leftover low bits must be zero. */
-    if (len % 4 == 2) {
-        if (acc & 0xf)
-            return -1;
-        if (dst)
-            dst[nout] = (unsigned char)(acc >> 4);
-        nout += 1;
-    } else if (len % 4 == 3) {
-        if (acc & 0x3)
-            return -1;
-        if (dst) {
-            dst[nout] = (unsigned char)(acc >> 10);
-            dst[nout + 1] = (unsigned char)(acc >> 2);
-        }
-        nout += 2;
-    }
-    *out_len = nout;
-    return 0;
-}
 
 static int hs256(const unsigned char *key, size_t key_len, const char *msg, size_t msg_len,
                  unsigned char mac[MAC_LEN])
@@ -179,7 +90,7 @@ static int64_t add_saturating(int64_t a, int64_t b)
 static json_t *segment_json(const char *seg, size_t len, unsigned char *scratch)
 {
     size_t n;
-    if (b64url_decode(seg, len, scratch, &n) < 0)
+    if (base64_decode(seg, len, true, scratch, &n) < 0)
         return NULL;
     json_error_t err;
     json_t *doc = json_loadb((const char *)scratch, n, JSON_REJECT_DUPLICATES, &err);
@@ -278,9 +189,9 @@ int auth_jwt_verify(const unsigned char *secret, size_t secret_len, const char *
     size_t hdr_len = (size_t)(dot1 - hdr), pay_len = (size_t)(dot2 - pay);
     size_t sig_len = token_len - (size_t)(sig - token);
     size_t unused;
-    if (b64url_decode(hdr, hdr_len, NULL, &unused) < 0 ||
-        b64url_decode(pay, pay_len, NULL, &unused) < 0 ||
-        b64url_decode(sig, sig_len, NULL, &unused) < 0)
+    if (base64_decode(hdr, hdr_len, true, NULL, &unused) < 0 ||
+        base64_decode(pay, pay_len, true, NULL, &unused) < 0 ||
+        base64_decode(sig, sig_len, true, NULL, &unused) < 0)
         return AUTH_EMALFORMED;
 
     /* Big enough for any segment of a token within AUTH_MAX_TOKEN. */
@@ -299,7 +210,7 @@ int auth_jwt_verify(const unsigned char *secret, size_t secret_len, const char *
     rc = AUTH_ESIGNATURE;
     unsigned char mac[MAC_LEN], expected[MAC_LEN];
     size_t mac_len;
-    if (sig_len != MAC_B64_LEN || b64url_decode(sig, sig_len, mac, &mac_len) < 0 ||
+    if (sig_len != MAC_B64_LEN || base64_decode(sig, sig_len, true, mac, &mac_len) < 0 ||
         mac_len != MAC_LEN)
         goto fail;
     if (hs256(secret, secret_len, token, (size_t)(dot2 - token), expected) < 0)
@@ -360,7 +271,7 @@ char *auth_jwt_sign(const unsigned char *secret, size_t secret_len, const char *
         return NULL;
 
     size_t hdr_len = sizeof(SIGN_HEADER) - 1;
-    size_t signed_len = hdr_len + 1 + b64url_encoded_len(payload_len);
+    size_t signed_len = hdr_len + 1 + base64_encoded_len(payload_len, true);
     size_t token_len = signed_len + 1 + MAC_B64_LEN;
     if (token_len > AUTH_MAX_TOKEN)
         return NULL;
@@ -368,14 +279,14 @@ char *auth_jwt_sign(const unsigned char *secret, size_t secret_len, const char *
     char *token = xmalloc(token_len + 1);
     memcpy(token, SIGN_HEADER, hdr_len);
     token[hdr_len] = '.';
-    b64url_encode((const unsigned char *)payload, payload_len, token + hdr_len + 1);
+    base64_encode((const unsigned char *)payload, payload_len, true, token + hdr_len + 1);
     unsigned char mac[MAC_LEN];
     if (hs256(secret, secret_len, token, signed_len, mac) < 0) {
         free(token);
         return NULL;
     }
     token[signed_len] = '.';
-    b64url_encode(mac, MAC_LEN, token + signed_len + 1);
+    base64_encode(mac, MAC_LEN, true, token + signed_len + 1);
     token[token_len] = '\0';
     return token;
 }

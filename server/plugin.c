@@ -44,6 +44,7 @@ static void plugin_free(struct px_plugin *p)
     json_decref(p->openapi);
     route_spec_free(p);
     json_decref(p->hook_points);
+    json_decref(p->pg_conflicts);
     for (size_t i = 0; i < p->nkeys; i++) {
         free(p->keys[i].key);
         free(p->keys[i].default_value);

@@ -33,6 +33,7 @@ struct px_plugin {
     struct validate_registry *schemas; /* px_schema's, compiled (route_spec.c) */
     struct route_checks *checks;       /* what its routes' specs check (route_spec.c) */
     json_t *hook_points; /* px_hook_declare: name → description, or NULL */
+    json_t *pg_conflicts; /* px_pg_conflict: constraint → 409 message, or NULL */
     void *command_db; /* PGconn of px_command_sql, in a command process only */
 };
 

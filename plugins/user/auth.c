@@ -10,8 +10,8 @@
  * the host rolls the transaction back then (nothing of it, event included, happened).
  *
  * Login answers one message, "invalid login or password", for an unknown account and for
- * a wrong password, and spends the same work on both (one lookup, one throttle script in
- * Redis, one scrypt with the current parameters), so neither the text nor the time tells
+ * a wrong password, and spends the same work on both (one lookup, one throttle statement,
+ * one password hash with the current parameters), so neither the text nor the time tells
  * them apart.
  */
 #include <stdio.h>
@@ -34,35 +34,21 @@ typedef struct create {
     const char *taken; /* "username" or "email" when the check found it taken */
 } create_t;
 
-static void answer_taken(px_req_t *req, const char *what)
+/* `what` is "username" or "email"; the messages are the ones user.c declares for the
+ * unique indexes, which decide a race the check before the hash did not see. */
+static int answer_taken(px_req_t *req, const char *what)
 {
-    if (what && !strcmp(what, "username"))
-        px_res_error(req, 409, "conflict", "this username is already taken", NULL);
-    else if (what && !strcmp(what, "email"))
-        px_res_error(req, 409, "conflict", "this email is already registered", NULL);
-    else
-        px_res_error(req, 409, "conflict", "this username or email is already taken", NULL);
+    return px_res_error(req, 409, "conflict",
+                        !strcmp(what, "username") ? "this username is already taken"
+                                                  : "this email is already registered",
+                        NULL);
 }
 
-/* 23505 names the index that refused the row. */
-static void answer_conflict(px_req_t *req, const px_pg_error_t *err)
-{
-    const char *which = px_pg_error_constraint(err);
-    answer_taken(req, which && !strcmp(which, "users_username_lower_key") ? "username"
-                      : which && !strcmp(which, "users_email_lower_key") ? "email"
-                                                                          : NULL);
-}
-
-static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+/* A race lost to another registration of the name is a 23505 on one of the unique
+ * indexes, answered by the host with the message user.c declared for it. */
+static int created(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     create_t *c = ud;
-    if (err) {
-        if (!strcmp(px_pg_error_sqlstate(err), "23505"))
-            answer_conflict(req, err);
-        else
-            px_res_pg_error(req, err);
-        return;
-    }
     json_t *user = store_user_json(res, 0, 0);
     const char *id = json_string_value(json_object_get(user, "id"));
     /* In the transaction of the insert: the event exists exactly when the account does. */
@@ -72,107 +58,76 @@ static void created(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
                                      json_object_get(user, "createdAt")));
     if (rc) {
         json_decref(user);
-        user_fail(req, rc);
-        return;
+        return rc;
     }
-    char location[64];
-    snprintf(location, sizeof(location), "/v1/users/%s", id);
-    px_res_header(req, "Location", location);
+    px_res_header(req, "Location", px_req_printf(req, "/v1/users/%s", id));
     json_t *body = user;
     if (c->session) {
         body = tokens_answer(req, id, json_string_value(json_object_get(user, "username")),
                              json_string_value(json_object_get(user, "role")), c->refresh);
         json_decref(user);
-        if (!body) {
-            user_fail(req, PX_EINTERNAL);
-            return;
-        }
+        if (!body)
+            return PX_EINTERNAL;
     }
-    px_pg_commit_respond(c->txn, 201, body);
+    return px_pg_commit_respond(c->txn, 201, body);
 }
 
-static void create_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static int create_begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
+    (void)req;
     create_t *c = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     c->txn = txn;
-    int rc = store_user_insert(txn, &c->in, c->password_hash, c->session ? c->refresh_hash : NULL,
-                               created, c);
-    if (rc)
-        user_fail(req, rc);
+    return store_user_insert(txn, &c->in, c->password_hash, c->session ? c->refresh_hash : NULL,
+                             created, c);
 }
 
-static void create_hashed(px_req_t *req, const password_result_t *res, void *ud)
+static int create_hashed(px_req_t *req, const password_result_t *res, void *ud)
 {
     create_t *c = ud;
-    if (res->status) {
-        user_fail(req, res->status);
-        return;
-    }
+    if (res->status)
+        return res->status;
     snprintf(c->password_hash, sizeof(c->password_hash), "%s", res->new_hash);
-    if (c->session && tokens_new(c->refresh, c->refresh_hash)) {
-        user_fail(req, PX_EINTERNAL);
-        return;
-    }
+    if (c->session && tokens_new(c->refresh, c->refresh_hash))
+        return PX_EINTERNAL;
     /* Idempotency-Key: a retried create gets the first answer, the same id. */
-    int rc = px_pg_begin_idempotent(req, create_begun, c);
-    if (rc && rc != PX_DONE)
-        user_fail(req, rc);
+    return px_pg_begin_run(req, PX_PG_IDEMPOTENT, create_begun, c);
 }
 
 /* The name was taken and the request carries an Idempotency-Key: it may be the retry of
  * the create that took it, whose first answer the host replays without calling us; a
  * new key gets here, and its 409 is not recorded. */
-static void taken_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static int taken_begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
-    create_t *c = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
-    answer_taken(req, c->taken);
+    (void)txn;
+    return answer_taken(req, ((create_t *)ud)->taken);
 }
 
 /* Whether the name or the email is taken is known before any hash is made: a 409 costs
  * one indexed lookup, not a scrypt (a loop registering a taken name was a cheap way to
  * keep every hashing slot busy), and a PostgreSQL outage answers 503 without one. The
  * unique indexes still decide a race between two registrations of one name. */
-static void create_checked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                           void *ud)
+static int create_checked(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     create_t *c = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     const char *taken = px_pg_value(res, 0, 0);
-    if (taken) {
-        c->taken = taken[0] == 'u' ? "username" : "email";
-        if (!px_req_header(req, "Idempotency-Key")) {
-            answer_taken(req, c->taken);
-            return;
-        }
-        int rc = px_pg_begin_idempotent(req, taken_begun, c);
-        if (rc && rc != PX_DONE)
-            user_fail(req, rc);
-        return;
-    }
-    int rc = password_hash_async(req, c->in.password, create_hashed, c);
-    if (rc)
-        user_fail(req, rc);
+    if (!taken)
+        return password_hash_async(req, c->in.password, create_hashed, c);
+    c->taken = taken[0] == 'u' ? "username" : "email";
+    if (!px_req_header(req, "Idempotency-Key"))
+        return answer_taken(req, c->taken);
+    return px_pg_begin_run(req, PX_PG_IDEMPOTENT, taken_begun, c);
 }
 
 #define CREATE_FIELDS (IN_USERNAME | IN_EMAIL | IN_PASSWORD | IN_FIRST_NAME | IN_LAST_NAME)
 
-int auth_create_account(px_req_t *req, const user_input_t *in, bool session)
+int auth_create_account(px_req_t *req, const json_t *body, bool session)
 {
+    user_input_t in;
+    input_read(req, body, &in);
     /* The admins' hook sees (and may change or veto) the new account, role aside: the role
      * is the admin's decision in POST /v1/users and always "user" in register. What it
      * gives back must pass the same schema a registration does. */
-    json_t *value = input_to_json(in, CREATE_FIELDS, IN_FIRST_NAME | IN_LAST_NAME);
+    json_t *value = input_to_json(&in, CREATE_FIELDS, IN_FIRST_NAME | IN_LAST_NAME);
     int rc = px_hook_run(req, "before_user_register", &value);
     create_t *c = px_req_alloc(req, sizeof(*c));
     memset(c, 0, sizeof(*c));
@@ -181,9 +136,9 @@ int auth_create_account(px_req_t *req, const user_input_t *in, bool session)
     json_decref(value);
     if (rc)
         return rc;
-    if (in->present & IN_ROLE) {
+    if (in.present & IN_ROLE) {
         c->in.present |= IN_ROLE;
-        c->in.role = in->role;
+        c->in.role = in.role;
     }
     c->session = session;
     rc = store_user_taken(req, c->in.username, c->in.email, create_checked, c);
@@ -196,11 +151,7 @@ int auth_register(px_req_t *req, void *ud)
     (void)ud;
     json_t *body;
     int rc = px_req_json(req, &body);
-    if (rc)
-        return rc;
-    user_input_t in;
-    input_read(req, body, &in);
-    return auth_create_account(req, &in, true);
+    return rc ? rc : auth_create_account(req, body, true);
 }
 
 /* ---- login ---- */
@@ -217,10 +168,9 @@ typedef struct login {
     char refresh_hash[TOKEN_HASH_LEN + 1];
 } login_t;
 
-static void login_refused(px_req_t *req, void *ud)
+static int login_refused(px_req_t *req)
 {
-    (void)ud;
-    px_res_error(req, 401, "unauthorized", BAD_LOGIN, NULL);
+    return px_res_error(req, 401, "unauthorized", BAD_LOGIN, NULL);
 }
 
 static void session_started(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
@@ -231,69 +181,51 @@ static void session_started(px_req_t *req, const px_pg_result_t *res, const px_p
     if (err) {
         /* 23503: the account was deleted between the lookup and now. */
         if (!strcmp(px_pg_error_sqlstate(err), "23503"))
-            login_refused(req, l);
+            login_refused(req);
         else
             px_res_pg_error(req, err);
         return;
     }
     json_t *body = tokens_answer(req, l->user_id, l->username, l->role, l->refresh);
     if (!body) {
-        user_fail(req, PX_EINTERNAL);
+        px_res_code(req, PX_EINTERNAL, NULL);
         return;
     }
     px_res_json(req, 200, body);
 }
 
-static void login_verified(px_req_t *req, const password_result_t *res, void *ud)
+static int login_verified(px_req_t *req, const password_result_t *res, void *ud)
 {
     login_t *l = ud;
-    if (res->status) {
-        user_fail(req, res->status);
-        return;
-    }
-    if (!res->match || !l->user_id) {
-        login_refused(req, l); /* the attempt it took stays counted */
-        return;
-    }
+    if (res->status)
+        return res->status;
+    if (!res->match || !l->user_id)
+        return login_refused(req); /* the attempt it took stays counted */
     limit_release(req, l->subject);
     if (res->new_hash)
-        px_log(user_plugin, PX_LOG_INFO,
-               "user %s: password rehashed with the current scrypt "
-               "parameters",
+        px_log(user_plugin, PX_LOG_INFO, "user %s: password rehashed with the current parameters",
                l->user_id);
     int rc = tokens_new(l->refresh, l->refresh_hash);
-    if (!rc)
-        rc = store_login_session(req, l->user_id, l->refresh_hash, res->new_hash, l->stored,
-                                 session_started, l);
-    if (rc)
-        user_fail(req, rc);
+    return rc ? rc
+              : store_login_session(req, l->user_id, l->refresh_hash, res->new_hash, l->stored,
+                                    session_started, l);
 }
 
-static void login_allowed(px_req_t *req, bool blocked, int64_t retry_after, void *ud)
+static int login_allowed(px_req_t *req, bool blocked, int64_t retry_after, void *ud)
 {
     login_t *l = ud;
     if (blocked) {
-        char seconds[24];
-        snprintf(seconds, sizeof(seconds), "%lld", (long long)retry_after);
-        px_res_header(req, "Retry-After", seconds);
-        px_res_error(req, 429, "rate_limited",
-                     "too many failed logins for this account; retry later", NULL);
-        return;
+        px_res_header(req, "Retry-After", px_req_printf(req, "%lld", (long long)retry_after));
+        return px_res_error(req, 429, "rate_limited",
+                            "too many failed logins for this account; retry later", NULL);
     }
-    /* No account: the same scrypt, against the dummy hash. */
-    int rc = password_verify_async(req, l->stored, l->password, login_verified, l);
-    if (rc)
-        user_fail(req, rc);
+    /* No account: the same hash, against the dummy. */
+    return password_verify_async(req, l->stored, l->password, login_verified, l);
 }
 
-static void login_found(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                        void *ud)
+static int login_found(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     login_t *l = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     if (px_pg_rows(res) == 1) {
         l->user_id = px_req_strdup(req, px_pg_value(res, 0, 0));
         l->username = px_req_strdup(req, px_pg_value(res, 0, 1));
@@ -302,12 +234,9 @@ static void login_found(px_req_t *req, const px_pg_result_t *res, const px_pg_er
     }
     /* Failures count per account, whichever of its names was typed; for a login that names
      * no account, per the name typed. */
-    const char *name = l->user_id ? l->user_id : l->login;
-    size_t len = strlen(name) + 8;
-    char *subject = px_req_alloc(req, len);
-    snprintf(subject, len, "%s%s", l->user_id ? "id:" : "name:", name);
-    l->subject = subject;
-    limit_reserve(req, l->subject, login_allowed, l);
+    l->subject = l->user_id ? px_req_printf(req, "id:%s", l->user_id)
+                            : px_req_printf(req, "name:%s", l->login);
+    return limit_reserve(req, l->subject, login_allowed, l);
 }
 
 /* The body passed LoginRequest (strings, no other field); one of the two names is the
@@ -357,35 +286,24 @@ static void reuse_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
     px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
 }
 
-static void family_revoked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                           void *ud)
+static int family_revoked(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
+    (void)req;
     refresh_t *r = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     /* A token revoked by a logout or a password change finds its family already dead;
      * one that still had a live successor was stolen or replayed. */
     if (px_pg_affected(res) > 0)
         px_log(user_plugin, PX_LOG_WARN,
                "user %s: a rotated refresh token was presented again; its session is revoked",
                r->user_id);
-    px_pg_commit(r->txn, reuse_committed, r);
+    return px_pg_commit(r->txn, reuse_committed, r);
 }
 
-static void refresh_locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                           void *ud)
+static int refresh_locked(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     refresh_t *r = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
-    if (px_pg_rows(res) == 0) {
-        px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
-        return;
-    }
+    if (px_pg_rows(res) == 0)
+        return px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
     const char *token_id = px_req_strdup(req, px_pg_value(res, 0, 0));
     r->family = px_req_strdup(req, px_pg_value(res, 0, 1));
     bool revoked = !strcmp(px_pg_value(res, 0, 2), "t");
@@ -393,45 +311,33 @@ static void refresh_locked(px_req_t *req, const px_pg_result_t *res, const px_pg
     r->user_id = px_req_strdup(req, px_pg_value(res, 0, 4));
     r->username = px_req_strdup(req, px_pg_value(res, 0, 5));
     r->role = px_req_strdup(req, px_pg_value(res, 0, 6));
-    int rc;
-    if (revoked) {
-        /* Someone holds a token that was already rotated away: the thief or the owner. We
-         * cannot tell which, so neither keeps the session. */
-        rc = store_family_revoke(r->txn, r->family, family_revoked, r);
-    } else if (expired) {
-        px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
-        return;
-    } else {
-        /* The rotation is queued without a callback (SDK 1.2): if it fails, the commit
-         * answers its error instead of the tokens. */
-        rc = tokens_new(r->next, r->next_hash);
-        json_t *body = rc ? NULL : tokens_answer(req, r->user_id, r->username, r->role, r->next);
-        if (!rc && !body)
-            rc = PX_EINTERNAL;
-        if (!rc)
-            rc = store_refresh_rotate(r->txn, token_id, r->user_id, r->family, r->next_hash,
-                                      NULL, NULL);
-        if (!rc) {
-            px_pg_commit_respond(r->txn, 200, body);
-            return;
-        }
+    /* Someone holds a token that was already rotated away: the thief or the owner. We
+     * cannot tell which, so neither keeps the session. */
+    if (revoked)
+        return store_family_revoke(r->txn, r->family, family_revoked, r);
+    if (expired)
+        return px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
+    /* The rotation is queued without a callback (SDK 1.2): if it fails, the commit answers
+     * its error instead of the tokens. */
+    int rc = tokens_new(r->next, r->next_hash);
+    json_t *body = rc ? NULL : tokens_answer(req, r->user_id, r->username, r->role, r->next);
+    if (!rc && !body)
+        rc = PX_EINTERNAL;
+    if (!rc)
+        rc = store_refresh_rotate(r->txn, token_id, r->user_id, r->family, r->next_hash);
+    if (rc) {
         json_decref(body);
+        return rc;
     }
-    if (rc)
-        user_fail(req, rc);
+    return px_pg_commit_respond(r->txn, 200, body);
 }
 
-static void refresh_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static int refresh_begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
+    (void)req;
     refresh_t *r = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     r->txn = txn;
-    int rc = store_refresh_lock(txn, r->hash, refresh_locked, r);
-    if (rc)
-        user_fail(req, rc);
+    return store_refresh_lock(txn, r->hash, refresh_locked, r);
 }
 
 /* The refresh token of a refresh or logout body (it passed RefreshRequest), in our own
@@ -464,25 +370,19 @@ int auth_refresh(px_req_t *req, void *ud)
     refresh_t *r = px_req_alloc(req, sizeof(*r));
     memset(r, 0, sizeof(*r));
     tokens_hash(token, strlen(token), r->hash);
-    rc = px_pg_begin(req, refresh_begun, r);
+    rc = px_pg_begin_run(req, 0, refresh_begun, r);
     return rc ? rc : PX_ASYNC;
 }
 
 /* ---- logout ---- */
 
-static void logged_out(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int logged_out(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     (void)ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     const char *count = px_pg_value(res, 0, 0);
-    if (!count || !strcmp(count, "0")) {
-        px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
-        return;
-    }
-    px_res_send(req, 204, NULL, "", 0);
+    if (!count || !strcmp(count, "0"))
+        return px_res_error(req, 401, "unauthorized", BAD_REFRESH, NULL);
+    return px_res_send(req, 204, NULL, "", 0);
 }
 
 int auth_logout(px_req_t *req, void *ud)

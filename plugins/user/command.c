@@ -13,7 +13,6 @@
  * created, 1 when refused (taken, invalid, database error), 2 for a usage error.
  */
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 #include <termios.h>
@@ -48,21 +47,6 @@ static int read_line(const char *prompt, char *buf, size_t size)
         return -1;
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
         buf[--len] = '\0';
-    return 0;
-}
-
-/* A random (version 4) uuid: px_command_sql returns counts, not rows, so the id is made
- * here to be able to print it. */
-static int new_uuid(char out[37])
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        return -1;
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
     return 0;
 }
 
@@ -110,7 +94,8 @@ int command_create_admin(px_plugin_t *self, int argc, char **argv)
     }
     if (invalid(username, email, password))
         goto done;
-    if (password_hash(password, strlen(password), hash) || new_uuid(id)) {
+    /* The id is made here (px_command_sql returns counts, not rows) to be able to print it. */
+    if (password_hash(password, strlen(password), hash) || px_uuid_new(id)) {
         fprintf(stderr, "user:create-admin: cannot hash the password (OpenSSL)\n");
         goto done;
     }

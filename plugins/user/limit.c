@@ -31,9 +31,6 @@
  * conf.d/20-user.conf): the SDK lends plugins no client address, and the host already
  * knows which proxies to believe.
  */
-#include <openssl/evp.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "user.h"
@@ -65,20 +62,13 @@ static const char reserve_sql[] =
 static const char release_sql[] = "UPDATE user_login_attempts SET count = count - 1 "
                                   "WHERE key = $1 AND count > 0 AND expires_at > now()";
 
-static void make_key(const char *subject, char key[65])
+/* The hex SHA-256 of `subject` in ASCII lower case (tokens_hash's digest). */
+static void make_key(px_req_t *req, const char *subject, char key[65])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    for (const char *s = subject; *s; s++) {
-        char c = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
-        EVP_DigestUpdate(ctx, &c, 1);
-    }
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
-    for (unsigned int i = 0; i < mdlen && i < 32; i++)
-        snprintf(key + 2 * i, 3, "%02x", md[i]);
+    char *lower = px_req_strdup(req, subject);
+    for (char *s = lower; *s; s++)
+        *s = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
+    tokens_hash(lower, strlen(lower), key);
 }
 
 static void reserved(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
@@ -86,26 +76,26 @@ static void reserved(px_req_t *req, const px_pg_result_t *res, const px_pg_error
 {
     limit_op_t *op = ud;
     if (err || px_pg_rows(res) != 1 || px_pg_value(res, 0, 0)) {
-        op->cb(req, false, 0, op->ctx);
+        user_fail(req, op->cb(req, false, 0, op->ctx));
         return;
     }
-    const char *ms = px_pg_value(res, 0, 1);
-    long long left = ms ? strtoll(ms, NULL, 10) : 0;
-    op->cb(req, true, left > 0 ? (left + 999) / 1000 : 1, op->ctx);
+    int64_t left = 0;
+    px_pg_int64(res, 0, 1, &left);
+    user_fail(req, op->cb(req, true, left > 0 ? (left + 999) / 1000 : 1, op->ctx));
 }
 
-void limit_reserve(px_req_t *req, const char *subject, limit_fn cb, void *ctx)
+int limit_reserve(px_req_t *req, const char *subject, limit_fn cb, void *ctx)
 {
     limit_op_t *op = px_req_alloc(req, sizeof(*op));
-    make_key(subject, op->key);
+    make_key(req, subject, op->key);
     op->cb = cb;
     op->ctx = ctx;
-    char limit[24], window[24];
-    snprintf(limit, sizeof(limit), "%lld", (long long)user_settings.login_limit);
-    snprintf(window, sizeof(window), "%lld", (long long)user_settings.login_window_ms);
-    const char *values[] = {op->key, limit, window};
+    const char *values[] = {op->key,
+                            px_req_printf(req, "%lld", (long long)user_settings.login_limit),
+                            px_req_printf(req, "%lld", (long long)user_settings.login_window_ms)};
     if (px_pg_query(req, "user_login_reserve", reserve_sql, 3, values, reserved, op))
-        cb(req, false, 0, ctx);
+        return cb(req, false, 0, ctx);
+    return 0;
 }
 
 static void released(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
@@ -117,7 +107,7 @@ static void released(px_req_t *req, const px_pg_result_t *res, const px_pg_error
 void limit_release(px_req_t *req, const char *subject)
 {
     char key[65];
-    make_key(subject, key);
+    make_key(req, subject, key);
     const char *values[] = {key};
     /* Nobody waits for it: the statement is on its way before the login answers. */
     px_pg_query(req, "user_login_release", release_sql, 1, values, released, NULL);

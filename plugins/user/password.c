@@ -22,8 +22,8 @@
  * Why off the loop: requests hash on the host's job threads (px_work, px_work_on), and
  * the host bounds how many jobs run at once per queue; only the command line hashes in
  * line. The jobs touch nothing but their own memory, the settings (read-only after
- * init), the fetched EVP_KDF (reference counted by OpenSSL, safe to share) and the dummy
- * hash (written once in init).
+ * init), the fetched EVP_KDF (reference counted by OpenSSL, safe to share), the dummy
+ * hash (written once in init) and px_base64_*, the SDK's pure functions.
  *
  * The dummy hash: a login for an account that does not exist still runs one hash, with
  * the current scheme and parameters, against a hash of random bytes that nothing
@@ -47,6 +47,7 @@
 #define KEY_LEN 32
 #define FIELD_MAX 64 /* the most bytes a stored salt or key may decode to */
 #define MEMORY_MAX (1ull << 30)
+#define HASH_QUEUE "user.hash" /* new hashes' job queue (see "jobs off the loop") */
 
 static EVP_KDF *kdf;
 static char dummy_hash[PASSWORD_HASH_MAX];
@@ -84,36 +85,12 @@ static int scrypt_derive(const char *pw, size_t pwlen, const unsigned char *salt
     return ok ? 0 : PX_EINTERNAL;
 }
 
-/* Standard base64 with padding; `out` gets 4 * ceil(len / 3) + 1 bytes. */
-static void b64_encode(const unsigned char *in, size_t len, char *out)
-{
-    EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-}
-
-/* Strict: a multiple of 4 characters, at most `max` bytes out. -1 when malformed. */
-static int b64_decode(const char *in, size_t len, unsigned char *out, size_t max, size_t *outlen)
-{
-    if (len == 0 || len % 4 || len / 4 * 3 > max + 2)
-        return -1;
-    unsigned char tmp[FIELD_MAX + 3];
-    int n = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)len);
-    if (n < 0)
-        return -1;
-    size_t pad = (in[len - 1] == '=') + (in[len - 2] == '=');
-    if ((size_t)n < pad || (size_t)n - pad > max)
-        return -1;
-    *outlen = (size_t)n - pad;
-    memcpy(out, tmp, *outlen);
-    OPENSSL_cleanse(tmp, sizeof(tmp));
-    return 0;
-}
-
 static int scrypt_format(char *out, uint64_t n, uint32_t r, uint32_t p,
                          const unsigned char *salt, const unsigned char *key)
 {
     char salt64[4 * ((SALT_LEN + 2) / 3) + 1], key64[4 * ((KEY_LEN + 2) / 3) + 1];
-    b64_encode(salt, SALT_LEN, salt64);
-    b64_encode(key, KEY_LEN, key64);
+    px_base64_encode(salt, SALT_LEN, 0, salt64, sizeof(salt64));
+    px_base64_encode(key, KEY_LEN, 0, key64, sizeof(key64));
     int len =
         snprintf(out, PASSWORD_HASH_MAX, "scrypt$%" PRIu64 "$%u$%u$%s$%s", n, r, p, salt64, key64);
     return len > 0 && len < PASSWORD_HASH_MAX ? 0 : PX_EINTERNAL;
@@ -146,10 +123,13 @@ static int scrypt_parse(const char *stored, scrypt_hash_t *h)
     if (!scrypt_params_ok(h->n, h->r, h->p))
         return -1;
     const char *dollar = strchr(s, '$');
-    if (!dollar || b64_decode(s, (size_t)(dollar - s), h->salt, FIELD_MAX, &h->saltlen) ||
-        b64_decode(dollar + 1, strlen(dollar + 1), h->key, FIELD_MAX, &h->keylen) ||
-        h->saltlen < 8 || h->keylen < 16)
+    int saltlen = dollar ? px_base64_decode(s, (size_t)(dollar - s), 0, h->salt, FIELD_MAX) : -1;
+    int keylen = dollar ? px_base64_decode(dollar + 1, strlen(dollar + 1), 0, h->key, FIELD_MAX)
+                        : -1;
+    if (saltlen < 8 || keylen < 16)
         return -1;
+    h->saltlen = (size_t)saltlen;
+    h->keylen = (size_t)keylen;
     return 0;
 }
 
@@ -239,7 +219,9 @@ int password_hash(const char *pw, size_t len, char *out)
                                                      : scrypt_hash(pw, len, out);
 }
 
-bool password_verify(const char *stored, const char *pw, size_t len, bool *stale)
+/* Checks `pw` against `stored`; *stale is set when it matched but was made with other
+ * parameters than the current ones. A malformed `stored` never matches. Blocking. */
+static bool password_verify(const char *stored, const char *pw, size_t len, bool *stale)
 {
     bool match = false, current = false;
     argon_params_t a;
@@ -262,7 +244,7 @@ bool password_verify(const char *stored, const char *pw, size_t len, bool *stale
     return match;
 }
 
-int password_init(void)
+int password_init(px_plugin_t *self)
 {
     password_fini(); /* init may run again in the same process (a reload) */
     kdf = EVP_KDF_fetch(NULL, "SCRYPT", NULL);
@@ -286,7 +268,12 @@ int password_init(void)
         password_fini();
         return PX_EINTERNAL;
     }
-    return 0;
+    /* New hashes' own job queue: see "jobs off the loop" below. */
+    rc = px_work_queue(self, HASH_QUEUE, (int)user_settings.hash_jobs,
+                       (int)user_settings.hash_queue);
+    if (rc)
+        password_fini();
+    return rc;
 }
 
 void password_fini(void)
@@ -306,8 +293,6 @@ void password_fini(void)
  * behind a new hash, however many clients register.
  */
 
-#define HASH_QUEUE "user.hash"
-
 typedef struct job {
     char *password; /* malloc'd: the job may outlive the request */
     size_t len;
@@ -318,12 +303,6 @@ typedef struct job {
     password_done_fn done;
     void *ctx;
 } job_t;
-
-int password_queue(px_plugin_t *self)
-{
-    return px_work_queue(self, HASH_QUEUE, (int)user_settings.hash_jobs,
-                         (int)user_settings.hash_queue);
-}
 
 static void job_free(job_t *job)
 {
@@ -353,7 +332,7 @@ static void job_done(px_req_t *req, int status, void *ud)
     if (req) {
         if (status)
             job->res.status = status;
-        job->done(req, &job->res, job->ctx);
+        user_fail(req, job->done(req, &job->res, job->ctx));
     }
     job_free(job);
 }

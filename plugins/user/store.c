@@ -42,19 +42,19 @@ json_t *store_user_json(const px_pg_result_t *res, int row, int col)
                      "updatedAt", px_pg_value(res, row, col + 7));
 }
 
-int store_user_by_id(px_req_t *req, const char *id, px_pg_fn cb, void *ud)
+int store_user_by_id(px_req_t *req, const char *id, px_pg_ok_fn cb, void *ud)
 {
     const char *values[] = {id};
-    return px_pg_query(req, "user_by_id", "SELECT " USER_COLS " FROM users WHERE id = $1::uuid", 1,
+    return px_pg_run(req, "user_by_id", "SELECT " USER_COLS " FROM users WHERE id = $1::uuid", 1,
                        values, cb, ud);
 }
 
-int store_login_lookup(px_req_t *req, const char *login, px_pg_fn cb, void *ud)
+int store_login_lookup(px_req_t *req, const char *login, px_pg_ok_fn cb, void *ud)
 {
     /* A username never holds '@' and an email always does, so one value cannot match two
      * accounts; either field of the login body may carry either. */
     const char *values[] = {login};
-    return px_pg_query(req, "user_login_lookup",
+    return px_pg_run(req, "user_login_lookup",
                        "SELECT id::text, username, role, password_hash FROM users "
                        "WHERE lower(username) = lower($1) OR lower(email) = lower($1) LIMIT 1",
                        1, values, cb, ud);
@@ -78,11 +78,11 @@ int store_login_session(px_req_t *req, const char *user_id, const char *token_ha
         5, values, cb, ud);
 }
 
-int store_user_taken(px_req_t *req, const char *username, const char *email, px_pg_fn cb,
+int store_user_taken(px_req_t *req, const char *username, const char *email, px_pg_ok_fn cb,
                      void *ud)
 {
     const char *values[] = {username, email};
-    return px_pg_query(req, "user_taken",
+    return px_pg_run(req, "user_taken",
                        "SELECT CASE WHEN EXISTS (SELECT 1 FROM users WHERE lower(username) = "
                        "lower($1)) THEN 'username' WHEN EXISTS (SELECT 1 FROM users WHERE "
                        "lower(email) = lower($2)) THEN 'email' END",
@@ -90,11 +90,11 @@ int store_user_taken(px_req_t *req, const char *username, const char *email, px_
 }
 
 int store_user_insert(px_pg_txn_t *txn, const user_input_t *in, const char *password_hash,
-                      const char *token_hash, px_pg_fn cb, void *ud)
+                      const char *token_hash, px_pg_ok_fn cb, void *ud)
 {
     const char *values[] = {in->username, in->email,     in->first_name, in->last_name,
                             in->role,     password_hash, token_hash,     ttl_text()};
-    return px_pg_txn_query(
+    return px_pg_txn_run(
         txn, NULL,
         "WITH u AS (INSERT INTO users (username, email, first_name, last_name, role, "
         "  password_hash) VALUES ($1, $2, $3, $4, coalesce($5, 'user'), $6) RETURNING *), "
@@ -105,10 +105,10 @@ int store_user_insert(px_pg_txn_t *txn, const user_input_t *in, const char *pass
         8, values, cb, ud);
 }
 
-int store_refresh_lock(px_pg_txn_t *txn, const char *token_hash, px_pg_fn cb, void *ud)
+int store_refresh_lock(px_pg_txn_t *txn, const char *token_hash, px_pg_ok_fn cb, void *ud)
 {
     const char *values[] = {token_hash};
-    return px_pg_txn_query(txn, NULL,
+    return px_pg_txn_run(txn, NULL,
                            "SELECT t.id::text, t.family_id::text, t.revoked_at IS NOT NULL, "
                            "t.expires_at <= now(), u.id::text, u.username, u.role "
                            "FROM user_refresh_tokens t JOIN users u ON u.id = t.user_id "
@@ -117,7 +117,7 @@ int store_refresh_lock(px_pg_txn_t *txn, const char *token_hash, px_pg_fn cb, vo
 }
 
 int store_refresh_rotate(px_pg_txn_t *txn, const char *old_id, const char *user_id,
-                         const char *family, const char *new_hash, px_pg_fn cb, void *ud)
+                         const char *family, const char *new_hash)
 {
     const char *values[] = {old_id, user_id, family, new_hash, ttl_text()};
     return px_pg_txn_query(
@@ -125,22 +125,23 @@ int store_refresh_rotate(px_pg_txn_t *txn, const char *old_id, const char *user_
         "WITH old AS (UPDATE user_refresh_tokens SET revoked_at = now() WHERE id = $1::uuid) "
         "INSERT INTO user_refresh_tokens (user_id, family_id, token_hash, expires_at) "
         "VALUES ($2::uuid, $3::uuid, $4, now() + make_interval(secs => $5::double precision))",
-        5, values, cb, ud);
+        5, values, NULL, NULL);
 }
 
-int store_family_revoke(px_pg_txn_t *txn, const char *family, px_pg_fn cb, void *ud)
+int store_family_revoke(px_pg_txn_t *txn, const char *family, px_pg_ok_fn cb, void *ud)
 {
     const char *values[] = {family};
-    return px_pg_txn_query(txn, NULL,
+    return px_pg_txn_run(txn, NULL,
                            "UPDATE user_refresh_tokens SET revoked_at = now() "
                            "WHERE family_id = $1::uuid AND revoked_at IS NULL",
                            1, values, cb, ud);
 }
 
-int store_logout(px_req_t *req, const char *user_id, const char *token_hash, px_pg_fn cb, void *ud)
+int store_logout(px_req_t *req, const char *user_id, const char *token_hash, px_pg_ok_fn cb,
+                 void *ud)
 {
     const char *values[] = {token_hash, user_id};
-    return px_pg_query(req, NULL,
+    return px_pg_run(req, NULL,
                        "WITH t AS (SELECT family_id FROM user_refresh_tokens "
                        "  WHERE token_hash = $1 AND user_id = $2::uuid), "
                        "r AS (UPDATE user_refresh_tokens SET revoked_at = now() "
@@ -165,15 +166,13 @@ static char *like_pattern(px_req_t *req, const char *search)
     return out;
 }
 
-int store_user_list(px_req_t *req, const char *search, int64_t page, int64_t limit, px_pg_fn cb,
-                    void *ud)
+int store_user_list(px_req_t *req, const char *search, int64_t page, int64_t limit,
+                    px_pg_ok_fn cb, void *ud)
 {
-    char limit_s[24], offset_s[24];
-    snprintf(limit_s, sizeof(limit_s), "%lld", (long long)limit);
-    snprintf(offset_s, sizeof(offset_s), "%lld", (long long)((page - 1) * limit));
-    const char *values[] = {search && *search ? like_pattern(req, search) : NULL, limit_s,
-                            offset_s};
-    return px_pg_query(
+    const char *values[] = {search && *search ? like_pattern(req, search) : NULL,
+                            px_req_printf(req, "%lld", (long long)limit),
+                            px_req_printf(req, "%lld", (long long)((page - 1) * limit))};
+    return px_pg_run(
         req, "user_list",
         "WITH matched AS (SELECT * FROM users WHERE $1::text IS NULL "
         "  OR username ILIKE $1 OR email ILIKE $1 OR first_name ILIKE $1 OR last_name ILIKE $1), "
@@ -185,7 +184,7 @@ int store_user_list(px_req_t *req, const char *search, int64_t page, int64_t lim
 }
 
 int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
-                      const char *password_hash, px_pg_fn cb, void *ud)
+                      const char *password_hash, px_pg_ok_fn cb, void *ud)
 {
     const char *values[] = {
         id,
@@ -197,7 +196,7 @@ int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
         password_hash,
         in->present & IN_ROLE ? in->role : NULL,
     };
-    return px_pg_query(
+    return px_pg_run(
         req, NULL,
         "WITH u AS (UPDATE users SET "
         "  first_name = CASE WHEN $2::boolean THEN $3 ELSE first_name END, "
@@ -211,11 +210,11 @@ int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
         8, values, cb, ud);
 }
 
-int store_user_delete(px_req_t *req, const char *id, px_pg_fn cb, void *ud)
+int store_user_delete(px_req_t *req, const char *id, px_pg_ok_fn cb, void *ud)
 {
     /* Its refresh tokens go with it (ON DELETE CASCADE): the sessions end at once. */
     const char *values[] = {id};
-    return px_pg_query(req, NULL, "DELETE FROM users WHERE id = $1::uuid RETURNING id::text", 1,
+    return px_pg_run(req, NULL, "DELETE FROM users WHERE id = $1::uuid RETURNING id::text", 1,
                        values, cb, ud);
 }
 

@@ -18,24 +18,13 @@
 
 #include "user.h"
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 int tokens_new(char text[TOKEN_TEXT_LEN + 1], char hash[TOKEN_HASH_LEN + 1])
 {
-    unsigned char raw[33]; /* 32 random bytes and a zero, to encode in whole groups of 3 */
-    if (RAND_bytes(raw, 32) != 1)
+    unsigned char raw[32];
+    if (RAND_bytes(raw, sizeof(raw)) != 1 ||
+        px_base64_encode(raw, sizeof(raw), PX_BASE64_URL, text, TOKEN_TEXT_LEN + 1) !=
+            TOKEN_TEXT_LEN)
         return PX_EINTERNAL;
-    raw[32] = 0;
-    char *o = text;
-    for (size_t i = 0; i < 33; i += 3) {
-        unsigned v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 | raw[i + 2];
-        *o++ = b64url[v >> 18 & 63];
-        *o++ = b64url[v >> 12 & 63];
-        *o++ = b64url[v >> 6 & 63];
-        *o++ = b64url[v & 63];
-    }
-    /* 44 characters were written for 33 bytes; the last one encodes only the padding. */
-    text[TOKEN_TEXT_LEN] = '\0';
     tokens_hash(text, TOKEN_TEXT_LEN, hash);
     return 0;
 }

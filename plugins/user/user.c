@@ -19,10 +19,10 @@ user_settings_t user_settings;
 
 extern const px_migration_t user_migrations[];
 
-int user_fail(px_req_t *req, int rc)
+void user_fail(px_req_t *req, int rc)
 {
-    return px_res_code(req, rc,
-                       rc == PX_EUNAVAIL ? "the service is busy or unavailable; retry" : NULL);
+    if (rc < 0)
+        px_res_code(req, rc, NULL);
 }
 
 int user_invalid(px_req_t *req, json_t *fields)
@@ -110,9 +110,12 @@ static int user_init(px_plugin_t *self)
         px_log(self, PX_LOG_ERROR, "[auth] refresh_ttl must be at least one second");
         return PX_EINVAL;
     }
-    rc = password_init();
+    rc = password_init(self);
+    /* A registration that loses a race for a name, or an update to a taken email. */
     if (!rc)
-        rc = password_queue(self);
+        rc = px_pg_conflict(self, "users_username_lower_key", "this username is already taken");
+    if (!rc)
+        rc = px_pg_conflict(self, "users_email_lower_key", "this email is already registered");
     if (!rc)
         rc = px_hook_declare(self, "before_user_register",
                              "checks or changes a registration or an admin's create "

@@ -8,8 +8,8 @@
  *   input.c     a validated body read into user_input_t, and the hook values made of it
  *   password.c  Argon2id hashes (libargon2; scrypt ones still verify), off the loop
  *   tokens.c    refresh tokens and the {userId, username, accessToken, ...} answer
- *   cache.c     profiles cached in Redis (cache-aside) and the caller's own row
- *   limit.c     failed-login throttle per account, counted in Redis
+ *   cache.c     profiles cached in Redis (px_cache_*) and the caller's own row
+ *   limit.c     failed-login throttle per account, counted in PostgreSQL
  *   store.c     every SQL statement and the User JSON made from a row
  *   command.c   pantherad user:create-admin
  *   schemas.json the bodies' JSON schemas (embedded at build time): the host validates by
@@ -47,9 +47,10 @@ typedef struct user_settings {
 extern px_plugin_t *user_plugin;
 extern user_settings_t user_settings;
 
-/* Answers a negative PX_E* code in the API's error shape (for callbacks, where returning
- * the code to the host is no longer possible). Returns PX_OK. */
-int user_fail(px_req_t *req, int rc);
+/* What a callback of the plugin's own chains (password jobs, profiles, the throttle)
+ * returned, handled as the host handles a handler's: a negative PX_E* code is answered in
+ * the API's error shape. The callbacks return like px_pg_ok_fn. */
+void user_fail(px_req_t *req, int rc);
 /* Answers 400 validation_failed with `fields` (taken). */
 int user_invalid(px_req_t *req, json_t *fields);
 
@@ -89,16 +90,12 @@ json_t *input_to_json(const user_input_t *in, unsigned which, unsigned with_null
 
 #define PASSWORD_HASH_MAX 192
 
-int password_init(void);
-/* Declares the new hashes' job queue (hash_jobs, hash_queue). Only during init. */
-int password_queue(px_plugin_t *self);
+/* Also declares the new hashes' job queue (hash_jobs, hash_queue). Only during init. */
+int password_init(px_plugin_t *self);
 void password_fini(void);
 /* Hashes with the current settings into `out` (PASSWORD_HASH_MAX bytes). Blocking: for
  * the thread pool and the command line only. 0 or PX_EINTERNAL. */
 int password_hash(const char *pw, size_t len, char *out);
-/* Checks `pw` against `stored`; *stale is set when it matched but was made with other
- * parameters than the current ones. A malformed `stored` never matches. Blocking. */
-bool password_verify(const char *stored, const char *pw, size_t len, bool *stale);
 
 typedef struct password_result {
     int status;           /* 0, PX_EUNAVAIL (the job never ran) or PX_EINTERNAL */
@@ -107,8 +104,8 @@ typedef struct password_result {
                            * valid during the callback only */
 } password_result_t;
 
-/* Called on the loop, only while the request lives. */
-typedef void (*password_done_fn)(px_req_t *req, const password_result_t *res, void *ctx);
+/* Called on the loop, only while the request lives; returns like px_pg_ok_fn. */
+typedef int (*password_done_fn)(px_req_t *req, const password_result_t *res, void *ctx);
 
 /* Hash `pw` on the plugin's job queue, after the new hashes ahead of it (hash_jobs at once
  * per worker, hash_queue waiting, see password.c). 0 or a PX_E* code (PX_EUNAVAIL: too
@@ -135,13 +132,15 @@ json_t *tokens_answer(px_req_t *req, const char *user_id, const char *username, 
 
 /* ---- store.c ---- */
 
-/* A query's callback; see px_pg_fn. */
-int store_user_by_id(px_req_t *req, const char *id, px_pg_fn cb, void *ud);
+/* The callbacks: px_pg_ok_fn where any failure is the answer (px_pg_run; a 23505 on the
+ * username or email index says which, see user_init), px_pg_fn where the caller tells a
+ * failure apart (a 23503 at login). */
+int store_user_by_id(px_req_t *req, const char *id, px_pg_ok_fn cb, void *ud);
 /* id, username, role, password_hash of the account whose username or email is `login`. */
-int store_login_lookup(px_req_t *req, const char *login, px_pg_fn cb, void *ud);
+int store_login_lookup(px_req_t *req, const char *login, px_pg_ok_fn cb, void *ud);
 /* One row, one column: "username" or "email" when an account holds that one already
  * (case-insensitively), else NULL. */
-int store_user_taken(px_req_t *req, const char *username, const char *email, px_pg_fn cb,
+int store_user_taken(px_req_t *req, const char *username, const char *email, px_pg_ok_fn cb,
                      void *ud);
 /* After a good password: a new refresh token family (and the rehash, when `new_hash` is
  * not NULL, only if the hash is still `old_hash`); expired tokens of the user go. */
@@ -150,23 +149,25 @@ int store_login_session(px_req_t *req, const char *user_id, const char *token_ha
 /* INSERT a user (role NULL: "user"); with `token_hash` also its first refresh token.
  * Returns the user's columns. */
 int store_user_insert(px_pg_txn_t *txn, const user_input_t *in, const char *password_hash,
-                      const char *token_hash, px_pg_fn cb, void *ud);
+                      const char *token_hash, px_pg_ok_fn cb, void *ud);
 /* The presented refresh token, locked: token id, family, revoked, expired, user columns. */
-int store_refresh_lock(px_pg_txn_t *txn, const char *token_hash, px_pg_fn cb, void *ud);
-/* Revokes the old token and inserts its successor; `cb` NULL queues it (SDK 1.2). */
+int store_refresh_lock(px_pg_txn_t *txn, const char *token_hash, px_pg_ok_fn cb, void *ud);
+/* Revokes the old token and inserts its successor, queued without a callback (SDK 1.2):
+ * a failure is the commit's. */
 int store_refresh_rotate(px_pg_txn_t *txn, const char *old_id, const char *user_id,
-                         const char *family, const char *new_hash, px_pg_fn cb, void *ud);
-int store_family_revoke(px_pg_txn_t *txn, const char *family, px_pg_fn cb, void *ud);
+                         const char *family, const char *new_hash);
+int store_family_revoke(px_pg_txn_t *txn, const char *family, px_pg_ok_fn cb, void *ud);
 /* Revokes the family of the caller's token; one row (count) of matching tokens. */
-int store_logout(px_req_t *req, const char *user_id, const char *token_hash, px_pg_fn cb, void *ud);
+int store_logout(px_req_t *req, const char *user_id, const char *token_hash, px_pg_ok_fn cb,
+                 void *ud);
 /* One row per user of the page, each led by the total; one row of NULLs but the total when
  * the page is empty. */
-int store_user_list(px_req_t *req, const char *search, int64_t page, int64_t limit, px_pg_fn cb,
-                    void *ud);
+int store_user_list(px_req_t *req, const char *search, int64_t page, int64_t limit,
+                    px_pg_ok_fn cb, void *ud);
 /* UPDATE the present fields (and revoke refresh tokens when the password changes). */
 int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
-                      const char *password_hash, px_pg_fn cb, void *ud);
-int store_user_delete(px_req_t *req, const char *id, px_pg_fn cb, void *ud);
+                      const char *password_hash, px_pg_ok_fn cb, void *ud);
+int store_user_delete(px_req_t *req, const char *id, px_pg_ok_fn cb, void *ud);
 /* The User JSON of row `row` (columns as every store_user_* returns them, from `col`). */
 json_t *store_user_json(const px_pg_result_t *res, int row, int col);
 /* For the command line. */
@@ -175,32 +176,31 @@ int store_admin_insert(px_plugin_t *self, const char *id, const char *username, 
 
 /* ---- cache.c ---- */
 
-/* `user` is a new reference the callback owns; NULL when there is no such user. */
-typedef void (*profile_fn)(px_req_t *req, json_t *user, void *ctx);
+/* `user` is a new reference the callback owns; NULL when there is no such user. Returns
+ * like px_pg_ok_fn. */
+typedef int (*profile_fn)(px_req_t *req, json_t *user, void *ctx);
 
 /* The User of `id`: from Redis when cached, else from PostgreSQL (then cached for
  * cache_ttl). A database failure is answered here and `cb` is not called. 0 or PX_E*. */
 int profile_load(px_req_t *req, const char *id, profile_fn cb, void *ctx);
 /* Drops the cached profile of `id`, then calls `then` (also when Redis is down). */
-int profile_forget(px_req_t *req, const char *id, void (*then)(px_req_t *req, void *ctx),
-                   void *ctx);
+int profile_forget(px_req_t *req, const char *id, px_cache_done_fn then, void *ctx);
 /* The caller's own User, or 401 when the account no longer exists (a token outlives its
  * user by at most access_ttl; this check closes that window). */
 int caller_load(px_req_t *req, profile_fn cb, void *ctx);
 /* Answers 200 with the caller's own User (the cached bytes as they are when cached), or
  * 401 as caller_load. 0 or PX_E*. */
 int caller_answer(px_req_t *req);
-/* Redis answered or failed: log the change of state once, not per request. */
-void user_redis_state(bool up);
 
 /* ---- limit.c ---- */
 
-/* `blocked` with the seconds until the window ends; otherwise `retry_after` is 0. */
-typedef void (*limit_fn)(px_req_t *req, bool blocked, int64_t retry_after, void *ctx);
+/* `blocked` with the seconds until the window ends; otherwise `retry_after` is 0. Returns
+ * like px_pg_ok_fn. */
+typedef int (*limit_fn)(px_req_t *req, bool blocked, int64_t retry_after, void *ctx);
 
 /* Takes one login attempt of `subject` (see limit.c), or finds the account over its limit;
  * calls `cb` (allowing when PostgreSQL does not answer). */
-void limit_reserve(px_req_t *req, const char *subject, limit_fn cb, void *ctx);
+int limit_reserve(px_req_t *req, const char *subject, limit_fn cb, void *ctx);
 /* A successful login gives its attempt back (fire and forget). */
 void limit_release(px_req_t *req, const char *subject);
 
@@ -210,11 +210,11 @@ int auth_register(px_req_t *req, void *ud);
 int auth_login(px_req_t *req, void *ud);
 int auth_refresh(px_req_t *req, void *ud);
 int auth_logout(px_req_t *req, void *ud);
-/* Creates the account of `in` (already validated): runs before_user_register, hashes,
+/* Creates the account of `body` (already validated): runs before_user_register, hashes,
  * inserts under px_pg_begin_idempotent and answers 201 with Location — the tokens of a
  * new session when `session` (register), else the User (the admin's create). Returns
  * PX_ASYNC, PX_DONE, or a PX_E* code not yet answered. */
-int auth_create_account(px_req_t *req, const user_input_t *in, bool session);
+int auth_create_account(px_req_t *req, const json_t *body, bool session);
 
 int users_me(px_req_t *req, void *ud);
 int users_list(px_req_t *req, void *ud);

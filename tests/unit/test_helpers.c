@@ -1,6 +1,7 @@
 /* test_helpers.c — the SDK 1.2 HELPERS area that needs no server: statement names per
- * plugin (api_pg.c), content negotiation, ETags, UUIDs, plugin metrics and settings
- * tables (api_settings.c). */
+ * plugin (api_pg.c), content negotiation, ETags, UUIDs, base64, px_req_printf, plugin
+ * metrics and settings tables (api_settings.c). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -129,6 +130,101 @@ static void test_req_strdup(void)
     CHECK_STR(copy, "a callback's borrowed value");
     CHECK_STR(api_req_strdup(r, ""), "");
     CHECK(api_req_strdup(r, NULL) == NULL);
+    arena_free(&r->arena);
+    free(r);
+}
+
+static void test_base64(void)
+{
+    char out[64];
+    unsigned char raw[64];
+    /* RFC 4648 §10's vectors, padded, and the url form unpadded. */
+    CHECK_EQ_INT(api_base64_encode("", 0, 0, out, sizeof(out)), 0);
+    CHECK_STR(out, "");
+    CHECK_EQ_INT(api_base64_encode("f", 1, 0, out, sizeof(out)), 4);
+    CHECK_STR(out, "Zg==");
+    CHECK_EQ_INT(api_base64_encode("fo", 2, 0, out, sizeof(out)), 4);
+    CHECK_STR(out, "Zm8=");
+    CHECK_EQ_INT(api_base64_encode("foobar", 6, 0, out, sizeof(out)), 8);
+    CHECK_STR(out, "Zm9vYmFy");
+    CHECK_EQ_INT(api_base64_encode("f", 1, PX_BASE64_URL, out, sizeof(out)), 2);
+    CHECK_STR(out, "Zg");
+    const unsigned char hi[] = {0xfb, 0xff, 0xbf};
+    CHECK_EQ_INT(api_base64_encode(hi, 3, 0, out, sizeof(out)), 4);
+    CHECK_STR(out, "+/+/");
+    CHECK_EQ_INT(api_base64_encode(hi, 3, PX_BASE64_URL, out, sizeof(out)), 4);
+    CHECK_STR(out, "-_-_");
+    /* Room for the NUL is needed; nothing is written without it. */
+    memset(out, 'x', sizeof(out));
+    CHECK_EQ_INT(api_base64_encode("foobar", 6, 0, out, 8), PX_EOVERFLOW);
+    CHECK(out[0] == 'x');
+    CHECK_EQ_INT(api_base64_encode(NULL, 1, 0, out, sizeof(out)), PX_EINVAL);
+    CHECK_EQ_INT(api_base64_encode("f", 1, 0, NULL, 8), PX_EINVAL);
+    CHECK_EQ_INT(api_base64_encode("f", 1, 4, out, sizeof(out)), PX_EINVAL);
+
+    CHECK_EQ_INT(api_base64_decode("Zm9vYmFy", 8, 0, raw, sizeof(raw)), 6);
+    CHECK(memcmp(raw, "foobar", 6) == 0);
+    CHECK_EQ_INT(api_base64_decode("Zm8=", 4, 0, raw, sizeof(raw)), 2);
+    CHECK_EQ_INT(api_base64_decode("Zg==", 4, 0, raw, sizeof(raw)), 1);
+    CHECK_EQ_INT(api_base64_decode("Zg", 2, PX_BASE64_URL, raw, sizeof(raw)), 1);
+    CHECK_EQ_INT(api_base64_decode("-_-_", 4, PX_BASE64_URL, raw, sizeof(raw)), 3);
+    CHECK(memcmp(raw, hi, 3) == 0);
+    CHECK_EQ_INT(api_base64_decode("", 0, 0, raw, 0), 0);
+    /* Strict: one text per byte string. */
+    CHECK_EQ_INT(api_base64_decode("Zg", 2, 0, raw, sizeof(raw)), PX_EINVAL); /* no padding */
+    CHECK_EQ_INT(api_base64_decode("Zg==", 4, PX_BASE64_URL, raw, sizeof(raw)), PX_EINVAL);
+    CHECK_EQ_INT(api_base64_decode("Zh==", 4, 0, raw, sizeof(raw)), PX_EINVAL); /* low bits */
+    CHECK_EQ_INT(api_base64_decode("Z===", 4, 0, raw, sizeof(raw)), PX_EINVAL);
+    CHECK_EQ_INT(api_base64_decode("Zg=a", 4, 0, raw, sizeof(raw)), PX_EINVAL);
+    CHECK_EQ_INT(api_base64_decode("-_-_", 4, 0, raw, sizeof(raw)), PX_EINVAL);
+    CHECK_EQ_INT(api_base64_decode("+/+/", 4, PX_BASE64_URL, raw, sizeof(raw)), PX_EINVAL);
+    CHECK_EQ_INT(api_base64_decode("Zm9v\n", 5, 0, raw, sizeof(raw)), PX_EINVAL);
+    CHECK_EQ_INT(api_base64_decode("Z", 1, PX_BASE64_URL, raw, sizeof(raw)), PX_EINVAL);
+    /* Too small a buffer: refused whole, nothing written. */
+    memset(raw, 0, sizeof(raw));
+    CHECK_EQ_INT(api_base64_decode("Zm9vYmFy", 8, 0, raw, 5), PX_EOVERFLOW);
+    CHECK(raw[0] == 0);
+    CHECK_EQ_INT(api_base64_decode("Zm9vYmFy", 8, 0, raw, 6), 6);
+    CHECK_EQ_INT(api_base64_decode(NULL, 4, 0, raw, sizeof(raw)), PX_EINVAL);
+    CHECK_EQ_INT(api_base64_decode("Zg==", 4, 0, NULL, 8), PX_EINVAL);
+    CHECK_EQ_INT(api_base64_decode("Zg==", 4, 2, raw, sizeof(raw)), PX_EINVAL);
+    /* Round trip of every length up to 40 bytes, both forms. */
+    for (size_t n = 0; n <= 40; n++) {
+        unsigned char in[40], back[40];
+        for (size_t i = 0; i < n; i++)
+            in[i] = (unsigned char)(i * 37 + n);
+        for (int flags = 0; flags <= PX_BASE64_URL; flags++) {
+            int len = api_base64_encode(in, n, flags, out, sizeof(out));
+            CHECK(len >= 0);
+            CHECK_EQ_INT(api_base64_decode(out, (size_t)len, flags, back, sizeof(back)), (int)n);
+            CHECK(memcmp(in, back, n) == 0);
+        }
+    }
+}
+
+static char *printf_in(px_req_t *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = api_req_vprintf(r, fmt, ap);
+    va_end(ap);
+    return out;
+}
+
+static void test_req_printf(void)
+{
+    px_req_t *r = calloc(1, sizeof(*r));
+    CHECK_OR_RETURN(r);
+    CHECK_STR(printf_in(r, "%lld", (long long)-42), "-42");
+    CHECK_STR(printf_in(r, "/v1/users/%s", "abc"), "/v1/users/abc");
+    CHECK_STR(printf_in(r, "%s", ""), "");
+    char big[3000];
+    memset(big, 'b', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    char *long_one = printf_in(r, "<%s>", big);
+    CHECK(long_one && strlen(long_one) == sizeof(big) + 1 && long_one[sizeof(big)] == '>');
+    CHECK(printf_in(r, NULL) == NULL);
+    CHECK(printf_in(NULL, "%d", 1) == NULL);
     arena_free(&r->arena);
     free(r);
 }
@@ -316,6 +412,8 @@ int main(void)
     RUN(test_etags);
     RUN(test_uuids);
     RUN(test_req_strdup);
+    RUN(test_base64);
+    RUN(test_req_printf);
     RUN(test_plugin_metrics);
     return check_finish();
 }
