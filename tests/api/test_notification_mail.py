@@ -8,33 +8,12 @@ import uuid
 import pytest
 import requests
 
-from delivery_helpers import (BASE_URL, Sink, delivery_server, ledger_settled, to,
+from delivery_helpers import (BASE_URL, MailEnv as Env, assigned, ledger_settled, to,
                               unsubscribe_token, wait_sql)
-from notif_helpers import (add_member, call, create_database, describe, drop_database,
-                           needs_services, new_project, new_task, processed, psql, register,
-                           shared_services)
+from notif_helpers import (add_member, call, describe, needs_services, new_project, new_task,
+                           processed, psql, register)
 
 pytestmark = needs_services
-
-
-class Env:
-    def __init__(self, prefix, sink_up=True, servers=1, **conf):
-        self.sink = Sink()
-        if sink_up:
-            self.sink.start()
-        with shared_services():
-            self.db = create_database(prefix)
-        self.servers = [delivery_server(self.db, self.sink.port, **conf) for _ in range(servers)]
-        with shared_services():
-            for s in self.servers:
-                s.start(timeout=30)
-        self.srv = self.servers[0]
-
-    def close(self):
-        for s in self.servers:
-            s.cleanup()
-        self.sink.cleanup()
-        drop_database(self.db)
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +21,6 @@ def env():
     e = Env("ntfmail")
     yield e
     e.close()
-
-
-def assigned(env, title=None):
-    """owner assigns bob a task; returns (owner, bob, task) once consumed."""
-    owner, bob = register(env.srv), register(env.srv)
-    p = new_project(env.srv, owner)
-    add_member(env.srv, owner, p["id"], bob, "member")
-    t = new_task(env.srv, owner, p["id"], assigneeId=bob.id,
-                 **({"title": title} if title else {}))
-    processed(env.db)
-    return owner, bob, t
 
 
 def test_instant_mail_arrives_once_with_unsubscribe_headers(env):
