@@ -361,10 +361,15 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
         access_log_request(r, bytes, duration, c ? c->family : 0, c ? c->addr : NULL);
 
     if (!c) {
-        /* The client went away while the handler worked: nothing to write to. */
+        /* The client went away while the handler worked: nothing to write to. Released
+         * at the end of the loop's iteration, not here: whoever answered may still hold
+         * the request (a handler run after a wait for Redis answers and then returns to
+         * dispatch), and a request freed under it was answered a second time, released
+         * twice into the pool and handed to two connections at once -- one of which
+         * then never answered. */
         if (take)
             free(body);
-        req_release(r);
+        worker_finish_request(r->worker, r);
         return 0;
     }
 

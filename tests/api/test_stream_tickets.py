@@ -120,3 +120,32 @@ def test_redemption_while_redis_is_unreachable_is_503(make_server):
     r = whoami(s, "ticket=" + t)
     assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"
     assert r.headers.get("Retry-After")
+
+
+def test_client_leaving_while_its_ticket_is_checked_is_answered_once(server):
+    # The handler runs after the ticket's Redis round trip, when the client may be gone:
+    # its answer is logged as 499 and the request must stay the handler's until it
+    # returns. It used to be freed inside the answer, answered again ("the handler did
+    # not answer", 500, no method), released twice and handed to two connections.
+    import socket
+    ids = []
+    for i in range(150):
+        t = new_ticket(server, sub="eve")
+        path = ("/v1/streamkit/whoami?ticket=%s" % t) if i % 2 else (
+            "/v1/streamkit/sse?channel=gone&ticket=%s" % t)
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nX-Request-Id: leave-%d\r\n\r\n"
+                   % (path, i)).encode())
+        s.close()
+        ids.append("leave-%d" % i)
+    # Every other connection still gets its answers, two on one keep-alive connection.
+    with requests.Session() as k:
+        for _ in range(2):
+            assert k.get(server.url("/healthz"), timeout=10).status_code == 200
+    lines = server.wait_access_log(
+        lambda ls: sum(1 for e in ls if e["request_id"].startswith("leave-")) >= len(ids),
+        timeout=30)
+    mine = [e for e in lines if e["request_id"].startswith("leave-")]
+    assert sorted(e["request_id"] for e in mine) == sorted(ids)  # each logged exactly once
+    assert not [e for e in lines if e["method"] == "-"], [e for e in lines if e["method"] == "-"]
+    assert "returned without answering" not in server.error_log()
