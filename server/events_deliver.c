@@ -6,15 +6,20 @@
  * events; a dispatch's events of one aggregate always go to the same batch, in id order.
  * It first marks them all done in one statement (only those still pending: the row lock
  * also serialises any duplicate consumer), then hands them to the handler one after
- * another, each inside SAVEPOINT px_event, and the handler ends each with:
- *   - ack: RELEASE SAVEPOINT; the effect and its "done" commit with the batch.
+ * another, each inside a savepoint of its own (px_ev_ID), and the handler ends each with:
+ *   - ack: RELEASE SAVEPOINT, and the next handler starts at once, without waiting for
+ *     its answer (the statements follow each other down the pipeline); the effect and its
+ *     "done" commit with the batch.
  *   - retry: ROLLBACK TO SAVEPOINT undoes its effect; the failure is recorded in the batch
  *     (done becomes pending again until next_at, or dead past max_attempts), and every
  *     later event of its aggregate in the batch is held — not handed out, given back as
  *     pending with its claim undone — so it waits for the retried one: commit order per
  *     aggregate is the contract.
- *   - an ack whose RELEASE fails (a statement of the handler failed and it acked anyway)
- *     counts as a retry after 1 s, as a failed COMMIT did when each event had its own.
+ *   - an ack after a failed statement of its own leaves the transaction failed: the
+ *     RELEASE fails, and so does everything after it, the next handlers' savepoints too
+ *     (hence a name per event: a retry can only roll back to its own savepoint, never to
+ *     an earlier event's). Nothing of the batch commits, and its events come again
+ *     alone, where the culprit's COMMIT fails and is counted as its retry after 1 s.
  * One COMMIT ends the batch. The effects and the "done" rows of its acked events commit
  * together, so a worker killed mid-batch loses the whole transaction: every event of it is
  * still pending, and the next consumer delivers each again, with its effect once. Those
@@ -55,7 +60,7 @@
 #include "util.h"
 
 #define RETRY_SLACK_MS 20 /* our clock and PostgreSQL's now() are not the same clock */
-#define ACK_FAILED_RETRY_MS 1000
+#define COMMIT_FAILED_RETRY_MS 1000
 
 static const char sql_mark[] =
     "UPDATE panthera_event_deliveries SET state = 'done', done_at = now()"
@@ -292,7 +297,7 @@ static void batch_committed(px_req_t *task, const px_pg_error_t *err, void *ud)
         batch_free(b);
         char reason[300];
         snprintf(reason, sizeof(reason), "commit failed: %s", api_pg_error_message(err));
-        ev_fail(ev, ACK_FAILED_RETRY_MS, reason);
+        ev_fail(ev, COMMIT_FAILED_RETRY_MS, reason);
         return;
     }
     if (err) {
@@ -357,6 +362,11 @@ static bool held_back(const ev_batch_t *b, const struct px_event *ev)
     return false;
 }
 
+static void savepoint_sql(char *out, size_t size, const char *verb, const struct px_event *ev)
+{
+    snprintf(out, size, "%s px_ev_%s", verb, ev->id_text);
+}
+
 /* Hand the next event to the handler, or commit when none is left. */
 static void batch_next(ev_batch_t *b)
 {
@@ -373,8 +383,10 @@ static void batch_next(ev_batch_t *b)
         batch_commit(b);
         return;
     }
-    /* No callback: if it fails, so do the handler's statements and its ack's RELEASE. */
-    if (api_pg_txn_query(b->txn, NULL, "SAVEPOINT px_event", 0, NULL, NULL, NULL)) {
+    /* No callback: if it fails, so do the handler's statements and the COMMIT. */
+    char sql[64];
+    savepoint_sql(sql, sizeof(sql), "SAVEPOINT", ev);
+    if (api_pg_txn_query(b->txn, NULL, sql, 0, NULL, NULL, NULL)) {
         batch_abort(b, true);
         return;
     }
@@ -415,34 +427,22 @@ static void batch_retry(struct px_event *ev, uint64_t after_ms, const char *reas
     snprintf(after, sizeof(after), "%" PRIu64, after_ms);
     snprintf(max, sizeof(max), "%" PRIu64, g->ew->cfg->max_attempts);
     const char *params[] = {g->sub->group, ev->id_text, after, max, reason};
-    if (api_pg_txn_query(b->txn, NULL, "ROLLBACK TO SAVEPOINT px_event", 0, NULL, NULL, NULL) ||
-        api_pg_txn_query(b->txn, NULL, "RELEASE SAVEPOINT px_event", 0, NULL, NULL, NULL) ||
+    char undo[64], release[64];
+    savepoint_sql(undo, sizeof(undo), "ROLLBACK TO SAVEPOINT", ev);
+    savepoint_sql(release, sizeof(release), "RELEASE SAVEPOINT", ev);
+    if (api_pg_txn_query(b->txn, NULL, undo, 0, NULL, NULL, NULL) ||
+        api_pg_txn_query(b->txn, NULL, release, 0, NULL, NULL, NULL) ||
         api_pg_txn_query(b->txn, "px_ev_fail_batch", sql_fail_in_batch, 5, params,
                          ev_failed_in_batch, ev))
         batch_abort(b, true);
 }
 
-static void ev_released(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
-                        void *ud)
+/* After an ack: the next handler, from the loop rather than from inside the handler
+ * that acked (which may go on after px_event_ack returns). */
+static void batch_advance(px_req_t *task, int64_t id, void *ud)
 {
-    UNUSED(task), UNUSED(res);
-    struct px_event *ev = ud;
-    ev_batch_t *b = ev->batch;
-    if (err && api_pg_error_kind(err) == PX_PG_QUERY) {
-        /* A statement of the handler failed and it acked anyway: the transaction is in
-         * error until the savepoint is rolled back. */
-        char reason[300];
-        snprintf(reason, sizeof(reason), "commit failed: %s", api_pg_error_message(err));
-        batch_retry(ev, ACK_FAILED_RETRY_MS, reason);
-        return;
-    }
-    if (err) {
-        events_log_error(b->group, "ending a delivery", err);
-        batch_abort(b, true);
-        return;
-    }
-    ev->state = EV_ACKED;
-    batch_next(b);
+    UNUSED(task), UNUSED(id);
+    batch_next(ud);
 }
 
 int api_event_ack(const px_event_t *cev)
@@ -450,11 +450,22 @@ int api_event_ack(const px_event_t *cev)
     struct px_event *ev = (struct px_event *)cev;
     if (!ev || ev->ended || !ev->txn)
         return PX_ESTATE;
+    ev_batch_t *b = ev->batch;
     ev->ended = true;
     lease_end(ev);
     ev->txn = NULL;
-    return api_pg_txn_query(ev->batch->txn, NULL, "RELEASE SAVEPOINT px_event", 0, NULL,
-                            ev_released, ev);
+    ev->state = EV_ACKED;
+    char sql[64];
+    savepoint_sql(sql, sizeof(sql), "RELEASE SAVEPOINT", ev);
+    /* No callback: a failure fails the rest of the batch (see the top of the file). */
+    int rc = api_pg_txn_query(b->txn, NULL, sql, 0, NULL, NULL, NULL);
+    if (rc == 0 && api_timer_start(b->group->task, 0, 0, batch_advance, b) <= 0)
+        rc = PX_ESTATE;
+    if (rc) { /* the batch cannot go on: taken back at the next tick, as by a lease */
+        events_log_error(b->group, "ending a delivery", NULL);
+        b->group->lease_over = true;
+    }
+    return rc;
 }
 
 int api_event_retry(const px_event_t *cev, uint64_t after_ms, const char *reason)

@@ -380,6 +380,32 @@ def test_worker_killed_in_the_middle_of_a_batch_loses_nothing_and_repeats_nothin
                           " AND state <> 'done'" % group) == "0"
 
 
+def test_an_ack_after_a_failed_statement_costs_its_batch_a_retry_and_only_itself_more(
+        make_server):
+    # x's handler acks although its statement failed: the transaction is failed, so none
+    # of the batch commits. Each event comes again alone: a and c are handled once; x's
+    # COMMIT fails each time and x is dead-lettered with PostgreSQL's own error.
+    group = new_group()
+    prefix = "ab-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        s = start(make_server, group, workers=1, events={"batch": "8", "max_attempts": "3"})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        insert_events([(prefix + "a", {"seq": 0}), (prefix + "x", {"seq": 0, "ack_broken": True}),
+                       (prefix + "c", {"seq": 0})])
+        deadline = time.monotonic() + CEILING
+        while metric(s, "panthera_events_dead_lettered_total", group) < 1:
+            assert time.monotonic() < deadline, "x was never dead-lettered"
+            time.sleep(0.1)
+        rows = wait_seen(s, prefix, 2)
+        assert sorted(r[1][len(prefix):] for r in rows) == ["a", "c"], rows
+        assert all(r[3] == 2 for r in rows), rows  # their batch did not commit
+        listing = subprocess.run([PANTHERAD, "-c", s.conf_path, "events:list", group],
+                                 capture_output=True, text=True, timeout=60)
+        assert listing.returncode == 0, listing.stderr
+        assert prefix + "x" in listing.stdout and "division by zero" in listing.stdout, \
+            listing.stdout
+
+
 def test_postgres_restart_loses_nothing(make_server):
     group = new_group()
     prefix = "pgr-" + uuid.uuid4().hex[:8] + "-"

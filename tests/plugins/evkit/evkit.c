@@ -16,7 +16,8 @@
  * event in evkit_seen inside the delivery's transaction, then acks. An event with
  * "fail": true always asks for a retry (50 ms); one with "fail_once": true records itself
  * on its first attempt, then asks for a retry (50 ms), so the savepoint must undo that
- * record; one with "slow": true on its first
+ * record; one with "ack_broken": true records itself, runs a statement that fails (no
+ * callback) and acks anyway; one with "slow": true on its first
  * attempt logs "evkit: slow handler in pid N" and sleeps 5 s inside the transaction
  * before acking (the window in which a test kills the worker). One with "never_ack":
  * true records itself, logs "evkit: not acking event ID" and never ends its delivery
@@ -197,6 +198,11 @@ static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, voi
                     8, params, ignore, NULL);
     if (json_is_true(json_object_get(payload, "fail_once")) && px_event_attempt(ev) == 1) {
         px_pg_txn_query(txn, NULL, "SELECT 1", 0, NULL, retry_after, (void *)ev);
+        return;
+    }
+    if (json_is_true(json_object_get(payload, "ack_broken"))) {
+        px_pg_txn_query(txn, NULL, "SELECT 1 / 0", 0, NULL, NULL, NULL);
+        px_event_ack(ev);
         return;
     }
     if (json_is_true(json_object_get(payload, "never_ack"))) {
