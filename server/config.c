@@ -112,6 +112,7 @@ static const key_spec_t host_keys[] = {
     {"events", "poll_interval", V_DURATION, EVENTS(poll_interval_ms), false},
     {"events", "concurrency", V_COUNT, EVENTS(concurrency), false},
     {"events", "lease", V_DURATION, EVENTS(lease_ms), false},
+    {"events", "batch", V_COUNT, EVENTS(batch), false},
     {"tls", "certificate", V_STRING, TLS(certificate), false},
     {"tls", "key", V_STRING, TLS(key), false},
     {"tls", "ciphers", V_STRING, TLS(ciphers), false},
@@ -120,6 +121,25 @@ static const key_spec_t host_keys[] = {
     {"tls", "ocsp_response", V_STRING, TLS(ocsp_response), false},
     {"tls", "hsts", V_STRING, TLS(hsts), false},
 };
+
+/* Counts with a smaller ceiling than the usual 1,000,000,000. */
+static const struct {
+    const char *section, *key;
+    long max;
+} count_max[] = {
+    /* Each handler of a batch runs in a subtransaction: past 64 of them in one
+     * transaction, PostgreSQL's per-backend cache of subtransaction ids overflows and
+     * every session's snapshots get slower (events_deliver.c). */
+    {"events", "batch", 64},
+};
+
+static long key_max(const key_spec_t *spec)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(count_max); i++)
+        if (!strcmp(count_max[i].section, spec->section) && !strcmp(count_max[i].key, spec->key))
+            return count_max[i].max;
+    return 0;
+}
 
 void config_foreach_key(config_key_fn fn, void *ud)
 {
@@ -180,6 +200,7 @@ config_t *config_new_defaults(void)
                                       .retention_ms = 7ull * 24 * 3600 * 1000,
                                       .poll_interval_ms = 1000,
                                       .concurrency = 8,
+                                      .batch = 32,
                                       .lease_ms = 60000};
     /* nginx's defaults where nginx has one: 60 s header/body/send timeouts, 75 s
      * keep-alive, 1 MiB bodies, 1000 requests per connection. */
@@ -390,11 +411,18 @@ static int set_host_value(parse_state_t *st, const key_spec_t *spec, const char 
     case V_COUNT:
     case V_INDEX: {
         long v, min = spec->kind == V_COUNT ? 1 : 0;
-        if (parse_int(value, min, 1000000000, &v))
+        long max = key_max(spec);
+        if (parse_int(value, min, max ? max : 1000000000, &v)) {
+            if (max)
+                return config_error(st->errs, st->file, st->line,
+                                    "%s: expected a whole number from %ld to %ld, got \"%s\"",
+                                    spec->key, min, max, value),
+                       -1;
             return config_error(st->errs, st->file, st->line, "%s: expected a %s, got \"%s\"",
                                 spec->key,
                                 min ? "positive whole number" : "whole number from 0", value),
                    -1;
+        }
         *(uint64_t *)field = (uint64_t)v;
         return 0;
     }

@@ -92,7 +92,8 @@ typedef struct events_settings {
     uint64_t max_attempts;     /* failed deliveries before an event is dead-lettered */
     uint64_t retention_ms;     /* events every group is done with are pruned after this */
     uint64_t poll_interval_ms; /* fallback when no NOTIFY comes; also the leader election */
-    uint64_t concurrency;      /* deliveries in flight per group (distinct aggregates) */
+    uint64_t concurrency;      /* delivery transactions in flight per group */
+    uint64_t batch;            /* events handled in one delivery transaction, at most */
     uint64_t lease_ms;         /* a delivery not acked or retried by then is taken back */
 } events_settings_t;
 /* What a listener speaks: `listen = ADDRESS ssl` or `ADDRESS redirect` (config.c). */

@@ -31,16 +31,18 @@
  * pass re-reads the rows since (an index range on xid, the copied ones skipped).
  *
  * Delivering. panthera_event_deliveries has one row per (group, event): pending, done or
- * dead. A delivery is a transaction on the group's consumer task: it first marks the row
- * done (only if still pending: the row lock also serialises any duplicate), then hands
- * the same transaction to the plugin's handler, which writes its effect and acks
- * (commit: effect and "done" together) or asks for a retry (roll back; the attempt is
- * counted and the row waits until its next_at; after [events] max_attempts it is dead).
- * A worker killed mid-handler loses its session, PostgreSQL rolls back, the row is still
- * pending, and the next consumer delivers it again: at least once, with effect once.
- * Per aggregate, only the oldest pending event is ever handed out (DISTINCT ON), and
- * not while it is in flight, so order holds; different aggregates run concurrently, up
- * to [events] concurrency per group.
+ * dead. Deliveries go in batches (events_deliver.c): one transaction on the group's
+ * consumer task first marks its events done (only those still pending: the row lock also
+ * serialises any duplicate), then hands them to the plugin's handler one after another,
+ * each inside a savepoint, and the handler acks (release: effect and "done" commit with
+ * the batch) or asks for a retry (roll back to the savepoint; the attempt is counted and
+ * the row waits until its next_at; after [events] max_attempts it is dead). One COMMIT
+ * ends the batch. A worker killed mid-batch loses its session, PostgreSQL rolls back, the
+ * rows are still pending, and the next consumer delivers them again: at least once, with
+ * effect once. Per aggregate, events are handed out from the oldest pending one on, in id
+ * order, all in one batch, and not while any of them is in flight, so order holds; a
+ * retried one holds its aggregate's later events back. Different batches run
+ * concurrently, up to [events] concurrency per group.
  *
  * Who consumes. One worker of all hosts per group at a time, elected by a session
  * advisory lock held on the worker's listening session (events_listen.c). We chose one
@@ -78,7 +80,8 @@
 #define PRUNE_EVERY_MS (60 * 1000)
 /* Commits with events in one worker within this long share one NOTIFY. */
 #define EVENTS_WAKE_MS 2
-/* Pending rows looked at per delivery slot to find the heads of distinct aggregates. */
+/* Pending rows looked at per delivery transaction, beyond its batch, to find the heads
+ * of distinct aggregates. */
 #define DISPATCH_WINDOW_PER_SLOT 64
 
 const char events_schema_sql[] =
@@ -137,18 +140,30 @@ static const char sql_relay[] =
     " seen_at = now() FROM s WHERE group_name = $1 RETURNING 1)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)";
 
-/* Claims the due heads: the attempt is counted when a delivery starts, so an event whose
- * handler keeps killing its worker is dead-lettered like one that keeps failing. Heads
- * are looked for among the oldest pending rows only (a window of $4): an aggregate's head
- * is its oldest pending row, so a head found in the window is a true head, and a backlog
- * costs each dispatch the window, not the whole backlog. */
+/* Claims what is due, for batches of up to [events] batch events per transaction
+ * (events_deliver.c). The attempt is counted when a delivery starts, so an event whose
+ * handler keeps killing its worker is dead-lettered like one that keeps failing. Rows are
+ * looked for among the oldest pending rows only (a window of $4): an aggregate's head is
+ * its oldest pending row, so a head found in the window is a true head, and a backlog
+ * costs each dispatch the window, not the whole backlog. An aggregate is due when its
+ * head is (next_at passed, not in flight: $3); then its rows are taken from the head on,
+ * in id order, as long as none of them was claimed before — a row with attempts is one
+ * whose earlier delivery never ended (its worker died, its batch failed), and it comes
+ * alone, as its aggregate's head, in a transaction of its own, so that an event that
+ * kills its consumer costs only its own attempts, not its batch's. Such a row weighs a
+ * whole batch ($5) against the limit ($2, free transactions times the batch size), so
+ * the singles never take more transactions than are free. Cutting by the running weight
+ * in id order leaves each aggregate a prefix of its rows: order holds. */
 static const char sql_dispatch[] =
-    "WITH w AS (SELECT event_id, aggregate_id, next_at FROM panthera_event_deliveries"
+    "WITH w AS (SELECT event_id, aggregate_id, next_at, attempts FROM panthera_event_deliveries"
     " WHERE group_name = $1 AND state = 'pending' ORDER BY event_id LIMIT $4::int),"
-    " h AS (SELECT DISTINCT ON (aggregate_id) event_id, next_at FROM w"
-    " ORDER BY aggregate_id, event_id),"
-    " due AS (SELECT event_id FROM h WHERE next_at <= now()"
-    " AND NOT (event_id = ANY($3::bigint[])) ORDER BY event_id LIMIT $2::int),"
+    " r AS (SELECT event_id, attempts, first_value(event_id) OVER a AS head,"
+    " first_value(next_at) OVER a AS head_next_at, bool_and(attempts = 0) OVER a AS fresh"
+    " FROM w WINDOW a AS (PARTITION BY aggregate_id ORDER BY event_id)),"
+    " c AS (SELECT event_id, sum(CASE WHEN attempts > 0 THEN $5::int ELSE 1 END)"
+    " OVER (ORDER BY event_id) AS weight FROM r WHERE head_next_at <= now()"
+    " AND NOT (head = ANY($3::bigint[])) AND (event_id = head OR fresh)),"
+    " due AS (SELECT event_id FROM c WHERE weight <= $2::int),"
     " claimed AS (UPDATE panthera_event_deliveries d SET attempts = d.attempts + 1 FROM due"
     " WHERE d.group_name = $1 AND d.event_id = due.event_id RETURNING d.event_id, d.attempts)"
     " SELECT e.id, e.type, e.aggregate_id, e.producer, e.payload::text,"
@@ -350,6 +365,7 @@ void events_step_down(ev_group_t *g, int status)
     px_req_t *task = g->task;
     g->task = NULL;
     api_task_end(task, status);
+    events_batches_drop(g);
     while (g->inflight)
         events_release(g->inflight);
     g->cycling = g->again = g->registered = g->lease_over = false;
@@ -368,34 +384,33 @@ static void dispatched(px_req_t *task, const px_pg_result_t *res, const px_pg_er
 {
     UNUSED(task);
     ev_group_t *g = ud;
-    if (err) {
+    if (err)
         events_log_error(g, "reading due events", err);
-    } else {
-        for (int i = 0; i < api_pg_rows(res); i++)
-            events_deliver(g, res, i);
-    }
+    else
+        events_deliver(g, res);
     cycle_done(g);
 }
 
 static void dispatch(ev_group_t *g)
 {
-    size_t cap = g->ew->cfg->concurrency;
-    if (g->ninflight >= cap) {
+    size_t cap = g->ew->cfg->concurrency, batch = g->ew->cfg->batch;
+    if (g->nbatches >= cap) {
         cycle_done(g);
         return;
     }
-    /* In-flight events are their aggregates' heads: leaving them out holds each of
-     * those aggregates back until its delivery ends. */
+    /* In-flight events include their aggregates' heads: leaving those out holds each of
+     * those aggregates back until its batch ends. */
     buf_t ids = {0};
     buf_appends(&ids, "{");
     for (struct px_event *ev = g->inflight; ev; ev = ev->next)
         buf_printf(&ids, "%s%s", ev == g->inflight ? "" : ",", ev->id_text);
     buf_appends(&ids, "}");
-    char limit[24], window[24];
-    snprintf(limit, sizeof(limit), "%zu", cap - g->ninflight);
-    snprintf(window, sizeof(window), "%zu", cap * DISPATCH_WINDOW_PER_SLOT);
-    const char *params[] = {g->sub->group, limit, ids.data, window};
-    int rc = api_pg_query(g->task, "px_ev_dispatch", sql_dispatch, 4, params, dispatched, g);
+    char limit[24], window[24], weight[24];
+    snprintf(limit, sizeof(limit), "%zu", (cap - g->nbatches) * batch);
+    snprintf(window, sizeof(window), "%zu", cap * (batch + DISPATCH_WINDOW_PER_SLOT));
+    snprintf(weight, sizeof(weight), "%zu", batch);
+    const char *params[] = {g->sub->group, limit, ids.data, window, weight};
+    int rc = api_pg_query(g->task, "px_ev_dispatch", sql_dispatch, 5, params, dispatched, g);
     buf_free(&ids);
     if (rc) {
         events_log_error(g, "reading due events", NULL);

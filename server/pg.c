@@ -631,8 +631,7 @@ static int query_start(pg_pool_t *pool, pg_txn_t *txn, const char *name, const c
         req->txn = txn;
         req->where = AT_TXN;
         list_push(&txn->queue, &req->link);
-        if (txn->conn->nsent == 0)
-            pg_pipeline_next(txn->conn);
+        pg_pipeline_next(txn->conn); /* behind what is in flight (pg_pipeline.c) */
     }
     if (handle_out)
         *handle_out = handle;
@@ -737,8 +736,7 @@ static int txn_end(pg_txn_t *txn, enum req_kind kind, pg_done_cb cb, void *ud,
     } else {
         req->where = AT_TXN;
         list_push(&txn->queue, &req->link);
-        if (txn->conn->nsent == 0)
-            pg_pipeline_next(txn->conn);
+        pg_pipeline_next(txn->conn); /* behind what is in flight (pg_pipeline.c) */
     }
     if (handle_out)
         *handle_out = handle;

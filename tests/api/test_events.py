@@ -4,6 +4,7 @@ commands, a worker killed mid-handler, PostgreSQL restarting, and two hosts shar
 database. Every test uses its own consumer group (a new group starts at the log's
 present), and its own aggregates."""
 import concurrent.futures
+import json
 import os
 import random
 import re
@@ -309,6 +310,100 @@ def test_worker_killed_in_a_handler_redelivers_with_effect_once(make_server):
         write(s, prefix + "b")  # and the group goes on
         rows = wait_seen(s, prefix, 2)
         assert len([r for r in rows if r[1] == prefix + "a"]) == 1
+
+
+def insert_events(rows):
+    """Commits `rows` [(aggregate, payload dict)] as one transaction, then wakes the
+    consumers: one relay copies them all, one dispatch claims them all into one batch."""
+    values = ", ".join("('evkit.item.changed', '%s', 'test', '%s'::jsonb)"
+                       % (agg, json.dumps(payload)) for agg, payload in rows)
+    psql_value("INSERT INTO panthera_events (type, aggregate_id, producer, payload) VALUES %s;"
+               " SELECT pg_notify('panthera_events', '')" % values)
+
+
+def test_a_batch_whose_middle_event_retries_acks_the_others_and_holds_its_aggregate(
+        make_server):
+    # [events] batch: one transaction hands a..c to the handler, each in a savepoint. b's
+    # first delivery writes its row and asks for a retry: the savepoint undoes the row, a
+    # and c commit with the batch, b's later event (same aggregate, same batch) is not
+    # handed out before b is, and b comes again.
+    group = new_group()
+    prefix = "mid-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        s = start(make_server, group, workers=1, events={"batch": "8"})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        insert_events([(prefix + "a", {"seq": 0}), (prefix + "b", {"seq": 0, "fail_once": True}),
+                       (prefix + "a", {"seq": 1}), (prefix + "b", {"seq": 1}),
+                       (prefix + "c", {"seq": 0})])
+        rows = wait_seen(s, prefix, 5)
+        by = {(r[1][len(prefix):], r[2]): r for r in rows}
+        assert len(rows) == 5 and len(by) == 5, rows  # each once: b's first try was undone
+        first = [by[k] for k in (("a", 0), ("a", 1), ("c", 0))]
+        assert all(r[3] == 1 for r in first), rows  # acked on their only delivery...
+        assert len({r[6] for r in first}) == 1, rows  # ...in one transaction, the batch
+        assert by[("b", 0)][3] == 2, rows  # the retried one, delivered again
+        order = [(r[1][len(prefix):], r[2]) for r in rows]
+        assert order.index(("b", 0)) < order.index(("b", 1)), order
+        assert order.index(("a", 0)) < order.index(("a", 1)), order
+        assert by[("b", 1)][3] == 1, rows  # held, not counted as an attempt
+        assert by[("b", 1)][6] != by[("a", 0)][6], rows  # it was not in the first commit
+        deadline = time.monotonic() + CEILING
+        while metric(s, "panthera_events_delivered_total", group) < 5:
+            assert time.monotonic() < deadline, "the deliveries were never counted"
+            time.sleep(0.1)
+        assert metric(s, "panthera_events_retried_total", group) == 1
+
+
+def test_worker_killed_in_the_middle_of_a_batch_loses_nothing_and_repeats_nothing(
+        make_server):
+    # a's handler has run (its effect is in the batch's open transaction) when b's stalls
+    # and the worker is killed: the batch rolls back, and a, b and c (never reached) are each
+    # delivered again, alone, with their effect once.
+    group = new_group()
+    prefix = "kb-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        s = start(make_server, group, workers=1, events={"batch": "8"})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        insert_events([(prefix + "a", {"seq": 0}), (prefix + "b", {"seq": 0, "slow": True}),
+                       (prefix + "c", {"seq": 0}), (prefix + "a", {"seq": 1})])
+        text = s.wait_error_log("evkit: slow handler in pid", timeout=CEILING)
+        pid = int(re.search(r"evkit: slow handler in pid (\d+)", text).group(1))
+        os.kill(pid, signal.SIGKILL)
+        rows = wait_seen(s, prefix, 4)
+        write(s, prefix + "d")  # a later event, so that a late duplicate would show first
+        rows = wait_seen(s, prefix, 5)
+        keys = [(r[1][len(prefix):], r[2]) for r in rows]
+        assert sorted(keys) == [("a", 0), ("a", 1), ("b", 0), ("c", 0), ("d", 0)], rows
+        assert all(r[3] == 2 for r in rows if r[1] != prefix + "d"), rows  # the killed batch's
+        assert keys.index(("a", 0)) < keys.index(("a", 1)), keys
+        assert psql_value("SELECT count(*) FROM panthera_event_deliveries WHERE group_name = '%s'"
+                          " AND state <> 'done'" % group) == "0"
+
+
+def test_an_ack_after_a_failed_statement_costs_its_batch_a_retry_and_only_itself_more(
+        make_server):
+    # x's handler acks although its statement failed: the transaction is failed, so none
+    # of the batch commits. Each event comes again alone: a and c are handled once; x's
+    # COMMIT fails each time and x is dead-lettered with PostgreSQL's own error.
+    group = new_group()
+    prefix = "ab-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        s = start(make_server, group, workers=1, events={"batch": "8", "max_attempts": "3"})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        insert_events([(prefix + "a", {"seq": 0}), (prefix + "x", {"seq": 0, "ack_broken": True}),
+                       (prefix + "c", {"seq": 0})])
+        deadline = time.monotonic() + CEILING
+        while metric(s, "panthera_events_dead_lettered_total", group) < 1:
+            assert time.monotonic() < deadline, "x was never dead-lettered"
+            time.sleep(0.1)
+        rows = wait_seen(s, prefix, 2)
+        assert sorted(r[1][len(prefix):] for r in rows) == ["a", "c"], rows
+        assert all(r[3] == 2 for r in rows), rows  # their batch did not commit
+        listing = subprocess.run([PANTHERAD, "-c", s.conf_path, "events:list", group],
+                                 capture_output=True, text=True, timeout=60)
+        assert listing.returncode == 0, listing.stderr
+        assert prefix + "x" in listing.stdout and "division by zero" in listing.stdout, \
+            listing.stdout
 
 
 def test_postgres_restart_loses_nothing(make_server):

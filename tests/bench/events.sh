@@ -28,6 +28,19 @@ set -a
 set +a
 CONNINFO="host=$PANTHERA_PGHOST port=$PANTHERA_PGPORT dbname=$PANTHERA_PGDATABASE user=$PANTHERA_PGUSER"
 GROUP=bench$(date +%s)
+# The PostgreSQL of scripts/dev services, whose backends' CPU counts with pantherad's.
+PG_PID=$(head -1 "${PANTHERA_RUNDIR:-$REPO/.run}/pgdata/postmaster.pid" 2>/dev/null || true)
+TICKS_PER_S=$(getconf CLK_TCK)
+
+# CPU ticks of pantherad (master and workers) and PostgreSQL (postmaster and its backends)
+# so far: work per request or per event, which other load on the machine stretches far
+# less than it stretches a rate.
+work_ticks() {
+    local t
+    t=$(cpu_ticks "$PX_PID")
+    [[ -z $PG_PID ]] || t=$((t + $(cpu_ticks "$PG_PID")))
+    echo "$t"
+}
 
 bench_init
 trap bench_cleanup EXIT
@@ -41,7 +54,8 @@ sql() {
 # evkit with its consumer group $GROUP (SUBSCRIBE yes) or none (no).
 start_evkit() {
     start_px "evkit-$1" "" "[postgres]" "conninfo = $CONNINFO" "pool_size = 8" "[events]" \
-        "concurrency = ${BENCH_EVENTS_CONCURRENCY:-16}" "[plugin:evkit]" "group = $GROUP" \
+        "concurrency = ${BENCH_EVENTS_CONCURRENCY:-16}" ${BENCH_EVENTS_BATCH:+"batch = $BENCH_EVENTS_BATCH"} \
+        "[plugin:evkit]" "group = $GROUP" \
         "subscribe = $1"
 }
 
@@ -56,15 +70,18 @@ request = function()
 end
 LUA
     wait_quiet
+    local t0 t1
+    t0=$(work_ticks)
     timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c16 -d"${SECONDS_PER_RUN}s" --latency \
         -s "$script" "http://127.0.0.1:$PX_PORT/" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
-    awk -v label="$label" '
+    t1=$(work_ticks)
+    awk -v label="$label" -v ticks=$((t1 - t0)) -v hz="$TICKS_PER_S" -v load="$(cut -d' ' -f1 /proc/loadavg)" '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
                          if (v ~ /s$/) return v * 1000; return v }
         /Requests\/sec/ { rps = $2 } $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) }
-        /Non-2xx/ { bad = $NF }
-        END { printf "%-10s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  non-2xx %s\n",
-              label, rps, p50, p99, bad + 0 }' "$out" | tee -a "$BENCH_TMP/emit.txt"
+        /requests in/ { n = $1 } /Non-2xx/ { bad = $NF }
+        END { printf "%-10s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  non-2xx %s  cpu %6.0f us/req  load %s\n",
+              label, rps, p50, p99, bad + 0, n ? ticks * 1e6 / hz / n : 0, load }' "$out" | tee -a "$BENCH_TMP/emit.txt"
 }
 
 run_emit() {
@@ -76,11 +93,12 @@ run_emit() {
         emit_round "with-emit" 1
     done
     stop_pantherad
-    awk '{ n[$1]++; rps[$1] += $2; p50[$1] += $5; p99[$1] += $8 }
+    awk '{ n[$1]++; rps[$1] += $2; p50[$1] += $5; p99[$1] += $8; cpu[$1] += $13 }
          END { w = rps["with-emit"] / n["with-emit"]; o = rps["without"] / n["without"];
-               printf "emit: throughput ratio %.3f (%.1f %% slower), p50 %+.2f ms, p99 %+.2f ms\n",
+               printf "emit: throughput ratio %.3f (%.1f %% slower), p50 %+.2f ms, p99 %+.2f ms, cpu per request x%.3f (%+.0f us)\n",
                   w / o, (1 - w / o) * 100, p50["with-emit"] / n["with-emit"] - p50["without"] / n["without"],
-                  p99["with-emit"] / n["with-emit"] - p99["without"] / n["without"] }' "$BENCH_TMP/emit.txt"
+                  p99["with-emit"] / n["with-emit"] - p99["without"] / n["without"],
+                  cpu["with-emit"] / cpu["without"], (cpu["with-emit"] - cpu["without"]) / n["without"] }' "$BENCH_TMP/emit.txt"
 }
 
 EMIT_SQL="WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended('px-aggregate' || chr(10) || :agg::text, 0))), ins AS (INSERT INTO panthera_events (type, aggregate_id, producer, payload) SELECT 'evkit.bench', 'lat' || :agg, 'bench', '{\"seq\": 0}'::jsonb FROM turn RETURNING id) SELECT id, pg_notify('panthera_events', '') FROM ins;"
@@ -117,7 +135,8 @@ run_drain() {
     GROUP=$GROUP-d start_evkit yes
     sleep 2 # the group is registered by the migrator; let a worker take it
     wait_quiet
-    local t0 t1 done_ waited=0
+    local t0 t1 c0 c1 done_ waited=0
+    c0=$(work_ticks)
     t0=$(date +%s.%N)
     sql "INSERT INTO panthera_events (type, aggregate_id, producer, payload)
          SELECT 'evkit.drain', 'drain' || (i % 1000), 'bench', jsonb_build_object('seq', i)
@@ -129,7 +148,11 @@ run_drain() {
         sleep 0.1
     done
     t1=$(date +%s.%N)
-    awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "drain: %d events in %.2f s: %.0f events/s\n", n, b - a, n / (b - a) }'
+    c1=$(work_ticks)
+    awk -v n="$n" -v a="$t0" -v b="$t1" -v ticks=$((c1 - c0)) -v hz="$TICKS_PER_S" \
+        -v load="$(cut -d' ' -f1 /proc/loadavg)" -v batch="${BENCH_EVENTS_BATCH:-default}" 'BEGIN {
+        printf "drain: %d events in %.2f s: %.0f events/s, cpu %.0f us/event (%.0f events per cpu-second), batch %s, load %s\n",
+            n, b - a, n / (b - a), ticks * 1e6 / hz / n, n * hz / (ticks ? ticks : 1), batch, load }'
     stop_pantherad
 }
 

@@ -353,17 +353,32 @@ static void test_events_section(void)
     CHECK_EQ_INT(cfg->events.retention_ms, 7ull * 24 * 3600 * 1000);
     CHECK_EQ_INT(cfg->events.poll_interval_ms, 1000);
     CHECK_EQ_INT(cfg->events.concurrency, 8);
+    CHECK_EQ_INT(cfg->events.batch, 32);
     cfg = fx_load(&f, "[events]\nmax_attempts = 3\nretention = 48h\npoll_interval = 250ms\n"
-                      "concurrency = 32\n");
+                      "concurrency = 32\nbatch = 64\n");
     CHECK_LOADED(&f, cfg);
     CHECK_EQ_INT(cfg->events.max_attempts, 3);
     CHECK_EQ_INT(cfg->events.retention_ms, 48ull * 3600 * 1000);
     CHECK_EQ_INT(cfg->events.poll_interval_ms, 250);
     CHECK_EQ_INT(cfg->events.concurrency, 32);
-    CHECK(fx_load(&f, "[events]\nmax_attempts = 0\nretention = soon\nbatch = 5\n") == NULL);
+    CHECK_EQ_INT(cfg->events.batch, 64);
+    cfg = fx_load(&f, "[events]\nbatch = 1\n");
+    CHECK_LOADED(&f, cfg);
+    CHECK_EQ_INT(cfg->events.batch, 1);
+    CHECK(fx_load(&f, "[events]\nmax_attempts = 0\nretention = soon\nbatches = 5\n") == NULL);
     CHECK_ERROR(&f, "pantherad.conf", 2, "max_attempts");
     CHECK_ERROR(&f, "pantherad.conf", 3, "retention: expected a duration");
-    CHECK_ERROR(&f, "pantherad.conf", 4, "unknown key \"batch\" in [events]");
+    CHECK_ERROR(&f, "pantherad.conf", 4, "unknown key \"batches\" in [events]");
+    /* batch: 1 to 64 (a subtransaction per handler, see events_deliver.c), whole numbers. */
+    static const char *const bad_batch[] = {"0", "65", "8.5", "-1", "lots", "1000000"};
+    for (size_t i = 0; i < sizeof(bad_batch) / sizeof(bad_batch[0]); i++) {
+        char text[64], want[96];
+        snprintf(text, sizeof(text), "[events]\nbatch = %s\n", bad_batch[i]);
+        snprintf(want, sizeof(want), "batch: expected a whole number from 1 to 64, got \"%s\"",
+                 bad_batch[i]);
+        CHECK(fx_load(&f, text) == NULL);
+        CHECK_ERROR(&f, "pantherad.conf", 2, want);
+    }
     fx_close(&f);
 }
 

@@ -7,13 +7,17 @@
  *        once), `count` events (0: none) for the aggregate with payload {"seq": i, ...}, then
  *        pg_sleep(delay_ms) before the commit — the late committer a relay must not skip
  *   POST /v1/evkit/misuse     {"outside": code of px_event_emit(NULL, ...), "bad_type": ...}
- *   GET  /v1/evkit/seen       {"seen": [[event_id, aggregate, seq, attempt, type], ...]} in
- *                             the order the consumer handled them
+ *   GET  /v1/evkit/seen       {"seen": [[event_id, aggregate, seq, attempt, type, producer,
+ *                             xid], ...]} in the order the consumer handled them (xid: the
+ *                             handling transaction)
  *
  * Consumer group [plugin:evkit] group (default "evkit"; subscribe = no: none, for the
  * benchmark of emitting alone), pattern "evkit.*": records each
  * event in evkit_seen inside the delivery's transaction, then acks. An event with
- * "fail": true always asks for a retry (50 ms); one with "slow": true on its first
+ * "fail": true always asks for a retry (50 ms); one with "fail_once": true records itself
+ * on its first attempt, then asks for a retry (50 ms), so the savepoint must undo that
+ * record; one with "ack_broken": true records itself, runs a statement that fails (no
+ * callback) and acks anyway; one with "slow": true on its first
  * attempt logs "evkit: slow handler in pid N" and sleeps 5 s inside the transaction
  * before acking (the window in which a test kills the worker). One with "never_ack":
  * true records itself, logs "evkit: not acking event ID" and never ends its delivery
@@ -135,12 +139,12 @@ static void seen_rows(px_req_t *req, const px_pg_result_t *res, const px_pg_erro
     json_t *rows = json_array();
     for (int i = 0; i < px_pg_rows(res); i++) {
         const char *seq = px_pg_value(res, i, 2);
-        json_array_append_new(rows, json_pack("[I, s, o, i, s, s]",
+        json_array_append_new(rows, json_pack("[I, s, o, i, s, s, s]",
                                               (json_int_t)strtoll(px_pg_value(res, i, 0), NULL, 10),
                                               px_pg_value(res, i, 1),
                                               seq ? json_integer(atoi(seq)) : json_null(),
                                               atoi(px_pg_value(res, i, 3)), px_pg_value(res, i, 4),
-                                              px_pg_value(res, i, 5)));
+                                              px_pg_value(res, i, 5), px_pg_value(res, i, 6)));
     }
     px_res_json(req, 200, json_pack("{s:o}", "seen", rows));
 }
@@ -150,8 +154,8 @@ static int seen(px_req_t *req, void *ud)
     (void)ud;
     const char *params[] = {group_name};
     int rc = px_pg_query(req, NULL,
-                         "SELECT event_id, aggregate_id, seq, attempt, type, producer "
-                         "FROM evkit_seen WHERE group_name = $1 ORDER BY n",
+                         "SELECT event_id, aggregate_id, seq, attempt, type, producer, "
+                         "xid::text FROM evkit_seen WHERE group_name = $1 ORDER BY n",
                          1, params, seen_rows, NULL);
     return rc ? rc : PX_ASYNC;
 }
@@ -165,6 +169,13 @@ static void acked_after(px_req_t *task, const px_pg_result_t *res, const px_pg_e
         px_event_retry(ev, 100, px_pg_error_message(err));
     else
         px_event_ack(ev);
+}
+
+static void retry_after(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
+                        void *ud)
+{
+    (void)task, (void)res, (void)err;
+    px_event_retry(ud, 50, "evkit: told to fail once");
 }
 
 static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, void *ud)
@@ -185,6 +196,15 @@ static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, voi
                     "INSERT INTO evkit_seen (group_name, event_id, type, aggregate_id, seq, "
                     "attempt, producer, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     8, params, ignore, NULL);
+    if (json_is_true(json_object_get(payload, "fail_once")) && px_event_attempt(ev) == 1) {
+        px_pg_txn_query(txn, NULL, "SELECT 1", 0, NULL, retry_after, (void *)ev);
+        return;
+    }
+    if (json_is_true(json_object_get(payload, "ack_broken"))) {
+        px_pg_txn_query(txn, NULL, "SELECT 1 / 0", 0, NULL, NULL, NULL);
+        px_event_ack(ev);
+        return;
+    }
     if (json_is_true(json_object_get(payload, "never_ack"))) {
         px_log(self_plugin, PX_LOG_INFO, "evkit: not acking event %s", id);
         return;
