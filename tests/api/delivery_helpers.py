@@ -232,12 +232,14 @@ def to(acct, types=None):
 
 
 def ledger_settled(db, where="true"):
-    """Wait until no mail ledger row matching `where` is pending; returns their states."""
+    """Wait until there is a mail ledger row matching `where` and none of them is pending;
+    returns their states. (No row at all is not "settled": the consumer may not have made
+    it yet.)"""
     deadline = time.time() + CEILING
     while True:
-        left = psql(db, "SELECT count(*) FROM notification_mail WHERE state = 'pending' "
-                        "AND (%s)" % where).strip()
-        if left == "0":
+        left = psql(db, "SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FROM "
+                        "notification_mail WHERE %s" % where).strip()
+        if left.split("|")[0] == "0" and left.split("|")[1] != "0":
             return psql(db, "SELECT id, state, attempts FROM notification_mail WHERE %s "
                             "ORDER BY id" % where)
         assert time.time() < deadline, psql(db, "SELECT * FROM notification_mail")

@@ -41,6 +41,7 @@ def relay_env(prefix, sink, **conf):
 
 def sent_once(env, bob):
     """Bob's assignment mail, once the ledger has settled with it sent exactly once."""
+    env.sink.wait(to(bob, "task.assigned"))
     states = ledger_settled(env.db, mail_row(bob))
     assert "dead" not in states, states
     assert psql(env.db, "SELECT count(*) FROM notification_mail WHERE %s AND state = 'sent'"
