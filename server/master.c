@@ -21,7 +21,9 @@
  * ready are the old ones told to drain (SIGTERM: stop accepting, finish what they have,
  * exit). If a new worker fails first (a plugin refused to load, exit 78), the new
  * generation is stopped and the old one never noticed. Because the listening sockets
- * stay open throughout, no connection is refused in between.
+ * stay open throughout, no connection is refused in between. A SIGHUP that arrives during
+ * a reload is remembered, and one more reload follows when this one ends, so the last
+ * change an admin made before signalling is always the one that serves.
  */
 #include "master.h"
 
@@ -85,6 +87,7 @@ typedef struct master {
     int generation;
     int next_generation;
     uint64_t reload_deadline;
+    bool reload_again; /* a SIGHUP came during a reload: the config may have changed since */
     listener_t *listeners;
     size_t nlisteners;
     child_t *children;
@@ -304,7 +307,12 @@ static void reload_abort(master_t *m, const char *why)
 static void reload_start(master_t *m)
 {
     if (m->next_cfg) {
-        log_warn("reload already in progress; SIGHUP ignored");
+        /* The admin changed something after the running reload read its config (apt's
+         * postinst reloads, then `panthera-plugin enable` reloads again): dropping this
+         * signal would leave that change unapplied with nothing in the log to say so. */
+        if (!m->reload_again)
+            log_info("reload already in progress; another follows once it ends");
+        m->reload_again = true;
         return;
     }
     log_info("reloading %s", m->cfg->path);
@@ -657,6 +665,10 @@ int master_run(config_t *cfg)
         uint64_t now = now_ms_monotonic();
         if (m.next_cfg && now > m.reload_deadline)
             reload_abort(&m, "new workers were not ready in time");
+        if (m.reload_again && !m.next_cfg && !m.stopping) {
+            m.reload_again = false;
+            reload_start(&m);
+        }
         if (m.stopping && m.stop_deadline && now > m.stop_deadline) {
             log_warn("workers did not stop in time; killing them");
             for (size_t i = 0; i < m.nchildren; i++)

@@ -172,3 +172,31 @@ def test_old_workers_drain_only_after_every_new_one_is_ready(make_server, tmp_pa
     assert not set(new) & set(old)
     s.wait_gone(old)  # until then an old worker may still take a connection
     assert all(label() == "gen2" for _ in range(4))
+
+
+def test_sighup_during_a_reload_is_not_lost(make_server, tmp_path):
+    """apt's postinst reloads, then `panthera-plugin enable` changes the config and sends
+    SIGHUP again while that reload's workers are still starting. The second signal must
+    not be dropped: once the first reload ends, another reads the config as it is now."""
+    s = make_server(workers=2, log_level="debug")
+    old = s.wait_workers(2)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    s.plugin_config["testkit"] = {"start_gate": str(gate), "label": "gen2"}
+    s.write_conf()
+    s.signal(signal.SIGHUP)
+    wait_until(lambda: s.error_log().count("waiting at the start gate") == 2)
+    s.plugin_config["testkit"] = {"label": "gen3"}
+    s.write_conf()
+    s.signal(signal.SIGHUP)
+    s.wait_error_log("another follows once it ends")
+    (gate / "ticket-1").write_text("")
+    (gate / "ticket-2").write_text("")
+    s.wait_error_log("reload complete: generation 3 serving")
+    s.wait_gone(old)
+
+    def label():
+        return requests.get(s.url("/v1/test/config"), timeout=CEILING).json()["label"]
+
+    # Generation 2 drains once generation 3 is ready; until then it may take a connection.
+    wait_until(lambda: all(label() == "gen3" for _ in range(4)))
