@@ -11,6 +11,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,6 +295,20 @@ void metrics_channel_held(enum metrics_held outcome, uint64_t n)
     add(&mine->channel_held[outcome], n);
 }
 
+/* A counter with one label whose values are fixed at build time: the slots' array at
+ * `field` holds one count per value. */
+static void render_labelled(buf_t *b, const char *name, const char *help, const char *label,
+                            const char *const *values, size_t nvalues, size_t field)
+{
+    buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (size_t k = 0; k < nvalues; k++) {
+        uint64_t sum = 0;
+        for (int i = 0; i < METRICS_MAX_SLOTS; i++)
+            sum += get((const uint64_t *)((const char *)&shm->slots[i] + field) + k);
+        buf_printf(b, "%s{%s=\"%s\"} %llu\n", name, label, values[k], (unsigned long long)sum);
+    }
+}
+
 char *metrics_render(size_t *len)
 {
     ensure();
@@ -356,28 +371,16 @@ char *metrics_render(size_t *len)
         renderers[i](&b);
     render_tasks(&b);
     static const char *const shed_reasons[METRICS_SHED_COUNT] = {"idle_evicted", "per_client"};
-    buf_appends(&b, "# HELP panthera_connections_shed_total Connections closed to protect the "
-                    "others: idle ones at max_connections, and over max_connections_per_client."
-                    "\n# TYPE panthera_connections_shed_total counter\n");
-    for (int k = 0; k < METRICS_SHED_COUNT; k++) {
-        uint64_t sum = 0;
-        for (int i = 0; i < METRICS_MAX_SLOTS; i++)
-            sum += get(&shm->slots[i].connections_shed[k]);
-        buf_printf(&b, "panthera_connections_shed_total{reason=\"%s\"} %llu\n", shed_reasons[k],
-                   (unsigned long long)sum);
-    }
+    render_labelled(&b, "panthera_connections_shed_total",
+                    "Connections closed to protect the others: idle ones at max_connections, "
+                    "and over max_connections_per_client.",
+                    "reason", shed_reasons, METRICS_SHED_COUNT,
+                    offsetof(slot_t, connections_shed));
     static const char *const held_outcomes[METRICS_HELD_COUNT] = {"sent", "dropped"};
-    buf_appends(&b, "# HELP panthera_channel_held_publishes_total Publishes after a commit that "
-                    "found Redis away: held and sent once it was back, or dropped (too many "
-                    "held, or the worker ended first).\n"
-                    "# TYPE panthera_channel_held_publishes_total counter\n");
-    for (int k = 0; k < METRICS_HELD_COUNT; k++) {
-        uint64_t sum = 0;
-        for (int i = 0; i < METRICS_MAX_SLOTS; i++)
-            sum += get(&shm->slots[i].channel_held[k]);
-        buf_printf(&b, "panthera_channel_held_publishes_total{outcome=\"%s\"} %llu\n",
-                   held_outcomes[k], (unsigned long long)sum);
-    }
+    render_labelled(&b, "panthera_channel_held_publishes_total",
+                    "Publishes after a commit that found Redis away: held and sent once it was "
+                    "back, or dropped (too many held, or the worker ended first).",
+                    "outcome", held_outcomes, METRICS_HELD_COUNT, offsetof(slot_t, channel_held));
     *len = b.len;
     return b.data;
 }
