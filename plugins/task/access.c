@@ -192,7 +192,8 @@ static int gated(task_op_t *op, const px_pg_result_t *res)
         return px_res_code(op->req, PX_EPRECONDITION,
                            scope == SCOPE_PROJECT ? "the project changed since you read it"
                                                   : "the task changed since you read it");
-    return op->route->then(op);
+    op->passed = true;
+    return op->route->then ? op->route->then(op) : PX_OK;
 }
 
 static int began(px_req_t *req, px_pg_txn_t *txn, void *ud)
@@ -211,7 +212,8 @@ static int began(px_req_t *req, px_pg_txn_t *txn, void *ud)
     int scope = op->route->scope, lock = op->route->lock;
     const char *ids[] = {op->pid, op->tid, op->aid};
     const char *values[] = {ids[scope], op->caller};
-    return op_query(op, names[scope][lock], sql[scope][lock], 2, values, gated);
+    int rc = op_query(op, names[scope][lock], sql[scope][lock], 2, values, gated);
+    return rc || !op->route->ahead ? rc : op->route->ahead(op);
 }
 
 int op_prepare(px_req_t *req, const task_route_t *route, task_op_t **out)

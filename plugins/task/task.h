@@ -62,7 +62,13 @@ struct task_route {
     const char *sub;   /* a second uuid path parameter, into op->sub */
     const char *items; /* a list: the answer's array ("tasks"; op_answer_list) */
     const char *list;  /* with then = op_list: its SQL ($1 the :id, $2 limit, $3 offset) */
-    task_op_fn then;
+    task_op_fn then;   /* NULL with `ahead`: its statement's step goes on */
+    /* A statement sent right behind the gate's, in its transaction, without waiting for
+     * the gate's answer: it runs after the gate's FOR UPDATE, so it reads what the lock
+     * protects, and the round trip it saves is one less under the project's lock. It
+     * may only read, and its step must return PX_DONE unless op->passed (the gate let
+     * the request through; otherwise the gate has answered). */
+    task_op_fn ahead;
     int (*handler)(px_req_t *req, const task_route_t *route);
 };
 
@@ -87,6 +93,7 @@ struct task_op {
     json_t *body;        /* the validated request body (borrowed), or NULL */
     int page, limit;
     bool rebalanced;     /* a move already rebalanced its column once */
+    bool passed;         /* the gate let the request through (route->ahead) */
     json_t *events;      /* queued by op_event, emitted by op_finish */
     json_t *members;     /* the project's members after the change, when its statement read
                           * them (op_finish: no query of its own); taken by op_finish */
@@ -167,7 +174,8 @@ extern const char sql_activity_list[];
 extern const char sql_gate_task_read[], sql_gate_task_write[];
 extern const char sql_task_check[], sql_task_insert[], sql_task_get[], sql_task_update[],
     sql_task_delete[], sql_task_list_updated[], sql_task_list_rank[], sql_task_list_due[],
-    sql_task_list_priority[];
+    sql_task_list_priority[], sql_task_find_updated[], sql_task_find_rank[],
+    sql_task_find_due[], sql_task_find_priority[];
 extern const char sql_move_check[], sql_rank_rebalance[], sql_task_move[];
 extern const char sql_gate_attachment_read[], sql_gate_attachment_write[],
     sql_attachment_list[], sql_attachment_insert[], sql_attachment_delete[],

@@ -99,39 +99,65 @@ void task_change_events(task_op_t *op, const json_t *task, const json_t *changes
 
 /* ---- GET /v1/projects/{id}/tasks ---- */
 
-static int list_gated(task_op_t *op)
+/* The list's one row: (total, the page as a JSON array), or none when the caller may not
+ * see the project. The envelope is px_res_list's shape, written around PostgreSQL's text. */
+static int listed(task_op_t *op, const px_pg_result_t *res)
+{
+    if (!px_pg_rows(res))
+        return px_res_error(op->req, 404, "not_found", "no such project", NULL);
+    const char *total = px_pg_value(res, 0, 0), *items = px_pg_value(res, 0, 1);
+    if (!total || !items)
+        return PX_EINTERNAL;
+    char *body = px_req_printf(op->req, "{\"total\":%s,\"page\":%d,\"limit\":%d,\"tasks\":%s}",
+                               total, op->page, op->limit, items);
+    if (!body)
+        return PX_EINTERNAL;
+    return px_res_send(op->req, 200, "application/json; charset=utf-8", body, strlen(body));
+}
+
+/* No separate gate: the statement itself answers nothing for a non-member (store.c). */
+static int list_handler(px_req_t *req, const task_route_t *route)
 {
     static const struct {
-        const char *sort, *sql;
+        const char *sort, *name, *sql, *filtered;
     } sorts[] = {
-        {"-updatedAt", sql_task_list_updated},
-        {"rank", sql_task_list_rank},
-        {"dueDate", sql_task_list_due},
-        {"priority", sql_task_list_priority},
+        {"-updatedAt", "task_list_updated", sql_task_list_updated, sql_task_find_updated},
+        {"rank", "task_list_rank", sql_task_list_rank, sql_task_find_rank},
+        {"dueDate", "task_list_due", sql_task_list_due, sql_task_find_due},
+        {"priority", "task_list_priority", sql_task_list_priority, sql_task_find_priority},
     };
-    const char *sort = px_req_query(op->req, "sort");
+    task_op_t *op;
+    int rc = op_prepare(req, route, &op);
+    if (rc)
+        return rc;
+    const char *sort = px_req_query(req, "sort");
     size_t i = 0;
     while (sort && i + 1 < sizeof(sorts) / sizeof(sorts[0]) && strcmp(sorts[i].sort, sort))
         i++;
-    const char *q = px_req_query(op->req, "q");
-    const char *values[] = {op->pid,
-                            px_req_query(op->req, "status"),
-                            px_req_query(op->req, "assigneeId"),
-                            px_req_query(op->req, "priority"),
-                            px_req_query(op->req, "dueBefore"),
-                            px_req_query(op->req, "dueAfter"),
-                            q && *q ? q : NULL,
-                            op_int_text(op, op->limit),
-                            op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
-    /* Unnamed, so planned with this request's values: the "($2 IS NULL OR ...)" filters
-     * then fold away and the page walks its sort's index. A prepared statement's generic
-     * plan cannot see which filters are absent and sorts the whole project instead. */
-    return op_query(op, NULL, sorts[i].sql, 9, values, op_answer_list);
+    const char *q = px_req_query(req, "q");
+    const char *filters[] = {px_req_query(req, "status"),    px_req_query(req, "assigneeId"),
+                             px_req_query(req, "priority"),  px_req_query(req, "dueBefore"),
+                             px_req_query(req, "dueAfter"), q && *q ? q : NULL};
+    bool filtered = false;
+    for (size_t f = 0; f < sizeof(filters) / sizeof(filters[0]); f++)
+        filtered = filtered || filters[f];
+    const char *limit = op_int_text(op, op->limit);
+    const char *offset = op_int_text(op, (int64_t)(op->page - 1) * op->limit);
+    const char *admin = op_bool_text(op->admin);
+    if (filtered) {
+        const char *values[] = {op->pid,    filters[0], filters[1], filters[2],
+                                filters[3], filters[4], filters[5], limit,
+                                offset,     op->caller, admin};
+        rc = op_query(op, NULL, sorts[i].filtered, 11, values, listed);
+    } else {
+        const char *values[] = {op->pid, op->caller, admin, limit, offset};
+        rc = op_query(op, sorts[i].name, sorts[i].sql, 5, values, listed);
+    }
+    return rc ? rc : PX_ASYNC;
 }
 
 const task_route_t tasks_list = {
-    .scope = SCOPE_PROJECT, .need = ROLE_VIEWER, .paged = true, .then = list_gated,
-    .items = "tasks"};
+    .scope = SCOPE_PROJECT, .need = ROLE_VIEWER, .paged = true, .handler = list_handler};
 
 /* ---- POST /v1/projects/{id}/tasks ---- */
 
