@@ -168,7 +168,7 @@ B=$(sed -n 2p "$BENCH_TMP/ids-new")
 psql "${PGARGS[@]}" "$DB" <<SQL | grep -v '^$'
 SET plan_cache_mode = force_generic_plan;
 PREPARE page(uuid, uuid, bool, int, int) AS
-SELECT p.task_count, array_to_json(ARRAY(SELECT jsonb_build_object('id', t.id,
+SELECT p.task_count, array_to_json(ARRAY(SELECT json_build_object('id', t.id,
   'projectId', t.project_id, 'title', t.title, 'description', t.description,
   'status', t.status, 'priority', t.priority, 'assigneeId', t.assignee_id,
   'dueDate', t.due_date, 'dependsOn',
@@ -180,10 +180,15 @@ SELECT p.task_count, array_to_json(ARRAY(SELECT jsonb_build_object('id', t.id,
 FROM task_projects p LEFT JOIN task_members m ON m.project_id = p.id AND m.user_id = \$2
 WHERE p.id = \$1 AND (m.role IS NOT NULL OR \$3);
 EXPLAIN (ANALYZE, COSTS OFF) EXECUTE page('$PID', '$PID', true, 50, 0);
-PREPARE neighbours(uuid, uuid, text, uuid) AS
-SELECT (SELECT rank FROM task_tasks WHERE project_id = \$1 AND status = \$3 AND id <> \$2
-          AND rank < (SELECT rank FROM task_tasks WHERE id = \$4) ORDER BY rank DESC LIMIT 1),
-       (SELECT rank FROM task_tasks WHERE project_id = \$1 AND status = \$3 AND id <> \$2
-          ORDER BY rank DESC LIMIT 1);
-EXPLAIN (ANALYZE, COSTS OFF) EXECUTE neighbours('$PID', '$A', 'todo', '$B');
+PREPARE neighbours(uuid, text, uuid, uuid) AS
+WITH me AS (SELECT project_id, coalesce(\$2, status) AS status FROM task_tasks WHERE id = \$1),
+b AS (SELECT status, rank FROM task_tasks WHERE id = \$3
+        AND project_id = (SELECT project_id FROM me) AND id <> \$1)
+SELECT (SELECT rank FROM b),
+       (SELECT rank FROM task_tasks WHERE project_id = (SELECT project_id FROM me)
+          AND status = (SELECT status FROM me) AND id <> \$1
+          AND rank < (SELECT rank FROM b) ORDER BY rank DESC LIMIT 1),
+       (SELECT rank FROM task_tasks WHERE project_id = (SELECT project_id FROM me)
+          AND status = (SELECT status FROM me) AND id <> \$1 ORDER BY rank DESC LIMIT 1);
+EXPLAIN (ANALYZE, COSTS OFF) EXECUTE neighbours('$A', NULL, '$B', NULL);
 SQL
