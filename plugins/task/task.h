@@ -10,7 +10,8 @@
  *   activity.c  GET /v1/projects/{id}/activity
  *   attachments.c /v1/tasks/{id}/attachments and /v1/attachments/{id}
  *   release.c   drops the blob references of deleted attachments (a background task)
- *   store.c     every SQL statement; lists come back as (total, item JSON) rows
+ *   store.c     every SQL statement; lists come back as (total, item JSON) rows, the task
+ *               list as (total, the page as one JSON text) with its gate folded in
  *   schemas.json the bodies' and answers' JSON schemas (embedded at build time)
  */
 #ifndef TASK_PLUGIN_H
