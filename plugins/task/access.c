@@ -17,6 +17,22 @@
 
 #include "task.h"
 
+/* What the op holds in jansson references goes when the request ends: answered, failed
+ * (px_pg_run answered and no step runs), or left by its client. Each is set to NULL, so a
+ * step that still runs after a client left sees nothing rather than freed memory. */
+static void op_closed(px_req_t *req, int reason, void *ud)
+{
+    task_op_t *op = ud;
+    (void)req;
+    (void)reason;
+    json_decref(op->answer);
+    json_decref(op->members);
+    json_decref(op->events);
+    json_decref(op->hooked);
+    op->answer = op->members = op->events = op->hooked = NULL;
+    op->body = NULL;
+}
+
 task_op_t *op_new(px_req_t *req)
 {
     task_op_t *op = px_req_alloc(req, sizeof(*op));
@@ -25,6 +41,7 @@ task_op_t *op_new(px_req_t *req)
     op->caller = px_req_caller_id(req);
     const char *role = px_req_caller_role(req);
     op->admin = role && !strcmp(role, "admin");
+    px_req_on_close(req, op_closed, op);
     return op;
 }
 
@@ -39,20 +56,11 @@ static int role_rank(const char *role)
     return !strcmp(role, "viewer") ? ROLE_VIEWER : ROLE_NONE;
 }
 
-void op_pg_fail(task_op_t *op, const px_pg_error_t *err)
-{
-    json_decref(op->answer);
-    json_decref(op->members);
-    op->answer = op->members = NULL;
-    px_res_pg_error(op->req, err);
-}
-
-void op_commit(task_op_t *op, int status, json_t *body)
+int op_commit(task_op_t *op, int status, json_t *body)
 {
     if (op->txn)
-        px_pg_commit_respond(op->txn, status, body);
-    else
-        px_res_json(op->req, status, body);
+        return px_pg_commit_respond(op->txn, status, body);
+    return px_res_json(op->req, status, body);
 }
 
 static void committed_empty(px_req_t *req, const px_pg_error_t *err, void *ud)
@@ -68,39 +76,32 @@ static void committed_empty(px_req_t *req, const px_pg_error_t *err, void *ud)
     px_res_send(req, 204, NULL, NULL, 0);
 }
 
-void op_commit_204(task_op_t *op)
+int op_commit_204(task_op_t *op)
 {
     if (!op->txn) {
         committed_empty(op->req, NULL, op);
-        return;
+        return PX_OK;
     }
-    if (px_pg_commit(op->txn, committed_empty, op))
-        px_res_code(op->req, PX_EINTERNAL, NULL);
+    return px_pg_commit(op->txn, committed_empty, op) ? PX_EINTERNAL : PX_OK;
 }
 
-/* Every query of an op comes back here: a failure is answered once, for all steps. One
- * query of an op is in flight at a time (a transaction runs them in order anyway). */
-static void stepped(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                    void *ud)
+/* Every query of an op comes back here, only with a result. One query of an op is in
+ * flight at a time (a transaction runs them in order anyway). */
+static int stepped(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     task_op_t *op = ud;
     (void)req;
     task_step_fn step = op->step;
     op->step = NULL;
-    if (err)
-        op_pg_fail(op, err);
-    else
-        step(op, res);
+    return step(op, res);
 }
 
-void op_query(task_op_t *op, const char *name, const char *sql, int n, const char *const *values,
-              task_step_fn step)
+int op_query(task_op_t *op, const char *name, const char *sql, int n, const char *const *values,
+             task_step_fn step)
 {
     op->step = step;
-    int rc = op->txn ? px_pg_txn_query(op->txn, name, sql, n, values, stepped, op)
-                     : px_pg_query(op->req, name, sql, n, values, stepped, op);
-    if (rc)
-        px_res_code(op->req, PX_EINTERNAL, NULL);
+    return op->txn ? px_pg_txn_run(op->txn, name, sql, n, values, stepped, op)
+                   : px_pg_run(op->req, name, sql, n, values, stepped, op);
 }
 
 json_t *op_json(const px_pg_result_t *res, int row, int col)
@@ -111,19 +112,12 @@ json_t *op_json(const px_pg_result_t *res, int row, int col)
 
 const char *op_int_text(task_op_t *op, int64_t v)
 {
-    char *s = px_req_alloc(op->req, 24);
-    snprintf(s, 24, "%lld", (long long)v);
-    return s;
+    return px_req_printf(op->req, "%lld", (long long)v);
 }
 
 const char *op_strdup(task_op_t *op, const char *s)
 {
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *copy = px_req_alloc(op->req, n);
-    memcpy(copy, s, n);
-    return copy;
+    return px_req_strdup(op->req, s);
 }
 
 const char *op_bool_text(bool v)
@@ -131,15 +125,15 @@ const char *op_bool_text(bool v)
     return v ? "true" : "false";
 }
 
-void op_list(task_op_t *op)
+int op_list(task_op_t *op)
 {
     const char *ids[] = {op->pid, op->tid, op->aid};
     const char *values[] = {ids[op->route->scope], op_int_text(op, op->limit),
                             op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
-    op_query(op, op->route->items, op->route->list, 3, values, op_answer_list);
+    return op_query(op, op->route->items, op->route->list, 3, values, op_answer_list);
 }
 
-void op_answer_list(task_op_t *op, const px_pg_result_t *res)
+int op_answer_list(task_op_t *op, const px_pg_result_t *res)
 {
     json_t *arr = json_array();
     int64_t total = 0;
@@ -150,34 +144,29 @@ void op_answer_list(task_op_t *op, const px_pg_result_t *res)
     }
     if (px_pg_rows(res) > 0)
         px_pg_int64(res, 0, 0, &total);
-    px_res_list(op->req, op->route->items, arr, total, op->page, op->limit);
+    return px_res_list(op->req, op->route->items, arr, total, op->page, op->limit);
 }
 
-void op_answer_versioned(task_op_t *op, const px_pg_result_t *res)
+int op_answer_versioned(task_op_t *op, const px_pg_result_t *res)
 {
     json_t *doc = op_json(res, 0, 0);
-    if (!doc) {
-        px_res_code(op->req, PX_EINTERNAL, NULL);
-        return;
-    }
+    if (!doc)
+        return PX_EINTERNAL;
     const char *etag = op_int_text(op, json_integer_value(json_object_get(doc, "version")));
     if (px_res_etag(op->req, etag) == PX_DONE) {
         json_decref(doc);
-        json_decref(op->members);
-        op->members = NULL;
-        return;
+        return PX_DONE;
     }
-    op_finish(op, 200, doc);
+    return op_finish(op, 200, doc);
 }
 
-static void gated(task_op_t *op, const px_pg_result_t *res)
+static int gated(task_op_t *op, const px_pg_result_t *res)
 {
     op->role = px_pg_rows(res) ? op_strdup(op, px_pg_value(res, 0, 1)) : NULL;
     if (!px_pg_rows(res) || (!op->role && !op->admin)) {
         static const char *const what[] = {"no such project", "no such task",
                                            "no such attachment"};
-        px_res_error(op->req, 404, "not_found", what[op->route->scope], NULL);
-        return;
+        return px_res_error(op->req, 404, "not_found", what[op->route->scope], NULL);
     }
     px_pg_int64(res, 0, 0, &op->version);
     int scope = op->route->scope;
@@ -193,38 +182,27 @@ static void gated(task_op_t *op, const px_pg_result_t *res)
         op->filename = op_strdup(op, px_pg_value(res, 0, 8));
     }
     int have = op->admin ? ROLE_OWNER : role_rank(op->role);
-    if (have < op->route->need) {
-        px_res_error(op->req, 403, "forbidden",
-                     op->route->need == ROLE_OWNER ? "only an owner of the project may do this"
-                                                   : "viewers may only read this project",
-                     NULL);
-        return;
-    }
-    if (op->route->if_match) {
-        int rc = px_req_if_match(op->req, op_int_text(op, op->version));
-        if (rc) {
-            px_res_code(op->req, rc,
-                        scope == SCOPE_PROJECT ? "the project changed since you read it"
-                                               : "the task changed since you read it");
-            return;
-        }
-    }
-    op->route->then(op);
+    if (have < op->route->need)
+        return px_res_error(op->req, 403, "forbidden",
+                            op->route->need == ROLE_OWNER
+                                ? "only an owner of the project may do this"
+                                : "viewers may only read this project",
+                            NULL);
+    if (op->route->if_match && px_req_if_match(op->req, op_int_text(op, op->version)))
+        return px_res_code(op->req, PX_EPRECONDITION,
+                           scope == SCOPE_PROJECT ? "the project changed since you read it"
+                                                  : "the task changed since you read it");
+    op->passed = true;
+    return op->route->then ? op->route->then(op) : PX_OK;
 }
 
-static void began(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static int began(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
     task_op_t *op = ud;
     (void)req;
-    if (err) {
-        op_pg_fail(op, err);
-        return;
-    }
     op->txn = txn;
-    if (op->route->scope == SCOPE_NONE) {
-        op->route->then(op);
-        return;
-    }
+    if (op->route->scope == SCOPE_NONE)
+        return op->route->then(op);
     static const char *const names[3][2] = {{"gate_read", "gate_write"},
                                             {"gate_task_read", "gate_task_write"},
                                             {"gate_attachment_read", "gate_attachment_write"}};
@@ -234,7 +212,8 @@ static void began(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, voi
     int scope = op->route->scope, lock = op->route->lock;
     const char *ids[] = {op->pid, op->tid, op->aid};
     const char *values[] = {ids[scope], op->caller};
-    op_query(op, names[scope][lock], sql[scope][lock], 2, values, gated);
+    int rc = op_query(op, names[scope][lock], sql[scope][lock], 2, values, gated);
+    return rc || !op->route->ahead ? rc : op->route->ahead(op);
 }
 
 int op_prepare(px_req_t *req, const task_route_t *route, task_op_t **out)
@@ -260,12 +239,9 @@ int op_prepare(px_req_t *req, const task_route_t *route, task_op_t **out)
 int op_gate(task_op_t *op)
 {
     const task_route_t *route = op->route;
-    if (!route->lock && !route->idempotent && route->scope != SCOPE_NONE) {
-        began(op->req, NULL, NULL, op);
-        return PX_ASYNC;
-    }
-    int rc = route->idempotent ? px_pg_begin_idempotent(op->req, began, op)
-                               : px_pg_begin(op->req, began, op);
+    int rc = !route->lock && !route->idempotent && route->scope != SCOPE_NONE
+                 ? began(op->req, NULL, op)
+                 : px_pg_begin_run(op->req, route->idempotent ? PX_PG_IDEMPOTENT : 0, began, op);
     return rc ? rc : PX_ASYNC;
 }
 

@@ -193,7 +193,7 @@ static void upload_fail(upload_t *u, const px_pg_error_t *err, int code)
         px_blob_unref(u->op->req, u->blob, u->ref, dropped, NULL);
     u->referenced = false;
     if (err)
-        op_pg_fail(u->op, err);
+        px_res_pg_error(u->op->req, err);
     else
         px_res_code(u->op->req, code, NULL);
 }
@@ -212,15 +212,15 @@ static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error
         upload_fail(u, NULL, PX_EINTERNAL);
         return;
     }
-    char location[64];
-    snprintf(location, sizeof(location), "/v1/attachments/%s", u->id);
-    px_res_header(req, "Location", location);
+    px_res_header(req, "Location", px_req_printf(req, "/v1/attachments/%s", u->id));
     op_event(op, "task.attachment_added", op->tid,
              json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:I}", "projectId", op->pid, "taskId",
                        op->tid, "title", px_pg_value(res, 0, 1), "attachmentId", u->id,
                        "filename", u->filename, "contentType", u->type, "size",
                        (json_int_t)u->size));
-    op_finish(op, 201, doc);
+    int rc = op_finish(op, 201, doc);
+    if (rc < 0) /* a raw callback (it drops the reference on a failure): answer it here */
+        px_res_code(req, rc, NULL);
 }
 
 static void referenced(px_req_t *req, const px_blob_t *blob, int status, void *ud)
@@ -245,12 +245,10 @@ static void referenced(px_req_t *req, const px_blob_t *blob, int status, void *u
         upload_fail(u, NULL, PX_EINTERNAL);
 }
 
-static void upload_gated(task_op_t *op)
+static int upload_gated(task_op_t *op)
 {
     upload_t *u = the_upload(op);
-    int rc = px_blob_ref(op->req, u->blob, u->ref, referenced, op);
-    if (rc)
-        px_res_code(op->req, rc, NULL);
+    return px_blob_ref(op->req, u->blob, u->ref, referenced, op);
 }
 
 static void stored(px_req_t *req, const px_blob_t *blob, int status, void *ud)
@@ -326,14 +324,12 @@ const task_route_t attachments_upload = {.scope = SCOPE_TASK, .need = ROLE_MEMBE
 
 /* ---- GET /v1/attachments/{id} ---- */
 
-static void get_gated(task_op_t *op)
+static int get_gated(task_op_t *op)
 {
     px_file_response_t resp = PX_FILE_RESPONSE_INIT;
     resp.blob_id = op->blob;
     resp.filename = op->filename;
-    int rc = px_res_file(op->req, &resp);
-    if (rc != PX_ASYNC)
-        px_res_code(op->req, rc, NULL);
+    return px_res_file(op->req, &resp);
 }
 
 const task_route_t attachments_get = {
@@ -341,28 +337,26 @@ const task_route_t attachments_get = {
 
 /* ---- DELETE /v1/attachments/{id} ---- */
 
-static void deleted(task_op_t *op, const px_pg_result_t *res)
+static int deleted(task_op_t *op, const px_pg_result_t *res)
 {
     op_event(op, "task.attachment_deleted", op->tid,
              json_pack("{s:s, s:s, s:s?, s:s, s:s}", "projectId", op->pid, "taskId", op->tid,
                        "title", px_pg_value(res, 0, 0), "attachmentId", op->aid, "filename",
                        op->filename));
-    op_finish(op, 204, NULL);
+    return op_finish(op, 204, NULL);
 }
 
-static void delete_gated(task_op_t *op)
+static int delete_gated(task_op_t *op)
 {
     bool mine = op->uploader && op->caller && !strcmp(op->uploader, op->caller);
     bool owner = op->role && !strcmp(op->role, "owner");
-    if (!(mine || owner || op->admin)) {
-        px_res_error(op->req, 403, "forbidden",
-                     "only the uploader, an owner of the project or an admin may delete an "
-                     "attachment",
-                     NULL);
-        return;
-    }
+    if (!(mine || owner || op->admin))
+        return px_res_error(op->req, 403, "forbidden",
+                            "only the uploader, an owner of the project or an admin may delete "
+                            "an attachment",
+                            NULL);
     const char *values[] = {op->pid, op->aid, op->caller};
-    op_query(op, "attachment_delete", sql_attachment_delete, 3, values, deleted);
+    return op_query(op, "attachment_delete", sql_attachment_delete, 3, values, deleted);
 }
 
 /* Who may is decided after the gate (delete_gated): the uploader, an owner, an admin. */

@@ -36,17 +36,14 @@ const task_route_t comments_list = {
 
 /* ---- POST ---- */
 
-static void created(task_op_t *op, const px_pg_result_t *res)
+static int created(task_op_t *op, const px_pg_result_t *res)
 {
     json_t *comment = op_json(res, 0, 0);
-    if (!comment) {
-        px_res_code(op->req, PX_EINTERNAL, NULL);
-        return;
-    }
+    if (!comment)
+        return PX_EINTERNAL;
     const char *cid = json_string_value(json_object_get(comment, "id"));
-    char location[128];
-    snprintf(location, sizeof(location), "/v1/tasks/%s/comments/%s", op->tid, cid);
-    px_res_header(op->req, "Location", location);
+    px_res_header(op->req, "Location",
+                  px_req_printf(op->req, "/v1/tasks/%s/comments/%s", op->tid, cid));
     const char *title = px_pg_value(res, 0, 1);
     json_t *ex = excerpt(json_string_value(json_object_get(comment, "body")));
     op_event(op, "task.commented", op->tid,
@@ -59,14 +56,14 @@ static void created(task_op_t *op, const px_pg_result_t *res)
                            op->pid, "taskId", op->tid, "title", title, "commentId", cid,
                            "excerpt", ex, "mentionedUserIds", mentions));
     json_decref(ex);
-    op_finish(op, 201, comment);
+    return op_finish(op, 201, comment);
 }
 
-static void create_gated(task_op_t *op)
+static int create_gated(task_op_t *op)
 {
     const char *values[] = {op->pid, op->tid,
                             json_string_value(json_object_get(op->body, "body")), op->caller};
-    op_query(op, "comment_insert", sql_comment_insert, 4, values, created);
+    return op_query(op, "comment_insert", sql_comment_insert, 4, values, created);
 }
 
 const task_route_t comments_create = {.scope = SCOPE_TASK, .need = ROLE_MEMBER, .lock = true,
@@ -74,51 +71,40 @@ const task_route_t comments_create = {.scope = SCOPE_TASK, .need = ROLE_MEMBER, 
 
 /* ---- PUT and DELETE: the comment, locked, then who may ---- */
 
-static void changed(task_op_t *op, const px_pg_result_t *res)
+static int changed(task_op_t *op, const px_pg_result_t *res)
 {
-    if (op->route->body)
-        op_answer_versioned(op, res);
-    else
-        op_finish(op, 204, NULL);
+    return op->route->body ? op_answer_versioned(op, res) : op_finish(op, 204, NULL);
 }
 
-static void locked(task_op_t *op, const px_pg_result_t *res)
+static int locked(task_op_t *op, const px_pg_result_t *res)
 {
-    if (!px_pg_rows(res)) {
-        px_res_error(op->req, 404, "not_found", "no such comment", NULL);
-        return;
-    }
+    if (!px_pg_rows(res))
+        return px_res_error(op->req, 404, "not_found", "no such comment", NULL);
     const char *author = px_pg_value(res, 0, 0);
     bool mine = author && op->caller && !strcmp(author, op->caller);
     bool owner = op->role && !strcmp(op->role, "owner");
-    if (op->route->body ? !mine : !(mine || owner || op->admin)) {
-        px_res_error(op->req, 403, "forbidden",
-                     op->route->body ? "only the author may edit a comment"
-                                 : "only the author, an owner of the project or an admin may "
-                                   "delete a comment",
-                     NULL);
-        return;
-    }
-    int rc = px_req_if_match(op->req, px_pg_value(res, 0, 1));
-    if (rc) {
-        px_res_code(op->req, rc, "the comment changed since you read it");
-        return;
-    }
+    if (op->route->body ? !mine : !(mine || owner || op->admin))
+        return px_res_error(op->req, 403, "forbidden",
+                            op->route->body ? "only the author may edit a comment"
+                                            : "only the author, an owner of the project or an "
+                                              "admin may delete a comment",
+                            NULL);
+    if (px_req_if_match(op->req, px_pg_value(res, 0, 1)))
+        return px_res_code(op->req, PX_EPRECONDITION, "the comment changed since you read it");
     if (op->route->body) {
         const char *values[] = {op->pid, op->sub,
                                 json_string_value(json_object_get(op->body, "body")),
                                 op->caller};
-        op_query(op, "comment_update", sql_comment_update, 4, values, changed);
-    } else {
-        const char *values[] = {op->pid, op->sub, op->caller};
-        op_query(op, "comment_delete", sql_comment_delete, 3, values, changed);
+        return op_query(op, "comment_update", sql_comment_update, 4, values, changed);
     }
+    const char *values[] = {op->pid, op->sub, op->caller};
+    return op_query(op, "comment_delete", sql_comment_delete, 3, values, changed);
 }
 
-static void change_gated(task_op_t *op)
+static int change_gated(task_op_t *op)
 {
     const char *values[] = {op->sub, op->tid};
-    op_query(op, "comment_lock", sql_comment_lock, 2, values, locked);
+    return op_query(op, "comment_lock", sql_comment_lock, 2, values, locked);
 }
 
 /* Viewers may not edit (403); whether the comment is theirs is decided after. */

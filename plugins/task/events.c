@@ -24,18 +24,17 @@ void op_event(task_op_t *op, const char *type, const char *aggregate, json_t *pa
                                     "payload", payload));
 }
 
-static void commit(task_op_t *op)
+static int commit(task_op_t *op)
 {
     json_t *body = op->answer;
     op->answer = NULL;
     if (op->answer_status == 204)
-        op_commit_204(op);
-    else
-        op_commit(op, op->answer_status, body);
+        return op_commit_204(op);
+    return op_commit(op, op->answer_status, body);
 }
 
 /* Emits the queued events with the project's `name` and `members` (taken), then commits. */
-static void emit_with(task_op_t *op, const char *name, json_t *members)
+static int emit_with(task_op_t *op, const char *name, json_t *members)
 {
     size_t i;
     json_t *ev;
@@ -56,21 +55,17 @@ static void emit_with(task_op_t *op, const char *name, json_t *members)
     json_decref(members);
     json_decref(op->events);
     op->events = NULL;
-    if (rc) {
-        json_decref(op->answer);
-        op->answer = NULL;
-        px_res_code(op->req, PX_EINTERNAL, "the change's event could not be recorded");
-        return;
-    }
-    commit(op);
+    if (rc)
+        return px_res_code(op->req, PX_EINTERNAL, "the change's event could not be recorded");
+    return commit(op);
 }
 
-static void emit_all(task_op_t *op, const px_pg_result_t *res)
+static int emit_all(task_op_t *op, const px_pg_result_t *res)
 {
-    emit_with(op, px_pg_value(res, 0, 0), op_json(res, 0, 1));
+    return emit_with(op, px_pg_value(res, 0, 0), op_json(res, 0, 1));
 }
 
-void op_finish(task_op_t *op, int status, json_t *body)
+int op_finish(task_op_t *op, int status, json_t *body)
 {
     op->answer_status = status;
     op->answer = body;
@@ -78,15 +73,12 @@ void op_finish(task_op_t *op, int status, json_t *body)
     op->members = NULL;
     if (!op->events || !json_array_size(op->events)) {
         json_decref(members);
-        commit(op);
-        return;
+        return commit(op);
     }
     /* The change's statement read the members already (a move, a PUT): one round trip
      * less under the project's lock. */
-    if (members) {
-        emit_with(op, NULL, members);
-        return;
-    }
+    if (members)
+        return emit_with(op, NULL, members);
     const char *values[] = {op->pid};
-    op_query(op, "event_members", sql_event_members, 1, values, emit_all);
+    return op_query(op, "event_members", sql_event_members, 1, values, emit_all);
 }

@@ -13,13 +13,6 @@
 
 #include "task.h"
 
-static void drop_value(px_req_t *req, int reason, void *ud)
-{
-    (void)req;
-    (void)reason;
-    json_decref(ud);
-}
-
 int op_hook(task_op_t *op, const char *hook, const char *schema, const char *priority)
 {
     json_t *value = json_deep_copy(op->body);
@@ -34,24 +27,21 @@ int op_hook(task_op_t *op, const char *hook, const char *schema, const char *pri
     int rc = px_hook_run(op->req, hook, &value);
     if (rc) {
         json_decref(value);
-        if (rc != PX_DONE)
-            px_res_code(op->req, rc, NULL);
-        return PX_DONE;
+        return rc;
     }
     json_object_del(value, "context");
     json_t *fields = NULL;
     rc = px_schema_check(task_plugin, schema, value, &fields);
     if (rc) {
         json_decref(value);
-        if (rc == PX_EINVAL)
-            px_res_error(op->req, 400, "validation_failed",
-                         "the fields after the server's policy scripts are invalid", fields);
-        else
-            px_res_code(op->req, PX_EINTERNAL, NULL);
-        return PX_DONE;
+        if (rc != PX_EINVAL)
+            return PX_EINTERNAL;
+        rc = px_res_error(op->req, 400, "validation_failed",
+                          "the fields after the server's policy scripts are invalid", fields);
+        return rc ? rc : PX_DONE;
     }
-    /* The request keeps the changed body until it ends. */
-    px_req_on_close(op->req, drop_value, value);
+    /* The op keeps the changed body until the request ends (op_closed). */
+    op->hooked = value;
     op->body = value;
     return 0;
 }

@@ -11,14 +11,14 @@
 
 #include "task.h"
 
-static void last_owner(task_op_t *op)
+static int last_owner(task_op_t *op)
 {
-    px_res_error(op->req, 409, "conflict", "a project keeps at least one owner", NULL);
+    return px_res_error(op->req, 409, "conflict", "a project keeps at least one owner", NULL);
 }
 
-static void not_member(task_op_t *op)
+static int not_member(task_op_t *op)
 {
-    px_res_error(op->req, 404, "not_found", "no such member of this project", NULL);
+    return px_res_error(op->req, 404, "not_found", "no such member of this project", NULL);
 }
 
 /* ---- GET ---- */
@@ -29,46 +29,42 @@ const task_route_t members_list = {
 
 /* ---- POST ---- */
 
-static void added(task_op_t *op, const px_pg_result_t *res)
+static int added(task_op_t *op, const px_pg_result_t *res)
 {
     int64_t users = 0;
     px_pg_int64(res, 0, 0, &users);
-    if (!users) {
-        px_res_error(op->req, 400, "validation_failed", "the request has invalid fields",
-                     json_pack("{s:s}", json_object_get(op->body, "username") ? "username" : "userId",
-                               "no such user"));
-        return;
-    }
+    if (!users)
+        return px_res_error(op->req, 400, "validation_failed", "the request has invalid fields",
+                            json_pack("{s:s}",
+                                      json_object_get(op->body, "username") ? "username"
+                                                                            : "userId",
+                                      "no such user"));
     json_t *member = op_json(res, 0, 1);
-    if (!member) {
-        px_res_error(op->req, 409, "conflict", "the user is already a member of this project",
-                     NULL);
-        return;
-    }
-    char location[128];
-    snprintf(location, sizeof(location), "/v1/projects/%s/members/%s", op->pid,
-             json_string_value(json_object_get(member, "userId")));
-    px_res_header(op->req, "Location", location);
+    if (!member)
+        return px_res_error(op->req, 409, "conflict",
+                            "the user is already a member of this project", NULL);
+    px_res_header(op->req, "Location",
+                  px_req_printf(op->req, "/v1/projects/%s/members/%s", op->pid,
+                                json_string_value(json_object_get(member, "userId"))));
     op_event(op, "project.member_added", op->pid,
              json_pack("{s:s, s:n, s:O, s:O}", "projectId", op->pid, "projectName", "userId",
                        json_object_get(member, "userId"), "role", json_object_get(member, "role")));
-    op_finish(op, 201, member);
+    return op_finish(op, 201, member);
 }
 
 /* Exactly one of userId and username names the user (the schema cannot say "one of"). */
-static void add_gated(task_op_t *op)
+static int add_gated(task_op_t *op)
 {
     const char *id = json_string_value(json_object_get(op->body, "userId"));
     const char *name = json_string_value(json_object_get(op->body, "username"));
     if (!id == !name) {
         const char *why = id ? "give userId or username, not both" : "give userId or username";
-        px_res_error(op->req, 400, "validation_failed", "the request has invalid fields",
-                     json_pack("{s:s}", "userId", why));
-        return;
+        return px_res_error(op->req, 400, "validation_failed", "the request has invalid fields",
+                            json_pack("{s:s}", "userId", why));
     }
     const char *values[] = {op->pid, id, json_string_value(json_object_get(op->body, "role")),
                             op->caller, name};
-    op_query(op, "member_add", sql_member_add, 5, values, added);
+    return op_query(op, "member_add", sql_member_add, 5, values, added);
 }
 
 const task_route_t members_add = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .lock = true,
@@ -76,37 +72,31 @@ const task_route_t members_add = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .l
 
 /* ---- PUT ---- */
 
-static void role_changed(task_op_t *op, const px_pg_result_t *res)
+static int role_changed(task_op_t *op, const px_pg_result_t *res)
 {
-    if (!px_pg_rows(res)) {
-        not_member(op);
-        return;
-    }
+    if (!px_pg_rows(res))
+        return not_member(op);
     const char *old = px_pg_value(res, 0, 0);
     const char *want = json_string_value(json_object_get(op->body, "role"));
     int64_t owners = 0;
     px_pg_int64(res, 0, 1, &owners);
-    if (!strcmp(old, "owner") && strcmp(want, "owner") && owners <= 1) {
-        last_owner(op);
-        return;
-    }
+    if (!strcmp(old, "owner") && strcmp(want, "owner") && owners <= 1)
+        return last_owner(op);
     json_t *member = op_json(res, 0, 2);
-    if (!member) {
-        px_res_code(op->req, PX_EINTERNAL, NULL);
-        return;
-    }
+    if (!member)
+        return PX_EINTERNAL;
     if (strcmp(old, want))
         op_event(op, "project.member_role_changed", op->pid,
                  json_pack("{s:s, s:s, s:s, s:s}", "projectId", op->pid, "userId", op->sub, "from",
                            old, "to", want));
-    op_finish(op, 200, member);
+    return op_finish(op, 200, member);
 }
 
-static void role_gated(task_op_t *op)
+static int role_gated(task_op_t *op)
 {
     const char *values[] = {op->pid, op->sub,
                             json_string_value(json_object_get(op->body, "role")), op->caller};
-    op_query(op, "member_role", sql_member_role, 4, values, role_changed);
+    return op_query(op, "member_role", sql_member_role, 4, values, role_changed);
 }
 
 const task_route_t members_update = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .lock = true,
@@ -114,27 +104,23 @@ const task_route_t members_update = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER,
 
 /* ---- DELETE ---- */
 
-static void removed(task_op_t *op, const px_pg_result_t *res)
+static int removed(task_op_t *op, const px_pg_result_t *res)
 {
-    if (!px_pg_rows(res)) {
-        not_member(op);
-        return;
-    }
+    if (!px_pg_rows(res))
+        return not_member(op);
     int64_t gone = 0;
     px_pg_int64(res, 0, 2, &gone);
-    if (!gone) {
-        last_owner(op);
-        return;
-    }
+    if (!gone)
+        return last_owner(op);
     op_event(op, "project.member_removed", op->pid,
              json_pack("{s:s, s:n, s:s}", "projectId", op->pid, "projectName", "userId", op->sub));
-    op_finish(op, 204, NULL);
+    return op_finish(op, 204, NULL);
 }
 
-static void remove_gated(task_op_t *op)
+static int remove_gated(task_op_t *op)
 {
     const char *values[] = {op->pid, op->sub, op->caller};
-    op_query(op, "member_remove", sql_member_remove, 3, values, removed);
+    return op_query(op, "member_remove", sql_member_remove, 3, values, removed);
 }
 
 const task_route_t members_remove = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .lock = true,

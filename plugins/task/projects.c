@@ -31,37 +31,33 @@ static int list_handler(px_req_t *req, const task_route_t *route)
                             q && *q ? q : NULL,
                             op_int_text(op, op->limit),
                             op_int_text(op, (int64_t)(op->page - 1) * op->limit)};
-    op_query(op, "project_list", sql_project_list, 6, values, op_answer_list);
-    return PX_ASYNC;
+    rc = op_query(op, "project_list", sql_project_list, 6, values, op_answer_list);
+    return rc ? rc : PX_ASYNC;
 }
 
 const task_route_t projects_list = {.items = "projects", .handler = list_handler};
 
 /* ---- POST /v1/projects ---- */
 
-static void created(task_op_t *op, const px_pg_result_t *res)
+static int created(task_op_t *op, const px_pg_result_t *res)
 {
     json_t *project = op_json(res, 0, 0);
-    if (!project) {
-        px_res_code(op->req, PX_EINTERNAL, NULL);
-        return;
-    }
-    char location[64];
-    snprintf(location, sizeof(location), "/v1/projects/%s", str(project, "id"));
-    px_res_header(op->req, "Location", location);
+    if (!project)
+        return PX_EINTERNAL;
+    px_res_header(op->req, "Location", px_req_printf(op->req, "/v1/projects/%s", str(project, "id")));
     op_event(op, "project.created", str(project, "id"),
              json_pack("{s:O, s:O, s:O}", "projectId", json_object_get(project, "id"), "name",
                        json_object_get(project, "name"), "ownerId",
                        json_object_get(project, "ownerId")));
     snprintf(op->pid, sizeof(op->pid), "%s", str(project, "id"));
-    op_finish(op, 201, project);
+    return op_finish(op, 201, project);
 }
 
-static void create_begun(task_op_t *op)
+static int create_begun(task_op_t *op)
 {
     const char *values[] = {str(op->body, "name"), str(op->body, "description"),
                             str(op->body, "status"), op->caller};
-    op_query(op, "project_insert", sql_project_insert, 4, values, created);
+    return op_query(op, "project_insert", sql_project_insert, 4, values, created);
 }
 
 /* No gate: there is no project yet; the caller becomes its owner. */
@@ -70,15 +66,10 @@ const task_route_t projects_create = {.scope = SCOPE_NONE, .idempotent = true, .
 
 /* ---- GET /v1/projects/{id} ---- */
 
-static void got(task_op_t *op, const px_pg_result_t *res)
-{
-    op_answer_versioned(op, res);
-}
-
-static void get_gated(task_op_t *op)
+static int get_gated(task_op_t *op)
 {
     const char *values[] = {op->pid, op->role};
-    op_query(op, "project_get", sql_project_get, 2, values, got);
+    return op_query(op, "project_get", sql_project_get, 2, values, op_answer_versioned);
 }
 
 const task_route_t projects_get = {
@@ -86,17 +77,17 @@ const task_route_t projects_get = {
 
 /* ---- PUT /v1/projects/{id} ---- */
 
-static void updated(task_op_t *op, const px_pg_result_t *res)
+static int updated(task_op_t *op, const px_pg_result_t *res)
 {
     json_t *changes = op_json(res, 0, 1);
     if (changes && json_object_size(changes))
         op_event(op, "project.updated", op->pid,
                  json_pack("{s:s, s:O}", "projectId", op->pid, "changes", changes));
     json_decref(changes);
-    op_answer_versioned(op, res);
+    return op_answer_versioned(op, res);
 }
 
-static void update_gated(task_op_t *op)
+static int update_gated(task_op_t *op)
 {
     json_t *desc = json_object_get(op->body, "description");
     const char *values[] = {op->pid,
@@ -106,7 +97,7 @@ static void update_gated(task_op_t *op)
                             op_bool_text(desc != NULL),
                             op->caller,
                             op->role};
-    op_query(op, "project_update", sql_project_update, 7, values, updated);
+    return op_query(op, "project_update", sql_project_update, 7, values, updated);
 }
 
 const task_route_t projects_update = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER, .lock = true,
@@ -114,19 +105,19 @@ const task_route_t projects_update = {.scope = SCOPE_PROJECT, .need = ROLE_OWNER
 
 /* ---- DELETE /v1/projects/{id} ---- */
 
-static void deleted(task_op_t *op, const px_pg_result_t *res)
+static int deleted(task_op_t *op, const px_pg_result_t *res)
 {
     json_t *members = op_json(res, 0, 1);
     op_event(op, "project.deleted", op->pid,
              json_pack("{s:s, s:s?, s:o}", "projectId", op->pid, "name", px_pg_value(res, 0, 0),
                        "members", members ? members : json_array()));
-    op_finish(op, 204, NULL);
+    return op_finish(op, 204, NULL);
 }
 
-static void delete_gated(task_op_t *op)
+static int delete_gated(task_op_t *op)
 {
     const char *values[] = {op->pid};
-    op_query(op, "project_delete", sql_project_delete, 1, values, deleted);
+    return op_query(op, "project_delete", sql_project_delete, 1, values, deleted);
 }
 
 /* Its tasks, comments and attachments go with it (ON DELETE CASCADE; the blob

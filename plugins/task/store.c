@@ -194,8 +194,11 @@ const char sql_event_members[] =
 #define TASK_DEPS(t)                                                                          \
     "(SELECT coalesce(jsonb_agg(dep.depends_on ORDER BY dep.depends_on), '[]'::jsonb) "      \
     "FROM task_dependencies dep WHERE dep.task_id = " t ".id)"
-#define TASK_JSON(t, deps)                                                                    \
-    "jsonb_build_object('id', " t ".id, 'projectId', " t ".project_id, 'title', " t          \
+#define TASK_JSON(t, deps) TASK_JSON_AS("jsonb_build_object", t, deps)
+/* The same Task with `build` json_build_object, for text that is sent as it is (the list
+ * page): a json value is its text, where a jsonb is taken apart and printed again. */
+#define TASK_JSON_AS(build, t, deps)                                                          \
+    build "('id', " t ".id, 'projectId', " t ".project_id, 'title', " t                    \
     ".title, 'description', " t ".description, 'status', " t ".status, 'priority', " t       \
     ".priority, 'assigneeId', " t ".assignee_id, 'dueDate', " t ".due_date, 'dependsOn', "   \
     "coalesce(" deps ", '[]'::jsonb), 'rank', " t ".rank, 'createdAt', task_ts(" t            \
@@ -262,48 +265,84 @@ const char sql_task_delete[] =
     "jsonb_build_object('title', jsonb_build_array(d.title, NULL)) FROM d) "
     "SELECT d.title, d.status FROM d";
 
-/* List filters: $1 project, $2 status, $3 assignee, $4 priority, $5 dueBefore, $6 dueAfter,
- * $7 q; $8 limit, $9 offset. The count and the page are separate scans of task_tasks (no
- * shared CTE, which PostgreSQL would materialise): the page then walks the index of its
- * sort order and stops after `limit` rows. */
+/* The task list is one statement, the gate folded in: a row only when the caller may see
+ * the project (a member, or an admin: $admin), so a non-member's 404 costs one round trip
+ * and reads no task. It answers (total, the page as a JSON array text): the array is built
+ * by PostgreSQL once and sent as it is (tasks.c), never parsed and printed again.
+ *
+ * Unfiltered (the board's and the bench's case): the total is the project's task_count
+ * (migrations/005), and the statement is prepared once per connection: with no optional
+ * filter its generic plan is the index walk. $1 project, $2 caller, $3 admin, $4 limit,
+ * $5 offset.
+ *
+ * Filtered: $1 project, $2 status, $3 assignee, $4 priority, $5 dueBefore, $6 dueAfter,
+ * $7 q; $8 limit, $9 offset, $10 caller, $11 admin. Sent unnamed, so planned with this
+ * request's values: the "($2 IS NULL OR ...)" filters then fold away and the page walks
+ * its sort's index (a prepared statement's generic plan cannot see which filters are
+ * absent and sorts the whole project instead). The count and the page are separate
+ * scans (no shared CTE, which PostgreSQL would materialise): the page stops after
+ * `limit` rows. */
 #define TASK_WHERE                                                                            \
     "project_id = $1::uuid AND ($2::text IS NULL OR status = $2) "                            \
     "AND ($3::uuid IS NULL OR assignee_id = $3::uuid) AND ($4::text IS NULL OR priority = $4) " \
     "AND ($5::date IS NULL OR due_date < $5::date) AND ($6::date IS NULL OR due_date > $6::date) " \
     "AND ($7::text IS NULL OR strpos(lower(title), lower($7)) > 0 "                           \
     "OR strpos(lower(coalesce(description, '')), lower($7)) > 0)"
+/* ARRAY(subquery) keeps the subquery's order; an empty page is []. */
+#define TASK_PAGE(where, order, limit, offset)                                                \
+    "array_to_json(ARRAY(SELECT " TASK_JSON_AS("json_build_object", "t", TASK_DEPS("t"))     \
+    " FROM task_tasks t WHERE "                                                               \
+    where " ORDER BY " order " LIMIT " limit "::int OFFSET " offset "::int))::text"
+#define TASK_LIST_GATE(caller, admin)                                                         \
+    " FROM task_projects p LEFT JOIN task_members m ON m.project_id = p.id AND m.user_id = "  \
+    caller "::uuid WHERE p.id = $1::uuid AND (m.role IS NOT NULL OR " admin "::bool)"
 #define TASK_LIST(order)                                                                      \
-    "SELECT (SELECT count(*) FROM task_tasks WHERE " TASK_WHERE "), pg.j FROM (SELECT 1) one " \
-    "LEFT JOIN LATERAL (SELECT " TASK_JSON("t", TASK_DEPS("t")) "::text AS j "              \
-    "FROM task_tasks t WHERE " TASK_WHERE " ORDER BY " order " LIMIT $8::int OFFSET $9::int) " \
-    "pg ON true"
-const char sql_task_list_updated[] = TASK_LIST("t.updated_at DESC, t.id");
-const char sql_task_list_rank[] =
-    TASK_LIST("CASE t.status WHEN 'todo' THEN 0 WHEN 'in_progress' THEN 1 ELSE 2 END, t.rank, t.id");
-const char sql_task_list_due[] = TASK_LIST("t.due_date ASC NULLS LAST, t.id");
-const char sql_task_list_priority[] = TASK_LIST("t.priority_n DESC, t.updated_at DESC, t.id");
+    "SELECT p.task_count, " TASK_PAGE("t.project_id = $1::uuid", order, "$4", "$5")           \
+    TASK_LIST_GATE("$2", "$3")
+#define TASK_LIST_FILTERED(order)                                                             \
+    "SELECT (SELECT count(*) FROM task_tasks WHERE " TASK_WHERE "), "                         \
+    TASK_PAGE(TASK_WHERE, order, "$8", "$9") TASK_LIST_GATE("$10", "$11")
+#define ORDER_UPDATED "t.updated_at DESC, t.id"
+#define ORDER_RANK "CASE t.status WHEN 'todo' THEN 0 WHEN 'in_progress' THEN 1 ELSE 2 END, t.rank, t.id"
+#define ORDER_DUE "t.due_date ASC NULLS LAST, t.id"
+#define ORDER_PRIORITY "t.priority_n DESC, t.updated_at DESC, t.id"
+const char sql_task_list_updated[] = TASK_LIST(ORDER_UPDATED);
+const char sql_task_list_rank[] = TASK_LIST(ORDER_RANK);
+const char sql_task_list_due[] = TASK_LIST(ORDER_DUE);
+const char sql_task_list_priority[] = TASK_LIST(ORDER_PRIORITY);
+const char sql_task_find_updated[] = TASK_LIST_FILTERED(ORDER_UPDATED);
+const char sql_task_find_rank[] = TASK_LIST_FILTERED(ORDER_RANK);
+const char sql_task_find_due[] = TASK_LIST_FILTERED(ORDER_DUE);
+const char sql_task_find_priority[] = TASK_LIST_FILTERED(ORDER_PRIORITY);
 
 /* ---- board order ---- */
 
-/* $1 project, $2 task, $3 target status, $4 before (NULL), $5 after (NULL) -> (before's
- * status, before's rank, the rank above before, after's status, after's rank, the rank
- * below after, the column's last rank, the task's open dependencies as JSON). The moved
- * task itself is left out of every neighbour. Each neighbour is one step of the unique
- * index (project_id, status, rank) — never a scan of the column: this runs under the
+/* $1 task, $2 target status (NULL: the task's own), $3 before (NULL), $4 after (NULL) ->
+ * (before's status, before's rank, the rank above before, after's status, after's rank,
+ * the rank below after, the column's last rank, the task's open dependencies as JSON).
+ * The project and column come from the task's row (`me`), so the statement needs nothing
+ * the gate read and is sent right behind it, without waiting for its answer (move.c); it
+ * still runs after the gate's FOR UPDATE, so it reads the column as the lock left it. The
+ * moved task itself is left out of every neighbour. Each neighbour is one step of the
+ * unique index (project_id, status, rank) — never a scan of the column (the column's
+ * values are scalar subqueries, so they are index conditions): this runs under the
  * project's lock, so its time is every other move's wait. */
-#define MOVE_COL "FROM task_tasks WHERE project_id = $1::uuid AND status = $3 AND id <> $2::uuid "
+#define MOVE_COL                                                                              \
+    "FROM task_tasks WHERE project_id = (SELECT project_id FROM me) "                         \
+    "AND status = (SELECT status FROM me) AND id <> $1::uuid "
+#define MOVE_NEIGHBOUR(param)                                                                 \
+    "(SELECT status, rank FROM task_tasks WHERE id = " param "::uuid "                       \
+    "AND project_id = (SELECT project_id FROM me) AND id <> $1::uuid)"
 const char sql_move_check[] =
-    "WITH b AS (SELECT status, rank FROM task_tasks WHERE id = $4::uuid AND project_id = $1::uuid "
-    "AND id <> $2::uuid), "
-    "a AS (SELECT status, rank FROM task_tasks WHERE id = $5::uuid AND project_id = $1::uuid "
-    "AND id <> $2::uuid) "
+    "WITH me AS (SELECT project_id, coalesce($2, status) AS status FROM task_tasks "
+    "WHERE id = $1::uuid), b AS " MOVE_NEIGHBOUR("$3") ", a AS " MOVE_NEIGHBOUR("$4") " "
     "SELECT (SELECT status FROM b), (SELECT rank FROM b), "
     "(SELECT rank " MOVE_COL "AND rank < (SELECT rank FROM b) ORDER BY rank DESC LIMIT 1), "
     "(SELECT status FROM a), (SELECT rank FROM a), "
     "(SELECT rank " MOVE_COL "AND rank > (SELECT rank FROM a) ORDER BY rank LIMIT 1), "
     "(SELECT rank " MOVE_COL "ORDER BY rank DESC LIMIT 1), "
     "(SELECT jsonb_agg(t.id ORDER BY t.id) FROM task_dependencies d JOIN task_tasks t "
-    "ON t.id = d.depends_on WHERE d.task_id = $2::uuid AND t.status <> 'done')::text";
+    "ON t.id = d.depends_on WHERE d.task_id = $1::uuid AND t.status <> 'done')::text";
 
 const char sql_rank_rebalance[] =
     "UPDATE task_tasks t SET rank = task_rank_key(o.i, o.n), version = t.version + 1 FROM "

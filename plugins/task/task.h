@@ -10,7 +10,8 @@
  *   activity.c  GET /v1/projects/{id}/activity
  *   attachments.c /v1/tasks/{id}/attachments and /v1/attachments/{id}
  *   release.c   drops the blob references of deleted attachments (a background task)
- *   store.c     every SQL statement; lists come back as (total, item JSON) rows
+ *   store.c     every SQL statement; lists come back as (total, item JSON) rows, the task
+ *               list as (total, the page as one JSON text) with its gate folded in
  *   schemas.json the bodies' and answers' JSON schemas (embedded at build time)
  */
 #ifndef TASK_PLUGIN_H
@@ -28,10 +29,14 @@ enum task_role { ROLE_NONE = 0, ROLE_VIEWER = 1, ROLE_MEMBER = 2, ROLE_OWNER = 3
 
 typedef struct task_op task_op_t;
 typedef struct task_route task_route_t;
-typedef void (*task_op_fn)(task_op_t *op);
-/* A step after a query of the op succeeded (a failure is answered by op_query's
- * callback, so no step sees one). */
-typedef void (*task_step_fn)(task_op_t *op, const px_pg_result_t *res);
+/* A route's `then` and the steps after it return what a handler returns (PX_OK or
+ * PX_DONE once answered, PX_OK or PX_ASYNC when a query they started will answer, or a
+ * PX_E* code, which the host answers), so each ends with `return op_query(...)` or
+ * `return px_res_...(...)`. */
+typedef int (*task_op_fn)(task_op_t *op);
+/* A step after a query of the op succeeded: the host answered a failure (px_pg_run), so
+ * no step sees one. */
+typedef int (*task_step_fn)(task_op_t *op, const px_pg_result_t *res);
 
 /* What a route's :id names; the gate finds the project from it. SCOPE_NONE: no :id and
  * no gate (a create of a project: the transaction only). */
@@ -58,7 +63,13 @@ struct task_route {
     const char *sub;   /* a second uuid path parameter, into op->sub */
     const char *items; /* a list: the answer's array ("tasks"; op_answer_list) */
     const char *list;  /* with then = op_list: its SQL ($1 the :id, $2 limit, $3 offset) */
-    task_op_fn then;
+    task_op_fn then;   /* NULL with `ahead`: its statement's step goes on */
+    /* A statement sent right behind the gate's, in its transaction, without waiting for
+     * the gate's answer: it runs after the gate's FOR UPDATE, so it reads what the lock
+     * protects, and the round trip it saves is one less under the project's lock. It
+     * may only read, and its step must return PX_DONE unless op->passed (the gate let
+     * the request through; otherwise the gate has answered). */
+    task_op_fn ahead;
     int (*handler)(px_req_t *req, const task_route_t *route);
 };
 
@@ -83,11 +94,13 @@ struct task_op {
     json_t *body;        /* the validated request body (borrowed), or NULL */
     int page, limit;
     bool rebalanced;     /* a move already rebalanced its column once */
+    bool passed;         /* the gate let the request through (route->ahead) */
     json_t *events;      /* queued by op_event, emitted by op_finish */
     json_t *members;     /* the project's members after the change, when its statement read
                           * them (op_finish: no query of its own); taken by op_finish */
     int answer_status;   /* op_finish: the answer's status ... */
     json_t *answer;      /* ... and body (NULL for 204) */
+    json_t *hooked;      /* the body a Lua hook gave back (op->body then borrows it) */
     void *extra;         /* a handler's own state (request memory) */
     task_step_fn step;   /* what runs when the query in flight answers */
 };
@@ -103,28 +116,27 @@ int op_prepare(px_req_t *req, const task_route_t *route, task_op_t **out);
 int op_gate(task_op_t *op);
 /* A new op for `req` with the caller filled in (routes without the gate). */
 task_op_t *op_new(px_req_t *req);
-/* Callback helpers: answer a failed query (rollback happens when the request ends; a
- * prepared answer is dropped), or commit and answer `body` (taken). */
-void op_pg_fail(task_op_t *op, const px_pg_error_t *err);
-void op_commit(task_op_t *op, int status, json_t *body);
+/* Commit and answer `body` (taken). */
+int op_commit(task_op_t *op, int status, json_t *body);
 /* Commits and answers 200 with the resource (JSON text in column 0 of row 0) and its
  * ETag; a GET whose If-None-Match names the version gets 304. */
-void op_answer_versioned(task_op_t *op, const px_pg_result_t *res);
+int op_answer_versioned(task_op_t *op, const px_pg_result_t *res);
 /* Commit, then answer 204 (no body). */
-void op_commit_204(task_op_t *op);
-/* Query inside the op's transaction (alone when it has none); `step` runs with the
- * result, a failure is answered (the rollback happens when the request ends). On a
- * failure to queue, answers 500. */
-void op_query(task_op_t *op, const char *name, const char *sql, int n, const char *const *values,
-              task_step_fn step);
+int op_commit_204(task_op_t *op);
+/* Query inside the op's transaction (alone when it has none) with px_pg_txn_run /
+ * px_pg_run: `step` runs with the result, a failure is answered by the host (the rollback
+ * happens when the request ends; what the op holds is dropped when it does). Returns
+ * like px_pg_run: 0 once queued, else a code that was not answered (return it). */
+int op_query(task_op_t *op, const char *name, const char *sql, int n, const char *const *values,
+             task_step_fn step);
 /* The JSON object in column `col` of row `row` (text from SQL), new reference or NULL. */
 json_t *op_json(const px_pg_result_t *res, int row, int col);
 /* A `then` for the plain lists: route->list with the path's id and the page, answered by
  * op_answer_list (the statement is prepared under the name route->items). */
-void op_list(task_op_t *op);
+int op_list(task_op_t *op);
 /* The step that answers a list (named route->items) from rows of (total, item JSON
  * text); an empty page is one row whose item is NULL. */
-void op_answer_list(task_op_t *op, const px_pg_result_t *res);
+int op_answer_list(task_op_t *op, const px_pg_result_t *res);
 /* page/limit/offset as text for a list query (request memory). */
 const char *op_int_text(task_op_t *op, int64_t v);
 const char *op_bool_text(bool v);
@@ -137,12 +149,12 @@ const char *op_strdup(task_op_t *op, const char *s);
 void op_event(task_op_t *op, const char *type, const char *aggregate, json_t *payload);
 /* Emit the queued events in op->txn, then commit and answer `status` with `body` (taken;
  * NULL and 204: no body). */
-void op_finish(task_op_t *op, int status, json_t *body);
+int op_finish(task_op_t *op, int status, json_t *body);
 
 /* ---- hooks.c ---- */
 /* Runs the Lua hook `hook` on op->body with its context (see hooks.c); what comes back,
- * checked by `schema`, becomes op->body. 0 to go on, PX_DONE when answered. `priority`:
- * the task's current priority (updates). */
+ * checked by `schema`, becomes op->body (held by op->hooked). 0 to go on, else PX_DONE or
+ * a code to return. `priority`: the task's current priority (updates). */
 int op_hook(task_op_t *op, const char *hook, const char *schema, const char *priority);
 
 /* ---- rank.c ---- */
@@ -163,7 +175,8 @@ extern const char sql_activity_list[];
 extern const char sql_gate_task_read[], sql_gate_task_write[];
 extern const char sql_task_check[], sql_task_insert[], sql_task_get[], sql_task_update[],
     sql_task_delete[], sql_task_list_updated[], sql_task_list_rank[], sql_task_list_due[],
-    sql_task_list_priority[];
+    sql_task_list_priority[], sql_task_find_updated[], sql_task_find_rank[],
+    sql_task_find_due[], sql_task_find_priority[];
 extern const char sql_move_check[], sql_rank_rebalance[], sql_task_move[];
 extern const char sql_gate_attachment_read[], sql_gate_attachment_write[],
     sql_attachment_list[], sql_attachment_insert[], sql_attachment_delete[],
@@ -193,7 +206,7 @@ extern uint64_t task_release_interval_ms;
 
 /* The step after a task's UPDATE that answers (task JSON, changes JSON): its events, then
  * the task with its ETag (tasks.c; PUT and move). */
-void task_changed(task_op_t *op, const px_pg_result_t *res);
+int task_changed(task_op_t *op, const px_pg_result_t *res);
 /* Queues task.updated for a non-empty `changes` ({field: [old, new]}), and task.assigned
  * / task.status_changed when those fields are among them (tasks.c). */
 void task_change_events(task_op_t *op, const json_t *task, const json_t *changes);

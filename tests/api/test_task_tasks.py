@@ -135,6 +135,40 @@ def test_filters_sorts_pagination(srv, people, proj):
         assert_error(call(srv, "GET", path, token=o.access, params=bad), 400, "validation_failed")
 
 
+def test_list_total_counts_every_create_and_delete(srv, people, proj):
+    """The unfiltered total is the project's kept counter, the filtered one a count: both
+    follow creates and deletes, a page past the end is empty with its total, another
+    project's total is its own, and the list is the gate's: 404 for a non-member, the whole
+    list for an admin who is not a member."""
+    pid, o = proj["id"], people["owner"]
+    path = "/v1/projects/%s/tasks" % pid
+
+    def page(who=o, **params):
+        r = call(srv, "GET", path, token=who.access, params=params)
+        assert r.status_code == 200, describe(r)
+        return r.json()
+    assert page() == {"total": 0, "page": 1, "limit": 10, "tasks": []}
+    made = [new_task(srv, people["member"], pid, status=s) for s in ("todo", "done", "todo")]
+    other = new_project(srv, o)
+    new_task(srv, o, other["id"])
+    assert page()["total"] == 3 and page(status="todo")["total"] == 2
+    call(srv, "DELETE", "/v1/tasks/" + made[0]["id"], token=o.access)
+    body = page(limit=1, page=5)
+    assert body["total"] == 2 and body["tasks"] == [] and body["page"] == 5, body
+    assert page(status="todo")["total"] == 1
+    assert page(people["admin"])["total"] == 2
+    assert [t["id"] for t in page(people["viewer"], sort="rank")["tasks"]] == \
+        [made[2]["id"], made[1]["id"]]
+    for params in ({}, {"status": "todo"}):
+        assert_error(call(srv, "GET", path, token=people["stranger"].access, params=params), 404)
+    r = call(srv, "GET", "/v1/projects/%s/tasks" % other["id"], token=o.access)
+    assert r.json()["total"] == 1, describe(r)
+    r = call(srv, "DELETE", "/v1/projects/" + other["id"], token=o.access)
+    assert r.status_code == 204, describe(r)
+    assert_error(call(srv, "GET", "/v1/projects/%s/tasks" % other["id"], token=o.access), 404)
+    assert page()["total"] == 2
+
+
 def test_create_idempotent(srv, people, proj):
     key = {"Idempotency-Key": uuid.uuid4().hex}
     path = "/v1/projects/%s/tasks" % proj["id"]
