@@ -316,15 +316,15 @@ static void build_head(px_req_t *r, const char *content_type, size_t len, int fr
     buf_t *o = &r->out;
     o->len = 0;
     const char *reason = http_status_reason(r->status);
+    size_t reason_len = strlen(reason), id_len = strlen(r->id);
     size_t ctype_len = content_type ? strlen(content_type) : 0;
     /* 192 covers every fixed part of the head, the Date and a 20-digit length. */
-    buf_reserve(o, 192 + strlen(reason) + ctype_len + strlen(r->id) + r->extra_headers.len +
-                       reserve);
+    buf_reserve(o, 192 + reason_len + ctype_len + id_len + r->extra_headers.len + reserve);
     char *p = o->data;
     p = PUTS(p, "HTTP/1.1 ");
     p = put_u64(p, (uint64_t)r->status);
     *p++ = ' ';
-    p = put(p, reason, strlen(reason));
+    p = put(p, reason, reason_len);
     p = PUTS(p, "\r\nServer: panthera\r\nDate: ");
     p = put(p, w->date, strlen(w->date));
     if (content_type && !no_body) {
@@ -338,7 +338,7 @@ static void build_head(px_req_t *r, const char *content_type, size_t len, int fr
         p = PUTS(p, "\r\nTransfer-Encoding: chunked");
     }
     p = PUTS(p, "\r\nX-Request-Id: ");
-    p = put(p, r->id, strlen(r->id));
+    p = put(p, r->id, id_len);
     p = PUTS(p, "\r\n");
     if (r->extra_headers.len)
         p = put(p, r->extra_headers.data, r->extra_headers.len);
