@@ -289,7 +289,7 @@ awk -F'\t' -v noise_max="$NOISE_MAX" -v discarded="$DISCARDED" '
                     (cpu[s] / n[s]) / (cpu[a] / n[a])
             }
         }
-        printf "\nuser-mode CPU per request (utime alone: each server code, the kernel left out)\n"
+        printf "\nuser-mode CPU per request (utime alone: no kernel time)\n"
         printf "%5s %12s %12s %8s\n", "conns", "user us px", "nginx", "ratio"
         for (i = 1; i <= nc; i++) {
             c = order[i]; a = "pantherad" SUBSEP c; b = "nginx" SUBSEP c
@@ -298,11 +298,13 @@ awk -F'\t' -v noise_max="$NOISE_MAX" -v discarded="$DISCARDED" '
         }
         if (n["baseline" SUBSEP order[1]]) {
             printf "\nbaseline: another build (BENCH_BASELINE), configured as pantherad, same rounds\n"
-            printf "%5s %14s %14s %10s\n", "conns", "CPU us px", "baseline", "ratio"
+            printf "%5s %14s %14s %10s %12s %12s %10s\n", "conns", "CPU us px", "baseline", "ratio",
+                "user us px", "baseline", "ratio"
             for (i = 1; i <= nc; i++) {
                 c = order[i]; s = "baseline" SUBSEP c; a = "pantherad" SUBSEP c
-                printf "%5d %14.2f %14.2f %10.3f\n", c, cpu[a] / n[a], cpu[s] / n[s],
-                    (cpu[a] / n[a]) / (cpu[s] / n[s])
+                printf "%5d %14.2f %14.2f %10.3f %12.2f %12.2f %10.3f\n", c, cpu[a] / n[a],
+                    cpu[s] / n[s], (cpu[a] / n[a]) / (cpu[s] / n[s]), ucpu[a] / n[a],
+                    ucpu[s] / n[s], (ucpu[s] ? (ucpu[a] / n[a]) / (ucpu[s] / n[s]) : 0)
             }
         }
         if (n["floor" SUBSEP order[1]]) {
