@@ -185,6 +185,21 @@ void access_log_append(const char *line, size_t len)
         access_log_flush();
 }
 
+char *access_log_reserve(size_t max)
+{
+    if (access_log.fd < 0)
+        return NULL;
+    buf_reserve(&access_log.pending, max);
+    return access_log.pending.data + access_log.pending.len;
+}
+
+void access_log_commit(size_t len)
+{
+    access_log.pending.len += len;
+    if (access_log.pending.len >= 32 * 1024)
+        access_log_flush();
+}
+
 void access_log_flush(void)
 {
     if (access_log.fd < 0 || access_log.pending.len == 0)

@@ -34,6 +34,11 @@ int access_log_open(const char *path);
 int access_log_reopen(void);
 int access_log_enabled(void);
 void access_log_append(const char *line, size_t len);
+/* Room for a line of at most `max` bytes written in place at the end of the pending
+ * buffer (no copy of a line built elsewhere), then access_log_commit(its length). NULL
+ * when the access log is off. Nothing else may be appended in between. */
+char *access_log_reserve(size_t max);
+void access_log_commit(size_t len);
 void access_log_flush(void);
 
 #endif

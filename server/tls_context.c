@@ -238,8 +238,14 @@ static SSL_CTX *ctx_new(const tls_settings_t *t, const pem_pair_t *pair, bool wa
     SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
     /* Renegotiation is a denial-of-service lever and HTTP/1.1 has no use for it. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    /* An idle keep-alive connection holds no read buffer (http.c): nor its SSL. */
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* An idle keep-alive connection holds no read buffer (http.c): nor its SSL. The chain
+     * sent is the certificate file's, as it stands: without NO_AUTO_CHAIN a file holding
+     * only the leaf has OpenSSL build a chain from its (empty) store at every handshake,
+     * a verification that finds nothing and costs each full handshake (nginx sets it). */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
+    /* Our BIO lends the whole of what libuv read: let OpenSSL take it in one call rather
+     * than a record header, then its body (nginx sets it too). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_dh_auto(ctx, 1);
     const char *ciphers = t->ciphers && *t->ciphers ? t->ciphers : INTERMEDIATE_CIPHERS;
     if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {

@@ -368,6 +368,19 @@ def test_access_log_escapes_path(server):
     assert found["al-esc"]["status"] == 200
 
 
+def test_access_log_escapes_raw_bytes_in_the_path(server):
+    # A quote and a backslash sent raw in the target (llhttp takes both; it refuses
+    # controls and non-ASCII there): escaped, the line still parses as JSON.
+    server.raw(b'GET /v1/nowhere/a"b\\c"\\ HTTP/1.1\r\nHost: x\r\n'
+               b'X-Request-Id: al-raw\r\nConnection: close\r\n\r\n')
+    found = wait_for_ids(server, ["al-raw"])  # the line parsed as JSON
+    assert found["al-raw"]["path"] == '/v1/nowhere/a"b\\c"\\'
+    assert found["al-raw"]["method"] == "GET" and found["al-raw"]["status"] == 404
+    with open(server.access_log_path, "rb") as f:
+        raw = [l for l in f if b'"al-raw"' in l]
+    assert b'"path":"/v1/nowhere/a\\"b\\\\c\\"\\\\"' in raw[0], raw
+
+
 def _parse_log_time(s):
     assert s.endswith("Z"), s
     return datetime.datetime.strptime(s[:-1], "%Y-%m-%dT%H:%M:%S.%f").replace(

@@ -197,6 +197,34 @@ def test_ocsp_response_is_stapled(tls_server):
     assert "Cert Status: good" in out, out
 
 
+def sent_chain(port):
+    """The subjects of the certificates the server sent, leaf first."""
+    rc, out = s_client(port, "-showcerts", stdin=b"")
+    assert rc == 0, out
+    return [line.split("s:", 1)[1].strip() for line in out.splitlines()
+            if line.startswith(" ") and line.lstrip()[:1].isdigit() and " s:" in line]
+
+
+def test_the_chain_sent_is_the_files_own(tls_server, pki, tmp_path):
+    # The context never builds a chain of its own (SSL_MODE_NO_AUTO_CHAIN): the file's
+    # intermediates go out, and a file with the leaf alone sends the leaf alone.
+    whole = sent_chain(tls_server.tls_port)
+    assert len(whole) == 2 and "CN = localhost" in whole[0], whole
+    chain, key, _ = pki.leaf("leafonly")
+    leaf = tmp_path / "leaf.pem"
+    text = open(chain).read()
+    leaf.write_text(text[:text.index("-----END CERTIFICATE-----") + 26])
+    s = https_server(pki, str(leaf), key)
+    try:
+        s.start()
+        alone = sent_chain(s.tls_port)
+        assert len(alone) == 1 and "CN = localhost" in alone[0], alone
+        _, facts = https_get(s.tls_port, s.ca)
+        assert facts["version"] == "TLSv1.3"
+    finally:
+        s.cleanup()
+
+
 # ---- hostile clients ----
 
 def probe_ok(s):

@@ -12,7 +12,10 @@
 #
 # Per round it prints the user-space share, (pantherad - floor) / (nginx - floor) in CPU
 # per request: what our own code costs against what nginx's costs, the kernel's part
-# taken out of both (target <= 0.5); and shipped / pantherad (target <= 1.10).
+# taken out of both (target <= 0.5); and shipped / pantherad (target <= 1.10). Beside it,
+# the user-mode CPU (utime) per request of pantherad against nginx's: the same question
+# asked without the floor, and less moved by load on a shared machine, which changes how
+# many requests each wake-up carries and so mostly the kernel's share (the floor's too).
 #
 # Environment:
 #   BENCH_SECONDS   length of one wrk run (default 10)
@@ -28,6 +31,9 @@
 #   BENCH_ACCESS_LOG  0: both servers without access log (default 1: both log to a file)
 #   BENCH_FLOOR     0: leave floor.c out (default 1)
 #   BENCH_SHIPPED   0: leave the shipped-configuration pantherad out (default 1)
+#   BENCH_BASELINE  another release build (e.g. main's) run as a fifth server, "baseline",
+#                   in the same rounds and configured as pantherad: its ratio to
+#                   pantherad and its own user-space share are printed too (default: none)
 #   BENCH_OUT       also write the raw results (TSV) to this file
 #   BENCH_PX_PORT, BENCH_NGINX_PORT, BENCH_FLOOR_PORT  ports (default 18480, 18481, 18482)
 #   BENCH_BUILD     the release build to use (default build-bench/, set up if missing)
@@ -49,6 +55,8 @@ WORKERS=2
 PATH_=/v1/hello
 FLOOR=${BENCH_FLOOR:-1}
 SHIPPED=${BENCH_SHIPPED:-1}
+BASELINE=${BENCH_BASELINE:-}
+[[ -z $BASELINE || -x $BASELINE/server/pantherad ]] || die "BENCH_BASELINE: no $BASELINE/server/pantherad"
 
 command -v wrk >/dev/null 2>&1 || die "wrk not found (apt-get install -y wrk)"
 [[ $SECONDS_PER_RUN =~ ^[0-9]+$ && $SECONDS_PER_RUN -ge 1 ]] || die "BENCH_SECONDS: a whole number of seconds"
@@ -65,6 +73,11 @@ start_pantherad "$WORKERS"
 start_nginx "$WORKERS"
 ((FLOOR)) && start_floor "$WORKERS"
 ((SHIPPED)) && start_pantherad_shipped "$WORKERS"
+if [[ -n $BASELINE ]]; then
+    log "baseline: pantherad $("$BASELINE/server/pantherad" -V | head -1) from $BASELINE"
+    PX_BUILD_DIR=$BASELINE start_pantherad_as baseline "$BASELINE_PORT" "" "$WORKERS"
+    BASELINE_PID=$STARTED_PID
+fi
 
 # Same status, same body, same Content-Type from both, before anything is measured.
 check_server() {
@@ -86,6 +99,10 @@ if ((SHIPPED)); then
     grep -qi '^x-frame-options: deny' "$BENCH_TMP/check-shipped.head" ||
         die "the shipped scripts are not in effect (no X-Frame-Options)"
 fi
+if [[ -n $BASELINE ]]; then
+    check_server baseline "$BASELINE_PORT"
+    cmp -s "$BENCH_TMP/check-baseline.body" "$BENCH_TMP/check-nginx.body" || die "baseline's body differs"
+fi
 if ((FLOOR)); then
     check_server floor "$FLOOR_PORT"
     cmp -s "$BENCH_TMP/check-floor.body" "$BENCH_TMP/check-nginx.body" || die "floor's body differs"
@@ -100,14 +117,16 @@ run_wrk() {
     case $server in
     pantherad) pid=$PX_PID ;;
     shipped) pid=$SHIPPED_PID ;;
+    baseline) pid=$BASELINE_PID ;;
     nginx) pid=$NGINX_PID ;;
     floor) pid=$FLOOR_PID ;;
     esac
     out=$BENCH_TMP/wrk-$server-c$conns-r$round.txt
-    local sys_before sys_after wrk_cpu
+    local sys_before sys_after wrk_cpu user_before user_after
     wait_quiet
     sys_before=$(busy_ticks)
     before=$(cpu_ticks "$pid")
+    user_before=$(user_ticks "$pid")
     # bash's `time` gives wrk's own CPU time (user + system, in seconds).
     wrk_cpu=$({
         TIMEFORMAT='%3U %3S'
@@ -115,11 +134,12 @@ run_wrk() {
             -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:$port$PATH_" >"$out" 2>&1
     } 2>&1) || { cat "$out" >&2; die "wrk failed against $server"; }
     after=$(cpu_ticks "$pid")
+    user_after=$(user_ticks "$pid")
     sys_after=$(busy_ticks)
     # Lines: "  123 requests in 10.00s, ...", "     99%    1.23ms", "Requests/sec: ...",
     # "  Non-2xx or 3xx responses: N", "  Socket errors: connect A, read B, write C, timeout D".
     awk -v server="$server" -v conns="$conns" -v round="$round" -v ticks=$((after - before)) \
-        -v hz="$CLK_TCK" \
+        -v hz="$CLK_TCK" -v user_ticks=$((user_after - user_before)) \
         -v sys_ticks=$((sys_after - sys_before)) -v wrk_cpu="$wrk_cpu" '
         function ms(v) {
             if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
@@ -141,11 +161,12 @@ run_wrk() {
             # Whatever else ran on the machine meanwhile (other users, tests): noise.
             other_s = sys_ticks / hz - cpu_s - wrk_s
             if (other_s < 0) other_s = 0
-            printf "%s\t%d\t%d\t%.0f\t%.3f\t%.2f\t%d\t%d\t%d\t%.2f\t%.0f\t%.0f\t%.0f\n", server,
+            printf "%s\t%d\t%d\t%.0f\t%.3f\t%.2f\t%d\t%d\t%d\t%.2f\t%.0f\t%.0f\t%.0f\t%.2f\n", server,
                 conns, round, rps, p99, cpu_s * 1e6 / reqs, reqs, bad + 0, errs + 0, cpu_s,
-                100 * cpu_s / dur, 100 * wrk_s / dur, 100 * other_s / dur
+                100 * cpu_s / dur, 100 * wrk_s / dur, 100 * other_s / dur,
+                user_ticks / hz * 1e6 / reqs
         }' "$out" >>"$RESULTS" || { cat "$out" >&2; die "cannot read wrk's output"; }
-    tail -1 "$RESULTS" | awk -F'\t' '{ printf "    %-9s c=%-4s round %s: %8s req/s  p99 %7.2f ms  %6.2f us CPU/request  (CPU%%: server %s, wrk %s, other %s)\n", $1, $2, $3, $4, $5, $6, $11, $12, $13 }' >&2
+    tail -1 "$RESULTS" | awk -F'\t' '{ printf "    %-9s c=%-4s round %s: %8s req/s  p99 %7.2f ms  %6.2f us CPU/request (user %5.2f)  (CPU%%: server %s, wrk %s, other %s)\n", $1, $2, $3, $4, $5, $6, $14, $11, $12, $13 }' >&2
 }
 
 if ((WARMUP > 0)); then
@@ -157,6 +178,9 @@ if ((WARMUP > 0)); then
     fi
     if ((SHIPPED)); then
         timeout $((WARMUP + 30)) wrk -t"$THREADS" -c64 -d"${WARMUP}s" "http://127.0.0.1:$SHIPPED_PORT$PATH_" >/dev/null
+    fi
+    if [[ -n $BASELINE ]]; then
+        timeout $((WARMUP + 30)) wrk -t"$THREADS" -c64 -d"${WARMUP}s" "http://127.0.0.1:$BASELINE_PORT$PATH_" >/dev/null
     fi
 fi
 
@@ -178,15 +202,22 @@ run_measured() {
 # round_shares CONNS ROUND: this round's user-space share and shipped/bare ratio.
 round_shares() {
     awk -F'\t' -v c="$1" -v r="$2" '
-        $2 == c && $3 == r { cpu[$1] = $6 }
+        $2 == c && $3 == r { cpu[$1] = $6; user[$1] = $14 }
         END {
             line = ""
+            if (user["nginx"] > 0)
+                line = sprintf("user CPU pantherad / nginx = %.2f", user["pantherad"] / user["nginx"])
             if (("floor" in cpu) && cpu["nginx"] > cpu["floor"])
-                line = sprintf("user-space share (px - floor) / (nginx - floor) = %.2f (target <= 0.5)",
+                line = line "; " sprintf("user-space share (px - floor) / (nginx - floor) = %.2f (target <= 0.5)",
                                (cpu["pantherad"] - cpu["floor"]) / (cpu["nginx"] - cpu["floor"]))
             if ("shipped" in cpu)
                 line = line (line ? "; " : "") sprintf("shipped / bare = %.3f (target <= 1.10)",
                                                        cpu["shipped"] / cpu["pantherad"])
+            if ("baseline" in cpu) {
+                line = line (line ? "; " : "") sprintf("pantherad / baseline = %.3f", cpu["pantherad"] / cpu["baseline"])
+                if (("floor" in cpu) && cpu["nginx"] > cpu["floor"])
+                    line = line sprintf(" (baseline share %.2f)", (cpu["baseline"] - cpu["floor"]) / (cpu["nginx"] - cpu["floor"]))
+            }
             if (line) print "    round " r ": " line
         }' "$RESULTS" >&2
 }
@@ -198,6 +229,7 @@ for conns in $CONNS; do
         run_measured nginx "$NGINX_PORT" "$conns" "$round"
         ((FLOOR)) && run_measured floor "$FLOOR_PORT" "$conns" "$round"
         ((SHIPPED)) && run_measured shipped "$SHIPPED_PORT" "$conns" "$round"
+        [[ -z $BASELINE ]] || run_measured baseline "$BASELINE_PORT" "$conns" "$round"
         round_shares "$conns" "$round"
     done
 done
@@ -213,7 +245,7 @@ done
 
 if [[ -n ${BENCH_OUT:-} ]]; then
     {
-        printf 'server\tconns\tround\treq_s\tp99_ms\tcpu_us_per_req\trequests\tnon2xx\tsocket_errors\tcpu_s\tserver_cpu_pct\twrk_cpu_pct\tother_cpu_pct\n'
+        printf 'server\tconns\tround\treq_s\tp99_ms\tcpu_us_per_req\trequests\tnon2xx\tsocket_errors\tcpu_s\tserver_cpu_pct\twrk_cpu_pct\tother_cpu_pct\tuser_us_per_req\n'
         cat "$RESULTS"
     } >"$BENCH_OUT"
 fi
@@ -231,7 +263,7 @@ awk -F'\t' -v noise_max="$NOISE_MAX" -v discarded="$DISCARDED" '
             $6, $7, $8, $9, $11, $12, $13
         if ($13 > noise_max) noisy++
         key = $1 SUBSEP $2
-        rps[key] += $4; p99[key] += $5; cpu[key] += $6; n[key]++
+        rps[key] += $4; p99[key] += $5; cpu[key] += $6; ucpu[key] += $14; n[key]++
         if (!seen[$2]++) order[++nc] = $2
     }
     END {
@@ -255,6 +287,24 @@ awk -F'\t' -v noise_max="$NOISE_MAX" -v discarded="$DISCARDED" '
                 c = order[i]; s = "shipped" SUBSEP c; a = "pantherad" SUBSEP c
                 printf "%5d %14.2f %14.2f %10.3f\n", c, cpu[s] / n[s], cpu[a] / n[a],
                     (cpu[s] / n[s]) / (cpu[a] / n[a])
+            }
+        }
+        printf "\nuser-mode CPU per request (utime alone: no kernel time)\n"
+        printf "%5s %12s %12s %8s\n", "conns", "user us px", "nginx", "ratio"
+        for (i = 1; i <= nc; i++) {
+            c = order[i]; a = "pantherad" SUBSEP c; b = "nginx" SUBSEP c
+            printf "%5d %12.2f %12.2f %8.3f\n", c, ucpu[a] / n[a], ucpu[b] / n[b],
+                (ucpu[b] ? (ucpu[a] / n[a]) / (ucpu[b] / n[b]) : 0)
+        }
+        if (n["baseline" SUBSEP order[1]]) {
+            printf "\nbaseline: another build (BENCH_BASELINE), configured as pantherad, same rounds\n"
+            printf "%5s %14s %14s %10s %12s %12s %10s\n", "conns", "CPU us px", "baseline", "ratio",
+                "user us px", "baseline", "ratio"
+            for (i = 1; i <= nc; i++) {
+                c = order[i]; s = "baseline" SUBSEP c; a = "pantherad" SUBSEP c
+                printf "%5d %14.2f %14.2f %10.3f %12.2f %12.2f %10.3f\n", c, cpu[a] / n[a],
+                    cpu[s] / n[s], (cpu[a] / n[a]) / (cpu[s] / n[s]), ucpu[a] / n[a],
+                    ucpu[s] / n[s], (ucpu[s] ? (ucpu[a] / n[a]) / (ucpu[s] / n[s]) : 0)
             }
         }
         if (n["floor" SUBSEP order[1]]) {

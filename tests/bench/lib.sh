@@ -13,6 +13,7 @@ PX_PORT=${BENCH_PX_PORT:-18480}
 NGINX_PORT=${BENCH_NGINX_PORT:-18481}
 FLOOR_PORT=${BENCH_FLOOR_PORT:-18482}
 SHIPPED_PORT=${BENCH_SHIPPED_PORT:-18483}
+BASELINE_PORT=${BENCH_BASELINE_PORT:-18486}
 NGINX=${BENCH_NGINX:-nginx}
 PYTHON=${PYTHON:-python3}
 # No server we start lives longer than this (seconds), even if this script is killed
@@ -27,6 +28,7 @@ BENCH_TMP=
 PX_PID=
 NGINX_PID=
 SHIPPED_PID=
+BASELINE_PID=
 
 # Builds (or refreshes) the release build the benchmarks run: its own build directory,
 # so that nobody else's build/ is touched. BENCH_NO_BUILD=1 skips this.
@@ -96,14 +98,28 @@ proc_tree() {
 # utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat, whole thread
 # group), summed over PID and its children.
 cpu_ticks() {
-    local pid rest total=0
+    proc_ticks all "$1"
+}
+
+# user_ticks PID: the user-mode part alone (utime): the server's own code, the kernel's
+# work for it left out.
+user_ticks() {
+    proc_ticks user "$1"
+}
+
+proc_ticks() {
+    local which=$1 pid rest total=0
     local -a f
-    for pid in $(proc_tree "$1"); do
+    for pid in $(proc_tree "$2"); do
         rest=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
         # Field 2 (comm) may hold spaces: everything after the last ')' starts at field 3.
         rest=${rest##*) }
         read -r -a f <<<"$rest"
-        total=$((total + f[11] + f[12]))
+        if [[ $which == user ]]; then
+            total=$((total + f[11]))
+        else
+            total=$((total + f[11] + f[12]))
+        fi
     done
     echo "$total"
 }
@@ -157,9 +173,9 @@ start_pantherad_shipped() {
 
 # start_pantherad_as NAME PORT EXTRA_CONFIG WORKERS [HTTP KEY=VALUE...]: a pantherad with
 # the hello plugin under BENCH_TMP/NAME, EXTRA_CONFIG (lines) appended to its config.
-# Sets STARTED_PID.
+# PX_BUILD_DIR: another release build to run it from (hello.sh's baseline). Sets STARTED_PID.
 start_pantherad_as() {
-    local name=$1 port=$2 extra=$3 workers=$4
+    local name=$1 port=$2 extra=$3 workers=$4 build=${PX_BUILD_DIR:-$BUILD}
     shift 4
     local d=$BENCH_TMP/$name kv
     rm -rf "$d"
@@ -170,7 +186,7 @@ start_pantherad_as() {
         # PX_LISTEN_EXTRA: more listeners, e.g. "127.0.0.1:18484 ssl" (tls.sh).
         echo "listen = 127.0.0.1:$port${PX_LISTEN_EXTRA:+, $PX_LISTEN_EXTRA}"
         echo "workers = $workers"
-        echo "plugin_path = $BUILD/sdk/examples/hello${PX_PLUGIN_PATH:+:$PX_PLUGIN_PATH}"
+        echo "plugin_path = $build/sdk/examples/hello${PX_PLUGIN_PATH:+:$PX_PLUGIN_PATH}"
         echo "conf_dir = $d/conf.d"
         if [[ ${BENCH_ACCESS_LOG:-1} == 1 ]]; then
             echo "access_log = $d/access.log"
@@ -190,7 +206,7 @@ start_pantherad_as() {
         echo "${PX_EXTRA_CONF:-}"
     } >"$d/pantherad.conf"
     timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" \
-        "$BUILD/server/pantherad" -c "$d/pantherad.conf" >"$d/stdout.log" 2>&1 &
+        "$build/server/pantherad" -c "$d/pantherad.conf" >"$d/stdout.log" 2>&1 &
     wait_pidfile "$d/pantherad.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "pantherad ($name) did not start"; }
     STARTED_PID=$(cat "$d/pantherad.pid")
     wait_http "http://127.0.0.1:$port/v1/hello" ||
@@ -334,12 +350,14 @@ stop_tree() {
 
 stop_pantherad() { stop_tree "$PX_PID"; PX_PID=; }
 stop_shipped() { stop_tree "${SHIPPED_PID:-}"; SHIPPED_PID=; }
+stop_baseline() { stop_tree "${BASELINE_PID:-}"; BASELINE_PID=; }
 stop_nginx() { stop_tree "$NGINX_PID"; NGINX_PID=; }
 stop_floor() { stop_tree "${FLOOR_PID:-}"; FLOOR_PID=; }
 
 bench_cleanup() {
     stop_pantherad
     stop_shipped
+    stop_baseline
     stop_nginx
     stop_floor
     wait 2>/dev/null
