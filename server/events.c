@@ -22,8 +22,11 @@
  * can still appear belongs to a transaction at or above it. Each group keeps such a
  * `frontier`; one statement copies the group's visible matching rows with xid >=
  * frontier into its delivery table (skipping those it already has) and moves the
- * frontier to xmin. Nothing is skipped: a row not yet visible has an xid at or above
- * the new frontier, so a later pass sees it. Rows above xmin are copied as soon as they
+ * frontier to xmin, in a statement of its own that never waits for a delivery: the only
+ * lock a batch can hold on the group's row is the foreign key's KEY SHARE, which the
+ * relay's NO KEY UPDATE does not conflict with (two relays of one group still take
+ * turns). Nothing is skipped: a row not yet visible has an xid at or above the new
+ * frontier, so a later pass sees it. Rows above xmin are copied as soon as they
  * are visible, not held back until xmin passes them — copying strictly in xid order
  * would let an aggregate's later event (lower xid, committed) overtake its earlier one
  * (higher xid, waiting for the xmin to move past a third, running transaction). The
@@ -127,9 +130,16 @@ static const char sql_register[] =
  * final, but a row above it may already be committed while an earlier-id row of the same
  * aggregate sits below it with a transaction in between still running, and copying in
  * xid order would then hand out the later event first. Emitters of one aggregate commit
- * in turn, so whenever a row is visible every earlier row of its aggregate is too. */
+ * in turn, so whenever a row is visible every earlier row of its aggregate is too.
+ * FOR NO KEY UPDATE, not FOR UPDATE: a delivery transaction that writes a row of the group
+ * twice (a retry or a hold after its "mark done") makes PostgreSQL check the foreign key
+ * again, which locks the group row FOR KEY SHARE until that batch commits; FOR UPDATE
+ * waits for that, FOR NO KEY UPDATE does not (the copy then queued behind batches stuck
+ * on their handlers' locks, up to statement_timeout). It still makes two relays of one
+ * group take turns. */
 static const char sql_relay[] =
-    "WITH g AS (SELECT frontier FROM panthera_event_groups WHERE group_name = $1 FOR UPDATE),"
+    "WITH g AS (SELECT frontier FROM panthera_event_groups WHERE group_name = $1"
+    " FOR NO KEY UPDATE),"
     " s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),"
     " ins AS (INSERT INTO panthera_event_deliveries (group_name, event_id, aggregate_id)"
     " SELECT $1, e.id, e.aggregate_id FROM panthera_events e, g"

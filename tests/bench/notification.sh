@@ -12,7 +12,8 @@
 #             distinct tasks with one recipient each, written straight into the event log
 #             (the per-event cost). Timed from the first commit to the last row.
 #
-# usage: tests/bench/notification.sh   (BENCH_STREAMS; BENCH_BUILD/BENCH_NO_BUILD as lib.sh)
+# usage: tests/bench/notification.sh   (BENCH_STREAMS; BENCH_EVENTS_BATCH: [events] batch;
+#        BENCH_BUILD/BENCH_NO_BUILD as lib.sh)
 # Needs `scripts/dev services` (reads .run/env). Creates and drops its own database.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -30,7 +31,8 @@ start_px notif "user task content notification" "[postgres]" \
     "pool_size = 16" "[redis]" "address = unix:$PANTHERA_REDIS_SOCKET" \
     "[auth]" "token_secret_file = $BENCH_TMP/secret" \
     "[http]" "max_connections = 12000" "max_connections_per_client = 12000" \
-    "keepalive_timeout = 300s" "header_timeout = 300s"
+    "keepalive_timeout = 300s" "header_timeout = 300s" \
+    ${BENCH_EVENTS_BATCH:+"[events]" "batch = $BENCH_EVENTS_BATCH"}
 URL=http://127.0.0.1:$PX_PORT
 PIDS=$(proc_tree "$PX_PID" | paste -sd, -)
 

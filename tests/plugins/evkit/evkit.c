@@ -21,7 +21,9 @@
  * attempt logs "evkit: slow handler in pid N" and sleeps 5 s inside the transaction
  * before acking (the window in which a test kills the worker). One with "never_ack":
  * true records itself, logs "evkit: not acking event ID" and never ends its delivery
- * (the consumer the [events] lease exists for).
+ * (the consumer the [events] lease exists for). One with "wait_lock": K records itself,
+ * logs "evkit: event ID waits for lock K" and takes pg_advisory_xact_lock(K) before acking,
+ * so a test holding K keeps the batch open (and its locks held) until it lets go.
  */
 #include <panthera/panthera.h>
 #include <stdio.h>
@@ -207,6 +209,16 @@ static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, voi
     }
     if (json_is_true(json_object_get(payload, "never_ack"))) {
         px_log(self_plugin, PX_LOG_INFO, "evkit: not acking event %s", id);
+        return;
+    }
+    json_t *wait_lock = json_object_get(payload, "wait_lock");
+    if (json_is_integer(wait_lock)) {
+        char key[24];
+        snprintf(key, sizeof(key), "%lld", (long long)json_integer_value(wait_lock));
+        px_log(self_plugin, PX_LOG_INFO, "evkit: event %s waits for lock %s", id, key);
+        const char *p[] = {key};
+        px_pg_txn_query(txn, NULL, "SELECT pg_advisory_xact_lock($1::bigint)", 1, p,
+                        acked_after, (void *)ev);
         return;
     }
     if (json_is_true(json_object_get(payload, "slow")) && px_event_attempt(ev) == 1) {
