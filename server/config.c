@@ -127,10 +127,7 @@ static const struct {
     const char *section, *key;
     long max;
 } count_max[] = {
-    /* Each handler of a batch runs in a subtransaction: past 64 of them in one
-     * transaction, PostgreSQL's per-backend cache of subtransaction ids overflows and
-     * every session's snapshots get slower (events_deliver.c). */
-    {"events", "batch", 64},
+    {"events", "batch", EVENTS_BATCH_MAX},
 };
 
 static long key_max(const key_spec_t *spec)

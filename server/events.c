@@ -283,6 +283,32 @@ int api_event_subscribe(px_plugin_t *p, const char *group, const char *pattern, 
     return 0;
 }
 
+int api_event_batch(px_plugin_t *p, const char *group, int max)
+{
+    plugin_set_t *set = p->set;
+    if (set->registering != p)
+        return PX_ESTATE;
+    ev_sub_t *s = NULL;
+    for (size_t i = 0; set->events && group && i < set->events->n && !s; i++)
+        if (set->events->subs[i].plugin == p && !strcmp(set->events->subs[i].group, group))
+            s = &set->events->subs[i];
+    if (!s || max < 1 || max > EVENTS_BATCH_MAX) {
+        config_error(set->errs, p->section->file, p->section->line,
+                     "plugin \"%s\": px_event_batch(\"%s\", %d): the group must be one it "
+                     "subscribed, the size 1-%d",
+                     p->name, group ? group : "(null)", max, EVENTS_BATCH_MAX);
+        return PX_EINVAL;
+    }
+    s->batch = (size_t)max;
+    return 0;
+}
+
+size_t events_batch_size(const ev_group_t *g)
+{
+    size_t cap = g->ew->cfg->batch;
+    return g->sub->batch && g->sub->batch < cap ? g->sub->batch : cap;
+}
+
 int events_register_groups(void *conn, const plugin_set_t *set)
 {
     PGconn *pg = conn;
@@ -403,7 +429,7 @@ static void dispatched(px_req_t *task, const px_pg_result_t *res, const px_pg_er
 
 static void dispatch(ev_group_t *g)
 {
-    size_t cap = g->ew->cfg->concurrency, batch = g->ew->cfg->batch;
+    size_t cap = g->ew->cfg->concurrency, batch = events_batch_size(g);
     if (g->nbatches >= cap) {
         cycle_done(g);
         return;

@@ -563,7 +563,7 @@ static struct px_event *event_new(ev_group_t *g, const px_pg_result_t *res, int 
 static ev_batch_t *batch_for(ev_group_t *g, ev_batch_t **made, size_t *nmade, size_t slots,
                              const struct px_event *ev)
 {
-    size_t size = g->ew->cfg->batch;
+    size_t size = events_batch_size(g);
     for (size_t i = 0; i < *nmade; i++)
         for (const struct px_event *e = made[i]->events; e; e = e->bnext)
             if (!strcmp(e->aggregate, ev->aggregate))
