@@ -160,7 +160,10 @@ static const char sql_relay[] =
  * in id order, as long as none of them was claimed before — a row with attempts is one
  * whose earlier delivery never ended (its worker died, its batch failed), and it comes
  * alone, as its aggregate's head, in a transaction of its own, so that an event that
- * kills its consumer costs only its own attempts, not its batch's. Such a row weighs a
+ * kills its consumer costs only its own attempts, not its batch's. An aggregate gives at
+ * most a batch ($5) of rows per dispatch: they all go to one transaction, which must stay
+ * within the group's batch size (a burst of one aggregate's events waits for the next
+ * dispatch, after its batch ends, instead of swelling one transaction). Such a row weighs a
  * whole batch ($5) against the limit ($2, free transactions times the batch size), so
  * the singles never take more transactions than are free. Cutting by the running weight
  * in id order leaves each aggregate a prefix of its rows: order holds. */
@@ -168,11 +171,12 @@ static const char sql_dispatch[] =
     "WITH w AS (SELECT event_id, aggregate_id, next_at, attempts FROM panthera_event_deliveries"
     " WHERE group_name = $1 AND state = 'pending' ORDER BY event_id LIMIT $4::int),"
     " r AS (SELECT event_id, attempts, first_value(event_id) OVER a AS head,"
-    " first_value(next_at) OVER a AS head_next_at, bool_and(attempts = 0) OVER a AS fresh"
+    " first_value(next_at) OVER a AS head_next_at, bool_and(attempts = 0) OVER a AS fresh,"
+    " row_number() OVER a AS nth"
     " FROM w WINDOW a AS (PARTITION BY aggregate_id ORDER BY event_id)),"
     " c AS (SELECT event_id, sum(CASE WHEN attempts > 0 THEN $5::int ELSE 1 END)"
     " OVER (ORDER BY event_id) AS weight FROM r WHERE head_next_at <= now()"
-    " AND NOT (head = ANY($3::bigint[])) AND (event_id = head OR fresh)),"
+    " AND NOT (head = ANY($3::bigint[])) AND (event_id = head OR fresh) AND nth <= $5::int),"
     " due AS (SELECT event_id FROM c WHERE weight <= $2::int),"
     " claimed AS (UPDATE panthera_event_deliveries d SET attempts = d.attempts + 1 FROM due"
     " WHERE d.group_name = $1 AND d.event_id = due.event_id RETURNING d.event_id, d.attempts)"
@@ -446,7 +450,7 @@ static void dispatch(ev_group_t *g)
     snprintf(window, sizeof(window), "%zu", cap * (batch + DISPATCH_WINDOW_PER_SLOT));
     snprintf(weight, sizeof(weight), "%zu", batch);
     const char *params[] = {g->sub->group, limit, ids.data, window, weight};
-    int rc = api_pg_query(g->task, "px_ev_dispatch", sql_dispatch, 5, params, dispatched, g);
+    int rc = api_pg_query(g->task, NULL, sql_dispatch, 5, params, dispatched, g);
     buf_free(&ids);
     if (rc) {
         events_log_error(g, "reading due events", NULL);
@@ -467,10 +471,16 @@ static void relayed(px_req_t *task, const px_pg_result_t *res, const px_pg_error
     dispatch(g);
 }
 
+/* The relay and the dispatch are sent unnamed, planned for their values each time: as
+ * prepared statements PostgreSQL switched them to a generic plan after five runs, in which
+ * the relay's "not copied yet" probe read every delivery row of the group for each new
+ * event (group_name = $1 alone as its index condition) — 100-700 ms a cycle in
+ * tests/bench/notification.sh, and the group's batches waited for each cycle. A plan costs
+ * well under a millisecond, once per cycle. */
 static void relay(ev_group_t *g)
 {
     const char *params[] = {g->sub->group, g->sub->like};
-    if (api_pg_query(g->task, "px_ev_relay", sql_relay, 2, params, relayed, g)) {
+    if (api_pg_query(g->task, NULL, sql_relay, 2, params, relayed, g)) {
         events_log_error(g, "copying new events", NULL);
         cycle_done(g);
     }
