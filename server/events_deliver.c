@@ -2,8 +2,11 @@
  * events_deliver.c — handing claimed events to one consumer group's handler, in batches
  * (the why of it all is at the top of events.c).
  *
- * A batch is one transaction on the group's consumer task for up to [events] batch
- * events; a dispatch's events of one aggregate always go to the same batch, in id order.
+ * A batch is one transaction on the group's consumer task for up to the group's batch
+ * size: [events] batch, or fewer when its plugin asked (px_event_batch: a handler that
+ * locks what other events of its group lock, in no fixed order, would otherwise hold those
+ * locks across a whole batch and deadlock with the group's other batches). A dispatch's
+ * events of one aggregate always go to the same batch, in id order.
  * It first marks them all done in one statement (only those still pending: the row lock
  * also serialises any duplicate consumer), then hands them to the handler one after
  * another, each inside a savepoint of its own (px_ev_ID), and the handler ends each with:

@@ -40,6 +40,8 @@ typedef struct delivery {
 
 static int created_metric = -1;
 
+#define MENTION_BATCH 4 /* see consumer_init */
+
 static void done(delivery_t *d, const char *failure)
 {
     const px_event_t *ev = d->ev;
@@ -200,5 +202,11 @@ int consumer_init(px_plugin_t *self)
     int rc = created_metric < 0 ? created_metric : 0;
     for (size_t i = 0; !rc && i < sizeof(groups) / sizeof(groups[0]); i++)
         rc = px_event_subscribe(self, groups[i][0], groups[i][1], on_event, NULL);
+    /* Mentions come in bursts on one task (its aggregate, so one batch) and often name
+     * many: each such event touches the same inbox rows again, and inside one transaction
+     * every touch lengthens their chain of row versions the next one walks. Small batches
+     * (tests/bench/notification.sh, 1,000 recipients per event). */
+    if (!rc)
+        rc = px_event_batch(self, "notification-mention", MENTION_BATCH);
     return rc;
 }

@@ -17,7 +17,7 @@ import uuid
 import pytest
 import requests
 
-from panthera_server import PANTHERAD
+from panthera_server import PANTHERAD, Server, ServerError
 from services import pg_lock
 from test_idempotency import conninfo
 from test_pg_pool import pg_ctl, pg_env, pg_ready, wait_ready
@@ -29,11 +29,11 @@ PX_EINVAL, PX_ESTATE = -1, -10
 CEILING = 120  # seconds: only a hang gets there
 
 
-def start(make_server, group, workers=2, events=None, postgres=None):
+def start(make_server, group, workers=2, events=None, postgres=None, evkit=None):
     sections = {"postgres": dict({"conninfo": conninfo()}, **(postgres or {})),
                 "events": dict({"poll_interval": "500ms"}, **(events or {}))}
     return make_server(workers=workers, plugins=("evkit",), sections=sections,
-                       plugin_config={"evkit": {"group": group}})
+                       plugin_config={"evkit": dict({"group": group}, **(evkit or {}))})
 
 
 def new_group():
@@ -385,6 +385,41 @@ def test_the_relay_copies_new_events_while_a_batch_holds_its_group_row(make_serv
             assert "copying new events" not in s.error_log(), s.error_log()
     finally:
         holder.close()
+
+
+@pytest.mark.parametrize("configured, asked", [("8", "2"), ("2", "16")])
+def test_a_plugin_asks_for_its_groups_batch_size_and_the_config_caps_it(make_server, configured,
+                                                                        asked):
+    # px_event_batch: evkit asks for `asked` events per delivery transaction; [events] batch
+    # is `configured`. Seven events of distinct aggregates committed at once go out in
+    # transactions (the handler's xid in evkit_seen) of at most the smaller of the two.
+    group = new_group()
+    prefix = "size-" + uuid.uuid4().hex[:8] + "-"
+    size = min(int(configured), int(asked))
+    with pg_lock():
+        s = start(make_server, group, workers=1, events={"batch": configured},
+                  evkit={"batch": asked})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        insert_events([(prefix + str(i), {"seq": 0}) for i in range(7)])
+        rows = wait_seen(s, prefix, 7)
+        per_txn = {}
+        for r in rows:
+            per_txn[r[6]] = per_txn.get(r[6], 0) + 1
+        assert max(per_txn.values()) <= size, per_txn
+        assert len(rows) == 7 and all(r[3] == 1 for r in rows), rows
+
+
+def test_a_bad_batch_size_stops_the_start_with_a_config_error():
+    group = new_group()
+    s = Server(workers=1, plugins=("evkit",),
+               sections={"postgres": {"conninfo": conninfo()}},
+               plugin_config={"evkit": {"group": group, "batch": "65"}})
+    try:
+        with pytest.raises(ServerError):
+            s.start(timeout=10)
+        assert 'px_event_batch("%s", 65)' % group in s.error_log(), s.error_log()
+    finally:
+        s.cleanup()
 
 
 def test_worker_killed_in_the_middle_of_a_batch_loses_nothing_and_repeats_nothing(

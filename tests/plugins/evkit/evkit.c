@@ -12,7 +12,8 @@
  *                             handling transaction)
  *
  * Consumer group [plugin:evkit] group (default "evkit"; subscribe = no: none, for the
- * benchmark of emitting alone), pattern "evkit.*": records each
+ * benchmark of emitting alone; batch = N: px_event_batch(N), 0 (default): not asked),
+ * pattern "evkit.*": records each
  * event in evkit_seen inside the delivery's transaction, then acks. An event with
  * "fail": true always asks for a retry (50 ms); one with "fail_once": true records itself
  * on its first attempt, then asks for a retry (50 ms), so the savepoint must undo that
@@ -234,10 +235,14 @@ static int evkit_init(px_plugin_t *self)
     self_plugin = self;
     px_config_declare(self, "group", "evkit");
     px_config_declare(self, "subscribe", "yes");
+    px_config_declare(self, "batch", "0");
     snprintf(group_name, sizeof(group_name), "%s", px_config_get(self, "group"));
     int rc = px_migrations(self, evkit_migrations);
     if (!rc && strcmp(px_config_get(self, "subscribe"), "no") != 0)
         rc = px_event_subscribe(self, group_name, "evkit.*", on_event, NULL);
+    int batch = atoi(px_config_get(self, "batch"));
+    if (!rc && batch)
+        rc = px_event_batch(self, group_name, batch);
     if (!rc)
         rc = px_route(self, "POST", "/v1/evkit/write", write_route, NULL);
     if (!rc)
