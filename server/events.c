@@ -43,9 +43,10 @@
  * ends the batch. A worker killed mid-batch loses its session, PostgreSQL rolls back, the
  * rows are still pending, and the next consumer delivers them again: at least once, with
  * effect once. Per aggregate, events are handed out from the oldest pending one on, in id
- * order, all in one batch, and not while any of them is in flight, so order holds; a
- * retried one holds its aggregate's later events back. Different batches run
- * concurrently, up to [events] concurrency per group.
+ * order, at most a batch of them in one batch, and not while any of them is in flight, so
+ * order holds; a retried one holds its aggregate's later events back. Different batches
+ * run concurrently, up to [events] concurrency per group. The batch size is [events]
+ * batch, or less for a group whose plugin asked (px_event_batch).
  *
  * Who consumes. One worker of all hosts per group at a time, elected by a session
  * advisory lock held on the worker's listening session (events_listen.c). We chose one
