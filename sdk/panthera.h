@@ -673,6 +673,17 @@ typedef int (*px_cache_done_fn)(px_req_t *req, void *userdata);
     X(int, event_subscribe, (px_plugin_t * plugin, const char *group, const char *pattern, \
                              px_event_fn fn, void *userdata),                              \
       (plugin, group, pattern, fn, userdata))                                              \
+    /* Ask for `group` (subscribed by this plugin, earlier in its init) to be delivered in \
+     * transactions of at most `max` events (1..64) instead of [events] batch. The handler \
+     * runs once per event as always, one event after another, each in a savepoint of    \
+     * the one transaction, which commits after the last: what a handler locks is held   \
+     * until then. Ask for fewer when handlers are slow or lock what other deliveries   \
+     * wait for; more when they are quick and independent. [events] batch stays the      \
+     * default of the groups that do not ask and caps what one asks for (an operator's   \
+     * limit). Only during init; 0, PX_EINVAL for a size out of range or a group this    \
+     * plugin did not subscribe, PX_ESTATE after init. */                                \
+    X(int, event_batch, (px_plugin_t * plugin, const char *group, int max),                \
+      (plugin, group, max))                                                                \
     /* The event's fields, borrowed until it is acked or retried: its id (increasing in   \
      * the order events were emitted), type, aggregate, producing plugin, emission time   \
      * (RFC 3339 UTC), payload, and which attempt this is (1 the first time). */          \

@@ -127,10 +127,7 @@ static const struct {
     const char *section, *key;
     long max;
 } count_max[] = {
-    /* Each handler of a batch runs in a subtransaction: past 64 of them in one
-     * transaction, PostgreSQL's per-backend cache of subtransaction ids overflows and
-     * every session's snapshots get slower (events_deliver.c). */
-    {"events", "batch", 64},
+    {"events", "batch", EVENTS_BATCH_MAX},
 };
 
 static long key_max(const key_spec_t *spec)
@@ -200,7 +197,7 @@ config_t *config_new_defaults(void)
                                       .retention_ms = 7ull * 24 * 3600 * 1000,
                                       .poll_interval_ms = 1000,
                                       .concurrency = 8,
-                                      .batch = 1,
+                                      .batch = 32,
                                       .lease_ms = 60000};
     /* nginx's defaults where nginx has one: 60 s header/body/send timeouts, 75 s
      * keep-alive, 1 MiB bodies, 1000 requests per connection. */

@@ -88,6 +88,10 @@ typedef struct storage_settings {
     uint64_t sweep_interval_ms; /* 0: never sweep */
 } storage_settings_t;
 /* [events]: the host's event log and its consumers (events.c). */
+/* Each handler of a batch runs in a subtransaction: past 64 of them in one transaction,
+ * PostgreSQL's per-backend cache of subtransaction ids overflows and every session's
+ * snapshots get slower (events_deliver.c). */
+#define EVENTS_BATCH_MAX 64
 typedef struct events_settings {
     uint64_t max_attempts;     /* failed deliveries before an event is dead-lettered */
     uint64_t retention_ms;     /* events every group is done with are pruned after this */

@@ -22,8 +22,11 @@
  * can still appear belongs to a transaction at or above it. Each group keeps such a
  * `frontier`; one statement copies the group's visible matching rows with xid >=
  * frontier into its delivery table (skipping those it already has) and moves the
- * frontier to xmin. Nothing is skipped: a row not yet visible has an xid at or above
- * the new frontier, so a later pass sees it. Rows above xmin are copied as soon as they
+ * frontier to xmin, in a statement of its own that never waits for a delivery: the only
+ * lock a batch can hold on the group's row is the foreign key's KEY SHARE, which the
+ * relay's NO KEY UPDATE does not conflict with (two relays of one group still take
+ * turns). Nothing is skipped: a row not yet visible has an xid at or above the new
+ * frontier, so a later pass sees it. Rows above xmin are copied as soon as they
  * are visible, not held back until xmin passes them — copying strictly in xid order
  * would let an aggregate's later event (lower xid, committed) overtake its earlier one
  * (higher xid, waiting for the xmin to move past a third, running transaction). The
@@ -40,9 +43,10 @@
  * ends the batch. A worker killed mid-batch loses its session, PostgreSQL rolls back, the
  * rows are still pending, and the next consumer delivers them again: at least once, with
  * effect once. Per aggregate, events are handed out from the oldest pending one on, in id
- * order, all in one batch, and not while any of them is in flight, so order holds; a
- * retried one holds its aggregate's later events back. Different batches run
- * concurrently, up to [events] concurrency per group.
+ * order, at most a batch of them in one batch, and not while any of them is in flight, so
+ * order holds; a retried one holds its aggregate's later events back. Different batches
+ * run concurrently, up to [events] concurrency per group. The batch size is [events]
+ * batch, or less for a group whose plugin asked (px_event_batch).
  *
  * Who consumes. One worker of all hosts per group at a time, elected by a session
  * advisory lock held on the worker's listening session (events_listen.c). We chose one
@@ -127,9 +131,16 @@ static const char sql_register[] =
  * final, but a row above it may already be committed while an earlier-id row of the same
  * aggregate sits below it with a transaction in between still running, and copying in
  * xid order would then hand out the later event first. Emitters of one aggregate commit
- * in turn, so whenever a row is visible every earlier row of its aggregate is too. */
+ * in turn, so whenever a row is visible every earlier row of its aggregate is too.
+ * FOR NO KEY UPDATE, not FOR UPDATE: a delivery transaction that writes a row of the group
+ * twice (a retry or a hold after its "mark done") makes PostgreSQL check the foreign key
+ * again, which locks the group row FOR KEY SHARE until that batch commits; FOR UPDATE
+ * waits for that, FOR NO KEY UPDATE does not (the copy then queued behind batches stuck
+ * on their handlers' locks, up to statement_timeout). It still makes two relays of one
+ * group take turns. */
 static const char sql_relay[] =
-    "WITH g AS (SELECT frontier FROM panthera_event_groups WHERE group_name = $1 FOR UPDATE),"
+    "WITH g AS (SELECT frontier FROM panthera_event_groups WHERE group_name = $1"
+    " FOR NO KEY UPDATE),"
     " s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),"
     " ins AS (INSERT INTO panthera_event_deliveries (group_name, event_id, aggregate_id)"
     " SELECT $1, e.id, e.aggregate_id FROM panthera_events e, g"
@@ -150,7 +161,10 @@ static const char sql_relay[] =
  * in id order, as long as none of them was claimed before — a row with attempts is one
  * whose earlier delivery never ended (its worker died, its batch failed), and it comes
  * alone, as its aggregate's head, in a transaction of its own, so that an event that
- * kills its consumer costs only its own attempts, not its batch's. Such a row weighs a
+ * kills its consumer costs only its own attempts, not its batch's. An aggregate gives at
+ * most a batch ($5) of rows per dispatch: they all go to one transaction, which must stay
+ * within the group's batch size (a burst of one aggregate's events waits for the next
+ * dispatch, after its batch ends, instead of swelling one transaction). Such a row weighs a
  * whole batch ($5) against the limit ($2, free transactions times the batch size), so
  * the singles never take more transactions than are free. Cutting by the running weight
  * in id order leaves each aggregate a prefix of its rows: order holds. */
@@ -158,11 +172,12 @@ static const char sql_dispatch[] =
     "WITH w AS (SELECT event_id, aggregate_id, next_at, attempts FROM panthera_event_deliveries"
     " WHERE group_name = $1 AND state = 'pending' ORDER BY event_id LIMIT $4::int),"
     " r AS (SELECT event_id, attempts, first_value(event_id) OVER a AS head,"
-    " first_value(next_at) OVER a AS head_next_at, bool_and(attempts = 0) OVER a AS fresh"
+    " first_value(next_at) OVER a AS head_next_at, bool_and(attempts = 0) OVER a AS fresh,"
+    " row_number() OVER a AS nth"
     " FROM w WINDOW a AS (PARTITION BY aggregate_id ORDER BY event_id)),"
     " c AS (SELECT event_id, sum(CASE WHEN attempts > 0 THEN $5::int ELSE 1 END)"
     " OVER (ORDER BY event_id) AS weight FROM r WHERE head_next_at <= now()"
-    " AND NOT (head = ANY($3::bigint[])) AND (event_id = head OR fresh)),"
+    " AND NOT (head = ANY($3::bigint[])) AND (event_id = head OR fresh) AND nth <= $5::int),"
     " due AS (SELECT event_id FROM c WHERE weight <= $2::int),"
     " claimed AS (UPDATE panthera_event_deliveries d SET attempts = d.attempts + 1 FROM due"
     " WHERE d.group_name = $1 AND d.event_id = due.event_id RETURNING d.event_id, d.attempts)"
@@ -271,6 +286,32 @@ int api_event_subscribe(px_plugin_t *p, const char *group, const char *pattern, 
     s->fn = fn;
     s->userdata = ud;
     return 0;
+}
+
+int api_event_batch(px_plugin_t *p, const char *group, int max)
+{
+    plugin_set_t *set = p->set;
+    if (set->registering != p)
+        return PX_ESTATE;
+    ev_sub_t *s = NULL;
+    for (size_t i = 0; set->events && group && i < set->events->n && !s; i++)
+        if (set->events->subs[i].plugin == p && !strcmp(set->events->subs[i].group, group))
+            s = &set->events->subs[i];
+    if (!s || max < 1 || max > EVENTS_BATCH_MAX) {
+        config_error(set->errs, p->section->file, p->section->line,
+                     "plugin \"%s\": px_event_batch(\"%s\", %d): the group must be one it "
+                     "subscribed, the size 1-%d",
+                     p->name, group ? group : "(null)", max, EVENTS_BATCH_MAX);
+        return PX_EINVAL;
+    }
+    s->batch = (size_t)max;
+    return 0;
+}
+
+size_t events_batch_size(const ev_group_t *g)
+{
+    size_t cap = g->ew->cfg->batch;
+    return g->sub->batch && g->sub->batch < cap ? g->sub->batch : cap;
 }
 
 int events_register_groups(void *conn, const plugin_set_t *set)
@@ -393,7 +434,7 @@ static void dispatched(px_req_t *task, const px_pg_result_t *res, const px_pg_er
 
 static void dispatch(ev_group_t *g)
 {
-    size_t cap = g->ew->cfg->concurrency, batch = g->ew->cfg->batch;
+    size_t cap = g->ew->cfg->concurrency, batch = events_batch_size(g);
     if (g->nbatches >= cap) {
         cycle_done(g);
         return;
@@ -410,7 +451,7 @@ static void dispatch(ev_group_t *g)
     snprintf(window, sizeof(window), "%zu", cap * (batch + DISPATCH_WINDOW_PER_SLOT));
     snprintf(weight, sizeof(weight), "%zu", batch);
     const char *params[] = {g->sub->group, limit, ids.data, window, weight};
-    int rc = api_pg_query(g->task, "px_ev_dispatch", sql_dispatch, 5, params, dispatched, g);
+    int rc = api_pg_query(g->task, NULL, sql_dispatch, 5, params, dispatched, g);
     buf_free(&ids);
     if (rc) {
         events_log_error(g, "reading due events", NULL);
@@ -431,10 +472,16 @@ static void relayed(px_req_t *task, const px_pg_result_t *res, const px_pg_error
     dispatch(g);
 }
 
+/* The relay and the dispatch are sent unnamed, planned for their values each time: as
+ * prepared statements PostgreSQL switched them to a generic plan after five runs, in which
+ * the relay's "not copied yet" probe read every delivery row of the group for each new
+ * event (group_name = $1 alone as its index condition) — 100-700 ms a cycle in
+ * tests/bench/notification.sh, and the group's batches waited for each cycle. A plan costs
+ * well under a millisecond, once per cycle. */
 static void relay(ev_group_t *g)
 {
     const char *params[] = {g->sub->group, g->sub->like};
-    if (api_pg_query(g->task, "px_ev_relay", sql_relay, 2, params, relayed, g)) {
+    if (api_pg_query(g->task, NULL, sql_relay, 2, params, relayed, g)) {
         events_log_error(g, "copying new events", NULL);
         cycle_done(g);
     }

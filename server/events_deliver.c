@@ -2,8 +2,11 @@
  * events_deliver.c — handing claimed events to one consumer group's handler, in batches
  * (the why of it all is at the top of events.c).
  *
- * A batch is one transaction on the group's consumer task for up to [events] batch
- * events; a dispatch's events of one aggregate always go to the same batch, in id order.
+ * A batch is one transaction on the group's consumer task for up to the group's batch
+ * size: [events] batch, or fewer when its plugin asked (px_event_batch: a handler that
+ * locks what other events of its group lock, in no fixed order, would otherwise hold those
+ * locks across a whole batch and deadlock with the group's other batches). A dispatch's
+ * events of one aggregate always go to the same batch, in id order.
  * It first marks them all done in one statement (only those still pending: the row lock
  * also serialises any duplicate consumer), then hands them to the handler one after
  * another, each inside a savepoint of its own (px_ev_ID), and the handler ends each with:
@@ -563,7 +566,7 @@ static struct px_event *event_new(ev_group_t *g, const px_pg_result_t *res, int 
 static ev_batch_t *batch_for(ev_group_t *g, ev_batch_t **made, size_t *nmade, size_t slots,
                              const struct px_event *ev)
 {
-    size_t size = g->ew->cfg->batch;
+    size_t size = events_batch_size(g);
     for (size_t i = 0; i < *nmade; i++)
         for (const struct px_event *e = made[i]->events; e; e = e->bnext)
             if (!strcmp(e->aggregate, ev->aggregate))

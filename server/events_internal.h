@@ -24,6 +24,7 @@ typedef struct ev_sub {
     char pattern[128];
     px_event_fn fn;
     void *userdata;
+    size_t batch; /* what the plugin asked for (px_event_batch), 0: [events] batch */
 } ev_sub_t;
 
 typedef struct ev_group ev_group_t;
@@ -98,6 +99,9 @@ struct events_worker {
     uint64_t last_prune;
 };
 
+/* Events per delivery transaction for this group: what its plugin asked for, at most
+ * [events] batch. */
+size_t events_batch_size(const ev_group_t *g);
 /* Copy what became visible, then hand out what is due (coalesced). */
 void events_cycle(ev_group_t *g);
 void events_log_error(ev_group_t *g, const char *what, const px_pg_error_t *err);

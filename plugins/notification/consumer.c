@@ -13,10 +13,12 @@
  * Why the locks: groups deliver different aggregates concurrently, so without them two
  * transactions could commit one user's rows out of seq order, and a stream that resumed
  * "after seq N" could skip a row committed later with a smaller seq. Each transaction
- * holds the transaction locks of its candidates' stripes (store.c) from before the
- * insert to the commit: per user, seq order is commit order, which is all a stream (one
- * user's rows) needs; events for other users do not wait. A thousand recipients are one
- * INSERT ... SELECT.
+ * holds its candidates' inbox locks (store.c: each user's own for a few candidates, their
+ * stripes' for a fan-out) from before the insert to the commit: per user, seq order is
+ * commit order, which is all a stream (one user's rows) needs. The host delivers events in
+ * batches, one transaction for many events, so the locks are held until the batch
+ * commits: events for other users must not wait for them, which is why a single
+ * recipient locks only its own user. A thousand recipients are one INSERT ... SELECT.
  *
  * Effect once: the unique (source_event, user_id, type) makes a second delivery of the
  * same event (events:replay) insert nothing; then nothing is emitted or published either.
@@ -37,6 +39,8 @@ typedef struct delivery {
 } delivery_t;
 
 static int created_metric = -1;
+
+#define MENTION_BATCH 4 /* see consumer_init */
 
 static void done(delivery_t *d, const char *failure)
 {
@@ -198,5 +202,11 @@ int consumer_init(px_plugin_t *self)
     int rc = created_metric < 0 ? created_metric : 0;
     for (size_t i = 0; !rc && i < sizeof(groups) / sizeof(groups[0]); i++)
         rc = px_event_subscribe(self, groups[i][0], groups[i][1], on_event, NULL);
+    /* Mentions come in bursts on one task (its aggregate, so one batch) and often name
+     * many: each such event touches the same inbox rows again, and inside one transaction
+     * every touch lengthens their chain of row versions the next one walks. Small batches
+     * (tests/bench/notification.sh, 1,000 recipients per event). */
+    if (!rc)
+        rc = px_event_batch(self, "notification-mention", MENTION_BATCH);
     return rc;
 }

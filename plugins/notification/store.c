@@ -6,18 +6,40 @@
 
 /* ---- the consumer ---- */
 
-/* The inbox locks: users are spread over 64 stripes, and a transaction locks the stripes
- * of every candidate (the explicit ones and the task's watchers, $1-$3 as below), in
- * stripe order, before its INSERT allocates seqs, until its commit. Two transactions
- * that could insert rows for the same user therefore commit in seq order; ones with
- * disjoint stripes run side by side. The first key is the plugin's own constant. */
+/* Candidates up to which an event takes each one's own inbox lock (sql_inbox_lock). */
+#define LOCK_USERS "4"
+
+/* The inbox locks. Per user, seq order must be commit order (consumer.c), so a transaction
+ * that may insert rows for a user holds a lock that user's other inserters need, from
+ * before its INSERT takes seqs until its commit, which under [events] batch is the end of
+ * the whole batch. Which locks ($1-$3: the candidates, the explicit ones and the task's
+ * watchers, as below):
+ *   - at most LOCK_USERS candidates (the common event: an assignee, a mention): each
+ *     one's own lock (1852796277, hash of the id) and its stripe's (1852796276, one of 64)
+ *     SHARED. Events for different users never wait for each other, however many a batch
+ *     holds; with 64 stripes alone, two batches of 32 shared a stripe nearly always, and
+ *     batches queued behind each other's commits.
+ *   - more (a fan-out): the candidates' stripes EXCLUSIVE, at most 64 locks: a lock per
+ *     recipient of a thousand-recipient event, held to a batch's commit, would overflow
+ *     PostgreSQL's shared lock table (max_locks_per_transaction).
+ * Two transactions for one user always conflict (user/user, shared/exclusive,
+ * exclusive/exclusive). Stripes first, then users, each in key order: within one event no
+ * two transactions wait for each other in a circle. Across the events of two batches they
+ * can (a batch takes its events' locks one event after another); PostgreSQL then cancels
+ * one statement after deadlock_timeout, and that event is retried, nothing is lost. The
+ * first keys are the plugin's own constants. */
 const char sql_inbox_lock[] =
-    "SELECT count(pg_advisory_xact_lock(1852796276, s)) FROM (SELECT DISTINCT"
-    " abs(hashtext(u::text)) % 64 AS s FROM ("
+    "WITH c AS (SELECT DISTINCT u FROM ("
     "  SELECT json_array_elements_text($1::json)::uuid AS u"
     "  UNION SELECT user_id FROM notification_task_watch"
-    "   WHERE $3::text[] IS NOT NULL AND task_id = $2::uuid AND reason = ANY($3::text[])) c"
-    " ORDER BY s) x";
+    "   WHERE $3::text[] IS NOT NULL AND task_id = $2::uuid AND reason = ANY($3::text[])) c),"
+    " f AS (SELECT count(*) > " LOCK_USERS " AS fan FROM c),"
+    " k AS (SELECT 0 AS phase, hashtext(u::text) & 63 AS key FROM c"
+    "  UNION SELECT 1, hashtext(u::text) FROM c, f WHERE NOT f.fan)"
+    " SELECT count(CASE WHEN x.phase = 1 THEN pg_advisory_xact_lock(1852796277, x.key)"
+    "  WHEN x.fan THEN pg_advisory_xact_lock(1852796276, x.key)"
+    "  ELSE pg_advisory_xact_lock_shared(1852796276, x.key) END)"
+    " FROM (SELECT k.phase, k.key, f.fan FROM k, f ORDER BY k.phase, k.key) x";
 
 /* $1 candidates (JSON array of uuids), $2 type, $3 payload, $4 project, $5 source event,
  * $6 default inApp, $7/$8 the task and watch reasons whose watchers are candidates too,

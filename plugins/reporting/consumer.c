@@ -55,5 +55,10 @@ static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, voi
 
 int consumer_init(px_plugin_t *self)
 {
-    return px_event_subscribe(self, "reporting", "*", on_event, NULL);
+    int rc = px_event_subscribe(self, "reporting", "*", on_event, NULL);
+    /* A transaction per event: reporting_apply updates the project's row and the day's
+     * counts in the order events come, and under a batch those row locks would be held
+     * until the batch commits, so two batches with events of the same projects in another
+     * order would deadlock. */
+    return rc ? rc : px_event_batch(self, "reporting", 1);
 }

@@ -17,7 +17,7 @@ import uuid
 import pytest
 import requests
 
-from panthera_server import PANTHERAD
+from panthera_server import PANTHERAD, Server, ServerError
 from services import pg_lock
 from test_idempotency import conninfo
 from test_pg_pool import pg_ctl, pg_env, pg_ready, wait_ready
@@ -29,11 +29,11 @@ PX_EINVAL, PX_ESTATE = -1, -10
 CEILING = 120  # seconds: only a hang gets there
 
 
-def start(make_server, group, workers=2, events=None):
-    sections = {"postgres": {"conninfo": conninfo()},
+def start(make_server, group, workers=2, events=None, postgres=None, evkit=None):
+    sections = {"postgres": dict({"conninfo": conninfo()}, **(postgres or {})),
                 "events": dict({"poll_interval": "500ms"}, **(events or {}))}
     return make_server(workers=workers, plugins=("evkit",), sections=sections,
-                       plugin_config={"evkit": {"group": group}})
+                       plugin_config={"evkit": dict({"group": group}, **(evkit or {}))})
 
 
 def new_group():
@@ -352,6 +352,74 @@ def test_a_batch_whose_middle_event_retries_acks_the_others_and_holds_its_aggreg
             assert time.monotonic() < deadline, "the deliveries were never counted"
             time.sleep(0.1)
         assert metric(s, "panthera_events_retried_total", group) == 1
+
+
+def test_the_relay_copies_new_events_while_a_batch_holds_its_group_row(make_server):
+    # a's handler asks for a retry inside a batch: recording that writes its delivery row a
+    # second time in the transaction, so PostgreSQL checks the foreign key again and the
+    # batch holds the group's row FOR KEY SHARE until it commits. b's handler, next in the
+    # batch, then waits for a lock the test holds (statement_timeout is long: it waits for
+    # the test). c, written meanwhile, must still be copied and delivered: the relay must not
+    # queue behind the open batch (it did with FOR UPDATE, until statement_timeout).
+    group = new_group()
+    prefix = "rel-" + uuid.uuid4().hex[:8] + "-"
+    key = random.randint(1, 2 ** 62)
+    holder = Psql()
+    holder.run("SELECT pg_advisory_lock(%d);" % key)
+    try:
+        with pg_lock():
+            s = start(make_server, group, workers=1, events={"batch": "8"},
+                      postgres={"statement_timeout": "600s"})
+            s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+            insert_events([(prefix + "a", {"seq": 0, "fail_once": True}),
+                           (prefix + "b", {"seq": 0, "wait_lock": key})])
+            s.wait_error_log("waits for lock %d" % key, timeout=CEILING)
+            insert_events([(prefix + "c", {"seq": 0})])
+            rows = wait_seen(s, prefix + "c", 1)
+            assert not seen(s, prefix + "b"), rows  # its batch is still open
+            holder.run("SELECT pg_advisory_unlock(%d);" % key)
+            rows = wait_seen(s, prefix, 3)
+            by = {r[1][len(prefix):]: r for r in rows}
+            assert sorted(by) == ["a", "b", "c"] and len(rows) == 3, rows
+            assert by["a"][3] == 2 and by["b"][3] == 1, rows
+            assert "copying new events" not in s.error_log(), s.error_log()
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("configured, asked", [("8", "2"), ("2", "16")])
+def test_a_plugin_asks_for_its_groups_batch_size_and_the_config_caps_it(make_server, configured,
+                                                                        asked):
+    # px_event_batch: evkit asks for `asked` events per delivery transaction; [events] batch
+    # is `configured`. Seven events of distinct aggregates committed at once go out in
+    # transactions (the handler's xid in evkit_seen) of at most the smaller of the two.
+    group = new_group()
+    prefix = "size-" + uuid.uuid4().hex[:8] + "-"
+    size = min(int(configured), int(asked))
+    with pg_lock():
+        s = start(make_server, group, workers=1, events={"batch": configured},
+                  evkit={"batch": asked})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        insert_events([(prefix + str(i), {"seq": 0}) for i in range(7)])
+        rows = wait_seen(s, prefix, 7)
+        per_txn = {}
+        for r in rows:
+            per_txn[r[6]] = per_txn.get(r[6], 0) + 1
+        assert max(per_txn.values()) <= size, per_txn
+        assert len(rows) == 7 and all(r[3] == 1 for r in rows), rows
+
+
+def test_a_bad_batch_size_stops_the_start_with_a_config_error():
+    group = new_group()
+    s = Server(workers=1, plugins=("evkit",),
+               sections={"postgres": {"conninfo": conninfo()}},
+               plugin_config={"evkit": {"group": group, "batch": "65"}})
+    try:
+        with pytest.raises(ServerError):
+            s.start(timeout=10)
+        assert 'px_event_batch("%s", 65)' % group in s.error_log(), s.error_log()
+    finally:
+        s.cleanup()
 
 
 def test_worker_killed_in_the_middle_of_a_batch_loses_nothing_and_repeats_nothing(

@@ -12,7 +12,8 @@
 #             distinct tasks with one recipient each, written straight into the event log
 #             (the per-event cost). Timed from the first commit to the last row.
 #
-# usage: tests/bench/notification.sh   (BENCH_STREAMS; BENCH_BUILD/BENCH_NO_BUILD as lib.sh)
+# usage: tests/bench/notification.sh   (BENCH_STREAMS; BENCH_EVENTS_BATCH: [events] batch;
+#        BENCH_BUILD/BENCH_NO_BUILD as lib.sh)
 # Needs `scripts/dev services` (reads .run/env). Creates and drops its own database.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -30,7 +31,8 @@ start_px notif "user task content notification" "[postgres]" \
     "pool_size = 16" "[redis]" "address = unix:$PANTHERA_REDIS_SOCKET" \
     "[auth]" "token_secret_file = $BENCH_TMP/secret" \
     "[http]" "max_connections = 12000" "max_connections_per_client = 12000" \
-    "keepalive_timeout = 300s" "header_timeout = 300s"
+    "keepalive_timeout = 300s" "header_timeout = 300s" \
+    ${BENCH_EVENTS_BATCH:+"[events]" "batch = $BENCH_EVENTS_BATCH"}
 URL=http://127.0.0.1:$PX_PORT
 PIDS=$(proc_tree "$PX_PID" | paste -sd, -)
 
@@ -70,6 +72,16 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(head -
 [[ $code == 200 ]] || die "a minted token is refused ($code)"
 
 rows() { sql "SELECT count(*) FROM notification"; }
+# CPU ticks of pantherad and PostgreSQL (postmaster and its backends) so far: the work per
+# row, which other load on the shared machine stretches far less than a rate.
+PG_PID=$(head -1 "${PANTHERA_RUNDIR:-$REPO/.run}/pgdata/postmaster.pid" 2>/dev/null || true)
+work_ticks() {
+    local t
+    t=$(cpu_ticks "$PX_PID")
+    [[ -z $PG_PID ]] || t=$((t + $(cpu_ticks "$PG_PID")))
+    echo "$t"
+}
+per_row_us() { "$PYTHON" -c "print(round(($2 - $1) * 1e6 / $(getconf CLK_TCK) / $3))"; }
 wait_rows() {
     local want=$1 end=$((SECONDS + 600))
     while (($(rows) < want)); do
@@ -87,6 +99,7 @@ wait_rows "$USERS"
 log "consumer (a): 20 comments x $USERS mentions"
 base=$(rows)
 body=$("$PYTHON" -c 'import json,sys; print(json.dumps({"body": "x " + " ".join("@" + n for n in open(sys.argv[1]).read().split())}))' "$BENCH_TMP/names")
+c0=$(work_ticks)
 t0=$(date +%s.%N)
 for _ in $(seq 20); do
     curl -sf -o /dev/null -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" \
@@ -95,9 +108,11 @@ done
 wait_rows $((base + 20 * USERS))
 t1=$(date +%s.%N)
 rate_a=$("$PYTHON" -c "print(round(20 * $USERS / ($t1 - $t0)))")
+cpu_a=$(per_row_us "$c0" "$(work_ticks)" $((20 * USERS)))
 
 log "consumer (b): 5,000 single-recipient task.assigned events"
 base=$(rows)
+c0=$(work_ticks)
 t0=$(date +%s.%N)
 sql "INSERT INTO panthera_events (type, aggregate_id, producer, payload)
      SELECT 'task.assigned', t.id::text, 'task', jsonb_build_object('projectId', '$PID',
@@ -111,11 +126,14 @@ sql "INSERT INTO panthera_events (type, aggregate_id, producer, payload)
 wait_rows $((base + 5000))
 t1=$(date +%s.%N)
 rate_b=$("$PYTHON" -c "print(round(5000 / ($t1 - $t0)))")
+cpu_b=$(per_row_us "$c0" "$(work_ticks)" 5000)
+timeouts=$(grep -c "canceling statement due to statement timeout" "$BENCH_TMP/notif/error.log" || true)
 stop_pantherad
 
 echo
 echo "notification plugin, $WORKERS workers ($(date -u +%Y-%m-%d), $(cat "$BUILD/.bench-tree" 2>/dev/null || echo "tree unknown"))"
-"$PYTHON" - "$out" "$rate_a" "$rate_b" <<'PY'
+"$PYTHON" - "$out" "$rate_a" "$rate_b" "$cpu_a" "$cpu_b" "$timeouts" "${BENCH_EVENTS_BATCH:-default}" \
+    "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
 print("streams: %d open (in %.1f s); VmRSS %+d KiB = %.0f bytes per stream"
@@ -127,4 +145,6 @@ print("fan-out: 1 comment -> %d users -> %d of %d streams received; the POST too
                        r["p99_ms"], r["last_ms"], r["last_from_sent_ms"]))
 print("consumer: (a) %s rows/s (1,000 recipients per event); (b) %s rows/s (1 per event)"
       " (target >= 2,000)" % (sys.argv[2], sys.argv[3]))
+print("consumer cpu (pantherad + PostgreSQL): (a) %s us/row, (b) %s us/row; statement"
+      " timeouts logged: %s; [events] batch %s; load %s" % tuple(sys.argv[4:9]))
 PY

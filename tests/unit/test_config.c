@@ -353,7 +353,7 @@ static void test_events_section(void)
     CHECK_EQ_INT(cfg->events.retention_ms, 7ull * 24 * 3600 * 1000);
     CHECK_EQ_INT(cfg->events.poll_interval_ms, 1000);
     CHECK_EQ_INT(cfg->events.concurrency, 8);
-    CHECK_EQ_INT(cfg->events.batch, 1);
+    CHECK_EQ_INT(cfg->events.batch, 32);
     cfg = fx_load(&f, "[events]\nmax_attempts = 3\nretention = 48h\npoll_interval = 250ms\n"
                       "concurrency = 32\nbatch = 64\n");
     CHECK_LOADED(&f, cfg);

@@ -12,7 +12,8 @@
  *                             handling transaction)
  *
  * Consumer group [plugin:evkit] group (default "evkit"; subscribe = no: none, for the
- * benchmark of emitting alone), pattern "evkit.*": records each
+ * benchmark of emitting alone; batch = N: px_event_batch(N), 0 (default): not asked),
+ * pattern "evkit.*": records each
  * event in evkit_seen inside the delivery's transaction, then acks. An event with
  * "fail": true always asks for a retry (50 ms); one with "fail_once": true records itself
  * on its first attempt, then asks for a retry (50 ms), so the savepoint must undo that
@@ -21,7 +22,9 @@
  * attempt logs "evkit: slow handler in pid N" and sleeps 5 s inside the transaction
  * before acking (the window in which a test kills the worker). One with "never_ack":
  * true records itself, logs "evkit: not acking event ID" and never ends its delivery
- * (the consumer the [events] lease exists for).
+ * (the consumer the [events] lease exists for). One with "wait_lock": K records itself,
+ * logs "evkit: event ID waits for lock K" and takes pg_advisory_xact_lock(K) before acking,
+ * so a test holding K keeps the batch open (and its locks held) until it lets go.
  */
 #include <panthera/panthera.h>
 #include <stdio.h>
@@ -209,6 +212,16 @@ static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, voi
         px_log(self_plugin, PX_LOG_INFO, "evkit: not acking event %s", id);
         return;
     }
+    json_t *wait_lock = json_object_get(payload, "wait_lock");
+    if (json_is_integer(wait_lock)) {
+        char key[24];
+        snprintf(key, sizeof(key), "%lld", (long long)json_integer_value(wait_lock));
+        px_log(self_plugin, PX_LOG_INFO, "evkit: event %s waits for lock %s", id, key);
+        const char *p[] = {key};
+        px_pg_txn_query(txn, NULL, "SELECT pg_advisory_xact_lock($1::bigint)", 1, p,
+                        acked_after, (void *)ev);
+        return;
+    }
     if (json_is_true(json_object_get(payload, "slow")) && px_event_attempt(ev) == 1) {
         px_log(self_plugin, PX_LOG_INFO, "evkit: slow handler in pid %d", (int)getpid());
         px_pg_txn_query(txn, NULL, "SELECT pg_sleep(5)", 0, NULL, acked_after, (void *)ev);
@@ -222,10 +235,14 @@ static int evkit_init(px_plugin_t *self)
     self_plugin = self;
     px_config_declare(self, "group", "evkit");
     px_config_declare(self, "subscribe", "yes");
+    px_config_declare(self, "batch", "0");
     snprintf(group_name, sizeof(group_name), "%s", px_config_get(self, "group"));
     int rc = px_migrations(self, evkit_migrations);
     if (!rc && strcmp(px_config_get(self, "subscribe"), "no") != 0)
         rc = px_event_subscribe(self, group_name, "evkit.*", on_event, NULL);
+    int batch = atoi(px_config_get(self, "batch"));
+    if (!rc && batch)
+        rc = px_event_batch(self, group_name, batch);
     if (!rc)
         rc = px_route(self, "POST", "/v1/evkit/write", write_route, NULL);
     if (!rc)
