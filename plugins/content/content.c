@@ -74,14 +74,6 @@ void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud)
         px_res_send(req, 204, NULL, "", 0);
 }
 
-const char *content_strdup(px_req_t *req, const char *text)
-{
-    size_t n = strlen(text) + 1;
-    char *out = px_req_alloc(req, n);
-    memcpy(out, text, n);
-    return out;
-}
-
 static int content_init(px_plugin_t *self)
 {
     content_plugin = self;

@@ -38,7 +38,10 @@ int posts_update(px_req_t *req, void *ud);
 int posts_delete(px_req_t *req, void *ud);
 
 /* store.c: each runs one statement and hands its result to `cb`; 0 or a PX_E* code
- * (then `cb` is not called). `viewer` is the caller's id or NULL. */
+ * (then `cb` is not called). Those taking a px_pg_ok_fn run by px_pg_run / px_pg_txn_run:
+ * a failed statement is answered by the host and `cb` sees only results (and returns what
+ * a handler returns); the three taking a px_pg_fn (feed_new, hot_top, hot_one) tell
+ * failures apart themselves. `viewer` is the caller's id or NULL. */
 typedef struct post_fields {
     const char *kind, *title, *body, *tags_json, *status; /* NULL: not given */
 } post_fields_t;
@@ -49,25 +52,25 @@ typedef struct post_filter {
 } post_filter_t;
 
 int store_post_insert(px_pg_txn_t *txn, const char *id, const char *author,
-                      const post_fields_t *f, px_pg_fn cb, void *ud);
-int store_post_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud);
+                      const post_fields_t *f, px_pg_ok_fn cb, void *ud);
+int store_post_get(px_req_t *req, const char *id, const char *viewer, px_pg_ok_fn cb, void *ud);
 /* Lock a post the viewer can see: one row (author_id, version, status) or none. */
-int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_fn cb,
+int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_ok_fn cb,
                     void *ud);
 int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
-                      const post_fields_t *f, px_pg_fn cb, void *ud);
+                      const post_fields_t *f, px_pg_ok_fn cb, void *ud);
 /* Deletes the post and its media rows: rows (media id, blob id) of the media that went,
  * whose blob references the caller drops after the commit. */
-int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_ok_fn cb, void *ud);
 /* Give the post the uploads of its author that its body links (/v1/media/<id>) and no
  * post holds yet; no rows. */
-int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_fn cb, void *ud);
+int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_ok_fn cb, void *ud);
 /* A media the viewer may see (its post's visibility; no post: the uploader's): one row
  * (blob id, filename) or none. */
-int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud);
+int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_ok_fn cb, void *ud);
 /* One row: the answer's JSON text {total, page, limit, posts} (with q, each post has its
  * highlight). */
-int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
+int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_ok_fn cb,
                     void *ud);
 
 /* likes.c, comments.c */
@@ -80,26 +83,24 @@ int comments_delete(px_req_t *req, void *ud);
 
 /* Commit callback that answers 204 (or the commit's error). */
 void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud);
-/* A copy of `text` in request memory. */
-const char *content_strdup(px_req_t *req, const char *text);
 
 /* Likes: rows (post author_id, title, 1 when the like came or went / 0) or none when the
  * viewer cannot see the post. */
 int store_like(px_pg_txn_t *txn, const char *post_id, const char *user_id, bool on,
-               px_pg_fn cb, void *ud);
+               px_pg_ok_fn cb, void *ud);
 /* Comments. Insert: one row (comment json, post author_id, post title, excerpt,
  * mentioned ids json, 1) or none when the post is not visible. Lock: (author_id,
  * version, post author_id) or none. Update: (comment json, version). List: rows
  * (posts visible 0/1, total, comment json or NULL). */
 int store_comment_insert(px_pg_txn_t *txn, const char *post_id, const char *id,
-                         const char *author, const char *body, px_pg_fn cb, void *ud);
+                         const char *author, const char *body, px_pg_ok_fn cb, void *ud);
 int store_comment_lock(px_pg_txn_t *txn, const char *post_id, const char *id,
-                       const char *viewer, px_pg_fn cb, void *ud);
+                       const char *viewer, px_pg_ok_fn cb, void *ud);
 int store_comment_update(px_pg_txn_t *txn, const char *id, const char *author,
-                         const char *body, px_pg_fn cb, void *ud);
-int store_comment_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+                         const char *body, px_pg_ok_fn cb, void *ud);
+int store_comment_delete(px_pg_txn_t *txn, const char *id, px_pg_ok_fn cb, void *ud);
 int store_comment_list(px_req_t *req, const char *post_id, const char *viewer, int page,
-                       int limit, px_pg_fn cb, void *ud);
+                       int limit, px_pg_ok_fn cb, void *ud);
 
 /* feed.c */
 int feed_init(px_plugin_t *self);
@@ -111,7 +112,7 @@ int media_sweep_init(px_plugin_t *self);
 int media_upload(px_req_t *req, void *ud);
 int media_get(px_req_t *req, void *ud);
 /* Tags of published posts by use: rows (distinct tags, tag or NULL, count). */
-int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud);
+int store_tags(px_req_t *req, int page, int limit, px_pg_ok_fn cb, void *ud);
 
 /* Feed. New: rows (published total, post json or NULL, publishedAt with microseconds, id)
  * newest first, after the cursor (before_ts, before_id; NULLs: none). Hot: one row
@@ -121,10 +122,10 @@ int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud);
  * hottest. One: (hot) of a published post, or no row. */
 int store_feed_new(px_req_t *req, const char *viewer, const char *before_ts,
                    const char *before_id, int page, int limit, px_pg_fn cb, void *ud);
-int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_fn cb,
+int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_ok_fn cb,
                    void *ud);
 int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
-                   const char *total, int page, int limit, px_pg_fn cb, void *ud);
+                   const char *total, int page, int limit, px_pg_ok_fn cb, void *ud);
 int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud);
 int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
 

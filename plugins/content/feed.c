@@ -88,30 +88,22 @@ static void answered_new(px_req_t *req, const px_pg_result_t *res, const px_pg_e
 }
 
 /* Hot pages: (total, the answer as JSON text), sent as PostgreSQL wrote it. */
-static void answered(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int answered(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     feed_t *f = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
-    if (px_pg_rows(res) != 1 || !px_pg_value(res, 0, 1)) {
-        content_fail(req, PX_EINTERNAL);
-        return;
-    }
+    if (px_pg_rows(res) != 1 || !px_pg_value(res, 0, 1))
+        return PX_EINTERNAL;
     if (f->cache_total) {
         const char *set[] = {"SET", total_key, px_pg_value(res, 0, 0), "EX", TOTAL_TTL};
         px_redis_command(req, 5, set, NULL, NULL, NULL);
     }
     const char *text = px_pg_value(res, 0, 1);
-    px_res_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
+    return px_res_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
 }
 
-static void from_postgres(px_req_t *req, feed_t *f)
+static int from_postgres(px_req_t *req, feed_t *f)
 {
-    int rc = store_feed_hot(req, px_req_caller_id(req), f->page, f->limit, answered, f);
-    if (rc)
-        content_fail(req, rc);
+    return store_feed_hot(req, px_req_caller_id(req), f->page, f->limit, answered, f);
 }
 
 /* ---- the set lost: rebuild, then answer from PostgreSQL ---- */
@@ -132,7 +124,9 @@ static void rebuilt(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
         /* Fire and forget: if it fails, the next request finds the set empty again. */
         px_redis_command(req, argc, argv, NULL, NULL, NULL);
     }
-    from_postgres(req, f);
+    int rc = from_postgres(req, f);
+    if (rc)
+        content_fail(req, rc);
 }
 
 /* ---- the set's page ---- */
@@ -143,7 +137,9 @@ static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void
     if (err || px_redis_type(reply) != PX_REDIS_ARRAY || px_redis_elements(reply) < 2 ||
         px_redis_type(px_redis_element(reply, 0)) != PX_REDIS_INTEGER ||
         px_redis_type(px_redis_element(reply, 1)) != PX_REDIS_INTEGER) {
-        from_postgres(req, f);
+        int rc = from_postgres(req, f);
+        if (rc)
+            content_fail(req, rc);
         return;
     }
     if (px_redis_integer(px_redis_element(reply, 0)) == 0) {
@@ -155,7 +151,10 @@ static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void
     long long cached = px_redis_integer(px_redis_element(reply, 1));
     size_t n = px_redis_elements(reply) - 2;
     if (n == 0) {
-        from_postgres(req, f); /* past the set's end: PostgreSQL knows whether more exist */
+        /* past the set's end: PostgreSQL knows whether more exist */
+        int rc = from_postgres(req, f);
+        if (rc)
+            content_fail(req, rc);
         return;
     }
     /* "{id,id,...}": ids are uuids the consumer put there; anything else is skipped. */
@@ -203,7 +202,7 @@ int feed_get(px_req_t *req, void *ud)
         const char *cursor = px_req_query(req, "cursor");
         char *ts = NULL, *id = NULL;
         if (cursor) {
-            ts = (char *)content_strdup(req, cursor);
+            ts = (char *)px_req_strdup(req, cursor);
             id = strchr(ts, ',');
             *id++ = '\0';
             f->page = 1;
@@ -214,18 +213,16 @@ int feed_get(px_req_t *req, void *ud)
     }
     int64_t start = (int64_t)(f->page - 1) * f->limit, stop = start + f->limit - 1;
     if (stop >= hot_size) {
-        from_postgres(req, f);
-        return PX_ASYNC;
+        rc = from_postgres(req, f);
+        return rc ? rc : PX_ASYNC;
     }
     char a[24], b[24];
     snprintf(a, sizeof(a), "%" PRId64, start);
     snprintf(b, sizeof(b), "%" PRId64, stop);
     const char *argv[] = {hot_key, total_key, a, b};
     rc = px_redis_eval(req, page_script, 2, 4, argv, NULL, hot_read, f);
-    if (rc == PX_EUNAVAIL) {
-        from_postgres(req, f);
-        return PX_ASYNC;
-    }
+    if (rc == PX_EUNAVAIL)
+        rc = from_postgres(req, f);
     return rc ? content_fail(req, rc) : PX_ASYNC;
 }
 
@@ -332,14 +329,9 @@ void feed_fini(void)
 
 /* ---- GET /v1/tags ---- */
 
-static void tags_read(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                      void *ud)
+static int tags_read(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     feed_t *f = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     int64_t total = 0, n = 0;
     px_pg_int64(res, 0, 0, &total);
     json_t *tags = json_array();
@@ -347,7 +339,7 @@ static void tags_read(px_req_t *req, const px_pg_result_t *res, const px_pg_erro
         if (px_pg_value(res, i, 1) && !px_pg_int64(res, i, 2, &n))
             json_array_append_new(tags, json_pack("{s:s, s:I}", "tag", px_pg_value(res, i, 1),
                                                   "count", (json_int_t)n));
-    px_res_list(req, "tags", tags, total, f->page, f->limit);
+    return px_res_list(req, "tags", tags, total, f->page, f->limit);
 }
 
 int tags_get(px_req_t *req, void *ud)
@@ -358,5 +350,5 @@ int tags_get(px_req_t *req, void *ud)
     if (rc)
         return rc;
     rc = store_tags(req, f->page, f->limit, tags_read, f);
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    return rc ? rc : PX_ASYNC;
 }
