@@ -65,13 +65,19 @@ int content_if_match(px_req_t *req, const char *version)
     return PX_EPRECONDITION;
 }
 
+static void answer_204(px_req_t *req, void *ud)
+{
+    (void)ud;
+    px_res_send(req, 204, NULL, "", 0);
+}
+
 void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud)
 {
     (void)ud;
     if (err)
         px_res_pg_error(req, err);
     else
-        px_res_send(req, 204, NULL, "", 0);
+        content_touch(req, answer_204, NULL);
 }
 
 static int content_init(px_plugin_t *self)

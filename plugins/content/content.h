@@ -48,6 +48,7 @@ typedef struct post_fields {
 typedef struct post_filter {
     const char *status, *author_id, *tag, *kind;
     const char *q; /* search text (valid UTF-8, not blank), or NULL */
+    bool fuzzy;    /* q through the typo fallback (content_tsquery_fuzzy), not exactly */
     int page, limit;
 } post_filter_t;
 
@@ -68,8 +69,8 @@ int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_ok_fn cb, vo
 /* A media the viewer may see (its post's visibility; no post: the uploader's): one row
  * (blob id, filename) or none. */
 int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_ok_fn cb, void *ud);
-/* One row: the answer's JSON text {total, page, limit, posts} (with q, each post has its
- * highlight). */
+/* One row: (total, the answer's JSON text {total, page, limit, posts}; with q, each post
+ * has its highlight). */
 int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_ok_fn cb,
                     void *ud);
 
@@ -81,7 +82,8 @@ int comments_create(px_req_t *req, void *ud);
 int comments_update(px_req_t *req, void *ud);
 int comments_delete(px_req_t *req, void *ud);
 
-/* Commit callback that answers 204 (or the commit's error). */
+/* Commit callback that answers 204 (or the commit's error), after content_touch: every
+ * route using it changes what a post shows (a counter, the post itself). */
 void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud);
 
 /* Likes: rows (post author_id, title, 1 when the like came or went / 0) or none when the
@@ -106,6 +108,7 @@ int store_comment_list(px_req_t *req, const char *post_id, const char *viewer, i
 int feed_init(px_plugin_t *self);
 void feed_fini(void);
 int feed_get(px_req_t *req, void *ud);
+
 int tags_get(px_req_t *req, void *ud);
 /* media.c, media_sweep.c (the uploads no post took, removed after media_unattached_ttl) */
 int media_sweep_init(px_plugin_t *self);
@@ -128,5 +131,31 @@ int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
                    const char *total, int page, int limit, px_pg_ok_fn cb, void *ud);
 int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud);
 int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+
+/* render.c: answers kept in Redis under the content version (see there). */
+/* How long a render is kept, and the stretch before its end in which one caller renders
+ * it again (milliseconds, as text for Redis). */
+#define RENDER_TTL_MS "10000"
+#define RENEW_MS "2000"
+int render_init(px_plugin_t *self, const char *hot_key);
+void render_fini(void);
+/* The version's key (hot_key:ver), for the scripts of feed.c. */
+const char *render_ver_key(void);
+/* After a committed change to what a post shows (its fields, its counters, its being
+ * there): a new content version, so no kept render shows the old state, then `then` — at
+ * once when Redis is away. Call it before answering, so a client's next read shows its
+ * own write. */
+typedef void (*content_touched_fn)(px_req_t *req, void *ud);
+void content_touch(px_req_t *req, content_touched_fn then, void *ud);
+/* The render kept for `words` (what the answer depends on, hashed into the key) under
+ * hot_key:<prefix>:<version>: `cb` gets the key to keep a new render under (NULL when
+ * Redis is away) and the render (NULL on a miss; `len` bytes, borrowed for the call), and
+ * returns what a handler returns. Returns 0, or a code `cb` or the call gave (not
+ * answered). */
+typedef int (*render_fn)(px_req_t *req, const char *key, const char *render, size_t len,
+                         void *ud);
+int render_get(px_req_t *req, const char *prefix, const char *words, render_fn cb, void *ud);
+/* Keep `len` bytes of `text` under `key` for RENDER_TTL_MS; fire and forget. */
+void render_put(px_req_t *req, const char *key, const char *text, size_t len);
 
 #endif

@@ -27,6 +27,8 @@ typedef struct op {
     const char *post_text, *tag; /* the answer and its ETag, while the post's media are
                                   * attached */
     int status;                  /* its status code */
+    bool published;              /* the post written is published */
+    const char *cache_key;       /* GET /v1/posts: keep the answer there (render.c) */
     int media_count, media_next; /* DELETE: the media that went, whose refs are dropped */
     const char **media_ids, **blob_ids;
 } op_t;
@@ -130,15 +132,53 @@ static int emit_published(px_pg_txn_t *txn, const json_t *post, const char *acto
 
 /* ---- media a post holds (README.md, "Media") ---- */
 
+static void put_answer(px_req_t *req, void *ud)
+{
+    op_t *op = ud;
+    json_t *post = post_parse(op->post_text);
+    if (!post) {
+        content_fail(req, PX_EINTERNAL);
+        return;
+    }
+    px_res_header(req, "ETag", content_etag(req, op->tag));
+    px_res_json(req, op->status, post);
+}
+
+static void put_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
+{
+    if (err)
+        px_res_pg_error(req, err);
+    else
+        content_touch(req, put_answer, ud);
+}
+
+static void create_answer(px_req_t *req, void *ud)
+{
+    op_t *op = ud;
+    json_t *post = post_parse(op->post_text);
+    int rc = post ? 0 : PX_EINTERNAL;
+    if (post) {
+        px_res_header(req, "ETag", content_etag(req, op->tag));
+        rc = px_pg_commit_respond(op->txn, op->status, post);
+    }
+    if (rc)
+        content_fail(req, rc);
+}
+
+/* A create is idempotent: its answer is stored with the commit, so a published one bumps
+ * the content version just before (render.c says what that leaves open). A change to a
+ * post shows at once: its answer waits for the commit and content_touch. */
 static int attached(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     op_t *op = ud;
     (void)res;
-    json_t *post = post_parse(op->post_text);
-    if (!post)
-        return PX_EINTERNAL;
-    px_res_header(req, "ETag", content_etag(req, op->tag));
-    return px_pg_commit_respond(op->txn, op->status, post);
+    if (op->status != 201)
+        return px_pg_commit(op->txn, put_committed, op);
+    if (op->published)
+        content_touch(req, create_answer, op);
+    else
+        create_answer(req, op);
+    return PX_ASYNC;
 }
 
 /* Every write that leaves a post's body in place gives it the uploads it links, in its
@@ -187,24 +227,58 @@ static void unref_next(px_req_t *req, op_t *op)
     px_res_send(req, 204, NULL, "", 0);
 }
 
+static void delete_touched(px_req_t *req, void *ud)
+{
+    unref_next(req, ud);
+}
+
 static void delete_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
 {
-    if (err) {
+    if (err)
         px_res_pg_error(req, err);
-        return;
-    }
-    unref_next(req, ud);
+    else
+        content_touch(req, delete_touched, ud);
 }
 
 /* ---- GET /v1/posts ---- */
 
+/* A search that matched nothing exactly runs once more through the typo fallback
+ * (README.md, "Search"): a query that matches pays for one scan, not a probe first. */
 static int listed(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
-    (void)ud;
-    const char *text = px_pg_rows(res) == 1 ? px_pg_value(res, 0, 0) : NULL;
-    if (!text)
+    op_t *op = ud;
+    int64_t total = -1;
+    const char *text = px_pg_rows(res) == 1 ? px_pg_value(res, 0, 1) : NULL;
+    if (!text || px_pg_int64(res, 0, 0, &total))
         return PX_EINTERNAL;
-    return px_res_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
+    if (total == 0 && op->filter.q && !op->filter.fuzzy) {
+        op->filter.fuzzy = true;
+        return store_post_list(req, op->viewer, &op->filter, listed, op);
+    }
+    size_t len = strlen(text);
+    if (op->cache_key)
+        render_put(req, op->cache_key, text, len);
+    return px_res_send(req, 200, "application/json; charset=utf-8", text, len);
+}
+
+/* An anonymous caller's list as kept under the content version (render.c), else built. */
+static int list_kept(px_req_t *req, const char *key, const char *render, size_t len, void *ud)
+{
+    op_t *op = ud;
+    if (render)
+        return px_res_send(req, 200, "application/json; charset=utf-8", render, len);
+    op->cache_key = key;
+    return store_post_list(req, op->viewer, &op->filter, listed, op);
+}
+
+/* What an anonymous list depends on, for its key: each parameter present or absent. */
+static const char *list_words(px_req_t *req, const post_filter_t *f)
+{
+    const char *v[] = {f->q, f->status, f->author_id, f->tag, f->kind};
+    const char *out = px_req_printf(req, "%d/%d", f->page, f->limit);
+    for (size_t i = 0; i < sizeof(v) / sizeof(*v); i++)
+        out = px_req_printf(req, "%s\x1f%s%s", out, v[i] ? "+" : "-", v[i] ? v[i] : "");
+    return out;
 }
 
 /* A blank q searches nothing: it is the plain list. */
@@ -231,7 +305,9 @@ int posts_list(px_req_t *req, void *ud)
     f->tag = px_req_query(req, "tag");
     f->kind = px_req_query(req, "kind");
     f->q = search_text(px_req_query(req, "q"));
-    rc = store_post_list(req, op->viewer, f, listed, op);
+    /* Only an anonymous caller's list is the same for everyone (likedByMe, drafts). */
+    rc = op->viewer ? store_post_list(req, op->viewer, f, listed, op)
+                    : render_get(req, "list", list_words(req, f), list_kept, op);
     return rc ? rc : PX_ASYNC;
 }
 
@@ -245,7 +321,8 @@ static int inserted(px_req_t *req, const px_pg_result_t *res, void *ud)
     if (!post)
         return PX_EINTERNAL;
     const char *status = json_string_value(json_object_get(post, "status"));
-    int rc = strcmp(status, "published") ? 0 : emit_published(op->txn, post, op->viewer);
+    op->published = !strcmp(status, "published");
+    int rc = op->published ? emit_published(op->txn, post, op->viewer) : 0;
     if (!rc) {
         px_res_header(req, "Location", px_req_printf(req, "/v1/posts/%s", op->id));
         rc = attach_then_respond(req, op, text, post, 201);

@@ -103,23 +103,24 @@ int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_ok_
     "'StartSel=<b>, StopSel=</b>, MaxFragments=3, MaxWords=20, MinWords=5, "                \
     "FragmentDelimiter=\" … \"'"
 
-int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_ok_fn cb,
-                    void *ud)
+int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f,
+                    px_pg_ok_fn cb, void *ud)
 {
-    char limit[16], offset[24], page[16];
-    snprintf(limit, sizeof(limit), "%d", f->limit);
-    snprintf(offset, sizeof(offset), "%lld", (long long)(f->page - 1) * f->limit);
-    snprintf(page, sizeof(page), "%d", f->page);
-    const char *v[] = {viewer, f->status, f->author_id, f->tag, f->kind, limit, offset, f->q,
-                       page};
+    const char *v[] = {viewer, f->status, f->author_id, f->tag, f->kind,
+                       px_req_printf(req, "%d", f->limit),
+                       px_req_printf(req, "%lld", (long long)(f->page - 1) * f->limit), f->q,
+                       px_req_printf(req, "%d", f->page), f->fuzzy ? "t" : "f"};
     /* Drafts are listed only as the caller's own. With q, posts are ranked by
-     * ts_rank_cd, ties newest first then by id, so a page never shuffles; the highlight
-     * is computed for the returned page only. The whole answer is built here (see
+     * ts_rank_cd, ties newest first then by id, so a page never shuffles. The matches
+     * (m) carry only what orders and counts them; the rows of the returned page alone
+     * are read whole, turned into JSON and given their highlight (ts_headline parses the
+     * whole text: the dearest part of a search). The whole answer is built here (see
      * store_feed_hot): the plugin sends it as it comes. */
     return px_pg_run(
         req, "post_list",
-        "WITH tq AS MATERIALIZED (SELECT content_tsquery($8) AS q), "
-        "m AS (SELECT p AS r, p.published_at, p.updated_at, p.id, "
+        "WITH tq AS MATERIALIZED (SELECT CASE WHEN $10::bool THEN content_tsquery_fuzzy($8) "
+        "ELSE websearch_to_tsquery('content_search', $8) END AS q), "
+        "m AS (SELECT p.id, p.published_at, p.updated_at, "
         "CASE WHEN $8::text IS NULL THEN 0 ELSE ts_rank_cd(p.search, (SELECT q FROM tq)) END "
         "AS rank FROM content_posts p WHERE "
         "CASE WHEN $2 = 'draft' THEN p.status = 'draft' AND p.author_id = $1::uuid "
@@ -128,17 +129,19 @@ int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, p
         "AND ($4::text IS NULL OR p.tags @> ARRAY[lower($4::text)]) "
         "AND ($5::text IS NULL OR p.kind = $5) "
         "AND ($8::text IS NULL OR p.search @@ (SELECT q FROM tq))), "
-        "pg AS (SELECT m.r, m.rank, m.published_at, m.updated_at, m.id FROM m "
+        "n AS (SELECT count(*) AS n FROM m), "
+        "pg AS (SELECT m.rank, m.published_at, m.updated_at, m.id FROM m "
         "ORDER BY m.rank DESC, m.published_at DESC NULLS LAST, m.updated_at DESC, m.id DESC "
         "LIMIT $6::int OFFSET $7::bigint) "
-        "SELECT json_build_object('total', (SELECT count(*) FROM m), 'page', $9::int, "
+        "SELECT n.n, json_build_object('total', n.n, 'page', $9::int, "
         "'limit', $6::int, 'posts', coalesce((SELECT json_agg(CASE WHEN $8::text IS NULL "
-        "THEN " POST_JSON_VALUE("x.r", "$1") " ELSE (" POST_JSON_VALUE("x.r", "$1") "::jsonb "
+        "THEN " POST_JSON_VALUE("r", "$1") " ELSE (" POST_JSON_VALUE("r", "$1") "::jsonb "
         "|| jsonb_build_object('highlight', ts_headline('content_search', "
-        "content_html_escape((x.r).title || E'\\n' || (x.r).body), (SELECT q FROM tq), "
+        "content_html_escape(r.title || E'\\n' || r.body), (SELECT q FROM tq), "
         HEADLINE_OPTS ")))::json END ORDER BY x.rank DESC, x.published_at DESC NULLS LAST, "
-        "x.updated_at DESC, x.id DESC) FROM pg x), '[]'::json))::text",
-        9, v, cb, ud);
+        "x.updated_at DESC, x.id DESC) FROM pg x JOIN content_posts r ON r.id = x.id), "
+        "'[]'::json))::text FROM n",
+        10, v, cb, ud);
 }
 
 /* ---- likes ---- */
