@@ -22,7 +22,8 @@
 #   BENCH_CONNS     connections (default 64)
 #   BENCH_THREADS   wrk threads (default 2)
 #   BENCH_QUERY     the two words searched (default "w150 w300")
-#   BENCH_ROUNDS    rounds (default 1; each measures every server once per route)
+#   BENCH_ROUNDS    rounds (default 1; each measures every server once per route, and
+#                   once more per route as a signed-in caller: "search-auth", "hot-auth")
 #   BENCH_BASELINE  a second build to measure beside this one (see above)
 #   BENCH_BASE_PORT its port (default 18484)
 #   BENCH_DB        a database a previous run kept (BENCH_KEEP=1 prints it): its posts are
@@ -164,17 +165,32 @@ warm_server() { # PORT HOT_KEY
 warm_server "$PX_PORT" "$HOT_KEY"
 [[ -z $BASELINE ]] || warm_server "$BASE_PORT" "$HOT_KEY:base"
 
-run() { # SERVER PID PORT NAME PATH
+# A signed-in caller (likedByMe is theirs): their answers are never the kept renders, so
+# the "-auth" runs measure what rendering costs.
+token_for() { # PORT
+    local name=bench_$$_$1
+    curl -sf -H 'Content-Type: application/json' \
+        -d "{\"username\":\"$name\",\"email\":\"$name@example.com\",\"password\":\"Bench-pass-$$-x\"}" \
+        "http://127.0.0.1:$1/v1/auth/register" |
+        "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])'
+}
+TOKEN=$(token_for "$PX_PORT") || die "could not register a user"
+BASE_TOKEN=
+[[ -z $BASELINE ]] || BASE_TOKEN=$(token_for "$BASE_PORT") || die "could not register a user"
+
+run() { # SERVER PID PORT NAME PATH [TOKEN]
     local out before after reqs
-    curl -s -o /dev/null "http://127.0.0.1:$3$5" # warm
-    wrk -t "$THREADS" -c "$CONNS" -d 2s "http://127.0.0.1:$3$5" >/dev/null 2>&1 || true
+    local -a auth=()
+    [[ -z ${6:-} ]] || auth=(-H "Authorization: Bearer $6")
+    curl -s -o /dev/null "${auth[@]}" "http://127.0.0.1:$3$5" # warm
+    wrk -t "$THREADS" -c "$CONNS" -d 2s "${auth[@]}" "http://127.0.0.1:$3$5" >/dev/null 2>&1 || true
     before=$(cpu_ticks "$2")
-    out=$(wrk -t "$THREADS" -c "$CONNS" -d "${SECONDS_PER_RUN}s" --latency \
+    out=$(wrk -t "$THREADS" -c "$CONNS" -d "${SECONDS_PER_RUN}s" --latency "${auth[@]}" \
         "http://127.0.0.1:$3$5")
     after=$(cpu_ticks "$2")
     reqs=$(awk '/requests in/ {print $1}' <<<"$out")
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-    printf '%-9s %-7s %10s %9s %9s %9s %12s %6s %s\n' "$1" "$4" \
+    printf '%-9s %-11s %10s %9s %9s %9s %12s %6s %s\n' "$1" "$4" \
         "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
         "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
         "$reqs" \
@@ -185,13 +201,16 @@ run() { # SERVER PID PORT NAME PATH
 }
 
 log "query \"$QUERY\": $SEARCH; hot: $HOT; $CONNS connections, ${SECONDS_PER_RUN}s per run, $ROUNDS rounds"
-printf '%-9s %-7s %10s %9s %9s %9s %12s %6s\n' server what "req/s" p50 p99 requests "CPU/request" load1
+printf '%-9s %-11s %10s %9s %9s %9s %12s %6s\n' server what "req/s" p50 p99 requests "CPU/request" load1
 for ((round = 1; round <= ROUNDS; round++)); do
-    for what in search hot; do
+    for what in search hot search-auth hot-auth; do
         path=$SEARCH
-        [[ $what == hot ]] && path=$HOT
-        [[ -z $BASELINE ]] || run baseline "$BASE_PID" "$BASE_PORT" "$what" "$path"
-        run this "$PX_PID" "$PX_PORT" "$what" "$path"
+        [[ $what == hot* ]] && path=$HOT
+        tok=
+        [[ $what == *-auth ]] && tok=yes
+        [[ -z $BASELINE ]] ||
+            run baseline "$BASE_PID" "$BASE_PORT" "$what" "$path" "${tok:+$BASE_TOKEN}"
+        run this "$PX_PID" "$PX_PORT" "$what" "$path" "${tok:+$TOKEN}"
     done
 done
 log "EXPLAIN ANALYZE of the search's match"
