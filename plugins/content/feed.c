@@ -46,14 +46,13 @@ static int64_t hot_size;
 /* KEYS: the set, the cached total, the version. ARGV: the page's first and last rank, "1"
  * when the render may come from (and go to) the cache, RENEW_MS. The answer: ZCARD (0:
  * the set is gone), the cached total (-1: none), the render's key ("" when it is not to
- * be cached), the render ("" on a miss), then on a miss the page's ids. In its last
+ * be cached), the render ("" on a miss), then on a miss the page's ids (a hit skips ZCARD
+ * and the total, which only a miss needs). In its last
  * RENEW_MS a render is a miss for one caller (the ":renew" marker, SET NX), who renders
  * it again, while everyone else still gets it: without that, every caller in flight when
  * it expires would render the same page at once. */
 static const char PAGE_LUA[] =
     "local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2])\n"
-    "local card = redis.call('ZCARD', KEYS[1])\n"
-    "local total = tonumber(redis.call('GET', KEYS[2]) or '-1')\n"
     "local key = ''\n"
     "if ARGV[3] == '1' and #ids > 0 then\n"
     "  key = KEYS[1] .. ':page:' .. (redis.call('GET', KEYS[3]) or '0') .. ':' .. ARGV[1] ..\n"
@@ -61,10 +60,11 @@ static const char PAGE_LUA[] =
     "  local page = redis.call('GET', key)\n"
     "  if page and (redis.call('PTTL', key) > tonumber(ARGV[4]) or\n"
     "      not redis.call('SET', key .. ':renew', '1', 'PX', ARGV[4], 'NX')) then\n"
-    "    return {card, total, key, page}\n"
+    "    return {1, -1, key, page}\n" /* the set holds this page: ZCARD > 0 */
     "  end\n"
     "end\n"
-    "local out = {card, total, key, ''}\n"
+    "local out = {redis.call('ZCARD', KEYS[1]),\n"
+    "             tonumber(redis.call('GET', KEYS[2]) or '-1'), key, ''}\n"
     "for i = 1, #ids do out[#out + 1] = ids[i] end\n"
     "return out\n";
 /* The consumer's change to the set, with the version in the same step, so no reader sees
