@@ -2,9 +2,11 @@
  * content.h — the content plugin's shared declarations (API.md, "Content").
  *
  * The folder: content.c (descriptor, init, route table), posts.c (the /v1/posts routes),
+ * likes.c, comments.c, feed.c (the feed, the hot set and its consumer), render.c (answers
+ * kept in Redis under the content version), media*.c with image.c, video.c, pdf.c (uploads),
  * store.c (every SQL statement), migrations/ (the schema), schemas.json (bodies and
  * answers). Posts are built as JSON by PostgreSQL itself (content_post_json in
- * migrations/001_posts.sql), so every route answers the same shape.
+ * migrations/003_likes.sql), so every route answers the same shape.
  */
 #ifndef CONTENT_H
 #define CONTENT_H

@@ -83,9 +83,10 @@ static const char RESCORE_LUA[] =
 /* How long the hot feed's `total` may be reused: counting 100,000 published posts on every
  * request would cost more than the rest of the answer. */
 #define TOTAL_TTL "10"
-/* A kept page (render.c, RENDER_TTL_MS) holds its total: a render is as old as its total: post.published and post.deleted drop the cached total
- * with the version bump, so a render after them counts again; other changes of the
- * count (back to draft) show within TOTAL_TTL + RENDER_TTL_MS. */
+/* A kept page (render.c, RENDER_TTL_MS) holds its total, so it is as old as that total:
+ * post.published and post.deleted drop the cached total with the version bump, so a
+ * render after them counts again; other changes of the count (back to draft) show within
+ * TOTAL_TTL + RENDER_TTL_MS. */
 
 typedef struct feed {
     int page, limit;
