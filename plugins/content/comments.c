@@ -31,12 +31,6 @@ static comment_op_t *op_new(px_req_t *req)
     return op;
 }
 
-static void fail_rollback(px_req_t *req, px_pg_txn_t *txn, int rc)
-{
-    px_pg_rollback(txn, NULL, NULL);
-    content_fail(req, rc);
-}
-
 static int body_read(px_req_t *req, comment_op_t *op)
 {
     json_t *body;
@@ -48,19 +42,13 @@ static int body_read(px_req_t *req, comment_op_t *op)
 
 /* ---- GET /v1/posts/{id}/comments ---- */
 
-static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int listed(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     comment_op_t *op = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     int64_t visible = 0, total = 0;
     px_pg_int64(res, 0, 0, &visible);
-    if (!visible) {
-        px_res_error(req, 404, "not_found", "no such post", NULL);
-        return;
-    }
+    if (!visible)
+        return px_res_error(req, 404, "not_found", "no such post", NULL);
     px_pg_int64(res, 0, 1, &total);
     json_t *items = json_array();
     for (int i = 0; i < px_pg_rows(res); i++) {
@@ -69,7 +57,7 @@ static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t
         if (c)
             json_array_append_new(items, c);
     }
-    px_res_list(req, "comments", items, total, op->page, op->limit);
+    return px_res_list(req, "comments", items, total, op->page, op->limit);
 }
 
 int comments_list(px_req_t *req, void *ud)
@@ -83,32 +71,20 @@ int comments_list(px_req_t *req, void *ud)
         return rc;
     rc = store_comment_list(req, op->post_id, px_req_caller_id(req), op->page, op->limit,
                             listed, op);
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    return rc ? rc : PX_ASYNC;
 }
 
 /* ---- POST /v1/posts/{id}/comments ---- */
 
-static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                     void *ud)
+static int inserted(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     comment_op_t *op = ud;
-    if (err) {
-        px_pg_rollback(op->txn, NULL, NULL);
-        px_res_pg_error(req, err);
-        return;
-    }
-    if (px_pg_rows(res) == 0) {
-        px_pg_rollback(op->txn, NULL, NULL);
-        px_res_error(req, 404, "not_found", "no such post", NULL);
-        return;
-    }
-    json_t *comment = json_loads(px_pg_value(res, 0, 0), 0, NULL);
+    if (px_pg_rows(res) == 0)
+        return px_res_error(req, 404, "not_found", "no such post", NULL);
     json_t *mentioned = json_loads(px_pg_value(res, 0, 4), 0, NULL);
-    if (!comment || !json_is_array(mentioned)) {
-        json_decref(comment);
+    if (!json_is_array(mentioned)) {
         json_decref(mentioned);
-        fail_rollback(req, op->txn, PX_EINTERNAL);
-        return;
+        return PX_EINTERNAL;
     }
     const char *actor = px_req_caller_id(req), *title = px_pg_value(res, 0, 2);
     const char *excerpt = px_pg_value(res, 0, 3);
@@ -125,30 +101,24 @@ static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error
                                      "mentionedUserIds", mentioned, "actorId", actor,
                                      "postStatus", px_pg_value(res, 0, 6)));
     json_decref(mentioned);
-    if (rc) {
-        json_decref(comment);
-        fail_rollback(req, op->txn, rc);
-        return;
-    }
-    char location[128];
-    snprintf(location, sizeof(location), "/v1/posts/%s/comments/%s", op->post_id, op->id);
-    px_res_header(req, "Location", location);
+    if (rc)
+        return rc;
+    /* Parsed last: nothing above can fail with it held. */
+    json_t *comment = json_loads(px_pg_value(res, 0, 0), 0, NULL);
+    if (!comment)
+        return PX_EINTERNAL;
+    px_res_header(req, "Location",
+                  px_req_printf(req, "/v1/posts/%s/comments/%s", op->post_id, op->id));
     px_res_header(req, "ETag", "\"1\"");
-    px_pg_commit_respond(op->txn, 201, comment);
+    return px_pg_commit_respond(op->txn, 201, comment);
 }
 
-static void create_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static int create_begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
     comment_op_t *op = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     op->txn = txn;
-    int rc = store_comment_insert(txn, op->post_id, op->id, px_req_caller_id(req), op->body,
-                                  inserted, op);
-    if (rc)
-        fail_rollback(req, txn, rc);
+    return store_comment_insert(txn, op->post_id, op->id, px_req_caller_id(req), op->body,
+                                inserted, op);
 }
 
 /* before_comment_create sees {postId, body} and may veto (PX_DONE: answered) or change
@@ -171,7 +141,7 @@ static int comment_hook(px_req_t *req, comment_op_t *op)
         return PX_DONE;
     }
     if (!rc)
-        op->body = content_strdup(req, json_string_value(json_object_get(value, "body")));
+        op->body = px_req_strdup(req, json_string_value(json_object_get(value, "body")));
     json_decref(value);
     return rc;
 }
@@ -189,91 +159,60 @@ int comments_create(px_req_t *req, void *ud)
         rc = px_uuid_new(op->id);
     if (rc)
         return rc;
-    rc = px_pg_begin_idempotent(req, create_begun, op);
-    if (rc == PX_DONE)
-        return PX_DONE;
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    rc = px_pg_begin_run(req, PX_PG_IDEMPOTENT, create_begun, op);
+    return rc ? rc : PX_ASYNC;
 }
 
 /* ---- PUT and DELETE /v1/posts/{id}/comments/{commentId} ---- */
 
-static void changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int changed(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     comment_op_t *op = ud;
-    if (err) {
-        px_pg_rollback(op->txn, NULL, NULL);
-        px_res_pg_error(req, err);
-        return;
-    }
     if (op->remove) {
         json_t *payload = json_pack("{s:s, s:s, s:s, s:s, s:s}", "postId", op->post_id,
                                     "authorId", op->post_author, "commentId", op->id,
                                     "commentAuthorId", op->comment_author, "actorId",
                                     px_req_caller_id(req));
         int rc = px_event_emit(op->txn, "comment.deleted", op->post_id, payload);
-        if (!rc)
-            rc = px_pg_commit(op->txn, content_committed_204, op);
-        if (rc)
-            fail_rollback(req, op->txn, rc);
-        return;
+        return rc ? rc : px_pg_commit(op->txn, content_committed_204, op);
     }
     json_t *comment = json_loads(px_pg_value(res, 0, 0), 0, NULL);
-    if (!comment) {
-        fail_rollback(req, op->txn, PX_EINTERNAL);
-        return;
-    }
+    if (!comment)
+        return PX_EINTERNAL;
     px_res_header(req, "ETag", content_etag(req, px_pg_value(res, 0, 1)));
-    px_pg_commit_respond(op->txn, 200, comment);
+    return px_pg_commit_respond(op->txn, 200, comment);
 }
 
-static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int locked(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     comment_op_t *op = ud;
-    if (err) {
-        px_pg_rollback(op->txn, NULL, NULL);
-        px_res_pg_error(req, err);
-        return;
-    }
-    if (px_pg_rows(res) == 0) {
-        px_pg_rollback(op->txn, NULL, NULL);
-        px_res_error(req, 404, "not_found", "no such comment", NULL);
-        return;
-    }
+    if (px_pg_rows(res) == 0)
+        return px_res_error(req, 404, "not_found", "no such comment", NULL);
     const char *me = px_req_caller_id(req);
     bool author = !strcmp(px_pg_value(res, 0, 0), me);
     bool allowed = op->remove ? author || !strcmp(px_pg_value(res, 0, 2), me) ||
                                     content_is_admin(req)
                               : author;
-    if (!allowed) {
-        px_pg_rollback(op->txn, NULL, NULL);
-        px_res_error(req, 403, "forbidden",
-                     op->remove ? "only the comment's author, the post's author or an admin "
-                                  "may delete a comment"
-                                : "only the comment's author may edit it",
-                     NULL);
-        return;
-    }
-    op->comment_author = content_strdup(req, px_pg_value(res, 0, 0));
-    op->post_author = content_strdup(req, px_pg_value(res, 0, 2));
+    if (!allowed)
+        return px_res_error(req, 403, "forbidden",
+                            op->remove ? "only the comment's author, the post's author or an "
+                                         "admin may delete a comment"
+                                       : "only the comment's author may edit it",
+                            NULL);
+    op->comment_author = px_req_strdup(req, px_pg_value(res, 0, 0));
+    op->post_author = px_req_strdup(req, px_pg_value(res, 0, 2));
     int rc = px_req_if_match(req, px_pg_value(res, 0, 1));
-    if (!rc)
-        rc = op->remove ? store_comment_delete(op->txn, op->id, changed, op)
-                        : store_comment_update(op->txn, op->id, me, op->body, changed, op);
     if (rc)
-        fail_rollback(req, op->txn, rc);
+        return rc;
+    return op->remove ? store_comment_delete(op->txn, op->id, changed, op)
+                      : store_comment_update(op->txn, op->id, me, op->body, changed, op);
 }
 
-static void write_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static int write_begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
     comment_op_t *op = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     op->txn = txn;
-    int rc = store_comment_lock(txn, op->post_id, op->id, px_req_caller_id(req), locked, op);
-    if (rc)
-        fail_rollback(req, txn, rc);
+    return store_comment_lock(txn, op->post_id, op->id, px_req_caller_id(req), locked, op);
 }
 
 static int write_start(px_req_t *req, bool remove)
@@ -287,8 +226,8 @@ static int write_start(px_req_t *req, bool remove)
         rc = body_read(req, op);
     if (rc)
         return rc;
-    rc = px_pg_begin(req, write_begun, op);
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    rc = px_pg_begin_run(req, 0, write_begun, op);
+    return rc ? rc : PX_ASYNC;
 }
 
 int comments_update(px_req_t *req, void *ud)

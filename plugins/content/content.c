@@ -65,21 +65,19 @@ int content_if_match(px_req_t *req, const char *version)
     return PX_EPRECONDITION;
 }
 
+static void answer_204(px_req_t *req, void *ud)
+{
+    (void)ud;
+    px_res_send(req, 204, NULL, "", 0);
+}
+
 void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud)
 {
     (void)ud;
     if (err)
         px_res_pg_error(req, err);
     else
-        px_res_send(req, 204, NULL, "", 0);
-}
-
-const char *content_strdup(px_req_t *req, const char *text)
-{
-    size_t n = strlen(text) + 1;
-    char *out = px_req_alloc(req, n);
-    memcpy(out, text, n);
-    return out;
+        content_touch(req, answer_204, NULL);
 }
 
 static int content_init(px_plugin_t *self)

@@ -2,9 +2,11 @@
  * content.h — the content plugin's shared declarations (API.md, "Content").
  *
  * The folder: content.c (descriptor, init, route table), posts.c (the /v1/posts routes),
+ * likes.c, comments.c, feed.c (the feed, the hot set and its consumer), render.c (answers
+ * kept in Redis under the content version), media*.c with image.c, video.c, pdf.c (uploads),
  * store.c (every SQL statement), migrations/ (the schema), schemas.json (bodies and
  * answers). Posts are built as JSON by PostgreSQL itself (content_post_json in
- * migrations/001_posts.sql), so every route answers the same shape.
+ * migrations/003_likes.sql), so every route answers the same shape.
  */
 #ifndef CONTENT_H
 #define CONTENT_H
@@ -38,36 +40,40 @@ int posts_update(px_req_t *req, void *ud);
 int posts_delete(px_req_t *req, void *ud);
 
 /* store.c: each runs one statement and hands its result to `cb`; 0 or a PX_E* code
- * (then `cb` is not called). `viewer` is the caller's id or NULL. */
+ * (then `cb` is not called). Those taking a px_pg_ok_fn run by px_pg_run / px_pg_txn_run:
+ * a failed statement is answered by the host and `cb` sees only results (and returns what
+ * a handler returns); the three taking a px_pg_fn (feed_new, hot_top, hot_one) tell
+ * failures apart themselves. `viewer` is the caller's id or NULL. */
 typedef struct post_fields {
     const char *kind, *title, *body, *tags_json, *status; /* NULL: not given */
 } post_fields_t;
 typedef struct post_filter {
     const char *status, *author_id, *tag, *kind;
     const char *q; /* search text (valid UTF-8, not blank), or NULL */
+    bool fuzzy;    /* q through the typo fallback (content_tsquery_fuzzy), not exactly */
     int page, limit;
 } post_filter_t;
 
 int store_post_insert(px_pg_txn_t *txn, const char *id, const char *author,
-                      const post_fields_t *f, px_pg_fn cb, void *ud);
-int store_post_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud);
+                      const post_fields_t *f, px_pg_ok_fn cb, void *ud);
+int store_post_get(px_req_t *req, const char *id, const char *viewer, px_pg_ok_fn cb, void *ud);
 /* Lock a post the viewer can see: one row (author_id, version, status) or none. */
-int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_fn cb,
+int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_ok_fn cb,
                     void *ud);
 int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
-                      const post_fields_t *f, px_pg_fn cb, void *ud);
+                      const post_fields_t *f, px_pg_ok_fn cb, void *ud);
 /* Deletes the post and its media rows: rows (media id, blob id) of the media that went,
  * whose blob references the caller drops after the commit. */
-int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_ok_fn cb, void *ud);
 /* Give the post the uploads of its author that its body links (/v1/media/<id>) and no
  * post holds yet; no rows. */
-int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_fn cb, void *ud);
+int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_ok_fn cb, void *ud);
 /* A media the viewer may see (its post's visibility; no post: the uploader's): one row
  * (blob id, filename) or none. */
-int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud);
-/* One row: the answer's JSON text {total, page, limit, posts} (with q, each post has its
- * highlight). */
-int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
+int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_ok_fn cb, void *ud);
+/* One row: (total, the answer's JSON text {total, page, limit, posts}; with q, each post
+ * has its highlight). */
+int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_ok_fn cb,
                     void *ud);
 
 /* likes.c, comments.c */
@@ -78,40 +84,40 @@ int comments_create(px_req_t *req, void *ud);
 int comments_update(px_req_t *req, void *ud);
 int comments_delete(px_req_t *req, void *ud);
 
-/* Commit callback that answers 204 (or the commit's error). */
+/* Commit callback that answers 204 (or the commit's error), after content_touch: every
+ * route using it changes what a post shows (a counter, the post itself). */
 void content_committed_204(px_req_t *req, const px_pg_error_t *err, void *ud);
-/* A copy of `text` in request memory. */
-const char *content_strdup(px_req_t *req, const char *text);
 
 /* Likes: rows (post author_id, title, 1 when the like came or went / 0) or none when the
  * viewer cannot see the post. */
 int store_like(px_pg_txn_t *txn, const char *post_id, const char *user_id, bool on,
-               px_pg_fn cb, void *ud);
+               px_pg_ok_fn cb, void *ud);
 /* Comments. Insert: one row (comment json, post author_id, post title, excerpt,
  * mentioned ids json, 1) or none when the post is not visible. Lock: (author_id,
  * version, post author_id) or none. Update: (comment json, version). List: rows
  * (posts visible 0/1, total, comment json or NULL). */
 int store_comment_insert(px_pg_txn_t *txn, const char *post_id, const char *id,
-                         const char *author, const char *body, px_pg_fn cb, void *ud);
+                         const char *author, const char *body, px_pg_ok_fn cb, void *ud);
 int store_comment_lock(px_pg_txn_t *txn, const char *post_id, const char *id,
-                       const char *viewer, px_pg_fn cb, void *ud);
+                       const char *viewer, px_pg_ok_fn cb, void *ud);
 int store_comment_update(px_pg_txn_t *txn, const char *id, const char *author,
-                         const char *body, px_pg_fn cb, void *ud);
-int store_comment_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+                         const char *body, px_pg_ok_fn cb, void *ud);
+int store_comment_delete(px_pg_txn_t *txn, const char *id, px_pg_ok_fn cb, void *ud);
 int store_comment_list(px_req_t *req, const char *post_id, const char *viewer, int page,
-                       int limit, px_pg_fn cb, void *ud);
+                       int limit, px_pg_ok_fn cb, void *ud);
 
 /* feed.c */
 int feed_init(px_plugin_t *self);
 void feed_fini(void);
 int feed_get(px_req_t *req, void *ud);
+
 int tags_get(px_req_t *req, void *ud);
 /* media.c, media_sweep.c (the uploads no post took, removed after media_unattached_ttl) */
 int media_sweep_init(px_plugin_t *self);
 int media_upload(px_req_t *req, void *ud);
 int media_get(px_req_t *req, void *ud);
 /* Tags of published posts by use: rows (distinct tags, tag or NULL, count). */
-int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud);
+int store_tags(px_req_t *req, int page, int limit, px_pg_ok_fn cb, void *ud);
 
 /* Feed. New: rows (published total, post json or NULL, publishedAt with microseconds, id)
  * newest first, after the cursor (before_ts, before_id; NULLs: none). Hot: one row
@@ -121,11 +127,37 @@ int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud);
  * hottest. One: (hot) of a published post, or no row. */
 int store_feed_new(px_req_t *req, const char *viewer, const char *before_ts,
                    const char *before_id, int page, int limit, px_pg_fn cb, void *ud);
-int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_fn cb,
+int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_ok_fn cb,
                    void *ud);
 int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
-                   const char *total, int page, int limit, px_pg_fn cb, void *ud);
+                   const char *total, int page, int limit, px_pg_ok_fn cb, void *ud);
 int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud);
 int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+
+/* render.c: answers kept in Redis under the content version (see there). */
+/* How long a render is kept, and the stretch before its end in which one caller renders
+ * it again (milliseconds, as text for Redis). */
+#define RENDER_TTL_MS "10000"
+#define RENEW_MS "2000"
+int render_init(px_plugin_t *self, const char *hot_key);
+void render_fini(void);
+/* The version's key (hot_key:ver), for the scripts of feed.c. */
+const char *render_ver_key(void);
+/* After a committed change to what a post shows (its fields, its counters, its being
+ * there): a new content version, so no kept render shows the old state, then `then` — at
+ * once when Redis is away. Call it before answering, so a client's next read shows its
+ * own write. */
+typedef void (*content_touched_fn)(px_req_t *req, void *ud);
+void content_touch(px_req_t *req, content_touched_fn then, void *ud);
+/* The render kept for `words` (what the answer depends on, hashed into the key) under
+ * hot_key:<prefix>:<version>: `cb` gets the key to keep a new render under (NULL when
+ * Redis is away) and the render (NULL on a miss; `len` bytes, borrowed for the call), and
+ * returns what a handler returns. Returns 0, or a code `cb` or the call gave (not
+ * answered). */
+typedef int (*render_fn)(px_req_t *req, const char *key, const char *render, size_t len,
+                         void *ud);
+int render_get(px_req_t *req, const char *prefix, const char *words, render_fn cb, void *ud);
+/* Keep `len` bytes of `text` under `key` for RENDER_TTL_MS; fire and forget. */
+void render_put(px_req_t *req, const char *key, const char *text, size_t len);
 
 #endif

@@ -9,12 +9,22 @@
  * sort=hot: every post stores its hot score (migrations/006_hot.sql: time-independent, so
  * it changes only when the post's engagement does). The hottest [plugin:content] hot_size
  * posts are kept in a Redis sorted set (hot_key). A page inside that set is one script
- * call (ZCARD, the cached total, ZREVRANGE) then one PostgreSQL query for those ids (the
- * total of published posts is counted at most every TOTAL_TTL seconds and kept in Redis
- * beside the set, so it may lag by that much); when Redis is down or
- * the page lies deeper, PostgreSQL answers alone from its (hot, id) index — slower, never
- * wrong; when Redis answers but has lost the set (empty), the set is rebuilt from
- * PostgreSQL and this page answered from PostgreSQL.
+ * call (PAGE_LUA): ZREVRANGE for the page's ids, ZCARD, the cached total, and the page as
+ * rendered before, if any. Rendering a page (10 posts as JSON, by content_post_json in
+ * PostgreSQL) costs far more than the rest of the answer, and every anonymous caller gets
+ * the same bytes, so the rendered page is kept in Redis under a key made of everything
+ * it shows: the content version (render.c: INCR'd after every committed change to what a
+ * post shows, by the writers and by the consumer below with every rescore),
+ * the page's bounds and the SHA1 of its ids (so any change of order in the set,
+ * even one made by hand, is a different key). A hit is that one call and no PostgreSQL at
+ * all; a miss renders from PostgreSQL for the ids and keeps the render (render_put;
+ * renewed ahead of its expiry by one caller, see PAGE_LUA).
+ * A caller with a token sees likedByMe of their own, so their pages are rendered every
+ * time. The total of published posts is counted at most every TOTAL_TTL seconds and kept
+ * beside the set, so it may lag by that much. When Redis is down or the page lies deeper,
+ * PostgreSQL answers alone from its (hot, id) index — slower, never wrong; when Redis
+ * answers but has lost the set (empty), the set is rebuilt from PostgreSQL and this page
+ * answered from PostgreSQL.
  *
  * The consumer group "content-hot" follows post.* events: post.published, post.liked and
  * post.commented (re)score the post in the set and trim it to hot_size; post.deleted
@@ -28,26 +38,60 @@
 
 #include "content.h"
 
-static px_redis_script_t *page_script;
+static px_redis_script_t *page_script, *rescore_script;
 static const char *hot_key;
 static char *total_key;
 static int64_t hot_size;
 
-/* ZCARD first (0: the set is gone), then the cached number of published posts (-1: none
- * cached; KEYS[2]), then the ids of the page. */
+/* KEYS: the set, the cached total, the version. ARGV: the page's first and last rank, "1"
+ * when the render may come from (and go to) the cache, RENEW_MS. The answer: ZCARD (0:
+ * the set is gone), the cached total (-1: none), the render's key ("" when it is not to
+ * be cached), the render ("" on a miss), then on a miss the page's ids (a hit skips ZCARD
+ * and the total, which only a miss needs). In its last
+ * RENEW_MS a render is a miss for one caller (the ":renew" marker, SET NX), who renders
+ * it again, while everyone else still gets it: without that, every caller in flight when
+ * it expires would render the same page at once. */
 static const char PAGE_LUA[] =
     "local ids = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2])\n"
-    "local total = tonumber(redis.call('GET', KEYS[2]) or '-1')\n"
-    "table.insert(ids, 1, total)\n"
-    "table.insert(ids, 1, redis.call('ZCARD', KEYS[1]))\n"
-    "return ids\n";
+    "local key = ''\n"
+    "if ARGV[3] == '1' and #ids > 0 then\n"
+    "  key = KEYS[1] .. ':page:' .. (redis.call('GET', KEYS[3]) or '0') .. ':' .. ARGV[1] ..\n"
+    "        ':' .. ARGV[2] .. ':' .. redis.sha1hex(table.concat(ids, ','))\n"
+    "  local page = redis.call('GET', key)\n"
+    "  if page and (redis.call('PTTL', key) > tonumber(ARGV[4]) or\n"
+    "      not redis.call('SET', key .. ':renew', '1', 'PX', ARGV[4], 'NX')) then\n"
+    "    return {1, -1, key, page}\n" /* the set holds this page: ZCARD > 0 */
+    "  end\n"
+    "end\n"
+    "local out = {redis.call('ZCARD', KEYS[1]),\n"
+    "             tonumber(redis.call('GET', KEYS[2]) or '-1'), key, ''}\n"
+    "for i = 1, #ids do out[#out + 1] = ids[i] end\n"
+    "return out\n";
+/* The consumer's change to the set, with the version in the same step, so no reader sees
+ * the new order under the old version. KEYS: the set, the version, the cached total.
+ * ARGV: the post's id, its score ("": remove it), the rank below which the set is
+ * trimmed, "1" when the number of published posts changed (the cached total goes). */
+static const char RESCORE_LUA[] =
+    "if ARGV[2] == '' then\n"
+    "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "else\n"
+    "  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, ARGV[3])\n"
+    "end\n"
+    "if ARGV[4] == '1' then redis.call('DEL', KEYS[3]) end\n"
+    "return redis.call('INCR', KEYS[2])\n";
 /* How long the hot feed's `total` may be reused: counting 100,000 published posts on every
  * request would cost more than the rest of the answer. */
 #define TOTAL_TTL "10"
+/* A kept page (render.c, RENDER_TTL_MS) holds its total, so it is as old as that total:
+ * post.published and post.deleted drop the cached total with the version bump, so a
+ * render after them counts again; other changes of the count (back to draft) show within
+ * TOTAL_TTL + RENDER_TTL_MS. */
 
 typedef struct feed {
     int page, limit;
-    bool cache_total; /* the total was counted: keep it in Redis for TOTAL_TTL */
+    bool cache_total;      /* the total was counted: keep it in Redis for TOTAL_TTL */
+    const char *cache_key; /* keep the render there (NULL: don't) */
 } feed_t;
 
 /* ---- answers ---- */
@@ -87,31 +131,27 @@ static void answered_new(px_req_t *req, const px_pg_result_t *res, const px_pg_e
     px_res_list(req, "posts", posts, total, f->page, f->limit);
 }
 
-/* Hot pages: (total, the answer as JSON text), sent as PostgreSQL wrote it. */
-static void answered(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+/* Hot pages: (total, the answer as JSON text), sent as PostgreSQL wrote it, and kept for
+ * the next callers when hot_read gave a key. */
+static int answered(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     feed_t *f = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
-    if (px_pg_rows(res) != 1 || !px_pg_value(res, 0, 1)) {
-        content_fail(req, PX_EINTERNAL);
-        return;
-    }
+    if (px_pg_rows(res) != 1 || !px_pg_value(res, 0, 1))
+        return PX_EINTERNAL;
+    const char *text = px_pg_value(res, 0, 1);
+    size_t len = strlen(text);
     if (f->cache_total) {
         const char *set[] = {"SET", total_key, px_pg_value(res, 0, 0), "EX", TOTAL_TTL};
         px_redis_command(req, 5, set, NULL, NULL, NULL);
     }
-    const char *text = px_pg_value(res, 0, 1);
-    px_res_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
+    if (f->cache_key)
+        render_put(req, f->cache_key, text, len);
+    return px_res_send(req, 200, "application/json; charset=utf-8", text, len);
 }
 
-static void from_postgres(px_req_t *req, feed_t *f)
+static int from_postgres(px_req_t *req, feed_t *f)
 {
-    int rc = store_feed_hot(req, px_req_caller_id(req), f->page, f->limit, answered, f);
-    if (rc)
-        content_fail(req, rc);
+    return store_feed_hot(req, px_req_caller_id(req), f->page, f->limit, answered, f);
 }
 
 /* ---- the set lost: rebuild, then answer from PostgreSQL ---- */
@@ -132,31 +172,37 @@ static void rebuilt(px_req_t *req, const px_pg_result_t *res, const px_pg_error_
         /* Fire and forget: if it fails, the next request finds the set empty again. */
         px_redis_command(req, argc, argv, NULL, NULL, NULL);
     }
-    from_postgres(req, f);
+    int rc = from_postgres(req, f);
+    if (rc)
+        content_fail(req, rc);
 }
 
 /* ---- the set's page ---- */
 
-static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void *ud)
+/* The page from PAGE_LUA's answer; returns what a handler returns. */
+static int hot_page(px_req_t *req, const px_redis_reply_t *reply, int err, feed_t *f)
 {
-    feed_t *f = ud;
-    if (err || px_redis_type(reply) != PX_REDIS_ARRAY || px_redis_elements(reply) < 2 ||
+    if (err || px_redis_type(reply) != PX_REDIS_ARRAY || px_redis_elements(reply) < 4 ||
         px_redis_type(px_redis_element(reply, 0)) != PX_REDIS_INTEGER ||
-        px_redis_type(px_redis_element(reply, 1)) != PX_REDIS_INTEGER) {
-        from_postgres(req, f);
-        return;
+        px_redis_type(px_redis_element(reply, 1)) != PX_REDIS_INTEGER ||
+        px_redis_type(px_redis_element(reply, 2)) != PX_REDIS_STRING ||
+        px_redis_type(px_redis_element(reply, 3)) != PX_REDIS_STRING) {
+        return from_postgres(req, f);
     }
     if (px_redis_integer(px_redis_element(reply, 0)) == 0) {
-        int rc = store_hot_top(req, hot_size, rebuilt, f);
-        if (rc)
-            content_fail(req, rc);
-        return;
+        return store_hot_top(req, hot_size, rebuilt, f);
+    }
+    size_t key_len = 0, page_len = 0;
+    const char *key = px_redis_string(px_redis_element(reply, 2), &key_len);
+    const char *page = px_redis_string(px_redis_element(reply, 3), &page_len);
+    if (page_len) {
+        return px_res_send(req, 200, "application/json; charset=utf-8", page, page_len);
     }
     long long cached = px_redis_integer(px_redis_element(reply, 1));
-    size_t n = px_redis_elements(reply) - 2;
+    size_t n = px_redis_elements(reply) - 4;
     if (n == 0) {
-        from_postgres(req, f); /* past the set's end: PostgreSQL knows whether more exist */
-        return;
+        /* past the set's end: PostgreSQL knows whether more exist */
+        return from_postgres(req, f);
     }
     /* "{id,id,...}": ids are uuids the consumer put there; anything else is skipped. */
     char *ids = px_req_alloc(req, n * 37 + 3);
@@ -164,7 +210,7 @@ static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void
     ids[at++] = '{';
     for (size_t i = 0; i < n; i++) {
         size_t len = 0;
-        const char *id = px_redis_string(px_redis_element(reply, i + 2), &len);
+        const char *id = px_redis_string(px_redis_element(reply, i + 4), &len);
         if (!id || len != 36 || strspn(id, "0123456789abcdef-") != 36)
             continue;
         if (at > 1)
@@ -174,12 +220,17 @@ static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void
     }
     ids[at++] = '}';
     ids[at] = '\0';
-    char total[24];
-    snprintf(total, sizeof(total), "%lld", cached);
     f->cache_total = cached < 0;
-    int rc = store_feed_ids(req, px_req_caller_id(req), ids, cached < 0 ? NULL : total,
-                            f->page, f->limit, answered, f);
-    if (rc)
+    f->cache_key = key_len ? px_req_strdup(req, key) : NULL;
+    return store_feed_ids(req, px_req_caller_id(req), ids,
+                          cached < 0 ? NULL : px_req_printf(req, "%lld", cached), f->page,
+                          f->limit, answered, f);
+}
+
+static void hot_read(px_req_t *req, const px_redis_reply_t *reply, int err, void *ud)
+{
+    int rc = hot_page(req, reply, err, ud);
+    if (rc < 0)
         content_fail(req, rc);
 }
 
@@ -203,7 +254,7 @@ int feed_get(px_req_t *req, void *ud)
         const char *cursor = px_req_query(req, "cursor");
         char *ts = NULL, *id = NULL;
         if (cursor) {
-            ts = (char *)content_strdup(req, cursor);
+            ts = (char *)px_req_strdup(req, cursor);
             id = strchr(ts, ',');
             *id++ = '\0';
             f->page = 1;
@@ -214,18 +265,17 @@ int feed_get(px_req_t *req, void *ud)
     }
     int64_t start = (int64_t)(f->page - 1) * f->limit, stop = start + f->limit - 1;
     if (stop >= hot_size) {
-        from_postgres(req, f);
-        return PX_ASYNC;
+        rc = from_postgres(req, f);
+        return rc ? rc : PX_ASYNC;
     }
-    char a[24], b[24];
-    snprintf(a, sizeof(a), "%" PRId64, start);
-    snprintf(b, sizeof(b), "%" PRId64, stop);
-    const char *argv[] = {hot_key, total_key, a, b};
-    rc = px_redis_eval(req, page_script, 2, 4, argv, NULL, hot_read, f);
-    if (rc == PX_EUNAVAIL) {
-        from_postgres(req, f);
-        return PX_ASYNC;
-    }
+    /* Only an anonymous caller's page is the same for everyone (likedByMe). */
+    const char *argv[] = {hot_key, total_key, render_ver_key(),
+                          px_req_printf(req, "%" PRId64, start),
+                          px_req_printf(req, "%" PRId64, stop),
+                          px_req_caller_id(req) ? "0" : "1", RENEW_MS};
+    rc = px_redis_eval(req, page_script, 3, 7, argv, NULL, hot_read, f);
+    if (rc == PX_EUNAVAIL)
+        rc = from_postgres(req, f);
     return rc ? content_fail(req, rc) : PX_ASYNC;
 }
 
@@ -250,20 +300,11 @@ static void redis_done(px_req_t *task, const px_redis_reply_t *reply, int err, v
 
 static void rescore(px_req_t *task, const px_event_t *ev, const char *id, const char *score)
 {
-    char trim[24];
-    snprintf(trim, sizeof(trim), "%" PRId64, -hot_size - 1);
-    int rc;
-    if (score) {
-        const char *zadd[] = {"ZADD", hot_key, score, id};
-        const char *ztrim[] = {"ZREMRANGEBYRANK", hot_key, "0", trim};
-        rc = px_redis_command(task, 4, zadd, NULL, NULL, NULL);
-        if (!rc)
-            rc = px_redis_command(task, 4, ztrim, NULL, redis_done, (void *)ev);
-    } else {
-        const char *zrem[] = {"ZREM", hot_key, id};
-        rc = px_redis_command(task, 3, zrem, NULL, redis_done, (void *)ev);
-    }
-    if (rc)
+    const char *type = px_event_type(ev);
+    bool counted = !strcmp(type, "post.published") || !strcmp(type, "post.deleted");
+    const char *argv[] = {hot_key, render_ver_key(), total_key, id, score ? score : "",
+                          px_req_printf(task, "%" PRId64, -hot_size - 1), counted ? "1" : "0"};
+    if (px_redis_eval(task, rescore_script, 3, 7, argv, NULL, redis_done, (void *)ev))
         redis_done(task, NULL, PX_REDIS_UNAVAILABLE, (void *)ev);
 }
 
@@ -315,7 +356,11 @@ int feed_init(px_plugin_t *self)
     if (!total_key)
         abort();
     snprintf(total_key, n, "%s:total", hot_key);
+    rc = render_init(self, hot_key);
+    if (rc)
+        return rc;
     page_script = px_redis_script_new(self, PAGE_LUA);
+    rescore_script = px_redis_script_new(self, RESCORE_LUA);
     rc = px_event_subscribe(self, "content-hot", "post.*", on_post_event, NULL);
     return rc ? rc
               : px_event_subscribe(self, "content-hot-uncomment", "comment.deleted",
@@ -325,21 +370,18 @@ int feed_init(px_plugin_t *self)
 void feed_fini(void)
 {
     px_redis_script_free(page_script);
-    page_script = NULL;
+    px_redis_script_free(rescore_script);
+    page_script = rescore_script = NULL;
     free(total_key);
     total_key = NULL;
+    render_fini();
 }
 
 /* ---- GET /v1/tags ---- */
 
-static void tags_read(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                      void *ud)
+static int tags_read(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     feed_t *f = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     int64_t total = 0, n = 0;
     px_pg_int64(res, 0, 0, &total);
     json_t *tags = json_array();
@@ -347,7 +389,7 @@ static void tags_read(px_req_t *req, const px_pg_result_t *res, const px_pg_erro
         if (px_pg_value(res, i, 1) && !px_pg_int64(res, i, 2, &n))
             json_array_append_new(tags, json_pack("{s:s, s:I}", "tag", px_pg_value(res, i, 1),
                                                   "count", (json_int_t)n));
-    px_res_list(req, "tags", tags, total, f->page, f->limit);
+    return px_res_list(req, "tags", tags, total, f->page, f->limit);
 }
 
 int tags_get(px_req_t *req, void *ud)
@@ -358,5 +400,5 @@ int tags_get(px_req_t *req, void *ud)
     if (rc)
         return rc;
     rc = store_tags(req, f->page, f->limit, tags_read, f);
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    return rc ? rc : PX_ASYNC;
 }

@@ -17,49 +17,29 @@ typedef struct like {
     px_pg_txn_t *txn;
 } like_t;
 
-static void liked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int liked(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     like_t *l = ud;
-    if (err) {
-        px_pg_rollback(l->txn, NULL, NULL);
-        px_res_pg_error(req, err);
-        return;
-    }
-    if (px_pg_rows(res) == 0) {
-        px_pg_rollback(l->txn, NULL, NULL);
-        px_res_error(req, 404, "not_found", "no such post", NULL);
-        return;
-    }
+    if (px_pg_rows(res) == 0)
+        return px_res_error(req, 404, "not_found", "no such post", NULL);
     int64_t changed = 0;
     px_pg_int64(res, 0, 2, &changed);
-    int rc = 0;
     if (changed) {
         json_t *payload = json_pack("{s:s, s:s, s:s, s:s}", "postId", l->id, "authorId",
                                     px_pg_value(res, 0, 0), "title", px_pg_value(res, 0, 1),
                                     "actorId", px_req_caller_id(req));
-        rc = px_event_emit(l->txn, l->on ? "post.liked" : "post.unliked", l->id, payload);
+        int rc = px_event_emit(l->txn, l->on ? "post.liked" : "post.unliked", l->id, payload);
+        if (rc)
+            return rc;
     }
-    if (!rc)
-        rc = px_pg_commit(l->txn, content_committed_204, l);
-    if (rc) {
-        px_pg_rollback(l->txn, NULL, NULL);
-        content_fail(req, rc);
-    }
+    return px_pg_commit(l->txn, content_committed_204, l);
 }
 
-static void begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static int begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
     like_t *l = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     l->txn = txn;
-    int rc = store_like(txn, l->id, px_req_caller_id(req), l->on, liked, l);
-    if (rc) {
-        px_pg_rollback(txn, NULL, NULL);
-        content_fail(req, rc);
-    }
+    return store_like(txn, l->id, px_req_caller_id(req), l->on, liked, l);
 }
 
 static int like_start(px_req_t *req, bool on)
@@ -70,8 +50,8 @@ static int like_start(px_req_t *req, bool on)
     int rc = px_req_uuid(req, "id", l->id);
     if (rc)
         return rc;
-    rc = px_pg_begin(req, begun, l);
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    rc = px_pg_begin_run(req, 0, begun, l);
+    return rc ? rc : PX_ASYNC;
 }
 
 int likes_add(px_req_t *req, void *ud)

@@ -37,18 +37,11 @@ typedef struct upload {
     px_pg_txn_t *txn;
 } upload_t;
 
-static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                     void *ud)
+static int inserted(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     upload_t *u = ud;
     (void)res;
-    if (err) {
-        px_pg_rollback(u->txn, NULL, NULL);
-        px_res_pg_error(req, err);
-        return;
-    }
-    char url[64];
-    snprintf(url, sizeof(url), "/v1/media/%s", u->id);
+    const char *url = px_req_printf(req, "/v1/media/%s", u->id);
     json_t *body = json_pack("{s:s, s:s, s:s, s:I}", "id", u->id, "url", url, "contentType",
                              u->type, "size", (json_int_t)u->size);
     if (u->width) {
@@ -56,53 +49,40 @@ static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error
         json_object_set_new(body, "height", json_integer(u->height));
     }
     px_res_header(req, "Location", url);
-    px_pg_commit_respond(u->txn, 201, body);
+    return px_pg_commit_respond(u->txn, 201, body);
 }
 
+/* A blob callback, not a query's: its failures are answered here (the open transaction
+ * ends with the request). */
 static void referenced(px_req_t *req, const px_blob_t *blob, int status, void *ud)
 {
     upload_t *u = ud;
+    (void)blob;
     if (!req)
         return;
     if (status) {
-        px_pg_rollback(u->txn, NULL, NULL);
         content_fail(req, status == PX_ENOENT ? PX_EUNAVAIL : status);
         return;
     }
-    (void)blob;
-    char size[24], w[16], h[16];
-    snprintf(size, sizeof(size), "%llu", (unsigned long long)u->size);
-    snprintf(w, sizeof(w), "%d", u->width);
-    snprintf(h, sizeof(h), "%d", u->height);
-    const char *v[] = {u->id, px_req_caller_id(req), u->blob_id, u->type, size,
-                       u->width ? w : NULL, u->width ? h : NULL,
+    const char *v[] = {u->id, px_req_caller_id(req), u->blob_id, u->type,
+                       px_req_printf(req, "%llu", (unsigned long long)u->size),
+                       u->width ? px_req_printf(req, "%d", u->width) : NULL,
+                       u->width ? px_req_printf(req, "%d", u->height) : NULL,
                        px_req_query(req, "filename")};
-    int rc = px_pg_txn_query(u->txn, "media_insert",
-                             "INSERT INTO content_media (id, owner_id, blob_id, content_type, "
-                             "size, width, height, filename) VALUES ($1, $2, $3, $4, $5, $6, "
-                             "$7, $8)",
-                             8, v, inserted, u);
-    if (rc) {
-        px_pg_rollback(u->txn, NULL, NULL);
+    int rc = px_pg_txn_run(u->txn, "media_insert",
+                           "INSERT INTO content_media (id, owner_id, blob_id, content_type, "
+                           "size, width, height, filename) VALUES ($1, $2, $3, $4, $5, $6, "
+                           "$7, $8)",
+                           8, v, inserted, u);
+    if (rc)
         content_fail(req, rc);
-    }
 }
 
-static void begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static int begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
     upload_t *u = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
     u->txn = txn;
-    char ref[48];
-    snprintf(ref, sizeof(ref), "media:%s", u->id);
-    int rc = px_blob_ref(req, u->blob_id, ref, referenced, u);
-    if (rc) {
-        px_pg_rollback(txn, NULL, NULL);
-        content_fail(req, rc);
-    }
+    return px_blob_ref(req, u->blob_id, px_req_printf(req, "media:%s", u->id), referenced, u);
 }
 
 static void stored(px_req_t *req, const px_blob_t *blob, int status, void *ud)
@@ -116,7 +96,7 @@ static void stored(px_req_t *req, const px_blob_t *blob, int status, void *ud)
     }
     snprintf(u->blob_id, sizeof(u->blob_id), "%s", blob->id);
     u->size = blob->size;
-    int rc = px_pg_begin_idempotent(req, begun, u);
+    int rc = px_pg_begin_run(req, PX_PG_IDEMPOTENT, begun, u);
     if (rc && rc != PX_DONE)
         content_fail(req, rc);
 }
@@ -195,23 +175,15 @@ int media_upload(px_req_t *req, void *ud)
 
 /* ---- GET /v1/media/{id} ---- */
 
-static void found(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int found(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     (void)ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
-    if (px_pg_rows(res) == 0) {
-        px_res_error(req, 404, "not_found", "no such media", NULL);
-        return;
-    }
+    if (px_pg_rows(res) == 0)
+        return px_res_error(req, 404, "not_found", "no such media", NULL);
     px_file_response_t resp = PX_FILE_RESPONSE_INIT;
     resp.blob_id = px_pg_value(res, 0, 0);
     resp.filename = px_pg_value(res, 0, 1);
-    int rc = px_res_file(req, &resp);
-    if (rc != PX_ASYNC)
-        content_fail(req, rc);
+    return px_res_file(req, &resp);
 }
 
 int media_get(px_req_t *req, void *ud)
@@ -222,5 +194,5 @@ int media_get(px_req_t *req, void *ud)
     if (rc)
         return rc;
     rc = store_media_get(req, id, px_req_caller_id(req), found, NULL);
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    return rc ? rc : PX_ASYNC;
 }

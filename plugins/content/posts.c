@@ -24,8 +24,11 @@ typedef struct op {
     bool remove; /* DELETE rather than PUT */
     const char *author, *old_status; /* of the locked post */
     px_pg_txn_t *txn;
-    json_t *post; /* the answer, while the post's media are attached */
-    int status;   /* its status code */
+    const char *post_text, *tag; /* the answer and its ETag, while the post's media are
+                                  * attached */
+    int status;                  /* its status code */
+    bool published;              /* the post written is published */
+    const char *cache_key;       /* GET /v1/posts: keep the answer there (render.c) */
     int media_count, media_next; /* DELETE: the media that went, whose refs are dropped */
     const char **media_ids, **blob_ids;
 } op_t;
@@ -41,7 +44,7 @@ static op_t *op_new(px_req_t *req)
 static const char *field(px_req_t *req, const json_t *body, const char *name)
 {
     const char *v = json_string_value(json_object_get(body, name));
-    return v ? content_strdup(req, v) : NULL;
+    return v ? px_req_strdup(req, v) : NULL;
 }
 
 /* The fields of a body that passed its schema, copied to request memory (a hook's value
@@ -56,7 +59,7 @@ static void fields_read(px_req_t *req, json_t *body, post_fields_t *f)
     json_t *tags = json_object_get(body, "tags");
     if (tags) {
         char *text = json_dumps(tags, JSON_COMPACT);
-        f->tags_json = content_strdup(req, text);
+        f->tags_json = px_req_strdup(req, text);
         free(text);
     }
 }
@@ -127,45 +130,68 @@ static int emit_published(px_pg_txn_t *txn, const json_t *post, const char *acto
                          json_string_value(json_object_get(post, "id")), payload);
 }
 
-static void rollback_fail(px_req_t *req, px_pg_txn_t *txn, int rc)
-{
-    px_pg_rollback(txn, NULL, NULL);
-    content_fail(req, rc);
-}
-
-static void rollback_pg_error(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err)
-{
-    px_pg_rollback(txn, NULL, NULL);
-    px_res_pg_error(req, err);
-}
-
 /* ---- media a post holds (README.md, "Media") ---- */
 
-static void attached(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                     void *ud)
+static void put_answer(px_req_t *req, void *ud)
+{
+    op_t *op = ud;
+    json_t *post = post_parse(op->post_text);
+    if (!post) {
+        content_fail(req, PX_EINTERNAL);
+        return;
+    }
+    px_res_header(req, "ETag", content_etag(req, op->tag));
+    px_res_json(req, op->status, post);
+}
+
+static void put_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
+{
+    if (err)
+        px_res_pg_error(req, err);
+    else
+        content_touch(req, put_answer, ud);
+}
+
+static void create_answer(px_req_t *req, void *ud)
+{
+    op_t *op = ud;
+    json_t *post = post_parse(op->post_text);
+    int rc = post ? 0 : PX_EINTERNAL;
+    if (post) {
+        px_res_header(req, "ETag", content_etag(req, op->tag));
+        rc = px_pg_commit_respond(op->txn, op->status, post);
+    }
+    if (rc)
+        content_fail(req, rc);
+}
+
+/* A create is idempotent: its answer is stored with the commit, so a published one bumps
+ * the content version just before (render.c says what that leaves open). A change to a
+ * post shows at once: its answer waits for the commit and content_touch. */
+static int attached(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     op_t *op = ud;
     (void)res;
-    if (err) {
-        json_decref(op->post);
-        rollback_pg_error(req, op->txn, err);
-        return;
-    }
-    px_res_header(req, "ETag", content_etag(req, content_post_tag(req, op->post)));
-    px_pg_commit_respond(op->txn, op->status, op->post);
+    if (op->status != 201)
+        return px_pg_commit(op->txn, put_committed, op);
+    if (op->published)
+        content_touch(req, create_answer, op);
+    else
+        create_answer(req, op);
+    return PX_ASYNC;
 }
 
 /* Every write that leaves a post's body in place gives it the uploads it links, in its
- * transaction; then the answer (`post`, taken) goes out with the commit. */
-static void attach_then_respond(px_req_t *req, op_t *op, json_t *post, int status)
+ * transaction; then the answer goes out with the commit. The post is kept as the text
+ * PostgreSQL sent (request memory), so nothing leaks when a step on the way fails and
+ * the host answers. */
+static int attach_then_respond(px_req_t *req, op_t *op, const char *text, json_t *post,
+                               int status)
 {
-    op->post = post;
+    op->post_text = px_req_strdup(req, text);
+    op->tag = content_post_tag(req, post);
     op->status = status;
-    int rc = store_media_attach(op->txn, op->id, attached, op);
-    if (rc) {
-        json_decref(post);
-        rollback_fail(req, op->txn, rc);
-    }
+    return store_media_attach(op->txn, op->id, attached, op);
 }
 
 /* After the delete committed: drop the blob reference of each media that went with the
@@ -201,30 +227,58 @@ static void unref_next(px_req_t *req, op_t *op)
     px_res_send(req, 204, NULL, "", 0);
 }
 
+static void delete_touched(px_req_t *req, void *ud)
+{
+    unref_next(req, ud);
+}
+
 static void delete_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
 {
-    if (err) {
+    if (err)
         px_res_pg_error(req, err);
-        return;
-    }
-    unref_next(req, ud);
+    else
+        content_touch(req, delete_touched, ud);
 }
 
 /* ---- GET /v1/posts ---- */
 
-static void listed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+/* A search that matched nothing exactly runs once more through the typo fallback
+ * (README.md, "Search"): a query that matches pays for one scan, not a probe first. */
+static int listed(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
-    (void)ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
+    op_t *op = ud;
+    int64_t total = -1;
+    const char *text = px_pg_rows(res) == 1 ? px_pg_value(res, 0, 1) : NULL;
+    if (!text || px_pg_int64(res, 0, 0, &total))
+        return PX_EINTERNAL;
+    if (total == 0 && op->filter.q && !op->filter.fuzzy) {
+        op->filter.fuzzy = true;
+        return store_post_list(req, op->viewer, &op->filter, listed, op);
     }
-    const char *text = px_pg_rows(res) == 1 ? px_pg_value(res, 0, 0) : NULL;
-    if (!text) {
-        content_fail(req, PX_EINTERNAL);
-        return;
-    }
-    px_res_send(req, 200, "application/json; charset=utf-8", text, strlen(text));
+    size_t len = strlen(text);
+    if (op->cache_key)
+        render_put(req, op->cache_key, text, len);
+    return px_res_send(req, 200, "application/json; charset=utf-8", text, len);
+}
+
+/* An anonymous caller's list as kept under the content version (render.c), else built. */
+static int list_kept(px_req_t *req, const char *key, const char *render, size_t len, void *ud)
+{
+    op_t *op = ud;
+    if (render)
+        return px_res_send(req, 200, "application/json; charset=utf-8", render, len);
+    op->cache_key = key;
+    return store_post_list(req, op->viewer, &op->filter, listed, op);
+}
+
+/* What an anonymous list depends on, for its key: each parameter present or absent. */
+static const char *list_words(px_req_t *req, const post_filter_t *f)
+{
+    const char *v[] = {f->q, f->status, f->author_id, f->tag, f->kind};
+    const char *out = px_req_printf(req, "%d/%d", f->page, f->limit);
+    for (size_t i = 0; i < sizeof(v) / sizeof(*v); i++)
+        out = px_req_printf(req, "%s\x1f%s%s", out, v[i] ? "+" : "-", v[i] ? v[i] : "");
+    return out;
 }
 
 /* A blank q searches nothing: it is the plain list. */
@@ -251,51 +305,38 @@ int posts_list(px_req_t *req, void *ud)
     f->tag = px_req_query(req, "tag");
     f->kind = px_req_query(req, "kind");
     f->q = search_text(px_req_query(req, "q"));
-    rc = store_post_list(req, op->viewer, f, listed, op);
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    /* Only an anonymous caller's list is the same for everyone (likedByMe, drafts). */
+    rc = op->viewer ? store_post_list(req, op->viewer, f, listed, op)
+                    : render_get(req, "list", list_words(req, f), list_kept, op);
+    return rc ? rc : PX_ASYNC;
 }
 
 /* ---- POST /v1/posts ---- */
 
-static void inserted(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err,
-                     void *ud)
+static int inserted(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     op_t *op = ud;
-    if (err) {
-        rollback_pg_error(req, op->txn, err);
-        return;
-    }
-    json_t *post = post_parse(px_pg_value(res, 0, 0));
-    if (!post) {
-        rollback_fail(req, op->txn, PX_EINTERNAL);
-        return;
-    }
-    char location[64];
-    snprintf(location, sizeof(location), "/v1/posts/%s", op->id);
+    const char *text = px_pg_value(res, 0, 0);
+    json_t *post = post_parse(text);
+    if (!post)
+        return PX_EINTERNAL;
     const char *status = json_string_value(json_object_get(post, "status"));
-    if (!strcmp(status, "published")) {
-        int rc = emit_published(op->txn, post, op->viewer);
-        if (rc) {
-            json_decref(post);
-            rollback_fail(req, op->txn, rc);
-            return;
-        }
+    op->published = !strcmp(status, "published");
+    int rc = op->published ? emit_published(op->txn, post, op->viewer) : 0;
+    if (!rc) {
+        px_res_header(req, "Location", px_req_printf(req, "/v1/posts/%s", op->id));
+        rc = attach_then_respond(req, op, text, post, 201);
     }
-    px_res_header(req, "Location", location);
-    attach_then_respond(req, op, post, 201);
+    json_decref(post);
+    return rc;
 }
 
-static void create_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static int create_begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
     op_t *op = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
+    (void)req;
     op->txn = txn;
-    int rc = store_post_insert(txn, op->id, op->viewer, &op->f, inserted, op);
-    if (rc)
-        rollback_fail(req, txn, rc);
+    return store_post_insert(txn, op->id, op->viewer, &op->f, inserted, op);
 }
 
 int posts_create(px_req_t *req, void *ud)
@@ -318,35 +359,25 @@ int posts_create(px_req_t *req, void *ud)
         return rc;
     op->id = id;
     /* Idempotency-Key: a retried create gets the first answer, the same id. */
-    rc = px_pg_begin_idempotent(req, create_begun, op);
-    if (rc == PX_DONE)
-        return PX_DONE;
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    rc = px_pg_begin_run(req, PX_PG_IDEMPOTENT, create_begun, op);
+    return rc ? rc : PX_ASYNC;
 }
 
 /* ---- GET /v1/posts/{id} ---- */
 
-static void got(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int got(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     (void)ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
-    if (px_pg_rows(res) == 0) {
-        px_res_error(req, 404, "not_found", "no such post", NULL);
-        return;
-    }
+    if (px_pg_rows(res) == 0)
+        return px_res_error(req, 404, "not_found", "no such post", NULL);
     json_t *post = post_parse(px_pg_value(res, 0, 0));
-    if (!post) {
-        content_fail(req, PX_EINTERNAL);
-        return;
-    }
+    if (!post)
+        return PX_EINTERNAL;
     if (px_res_etag(req, content_post_tag(req, post)) == PX_DONE) {
         json_decref(post);
-        return;
+        return PX_DONE;
     }
-    px_res_json(req, 200, post);
+    return px_res_json(req, 200, post);
 }
 
 int posts_get(px_req_t *req, void *ud)
@@ -357,108 +388,70 @@ int posts_get(px_req_t *req, void *ud)
     if (rc)
         return rc;
     rc = store_post_get(req, id, px_req_caller_id(req), got, NULL);
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    return rc ? rc : PX_ASYNC;
 }
 
 /* ---- PUT and DELETE /v1/posts/{id} ---- */
 
-static void changed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int changed(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     op_t *op = ud;
-    if (err) {
-        rollback_pg_error(req, op->txn, err);
-        return;
-    }
-    json_t *post = post_parse(px_pg_value(res, 0, 0));
-    if (!post) {
-        rollback_fail(req, op->txn, PX_EINTERNAL);
-        return;
-    }
+    const char *text = px_pg_value(res, 0, 0);
+    json_t *post = post_parse(text);
+    if (!post)
+        return PX_EINTERNAL;
     const char *status = json_string_value(json_object_get(post, "status"));
-    if (!strcmp(op->old_status, "draft") && !strcmp(status, "published")) {
-        int rc = emit_published(op->txn, post, op->viewer);
-        if (rc) {
-            json_decref(post);
-            rollback_fail(req, op->txn, rc);
-            return;
-        }
-    }
-    attach_then_respond(req, op, post, 200);
+    int rc = 0;
+    if (!strcmp(op->old_status, "draft") && !strcmp(status, "published"))
+        rc = emit_published(op->txn, post, op->viewer);
+    if (!rc)
+        rc = attach_then_respond(req, op, text, post, 200);
+    json_decref(post);
+    return rc;
 }
 
-static void removed(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int removed(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     op_t *op = ud;
-    if (err) {
-        rollback_pg_error(req, op->txn, err);
-        return;
-    }
     op->media_count = px_pg_rows(res);
     op->media_ids = px_req_alloc(req, sizeof(char *) * (size_t)(op->media_count + 1));
     op->blob_ids = px_req_alloc(req, sizeof(char *) * (size_t)(op->media_count + 1));
     for (int i = 0; i < op->media_count; i++) {
-        op->media_ids[i] = content_strdup(req, px_pg_value(res, i, 0));
-        op->blob_ids[i] = content_strdup(req, px_pg_value(res, i, 1));
+        op->media_ids[i] = px_req_strdup(req, px_pg_value(res, i, 0));
+        op->blob_ids[i] = px_req_strdup(req, px_pg_value(res, i, 1));
     }
     json_t *payload = json_pack("{s:s, s:s, s:s}", "postId", op->id, "authorId", op->author,
                                 "actorId", op->viewer);
     int rc = px_event_emit(op->txn, "post.deleted", op->id, payload);
-    if (rc) {
-        rollback_fail(req, op->txn, rc);
-        return;
-    }
-    rc = px_pg_commit(op->txn, delete_committed, op);
-    if (rc)
-        content_fail(req, rc);
+    return rc ? rc : px_pg_commit(op->txn, delete_committed, op);
 }
 
-static void locked(px_req_t *req, const px_pg_result_t *res, const px_pg_error_t *err, void *ud)
+static int locked(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     op_t *op = ud;
-    if (err) {
-        rollback_pg_error(req, op->txn, err);
-        return;
-    }
-    if (px_pg_rows(res) == 0) {
-        px_pg_rollback(op->txn, NULL, NULL);
-        px_res_error(req, 404, "not_found", "no such post", NULL);
-        return;
-    }
-    if (strcmp(px_pg_value(res, 0, 0), op->viewer) && !content_is_admin(req)) {
-        px_pg_rollback(op->txn, NULL, NULL);
-        px_res_error(req, 403, "forbidden", "only the author or an admin may change a post",
-                     NULL);
-        return;
-    }
-    op->author = content_strdup(req, px_pg_value(res, 0, 0));
-    op->old_status = content_strdup(req, px_pg_value(res, 0, 2));
+    if (px_pg_rows(res) == 0)
+        return px_res_error(req, 404, "not_found", "no such post", NULL);
+    if (strcmp(px_pg_value(res, 0, 0), op->viewer) && !content_is_admin(req))
+        return px_res_error(req, 403, "forbidden",
+                            "only the author or an admin may change a post", NULL);
+    op->author = px_req_strdup(req, px_pg_value(res, 0, 0));
+    op->old_status = px_req_strdup(req, px_pg_value(res, 0, 2));
     int rc = content_if_match(req, px_pg_value(res, 0, 1));
     const char *status = op->f.status ? op->f.status : op->old_status;
-    if (!rc && !op->remove && !strcmp(status, "published")) {
+    if (!rc && !op->remove && !strcmp(status, "published"))
         rc = publish_hook(req, &op->f, op->id);
-        if (rc == PX_DONE) {
-            px_pg_rollback(op->txn, NULL, NULL);
-            return;
-        }
-    }
-    if (!rc)
-        rc = op->remove ? store_post_delete(op->txn, op->id, removed, op)
-                        : store_post_update(op->txn, op->id, op->viewer, &op->f, changed, op);
     if (rc)
-        rollback_fail(req, op->txn, rc);
+        return rc;
+    return op->remove ? store_post_delete(op->txn, op->id, removed, op)
+                      : store_post_update(op->txn, op->id, op->viewer, &op->f, changed, op);
 }
 
-static void write_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
+static int write_begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
     op_t *op = ud;
-    if (err) {
-        px_res_pg_error(req, err);
-        return;
-    }
+    (void)req;
     op->txn = txn;
-    int rc = store_post_lock(txn, op->id, op->viewer, locked, op);
-    if (rc)
-        rollback_fail(req, txn, rc);
+    return store_post_lock(txn, op->id, op->viewer, locked, op);
 }
 
 static int write_start(px_req_t *req, bool remove)
@@ -477,8 +470,8 @@ static int write_start(px_req_t *req, bool remove)
             return rc;
         fields_read(req, body, &op->f);
     }
-    rc = px_pg_begin(req, write_begun, op);
-    return rc ? content_fail(req, rc) : PX_ASYNC;
+    rc = px_pg_begin_run(req, 0, write_begun, op);
+    return rc ? rc : PX_ASYNC;
 }
 
 int posts_update(px_req_t *req, void *ud)

@@ -13,11 +13,11 @@
 #define POST_JSON(alias, viewer) POST_JSON_VALUE(alias, viewer) "::text"
 
 int store_post_insert(px_pg_txn_t *txn, const char *id, const char *author,
-                      const post_fields_t *f, px_pg_fn cb, void *ud)
+                      const post_fields_t *f, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {id, author, f->kind ? f->kind : "post", f->title, f->body,
                        f->tags_json, f->status ? f->status : "published"};
-    return px_pg_txn_query(
+    return px_pg_txn_run(
         txn, "post_insert",
         "INSERT INTO content_posts AS p (id, author_id, kind, title, body, tags, status, "
         "published_at) VALUES ($1, $2, $3, $4, $5, content_tags_norm($6::json), $7, "
@@ -26,31 +26,31 @@ int store_post_insert(px_pg_txn_t *txn, const char *id, const char *author,
         7, v, cb, ud);
 }
 
-int store_post_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud)
+int store_post_get(px_req_t *req, const char *id, const char *viewer, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {id, viewer};
-    return px_pg_query(req, "post_get",
+    return px_pg_run(req, "post_get",
                        "SELECT " POST_JSON("p", "$2") ", p.version FROM content_posts p "
                        "WHERE p.id = $1 AND (p.status = 'published' OR p.author_id = $2::uuid)",
                        2, v, cb, ud);
 }
 
-int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_fn cb, void *ud)
+int store_post_lock(px_pg_txn_t *txn, const char *id, const char *viewer, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {id, viewer};
-    return px_pg_txn_query(txn, "post_lock",
+    return px_pg_txn_run(txn, "post_lock",
                            "SELECT author_id, version, status FROM content_posts WHERE id = $1 AND "
                            "(status = 'published' OR author_id = $2::uuid) FOR UPDATE",
                            2, v, cb, ud);
 }
 
 int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
-                      const post_fields_t *f, px_pg_fn cb, void *ud)
+                      const post_fields_t *f, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {id, viewer, f->kind, f->title, f->body, f->tags_json, f->status};
     /* A first publication stamps publishedAt; going back to draft clears it (the CHECK
      * keeps the two in step). */
-    return px_pg_txn_query(
+    return px_pg_txn_run(
         txn, "post_update",
         "UPDATE content_posts AS p SET kind = coalesce($3, kind), title = coalesce($4, title), "
         "body = coalesce($5, body), "
@@ -63,21 +63,21 @@ int store_post_update(px_pg_txn_t *txn, const char *id, const char *viewer,
         7, v, cb, ud);
 }
 
-int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud)
+int store_post_delete(px_pg_txn_t *txn, const char *id, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {id};
     /* The media go in the same statement, before the foreign key is checked (at its end). */
-    return px_pg_txn_query(txn, "post_delete",
+    return px_pg_txn_run(txn, "post_delete",
                            "WITH m AS (DELETE FROM content_media WHERE post_id = $1 "
                            "RETURNING id, blob_id), p AS (DELETE FROM content_posts WHERE "
                            "id = $1) SELECT id::text, blob_id FROM m",
                            1, v, cb, ud);
 }
 
-int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_fn cb, void *ud)
+int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {post_id};
-    return px_pg_txn_query(
+    return px_pg_txn_run(
         txn, "media_attach",
         "UPDATE content_media m SET post_id = p.id FROM content_posts p WHERE p.id = $1 AND "
         "m.owner_id = p.author_id AND m.post_id IS NULL AND m.id IN (SELECT (regexp_matches("
@@ -86,10 +86,10 @@ int store_media_attach(px_pg_txn_t *txn, const char *post_id, px_pg_fn cb, void 
         1, v, cb, ud);
 }
 
-int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn cb, void *ud)
+int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {id, viewer};
-    return px_pg_query(req, "media_get",
+    return px_pg_run(req, "media_get",
                        "SELECT m.blob_id, m.filename FROM content_media m LEFT JOIN "
                        "content_posts p ON p.id = m.post_id WHERE m.id = $1 AND CASE WHEN "
                        "m.post_id IS NULL THEN m.owner_id = $2::uuid ELSE p.status = "
@@ -103,23 +103,24 @@ int store_media_get(px_req_t *req, const char *id, const char *viewer, px_pg_fn 
     "'StartSel=<b>, StopSel=</b>, MaxFragments=3, MaxWords=20, MinWords=5, "                \
     "FragmentDelimiter=\" … \"'"
 
-int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, px_pg_fn cb,
-                    void *ud)
+int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f,
+                    px_pg_ok_fn cb, void *ud)
 {
-    char limit[16], offset[24], page[16];
-    snprintf(limit, sizeof(limit), "%d", f->limit);
-    snprintf(offset, sizeof(offset), "%lld", (long long)(f->page - 1) * f->limit);
-    snprintf(page, sizeof(page), "%d", f->page);
-    const char *v[] = {viewer, f->status, f->author_id, f->tag, f->kind, limit, offset, f->q,
-                       page};
+    const char *v[] = {viewer, f->status, f->author_id, f->tag, f->kind,
+                       px_req_printf(req, "%d", f->limit),
+                       px_req_printf(req, "%lld", (long long)(f->page - 1) * f->limit), f->q,
+                       px_req_printf(req, "%d", f->page), f->fuzzy ? "t" : "f"};
     /* Drafts are listed only as the caller's own. With q, posts are ranked by
-     * ts_rank_cd, ties newest first then by id, so a page never shuffles; the highlight
-     * is computed for the returned page only. The whole answer is built here (see
+     * ts_rank_cd, ties newest first then by id, so a page never shuffles. The matches
+     * (m) carry only what orders and counts them; the rows of the returned page alone
+     * are read whole, turned into JSON and given their highlight (ts_headline parses the
+     * whole text: the dearest part of a search). The whole answer is built here (see
      * store_feed_hot): the plugin sends it as it comes. */
-    return px_pg_query(
+    return px_pg_run(
         req, "post_list",
-        "WITH tq AS MATERIALIZED (SELECT content_tsquery($8) AS q), "
-        "m AS (SELECT p AS r, p.published_at, p.updated_at, p.id, "
+        "WITH tq AS MATERIALIZED (SELECT CASE WHEN $10::bool THEN content_tsquery_fuzzy($8) "
+        "ELSE websearch_to_tsquery('content_search', $8) END AS q), "
+        "m AS (SELECT p.id, p.published_at, p.updated_at, "
         "CASE WHEN $8::text IS NULL THEN 0 ELSE ts_rank_cd(p.search, (SELECT q FROM tq)) END "
         "AS rank FROM content_posts p WHERE "
         "CASE WHEN $2 = 'draft' THEN p.status = 'draft' AND p.author_id = $1::uuid "
@@ -128,17 +129,19 @@ int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, p
         "AND ($4::text IS NULL OR p.tags @> ARRAY[lower($4::text)]) "
         "AND ($5::text IS NULL OR p.kind = $5) "
         "AND ($8::text IS NULL OR p.search @@ (SELECT q FROM tq))), "
-        "pg AS (SELECT m.r, m.rank, m.published_at, m.updated_at, m.id FROM m "
+        "n AS (SELECT count(*) AS n FROM m), "
+        "pg AS (SELECT m.rank, m.published_at, m.updated_at, m.id FROM m "
         "ORDER BY m.rank DESC, m.published_at DESC NULLS LAST, m.updated_at DESC, m.id DESC "
         "LIMIT $6::int OFFSET $7::bigint) "
-        "SELECT json_build_object('total', (SELECT count(*) FROM m), 'page', $9::int, "
+        "SELECT n.n, json_build_object('total', n.n, 'page', $9::int, "
         "'limit', $6::int, 'posts', coalesce((SELECT json_agg(CASE WHEN $8::text IS NULL "
-        "THEN " POST_JSON_VALUE("x.r", "$1") " ELSE (" POST_JSON_VALUE("x.r", "$1") "::jsonb "
+        "THEN " POST_JSON_VALUE("r", "$1") " ELSE (" POST_JSON_VALUE("r", "$1") "::jsonb "
         "|| jsonb_build_object('highlight', ts_headline('content_search', "
-        "content_html_escape((x.r).title || E'\\n' || (x.r).body), (SELECT q FROM tq), "
+        "content_html_escape(r.title || E'\\n' || r.body), (SELECT q FROM tq), "
         HEADLINE_OPTS ")))::json END ORDER BY x.rank DESC, x.published_at DESC NULLS LAST, "
-        "x.updated_at DESC, x.id DESC) FROM pg x), '[]'::json))::text",
-        9, v, cb, ud);
+        "x.updated_at DESC, x.id DESC) FROM pg x JOIN content_posts r ON r.id = x.id), "
+        "'[]'::json))::text FROM n",
+        10, v, cb, ud);
 }
 
 /* ---- likes ---- */
@@ -151,11 +154,11 @@ int store_post_list(px_req_t *req, const char *viewer, const post_filter_t *f, p
     "(status = 'published' OR author_id = $2::uuid)) "
 
 int store_like(px_pg_txn_t *txn, const char *post_id, const char *user_id, bool on,
-               px_pg_fn cb, void *ud)
+               px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {post_id, user_id};
     if (on)
-        return px_pg_txn_query(
+        return px_pg_txn_run(
             txn, "like_add",
             "WITH " VISIBLE_POST ", "
             "ins AS (INSERT INTO content_likes (post_id, user_id) SELECT id, $2 FROM p "
@@ -164,7 +167,7 @@ int store_like(px_pg_txn_t *txn, const char *post_id, const char *user_id, bool 
             "WHERE c.id = ins.post_id RETURNING c.id) "
             "SELECT p.author_id, p.title, (SELECT count(*) FROM upd) FROM p",
             2, v, cb, ud);
-    return px_pg_txn_query(
+    return px_pg_txn_run(
         txn, "like_remove",
         "WITH " VISIBLE_POST ", "
         "del AS (DELETE FROM content_likes l USING p WHERE l.post_id = p.id "
@@ -186,10 +189,10 @@ int store_like(px_pg_txn_t *txn, const char *post_id, const char *user_id, bool 
     "LATERAL (VALUES (m[1]), (rtrim(m[1], '.'))) t(n)))"
 
 int store_comment_insert(px_pg_txn_t *txn, const char *post_id, const char *id,
-                         const char *author, const char *body, px_pg_fn cb, void *ud)
+                         const char *author, const char *body, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {post_id, id, author, body};
-    return px_pg_txn_query(
+    return px_pg_txn_run(
         txn, "comment_insert",
         "WITH p AS (SELECT id, author_id, title, status FROM content_posts WHERE id = $1 AND "
         "(status = 'published' OR author_id = $3::uuid)), "
@@ -204,10 +207,10 @@ int store_comment_insert(px_pg_txn_t *txn, const char *post_id, const char *id,
 }
 
 int store_comment_lock(px_pg_txn_t *txn, const char *post_id, const char *id,
-                       const char *viewer, px_pg_fn cb, void *ud)
+                       const char *viewer, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {post_id, id, viewer};
-    return px_pg_txn_query(
+    return px_pg_txn_run(
         txn, "comment_lock",
         "SELECT c.author_id, c.version, p.author_id FROM content_comments c "
         "JOIN content_posts p ON p.id = c.post_id WHERE c.post_id = $1 AND c.id = $2 AND "
@@ -216,10 +219,10 @@ int store_comment_lock(px_pg_txn_t *txn, const char *post_id, const char *id,
 }
 
 int store_comment_update(px_pg_txn_t *txn, const char *id, const char *author,
-                         const char *body, px_pg_fn cb, void *ud)
+                         const char *body, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {id, author, body};
-    return px_pg_txn_query(
+    return px_pg_txn_run(
         txn, "comment_update",
         "UPDATE content_comments c SET body = $3, mentioned_user_ids = " MENTIONS("$2", "$3")
         ", version = version + 1, updated_at = now() WHERE id = $1 "
@@ -227,10 +230,10 @@ int store_comment_update(px_pg_txn_t *txn, const char *id, const char *author,
         3, v, cb, ud);
 }
 
-int store_comment_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud)
+int store_comment_delete(px_pg_txn_t *txn, const char *id, px_pg_ok_fn cb, void *ud)
 {
     const char *v[] = {id};
-    return px_pg_txn_query(
+    return px_pg_txn_run(
         txn, "comment_delete",
         "WITH del AS (DELETE FROM content_comments WHERE id = $1 RETURNING post_id) "
         "UPDATE content_posts c SET comment_count = comment_count - 1 FROM del "
@@ -239,13 +242,13 @@ int store_comment_delete(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud
 }
 
 int store_comment_list(px_req_t *req, const char *post_id, const char *viewer, int page,
-                       int limit, px_pg_fn cb, void *ud)
+                       int limit, px_pg_ok_fn cb, void *ud)
 {
     char lim[16], off[24];
     snprintf(lim, sizeof(lim), "%d", limit);
     snprintf(off, sizeof(off), "%lld", (long long)(page - 1) * limit);
     const char *v[] = {post_id, viewer, lim, off};
-    return px_pg_query(
+    return px_pg_run(
         req, "comment_list",
         "WITH " VISIBLE_POST ", "
         "m AS (SELECT c FROM content_comments c JOIN p ON c.post_id = p.id) "
@@ -285,7 +288,7 @@ int store_feed_new(px_req_t *req, const char *viewer, const char *before_ts,
 /* Hot pages: one row (total, the whole answer in the list shape of API.md as text),
  * built by PostgreSQL so the plugin sends the posts without parsing and printing them
  * again. */
-int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_fn cb,
+int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg_ok_fn cb,
                    void *ud)
 {
     char lim[16], off[24], pg[16];
@@ -293,7 +296,7 @@ int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg
     snprintf(off, sizeof(off), "%lld", (long long)(page - 1) * limit);
     snprintf(pg, sizeof(pg), "%d", page);
     const char *v[] = {viewer, lim, off, pg};
-    return px_pg_query(
+    return px_pg_run(
         req, "feed_hot",
         "WITH t AS (SELECT count(*) AS n FROM content_posts WHERE status = 'published') "
         "SELECT t.n, json_build_object('total', t.n, 'page', $4::int, 'limit', $2::int, "
@@ -305,14 +308,14 @@ int store_feed_hot(px_req_t *req, const char *viewer, int page, int limit, px_pg
 }
 
 int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
-                   const char *total, int page, int limit, px_pg_fn cb, void *ud)
+                   const char *total, int page, int limit, px_pg_ok_fn cb, void *ud)
 {
     char lim[16], pg[16];
     snprintf(lim, sizeof(lim), "%d", limit);
     snprintf(pg, sizeof(pg), "%d", page);
     const char *v[] = {viewer, ids_array, total, pg, lim};
     /* The count runs only when no total is given (an InitPlan is evaluated on first use). */
-    return px_pg_query(
+    return px_pg_run(
         req, "feed_ids",
         "WITH t AS (SELECT CASE WHEN $3::bigint IS NULL THEN (SELECT count(*) FROM "
         "content_posts WHERE status = 'published') ELSE $3::bigint END AS n) "
@@ -345,13 +348,13 @@ int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud)
 
 /* ---- tags ---- */
 
-int store_tags(px_req_t *req, int page, int limit, px_pg_fn cb, void *ud)
+int store_tags(px_req_t *req, int page, int limit, px_pg_ok_fn cb, void *ud)
 {
     char lim[16], off[24];
     snprintf(lim, sizeof(lim), "%d", limit);
     snprintf(off, sizeof(off), "%lld", (long long)(page - 1) * limit);
     const char *v[] = {lim, off};
-    return px_pg_query(
+    return px_pg_run(
         req, "tags",
         "WITH t AS (SELECT tag, count(*) AS n FROM content_posts, unnest(tags) tag "
         "WHERE status = 'published' GROUP BY tag) "

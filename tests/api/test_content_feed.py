@@ -1,7 +1,9 @@
 """GET /v1/feed (API.md, "Content"; plugins/content/README.md, "Feed"): sort=new newest
 first with keyset paging by the Link cursor; sort=hot by the stored hot score, served from
 a Redis sorted set the "content-hot" event consumer keeps, rebuilt when Redis lost it, and
-answered from PostgreSQL alone (same order) when Redis is unreachable.
+answered from PostgreSQL alone (same order) when Redis is unreachable. An anonymous page
+is rendered once per feed version and served from Redis; a write the client made shows
+in its next read.
 """
 import math
 import subprocess
@@ -45,7 +47,7 @@ def env():
         try:
             yield s, alice, bob, posts
         finally:
-            redis("DEL", KEY, KEY + ":total")
+            redis("DEL", KEY, KEY + ":total", KEY + ":ver")
 
 
 def expected_hot(s):
@@ -210,3 +212,116 @@ def test_unlike_and_comment_delete_lower_the_hot_score(env):
     low = hot()
     assert low < mid
     wait_score(s, post["id"], low)
+
+
+def cached_pages(first, last):
+    """The cached renders of the pages holding ranks first..last (any version)."""
+    return [k for k in redis("KEYS", KEY + ":page:*")
+            if k.split(":")[-3:-1] == [str(first), str(last)]]
+
+
+def test_hot_page_rendered_once_and_renewed_by_writes(env):
+    """An anonymous hot page comes from its cached render (a render planted under its key
+    is what the caller gets); a like, a comment's deletion, an edit or a delete the client
+    made shows in its very next read; a caller with a token gets likedByMe of their own,
+    never the anonymous render."""
+    s, alice, bob, _ = env
+    post = new_post(s, alice, title="cached once")
+    want = expected_hot(s)
+    wait_redis_order(s, want)
+    page = {"sort": "hot", "limit": 50}
+
+    def anon():
+        return feed(s, **page).json()
+
+    def find(doc, post_id):
+        return next(p for p in doc["posts"] if p["id"] == post_id)
+
+    end = time.time() + CEILING
+    while not cached_pages(0, 49):  # the first read may count the total, which is not cached
+        assert time.time() < end, "no hot page was ever cached"
+        assert [p["id"] for p in anon()["posts"]] == want
+    keys = cached_pages(0, 49)
+    assert len(keys) == 1
+    planted = '{"total":0,"page":1,"limit":50,"posts":[]}'
+    redis("SET", keys[0], planted, "PX", "60000")
+    assert anon() == {"total": 0, "page": 1, "limit": 50, "posts": []}
+
+    # A like: the next read renders again, with the new count.
+    assert call(s, "POST", "/v1/posts/%s/like" % post["id"],
+                token=bob.access).status_code == 204
+    assert find(anon(), post["id"])["likeCount"] == 1
+    mine = call(s, "GET", "/v1/feed", params=page, token=bob.access).json()
+    assert find(mine, post["id"])["likedByMe"] is True
+    assert find(anon(), post["id"])["likedByMe"] is False
+    # An edit.
+    r = call(s, "PUT", "/v1/posts/" + post["id"], token=alice.access,
+             json_body={"title": "cached twice"})
+    assert r.status_code == 200, describe(r)
+    assert find(anon(), post["id"])["title"] == "cached twice"
+    # A comment and its deletion (the comment's count: the deletion renews at once).
+    r = call(s, "POST", "/v1/posts/%s/comments" % post["id"], token=bob.access,
+             json_body={"body": "hello"})
+    assert r.status_code == 201, describe(r)
+    end = time.time() + CEILING
+    while find(anon(), post["id"])["commentCount"] != 1:  # renewed by the consumer
+        assert time.time() < end, "post.commented never renewed the hot page"
+        time.sleep(0.1)
+    r = call(s, "DELETE", "/v1/posts/%s/comments/%s" % (post["id"], r.json()["id"]),
+             token=bob.access)
+    assert r.status_code == 204, describe(r)
+    assert find(anon(), post["id"])["commentCount"] == 0
+    # A delete.
+    assert call(s, "DELETE", "/v1/posts/" + post["id"],
+                token=alice.access).status_code == 204
+    assert post["id"] not in [p["id"] for p in anon()["posts"]]
+
+
+def test_anonymous_list_kept_and_renewed_by_writes(env):
+    """GET /v1/posts (a search here) for an anonymous caller is kept under the content
+    version too: a planted answer is what the next caller gets, until a creation, an edit
+    or a like made through the API; a caller with a token is never given it."""
+    s, alice, bob, _ = env
+    q = {"q": "kept" + uuid.uuid4().hex[:6]}
+    first = new_post(s, alice, title="%s one" % q["q"])
+
+    def consumed(post):
+        """post.published has been applied (the set and the version move together): no
+        bump is on its way to make a planted answer unreachable."""
+        end = time.time() + CEILING
+        while not redis("ZSCORE", KEY, post["id"]):
+            assert time.time() < end, "post.published never reached the hot set"
+            time.sleep(0.1)
+
+    def anon():
+        r = call(s, "GET", "/v1/posts", params=q)
+        assert r.status_code == 200, describe(r)
+        return r.json()
+
+    consumed(first)
+    assert [p["id"] for p in anon()["posts"]] == [first["id"]]
+    keys = redis("KEYS", KEY + ":list:*")
+    assert keys, "the anonymous search was not kept"
+    planted = '{"total":0,"page":1,"limit":10,"posts":[]}'
+    for k in keys:
+        redis("SET", k, planted, "PX", "60000")
+    assert anon()["posts"] == []
+    mine = call(s, "GET", "/v1/posts", params=q, token=bob.access).json()
+    assert [p["id"] for p in mine["posts"]] == [first["id"]]
+    # A creation.
+    second = new_post(s, alice, title="%s two" % q["q"])
+    assert {p["id"] for p in anon()["posts"]} == {first["id"], second["id"]}
+    consumed(second)
+    anon()
+    for k in redis("KEYS", KEY + ":list:*"):
+        redis("SET", k, planted, "PX", "60000")
+    # A like.
+    assert call(s, "POST", "/v1/posts/%s/like" % second["id"],
+                token=bob.access).status_code == 204
+    doc = anon()
+    assert {p["id"]: p["likeCount"] for p in doc["posts"]} == {first["id"]: 0, second["id"]: 1}
+    # An edit that takes the word away.
+    r = call(s, "PUT", "/v1/posts/" + first["id"], token=alice.access,
+             json_body={"title": "renamed"})
+    assert r.status_code == 200, describe(r)
+    assert [p["id"] for p in anon()["posts"]] == [second["id"]]

@@ -7,6 +7,11 @@
 # match, which must use the GIN index content_posts_search. Targets (issue 14): p99 <= 25 ms
 # for search, <= 5 ms for the hot feed.
 #
+# BENCH_BASELINE=<build dir> (e.g. main built from `git archive main`) starts a second
+# pantherad from that build on the same posts (its own hot set) and alternates the two in
+# every round, so both are measured under the same load; each line says which it was and
+# the load average when it ran.
+#
 # Needs the services of this checkout (scripts/dev services; the variables of .run/env are
 # read from it when not set). The posts go into a database of their own, dropped at the end
 # (BENCH_KEEP=1 keeps it and the temporary directory).
@@ -17,6 +22,10 @@
 #   BENCH_CONNS     connections (default 64)
 #   BENCH_THREADS   wrk threads (default 2)
 #   BENCH_QUERY     the two words searched (default "w150 w300")
+#   BENCH_ROUNDS    rounds (default 1; each measures every server once per route, and
+#                   once more per route as a signed-in caller: "search-auth", "hot-auth")
+#   BENCH_BASELINE  a second build to measure beside this one (see above)
+#   BENCH_BASE_PORT its port (default 18484)
 #   BENCH_DB        a database a previous run kept (BENCH_KEEP=1 prints it): its posts are
 #                   used as they are, nothing generated, and it is kept again
 #   BENCH_PX_PORT, BENCH_BUILD, BENCH_NO_BUILD: as hello.sh
@@ -30,6 +39,9 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNS:-64}
 THREADS=${BENCH_THREADS:-2}
 QUERY=${BENCH_QUERY:-w150 w300}
+ROUNDS=${BENCH_ROUNDS:-1}
+BASELINE=${BENCH_BASELINE:-}
+BASE_PORT=${BENCH_BASE_PORT:-18484}
 
 command -v wrk >/dev/null 2>&1 || die "wrk not found (apt-get install -y wrk)"
 if [[ -z ${PANTHERA_PGHOST:-} && -f $REPO/.run/env ]]; then
@@ -47,11 +59,13 @@ REUSE=${BENCH_DB:+1}
 HOT_KEY=content:hot:bench:$$
 
 cleanup() {
+    stop_tree "${BASE_PID:-}"
     bench_cleanup
     if [[ ${BENCH_KEEP:-0} != 1 && -z $REUSE ]]; then
         "${PSQL[@]}" -d "${PANTHERA_PGDATABASE:-panthera}" \
             -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-        redis-cli -s "$PANTHERA_REDIS_SOCKET" DEL "$HOT_KEY" "$HOT_KEY:total" >/dev/null 2>&1 || true
+        redis-cli -s "$PANTHERA_REDIS_SOCKET" DEL "$HOT_KEY" "$HOT_KEY:total" "$HOT_KEY:ver" \
+            "$HOT_KEY:base" "$HOT_KEY:base:total" "$HOT_KEY:base:ver" >/dev/null 2>&1 || true
     fi
 }
 trap cleanup EXIT
@@ -59,17 +73,22 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 bench_init
 [[ -f $BUILD/plugins/content/content.so ]] || die "no $BUILD/plugins/content/content.so"
+[[ -z $BASELINE || -x $BASELINE/server/pantherad ]] || die "no $BASELINE/server/pantherad"
+BASE_PID=
 
 [[ -n $REUSE ]] ||
     "${PSQL[@]}" -d "${PANTHERA_PGDATABASE:-panthera}" -c "CREATE DATABASE $DB" >/dev/null
-d=$BENCH_TMP/pantherad
-mkdir -p "$d/conf.d"
-head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48 >"$d/secret"
-cat >"$d/pantherad.conf" <<CONF
+# start_server NAME BUILD PORT HOT_KEY: a pantherad with the user and content plugins on the
+# bench database; prints its master's pid.
+start_server() {
+    local d=$BENCH_TMP/$1
+    mkdir -p "$d/conf.d"
+    head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48 >"$d/secret"
+    cat >"$d/pantherad.conf" <<CONF
 [server]
-listen = 127.0.0.1:$PX_PORT
+listen = 127.0.0.1:$3
 workers = 2
-plugin_path = $BUILD/plugins
+plugin_path = $2/plugins
 conf_dir = $d/conf.d
 access_log = off
 error_log = $d/error.log
@@ -82,14 +101,22 @@ address = unix:$PANTHERA_REDIS_SOCKET
 token_secret_file = $d/secret
 [plugin:user]
 [plugin:content]
-hot_key = $HOT_KEY
+hot_key = $4
 CONF
-port_free "$PX_PORT" || die "port $PX_PORT is in use (set BENCH_PX_PORT)"
-timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" "$BUILD/server/pantherad" -c "$d/pantherad.conf" \
-    >"$d/stdout.log" 2>&1 &
-wait_pidfile "$d/pantherad.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "pantherad did not start"; }
-PX_PID=$(cat "$d/pantherad.pid")
-wait_http "http://127.0.0.1:$PX_PORT/v1/posts" || die "GET /v1/posts does not answer"
+    port_free "$3" || die "port $3 is in use (set BENCH_PX_PORT / BENCH_BASE_PORT)"
+    timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" "$2/server/pantherad" -c "$d/pantherad.conf" \
+        >"$d/stdout.log" 2>&1 &
+    wait_pidfile "$d/pantherad.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "$1 did not start"; }
+    wait_http "http://127.0.0.1:$3/v1/posts" || die "GET /v1/posts does not answer ($1)"
+    cat "$d/pantherad.pid"
+}
+PX_PID=$(start_server pantherad "$BUILD" "$PX_PORT" "$HOT_KEY")
+[[ -n $PX_PID ]] || exit 1
+if [[ -n $BASELINE ]]; then
+    # Started second, after this build's migrations: both builds share the schema.
+    BASE_PID=$(start_server baseline "$BASELINE" "$BASE_PORT" "$HOT_KEY:base")
+    [[ -n $BASE_PID ]] || exit 1
+fi
 
 # The posts: words drawn log-uniformly from 50,000 ("w1" .. "w50000": word k has
 # probability ~ 1/k, as in natural text), 3-7 title words and 30-120 body words, a tag,
@@ -126,37 +153,66 @@ Q=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))
 SEARCH=/v1/posts?q=$Q
 HOT=/v1/feed?sort=hot
 # The first hot request rebuilds the set from PostgreSQL; later ones read Redis.
-curl -s -o /dev/null "http://127.0.0.1:$PX_PORT$HOT"
-for ((i = 0; i < 100; i++)); do
-    [[ $(redis-cli -s "$PANTHERA_REDIS_SOCKET" ZCARD "$HOT_KEY") -gt 0 ]] && break
-    sleep 0.1
-done
-[[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PX_PORT$SEARCH") == 200 ]] ||
-    die "search does not answer 200"
+warm_server() { # PORT HOT_KEY
+    curl -s -o /dev/null "http://127.0.0.1:$1$HOT"
+    for ((i = 0; i < 100; i++)); do
+        [[ $(redis-cli -s "$PANTHERA_REDIS_SOCKET" ZCARD "$2") -gt 0 ]] && break
+        sleep 0.1
+    done
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1$SEARCH") == 200 ]] ||
+        die "search does not answer 200 (port $1)"
+}
+warm_server "$PX_PORT" "$HOT_KEY"
+[[ -z $BASELINE ]] || warm_server "$BASE_PORT" "$HOT_KEY:base"
 
-run() { # NAME PATH
+# A signed-in caller (likedByMe is theirs): their answers are never the kept renders, so
+# the "-auth" runs measure what rendering costs.
+token_for() { # PORT
+    local name=bench_$$_$1
+    curl -sf -H 'Content-Type: application/json' \
+        -d "{\"username\":\"$name\",\"email\":\"$name@example.com\",\"password\":\"Bench-pass-$$-x\"}" \
+        "http://127.0.0.1:$1/v1/auth/register" |
+        "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])'
+}
+TOKEN=$(token_for "$PX_PORT") || die "could not register a user"
+BASE_TOKEN=
+[[ -z $BASELINE ]] || BASE_TOKEN=$(token_for "$BASE_PORT") || die "could not register a user"
+
+run() { # SERVER PID PORT NAME PATH [TOKEN]
     local out before after reqs
-    curl -s -o /dev/null "http://127.0.0.1:$PX_PORT$2" # warm
-    wrk -t "$THREADS" -c "$CONNS" -d 2s "http://127.0.0.1:$PX_PORT$2" >/dev/null 2>&1 || true
-    before=$(cpu_ticks "$PX_PID")
-    out=$(wrk -t "$THREADS" -c "$CONNS" -d "${SECONDS_PER_RUN}s" --latency \
-        "http://127.0.0.1:$PX_PORT$2")
-    after=$(cpu_ticks "$PX_PID")
+    local -a auth=()
+    [[ -z ${6:-} ]] || auth=(-H "Authorization: Bearer $6")
+    curl -s -o /dev/null "${auth[@]}" "http://127.0.0.1:$3$5" # warm
+    wrk -t "$THREADS" -c "$CONNS" -d 2s "${auth[@]}" "http://127.0.0.1:$3$5" >/dev/null 2>&1 || true
+    before=$(cpu_ticks "$2")
+    out=$(wrk -t "$THREADS" -c "$CONNS" -d "${SECONDS_PER_RUN}s" --latency "${auth[@]}" \
+        "http://127.0.0.1:$3$5")
+    after=$(cpu_ticks "$2")
     reqs=$(awk '/requests in/ {print $1}' <<<"$out")
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-    printf '%-8s %-34s %10s %9s %9s %9s %14s %s\n' "$1" "$2" \
+    printf '%-9s %-11s %10s %9s %9s %9s %12s %6s %s\n' "$1" "$4" \
         "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
         "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")" \
         "$reqs" \
         "$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$reqs" \
             'BEGIN { printf "%.1f us", t / hz / n * 1e6 }')" \
+        "$(cut -d' ' -f1 /proc/loadavg)" \
         "${non2xx:+non-2xx: $non2xx}"
 }
 
-printf '%-8s %-34s %10s %9s %9s %9s %14s\n' what path "req/s" p50 p99 requests "CPU/request"
-run search "$SEARCH"
-run hot "$HOT"
-
+log "query \"$QUERY\": $SEARCH; hot: $HOT; $CONNS connections, ${SECONDS_PER_RUN}s per run, $ROUNDS rounds"
+printf '%-9s %-11s %10s %9s %9s %9s %12s %6s\n' server what "req/s" p50 p99 requests "CPU/request" load1
+for ((round = 1; round <= ROUNDS; round++)); do
+    for what in search hot search-auth hot-auth; do
+        path=$SEARCH
+        [[ $what == hot* ]] && path=$HOT
+        tok=
+        [[ $what == *-auth ]] && tok=yes
+        [[ -z $BASELINE ]] ||
+            run baseline "$BASE_PID" "$BASE_PORT" "$what" "$path" "${tok:+$BASE_TOKEN}"
+        run this "$PX_PID" "$PX_PORT" "$what" "$path" "${tok:+$TOKEN}"
+    done
+done
 log "EXPLAIN ANALYZE of the search's match"
 "${PSQL[@]}" -d "$DB" <<SQL
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)
