@@ -231,6 +231,41 @@ def test_retention_prunes_what_every_group_is_done_with(make_server):
         assert "events: pruned" in s.error_log()
 
 
+def test_prune_by_id_takes_every_old_finished_event_and_nothing_else(make_server):
+    """More old events than one prune takes (5,000), found by id now that created_at has no
+    index; a younger row after them, an old one with a dead letter and one still pending
+    among them: those three stay."""
+    agg = "pid-" + uuid.uuid4().hex
+    group = new_group()
+    with pg_lock(exclusive=True):  # it prunes the shared log: no other run may be reading it
+        s = start(make_server, group, workers=1, events={"retention": "2s"})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        # Types no group matches: no deliveries but the two made here by hand.
+        psql_value("INSERT INTO panthera_events (type, aggregate_id, producer, payload,"
+                   " created_at) SELECT 'prune.old', '%s-' || i, 'test', '{}',"
+                   " now() - interval '1 hour' + i * interval '1 ms'"
+                   " FROM generate_series(1, 12000) i" % agg)
+        psql_value("INSERT INTO panthera_events (type, aggregate_id, producer, payload,"
+                   " created_at) VALUES ('prune.young', '%s-young', 'test', '{}',"
+                   " now() + interval '1 hour')" % agg)
+        psql_value("INSERT INTO panthera_event_deliveries (group_name, event_id, aggregate_id,"
+                   " state, next_at) SELECT '%s', id, aggregate_id, CASE aggregate_id WHEN"
+                   " '%s-100' THEN 'dead' ELSE 'pending' END, now() + interval '1 hour'"
+                   " FROM panthera_events WHERE aggregate_id IN ('%s-100', '%s-200')"
+                   % (group, agg, agg, agg))
+        deadline = time.monotonic() + CEILING
+        left = None
+        while left != "3":
+            left = psql_value("SELECT count(*) FROM panthera_events WHERE aggregate_id"
+                              " LIKE '%s-%%'" % agg)
+            assert time.monotonic() < deadline, "never pruned (%s left)" % left
+            time.sleep(0.2)
+        assert psql_value("SELECT string_agg(aggregate_id, ' ' ORDER BY id) FROM"
+                          " panthera_events WHERE aggregate_id LIKE '%s-%%'" % agg) == \
+            "%s-100 %s-200 %s-young" % (agg, agg, agg)
+        psql_value("DELETE FROM panthera_events WHERE aggregate_id LIKE '%s-%%'" % agg)
+
+
 def test_always_failing_handler_is_dead_lettered_and_others_flow(make_server):
     group = new_group()
     prefix = "dl-" + uuid.uuid4().hex[:8] + "-"
