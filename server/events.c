@@ -7,12 +7,19 @@
  * takes a transaction-scoped advisory lock on the aggregate (so emitters of one
  * aggregate take turns until they commit, and id order is commit order per aggregate).
  * It is one more statement in the caller's pipeline, never one more round trip of its
- * own. The wake-up is not a NOTIFY inside that transaction: PostgreSQL serialises the
- * commits of every notifying transaction on one global lock, which made a write with
- * one emit 3.5 times slower in tests/bench/events.sh. Instead, once such a COMMIT has
- * succeeded (api_async.c tells us), the worker sends one NOTIFY of its own for all the
- * commits of the next EVENTS_WAKE_MS: at most one per transaction, and far fewer under
- * load. If it is lost (the worker dies first), the consumers' poll finds the events.
+ * own, and not even an answer of its own: it shares the sync point of the transaction's
+ * next statement or COMMIT (pg_txn_query_joined), since its failure only has to fail the
+ * commit. That mattered more than anything the statement does: run in a loop, the insert
+ * with its two indexes costs about 12 us of PostgreSQL's CPU and the lock about 2 us, but
+ * one more answer cost a wake-up of the backend and one of the worker each, several
+ * times that on a loaded machine. (A third index, on created_at, only served the prune:
+ * it is gone, see Retention.) The wake-up is not a NOTIFY inside that transaction:
+ * PostgreSQL serialises the commits of every notifying transaction on one global lock,
+ * which made a write with one emit 3.5 times slower in tests/bench/events.sh. Instead,
+ * once such a COMMIT has succeeded (api_async.c tells us), the worker sends one NOTIFY of
+ * its own for all the commits of the next EVENTS_WAKE_MS: at most one per transaction, and
+ * far fewer under load. If it is lost (the worker dies first), the consumers' poll finds
+ * the events.
  *
  * Seeing rows in commit order. Ids come from a sequence when the INSERT runs, not when
  * the transaction commits: a relay that reads "id > last seen" skips a transaction that
@@ -55,10 +62,10 @@
  * poll_interval as the fallback that also elects a new leader.
  *
  * Retention. Events that every group has copied past and finished are deleted after
- * [events] retention (default 7 days) by whichever worker leads a group; dead letters
- * stay until replayed. A group no worker has consumed for a whole retention period is
- * taken for abandoned (its plugin was removed) and dropped, or it would keep every event
- * forever. PostgreSQL is the only thing correctness depends on.
+ * [events] retention (default 7 days) by whichever worker leads a group, found by id
+ * (sql_prune); dead letters stay until replayed. A group no worker has consumed for a
+ * whole retention period is taken for abandoned (its plugin was removed) and dropped, or
+ * it would keep every event forever. PostgreSQL is the only thing correctness depends on.
  */
 #include "events.h"
 
@@ -336,7 +343,9 @@ int api_event_emit(px_pg_txn_t *txn, const char *type, const char *aggregate_id,
     px_req_t *r = api_txn_req(txn);
     const char *params[] = {type, aggregate_id, r->plugin ? r->plugin : "host",
                             text ? text : "{}"};
-    rc = api_pg_txn_query(txn, "px_event_emit", sql_emit, 4, params, emitted, NULL);
+    /* Its failure fails the commit anyway: it shares the next statement's sync point
+     * rather than costing an answer of its own (pg_pipeline.c). */
+    rc = api_pg_txn_query_joined(txn, "px_event_emit", sql_emit, 4, params, emitted, NULL);
     if (rc == 0)
         api_txn_mark_emitted(txn);
 done:
