@@ -50,9 +50,9 @@
  * costs. So a statement issued with pg_txn_query_joined waits for the transaction's next
  * one and shares its sync point (pg.c sends it alone at the kick if none comes). Nothing
  * changes for either statement when both succeed. When the first fails, PostgreSQL skips
- * the second (PGRES_PIPELINE_ABORTED): that one goes back to the head of its transaction's
- * queue and runs again alone, where it gets 25P02 or, as a COMMIT, rolls back and reports
- * the first error, exactly as without joining (txn_group_finish).
+ * the second (PGRES_PIPELINE_ABORTED): it gets the 25P02 it would have got alone, or, as a
+ * COMMIT, runs again alone, rolls back and reports the first error, exactly as without
+ * joining (txn_group_finish).
  *
  * Waiting. A request taken into a group no longer waits for a connection but for the
  * statements ahead of it. So that grouping does not stretch wait_timeout_ms, a request
@@ -404,43 +404,41 @@ static void commit_rolled_back(pg_handle_t *req)
 }
 
 /* A transaction's group (joined statements, see the top) reached its sync point. Those that
- * ran are answered as they would have been alone; those PostgreSQL skipped after a failure
- * go back to the head of the transaction's queue, in order, to run again alone (in an
- * abandoned transaction they are dropped: the pool rolls it back). True when it ended the
- * transaction (a COMMIT or ROLLBACK ran). */
+ * ran are answered as they would have been alone. One that PostgreSQL skipped after a
+ * failure would have found the transaction aborted: it gets the 25P02 it would have got,
+ * now, in order (the statements sent behind the group ran in the aborted transaction and
+ * got theirs). A skipped COMMIT or ROLLBACK, the transaction's last statement, must still
+ * end it: it goes back to the transaction's queue and runs alone, where a COMMIT rolls back
+ * and reports the first error (in an abandoned transaction it is dropped: the pool rolls
+ * back). True when it ended the transaction (a COMMIT or ROLLBACK ran). */
 static bool txn_group_finish(conn_t *c, int n)
 {
     pg_txn_t *txn = c->txn;
-    link_t again;
-    list_init(&again);
     bool ends = false;
     for (int i = 0; i < n; i++) {
         pg_handle_t *req = pg_req_pop(&c->sent);
         c->nsent--;
         PGresult *res = req->result.pg;
-        if ((!res || PQresultStatus(res) == PGRES_PIPELINE_ABORTED) && !txn->abandoned) {
-            PQclear(res);
-            req->result.pg = NULL;
-            req->joins = false;
-            req->where = AT_TXN;
-            list_push(&again, &req->link);
+        bool last = req->kind == REQ_COMMIT || req->kind == REQ_ROLLBACK;
+        if (!res || PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+            if (last && !txn->abandoned) {
+                PQclear(res);
+                req->result.pg = NULL;
+                req->where = AT_TXN;
+                list_push(&txn->queue, &req->link); /* nothing can follow a COMMIT */
+            } else {
+                pg_req_fail(req, PG_EQUERY, "25P02",
+                            "current transaction is aborted, commands ignored until end of "
+                            "transaction block");
+            }
             continue;
         }
-        if (!res)
-            req->errkind = PG_ECANCELLED; /* silent: the abandoned transaction's */
-        else if (!result_ok(res))
+        if (!result_ok(res))
             req->errkind = PG_EQUERY;
         else if (req->kind == REQ_COMMIT && !strcmp(PQcmdStatus(res), "ROLLBACK"))
             commit_rolled_back(req);
-        ends = ends || req->kind == REQ_COMMIT || req->kind == REQ_ROLLBACK;
+        ends = ends || last;
         pg_req_finish(req);
-    }
-    if (!list_empty(&again)) { /* ahead of what the transaction issued since */
-        link_t *first = again.next, *last = again.prev;
-        first->prev = &txn->queue;
-        last->next = txn->queue.next;
-        txn->queue.next->prev = last;
-        txn->queue.next = first;
     }
     if (ends)
         pg_txn_unpin(txn);
