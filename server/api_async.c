@@ -149,9 +149,10 @@ static void pg_query_done(const pg_result_t *res, const pg_error_t *err, void *u
 }
 
 /* `cb` may be NULL in a transaction only: the statement is queued without a callback, and
- * a failure shows in the commit's error (pg.c keeps the first). */
+ * a failure shows in the commit's error (pg.c keeps the first). `joined`: see
+ * pg_txn_query_joined (a named statement in a transaction, with a callback). */
 static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql, int nparams,
-                       const char *const *values, px_pg_fn cb, void *ud)
+                       const char *const *values, px_pg_fn cb, void *ud, bool joined)
 {
     pg_pool_t *pool = r->worker->pg;
     if ((!pool && !txn) || !sql || (!cb && !txn))
@@ -164,7 +165,9 @@ static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char 
     req_op_t *op = op_new(r, OP_PG_QUERY, (req_op_cb_t){.pg = cb}, ud);
     pg_handle_t **h = (pg_handle_t **)&op->handle;
     int rc;
-    if (txn)
+    if (txn && joined)
+        rc = pg_txn_query_joined(txn, name, sql, nparams, values, pg_query_done, op, h);
+    else if (txn)
         rc = name ? pg_txn_query_prepared(txn, name, sql, nparams, values, pg_query_done, op, h)
                   : pg_txn_query(txn, sql, nparams, values, pg_query_done, op, h);
     else
@@ -179,18 +182,19 @@ static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char 
 
 /* A plugin's statement names are its own: see api_pg.c. */
 static int plugin_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql,
-                        int nparams, const char *const *values, px_pg_fn cb, void *ud)
+                        int nparams, const char *const *values, px_pg_fn cb, void *ud,
+                        bool joined)
 {
     char stmt[64];
     if (name && api_pg_stmt_name(r->plugin, name, stmt))
         return PX_EINVAL;
-    return start_query(r, txn, name ? stmt : NULL, sql, nparams, values, cb, ud);
+    return start_query(r, txn, name ? stmt : NULL, sql, nparams, values, cb, ud, joined);
 }
 
 int api_pg_query(px_req_t *r, const char *name, const char *sql, int nparams,
                  const char *const *values, px_pg_fn cb, void *ud)
 {
-    return plugin_query(r, NULL, name, sql, nparams, values, cb, ud);
+    return plugin_query(r, NULL, name, sql, nparams, values, cb, ud, false);
 }
 
 int api_pg_rows(const px_pg_result_t *res)
@@ -301,7 +305,15 @@ int api_pg_begin(px_req_t *r, px_pg_txn_fn cb, void *ud)
 int api_pg_txn_query(px_pg_txn_t *t, const char *name, const char *sql, int nparams,
                      const char *const *values, px_pg_fn cb, void *ud)
 {
-    return plugin_query(t->req, t->txn, name, sql, nparams, values, cb, ud);
+    return plugin_query(t->req, t->txn, name, sql, nparams, values, cb, ud, false);
+}
+
+int api_pg_txn_query_joined(px_pg_txn_t *t, const char *name, const char *sql, int nparams,
+                            const char *const *values, px_pg_fn cb, void *ud)
+{
+    if (!name || !cb)
+        return PX_EINVAL;
+    return plugin_query(t->req, t->txn, name, sql, nparams, values, cb, ud, true);
 }
 
 static void pg_end_done(const pg_error_t *err, void *ud)
@@ -607,7 +619,7 @@ static void idem_locked(px_req_t *r, const px_pg_result_t *res, const px_pg_erro
     start_query(r, t->txn, "px_idem_lookup",
                 "SELECT fingerprint, status, headers, body FROM panthera_idempotency "
                 "WHERE scope = $1 AND key = $2 AND created_at > now() - interval '24 hours'",
-                2, params, idem_looked_up, t);
+                2, params, idem_looked_up, t, false);
 }
 
 static void idem_begun(px_req_t *r, px_pg_txn_t *t, const px_pg_error_t *err, void *ud)
@@ -621,7 +633,7 @@ static void idem_begun(px_req_t *r, px_pg_txn_t *t, const px_pg_error_t *err, vo
     const char *params[] = {idem->scope, idem->key};
     start_query(r, t->txn, "px_idem_lock",
                 "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(10) || $2, 0))", 2, params,
-                idem_locked, t);
+                idem_locked, t, false);
 }
 
 int api_pg_begin_idempotent(px_req_t *r, px_pg_txn_fn cb, void *ud)
@@ -732,7 +744,7 @@ int api_pg_commit_respond(px_pg_txn_t *t, int status, json_t *body)
                     "VALUES ($1, $2, $3, $4::int, $5, $6) ON CONFLICT (scope, key) DO UPDATE "
                     "SET fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status, "
                     "headers = EXCLUDED.headers, body = EXCLUDED.body, created_at = now()",
-                    6, params, answer_recorded, NULL);
+                    6, params, answer_recorded, NULL, false);
     }
     commit_answer_t *a = arena_alloc(&r->arena, sizeof(*a));
     a->status = status;

@@ -7,12 +7,19 @@
  * takes a transaction-scoped advisory lock on the aggregate (so emitters of one
  * aggregate take turns until they commit, and id order is commit order per aggregate).
  * It is one more statement in the caller's pipeline, never one more round trip of its
- * own. The wake-up is not a NOTIFY inside that transaction: PostgreSQL serialises the
- * commits of every notifying transaction on one global lock, which made a write with
- * one emit 3.5 times slower in tests/bench/events.sh. Instead, once such a COMMIT has
- * succeeded (api_async.c tells us), the worker sends one NOTIFY of its own for all the
- * commits of the next EVENTS_WAKE_MS: at most one per transaction, and far fewer under
- * load. If it is lost (the worker dies first), the consumers' poll finds the events.
+ * own, and not even an answer of its own: it shares the sync point of the transaction's
+ * next statement or COMMIT (pg_txn_query_joined), since its failure only has to fail the
+ * commit. That mattered more than anything the statement does: run in a loop, the insert
+ * with its two indexes costs about 12 us of PostgreSQL's CPU and the lock about 2 us, but
+ * one more answer cost a wake-up of the backend and one of the worker each, several
+ * times that on a loaded machine. (A third index, on created_at, only served the prune:
+ * it is gone, see Retention.) The wake-up is not a NOTIFY inside that transaction:
+ * PostgreSQL serialises the commits of every notifying transaction on one global lock,
+ * which made a write with one emit 3.5 times slower in tests/bench/events.sh. Instead,
+ * once such a COMMIT has succeeded (api_async.c tells us), the worker sends one NOTIFY of
+ * its own for all the commits of the next EVENTS_WAKE_MS: at most one per transaction, and
+ * far fewer under load. If it is lost (the worker dies first), the consumers' poll finds
+ * the events.
  *
  * Seeing rows in commit order. Ids come from a sequence when the INSERT runs, not when
  * the transaction commits: a relay that reads "id > last seen" skips a transaction that
@@ -59,10 +66,10 @@
  * poll_interval as the fallback that also elects a new leader.
  *
  * Retention. Events that every group has copied past and finished are deleted after
- * [events] retention (default 7 days) by whichever worker leads a group; dead letters
- * stay until replayed. A group no worker has consumed for a whole retention period is
- * taken for abandoned (its plugin was removed) and dropped, or it would keep every event
- * forever. PostgreSQL is the only thing correctness depends on.
+ * [events] retention (default 7 days) by whichever worker leads a group, found by id
+ * (sql_prune); dead letters stay until replayed. A group no worker has consumed for a
+ * whole retention period is taken for abandoned (its plugin was removed) and dropped, or
+ * it would keep every event forever. PostgreSQL is the only thing correctness depends on.
  */
 #include "events.h"
 
@@ -110,6 +117,11 @@ const char events_schema_sql[] =
     "CREATE INDEX panthera_event_deliveries_pending ON panthera_event_deliveries"
     " (group_name, event_id) WHERE state = 'pending';"
     "CREATE INDEX panthera_event_deliveries_event ON panthera_event_deliveries (event_id);";
+
+/* Applied after events_schema_sql (which stays as it was: an applied migration is never
+ * re-run). Each emit paid for a third index only the prune, once a minute, used: the prune
+ * now finds its range by id (sql_prune). */
+const char events_schema_prune_by_id_sql[] = "DROP INDEX IF EXISTS panthera_events_created";
 
 static const char sql_emit[] =
     "WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended("
@@ -197,10 +209,24 @@ static const char sql_prune_groups[] =
     " WHERE seen_at < now() - $1::bigint * interval '1 millisecond'";
 
 /* In batches, so one statement stays well inside statement_timeout however much is due;
- * the next prune takes the next batch. */
+ * the next prune takes the next batch. There is no index on created_at (each emit would pay
+ * for it): ids grow with time, so a binary search over the id index (one probe per step,
+ * about 40 at most) finds the last id whose row is older than the retention, and the rows
+ * are looked for from the oldest id up to it. created_at is not strictly monotonic in id
+ * (it is the emitting transaction's start), so the age condition stays on every row: the
+ * search may stop short of a few old rows above a younger one, which a later prune takes
+ * once that one has aged too; it never lets a young row go. */
 static const char sql_prune[] =
-    "DELETE FROM panthera_events WHERE id IN (SELECT e.id FROM panthera_events e"
-    " WHERE e.created_at < now() - $1::bigint * interval '1 millisecond'"
+    "WITH RECURSIVE cut AS (SELECT now() - $1::bigint * interval '1 millisecond' AS at),"
+    " b (lo, hi) AS (SELECT (SELECT min(id) - 1 FROM panthera_events),"
+    " (SELECT max(id) FROM panthera_events)"
+    " UNION ALL SELECT CASE WHEN m.old THEN m.id ELSE b.lo END,"
+    " CASE WHEN m.old THEN b.hi ELSE (b.lo + b.hi + 1) / 2 - 1 END"
+    " FROM b, LATERAL (SELECT e.id, e.id <= b.hi AND e.created_at < cut.at AS old"
+    " FROM panthera_events e, cut WHERE e.id >= (b.lo + b.hi + 1) / 2 ORDER BY e.id LIMIT 1) m"
+    " WHERE b.lo < b.hi)"
+    " DELETE FROM panthera_events WHERE id IN (SELECT e.id FROM panthera_events e, cut"
+    " WHERE e.id <= (SELECT max(lo) FROM b) AND e.created_at < cut.at"
     " AND e.xid < (SELECT coalesce(min(frontier), pg_snapshot_xmin(pg_current_snapshot()))"
     " FROM panthera_event_groups)"
     " AND NOT EXISTS (SELECT 1 FROM panthera_event_deliveries d"
@@ -358,7 +384,9 @@ int api_event_emit(px_pg_txn_t *txn, const char *type, const char *aggregate_id,
     px_req_t *r = api_txn_req(txn);
     const char *params[] = {type, aggregate_id, r->plugin ? r->plugin : "host",
                             text ? text : "{}"};
-    rc = api_pg_txn_query(txn, "px_event_emit", sql_emit, 4, params, emitted, NULL);
+    /* Its failure fails the commit anyway: it shares the next statement's sync point
+     * rather than costing an answer of its own (pg_pipeline.c). */
+    rc = api_pg_txn_query_joined(txn, "px_event_emit", sql_emit, 4, params, emitted, NULL);
     if (rc == 0)
         api_txn_mark_emitted(txn);
 done:

@@ -13,6 +13,8 @@ struct worker;
 
 /* The host migration that creates the log (migrate.c applies it as "host"). */
 extern const char events_schema_sql[];
+/* The next one: the prune finds old events by id, not by an index on created_at. */
+extern const char events_schema_prune_by_id_sql[];
 
 void events_registry_free(struct plugin_set *set);
 /* The migrator: record the groups `set` subscribed to (new ones start at the log's

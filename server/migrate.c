@@ -49,6 +49,7 @@ static const px_migration_t host_migrations[] = {
      " status int NOT NULL, headers text NOT NULL DEFAULT '', body text NOT NULL,"
      " created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (scope, key))"},
     {"002_events", events_schema_sql},
+    {"003_events_prune_by_id", events_schema_prune_by_id_sql},
     {NULL, NULL},
 };
 

@@ -351,6 +351,13 @@ static void on_kick(uv_prepare_t *kick)
     conn_t *c;
     while (!list_empty(&pool->waiting) && (c = idle_conn(pool)))
         pg_pipeline_next(c);
+    for (int i = 0; i < pool->size; i++) {
+        c = &pool->conns[i];
+        if (c->txn_kick) { /* no statement came to join: the joining one goes alone */
+            c->txn_kick = false;
+            pg_pipeline_next(c);
+        }
+    }
 }
 
 /* Every request that needs a connection of its own comes through here. The queue's bound
@@ -608,7 +615,7 @@ static int check_query(const char *name, const char *sql, int nparams, const cha
 
 static int query_start(pg_pool_t *pool, pg_txn_t *txn, const char *name, const char *sql,
                        int nparams, const char *const *values, pg_query_cb cb, void *ud,
-                       pg_handle_t **handle_out)
+                       pg_handle_t **handle_out, bool joins)
 {
     if (handle_out)
         *handle_out = NULL;
@@ -631,7 +638,13 @@ static int query_start(pg_pool_t *pool, pg_txn_t *txn, const char *name, const c
         req->txn = txn;
         req->where = AT_TXN;
         list_push(&txn->queue, &req->link);
-        pg_pipeline_next(txn->conn); /* behind what is in flight (pg_pipeline.c) */
+        if (joins) { /* waits for the next statement, at the latest for the kick */
+            req->joins = true;
+            txn->conn->txn_kick = true;
+            uv_prepare_start(&pool->kick, on_kick);
+        } else {
+            pg_pipeline_next(txn->conn); /* behind what is in flight (pg_pipeline.c) */
+        }
     }
     if (handle_out)
         *handle_out = handle;
@@ -643,7 +656,7 @@ int pg_query(pg_pool_t *pool, const char *sql, int nparams, const char *const *v
 {
     if (!pool)
         return -EINVAL;
-    return query_start(pool, NULL, NULL, sql, nparams, values, cb, ud, handle_out);
+    return query_start(pool, NULL, NULL, sql, nparams, values, cb, ud, handle_out, false);
 }
 
 int pg_query_prepared(pg_pool_t *pool, const char *name, const char *sql, int nparams,
@@ -651,7 +664,7 @@ int pg_query_prepared(pg_pool_t *pool, const char *name, const char *sql, int np
 {
     if (!pool || !name)
         return -EINVAL;
-    return query_start(pool, NULL, name, sql, nparams, values, cb, ud, handle_out);
+    return query_start(pool, NULL, name, sql, nparams, values, cb, ud, handle_out, false);
 }
 
 int pg_txn_query(pg_txn_t *txn, const char *sql, int nparams, const char *const *values,
@@ -659,7 +672,7 @@ int pg_txn_query(pg_txn_t *txn, const char *sql, int nparams, const char *const 
 {
     if (!txn || txn->ended)
         return -EINVAL;
-    return query_start(txn->pool, txn, NULL, sql, nparams, values, cb, ud, handle_out);
+    return query_start(txn->pool, txn, NULL, sql, nparams, values, cb, ud, handle_out, false);
 }
 
 int pg_txn_query_prepared(pg_txn_t *txn, const char *name, const char *sql, int nparams,
@@ -668,7 +681,16 @@ int pg_txn_query_prepared(pg_txn_t *txn, const char *name, const char *sql, int 
 {
     if (!txn || txn->ended || !name)
         return -EINVAL;
-    return query_start(txn->pool, txn, name, sql, nparams, values, cb, ud, handle_out);
+    return query_start(txn->pool, txn, name, sql, nparams, values, cb, ud, handle_out, false);
+}
+
+int pg_txn_query_joined(pg_txn_t *txn, const char *name, const char *sql, int nparams,
+                        const char *const *values, pg_query_cb cb, void *ud,
+                        pg_handle_t **handle_out)
+{
+    if (!txn || txn->ended || !name)
+        return -EINVAL;
+    return query_start(txn->pool, txn, name, sql, nparams, values, cb, ud, handle_out, true);
 }
 
 int pg_ping(pg_pool_t *pool, pg_done_cb cb, void *ud, pg_handle_t **handle_out)

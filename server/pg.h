@@ -183,6 +183,16 @@ int pg_txn_query(pg_txn_t *txn, const char *sql, int nparams, const char *const 
 int pg_txn_query_prepared(pg_txn_t *txn, const char *name, const char *sql, int nparams,
                           const char *const *values, pg_query_cb cb, void *ud,
                           pg_handle_t **handle_out);
+/* Like pg_txn_query_prepared, for a statement whose failure matters only to the
+ * transaction (its COMMIT then fails): it is not sent on its own but with the next
+ * statement of the transaction (or its COMMIT) issued before the loop blocks, both behind
+ * one sync point, so it costs PostgreSQL no answer and the process no wake-up of their
+ * own. If none is issued by then, it goes alone. Each statement is still answered as it
+ * would have been alone: one that PostgreSQL skipped because this one failed gets 25P02,
+ * and a COMMIT rolls back and reports this one's error (pg_pipeline.c). */
+int pg_txn_query_joined(pg_txn_t *txn, const char *name, const char *sql, int nparams,
+                        const char *const *values, pg_query_cb cb, void *ud,
+                        pg_handle_t **handle_out);
 int pg_txn_commit(pg_txn_t *txn, pg_done_cb cb, void *ud, pg_handle_t **handle_out);
 int pg_txn_rollback(pg_txn_t *txn, pg_done_cb cb, void *ud, pg_handle_t **handle_out);
 void pg_txn_abandon(pg_txn_t *txn);

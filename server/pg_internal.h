@@ -44,6 +44,7 @@ struct pg_handle {
     bool preparing; /* sent with its PREPARE in front (the first statement of its segment) */
     bool group_end; /* a sync point follows it in the pipeline */
     bool alone;     /* its group failed: it goes again in a group of its own */
+    bool joins;     /* a transaction's statement sent with the next one, one sync point */
     uint64_t deadline;
     union {
         pg_query_cb query;
@@ -93,6 +94,7 @@ struct conn {
     bool flushing;        /* PQflush has more to send */
     pg_txn_t *txn;        /* the transaction this connection is pinned to */
     bool cancelling;      /* a cancel request for it is on its way: it takes no new work */
+    bool txn_kick;        /* its transaction has a joining statement to send at the kick */
     stmt_t *stmts;        /* prepared on this connection */
     size_t nstmts, capstmts;
 };

@@ -44,6 +44,16 @@
  * whole round trip for its INSERT (tests/bench/events.sh), a batch of event deliveries one
  * per SAVEPOINT.
  *
+ * Still, each sync point costs an answer of its own: PostgreSQL flushes at every one, and
+ * on a busy machine each flush is a wake-up of this process (and each send one of the
+ * backend's), which made px_event_emit's statement cost several times what running it
+ * costs. So a statement issued with pg_txn_query_joined waits for the transaction's next
+ * one and shares its sync point (pg.c sends it alone at the kick if none comes). Nothing
+ * changes for either statement when both succeed. When the first fails, PostgreSQL skips
+ * the second (PGRES_PIPELINE_ABORTED): it gets the 25P02 it would have got alone, or, as a
+ * COMMIT, runs again alone, rolls back and reports the first error, exactly as without
+ * joining (txn_group_finish).
+ *
  * Waiting. A request taken into a group no longer waits for a connection but for the
  * statements ahead of it. So that grouping does not stretch wait_timeout_ms, a request
  * joins a group only if the ones ahead of it are expected to be done before its own wait
@@ -254,8 +264,10 @@ static pg_handle_t *conn_pick(conn_t *c, int cap)
         return NULL; /* see "cancelling" in pg.c */
     if (c->nsent > 0 && txn && !txn->abandoned) {
         /* A transaction's next statement follows the ones in flight, in a group of its
-         * own (see the top): only once the one before it has its sync point. */
-        if (!pg_req_of(c->sent.prev)->group_end || list_empty(&txn->queue))
+         * own (see the top): only once the one before it has its sync point, unless that
+         * one joins it (pg_txn_query_joined). */
+        const pg_handle_t *prev = pg_req_of(c->sent.prev);
+        if ((!prev->group_end && !prev->joins) || list_empty(&txn->queue))
             return NULL;
         return pg_req_pop(&txn->queue);
     }
@@ -381,6 +393,58 @@ static void group_finish(conn_t *c, int n, pg_handle_t *failed, bool all_ok)
         pg_wait_requeue(pool, &again);
 }
 
+/* PostgreSQL answers COMMIT in a failed transaction with a successful ROLLBACK. */
+static void commit_rolled_back(pg_handle_t *req)
+{
+    req->errkind = PG_EQUERY;
+    if (!pg_txn_first_error(req->txn, req)) {
+        memcpy(req->sqlstate, "25P02", 6);
+        req->message = xstrdup("the transaction was rolled back: an earlier statement failed");
+    }
+}
+
+/* A transaction's group (joined statements, see the top) reached its sync point. Those that
+ * ran are answered as they would have been alone. One that PostgreSQL skipped after a
+ * failure would have found the transaction aborted: it gets the 25P02 it would have got,
+ * now, in order (the statements sent behind the group ran in the aborted transaction and
+ * got theirs). A skipped COMMIT or ROLLBACK, the transaction's last statement, must still
+ * end it: it goes back to the transaction's queue and runs alone, where a COMMIT rolls back
+ * and reports the first error (in an abandoned transaction it is dropped: the pool rolls
+ * back). True when it ended the transaction (a COMMIT or ROLLBACK ran). */
+static bool txn_group_finish(conn_t *c, int n)
+{
+    pg_txn_t *txn = c->txn;
+    bool ends = false;
+    for (int i = 0; i < n; i++) {
+        pg_handle_t *req = pg_req_pop(&c->sent);
+        c->nsent--;
+        PGresult *res = req->result.pg;
+        bool last = req->kind == REQ_COMMIT || req->kind == REQ_ROLLBACK;
+        if (!res || PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+            if (last && !txn->abandoned) {
+                PQclear(res);
+                req->result.pg = NULL;
+                req->where = AT_TXN;
+                list_push(&txn->queue, &req->link); /* nothing can follow a COMMIT */
+            } else {
+                pg_req_fail(req, PG_EQUERY, "25P02",
+                            "current transaction is aborted, commands ignored until end of "
+                            "transaction block");
+            }
+            continue;
+        }
+        if (!result_ok(res))
+            req->errkind = PG_EQUERY;
+        else if (req->kind == REQ_COMMIT && !strcmp(PQcmdStatus(res), "ROLLBACK"))
+            commit_rolled_back(req);
+        ends = ends || last;
+        pg_req_finish(req);
+    }
+    if (ends)
+        pg_txn_unpin(txn);
+    return ends;
+}
+
 /* The first group's sync point arrived: its answers are complete. False when the
  * connection is no longer usable (lost, or no longer CONN_READY). */
 static bool conn_finish(conn_t *c)
@@ -417,7 +481,10 @@ static bool conn_finish(conn_t *c)
     pool->service_ns =
         took > pool->service_ns ? took : pool->service_ns - pool->service_ns / 8 + took / 8;
     bool ends = false;
-    if (n > 1) {
+    if (n > 1 && c->txn) {
+        ends = txn_group_finish(c, n);
+        c->reading = c->nsent > 0 ? pg_req_first(&c->sent) : NULL;
+    } else if (n > 1) {
         group_finish(c, n, failed, all_ok);
         c->reading = c->nsent > 0 ? pg_req_first(&c->sent) : NULL;
     } else {
@@ -449,15 +516,8 @@ static bool conn_finish(conn_t *c)
             pg_req_fail(req, PG_EQUERY, "XX000", "no result from PostgreSQL");
         else if (!all_ok)
             req->errkind = PG_EQUERY;
-        else if (req->kind == REQ_COMMIT && !strcmp(PQcmdStatus(res), "ROLLBACK")) {
-            /* PostgreSQL answers COMMIT in a failed transaction with a successful ROLLBACK. */
-            req->errkind = PG_EQUERY;
-            if (!pg_txn_first_error(req->txn, req)) {
-                memcpy(req->sqlstate, "25P02", 6);
-                req->message =
-                    xstrdup("the transaction was rolled back: an earlier statement failed");
-            }
-        }
+        else if (req->kind == REQ_COMMIT && !strcmp(PQcmdStatus(res), "ROLLBACK"))
+            commit_rolled_back(req);
         ends = req->kind == REQ_COMMIT || req->kind == REQ_ROLLBACK;
         pg_txn_t *txn = ends ? req->txn : NULL;
         if (res)

@@ -91,6 +91,36 @@ def test_an_event_reaches_its_group_with_its_fields(make_server):
         assert rows[0][0] < rows[1][0]
 
 
+@pytest.mark.parametrize("no_sleep", [False, True], ids=["statement-next", "commit-next"])
+def test_a_failing_emit_fails_its_commit_with_its_own_error(make_server, no_sleep):
+    """The emit shares its sync point with the transaction's next statement (or the
+    COMMIT), which PostgreSQL then skips: that one runs again alone, and the COMMIT rolls
+    back and reports the emit's own error, as if each had been sent alone."""
+    agg = "boom-" + uuid.uuid4().hex
+    check = "t_" + uuid.uuid4().hex[:12]
+    with pg_lock(exclusive=True):  # a constraint on the shared log, for this aggregate only
+        s = start(make_server, new_group(), workers=1)
+        psql_value("ALTER TABLE panthera_events ADD CONSTRAINT %s CHECK (aggregate_id <> '%s')"
+                   " NOT VALID" % (check, agg))
+        try:
+            for _ in range(3):  # and again: the connection is fine afterwards
+                body = dict(aggregate=agg, count=2, delay_ms=0, no_sleep=no_sleep)
+                r = requests.post(s.url("/v1/evkit/write"), json=body, timeout=60)
+                assert r.status_code == 500, r.text
+            ok = "ok-" + uuid.uuid4().hex
+            write(s, ok, count=2, no_sleep=no_sleep)
+        finally:
+            psql_value("ALTER TABLE panthera_events DROP CONSTRAINT %s" % check)
+        assert s.error_log().count("SQLSTATE 23514") == 3
+        assert check in s.error_log()
+        assert psql_value("SELECT count(*) FROM evkit_writes WHERE aggregate_id = '%s'"
+                          % agg) == "0"
+        assert psql_value("SELECT count(*) FROM evkit_writes WHERE aggregate_id = '%s'"
+                          % ok) == "1"
+        assert psql_value("SELECT string_agg(payload->>'seq', ' ' ORDER BY id) FROM"
+                          " panthera_events WHERE aggregate_id = '%s'" % ok) == "0 1"
+
+
 def test_a_commit_wakes_the_consumer_without_waiting_for_the_poll(make_server):
     """With a poll every 10 minutes, only the NOTIFY a commit with events sends can bring
     the event to the handler within the ceiling."""
@@ -229,6 +259,41 @@ def test_retention_prunes_what_every_group_is_done_with(make_server):
         assert psql_value("SELECT count(*) FROM panthera_events WHERE aggregate_id = '%s-bad'"
                           % agg) == "1"
         assert "events: pruned" in s.error_log()
+
+
+def test_prune_by_id_takes_every_old_finished_event_and_nothing_else(make_server):
+    """More old events than one prune takes (5,000), found by id now that created_at has no
+    index; a younger row after them, an old one with a dead letter and one still pending
+    among them: those three stay."""
+    agg = "pid-" + uuid.uuid4().hex
+    group = new_group()
+    with pg_lock(exclusive=True):  # it prunes the shared log: no other run may be reading it
+        s = start(make_server, group, workers=1, events={"retention": "2s"})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        # Types no group matches: no deliveries but the two made here by hand.
+        psql_value("INSERT INTO panthera_events (type, aggregate_id, producer, payload,"
+                   " created_at) SELECT 'prune.old', '%s-' || i, 'test', '{}',"
+                   " now() - interval '1 hour' + i * interval '1 ms'"
+                   " FROM generate_series(1, 12000) i" % agg)
+        psql_value("INSERT INTO panthera_events (type, aggregate_id, producer, payload,"
+                   " created_at) VALUES ('prune.young', '%s-young', 'test', '{}',"
+                   " now() + interval '1 hour')" % agg)
+        psql_value("INSERT INTO panthera_event_deliveries (group_name, event_id, aggregate_id,"
+                   " state, next_at) SELECT '%s', id, aggregate_id, CASE aggregate_id WHEN"
+                   " '%s-100' THEN 'dead' ELSE 'pending' END, now() + interval '1 hour'"
+                   " FROM panthera_events WHERE aggregate_id IN ('%s-100', '%s-200')"
+                   % (group, agg, agg, agg))
+        deadline = time.monotonic() + CEILING
+        left = None
+        while left != "3":
+            left = psql_value("SELECT count(*) FROM panthera_events WHERE aggregate_id"
+                              " LIKE '%s-%%'" % agg)
+            assert time.monotonic() < deadline, "never pruned (%s left)" % left
+            time.sleep(0.2)
+        assert psql_value("SELECT string_agg(aggregate_id, ' ' ORDER BY id) FROM"
+                          " panthera_events WHERE aggregate_id LIKE '%s-%%'" % agg) == \
+            "%s-100 %s-200 %s-young" % (agg, agg, agg)
+        psql_value("DELETE FROM panthera_events WHERE aggregate_id LIKE '%s-%%'" % agg)
 
 
 def test_always_failing_handler_is_dead_lettered_and_others_flow(make_server):

@@ -67,8 +67,8 @@ def test_two_hosts_starting_at_once_apply_each_migration_once(database):
         rows = psql(database, "SELECT plugin || ' ' || name FROM panthera_migrations "
                               "WHERE plugin = 'migkit' ORDER BY 1")
         assert rows.split("\n")[:2] == ["migkit 001_items", "migkit 002_counter"]
-        # Each migration once, the host's own two included, though two hosts raced.
-        assert psql(database, "SELECT count(*) FROM panthera_migrations").strip() == "4"
+        # Each migration once, the host's own three included, though two hosts raced.
+        assert psql(database, "SELECT count(*) FROM panthera_migrations").strip() == "5"
     finally:
         for p in procs:
             p.terminate()
@@ -140,6 +140,30 @@ def test_restart_applies_nothing_new(database):
         s.start()
         assert "applied migration" not in s.error_log()
     assert psql(database, "SELECT count(*) FROM migkit_applied").strip() == "1"
+
+
+def test_an_event_log_of_the_old_schema_is_upgraded(database):
+    """A database migrated before 003 (the log still has its created_at index): the next
+    start drops the index, keeps the events, and records 003 once."""
+    with make(database) as s:
+        s.start()
+    psql(database,
+         "CREATE INDEX panthera_events_created ON panthera_events (created_at)",
+         "DELETE FROM panthera_migrations WHERE plugin = 'host' AND name = '003_events_prune_by_id'",
+         "INSERT INTO panthera_events (type, aggregate_id, producer, payload)"
+         " VALUES ('old.kept', 'a1', 'test', '{\"n\": 1}')")
+    with make(database) as s:
+        s.start()
+        assert 'plugin "host": applied migration 003_events_prune_by_id' in s.error_log()
+    assert psql(database, "SELECT count(*) FROM pg_indexes WHERE indexname = "
+                          "'panthera_events_created'").strip() == "0"
+    assert psql(database, "SELECT type || ' ' || aggregate_id || ' ' || payload::text"
+                          " FROM panthera_events").strip() == 'old.kept a1 {"n": 1}'
+    with make(database) as s:
+        s.start()
+        assert "applied migration" not in s.error_log()
+    assert psql(database, "SELECT count(*) FROM panthera_migrations WHERE plugin = 'host'"
+                ).strip() == "3"
 
 
 def test_failing_migration_rolls_back_and_stops_startup(database):

@@ -4,7 +4,9 @@
 #   emit     POST /v1/evkit/write, one transaction with one px_event_emit vs the same
 #            transaction without (A B A B, wrk -c16, a new aggregate per request, no
 #            consumer running): the latency emitting adds and the throughput ratio
-#            (target <= 10 % slower).
+#            (target <= 10 % slower). With BENCH_BASE_BUILD=<build dir of another
+#            checkout, e.g. main's>, that build is measured the same way in the same run,
+#            rounds alternated, each build on a private database its own migrations made.
 #   latency  events emitted at 1,000/s for BENCH_SECONDS by pgbench -R running the
 #            statement px_event_emit sends, plus the NOTIFY the emitting worker sends after
 #            such commits (here one per commit: the worst case), into one group: commit-to-handler
@@ -51,16 +53,19 @@ sql() {
         "$PANTHERA_PGDATABASE" -c "$1"
 }
 
-# evkit with its consumer group $GROUP (SUBSCRIBE yes) or none (no).
+# evkit with its consumer group $GROUP (SUBSCRIBE yes) or none (no), on database $EV_DB
+# (default: the services' own).
 start_evkit() {
-    start_px "evkit-$1" "" "[postgres]" "conninfo = $CONNINFO" "pool_size = 8" "[events]" \
+    local conninfo=$CONNINFO
+    [[ -z ${EV_DB:-} ]] || conninfo="${CONNINFO% dbname=*} dbname=$EV_DB user=$PANTHERA_PGUSER"
+    start_px "evkit-$1" "" "[postgres]" "conninfo = $conninfo" "pool_size = 8" "[events]" \
         "concurrency = ${BENCH_EVENTS_CONCURRENCY:-16}" ${BENCH_EVENTS_BATCH:+"batch = $BENCH_EVENTS_BATCH"} \
         "[plugin:evkit]" "group = $GROUP" \
         "subscribe = $1"
 }
 
 emit_round() {
-    local label=$1 count=$2 out=$BENCH_TMP/wrk-$1-$RANDOM.txt script=$BENCH_TMP/post-$2.lua
+    local label=$1 count=$2 out=$BENCH_TMP/wrk-${1//\//-}-$RANDOM.txt script=$BENCH_TMP/post-$2.lua
     cat >"$script" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -84,21 +89,42 @@ LUA
               label, rps, p50, p99, bad + 0, n ? ticks * 1e6 / hz / n : 0, load }' "$out" | tee -a "$BENCH_TMP/emit.txt"
 }
 
+EMIT_DBS=()
+drop_emit_dbs() {
+    local db
+    for db in "${EMIT_DBS[@]}"; do
+        sql "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+}
+
 run_emit() {
     log "emit: a write transaction with one px_event_emit vs without (wrk -c16)"
-    start_evkit no
+    local builds=("new=$BUILD") b label dir round
+    [[ -z ${BENCH_BASE_BUILD:-} ]] || builds+=("base=$BENCH_BASE_BUILD")
+    for b in "${builds[@]}"; do
+        EMIT_DBS+=("evbench_${b%%=*}_$$")
+        sql "CREATE DATABASE evbench_${b%%=*}_$$" >/dev/null
+    done
+    trap 'bench_cleanup; drop_emit_dbs' EXIT
     : >"$BENCH_TMP/emit.txt"
     for round in 1 2; do
-        emit_round "without" 0
-        emit_round "with-emit" 1
+        for b in "${builds[@]}"; do
+            label=${b%%=*} dir=${b#*=}
+            BUILD=$dir EV_DB=evbench_${label}_$$ start_evkit no
+            emit_round "$label/without" 0
+            emit_round "$label/with-emit" 1
+            stop_pantherad
+        done
     done
-    stop_pantherad
-    awk '{ n[$1]++; rps[$1] += $2; p50[$1] += $5; p99[$1] += $8; cpu[$1] += $13 }
-         END { w = rps["with-emit"] / n["with-emit"]; o = rps["without"] / n["without"];
-               printf "emit: throughput ratio %.3f (%.1f %% slower), p50 %+.2f ms, p99 %+.2f ms, cpu per request x%.3f (%+.0f us)\n",
-                  w / o, (1 - w / o) * 100, p50["with-emit"] / n["with-emit"] - p50["without"] / n["without"],
-                  p99["with-emit"] / n["with-emit"] - p99["without"] / n["without"],
-                  cpu["with-emit"] / cpu["without"], (cpu["with-emit"] - cpu["without"]) / n["without"] }' "$BENCH_TMP/emit.txt"
+    awk '{ split($1, k, "/"); b = k[1]; m = k[2]; seen[b] = 1
+           n[b, m]++; rps[b, m] += $2; p50[b, m] += $5; p99[b, m] += $8; cpu[b, m] += $13 }
+         END { for (b in seen) {
+               w = rps[b, "with-emit"] / n[b, "with-emit"]; o = rps[b, "without"] / n[b, "without"];
+               printf "emit (%s): throughput ratio %.3f (%.1f %% slower), p50 %+.2f ms, p99 %+.2f ms, cpu per request x%.3f (%+.0f us)\n",
+                  b, w / o, (1 - w / o) * 100,
+                  p50[b, "with-emit"] / n[b, "with-emit"] - p50[b, "without"] / n[b, "without"],
+                  p99[b, "with-emit"] / n[b, "with-emit"] - p99[b, "without"] / n[b, "without"],
+                  cpu[b, "with-emit"] / cpu[b, "without"], (cpu[b, "with-emit"] - cpu[b, "without"]) / n[b, "without"] } }' "$BENCH_TMP/emit.txt"
 }
 
 EMIT_SQL="WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended('px-aggregate' || chr(10) || :agg::text, 0))), ins AS (INSERT INTO panthera_events (type, aggregate_id, producer, payload) SELECT 'evkit.bench', 'lat' || :agg, 'bench', '{\"seq\": 0}'::jsonb FROM turn RETURNING id) SELECT id, pg_notify('panthera_events', '') FROM ins;"

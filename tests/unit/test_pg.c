@@ -680,6 +680,76 @@ static void test_transactions(void)
     answer_clear(&end);
 }
 
+/* pg_txn_query_joined: sent with the next statement, behind one sync point; when it fails,
+ * the statement PostgreSQL skipped runs again alone and the COMMIT reports its error. */
+static void test_txn_joined(void)
+{
+    answer_t j = {0}, a = {0}, end = {0};
+    char insert[sizeof(sql)];
+    snprintf(insert, sizeof(insert), "%s",
+             sqlf("INSERT INTO %s (id, name) VALUES ($1, 'joined')", table));
+    const char *const id30[] = {"9030"}, *const id31[] = {"9031"}, *const id1[] = {"1"};
+
+    /* Both succeed, in order, then the COMMIT. */
+    pg_txn_t *txn = begin_sync(pool);
+    CHECK_OR_RETURN(txn);
+    answer_seq = 0;
+    CHECK_EQ_INT(pg_txn_query_joined(txn, "test_pg_joined", insert, 1, id30, on_answer, &j, NULL),
+                 0);
+    CHECK_EQ_INT(pg_txn_query(txn, insert, 1, id31, on_answer, &a, NULL), 0);
+    CHECK_EQ_INT(pg_txn_commit(txn, on_done, &end, NULL), 0);
+    CHECK(wait_for(&end.done, 1, 8000));
+    CHECK(j.ok && a.ok && end.ok);
+    CHECK_EQ_INT(j.order, 1);
+    CHECK_EQ_INT(a.order, 2);
+    CHECK_EQ_INT(end.order, 3);
+    CHECK_EQ_INT(count_id("9030") + count_id("9031"), 2);
+    answer_clear(&j), answer_clear(&a), answer_clear(&end);
+
+    /* Nothing follows before the loop blocks: it goes alone. */
+    txn = begin_sync(pool);
+    CHECK_OR_RETURN(txn);
+    CHECK_EQ_INT(pg_txn_query_joined(txn, "test_pg_joined", insert, 1,
+                                     (const char *const[]){"9032"}, on_answer, &j, NULL),
+                 0);
+    CHECK(wait_for(&j.done, 1, 8000));
+    CHECK(j.ok);
+    end_sync(txn, true, &end);
+    CHECK(end.ok);
+    CHECK_EQ_INT(count_id("9032"), 1);
+    answer_clear(&j), answer_clear(&end);
+
+    /* It fails (duplicate key): the skipped statement runs alone and gets 25P02, the
+     * COMMIT rolls back with the joined statement's own error. Then the same, the COMMIT
+     * right behind it. */
+    for (int commit_next = 0; commit_next < 2; commit_next++) {
+        txn = begin_sync(pool);
+        CHECK_OR_RETURN(txn);
+        txn_query_sync(txn, &a, insert, 1, (const char *const[]){"9033"});
+        CHECK_EQ_INT(pg_txn_query_joined(txn, "test_pg_joined", insert, 1, id1, on_answer, &j,
+                                         NULL),
+                     0);
+        answer_clear(&a);
+        if (!commit_next)
+            CHECK_EQ_INT(pg_txn_query(txn, "SELECT 1", 0, NULL, on_answer, &a, NULL), 0);
+        CHECK_EQ_INT(pg_txn_commit(txn, on_done, &end, NULL), 0);
+        CHECK(wait_for(&end.done, 1, 8000));
+        CHECK(!j.ok);
+        CHECK_STR(j.sqlstate, "23505");
+        if (!commit_next)
+            CHECK_STR(a.sqlstate, "25P02");
+        CHECK(!end.ok);
+        CHECK_EQ_INT(end.kind, PG_EQUERY);
+        CHECK_STR(end.sqlstate, "23505");
+        CHECK_EQ_INT(count_id("9033"), 0);
+        answer_clear(&j), answer_clear(&a), answer_clear(&end);
+    }
+    CHECK(wait_idle(pool, 2000)); /* every connection back, none left in a transaction */
+    query_sync(pool, &a, "SELECT 1", 0, NULL);
+    CHECK(a.ok);
+    answer_clear(&a);
+}
+
 typedef struct abandon_due {
     pg_txn_t *txn;
     answer_t answer;
@@ -1072,6 +1142,7 @@ static int cmd_basic(void)
     RUN(test_groups);
     RUN(test_pipeline);
     RUN(test_transactions);
+    RUN(test_txn_joined);
     RUN(test_cancel);
     RUN(test_cancel_reaches_server);
     RUN(test_interrupt);

@@ -2,10 +2,11 @@
  * evkit — exercises SDK 1.2 events (tests/api/test_events.py). Never in production.
  *
  *   POST /v1/evkit/write  {"aggregate", "count", "delay_ms", "type"?, "fail"?, "slow"?,
- *                          "never_ack"?}
+ *                          "never_ack"?, "no_sleep"?}
  *        one transaction: a row in evkit_writes (which takes an id from a sequence at
  *        once), `count` events (0: none) for the aggregate with payload {"seq": i, ...}, then
  *        pg_sleep(delay_ms) before the commit — the late committer a relay must not skip
+ *        (no_sleep: true: no such statement, the last event is followed by the COMMIT)
  *   POST /v1/evkit/misuse     {"outside": code of px_event_emit(NULL, ...), "bad_type": ...}
  *   GET  /v1/evkit/seen       {"seen": [[event_id, aggregate, seq, attempt, type, producer,
  *                             xid], ...]} in the order the consumer handled them (xid: the
@@ -87,7 +88,8 @@ static void write_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *er
         }
     }
     const char *p2[] = {delay};
-    px_pg_txn_query(txn, NULL, "SELECT pg_sleep($1::int / 1000.0)", 1, p2, ignore, NULL);
+    if (!json_is_true(json_object_get(w->body, "no_sleep")))
+        px_pg_txn_query(txn, NULL, "SELECT pg_sleep($1::int / 1000.0)", 1, p2, ignore, NULL);
     px_pg_commit(txn, write_committed, NULL);
 }
 
