@@ -134,11 +134,13 @@ run_latency() {
     start_evkit yes
     printf '\\set agg random(1, 1000000)\n%s\n' "$EMIT_SQL" >"$BENCH_TMP/emit.sql"
     wait_quiet
+    local first_id
+    first_id=$(sql "SELECT coalesce(max(id), 0) FROM panthera_events")
     pgbench -n -R 1000 -T "$SECONDS_PER_RUN" -c 4 -j 2 -f "$BENCH_TMP/emit.sql" \
         -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER" "$PANTHERA_PGDATABASE" \
         >"$BENCH_TMP/pgbench.txt" 2>&1 || { cat "$BENCH_TMP/pgbench.txt" >&2; die "pgbench failed"; }
     local sent done_ waited=0
-    sent=$(sql "SELECT count(*) FROM panthera_events WHERE type = 'evkit.bench' AND aggregate_id LIKE 'lat%' AND created_at > now() - interval '1 hour'")
+    sent=$(sql "SELECT count(*) FROM panthera_events WHERE type = 'evkit.bench' AND aggregate_id LIKE 'lat%' AND id > $first_id")
     while :; do
         done_=$(sql "SELECT count(*) FROM evkit_seen WHERE group_name = '$GROUP' AND type = 'evkit.bench'")
         ((done_ >= sent)) && break
