@@ -267,21 +267,27 @@ const char sql_task_delete[] =
 
 /* The task list is one statement, the gate folded in: a row only when the caller may see
  * the project (a member, or an admin: $admin), so a non-member's 404 costs one round trip
- * and reads no task. It answers (total, the page as a JSON array text): the array is built
- * by PostgreSQL once and sent as it is (tasks.c), never parsed and printed again.
+ * and reads no task. It answers (list version, total, the page as a JSON array text):
+ * the array is built by PostgreSQL and sent as it is (tasks.c), never parsed and printed
+ * again. $known is the list version of the page the worker keeps for this query
+ * (listcache.c; NULL: none): when the project's list_version (migrations/006) still is
+ * that, total and page are NULL and never computed (CASE runs its subqueries only on
+ * the branch it takes), so a kept page costs PostgreSQL two primary-key lookups. The
+ * version, total and page come from one snapshot, so a page is kept under the version
+ * it shows.
  *
  * Unfiltered (the board's and the bench's case): the total is the project's task_count
  * (migrations/005), and the statement is prepared once per connection: with no optional
  * filter its generic plan is the index walk. $1 project, $2 caller, $3 admin, $4 limit,
- * $5 offset.
+ * $5 offset, $6 known.
  *
  * Filtered: $1 project, $2 status, $3 assignee, $4 priority, $5 dueBefore, $6 dueAfter,
- * $7 q; $8 limit, $9 offset, $10 caller, $11 admin. Sent unnamed, so planned with this
- * request's values: the "($2 IS NULL OR ...)" filters then fold away and the page walks
- * its sort's index (a prepared statement's generic plan cannot see which filters are
- * absent and sorts the whole project instead). The count and the page are separate
- * scans (no shared CTE, which PostgreSQL would materialise): the page stops after
- * `limit` rows. */
+ * $7 q; $8 limit, $9 offset, $10 caller, $11 admin, $12 known. Sent unnamed, so planned
+ * with this request's values: the "($2 IS NULL OR ...)" filters then fold away and the
+ * page walks its sort's index (a prepared statement's generic plan cannot see which
+ * filters are absent and sorts the whole project instead). The count and the page are
+ * separate scans (no shared CTE, which PostgreSQL would materialise): the page stops
+ * after `limit` rows. */
 #define TASK_WHERE                                                                            \
     "project_id = $1::uuid AND ($2::text IS NULL OR status = $2) "                            \
     "AND ($3::uuid IS NULL OR assignee_id = $3::uuid) AND ($4::text IS NULL OR priority = $4) " \
@@ -293,15 +299,21 @@ const char sql_task_delete[] =
     "array_to_json(ARRAY(SELECT " TASK_JSON_AS("json_build_object", "t", TASK_DEPS("t"))     \
     " FROM task_tasks t WHERE "                                                               \
     where " ORDER BY " order " LIMIT " limit "::int OFFSET " offset "::int))::text"
+/* `what` unless the kept page (version `known`) is current. */
+#define TASK_UNLESS_KEPT(known, what)                                                         \
+    "CASE WHEN p.list_version = " known "::bigint THEN NULL ELSE " what " END"
 #define TASK_LIST_GATE(caller, admin)                                                         \
     " FROM task_projects p LEFT JOIN task_members m ON m.project_id = p.id AND m.user_id = "  \
     caller "::uuid WHERE p.id = $1::uuid AND (m.role IS NOT NULL OR " admin "::bool)"
 #define TASK_LIST(order)                                                                      \
-    "SELECT p.task_count, " TASK_PAGE("t.project_id = $1::uuid", order, "$4", "$5")           \
+    "SELECT p.list_version, p.task_count, "                                                   \
+    TASK_UNLESS_KEPT("$6", TASK_PAGE("t.project_id = $1::uuid", order, "$4", "$5"))           \
     TASK_LIST_GATE("$2", "$3")
 #define TASK_LIST_FILTERED(order)                                                             \
-    "SELECT (SELECT count(*) FROM task_tasks WHERE " TASK_WHERE "), "                         \
-    TASK_PAGE(TASK_WHERE, order, "$8", "$9") TASK_LIST_GATE("$10", "$11")
+    "SELECT p.list_version, "                                                                 \
+    TASK_UNLESS_KEPT("$12", "(SELECT count(*) FROM task_tasks WHERE " TASK_WHERE ")") ", "    \
+    TASK_UNLESS_KEPT("$12", TASK_PAGE(TASK_WHERE, order, "$8", "$9"))                         \
+    TASK_LIST_GATE("$10", "$11")
 #define ORDER_UPDATED "t.updated_at DESC, t.id"
 #define ORDER_RANK "CASE t.status WHEN 'todo' THEN 0 WHEN 'in_progress' THEN 1 ELSE 2 END, t.rank, t.id"
 #define ORDER_DUE "t.due_date ASC NULLS LAST, t.id"

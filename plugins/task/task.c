@@ -80,7 +80,11 @@ static int task_init(px_plugin_t *self)
         {204, NULL, NULL, NULL}, {403, "Error", "A viewer", NULL}, {404, "Error", GATED, NULL},
         {412, "Error", "If-Match names an older version", NULL}, {0}};
     static const px_response_spec_t task_list[] = {
-        {200, "TaskList", NULL, NULL}, {404, "Error", GATED, NULL}, {0}};
+        {200, "TaskList",
+         "With ETag: \"<the project's list version>\", which every task write moves "
+         "(If-None-Match: 304)",
+         NULL},
+        {404, "Error", GATED, NULL}, {0}};
     static const px_param_spec_t tasks_q[] = {
         PAGE_Q,
         {"status", "{\"type\": \"string\", \"enum\": [\"todo\", \"in_progress\", \"done\"]}", 0,
@@ -223,6 +227,8 @@ static int task_init(px_plugin_t *self)
                              "taskId, role, admin, status, priority}");
     if (!rc)
         rc = attachments_config(self);
+    if (!rc)
+        rc = listcache_config(self);
     int64_t interval = 0;
     if (!rc)
         rc = px_config_duration_ms(self, "release_interval", &interval);

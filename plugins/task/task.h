@@ -10,6 +10,7 @@
  *   activity.c  GET /v1/projects/{id}/activity
  *   attachments.c /v1/tasks/{id}/attachments and /v1/attachments/{id}
  *   release.c   drops the blob references of deleted attachments (a background task)
+ *   listcache.c the task-list pages a worker keeps under their project's list version
  *   store.c     every SQL statement; lists come back as (total, item JSON) rows, the task
  *               list as (total, the page as one JSON text) with its gate folded in
  *   schemas.json the bodies' and answers' JSON schemas (embedded at build time)
@@ -165,6 +166,20 @@ bool rank_valid(const char *key);
 int rank_between(const char *lo, const char *hi, char *out, size_t cap);
 /* [plugin:task] rank_max_length: a longer key makes a move rebalance its column. */
 extern int64_t task_rank_max;
+
+/* ---- listcache.c ---- */
+/* The task-list pages this worker keeps (see listcache.c). listcache_get: the kept
+ * page's list version and its body (`body_len` bytes, borrowed until the next put),
+ * marked as used; -1 when none. listcache_put keeps a copy of `body` as the answer of
+ * `key` at `version` (unless a newer one is kept, or it is too large); listcache_served
+ * counts an answer (kept: from a kept page). listcache_config: the list_cache_size
+ * setting, the metrics, the worker-stop cleanup (init only). */
+int64_t listcache_get(const char *key, size_t len, const char **body, size_t *body_len);
+void listcache_put(const char *key, size_t len, int64_t version, const char *body,
+                   size_t body_len);
+void listcache_served(bool kept);
+int listcache_config(px_plugin_t *self);
+extern uint64_t task_list_cache_size;
 
 /* ---- store.c ---- */
 extern const char sql_gate_read[], sql_gate_write[], sql_event_members[];

@@ -99,26 +99,75 @@ void task_change_events(task_op_t *op, const json_t *task, const json_t *changes
 
 /* ---- GET /v1/projects/{id}/tasks ---- */
 
-/* The list's one row: (total, the page as a JSON array), or none when the caller may not
- * see the project. The envelope is px_res_list's shape, written around PostgreSQL's text. */
+/* A list request's statement, kept beside the op: a kept page that went away before the
+ * answer came (evicted meanwhile) is asked for again, with no known version. */
+typedef struct {
+    const char *key;      /* listcache.c's key of this query */
+    size_t key_len;
+    const char *name, *sql;
+    const char **values;
+    int n, known;         /* the values, and which of them is the known version */
+} list_query_t;
+
+/* Answers `body` (`len` bytes) of list version `version`, with that as its ETag. */
+static int list_send(task_op_t *op, int64_t version, const char *body, size_t len, bool kept)
+{
+    listcache_served(kept);
+    if (px_res_etag(op->req, op_int_text(op, version)) == PX_DONE)
+        return PX_DONE;
+    return px_res_send(op->req, 200, "application/json; charset=utf-8", body, len);
+}
+
+/* The list's one row: (list version, total, the page as a JSON array; total and page NULL
+ * when the kept page is current), or none when the caller may not see the project. The
+ * envelope is px_res_list's shape, written around PostgreSQL's text. */
 static int listed(task_op_t *op, const px_pg_result_t *res)
 {
+    list_query_t *lq = op->extra;
     if (!px_pg_rows(res))
         return px_res_error(op->req, 404, "not_found", "no such project", NULL);
-    const char *total = px_pg_value(res, 0, 0), *items = px_pg_value(res, 0, 1);
-    if (!total || !items)
+    int64_t version = 0;
+    px_pg_int64(res, 0, 0, &version);
+    const char *total = px_pg_value(res, 0, 1), *items = px_pg_value(res, 0, 2);
+    if (!items) {
+        const char *body;
+        size_t len;
+        int64_t kept = listcache_get(lq->key, lq->key_len, &body, &len);
+        /* A newer render of the same query may have replaced it meanwhile: newer than the
+         * snapshot this request read, so still what a list after the request began sees. */
+        if (kept >= version)
+            return list_send(op, kept, body, len, true);
+        lq->values[lq->known] = NULL;
+        return op_query(op, lq->name, lq->sql, lq->n, lq->values, listed);
+    }
+    if (!total)
         return PX_EINTERNAL;
     /* Copied piece by piece: a printf of the page's ~25 kB was a third of the server's
      * CPU for this route (perf). */
     char head[96];
     int hn = snprintf(head, sizeof(head), "{\"total\":%.24s,\"page\":%d,\"limit\":%d,\"tasks\":",
                       total, op->page, op->limit);
-    size_t in = strlen(items);
-    char *body = px_req_alloc(op->req, (size_t)hn + in + 1);
+    size_t in = strlen(items), len = (size_t)hn + in + 1;
+    char *body = px_req_alloc(op->req, len);
     memcpy(body, head, (size_t)hn);
     memcpy(body + hn, items, in);
-    body[(size_t)hn + in] = '}';
-    return px_res_send(op->req, 200, "application/json; charset=utf-8", body, (size_t)hn + in + 1);
+    body[len - 1] = '}';
+    listcache_put(lq->key, lq->key_len, version, body, len);
+    return list_send(op, version, body, len, false);
+}
+
+/* listcache.c's key of a list: everything its answer depends on besides the project's
+ * state (the project, sort, page, limit, and each filter: "-" when absent, else its
+ * length and value, so no two queries share a key). Request memory. */
+static const char *list_key(task_op_t *op, size_t sort, const char *const *filters, size_t n,
+                            size_t *len)
+{
+    const char *key = px_req_printf(op->req, "%s/%zu/%d/%d", op->pid, sort, op->page, op->limit);
+    for (size_t f = 0; f < n; f++)
+        key = filters[f] ? px_req_printf(op->req, "%s/%zu:%s", key, strlen(filters[f]), filters[f])
+                         : px_req_printf(op->req, "%s/-", key);
+    *len = strlen(key);
+    return key;
 }
 
 /* No separate gate: the statement itself answers nothing for a non-member (store.c). */
@@ -144,21 +193,39 @@ static int list_handler(px_req_t *req, const task_route_t *route)
     const char *filters[] = {px_req_query(req, "status"),    px_req_query(req, "assigneeId"),
                              px_req_query(req, "priority"),  px_req_query(req, "dueBefore"),
                              px_req_query(req, "dueAfter"), q && *q ? q : NULL};
+    size_t nf = sizeof(filters) / sizeof(filters[0]);
     bool filtered = false;
-    for (size_t f = 0; f < sizeof(filters) / sizeof(filters[0]); f++)
+    for (size_t f = 0; f < nf; f++)
         filtered = filtered || filters[f];
+    list_query_t *lq = px_req_alloc(req, sizeof(*lq));
+    lq->key = list_key(op, i, filters, nf, &lq->key_len);
+    const char *body;
+    size_t len;
+    int64_t kept = listcache_get(lq->key, lq->key_len, &body, &len);
+    const char *known = kept >= 0 ? op_int_text(op, kept) : NULL;
     const char *limit = op_int_text(op, op->limit);
     const char *offset = op_int_text(op, (int64_t)(op->page - 1) * op->limit);
     const char *admin = op_bool_text(op->admin);
     if (filtered) {
         const char *values[] = {op->pid,    filters[0], filters[1], filters[2],
                                 filters[3], filters[4], filters[5], limit,
-                                offset,     op->caller, admin};
-        rc = op_query(op, NULL, sorts[i].filtered, 11, values, listed);
+                                offset,     op->caller, admin,      known};
+        lq->n = 12;
+        lq->values = px_req_alloc(req, sizeof(values));
+        memcpy(lq->values, values, sizeof(values));
+        lq->name = NULL;
+        lq->sql = sorts[i].filtered;
     } else {
-        const char *values[] = {op->pid, op->caller, admin, limit, offset};
-        rc = op_query(op, sorts[i].name, sorts[i].sql, 5, values, listed);
+        const char *values[] = {op->pid, op->caller, admin, limit, offset, known};
+        lq->n = 6;
+        lq->values = px_req_alloc(req, sizeof(values));
+        memcpy(lq->values, values, sizeof(values));
+        lq->name = sorts[i].name;
+        lq->sql = sorts[i].sql;
     }
+    lq->known = lq->n - 1;
+    op->extra = lq;
+    rc = op_query(op, lq->name, lq->sql, lq->n, lq->values, listed);
     return rc ? rc : PX_ASYNC;
 }
 

@@ -20,6 +20,7 @@ import re
 import uuid
 
 import pytest
+import requests
 
 from user_helpers import (  # noqa: F401 (re-exported for the test modules)
     FAST_SCRYPT, SECRET, assert_error, call, conninfo, create_database, describe,
@@ -51,11 +52,11 @@ def task_server(db, workers=2, config=None, lua_dir=None, storage=None):
 
 
 @contextlib.contextmanager
-def task_env(prefix, config=None, lua_dir=None, storage=None):
+def task_env(prefix, config=None, lua_dir=None, storage=None, workers=2):
     """A fresh database and a started user+task server on it; both gone afterwards."""
     with shared_services():
         db = create_database(prefix)
-    s = task_server(db, config=config, lua_dir=lua_dir, storage=storage)
+    s = task_server(db, workers=workers, config=config, lua_dir=lua_dir, storage=storage)
     s.db = db
     try:
         with shared_services():
@@ -102,6 +103,14 @@ def new_task(srv, who, pid, **fields):
     assert set(doc) == TASK_KEYS, doc
     assert r.headers.get("Location") == "/v1/tasks/" + doc["id"]
     return doc
+
+
+def task_metric(srv, name):
+    """A counter of the task plugin in /metrics (summed over the workers)."""
+    text = requests.get(srv.url("/metrics"), timeout=30).text
+    m = re.search(r'^%s\{plugin="task"\} (\d+)$' % re.escape(name), text, re.M)
+    assert m, (name, text[-2000:])
+    return int(m.group(1))
 
 
 def events(db, aggregate):
