@@ -22,6 +22,10 @@
 #   With a baseline (a build directory of another tree, e.g. main from `git archive`),
 #   both are measured in one run, alternating (BENCH_ROUNDS rounds, default 2): each
 #   with its own database filled the same way, so the ratio is taken on the same load.
+#   BENCH_NOCACHE=1 adds "nocache": this tree's build on its database with
+#   [plugin:task] list_cache_size = 0, so every list is rendered by PostgreSQL (the
+#   cost of a list right after a write; "new" answers from kept pages, no task changing
+#   during its list runs).
 # Needs `scripts/dev services` (reads .run/env). Creates and drops its own databases.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -44,21 +48,35 @@ if [[ -n ${BENCH_BASELINE:-} ]]; then
     psql "${PGARGS[@]}" "$PANTHERA_PGDATABASE" -c "CREATE DATABASE ${DBS[base]}" >/dev/null
     trap 'bench_private_db_cleanup; psql "${PGARGS[@]}" "$PANTHERA_PGDATABASE" -c "DROP DATABASE IF EXISTS ${DBS[base]} WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 fi
+if [[ ${BENCH_NOCACHE:-0} == 1 ]]; then
+    LABELS+=(nocache)
+    BUILDS[nocache]=$NEW_BUILD
+    DBS[nocache]=${DBS[new]}
+fi
 ROUNDS=${BENCH_ROUNDS:-$(( ${#LABELS[@]} > 1 ? 2 : 1 ))}
 PG_PID=$(head -1 "$PANTHERA_RUNDIR/pgdata/postmaster.pid")
 
 # start LABEL: that build's pantherad on that label's database.
 start() {
+    local plugins="user task" extra=()
+    # One section per plugin: nocache's [plugin:task] is in the main file, not a drop-in.
+    [[ $1 == nocache ]] && plugins=user extra=("[plugin:task]" "list_cache_size = 0")
     BUILD=${BUILDS[$1]}
     DB=${DBS[$1]}
-    start_px "task-$1" "user task" "[postgres]" \
+    start_px "task-$1" "$plugins" "[postgres]" \
         "conninfo = host=$PANTHERA_PGHOST port=$PANTHERA_PGPORT dbname=$DB user=$PANTHERA_PGUSER" \
-        "pool_size = 8" "[auth]" "token_secret_file = $BENCH_TMP/secret"
+        "pool_size = 8" "[auth]" "token_secret_file = $BENCH_TMP/secret" "${extra[@]}"
 }
 
 # setup LABEL: a user, a project of TASKS tasks and the wrk scripts, in that database.
 setup() {
-    local label=$1 name token pid
+    local label=$1 name token pid f
+    if [[ $label == nocache ]]; then # new's project, user and scripts
+        for f in pid-% ids-% list-%.lua move-%.lua; do
+            cp "$BENCH_TMP/${f/\%/new}" "$BENCH_TMP/${f/\%/nocache}"
+        done
+        return
+    fi
     start "$label"
     name=bench_$$_$label
     token=$(curl -sf -H 'Content-Type: application/json' \
@@ -167,8 +185,9 @@ A=$(sed -n 1p "$BENCH_TMP/ids-new")
 B=$(sed -n 2p "$BENCH_TMP/ids-new")
 psql "${PGARGS[@]}" "$DB" <<SQL | grep -v '^$'
 SET plan_cache_mode = force_generic_plan;
-PREPARE page(uuid, uuid, bool, int, int) AS
-SELECT p.task_count, array_to_json(ARRAY(SELECT json_build_object('id', t.id,
+PREPARE page(uuid, uuid, bool, int, int, bigint) AS
+SELECT p.list_version, p.task_count, CASE WHEN p.list_version = \$6 THEN NULL ELSE
+  array_to_json(ARRAY(SELECT json_build_object('id', t.id,
   'projectId', t.project_id, 'title', t.title, 'description', t.description,
   'status', t.status, 'priority', t.priority, 'assigneeId', t.assignee_id,
   'dueDate', t.due_date, 'dependsOn',
@@ -176,10 +195,14 @@ SELECT p.task_count, array_to_json(ARRAY(SELECT json_build_object('id', t.id,
             FROM task_dependencies dep WHERE dep.task_id = t.id), '[]'::jsonb),
   'rank', t.rank, 'createdAt', task_ts(t.created_at), 'updatedAt', task_ts(t.updated_at),
   'version', t.version) FROM task_tasks t WHERE t.project_id = \$1
-  ORDER BY t.updated_at DESC, t.id LIMIT \$4 OFFSET \$5))::text
+  ORDER BY t.updated_at DESC, t.id LIMIT \$4 OFFSET \$5))::text END
 FROM task_projects p LEFT JOIN task_members m ON m.project_id = p.id AND m.user_id = \$2
 WHERE p.id = \$1 AND (m.role IS NOT NULL OR \$3);
-EXPLAIN (ANALYZE, COSTS OFF) EXECUTE page('$PID', '$PID', true, 50, 0);
+\\echo 'the page rendered (no kept page, or its version moved):'
+EXPLAIN (ANALYZE, COSTS OFF) EXECUTE page('$PID', '$PID', true, 50, 0, NULL);
+\\echo 'a kept page still current (the render is never executed):'
+SELECT list_version AS v FROM task_projects WHERE id = '$PID' \\gset
+EXPLAIN (ANALYZE, COSTS OFF) EXECUTE page('$PID', '$PID', true, 50, 0, :v);
 PREPARE neighbours(uuid, text, uuid, uuid) AS
 WITH me AS (SELECT project_id, coalesce(\$2, status) AS status FROM task_tasks WHERE id = \$1),
 b AS (SELECT status, rank FROM task_tasks WHERE id = \$3
