@@ -195,8 +195,10 @@ def test_no_two_queries_share_a_kept_page(srv, people, board):
     ]
     for params in queries:
         first = listing(srv, owner, pid, **params)
+        hits, renders = counts(srv)
         second = listing(srv, owner, pid, **params)
         assert second.content == first.content, params
+        assert counts(srv) == (hits + 1, renders), params  # filtered pages are kept too
         doc = first.json()
         limit, page = params.get("limit", 10), params.get("page", 1)
         assert (doc["limit"], doc["page"]) == (limit, page), params
