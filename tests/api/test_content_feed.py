@@ -129,7 +129,8 @@ def test_hot_rebuilt_when_redis_lost_it(env):
     s, _, _, _ = env
     want = expected_hot(s)
     redis("DEL", KEY)
-    assert [p["id"] for p in feed(s, sort="hot", limit=8).json()["posts"]] == want
+    # A page no worker holds a copy of (plugins/content/local.c), so the read goes to the set.
+    assert [p["id"] for p in feed(s, sort="hot", limit=9).json()["posts"]] == want
     wait_redis_order(s, want)
 
 
