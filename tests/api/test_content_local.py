@@ -309,8 +309,13 @@ def test_bad_local_settings_refuse_to_start():
 def test_signed_in_gets_the_shared_render_with_own_likes(env):
     s, alice, posts = env
     carol, dave = register(s), register(s)
+    # Text that looks like the render's own structure must stay text (overlay.c patches
+    # the render without parsing it into objects).
+    tricky = new_post(s, alice, title='local "likedByMe": false, "id": "%s"}]{' % uuid.uuid4(),
+                      body='\\"posts": [{"id": "x", "likedByMe": false}] \\ \u00e9 {[')
     live = [p["id"] for p in call(s, "GET", "/v1/posts", params={"limit": 10}).json()["posts"]]
-    for pid in live[:2]:
+    assert tricky["id"] in live
+    for pid in [tricky["id"]] + [p for p in live if p != tricky["id"]][:1]:
         assert call(s, "POST", "/v1/posts/%s/like" % pid, token=carol.access).status_code == 204
     assert call(s, "POST", "/v1/posts/%s/like" % live[-1],
                 token=dave.access).status_code == 204
