@@ -40,12 +40,16 @@ def hot_key():
     return "content:hot:local:" + uuid.uuid4().hex[:8]
 
 
-def local_hits(s):
+def local_count(s, what):
     text = call(s, "GET", "/metrics").text
     for line in text.splitlines():
-        if line.startswith("content_local_hits_total{"):
+        if line.startswith("content_local_%s_total{" % what):
             return int(float(line.split()[-1]))
     return 0
+
+
+def local_hits(s):
+    return local_count(s, "hits")
 
 
 # ---- connections pinned to a worker ----
@@ -235,9 +239,19 @@ def hot_titles(s, **params):
     return [p["title"] for p in r.json()["posts"]]
 
 
+def copies_served(s):
+    """Wait until the worker serves its copies (its channel subscription is up)."""
+    end = time.time() + CEILING
+    while local_hits(s) == 0:
+        assert time.time() < end, "the worker never served a copy"
+        hot_titles(s, limit=10)
+        time.sleep(0.05)
+
+
 def test_a_channel_message_drops_the_copies(one_worker):
     s, key, posts = one_worker
     channel = version_channel()
+    copies_served(s)
     kept = hot_titles(s, limit=10)
     hits = local_hits(s)
     assert hot_titles(s, limit=10) == kept
@@ -256,6 +270,7 @@ def test_a_channel_message_drops_the_copies(one_worker):
 @pytest.mark.parametrize("one_worker", [{"local_pages": "2"}], indirect=True)
 def test_at_most_local_pages_copies(one_worker):
     s, key, posts = one_worker
+    copies_served(s)
     pages = [hot_titles(s, limit=1, page=n) for n in (1, 2, 3)]
     assert all(len(p) == 1 for p in pages), pages
     for n, p in enumerate(posts):
@@ -269,10 +284,15 @@ def test_at_most_local_pages_copies(one_worker):
 @pytest.mark.parametrize("one_worker", [{"local_bytes": "200"}], indirect=True)
 def test_a_render_over_local_bytes_is_not_kept(one_worker):
     s, key, posts = one_worker
-    hits = local_hits(s)
+    # Misses are counted only while copies are in use (the channel is up).
+    end = time.time() + CEILING
+    while local_count(s, "misses") == 0:
+        assert time.time() < end, "the worker never looked for a copy"
+        hot_titles(s, limit=10)
+        time.sleep(0.05)
     before = hot_titles(s, limit=10)
     hot_titles(s, limit=10)
-    assert local_hits(s) == hits
+    assert local_hits(s) == 0
     behind_the_back(s, key, posts[1]["id"], "too big to keep")
     assert "too big to keep" in hot_titles(s, limit=10) and "too big to keep" not in before
 
@@ -284,7 +304,7 @@ def test_local_pages_zero_reads_redis_every_time(one_worker):
     hot_titles(s, limit=10)
     behind_the_back(s, key, posts[2]["id"], "no copies")
     assert "no copies" in hot_titles(s, limit=10)
-    assert local_hits(s) == 0
+    assert local_hits(s) == 0 and local_count(s, "misses") == 0
 
 
 def test_bad_local_settings_refuse_to_start():

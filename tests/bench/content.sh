@@ -25,6 +25,9 @@
 #   BENCH_ROUNDS    rounds (default 1; each measures every server once per route, and
 #                   once more per route as a signed-in caller: "search-auth", "hot-auth")
 #   BENCH_BASELINE  a second build to measure beside this one (see above)
+#   BENCH_FLOOR     1 (default) also runs floor.c (tests/bench/lib.sh, start_floor; a
+#                   canned answer, no work) once per round at the same connections: the
+#                   p99 the machine allows at that moment, beside the p99 of the hot feed
 #   BENCH_BASE_PORT its port (default 18484)
 #   BENCH_DB        a database a previous run kept (BENCH_KEEP=1 prints it): its posts are
 #                   used as they are, nothing generated, and it is kept again
@@ -210,7 +213,10 @@ run() { # SERVER PID PORT NAME PATH [TOKEN]
 
 log "query \"$QUERY\": $SEARCH; hot: $HOT; $CONNS connections, ${SECONDS_PER_RUN}s per run, $ROUNDS rounds"
 printf '%-9s %-11s %10s %9s %9s %9s %12s %6s\n' server what "req/s" p50 p99 requests "CPU/request" load1
+FLOOR=${BENCH_FLOOR:-1}
+[[ $FLOOR == 0 ]] || start_floor 2
 for ((round = 1; round <= ROUNDS; round++)); do
+    [[ $FLOOR == 0 ]] || run floor "$FLOOR_PID" "$FLOOR_PORT" floor /v1/hello
     for what in search hot search-auth hot-auth; do
         path=$SEARCH
         [[ $what == hot* ]] && path=$HOT
