@@ -31,6 +31,14 @@
  * dropped (what was published meanwhile is lost) and, while it is down, every request
  * reads Redis. local_ttl_ms bounds the age of any copy whatever happens.
  *
+ * Renewal. In the last quarter of its time a copy is a miss for one caller, who fetches
+ * it again (from Redis, or renders it), while the others still get it: without that,
+ * every connection of the worker would miss at the same instant when it expires, and if
+ * the render in Redis had expired meanwhile (nobody asked Redis in its own renewal
+ * window, since the copies answered), all of them would render it in PostgreSQL at once,
+ * every RENDER_TTL_MS (the p99 of a search went past a second). The generation is
+ * checked as always: a renewal never serves what a bump made unreachable.
+ *
  * Memory. At most local_pages copies and local_bytes bytes (keys and texts) per worker;
  * a render larger than that is not kept. A new copy first replaces one of its key, then
  * evicts copies of an older generation or past their time, then the oldest.
@@ -49,8 +57,10 @@ typedef struct entry {
     char *text;
     size_t len;
     uint64_t gen;
-    uint64_t expires; /* monotonic ms */
-    uint64_t born;    /* insertion order: the oldest goes first */
+    uint64_t expires;  /* monotonic ms */
+    uint64_t renew_at; /* from then on, one caller renews it (RENEW below) */
+    bool renewing;     /* that caller is on its way */
+    uint64_t born;     /* insertion order: the oldest goes first */
 } entry_t;
 
 static px_plugin_t *plugin;
@@ -200,6 +210,10 @@ const char *local_get(const char *key, uint64_t gen, size_t *len)
     for (int i = 0; i < count; i++) {
         entry_t *e = &entries[i];
         if (e->hash == h && e->gen == gen && e->expires > now && !strcmp(e->key, key)) {
+            if (now >= e->renew_at && !e->renewing) {
+                e->renewing = true;
+                break;
+            }
             *len = e->len;
             px_metric_add(plugin, hits_metric, 1);
             return e->text;
@@ -246,6 +260,7 @@ void local_put(const char *key, uint64_t gen, const char *text, size_t len)
     }
     memcpy(t, text, len);
     entries[count++] = (entry_t){.key = k, .hash = h, .text = t, .len = len, .gen = gen,
-                                 .expires = now + (uint64_t)ttl_ms, .born = ++births};
+                                 .expires = now + (uint64_t)ttl_ms,
+                                 .renew_at = now + (uint64_t)ttl_ms * 3 / 4, .born = ++births};
     used += need;
 }

@@ -366,3 +366,22 @@ def test_signed_in_gets_the_shared_render_with_own_likes(env):
     assert call(s, "GET", "/v1/posts", params={"status": "draft"},
                 token=dave.access).json()["posts"] == []
     assert call(s, "GET", "/v1/posts", params={"status": "draft"}).json()["posts"] == []
+
+
+@pytest.mark.parametrize("one_worker", [{"local_ttl_ms": "300"}], indirect=True)
+def test_a_copy_is_renewed_within_local_ttl(one_worker):
+    """Whatever the worker missed (here a change it was never told of), its copy is
+    fetched again once local_ttl_ms has run: the renewal (local.c) takes the render
+    under Redis's current version."""
+    s, key, posts = one_worker
+    copies_served(s)
+    behind_the_back(s, key, posts[0]["id"], "renewed in time")
+    end = time.time() + CEILING
+    while "renewed in time" not in hot_titles(s, limit=10):
+        assert time.time() < end, "the copy was never renewed"
+        time.sleep(0.05)
+    hits = local_hits(s)
+    end = time.time() + CEILING
+    while local_hits(s) == hits:  # the renewed copy is served in turn
+        assert time.time() < end, "the renewed copy was never served"
+        assert "renewed in time" in hot_titles(s, limit=10)
