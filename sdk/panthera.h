@@ -366,6 +366,8 @@ typedef int (*px_cache_done_fn)(px_req_t *req, void *userdata);
 /* px_base64_encode / px_base64_decode: PX_BASE64_URL is base64url without padding (RFC
  * 4648 §5, as in JWTs and URLs); without it, standard base64 with '=' padding (§4). */
 #define PX_BASE64_URL 1
+/* A counter every worker of this host shares (px_shared_counter). */
+typedef struct px_shared_counter px_shared_counter_t;
 
 /*
  * The function table, version by version. Each entry is
@@ -985,6 +987,25 @@ typedef int (*px_cache_done_fn)(px_req_t *req, void *userdata);
     X(int, metric_histogram, (px_plugin_t * plugin, const char *name, const char *help,    \
                               const double *bounds, int nbounds),                           \
       (plugin, name, help, bounds, nbounds))                                                \
+    /* A 64-bit counter shared by every worker of this host, starting at 0: what workers  \
+     * must agree on without a round trip to Redis or PostgreSQL, such as a generation    \
+     * that invalidates what each worker keeps in its own memory (bump it, then answer: a \
+     * request any worker reads afterwards sees the new value). It lives in memory the    \
+     * master mapped before forking, so it survives a worker's crash and a reload (the    \
+     * new workers find it as the old ones left it) and ends with the master; other hosts \
+     * never see it. `name` (1..47 bytes, copied) is the plugin's own: every worker that  \
+     * asks for it gets the same counter, two plugins never share one. Only during init.  \
+     * Returns 0 with *out set (valid while the worker runs), PX_EINVAL for a bad name or \
+     * a NULL out, PX_ESTATE after init, PX_EOVERFLOW when the host's 256 counters are    \
+     * all taken. */                                                                       \
+    X(int, shared_counter, (px_plugin_t * plugin, const char *name,                         \
+                            px_shared_counter_t **out),                                     \
+      (plugin, name, out))                                                                  \
+    /* Add `n` to the counter atomically and return the value after it (0 reads it):      \
+     * sequentially consistent across workers, lock-free, no allocation, fine on every    \
+     * request. A NULL counter returns 0. */                                               \
+    X(uint64_t, shared_counter_add, (px_shared_counter_t * counter, uint64_t n),           \
+      (counter, n))                                                                         \
     /* px_pg_query / px_pg_txn_query for the usual case, where any failure of the query is \
      * the request's answer: `cb` (see px_pg_ok_fn) runs only with a result; a failure is   \
      * answered by the host as px_res_pg_error does (503 unavailable when PostgreSQL cannot \

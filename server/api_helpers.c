@@ -23,6 +23,7 @@
 #include "log.h"
 #include "metrics_plugin.h"
 #include "plugin.h"
+#include "shared_counter.h"
 #include "util.h"
 
 #define PAGE_LIMIT_DEFAULT 10
@@ -503,4 +504,14 @@ void api_metric_observe(px_plugin_t *p, int id, double value)
 {
     if (p)
         metrics_plugin_observe(p->name, id, value);
+}
+
+int api_shared_counter(px_plugin_t *p, const char *name, px_shared_counter_t **out)
+{
+    return registering(p) ? shared_counter_find(p->name, name, out) : PX_ESTATE;
+}
+
+uint64_t api_shared_counter_add(px_shared_counter_t *c, uint64_t n)
+{
+    return shared_counter_add(c, n);
 }

@@ -47,6 +47,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_plugin.h"
+#include "shared_counter.h"
 #include "migrate.h"
 #include "tls.h"
 #include "util.h"
@@ -560,8 +561,11 @@ int master_run(config_t *cfg)
     rc = crash_init();
     if (!rc)
         rc = metrics_plugin_init();
+    if (!rc)
+        rc = shared_counter_init();
     if (rc) {
-        log_error("cannot map the shared crash and plugin metrics tables: %s", strerror(-rc));
+        log_error("cannot map the shared crash, plugin metrics and counter tables: %s",
+                  strerror(-rc));
         return 1;
     }
     for (size_t i = 0; i < cfg->nplugins; i++)

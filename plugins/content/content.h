@@ -3,7 +3,8 @@
  *
  * The folder: content.c (descriptor, init, route table), posts.c (the /v1/posts routes),
  * likes.c, comments.c, feed.c (the feed, the hot set and its consumer), render.c (answers
- * kept in Redis under the content version), media*.c with image.c, video.c, pdf.c (uploads),
+ * kept in Redis under the content version), local.c (each worker's copies of them),
+ * overlay.c (a signed-in caller's likedByMe over an anonymous render), media*.c with image.c, video.c, pdf.c (uploads),
  * store.c (every SQL statement), migrations/ (the schema), schemas.json (bodies and
  * answers). Posts are built as JSON by PostgreSQL itself (content_post_json in
  * migrations/003_likes.sql), so every route answers the same shape.
@@ -134,6 +135,31 @@ int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
 int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud);
 int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
 
+/* local.c: each worker's own copies of the anonymous renders (see there). */
+int local_init(px_plugin_t *self);
+/* The host's generation: a copy is served only under the one its lookup began with. */
+uint64_t local_generation(void);
+/* After the content version moved in Redis: a new generation, on this host at once and
+ * on the others through the channel. `ctx` is a request or a task. */
+void local_bump(px_req_t *ctx);
+/* True when copies are kept and served (local_pages > 0 and the channel is up). */
+bool local_enabled(void);
+/* The copy of `key` under `gen` and not past local_ttl_ms (`len` bytes, valid until the
+ * worker's next local_put), or NULL. */
+const char *local_get(const char *key, uint64_t gen, size_t *len);
+/* Keep a copy of `len` bytes of `text` under `key` and `gen` (dropped when `gen` is
+ * already gone, or the render alone exceeds local_bytes). */
+void local_put(const char *key, uint64_t gen, const char *text, size_t len);
+
+/* overlay.c: answer an anonymous render of a list of posts ({..., "posts": [...]}, every
+ * likedByMe false); a signed-in caller gets it with likedByMe of their own, read in one
+ * lookup of the page's ids. `text` is borrowed for the call. Returns what a handler
+ * returns. */
+int content_send_render(px_req_t *req, const char *text, size_t len);
+/* Rows (post id) of the ids in `ids_array` ("{a,b}") that `user_id` likes. */
+int store_liked(px_req_t *req, const char *user_id, const char *ids_array, px_pg_ok_fn cb,
+                void *ud);
+
 /* render.c: answers kept in Redis under the content version (see there). */
 /* How long a render is kept, and the stretch before its end in which one caller renders
  * it again (milliseconds, as text for Redis). */
@@ -149,15 +175,23 @@ const char *render_ver_key(void);
  * own write. */
 typedef void (*content_touched_fn)(px_req_t *req, void *ud);
 void content_touch(px_req_t *req, content_touched_fn then, void *ud);
-/* The render kept for `words` (what the answer depends on, hashed into the key) under
- * hot_key:<prefix>:<version>: `cb` gets the key to keep a new render under (NULL when
- * Redis is away) and the render (NULL on a miss; `len` bytes, borrowed for the call), and
- * returns what a handler returns. Returns 0, or a code `cb` or the call gave (not
- * answered). */
-typedef int (*render_fn)(px_req_t *req, const char *key, const char *render, size_t len,
-                         void *ud);
+/* Where a render is kept: in Redis under the content version and in the worker under
+ * the generation (local.c). Request memory. */
+typedef struct render_key {
+    const char *redis; /* NULL: Redis is away */
+    const char *local; /* NULL: not kept in the worker */
+    uint64_t gen;      /* the generation when the lookup began */
+} render_key_t;
+/* The render kept for `words` (what the answer depends on; hashed into the Redis key
+ * hot_key:<prefix>:<version>), from the worker's copy or else Redis: `cb` gets where to
+ * keep a new render and the render (NULL on a miss; `len` bytes, borrowed for the call),
+ * and returns what a handler returns. Returns 0, or a code `cb` or the call gave (not
+ * answered). A render found in Redis is also kept in the worker. */
+typedef int (*render_fn)(px_req_t *req, const render_key_t *key, const char *render,
+                         size_t len, void *ud);
 int render_get(px_req_t *req, const char *prefix, const char *words, render_fn cb, void *ud);
-/* Keep `len` bytes of `text` under `key` for RENDER_TTL_MS; fire and forget. */
-void render_put(px_req_t *req, const char *key, const char *text, size_t len);
+/* Keep `len` bytes of `text` where `key` says: in Redis for RENDER_TTL_MS (fire and
+ * forget) and in the worker. */
+void render_put(px_req_t *req, const render_key_t *key, const char *text, size_t len);
 
 #endif

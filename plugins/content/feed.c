@@ -18,9 +18,10 @@
  * the page's bounds and the SHA1 of its ids (so any change of order in the set,
  * even one made by hand, is a different key). A hit is that one call and no PostgreSQL at
  * all; a miss renders from PostgreSQL for the ids and keeps the render (render_put;
- * renewed ahead of its expiry by one caller, see PAGE_LUA).
- * A caller with a token sees likedByMe of their own, so their pages are rendered every
- * time. The total of published posts is counted at most every TOTAL_TTL seconds and kept
+ * renewed ahead of its expiry by one caller, see PAGE_LUA). Before all that, a worker
+ * serves its own copy of the page while the host's generation has not moved (local.c),
+ * and a caller with a token gets the same render with likedByMe of their own laid over
+ * it (overlay.c). The total of published posts is counted at most every TOTAL_TTL seconds and kept
  * beside the set, so it may lag by that much. When Redis is down or the page lies deeper,
  * PostgreSQL answers alone from its (hot, id) index — slower, never wrong; when Redis
  * answers but has lost the set (empty), the set is rebuilt from PostgreSQL and this page
@@ -44,7 +45,8 @@ static char *total_key;
 static int64_t hot_size;
 
 /* KEYS: the set, the cached total, the version. ARGV: the page's first and last rank, "1"
- * when the render may come from (and go to) the cache, RENEW_MS. The answer: ZCARD (0:
+ * when the render may come from (and go to) the cache (always, since every caller gets
+ * the shared render), RENEW_MS. The answer: ZCARD (0:
  * the set is gone), the cached total (-1: none), the render's key ("" when it is not to
  * be cached), the render ("" on a miss), then on a miss the page's ids (a hit skips ZCARD
  * and the total, which only a miss needs). In its last
@@ -90,8 +92,9 @@ static const char RESCORE_LUA[] =
 
 typedef struct feed {
     int page, limit;
-    bool cache_total;      /* the total was counted: keep it in Redis for TOTAL_TTL */
-    const char *cache_key; /* keep the render there (NULL: don't) */
+    bool cache_total;  /* the total was counted: keep it in Redis for TOTAL_TTL */
+    bool anonymous;    /* rendered for nobody: kept, and laid over for a signed-in caller */
+    render_key_t keep; /* where the render is kept (render.c, local.c) */
 } feed_t;
 
 /* ---- answers ---- */
@@ -131,8 +134,9 @@ static void answered_new(px_req_t *req, const px_pg_result_t *res, const px_pg_e
     px_res_list(req, "posts", posts, total, f->page, f->limit);
 }
 
-/* Hot pages: (total, the answer as JSON text), sent as PostgreSQL wrote it, and kept for
- * the next callers when hot_read gave a key. */
+/* Hot pages: (total, the answer as JSON text), sent as PostgreSQL wrote it; an anonymous
+ * render is kept for the next callers (in Redis when hot_read gave a key, in the
+ * worker) and answered through the overlay. */
 static int answered(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     feed_t *f = ud;
@@ -144,9 +148,10 @@ static int answered(px_req_t *req, const px_pg_result_t *res, void *ud)
         const char *set[] = {"SET", total_key, px_pg_value(res, 0, 0), "EX", TOTAL_TTL};
         px_redis_command(req, 5, set, NULL, NULL, NULL);
     }
-    if (f->cache_key)
-        render_put(req, f->cache_key, text, len);
-    return px_res_send(req, 200, "application/json; charset=utf-8", text, len);
+    if (!f->anonymous)
+        return px_res_send(req, 200, "application/json; charset=utf-8", text, len);
+    render_put(req, &f->keep, text, len);
+    return content_send_render(req, text, len);
 }
 
 static int from_postgres(px_req_t *req, feed_t *f)
@@ -196,7 +201,8 @@ static int hot_page(px_req_t *req, const px_redis_reply_t *reply, int err, feed_
     const char *key = px_redis_string(px_redis_element(reply, 2), &key_len);
     const char *page = px_redis_string(px_redis_element(reply, 3), &page_len);
     if (page_len) {
-        return px_res_send(req, 200, "application/json; charset=utf-8", page, page_len);
+        local_put(f->keep.local, f->keep.gen, page, page_len);
+        return content_send_render(req, page, page_len);
     }
     long long cached = px_redis_integer(px_redis_element(reply, 1));
     size_t n = px_redis_elements(reply) - 4;
@@ -221,8 +227,9 @@ static int hot_page(px_req_t *req, const px_redis_reply_t *reply, int err, feed_
     ids[at++] = '}';
     ids[at] = '\0';
     f->cache_total = cached < 0;
-    f->cache_key = key_len ? px_req_strdup(req, key) : NULL;
-    return store_feed_ids(req, px_req_caller_id(req), ids,
+    f->anonymous = true;
+    f->keep.redis = key_len ? px_req_strdup(req, key) : NULL;
+    return store_feed_ids(req, NULL, ids,
                           cached < 0 ? NULL : px_req_printf(req, "%lld", cached), f->page,
                           f->limit, answered, f);
 }
@@ -268,11 +275,22 @@ int feed_get(px_req_t *req, void *ud)
         rc = from_postgres(req, f);
         return rc ? rc : PX_ASYNC;
     }
-    /* Only an anonymous caller's page is the same for everyone (likedByMe). */
+    /* Every caller gets the anonymous render (a signed-in one with their likedByMe laid
+     * over it): the worker's copy under the generation the request began with, else the
+     * render kept in Redis, else a new one. */
+    f->keep.gen = local_generation();
+    if (local_enabled()) {
+        size_t len = 0;
+        f->keep.local = px_req_printf(req, "hot\x1e%" PRId64 ":%" PRId64, start, stop);
+        const char *page = local_get(f->keep.local, f->keep.gen, &len);
+        if (page) {
+            rc = content_send_render(req, page, len);
+            return rc < 0 ? content_fail(req, rc) : rc;
+        }
+    }
     const char *argv[] = {hot_key, total_key, render_ver_key(),
                           px_req_printf(req, "%" PRId64, start),
-                          px_req_printf(req, "%" PRId64, stop),
-                          px_req_caller_id(req) ? "0" : "1", RENEW_MS};
+                          px_req_printf(req, "%" PRId64, stop), "1", RENEW_MS};
     rc = px_redis_eval(req, page_script, 3, 7, argv, NULL, hot_read, f);
     if (rc == PX_EUNAVAIL)
         rc = from_postgres(req, f);
@@ -284,6 +302,8 @@ int feed_get(px_req_t *req, void *ud)
 static void redis_done(px_req_t *task, const px_redis_reply_t *reply, int err, void *ud)
 {
     const px_event_t *ev = ud;
+    /* The version moved with the set (RESCORE_LUA): now the workers' copies. */
+    local_bump(task);
     if (!err && px_redis_type(reply) != PX_REDIS_ERROR) {
         px_event_ack(ev);
         return;
@@ -357,6 +377,8 @@ int feed_init(px_plugin_t *self)
         abort();
     snprintf(total_key, n, "%s:total", hot_key);
     rc = render_init(self, hot_key);
+    if (!rc)
+        rc = local_init(self);
     if (rc)
         return rc;
     page_script = px_redis_script_new(self, PAGE_LUA);

@@ -28,7 +28,8 @@ typedef struct op {
                                   * attached */
     int status;                  /* its status code */
     bool published;              /* the post written is published */
-    const char *cache_key;       /* GET /v1/posts: keep the answer there (render.c) */
+    const render_key_t *keep;    /* GET /v1/posts: keep the answer there (render.c) */
+    const char *list_viewer;     /* whom the list is rendered for (NULL: everyone) */
     int media_count, media_next; /* DELETE: the media that went, whose refs are dropped */
     const char **media_ids, **blob_ids;
 } op_t;
@@ -253,22 +254,25 @@ static int listed(px_req_t *req, const px_pg_result_t *res, void *ud)
         return PX_EINTERNAL;
     if (total == 0 && op->filter.q && !op->filter.fuzzy) {
         op->filter.fuzzy = true;
-        return store_post_list(req, op->viewer, &op->filter, listed, op);
+        return store_post_list(req, op->list_viewer, &op->filter, listed, op);
     }
     size_t len = strlen(text);
-    if (op->cache_key)
-        render_put(req, op->cache_key, text, len);
-    return px_res_send(req, 200, "application/json; charset=utf-8", text, len);
+    if (op->list_viewer)
+        return px_res_send(req, 200, "application/json; charset=utf-8", text, len);
+    render_put(req, op->keep, text, len);
+    return content_send_render(req, text, len);
 }
 
-/* An anonymous caller's list as kept under the content version (render.c), else built. */
-static int list_kept(px_req_t *req, const char *key, const char *render, size_t len, void *ud)
+/* The list everyone shares, as kept (render.c), else built for nobody; a signed-in
+ * caller gets their likedByMe laid over it (overlay.c). */
+static int list_kept(px_req_t *req, const render_key_t *key, const char *render, size_t len,
+                     void *ud)
 {
     op_t *op = ud;
     if (render)
-        return px_res_send(req, 200, "application/json; charset=utf-8", render, len);
-    op->cache_key = key;
-    return store_post_list(req, op->viewer, &op->filter, listed, op);
+        return content_send_render(req, render, len);
+    op->keep = key;
+    return store_post_list(req, NULL, &op->filter, listed, op);
 }
 
 /* What an anonymous list depends on, for its key: each parameter present or absent. */
@@ -305,9 +309,14 @@ int posts_list(px_req_t *req, void *ud)
     f->tag = px_req_query(req, "tag");
     f->kind = px_req_query(req, "kind");
     f->q = search_text(px_req_query(req, "q"));
-    /* Only an anonymous caller's list is the same for everyone (likedByMe, drafts). */
-    rc = op->viewer ? store_post_list(req, op->viewer, f, listed, op)
-                    : render_get(req, "list", list_words(req, f), list_kept, op);
+    /* A list is the same for everyone but for likedByMe (overlay.c), unless it is the
+     * caller's own drafts. */
+    if (op->viewer && f->status && !strcmp(f->status, "draft")) {
+        op->list_viewer = op->viewer;
+        rc = store_post_list(req, op->viewer, f, listed, op);
+    } else {
+        rc = render_get(req, "list", list_words(req, f), list_kept, op);
+    }
     return rc ? rc : PX_ASYNC;
 }
 

@@ -6,11 +6,15 @@
  * search is a few milliseconds of PostgreSQL, the hot feed's page about one. Every
  * anonymous caller asking the same thing gets the same bytes, so those answers are kept:
  * the hot feed's pages (feed.c, whose own script reads the set and the render in one
- * call) and the anonymous searches of GET /v1/posts (posts.c, through render_get). A
- * caller with a token sees likedByMe of their own and is always rendered afresh.
+ * call) and the lists and searches of GET /v1/posts (posts.c, through render_get). A
+ * caller with a token is served the same render with likedByMe of their own laid over
+ * it (overlay.c); only their own drafts (?status=draft) are rendered for them alone.
+ * Each worker also keeps its own copies of what it served (local.c), so most requests
+ * never reach Redis.
  *
  * Correctness. Every key holds the content version (hot_key:ver), which is INCR'd after
- * each committed change to what a post shows: by the writers through content_touch
+ * each committed change to what a post shows (and then the host's generation, which
+ * the workers' copies hang on: local.c): by the writers through content_touch
  * before they answer (an edit, a delete, a like, a comment's deletion, a publication), so
  * a client's next read shows its own write, and by the hot consumer (feed.c) with every
  * event it applies (post.published, post.commented, ...), so what other workers and
@@ -78,10 +82,12 @@ typedef struct touch {
     void *ud;
 } touch_t;
 
+/* Redis first, then the generation (local.c says why the order). */
 static void touched(px_req_t *req, const px_redis_reply_t *reply, int err, void *ud)
 {
     touch_t *t = ud;
     (void)reply, (void)err;
+    local_bump(req);
     t->then(req, t->ud);
 }
 
@@ -92,8 +98,10 @@ void content_touch(px_req_t *req, content_touched_fn then, void *ud)
     t->ud = ud;
     const char *argv[] = {"INCR", ver_key};
     /* Redis away: nothing to wait for; what it keeps expires within RENDER_TTL_MS. */
-    if (px_redis_command(req, 2, argv, NULL, touched, t))
+    if (px_redis_command(req, 2, argv, NULL, touched, t)) {
+        local_bump(req);
         then(req, ud);
+    }
 }
 
 /* ---- reading and keeping a render ---- */
@@ -101,6 +109,7 @@ void content_touch(px_req_t *req, content_touched_fn then, void *ud)
 typedef struct lookup {
     render_fn cb;
     void *ud;
+    render_key_t key;
 } lookup_t;
 
 static void got(px_req_t *req, const px_redis_reply_t *reply, int err, void *ud)
@@ -114,7 +123,10 @@ static void got(px_req_t *req, const px_redis_reply_t *reply, int err, void *ud)
         key = px_redis_string(px_redis_element(reply, 0), &key_len);
         page = px_redis_string(px_redis_element(reply, 1), &len);
     }
-    int rc = l->cb(req, key ? px_req_strdup(req, key) : NULL, len ? page : NULL, len, l->ud);
+    l->key.redis = key ? px_req_strdup(req, key) : NULL;
+    if (len)
+        local_put(l->key.local, l->key.gen, page, len);
+    int rc = l->cb(req, &l->key, len ? page : NULL, len, l->ud);
     if (rc < 0)
         content_fail(req, rc);
 }
@@ -124,15 +136,28 @@ int render_get(px_req_t *req, const char *prefix, const char *words, render_fn c
     lookup_t *l = px_req_alloc(req, sizeof(*l));
     l->cb = cb;
     l->ud = ud;
+    l->key.redis = NULL;
+    l->key.local = NULL;
+    l->key.gen = local_generation();
+    if (local_enabled()) {
+        size_t len = 0;
+        l->key.local = px_req_printf(req, "%s\x1e%s", prefix, words);
+        const char *page = local_get(l->key.local, l->key.gen, &len);
+        if (page)
+            return cb(req, &l->key, page, len, ud);
+    }
     const char *argv[] = {ver_key, px_req_printf(req, "%s:%s:", base, prefix),
                           words, RENEW_MS};
     int rc = px_redis_eval(req, get_script, 1, 4, argv, NULL, got, l);
-    return rc == PX_EUNAVAIL ? cb(req, NULL, NULL, 0, ud) : rc;
+    return rc == PX_EUNAVAIL ? cb(req, &l->key, NULL, 0, ud) : rc;
 }
 
-void render_put(px_req_t *req, const char *key, const char *text, size_t len)
+void render_put(px_req_t *req, const render_key_t *key, const char *text, size_t len)
 {
-    const char *argv[] = {"SET", key, text, "PX", RENDER_TTL_MS};
-    const size_t lens[] = {3, strlen(key), len, 2, strlen(RENDER_TTL_MS)};
-    px_redis_command(req, 5, argv, lens, NULL, NULL);
+    if (key->redis) {
+        const char *argv[] = {"SET", key->redis, text, "PX", RENDER_TTL_MS};
+        const size_t lens[] = {3, strlen(key->redis), len, 2, strlen(RENDER_TTL_MS)};
+        px_redis_command(req, 5, argv, lens, NULL, NULL);
+    }
+    local_put(key->local, key->gen, text, len);
 }

@@ -178,6 +178,17 @@ int store_like(px_pg_txn_t *txn, const char *post_id, const char *user_id, bool 
         2, v, cb, ud);
 }
 
+int store_liked(px_req_t *req, const char *user_id, const char *ids_array, px_pg_ok_fn cb,
+                void *ud)
+{
+    const char *v[] = {user_id, ids_array};
+    /* The primary key (post_id, user_id): one probe per id of the page. */
+    return px_pg_run(req, "liked",
+                     "SELECT post_id::text FROM content_likes WHERE post_id = ANY($2::uuid[]) "
+                     "AND user_id = $1::uuid",
+                     2, v, cb, ud);
+}
+
 /* ---- comments ---- */
 
 /* The ids of the users an `@username` in BODY names (a trailing '.' ends a sentence, not

@@ -25,6 +25,9 @@
 #   BENCH_ROUNDS    rounds (default 1; each measures every server once per route, and
 #                   once more per route as a signed-in caller: "search-auth", "hot-auth")
 #   BENCH_BASELINE  a second build to measure beside this one (see above)
+#   BENCH_FLOOR     1 (default) also runs floor.c (tests/bench/lib.sh, start_floor; a
+#                   canned answer, no work) once per round at the same connections: the
+#                   p99 the machine allows at that moment, beside the p99 of the hot feed
 #   BENCH_BASE_PORT its port (default 18484)
 #   BENCH_DB        a database a previous run kept (BENCH_KEEP=1 prints it): its posts are
 #                   used as they are, nothing generated, and it is kept again
@@ -165,14 +168,22 @@ warm_server() { # PORT HOT_KEY
 warm_server "$PX_PORT" "$HOT_KEY"
 [[ -z $BASELINE ]] || warm_server "$BASE_PORT" "$HOT_KEY:base"
 
-# A signed-in caller (likedByMe is theirs): their answers are never the kept renders, so
-# the "-auth" runs measure what rendering costs.
+# A signed-in caller (likedByMe is theirs), who likes three of the hot page's posts and
+# the search's first: since the overlay (plugins/content/overlay.c) they get the kept
+# render with their likedByMe laid over it (main rendered their answers afresh), so the
+# "-auth" runs measure that overlay, patching included.
 token_for() { # PORT
-    local name=bench_$$_$1
-    curl -sf -H 'Content-Type: application/json' \
+    local name=bench_$$_$1 token id
+    token=$(curl -sf -H 'Content-Type: application/json' \
         -d "{\"username\":\"$name\",\"email\":\"$name@example.com\",\"password\":\"Bench-pass-$$-x\"}" \
         "http://127.0.0.1:$1/v1/auth/register" |
-        "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])'
+        "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["accessToken"])')
+    for id in $( { curl -sf "http://127.0.0.1:$1$HOT&limit=3"; echo; curl -sf "http://127.0.0.1:$1$SEARCH&limit=1"; } |
+        "$PYTHON" -c 'import json,sys; [print(p["id"]) for l in sys.stdin if l.strip() for p in json.loads(l)["posts"]]'); do
+        curl -sf -o /dev/null -X POST -H "Authorization: Bearer $token" \
+            "http://127.0.0.1:$1/v1/posts/$id/like" || return 1
+    done
+    echo "$token"
 }
 TOKEN=$(token_for "$PX_PORT") || die "could not register a user"
 BASE_TOKEN=
@@ -202,7 +213,10 @@ run() { # SERVER PID PORT NAME PATH [TOKEN]
 
 log "query \"$QUERY\": $SEARCH; hot: $HOT; $CONNS connections, ${SECONDS_PER_RUN}s per run, $ROUNDS rounds"
 printf '%-9s %-11s %10s %9s %9s %9s %12s %6s\n' server what "req/s" p50 p99 requests "CPU/request" load1
+FLOOR=${BENCH_FLOOR:-1}
+[[ $FLOOR == 0 ]] || start_floor 2
 for ((round = 1; round <= ROUNDS; round++)); do
+    [[ $FLOOR == 0 ]] || run floor "$FLOOR_PID" "$FLOOR_PORT" floor /v1/hello
     for what in search hot search-auth hot-auth; do
         path=$SEARCH
         [[ $what == hot* ]] && path=$HOT
@@ -213,6 +227,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
         run this "$PX_PID" "$PX_PORT" "$what" "$path" "${tok:+$TOKEN}"
     done
 done
+# What the workers' own copies answered (plugins/content/local.c); main has none.
+log "this build's worker copies: $(curl -s "http://127.0.0.1:$PX_PORT/metrics" |
+    awk '/^content_local_(hits|misses)_total/ {printf "%s %s  ", $1, $2}')"
 log "EXPLAIN ANALYZE of the search's match"
 "${PSQL[@]}" -d "$DB" <<SQL
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)

@@ -1,12 +1,13 @@
 /* test_helpers.c — the SDK 1.2 HELPERS area that needs no server: statement names per
  * plugin (api_pg.c), content negotiation, ETags, UUIDs, base64, px_req_printf, plugin
- * metrics and settings tables (api_settings.c). */
+ * metrics and settings tables (api_settings.c), shared counters (shared_counter.c). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include "api.h"
 #include "check.h"
@@ -16,6 +17,7 @@
 #include "metrics_plugin.h"
 #include "plugin.h"
 #include "request.h"
+#include "shared_counter.h"
 
 static void test_stmt_names(void)
 {
@@ -404,6 +406,57 @@ static void test_settings(void)
     unlink(log_path);
 }
 
+/* Shared counters: one per (plugin, name), the same cell on every lookup, and shared
+ * with a forked child as with a worker (the table is mapped before the fork). */
+static void test_shared_counter(void)
+{
+    px_shared_counter_t *a = NULL, *again = NULL, *b = NULL, *other = NULL;
+    CHECK_EQ_INT(shared_counter_find("alpha", "version", &a), 0);
+    CHECK_EQ_INT(shared_counter_find("alpha", "version", &again), 0);
+    CHECK_EQ_INT(shared_counter_find("beta", "version", &b), 0);
+    CHECK_EQ_INT(shared_counter_find("alpha", "other", &other), 0);
+    CHECK(a && a == again && b && b != a && other && other != a && other != b);
+    CHECK_EQ_U64(shared_counter_add(a, 0), 0);
+    CHECK_EQ_U64(shared_counter_add(a, 2), 2);
+    CHECK_EQ_U64(shared_counter_add(a, 3), 5);
+    CHECK_EQ_U64(shared_counter_add(b, 0), 0);
+    CHECK_EQ_U64(shared_counter_add(NULL, 7), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        px_shared_counter_t *mine = NULL;
+        int ok = shared_counter_find("alpha", "version", &mine) == 0 && mine == a &&
+                 shared_counter_add(mine, 0) == 5 && shared_counter_add(mine, 10) == 15;
+        _exit(ok ? 0 : 1);
+    }
+    int status = -1;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ_U64(shared_counter_add(a, 0), 15);
+    CHECK_EQ_INT(shared_counter_find("alpha", "", &a), PX_EINVAL);
+    CHECK_EQ_INT(shared_counter_find("alpha", NULL, &a), PX_EINVAL);
+    CHECK_EQ_INT(shared_counter_find("alpha", "x", NULL), PX_EINVAL);
+    char longname[SHARED_COUNTER_NAME_MAX + 2];
+    memset(longname, 'n', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    CHECK_EQ_INT(shared_counter_find("alpha", longname, &a), PX_EINVAL);
+    longname[SHARED_COUNTER_NAME_MAX] = '\0';
+    CHECK_EQ_INT(shared_counter_find("alpha", longname, &other), 0);
+    /* The table fills up: every name taken gets its cell, then PX_EOVERFLOW. */
+    int taken = 0, rc = 0;
+    for (int i = 0; i < SHARED_COUNTERS + 1 && rc == 0; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "fill%d", i);
+        px_shared_counter_t *c = NULL;
+        rc = shared_counter_find("gamma", name, &c);
+        taken += rc == 0;
+    }
+    CHECK_EQ_INT(rc, PX_EOVERFLOW);
+    CHECK_EQ_INT(taken, SHARED_COUNTERS - 4);
+    /* Names already there are still found. */
+    CHECK_EQ_INT(shared_counter_find("alpha", "version", &again), 0);
+    CHECK(again == a);
+}
+
 int main(void)
 {
     RUN(test_settings);
@@ -415,5 +468,6 @@ int main(void)
     RUN(test_base64);
     RUN(test_req_printf);
     RUN(test_plugin_metrics);
+    RUN(test_shared_counter);
     return check_finish();
 }
