@@ -123,6 +123,37 @@ const char events_schema_sql[] =
  * now finds its range by id (sql_prune). */
 const char events_schema_prune_by_id_sql[] = "DROP INDEX IF EXISTS panthera_events_created";
 
+/* Applied after the prune's. Two things a delivered event paid far more for than it
+ * needs to (tests/bench/events.sh drain):
+ * - A delivery row is updated twice while it is delivered: its claim counts the attempt,
+ *   then its batch marks it done. The claim changes no indexed column, so with room left
+ *   on the row's page PostgreSQL keeps the new version there and adds no index entries (a
+ *   HOT update). At the default fillfactor of 100 the relay's inserts filled each page,
+ *   and every claim wrote its version elsewhere and an entry into each of the three
+ *   indexes. (The mark changes `state`, which the pending index's predicate reads: it is
+ *   never HOT.)
+ * - The mark and the hold look a batch's rows up by id. In one statement joined to the
+ *   array of ids (or testing "= ANY" of it), the plan rests on the planner's estimate of
+ *   the group's pending rows, and from statistics that lag (a backlog just copied, a table
+ *   analyzed while it was small) that is a row or two: it then hashed the group's whole
+ *   range for every batch, or scanned it testing each row against the array, or (with
+ *   those joins forbidden) ran through the array once per row of it — 15 to 300 ms a batch
+ *   at a backlog of 20,000, the largest part of what a delivered event cost. These
+ *   functions update one row per id by its key, which no estimate can turn into a scan;
+ *   plpgsql keeps the statement's plan per session. */
+const char events_schema_deliveries_sql[] =
+    "ALTER TABLE panthera_event_deliveries SET (fillfactor = 50);"
+    "CREATE FUNCTION panthera_event_mark(g text, ids bigint[]) RETURNS SETOF bigint"
+    " LANGUAGE plpgsql AS $$ DECLARE i bigint; BEGIN FOREACH i IN ARRAY ids LOOP"
+    " RETURN QUERY UPDATE panthera_event_deliveries SET state = 'done', done_at = now()"
+    " WHERE group_name = g AND event_id = i AND state = 'pending' RETURNING event_id;"
+    " END LOOP; END $$;"
+    "CREATE FUNCTION panthera_event_hold(g text, ids bigint[]) RETURNS void"
+    " LANGUAGE plpgsql AS $$ DECLARE i bigint; BEGIN FOREACH i IN ARRAY ids LOOP"
+    " UPDATE panthera_event_deliveries SET state = 'pending', done_at = NULL,"
+    " attempts = greatest(attempts - 1, 0)"
+    " WHERE group_name = g AND event_id = i AND state = 'done'; END LOOP; END $$";
+
 static const char sql_emit[] =
     "WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended("
     "'px-aggregate' || chr(10) || $2, 0)))"

@@ -65,10 +65,9 @@
 #define RETRY_SLACK_MS 20 /* our clock and PostgreSQL's now() are not the same clock */
 #define COMMIT_FAILED_RETRY_MS 1000
 
-static const char sql_mark[] =
-    "UPDATE panthera_event_deliveries SET state = 'done', done_at = now()"
-    " WHERE group_name = $1 AND event_id = ANY($2::bigint[]) AND state = 'pending'"
-    " RETURNING event_id";
+/* Marks those of the ids still pending done, returning them (events_schema_deliveries_sql
+ * in events.c says why it is a function). */
+static const char sql_mark[] = "SELECT panthera_event_mark($1, $2::bigint[])";
 
 /* A failed delivery outside any batch (its batch is gone): counts and waits. */
 static const char sql_fail[] =
@@ -88,10 +87,7 @@ static const char sql_fail_in_batch[] =
     " RETURNING state";
 
 /* Held events were never handed out: pending again, and their claim does not count. */
-static const char sql_hold[] =
-    "UPDATE panthera_event_deliveries SET state = 'pending', done_at = NULL,"
-    " attempts = greatest(attempts - 1, 0)"
-    " WHERE group_name = $1 AND event_id = ANY($2::bigint[]) AND state = 'done'";
+static const char sql_hold[] = "SELECT panthera_event_hold($1, $2::bigint[])";
 
 void events_log_error(ev_group_t *g, const char *what, const px_pg_error_t *err)
 {
