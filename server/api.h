@@ -17,8 +17,8 @@ req_op_t *api_op_new(px_req_t *req, int kind);
 void api_op_finish(req_op_t *op);
 /* The request or task a transaction belongs to. */
 px_req_t *api_txn_req(px_pg_txn_t *txn);
-/* px_pg_txn_query for a named statement whose failure matters only to the transaction:
- * sent with the transaction's next statement, one sync point for both
+/* px_pg_txn_query (name and cb may be NULL) for a statement whose failure matters only to
+ * the transaction: sent with the transaction's next statement, one sync point for both
  * (pg_txn_query_joined). */
 int api_pg_txn_query_joined(px_pg_txn_t *txn, const char *name, const char *sql, int nparams,
                             const char *const *values, px_pg_fn cb, void *ud);

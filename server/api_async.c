@@ -150,7 +150,7 @@ static void pg_query_done(const pg_result_t *res, const pg_error_t *err, void *u
 
 /* `cb` may be NULL in a transaction only: the statement is queued without a callback, and
  * a failure shows in the commit's error (pg.c keeps the first). `joined`: see
- * pg_txn_query_joined (a named statement in a transaction, with a callback). */
+ * pg_txn_query_joined (a statement in a transaction). */
 static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char *sql, int nparams,
                        const char *const *values, px_pg_fn cb, void *ud, bool joined)
 {
@@ -158,8 +158,9 @@ static int start_query(px_req_t *r, pg_txn_t *txn, const char *name, const char 
     if ((!pool && !txn) || !sql || (!cb && !txn))
         return !sql || (!cb && !txn) ? PX_EINVAL : PX_EUNAVAIL;
     if (!cb) {
-        int rc = name ? pg_txn_query_prepared(txn, name, sql, nparams, values, NULL, NULL, NULL)
-                      : pg_txn_query(txn, sql, nparams, values, NULL, NULL, NULL);
+        int rc = joined ? pg_txn_query_joined(txn, name, sql, nparams, values, NULL, NULL, NULL)
+                 : name ? pg_txn_query_prepared(txn, name, sql, nparams, values, NULL, NULL, NULL)
+                        : pg_txn_query(txn, sql, nparams, values, NULL, NULL, NULL);
         return rc ? PX_EINVAL : 0;
     }
     req_op_t *op = op_new(r, OP_PG_QUERY, (req_op_cb_t){.pg = cb}, ud);
@@ -311,8 +312,6 @@ int api_pg_txn_query(px_pg_txn_t *t, const char *name, const char *sql, int npar
 int api_pg_txn_query_joined(px_pg_txn_t *t, const char *name, const char *sql, int nparams,
                             const char *const *values, px_pg_fn cb, void *ud)
 {
-    if (!name || !cb)
-        return PX_EINVAL;
     return plugin_query(t->req, t->txn, name, sql, nparams, values, cb, ud, true);
 }
 

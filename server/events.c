@@ -17,9 +17,15 @@
  * PostgreSQL serialises the commits of every notifying transaction on one global lock,
  * which made a write with one emit 3.5 times slower in tests/bench/events.sh. Instead,
  * once such a COMMIT has succeeded (api_async.c tells us), the worker sends one NOTIFY of
- * its own for all the commits of the next EVENTS_WAKE_MS: at most one per transaction, and
- * far fewer under load. If it is lost (the worker dies first), the consumers' poll finds
- * the events.
+ * its own for all the commits of the next EVENTS_WAKE_MS, and then none for
+ * EVENTS_WAKE_EVERY_MS: at most one per transaction, and under load at most a hundred a
+ * second per worker. Each NOTIFY is a transaction of its own, with a transaction id, a
+ * commit record and the notify queue: sent every 2 ms by each worker, they cost a write with
+ * one emit about three times what its statement costs (tests/bench/events.sh emit, +117
+ * against +32 us of CPU per write without any). A consumer that is busy finds the new
+ * events when its current cycle ends; one that is idle hears of them at most
+ * EVENTS_WAKE_EVERY_MS late. If a NOTIFY is lost (the worker dies first), the consumers'
+ * poll finds the events.
  *
  * Seeing rows in commit order. Ids come from a sequence when the INSERT runs, not when
  * the transaction commits: a relay that reads "id > last seen" skips a transaction that
@@ -89,8 +95,10 @@
 #include "worker.h"
 
 #define PRUNE_EVERY_MS (60 * 1000)
-/* Commits with events in one worker within this long share one NOTIFY. */
+/* Commits with events in one worker within this long share one NOTIFY, */
 #define EVENTS_WAKE_MS 2
+/* and one worker sends at most one NOTIFY this often. */
+#define EVENTS_WAKE_EVERY_MS 10
 /* Pending rows looked at per delivery transaction, beyond its batch, to find the heads
  * of distinct aggregates. */
 #define DISPATCH_WINDOW_PER_SLOT 64
@@ -122,6 +130,42 @@ const char events_schema_sql[] =
  * re-run). Each emit paid for a third index only the prune, once a minute, used: the prune
  * now finds its range by id (sql_prune). */
 const char events_schema_prune_by_id_sql[] = "DROP INDEX IF EXISTS panthera_events_created";
+
+/* Applied after the prune's. Two things a delivered event paid far more for than it
+ * needs to (tests/bench/events.sh drain), and one each consumer paid every second:
+ * - A delivery row is updated twice while it is delivered: its claim counts the attempt,
+ *   then its batch marks it done. The claim changes no indexed column, so with room left
+ *   on the row's page PostgreSQL keeps the new version there and adds no index entries (a
+ *   HOT update). At the default fillfactor of 100 the relay's inserts filled each page,
+ *   and every claim wrote its version elsewhere and an entry into each of the three
+ *   indexes. (The mark changes `state`, which the pending index's predicate reads: it is
+ *   never HOT.)
+ * - The mark and the hold look a batch's rows up by id. In one statement joined to the
+ *   array of ids (or testing "= ANY" of it), the plan rests on the planner's estimate of
+ *   the group's pending rows, and from statistics that lag (a backlog just copied, a table
+ *   analyzed while it was small) that is a row or two: it then hashed the group's whole
+ *   range for every batch, or scanned it testing each row against the array, or (with
+ *   those joins forbidden) ran through the array once per row of it — 15 to 300 ms a batch
+ *   at a backlog of 20,000, the largest part of what a delivered event cost. These
+ *   functions update one row per id by its key, which no estimate can turn into a scan;
+ *   plpgsql keeps the statement's plan per session.
+ * - The dead letters get an index of their own: the count every tick (sql_dead) read
+ *   every delivery row of the group, done ones included, which a week's retention makes
+ *   millions each second. Only dead rows enter it, so delivering pays nothing for it. */
+const char events_schema_deliveries_sql[] =
+    "ALTER TABLE panthera_event_deliveries SET (fillfactor = 50);"
+    "CREATE FUNCTION panthera_event_mark(g text, ids bigint[]) RETURNS SETOF bigint"
+    " LANGUAGE plpgsql AS $$ DECLARE i bigint; BEGIN FOREACH i IN ARRAY ids LOOP"
+    " RETURN QUERY UPDATE panthera_event_deliveries SET state = 'done', done_at = now()"
+    " WHERE group_name = g AND event_id = i AND state = 'pending' RETURNING event_id;"
+    " END LOOP; END $$;"
+    "CREATE FUNCTION panthera_event_hold(g text, ids bigint[]) RETURNS void"
+    " LANGUAGE plpgsql AS $$ DECLARE i bigint; BEGIN FOREACH i IN ARRAY ids LOOP"
+    " UPDATE panthera_event_deliveries SET state = 'pending', done_at = NULL,"
+    " attempts = greatest(attempts - 1, 0)"
+    " WHERE group_name = g AND event_id = i AND state = 'done'; END LOOP; END $$;"
+    "CREATE INDEX panthera_event_deliveries_dead ON panthera_event_deliveries (group_name)"
+    " WHERE state = 'dead'";
 
 static const char sql_emit[] =
     "WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended("
@@ -403,10 +447,12 @@ done:
 
 /* One per process (a worker is one process); made on the first commit with events. */
 static uv_timer_t *wake;
+static uint64_t wake_sent; /* loop time of the last NOTIFY */
 
 static void wake_fire(uv_timer_t *t)
 {
     worker_t *w = t->data;
+    wake_sent = uv_now(w->loop);
     if (w->pg) /* fire and forget: if it is lost, the consumers' poll finds the events */
         pg_query(w->pg, "SELECT pg_notify('panthera_events', '')", 0, NULL, NULL, NULL, NULL);
 }
@@ -418,8 +464,13 @@ void events_wake(worker_t *w)
         uv_timer_init(w->loop, wake);
         wake->data = w;
     }
-    if (!uv_is_active((uv_handle_t *)wake))
-        uv_timer_start(wake, wake_fire, EVENTS_WAKE_MS, 0);
+    if (uv_is_active((uv_handle_t *)wake))
+        return;
+    uint64_t now = uv_now(w->loop), after = EVENTS_WAKE_MS;
+    if (wake_sent && now < wake_sent + EVENTS_WAKE_EVERY_MS &&
+        wake_sent + EVENTS_WAKE_EVERY_MS - now > after)
+        after = wake_sent + EVENTS_WAKE_EVERY_MS - now;
+    uv_timer_start(wake, wake_fire, after, 0);
 }
 
 static void wake_closed(uv_handle_t *h)

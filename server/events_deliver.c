@@ -10,9 +10,9 @@
  * It first marks them all done in one statement (only those still pending: the row lock
  * also serialises any duplicate consumer), then hands them to the handler one after
  * another, each inside a savepoint of its own (px_ev_ID), and the handler ends each with:
- *   - ack: RELEASE SAVEPOINT, and the next handler starts at once, without waiting for
- *     its answer (the statements follow each other down the pipeline); the effect and its
- *     "done" commit with the batch.
+ *   - ack: the next handler starts at once; its savepoint's RELEASE goes with that
+ *     handler's SAVEPOINT and first statement (none before the COMMIT, which releases
+ *     them all); the effect and its "done" commit with the batch.
  *   - retry: ROLLBACK TO SAVEPOINT undoes its effect; the failure is recorded in the batch
  *     (done becomes pending again until next_at, or dead past max_attempts), and every
  *     later event of its aggregate in the batch is held — not handed out, given back as
@@ -30,6 +30,10 @@
  * of its own), so an event whose handler kills its worker costs its neighbours one attempt,
  * not max_attempts. A batch whose COMMIT fails is given back the same way; a batch of one
  * records its own failure (sql_fail), as every delivery did before batches.
+ *
+ * The savepoints' statements never have a sync point of their own (pg_txn_query_joined):
+ * each would cost an answer, a flush of the backend and a wake-up of the worker, and with a
+ * handler of one statement and its answer that was half of what a delivery sent.
  *
  * Why batches: a transaction per event cost each event a BEGIN, a COMMIT with its WAL
  * flush, a "mark done" and its share of a dispatch, and one group drained under a
@@ -65,10 +69,9 @@
 #define RETRY_SLACK_MS 20 /* our clock and PostgreSQL's now() are not the same clock */
 #define COMMIT_FAILED_RETRY_MS 1000
 
-static const char sql_mark[] =
-    "UPDATE panthera_event_deliveries SET state = 'done', done_at = now()"
-    " WHERE group_name = $1 AND event_id = ANY($2::bigint[]) AND state = 'pending'"
-    " RETURNING event_id";
+/* Marks those of the ids still pending done, returning them (events_schema_deliveries_sql
+ * in events.c says why it is a function). */
+static const char sql_mark[] = "SELECT panthera_event_mark($1, $2::bigint[])";
 
 /* A failed delivery outside any batch (its batch is gone): counts and waits. */
 static const char sql_fail[] =
@@ -88,10 +91,7 @@ static const char sql_fail_in_batch[] =
     " RETURNING state";
 
 /* Held events were never handed out: pending again, and their claim does not count. */
-static const char sql_hold[] =
-    "UPDATE panthera_event_deliveries SET state = 'pending', done_at = NULL,"
-    " attempts = greatest(attempts - 1, 0)"
-    " WHERE group_name = $1 AND event_id = ANY($2::bigint[]) AND state = 'done'";
+static const char sql_hold[] = "SELECT panthera_event_hold($1, $2::bigint[])";
 
 void events_log_error(ev_group_t *g, const char *what, const px_pg_error_t *err)
 {
@@ -382,14 +382,20 @@ static void batch_next(ev_batch_t *b)
             break;
         ev->state = EV_HELD;
     }
+    struct px_event *acked = b->unreleased;
+    b->unreleased = NULL;
     if (!ev) {
         batch_commit(b);
         return;
     }
-    /* No callback: if it fails, so do the handler's statements and the COMMIT. */
-    char sql[64];
+    /* No callbacks, and joined to the handler's first statement: if one fails, so do the
+     * handler's statements and the COMMIT. */
+    char release[64], sql[64];
+    if (acked)
+        savepoint_sql(release, sizeof(release), "RELEASE SAVEPOINT", acked);
     savepoint_sql(sql, sizeof(sql), "SAVEPOINT", ev);
-    if (api_pg_txn_query(b->txn, NULL, sql, 0, NULL, NULL, NULL)) {
+    if ((acked && api_pg_txn_query_joined(b->txn, NULL, release, 0, NULL, NULL, NULL)) ||
+        api_pg_txn_query_joined(b->txn, NULL, sql, 0, NULL, NULL, NULL)) {
         batch_abort(b, true);
         return;
     }
@@ -433,8 +439,8 @@ static void batch_retry(struct px_event *ev, uint64_t after_ms, const char *reas
     char undo[64], release[64];
     savepoint_sql(undo, sizeof(undo), "ROLLBACK TO SAVEPOINT", ev);
     savepoint_sql(release, sizeof(release), "RELEASE SAVEPOINT", ev);
-    if (api_pg_txn_query(b->txn, NULL, undo, 0, NULL, NULL, NULL) ||
-        api_pg_txn_query(b->txn, NULL, release, 0, NULL, NULL, NULL) ||
+    if (api_pg_txn_query_joined(b->txn, NULL, undo, 0, NULL, NULL, NULL) ||
+        api_pg_txn_query_joined(b->txn, NULL, release, 0, NULL, NULL, NULL) ||
         api_pg_txn_query(b->txn, "px_ev_fail_batch", sql_fail_in_batch, 5, params,
                          ev_failed_in_batch, ev))
         batch_abort(b, true);
@@ -458,11 +464,11 @@ int api_event_ack(const px_event_t *cev)
     lease_end(ev);
     ev->txn = NULL;
     ev->state = EV_ACKED;
-    char sql[64];
-    savepoint_sql(sql, sizeof(sql), "RELEASE SAVEPOINT", ev);
-    /* No callback: a failure fails the rest of the batch (see the top of the file). */
-    int rc = api_pg_txn_query(b->txn, NULL, sql, 0, NULL, NULL, NULL);
-    if (rc == 0 && api_timer_start(b->group->task, 0, 0, batch_advance, b) <= 0)
+    /* Released with the next handler's first statement (batch_next); a failed statement
+     * of this handler fails that, and the rest of the batch (see the top of the file). */
+    b->unreleased = ev;
+    int rc = 0;
+    if (api_timer_start(b->group->task, 0, 0, batch_advance, b) <= 0)
         rc = PX_ESTATE;
     if (rc) { /* the batch cannot go on: taken back at the next tick, as by a lease */
         events_log_error(b->group, "ending a delivery", NULL);

@@ -69,6 +69,7 @@ struct ev_batch {
     struct px_event *events; /* in id order; all of an aggregate's in one batch */
     struct px_event *last;
     size_t n;
+    struct px_event *unreleased; /* acked, its savepoint not released yet (batch_next) */
     struct ev_batch *next;
 };
 

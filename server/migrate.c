@@ -50,6 +50,7 @@ static const px_migration_t host_migrations[] = {
      " created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (scope, key))"},
     {"002_events", events_schema_sql},
     {"003_events_prune_by_id", events_schema_prune_by_id_sql},
+    {"004_events_deliveries", events_schema_deliveries_sql},
     {NULL, NULL},
 };
 

@@ -688,7 +688,7 @@ int pg_txn_query_joined(pg_txn_t *txn, const char *name, const char *sql, int np
                         const char *const *values, pg_query_cb cb, void *ud,
                         pg_handle_t **handle_out)
 {
-    if (!txn || txn->ended || !name)
+    if (!txn || txn->ended)
         return -EINVAL;
     return query_start(txn->pool, txn, name, sql, nparams, values, cb, ud, handle_out, true);
 }

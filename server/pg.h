@@ -183,8 +183,8 @@ int pg_txn_query(pg_txn_t *txn, const char *sql, int nparams, const char *const 
 int pg_txn_query_prepared(pg_txn_t *txn, const char *name, const char *sql, int nparams,
                           const char *const *values, pg_query_cb cb, void *ud,
                           pg_handle_t **handle_out);
-/* Like pg_txn_query_prepared, for a statement whose failure matters only to the
- * transaction (its COMMIT then fails): it is not sent on its own but with the next
+/* Like pg_txn_query_prepared (or pg_txn_query, `name` NULL), for a statement whose
+ * failure matters only to the transaction (its COMMIT then fails): it is not sent on its own but with the next
  * statement of the transaction (or its COMMIT) issued before the loop blocks, both behind
  * one sync point, so it costs PostgreSQL no answer and the process no wake-up of their
  * own. If none is issued by then, it goes alone. Each statement is still answered as it

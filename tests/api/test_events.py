@@ -336,6 +336,42 @@ def test_a_backlog_of_20000_drains_without_a_dispatch_timing_out(make_server):
         assert order == "0", "per-aggregate order broken in %s places" % order
 
 
+def test_the_mark_and_the_hold_change_only_the_rows_they_are_given(make_server):
+    """panthera_event_mark (a batch's "done") and panthera_event_hold (held events pending
+    again, their claim undone), migration 004: only the ids given, only from the state
+    each expects, the mark answering the ids it marked."""
+    group = new_group()
+    agg = "mk-" + uuid.uuid4().hex[:8]
+    s = start(make_server, group, workers=1, evkit={"subscribe": "no"})
+    s.stop()  # the migrations ran; nothing consumes
+    psql_value("INSERT INTO panthera_event_groups (group_name, plugin, pattern)"
+               " VALUES ('%s', 'evkit', 'none')" % group)
+    ids = psql_value("INSERT INTO panthera_events (type, aggregate_id, producer, payload)"
+                     " SELECT 'mk.x', '%s', 'test', '{}' FROM generate_series(1, 5)"
+                     " RETURNING id" % agg).split()
+    psql_value("INSERT INTO panthera_event_deliveries (group_name, event_id, aggregate_id,"
+               " state, attempts) SELECT '%s', id, aggregate_id, CASE WHEN id = %s THEN 'done'"
+               " WHEN id = %s THEN 'dead' ELSE 'pending' END, 1 FROM panthera_events"
+               " WHERE aggregate_id = '%s'" % (group, ids[1], ids[2], agg))
+
+    def states():
+        return psql_value("SELECT string_agg(state || ':' || attempts, ' ' ORDER BY event_id)"
+                          " FROM panthera_event_deliveries WHERE group_name = '%s'" % group)
+
+    marked = psql_value("SELECT panthera_event_mark('%s', '{%s,%s,%s,%s}')"
+                        % (group, ids[0], ids[1], ids[2], ids[3])).split()
+    assert sorted(marked) == sorted([ids[0], ids[3]])
+    assert states() == "done:1 done:1 dead:1 done:1 pending:1"
+    assert psql_value("SELECT count(*) FROM panthera_event_deliveries WHERE group_name = '%s'"
+                      " AND state = 'done' AND done_at IS NULL" % group) == "1"  # made so
+    assert psql_value("SELECT panthera_event_mark('other-%s', '{%s}')" % (group, ids[4])) == ""
+    psql_value("SELECT panthera_event_hold('%s', '{%s,%s,%s}')" % (group, ids[0], ids[2], ids[4]))
+    assert states() == "pending:0 done:1 dead:1 done:1 pending:1"
+    assert psql_value("SELECT count(*) FROM panthera_event_deliveries WHERE group_name = '%s'"
+                      " AND state = 'pending' AND done_at IS NOT NULL" % group) == "0"
+    psql_value("DELETE FROM panthera_event_groups WHERE group_name = '%s'" % group)
+
+
 def test_always_failing_handler_is_dead_lettered_and_others_flow(make_server):
     group = new_group()
     prefix = "dl-" + uuid.uuid4().hex[:8] + "-"

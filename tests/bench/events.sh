@@ -13,8 +13,11 @@
 #            latency p50/p99 (the event's transaction start to its handler's insert; the
 #            emitting transaction is that one statement) (target p99 <= 50 ms).
 #   drain    20,000 events committed at once over 1,000 aggregates: the events/s one group
-#            handles until the last is done (target >= 5,000/s).
+#            handles until the last is done (target >= 5,000/s), each run on a fresh private
+#            database; BENCH_BASE_BUILD as for emit, BENCH_DRAIN_ROUNDS rounds (default 1),
+#            BENCH_PERF=<prefix>: perf record -g of pantherad and the backends to <prefix>.<build>.
 #
+# Every run is on a private database of its own (evbench_*), dropped at the end.
 # usage: tests/bench/events.sh [emit] [latency] [drain]      (default: all three)
 # Needs PostgreSQL: run `scripts/dev services` first (this reads .run/env).
 # BENCH_SECONDS (default 10) per run. Loads 127.0.0.1 only; stops what it starts.
@@ -48,9 +51,9 @@ bench_init
 trap bench_cleanup EXIT
 command -v pgbench >/dev/null || die "pgbench not found (postgresql-client)"
 
-sql() {
-    psql -X -q -A -t -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER" \
-        "$PANTHERA_PGDATABASE" -c "$1"
+sql() { sql_in "$PANTHERA_PGDATABASE" "$1"; }
+sql_in() {
+    psql -X -q -A -t -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER" "$1" -c "$2"
 }
 
 # evkit with its consumer group $GROUP (SUBSCRIBE yes) or none (no), on database $EV_DB
@@ -131,23 +134,27 @@ EMIT_SQL="WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended('px-aggreg
 
 run_latency() {
     log "latency: 1,000 events/s into group $GROUP for ${SECONDS_PER_RUN}s"
-    start_evkit yes
+    local db=evbench_latency_$$
+    EMIT_DBS+=("$db")
+    trap 'bench_cleanup; drop_emit_dbs' EXIT
+    sql "CREATE DATABASE $db" >/dev/null
+    EV_DB=$db start_evkit yes
     printf '\\set agg random(1, 1000000)\n%s\n' "$EMIT_SQL" >"$BENCH_TMP/emit.sql"
     wait_quiet
     local first_id
-    first_id=$(sql "SELECT coalesce(max(id), 0) FROM panthera_events")
+    first_id=$(sql_in "$db" "SELECT coalesce(max(id), 0) FROM panthera_events")
     pgbench -n -R 1000 -T "$SECONDS_PER_RUN" -c 4 -j 2 -f "$BENCH_TMP/emit.sql" \
-        -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER" "$PANTHERA_PGDATABASE" \
+        -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPORT" -U "$PANTHERA_PGUSER" "$db" \
         >"$BENCH_TMP/pgbench.txt" 2>&1 || { cat "$BENCH_TMP/pgbench.txt" >&2; die "pgbench failed"; }
     local sent done_ waited=0
-    sent=$(sql "SELECT count(*) FROM panthera_events WHERE type = 'evkit.bench' AND aggregate_id LIKE 'lat%' AND id > $first_id")
+    sent=$(sql_in "$db" "SELECT count(*) FROM panthera_events WHERE type = 'evkit.bench' AND aggregate_id LIKE 'lat%' AND id > $first_id")
     while :; do
-        done_=$(sql "SELECT count(*) FROM evkit_seen WHERE group_name = '$GROUP' AND type = 'evkit.bench'")
+        done_=$(sql_in "$db" "SELECT count(*) FROM evkit_seen WHERE group_name = '$GROUP' AND type = 'evkit.bench'")
         ((done_ >= sent)) && break
         ((waited++ < 600)) || die "only $done_ of $sent events handled after 60 s"
         sleep 0.1
     done
-    sql "SELECT format('latency: %s events at %s/s, commit-to-handler p50 %s ms, p99 %s ms, max %s ms',
+    sql_in "$db" "SELECT format('latency: %s events at %s/s, commit-to-handler p50 %s ms, p99 %s ms, max %s ms',
             count(*), round(count(*) / $SECONDS_PER_RUN.0),
             round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
             round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
@@ -157,31 +164,59 @@ run_latency() {
     stop_pantherad
 }
 
-run_drain() {
-    local n=20000
-    log "drain: $n events committed at once, one group ($GROUP-d)"
-    GROUP=$GROUP-d start_evkit yes
+# One drain: $n events over 1,000 aggregates committed in one transaction into a fresh
+# private database (its own migrations), handled by one group; prints a result line.
+drain_round() {
+    local label=$1 n=$2 db=evbench_drain_$$_$RANDOM
+    EMIT_DBS+=("$db")
+    sql "CREATE DATABASE $db" >/dev/null
+    BUILD=$BUILD EV_DB=$db GROUP=$GROUP-d start_evkit yes
     sleep 2 # the group is registered by the migrator; let a worker take it
     wait_quiet
-    local t0 t1 c0 c1 done_ waited=0
+    local t0 t1 c0 c1 done_ waited=0 perf_pid=
+    if [[ -n ${BENCH_PERF:-} ]]; then # where the CPU goes: pantherad and the backends
+        perf record -q -g -o "$BENCH_PERF.$label" \
+            -p "$( (proc_tree "$PX_PID"; pgrep -P "$PG_PID") | paste -sd,)" >/dev/null 2>&1 &
+        perf_pid=$!
+        sleep 1
+    fi
     c0=$(work_ticks)
     t0=$(date +%s.%N)
-    sql "INSERT INTO panthera_events (type, aggregate_id, producer, payload)
+    sql_in "$db" "INSERT INTO panthera_events (type, aggregate_id, producer, payload)
          SELECT 'evkit.drain', 'drain' || (i % 1000), 'bench', jsonb_build_object('seq', i)
          FROM generate_series(1, $n) i; SELECT pg_notify('panthera_events', '')" >/dev/null
     while :; do
-        done_=$(sql "SELECT count(*) FROM evkit_seen WHERE group_name = '$GROUP-d' AND type = 'evkit.drain'")
+        done_=$(sql_in "$db" "SELECT count(*) FROM evkit_seen WHERE group_name = '$GROUP-d' AND type = 'evkit.drain'")
         ((done_ >= n)) && break
         ((waited++ < 3000)) || die "only $done_ of $n events handled after 300 s"
         sleep 0.1
     done
     t1=$(date +%s.%N)
     c1=$(work_ticks)
-    awk -v n="$n" -v a="$t0" -v b="$t1" -v ticks=$((c1 - c0)) -v hz="$TICKS_PER_S" \
-        -v load="$(cut -d' ' -f1 /proc/loadavg)" -v batch="${BENCH_EVENTS_BATCH:-default}" 'BEGIN {
-        printf "drain: %d events in %.2f s: %.0f events/s, cpu %.0f us/event (%.0f events per cpu-second), batch %s, load %s\n",
-            n, b - a, n / (b - a), ticks * 1e6 / hz / n, n * hz / (ticks ? ticks : 1), batch, load }'
+    [[ -z $perf_pid ]] || { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
     stop_pantherad
+    sql "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    awk -v label="$label" -v n="$n" -v a="$t0" -v b="$t1" -v ticks=$((c1 - c0)) -v hz="$TICKS_PER_S" \
+        -v load="$(cut -d' ' -f1 /proc/loadavg)" -v batch="${BENCH_EVENTS_BATCH:-default}" 'BEGIN {
+        printf "drain %-5s %d events in %.2f s: %.0f events/s, cpu %.0f us/event (%.0f events per cpu-second), batch %s, load %s\n",
+            label, n, b - a, n / (b - a), ticks * 1e6 / hz / n, n * hz / (ticks ? ticks : 1), batch, load }' |
+        tee -a "$BENCH_TMP/drain.txt"
+}
+
+run_drain() {
+    local n=20000 builds=("new=$BUILD") b round
+    [[ -z ${BENCH_BASE_BUILD:-} ]] || builds+=("base=$BENCH_BASE_BUILD")
+    log "drain: $n events committed at once, one group, ${BENCH_DRAIN_ROUNDS:-1} round(s) per build"
+    trap 'bench_cleanup; drop_emit_dbs' EXIT
+    : >"$BENCH_TMP/drain.txt"
+    for ((round = 1; round <= ${BENCH_DRAIN_ROUNDS:-1}; round++)); do
+        for b in "${builds[@]}"; do
+            BUILD=${b#*=} drain_round "${b%%=*}" "$n"
+        done
+    done
+    awk '{ b = $2; seen[b] = 1; k[b]++; rate[b] += $8; cpu[b] += $11 }
+         END { for (b in seen) printf "drain (%s): %.0f events/s, cpu %.0f us/event over %d round(s)\n",
+               b, rate[b] / k[b], cpu[b] / k[b], k[b] }' "$BENCH_TMP/drain.txt"
 }
 
 

@@ -744,6 +744,47 @@ static void test_txn_joined(void)
         CHECK_EQ_INT(count_id("9033"), 0);
         answer_clear(&j), answer_clear(&a), answer_clear(&end);
     }
+
+    /* Unnamed and silent, several in a row (a savepoint, then the release of the one before,
+     * as event deliveries send them): all ride on the next statement's sync point. */
+    txn = begin_sync(pool);
+    CHECK_OR_RETURN(txn);
+    answer_seq = 0;
+    CHECK_EQ_INT(pg_txn_query_joined(txn, NULL, "SAVEPOINT j1", 0, NULL, NULL, NULL, NULL), 0);
+    CHECK_EQ_INT(pg_txn_query(txn, insert, 1, (const char *const[]){"9034"}, on_answer, &j,
+                              NULL),
+                 0);
+    CHECK_EQ_INT(pg_txn_query_joined(txn, NULL, "RELEASE SAVEPOINT j1", 0, NULL, NULL, NULL,
+                                     NULL),
+                 0);
+    CHECK_EQ_INT(pg_txn_query_joined(txn, NULL, "SAVEPOINT j2", 0, NULL, NULL, NULL, NULL), 0);
+    CHECK_EQ_INT(pg_txn_query(txn, insert, 1, (const char *const[]){"9035"}, on_answer, &a,
+                              NULL),
+                 0);
+    CHECK_EQ_INT(pg_txn_commit(txn, on_done, &end, NULL), 0);
+    CHECK(wait_for(&end.done, 1, 8000));
+    CHECK(j.ok && a.ok && end.ok);
+    CHECK_EQ_INT(j.order, 1);
+    CHECK_EQ_INT(a.order, 2);
+    CHECK_EQ_INT(count_id("9034") + count_id("9035"), 2);
+    answer_clear(&j), answer_clear(&a), answer_clear(&end);
+
+    /* A silent unnamed one that fails: the statement behind it gets 25P02, the COMMIT its
+     * error. */
+    txn = begin_sync(pool);
+    CHECK_OR_RETURN(txn);
+    CHECK_EQ_INT(pg_txn_query_joined(txn, NULL, "SELECT 1 / 0", 0, NULL, NULL, NULL, NULL), 0);
+    CHECK_EQ_INT(pg_txn_query(txn, insert, 1, (const char *const[]){"9036"}, on_answer, &a,
+                              NULL),
+                 0);
+    CHECK_EQ_INT(pg_txn_commit(txn, on_done, &end, NULL), 0);
+    CHECK(wait_for(&end.done, 1, 8000));
+    CHECK_STR(a.sqlstate, "25P02");
+    CHECK(!end.ok);
+    CHECK_STR(end.sqlstate, "22012");
+    CHECK_EQ_INT(count_id("9036"), 0);
+    answer_clear(&a), answer_clear(&end);
+
     CHECK(wait_idle(pool, 2000)); /* every connection back, none left in a transaction */
     query_sync(pool, &a, "SELECT 1", 0, NULL);
     CHECK(a.ok);
