@@ -17,15 +17,9 @@
  * PostgreSQL serialises the commits of every notifying transaction on one global lock,
  * which made a write with one emit 3.5 times slower in tests/bench/events.sh. Instead,
  * once such a COMMIT has succeeded (api_async.c tells us), the worker sends one NOTIFY of
- * its own for all the commits of the next EVENTS_WAKE_MS, and then none for
- * EVENTS_WAKE_EVERY_MS: at most one per transaction, and under load at most a hundred a
- * second per worker. Each NOTIFY is a transaction of its own, with a transaction id, a
- * commit record and the notify queue: sent every 2 ms by each worker, they cost a write with
- * one emit about three times what its statement costs (tests/bench/events.sh emit, +117
- * against +32 us of CPU per write without any). A consumer that is busy finds the new
- * events when its current cycle ends; one that is idle hears of them at most
- * EVENTS_WAKE_EVERY_MS late. If a NOTIFY is lost (the worker dies first), the consumers'
- * poll finds the events.
+ * its own for all the commits of the next EVENTS_WAKE_MS: at most one per transaction, and
+ * far fewer under load. If it is lost (the worker dies first), the consumers' poll finds
+ * the events.
  *
  * Seeing rows in commit order. Ids come from a sequence when the INSERT runs, not when
  * the transaction commits: a relay that reads "id > last seen" skips a transaction that
@@ -95,10 +89,8 @@
 #include "worker.h"
 
 #define PRUNE_EVERY_MS (60 * 1000)
-/* Commits with events in one worker within this long share one NOTIFY, */
+/* Commits with events in one worker within this long share one NOTIFY. */
 #define EVENTS_WAKE_MS 2
-/* and one worker sends at most one NOTIFY this often. */
-#define EVENTS_WAKE_EVERY_MS 10
 /* Pending rows looked at per delivery transaction, beyond its batch, to find the heads
  * of distinct aggregates. */
 #define DISPATCH_WINDOW_PER_SLOT 64
@@ -447,12 +439,10 @@ done:
 
 /* One per process (a worker is one process); made on the first commit with events. */
 static uv_timer_t *wake;
-static uint64_t wake_sent; /* loop time of the last NOTIFY */
 
 static void wake_fire(uv_timer_t *t)
 {
     worker_t *w = t->data;
-    wake_sent = uv_now(w->loop);
     if (w->pg) /* fire and forget: if it is lost, the consumers' poll finds the events */
         pg_query(w->pg, "SELECT pg_notify('panthera_events', '')", 0, NULL, NULL, NULL, NULL);
 }
@@ -464,13 +454,8 @@ void events_wake(worker_t *w)
         uv_timer_init(w->loop, wake);
         wake->data = w;
     }
-    if (uv_is_active((uv_handle_t *)wake))
-        return;
-    uint64_t now = uv_now(w->loop), after = EVENTS_WAKE_MS;
-    if (wake_sent && now < wake_sent + EVENTS_WAKE_EVERY_MS &&
-        wake_sent + EVENTS_WAKE_EVERY_MS - now > after)
-        after = wake_sent + EVENTS_WAKE_EVERY_MS - now;
-    uv_timer_start(wake, wake_fire, after, 0);
+    if (!uv_is_active((uv_handle_t *)wake))
+        uv_timer_start(wake, wake_fire, EVENTS_WAKE_MS, 0);
 }
 
 static void wake_closed(uv_handle_t *h)
