@@ -33,6 +33,7 @@
  */
 #include "http_internal.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -446,6 +447,31 @@ static void on_write(uv_write_t *wr, int status)
         conn_resume(c);
 }
 
+/* uv_try_write's contract (bytes the kernel took, UV_EAGAIN, or a negative uv error)
+ * with send(2)/sendmsg(2) in place of its write(2)/writev(2): a socket call skips the
+ * VFS layer (fdget_pos, rw_verify_area, fsnotify) that every response paid for. As
+ * uv_try_write, it refuses while libuv has a write of ours queued (tls.c's, a 100
+ * Continue), so bytes never overtake it. */
+static int try_send(conn_t *c, const uv_buf_t *bufs, unsigned nbufs)
+{
+    int fd;
+    if (c->tcp.write_queue_size != 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return UV_EAGAIN;
+    ssize_t n;
+    do {
+        if (nbufs == 1) {
+            n = send(fd, bufs[0].base, bufs[0].len, MSG_NOSIGNAL);
+        } else {
+            /* libuv lays uv_buf_t out as struct iovec on Unix. */
+            struct msghdr mh = {.msg_iov = (struct iovec *)bufs, .msg_iovlen = nbufs};
+            n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        }
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0)
+        return (int)n;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? UV_EAGAIN : uv_translate_sys_error(errno);
+}
+
 /* The handler is done with the connection from here on: in_flight is cleared before the
  * write, so a write the kernel takes at once goes straight on to the next pipelined
  * request. */
@@ -468,7 +494,7 @@ void http_conn_write(conn_t *c, px_req_t *r, uv_buf_t *bufs, unsigned nbufs, boo
      * the kernel takes whole needs no request at all. Only when nothing is queued, so
      * responses stay in order. */
     size_t total = bufs[0].len + (nbufs > 1 ? bufs[1].len : 0);
-    int sent = c->writes == 0 ? uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs) : UV_EAGAIN;
+    int sent = c->writes == 0 ? try_send(c, bufs, nbufs) : UV_EAGAIN;
     if (sent > 0 && (size_t)sent == total) {
         worker_finish_request(r->worker, r);
         if (c->close_after) {

@@ -275,7 +275,9 @@ static int parse_target(px_req_t *r)
 {
     char *target = r->head.data + r->url_off;
     size_t len = r->url_len;
-    size_t scheme = !strncasecmp(target, "http://", 7)    ? 7
+    /* Nearly every request is in origin-form: only another first byte can be a scheme. */
+    size_t scheme = len == 0 || target[0] == '/'          ? 0
+                    : !strncasecmp(target, "http://", 7)  ? 7
                     : !strncasecmp(target, "https://", 8) ? 8
                                                           : 0;
     if (scheme) {
@@ -345,6 +347,21 @@ static const char *too_large(px_req_t *r, uint64_t limit)
     return arena_strndup(&r->arena, text, n > 0 ? (size_t)n : 0);
 }
 
+/* llhttp's method number as the router's, without comparing its name to each of theirs. */
+static int method_of(uint8_t method)
+{
+    switch (method) {
+    case HTTP_GET: return METHOD_GET;
+    case HTTP_HEAD: return METHOD_HEAD;
+    case HTTP_POST: return METHOD_POST;
+    case HTTP_PUT: return METHOD_PUT;
+    case HTTP_PATCH: return METHOD_PATCH;
+    case HTTP_DELETE: return METHOD_DELETE;
+    case HTTP_OPTIONS: return METHOD_OPTIONS;
+    default: return METHOD_UNKNOWN;
+    }
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
@@ -366,7 +383,7 @@ static int on_headers_complete(llhttp_t *p)
     if (r->http10 && (p->flags & F_TRANSFER_ENCODING))
         return fail_with(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
     r->method_name = llhttp_method_name((llhttp_method_t)p->method);
-    r->method = router_method_parse(r->method_name);
+    r->method = method_of(p->method);
     r->is_head = r->method == METHOD_HEAD;
     if (parse_target(r))
         return fail_with(c, 400, "malformed request target");

@@ -202,6 +202,33 @@ static char *put_json(char *p, const char *s, size_t len)
     return p;
 }
 
+/* The peer's address as text, formatted again only when it is not the last one. */
+static char *put_remote(char *p, worker_t *w, int family, const uint8_t *addr)
+{
+    size_t alen = family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
+    if (!alen) {
+        *p++ = '-';
+        return p;
+    }
+    if (family != w->remote_family || memcmp(addr, w->remote_addr, alen) != 0) {
+        if (family == AF_INET) {
+            char *q = w->remote;
+            for (int i = 0; i < 4; i++) {
+                if (i)
+                    *q++ = '.';
+                q = put_u64(q, addr[i]);
+            }
+            w->remote_len = (uint8_t)(q - w->remote);
+        } else {
+            uv_inet_ntop(AF_INET6, addr, w->remote, sizeof(w->remote));
+            w->remote_len = (uint8_t)strlen(w->remote);
+        }
+        w->remote_family = (uint8_t)family;
+        memcpy(w->remote_addr, addr, alen);
+    }
+    return put(p, w->remote, w->remote_len);
+}
+
 /* `family` and `addr` are the peer's (AF_INET, AF_INET6, or 0 when unknown). */
 static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns, int family,
                                const uint8_t *addr)
@@ -225,28 +252,16 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
     if (now.tv_sec != w->iso_sec) {
         struct tm tm;
         gmtime_r(&now.tv_sec, &tm);
-        strftime(w->iso_time, sizeof(w->iso_time), "%Y-%m-%dT%H:%M:%S", &tm);
+        w->iso_len = (uint8_t)strftime(w->iso_time, sizeof(w->iso_time), "%Y-%m-%dT%H:%M:%S", &tm);
         w->iso_sec = now.tv_sec;
     }
     char *p = line;
     p = PUTS(p, "{\"time\":\"");
-    p = put(p, w->iso_time, strlen(w->iso_time));
+    p = put(p, w->iso_time, w->iso_len);
     *p++ = '.';
     p = put_fixed3(p, (uint64_t)(now.tv_nsec / 1000000));
     p = PUTS(p, "Z\",\"remote\":\"");
-    if (family == AF_INET) {
-        for (int i = 0; i < 4; i++) {
-            if (i)
-                *p++ = '.';
-            p = put_u64(p, addr[i]);
-        }
-    } else if (family == AF_INET6) {
-        char a[INET6_ADDRSTRLEN];
-        uv_inet_ntop(AF_INET6, addr, a, sizeof(a));
-        p = put(p, a, strlen(a));
-    } else {
-        *p++ = '-';
-    }
+    p = put_remote(p, w, family, addr);
     p = PUTS(p, "\",\"method\":\"");
     p = put(p, m, mlen);
     p = PUTS(p, "\",\"path\":\"");
@@ -326,7 +341,7 @@ static void build_head(px_req_t *r, const char *content_type, size_t len, int fr
     *p++ = ' ';
     p = put(p, reason, reason_len);
     p = PUTS(p, "\r\nServer: panthera\r\nDate: ");
-    p = put(p, w->date, strlen(w->date));
+    p = put(p, w->date, w->date_len);
     if (content_type && !no_body) {
         p = PUTS(p, "\r\nContent-Type: ");
         p = put(p, content_type, ctype_len);

@@ -16,6 +16,7 @@
 
 typedef struct node {
     char *literal; /* NULL for the param child */
+    size_t len;    /* strlen(literal): compared on every request */
     struct node **children;
     size_t nchildren;
     struct node *param;
@@ -90,13 +91,14 @@ static node_t *child_literal(node_t *n, const char *seg, size_t len, bool create
 {
     for (size_t i = 0; i < n->nchildren; i++) {
         node_t *c = n->children[i];
-        if (strlen(c->literal) == len && !memcmp(c->literal, seg, len))
+        if (c->len == len && !memcmp(c->literal, seg, len))
             return c;
     }
     if (!create)
         return NULL;
     node_t *c = xcalloc(1, sizeof(*c));
     c->literal = xstrndup(seg, len);
+    c->len = len;
     n->children = xrealloc(n->children, (n->nchildren + 1) * sizeof(node_t *));
     n->children[n->nchildren++] = c;
     return c;
@@ -204,7 +206,7 @@ static const node_t *walk(const node_t *n, const char *p, const char *end, route
 
     for (size_t i = 0; i < n->nchildren && !found; i++) {
         const node_t *c = n->children[i];
-        if (strlen(c->literal) == len && !memcmp(c->literal, p, len))
+        if (c->len == len && !memcmp(c->literal, p, len))
             found = slash ? walk(c, slash + 1, end, m) : has_routes(c) ? c : NULL;
     }
     if (!found && n->param && len > 0 && m->nparams < ROUTER_MAX_PARAMS) {
@@ -220,8 +222,11 @@ static const node_t *walk(const node_t *n, const char *p, const char *end, route
 
 void router_match(const router_t *r, int method, const char *path, size_t len, router_match_t *m)
 {
-    memset(m, 0, sizeof(*m));
+    /* Not the params array: only the first nparams entries are ever read. */
+    m->route = NULL;
     m->status = 404;
+    m->allow_mask = 0;
+    m->nparams = 0;
     if (len == 0 || path[0] != '/')
         return;
     const node_t *n = walk(&r->root, path + 1, path + len, m);

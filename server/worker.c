@@ -50,8 +50,8 @@ void worker_update_clock(worker_t *w)
     w->date_sec = now;
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    strftime(w->iso_time, sizeof(w->iso_time), "%Y-%m-%dT%H:%M:%S", &tm);
+    w->date_len = (uint8_t)strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    w->iso_len = (uint8_t)strftime(w->iso_time, sizeof(w->iso_time), "%Y-%m-%dT%H:%M:%S", &tm);
     w->iso_sec = now;
 }
 
@@ -97,9 +97,11 @@ void worker_finish_request(worker_t *w, px_req_t *r)
         uv_check_init(w->loop, w->finish_check);
         w->finish_check->data = w;
     }
+    /* The check is running already while the list holds a request. */
+    if (!w->finished)
+        uv_check_start(w->finish_check, on_finish_check);
     r->next_free = w->finished;
     w->finished = r;
-    uv_check_start(w->finish_check, on_finish_check);
 }
 
 static void free_handle(uv_handle_t *h)

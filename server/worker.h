@@ -73,6 +73,12 @@ typedef struct worker {
     char iso_time[32]; /* "2026-11-21T06:19:37" */
     int64_t date_sec;
     int64_t iso_sec; /* the second iso_time was made for */
+    uint8_t date_len, iso_len; /* strlen of date and iso_time, for every response */
+    /* The access log's last remote address as text (http_response.c): a keep-alive
+     * client, or a proxy in front, sends many requests from one address. */
+    uint8_t remote_family, remote_len;
+    uint8_t remote_addr[16];
+    char remote[48];
 
     char readbuf[WORKER_READ_BUFFER];
 } worker_t;

@@ -137,7 +137,7 @@ rss_kib() {
 # Waits until URL answers 200 (up to 10 s).
 wait_http() {
     local url=$1 i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < ${BENCH_START_TRIES:-100}; i++)); do
         [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]] &&
             return 0
         sleep 0.1
@@ -147,7 +147,7 @@ wait_http() {
 
 wait_pidfile() {
     local file=$1 i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < ${BENCH_START_TRIES:-100}; i++)); do
         [[ -s $file ]] && return 0
         sleep 0.1
     done
@@ -205,8 +205,9 @@ start_pantherad_as() {
         done
         echo "${PX_EXTRA_CONF:-}"
     } >"$d/pantherad.conf"
+    # shellcheck disable=SC2086 # BENCH_WRAP is a command line (callgrind.sh's valgrind)
     timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" \
-        "$build/server/pantherad" -c "$d/pantherad.conf" >"$d/stdout.log" 2>&1 &
+        ${BENCH_WRAP:-} "$build/server/pantherad" -c "$d/pantherad.conf" >"$d/stdout.log" 2>&1 &
     wait_pidfile "$d/pantherad.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "pantherad ($name) did not start"; }
     STARTED_PID=$(cat "$d/pantherad.pid")
     wait_http "http://127.0.0.1:$port/v1/hello" ||
@@ -273,6 +274,7 @@ start_nginx() {
 daemon off;
 worker_processes $workers;
 worker_rlimit_nofile 20000;
+${NGINX_MAIN_EXTRA:-}
 pid $d/nginx.pid;
 error_log $d/error.log warn;
 events {
@@ -300,14 +302,18 @@ $extra
 EOF
     "$NGINX" -t -q -p "$d" -c "$d/nginx.conf" -e "$d/error.log" 2>"$d/stdout.log" ||
         { cat "$d/stdout.log" >&2; die "nginx -t failed"; }
+    # shellcheck disable=SC2086 # as in start_pantherad_as
     timeout -s TERM -k 10 "$BENCH_MAX_LIFETIME" \
-        "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" >>"$d/stdout.log" 2>&1 &
+        ${BENCH_WRAP:-} "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" >>"$d/stdout.log" 2>&1 &
     wait_pidfile "$d/nginx.pid" || { cat "$d/stdout.log" "$d/error.log" >&2; die "nginx did not start"; }
     NGINX_PID=$(cat "$d/nginx.pid")
     wait_http "http://127.0.0.1:$NGINX_PORT/v1/hello" ||
         { cat "$d/error.log" >&2; die "nginx does not answer on port $NGINX_PORT"; }
     local n
     n=$(pgrep -c -P "$NGINX_PID" || true)
+    # NGINX_MAIN_EXTRA (main-context directives, callgrind.sh's "master_process off;")
+    # may make nginx one process with no workers.
+    [[ ${NGINX_MAIN_EXTRA:-} != *"master_process off"* ]] || workers=0
     ((n == workers)) || die "nginx has $n workers, expected $workers"
 }
 
