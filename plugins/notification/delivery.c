@@ -173,6 +173,7 @@ static int settings(px_plugin_t *self)
 
 /* ---- the consumer ---- */
 
+/* Named (prepared once per connection): one of these runs for every notification.created. */
 static const char created_sql[] =
     "WITH r AS ("
     "  SELECT x.\"userId\" AS user_id, x.\"notificationId\" AS notification_id, x.email"
@@ -214,7 +215,8 @@ static void on_created(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, v
     }
     char *text = json_dumps(recipients, JSON_COMPACT);
     const char *v[] = {text, type, delivery_conf.mail_enabled ? "true" : "false"};
-    int rc = text ? px_pg_txn_query(txn, NULL, created_sql, 3, v, created_done, (void *)ev)
+    int rc = text ? px_pg_txn_query(txn, "delivery_created", created_sql, 3, v,
+                                    created_done, (void *)ev)
                   : PX_EINTERNAL;
     free(text);
     if (rc)
