@@ -359,8 +359,8 @@ static int queue_batch(batch_t *b)
         if (rc || !d->plan.type)
             continue;
         rc = json_array_append_new(
-            locks, json_pack("{s:O, s:s?}", "u", d->plan.candidates, "t",
-                             d->plan.watch_reasons ? d->plan.task_id : NULL));
+            locks, json_pack("{s:I, s:O, s:s?}", "ord", (json_int_t)i, "u", d->plan.candidates,
+                             "t", d->plan.watch_reasons ? d->plan.task_id : NULL));
         if (!rc && d->in_set)
             rc = json_array_append_new(set, set_item(d));
     }
