@@ -252,6 +252,17 @@ typedef struct px_event px_event_t;
  * aggregate forever. */
 typedef void (*px_event_fn)(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev,
                             void *userdata);
+/* A group's batch hook (px_event_prepare): runs once per delivery transaction, on the
+ * consumer task, after the host has recorded the batch's `n` events done in `txn` and
+ * before the first handler runs; `events` (in the order the handlers will get them, the
+ * same pointers) is borrowed for the call, each event until its own handler ends it.
+ * What it queues on `txn` runs before every handler's statements and OUTSIDE every
+ * event's savepoint: a handler's px_event_retry does not undo it. Return 0, or a
+ * PX_E* code to give the whole batch back (rolled back; each event comes again in a
+ * transaction of its own, its attempt counted). A failed statement of the hook fails
+ * the batch the same way, at its COMMIT. */
+typedef int (*px_event_prepare_fn)(px_req_t *task, px_pg_txn_t *txn,
+                                   const px_event_t *const *events, size_t n, void *userdata);
 
 /* 1.2 channels: live fan-out across hosts over Redis pub/sub. */
 /* -- CHANNELS TYPES -- */
@@ -686,6 +697,19 @@ typedef struct px_shared_counter px_shared_counter_t;
      * plugin did not subscribe, PX_ESTATE after init. */                                \
     X(int, event_batch, (px_plugin_t * plugin, const char *group, int max),                \
       (plugin, group, max))                                                                \
+    /* Run `fn` (see px_event_prepare_fn) once per delivery transaction of `group`       \
+     * (subscribed by this plugin, earlier in its init), before its handlers: one place \
+     * for what all of a batch's events need, e.g. taking every lock the handlers will   \
+     * take, in one order, so that two concurrent batches never wait for each other in   \
+     * a circle, or one set-based statement for the whole batch instead of one per event. \
+     * A hook that writes what a handler's retry must undo has its handlers fail the      \
+     * batch instead of retrying (a failed statement, then px_event_ack: nothing of the   \
+     * batch commits and each event comes again alone). Only during init; 0, PX_EINVAL   \
+     * for a NULL fn or a group this plugin did not subscribe, PX_EEXIST when the group   \
+     * has a hook already, PX_ESTATE after init. */                                       \
+    X(int, event_prepare, (px_plugin_t * plugin, const char *group, px_event_prepare_fn fn,  \
+                           void *userdata),                                                 \
+      (plugin, group, fn, userdata))                                                       \
     /* The event's fields, borrowed until it is acked or retried: its id (increasing in   \
      * the order events were emitted), type, aggregate, producing plugin, emission time   \
      * (RFC 3339 UTC), payload, and which attempt this is (1 the first time). */          \

@@ -374,6 +374,29 @@ int api_event_batch(px_plugin_t *p, const char *group, int max)
     return 0;
 }
 
+int api_event_prepare(px_plugin_t *p, const char *group, px_event_prepare_fn fn, void *ud)
+{
+    plugin_set_t *set = p->set;
+    if (set->registering != p)
+        return PX_ESTATE;
+    ev_sub_t *s = NULL;
+    for (size_t i = 0; set->events && group && i < set->events->n && !s; i++)
+        if (set->events->subs[i].plugin == p && !strcmp(set->events->subs[i].group, group))
+            s = &set->events->subs[i];
+    if (!s || !fn) {
+        config_error(set->errs, p->section->file, p->section->line,
+                     "plugin \"%s\": px_event_prepare(\"%s\"): the group must be one it "
+                     "subscribed, the hook not NULL",
+                     p->name, group ? group : "(null)");
+        return PX_EINVAL;
+    }
+    if (s->prepare)
+        return PX_EEXIST;
+    s->prepare = fn;
+    s->prepare_userdata = ud;
+    return 0;
+}
+
 size_t events_batch_size(const ev_group_t *g)
 {
     size_t cap = g->ew->cfg->batch;

@@ -23,6 +23,8 @@
  *     (hence a name per event: a retry can only roll back to its own savepoint, never to
  *     an earlier event's). Nothing of the batch commits, and its events come again
  *     alone, where the culprit's COMMIT fails and is counted as its retry after 1 s.
+ * A group with a batch hook (px_event_prepare) has it run once, after the mark and before
+ * the first savepoint: what it queues is the batch's, outside every event's savepoint.
  * One COMMIT ends the batch. The effects and the "done" rows of its acked events commit
  * together, so a worker killed mid-batch loses the whole transaction: every event of it is
  * still pending, and the next consumer delivers each again, with its effect once. Those
@@ -489,6 +491,25 @@ int api_event_retry(const px_event_t *cev, uint64_t after_ms, const char *reason
     return 0;
 }
 
+/* The group's px_event_prepare hook, once per batch, before its first handler: its
+ * statements come first in the transaction, outside every savepoint. Nonzero: the batch
+ * is given back. */
+static int batch_prepare(ev_batch_t *b)
+{
+    ev_group_t *g = b->group;
+    const px_event_t **events = xcalloc(b->n, sizeof(*events));
+    size_t n = 0;
+    for (struct px_event *ev = b->events; ev; ev = ev->bnext)
+        events[n++] = ev;
+    int rc = g->sub->prepare(g->task, b->txn, events, n, g->sub->prepare_userdata);
+    free(events);
+    if (rc)
+        log_warn("events: group \"%s\": the plugin's batch hook refused a batch of %zu (%d); "
+                 "each event comes again alone",
+                 g->sub->group, n, rc);
+    return rc;
+}
+
 static void batch_marked(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
                          void *ud)
 {
@@ -512,6 +533,10 @@ static void batch_marked(px_req_t *task, const px_pg_result_t *res, const px_pg_
         }
     }
     if (!b->events) {
+        batch_abort(b, true);
+        return;
+    }
+    if (b->group->sub->prepare && batch_prepare(b)) {
         batch_abort(b, true);
         return;
     }

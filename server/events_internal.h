@@ -25,6 +25,8 @@ typedef struct ev_sub {
     px_event_fn fn;
     void *userdata;
     size_t batch; /* what the plugin asked for (px_event_batch), 0: [events] batch */
+    px_event_prepare_fn prepare; /* px_event_prepare, or NULL */
+    void *prepare_userdata;
 } ev_sub_t;
 
 typedef struct ev_group ev_group_t;

@@ -5,9 +5,9 @@
  * group "notification-delivery" to notification.created, and registers the
  * unsubscribe and webhook routes. The consumer turns each recipient of a created
  * notification into ledger rows (an instant mail, a digest item, one delivery per
- * webhook of theirs) in the consumer's own transaction: those rows exist exactly when
- * the event is marked done, so a notification is neither mailed twice by a
- * redelivered event nor lost to a crash. */
+ * webhook of theirs) in the consumer's own transaction, one statement per delivery
+ * batch (its batch hook): those rows exist exactly when the event is marked done, so a
+ * notification is neither mailed twice by a redelivered event nor lost to a crash. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,52 +173,69 @@ static int settings(px_plugin_t *self)
 
 /* ---- the consumer ---- */
 
+/* The ledger rows of a whole delivery batch, one statement for all its events (the
+ * group's batch hook, px_event_prepare): $1 [{userId, notificationId, email, type}], $2
+ * whether mail is on. Every row is keyed by its notification (ON CONFLICT DO NOTHING), so
+ * the statement is its own "effect once": outside the events' savepoints, it needs none,
+ * and a delivery that comes again adds nothing. */
 static const char created_sql[] =
     "WITH r AS ("
-    "  SELECT x.\"userId\" AS user_id, x.\"notificationId\" AS notification_id, x.email"
-    "  FROM jsonb_to_recordset($1::jsonb) AS x(\"userId\" uuid, \"notificationId\" uuid,"
-    "                                          email text)"
-    "  WHERE x.\"userId\" IS NOT NULL AND x.\"notificationId\" IS NOT NULL),"
+    "  SELECT x.\"userId\" AS user_id, x.\"notificationId\" AS notification_id, x.email,"
+    "  x.type FROM jsonb_to_recordset($1::jsonb) AS x(\"userId\" uuid,"
+    "  \"notificationId\" uuid, email text, type text)"
+    "  WHERE x.\"userId\" IS NOT NULL AND x.\"notificationId\" IS NOT NULL"
+    "  AND x.type IS NOT NULL),"
     " m AS (INSERT INTO notification_mail (kind, notification_id, user_id, type)"
-    "  SELECT 'instant', notification_id, user_id, $2 FROM r"
-    "  WHERE email = 'instant' AND $3::boolean"
+    "  SELECT 'instant', notification_id, user_id, type FROM r"
+    "  WHERE email = 'instant' AND $2::boolean"
     "  ON CONFLICT (notification_id) DO NOTHING),"
     " d AS (INSERT INTO notification_digest_item (notification_id, user_id, type)"
-    "  SELECT notification_id, user_id, $2 FROM r"
-    "  WHERE email = 'daily' AND $3::boolean"
+    "  SELECT notification_id, user_id, type FROM r"
+    "  WHERE email = 'daily' AND $2::boolean"
     "  ON CONFLICT (notification_id) DO NOTHING)"
     " INSERT INTO notification_webhook_delivery (webhook_id, notification_id)"
     " SELECT w.id, r.notification_id FROM r JOIN notification_webhook w ON w.user_id = r.user_id"
     " ON CONFLICT (webhook_id, notification_id) DO NOTHING";
 
-static void created_done(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
-                         void *ud)
-{
-    const px_event_t *ev = ud;
-    (void)task, (void)res;
-    if (err)
-        px_event_retry(ev, 1000, px_pg_error_message(err));
-    else
-        px_event_ack(ev);
-}
-
-static void on_created(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, void *ud)
+/* Queued without a callback: if it fails, the batch's COMMIT does, and each of its events
+ * comes again alone (counted, retried, dead-lettered like any failed delivery). */
+static int on_created_batch(px_req_t *task, px_pg_txn_t *txn, const px_event_t *const *events,
+                            size_t n, void *ud)
 {
     (void)task, (void)ud;
-    json_t *p = px_event_payload(ev);
-    json_t *recipients = json_object_get(p, "recipients");
-    const char *type = json_string_value(json_object_get(p, "type"));
-    if (!json_is_array(recipients) || !type || json_array_size(recipients) == 0) {
-        px_event_ack(ev); /* nothing to deliver */
-        return;
+    json_t *rows = json_array();
+    int rc = rows ? 0 : PX_EINTERNAL;
+    for (size_t i = 0; i < n && !rc; i++) {
+        json_t *p = px_event_payload(events[i]), *r;
+        json_t *type = json_object_get(p, "type");
+        size_t k;
+        if (!json_is_string(type))
+            continue;
+        json_array_foreach(json_object_get(p, "recipients"), k, r)
+        {
+            json_t *row = json_is_object(r) ? json_copy(r) : NULL;
+            if (!row)
+                continue;
+            if (json_object_set(row, "type", type) || json_array_append_new(rows, row))
+                rc = PX_EINTERNAL;
+        }
     }
-    char *text = json_dumps(recipients, JSON_COMPACT);
-    const char *v[] = {text, type, delivery_conf.mail_enabled ? "true" : "false"};
-    int rc = text ? px_pg_txn_query(txn, NULL, created_sql, 3, v, created_done, (void *)ev)
+    if (!rc && json_array_size(rows)) {
+        char *text = json_dumps(rows, JSON_COMPACT);
+        const char *v[] = {text, delivery_conf.mail_enabled ? "true" : "false"};
+        rc = text ? px_pg_txn_query(txn, "delivery_created", created_sql, 2, v, NULL, NULL)
                   : PX_EINTERNAL;
-    free(text);
-    if (rc)
-        px_event_retry(ev, 1000, "could not queue the delivery rows");
+        free(text);
+    }
+    json_decref(rows);
+    return rc;
+}
+
+/* The batch hook made the rows: the event is done. */
+static void on_created(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, void *ud)
+{
+    (void)task, (void)txn, (void)ud;
+    px_event_ack(ev);
 }
 
 /* ---- worker lifecycle ---- */
@@ -290,6 +307,8 @@ int delivery_init(px_plugin_t *self)
     if (!rc)
         rc = px_event_subscribe(self, "notification-delivery", "notification.created",
                                 on_created, NULL);
+    if (!rc)
+        rc = px_event_prepare(self, "notification-delivery", on_created_batch, NULL);
     if (!rc)
         rc = px_on_worker_start(self, worker_start, NULL);
     if (!rc)

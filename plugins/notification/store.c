@@ -9,11 +9,13 @@
 /* Candidates up to which an event takes each one's own inbox lock (sql_inbox_lock). */
 #define LOCK_USERS "4"
 
-/* The inbox locks. Per user, seq order must be commit order (consumer.c), so a transaction
- * that may insert rows for a user holds a lock that user's other inserters need, from
- * before its INSERT takes seqs until its commit, which under [events] batch is the end of
- * the whole batch. Which locks ($1-$3: the candidates, the explicit ones and the task's
- * watchers, as below):
+/* The inbox locks of a whole delivery batch, taken by its batch hook before any of its
+ * inserts (consumer.c). Per user, seq order must be commit order, so a transaction that
+ * may insert rows for a user holds a lock that user's other inserters need, from before
+ * its INSERT takes seqs until its commit, the end of the batch. Which locks, per event
+ * ($1: [{"ord": its number, "u": candidates, "t": the task whose watchers are candidates
+ * too, or null}];
+ * $2: the users this batch's events make watchers, candidates of every such event):
  *   - at most LOCK_USERS candidates (the common event: an assignee, a mention): each
  *     one's own lock (1852796277, hash of the id) and its stripe's (1852796276, one of 64)
  *     SHARED. Events for different users never wait for each other, however many a batch
@@ -22,26 +24,76 @@
  *   - more (a fan-out): the candidates' stripes EXCLUSIVE, at most 64 locks: a lock per
  *     recipient of a thousand-recipient event, held to a batch's commit, would overflow
  *     PostgreSQL's shared lock table (max_locks_per_transaction).
- * Two transactions for one user always conflict (user/user, shared/exclusive,
- * exclusive/exclusive). Stripes first, then users, each in key order: within one event no
- * two transactions wait for each other in a circle. Across the events of two batches they
- * can (a batch takes its events' locks one event after another); PostgreSQL then cancels
- * one statement after deadlock_timeout, and that event is retried, nothing is lost. The
- * first keys are the plugin's own constants. */
+ * A stripe one event of the batch needs exclusive is taken exclusive only. Two
+ * transactions for one user always conflict (user/user, shared/exclusive,
+ * exclusive/exclusive). All of a batch's locks in one statement, stripes first, then
+ * users, each in key order, and none later: no two batches ever wait for each other in a
+ * circle (they did when each event took its own, one event after another: PostgreSQL
+ * cancelled one after deadlock_timeout and its batch stalled a second). The first keys
+ * are the plugin's own constants. */
 const char sql_inbox_lock[] =
-    "WITH c AS (SELECT DISTINCT u FROM ("
-    "  SELECT json_array_elements_text($1::json)::uuid AS u"
-    "  UNION SELECT user_id FROM notification_task_watch"
-    "   WHERE $3::text[] IS NOT NULL AND task_id = $2::uuid AND reason = ANY($3::text[])) c),"
-    " f AS (SELECT count(*) > " LOCK_USERS " AS fan FROM c),"
-    " k AS (SELECT 0 AS phase, hashtext(u::text) & 63 AS key FROM c"
-    "  UNION SELECT 1, hashtext(u::text) FROM c, f WHERE NOT f.fan)"
+    "WITH e AS (SELECT * FROM json_to_recordset($1::json) AS e(ord int, u json, t uuid)),"
+    " m AS (SELECT e.ord, c.u::uuid AS u FROM e, json_array_elements_text(e.u) AS c(u)"
+    "  UNION SELECT e.ord, w.user_id FROM e JOIN notification_task_watch w ON w.task_id = e.t"
+    "  UNION SELECT e.ord, a.u::uuid FROM e, json_array_elements_text($2::json) AS a(u)"
+    "   WHERE e.t IS NOT NULL),"
+    " f AS (SELECT ord, count(*) > " LOCK_USERS " AS fan FROM m GROUP BY ord),"
+    " k AS (SELECT 0 AS phase, hashtext(m.u::text) & 63 AS key, bool_or(f.fan) AS excl"
+    "  FROM m JOIN f USING (ord) GROUP BY 1, 2"
+    "  UNION ALL SELECT 1, hashtext(m.u::text), true FROM m JOIN f USING (ord)"
+    "  WHERE NOT f.fan GROUP BY 1, 2)"
     " SELECT count(CASE WHEN x.phase = 1 THEN pg_advisory_xact_lock(1852796277, x.key)"
-    "  WHEN x.fan THEN pg_advisory_xact_lock(1852796276, x.key)"
+    "  WHEN x.excl THEN pg_advisory_xact_lock(1852796276, x.key)"
     "  ELSE pg_advisory_xact_lock_shared(1852796276, x.key) END)"
-    " FROM (SELECT k.phase, k.key, f.fan FROM k, f ORDER BY k.phase, k.key) x";
+    " FROM (SELECT * FROM k ORDER BY phase, key) x";
 
-/* $1 candidates (JSON array of uuids), $2 type, $3 payload, $4 project, $5 source event,
+/* The inbox rows of every event of a batch whose recipients do not depend on the watch
+ * table, in one statement (consumer.c). $1: [{"e": source event id, "type", "payload",
+ * "project", "inApp" (default), "email" (default), "actor", "all" (true: anyone may see
+ * it), "members", "cand"}], in event order. Candidates are kept when members (or "all"),
+ * the actor dropped: a join (hashed), not a members subquery per candidate, which for
+ * 4 mentions of 1,000 parsed the member list 4,000 times. json_to_recordset reads each
+ * item once (a json `->>` per field parsed it again for each: 3 times slower); rows are made in event order, then user order, so per user seq
+ * follows the events. Returns source_event, then the columns of sql_inbox_insert; `prev`
+ * counts this statement's own earlier rows (the outer query does not see them in the
+ * table). */
+const char sql_inbox_insert_batch[] =
+    "WITH ev AS (SELECT e, type, payload, project, \"inApp\" AS in_app, email, actor,"
+    "  \"all\" AS everyone, members, cand FROM json_to_recordset($1::json) AS x(e bigint,"
+    "  type text, payload jsonb, project uuid, \"inApp\" boolean, email text, actor uuid,"
+    "  \"all\" boolean, members json, cand json)),"
+    " mem AS (SELECT DISTINCT ev.e, m.u::uuid AS u FROM ev,"
+    "  json_array_elements_text(ev.members) AS m(u)),"
+    " cand AS (SELECT DISTINCT c.e, c.u FROM (SELECT ev.e, ev.actor, ev.everyone,"
+    "  x.u::uuid AS u FROM ev, json_array_elements_text(ev.cand) AS x(u)) c"
+    "  LEFT JOIN mem ON mem.e = c.e AND mem.u = c.u"
+    "  WHERE c.u IS DISTINCT FROM c.actor AND (c.everyone OR mem.u IS NOT NULL)),"
+    " ins AS ("
+    " INSERT INTO notification (user_id, type, payload, project_id, source_event, in_app)"
+    " SELECT cand.u, ev.type, ev.payload, ev.project, ev.e, coalesce(p.in_app, ev.in_app)"
+    " FROM cand JOIN ev ON ev.e = cand.e"
+    " LEFT JOIN notification_preference p ON p.user_id = cand.u AND p.type = ev.type"
+    " ORDER BY ev.e, cand.u"
+    " ON CONFLICT (source_event, user_id, type) DO NOTHING RETURNING *),"
+    " touched AS (SELECT notification_touch(array_agg(user_id)) FROM ins WHERE in_app)"
+    " SELECT ins.source_event, ins.seq, ins.user_id, ins.id, ins.in_app,"
+    " coalesce(p.email, ev.email),"
+    " notification_json(ins.id, ins.type, ins.payload, ins.read_at, ins.created_at)::text,"
+    " CASE WHEN ins.in_app THEN coalesce(lag(ins.seq) OVER w,"
+    "  (SELECT coalesce(max(o.seq), 0) FROM notification o WHERE o.user_id = ins.user_id"
+    "   AND o.in_app AND o.seq < ins.seq)) ELSE 0 END"
+    " FROM ins JOIN ev ON ev.e = ins.source_event"
+    " LEFT JOIN notification_preference p ON p.user_id = ins.user_id AND p.type = ins.type"
+    " CROSS JOIN (SELECT count(*) FROM touched) t"
+    " WINDOW w AS (PARTITION BY ins.user_id, ins.in_app ORDER BY ins.seq)"
+    " ORDER BY ins.seq";
+
+/* Fails the transaction with $1 (migrations/013): the batch is given back. */
+const char sql_fail[] = "SELECT notification_fail($1)";
+
+/* One event's rows, for the events whose recipients include a task's watchers as they
+ * are when the event's turn comes (earlier events of the batch change them): run by its
+ * handler, under the locks the batch hook took. $1 candidates (JSON array of uuids), $2 type, $3 payload, $4 project, $5 source event,
  * $6 default inApp, $7/$8 the task and watch reasons whose watchers are candidates too,
  * $9 the actor, $10 members (JSON array) or NULL for "anyone", $11 default email.
  * Returns the rows made: seq, user_id, id, in_app, effective email, the public JSON, and

@@ -495,6 +495,65 @@ def test_a_batch_whose_middle_event_retries_acks_the_others_and_holds_its_aggreg
         assert metric(s, "panthera_events_retried_total", group) == 1
 
 
+def prepared_rows(group):
+    """evkit_prepared of a group: [(n, [event ids], xid)] in n order."""
+    out = psql_value("SELECT n, array_to_string(ids, ' '), xid FROM evkit_prepared"
+                     " WHERE group_name = '%s' ORDER BY n" % group)
+    return [(int(n), [int(i) for i in ids.split()], xid)
+            for n, ids, xid in (line.split("|") for line in out.splitlines() if line)]
+
+
+def seen_n(group, prefix):
+    """evkit_seen's (n, event id, xid) for the prefix, in n order."""
+    out = psql_value("SELECT n, event_id, xid FROM evkit_seen WHERE group_name = '%s'"
+                     " AND aggregate_id LIKE '%s%%' ORDER BY n" % (group, prefix))
+    return [(int(n), int(e), x) for n, e, x in (line.split("|") for line in out.splitlines())]
+
+
+def test_a_batch_hook_runs_once_per_transaction_before_its_handlers(make_server):
+    # px_event_prepare: one call per delivery transaction, given exactly the events its
+    # handlers then get, in their order, and what it queues runs before them.
+    group = new_group()
+    prefix = "prep-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        s = start(make_server, group, workers=1, events={"batch": "8"},
+                  evkit={"prepare": "yes"})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        insert_events([(prefix + k, {"seq": i}) for i, k in enumerate("abcabd")])
+        wait_seen(s, prefix, 6)
+        handled = seen_n(group, prefix)
+        hooks = prepared_rows(group)
+        by_xid = {}
+        for n, event, xid in handled:
+            by_xid.setdefault(xid, []).append((n, event))
+        for xid, events in by_xid.items():
+            mine = [h for h in hooks if h[2] == xid]
+            assert len(mine) == 1, (xid, hooks)  # once per transaction
+            n, ids, _ = mine[0]
+            assert ids == [e for _, e in events], (ids, events)  # its events, in order
+            assert all(n < m for m, _ in events), (n, events)  # before every handler
+        assert len(handled) == 6 and len({e for _, e, _ in handled}) == 6, handled
+
+
+def test_a_batch_its_hook_refuses_comes_again_one_event_at_a_time(make_server):
+    group = new_group()
+    prefix = "pref-" + uuid.uuid4().hex[:8] + "-"
+    with pg_lock():
+        s = start(make_server, group, workers=1, events={"batch": "8"},
+                  evkit={"prepare": "yes"})
+        s.wait_error_log('consumes group "%s"' % group, timeout=CEILING)
+        insert_events([(prefix + "a", {"seq": 0}), (prefix + "b", {"seq": 0, "prepare_refuse": True}),
+                       (prefix + "c", {"seq": 0})])
+        rows = wait_seen(s, prefix, 3)
+        assert len(rows) == 3 and len({r[0] for r in rows}) == 3, rows  # each once
+        assert all(r[3] == 2 for r in rows), rows  # the refused batch counted an attempt
+        assert len({r[6] for r in rows}) == 3, rows  # each alone, in its own transaction
+        s.wait_error_log("the plugin's batch hook refused a batch of 3", timeout=CEILING)
+        handled = seen_n(group, prefix)
+        for n, event, xid in handled:
+            assert [h[1] for h in prepared_rows(group) if h[2] == xid] == [[event]], handled
+
+
 def test_the_relay_copies_new_events_while_a_batch_holds_its_group_row(make_server):
     # a's handler asks for a retry inside a batch: recording that writes its delivery row a
     # second time in the transaction, so PostgreSQL checks the foreign key again and the
@@ -559,6 +618,18 @@ def test_a_bad_batch_size_stops_the_start_with_a_config_error():
         with pytest.raises(ServerError):
             s.start(timeout=10)
         assert 'px_event_batch("%s", 65)' % group in s.error_log(), s.error_log()
+    finally:
+        s.cleanup()
+
+
+def test_a_batch_hook_for_a_group_not_subscribed_stops_the_start_with_a_config_error():
+    s = Server(workers=1, plugins=("evkit",),
+               sections={"postgres": {"conninfo": conninfo()}},
+               plugin_config={"evkit": {"group": new_group(), "prepare": "elsewhere"}})
+    try:
+        with pytest.raises(ServerError):
+            s.start(timeout=10)
+        assert 'px_event_prepare("evkit-elsewhere")' in s.error_log(), s.error_log()
     finally:
         s.cleanup()
 

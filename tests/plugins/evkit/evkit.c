@@ -26,6 +26,11 @@
  * (the consumer the [events] lease exists for). One with "wait_lock": K records itself,
  * logs "evkit: event ID waits for lock K" and takes pg_advisory_xact_lock(K) before acking,
  * so a test holding K keeps the batch open (and its locks held) until it lets go.
+ *
+ * prepare = yes: a batch hook (px_event_prepare) records each delivery transaction's event
+ * ids, in the order it was given them, in evkit_prepared; it refuses a batch (PX_EINVAL)
+ * that holds an event with "prepare_refuse": true on its first attempt. prepare =
+ * elsewhere: asks for a hook on a group it did not subscribe (a config error).
  */
 #include <panthera/panthera.h>
 #include <stdio.h>
@@ -232,12 +237,38 @@ static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, voi
     px_pg_txn_query(txn, NULL, "SELECT 1", 0, NULL, acked_after, (void *)ev);
 }
 
+static int on_batch(px_req_t *task, px_pg_txn_t *txn, const px_event_t *const *events, size_t n,
+                    void *ud)
+{
+    (void)task, (void)ud;
+    char ids[4096];
+    size_t len = 0;
+    ids[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (json_is_true(json_object_get(px_event_payload(events[i]), "prepare_refuse")) &&
+            px_event_attempt(events[i]) == 1)
+            return PX_EINVAL;
+        int w = snprintf(ids + len, sizeof(ids) - len, "%s%lld", i ? "," : "",
+                         (long long)px_event_id(events[i]));
+        if (w < 0 || (size_t)w >= sizeof(ids) - len - 1)
+            return PX_EINVAL;
+        len += (size_t)w;
+    }
+    ids[len++] = '}';
+    ids[len] = '\0';
+    const char *params[] = {group_name, ids};
+    return px_pg_txn_query(txn, NULL,
+                           "INSERT INTO evkit_prepared (group_name, ids) VALUES ($1, $2::bigint[])",
+                           2, params, NULL, NULL);
+}
+
 static int evkit_init(px_plugin_t *self)
 {
     self_plugin = self;
     px_config_declare(self, "group", "evkit");
     px_config_declare(self, "subscribe", "yes");
     px_config_declare(self, "batch", "0");
+    px_config_declare(self, "prepare", "no");
     snprintf(group_name, sizeof(group_name), "%s", px_config_get(self, "group"));
     int rc = px_migrations(self, evkit_migrations);
     if (!rc && strcmp(px_config_get(self, "subscribe"), "no") != 0)
@@ -245,6 +276,10 @@ static int evkit_init(px_plugin_t *self)
     int batch = atoi(px_config_get(self, "batch"));
     if (!rc && batch)
         rc = px_event_batch(self, group_name, batch);
+    if (!rc && !strcmp(px_config_get(self, "prepare"), "yes"))
+        rc = px_event_prepare(self, group_name, on_batch, NULL);
+    else if (!rc && !strcmp(px_config_get(self, "prepare"), "elsewhere"))
+        rc = px_event_prepare(self, "evkit-elsewhere", on_batch, NULL);
     if (!rc)
         rc = px_route(self, "POST", "/v1/evkit/write", write_route, NULL);
     if (!rc)
