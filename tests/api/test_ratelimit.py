@@ -7,6 +7,7 @@ server without [redis], where each worker counts on its own.
 Each server gets its own key_prefix, so runs never see each other's counts. The tests that
 stop or pause the shared Redis always leave it running again, even when they fail.
 """
+import collections
 import http.client
 import os
 import socket
@@ -196,12 +197,18 @@ def test_local_limit_without_redis(make_server):
 
 def test_local_limits_share_the_limit_between_workers(make_server):
     """Counted in each worker, two workers must not let through twice the limit: each
-    allows its half. Fresh connections spread over both workers."""
+    allows its half. Fresh connections until each worker has had more than its half (which
+    worker accepts one is up to the scheduler: on a loaded machine one worker can win 40 in
+    a row, so the test asks until both have been seen enough, not a fixed count)."""
     s = limited_server(make_server, {"route": "GET /v1/hello 6/1m"}, workers=2, redis=False)
-    replies = [request(s, "/v1/hello") for _ in range(40)]
-    served = [r for r in replies if r.status == 200]
-    assert len({r.worker for r in replies}) == 2, "every connection went to one worker"
-    assert len(served) <= 6, "%d of 40 served with a limit of 6" % len(served)
+    replies = []
+    per_worker = collections.Counter()
+    while len(replies) < 400 and (len(per_worker) < 2 or min(per_worker.values()) < 4):
+        replies.append(request(s, "/v1/hello"))
+        per_worker[replies[-1].worker] += 1
+    assert len(per_worker) == 2, "every fresh connection went to one worker: %r" % per_worker
+    served = collections.Counter(r.worker for r in replies if r.status == 200)
+    assert served == {w: 3 for w in per_worker}, "served per worker %r of %r" % (served, per_worker)
     assert {r.status for r in replies} == {200, 429}
     assert all(r.headers["ratelimit-limit"] == "3" for r in replies)
 
