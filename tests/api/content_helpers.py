@@ -5,7 +5,9 @@ tokens) and `content`.
 """
 import contextlib
 import json
+import os
 import re
+import subprocess
 
 from panthera_server import Server
 from user_helpers import (  # noqa: F401 (re-exported for the test modules)
@@ -78,3 +80,14 @@ def events(server, aggregate):
                "WHERE aggregate_id = '%s' AND producer = 'content' ORDER BY id" % aggregate)
     return [(line.split(" ", 1)[0], json.loads(line.split(" ", 1)[1]))
             for line in out.splitlines() if line]
+
+
+REDIS = os.environ.get("PANTHERA_REDIS_SOCKET", "")
+
+
+def redis(*args):
+    """One redis-cli command on the test services' Redis; its answer split into words."""
+    p = subprocess.run(["redis-cli", "-s", REDIS, *args], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()

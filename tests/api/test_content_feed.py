@@ -6,26 +6,18 @@ is rendered once per feed version and served from Redis; a write the client made
 in its next read.
 """
 import math
-import subprocess
 import time
 import uuid
 
 import pytest
 
 from content_helpers import (
-    assert_error, call, content_env, content_server, describe, needs_services, new_post, psql, register)
+    assert_error, call, content_env, content_server, describe, needs_services, new_post, psql, redis,
+    register)
 
 pytestmark = needs_services
-REDIS = __import__("os").environ.get("PANTHERA_REDIS_SOCKET", "")
 KEY = "content:hot:test:" + uuid.uuid4().hex[:8]
 CEILING = 60  # seconds: only a hang reaches it
-
-
-def redis(*args):
-    p = subprocess.run(["redis-cli", "-s", REDIS, *args], capture_output=True, text=True,
-                       timeout=10)
-    assert p.returncode == 0, p.stderr
-    return p.stdout.split()
 
 
 @pytest.fixture(scope="module")

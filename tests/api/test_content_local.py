@@ -13,27 +13,17 @@ reaches it.
 import http.client
 import json
 import os
-import socket
-import subprocess
 import time
 import uuid
 
 import pytest
 
 from content_helpers import (
-    call, content_env, content_server, describe, needs_services, new_post, psql, register,
-    shared_services)
+    call, content_env, content_server, describe, needs_services, new_post, psql, redis,
+    register, shared_services)
 
 pytestmark = needs_services
-REDIS = os.environ.get("PANTHERA_REDIS_SOCKET", "")
 CEILING = 60  # seconds: only a hang reaches it
-
-
-def redis(*args):
-    p = subprocess.run(["redis-cli", "-s", REDIS, *args], capture_output=True, text=True,
-                       timeout=10)
-    assert p.returncode == 0, p.stderr
-    return p.stdout.split()
 
 
 def hot_key():
