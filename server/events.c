@@ -354,15 +354,21 @@ int api_event_subscribe(px_plugin_t *p, const char *group, const char *pattern, 
     return 0;
 }
 
+/* The subscription `p` made to `group` earlier in its init, or NULL. */
+static ev_sub_t *own_subscription(plugin_set_t *set, px_plugin_t *p, const char *group)
+{
+    for (size_t i = 0; set->events && group && i < set->events->n; i++)
+        if (set->events->subs[i].plugin == p && !strcmp(set->events->subs[i].group, group))
+            return &set->events->subs[i];
+    return NULL;
+}
+
 int api_event_batch(px_plugin_t *p, const char *group, int max)
 {
     plugin_set_t *set = p->set;
     if (set->registering != p)
         return PX_ESTATE;
-    ev_sub_t *s = NULL;
-    for (size_t i = 0; set->events && group && i < set->events->n && !s; i++)
-        if (set->events->subs[i].plugin == p && !strcmp(set->events->subs[i].group, group))
-            s = &set->events->subs[i];
+    ev_sub_t *s = own_subscription(set, p, group);
     if (!s || max < 1 || max > EVENTS_BATCH_MAX) {
         config_error(set->errs, p->section->file, p->section->line,
                      "plugin \"%s\": px_event_batch(\"%s\", %d): the group must be one it "
@@ -379,10 +385,7 @@ int api_event_prepare(px_plugin_t *p, const char *group, px_event_prepare_fn fn,
     plugin_set_t *set = p->set;
     if (set->registering != p)
         return PX_ESTATE;
-    ev_sub_t *s = NULL;
-    for (size_t i = 0; set->events && group && i < set->events->n && !s; i++)
-        if (set->events->subs[i].plugin == p && !strcmp(set->events->subs[i].group, group))
-            s = &set->events->subs[i];
+    ev_sub_t *s = own_subscription(set, p, group);
     if (!s || !fn) {
         config_error(set->errs, p->section->file, p->section->line,
                      "plugin \"%s\": px_event_prepare(\"%s\"): the group must be one it "
