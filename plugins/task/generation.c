@@ -23,7 +23,9 @@
  *     generation it read before, which the write's bump has made (or will make, before
  *     the writer is answered) unreachable.
  * Writes made outside the plugin are not seen this way: a user deleted by the user plugin
- * (assignees set to NULL, memberships gone by foreign key) or a change made with psql.
+ * (assignees set to NULL, memberships gone by foreign key) or a change made with psql;
+ * nor is a write whose client left while its COMMIT was under way (px_pg_on_commit runs
+ * only for a request still alive: nobody is answered, but others may list soon after).
  * For those, and for other hosts (a message over pub/sub arrives well under a
  * millisecond later on a LAN, but it is not synchronous), each stamp holds at most
  * list_cache_ttl; list_cache_ttl = 0 asks PostgreSQL on every list, as before.
