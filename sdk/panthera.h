@@ -379,6 +379,8 @@ typedef int (*px_cache_done_fn)(px_req_t *req, void *userdata);
 #define PX_BASE64_URL 1
 /* A counter every worker of this host shares (px_shared_counter). */
 typedef struct px_shared_counter px_shared_counter_t;
+/* px_pg_on_commit: runs once the transaction has committed, before its answer. */
+typedef void (*px_pg_commit_hook_fn)(px_req_t *req, void *userdata);
 
 /*
  * The function table, version by version. Each entry is
@@ -1104,7 +1106,17 @@ typedef struct px_shared_counter px_shared_counter_t;
      * px_req_printf(req, "%lld", (long long)n), px_req_printf(req, "/v1/things/%s", id).   \
      * Never NULL for a good format; NULL for a NULL req or fmt or an encoding error. Call \
      * it as px_req_printf (below); px_req_vprintf takes a va_list. */                      \
-    X(char *, req_vprintf, (px_req_t * req, const char *fmt, va_list ap), (req, fmt, ap))
+    X(char *, req_vprintf, (px_req_t * req, const char *fmt, va_list ap), (req, fmt, ap)) \
+    /* Run `fn` when `txn` has committed: right after the COMMIT succeeded and before the  \
+     * commit's own callback, so before the answer of px_pg_commit_respond (and of        \
+     * px_pg_commit's cb) goes out — the place to tell this host's other workers (a       \
+     * px_shared_counter bump) that what a client is about to be told is visible. Never   \
+     * on rollback, on a failed COMMIT, or when the request ends first. Hooks run in the  \
+     * order they were added, before the px_channel_publish_on_commit messages are sent;  \
+     * `fn` may call px_channel_publish on `req`. Kept in request memory. Returns 0, or    \
+     * PX_EINVAL for a NULL txn or fn. */                                                   \
+    X(int, pg_on_commit, (px_pg_txn_t * txn, px_pg_commit_hook_fn fn, void *userdata),      \
+      (txn, fn, userdata))
 #define PX_API_VOID_1_2_HELPERS(X)                                                            \
     /* Free a script from px_redis_script_new; NULL is accepted. */                         \
     X(void, redis_script_free, (px_redis_script_t * script), (script))                     \

@@ -55,6 +55,7 @@ struct px_pg_txn {
     struct px_pg_txn *next;
     idem_t *idem; /* NULL for a plain transaction */
     channel_msg_t *on_commit; /* px_channel_publish_on_commit, sent after COMMIT */
+    struct commit_hook *hooks; /* px_pg_on_commit, run after COMMIT, before the answer */
     bool emitted; /* px_event_emit was called on it */
 };
 
@@ -332,12 +333,57 @@ static void pg_end_done(const pg_error_t *err, void *ud)
     }
 }
 
+/* px_pg_on_commit's hooks, in request memory (a commit whose request ends first never
+ * calls back, and they die with the request). */
+typedef struct commit_hook {
+    px_pg_commit_hook_fn fn;
+    void *userdata;
+    struct commit_hook *next;
+} commit_hook_t;
+
+typedef struct hooked_commit {
+    commit_hook_t *hooks;
+    px_pg_done_fn cb;
+    void *userdata;
+} hooked_commit_t;
+
+static void run_commit_hooks(px_req_t *r, const px_pg_error_t *err, void *ud)
+{
+    hooked_commit_t *hc = ud;
+    for (commit_hook_t *h = hc->hooks; h && !err; h = h->next) {
+        crash_enter(r);
+        h->fn(r, h->userdata);
+        crash_leave();
+    }
+    if (hc->cb)
+        hc->cb(r, err, hc->userdata);
+}
+
+int api_pg_on_commit(px_pg_txn_t *t, px_pg_commit_hook_fn fn, void *ud)
+{
+    if (!t || !fn)
+        return PX_EINVAL;
+    commit_hook_t *h = arena_alloc(&t->req->arena, sizeof(*h)), **at = &t->hooks;
+    while (*at)
+        at = &(*at)->next;
+    *h = (commit_hook_t){.fn = fn, .userdata = ud};
+    *at = h;
+    return 0;
+}
+
 static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
 {
     px_req_t *r = t->req;
     pg_txn_t *txn = t->txn;
     if (commit)
         channel_commit_wrap(r, t->on_commit, &cb, &ud);
+    if (commit && t->hooks) {
+        /* Wrapped last, so run first: the hooks, then the messages, then the answer. */
+        hooked_commit_t *hc = arena_alloc(&r->arena, sizeof(*hc));
+        *hc = (hooked_commit_t){.hooks = t->hooks, .cb = cb, .userdata = ud};
+        cb = run_commit_hooks;
+        ud = hc;
+    }
     int kind = commit && t->emitted ? OP_PG_WAKE : OP_PG_DONE;
     txn_forget(r, t);
     free(t);

@@ -201,6 +201,10 @@ static int began(px_req_t *req, px_pg_txn_t *txn, void *ud)
     task_op_t *op = ud;
     (void)req;
     op->txn = txn;
+    /* Only writes open a transaction: once one committed, no worker of the host answers
+     * a list from memory before asking PostgreSQL again (generation.c). */
+    if (txn && px_pg_on_commit(txn, generation_committed, NULL))
+        return PX_EINTERNAL;
     if (op->route->scope == SCOPE_NONE)
         return op->route->then(op);
     static const char *const names[3][2] = {{"gate_read", "gate_write"},

@@ -26,11 +26,21 @@
  * /metrics counts hits, renders, evictions, and the bytes stored and dropped (their
  * difference is what the workers hold).
  *
+ * Answered from memory alone. An entry also remembers the host generation under which
+ * PostgreSQL last showed it current (generation.c says when that is safe) and until when
+ * (list_cache_ttl): a list whose request read that same generation, from a caller whose
+ * role in the project is kept the same way (an entry "member/<project>/<caller>", the
+ * role as its body), is answered without any statement. In the last quarter of its time
+ * an entry is a miss for one caller, who asks PostgreSQL and stamps it again while the
+ * others are still answered, so the connections of a worker do not all ask at once when
+ * it ends.
+ *
  * A worker is one thread on one loop: nothing here needs a lock. The entries go when the
  * worker stops.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "task.h"
 
@@ -40,6 +50,8 @@ struct entry {
     entry_t *newer, *older;  /* the use order */
     uint64_t hash;
     int64_t version;
+    bool stamped, renewing; /* shown current under `gen`; one caller is renewing that */
+    uint64_t gen, until, renew_at; /* monotonic ms */
     size_t key_len, body_len, cost;
     char data[];             /* the key, then the body */
 };
@@ -51,9 +63,16 @@ static struct {
     entry_t *newest, *oldest;
 } cache;
 
-uint64_t task_list_cache_size;
+uint64_t task_list_cache_size, task_list_cache_ttl_ms;
 static int metric_hits = -1, metric_renders = -1, metric_stored = -1, metric_dropped = -1,
-           metric_evictions = -1;
+           metric_evictions = -1, metric_memory = -1;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* FNV-1a: keys are short and made by us; no caller chooses them to collide (a q filter
  * is part of a key, so a chain is at worst a caller's own queries). */
@@ -135,8 +154,49 @@ int64_t listcache_get(const char *key, size_t len, const char **body, size_t *bo
     return e->version;
 }
 
-void listcache_put(const char *key, size_t len, int64_t version, const char *body,
-                   size_t body_len)
+static void stamp(entry_t *e, uint64_t gen)
+{
+    uint64_t now = now_ms();
+    e->stamped = true;
+    e->renewing = false;
+    e->gen = gen;
+    e->until = now + task_list_cache_ttl_ms;
+    e->renew_at = now + task_list_cache_ttl_ms * 3 / 4;
+}
+
+int64_t listcache_fresh(const char *key, size_t len, uint64_t gen, const char **body,
+                        size_t *body_len)
+{
+    if (!cache.count || !task_list_cache_ttl_ms || !generation_heard())
+        return -1;
+    entry_t *e = *slot(key, len, hash(key, len));
+    if (!e || !e->stamped || e->gen != gen)
+        return -1;
+    uint64_t now = now_ms();
+    if (now >= e->until)
+        return -1;
+    if (now >= e->renew_at && !e->renewing) {
+        e->renewing = true;
+        return -1;
+    }
+    unlink_use(e);
+    link_newest(e);
+    *body = e->data + e->key_len;
+    *body_len = e->body_len;
+    return e->version;
+}
+
+void listcache_stamp(const char *key, size_t len, int64_t version, uint64_t gen)
+{
+    if (!cache.count)
+        return;
+    entry_t *e = *slot(key, len, hash(key, len));
+    if (e && e->version == version)
+        stamp(e, gen);
+}
+
+void listcache_put(const char *key, size_t len, int64_t version, uint64_t gen,
+                   const char *body, size_t body_len)
 {
     size_t cost = sizeof(entry_t) + len + body_len;
     if (cost > task_list_cache_size / 8)
@@ -165,6 +225,8 @@ void listcache_put(const char *key, size_t len, int64_t version, const char *bod
     e->key_len = len;
     e->body_len = body_len;
     e->cost = cost;
+    e->stamped = false;
+    stamp(e, gen);
     memcpy(e->data, key, len);
     memcpy(e->data + len, body, body_len);
     at = slot(key, len, h);
@@ -176,9 +238,11 @@ void listcache_put(const char *key, size_t len, int64_t version, const char *bod
     px_metric_add(task_plugin, metric_stored, cost);
 }
 
-void listcache_served(bool kept)
+void listcache_served(bool kept, bool memory)
 {
     px_metric_add(task_plugin, kept ? metric_hits : metric_renders, 1);
+    if (memory)
+        px_metric_add(task_plugin, metric_memory, 1);
 }
 
 static void listcache_clear(px_plugin_t *plugin, void *ud)
@@ -195,13 +259,15 @@ static void listcache_clear(px_plugin_t *plugin, void *ud)
 
 int listcache_config(px_plugin_t *self)
 {
-    int64_t size = 0;
+    int64_t size = 0, ttl = 0;
     const px_setting_t settings[] = {
         {"list_cache_size", "8m", PX_SETTING_SIZE, 0, (int64_t)1 << 34, NULL, &size},
+        {"list_cache_ttl", "2s", PX_SETTING_DURATION_MS, 0, 600000, NULL, &ttl},
         {NULL, NULL, 0, 0, 0, NULL, NULL},
     };
     int rc = px_config_settings(self, settings);
     task_list_cache_size = (uint64_t)size;
+    task_list_cache_ttl_ms = (uint64_t)ttl;
     struct {
         int *id;
         const char *name, *help;
@@ -215,6 +281,8 @@ int listcache_config(px_plugin_t *self)
          "bytes of task-list pages dropped (replaced, evicted); stored - dropped is held"},
         {&metric_evictions, "task_list_cache_evictions_total",
          "task-list pages dropped to stay within list_cache_size"},
+        {&metric_memory, "task_list_memory_hits_total",
+         "task lists answered from the worker's memory alone, without PostgreSQL"},
     };
     for (size_t i = 0; !rc && i < sizeof(counters) / sizeof(counters[0]); i++) {
         rc = px_metric_counter(self, counters[i].name, counters[i].help);

@@ -267,7 +267,8 @@ const char sql_task_delete[] =
 
 /* The task list is one statement, the gate folded in: a row only when the caller may see
  * the project (a member, or an admin: $admin), so a non-member's 404 costs one round trip
- * and reads no task. It answers (list version, total, the page as a JSON array text):
+ * and reads no task. It answers (list version, total, the page as a JSON array text, the
+ * caller's role: NULL for an admin who is not a member; kept by the worker, generation.c):
  * the array is built by PostgreSQL and sent as it is (tasks.c), never parsed and printed
  * again. $known is the list version of the page the worker keeps for this query
  * (listcache.c; NULL: none): when the project's list_version (migrations/006) still is
@@ -308,12 +309,12 @@ const char sql_task_delete[] =
 #define TASK_LIST(order)                                                                      \
     "SELECT p.list_version, p.task_count, "                                                   \
     TASK_UNLESS_KEPT("$6", TASK_PAGE("t.project_id = $1::uuid", order, "$4", "$5"))           \
-    TASK_LIST_GATE("$2", "$3")
+    ", m.role" TASK_LIST_GATE("$2", "$3")
 #define TASK_LIST_FILTERED(order)                                                             \
     "SELECT p.list_version, "                                                                 \
     TASK_UNLESS_KEPT("$12", "(SELECT count(*) FROM task_tasks WHERE " TASK_WHERE ")") ", "    \
     TASK_UNLESS_KEPT("$12", TASK_PAGE(TASK_WHERE, order, "$8", "$9"))                         \
-    TASK_LIST_GATE("$10", "$11")
+    ", m.role" TASK_LIST_GATE("$10", "$11")
 #define ORDER_UPDATED "t.updated_at DESC, t.id"
 #define ORDER_RANK "CASE t.status WHEN 'todo' THEN 0 WHEN 'in_progress' THEN 1 ELSE 2 END, t.rank, t.id"
 #define ORDER_DUE "t.due_date ASC NULLS LAST, t.id"

@@ -229,6 +229,8 @@ static int task_init(px_plugin_t *self)
         rc = attachments_config(self);
     if (!rc)
         rc = listcache_config(self);
+    if (!rc)
+        rc = generation_init(self);
     int64_t interval = 0;
     if (!rc)
         rc = px_config_duration_ms(self, "release_interval", &interval);

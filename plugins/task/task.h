@@ -11,6 +11,7 @@
  *   attachments.c /v1/tasks/{id}/attachments and /v1/attachments/{id}
  *   release.c   drops the blob references of deleted attachments (a background task)
  *   listcache.c the task-list pages a worker keeps under their project's list version
+ *   generation.c the host's generation: when a kept page is answered without PostgreSQL
  *   store.c     every SQL statement; lists come back as (total, item JSON) rows, the task
  *               list as (total, the page as one JSON text) with its gate folded in
  *   schemas.json the bodies' and answers' JSON schemas (embedded at build time)
@@ -175,11 +176,29 @@ extern int64_t task_rank_max;
  * counts an answer (kept: from a kept page). listcache_config: the list_cache_size
  * setting, the metrics, the worker-stop cleanup (init only). */
 int64_t listcache_get(const char *key, size_t len, const char **body, size_t *body_len);
-void listcache_put(const char *key, size_t len, int64_t version, const char *body,
-                   size_t body_len);
-void listcache_served(bool kept);
+/* listcache_put also stamps the copy with `gen`, the generation read before the
+ * statement that rendered it; listcache_stamp stamps the kept entry of `key` when it is
+ * still of `version` (PostgreSQL showed it current, under `gen`). listcache_fresh: like
+ * listcache_get, but only an entry stamped with `gen`, within list_cache_ttl and while
+ * the channel is up (generation.c), else -1: what may be answered without PostgreSQL. */
+void listcache_put(const char *key, size_t len, int64_t version, uint64_t gen,
+                   const char *body, size_t body_len);
+void listcache_stamp(const char *key, size_t len, int64_t version, uint64_t gen);
+int64_t listcache_fresh(const char *key, size_t len, uint64_t gen, const char **body,
+                        size_t *body_len);
+/* `memory`: answered without PostgreSQL. */
+void listcache_served(bool kept, bool memory);
 int listcache_config(px_plugin_t *self);
-extern uint64_t task_list_cache_size;
+extern uint64_t task_list_cache_size, task_list_cache_ttl_ms;
+
+/* ---- generation.c ---- */
+/* The host's generation (read it before the statement whose answer is stamped with it),
+ * whether this worker hears other hosts' bumps, the px_pg_on_commit hook every writing
+ * transaction gets (access.c), and init (after listcache_config). */
+uint64_t generation_now(void);
+bool generation_heard(void);
+void generation_committed(px_req_t *req, void *ud);
+int generation_init(px_plugin_t *self);
 
 /* ---- store.c ---- */
 extern const char sql_gate_read[], sql_gate_write[], sql_event_members[];

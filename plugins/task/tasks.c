@@ -104,15 +104,19 @@ void task_change_events(task_op_t *op, const json_t *task, const json_t *changes
 typedef struct {
     const char *key;      /* listcache.c's key of this query */
     size_t key_len;
+    const char *member;   /* and of the caller's role in the project */
+    size_t member_len;
+    uint64_t gen;         /* the generation, read before anything else (generation.c) */
     const char *name, *sql;
     const char **values;
     int n, known;         /* the values, and which of them is the known version */
 } list_query_t;
 
 /* Answers `body` (`len` bytes) of list version `version`, with that as its ETag. */
-static int list_send(task_op_t *op, int64_t version, const char *body, size_t len, bool kept)
+static int list_send(task_op_t *op, int64_t version, const char *body, size_t len, bool kept,
+                     bool memory)
 {
-    listcache_served(kept);
+    listcache_served(kept, memory);
     if (px_res_etag(op->req, op_int_text(op, version)) == PX_DONE)
         return PX_DONE;
     return px_res_send(op->req, 200, "application/json; charset=utf-8", body, len);
@@ -129,14 +133,19 @@ static int listed(task_op_t *op, const px_pg_result_t *res)
     int64_t version = 0;
     px_pg_int64(res, 0, 0, &version);
     const char *total = px_pg_value(res, 0, 1), *items = px_pg_value(res, 0, 2);
+    const char *role = px_pg_value(res, 0, 3);
+    if (role)
+        listcache_put(lq->member, lq->member_len, 0, lq->gen, role, strlen(role));
     if (!items) {
         const char *body;
         size_t len;
         int64_t kept = listcache_get(lq->key, lq->key_len, &body, &len);
         /* A newer render of the same query may have replaced it meanwhile: newer than the
          * snapshot this request read, so still what a list after the request began sees. */
-        if (kept >= version)
-            return list_send(op, kept, body, len, true);
+        if (kept >= version) {
+            listcache_stamp(lq->key, lq->key_len, version, lq->gen);
+            return list_send(op, kept, body, len, true, false);
+        }
         lq->values[lq->known] = NULL;
         return op_query(op, lq->name, lq->sql, lq->n, lq->values, listed);
     }
@@ -152,8 +161,8 @@ static int listed(task_op_t *op, const px_pg_result_t *res)
     memcpy(body, head, (size_t)hn);
     memcpy(body + hn, items, in);
     body[len - 1] = '}';
-    listcache_put(lq->key, lq->key_len, version, body, len);
-    return list_send(op, version, body, len, false);
+    listcache_put(lq->key, lq->key_len, version, lq->gen, body, len);
+    return list_send(op, version, body, len, false, false);
 }
 
 /* listcache.c's key of a list: everything its answer depends on besides the project's
@@ -181,6 +190,8 @@ static int list_handler(px_req_t *req, const task_route_t *route)
         {"dueDate", "task_list_due", sql_task_list_due, sql_task_find_due},
         {"priority", "task_list_priority", sql_task_list_priority, sql_task_find_priority},
     };
+    /* First: whatever PostgreSQL tells this request is stamped with it. */
+    uint64_t gen = generation_now();
     task_op_t *op;
     int rc = op_prepare(req, route, &op);
     if (rc)
@@ -198,10 +209,21 @@ static int list_handler(px_req_t *req, const task_route_t *route)
     for (size_t f = 0; f < nf; f++)
         filtered = filtered || filters[f];
     list_query_t *lq = px_req_alloc(req, sizeof(*lq));
+    lq->gen = gen;
     lq->key = list_key(op, i, filters, nf, &lq->key_len);
-    const char *body;
-    size_t len;
-    int64_t kept = listcache_get(lq->key, lq->key_len, &body, &len);
+    lq->member = px_req_printf(req, "member/%s/%s", op->pid, op->caller ? op->caller : "");
+    lq->member_len = strlen(lq->member);
+    const char *body, *role;
+    size_t len, role_len;
+    /* Nothing written since PostgreSQL last showed this page current and the caller a
+     * member (an admin needs no membership), under this generation: answered from here. */
+    int64_t kept = op->admin || listcache_fresh(lq->member, lq->member_len, gen, &role,
+                                                &role_len) >= 0
+                       ? listcache_fresh(lq->key, lq->key_len, gen, &body, &len)
+                       : -1;
+    if (kept >= 0)
+        return list_send(op, kept, body, len, true, true);
+    kept = listcache_get(lq->key, lq->key_len, &body, &len);
     const char *known = kept >= 0 ? op_int_text(op, kept) : NULL;
     const char *limit = op_int_text(op, op->limit);
     const char *offset = op_int_text(op, (int64_t)(op->page - 1) * op->limit);

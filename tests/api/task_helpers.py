@@ -35,10 +35,10 @@ TASK_KEYS = {"id", "projectId", "title", "description", "status", "priority", "a
 PLUGIN_README = os.path.join(REPO, "plugins", "task", "README.md")
 
 
-def task_server(db, workers=2, config=None, lua_dir=None, storage=None):
+def task_server(db, workers=2, config=None, lua_dir=None, storage=None, redis=None):
     sections = {
         "postgres": {"conninfo": conninfo(db), "wait_timeout": "2s"},
-        "redis": {"address": "unix:" + os.environ["PANTHERA_REDIS_SOCKET"]},
+        "redis": {"address": redis or "unix:" + os.environ["PANTHERA_REDIS_SOCKET"]},
         "auth": {"token_secret": SECRET},
         # Attachments: blobs in the server's own directory; no sweep unless asked for.
         "storage": dict({"backend": "dir", "dir": "blobs", "sweep_interval": "0"},
@@ -52,11 +52,13 @@ def task_server(db, workers=2, config=None, lua_dir=None, storage=None):
 
 
 @contextlib.contextmanager
-def task_env(prefix, config=None, lua_dir=None, storage=None, workers=2):
-    """A fresh database and a started user+task server on it; both gone afterwards."""
+def task_env(prefix, config=None, lua_dir=None, storage=None, workers=2, redis=None):
+    """A fresh database and a started user+task server on it; both gone afterwards
+    (`redis`: another [redis] address than the shared services')."""
     with shared_services():
         db = create_database(prefix)
-    s = task_server(db, workers=workers, config=config, lua_dir=lua_dir, storage=storage)
+    s = task_server(db, workers=workers, config=config, lua_dir=lua_dir, storage=storage,
+                    redis=redis)
     s.db = db
     try:
         with shared_services():

@@ -10,9 +10,6 @@ made behind the server's back (psql, then INCR of the Redis version without the 
 show what is served from a worker's copy, with local_ttl_ms long enough that only a hang
 reaches it.
 """
-import http.client
-import json
-import os
 import time
 import uuid
 
@@ -21,6 +18,7 @@ import pytest
 from content_helpers import (
     call, content_env, content_server, describe, needs_services, new_post, psql, redis,
     register, shared_services)
+from worker_pin import pinned_pair
 
 pytestmark = needs_services
 CEILING = 60  # seconds: only a hang reaches it
@@ -40,78 +38,6 @@ def local_count(s, what):
 
 def local_hits(s):
     return local_count(s, "hits")
-
-
-# ---- connections pinned to a worker ----
-
-def _socket_inodes(pid):
-    out = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            out.add(link[8:-1])
-    return out
-
-
-def _server_inode(server_port, client_port):
-    """The inode of the server side of 127.0.0.1:client_port -> server_port."""
-    want_local = "0100007F:%04X" % server_port
-    want_remote = "0100007F:%04X" % client_port
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            cols = line.split()
-            if cols[1] == want_local and cols[2] == want_remote:
-                return cols[9]
-    return None
-
-
-class Pinned:
-    """A keep-alive connection and the worker pid that serves it."""
-
-    def __init__(self, s):
-        self.s = s
-        self.conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
-        self.get("/v1/feed", sort="new", limit=1)  # connected and accepted
-        inode = _server_inode(s.port, self.conn.sock.getsockname()[1])
-        self.worker = next((pid for pid in s.worker_pids() if inode in _socket_inodes(pid)),
-                           None)
-
-    def request(self, method, path, token=None, body=None, **params):
-        if params:
-            path += "?" + "&".join("%s=%s" % kv for kv in params.items())
-        headers = {"Authorization": "Bearer " + token} if token else {}
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        self.conn.request(method, path, body=data, headers=headers)
-        r = self.conn.getresponse()
-        raw = r.read()
-        assert r.status < 300, (method, path, r.status, raw[:300])
-        return json.loads(raw) if raw else None
-
-    def get(self, path, token=None, **params):
-        return self.request("GET", path, token, **params)
-
-    def close(self):
-        self.conn.close()
-
-
-def pinned_pair(s):
-    """Two connections served by different workers."""
-    first, tries = Pinned(s), []
-    assert first.worker, "no worker holds the connection"
-    for _ in range(200):
-        c = Pinned(s)
-        if c.worker and c.worker != first.worker:
-            for t in tries:
-                t.close()
-            return first, c
-        tries.append(c)
-    raise AssertionError("200 connections all went to worker %d" % first.worker)
 
 
 # ---- read-your-write on both workers ----

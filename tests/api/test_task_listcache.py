@@ -9,6 +9,7 @@ The server here has one worker, so which answers were kept pages is exact in /me
 (task_list_cache_hits_total, task_list_renders_total); the second module's server has two
 and a small list_cache_size."""
 import re
+import time
 import uuid
 
 import pytest
@@ -19,6 +20,7 @@ from task_helpers import (
     task_metric)
 
 pytestmark = needs_services
+CEILING = 60  # seconds: only a hang reaches it
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,7 @@ def test_every_kind_of_write_is_seen_by_the_next_list(srv, people, board):
     assert counts(srv) == (h0 + 1, r0)
 
 
-def test_a_user_deleted_is_unassigned_on_the_kept_page_too(srv, people, board):
+def test_a_user_deleted_is_unassigned_on_the_kept_page_within_the_ttl(srv, people, board):
     pid, tasks = board
     owner = people["owner"]
     gone = people["member2"]
@@ -131,8 +133,18 @@ def test_a_user_deleted_is_unassigned_on_the_kept_page_too(srv, people, board):
     assert [t["assigneeId"] for t in page["tasks"] if t["id"] == tasks[0]["id"]] == [gone.id]
     r = call(srv, "DELETE", "/v1/users/%s" % gone.id, token=gone.access)
     assert r.status_code == 204, describe(r)
-    page = listing(srv, owner, pid, limit=50).json()
-    assert [t["assigneeId"] for t in page["tasks"] if t["id"] == tasks[0]["id"]] == [None]
+    # The user plugin's write bumps no task generation (generation.c): the page kept in
+    # memory may answer until list_cache_ttl (2 s here) ends, then PostgreSQL's list
+    # version, which the foreign key's UPDATE moved, shows the task unassigned.
+    end = time.monotonic() + CEILING
+    while True:
+        page = listing(srv, owner, pid, limit=50).json()
+        assignee = [t["assigneeId"] for t in page["tasks"] if t["id"] == tasks[0]["id"]]
+        if assignee == [None]:
+            break
+        assert assignee == [gone.id], assignee
+        assert time.monotonic() < end, "the deleted assignee is still listed"
+        time.sleep(0.1)
 
 
 def test_membership_is_checked_on_every_request_of_a_kept_page(srv, people, board):

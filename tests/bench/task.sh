@@ -2,7 +2,9 @@
 # Benchmarks of the task plugin (plugins/task), against PostgreSQL of scripts/dev services:
 #
 #   list   GET /v1/projects/{id}/tasks?limit=50 on a project of 10,000 tasks (the default
-#          sort, -updatedAt), wrk -c64: requests/s, p50/p99, server CPU per request.
+#          sort, -updatedAt), wrk -c64: requests/s, p50/p99, server CPU per request. With
+#          [redis] configured (the channel generation.c needs), a kept page is answered
+#          from the worker's memory while no task is written: no PostgreSQL at all.
 #   move   POST /v1/tasks/{id}/move {before: another task} on the same project, wrk -c64.
 #          Moves of one project are serialised by its row lock (the design: rank and
 #          dependency decisions are made under it), so this is one project's ceiling.
@@ -65,7 +67,8 @@ start() {
     DB=${DBS[$1]}
     start_px "task-$1" "$plugins" "[postgres]" \
         "conninfo = host=$PANTHERA_PGHOST port=$PANTHERA_PGPORT dbname=$DB user=$PANTHERA_PGUSER" \
-        "pool_size = 8" "[auth]" "token_secret_file = $BENCH_TMP/secret" "${extra[@]}"
+        "pool_size = 8" "[redis]" "address = unix:$PANTHERA_REDIS_SOCKET" \
+        "[auth]" "token_secret_file = $BENCH_TMP/secret" "${extra[@]}"
 }
 
 # setup LABEL: a user, a project of TASKS tasks and the wrk scripts, in that database.
@@ -195,7 +198,7 @@ SELECT p.list_version, p.task_count, CASE WHEN p.list_version = \$6 THEN NULL EL
             FROM task_dependencies dep WHERE dep.task_id = t.id), '[]'::jsonb),
   'rank', t.rank, 'createdAt', task_ts(t.created_at), 'updatedAt', task_ts(t.updated_at),
   'version', t.version) FROM task_tasks t WHERE t.project_id = \$1
-  ORDER BY t.updated_at DESC, t.id LIMIT \$4 OFFSET \$5))::text END
+  ORDER BY t.updated_at DESC, t.id LIMIT \$4 OFFSET \$5))::text END, m.role
 FROM task_projects p LEFT JOIN task_members m ON m.project_id = p.id AND m.user_id = \$2
 WHERE p.id = \$1 AND (m.role IS NOT NULL OR \$3);
 \\echo 'the page rendered (no kept page, or its version moved):'

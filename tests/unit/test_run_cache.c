@@ -4,7 +4,9 @@
  * a miss whose callback runs at once, exactly once, and a callback's negative code is
  * answered (here: on a request answered already, so nothing is sent twice). The paths
  * with the services are the user plugin's API tests (tests/api/test_user_*.py). Also
- * px_pg_conflict's declarations and which plugin's message an error gets (api_pg.c). */
+ * px_pg_conflict's declarations and which plugin's message an error gets (api_pg.c), and
+ * px_pg_on_commit's misuse (api_async.c; its hooks run in the task plugin's API tests,
+ * whose lists are served from memory only because they do). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +85,21 @@ static void test_pg_run_misuse(void)
     CHECK_EQ_INT(api_pg_begin_run(r, 0, never_txn, NULL), PX_EUNAVAIL);
     CHECK_EQ_INT(calls, 0);
     free_req(r);
+}
+
+static void hook(px_req_t *req, void *ud)
+{
+    (void)req, (void)ud;
+    calls++;
+}
+
+static void test_on_commit_misuse(void)
+{
+    calls = 0;
+    CHECK_EQ_INT(api_pg_on_commit(NULL, hook, NULL), PX_EINVAL);
+    /* The hook is checked before the transaction is touched. */
+    CHECK_EQ_INT(api_pg_on_commit((px_pg_txn_t *)&calls, NULL, NULL), PX_EINVAL);
+    CHECK_EQ_INT(calls, 0);
 }
 
 static void test_run_answer(void)
@@ -214,6 +231,7 @@ int main(void)
     RUN(test_pg_conflict);
     RUN(test_pg_run_misuse);
     RUN(test_run_answer);
+    RUN(test_on_commit_misuse);
     RUN(test_cache_misuse);
     RUN(test_cache_without_redis);
     return check_finish();
