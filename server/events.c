@@ -16,10 +16,12 @@
  * it is gone, see Retention.) The wake-up is not a NOTIFY inside that transaction:
  * PostgreSQL serialises the commits of every notifying transaction on one global lock,
  * which made a write with one emit 3.5 times slower in tests/bench/events.sh. Instead,
- * once such a COMMIT has succeeded (api_async.c tells us), the worker sends one NOTIFY of
- * its own for all the commits of the next EVENTS_WAKE_MS: at most one per transaction, and
- * far fewer under load. If it is lost (the worker dies first), the consumers' poll finds
- * the events.
+ * once such a COMMIT has succeeded (api_async.c tells us), the worker sends a NOTIFY of
+ * its own: at once when it sent none in the last EVENTS_WAKE_MS (an idle consumer is woken
+ * without delay), else one when that interval ends, for every commit in it (events_wake_due).
+ * At most one per transaction, and under load one per interval per worker: each is a
+ * transaction with an xid and a commit record of its own, on a pool connection a request
+ * could use. If it is lost (the worker dies first), the consumers' poll finds the events.
  *
  * Seeing rows in commit order. Ids come from a sequence when the INSERT runs, not when
  * the transaction commits: a relay that reads "id > last seen" skips a transaction that
@@ -89,8 +91,8 @@
 #include "worker.h"
 
 #define PRUNE_EVERY_MS (60 * 1000)
-/* Commits with events in one worker within this long share one NOTIFY. */
-#define EVENTS_WAKE_MS 2
+/* A worker sends at most one NOTIFY per this long (events_wake_due). */
+#define EVENTS_WAKE_MS 10
 /* Pending rows looked at per delivery transaction, beyond its batch, to find the heads
  * of distinct aggregates. */
 #define DISPATCH_WINDOW_PER_SLOT 64
@@ -463,25 +465,56 @@ done:
 
 /* ---- waking the consumers ---- */
 
+int64_t events_wake_due(uint64_t now, const events_wake_state_t *st, uint64_t every)
+{
+    if (st->scheduled)
+        return -1; /* the NOTIFY already due covers this commit: it is sent after it */
+    if (!st->sent || now - st->last >= every)
+        return 0;
+    return (int64_t)(st->last + every - now);
+}
+
 /* One per process (a worker is one process); made on the first commit with events. */
 static uv_timer_t *wake;
+static events_wake_state_t wake_state;
+static uint64_t wakes_sent;
 
-static void wake_fire(uv_timer_t *t)
+uint64_t events_wakes_sent(void)
 {
-    worker_t *w = t->data;
+    return wakes_sent;
+}
+
+static void wake_send(worker_t *w)
+{
+    wakes_sent++;
+    wake_state.sent = true;
+    wake_state.last = uv_now(w->loop);
+    wake_state.scheduled = false;
     if (w->pg) /* fire and forget: if it is lost, the consumers' poll finds the events */
         pg_query(w->pg, "SELECT pg_notify('panthera_events', '')", 0, NULL, NULL, NULL, NULL);
 }
 
+static void wake_fire(uv_timer_t *t)
+{
+    wake_send(t->data);
+}
+
 void events_wake(worker_t *w)
 {
+    int64_t due = events_wake_due(uv_now(w->loop), &wake_state, EVENTS_WAKE_MS);
+    if (due < 0)
+        return;
+    if (due == 0) {
+        wake_send(w);
+        return;
+    }
     if (!wake) {
         wake = xmalloc(sizeof(*wake));
         uv_timer_init(w->loop, wake);
         wake->data = w;
     }
-    if (!uv_is_active((uv_handle_t *)wake))
-        uv_timer_start(wake, wake_fire, EVENTS_WAKE_MS, 0);
+    wake_state.scheduled = true;
+    uv_timer_start(wake, wake_fire, (uint64_t)due, 0);
 }
 
 static void wake_closed(uv_handle_t *h)
@@ -762,6 +795,7 @@ void events_worker_stop(worker_t *w)
         uv_close((uv_handle_t *)wake, wake_closed);
         wake = NULL;
     }
+    wake_state = (events_wake_state_t){0};
     events_worker_t *ew = w->events;
     if (!ew)
         return;

@@ -3,7 +3,9 @@
 #ifndef PX_EVENTS_H
 #define PX_EVENTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "panthera.h"
@@ -30,9 +32,25 @@ void events_worker_start(struct worker *w);
 /* Draining or exiting: step down from every group, close the session. */
 void events_worker_stop(struct worker *w);
 
-/* A transaction with events committed in this worker: NOTIFY the consumers soon, at most
- * once per EVENTS_WAKE_MS however many commit meanwhile. */
+/* A transaction with events committed in this worker: NOTIFY the consumers, at once if
+ * this worker sent no NOTIFY in the last EVENTS_WAKE_MS, else when that interval ends (one
+ * for all the commits in it). */
 void events_wake(struct worker *w);
+
+/* What events_wake decides, apart from the loop so that it can be tested: the NOTIFY
+ * last sent (at `last`, in ms of the loop's clock, if `sent`), and whether one is already
+ * scheduled. */
+typedef struct events_wake_state {
+    uint64_t last;
+    bool sent;
+    bool scheduled;
+} events_wake_state_t;
+/* For a commit at `now`: -1 when the NOTIFY already scheduled covers it, 0 to send one
+ * now, else the ms until one may be sent (at most one per `every` ms). */
+int64_t events_wake_due(uint64_t now, const events_wake_state_t *st, uint64_t every);
+/* The wake-ups this process has sent so far (each a NOTIFY on its pool, when it has one),
+ * for tests. */
+uint64_t events_wakes_sent(void);
 
 /* pantherad events:list|replay ...: blocking, in a command process. Returns the exit
  * code. `pg` is a connected PGconn. */

@@ -133,6 +133,12 @@ def test_a_commit_wakes_the_consumer_without_waiting_for_the_poll(make_server):
         assert len(wait_seen(s, agg, 1)) == 1
         write(s, agg, count=2)  # and again: the wake-up is not a one-off
         assert len(wait_seen(s, agg, 3)) == 3
+        # A burst: commits right after the worker's last NOTIFY get no NOTIFY of their
+        # own but share the one sent when its interval ends; none may be left to the poll.
+        burst = "burst-" + uuid.uuid4().hex
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: write(s, "%s-%d" % (burst, i), no_sleep=True), range(64)))
+        assert len(wait_seen(s, burst, 64)) == 64
 
 
 def test_late_committers_are_never_skipped_and_order_holds(make_server):

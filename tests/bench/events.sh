@@ -6,19 +6,26 @@
 #            consumer running): the latency emitting adds and the throughput ratio
 #            (target <= 10 % slower). With BENCH_BASE_BUILD=<build dir of another
 #            checkout, e.g. main's>, that build is measured the same way in the same run,
-#            rounds alternated, each build on a private database its own migrations made.
+#            rounds alternated, each build on a private database its own migrations made;
+#            BENCH_EMIT_ROUNDS rounds (default 2).
 #   latency  events emitted at 1,000/s for BENCH_SECONDS by pgbench -R running the
 #            statement px_event_emit sends, plus the NOTIFY the emitting worker sends after
 #            such commits (here one per commit: the worst case), into one group: commit-to-handler
 #            latency p50/p99 (the event's transaction start to its handler's insert; the
 #            emitting transaction is that one statement) (target p99 <= 50 ms).
+#   wake     events emitted through pantherad (POST /v1/evkit/write, wrk with each of 16
+#            connections pausing 15 ms between requests: about 1,000 writes/s) into one
+#            group whose consumer runs on the same host, woken only by the emitting
+#            workers' own coalesced NOTIFY (poll_interval 60 s): commit-to-handler p50/p99
+#            (the emitting transaction's start to its handler's insert) (target p99 <= 50
+#            ms); BENCH_BASE_BUILD and BENCH_EMIT_ROUNDS as for emit.
 #   drain    20,000 events committed at once over 1,000 aggregates: the events/s one group
 #            handles until the last is done (target >= 5,000/s), each run on a fresh private
 #            database; BENCH_BASE_BUILD as for emit, BENCH_DRAIN_ROUNDS rounds (default 1),
 #            BENCH_PERF=<prefix>: perf record -g of pantherad and the backends to <prefix>.<build>.
 #
 # Every run is on a private database of its own (evbench_*), dropped at the end.
-# usage: tests/bench/events.sh [emit] [latency] [drain]      (default: all three)
+# usage: tests/bench/events.sh [emit] [latency] [wake] [drain]   (default: all four)
 # Needs PostgreSQL: run `scripts/dev services` first (this reads .run/env).
 # BENCH_SECONDS (default 10) per run. Loads 127.0.0.1 only; stops what it starts.
 set -euo pipefail
@@ -63,6 +70,7 @@ start_evkit() {
     [[ -z ${EV_DB:-} ]] || conninfo="${CONNINFO% dbname=*} dbname=$EV_DB user=$PANTHERA_PGUSER"
     start_px "evkit-$1" "" "[postgres]" "conninfo = $conninfo" "pool_size = 8" "[events]" \
         "concurrency = ${BENCH_EVENTS_CONCURRENCY:-16}" ${BENCH_EVENTS_BATCH:+"batch = $BENCH_EVENTS_BATCH"} \
+        ${BENCH_EVENTS_POLL:+"poll_interval = $BENCH_EVENTS_POLL"} \
         "[plugin:evkit]" "group = $GROUP" \
         "subscribe = $1"
 }
@@ -78,18 +86,29 @@ request = function()
 end
 LUA
     wait_quiet
-    local t0 t1
+    local t0 t1 x0 x1
+    x0=$(xacts)
     t0=$(work_ticks)
     timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c16 -d"${SECONDS_PER_RUN}s" --latency \
         -s "$script" "http://127.0.0.1:$PX_PORT/" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
     t1=$(work_ticks)
-    awk -v label="$label" -v ticks=$((t1 - t0)) -v hz="$TICKS_PER_S" -v load="$(cut -d' ' -f1 /proc/loadavg)" '
+    x1=$(xacts)
+    awk -v label="$label" -v ticks=$((t1 - t0)) -v hz="$TICKS_PER_S" -v load="$(cut -d' ' -f1 /proc/loadavg)" \
+        -v xacts=$((x1 - x0)) '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
                          if (v ~ /s$/) return v * 1000; return v }
         /Requests\/sec/ { rps = $2 } $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) }
         /requests in/ { n = $1 } /Non-2xx/ { bad = $NF }
-        END { printf "%-10s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  non-2xx %s  cpu %6.0f us/req  load %s\n",
-              label, rps, p50, p99, bad + 0, n ? ticks * 1e6 / hz / n : 0, load }' "$out" | tee -a "$BENCH_TMP/emit.txt"
+        END { printf "%-10s %10.0f req/s  p50 %7.2f ms  p99 %7.2f ms  non-2xx %s  cpu %6.0f us/req  load %s  xacts/req %.3f\n",
+              label, rps, p50, p99, bad + 0, n ? ticks * 1e6 / hz / n : 0, load, n ? xacts / n : 0 }' "$out" | tee -a "$BENCH_TMP/emit.txt"
+}
+
+# Transaction ids PostgreSQL has handed out so far, cluster-wide (the private cluster of
+# scripts/dev services, nothing else writing): per write, one for the write itself plus
+# the wake-up NOTIFYs the workers sent for it, each a transaction with an id of its own.
+# Exact, where pg_stat_database's counts arrive late.
+xacts() {
+    sql "SELECT pg_snapshot_xmax(pg_current_snapshot())"
 }
 
 EMIT_DBS=()
@@ -110,24 +129,27 @@ run_emit() {
     done
     trap 'bench_cleanup; drop_emit_dbs' EXIT
     : >"$BENCH_TMP/emit.txt"
-    for round in 1 2; do
+    for ((round = 1; round <= ${BENCH_EMIT_ROUNDS:-2}; round++)); do
         for b in "${builds[@]}"; do
             label=${b%%=*} dir=${b#*=}
-            BUILD=$dir EV_DB=evbench_${label}_$$ start_evkit no
+            EV_DB=evbench_${label}_$$
+            BUILD=$dir start_evkit no
             emit_round "$label/without" 0
             emit_round "$label/with-emit" 1
             stop_pantherad
+            EV_DB=
         done
     done
     awk '{ split($1, k, "/"); b = k[1]; m = k[2]; seen[b] = 1
-           n[b, m]++; rps[b, m] += $2; p50[b, m] += $5; p99[b, m] += $8; cpu[b, m] += $13 }
+           n[b, m]++; rps[b, m] += $2; p50[b, m] += $5; p99[b, m] += $8; cpu[b, m] += $13; x[b, m] += $18 }
          END { for (b in seen) {
                w = rps[b, "with-emit"] / n[b, "with-emit"]; o = rps[b, "without"] / n[b, "without"];
-               printf "emit (%s): throughput ratio %.3f (%.1f %% slower), p50 %+.2f ms, p99 %+.2f ms, cpu per request x%.3f (%+.0f us)\n",
+               printf "emit (%s): throughput ratio %.3f (%.1f %% slower), p50 %+.2f ms, p99 %+.2f ms, cpu per request x%.3f (%+.0f us), transactions per write %.3f -> %.3f\n",
                   b, w / o, (1 - w / o) * 100,
                   p50[b, "with-emit"] / n[b, "with-emit"] - p50[b, "without"] / n[b, "without"],
                   p99[b, "with-emit"] / n[b, "with-emit"] - p99[b, "without"] / n[b, "without"],
-                  cpu[b, "with-emit"] / cpu[b, "without"], (cpu[b, "with-emit"] - cpu[b, "without"]) / n[b, "without"] } }' "$BENCH_TMP/emit.txt"
+                  cpu[b, "with-emit"] / cpu[b, "without"], (cpu[b, "with-emit"] - cpu[b, "without"]) / n[b, "without"],
+                  x[b, "without"] / n[b, "without"], x[b, "with-emit"] / n[b, "with-emit"] } }' "$BENCH_TMP/emit.txt"
 }
 
 EMIT_SQL="WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended('px-aggregate' || chr(10) || :agg::text, 0))), ins AS (INSERT INTO panthera_events (type, aggregate_id, producer, payload) SELECT 'evkit.bench', 'lat' || :agg, 'bench', '{\"seq\": 0}'::jsonb FROM turn RETURNING id) SELECT id, pg_notify('panthera_events', '') FROM ins;"
@@ -162,6 +184,60 @@ run_latency() {
          FROM (SELECT extract(epoch FROM handled_at - at::timestamptz) * 1000 AS ms
                FROM evkit_seen WHERE group_name = '$GROUP' AND type = 'evkit.bench') t"
     stop_pantherad
+}
+
+# One wake run: about 1,000 writes/s through build $2 into group $GROUP-w on database $3.
+wake_round() {
+    local label=$1 db=$3 script=$BENCH_TMP/wake.lua first_id
+    cat >"$script" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+    return wrk.format(nil, "/v1/evkit/write",
+        nil, '{"aggregate":"wk' .. math.random(1, 1000000000) .. '","count":1,"delay_ms":0,"no_sleep":true}')
+end
+delay = function() return 15 end
+LUA
+    BUILD=$2 EV_DB=$db GROUP=$GROUP-w BENCH_EVENTS_POLL=60s start_evkit yes
+    sleep 2 # the group is registered by the migrator; let a worker take it
+    wait_quiet
+    first_id=$(sql_in "$db" "SELECT coalesce(max(n), 0) FROM evkit_seen")
+    timeout $((SECONDS_PER_RUN + 30)) wrk -t2 -c16 -d"${SECONDS_PER_RUN}s" -s "$script" \
+        "http://127.0.0.1:$PX_PORT/" >"$BENCH_TMP/wrk-wake.txt" 2>&1 ||
+        { cat "$BENCH_TMP/wrk-wake.txt" >&2; die "wrk failed"; }
+    local sent done_ waited=0
+    sent=$(awk '/requests in/ { print $1 }' "$BENCH_TMP/wrk-wake.txt")
+    while :; do
+        done_=$(sql_in "$db" "SELECT count(*) FROM evkit_seen WHERE n > $first_id AND aggregate_id LIKE 'wk%'")
+        ((done_ >= sent)) && break
+        ((waited++ < 600)) || die "only $done_ of $sent events handled after 60 s"
+        sleep 0.1
+    done
+    sql_in "$db" "SELECT format('wake %-5s %s events at %s/s, commit-to-handler p50 %s ms, p99 %s ms, max %s ms, load %s',
+            '$label', count(*), round(count(*) / $SECONDS_PER_RUN.0),
+            round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+            round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+            round(max(ms)::numeric, 1), '$(cut -d' ' -f1 /proc/loadavg)')
+         FROM (SELECT extract(epoch FROM handled_at - at::timestamptz) * 1000 AS ms
+               FROM evkit_seen WHERE n > $first_id AND aggregate_id LIKE 'wk%') t" | tee -a "$BENCH_TMP/wake.txt"
+    stop_pantherad
+}
+
+run_wake() {
+    local builds=("new=$BUILD") b round
+    [[ -z ${BENCH_BASE_BUILD:-} ]] || builds+=("base=$BENCH_BASE_BUILD")
+    log "wake: about 1,000 writes/s through pantherad, consumer woken by its NOTIFY alone"
+    trap 'bench_cleanup; drop_emit_dbs' EXIT
+    for b in "${builds[@]}"; do
+        EMIT_DBS+=("evbench_wake_${b%%=*}_$$")
+        sql "CREATE DATABASE evbench_wake_${b%%=*}_$$" >/dev/null
+    done
+    : >"$BENCH_TMP/wake.txt"
+    for ((round = 1; round <= ${BENCH_EMIT_ROUNDS:-2}; round++)); do
+        for b in "${builds[@]}"; do
+            wake_round "${b%%=*}" "${b#*=}" "evbench_wake_${b%%=*}_$$"
+        done
+    done
 }
 
 # One drain: $n events over 1,000 aggregates committed in one transaction into a fresh
@@ -221,12 +297,13 @@ run_drain() {
 
 
 what=("$@")
-((${#what[@]})) || what=(emit latency drain)
+((${#what[@]})) || what=(emit latency wake drain)
 for w in "${what[@]}"; do
     case $w in
     emit) run_emit ;;
     latency) run_latency ;;
+    wake) run_wake ;;
     drain) run_drain ;;
-    *) die "unknown benchmark $w (emit, latency, drain)" ;;
+    *) die "unknown benchmark $w (emit, latency, wake, drain)" ;;
     esac
 done
