@@ -65,6 +65,7 @@ typedef struct delivery {
     bool planned; /* plan holds something to do */
     bool in_set;  /* its rows come from the batch's INSERT */
     bool waiting; /* its handler ran before that INSERT's answer */
+    bool watch_set; /* its watch changes are in the batch's statement (watch_in_hook) */
     bool ended;
     char event_id[24];
 } delivery_t;
@@ -179,7 +180,7 @@ static void done(delivery_t *d, const char *failure)
 static int queue_watch(delivery_t *d)
 {
     notif_plan_t *p = &d->plan;
-    if (!p->task_id)
+    if (!p->task_id || d->watch_set)
         return 0;
     int rc = 0;
     if (p->watch_forget) {
@@ -346,16 +347,47 @@ static json_t *set_item(const delivery_t *d)
                      "members", members, "cand", d->plan.candidates);
 }
 
+/* Whether an event's changes to the watch table can be made by the batch hook, in one
+ * statement for the batch, ahead of every handler: when no event of its task up to it
+ * (itself included) reads the task's watchers, which must see exactly the changes of the
+ * events before them (and a commenter's own change comes after its read). The others are
+ * made in their handler's turn, as before. */
+static bool watch_in_hook(const batch_t *b, size_t i)
+{
+    const notif_plan_t *p = &b->items[i].plan;
+    if (!b->items[i].planned || !p->task_id ||
+        !(p->watch_forget || p->watch_replace || (p->watch_add_reason && p->watch_add_user)))
+        return false;
+    for (size_t k = 0; k <= i; k++) {
+        const notif_plan_t *q = &b->items[k].plan;
+        if (b->items[k].planned && q->watch_reasons && q->task_id &&
+            !strcmp(q->task_id, p->task_id))
+            return false;
+    }
+    return true;
+}
+
+static json_t *watch_op(size_t i, const notif_plan_t *p)
+{
+    return json_pack("{s:I, s:s, s:b, s:s?, s:s?, s:s?}", "ord", (json_int_t)i, "t", p->task_id,
+                     "forget", p->watch_forget, "clear",
+                     p->watch_replace ? p->watch_add_reason : NULL, "reason", p->watch_add_reason,
+                     "u", p->watch_add_user);
+}
+
 static int queue_batch(batch_t *b)
 {
     json_t *locks = json_array(), *added = json_array(), *set = json_array();
-    int rc = locks && added && set ? 0 : PX_EINTERNAL;
+    json_t *watch = json_array();
+    int rc = locks && added && set && watch ? 0 : PX_EINTERNAL;
     for (size_t i = 0; i < b->n && !rc; i++) {
         delivery_t *d = &b->items[i];
         if (!d->planned)
             continue;
         if (d->plan.watch_add_user)
             rc = json_array_append_new(added, json_string(d->plan.watch_add_user));
+        if (!rc && (d->watch_set = watch_in_hook(b, i)))
+            rc = json_array_append_new(watch, watch_op(i, &d->plan));
         if (rc || !d->plan.type)
             continue;
         rc = json_array_append_new(
@@ -372,6 +404,15 @@ static int queue_batch(batch_t *b)
         rc = locks_s && added_s
                  ? px_pg_txn_query(b->txn, "inbox_lock", sql_inbox_lock, 2, v, NULL, NULL)
                  : PX_EINTERNAL;
+    }
+    /* After the locks, whose statement reads the watchers as they were before the batch
+     * (a superset, with $2, of what any event of it reads). */
+    if (!rc && json_array_size(watch)) {
+        char *watch_s = json_dumps(watch, JSON_COMPACT);
+        const char *v[] = {watch_s};
+        rc = watch_s ? px_pg_txn_query(b->txn, "watch_apply", sql_watch_apply, 1, v, NULL, NULL)
+                     : PX_EINTERNAL;
+        free(watch_s);
     }
     if (!rc && json_array_size(set)) {
         set_s = json_dumps(set, JSON_COMPACT);
@@ -390,6 +431,7 @@ static int queue_batch(batch_t *b)
     json_decref(locks);
     json_decref(added);
     json_decref(set);
+    json_decref(watch);
     return rc;
 }
 

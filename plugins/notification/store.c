@@ -127,6 +127,31 @@ const char sql_watch_clear[] =
 const char sql_watch_add[] =
     "INSERT INTO notification_task_watch (task_id, user_id, reason)"
     " VALUES ($1::uuid, $2::uuid, $3) ON CONFLICT DO NOTHING";
+/* The watch table's changes of a whole delivery batch in one statement, from the batch
+ * hook (consumer.c says which events' changes may go there), with the effect of making
+ * them one event after another: $1 [{"ord": the event's place in the batch, "t": task,
+ * "forget": drop all the task's rows, "clear": a reason whose rows go first, "reason"/"u":
+ * the row to add after that}]. So a task's rows go when any of its events forgets it or
+ * clears their reason, and an add survives unless a later event (or a forget at it)
+ * removes it again: two assignments of one task leave the second assignee. The INSERT
+ * reads the DELETE's count, so the DELETE is done before it looks for conflicts (and
+ * finds no row the DELETE removed: re-adding the same assignee keeps the row). */
+const char sql_watch_apply[] =
+    "WITH o AS (SELECT * FROM json_to_recordset($1::json)"
+    "  AS x(ord int, t uuid, forget boolean, clear text, reason text, u uuid)),"
+    " f AS (SELECT t, max(ord) AS at FROM o WHERE forget GROUP BY t),"
+    " c AS (SELECT t, clear AS reason, max(ord) AS at FROM o WHERE clear IS NOT NULL"
+    "  GROUP BY 1, 2),"
+    " d AS (DELETE FROM notification_task_watch w USING (SELECT t, NULL::text AS reason FROM f"
+    "  UNION ALL SELECT t, reason FROM c) x"
+    "  WHERE w.task_id = x.t AND (x.reason IS NULL OR w.reason = x.reason) RETURNING 1)"
+    " INSERT INTO notification_task_watch (task_id, user_id, reason)"
+    " SELECT DISTINCT o.t, o.u, o.reason FROM o"
+    " LEFT JOIN f ON f.t = o.t LEFT JOIN c ON c.t = o.t AND c.reason = o.reason"
+    " CROSS JOIN (SELECT count(*) FROM d) done"
+    " WHERE o.u IS NOT NULL AND o.reason IS NOT NULL AND NOT o.forget"
+    "  AND o.ord > coalesce(f.at, -1) AND o.ord >= coalesce(c.at, -1)"
+    " ON CONFLICT DO NOTHING";
 
 /* ---- the inbox ---- */
 
