@@ -72,6 +72,15 @@ def test_concurrent_batches_keep_each_users_order_and_lose_nothing(batch):
                 now = psql(db, "SELECT count(*) FROM notification WHERE user_id = '%s'"
                                " AND seq <= %d" % (user.id, top)).strip()
                 assert int(now) == n, (top, n, now)
+        # The delivery side hears of each row once, of a batch's rows in one event: fewer
+        # notification.created than source events.
+        told = psql(db, "SELECT count(*), count(DISTINCT i ->> 'notificationId'),"
+                        " count(DISTINCT e.id) FROM panthera_events e,"
+                        " jsonb_array_elements(e.payload -> 'created') c,"
+                        " jsonb_array_elements(c -> 'recipients') i"
+                        " WHERE e.type = 'notification.created'").strip().split("|")
+        assert told[:2] == [str(2 * EVENTS)] * 2, told
+        assert 0 < int(told[2]) < 2 * EVENTS, told
         # Every batch committed the first time: none was cancelled as a deadlock.
         again = psql(db, "SELECT count(*) FROM panthera_event_deliveries WHERE group_name ="
                          " 'notification-task' AND (attempts > 1 OR last_error IS NOT NULL)")
