@@ -22,8 +22,8 @@
  * makes its own watch changes (as do the later events of its task in the batch). So
  * within one batch the payload-only events' rows come first: a user's row for an earlier
  * task.commented can get a larger seq than one for a later task.assigned of the same
- * batch (they commit together; the
- * inbox and the stream show them in seq order). Per event that was: a lock statement,
+ * batch (they commit together; the inbox and the stream show them in seq order). Per
+ * event that was: a lock statement,
  * an insert with its preference lookups and the two SQL functions it calls (parsed again
  * on every execution), an emit, two watch statements, and the delivery group's own
  * delivery of the emitted event, for one row; now a batch of 32 single-recipient events
