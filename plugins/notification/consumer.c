@@ -23,11 +23,10 @@
  * within one batch the payload-only events' rows come first: a user's row for an earlier
  * task.commented can get a larger seq than one for a later task.assigned of the same
  * batch (they commit together; the inbox and the stream show them in seq order). Per
- * event that was: a lock statement,
- * an insert with its preference lookups and the two SQL functions it calls (parsed again
- * on every execution), an emit, two watch statements, and the delivery group's own
- * delivery of the emitted event, for one row; now a batch of 32 single-recipient events
- * shares them (tests/bench/notification.sh).
+ * event that was: a lock statement, an insert with its preference lookups and the two SQL
+ * functions it calls (parsed again on every execution), an emit, two watch statements,
+ * and the delivery group's own delivery of the emitted event, for one row; now a batch
+ * of 32 single-recipient events shares them (tests/bench/notification.sh).
  *
  * Why the locks: groups deliver different aggregates concurrently, so without them two
  * transactions could commit one user's rows out of seq order, and a stream that resumed
