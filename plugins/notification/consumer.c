@@ -11,18 +11,22 @@
  *   2. one INSERT ... SELECT of the rows of every event whose recipients come from the
  *      payload alone (an assignee, a mention, a post's author, a new member), members
  *      kept, the actor dropped, each recipient's preferences joined once for all.
- * Then each event's handler emits notification.created with its rows' ids and
- * preferences, queues one channel message per in-app recipient for after the commit,
- * updates the task's watchers and acks. An event that notifies a task's watchers
+ *   3. the changes to the task watch table of every event whose task no event of the
+ *      batch up to it reads the watchers of, in one statement (store.c).
+ * When that INSERT answers, one notification.created tells the delivery side of all its
+ * rows, ids and preferences; each event's handler queues one channel message per in-app
+ * recipient for after the commit and acks. An event that notifies a task's watchers
  * (task.status_changed, task.commented) reads them when its own turn comes, since the
  * batch's earlier events may change them: its handler runs its own INSERT (the locks of
- * every user it could reach are among the hook's). So within one batch the payload-only
- * events' rows come first: a user's row for an earlier task.commented can get a larger
- * seq than one for a later task.assigned of the same batch (they commit together; the
- * inbox and the stream show them in seq order). Per event that was: a lock statement,
- * an insert with its preference lookups and the two SQL functions it calls (parsed again
- * on every execution), each a statement PostgreSQL had to bind and run, for one row;
- * now a batch of 32 single-recipient events shares them (tests/bench/notification.sh).
+ * every user it could reach are among the hook's), emits its own notification.created and
+ * makes its own watch changes (as do the later events of its task in the batch). So
+ * within one batch the payload-only events' rows come first: a user's row for an earlier
+ * task.commented can get a larger seq than one for a later task.assigned of the same
+ * batch (they commit together; the inbox and the stream show them in seq order). Per
+ * event that was: a lock statement, an insert with its preference lookups and the two SQL
+ * functions it calls (parsed again on every execution), an emit, two watch statements,
+ * and the delivery group's own delivery of the emitted event, for one row; now a batch
+ * of 32 single-recipient events shares them (tests/bench/notification.sh).
  *
  * Why the locks: groups deliver different aggregates concurrently, so without them two
  * transactions could commit one user's rows out of seq order, and a stream that resumed
@@ -65,6 +69,7 @@ typedef struct delivery {
     bool planned; /* plan holds something to do */
     bool in_set;  /* its rows come from the batch's INSERT */
     bool waiting; /* its handler ran before that INSERT's answer */
+    bool watch_set; /* its watch changes are in the batch's statement (watch_in_hook) */
     bool ended;
     char event_id[24];
 } delivery_t;
@@ -179,7 +184,7 @@ static void done(delivery_t *d, const char *failure)
 static int queue_watch(delivery_t *d)
 {
     notif_plan_t *p = &d->plan;
-    if (!p->task_id)
+    if (!p->task_id || d->watch_set)
         return 0;
     int rc = 0;
     if (p->watch_forget) {
@@ -218,36 +223,69 @@ static int publish(delivery_t *d, const row_t *r)
     return rc;
 }
 
-/* The event's rows are made (those of `rows` whose source is this event): tell the
- * delivery side and the streams, update the watchers, ack. */
-static void finish(delivery_t *d, const row_t *rows, size_t nrows)
+/* The notification.created item of one source event: its rows among `rows` (those whose
+ * source it is), with each recipient's effective preferences. Sets *made to their number;
+ * NULL when out of memory. */
+static json_t *created_item(const delivery_t *d, const row_t *rows, size_t nrows, size_t *made)
 {
     int64_t source = px_event_id(d->ev);
     json_t *recipients = json_array();
+    *made = 0;
+    for (size_t i = 0; i < nrows && recipients; i++) {
+        const row_t *r = &rows[i];
+        if (r->source != source)
+            continue;
+        (*made)++;
+        if (json_array_append_new(recipients,
+                                  json_pack("{s:s, s:s, s:s, s:b}", "userId", r->user,
+                                            "notificationId", r->id, "email", r->email,
+                                            "inApp", r->in_app))) {
+            json_decref(recipients);
+            recipients = NULL;
+        }
+    }
+    if (!recipients)
+        return NULL;
+    json_t *project = d->plan.project_id ? json_string(d->plan.project_id) : json_null();
+    return json_pack("{s:s, s:I, s:o, s:o}", "type", d->plan.type, "sourceEventId",
+                     (json_int_t)source, "projectId", project, "recipients", recipients);
+}
+
+/* One notification.created for the items of `created` (README.md, "Events"), whose first
+ * source event names its aggregate. Steals `created`. */
+static int emit_created(px_pg_txn_t *txn, const char *first_event, json_t *created)
+{
+    if (!created)
+        return PX_EINTERNAL;
+    return px_event_emit(txn, "notification.created", first_event,
+                         json_pack("{s:o}", "created", created));
+}
+
+/* The event's rows are made (those of `rows` whose source is this event): tell the
+ * streams, update the watchers, ack; and, when `emit`, the delivery side (the batch's
+ * INSERT tells it of its rows in one event for all, see batch_inserted). */
+static void finish(delivery_t *d, const row_t *rows, size_t nrows, bool emit)
+{
+    int64_t source = px_event_id(d->ev);
     size_t made = 0;
-    int rc = recipients ? 0 : PX_EINTERNAL;
+    int rc = 0;
     for (size_t i = 0; i < nrows && !rc; i++) {
         const row_t *r = &rows[i];
         if (r->source != source)
             continue;
         made++;
-        rc = json_array_append_new(recipients,
-                                   json_pack("{s:s, s:s, s:s, s:b}", "userId", r->user,
-                                             "notificationId", r->id, "email", r->email,
-                                             "inApp", r->in_app))
-                 ? PX_EINTERNAL
-                 : 0;
-        if (!rc && r->in_app)
+        if (r->in_app)
             rc = publish(d, r);
     }
-    if (!rc && made) {
-        json_t *project = d->plan.project_id ? json_string(d->plan.project_id) : json_null();
-        rc = px_event_emit(d->txn, "notification.created", d->event_id,
-                           json_pack("{s:s, s:I, s:o, s:O}", "type", d->plan.type,
-                                     "sourceEventId", (json_int_t)source, "projectId", project,
-                                     "recipients", recipients));
+    if (!rc && made && emit) {
+        size_t n;
+        json_t *created = json_array();
+        if (created && json_array_append_new(created, created_item(d, rows, nrows, &n))) {
+            json_decref(created);
+            created = NULL;
+        }
+        rc = emit_created(d->txn, d->event_id, created);
     }
-    json_decref(recipients);
     if (rc) {
         done(d, "could not record notification.created");
         return;
@@ -278,7 +316,7 @@ static void inserted(px_req_t *task, const px_pg_result_t *res, const px_pg_erro
         done(d, "out of memory");
         return;
     }
-    finish(d, rows, n);
+    finish(d, rows, n, true);
     rows_free(rows, n);
 }
 
@@ -311,6 +349,40 @@ static void insert_one(delivery_t *d)
 
 /* ---- the batch hook ---- */
 
+/* The delivery side hears of all the rows of the batch's INSERT in one event: per event
+ * it cost an emit here and a delivery of its own there (tests/bench/notification.sh).
+ * This runs during some handler's turn, inside its savepoint; no handler of the consumer
+ * ever rolls back to one (see the top), so it commits with the batch. */
+static int emit_batch(batch_t *b)
+{
+    json_t *created = json_array();
+    const char *first = NULL;
+    for (size_t i = 0; i < b->n && created; i++) {
+        const delivery_t *d = &b->items[i];
+        if (!d->in_set)
+            continue;
+        size_t made;
+        json_t *item = created_item(d, b->rows, b->nrows, &made);
+        if (item && !made) {
+            json_decref(item);
+            continue;
+        }
+        if (!item || json_array_append_new(created, item)) {
+            json_decref(created);
+            created = NULL;
+        } else if (!first) {
+            first = d->event_id;
+        }
+    }
+    if (!created)
+        return PX_EINTERNAL;
+    if (!first) {
+        json_decref(created);
+        return 0;
+    }
+    return emit_created(b->txn, first, created);
+}
+
 static void batch_inserted(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
                            void *ud)
 {
@@ -321,6 +393,8 @@ static void batch_inserted(px_req_t *task, const px_pg_result_t *res, const px_p
         b->error = dup(px_pg_error_message(err));
     else if (!(b->rows = copy_rows(res, 1, 0, &b->nrows)))
         b->error = dup("out of memory");
+    else if (b->nrows && emit_batch(b))
+        b->error = dup("could not record notification.created");
     for (size_t i = 0; i < b->n; i++) {
         delivery_t *d = &b->items[i];
         if (!d->waiting)
@@ -329,7 +403,7 @@ static void batch_inserted(px_req_t *task, const px_pg_result_t *res, const px_p
         if (b->error)
             done(d, b->error);
         else
-            finish(d, b->rows, b->nrows);
+            finish(d, b->rows, b->nrows, false);
     }
     batch_unref(b);
 }
@@ -346,16 +420,47 @@ static json_t *set_item(const delivery_t *d)
                      "members", members, "cand", d->plan.candidates);
 }
 
+/* Whether an event's changes to the watch table can be made by the batch hook, in one
+ * statement for the batch, ahead of every handler: when no event of its task up to it
+ * (itself included) reads the task's watchers, which must see exactly the changes of the
+ * events before them (and a commenter's own change comes after its read). The others are
+ * made in their handler's turn, as before. */
+static bool watch_in_hook(const batch_t *b, size_t i)
+{
+    const notif_plan_t *p = &b->items[i].plan;
+    if (!b->items[i].planned || !p->task_id ||
+        !(p->watch_forget || p->watch_replace || (p->watch_add_reason && p->watch_add_user)))
+        return false;
+    for (size_t k = 0; k <= i; k++) {
+        const notif_plan_t *q = &b->items[k].plan;
+        if (b->items[k].planned && q->watch_reasons && q->task_id &&
+            !strcmp(q->task_id, p->task_id))
+            return false;
+    }
+    return true;
+}
+
+static json_t *watch_op(size_t i, const notif_plan_t *p)
+{
+    return json_pack("{s:I, s:s, s:b, s:s?, s:s?, s:s?}", "ord", (json_int_t)i, "t", p->task_id,
+                     "forget", p->watch_forget, "clear",
+                     p->watch_replace ? p->watch_add_reason : NULL, "reason", p->watch_add_reason,
+                     "u", p->watch_add_user);
+}
+
 static int queue_batch(batch_t *b)
 {
     json_t *locks = json_array(), *added = json_array(), *set = json_array();
-    int rc = locks && added && set ? 0 : PX_EINTERNAL;
+    json_t *watch = json_array();
+    int rc = locks && added && set && watch ? 0 : PX_EINTERNAL;
     for (size_t i = 0; i < b->n && !rc; i++) {
         delivery_t *d = &b->items[i];
         if (!d->planned)
             continue;
         if (d->plan.watch_add_user)
             rc = json_array_append_new(added, json_string(d->plan.watch_add_user));
+        if (!rc && (d->watch_set = watch_in_hook(b, i)))
+            rc = json_array_append_new(watch, watch_op(i, &d->plan));
         if (rc || !d->plan.type)
             continue;
         rc = json_array_append_new(
@@ -372,6 +477,15 @@ static int queue_batch(batch_t *b)
         rc = locks_s && added_s
                  ? px_pg_txn_query(b->txn, "inbox_lock", sql_inbox_lock, 2, v, NULL, NULL)
                  : PX_EINTERNAL;
+    }
+    /* After the locks, whose statement reads the watchers as they were before the batch
+     * (a superset, with $2, of what any event of it reads). */
+    if (!rc && json_array_size(watch)) {
+        char *watch_s = json_dumps(watch, JSON_COMPACT);
+        const char *v[] = {watch_s};
+        rc = watch_s ? px_pg_txn_query(b->txn, "watch_apply", sql_watch_apply, 1, v, NULL, NULL)
+                     : PX_EINTERNAL;
+        free(watch_s);
     }
     if (!rc && json_array_size(set)) {
         set_s = json_dumps(set, JSON_COMPACT);
@@ -390,6 +504,7 @@ static int queue_batch(batch_t *b)
     json_decref(locks);
     json_decref(added);
     json_decref(set);
+    json_decref(watch);
     return rc;
 }
 
@@ -466,7 +581,7 @@ static void on_event(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, voi
     else if (b->error)
         done(d, b->error);
     else
-        finish(d, b->rows, b->nrows);
+        finish(d, b->rows, b->nrows, false);
 }
 
 int consumer_init(px_plugin_t *self)

@@ -197,8 +197,29 @@ static const char created_sql[] =
     " SELECT w.id, r.notification_id FROM r JOIN notification_webhook w ON w.user_id = r.user_id"
     " ON CONFLICT (webhook_id, notification_id) DO NOTHING";
 
+/* The ledger rows of one item of notification.created ({type, recipients}) added to
+ * `rows`. */
+static int add_item(json_t *rows, json_t *item)
+{
+    json_t *type = json_object_get(item, "type"), *r;
+    size_t k;
+    if (!json_is_string(type))
+        return 0;
+    json_array_foreach(json_object_get(item, "recipients"), k, r)
+    {
+        json_t *row = json_is_object(r) ? json_copy(r) : NULL;
+        if (!row)
+            continue;
+        if (json_object_set(row, "type", type) || json_array_append_new(rows, row))
+            return PX_EINTERNAL;
+    }
+    return 0;
+}
+
 /* Queued without a callback: if it fails, the batch's COMMIT does, and each of its events
- * comes again alone (counted, retried, dead-lettered like any failed delivery). */
+ * comes again alone (counted, retried, dead-lettered like any failed delivery). An event
+ * carries the items of a whole consumer batch ({"created": [...]}); one emitted before
+ * that is a single item itself, and may still be in the log after an upgrade. */
 static int on_created_batch(px_req_t *task, px_pg_txn_t *txn, const px_event_t *const *events,
                             size_t n, void *ud)
 {
@@ -206,18 +227,17 @@ static int on_created_batch(px_req_t *task, px_pg_txn_t *txn, const px_event_t *
     json_t *rows = json_array();
     int rc = rows ? 0 : PX_EINTERNAL;
     for (size_t i = 0; i < n && !rc; i++) {
-        json_t *p = px_event_payload(events[i]), *r;
-        json_t *type = json_object_get(p, "type");
+        json_t *p = px_event_payload(events[i]), *item;
+        json_t *created = json_object_get(p, "created");
         size_t k;
-        if (!json_is_string(type))
+        if (!json_is_array(created)) {
+            rc = add_item(rows, p);
             continue;
-        json_array_foreach(json_object_get(p, "recipients"), k, r)
+        }
+        json_array_foreach(created, k, item)
         {
-            json_t *row = json_is_object(r) ? json_copy(r) : NULL;
-            if (!row)
-                continue;
-            if (json_object_set(row, "type", type) || json_array_append_new(rows, row))
-                rc = PX_EINTERNAL;
+            if (!rc)
+                rc = add_item(rows, item);
         }
     }
     if (!rc && json_array_size(rows)) {

@@ -89,7 +89,7 @@ void sweep_stop(px_plugin_t *p, void *ud);
 
 /* SQL (store.c; each statement's parameters are documented there). */
 extern const char sql_inbox_lock[], sql_inbox_insert[], sql_inbox_insert_batch[], sql_fail[],
-    sql_watch_forget[], sql_watch_clear[], sql_watch_add[];
+    sql_watch_forget[], sql_watch_clear[], sql_watch_add[], sql_watch_apply[];
 extern const char sql_inbox_list[], sql_inbox_modified[], sql_inbox_read[], sql_inbox_read_all[],
     sql_inbox_unread[];
 extern const char sql_prefs_get[], sql_prefs_put[];

@@ -127,6 +127,38 @@ const char sql_watch_clear[] =
 const char sql_watch_add[] =
     "INSERT INTO notification_task_watch (task_id, user_id, reason)"
     " VALUES ($1::uuid, $2::uuid, $3) ON CONFLICT DO NOTHING";
+/* The watch table's changes of a whole delivery batch in one statement, from the batch
+ * hook (consumer.c says which events' changes may go there), with the effect of making
+ * them one event after another: $1 [{"ord": the event's place in the batch, "t": task,
+ * "forget": drop all the task's rows, "clear": a reason whose rows go first, "reason"/"u":
+ * the row to add after that}]. So a task's rows go when any of its events forgets it or
+ * clears their reason, and an add survives unless a later event (or a forget at it)
+ * removes it again: two assignments of one task leave the second assignee. The DELETEs
+ * find their rows through the primary key by an array of task ids: joined to the JSON's
+ * rows (which PostgreSQL guesses at 100 or more) they were planned as a scan of the whole
+ * table, milliseconds per batch and growing with it. The INSERT's condition reads their
+ * counts, so they are done before it looks for conflicts (and it finds no row they
+ * removed: re-adding the same assignee keeps it). A count it joins but never reads,
+ * PostgreSQL may plan away: the DELETEs then ran after the INSERT, which had found the
+ * old row, added nothing, and the row was gone (tests/api/test_notification_batches.py). */
+const char sql_watch_apply[] =
+    "WITH o AS (SELECT * FROM json_to_recordset($1::json)"
+    "  AS x(ord int, t uuid, forget boolean, clear text, reason text, u uuid)),"
+    " f AS (SELECT t, max(ord) AS at FROM o WHERE forget GROUP BY t),"
+    " c AS (SELECT t, clear AS reason, max(ord) AS at FROM o WHERE clear IS NOT NULL"
+    "  GROUP BY 1, 2),"
+    " df AS (DELETE FROM notification_task_watch"
+    "  WHERE task_id = ANY ((SELECT array_agg(t) FROM f)::uuid[]) RETURNING 1),"
+    " dc AS (DELETE FROM notification_task_watch"
+    "  WHERE task_id = ANY ((SELECT array_agg(t) FROM c)::uuid[])"
+    "  AND (task_id, reason) IN (SELECT t, reason FROM c) RETURNING 1)"
+    " INSERT INTO notification_task_watch (task_id, user_id, reason)"
+    " SELECT DISTINCT o.t, o.u, o.reason FROM o"
+    " LEFT JOIN f ON f.t = o.t LEFT JOIN c ON c.t = o.t AND c.reason = o.reason"
+    " CROSS JOIN (SELECT count(*) AS n FROM df) d1 CROSS JOIN (SELECT count(*) AS n FROM dc) d2"
+    " WHERE d1.n + d2.n >= 0 AND o.u IS NOT NULL AND o.reason IS NOT NULL AND NOT o.forget"
+    "  AND o.ord > coalesce(f.at, -1) AND o.ord >= coalesce(c.at, -1)"
+    " ON CONFLICT DO NOTHING";
 
 /* ---- the inbox ---- */
 

@@ -2,6 +2,7 @@
 "Notifications"): a fresh database with the user, task, content and notification plugins,
 and ways to wait for what the consumer produced (observed, never timed)."""
 import contextlib
+import json
 import os
 import time
 import uuid
@@ -89,6 +90,17 @@ def processed(db):
         if time.time() > deadline:
             raise AssertionError("the consumer did not catch up: %s left" % left)
         time.sleep(0.05)
+
+
+def created_items(db, source_event):
+    """The notification.created items of one source event (README.md, "Events": an event
+    carries the items of a whole consumer batch), and how many events carried them."""
+    out = psql(db, "SELECT e.id, i::text FROM panthera_events e,"
+                   " jsonb_array_elements(e.payload -> 'created') i"
+                   " WHERE e.type = 'notification.created'"
+                   " AND (i ->> 'sourceEventId')::bigint = %s" % int(source_event))
+    lines = [line.split("|", 1) for line in out.splitlines() if line.strip()]
+    return [json.loads(item) for _, item in lines], len({ev for ev, _ in lines})
 
 
 def wait_inbox(srv, acct, n, **params):

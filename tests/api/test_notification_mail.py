@@ -1,6 +1,7 @@
 """Email delivery of the notification plugin (issue 15 item 3): instant mails through a
 local SMTP sink, once; header injection; the relay down then up; dead letters; daily
 digests once per user and period with two hosts; RFC 8058 one-click unsubscribe."""
+import json
 import re
 import time
 import uuid
@@ -212,3 +213,21 @@ def test_daily_digest_once_per_user_and_period_with_two_hosts():
                           "kind = 'digest'" % bob.id).strip() == str(len(digests))
     finally:
         e.close()
+
+
+def test_notification_created_of_the_single_item_shape_is_still_delivered(env):
+    # notification.created carries a whole consumer batch's items now ({"created": [...]});
+    # one emitted before that (the item itself as payload) may still be pending in the
+    # log after an upgrade, and its recipients still get their ledger rows.
+    bob = register(env.srv)
+    nid = psql(env.db, "INSERT INTO notification (user_id, type, payload, source_event)"
+                       " VALUES ('%s', 'task.assigned', '{\"title\": \"old\"}', -1)"
+                       " RETURNING id" % bob.id).strip().splitlines()[0]
+    payload = {"type": "task.assigned", "sourceEventId": -1, "projectId": None,
+               "recipients": [{"userId": bob.id, "notificationId": nid, "email": "daily",
+                               "inApp": True}]}
+    psql(env.db, "INSERT INTO panthera_events (type, aggregate_id, producer, payload)"
+                 " VALUES ('notification.created', '-1', 'notification', '%s');"
+                 " SELECT pg_notify('panthera_events', '')" % json.dumps(payload))
+    wait_sql(env.db, "SELECT count(*) FROM notification_digest_item WHERE notification_id ="
+                     " '%s' AND user_id = '%s'" % (nid, bob.id), "1", "the digest item")

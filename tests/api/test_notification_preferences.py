@@ -1,11 +1,9 @@
 """Notification preferences (API.md "Notifications"): per type {inApp, email}, defaults
 from [plugin:notification], and what they do to the inbox and to notification.created,
 the event the delivery side (email, webhooks) reads."""
-import json
-
 import pytest
 
-from notif_helpers import (TYPES, add_member, assert_error, call, describe, inbox,
+from notif_helpers import (TYPES, add_member, assert_error, call, created_items, describe, inbox,
                            needs_services, new_project, new_task, notif_env, processed, psql,
                            register, rows)
 
@@ -66,9 +64,7 @@ def test_bad_bodies(env, body, field):
 
 
 def created_events(db, source_event):
-    out = psql(db, "SELECT payload::text FROM panthera_events WHERE type = "
-                   "'notification.created' AND aggregate_id = '%s'" % source_event)
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+    return created_items(db, source_event)[0]
 
 
 def test_notification_created_carries_effective_preferences(env):

@@ -211,7 +211,15 @@ if [[ -n ${BENCH_BASELINE:-} ]]; then
             [[ ${BENCH_PARTS:-a b} != *a* ]] || consumer_a
             consumer_b
             stop_pantherad
-            psql "${PGARGS[@]}" "$PANTHERA_PGDATABASE" -c "DROP DATABASE $DB WITH (FORCE)" >/dev/null
+            # FORCE cannot end a backend of another role (an autovacuum worker on the
+            # tables (b) just filled, now and then): it is gone a moment later.
+            local_try=0
+            until psql "${PGARGS[@]}" "$PANTHERA_PGDATABASE" -c "DROP DATABASE $DB WITH (FORCE)" \
+                >/dev/null 2>"$BENCH_TMP/drop.err"; do
+                local_try=$((local_try + 1))
+                ((local_try < 10)) || die "cannot drop $DB: $(cat "$BENCH_TMP/drop.err")"
+                sleep 1
+            done
             echo "$which $round $rate_a $cpu_a $rate_b $cpu_b $(cut -d' ' -f1 /proc/loadavg)" |
                 tee -a "$results"
         done
