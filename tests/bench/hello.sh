@@ -3,7 +3,7 @@
 # 127.0.0.1, both with 2 workers and a buffered access log.
 #
 # For each connection count, wrk runs alternately against pantherad and nginx
-# (A B A B ...) and each run records requests/s, the p99 latency and the server's CPU
+# (A B A B ..., each round starting one server further on) and each run records requests/s, the p99 latency and the server's CPU
 # time per request (utime + stime of master and workers, from /proc, divided by the
 # requests wrk counted). A third server, floor.c (epoll, recv, one canned send: what the
 # kernel costs alone), runs in the same rounds as a measuring stick, and so does a
@@ -223,14 +223,21 @@ round_shares() {
         }' "$RESULTS" >&2
 }
 
+# Each round starts one server further on (pantherad nginx floor ..., then nginx floor
+# ... pantherad): whatever favours a place in the order (the first run after the quiet
+# wait, the run after the one that loaded wrk hardest) falls on every server in turn
+# instead of on the same one every round.
+ORDER=("pantherad $PX_PORT" "nginx $NGINX_PORT")
+((FLOOR)) && ORDER+=("floor $FLOOR_PORT")
+((SHIPPED)) && ORDER+=("shipped $SHIPPED_PORT")
+[[ -z $BASELINE ]] || ORDER+=("baseline $BASELINE_PORT")
 for conns in $CONNS; do
     log "$conns connections"
     for ((round = 1; round <= ROUNDS; round++)); do
-        run_measured pantherad "$PX_PORT" "$conns" "$round"
-        run_measured nginx "$NGINX_PORT" "$conns" "$round"
-        ((FLOOR)) && run_measured floor "$FLOOR_PORT" "$conns" "$round"
-        ((SHIPPED)) && run_measured shipped "$SHIPPED_PORT" "$conns" "$round"
-        [[ -z $BASELINE ]] || run_measured baseline "$BASELINE_PORT" "$conns" "$round"
+        for ((i = 0; i < ${#ORDER[@]}; i++)); do
+            # shellcheck disable=SC2086 # "name port"
+            run_measured ${ORDER[(i + round - 1) % ${#ORDER[@]}]} "$conns" "$round"
+        done
         round_shares "$conns" "$round"
     done
 done
