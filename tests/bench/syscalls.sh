@@ -123,9 +123,11 @@ measure() {
     log "$s round $round: $reqs requests"
 }
 
+# As hello.sh: each round starts one server further on.
+read -r -a ORDER <<<"$SERVERS"
 for ((round = 1; round <= ROUNDS; round++)); do
-    for s in $SERVERS; do
-        measure "$s" "$round"
+    for ((i = 0; i < ${#ORDER[@]}; i++)); do
+        measure "${ORDER[(i + round - 1) % ${#ORDER[@]}]}" "$round"
     done
 done
 
