@@ -3,7 +3,7 @@
 # 127.0.0.1, both with 2 workers and a buffered access log.
 #
 # For each connection count, wrk runs alternately against pantherad and nginx
-# (A B A B ...) and each run records requests/s, the p99 latency and the server's CPU
+# (A B A B ..., each round starting one server further on) and each run records requests/s, the p99 latency and the server's CPU
 # time per request (utime + stime of master and workers, from /proc, divided by the
 # requests wrk counted). A third server, floor.c (epoll, recv, one canned send: what the
 # kernel costs alone), runs in the same rounds as a measuring stick, and so does a
@@ -12,7 +12,8 @@
 #
 # Per round it prints the user-space share, (pantherad - floor) / (nginx - floor) in CPU
 # per request: what our own code costs against what nginx's costs, the kernel's part
-# taken out of both (target <= 0.5); and shipped / pantherad (target <= 1.10). Beside it,
+# taken out of both (target <= 0.5); and shipped / pantherad (target <= 1.10). The summary
+# lists the share of every round with their median, the figure to quote. Beside it,
 # the user-mode CPU (utime) per request of pantherad against nginx's: the same question
 # asked without the floor, and less moved by load on a shared machine, which changes how
 # many requests each wake-up carries and so mostly the kernel's share (the floor's too).
@@ -222,14 +223,21 @@ round_shares() {
         }' "$RESULTS" >&2
 }
 
+# Each round starts one server further on (pantherad nginx floor ..., then nginx floor
+# ... pantherad): whatever favours a place in the order (the first run after the quiet
+# wait, the run after the one that loaded wrk hardest) falls on every server in turn
+# instead of on the same one every round.
+ORDER=("pantherad $PX_PORT" "nginx $NGINX_PORT")
+((FLOOR)) && ORDER+=("floor $FLOOR_PORT")
+((SHIPPED)) && ORDER+=("shipped $SHIPPED_PORT")
+[[ -z $BASELINE ]] || ORDER+=("baseline $BASELINE_PORT")
 for conns in $CONNS; do
     log "$conns connections"
     for ((round = 1; round <= ROUNDS; round++)); do
-        run_measured pantherad "$PX_PORT" "$conns" "$round"
-        run_measured nginx "$NGINX_PORT" "$conns" "$round"
-        ((FLOOR)) && run_measured floor "$FLOOR_PORT" "$conns" "$round"
-        ((SHIPPED)) && run_measured shipped "$SHIPPED_PORT" "$conns" "$round"
-        [[ -z $BASELINE ]] || run_measured baseline "$BASELINE_PORT" "$conns" "$round"
+        for ((i = 0; i < ${#ORDER[@]}; i++)); do
+            # shellcheck disable=SC2086 # "name port"
+            run_measured ${ORDER[(i + round - 1) % ${#ORDER[@]}]} "$conns" "$round"
+        done
         round_shares "$conns" "$round"
     done
 done
@@ -264,6 +272,8 @@ awk -F'\t' -v noise_max="$NOISE_MAX" -v discarded="$DISCARDED" '
         if ($13 > noise_max) noisy++
         key = $1 SUBSEP $2
         rps[key] += $4; p99[key] += $5; cpu[key] += $6; ucpu[key] += $14; n[key]++
+        rcpu[$1, $2, $3] = $6
+        if ($3 > nround[$2]) nround[$2] = $3
         if (!seen[$2]++) order[++nc] = $2
     }
     END {
@@ -319,6 +329,33 @@ awk -F'\t' -v noise_max="$NOISE_MAX" -v discarded="$DISCARDED" '
             }
             printf "user share: (pantherad - floor) / (nginx - floor), the CPU of our own code\n"
             printf "against nginx'"'"'s with the kernel'"'"'s part taken out (target <= 0.5)\n"
+            # One disturbed run moves the share of its round by more than any code change
+            # (the divisor is a difference of two noisy figures): the median of the
+            # rounds is the figure to quote, with the rounds themselves beside it.
+            printf "\nuser share per round (same rounds as above), their median and mean\n"
+            for (i = 1; i <= nc; i++) {
+                c = order[i]
+                for (who = 1; who <= 2; who++) {
+                    srv = who == 1 ? "pantherad" : "baseline"
+                    if (!n[srv SUBSEP c]) continue
+                    k = 0; list = ""; sum = 0
+                    for (r = 1; r <= nround[c]; r++) {
+                        # A round without one of the three (a run that failed) has no share.
+                        if (!(("floor" SUBSEP c SUBSEP r) in rcpu) || !(("nginx" SUBSEP c SUBSEP r) in rcpu) ||
+                            !((srv SUBSEP c SUBSEP r) in rcpu) || rcpu["nginx", c, r] <= rcpu["floor", c, r]) {
+                            list = list " -"; continue
+                        }
+                        f = rcpu["floor", c, r]; b = rcpu["nginx", c, r]; a = rcpu[srv, c, r]
+                        sh[++k] = (a - f) / (b - f); sum += sh[k]
+                        list = list sprintf(" %.2f", sh[k])
+                    }
+                    if (!k) continue
+                    for (x = 2; x <= k; x++)
+                        for (y = x; y > 1 && sh[y - 1] > sh[y]; y--) { t = sh[y]; sh[y] = sh[y - 1]; sh[y - 1] = t }
+                    med = k % 2 ? sh[(k + 1) / 2] : (sh[k / 2] + sh[k / 2 + 1]) / 2
+                    printf "%5d %-9s median %5.2f  mean %5.2f  rounds:%s\n", c, srv, med, sum / k, list
+                }
+            }
         }
         printf "\nreq/s ratio: higher is better for pantherad; p99 and CPU/request ratios: lower is better.\n"
         printf "srv%%, wrk%%: CPU of the server (master + workers) and of wrk, in %% of one CPU;\n"
