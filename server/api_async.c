@@ -248,6 +248,15 @@ int api_res_pg_error(px_req_t *r, const px_pg_error_t *perr)
     if (err->kind == PG_EUNAVAILABLE)
         return http_respond_error(r, 503, "unavailable", "the database is unavailable; retry",
                                   NULL);
+    if (!strcmp(err->sqlstate, "40P01") || !strcmp(err->sqlstate, "40001")) {
+        /* PostgreSQL failed this transaction to break a lock cycle with a concurrent one
+         * (or a serialization conflict). Nothing of it stayed; the host cannot replay a
+         * transaction a handler built step by step, but the client can. */
+        log_warn("plugin \"%s\": a statement lost a lock conflict (SQLSTATE %s): %s",
+                 r->plugin ? r->plugin : "?", err->sqlstate, err->message);
+        return http_respond_error(r, 503, "unavailable",
+                                  "a concurrent change got in the way; retry", NULL);
+    }
     const char *declared = api_pg_conflict_message(r, perr); /* px_pg_conflict */
     if (!strcmp(err->sqlstate, "23505"))
         return http_respond_error(r, 409, "conflict", declared ? declared : "that already exists",

@@ -41,6 +41,7 @@ struct pg_handle {
     enum req_where where;
     bool silent; /* no callback: none given, cancelled, or the pool's own ROLLBACK */
     bool reprepared;
+    uint8_t conflict_retries; /* times it ran again alone after losing a lock conflict */
     bool preparing; /* sent with its PREPARE in front (the first statement of its segment) */
     bool group_end; /* a sync point follows it in the pipeline */
     bool alone;     /* its group failed: it goes again in a group of its own */

@@ -361,6 +361,16 @@ static bool neighbour_caused(const PGresult *res)
            (!strncmp(state, "40", 2) || !strcmp(state, "55P03") || !strcmp(state, "26000"));
 }
 
+/* How many times a statement alone runs again after losing a lock conflict (below). */
+#define PG_CONFLICT_RETRIES 3
+
+/* A deadlock or a serialization failure: the statement lost to a concurrent one, not
+ * wrong in itself. */
+static bool lock_conflict(const char *sqlstate)
+{
+    return !strcmp(sqlstate, "40P01") || !strcmp(sqlstate, "40001");
+}
+
 /* A group of several requests reached its sync point: all succeeded and committed, or
  * `failed` (NULL if none) keeps its error and the others go again alone (see the top). */
 static void group_finish(conn_t *c, int n, pg_handle_t *failed, bool all_ok)
@@ -493,24 +503,35 @@ static bool conn_finish(conn_t *c)
         c->reading = c->nsent > 0 ? pg_req_first(&c->sent) : NULL;
         PGresult *res = req->result.pg;
         const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        bool again = false;
         if (!all_ok && req->name && state && !strcmp(state, "26000")) {
             /* Someone ran DEALLOCATE or DISCARD behind our back. Nothing was executed,
              * so preparing again is safe, once, unless the error has aborted a
              * transaction. */
             stmt_forget(c, req->name);
-            if (!req->reprepared && !req->txn) {
-                req->reprepared = true;
-                PQclear(res);
-                req->result.pg = NULL;
-                if (!conn_queue(c, req) || !conn_sync(c) || !conn_flush(c))
-                    return false;
-                if (c->nsent == 1)
-                    pg_conn_deadline(c);
-                if (c->nsent > 0)
-                    return true;
-                pg_pipeline_next(c); /* it was refused at once (42P05) */
-                return c->state == CONN_READY;
-            }
+            again = !req->reprepared && !req->txn;
+            req->reprepared = true;
+        } else if (!all_ok && !req->txn && state && lock_conflict(state) &&
+                   req->conflict_retries < PG_CONFLICT_RETRIES) {
+            /* PostgreSQL broke a lock cycle (or a serialization conflict) by failing this
+             * statement, which ran in a transaction of its own and so left nothing
+             * behind: running it again is what any client would do, and by now the
+             * statement it collided with has usually committed. Inside a caller's
+             * transaction only the caller can start over (api_res_pg_error says so). */
+            req->conflict_retries++;
+            again = true;
+        }
+        if (again) {
+            PQclear(res);
+            req->result.pg = NULL;
+            if (!conn_queue(c, req) || !conn_sync(c) || !conn_flush(c))
+                return false;
+            if (c->nsent == 1)
+                pg_conn_deadline(c);
+            if (c->nsent > 0)
+                return true;
+            pg_pipeline_next(c); /* it was refused at once (42P05) */
+            return c->state == CONN_READY;
         }
         if (!res)
             pg_req_fail(req, PG_EQUERY, "XX000", "no result from PostgreSQL");

@@ -2,6 +2,7 @@
 pgkit: per-plugin statement names, typed getters and column names, statements queued in a
 transaction with no callback whose commit reports the first failure's own error."""
 import os
+import subprocess
 import threading
 import uuid
 
@@ -107,3 +108,57 @@ def test_commit_reports_a_check_violation(server):
     r = batch(server, ["neg-" + uuid.uuid4().hex[:8]], [-1])
     err = r.json()["error"]
     assert err["sqlstate"] == "23514" and err["constraint"] == "helperkit_items_score_check", err
+
+
+def _psql_args():
+    return ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", PGHOST,
+            "-p", os.environ.get("PANTHERA_PGPORT", "5432"),
+            "-U", os.environ.get("PANTHERA_PGUSER", "panthera"),
+            os.environ.get("PANTHERA_PGDATABASE", "panthera")]
+
+
+def test_a_statement_that_loses_a_deadlock_runs_again(server):
+    """A statement outside a transaction that PostgreSQL fails to break a lock cycle (40P01)
+    left nothing behind: the host runs it again (pg_pipeline.c) instead of answering the
+    request with the error. Here pgkit's statement takes advisory lock a then b, while a
+    psql session holds b and then asks for a; the statement waited first, so its backend's
+    deadlock check runs first and fails it."""
+    a, b = (int.from_bytes(os.urandom(6), "big") for _ in range(2))
+    holder = subprocess.Popen(_psql_args(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, bufsize=1)
+
+    def run(sql):
+        holder.stdin.write(sql + "\n\\echo __done__\n")
+        holder.stdin.flush()
+        while True:
+            line = holder.stdout.readline()
+            assert line, "psql ended"
+            if line.strip() == "__done__":
+                return
+
+    answer = {}
+    try:
+        run("BEGIN; SELECT pg_advisory_xact_lock(%d);" % b)
+        t = threading.Thread(target=lambda: answer.update(r=requests.get(
+            server.url("/v1/pgkit/locks"), params={"a": a, "b": b}, timeout=120)))
+        t.start()
+        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+                   " AND query LIKE 'SELECT pg_advisory_xact_lock($1::bigint)%'")
+        while psql_value(waiting) != "1":
+            assert t.is_alive(), answer
+            threading.Event().wait(0.05)
+        # Half a second between the two waits: the statement's deadlock check comes first.
+        threading.Event().wait(0.5)
+        run("SELECT pg_advisory_xact_lock(%d);" % a)  # returns once the statement gave way
+        run("COMMIT;")
+        t.join(120)
+        r = answer["r"]
+        assert r.status_code == 200, (r.status_code, r.text, server.error_log()[-2000:])
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def psql_value(sql):
+    return subprocess.run(_psql_args() + ["-c", sql],
+                          capture_output=True, text=True, timeout=30, check=True).stdout.strip()

@@ -11,6 +11,9 @@
  *   GET  /v1/pgkit/notes/count?text=...  {"count": N} rows with that text
  *   GET  /v1/pgkit/echo?v=...  SELECT $1::text: the value back as PostgreSQL saw it
  *   GET  /v1/pgkit/sleep?s=N   SELECT pg_sleep(N)
+ *   GET  /v1/pgkit/locks?a=N&b=M  one statement outside a transaction taking the
+ *                              transaction advisory locks N, then M: half of a lock cycle a
+ *                              test closes from psql
  *   GET  /v1/pgkit/redis/:key  GET key from Redis -> {"value": ...}; 503 when Redis is down
  *   PUT  /v1/pgkit/redis/:key  SET key to the raw body
  */
@@ -178,6 +181,19 @@ static int sleep_query(px_req_t *req, void *ud)
     return rc ? rc : PX_ASYNC;
 }
 
+static int locks(px_req_t *req, void *ud)
+{
+    (void)ud;
+    const char *values[] = {px_req_query(req, "a"), px_req_query(req, "b")};
+    if (!values[0] || !values[1])
+        return px_res_error(req, 400, "validation_failed", "a and b are required", NULL);
+    int rc = px_pg_query(req, NULL,
+                         "SELECT pg_advisory_xact_lock($1::bigint)::text || "
+                         "pg_advisory_xact_lock($2::bigint)::text",
+                         2, values, echoed, NULL);
+    return rc ? rc : PX_ASYNC;
+}
+
 static void redis_got(px_req_t *req, const px_redis_reply_t *reply, int err, void *ud)
 {
     (void)ud;
@@ -235,6 +251,8 @@ static int pgkit_init(px_plugin_t *self)
         rc = px_route(self, "GET", "/v1/pgkit/echo", echo, NULL);
     if (!rc)
         rc = px_route(self, "GET", "/v1/pgkit/sleep", sleep_query, NULL);
+    if (!rc)
+        rc = px_route(self, "GET", "/v1/pgkit/locks", locks, NULL);
     if (!rc)
         rc = px_route(self, "GET", "/v1/pgkit/redis/:key", redis_get, NULL);
     if (!rc)
