@@ -196,6 +196,32 @@ static int gated(task_op_t *op, const px_pg_result_t *res)
     return op->route->then ? op->route->then(op) : PX_OK;
 }
 
+/* A write's first statement locks the users it will name (store.c, sql_lock_users): the
+ * caller (author, uploader, member) and whoever the body names as assignee or new member.
+ * A name that is not a UUID is left to the route's own validation. */
+static int lock_named_users(task_op_t *op)
+{
+    static const char *const named[] = {"assigneeId", "userId"};
+    char ids[3][37], array[3 * 38 + 3];
+    int n = 0;
+    if (op->caller && !px_uuid_parse(op->caller, ids[n]))
+        n++;
+    for (size_t i = 0; op->body && i < sizeof(named) / sizeof(named[0]); i++) {
+        const char *id = json_string_value(json_object_get(op->body, named[i]));
+        if (id && !px_uuid_parse(id, ids[n]))
+            n++;
+    }
+    if (n == 0)
+        return PX_OK;
+    size_t len = 0;
+    array[len++] = '{';
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(array + len, sizeof(array) - len, "%s%s", i ? "," : "", ids[i]);
+    snprintf(array + len, sizeof(array) - len, "}");
+    const char *values[] = {op_strdup(op, array)};
+    return px_pg_txn_query(op->txn, "lock_users", sql_lock_users, 1, values, NULL, NULL);
+}
+
 static int began(px_req_t *req, px_pg_txn_t *txn, void *ud)
 {
     task_op_t *op = ud;
@@ -203,7 +229,7 @@ static int began(px_req_t *req, px_pg_txn_t *txn, void *ud)
     op->txn = txn;
     /* Only writes open a transaction: once one committed, no worker of the host answers
      * a list from memory before asking PostgreSQL again (generation.c). */
-    if (txn && px_pg_on_commit(txn, generation_committed, NULL))
+    if (txn && (px_pg_on_commit(txn, generation_committed, NULL) || lock_named_users(op)))
         return PX_EINTERNAL;
     if (op->route->scope == SCOPE_NONE)
         return op->route->then(op);

@@ -19,6 +19,17 @@
 const char sql_gate_read[] = GATE;
 const char sql_gate_write[] = GATE " FOR UPDATE OF p";
 
+/* $1 the users a write will name (text[] of UUIDs). Deleting a user locks the user's row
+ * and then, through the foreign keys (ON DELETE CASCADE / SET NULL), the memberships,
+ * tasks, comments and attachments naming them. A write that locked its project and task
+ * first (the gate) and the user last (its foreign key's check) closed a cycle with such a
+ * deletion, which PostgreSQL broke after deadlock_timeout by failing one side: a deletion
+ * or a write answered 503 (tests/api/test_task_user_deletion.py). Locked before the gate,
+ * the user is waited for, or the deletion waits, and the write then finds them there or
+ * gone. KEY SHARE: it conflicts only with a deletion (or a change of the key). */
+const char sql_lock_users[] =
+    "SELECT 1 FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE";
+
 
 /* $1 caller, $2 admin, $3 status, $4 q, $5 limit, $6 offset. */
 const char sql_project_list[] =

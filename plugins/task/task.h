@@ -201,7 +201,7 @@ void generation_committed(px_req_t *req, void *ud);
 int generation_init(px_plugin_t *self);
 
 /* ---- store.c ---- */
-extern const char sql_gate_read[], sql_gate_write[], sql_event_members[];
+extern const char sql_gate_read[], sql_gate_write[], sql_event_members[], sql_lock_users[];
 extern const char sql_project_insert[], sql_project_list[], sql_project_get[],
     sql_project_update[], sql_project_delete[];
 extern const char sql_member_list[], sql_member_add[], sql_member_role[], sql_member_remove[];
