@@ -381,6 +381,12 @@ typedef int (*px_cache_done_fn)(px_req_t *req, void *userdata);
 typedef struct px_shared_counter px_shared_counter_t;
 /* px_pg_on_commit: runs once the transaction has committed, before its answer. */
 typedef void (*px_pg_commit_hook_fn)(px_req_t *req, void *userdata);
+/* A host generation heard across hosts (px_generation_new). */
+typedef struct px_generation px_generation_t;
+/* px_generation_new: publish this host's bumps but never subscribe, so px_generation_read
+ * never trusts memory here (a plugin whose memory is configured off still tells the other
+ * hosts of its writes). */
+#define PX_GENERATION_PUBLISH_ONLY 1u
 
 /*
  * The function table, version by version. Each entry is
@@ -1116,7 +1122,40 @@ typedef void (*px_pg_commit_hook_fn)(px_req_t *req, void *userdata);
      * `fn` may call px_channel_publish on `req`. Kept in request memory. Returns 0, or    \
      * PX_EINVAL for a NULL txn or fn. */                                                   \
     X(int, pg_on_commit, (px_pg_txn_t * txn, px_pg_commit_hook_fn fn, void *userdata),      \
-      (txn, fn, userdata))
+      (txn, fn, userdata))                                                                  \
+    /* A host generation heard across hosts: a px_shared_counter of this host that every  \
+     * write bumps, whose bumps are published on the plugin's channel `name` for the other \
+     * hosts, and whose readers learn whether a worker's memory may be trusted now. What a \
+     * worker keeps is stamped with the generation px_generation_read returned before it   \
+     * asked the source, and served only under that same generation, while `trusted`, and \
+     * within a TTL of the plugin's own (the bound on other hosts' writes: pub/sub is     \
+     * prompt, not synchronous). Each worker subscribes when it starts (a task named       \
+     * "generation.<name>") and ends it when it stops; messages and status run on the     \
+     * loop, never inside a plugin's call. `name` ([a-z0-9_.-], 1..47 bytes, copied) is   \
+     * both the counter's and the channel's. `flags`: 0 or PX_GENERATION_PUBLISH_ONLY.   \
+     * Only during init. Returns 0 with *out set (owned by the host, valid until the     \
+     * plugin is unloaded), PX_EINVAL for a bad name or flag or a NULL out, PX_EEXIST when \
+     * this plugin made that generation already, PX_ESTATE after init, PX_EOVERFLOW when   \
+     * the host's shared counters are all taken. */                                        \
+    X(int, generation_new, (px_plugin_t * plugin, const char *name, unsigned flags,          \
+                            px_generation_t **out),                                          \
+      (plugin, name, flags, out))                                                            \
+    /* Bump now (after a write that is visible already, such as a Redis INCR that         \
+     * answered) and publish it with `ctx` (a request or a task; fire and forget: a lost  \
+     * message is what the TTL bounds). Answer after it. Returns 0, PX_EINVAL for a NULL   \
+     * gen or ctx. */                                                                      \
+    X(int, generation_bump, (px_generation_t * gen, px_req_t * ctx), (gen, ctx))            \
+    /* Bump and publish when `txn` has committed, as a px_pg_on_commit hook (so before     \
+     * the answer; never on rollback, a failed COMMIT or a request that ended). Call it    \
+     * once per writing transaction. Returns 0, PX_EINVAL for a NULL gen or txn. */        \
+    X(int, generation_bump_on_commit, (px_generation_t * gen, px_pg_txn_t * txn), (gen, txn)) \
+    /* The generation now, and in *trusted (may be NULL) 1 when this worker may answer    \
+     * from memory stamped with it: the worker runs and its subscription is up. 0 before  \
+     * the worker started, while Redis is away (other hosts' bumps cannot arrive; when it \
+     * is back the worker bumps, since what was published meanwhile is lost), with        \
+     * PX_GENERATION_PUBLISH_ONLY, and for a NULL gen (which reads 0). Lock-free: fine on \
+     * every request. */                                                                   \
+    X(uint64_t, generation_read, (px_generation_t * gen, int *trusted), (gen, trusted))
 #define PX_API_VOID_1_2_HELPERS(X)                                                            \
     /* Free a script from px_redis_script_new; NULL is accepted. */                         \
     X(void, redis_script_free, (px_redis_script_t * script), (script))                     \

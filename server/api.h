@@ -49,5 +49,7 @@ const char *api_pg_conflict_message(px_req_t *req, const px_pg_error_t *err);
 int api_run_answer(px_req_t *req, int rc);
 /* Answer a hook's deny or failure; returns PX_DONE. */
 int api_hook_answer(px_req_t *req, const char *name, hooks_result_t *out);
+/* Free px_generation_new's generations of `p` (api_generation.c), with the plugin. */
+void api_generation_free_all(px_plugin_t *p);
 
 #endif

@@ -54,8 +54,9 @@ struct px_pg_txn {
     px_req_t *req;
     struct px_pg_txn *next;
     idem_t *idem; /* NULL for a plain transaction */
-    channel_msg_t *on_commit; /* px_channel_publish_on_commit, sent after COMMIT */
-    struct commit_hook *hooks; /* px_pg_on_commit, run after COMMIT, before the answer */
+    /* px_pg_on_commit's hooks, then px_channel_publish_on_commit's messages: run after
+     * COMMIT, before the answer */
+    struct commit_hook *hooks;
     bool emitted; /* px_event_emit was called on it */
 };
 
@@ -342,11 +343,18 @@ static void pg_end_done(const pg_error_t *err, void *ud)
     }
 }
 
-/* px_pg_on_commit's hooks, in request memory (a commit whose request ends first never
- * calls back, and they die with the request). */
+/* What a transaction does once it has committed, one list in the order it runs:
+ * px_pg_on_commit's hooks in the order they were added, then
+ * px_channel_publish_on_commit's messages in theirs (a hook is inserted before the first
+ * message, a message appended), so a hook that publishes is heard before the messages
+ * and the commit's callback is wrapped once whatever was added. In request memory: a
+ * commit whose request ends first never calls back, and they die with the request. */
 typedef struct commit_hook {
-    px_pg_commit_hook_fn fn;
+    px_pg_commit_hook_fn fn; /* NULL: a message to publish */
     void *userdata;
+    const char *channel;
+    const void *data;
+    size_t len;
     struct commit_hook *next;
 } commit_hook_t;
 
@@ -360,6 +368,10 @@ static void run_commit_hooks(px_req_t *r, const px_pg_error_t *err, void *ud)
 {
     hooked_commit_t *hc = ud;
     for (commit_hook_t *h = hc->hooks; h && !err; h = h->next) {
+        if (!h->fn) {
+            channel_publish_committed(r, h->channel, h->data, h->len);
+            continue;
+        }
         crash_enter(r);
         h->fn(r, h->userdata);
         crash_leave();
@@ -373,9 +385,25 @@ int api_pg_on_commit(px_pg_txn_t *t, px_pg_commit_hook_fn fn, void *ud)
     if (!t || !fn)
         return PX_EINVAL;
     commit_hook_t *h = arena_alloc(&t->req->arena, sizeof(*h)), **at = &t->hooks;
+    while (*at && (*at)->fn)
+        at = &(*at)->next;
+    *h = (commit_hook_t){.fn = fn, .userdata = ud, .next = *at};
+    *at = h;
+    return 0;
+}
+
+int api_channel_publish_on_commit(px_pg_txn_t *t, const char *channel, const void *data,
+                                  size_t len)
+{
+    if (!t || channel_check(channel, data, len))
+        return PX_EINVAL;
+    arena_t *a = &t->req->arena;
+    commit_hook_t *h = arena_alloc(a, sizeof(*h)), **at = &t->hooks;
     while (*at)
         at = &(*at)->next;
-    *h = (commit_hook_t){.fn = fn, .userdata = ud};
+    *h = (commit_hook_t){.channel = arena_strndup(a, channel, strlen(channel)),
+                         .data = len ? memcpy(arena_alloc(a, len), data, len) : "",
+                         .len = len};
     *at = h;
     return 0;
 }
@@ -384,10 +412,7 @@ static int end_txn(px_pg_txn_t *t, bool commit, px_pg_done_fn cb, void *ud)
 {
     px_req_t *r = t->req;
     pg_txn_t *txn = t->txn;
-    if (commit)
-        channel_commit_wrap(r, t->on_commit, &cb, &ud);
     if (commit && t->hooks) {
-        /* Wrapped last, so run first: the hooks, then the messages, then the answer. */
         hooked_commit_t *hc = arena_alloc(&r->arena, sizeof(*hc));
         *hc = (hooked_commit_t){.hooks = t->hooks, .cb = cb, .userdata = ud};
         cb = run_commit_hooks;
@@ -425,14 +450,6 @@ int api_pg_commit(px_pg_txn_t *t, px_pg_done_fn cb, void *ud)
 int api_pg_rollback(px_pg_txn_t *t, px_pg_done_fn cb, void *ud)
 {
     return end_txn(t, false, cb, ud);
-}
-
-int api_channel_publish_on_commit(px_pg_txn_t *t, const char *channel, const void *data,
-                                  size_t len)
-{
-    if (!t)
-        return PX_EINVAL;
-    return channel_msg_add(t->req, &t->on_commit, channel, data, len);
 }
 
 static void redis_done(const redis_reply_t *reply, const redis_error_t *err, void *ud)

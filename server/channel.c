@@ -573,59 +573,15 @@ int api_channel_publish(px_req_t *r, const char *channel, const void *data, size
     return publish(r, channel, data, len, false);
 }
 
-struct channel_msg {
-    channel_msg_t *next;
-    const char *channel;
-    const void *data;
-    size_t len;
-};
-
-int channel_msg_add(px_req_t *r, channel_msg_t **list, const char *channel, const void *data,
-                    size_t len)
+int channel_check(const char *channel, const void *data, size_t len)
 {
-    if (!name_ok(channel) || (!data && len))
-        return PX_EINVAL;
-    channel_msg_t *m = arena_alloc(&r->arena, sizeof(*m));
-    m->channel = arena_strndup(&r->arena, channel, strlen(channel));
-    m->data = len ? memcpy(arena_alloc(&r->arena, len), data, len) : "";
-    m->len = len;
-    /* Appended, so they go out in the order they were added. */
-    while (*list)
-        list = &(*list)->next;
-    m->next = NULL;
-    *list = m;
-    return 0;
+    return name_ok(channel) && (data || !len) ? 0 : PX_EINVAL;
 }
 
-typedef struct commit_wrap {
-    channel_msg_t *msgs;
-    px_pg_done_fn cb;
-    void *userdata;
-} commit_wrap_t;
-
-static void on_commit(px_req_t *r, const px_pg_error_t *err, void *ud)
+void channel_publish_committed(px_req_t *r, const char *channel, const void *data, size_t len)
 {
-    commit_wrap_t *cw = ud;
-    if (!err) {
-        for (channel_msg_t *m = cw->msgs; m; m = m->next)
-            publish(r, m->channel, m->data, m->len, true);
-    }
-    if (cw->cb)
-        cw->cb(r, err, cw->userdata);
-}
-
-void channel_commit_wrap(px_req_t *r, channel_msg_t *list, px_pg_done_fn *cb, void **ud)
-{
-    if (!list)
-        return;
-    /* In the request's memory: a commit whose request ends first never calls back, and
-     * this dies with the request. */
-    commit_wrap_t *cw = arena_alloc(&r->arena, sizeof(*cw));
-    cw->msgs = list;
-    cw->cb = *cb;
-    cw->userdata = *ud;
-    *cb = on_commit;
-    *ud = cw;
+    /* Held if it finds the client down (above): the caller cannot retry it. */
+    publish(r, channel, data, len, true);
 }
 
 /* ---- the connection's turns ---- */

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "events.h"
 #include "log.h"
 #include "openapi.h"
@@ -45,6 +46,7 @@ static void plugin_free(struct px_plugin *p)
     route_spec_free(p);
     json_decref(p->hook_points);
     json_decref(p->pg_conflicts);
+    api_generation_free_all(p);
     for (size_t i = 0; i < p->nkeys; i++) {
         free(p->keys[i].key);
         free(p->keys[i].default_value);

@@ -35,6 +35,7 @@ struct px_plugin {
     json_t *hook_points; /* px_hook_declare: name → description, or NULL */
     json_t *pg_conflicts; /* px_pg_conflict: constraint → 409 message, or NULL */
     void *command_db; /* PGconn of px_command_sql, in a command process only */
+    struct px_generation *generations; /* px_generation_new's (api_generation.c) */
 };
 
 typedef struct plugin_command {

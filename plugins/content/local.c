@@ -7,10 +7,9 @@
  * time nothing has changed since the previous request, so each worker keeps the last
  * renders it served in its own memory and answers them from there.
  *
- * Correctness: the generation. A copy is kept under the host's generation, a counter all
- * the workers of the host share (px_shared_counter, memory the master mapped before
- * forking), read when the request began; it is served only while the generation is
- * still that one. Every change that bumps the content version in Redis bumps the
+ * Correctness: the generation. A copy is kept under the host's generation (px_generation
+ * on the plugin's channel "version": server/api_generation.c), read when the request
+ * began; it is served only while the generation is still that one. Every change that bumps the content version in Redis bumps the
  * generation right after, before its answer goes out: the writers (content_touch) and
  * the hot consumer (feed.c). So a client that wrote and then reads, on any worker of the
  * host, finds the generation moved and is served from Redis under the new version, where
@@ -19,17 +18,14 @@
  * generation may keep a newer render under it, which the bump has already made
  * unreachable.
  *
- * Other hosts. Their writers cannot touch this host's memory, so every bump is also
- * published on the plugin's channel "version" (the message: the host it came from), and
- * each worker bumps its own host's generation when it hears another host's. That is as
- * prompt as pub/sub (well under a millisecond on a LAN) but not synchronous: a client
- * whose write went to host A and whose next read, a moment later, goes to host B may be
- * answered from B's copy before B heard; only a Redis read per request closes that, and
- * this file exists to save it. Deployments that need read-your-write across hosts behind
- * a balancer without affinity set local_pages = 0 (every render from Redis, as before).
- * Copies are served only while the channel is up: after an outage everything kept is
- * dropped (what was published meanwhile is lost) and, while it is down, every request
- * reads Redis. local_ttl_ms bounds the age of any copy whatever happens.
+ * Other hosts hear every bump through the channel: as prompt as pub/sub but not
+ * synchronous, so a read on host B a moment after a write on host A may be answered from
+ * B's copy before B heard; only a Redis read per request closes that, and this file
+ * exists to save it. Deployments that need read-your-write across hosts behind a
+ * balancer without affinity set local_pages = 0 (every render from Redis, as before).
+ * Copies are served only while the channel is up; when it comes back the host's
+ * generation moves, so nothing kept before is served again. local_ttl_ms bounds the age
+ * of any copy whatever happens.
  *
  * Renewal. In the last quarter of its time a copy is a miss for one caller, who fetches
  * it again (from Redis, or renders it), while the others still get it: without that,
@@ -47,7 +43,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "content.h"
 
@@ -64,15 +59,12 @@ typedef struct entry {
 } entry_t;
 
 static px_plugin_t *plugin;
-static px_shared_counter_t *generation;
+static px_generation_t *generation;
 static int64_t max_pages, max_bytes, ttl_ms;
 static entry_t *entries;
 static int count;
 static size_t used;
 static uint64_t births;
-static bool heard;        /* the channel is up: other hosts' bumps arrive */
-static px_req_t *listener; /* the task holding the subscription */
-static char origin[300];  /* this host: "<hostname>/<master pid>" */
 static int hits_metric = -1, misses_metric = -1;
 
 static uint64_t now_ms(void)
@@ -108,59 +100,24 @@ static void drop_all(void)
 
 uint64_t local_generation(void)
 {
-    return px_shared_counter_add(generation, 0);
+    return px_generation_read(generation, NULL);
 }
 
 void local_bump(px_req_t *ctx)
 {
-    px_shared_counter_add(generation, 1);
-    if (*origin)
-        px_channel_publish(ctx, "version", origin, strlen(origin));
-}
-
-static void on_version(px_req_t *owner, const char *channel, const void *data, size_t len,
-                       void *ud)
-{
-    (void)owner, (void)channel, (void)ud;
-    if (len != strlen(origin) || memcmp(data, origin, len))
-        px_shared_counter_add(generation, 1);
-}
-
-static void on_status(px_req_t *owner, int status, void *ud)
-{
-    (void)owner, (void)ud;
-    heard = status == PX_CHANNEL_UP;
-    /* What other hosts published while we could not hear is lost: start afresh. */
-    drop_all();
+    px_generation_bump(generation, ctx);
 }
 
 static void worker_start(px_plugin_t *self, void *ud)
 {
-    (void)ud;
-    char host[256] = "";
-    gethostname(host, sizeof(host) - 1);
-    snprintf(origin, sizeof(origin), "%s/%d", host, (int)getppid());
-    if (max_pages == 0)
-        return;
-    entries = calloc((size_t)max_pages, sizeof(*entries));
-    listener = entries ? px_task_begin(self, "content-local") : NULL;
-    if (!listener ||
-        px_channel_subscribe(listener, "version", 0, on_version, on_status, NULL, NULL)) {
-        px_log(self, PX_LOG_WARN, "[plugin:content] no channel: renders are not kept in "
-               "the workers (every one read from Redis)");
-        if (listener)
-            px_task_end(listener, PX_EUNAVAIL);
-        listener = NULL;
-    }
+    (void)self, (void)ud;
+    if (max_pages)
+        entries = calloc((size_t)max_pages, sizeof(*entries));
 }
 
 static void worker_stop(px_plugin_t *self, void *ud)
 {
     (void)self, (void)ud;
-    heard = false;
-    if (listener)
-        px_task_end(listener, 0);
-    listener = NULL;
     drop_all();
     free(entries);
     entries = NULL;
@@ -183,7 +140,8 @@ int local_init(px_plugin_t *self)
                "local_bytes 0 to 1073741824 and local_ttl_ms 1 to 600000");
         return PX_EINVAL;
     }
-    rc = px_shared_counter(self, "version", &generation);
+    rc = px_generation_new(self, "version", max_pages ? 0 : PX_GENERATION_PUBLISH_ONLY,
+                           &generation);
     if (!rc)
         rc = px_on_worker_start(self, worker_start, NULL);
     if (!rc)
@@ -199,7 +157,9 @@ int local_init(px_plugin_t *self)
 
 bool local_enabled(void)
 {
-    return heard && entries;
+    int trusted = 0;
+    px_generation_read(generation, &trusted);
+    return trusted && entries;
 }
 
 const char *local_get(const char *key, uint64_t gen, size_t *len)

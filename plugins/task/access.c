@@ -229,7 +229,7 @@ static int began(px_req_t *req, px_pg_txn_t *txn, void *ud)
     op->txn = txn;
     /* Only writes open a transaction: once one committed, no worker of the host answers
      * a list from memory before asking PostgreSQL again (generation.c). */
-    if (txn && (px_pg_on_commit(txn, generation_committed, NULL) || lock_named_users(op)))
+    if (txn && (generation_on_commit(txn) || lock_named_users(op)))
         return PX_EINTERNAL;
     if (op->route->scope == SCOPE_NONE)
         return op->route->then(op);

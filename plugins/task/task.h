@@ -193,11 +193,12 @@ extern uint64_t task_list_cache_size, task_list_cache_ttl_ms;
 
 /* ---- generation.c ---- */
 /* The host's generation (read it before the statement whose answer is stamped with it),
- * whether this worker hears other hosts' bumps, the px_pg_on_commit hook every writing
- * transaction gets (access.c), and init (after listcache_config). */
+ * whether memory stamped with it may answer now (this worker hears other hosts' bumps),
+ * the bump every writing transaction gets on commit (access.c), and init (after
+ * listcache_config). */
 uint64_t generation_now(void);
 bool generation_heard(void);
-void generation_committed(px_req_t *req, void *ud);
+int generation_on_commit(px_pg_txn_t *txn);
 int generation_init(px_plugin_t *self);
 
 /* ---- store.c ---- */

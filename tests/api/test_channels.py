@@ -133,6 +133,26 @@ def test_publish_on_commit_only(server):
             s.close()
 
 
+@pytest.mark.skipif(not PGHOST, reason="PANTHERA_PGHOST is unset: no PostgreSQL")
+def test_commit_hooks_are_heard_before_the_messages_in_either_order(server):
+    """px_pg_on_commit's hooks run before px_channel_publish_on_commit's messages, whichever
+    was added first; neither on rollback."""
+    with pg_lock(exclusive=False):
+        s = subscribed(server.port, "channel=txnorder")
+        try:
+            path = "/v1/streamkit/publish-txn"
+            assert publish(server, "txnorder", "rolled back", path, hook="first",
+                           rollback="1").status_code == 204
+            for when in ("first", "last"):
+                assert publish(server, "txnorder", "message, hook added " + when, path,
+                               hook=when).status_code == 204
+            events = s.events_until(lambda e: e["data"] == "message, hook added last")
+            assert [e["data"] for e in events if e["event"] == "txnorder"] == [
+                "hook", "message, hook added first", "hook", "message, hook added last"]
+        finally:
+            s.close()
+
+
 def test_publish_when_redis_is_not_configured_is_503(make_server):
     s = make_server(workers=1, plugins=("streamkit",))
     s.start()

@@ -12,6 +12,7 @@ behind the server's back (psql; the trigger moves the list version, no worker he
 it) show what memory answers. Which worker serves a connection is read from /proc
 (worker_pin.py); task_list_memory_hits_total says whether an answer came from memory."""
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -248,5 +249,40 @@ def test_nothing_is_served_from_memory_while_the_channel_is_down():
                 assert by_id(from_memory(c, owner, pid), task)["title"] == "while down"
             finally:
                 c.close()
+    finally:
+        redis.stop()
+
+
+def test_a_host_keeping_nothing_still_tells_the_others_of_its_writes():
+    """list_cache_ttl = 0: this host answers every list from PostgreSQL, so it subscribes
+    to nothing (PX_GENERATION_PUBLISH_ONLY), but hosts that keep pages must still hear its
+    writes on the channel "list"."""
+    redis = OwnRedis()
+    redis.start()
+    try:
+        with task_env("task_listmem_pub", config={"list_cache_ttl": "0"}, workers=1,
+                      redis="unix:" + redis.sock) as (db, s):
+            owner = register(s)
+            pid = new_project(s, owner)["id"]
+            p = subprocess.run(["redis-cli", "-s", redis.sock, "PUBSUB", "CHANNELS",
+                                "px:*:task:list"], capture_output=True, text=True, timeout=10)
+            assert p.returncode == 0 and p.stdout.split() == [], p.stdout + p.stderr
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.settimeout(CEILING)  # only a hang reaches it
+            try:
+                listener.connect(redis.sock)
+                listener.sendall(b"PSUBSCRIBE px:*:task:list\r\n")
+                heard = b""
+                while b"psubscribe" not in heard:
+                    heard += listener.recv(4096)
+                new_task(s, owner, pid, title="published")
+                # The message names this host: "<hostname>/<master pid>".
+                origin = (socket.gethostname() + "/").encode()
+                while b"pmessage" not in heard or origin not in heard:
+                    chunk = listener.recv(4096)
+                    assert chunk, "redis closed the subscriber"
+                    heard += chunk
+            finally:
+                listener.close()
     finally:
         redis.stop()

@@ -19,7 +19,9 @@
  *   GET  /v1/streamkit/slow?ms=N  on_close on an ordinary request answered after a
  *        PostgreSQL pg_sleep (the close callback runs when the client leaves)
  *   POST /v1/streamkit/publish?channel=C&data=D         px_channel_publish -> 204 / 503
- *   POST /v1/streamkit/publish-txn?channel=C&data=D&rollback=1  published on commit
+ *   POST /v1/streamkit/publish-txn?channel=C&data=D&rollback=1  published on commit;
+ *        with hook=first (or last) a px_pg_on_commit hook publishing "hook" on C is added
+ *        before (or after) the message: the hook is heard first either way
  *   POST /v1/streamkit/ticket   (caller required) {"ticket", "expiresIn"}
  *   GET  /v1/streamkit/whoami   (PX_ROUTE_TICKET, caller required) {"id", "role"}
  */
@@ -280,6 +282,11 @@ static void txn_done(px_req_t *req, const px_pg_error_t *err, void *ud)
     px_res_send(req, 204, NULL, NULL, 0);
 }
 
+static void hook_publish(px_req_t *req, void *ud)
+{
+    px_channel_publish(req, ud, "hook", 4);
+}
+
 static void txn_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err, void *ud)
 {
     (void)ud;
@@ -289,9 +296,18 @@ static void txn_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *err,
     }
     const char *channel = px_req_query(req, "channel"), *data = px_req_query(req, "data");
     const char *rollback = px_req_query(req, "rollback");
+    const char *hook = px_req_query(req, "hook");
     if (!data)
         data = "";
-    int rc = px_channel_publish_on_commit(txn, channel ? channel : "news", data, strlen(data));
+    if (!channel)
+        channel = "news";
+    int rc = 0;
+    if (hook && !strcmp(hook, "first"))
+        rc = px_pg_on_commit(txn, hook_publish, (void *)channel);
+    if (!rc)
+        rc = px_channel_publish_on_commit(txn, channel, data, strlen(data));
+    if (!rc && hook && !strcmp(hook, "last"))
+        rc = px_pg_on_commit(txn, hook_publish, (void *)channel);
     if (rc) {
         px_pg_rollback(txn, NULL, NULL);
         px_res_error(req, 400, "bad_request", "publish_on_commit refused", NULL);
