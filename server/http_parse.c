@@ -78,15 +78,20 @@ static void scan_gap(conn_t *c, const char *end)
     /* In locals: the bytes read are chars, which may alias the connection's flags, so
      * the compiler would otherwise load and store those on every byte. */
     bool lf = c->scan_lf, fold = false;
-    for (; p < end; p++) {
-        if (lf && (*p == ' ' || *p == '\t')) {
-            fold = true;
-        } else if (lf && *p == '\r') {
-            c->scanning = false;
-            lf = false;
-            break;
+    while (p < end) {
+        if (lf) {
+            if (*p == ' ' || *p == '\t') {
+                fold = true;
+            } else if (*p == '\r') {
+                c->scanning = false;
+                lf = false;
+                break;
+            }
         }
-        lf = *p == '\n';
+        lf = *p++ == '\n';
+        /* Only what follows an LF matters: the bytes before the next one are skipped. */
+        while (!lf && p < end)
+            lf = *p++ == '\n';
     }
     c->scan_lf = lf;
     if (fold)

@@ -30,17 +30,29 @@ static char *put(char *p, const char *s, size_t n)
 
 #define PUTS(p, lit) put((p), (lit), sizeof(lit) - 1)
 
+/* "00" to "99": two digits at a time, so a small number costs one division. */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
 static char *put_u64(char *p, uint64_t v)
 {
     /* Statuses, small lengths and milliseconds: most numbers here have three digits or
      * fewer, written straight into place. */
+    if (v < 10) {
+        *p = (char)('0' + v);
+        return p + 1;
+    }
+    if (v < 100) {
+        memcpy(p, digit_pairs + 2 * v, 2);
+        return p + 2;
+    }
     if (v < 1000) {
-        if (v >= 100)
-            *p++ = (char)('0' + v / 100);
-        if (v >= 10)
-            *p++ = (char)('0' + v / 10 % 10);
-        *p++ = (char)('0' + v % 10);
-        return p;
+        uint64_t hi = v / 100;
+        *p = (char)('0' + hi);
+        memcpy(p + 1, digit_pairs + 2 * (v - hi * 100), 2);
+        return p + 3;
     }
     char tmp[24];
     size_t n = 0;
@@ -56,9 +68,9 @@ static char *put_u64(char *p, uint64_t v)
 /* Exactly three digits, zero-padded: the fraction after a decimal point. */
 static char *put_fixed3(char *p, uint64_t v)
 {
-    p[0] = (char)('0' + v / 100 % 10);
-    p[1] = (char)('0' + v / 10 % 10);
-    p[2] = (char)('0' + v % 10);
+    uint64_t hi = v / 100 % 10;
+    p[0] = (char)('0' + hi);
+    memcpy(p + 1, digit_pairs + 2 * (v % 100), 2);
     return p + 3;
 }
 
