@@ -152,7 +152,8 @@ static void record_fill_route(const px_req_t *r, crash_record_t *rec)
 static void record_fill_request(px_req_t *r, crash_record_t *rec)
 {
     copyn(rec->path, sizeof(rec->path), r->path, r->path ? r->path_len : 0);
-    copy(rec->request_id, sizeof(rec->request_id), http_req_id(r));
+    const char *id = http_req_id(r);
+    copyn(rec->request_id, sizeof(rec->request_id), id, r->id_len);
     rec->started_ns = r->start_ns;
     const conn_t *c = r->conn;
     rec->family = c ? c->family : 0;

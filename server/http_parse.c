@@ -45,6 +45,19 @@ static int head_append(conn_t *c, const char *at, size_t len)
     return 0;
 }
 
+/* The NUL that ends a piece: buf_append keeps one behind the data already, so it is
+ * taken into the head, and a new one put behind it. */
+static int head_terminate(conn_t *c)
+{
+    px_req_t *r = c->req;
+    if (r->head.len + 1 > c->worker->limits->max_header_size)
+        return fail_with(c, 431, "request header block too large");
+    buf_reserve(&r->head, 1);
+    r->head.data[r->head.len++] = '\0';
+    r->head.data[r->head.len] = '\0';
+    return 0;
+}
+
 /* ---- obs-fold ----
  * llhttp 8 takes an obs-fold (RFC 9112 5.2) without telling: after an empty first line
  * ("Transfer-Encoding:\r\n chunked") it is skipped as whitespace and the value reads
@@ -59,14 +72,30 @@ static int head_append(conn_t *c, const char *at, size_t len)
 static void scan_gap(conn_t *c, const char *end)
 {
     const char *p = c->scan_from ? c->scan_from : c->feed_start;
-    for (; p < end && c->scanning; p++) {
-        if (c->scan_lf && (*p == ' ' || *p == '\t'))
-            c->fold_seen = true;
-        else if (c->scan_lf && *p == '\r')
-            c->scanning = false;
-        c->scan_lf = *p == '\n';
-    }
     c->scan_from = end;
+    if (!c->scanning)
+        return;
+    /* In locals: the bytes read are chars, which may alias the connection's flags, so
+     * the compiler would otherwise load and store those on every byte. */
+    bool lf = c->scan_lf, fold = false;
+    while (p < end) {
+        if (lf) {
+            if (*p == ' ' || *p == '\t') {
+                fold = true;
+            } else if (*p == '\r') {
+                c->scanning = false;
+                lf = false;
+                break;
+            }
+        }
+        lf = *p++ == '\n';
+        /* Only what follows an LF matters: the bytes before the next one are skipped. */
+        while (!lf && p < end)
+            lf = *p++ == '\n';
+    }
+    c->scan_lf = lf;
+    if (fold)
+        c->fold_seen = true;
 }
 
 /* A callback's piece [at, at + len): check the separators before it, skip the piece. */
@@ -173,7 +202,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 static int on_url_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
-    return head_append(c, "", 1);
+    return head_terminate(c);
 }
 
 /* Give the previous header its NUL terminator; llhttp calls no value callback at all
@@ -190,7 +219,7 @@ static int finish_header(conn_t *c)
         h->value_len = 0;
     }
     r->header_state = HS_NONE;
-    return head_append(c, "", 1);
+    return head_terminate(c);
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
@@ -228,7 +257,7 @@ static int on_header_field_complete(llhttp_t *p)
         return trailer_field_complete(c);
     if (r->header_state != HS_FIELD || r->headers[r->nheaders - 1].name_len == 0)
         return fail_with(c, 400, "empty header name");
-    int rc = head_append(c, "", 1);
+    int rc = head_terminate(c);
     if (rc == 0)
         c->req->header_state = HS_NAME_DONE;
     return rc;
@@ -266,9 +295,21 @@ static int on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+/* `name` in lower case. ASCII only, as header names are: no strncasecmp call, which asks
+ * the locale for every byte. */
 static bool name_is(const px_req_t *r, const header_t *h, const char *name, size_t len)
 {
-    return h->name_len == len && !strncasecmp(r->head.data + h->name_off, name, len);
+    if (h->name_len != len)
+        return false;
+    const char *s = r->head.data + h->name_off;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (unsigned char)(ch + ('a' - 'A'));
+        if (ch != (unsigned char)name[i])
+            return false;
+    }
+    return true;
 }
 
 static int parse_target(px_req_t *r)

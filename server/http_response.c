@@ -30,8 +30,30 @@ static char *put(char *p, const char *s, size_t n)
 
 #define PUTS(p, lit) put((p), (lit), sizeof(lit) - 1)
 
+/* "00" to "99": two digits at a time, so a small number costs one division. */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
 static char *put_u64(char *p, uint64_t v)
 {
+    /* Statuses, small lengths and milliseconds: most numbers here have three digits or
+     * fewer, written straight into place. */
+    if (v < 10) {
+        *p = (char)('0' + v);
+        return p + 1;
+    }
+    if (v < 100) {
+        memcpy(p, digit_pairs + 2 * v, 2);
+        return p + 2;
+    }
+    if (v < 1000) {
+        uint64_t hi = v / 100;
+        *p = (char)('0' + hi);
+        memcpy(p + 1, digit_pairs + 2 * (v - hi * 100), 2);
+        return p + 3;
+    }
     char tmp[24];
     size_t n = 0;
     do {
@@ -46,9 +68,9 @@ static char *put_u64(char *p, uint64_t v)
 /* Exactly three digits, zero-padded: the fraction after a decimal point. */
 static char *put_fixed3(char *p, uint64_t v)
 {
-    p[0] = (char)('0' + v / 100 % 10);
-    p[1] = (char)('0' + v / 10 % 10);
-    p[2] = (char)('0' + v % 10);
+    uint64_t hi = v / 100 % 10;
+    p[0] = (char)('0' + hi);
+    memcpy(p + 1, digit_pairs + 2 * (v % 100), 2);
     return p + 3;
 }
 
@@ -146,18 +168,34 @@ static const char *default_error_code(int status)
 
 /* ---- request id ---- */
 
+/* Ours, or the client's (http_parse.c) or a task's (tasks.c) as they left it: its length is
+ * kept, for the head, the log line and the crash record each need it. */
 static void ensure_request_id(px_req_t *r)
 {
-    if (r->id[0])
+    if (r->id[0]) {
+        if (!r->id_len)
+            r->id_len = (uint8_t)strlen(r->id);
         return;
+    }
     static const char hex[] = "0123456789abcdef";
     worker_t *w = r->worker;
     uint64_t n = ++w->request_counter;
-    char *p = r->id;
-    p = put(p, w->id_prefix, strlen(w->id_prefix));
-    for (int shift = 44; shift >= 0; shift -= 4)
-        *p++ = hex[(n >> shift) & 15];
-    *p = '\0';
+    /* The 12 hex digits of the count, from the last id: only its last three change
+     * unless the count has just passed a multiple of 4096. */
+    if ((n & 0xfff) == 0 || !w->id_text_len) {
+        char *p = put(w->id_text, w->id_prefix, strlen(w->id_prefix));
+        for (int shift = 44; shift >= 0; shift -= 4)
+            *p++ = hex[(n >> shift) & 15];
+        *p = '\0';
+        w->id_text_len = (uint8_t)(p - w->id_text);
+    } else {
+        char *p = w->id_text + w->id_text_len - 3;
+        p[0] = hex[(n >> 8) & 15];
+        p[1] = hex[(n >> 4) & 15];
+        p[2] = hex[n & 15];
+    }
+    memcpy(r->id, w->id_text, sizeof(w->id_text));
+    r->id_len = w->id_text_len;
 }
 
 const char *http_req_id(px_req_t *r)
@@ -171,13 +209,25 @@ const char *http_req_id(px_req_t *r)
 /* Bytes a JSON string cannot carry as they are: controls, '"', '\\', and every non-ASCII
  * byte (bytes from the wire are not promised to be UTF-8; escaping them keeps each log
  * line valid JSON whatever a client sent). */
+#define X16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
+static const bool json_unsafe_byte[256] = {
+    X16(1), X16(1),                                       /* 0x00-0x1f */
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       /* '"' */
+    X16(0), X16(0),                                       /* 0x30-0x4f */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,       /* '\\' */
+    X16(0),                                               /* 0x60-0x6f */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,       /* 0x7f */
+    X16(1), X16(1), X16(1), X16(1), X16(1), X16(1), X16(1), X16(1),
+};
+#undef X16
+
 static inline bool json_unsafe(unsigned char c)
 {
-    return c < 0x20 || c >= 0x7f || c == '"' || c == '\\';
+    return json_unsafe_byte[c];
 }
 
-/* `s` escaped for a JSON string at `p`, which has room for 6 bytes per input byte. */
-static char *put_json(char *p, const char *s, size_t len)
+/* From the first byte that needs escaping on. */
+static char *put_json_escaped(char *p, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i = 0;
@@ -200,6 +250,20 @@ static char *put_json(char *p, const char *s, size_t len)
         }
     }
     return p;
+}
+
+/* `s` escaped for a JSON string at `p`, which has room for 6 bytes per input byte. Paths
+ * and plugin names are short and nearly always plain: copied as they are scanned, byte
+ * by byte, with no call for a run. */
+static inline char *put_json(char *p, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (json_unsafe(c))
+            return put_json_escaped(p + i, s + i, len - i);
+        p[i] = (char)c;
+    }
+    return p + len;
 }
 
 /* The peer's address as text, formatted again only when it is not the last one. */
@@ -242,7 +306,8 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
     worker_t *w = r->worker;
     const char *m = r->method_name ? r->method_name : "-";
     const char *plugin = r->plugin ? r->plugin : "host";
-    size_t mlen = strlen(m), plen = strlen(plugin), idlen = strlen(r->id);
+    size_t mlen = strlen(m), plen = strlen(plugin);
+    size_t idlen = r->id_len ? r->id_len : strlen(r->id);
     char *line = access_log_reserve(256 + INET6_ADDRSTRLEN + mlen + idlen +
                                     (r->path_len + plen) * 6);
     if (!line)
@@ -323,6 +388,28 @@ static int run_on_response(px_req_t *r, int status)
     return 1;
 }
 
+/* "HTTP/1.1 200 OK\r\nServer: panthera\r\nDate: " for the last status answered: nearly every
+ * answer has the status of the one before, and the status line costs a lookup, a strlen
+ * and a number's digits to make. Only the loop's thread answers. */
+static struct {
+    int status;
+    uint8_t len;
+    char text[96];
+} status_head = {.status = -1};
+
+static void status_head_make(int status)
+{
+    const char *reason = http_status_reason(status);
+    char *p = status_head.text;
+    p = PUTS(p, "HTTP/1.1 ");
+    p = put_u64(p, (uint64_t)status);
+    *p++ = ' ';
+    p = put(p, reason, strlen(reason)); /* the longest is 31 bytes */
+    p = PUTS(p, "\r\nServer: panthera\r\nDate: ");
+    status_head.len = (uint8_t)(p - status_head.text);
+    status_head.status = status;
+}
+
 /* Status line and headers into r->out, with room behind them for `reserve` more bytes. */
 static void build_head(px_req_t *r, const char *content_type, size_t len, int framing,
                        bool keep, bool no_body, size_t reserve)
@@ -330,17 +417,15 @@ static void build_head(px_req_t *r, const char *content_type, size_t len, int fr
     worker_t *w = r->worker;
     buf_t *o = &r->out;
     o->len = 0;
-    const char *reason = http_status_reason(r->status);
-    size_t reason_len = strlen(reason), id_len = strlen(r->id);
+    if (r->status != status_head.status)
+        status_head_make(r->status);
+    size_t id_len = r->id_len ? r->id_len : strlen(r->id);
     size_t ctype_len = content_type ? strlen(content_type) : 0;
-    /* 192 covers every fixed part of the head, the Date and a 20-digit length. */
-    buf_reserve(o, 192 + reason_len + ctype_len + id_len + r->extra_headers.len + reserve);
+    /* 192 covers every fixed part of the head past the status line, the Date and a
+     * 20-digit length. */
+    buf_reserve(o, 192 + status_head.len + ctype_len + id_len + r->extra_headers.len + reserve);
     char *p = o->data;
-    p = PUTS(p, "HTTP/1.1 ");
-    p = put_u64(p, (uint64_t)r->status);
-    *p++ = ' ';
-    p = put(p, reason, reason_len);
-    p = PUTS(p, "\r\nServer: panthera\r\nDate: ");
+    p = put(p, status_head.text, status_head.len);
     p = put(p, w->date, w->date_len);
     if (content_type && !no_body) {
         p = PUTS(p, "\r\nContent-Type: ");

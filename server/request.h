@@ -92,6 +92,7 @@ struct px_req {
      * holes: every open stream holds one px_req for as long as it is open. */
     uint8_t header_state;
     bool query_parsed;
+    uint8_t id_len; /* strlen(id) once ensure_request_id (http_response.c) has seen it */
     int method; /* enum router_method, or METHOD_UNKNOWN */
     const char *method_name;
     char *path; /* raw path, NUL-terminated, no query */

@@ -69,6 +69,8 @@ typedef struct worker {
 
     uint64_t request_counter;
     char id_prefix[16];
+    char id_text[32]; /* the last id made of id_prefix and request_counter (http_response.c) */
+    uint8_t id_text_len;
     char date[40];     /* "Sat, 21 Nov 2026 06:19:37 GMT" */
     char iso_time[32]; /* "2026-11-21T06:19:37" */
     int64_t date_sec;

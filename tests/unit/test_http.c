@@ -18,6 +18,7 @@
 
 #include "check.h"
 #include "http.h"
+#include "log.h"
 #include "plugin.h"
 #include "worker.h"
 
@@ -985,6 +986,103 @@ static void test_helpers(void)
     req_release(r);
 }
 
+
+/* ---- the access log ----
+ * Its format is what log shippers parse: pinned byte for byte here, with the time and the
+ * duration (which differ every run) checked for their shape and cut out. */
+
+/* `line` with the time's and the duration's values replaced by T and D; false when either
+ * is missing or not of its shape ("2026-11-21T06:19:37.123Z", "0.042"). */
+static bool log_line_shape(const char *line, char *out, size_t cap)
+{
+    static const char tkey[] = "{\"time\":\"", dkey[] = ",\"duration_ms\":";
+    const char *shape = "dddd-dd-ddTdd:dd:dd.dddZ\"";
+    if (strncmp(line, tkey, sizeof(tkey) - 1) != 0)
+        return false;
+    const char *t = line + sizeof(tkey) - 1;
+    for (size_t i = 0; shape[i]; i++)
+        if (shape[i] == 'd' ? !(t[i] >= '0' && t[i] <= '9') : t[i] != shape[i])
+            return false;
+    const char *d = strstr(t, dkey);
+    if (!d)
+        return false;
+    const char *v = d + sizeof(dkey) - 1, *e = v;
+    while (*e >= '0' && *e <= '9')
+        e++;
+    if (e == v || e[0] != '.' || !(e[1] >= '0' && e[1] <= '9') || !(e[2] >= '0' && e[2] <= '9') ||
+        !(e[3] >= '0' && e[3] <= '9') || e[4] != ',')
+        return false;
+    snprintf(out, cap, "%sT\"%.*sD%s", tkey, (int)(v - (t + 25)), t + 25, e + 4);
+    return true;
+}
+
+static void test_access_log_format(void)
+{
+    char path[] = "/tmp/px-test-access.XXXXXX";
+    int fd = mkstemp(path);
+    CHECK_OR_RETURN(fd >= 0);
+    CHECK_OR_RETURN(access_log_open(path) == 0);
+    client_t cl;
+    client_open(&cl);
+    response_t res;
+    static const char *const requests[] = {
+        "GET /hello HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-1\r\n\r\n",
+        /* the query never reaches the log; '"' and '\' are escaped */
+        "GET /n/a\\b\"c?token=secret HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-2\r\n\r\n",
+        "HEAD /hello HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-3\r\n\r\n",
+        "GET /n/%C3%A9%00 HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-4\r\n\r\n",
+        /* refused by llhttp (as any byte that is not ASCII would be): no method, no path,
+         * an id of ours, and the connection closed */
+        "GET /nowhere/\x7f HTTP/1.1\r\nHost: t\r\nX-Request-Id: log-5\r\n\r\n",
+    };
+    static const char *const want[] = {
+        "{\"time\":\"T\",\"remote\":\"-\",\"method\":\"GET\",\"path\":\"/hello\",\"status\":200,"
+        "\"bytes\":145,\"duration_ms\":D,\"request_id\":\"log-1\",\"plugin\":\"host\"}",
+        "{\"time\":\"T\",\"remote\":\"-\",\"method\":\"GET\",\"path\":\"/n/a\\\\b\\\"c\","
+        "\"status\":200,\"bytes\":145,\"duration_ms\":D,\"request_id\":\"log-2\","
+        "\"plugin\":\"host\"}",
+        "{\"time\":\"T\",\"remote\":\"-\",\"method\":\"HEAD\",\"path\":\"/hello\",\"status\":200,"
+        "\"bytes\":140,\"duration_ms\":D,\"request_id\":\"log-3\",\"plugin\":\"host\"}",
+        "{\"time\":\"T\",\"remote\":\"-\",\"method\":\"GET\",\"path\":\"/n/%%C3%%A9%%00\","
+        "\"status\":400,\"bytes\":254,\"duration_ms\":D,\"request_id\":\"log-4\","
+        "\"plugin\":\"host\"}",
+        "{\"time\":\"T\",\"remote\":\"-\",\"method\":\"-\",\"path\":\"-\",\"status\":400,"
+        "\"bytes\":274,\"duration_ms\":D,\"request_id\":\"%s\",\"plugin\":\"host\"}",
+    };
+    /* want[] are formats: the last takes the id of ours */
+    char last_id[80] = "";
+    for (size_t i = 0; i < ARRAY_SIZE(requests); i++) {
+        client_sends(&cl, requests[i]);
+        if (i == 2)
+            CHECK_OR_RETURN(read_response_head(&cl, &res, true));
+        else
+            CHECK_OR_RETURN(read_response(&cl, &res));
+        const char *id = header(&res, "X-Request-Id");
+        snprintf(last_id, sizeof(last_id), "%s", id ? id : "");
+    }
+    CHECK_EQ_INT(strlen(last_id), 20); /* ours: 8 hex digits of the worker's, 12 of a count */
+    client_close(&cl);
+    access_log_flush();
+    access_log_open("off");
+    char text[8192];
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    unlink(path);
+    CHECK_OR_RETURN(n > 0);
+    text[n] = '\0';
+    char *save = NULL;
+    size_t i = 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), i++) {
+        char shape[1024], expected[1024];
+        CHECK(log_line_shape(line, shape, sizeof(shape)));
+        if (i >= ARRAY_SIZE(want))
+            continue;
+        snprintf(expected, sizeof(expected), want[i], last_id);
+        CHECK_STR(shape, expected);
+    }
+    CHECK_EQ_INT(i, ARRAY_SIZE(requests));
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1029,6 +1127,7 @@ int main(void)
     RUN(test_keepalive_requests);
     RUN(test_timeouts);
     RUN(test_peer_half_close);
+    RUN(test_access_log_format);
     /* Last: when these fail they corrupt memory (UBSan, ASan or glibc then abort). */
     RUN(test_request_id_lengths);
     RUN(test_longest_response_head);
