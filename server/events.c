@@ -13,8 +13,19 @@
  * with its two indexes costs about 12 us of PostgreSQL's CPU and the lock about 2 us, but
  * one more answer cost a wake-up of the backend and one of the worker each, several
  * times that on a loaded machine. (A third index, on created_at, only served the prune:
- * it is gone, see Retention.) The wake-up is not a NOTIFY inside that transaction:
- * PostgreSQL serialises the commits of every notifying transaction on one global lock,
+ * it is gone, see Retention.) Counted in instructions (tests/bench/emit_instr.sh: a
+ * single-user backend under callgrind), the statement adds about 34k to a write's 193k:
+ * the lock 7k (the shared lock table, never the fast path, and its release at commit),
+ * the xid index 9k, parsing the payload into jsonb 5k more than json's mere check would
+ * (not taken: the column's type change rewrites the whole log under an exclusive lock
+ * when a host upgrades, and readers use jsonb's operators), the row, its primary key and
+ * the sequence the remaining 13k. Each part is one a guarantee needs: the lock is
+ * per-aggregate order, the xid index the relay's "xid >= frontier" (a BRIN cannot replace
+ * it: PostgreSQL has no BRIN operator class for xid8, the prune's freed space sends new
+ * rows into old pages and widens their ranges for good, and a summarized last range is
+ * rewritten by nearly every insert), the primary key the deliveries' foreign key.
+ * The wake-up is not a NOTIFY inside that transaction: PostgreSQL serialises the commits
+ * of every notifying transaction on one global lock,
  * which made a write with one emit 3.5 times slower in tests/bench/events.sh. Instead,
  * once such a COMMIT has succeeded (api_async.c tells us), the worker sends a NOTIFY of
  * its own: at once when it sent none in the last EVENTS_WAKE_MS (an idle consumer is woken
@@ -161,11 +172,17 @@ const char events_schema_deliveries_sql[] =
     "CREATE INDEX panthera_event_deliveries_dead ON panthera_event_deliveries (group_name)"
     " WHERE state = 'dead'";
 
+/* The lock must be taken before the row's id is drawn (the id column's default): an emitter
+ * that drew its id and then waited for the lock could commit after a later id of its
+ * aggregate (test_events.py checks this). A one-time filter of the INSERT's own Result node
+ * runs before that node computes its row, and costs no plan node of its own: the CTE this
+ * replaced (a CTE scan over a tuplestore) cost 12 % of the statement's instructions
+ * (tests/bench/README.md, "events.sh emit", branch emit9). pg_advisory_xact_lock returns
+ * void, which is never null: the filter always passes. */
 static const char sql_emit[] =
-    "WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended("
-    "'px-aggregate' || chr(10) || $2, 0)))"
-    " INSERT INTO panthera_events (type, aggregate_id, producer, payload)"
-    " SELECT $1, $2, $3, $4::jsonb FROM turn";
+    "INSERT INTO panthera_events (type, aggregate_id, producer, payload)"
+    " SELECT $1, $2, $3, $4::jsonb WHERE pg_advisory_xact_lock(hashtextextended("
+    "'px-aggregate' || chr(10) || $2, 0)) IS NOT NULL";
 
 /* A new group starts where the log is when it is first registered — by the migrator,
  * before any worker serves, so a group deployed with its producer misses nothing, and

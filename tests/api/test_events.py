@@ -202,11 +202,11 @@ class Psql:
 
 def emit_sql(aggregate, seq):
     """The statement px_event_emit sends (server/events.c), with its values inline."""
-    return ("WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended('px-aggregate' || "
-            "chr(10) || '%s', 0))), ins AS (INSERT INTO panthera_events (type, aggregate_id, "
-            "producer, payload) SELECT 'evkit.item.changed', '%s', 'test', "
-            "'{\"seq\": %d}'::jsonb FROM turn RETURNING id) "
-            "SELECT id, pg_notify('panthera_events', '') FROM ins;" % (aggregate, aggregate, seq))
+    return ("WITH ins AS (INSERT INTO panthera_events (type, aggregate_id, producer, payload)"
+            " SELECT 'evkit.item.changed', '%s', 'test', '{\"seq\": %d}'::jsonb"
+            " WHERE pg_advisory_xact_lock(hashtextextended('px-aggregate' || chr(10) || '%s',"
+            " 0)) IS NOT NULL RETURNING id) "
+            "SELECT id, pg_notify('panthera_events', '') FROM ins;" % (aggregate, seq, aggregate))
 
 
 def test_an_aggregates_order_holds_across_an_open_transaction_between_xids(make_server):
@@ -233,6 +233,43 @@ def test_an_aggregates_order_holds_across_an_open_transaction_between_xids(make_
             z.run("ROLLBACK;")
             for p in (x, y, z):
                 p.close()
+
+
+def test_an_emitter_waiting_for_its_aggregate_draws_its_id_only_once_it_has_its_turn(
+        make_server):
+    """X holds aggregate A's turn. The host's write for A waits for it; meanwhile a write for
+    B commits. Had the waiting emit drawn its id before the lock (the statement's one-time
+    filter must run before the id column's default), its id would be below B's: an id
+    drawn before the turn can commit after a later id of its aggregate."""
+    agg = "turn-" + uuid.uuid4().hex
+    with pg_lock():
+        s = start(make_server, new_group(), workers=1)
+        x = Psql()
+        try:
+            x.run("BEGIN;")
+            held = int(x.run(emit_sql(agg + "-a", 0))[0].split("|")[0])
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(write, s, agg + "-a")
+                deadline = time.monotonic() + CEILING
+                while psql_value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                 " AND NOT granted AND objsubid = 1"
+                                 " AND (classid::bigint << 32 | objid::bigint) ="
+                                 " hashtextextended('px-aggregate' || chr(10) || '%s-a', 0)"
+                                 % agg) == "0":
+                    assert time.monotonic() < deadline, "the host's emit never waited for A"
+                    assert not waiting.done(), "the host's emit did not wait for A's turn"
+                    time.sleep(0.05)
+                write(s, agg + "-b")
+                x.run("COMMIT;")
+                waiting.result(timeout=CEILING)
+        finally:
+            x.close()
+        ids = dict(line.split("|") for line in psql_value(
+            "SELECT aggregate_id || '|' || string_agg(id::text, ',' ORDER BY id)"
+            " FROM panthera_events WHERE aggregate_id LIKE '%s-%%'"
+            " AND producer = 'evkit' GROUP BY aggregate_id" % agg).splitlines())
+        a, b = int(ids[agg + "-a"]), int(ids[agg + "-b"])
+        assert held < b < a, (held, b, a)
 
 
 def psql_value(sql):

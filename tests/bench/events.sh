@@ -152,7 +152,7 @@ run_emit() {
                   x[b, "without"] / n[b, "without"], x[b, "with-emit"] / n[b, "with-emit"] } }' "$BENCH_TMP/emit.txt"
 }
 
-EMIT_SQL="WITH turn AS (SELECT pg_advisory_xact_lock(hashtextextended('px-aggregate' || chr(10) || :agg::text, 0))), ins AS (INSERT INTO panthera_events (type, aggregate_id, producer, payload) SELECT 'evkit.bench', 'lat' || :agg, 'bench', '{\"seq\": 0}'::jsonb FROM turn RETURNING id) SELECT id, pg_notify('panthera_events', '') FROM ins;"
+EMIT_SQL="WITH ins AS (INSERT INTO panthera_events (type, aggregate_id, producer, payload) SELECT 'evkit.bench', 'lat' || :agg, 'bench', '{\"seq\": 0}'::jsonb WHERE pg_advisory_xact_lock(hashtextextended('px-aggregate' || chr(10) || :agg::text, 0)) IS NOT NULL RETURNING id) SELECT id, pg_notify('panthera_events', '') FROM ins;"
 
 run_latency() {
     log "latency: 1,000 events/s into group $GROUP for ${SECONDS_PER_RUN}s"
