@@ -46,6 +46,7 @@
 #include "crash.h"
 #include "gateway.h"
 #include "http_admit.h"
+#include "io_loop.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "route_spec.h"
@@ -61,9 +62,11 @@
 /* Stop parsing pipelined requests while this much response is still queued. */
 #define WRITE_BACKLOG_MAX (256 * 1024)
 #define PENDING_MAX (64 * 1024) /* bytes read ahead while a request is in flight */
+#define READS_PER_TURN 32
 
 static void conn_linger(conn_t *c);
 static void start_reading(conn_t *c);
+static void stop_reading(conn_t *c);
 
 /* ---- deadline lists ---- */
 
@@ -329,8 +332,7 @@ static void dispatch_spooled(void *arg)
 void http_conn_hold_reading(conn_t *c, bool hold)
 {
     if (hold && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
+        stop_reading(c);
     } else if (!hold && !c->reading && !c->closing && !c->lingering) {
         start_reading(c);
     }
@@ -341,10 +343,8 @@ static void stash(conn_t *c, const char *data, size_t len)
     c->pending = xrealloc(c->pending, c->pending_len + len);
     memcpy(c->pending + c->pending_len, data, len);
     c->pending_len += len;
-    if (c->reading && c->pending_len >= PENDING_MAX) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
-    }
+    if (c->reading && c->pending_len >= PENDING_MAX)
+        stop_reading(c);
 }
 
 static void conn_feed(conn_t *c, const char *data, size_t len)
@@ -407,10 +407,8 @@ static void conn_resume(conn_t *c)
             c->close_after = true;
         return;
     }
-    if (!c->reading && !c->closing) {
-        c->reading = true;
+    if (!c->reading && !c->closing)
         start_reading(c);
-    }
 }
 
 /* ---- writing ---- */
@@ -541,10 +539,8 @@ void http_conn_write(conn_t *c, px_req_t *r, uv_buf_t *bufs, unsigned nbufs, boo
         free(c->pending);
         c->pending = NULL;
         c->pending_len = 0;
-        if (c->reading) {
-            uv_read_stop((uv_stream_t *)&c->tcp);
-            c->reading = false;
-        }
+        if (c->reading)
+            stop_reading(c);
     }
     conn_update_timer(c);
     if (!c->feeding && !c->close_after)
@@ -586,16 +582,16 @@ void http_conn_input(conn_t *c, const char *data, size_t len)
     conn_feed(c, data, len);
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+/* What a read brought: `n` bytes at `base`, or a negative uv error (UV_EOF). */
+static void conn_read(conn_t *c, ssize_t n, const char *base)
 {
-    conn_t *c = s->data;
     if (n > 0) {
         if (c->lingering)
             return;
         if (c->tls)
-            tls_conn_input(c, b->base, (size_t)n);
+            tls_conn_input(c, base, (size_t)n);
         else
-            http_conn_input(c, b->base, (size_t)n);
+            http_conn_input(c, base, (size_t)n);
         return;
     }
     if (n == 0)
@@ -609,8 +605,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     c->peer_eof = true;
-    uv_read_stop(s);
-    c->reading = false;
+    stop_reading(c);
     if (c->in_flight || c->writes) {
         c->close_after = true;
         return;
@@ -618,10 +613,59 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     http_conn_close(c);
 }
 
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    conn_read(s->data, n, b->base);
+}
+
+/* recv(2), not libuv's read(2): a socket call skips the file layer (fdget_pos,
+ * rw_verify_area, fsnotify). A read shorter than the buffer emptied the socket's queue,
+ * so the next edge will be reported; after a hang-up or a pause only EAGAIN or the end of
+ * the stream says so (io_loop.c). conn_read may stop reading or close the connection;
+ * the conn itself stays allocated until its close callback, which runs inside uv_run. */
+void http_conn_readable(conn_t *c, bool drain)
+{
+    char *buf = c->worker->readbuf;
+    size_t size = sizeof(c->worker->readbuf);
+    for (int i = 0; c->reading && !c->closing; i++) {
+        if (i == READS_PER_TURN) {
+            /* A client that keeps the socket full (an upload) waits for the others' turn,
+             * as libuv's 32 reads per callback had it; no edge will come for what is
+             * already there, so the loop reads it again. */
+            io_conn_read_again(c);
+            return;
+        }
+        ssize_t n = recv(c->fd, buf, size, 0);
+        if (n > 0) {
+            conn_read(c, n, buf);
+            if ((size_t)n < size && !drain)
+                return;
+        } else if (n == 0) {
+            conn_read(c, UV_EOF, NULL);
+            return;
+        } else if (errno != EINTR) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                conn_read(c, uv_translate_sys_error(errno), NULL);
+            return;
+        }
+    }
+}
+
 static void start_reading(conn_t *c)
 {
     c->reading = true;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (c->io_owned)
+        io_conn_read_again(c);
+    else
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* An edge-triggered connection just ignores its events until start_reading. */
+static void stop_reading(conn_t *c)
+{
+    c->reading = false;
+    if (!c->io_owned)
+        uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 static void on_close(uv_handle_t *h)
@@ -654,6 +698,7 @@ void http_conn_close(conn_t *c)
     }
     c->active = NULL;
     c->in_flight = false;
+    io_conn_remove(c);
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -705,6 +750,10 @@ int http_conn_open_listener(worker_t *w, int fd, uint8_t listen_mode)
     }
     c->tcp.data = c;
     uv_tcp_nodelay(&c->tcp, 1);
+    /* Plain connections are read through the worker's own epoll (io_loop.c); TLS ones
+     * through libuv, which feeds tls.c. Without it (tests, fuzzers) libuv reads all. */
+    if (!c->tls && w->io && io_conn_add(c, fd) < 0)
+        log_warn("epoll_ctl(ADD) of a connection failed: it is read through libuv");
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {

@@ -67,6 +67,13 @@ typedef struct conn {
     const char *err_message;
     struct tls_conn *tls; /* tls.c's state on an ssl listener's connection, else NULL */
     uint8_t listen_mode;  /* enum listen_mode of the listener it came from */
+    /* io_loop.c: read through the worker's own epoll (plain connections), and queued to
+     * be read again after a pause */
+    bool io_owned;
+    bool io_queued;
+    int fd;
+    struct conn *io_prev;
+    struct conn *io_next;
 } conn_t;
 
 /* Adopt an accepted, non-blocking socket. Returns 0 or a negative uv error (the fd is
@@ -75,6 +82,9 @@ int http_conn_open(struct worker *w, int fd);
 /* The same for a listener of `listen_mode` (config.h): TLS on an ssl one. */
 int http_conn_open_listener(struct worker *w, int fd, uint8_t listen_mode);
 void http_conn_close(conn_t *c);
+/* io_loop.c's event for a connection it reads: recv until a short read, or with `drain`
+ * (a hang-up was reported, or reading resumed after a pause) until EAGAIN or EOF. */
+void http_conn_readable(conn_t *c, bool drain);
 
 /* Send a response for `req`. `body` is copied unless `take` is set, in which case it is
  * freed with free() after the write. Returns 0 or PX_ESTATE when already answered. */

@@ -23,6 +23,7 @@
 
 #include "api.h"
 #include "http_admit.h"
+#include "io_loop.h"
 #include "blob.h"
 #include "events.h"
 #include "log.h"
@@ -83,6 +84,15 @@ static void release_finished(worker_t *w)
     }
 }
 
+void worker_release_finished(worker_t *w)
+{
+    if (!w->finished)
+        return;
+    release_finished(w);
+    /* Stopped here, or io_loop.c would owe libuv a turn for a check with nothing to do. */
+    uv_check_stop(w->finish_check);
+}
+
 static void on_finish_check(uv_check_t *check)
 {
     worker_t *w = check->data;
@@ -128,6 +138,7 @@ void worker_free(worker_t *w)
     work_queues_free(w);
     tls_server_free(w->tls);
     http_admit_free(w);
+    io_loop_free(w);
     free(w->listeners);
     free(w);
 }
@@ -530,7 +541,13 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
             log_errno(LOG_WARN, "telling the master we are ready");
         close(ready_fd);
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
+    rc = io_loop_open(w);
+    if (rc == 0) {
+        io_loop_run(w);
+    } else {
+        log_warn("epoll: %s; connections are read through libuv", strerror(-rc));
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
     blob_worker_stop();
     uv_run(&loop, UV_RUN_NOWAIT);
     int code = w->exit_code;

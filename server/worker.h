@@ -58,6 +58,7 @@ typedef struct worker {
     struct task *tasks;        /* background tasks still open (tasks.c) */
     struct events_worker *events; /* event consumers of this worker (events.c), or NULL */
 
+    struct io_loop *io; /* io_loop.c: the worker's own epoll; NULL in tests and fuzzers */
     px_req_t *finished; /* answered at once, released after the current callback */
     uv_check_t *finish_check;
 
@@ -111,5 +112,7 @@ void worker_conn_removed(worker_t *w);
 /* A request whose response went out inside the call that sent it: release it once the
  * callback that answered has returned (its code may still read the request). */
 void worker_finish_request(worker_t *w, px_req_t *req);
+/* Release those requests now: io_loop.c, once its events' callbacks have returned. */
+void worker_release_finished(worker_t *w);
 
 #endif
