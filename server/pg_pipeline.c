@@ -29,8 +29,10 @@
  * A request that needs a statement prepared carries the PREPARE in the same group, ahead
  * of its execution; a group ends before a request that would rely on a PREPARE still
  * unanswered. A 26000 of a request alone (DEALLOCATE or DISCARD behind the pool's back)
- * sends the request again, with its PREPARE, at the end of the pipeline: the one case
- * where answers can come back out of the order of the queue.
+ * sends the request again, with its PREPARE, at the end of the pipeline, and so does a
+ * deadlock or serialization failure of a request alone outside a transaction (up to
+ * PG_CONFLICT_RETRIES times): the two cases where answers can come back out of the order
+ * of the queue.
  *
  * What is never grouped: a transaction's statements (its connection is pinned, nothing
  * else goes there) and SQL that may open a transaction block (BEGIN, START ...), which
