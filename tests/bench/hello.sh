@@ -35,6 +35,9 @@
 #   BENCH_BASELINE  another release build (e.g. main's) run as a fifth server, "baseline",
 #                   in the same rounds and configured as pantherad: its ratio to
 #                   pantherad and its own user-space share are printed too (default: none)
+#   BENCH_PIN       1: every server's processes on CPU 1 and wrk (one thread) on CPU 0,
+#                   so neither steals the other's core: steadier per-request figures
+#                   (the servers then have one core for their two workers)
 #   BENCH_OUT       also write the raw results (TSV) to this file
 #   BENCH_PX_PORT, BENCH_NGINX_PORT, BENCH_FLOOR_PORT  ports (default 18480, 18481, 18482)
 #   BENCH_BUILD     the release build to use (default build-bench/, set up if missing)
@@ -60,6 +63,13 @@ BASELINE=${BENCH_BASELINE:-}
 [[ -z $BASELINE || -x $BASELINE/server/pantherad ]] || die "BENCH_BASELINE: no $BASELINE/server/pantherad"
 
 command -v wrk >/dev/null 2>&1 || die "wrk not found (apt-get install -y wrk)"
+PIN=${BENCH_PIN:-0}
+WRK=(wrk)
+if ((PIN)); then
+    command -v taskset >/dev/null || die "BENCH_PIN needs taskset (util-linux)"
+    WRK=(taskset -c 0 wrk)
+    THREADS=1
+fi
 [[ $SECONDS_PER_RUN =~ ^[0-9]+$ && $SECONDS_PER_RUN -ge 1 ]] || die "BENCH_SECONDS: a whole number of seconds"
 
 trap bench_cleanup EXIT
@@ -131,7 +141,7 @@ run_wrk() {
     # bash's `time` gives wrk's own CPU time (user + system, in seconds).
     wrk_cpu=$({
         TIMEFORMAT='%3U %3S'
-        time timeout $((SECONDS_PER_RUN + 30)) wrk -t"$THREADS" -c"$conns" \
+        time timeout $((SECONDS_PER_RUN + 30)) "${WRK[@]}" -t"$THREADS" -c"$conns" \
             -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:$port$PATH_" >"$out" 2>&1
     } 2>&1) || { cat "$out" >&2; die "wrk failed against $server"; }
     after=$(cpu_ticks "$pid")
@@ -169,6 +179,15 @@ run_wrk() {
         }' "$out" >>"$RESULTS" || { cat "$out" >&2; die "cannot read wrk's output"; }
     tail -1 "$RESULTS" | awk -F'\t' '{ printf "    %-9s c=%-4s round %s: %8s req/s  p99 %7.2f ms  %6.2f us CPU/request (user %5.2f)  (CPU%%: server %s, wrk %s, other %s)\n", $1, $2, $3, $4, $5, $6, $14, $11, $12, $13 }' >&2
 }
+
+if ((PIN)); then
+    for pid in $PX_PID $NGINX_PID ${FLOOR_PID:-} ${SHIPPED_PID:-} ${BASELINE_PID:-}; do
+        for p in $pid $(pgrep -P "$pid" || true); do
+            taskset -a -cp 1 "$p" >/dev/null
+        done
+    done
+    log "pinned: the servers on CPU 1, wrk on CPU 0"
+fi
 
 if ((WARMUP > 0)); then
     log "warming up both servers (${WARMUP}s each, not recorded)"
