@@ -234,3 +234,35 @@ def test_a_redelivered_user_deleted_has_no_second_effect(env):
                     "'content-users' AND event_id = %s" % event_id)) >= 1
     assert state() == before
     assert len(emitted(s, "post.deleted", w["pa"]["id"])) == 1
+
+
+def test_a_user_with_more_rows_than_a_batch(env):
+    """1,200 posts, and likes and comments on 1,100 posts of another user, written straight
+    into the tables: the handler works through several batches of each kind (500,
+    USER_GONE_BATCH) in one delivery and misses none."""
+    s, admin = env
+    a, b = register(s), register(s)
+    psql(s.db, "INSERT INTO content_posts (id, author_id, kind, title, body, status, "
+         "published_at) SELECT gen_random_uuid(), '%s', 'post', 'bulk ' || i, 'text', "
+         "CASE WHEN i %% 2 = 0 THEN 'published' ELSE 'draft' END, "
+         "CASE WHEN i %% 2 = 0 THEN now() END FROM generate_series(1, 1200) i" % a.id)
+    psql(s.db, "INSERT INTO content_posts (id, author_id, kind, title, body, status, "
+         "published_at, like_count, comment_count) SELECT gen_random_uuid(), '%s', 'post', "
+         "'liked ' || i, 'text', 'published', now(), 1, 1 FROM generate_series(1, 1100) i"
+         % b.id)
+    psql(s.db, "INSERT INTO content_likes (post_id, user_id) SELECT id, '%s' FROM "
+         "content_posts WHERE author_id = '%s'; INSERT INTO content_comments (id, post_id, "
+         "author_id, body) SELECT gen_random_uuid(), id, '%s', 'hi' FROM content_posts "
+         "WHERE author_id = '%s'" % (a.id, b.id, a.id, b.id))
+    assert call(s, "DELETE", "/v1/users/" + a.id, token=admin.access).status_code == 204
+    wait_delivered(s, "content-users", "user.deleted", a.id)
+    assert count(s, "SELECT count(*) FROM content_posts WHERE author_id = '%s'" % a.id) == 0
+    assert psql(s.db, "SELECT count(*), sum(like_count), sum(comment_count) FROM "
+                "content_posts WHERE author_id = '%s'" % b.id).strip() == "1100|0|0"
+    for table, col in (("content_comments", "author_id"), ("content_likes", "user_id")):
+        assert count(s, "SELECT count(*) FROM %s WHERE %s = '%s'" % (table, col, a.id)) == 0
+    # One event per row removed, each emitted once.
+    assert psql(s.db, "SELECT type, count(*), count(DISTINCT aggregate_id) FROM "
+                "panthera_events WHERE producer = 'content' AND payload->>'actorId' = '%s' "
+                "GROUP BY type ORDER BY type" % a.id).split() == [
+        "comment.deleted|1100|1100", "post.deleted|1200|1200", "post.unliked|1100|1100"]
