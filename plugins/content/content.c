@@ -233,6 +233,8 @@ static int content_init(px_plugin_t *self)
     if (!rc)
         rc = media_sweep_init(self);
     if (!rc)
+        rc = user_deleted_init(self);
+    if (!rc)
         rc = px_hook_declare(self, "before_post_publish",
                              "checks or changes a write whose result is a published post "
                              "{title, body, kind, tags, status} as given (PUT: with id)");

@@ -4,7 +4,8 @@
  * The folder: content.c (descriptor, init, route table), posts.c (the /v1/posts routes),
  * likes.c, comments.c, feed.c (the feed, the hot set and its consumer), render.c (answers
  * kept in Redis under the content version), local.c (each worker's copies of them),
- * overlay.c (a signed-in caller's likedByMe over an anonymous render), media*.c with image.c, video.c, pdf.c (uploads),
+ * overlay.c (a signed-in caller's likedByMe over an anonymous render), media*.c with
+ * image.c, video.c, pdf.c (uploads), user_deleted.c (what a deleted user owned goes),
  * store.c (every SQL statement), migrations/ (the schema), schemas.json (bodies and
  * answers). Posts are built as JSON by PostgreSQL itself (content_post_json in
  * migrations/003_likes.sql), so every route answers the same shape.
@@ -134,6 +135,20 @@ int store_feed_ids(px_req_t *req, const char *viewer, const char *ids_array,
                    const char *total, int page, int limit, px_pg_ok_fn cb, void *ud);
 int store_hot_top(px_req_t *req, int64_t n, px_pg_fn cb, void *ud);
 int store_hot_one(px_pg_txn_t *txn, const char *id, px_pg_fn cb, void *ud);
+
+/* user_deleted.c: the consumer of user.deleted (group content-users). */
+int user_deleted_init(px_plugin_t *self);
+/* Rows of a deleted user removed per statement; the statement runs again while a batch
+ * comes back full. */
+#define USER_GONE_BATCH 500
+#define USER_GONE_BATCH_TEXT "500"
+/* Each removes up to USER_GONE_BATCH rows the user owns. Posts: rows (post id), the
+ * post's comments and likes gone with it and its media detached (post_id NULL) for the
+ * media sweep. Likes: rows (post id, post author_id, title), like_count down by one each.
+ * Comments: rows (comment id, post id, post author_id), comment_count down. */
+int store_user_posts_remove(px_pg_txn_t *txn, const char *user_id, px_pg_fn cb, void *ud);
+int store_user_likes_remove(px_pg_txn_t *txn, const char *user_id, px_pg_fn cb, void *ud);
+int store_user_comments_remove(px_pg_txn_t *txn, const char *user_id, px_pg_fn cb, void *ud);
 
 /* local.c: each worker's own copies of the anonymous renders (see there). */
 int local_init(px_plugin_t *self);

@@ -374,3 +374,54 @@ int store_tags(px_req_t *req, int page, int limit, px_pg_ok_fn cb, void *ud)
         "ORDER BY x.n DESC, x.tag",
         2, v, cb, ud);
 }
+
+/* ---- what a deleted user leaves (user_deleted.c) ---- */
+
+/* Each takes at most USER_GONE_BATCH rows of the user, in id order, and is run again in
+ * the same transaction while a batch comes back full: one statement stays far inside
+ * statement_timeout however much the user wrote. */
+int store_user_posts_remove(px_pg_txn_t *txn, const char *user_id, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {user_id, USER_GONE_BATCH_TEXT};
+    /* Comments, likes and the search vector go with each post (cascades, a column). Media
+     * rows only lose their post: their blobs need px_blob_unref, which the media sweep does
+     * for rows no post holds (media_sweep.c), so they are detached before the foreign key
+     * is checked at the statement's end, never deleted here. */
+    return px_pg_txn_query(
+        txn, "user_posts_remove",
+        "WITH p AS (SELECT id FROM content_posts WHERE author_id = $1::uuid ORDER BY id "
+        "LIMIT $2::int FOR UPDATE), "
+        "m AS (UPDATE content_media SET post_id = NULL WHERE post_id IN (SELECT id FROM p)), "
+        "d AS (DELETE FROM content_posts WHERE id IN (SELECT id FROM p) RETURNING id) "
+        "SELECT id::text FROM d",
+        2, v, cb, ud);
+}
+
+int store_user_likes_remove(px_pg_txn_t *txn, const char *user_id, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {user_id, USER_GONE_BATCH_TEXT};
+    /* One like per (post, user): each post of the batch loses exactly one. */
+    return px_pg_txn_query(
+        txn, "user_likes_remove",
+        "WITH l AS (DELETE FROM content_likes WHERE user_id = $1::uuid AND post_id IN ("
+        "SELECT post_id FROM content_likes WHERE user_id = $1::uuid ORDER BY post_id "
+        "LIMIT $2::int) RETURNING post_id), "
+        "u AS (UPDATE content_posts c SET like_count = like_count - 1 FROM l "
+        "WHERE c.id = l.post_id RETURNING c.id, c.author_id, c.title) "
+        "SELECT id::text, author_id::text, title FROM u",
+        2, v, cb, ud);
+}
+
+int store_user_comments_remove(px_pg_txn_t *txn, const char *user_id, px_pg_fn cb, void *ud)
+{
+    const char *v[] = {user_id, USER_GONE_BATCH_TEXT};
+    return px_pg_txn_query(
+        txn, "user_comments_remove",
+        "WITH c AS (DELETE FROM content_comments WHERE id IN (SELECT id FROM content_comments "
+        "WHERE author_id = $1::uuid ORDER BY id LIMIT $2::int) RETURNING id, post_id), "
+        "n AS (SELECT post_id, count(*) AS n FROM c GROUP BY post_id), "
+        "u AS (UPDATE content_posts p SET comment_count = comment_count - n.n FROM n "
+        "WHERE p.id = n.post_id RETURNING p.id, p.author_id) "
+        "SELECT c.id::text, c.post_id::text, u.author_id::text FROM c JOIN u ON u.id = c.post_id",
+        2, v, cb, ud);
+}

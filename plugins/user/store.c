@@ -210,12 +210,12 @@ int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
         8, values, cb, ud);
 }
 
-int store_user_delete(px_req_t *req, const char *id, px_pg_ok_fn cb, void *ud)
+int store_user_delete(px_pg_txn_t *txn, const char *id, px_pg_ok_fn cb, void *ud)
 {
     /* Its refresh tokens go with it (ON DELETE CASCADE): the sessions end at once. */
     const char *values[] = {id};
-    return px_pg_run(req, NULL, "DELETE FROM users WHERE id = $1::uuid RETURNING id::text", 1,
-                       values, cb, ud);
+    return px_pg_txn_run(txn, NULL, "DELETE FROM users WHERE id = $1::uuid RETURNING id::text",
+                         1, values, cb, ud);
 }
 
 int store_admin_insert(px_plugin_t *self, const char *id, const char *username, const char *email,

@@ -167,7 +167,9 @@ int store_user_list(px_req_t *req, const char *search, int64_t page, int64_t lim
 /* UPDATE the present fields (and revoke refresh tokens when the password changes). */
 int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
                       const char *password_hash, px_pg_ok_fn cb, void *ud);
-int store_user_delete(px_req_t *req, const char *id, px_pg_ok_fn cb, void *ud);
+/* DELETE the user: one row (id) when there was one. In a transaction, so user.deleted
+ * commits with it. */
+int store_user_delete(px_pg_txn_t *txn, const char *id, px_pg_ok_fn cb, void *ud);
 /* The User JSON of row `row` (columns as every store_user_* returns them, from `col`). */
 json_t *store_user_json(const px_pg_result_t *res, int row, int col);
 /* For the command line. */

@@ -48,7 +48,8 @@ typedef struct op {
     json_t *user;    /* the answer, once known */
     user_input_t in; /* update */
     bool admin;
-    int page, limit; /* list */
+    int page, limit;  /* list */
+    px_pg_txn_t *txn; /* delete */
 } op_t;
 
 /* How every route of this file but /me starts: the op, the body and the path's id when
@@ -226,10 +227,32 @@ static int delete_answer(px_req_t *req, void *ud)
     return px_res_send(req, 204, NULL, "", 0);
 }
 
+/* Forgotten only after the commit: a read in between would cache the row again. */
+static void delete_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
+{
+    op_t *op = ud;
+    int rc = err ? px_res_pg_error(req, err) : profile_forget(req, op->id, delete_answer, op);
+    user_fail(req, rc);
+}
+
+/* No row: 404, and answering with the transaction open rolls it back, so a user that did
+ * not exist emits nothing. Otherwise user.deleted commits with the deletion (README.md,
+ * "Events"): the content plugin removes what the user owned when it hears of it. */
 static int deleted(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     op_t *op = ud;
-    return px_pg_rows(res) ? profile_forget(req, op->id, delete_answer, op) : no_such_user(req);
+    if (px_pg_rows(res) == 0)
+        return no_such_user(req);
+    int rc = px_event_emit(op->txn, "user.deleted", op->id, json_pack("{s:s}", "userId", op->id));
+    return rc ? rc : px_pg_commit(op->txn, delete_committed, op);
+}
+
+static int delete_begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
+{
+    (void)req;
+    op_t *op = ud;
+    op->txn = txn;
+    return store_user_delete(txn, op->id, deleted, op);
 }
 
 static int delete_caller(px_req_t *req, json_t *caller, void *ud)
@@ -237,7 +260,7 @@ static int delete_caller(px_req_t *req, json_t *caller, void *ud)
     op_t *op = ud;
     bool allowed = is_self(caller, op->id) || is_admin(caller);
     json_decref(caller);
-    return allowed ? store_user_delete(req, op->id, deleted, op) : not_yours(req);
+    return allowed ? px_pg_begin_run(req, 0, delete_begun, op) : not_yours(req);
 }
 
 int users_delete(px_req_t *req, void *ud)
