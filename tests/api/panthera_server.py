@@ -571,6 +571,16 @@ class Server:
                 raise ServerError("workers %r still there" % sorted(left))
             time.sleep(0.05)
 
+    def wait_redis_connected(self, workers, before=0):
+        """Until `workers` more workers than `before` (an earlier count of the same line)
+        have logged their Redis connection. A worker connects after it reports itself
+        started, and until then it counts rate limits on its own, so a test that counts
+        them waits for this first."""
+        deadline = time.monotonic() + CEILING
+        while self.error_log().count("redis: connected") < before + workers:
+            assert time.monotonic() < deadline, self.error_log()[-3000:]
+            time.sleep(0.05)
+
     def error_log(self):
         text = ""
         for p in (self.error_log_path, self.stderr_path):

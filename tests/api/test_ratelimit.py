@@ -87,14 +87,6 @@ def redis_keys(key_prefix):
     return sorted(k for k in redis_cli("--scan", "--pattern", key_prefix + "*").split() if k)
 
 
-def wait_connected(server, workers, timeout=10):
-    """Every worker's Redis client has connected (before, requests count locally)."""
-    deadline = time.monotonic() + timeout
-    while server.error_log().count("redis: connected") < workers:
-        assert time.monotonic() < deadline, server.error_log()
-        time.sleep(0.05)
-
-
 def limited_server(make_server, ratelimit, workers=1, redis=True, redis_keys=None):
     sections = {"ratelimit": dict(ratelimit)}
     if redis:
@@ -102,7 +94,7 @@ def limited_server(make_server, ratelimit, workers=1, redis=True, redis_keys=Non
         sections["ratelimit"].setdefault("key_prefix", prefix())
     s = make_server(workers=workers, sections=sections)
     if redis:
-        wait_connected(s, workers)
+        s.wait_redis_connected(workers)
     return s
 
 
