@@ -88,10 +88,10 @@ static void scan_gap(conn_t *c, const char *end)
                 break;
             }
         }
-        lf = *p++ == '\n';
         /* Only what follows an LF matters: the bytes before the next one are skipped. */
-        while (!lf && p < end)
-            lf = *p++ == '\n';
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        lf = nl != NULL;
+        p = lf ? nl + 1 : end;
     }
     c->scan_lf = lf;
     if (fold)
