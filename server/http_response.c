@@ -305,8 +305,9 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
      * put_json. */
     worker_t *w = r->worker;
     const char *m = r->method_name ? r->method_name : "-";
+    size_t mlen = r->method_name ? r->method_name_len : 1;
     const char *plugin = r->plugin ? r->plugin : "host";
-    size_t mlen = strlen(m), plen = strlen(plugin);
+    size_t plen = strlen(plugin);
     size_t idlen = r->id_len ? r->id_len : strlen(r->id);
     char *line = access_log_reserve(256 + INET6_ADDRSTRLEN + mlen + idlen +
                                     (r->path_len + plen) * 6);

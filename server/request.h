@@ -103,6 +103,7 @@ struct px_req {
     uint8_t header_state;
     bool query_parsed;
     uint8_t id_len; /* strlen(id) once ensure_request_id (http_response.c) has seen it */
+    uint8_t method_name_len;
     int method; /* enum router_method, or METHOD_UNKNOWN */
     const char *method_name;
     char *path; /* raw path, NUL-terminated, no query */
