@@ -177,8 +177,9 @@ static int on_message_begin(llhttp_t *p)
     if (!c->req)
         c->req = req_acquire(c->worker, c);
     c->scanning = c->fold_seen = c->trailer_name = false;
-    if (c->timer == CT_IDLE || c->timer == CT_FRESH)
-        http_timer_arm(c, CT_HEADER);
+    /* No header deadline yet: conn_feed starts it when this feed ends, in the same turn
+     * of the loop and so from the same time, if the request is not whole by then. One that
+     * arrives whole (nearly all) never enters the header list. */
     return 0;
 }
 
