@@ -519,13 +519,14 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
         r->res_body = take ? body : memcpy(xmalloc(len), body, len);
         r->res_len = len;
         r->res_body_owned = true;
-        bufs[1] = uv_buf_init(r->res_body, (unsigned)len);
+        bufs[1] = (uv_buf_t){.base = r->res_body, .len = len};
         nbufs = 2;
         body = NULL;
     }
     if (take && body)
         free(body);
-    bufs[0] = uv_buf_init(o->data, (unsigned)o->len);
+    /* Not uv_buf_init: a call into libuv for two stores, on every answer. */
+    bufs[0] = (uv_buf_t){.base = o->data, .len = o->len};
 
     if (file_body && send_body && len) {
         file_send_start(c, r, bufs[0], keep);
