@@ -137,7 +137,9 @@ void crash_attach(int slot)
  * switched off: a crash there is a host bug, logged as an ordinary death. */
 static bool recorded(const px_req_t *r)
 {
-    return r->plugin && strcmp(r->plugin, "host") != 0;
+    /* Byte by byte, not strcmp: this runs before every handler. */
+    const char *p = r->plugin;
+    return p && !(p[0] == 'h' && p[1] == 'o' && p[2] == 's' && p[3] == 't' && p[4] == '\0');
 }
 
 static void record_fill_route(const px_req_t *r, crash_record_t *rec)

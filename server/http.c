@@ -452,8 +452,9 @@ static void on_write(uv_write_t *wr, int status)
  * Continue), so bytes never overtake it. */
 static int try_send(conn_t *c, const uv_buf_t *bufs, unsigned nbufs)
 {
-    int fd;
-    if (c->tcp.write_queue_size != 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+    int fd = c->fd; /* io_loop.c's copy of the socket's fd saves asking libuv */
+    if (c->tcp.write_queue_size != 0 ||
+        (!c->io_owned && uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0))
         return UV_EAGAIN;
     ssize_t n;
     do {

@@ -88,10 +88,10 @@ static void scan_gap(conn_t *c, const char *end)
                 break;
             }
         }
-        lf = *p++ == '\n';
         /* Only what follows an LF matters: the bytes before the next one are skipped. */
-        while (!lf && p < end)
-            lf = *p++ == '\n';
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        lf = nl != NULL;
+        p = lf ? nl + 1 : end;
     }
     c->scan_lf = lf;
     if (fold)
@@ -177,8 +177,9 @@ static int on_message_begin(llhttp_t *p)
     if (!c->req)
         c->req = req_acquire(c->worker, c);
     c->scanning = c->fold_seen = c->trailer_name = false;
-    if (c->timer == CT_IDLE || c->timer == CT_FRESH)
-        http_timer_arm(c, CT_HEADER);
+    /* No header deadline yet: conn_feed starts it when this feed ends, in the same turn
+     * of the loop and so from the same time, if the request is not whole by then. One that
+     * arrives whole (nearly all) never enters the header list. */
     return 0;
 }
 
@@ -388,6 +389,15 @@ static const char *too_large(px_req_t *r, uint64_t limit)
     return arena_strndup(&r->arena, text, n > 0 ? (size_t)n : 0);
 }
 
+/* llhttp_method_name's table with the lengths beside the names: the access log writes
+ * the name of every request, and would otherwise measure it each time. */
+#define METHOD_NAME(num, name, string) [num] = {#string, sizeof(#string) - 1},
+static const struct {
+    const char *name;
+    uint8_t len;
+} method_names[256] = {HTTP_ALL_METHOD_MAP(METHOD_NAME)};
+#undef METHOD_NAME
+
 /* llhttp's method number as the router's, without comparing its name to each of theirs. */
 static int method_of(uint8_t method)
 {
@@ -423,7 +433,8 @@ static int on_headers_complete(llhttp_t *p)
      * this body by the connection's end instead (RFC 9112 6.1). */
     if (r->http10 && (p->flags & F_TRANSFER_ENCODING))
         return fail_with(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
-    r->method_name = llhttp_method_name((llhttp_method_t)p->method);
+    r->method_name = method_names[p->method].name;
+    r->method_name_len = method_names[p->method].len;
     r->method = method_of(p->method);
     r->is_head = r->method == METHOD_HEAD;
     if (parse_target(r))

@@ -305,8 +305,9 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
      * put_json. */
     worker_t *w = r->worker;
     const char *m = r->method_name ? r->method_name : "-";
+    size_t mlen = r->method_name ? r->method_name_len : 1;
     const char *plugin = r->plugin ? r->plugin : "host";
-    size_t mlen = strlen(m), plen = strlen(plugin);
+    size_t plen = strlen(plugin);
     size_t idlen = r->id_len ? r->id_len : strlen(r->id);
     char *line = access_log_reserve(256 + INET6_ADDRSTRLEN + mlen + idlen +
                                     (r->path_len + plen) * 6);
@@ -518,13 +519,14 @@ int http_respond(px_req_t *r, int status, const char *content_type, char *body, 
         r->res_body = take ? body : memcpy(xmalloc(len), body, len);
         r->res_len = len;
         r->res_body_owned = true;
-        bufs[1] = uv_buf_init(r->res_body, (unsigned)len);
+        bufs[1] = (uv_buf_t){.base = r->res_body, .len = len};
         nbufs = 2;
         body = NULL;
     }
     if (take && body)
         free(body);
-    bufs[0] = uv_buf_init(o->data, (unsigned)o->len);
+    /* Not uv_buf_init: a call into libuv for two stores, on every answer. */
+    bufs[0] = (uv_buf_t){.base = o->data, .len = o->len};
 
     if (file_body && send_body && len) {
         file_send_start(c, r, bufs[0], keep);

@@ -1,6 +1,7 @@
 /* request.c — the request arena and the per-worker request pool. */
 #include "request.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,19 +183,10 @@ void req_release(px_req_t *r)
         r->headers = NULL;
         r->cap_headers = 0;
     }
-    /* Clear everything after the buffers we keep, field by field being error-prone. */
-    arena_t arena = r->arena;
-    buf_t head = r->head, body = r->body, out = r->out, extra = r->extra_headers;
-    header_t *headers = r->headers;
-    uint32_t cap_headers = r->cap_headers;
-    memset(r, 0, sizeof(*r));
-    r->arena = arena;
-    r->head = head;
-    r->body = body;
-    r->out = out;
-    r->extra_headers = extra;
-    r->headers = headers;
-    r->cap_headers = cap_headers;
+    /* From nheaders on, request.h's fields are cleared whole rather than one by one, so
+     * that a field added there can never carry over into the next request. */
+    memset((char *)r + offsetof(px_req_t, nheaders), 0, sizeof(*r) - offsetof(px_req_t, nheaders));
+    r->id[0] = r->caller_id[0] = r->caller_role[0] = '\0';
     if (w->nfree_reqs >= POOL_MAX) {
         http_req_destroy(r);
         return;

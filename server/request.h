@@ -71,28 +71,39 @@ typedef struct query_pair {
 } query_pair_t;
 
 struct px_req {
-    struct conn *conn; /* NULL once the client has gone, and always for a task */
-    struct task *task; /* non-NULL: a background task (tasks.c), never a client */
-    struct req_timer *timers; /* px_timer_start timers it owns (tasks.c) */
+    /* Kept when the request goes back to the pool (req_release): the buffers, whose
+     * capacity the next request reuses, and the text fields, of which only the first
+     * byte is cleared, as they are only ever read as C strings. Everything from nheaders
+     * on starts at zero: req_release clears that part of the struct in one go. */
     struct worker *worker;
     struct px_req *next_free;
     arena_t arena;
-
     /* Request line and headers, copied out of the shared read buffer as llhttp hands
      * them over; each piece is NUL-terminated so it can be lent as a C string. */
     buf_t head;
+    buf_t body;
+    /* The response. */
+    buf_t out; /* status line and headers */
+    buf_t extra_headers;
     header_t *headers;
-    uint32_t nheaders;
+    char id[72]; /* up to 64 characters taken from X-Request-Id, or our own */
+    char caller_id[64];
+    char caller_role[16];
     uint32_t cap_headers;
+
+    uint32_t nheaders;
     uint32_t url_off;
     uint32_t url_len;
-    buf_t body;
+    struct conn *conn; /* NULL once the client has gone, and always for a task */
+    struct task *task; /* non-NULL: a background task (tasks.c), never a client */
+    struct req_timer *timers; /* px_timer_start timers it owns (tasks.c) */
 
     /* The small fields sit together, here and below, so that the compiler leaves no
      * holes: every open stream holds one px_req for as long as it is open. */
     uint8_t header_state;
     bool query_parsed;
     uint8_t id_len; /* strlen(id) once ensure_request_id (http_response.c) has seen it */
+    uint8_t method_name_len;
     int method; /* enum router_method, or METHOD_UNKNOWN */
     const char *method_name;
     char *path; /* raw path, NUL-terminated, no query */
@@ -116,13 +127,11 @@ struct px_req {
     struct px_channel_sub *chan_subs; /* channel.c: subscriptions the request owns */
     struct px_pg_txn *txns;    /* open transactions */
     json_t *header_overrides;  /* set/removed by an on_request hook: name → value or null */
+    int plugin_metrics_id;
     bool has_caller;
     bool hook_caller; /* a token on a route without auth: lent to the Lua hooks only */
     bool in_on_response;
     bool client_gone; /* hung up while the handler worked: logged as 499, nothing sent */
-    char caller_id[64];
-    char caller_role[16];
-    int plugin_metrics_id;
 
     /* Files (spool.c, blob.c, file_response.c). */
     const route_t *body_route; /* matched when the headers were complete, or NULL */
@@ -131,7 +140,6 @@ struct px_req {
     struct blob_job *blob_jobs; /* store work not yet answered: detached at the end */
     struct file_send *file;    /* a file body being sent (file_response.c) */
 
-    char id[72]; /* up to 64 characters taken from X-Request-Id, or our own */
     uint64_t start_ns;
     int status; /* of the response */
     bool is_head;
@@ -141,10 +149,6 @@ struct px_req {
     bool in_body;
     bool http10;
     bool res_body_owned; /* free(res_body) after the write */
-
-    /* The response. */
-    buf_t out; /* status line and headers */
-    buf_t extra_headers;
     char *res_body;
     size_t res_len;
 };
