@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import uuid
 
 from panthera_server import Server
 from user_helpers import (  # noqa: F401 (re-exported for the test modules)
@@ -80,6 +81,15 @@ def events(server, aggregate):
                "WHERE aggregate_id = '%s' AND producer = 'content' ORDER BY id" % aggregate)
     return [(line.split(" ", 1)[0], json.loads(line.split(" ", 1)[1]))
             for line in out.splitlines() if line]
+
+
+def upload(s, user):
+    """A small PDF uploaded by `user` (POST /v1/media): its Media JSON."""
+    r = call(s, "POST", "/v1/media", token=user.access,
+             data=b"%PDF-1.4\n% " + uuid.uuid4().hex.encode() + b"\n%%EOF\n",
+             headers={"Content-Type": "application/pdf"})
+    assert r.status_code == 201, describe(r)
+    return r.json()
 
 
 REDIS = os.environ.get("PANTHERA_REDIS_SOCKET", "")

@@ -9,12 +9,12 @@ media_unattached_ttl (media_sweep.c), their blobs with them.
 import glob
 import os
 import time
-import uuid
 
 import pytest
 
 from content_helpers import (
-    assert_error, call, content_env, describe, needs_services, new_post, psql, register)
+    assert_error, call, content_env, describe, needs_services, new_post, psql, register,
+    upload)
 
 pytestmark = needs_services
 CEILING = 120  # seconds: only a hang reaches it (sweep every 1 s, grace 2 s)
@@ -33,14 +33,6 @@ def short_ttl():
                                        "media_sweep_interval": "1s"},
                      storage={"sweep_interval": "1s", "sweep_grace": "2s"}) as (db, s):
         yield s, register(s)
-
-
-def upload(s, user):
-    r = call(s, "POST", "/v1/media", token=user.access,
-             data=b"%PDF-1.4\n% " + uuid.uuid4().hex.encode() + b"\n%%EOF\n",
-             headers={"Content-Type": "application/pdf"})
-    assert r.status_code == 201, describe(r)
-    return r.json()
 
 
 def status(s, media, user=None):

@@ -15,7 +15,7 @@ import pytest
 
 from content_helpers import (
     assert_error, call, content_env, describe, make_admin, needs_services, new_post, psql,
-    redis, register)
+    redis, register, upload)
 from panthera_server import PANTHERAD
 
 pytestmark = needs_services
@@ -56,14 +56,6 @@ def emitted(s, type_, aggregate):
     out = psql(s.db, "SELECT payload::text FROM panthera_events WHERE type = '%s' AND "
                "aggregate_id = '%s' ORDER BY id" % (type_, aggregate))
     return [json.loads(line) for line in out.splitlines() if line]
-
-
-def upload(s, user):
-    r = call(s, "POST", "/v1/media", token=user.access,
-             data=b"%PDF-1.4\n% " + uuid.uuid4().hex.encode() + b"\n%%EOF\n",
-             headers={"Content-Type": "application/pdf"})
-    assert r.status_code == 201, describe(r)
-    return r.json()
 
 
 def get_post(s, post_id, token=None):
