@@ -189,6 +189,8 @@ static int notification_init(px_plugin_t *self)
     if (!rc)
         rc = consumer_init(self);
     if (!rc)
+        rc = user_deleted_init(self); /* a deleted user's rows: README "Deleted users" */
+    if (!rc)
         rc = routes_init(self);
     if (!rc)
         rc = delivery_init(self); /* email, digests, unsubscribe, webhooks: delivery.h */

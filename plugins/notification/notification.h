@@ -69,6 +69,9 @@ void notif_plan_free(notif_plan_t *plan);
 /* Consumers (consumer.c): subscribe the groups. Only during init. */
 int consumer_init(px_plugin_t *self);
 
+/* user_deleted.c: the consumer of user.deleted (group notification-users). */
+int user_deleted_init(px_plugin_t *self);
+
 /* Route handlers. */
 int inbox_list(px_req_t *req, void *ud);
 int inbox_read(px_req_t *req, void *ud);

@@ -166,11 +166,18 @@ static void on_live(px_req_t *req, const char *channel, const void *data, size_t
     stream_t *s = ud;
     if (s->ended)
         return;
+    json_t *msg = json_loadb(data, len, 0, NULL);
+    if (json_is_true(json_object_get(msg, "gone"))) {
+        /* The user was deleted (user_deleted.c): nothing more will come for them. */
+        json_decref(msg);
+        end(s);
+        return;
+    }
     if (!s->started || s->querying) {
+        json_decref(msg);
         s->again = true;
         return;
     }
-    json_t *msg = json_loadb(data, len, 0, NULL);
     json_t *n = json_object_get(msg, "notification");
     int64_t seq = json_integer_value(json_object_get(msg, "seq"));
     int64_t prev = json_integer_value(json_object_get(msg, "prev"));
