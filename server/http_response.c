@@ -30,6 +30,18 @@ static char *put(char *p, const char *s, size_t n)
 
 #define PUTS(p, lit) put((p), (lit), sizeof(lit) - 1)
 
+/* The first `n` bytes of `array` at `p`, by copying `copied` of them: a copy of a size known
+ * at compile time is a few moves, where one of `n` bytes is a call to memcpy. The caller's
+ * buffer has room for the bytes past `n`, which what is written next overwrites. */
+static inline char *put_overcopy(char *p, const char *array, size_t copied, size_t n)
+{
+    memcpy(p, array, copied);
+    return p + n;
+}
+
+/* The access log's line copies these whole, and reserves room for the excess. */
+#define LOG_OVERCOPY_MAX 64
+
 /* "00" to "99": two digits at a time, so a small number costs one division. */
 static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
                                      "25262728293031323334353637383940414243444546474849"
@@ -290,7 +302,8 @@ static char *put_remote(char *p, worker_t *w, int family, const uint8_t *addr)
         w->remote_family = (uint8_t)family;
         memcpy(w->remote_addr, addr, alen);
     }
-    return put(p, w->remote, w->remote_len);
+    _Static_assert(sizeof(w->remote) <= LOG_OVERCOPY_MAX, "the line has room for it whole");
+    return put_overcopy(p, w->remote, sizeof(w->remote), w->remote_len);
 }
 
 /* `family` and `addr` are the peer's (AF_INET, AF_INET6, or 0 when unknown). */
@@ -309,7 +322,7 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
     const char *plugin = r->plugin ? r->plugin : "host";
     size_t plen = strlen(plugin);
     size_t idlen = r->id_len ? r->id_len : strlen(r->id);
-    char *line = access_log_reserve(256 + INET6_ADDRSTRLEN + mlen + idlen +
+    char *line = access_log_reserve(256 + LOG_OVERCOPY_MAX + INET6_ADDRSTRLEN + mlen + idlen +
                                     (r->path_len + plen) * 6);
     if (!line)
         return;
@@ -323,7 +336,8 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
     }
     char *p = line;
     p = PUTS(p, "{\"time\":\"");
-    p = put(p, w->iso_time, w->iso_len);
+    _Static_assert(sizeof(w->iso_time) <= LOG_OVERCOPY_MAX, "the line has room for it whole");
+    p = put_overcopy(p, w->iso_time, sizeof(w->iso_time), w->iso_len);
     *p++ = '.';
     p = put_fixed3(p, (uint64_t)(now.tv_nsec / 1000000));
     p = PUTS(p, "Z\",\"remote\":\"");
@@ -346,7 +360,13 @@ static void access_log_request(px_req_t *r, uint64_t bytes, uint64_t duration_ns
     *p++ = '.';
     p = put_fixed3(p, us % 1000);
     p = PUTS(p, ",\"request_id\":\"");
-    p = put(p, r->id, idlen);
+    /* Every id is shorter (ours 31 at most, a client's 64, a task's 41), but r->id could
+     * hold more. */
+    _Static_assert(sizeof(r->id) >= LOG_OVERCOPY_MAX, "r->id has LOG_OVERCOPY_MAX bytes to copy");
+    if (idlen <= LOG_OVERCOPY_MAX)
+        p = put_overcopy(p, r->id, LOG_OVERCOPY_MAX, idlen);
+    else
+        p = put(p, r->id, idlen);
     p = PUTS(p, "\",\"plugin\":\"");
     p = put_json(p, plugin, plen);
     p = PUTS(p, "\"}\n");

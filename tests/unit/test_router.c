@@ -107,6 +107,41 @@ static void test_literal_beats_param_param_first(void)
     literal_beats_param(false);
 }
 
+/* Whole literal paths are looked up in a hash table before the walk (router.c): paths that
+ * hash alike (same length, same middle and last bytes) must still be told apart, the table
+ * must keep every route when it grows, and a 405 or an inner node must answer as the walk
+ * does. */
+static void test_literal_table(void)
+{
+    router_t *r = router_new();
+    static char patterns[40][32], tags[40][8];
+    for (int i = 0; i < 40; i++) {
+        snprintf(patterns[i], sizeof(patterns[i]), "/v1/%c%c/x/q", 'a' + i % 20, 'a' + i / 20);
+        snprintf(tags[i], sizeof(tags[i]), "t%d", i);
+        CHECK_EQ_INT(add(r, "GET", patterns[i], tags[i]), 0);
+    }
+    CHECK_EQ_INT(add(r, "POST", patterns[7], "post7"), 0);
+    CHECK_EQ_INT(add(r, "GET", "/v1/:p/x/q", "param"), 0);
+    for (int i = 0; i < 40; i++) {
+        match(r, METHOD_GET, patterns[i]);
+        CHECK_STR(matched(), tags[i]);
+        CHECK_EQ_INT(m.nparams, 0);
+    }
+    match(r, METHOD_POST, patterns[7]);
+    CHECK_STR(matched(), "post7");
+    match(r, METHOD_HEAD, patterns[3]);
+    CHECK_STR(matched(), "t3");
+    match(r, METHOD_DELETE, patterns[7]);
+    CHECK_EQ_INT(m.status, 405);
+    CHECK_EQ_INT(m.allow_mask, (1u << METHOD_GET) | (1u << METHOD_HEAD) | (1u << METHOD_POST));
+    match(r, METHOD_GET, "/v1/zz/x/q");
+    CHECK_STR(matched(), "param");
+    CHECK_STR(param(0), "zz");
+    match(r, METHOD_GET, "/v1/aa/x");
+    CHECK_EQ_INT(m.status, 404);
+    router_free(r);
+}
+
 static void test_backtracking(void)
 {
     router_t *r = router_new();
@@ -462,6 +497,7 @@ int main(void)
     RUN(test_methods);
     RUN(test_literal_beats_param_literal_first);
     RUN(test_literal_beats_param_param_first);
+    RUN(test_literal_table);
     RUN(test_backtracking);
     RUN(test_backtracking_deep);
     RUN(test_404_and_405);
