@@ -126,18 +126,13 @@ static void next_batch(gone_t *g)
     free(g);
 }
 
-static bool is_uuid(const char *s)
-{
-    return s && strlen(s) == 36 && strspn(s, "0123456789abcdef-") == 36;
-}
-
 static void on_user_deleted(px_req_t *task, px_pg_txn_t *txn, const px_event_t *ev, void *ud)
 {
     (void)task, (void)ud;
-    const char *user = json_string_value(json_object_get(px_event_payload(ev), "userId"));
-    if (!is_uuid(user)) {
-        /* Not the user plugin's event (it writes ids as PostgreSQL prints them): nothing
-         * here names such a user, and a retry would not change that. */
+    char user[37];
+    if (px_uuid_parse(json_string_value(json_object_get(px_event_payload(ev), "userId")), user)) {
+        /* Not the user plugin's event: nothing here names such a user, and a retry would
+         * not change that. */
         px_log(content_plugin, PX_LOG_WARN, "user.deleted event %lld without a userId",
                (long long)px_event_id(ev));
         px_event_ack(ev);
