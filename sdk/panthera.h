@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 #define PX_ABI_MAJOR 1
-#define PX_ABI_MINOR 2
+#define PX_ABI_MINOR 3
 
 /* The oldest host minor this plugin runs on. A plugin that calls only 1.1 functions (or
  * tests PX_HAS() before each newer one) defines PX_MIN_MINOR 1 before including this
@@ -1172,8 +1172,25 @@ typedef struct px_generation px_generation_t;
     PX_API_VOID_1_2_CHANNELS(X) PX_API_VOID_1_2_STREAMS(X) PX_API_VOID_1_2_FILES(X)          \
     PX_API_VOID_1_2_HELPERS(X)
 
+/* ---- ABI 1.3: ending a subject's access tokens before they expire ---- */
+#define PX_API_1_3(X)                                                                         \
+    /* Every access token issued for `sub` (a px_req_caller_id) until now stops working on  \
+     * every host once `txn` commits: the gateway answers 401 ("invalid bearer token:       \
+     * revoked") to it, and a stream ticket issued for `sub` before then is refused too.    \
+     * For an account deleted, or whose password or role must no longer let old tokens in.  \
+     * The record lives in the host's PostgreSQL table for as long as such a token could   \
+     * be valid ([auth] access_ttl + leeway); other workers hear of it through Redis right  \
+     * after the commit, else within [auth] revocation_poll. Tokens are dated in seconds,  \
+     * so one issued in the same second after the revocation is refused as well. Queued on \
+     * `txn` like px_event_emit: if it fails, the commit fails. Returns 0, PX_ESTATE for a  \
+     * NULL txn, PX_EINVAL for an empty `sub` or one over 63 bytes. */                       \
+    X(int, token_revoke, (px_pg_txn_t * txn, const char *sub), (txn, sub))
+#define PX_API_VOID_1_3(X)
+
 /* Every list, in table order: the struct, the host's table and its test all use this. */
-#define PX_API_ALL(X) PX_API_1_0(X) PX_API_VOID_1_0(X) PX_API_1_1(X) PX_API_1_2(X) PX_API_VOID_1_2(X)
+#define PX_API_ALL(X)                                                                         \
+    PX_API_1_0(X) PX_API_VOID_1_0(X) PX_API_1_1(X) PX_API_1_2(X) PX_API_VOID_1_2(X)          \
+    PX_API_1_3(X) PX_API_VOID_1_3(X)
 
 /* The table the host hands to every plugin. `size` is sizeof the host's table: test
  * PX_HAS(name) before calling a function newer than the minor you require. */
@@ -1239,6 +1256,8 @@ PX_API_1_0(PX__WRAP)
 PX_API_1_1(PX__WRAP)
 PX_API_1_2(PX__WRAP)
 PX_API_VOID_1_2(PX__WRAP_VOID)
+PX_API_1_3(PX__WRAP)
+PX_API_VOID_1_3(PX__WRAP_VOID)
 #undef PX__WRAP
 #undef PX__WRAP_VOID
 

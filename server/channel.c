@@ -107,10 +107,10 @@ static void entry_unhash(channel_hub_t *hub, chan_entry_t *e)
 }
 
 /* "px:<db>:<plugin>:" into `out` (PREFIX_MAX bytes); its length, 0 when it does not fit. */
-static size_t name_prefix(const channel_hub_t *hub, const px_req_t *r, char *out)
+static size_t name_prefix(const channel_hub_t *hub, const char *plugin, char *out)
 {
     int n = snprintf(out, PREFIX_MAX, "px:%d:%s:", hub ? hub->database : 0,
-                     r->plugin ? r->plugin : "host");
+                     plugin ? plugin : "host");
     return n > 0 && n < PREFIX_MAX ? (size_t)n : 0;
 }
 
@@ -352,7 +352,7 @@ int api_channel_subscribe(px_req_t *r, const char *channel, unsigned flags, px_c
     if (!hub)
         return PX_EUNAVAIL;
     char name[NAME_MAX_LEN + PREFIX_MAX];
-    size_t plen = name_prefix(hub, r, name);
+    size_t plen = name_prefix(hub, r->plugin, name);
     if (!plen)
         return PX_EINVAL;
     size_t len = plen + strlen(channel);
@@ -538,14 +538,15 @@ void channel_held_free(channel_hub_t *hub)
         held_drop_oldest(hub);
 }
 
-static int publish(px_req_t *r, const char *channel, const void *data, size_t len, bool hold)
+static int publish(px_req_t *r, const char *plugin, const char *channel, const void *data,
+                   size_t len, bool hold)
 {
     channel_hub_t *hub = r->worker->channels;
     redis_client_t *client = r->worker->redis;
     if (!client || !hub)
         return PX_EUNAVAIL;
     char name[NAME_MAX_LEN + PREFIX_MAX];
-    size_t plen = name_prefix(hub, r, name);
+    size_t plen = name_prefix(hub, plugin, name);
     size_t clen = strlen(channel);
     if (!plen)
         return PX_EINVAL;
@@ -570,7 +571,7 @@ int api_channel_publish(px_req_t *r, const char *channel, const void *data, size
 {
     if (!name_ok(channel) || (!data && len))
         return PX_EINVAL;
-    return publish(r, channel, data, len, false);
+    return publish(r, r->plugin, channel, data, len, false);
 }
 
 int channel_check(const char *channel, const void *data, size_t len)
@@ -581,7 +582,13 @@ int channel_check(const char *channel, const void *data, size_t len)
 void channel_publish_committed(px_req_t *r, const char *channel, const void *data, size_t len)
 {
     /* Held if it finds the client down (above): the caller cannot retry it. */
-    publish(r, channel, data, len, true);
+    publish(r, r->plugin, channel, data, len, true);
+}
+
+void channel_publish_host(px_req_t *r, const char *channel, const void *data, size_t len)
+{
+    if (channel_check(channel, data, len) == 0)
+        publish(r, "host", channel, data, len, true);
 }
 
 /* ---- the connection's turns ---- */

@@ -28,5 +28,8 @@ int channel_check(const char *channel, const void *data, size_t len);
  * run among the commit's hooks in api_async.c): held while Redis is away. */
 void channel_publish_committed(px_req_t *req, const char *channel, const void *data,
                                size_t len);
+/* The same under the host's own prefix, whatever plugin `req` belongs to: what the host
+ * tells its workers on every host (revocation.c) during a plugin's request. */
+void channel_publish_host(px_req_t *req, const char *channel, const void *data, size_t len);
 
 #endif

@@ -99,6 +99,7 @@ static const key_spec_t host_keys[] = {
     {"auth", "refresh_ttl", V_DURATION, AUTH(refresh_ttl_ms), false},
     {"auth", "leeway", V_DURATION, AUTH(leeway_ms), false},
     {"auth", "token_cache", V_INDEX, AUTH(token_cache), false},
+    {"auth", "revocation_poll", V_DURATION, AUTH(revocation_poll_ms), false},
     {"lua", "dir", V_STRING, LUA(dir), false},
     {"lua", "instruction_budget", V_COUNT, LUA(instruction_budget), false},
     {"lua", "memory_limit", V_SIZE, LUA(memory_limit), false},
@@ -226,7 +227,8 @@ config_t *config_new_defaults(void)
                                   .access_ttl_ms = 15 * 60 * 1000,
                                   .refresh_ttl_ms = 30ull * 24 * 3600 * 1000,
                                   .leeway_ms = 30 * 1000,
-                                  .token_cache = 1024};
+                                  .token_cache = 1024,
+                                  .revocation_poll_ms = 10 * 1000};
     cfg->lua = (lua_settings_t){.instruction_budget = 1000000, .memory_limit = 16 * 1024 * 1024};
     /* A day's grace: an upload is referenced by the plugin's row within its request, so
      * only abandoned ones are that old without a reference. */

@@ -70,6 +70,7 @@ typedef struct auth_settings {
     uint64_t refresh_ttl_ms;
     uint64_t leeway_ms;
     uint64_t token_cache; /* verified tokens remembered per worker; 0: verify every time */
+    uint64_t revocation_poll_ms; /* revocation.c: how often a worker rereads the record */
 } auth_settings_t;
 
 /* [lua]: admin hook scripts; disabled when dir is empty. */

@@ -16,6 +16,7 @@
 #include "hooks.h"
 #include "http.h"
 #include "log.h"
+#include "revocation.h"
 #include "ticket.h"
 #include "token_cache.h"
 #include "worker.h"
@@ -114,6 +115,13 @@ int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t
     auth_caller_t caller;
     if (rc == 0)
         rc = verify_token(a, token, len, &caller);
+    bool revoked = rc == 0 && revocation_refused(caller.id, caller.iat);
+    if (revoked && hooks_only)
+        return 0;
+    if (revoked) {
+        http_respond_error(r, 401, "unauthorized", "invalid bearer token: revoked", NULL);
+        return 1;
+    }
     if (rc && hooks_only)
         return 0;
     if (rc) {

@@ -29,6 +29,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "revocation.h"
 #include "metrics.h"
 #include "util.h"
 #include "worker.h"
@@ -51,6 +52,7 @@ static const px_migration_t host_migrations[] = {
     {"002_events", events_schema_sql},
     {"003_events_prune_by_id", events_schema_prune_by_id_sql},
     {"004_events_deliveries", events_schema_deliveries_sql},
+    {"005_token_revocations", revocation_schema_sql},
     {NULL, NULL},
 };
 

@@ -28,6 +28,7 @@
 #include "api.h"
 #include "http.h"
 #include "log.h"
+#include "revocation.h"
 #include "seal.h"
 #include "worker.h"
 
@@ -184,6 +185,11 @@ int ticket_redeem(px_req_t *r, const char *text, void (*resume)(px_req_t *req))
         http_respond_error(r, 401, "unauthorized",
                            rc == TICKET_EEXPIRED ? "the ticket has expired" : "invalid ticket",
                            NULL);
+        return 1;
+    }
+    /* Issued TICKET_TTL_S before its expiry, to a caller whose tokens may since be revoked. */
+    if (revocation_refused(rd->ticket.sub, rd->ticket.exp - TICKET_TTL_S)) {
+        http_respond_error(r, 401, "unauthorized", "invalid ticket: revoked", NULL);
         return 1;
     }
     char key[64], ttl[24];

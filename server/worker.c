@@ -27,6 +27,7 @@
 #include "blob.h"
 #include "events.h"
 #include "log.h"
+#include "revocation.h"
 #include "crash.h"
 #include "metrics.h"
 #include "metrics_plugin.h"
@@ -242,6 +243,7 @@ static void worker_finish(worker_t *w)
     access_log_flush();
     /* Before the pools close: their cancelled work must not call into ended tasks. */
     events_worker_stop(w);
+    revocation_worker_stop();
     tasks_worker_finish(w);
     /* The pools close their own handles; their callbacks run before uv_run returns. */
     if (w->pg) {
@@ -418,6 +420,7 @@ static void worker_drain(worker_t *w)
     http_drain(w);
     stream_drain(w);
     events_worker_stop(w); /* another worker takes the groups over now */
+    revocation_worker_stop(); /* what it heard stays in force for the requests still here */
     tasks_worker_draining(w);
     log_debug("draining %zu connections", w->nconns);
 }
@@ -534,6 +537,7 @@ int worker_main(const config_t *cfg, const int *fds, size_t nfds, int slot, int 
     w->nsignals = ARRAY_SIZE(sigs);
     tasks_worker_started(w);
     events_worker_start(w);
+    revocation_worker_start(w);
 
     if (ready_fd >= 0) {
         char ready = 'R';

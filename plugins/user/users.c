@@ -237,13 +237,17 @@ static void delete_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
 
 /* No row: 404, and answering with the transaction open rolls it back, so a user that did
  * not exist emits nothing. Otherwise user.deleted commits with the deletion (README.md,
- * "Events"): the content plugin removes what the user owned when it hears of it. */
+ * "Events"): the content plugin removes what the user owned when it hears of it. And the
+ * user's access tokens stop working with it (px_token_revoke), on every plugin's routes:
+ * else, until they expired, they could still write what nobody would clean up. */
 static int deleted(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     op_t *op = ud;
     if (px_pg_rows(res) == 0)
         return no_such_user(req);
     int rc = px_event_emit(op->txn, "user.deleted", op->id, json_pack("{s:s}", "userId", op->id));
+    if (rc == 0)
+        rc = px_token_revoke(op->txn, op->id);
     return rc ? rc : px_pg_commit(op->txn, delete_committed, op);
 }
 

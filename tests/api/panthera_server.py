@@ -107,6 +107,7 @@ extra_server=None, dropins=None, log_level=None)``
 import atexit
 import json
 import os
+import re
 import shutil
 import signal as _signal
 import socket
@@ -121,6 +122,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.abspath(os.environ.get("PANTHERA_BUILD") or os.path.join(REPO, "build"))
 PANTHERAD = os.path.join(BUILD, "server", "pantherad")
+def header_abi():
+    """(PX_ABI_MAJOR, PX_ABI_MINOR) of this tree's sdk/panthera.h."""
+    with open(os.path.join(REPO, "sdk", "panthera.h")) as f:
+        text = f.read()
+    return tuple(int(re.search(r"#define PX_ABI_%s (\d+)" % k, text).group(1))
+                 for k in ("MAJOR", "MINOR"))
+
+
 PLUGIN_PATH = ":".join(
     os.path.join(BUILD, d) for d in ("sdk/examples", "plugins", "tests/plugins")
 )

@@ -189,6 +189,31 @@ def test_deleting_a_user_without_content(env):
                  "payload->>'actorId' = '%s'" % a.id) == 0
 
 
+def test_a_deleted_users_token_writes_nothing_after_the_sweep(env):
+    """The consumer removes what the user had; their access token, still unexpired, must
+    not add anything after it (px_token_revoke in the deletion's transaction)."""
+    s, admin = env
+    a = register(s)
+    mine = new_post(s, a, title="before")
+    assert call(s, "DELETE", "/v1/users/" + a.id, token=admin.access).status_code == 204
+    wait_delivered(s, "content-users", "user.deleted", a.id)
+
+    def revoked(r):
+        return r.status_code == 401 and \
+            r.json()["error"]["message"] == "invalid bearer token: revoked"
+    # Until both workers have heard (the host's channel; its poll at worst), with a read
+    # that changes nothing; then no write gets through.
+    end = time.time() + CEILING
+    while not all(revoked(call(s, "GET", "/v1/users/me", token=a.access)) for _ in range(20)):
+        assert time.time() < end, "a worker kept accepting a deleted user's token"
+        time.sleep(0.1)
+    for _ in range(10):
+        assert revoked(call(s, "POST", "/v1/posts", token=a.access,
+                            json_body={"title": "after", "body": "from a ghost"}))
+    assert revoked(call(s, "POST", "/v1/posts/%s/like" % mine["id"], token=a.access))
+    assert count(s, "SELECT count(*) FROM content_posts WHERE author_id = '%s'" % a.id) == 0
+
+
 def test_a_404_delete_emits_nothing(env):
     s, admin = env
     nobody = str(uuid.uuid4())

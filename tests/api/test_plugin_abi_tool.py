@@ -2,22 +2,14 @@
 dh_panthera uses it to write a plugin package's `panthera-abi-M (>= M.N)` dependency.
 Checked against the test plugins, whose descriptors the host's loader tests rely on."""
 import os
-import re
 import subprocess
 
 import pytest
 
-from panthera_server import BUILD, REPO
+from panthera_server import BUILD, REPO, header_abi
 
 TOOL = os.path.join(REPO, "sdk", "tools", "panthera-plugin-abi")
 PLUGINS = os.path.join(BUILD, "tests", "plugins")
-
-
-def header_abi():
-    with open(os.path.join(REPO, "sdk", "panthera.h")) as f:
-        text = f.read()
-    return (int(re.search(r"#define PX_ABI_MAJOR (\d+)", text).group(1)),
-            int(re.search(r"#define PX_ABI_MINOR (\d+)", text).group(1)))
 
 
 def run(*paths):

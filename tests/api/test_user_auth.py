@@ -514,9 +514,10 @@ def test_me_with_token_signed_by_another_secret_is_401(srv):
 # ---- deleted users ----
 
 def test_deleted_users_tokens(srv):
-    """plugins/user/README.md ("Deleted users and access tokens"): access tokens cannot be
-    recalled, but every authenticated route of this plugin reads the caller's row first and
-    answers 401 once the account is gone. The refresh tokens are deleted with the user."""
+    """plugins/user/README.md ("Deleted users and access tokens"): the deletion revokes the
+    user's access tokens (px_token_revoke), so the gateway answers 401 on every route; and
+    every authenticated route of this plugin reads the caller's row first and answers 401
+    once the account is gone. The refresh tokens are deleted with the user."""
     assert "401 when the account no longer exists" in " ".join(readme_text().split()), \
         "the README no longer documents 401 for a deleted user's access token: re-read it"
     a, b = register(srv), register(srv)
@@ -534,6 +535,15 @@ def test_deleted_users_tokens(srv):
     assert_401(call(srv, "GET", "/v1/users/" + b.id, token=a.access))
     assert_401(call(srv, "POST", "/v1/auth/logout", token=a.access,
                     json_body={"refreshToken": a.refresh}))
+    # The deleting worker refused it at once: the first request after, on the connection
+    # the DELETE came on, is the gateway's.
+    with requests.Session() as conn:
+        c = register(srv)
+        h = {"Authorization": "Bearer " + c.access}
+        assert conn.delete(srv.url("/v1/users/" + c.id), headers=h, timeout=10).status_code == 204
+        r = conn.get(srv.url("/v1/users/me"), headers=h, timeout=10)
+        assert_401(r)
+        assert r.json()["error"]["message"] == "invalid bearer token: revoked"
 
 
 # ---- passwords at rest ----

@@ -1,0 +1,356 @@
+/*
+ * revocation.c — access tokens that stop working before they expire (px_token_revoke).
+ *
+ * Access tokens are checked by signature alone, with no lookup, so once signed one works
+ * until its exp (15 minutes by default) — for a deleted account too, on every plugin's
+ * routes: a deleted user could still write posts that nobody would ever clean up. A
+ * plugin that must end a subject's tokens (the user plugin, when an account is deleted)
+ * calls px_token_revoke inside the transaction that makes it so. The host then refuses,
+ * on every host, each token for that subject issued (iat) at or before that second, for
+ * as long as such a token could still be valid: until now + access_ttl + leeway. Tokens
+ * issued later are untouched, and nothing is kept past that end, so the list stays as
+ * small as the number of revocations in the last quarter of an hour.
+ *
+ * Where it is kept. PostgreSQL holds the record (panthera_token_revocations, one row per
+ * subject, written in the caller's transaction: it exists exactly when the change
+ * does). Each worker keeps the rows still in force in a hash table and the gateway looks
+ * the caller up there after the signature check; while the table is empty (almost
+ * always) that costs one comparison. A worker learns of a revocation
+ *   - at once, if it committed it (a commit hook, before the answer goes out: the
+ *     client that deleted an account is refused on its next request);
+ *   - from the host's channel `revocations`, published after the commit to every
+ *     worker of every host (held while Redis is away, like px_channel_publish_on_commit);
+ *   - by reading the table when it starts, whenever its subscription comes back after an
+ *     outage (what was published meanwhile is lost), and every [auth] revocation_poll
+ *     (10 s): a message lost anyhow, a commit whose client left first, a revocation
+ *     written with psql.
+ * So the bound is Redis's latency while it is up and revocation_poll otherwise. A worker
+ * whose first read failed (PostgreSQL down at its start) refuses nothing it has not
+ * heard of until a read succeeds; it says so in the log.
+ *
+ * iat has seconds, so a token issued in the revocation's own second is refused too. For
+ * a deleted account nothing more is ever issued; a plugin revoking a subject that stays
+ * (a role taken away) should know its client may need one more refresh a second later.
+ */
+#include "revocation.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "channel.h"
+#include "log.h"
+#include "tasks.h"
+#include "util.h"
+#include "worker.h"
+
+#define CHANNEL "revocations"
+#define SUB_MAX 63
+/* Rows past their end linger this long before a reader deletes them: a host whose clock
+ * is behind still finds what it needs. */
+#define PRUNE_GRACE_S 60
+
+const char revocation_schema_sql[] =
+    "CREATE TABLE panthera_token_revocations ("
+    " sub text PRIMARY KEY,"
+    " revoked_at bigint NOT NULL," /* unix seconds: tokens with iat at or before it go */
+    " until bigint NOT NULL);";    /* unix seconds: no such token is valid after it */
+
+static const char sql_revoke[] =
+    "INSERT INTO panthera_token_revocations AS r (sub, revoked_at, until)"
+    " VALUES ($1, $2::bigint, $3::bigint) ON CONFLICT (sub) DO UPDATE SET"
+    " revoked_at = greatest(r.revoked_at, EXCLUDED.revoked_at),"
+    " until = greatest(r.until, EXCLUDED.until)";
+
+static const char sql_read[] =
+    "WITH gone AS (DELETE FROM panthera_token_revocations WHERE until < $1::bigint - $2::bigint)"
+    " SELECT sub, revoked_at, until FROM panthera_token_revocations WHERE until >= $1::bigint";
+
+typedef struct entry {
+    char sub[SUB_MAX + 1]; /* "" marks a free slot */
+    int64_t revoked_at;
+    int64_t until;
+} entry_t;
+
+/* Open addressing, linear probing, at most half full; entries only ever leave in
+ * revocation_prune, which builds the table anew. */
+static entry_t *slots;
+static size_t nslots, nused;
+
+static struct {
+    px_req_t *task;
+    int64_t timer;
+    bool reading;  /* a read of the table is under way */
+    bool again;    /* ... and another was asked for meanwhile */
+    bool read_ok;  /* the last read succeeded (said once per change in the log) */
+    bool read_any; /* one has ever succeeded */
+} rv;
+
+static uint64_t hash_sub(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static entry_t *find(const char *sub)
+{
+    if (!nused)
+        return NULL;
+    for (size_t i = hash_sub(sub) & (nslots - 1);; i = (i + 1) & (nslots - 1)) {
+        if (!slots[i].sub[0])
+            return NULL;
+        if (!strcmp(slots[i].sub, sub))
+            return &slots[i];
+    }
+}
+
+static void insert(entry_t *table, size_t n, const entry_t *e)
+{
+    size_t i = hash_sub(e->sub) & (n - 1);
+    while (table[i].sub[0])
+        i = (i + 1) & (n - 1);
+    table[i] = *e;
+}
+
+static void rebuild(size_t n, int64_t keep_from)
+{
+    entry_t *table = xcalloc(n, sizeof(*table));
+    size_t kept = 0;
+    for (size_t i = 0; i < nslots; i++) {
+        if (slots[i].sub[0] && slots[i].until >= keep_from) {
+            insert(table, n, &slots[i]);
+            kept++;
+        }
+    }
+    free(slots);
+    slots = table;
+    nslots = n;
+    nused = kept;
+}
+
+void revocation_note(const char *sub, int64_t revoked_at, int64_t until)
+{
+    size_t len = sub ? strlen(sub) : 0;
+    if (len == 0 || len > SUB_MAX)
+        return;
+    entry_t *e = find(sub);
+    if (e) {
+        if (revoked_at > e->revoked_at)
+            e->revoked_at = revoked_at;
+        if (until > e->until)
+            e->until = until;
+        return;
+    }
+    if (2 * (nused + 1) > nslots)
+        rebuild(nslots ? 2 * nslots : 16, INT64_MIN);
+    entry_t add = {.revoked_at = revoked_at, .until = until};
+    memcpy(add.sub, sub, len + 1);
+    insert(slots, nslots, &add);
+    nused++;
+}
+
+void revocation_prune(int64_t now)
+{
+    if (!nused)
+        return;
+    size_t live = 0;
+    for (size_t i = 0; i < nslots; i++)
+        live += slots[i].sub[0] && slots[i].until >= now;
+    if (live == nused)
+        return;
+    size_t n = 16;
+    while (2 * live > n)
+        n *= 2;
+    rebuild(n, now);
+}
+
+size_t revocation_count(void)
+{
+    return nused;
+}
+
+void revocation_reset(void)
+{
+    free(slots);
+    slots = NULL;
+    nslots = nused = 0;
+}
+
+bool revocation_refused_at(const char *sub, int64_t iat, int64_t now)
+{
+    const entry_t *e = find(sub);
+    return e && now <= e->until && iat <= e->revoked_at;
+}
+
+bool revocation_refused(const char *sub, int64_t iat)
+{
+    return nused && revocation_refused_at(sub, iat, (int64_t)time(NULL));
+}
+
+/* "<revoked_at> <until> <sub>": what revoke_committed publishes. */
+int revocation_note_message(const char *data, size_t len)
+{
+    char text[24 + 24 + SUB_MAX + 2];
+    if (len >= sizeof(text) || memchr(data, '\0', len))
+        return -1;
+    memcpy(text, data, len);
+    text[len] = '\0';
+    long long revoked_at, until;
+    int sub_at = 0;
+    if (sscanf(text, "%lld %lld %n", &revoked_at, &until, &sub_at) != 2 || sub_at <= 0 ||
+        sub_at >= (int)len)
+        return -1;
+    revocation_note(text + sub_at, revoked_at, until);
+    return 0;
+}
+
+/* ---- revoking (px_token_revoke) ---- */
+
+typedef struct revoke {
+    char sub[SUB_MAX + 1];
+    int64_t revoked_at;
+    int64_t until;
+} revoke_t;
+
+static void revoke_queued(px_req_t *r, const px_pg_result_t *res, const px_pg_error_t *err,
+                          void *ud)
+{
+    UNUSED(r), UNUSED(res), UNUSED(ud);
+    UNUSED(err); /* a failed upsert fails the transaction: its commit reports it */
+}
+
+static void revoke_committed(px_req_t *r, void *ud)
+{
+    const revoke_t *rk = ud;
+    revocation_note(rk->sub, rk->revoked_at, rk->until);
+    char msg[24 + 24 + SUB_MAX + 2];
+    int n = snprintf(msg, sizeof(msg), "%" PRId64 " %" PRId64 " %s", rk->revoked_at, rk->until,
+                     rk->sub);
+    channel_publish_host(r, CHANNEL, msg, (size_t)n);
+}
+
+int api_token_revoke(px_pg_txn_t *txn, const char *sub)
+{
+    if (!txn)
+        return PX_ESTATE;
+    size_t len = sub ? strlen(sub) : 0;
+    if (len == 0 || len > SUB_MAX)
+        return PX_EINVAL;
+    px_req_t *r = api_txn_req(txn);
+    const auth_settings_t *a = &r->worker->cfg->auth;
+    revoke_t *rk = arena_alloc(&r->arena, sizeof(*rk));
+    memcpy(rk->sub, sub, len + 1);
+    rk->revoked_at = (int64_t)time(NULL);
+    /* The longest a token issued now can live, and the clock skew its check allows. */
+    rk->until = rk->revoked_at + (int64_t)((a->access_ttl_ms + a->leeway_ms + 999) / 1000) + 1;
+    char at[24], until[24];
+    snprintf(at, sizeof(at), "%" PRId64, rk->revoked_at);
+    snprintf(until, sizeof(until), "%" PRId64, rk->until);
+    const char *params[] = {rk->sub, at, until};
+    /* Like an emit: it shares the next statement's sync point (pg_pipeline.c). */
+    int rc =
+        api_pg_txn_query_joined(txn, "px_token_revoke", sql_revoke, 3, params, revoke_queued, NULL);
+    if (rc == 0)
+        rc = api_pg_on_commit(txn, revoke_committed, rk);
+    return rc;
+}
+
+/* ---- keeping the worker's table current ---- */
+
+static void read_table(void);
+
+static void table_read(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
+                       void *ud)
+{
+    UNUSED(task), UNUSED(ud);
+    rv.reading = false;
+    if (!rv.task)
+        return; /* the worker is draining: the task ended with the read under way */
+    if (err) {
+        if (rv.read_ok || !rv.read_any)
+            log_warn("token revocations: cannot read panthera_token_revocations (%s); "
+                     "%s until a read succeeds",
+                     api_pg_error_message(err),
+                     rv.read_any ? "revocations other hosts make are heard only by channel"
+                                 : "tokens revoked before this worker started are accepted");
+        rv.read_ok = false;
+    } else {
+        for (int i = 0, n = api_pg_rows(res); i < n; i++)
+            revocation_note(api_pg_value(res, i, 0), strtoll(api_pg_value(res, i, 1), NULL, 10),
+                            strtoll(api_pg_value(res, i, 2), NULL, 10));
+        revocation_prune((int64_t)time(NULL));
+        if (!rv.read_ok && rv.read_any)
+            log_info("token revocations: read again (%zu in force)", nused);
+        rv.read_ok = rv.read_any = true;
+    }
+    if (rv.again && rv.task) {
+        rv.again = false;
+        read_table();
+    }
+}
+
+static void read_table(void)
+{
+    if (rv.reading) {
+        rv.again = true;
+        return;
+    }
+    char now[24], grace[24];
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    snprintf(grace, sizeof(grace), "%d", PRUNE_GRACE_S);
+    const char *params[] = {now, grace};
+    if (api_pg_query(rv.task, "px_revocations_read", sql_read, 2, params, table_read, NULL) == 0)
+        rv.reading = true;
+}
+
+static void on_message(px_req_t *task, const char *channel, const void *data, size_t len, void *ud)
+{
+    UNUSED(task), UNUSED(channel), UNUSED(ud);
+    if (revocation_note_message(data, len))
+        log_warn("token revocations: a malformed message on the host's channel \"%s\" "
+                 "was ignored",
+                 CHANNEL);
+}
+
+static void on_status(px_req_t *task, int status, void *ud)
+{
+    UNUSED(task), UNUSED(ud);
+    /* What was published while this worker could not hear is lost: read the record. */
+    if (status == PX_CHANNEL_UP)
+        read_table();
+}
+
+static void on_poll(px_req_t *task, int64_t id, void *ud)
+{
+    UNUSED(task), UNUSED(id), UNUSED(ud);
+    read_table();
+}
+
+void revocation_worker_start(worker_t *w)
+{
+    if (!w->pg)
+        return; /* nowhere to keep a revocation: px_token_revoke has no transaction */
+    rv.task = tasks_begin(w, "host", "auth.revocations");
+    if (!rv.task)
+        return;
+    if (w->redis)
+        api_channel_subscribe(rv.task, CHANNEL, 0, on_message, on_status, NULL, NULL);
+    read_table();
+    uint64_t every = w->cfg->auth.revocation_poll_ms;
+    if (every)
+        rv.timer = api_timer_start(rv.task, every, every, on_poll, NULL);
+}
+
+void revocation_worker_stop(void)
+{
+    px_req_t *task = rv.task;
+    rv.task = NULL; /* first: ending it cancels a read, whose callback then sees no task */
+    rv.again = false;
+    if (task)
+        api_task_end(task, 0);
+}
