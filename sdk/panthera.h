@@ -463,7 +463,8 @@ typedef struct px_generation px_generation_t;
     X(const char *, req_caller_id, (px_req_t * req), (req))                                 \
     X(const char *, req_caller_role, (px_req_t * req), (req))                               \
     /* A signed access token for `sub` with `role`, valid for the configured access_ttl    \
-     * (its seconds in *expires_in). Request memory; NULL when no token secret is set. */   \
+     * (its seconds in *expires_in); dated iat and, since 1.3, iat_ms (px_token_revoke).   \
+     * Request memory; NULL when no token secret is set. */                                 \
     X(const char *, token_issue, (px_req_t * req, const char *sub, const char *role,        \
                                   int64_t *expires_in),                                     \
       (req, sub, role, expires_in))                                                         \
@@ -1180,10 +1181,11 @@ typedef struct px_generation px_generation_t;
      * For an account deleted, or whose password or role must no longer let old tokens in.  \
      * The record lives in the host's PostgreSQL table for as long as such a token could   \
      * be valid ([auth] access_ttl + leeway); other workers hear of it through Redis right  \
-     * after the commit, else within [auth] revocation_poll. Tokens are dated in seconds,  \
-     * so one issued in the same second after the revocation is refused as well. Queued on \
-     * `txn` like px_event_emit: if it fails, the commit fails. Returns 0, PX_ESTATE for a  \
-     * NULL txn, PX_EINVAL for an empty `sub` or one over 63 bytes. */                       \
+     * after the commit, else within [auth] revocation_poll. px_token_issue dates tokens  \
+     * to the millisecond, so one issued right after the revocation works (a token dated  \
+     * only in seconds counts from its second's start). Queued on `txn` like              \
+     * px_event_emit: if it fails, the commit fails. Returns 0, PX_ESTATE for a NULL txn,  \
+     * PX_EINVAL for an empty `sub` or one over 63 bytes. */                                 \
     X(int, token_revoke, (px_pg_txn_t * txn, const char *sub), (txn, sub))
 #define PX_API_VOID_1_3(X)
 

@@ -321,7 +321,7 @@ const char *api_token_issue(px_req_t *r, const char *sub, const char *role,
         return NULL;
     int64_t ttl = (int64_t)(a->access_ttl_ms / 1000);
     char *token = auth_jwt_sign((const unsigned char *)a->token_secret, strlen(a->token_secret),
-                                a->issuer, sub, role, (int64_t)time(NULL), ttl);
+                                a->issuer, sub, role, wall_clock_ms(), ttl);
     if (!token)
         return NULL;
     char *copy = arena_strndup(&r->arena, token, strlen(token));

@@ -145,7 +145,12 @@ static int claims_check(const json_t *payload, const char *issuer, int64_t now, 
         return AUTH_ENOEXP;
     int has_nbf = time_claim(payload, "nbf", &nbf);
     int has_iat = time_claim(payload, "iat", &iat);
-    if (has_exp < 0 || has_nbf < 0 || has_iat < 0)
+    int64_t iat_ms = 0;
+    int has_iat_ms = time_claim(payload, "iat_ms", &iat_ms);
+    if (has_exp < 0 || has_nbf < 0 || has_iat < 0 || has_iat_ms < 0)
+        return AUTH_EMALFORMED;
+    /* Ours only, and then within iat's second: no token says two things about its age. */
+    if (has_iat_ms && (!has_iat || iat_ms < 0 || iat_ms / 1000 != iat))
         return AUTH_EMALFORMED;
 
     if (add_saturating(exp, leeway) <= now)
@@ -167,6 +172,10 @@ static int claims_check(const json_t *payload, const char *issuer, int64_t now, 
     memcpy(caller->role, json_string_value(role), json_string_length(role) + 1);
     caller->exp = exp;
     caller->iat = has_iat ? iat : 0;
+    if (has_iat_ms)
+        caller->issued_ms = iat_ms;
+    else if (has_iat) /* its second's first millisecond: a revocation in it refuses it */
+        caller->issued_ms = iat >= INT64_MAX / 1000 ? INT64_MAX : iat <= 0 ? 0 : iat * 1000;
     return 0;
 }
 
@@ -251,17 +260,18 @@ const char *auth_strerror(int code)
 }
 
 char *auth_jwt_sign(const unsigned char *secret, size_t secret_len, const char *issuer,
-                    const char *sub, const char *role, int64_t now, int64_t ttl_seconds)
+                    const char *sub, const char *role, int64_t now_ms, int64_t ttl_seconds)
 {
-    int64_t exp;
+    int64_t now = now_ms / 1000, exp;
     if (!secret_ok(secret, secret_len) || !sub || !sub_ok(sub, strlen(sub)) || !role ||
-        !role_ok(role, strlen(role)) || ttl_seconds <= 0 ||
+        !role_ok(role, strlen(role)) || now_ms < 0 || ttl_seconds <= 0 ||
         __builtin_add_overflow(now, ttl_seconds, &exp))
         return NULL;
 
     /* "s*" leaves iss out when issuer is NULL; json_pack also refuses invalid UTF-8. */
-    json_t *claims = json_pack("{s:s*, s:s, s:s, s:I, s:I}", "iss", issuer, "sub", sub, "role",
-                               role, "iat", (json_int_t)now, "exp", (json_int_t)exp);
+    json_t *claims =
+        json_pack("{s:s*, s:s, s:s, s:I, s:I, s:I}", "iss", issuer, "sub", sub, "role", role, "iat",
+                  (json_int_t)now, "iat_ms", (json_int_t)now_ms, "exp", (json_int_t)exp);
     if (!claims)
         return NULL;
     char payload[AUTH_MAX_TOKEN];

@@ -36,6 +36,10 @@ typedef struct auth_caller {
     char role[16]; /* the role claim, NUL-terminated */
     int64_t exp;   /* the exp claim, seconds since the epoch */
     int64_t iat;   /* the iat claim, 0 when the token has none */
+    /* When it was issued, in milliseconds since the epoch: the iat_ms claim the host's own
+     * tokens carry (revocation.c compares it), else the first millisecond of iat's second
+     * (the earliest it can have been: a revocation in that second refuses it), else 0. */
+    int64_t issued_ms;
 } auth_caller_t;
 
 /* Verifies the compact JWS `token` (token_len bytes, need not be NUL-terminated) with the
@@ -52,13 +56,15 @@ int auth_jwt_verify(const unsigned char *secret, size_t secret_len, const char *
 const char *auth_strerror(int code);
 
 /* Issues a token with header {"alg":"HS256","typ":"JWT"} and payload
- * {"iss"?, "sub", "role", "iat": now, "exp": now + ttl_seconds}; iss is left out when
- * `issuer` is NULL. The caller frees the result with free(). Returns NULL only on bad
- * arguments: secret shorter than AUTH_MIN_SECRET, sub or role that auth_jwt_verify would
- * refuse, issuer not valid UTF-8, ttl_seconds <= 0 or overflowing, or a token that would be
- * longer than AUTH_MAX_TOKEN. */
+ * {"iss"?, "sub", "role", "iat": now, "iat_ms": now_ms, "exp": now + ttl_seconds}, where
+ * now is now_ms's second (iat_ms dates the token finely enough for a revocation made in
+ * the same second to tell it apart); iss is left out when `issuer` is NULL. The caller
+ * frees the result with free(). Returns NULL only on bad arguments: secret shorter than
+ * AUTH_MIN_SECRET, sub or role that auth_jwt_verify would refuse, issuer not valid UTF-8,
+ * now_ms < 0, ttl_seconds <= 0 or overflowing, or a token that would be longer than
+ * AUTH_MAX_TOKEN. */
 char *auth_jwt_sign(const unsigned char *secret, size_t secret_len, const char *issuer,
-                    const char *sub, const char *role, int64_t now, int64_t ttl_seconds);
+                    const char *sub, const char *role, int64_t now_ms, int64_t ttl_seconds);
 
 /* Parses an Authorization value "Bearer <token68>": scheme case-insensitive, one or more
  * spaces or tabs after it, optional whitespace around the whole value. On success returns

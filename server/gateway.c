@@ -115,7 +115,7 @@ int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t
     auth_caller_t caller;
     if (rc == 0)
         rc = verify_token(a, token, len, &caller);
-    bool revoked = rc == 0 && revocation_refused(caller.id, caller.iat);
+    bool revoked = rc == 0 && revocation_refused(caller.id, caller.issued_ms);
     if (revoked && hooks_only)
         return 0;
     if (revoked) {

@@ -6,10 +6,10 @@
  * routes: a deleted user could still write posts that nobody would ever clean up. A
  * plugin that must end a subject's tokens (the user plugin, when an account is deleted)
  * calls px_token_revoke inside the transaction that makes it so. The host then refuses,
- * on every host, each token for that subject issued (iat) at or before that second, for
- * as long as such a token could still be valid: until now + access_ttl + leeway. Tokens
- * issued later are untouched, and nothing is kept past that end, so the list stays as
- * small as the number of revocations in the last quarter of an hour.
+ * on every host, each token for that subject issued at or before that moment, for as long
+ * as such a token could still be valid: until now + access_ttl + leeway. Tokens issued
+ * later are untouched, and nothing is kept past that end, so the list stays as small as
+ * the number of revocations in the last quarter of an hour.
  *
  * Where it is kept. PostgreSQL holds the record (panthera_token_revocations, one row per
  * subject, written in the caller's transaction: it exists exactly when the change
@@ -28,9 +28,12 @@
  * whose first read failed (PostgreSQL down at its start) refuses nothing it has not
  * heard of until a read succeeds; it says so in the log.
  *
- * iat has seconds, so a token issued in the revocation's own second is refused too. For
- * a deleted account nothing more is ever issued; a plugin revoking a subject that stays
- * (a role taken away) should know its client may need one more refresh a second later.
+ * When a token was issued is its iat_ms claim (auth.c; the host's tokens carry it since
+ * SDK 1.3): a subject that stays, whose role changed, gets a new token by refreshing at
+ * once, even in the revocation's own second. A token with only iat (seconds) counts as
+ * issued at the start of that second, so it is refused if the revocation came in it. The
+ * hosts' clocks are trusted to agree within the milliseconds between a refresh and the
+ * revocation before it (NTP does better).
  */
 #include "revocation.h"
 
@@ -38,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "api.h"
 #include "channel.h"
@@ -51,28 +53,31 @@
 #define SUB_MAX 63
 /* Rows past their end linger this long before a reader deletes them: a host whose clock
  * is behind still finds what it needs. */
-#define PRUNE_GRACE_S 60
+#define PRUNE_GRACE_MS 60000
 
-const char revocation_schema_sql[] =
-    "CREATE TABLE panthera_token_revocations ("
-    " sub text PRIMARY KEY,"
-    " revoked_at bigint NOT NULL," /* unix seconds: tokens with iat at or before it go */
-    " until bigint NOT NULL);";    /* unix seconds: no such token is valid after it */
+/* Times in milliseconds since the epoch: tokens issued at or before revoked_at_ms are
+ * refused, and none of them is valid after ends_at_ms. */
+const char revocation_schema_sql[] = "CREATE TABLE panthera_token_revocations ("
+                                     " sub text PRIMARY KEY,"
+                                     " revoked_at_ms bigint NOT NULL,"
+                                     " ends_at_ms bigint NOT NULL);";
 
 static const char sql_revoke[] =
-    "INSERT INTO panthera_token_revocations AS r (sub, revoked_at, until)"
+    "INSERT INTO panthera_token_revocations AS r (sub, revoked_at_ms, ends_at_ms)"
     " VALUES ($1, $2::bigint, $3::bigint) ON CONFLICT (sub) DO UPDATE SET"
-    " revoked_at = greatest(r.revoked_at, EXCLUDED.revoked_at),"
-    " until = greatest(r.until, EXCLUDED.until)";
+    " revoked_at_ms = greatest(r.revoked_at_ms, EXCLUDED.revoked_at_ms),"
+    " ends_at_ms = greatest(r.ends_at_ms, EXCLUDED.ends_at_ms)";
 
 static const char sql_read[] =
-    "WITH gone AS (DELETE FROM panthera_token_revocations WHERE until < $1::bigint - $2::bigint)"
-    " SELECT sub, revoked_at, until FROM panthera_token_revocations WHERE until >= $1::bigint";
+    "WITH gone AS (DELETE FROM panthera_token_revocations"
+    " WHERE ends_at_ms < $1::bigint - $2::bigint)"
+    " SELECT sub, revoked_at_ms, ends_at_ms FROM panthera_token_revocations"
+    " WHERE ends_at_ms >= $1::bigint";
 
 typedef struct entry {
     char sub[SUB_MAX + 1]; /* "" marks a free slot */
-    int64_t revoked_at;
-    int64_t until;
+    int64_t revoked_at_ms;
+    int64_t ends_at_ms;
 } entry_t;
 
 /* Open addressing, linear probing, at most half full; entries only ever leave in
@@ -117,12 +122,12 @@ static void insert(entry_t *table, size_t n, const entry_t *e)
     table[i] = *e;
 }
 
-static void rebuild(size_t n, int64_t keep_from)
+static void rebuild(size_t n, int64_t keep_from_ms)
 {
     entry_t *table = xcalloc(n, sizeof(*table));
     size_t kept = 0;
     for (size_t i = 0; i < nslots; i++) {
-        if (slots[i].sub[0] && slots[i].until >= keep_from) {
+        if (slots[i].sub[0] && slots[i].ends_at_ms >= keep_from_ms) {
             insert(table, n, &slots[i]);
             kept++;
         }
@@ -133,40 +138,40 @@ static void rebuild(size_t n, int64_t keep_from)
     nused = kept;
 }
 
-void revocation_note(const char *sub, int64_t revoked_at, int64_t until)
+void revocation_note(const char *sub, int64_t revoked_at_ms, int64_t ends_at_ms)
 {
     size_t len = sub ? strlen(sub) : 0;
     if (len == 0 || len > SUB_MAX)
         return;
     entry_t *e = find(sub);
     if (e) {
-        if (revoked_at > e->revoked_at)
-            e->revoked_at = revoked_at;
-        if (until > e->until)
-            e->until = until;
+        if (revoked_at_ms > e->revoked_at_ms)
+            e->revoked_at_ms = revoked_at_ms;
+        if (ends_at_ms > e->ends_at_ms)
+            e->ends_at_ms = ends_at_ms;
         return;
     }
     if (2 * (nused + 1) > nslots)
         rebuild(nslots ? 2 * nslots : 16, INT64_MIN);
-    entry_t add = {.revoked_at = revoked_at, .until = until};
+    entry_t add = {.revoked_at_ms = revoked_at_ms, .ends_at_ms = ends_at_ms};
     memcpy(add.sub, sub, len + 1);
     insert(slots, nslots, &add);
     nused++;
 }
 
-void revocation_prune(int64_t now)
+void revocation_prune(int64_t now_ms)
 {
     if (!nused)
         return;
     size_t live = 0;
     for (size_t i = 0; i < nslots; i++)
-        live += slots[i].sub[0] && slots[i].until >= now;
+        live += slots[i].sub[0] && slots[i].ends_at_ms >= now_ms;
     if (live == nused)
         return;
     size_t n = 16;
     while (2 * live > n)
         n *= 2;
-    rebuild(n, now);
+    rebuild(n, now_ms);
 }
 
 size_t revocation_count(void)
@@ -181,18 +186,18 @@ void revocation_reset(void)
     nslots = nused = 0;
 }
 
-bool revocation_refused_at(const char *sub, int64_t iat, int64_t now)
+bool revocation_refused_at(const char *sub, int64_t issued_ms, int64_t now_ms)
 {
     const entry_t *e = find(sub);
-    return e && now <= e->until && iat <= e->revoked_at;
+    return e && now_ms <= e->ends_at_ms && issued_ms <= e->revoked_at_ms;
 }
 
-bool revocation_refused(const char *sub, int64_t iat)
+bool revocation_refused(const char *sub, int64_t issued_ms)
 {
-    return nused && revocation_refused_at(sub, iat, (int64_t)time(NULL));
+    return nused && revocation_refused_at(sub, issued_ms, wall_clock_ms());
 }
 
-/* "<revoked_at> <until> <sub>": what revoke_committed publishes. */
+/* "<revoked_at_ms> <ends_at_ms> <sub>": what revoke_committed publishes. */
 int revocation_note_message(const char *data, size_t len)
 {
     char text[24 + 24 + SUB_MAX + 2];
@@ -200,22 +205,16 @@ int revocation_note_message(const char *data, size_t len)
         return -1;
     memcpy(text, data, len);
     text[len] = '\0';
-    long long revoked_at, until;
+    long long revoked_at_ms, ends_at_ms;
     int sub_at = 0;
-    if (sscanf(text, "%lld %lld %n", &revoked_at, &until, &sub_at) != 2 || sub_at <= 0 ||
+    if (sscanf(text, "%lld %lld %n", &revoked_at_ms, &ends_at_ms, &sub_at) != 2 || sub_at <= 0 ||
         sub_at >= (int)len)
         return -1;
-    revocation_note(text + sub_at, revoked_at, until);
+    revocation_note(text + sub_at, revoked_at_ms, ends_at_ms);
     return 0;
 }
 
 /* ---- revoking (px_token_revoke) ---- */
-
-typedef struct revoke {
-    char sub[SUB_MAX + 1];
-    int64_t revoked_at;
-    int64_t until;
-} revoke_t;
 
 static void revoke_queued(px_req_t *r, const px_pg_result_t *res, const px_pg_error_t *err,
                           void *ud)
@@ -226,11 +225,11 @@ static void revoke_queued(px_req_t *r, const px_pg_result_t *res, const px_pg_er
 
 static void revoke_committed(px_req_t *r, void *ud)
 {
-    const revoke_t *rk = ud;
-    revocation_note(rk->sub, rk->revoked_at, rk->until);
+    const entry_t *rk = ud;
+    revocation_note(rk->sub, rk->revoked_at_ms, rk->ends_at_ms);
     char msg[24 + 24 + SUB_MAX + 2];
-    int n = snprintf(msg, sizeof(msg), "%" PRId64 " %" PRId64 " %s", rk->revoked_at, rk->until,
-                     rk->sub);
+    int n = snprintf(msg, sizeof(msg), "%" PRId64 " %" PRId64 " %s", rk->revoked_at_ms,
+                     rk->ends_at_ms, rk->sub);
     channel_publish_host(r, CHANNEL, msg, (size_t)n);
 }
 
@@ -243,15 +242,16 @@ int api_token_revoke(px_pg_txn_t *txn, const char *sub)
         return PX_EINVAL;
     px_req_t *r = api_txn_req(txn);
     const auth_settings_t *a = &r->worker->cfg->auth;
-    revoke_t *rk = arena_alloc(&r->arena, sizeof(*rk));
+    entry_t *rk = arena_alloc(&r->arena, sizeof(*rk));
     memcpy(rk->sub, sub, len + 1);
-    rk->revoked_at = (int64_t)time(NULL);
-    /* The longest a token issued now can live, and the clock skew its check allows. */
-    rk->until = rk->revoked_at + (int64_t)((a->access_ttl_ms + a->leeway_ms + 999) / 1000) + 1;
-    char at[24], until[24];
-    snprintf(at, sizeof(at), "%" PRId64, rk->revoked_at);
-    snprintf(until, sizeof(until), "%" PRId64, rk->until);
-    const char *params[] = {rk->sub, at, until};
+    rk->revoked_at_ms = wall_clock_ms();
+    /* The longest a token issued now can live, and the clock skew its check allows (exp
+     * has whole seconds: one more). */
+    rk->ends_at_ms = rk->revoked_at_ms + (int64_t)(a->access_ttl_ms + a->leeway_ms) + 1000;
+    char at[24], ends[24];
+    snprintf(at, sizeof(at), "%" PRId64, rk->revoked_at_ms);
+    snprintf(ends, sizeof(ends), "%" PRId64, rk->ends_at_ms);
+    const char *params[] = {rk->sub, at, ends};
     /* Like an emit: it shares the next statement's sync point (pg_pipeline.c). */
     int rc =
         api_pg_txn_query_joined(txn, "px_token_revoke", sql_revoke, 3, params, revoke_queued, NULL);
@@ -283,7 +283,7 @@ static void table_read(px_req_t *task, const px_pg_result_t *res, const px_pg_er
         for (int i = 0, n = api_pg_rows(res); i < n; i++)
             revocation_note(api_pg_value(res, i, 0), strtoll(api_pg_value(res, i, 1), NULL, 10),
                             strtoll(api_pg_value(res, i, 2), NULL, 10));
-        revocation_prune((int64_t)time(NULL));
+        revocation_prune(wall_clock_ms());
         if (!rv.read_ok && rv.read_any)
             log_info("token revocations: read again (%zu in force)", nused);
         rv.read_ok = rv.read_any = true;
@@ -301,8 +301,8 @@ static void read_table(void)
         return;
     }
     char now[24], grace[24];
-    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-    snprintf(grace, sizeof(grace), "%d", PRUNE_GRACE_S);
+    snprintf(now, sizeof(now), "%" PRId64, wall_clock_ms());
+    snprintf(grace, sizeof(grace), "%d", PRUNE_GRACE_MS);
     const char *params[] = {now, grace};
     if (api_pg_query(rv.task, "px_revocations_read", sql_read, 2, params, table_read, NULL) == 0)
         rv.reading = true;

@@ -18,19 +18,20 @@ extern const char revocation_schema_sql[];
 void revocation_worker_start(struct worker *w);
 void revocation_worker_stop(void);
 
-/* True when an access token for `sub` issued at `iat` (seconds; 0: the token has no iat)
- * was revoked and the revocation has not ended (at `now`). revocation_refused costs one
- * comparison while nothing is revoked. */
-bool revocation_refused(const char *sub, int64_t iat);
-bool revocation_refused_at(const char *sub, int64_t iat, int64_t now);
+/* True when an access token for `sub` issued at `issued_ms` (auth_caller_t's, ms since
+ * the epoch) was revoked and the revocation has not ended (at `now_ms`, the wall clock
+ * for revocation_refused, which costs one comparison while nothing is revoked). */
+bool revocation_refused(const char *sub, int64_t issued_ms);
+bool revocation_refused_at(const char *sub, int64_t issued_ms, int64_t now_ms);
 
 /* The worker's list itself, for tests: note a revocation (the later of two wins) and
- * drop those that ended before `now`. */
-void revocation_note(const char *sub, int64_t revoked_at, int64_t until);
-void revocation_prune(int64_t now);
+ * drop those that ended before `now_ms`. */
+void revocation_note(const char *sub, int64_t revoked_at_ms, int64_t ends_at_ms);
+void revocation_prune(int64_t now_ms);
 size_t revocation_count(void);
 void revocation_reset(void);
-/* Parse a channel message "<revoked_at> <until> <sub>" and note it: 0, or -1 (ignored). */
+/* Parse a channel message "<revoked_at_ms> <ends_at_ms> <sub>" and note it: 0, or -1
+ * (ignored). */
 int revocation_note_message(const char *data, size_t len);
 
 #endif

@@ -187,8 +187,9 @@ int ticket_redeem(px_req_t *r, const char *text, void (*resume)(px_req_t *req))
                            NULL);
         return 1;
     }
-    /* Issued TICKET_TTL_S before its expiry, to a caller whose tokens may since be revoked. */
-    if (revocation_refused(rd->ticket.sub, rd->ticket.exp - TICKET_TTL_S)) {
+    /* Issued TICKET_TTL_S before its expiry (say at that second's start, as a token with
+     * only iat), to a caller whose tokens may since be revoked. */
+    if (revocation_refused(rd->ticket.sub, (rd->ticket.exp - TICKET_TTL_S) * 1000)) {
         http_respond_error(r, 401, "unauthorized", "invalid ticket: revoked", NULL);
         return 1;
     }

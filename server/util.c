@@ -250,6 +250,13 @@ uint64_t now_ms_monotonic(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 uint64_t backoff_next(unsigned *backoff_ms, unsigned max_ms, uint64_t *rng)
 {
     uint64_t x = *rng; /* xorshift64 */

@@ -48,5 +48,7 @@ int parse_bool(const char *s, bool *out);
 int parse_int(const char *s, long min, long max, long *out);
 
 uint64_t now_ms_monotonic(void);
+/* Milliseconds since the epoch (CLOCK_REALTIME): what tokens are dated with. */
+int64_t wall_clock_ms(void);
 
 #endif

@@ -183,7 +183,7 @@ int store_user_list(px_req_t *req, const char *search, int64_t page, int64_t lim
         3, values, cb, ud);
 }
 
-int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
+int store_user_update(px_pg_txn_t *txn, const char *id, const user_input_t *in,
                       const char *password_hash, px_pg_ok_fn cb, void *ud)
 {
     const char *values[] = {
@@ -196,9 +196,11 @@ int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
         password_hash,
         in->present & IN_ROLE ? in->role : NULL,
     };
-    return px_pg_run(
-        req, NULL,
-        "WITH u AS (UPDATE users SET "
+    /* old is read in the statement's snapshot, before u changes the row. */
+    return px_pg_txn_run(
+        txn, NULL,
+        "WITH old AS (SELECT role FROM users WHERE id = $1::uuid), "
+        "u AS (UPDATE users SET "
         "  first_name = CASE WHEN $2::boolean THEN $3 ELSE first_name END, "
         "  last_name = CASE WHEN $4::boolean THEN $5 ELSE last_name END, "
         "  email = coalesce($6, email), password_hash = coalesce($7, password_hash), "
@@ -206,7 +208,7 @@ int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
         "  WHERE id = $1::uuid RETURNING *), "
         "revoked AS (UPDATE user_refresh_tokens SET revoked_at = now() "
         "  WHERE user_id IN (SELECT id FROM u) AND $7::text IS NOT NULL AND revoked_at IS NULL) "
-        "SELECT " USER_COLS " FROM u",
+        "SELECT " USER_COLS ", u.role IS DISTINCT FROM (SELECT role FROM old) FROM u",
         8, values, cb, ud);
 }
 

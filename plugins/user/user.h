@@ -164,13 +164,17 @@ int store_logout(px_req_t *req, const char *user_id, const char *token_hash, px_
  * the page is empty. */
 int store_user_list(px_req_t *req, const char *search, int64_t page, int64_t limit,
                     px_pg_ok_fn cb, void *ud);
-/* UPDATE the present fields (and revoke refresh tokens when the password changes). */
-int store_user_update(px_req_t *req, const char *id, const user_input_t *in,
+/* UPDATE the present fields (and revoke refresh tokens when the password changes): no
+ * row when there is no such user, else the User's columns and then whether its role
+ * changed ("t"/"f", column USER_NCOLS). */
+int store_user_update(px_pg_txn_t *txn, const char *id, const user_input_t *in,
                       const char *password_hash, px_pg_ok_fn cb, void *ud);
 /* DELETE the user: one row (id) when there was one. In a transaction, so user.deleted
  * commits with it. */
 int store_user_delete(px_pg_txn_t *txn, const char *id, px_pg_ok_fn cb, void *ud);
-/* The User JSON of row `row` (columns as every store_user_* returns them, from `col`). */
+/* The User JSON of row `row` (columns as every store_user_* returns them, from `col`:
+ * USER_NCOLS of them). */
+#define USER_NCOLS 8
 json_t *store_user_json(const px_pg_result_t *res, int row, int col);
 /* For the command line. */
 int store_admin_insert(px_plugin_t *self, const char *id, const char *username, const char *email,

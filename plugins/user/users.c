@@ -49,7 +49,8 @@ typedef struct op {
     user_input_t in; /* update */
     bool admin;
     int page, limit;  /* list */
-    px_pg_txn_t *txn; /* delete */
+    px_pg_txn_t *txn; /* update, delete */
+    const char *hash; /* update: the new password's */
 } op_t;
 
 /* How every route of this file but /me starts: the op, the body and the path's id when
@@ -160,22 +161,46 @@ static int update_answer(px_req_t *req, void *ud)
     return px_res_json(req, 200, ((op_t *)ud)->user);
 }
 
-/* An email taken meanwhile is a 23505, answered with the message user.c declared. */
+static void update_committed(px_req_t *req, const px_pg_error_t *err, void *ud)
+{
+    op_t *op = ud;
+    /* Answer only once the cached profile is gone: the client's next read is fresh. */
+    int rc = err ? px_res_pg_error(req, err) : profile_forget(req, op->id, update_answer, op);
+    user_fail(req, rc);
+}
+
+/* An email taken meanwhile is a 23505, answered with the message user.c declared. A new
+ * password or another role ends the user's access tokens with the change (px_token_revoke):
+ * a stolen token dies with the old password, and a demoted admin keeps no admin token on
+ * the other plugins' routes, whose gate reads the role in the token. A client refreshes
+ * into a token with the new role; after a new password it signs in again (its refresh
+ * tokens went in the same statement). */
 static int updated(px_req_t *req, const px_pg_result_t *res, void *ud)
 {
     op_t *op = ud;
     if (px_pg_rows(res) == 0)
         return no_such_user(req);
     op->user = store_user_json(res, 0, 0);
-    /* Answer only once the cached profile is gone: the client's next read is fresh. */
-    return profile_forget(req, op->id, update_answer, op);
+    bool role_changed = !strcmp(px_pg_value(res, 0, USER_NCOLS), "t");
+    int rc = op->hash || role_changed ? px_token_revoke(op->txn, op->id) : 0;
+    return rc ? rc : px_pg_commit(op->txn, update_committed, op);
+}
+
+static int update_begun(px_req_t *req, px_pg_txn_t *txn, void *ud)
+{
+    (void)req;
+    op_t *op = ud;
+    op->txn = txn;
+    return store_user_update(txn, op->id, &op->in, op->hash, updated, op);
 }
 
 static int update_hashed(px_req_t *req, const password_result_t *res, void *ud)
 {
     op_t *op = ud;
-    return res->status ? res->status
-                       : store_user_update(req, op->id, &op->in, res->new_hash, updated, op);
+    if (res->status)
+        return res->status;
+    op->hash = px_req_strdup(req, res->new_hash);
+    return px_pg_begin_run(req, 0, update_begun, op);
 }
 
 static int update_caller(px_req_t *req, json_t *caller, void *ud)
@@ -210,7 +235,7 @@ static int update_caller(px_req_t *req, json_t *caller, void *ud)
         return rc;
     return (op->in.present & IN_PASSWORD)
                ? password_hash_async(req, op->in.password, update_hashed, op)
-               : store_user_update(req, op->id, &op->in, NULL, updated, op);
+               : px_pg_begin_run(req, 0, update_begun, op);
 }
 
 int users_update(px_req_t *req, void *ud)

@@ -81,11 +81,15 @@ def wait_refused_everywhere(server, tok):
     assert_revoked(private(server, tok))
 
 
-def insert_row(sub, revoked_at, until):
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def insert_row(sub, revoked_at_ms, ends_at_ms):
     """A revocation written behind the hosts' backs (psql; or another host whose message
     was lost)."""
-    psql_value("INSERT INTO panthera_token_revocations (sub, revoked_at, until) VALUES "
-               "('%s', %d, %d)" % (sub, revoked_at, until))
+    psql_value("INSERT INTO panthera_token_revocations (sub, revoked_at_ms, ends_at_ms) "
+               "VALUES ('%s', %d, %d)" % (sub, revoked_at_ms, ends_at_ms))
 
 
 def test_misuse_is_refused(make_server):
@@ -108,17 +112,22 @@ def test_the_committing_worker_refuses_at_once_and_the_others_hear_it_by_channel
         assert_revoked(private(s, old, session=conn))
     wait_refused_everywhere(s, old)
     assert private(s, others).status_code == 200
-    # A token issued after the revocation's second works; one without iat does not.
-    later = token(sub, iat=int(time.time()) + 2)
+    # A token issued after the revocation works, even in its second (iat_ms, as the host
+    # signs them); one without iat does not, nor one dated only to the revocation's second.
+    revoked_at = int(psql_value("SELECT revoked_at_ms FROM panthera_token_revocations "
+                                "WHERE sub = '%s'" % sub))
+    later = token(sub, iat=revoked_at // 1000, iat_ms=revoked_at + 1)
     assert all(private(s, later).status_code == 200 for _ in range(10))
+    assert_revoked(private(s, token(sub, iat=revoked_at // 1000)))
+    assert_revoked(private(s, token(sub, iat=revoked_at // 1000, iat_ms=revoked_at)))
     assert_revoked(private(s, token(sub, iat=None)))
     # As any refused token, a revoked one is 401 on a route that only lends the caller.
     r = requests.get(s.url("/v1/test/whoami"), headers=bearer(old), timeout=10)
     assert_revoked(r)
-    row = psql_value("SELECT until - revoked_at FROM panthera_token_revocations "
+    row = psql_value("SELECT ends_at_ms - revoked_at_ms FROM panthera_token_revocations "
                      "WHERE sub = '%s'" % sub)
-    # access_ttl (15 min) + leeway (5 s), rounded up, + 1.
-    assert int(row) == 15 * 60 + 5 + 1
+    # access_ttl (15 min) + leeway (5 s) + the second exp may round away.
+    assert int(row) == (15 * 60 + 5 + 1) * 1000
 
 
 def test_a_rolled_back_revocation_changes_nothing(make_server):
@@ -146,16 +155,16 @@ def test_without_redis_the_poll_reads_what_was_written_elsewhere(make_server):
     sub = new_sub()
     tok = token(sub)
     assert private(s, tok).status_code == 200
-    now = int(time.time())
-    insert_row(sub, now, now + 600)
+    now = now_ms()
+    insert_row(sub, now, now + 600000)
     wait_refused_everywhere(s, tok)
 
 
 def test_a_worker_started_later_reads_the_revocations_in_force(make_server):
     sub = new_sub()
     tok = token(sub)
-    now = int(time.time())
-    insert_row(sub, now, now + 600)
+    now = now_ms()
+    insert_row(sub, now, now + 600000)
     # No Redis and no poll: only the read at the worker's start can tell it.
     s = start(make_server, redis=False, revocation_poll="0")
     wait_refused_everywhere(s, tok)
@@ -164,16 +173,17 @@ def test_a_worker_started_later_reads_the_revocations_in_force(make_server):
 def test_a_revocation_past_its_end_is_forgotten_and_its_row_deleted(make_server):
     s = start(make_server, redis=False, revocation_poll="200ms")
     ended, ending = new_sub(), new_sub()
-    now = int(time.time())
-    insert_row(ended, now, now - 120)   # past its end and the readers' grace: deleted
-    insert_row(ending, now, now - 1)    # past its end: no longer refused, row kept a while
+    now = now_ms()
+    insert_row(ended, now, now - 120000)  # past its end and the readers' grace: deleted
+    insert_row(ending, now, now - 1000)   # past its end: no longer refused, row kept a while
     end = time.time() + CEILING
     while psql_value("SELECT count(*) FROM panthera_token_revocations WHERE sub = '%s'"
                      % ended) != "0":
         assert time.time() < end, "the ended revocation's row was never deleted"
         time.sleep(0.1)
     for sub in (ended, ending):
-        assert all(private(s, token(sub, iat=now - 10)).status_code == 200 for _ in range(10))
+        assert all(private(s, token(sub, iat=now // 1000 - 10)).status_code == 200
+                   for _ in range(10))
     assert psql_value("SELECT count(*) FROM panthera_token_revocations WHERE sub = '%s'"
                       % ending) == "1"
 

@@ -3,14 +3,13 @@ meanwhile is lost, so a worker whose subscription comes back reads the table aga
 refuses what was revoked in between. A module of its own: it stops the shared Redis, so
 it holds Redis's lock exclusively."""
 import os
-import time
 
 import pytest
 
 from panthera_server import Server
 from services import Redis, redis_lock
-from test_token_revocation import (PLUGINS, insert_row, new_sub, private, sections, token,
-                                   wait_refused_everywhere)
+from test_token_revocation import (PLUGINS, insert_row, new_sub, now_ms, private, sections,
+                                   token, wait_refused_everywhere)
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("PANTHERA_PGHOST") and os.environ.get("PANTHERA_REDIS_SOCKET")),
@@ -30,8 +29,8 @@ def test_a_revocation_made_while_redis_was_away_is_read_when_it_returns():
             assert private(s, tok).status_code == 200
             redis.stop()
             try:
-                now = int(time.time())
-                insert_row(sub, now, now + 600)
+                now = now_ms()
+                insert_row(sub, now, now + 600000)
                 # Nothing can tell them yet: the message that never was, nor a poll.
                 assert all(private(s, tok).status_code == 200 for _ in range(10))
             finally:

@@ -192,10 +192,14 @@ def test_admin_routes_cache_and_ownership(srv):
     again = post(srv, "/v1/users", body, token=admin["accessToken"], headers=key)
     assert first.status_code == again.status_code == 201, first.text
     assert first.json() == again.json() and first.headers["Location"] == again.headers["Location"]
-    # A password change ends the user's sessions; a delete ends the user.
+    # A password change ends the user's sessions and access tokens; a delete ends the user.
     r = req(srv, "PUT", "/v1/users/" + a["userId"], a["accessToken"], {"password": "brand new pw"})
     assert r.status_code == 200
     assert post(srv, "/v1/auth/refresh", {"refreshToken": a["refreshToken"]}).status_code == 401
+    assert req(srv, "GET", "/v1/users/me", a["accessToken"]).status_code == 401
+    r = post(srv, "/v1/auth/login", {"username": a["username"], "password": "brand new pw"})
+    assert r.status_code == 200, r.text
+    a["accessToken"] = r.json()["accessToken"]
     assert req(srv, "DELETE", "/v1/users/" + a["userId"], a["accessToken"]).status_code == 204
     assert req(srv, "GET", "/v1/users/me", a["accessToken"]).status_code == 401
     assert req(srv, "DELETE", "/v1/users/" + a["userId"],

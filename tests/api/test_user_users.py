@@ -176,7 +176,15 @@ def test_a_demoted_admin_loses_admin_rights_at_once(srv, admin):
     assert list_users(srv, b.access).status_code == 200
     r = put_user(srv, b.id, admin.access, {"role": "user"})
     assert r.status_code == 200 and r.json()["role"] == "user", describe(r)
-    # b's access token still says "admin"; b is not one any more.
+    # b's access token says "admin": revoked with the change, on every plugin's routes.
+    assert_revoked(list_users(srv, b.access))
+    assert_revoked(call(srv, "GET", "/v1/users/me", token=b.access))
+    # b's session goes on: a refresh gives a token that says "user", at once.
+    r = call(srv, "POST", "/v1/auth/refresh", json_body={"refreshToken": b.refresh})
+    assert_tokens(r, 200)
+    b.access = r.json()["accessToken"]
+    assert jwt_claims(b.access)["role"] == "user"
+    assert call(srv, "GET", "/v1/users/me", token=b.access).json()["role"] == "user"
     assert_error(list_users(srv, b.access), 403, "forbidden")
     assert_error(get_user(srv, other.id, b.access), 403, "forbidden")
     assert_error(put_user(srv, other.id, b.access, {"firstName": "x"}), 403, "forbidden")
@@ -185,6 +193,46 @@ def test_a_demoted_admin_loses_admin_rights_at_once(srv, admin):
                  "forbidden")
     assert_error(put_user(srv, b.id, b.access, {"role": "admin"}), (400, 403))
     assert get_user(srv, b.id, admin.access).json()["role"] == "user"
+
+
+def assert_revoked(r):
+    assert_401(r)
+    assert r.json()["error"]["message"] == "invalid bearer token: revoked", describe(r)
+
+
+def test_a_promoted_user_refreshes_into_an_admin_token(srv, admin):
+    a = register(srv)
+    assert_error(list_users(srv, a.access), 403, "forbidden")
+    assert put_user(srv, a.id, admin.access, {"role": "admin"}).json()["role"] == "admin"
+    assert_revoked(call(srv, "GET", "/v1/users/me", token=a.access))
+    r = call(srv, "POST", "/v1/auth/refresh", json_body={"refreshToken": a.refresh})
+    assert_tokens(r, 200)
+    assert jwt_claims(r.json()["accessToken"])["role"] == "admin"
+    assert list_users(srv, r.json()["accessToken"]).status_code == 200
+
+
+def test_an_update_that_changes_no_role_or_password_keeps_the_tokens(srv, admin):
+    a = register(srv)
+    assert put_user(srv, a.id, admin.access, {"role": "user"}).status_code == 200  # as it was
+    assert put_user(srv, a.id, a.access, {"firstName": "Ada"}).status_code == 200
+    assert put_user(srv, a.id, admin.access, {"lastName": "L", "email": uniq("e") + "@x.org"}
+                    ).status_code == 200
+    r = call(srv, "GET", "/v1/users/me", token=a.access)
+    assert r.status_code == 200 and r.json()["firstName"] == "Ada", describe(r)
+
+
+def test_a_new_password_ends_every_session_and_the_old_tokens(srv):
+    a = register(srv)
+    other = register(srv)
+    new = strong_password()
+    assert put_user(srv, a.id, a.access, {"password": new}).status_code == 200
+    assert_revoked(call(srv, "GET", "/v1/users/me", token=a.access))
+    assert_401(call(srv, "POST", "/v1/auth/refresh", json_body={"refreshToken": a.refresh}))
+    assert_401(login(srv, a.password, username=a.username, expect=None))
+    r = login(srv, new, username=a.username)
+    assert call(srv, "GET", "/v1/users/me", token=r.json()["accessToken"]).status_code == 200
+    # Nobody else's tokens moved.
+    assert call(srv, "GET", "/v1/users/me", token=other.access).status_code == 200
 
 
 def test_list_is_for_admins(srv, admin):

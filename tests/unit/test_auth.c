@@ -102,7 +102,7 @@ static int verify_payload(const char *payload)
 
 static char *sign(const char *issuer, const char *sub, const char *role, int64_t now, int64_t ttl)
 {
-    return auth_jwt_sign(secret, SECRET_LEN, issuer, sub, role, now, ttl);
+    return auth_jwt_sign(secret, SECRET_LEN, issuer, sub, role, now * 1000, ttl);
 }
 
 static void test_round_trip(void)
@@ -117,6 +117,7 @@ static void test_round_trip(void)
     CHECK_STR(c.role, "admin");
     CHECK_EQ_INT(c.exp, NOW + 3600);
     CHECK_EQ_INT(c.iat, NOW);
+    CHECK(c.issued_ms == NOW * 1000);
     /* No issuer to check is fine too. */
     CHECK_EQ_INT(verify_full(token, NULL, NOW, 0, &c), 0);
     CHECK_STR(c.id, "user-42");
@@ -350,6 +351,43 @@ static void test_alg_variants(void)
     CHECK_EQ_INT(verify_crafted("{\"alg\":\"HS256\",\"crit\":[\"b64\"],\"b64\":false}",
                                 GOOD_PAYLOAD, EVP_sha256()),
                  AUTH_EALG);
+}
+
+/* iat_ms (the host's own tokens, for revocations within a second): kept to the
+ * millisecond; a token without it counts as issued at the start of iat's second; one whose
+ * iat_ms is not an integer in iat's second, or has no iat, is malformed. */
+static void test_issued_ms(void)
+{
+    char *token = auth_jwt_sign(secret, SECRET_LEN, NULL, "u1", "user", NOW * 1000 + 731, 60);
+    CHECK_OR_RETURN(token);
+    auth_caller_t c;
+    CHECK_EQ_INT(verify_full(token, NULL, NOW, 0, &c), 0);
+    CHECK_EQ_INT(c.iat, NOW);
+    CHECK(c.issued_ms == NOW * 1000 + 731);
+    free(token);
+    CHECK(!auth_jwt_sign(secret, SECRET_LEN, NULL, "u1", "user", -1, 60));
+
+    token = craft(HS256_HEADER,
+                  "{\"sub\":\"u1\",\"role\":\"user\",\"exp\":1700003600,\"iat\":1700000000}",
+                  EVP_sha256());
+    CHECK_EQ_INT(verify_full(token, NULL, NOW, 0, &c), 0);
+    CHECK(c.issued_ms == 1700000000000);
+    free(token);
+    CHECK_EQ_INT(verify_payload("{\"sub\":\"u1\",\"role\":\"user\",\"exp\":1700003600,"
+                                "\"iat\":1700000000,\"iat_ms\":1700000000000}"),
+                 0);
+    CHECK_EQ_INT(verify_payload("{\"sub\":\"u1\",\"role\":\"user\",\"exp\":1700003600,"
+                                "\"iat\":1700000000,\"iat_ms\":1700000001000}"),
+                 AUTH_EMALFORMED);
+    CHECK_EQ_INT(verify_payload("{\"sub\":\"u1\",\"role\":\"user\",\"exp\":1700003600,"
+                                "\"iat\":1700000000,\"iat_ms\":\"1700000000000\"}"),
+                 AUTH_EMALFORMED);
+    CHECK_EQ_INT(verify_payload("{\"sub\":\"u1\",\"role\":\"user\",\"exp\":1700003600,"
+                                "\"iat_ms\":1700000000000}"),
+                 AUTH_EMALFORMED);
+    CHECK_EQ_INT(verify_payload("{\"sub\":\"u1\",\"role\":\"user\",\"exp\":1700003600,"
+                                "\"iat\":0,\"iat_ms\":-1}"),
+                 AUTH_EMALFORMED);
 }
 
 static void test_typ_jws(void)
@@ -730,6 +768,7 @@ int main(void)
     RUN(test_expired_within_leeway);
     RUN(test_nbf_in_future);
     RUN(test_iat_in_future);
+    RUN(test_issued_ms);
     RUN(test_signature_flipped);
     RUN(test_signature_payload_swapped);
     RUN(test_signature_other_secret);
