@@ -7,7 +7,10 @@
 #            (target <= 10 % slower). With BENCH_BASE_BUILD=<build dir of another
 #            checkout, e.g. main's>, that build is measured the same way in the same run,
 #            rounds alternated, each build on a private database its own migrations made;
-#            BENCH_EMIT_ROUNDS rounds (default 2).
+#            BENCH_EMIT_ROUNDS rounds (default 2). The write is a one-column insert (the
+#            least a write can be, so the emit's share is at its largest); with
+#            BENCH_EMIT_SHAPE=task, a task and its activity row as the task plugin writes
+#            them on POST /v1/projects/{id}/tasks (evkit's migrations/005).
 #   latency  events emitted at 1,000/s for BENCH_SECONDS by pgbench -R running the
 #            statement px_event_emit sends, plus the NOTIFY the emitting worker sends after
 #            such commits (here one per commit: the worst case), into one group: commit-to-handler
@@ -32,6 +35,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+EMIT_SHAPE=${BENCH_EMIT_SHAPE:-row}
+[[ $EMIT_SHAPE == row || $EMIT_SHAPE == task ]] || die "BENCH_EMIT_SHAPE: row or task"
 WORKERS=2
 [[ -f $REPO/.run/env ]] || die "no .run/env: run scripts/dev services first"
 set -a
@@ -75,14 +80,34 @@ start_evkit() {
         "subscribe = $1"
 }
 
+# Lua for wrk: each request a new aggregate, "<prefix><thread>-<n>". Never math.random:
+# every wrk thread starts its generator from the same seed, so the threads sent the same
+# aggregates at about the same time, and emitters of one aggregate take turns (its
+# advisory lock) until commit: the emitting runs waited on each other, the others not.
+new_aggregate_lua() {
+    cat <<LUA
+local threads = 0
+function setup(thread)
+    threads = threads + 1
+    thread:set("thread_no", threads)
+end
+local n = 0
+function new_aggregate()
+    n = n + 1
+    return "$1" .. thread_no .. "-" .. n
+end
+LUA
+}
+
 emit_round() {
     local label=$1 count=$2 out=$BENCH_TMP/wrk-${1//\//-}-$RANDOM.txt script=$BENCH_TMP/post-$2.lua
-    cat >"$script" <<LUA
+    new_aggregate_lua "b$RANDOM$RANDOM-" >"$script"
+    cat >>"$script" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
     return wrk.format(nil, "/v1/evkit/write",
-        nil, '{"aggregate":"b' .. math.random(1, 1000000000) .. '","count":$count,"delay_ms":0}')
+        nil, '{"aggregate":"' .. new_aggregate() .. '","count":$count,"delay_ms":0,"shape":"$EMIT_SHAPE"}')
 end
 LUA
     wait_quiet
@@ -120,7 +145,7 @@ drop_emit_dbs() {
 }
 
 run_emit() {
-    log "emit: a write transaction with one px_event_emit vs without (wrk -c16)"
+    log "emit: a write transaction ($EMIT_SHAPE) with one px_event_emit vs without (wrk -c16)"
     local builds=("new=$BUILD") b label dir round
     [[ -z ${BENCH_BASE_BUILD:-} ]] || builds+=("base=$BENCH_BASE_BUILD")
     for b in "${builds[@]}"; do
@@ -189,12 +214,13 @@ run_latency() {
 # One wake run: about 1,000 writes/s through build $2 into group $GROUP-w on database $3.
 wake_round() {
     local label=$1 db=$3 script=$BENCH_TMP/wake.lua first_id
-    cat >"$script" <<'LUA'
+    new_aggregate_lua "wk$RANDOM$RANDOM-" >"$script"
+    cat >>"$script" <<'LUA'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
     return wrk.format(nil, "/v1/evkit/write",
-        nil, '{"aggregate":"wk' .. math.random(1, 1000000000) .. '","count":1,"delay_ms":0,"no_sleep":true}')
+        nil, '{"aggregate":"' .. new_aggregate() .. '","count":1,"delay_ms":0,"no_sleep":true}')
 end
 delay = function() return 15 end
 LUA

@@ -2,9 +2,11 @@
  * evkit — exercises SDK 1.2 events (tests/api/test_events.py). Never in production.
  *
  *   POST /v1/evkit/write  {"aggregate", "count", "delay_ms", "type"?, "fail"?, "slow"?,
- *                          "never_ack"?, "no_sleep"?}
+ *                          "never_ack"?, "no_sleep"?, "shape"?}
  *        one transaction: a row in evkit_writes (which takes an id from a sequence at
- *        once), `count` events (0: none) for the aggregate with payload {"seq": i, ...}, then
+ *        once) — or, with "shape": "task", a task and its activity row as the task plugin
+ *        writes them (migrations/005, for tests/bench/events.sh) —, `count` events (0:
+ *        none) for the aggregate with payload {"seq": i, ...}, then
  *        pg_sleep(delay_ms) before the commit — the late committer a relay must not skip
  *        (no_sleep: true: no such statement, the last event is followed by the COMMIT)
  *   POST /v1/evkit/misuse     {"outside": code of px_event_emit(NULL, ...), "bad_type": ...}
@@ -76,9 +78,32 @@ static void write_begun(px_req_t *req, px_pg_txn_t *txn, const px_pg_error_t *er
     char delay[32];
     snprintf(delay, sizeof(delay), "%lld",
              (long long)json_integer_value(json_object_get(w->body, "delay_ms")));
-    const char *p1[] = {agg};
-    px_pg_txn_query(txn, NULL, "INSERT INTO evkit_writes (aggregate_id) VALUES ($1)", 1, p1,
-                    ignore, NULL);
+    const char *shape = json_string_value(json_object_get(w->body, "shape"));
+    if (shape && !strcmp(shape, "task")) {
+        /* plugins/task/store.c's sql_task_insert, without dependencies: the row, its
+         * activity, and the Task's JSON back. */
+        unsigned h = 5381;
+        for (const char *c = agg; *c; c++)
+            h = h * 33 + (unsigned char)*c;
+        char project[16];
+        snprintf(project, sizeof(project), "%u", 1 + h % 1000);
+        const char *pt[] = {agg, project};
+        px_pg_txn_query(txn, "evkit_task",
+                        "WITH t AS (INSERT INTO evkit_tasks (id, project_id, title, description, "
+                        "status, priority, rank, created_by) VALUES (gen_random_uuid(), "
+                        "$2::bigint, $1, 'Something to do', 'todo', 'medium', gen_random_uuid()::text, "
+                        "gen_random_uuid()) RETURNING *), "
+                        "a AS (INSERT INTO evkit_activity (project_id, actor_id, action, entity, "
+                        "entity_id, changes) SELECT t.project_id, t.created_by, 'created', "
+                        "'task', t.id, jsonb_strip_nulls(jsonb_build_object('title', t.title, "
+                        "'status', t.status, 'priority', t.priority)) FROM t) "
+                        "SELECT to_jsonb(t)::text FROM t",
+                        2, pt, ignore, NULL);
+    } else {
+        const char *p1[] = {agg};
+        px_pg_txn_query(txn, NULL, "INSERT INTO evkit_writes (aggregate_id) VALUES ($1)", 1, p1,
+                        ignore, NULL);
+    }
     for (int i = 0; i < count; i++) {
         json_t *payload = json_pack("{s:i}", "seq", i);
         static const char *const flags[] = {"fail", "slow", "never_ack"};
