@@ -67,8 +67,8 @@ def test_two_hosts_starting_at_once_apply_each_migration_once(database):
         rows = psql(database, "SELECT plugin || ' ' || name FROM panthera_migrations "
                               "WHERE plugin = 'migkit' ORDER BY 1")
         assert rows.split("\n")[:2] == ["migkit 001_items", "migkit 002_counter"]
-        # Each migration once, the host's own four included, though two hosts raced.
-        assert psql(database, "SELECT count(*) FROM panthera_migrations").strip() == "6"
+        # Each migration once, the host's own five included, though two hosts raced.
+        assert psql(database, "SELECT count(*) FROM panthera_migrations").strip() == "7"
     finally:
         for p in procs:
             p.terminate()
@@ -163,7 +163,7 @@ def test_an_event_log_of_the_old_schema_is_upgraded(database):
         s.start()
         assert "applied migration" not in s.error_log()
     assert psql(database, "SELECT count(*) FROM panthera_migrations WHERE plugin = 'host'"
-                ).strip() == "4"
+                ).strip() == "5"
 
 
 def test_failing_migration_rolls_back_and_stops_startup(database):
