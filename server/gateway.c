@@ -16,6 +16,7 @@
 #include "hooks.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "revocation.h"
 #include "ticket.h"
 #include "token_cache.h"
@@ -119,6 +120,7 @@ int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t
     if (revoked && hooks_only)
         return 0;
     if (revoked) {
+        metrics_revoked_refused(METRICS_REVOKED_TOKEN);
         http_respond_error(r, 401, "unauthorized", "invalid bearer token: revoked", NULL);
         return 1;
     }

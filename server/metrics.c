@@ -48,6 +48,7 @@ typedef struct slot {
     uint64_t events[METRICS_MAX_TASKS][METRICS_EVENT_KINDS];
     uint64_t connections_shed[METRICS_SHED_COUNT];
     uint64_t channel_held[METRICS_HELD_COUNT];
+    uint64_t revoked_refused[METRICS_REVOKED_COUNT];
 } slot_t;
 
 /* Task labels are added by workers, not the master (a task's name is known only when it
@@ -300,6 +301,12 @@ void metrics_channel_held(enum metrics_held outcome, uint64_t n)
     add(&mine->channel_held[outcome], n);
 }
 
+void metrics_revoked_refused(enum metrics_revoked credential)
+{
+    ensure();
+    add(&mine->revoked_refused[credential], 1);
+}
+
 /* A counter with one label whose values are fixed at build time: the slots' array at
  * `field` holds one count per value. */
 static void render_labelled(buf_t *b, const char *name, const char *help, const char *label,
@@ -386,6 +393,12 @@ char *metrics_render(size_t *len)
                     "Publishes after a commit that found Redis away: held and sent once it was "
                     "back, or dropped (too many held, or the worker ended first).",
                     "outcome", held_outcomes, METRICS_HELD_COUNT, offsetof(slot_t, channel_held));
+    static const char *const revoked_kinds[METRICS_REVOKED_COUNT] = {"token", "ticket"};
+    render_labelled(&b, "panthera_revoked_refused_total",
+                    "Requests refused with 401 because their access token or stream ticket was "
+                    "revoked (px_token_revoke).",
+                    "credential", revoked_kinds, METRICS_REVOKED_COUNT,
+                    offsetof(slot_t, revoked_refused));
     *len = b.len;
     return b.data;
 }

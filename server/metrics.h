@@ -35,6 +35,9 @@ void metrics_connection_shed(enum metrics_shed reason);
 /* Publishes made after a commit while Redis was away (channel.c): sent late, or dropped. */
 enum metrics_held { METRICS_HELD_SENT, METRICS_HELD_DROPPED, METRICS_HELD_COUNT };
 void metrics_channel_held(enum metrics_held outcome, uint64_t n);
+/* A request refused because its credential was revoked (revocation.c), by kind. */
+enum metrics_revoked { METRICS_REVOKED_TOKEN, METRICS_REVOKED_TICKET, METRICS_REVOKED_COUNT };
+void metrics_revoked_refused(enum metrics_revoked credential);
 
 /* A section of /metrics some other file owns (crash counters, plugin metrics): `fn`
  * appends Prometheus text, reading shared memory of its own. Call before forking. */

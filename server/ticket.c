@@ -28,6 +28,7 @@
 #include "api.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "revocation.h"
 #include "seal.h"
 #include "worker.h"
@@ -190,6 +191,7 @@ int ticket_redeem(px_req_t *r, const char *text, void (*resume)(px_req_t *req))
     /* Issued TICKET_TTL_S before its expiry (say at that second's start, as a token with
      * only iat), to a caller whose tokens may since be revoked. */
     if (revocation_refused(rd->ticket.sub, (rd->ticket.exp - TICKET_TTL_S) * 1000)) {
+        metrics_revoked_refused(METRICS_REVOKED_TICKET);
         http_respond_error(r, 401, "unauthorized", "invalid ticket: revoked", NULL);
         return 1;
     }

@@ -92,6 +92,12 @@ def insert_row(sub, revoked_at_ms, ends_at_ms):
                "VALUES ('%s', %d, %d)" % (sub, revoked_at_ms, ends_at_ms))
 
 
+def refused_metric(server, credential):
+    text = requests.get(server.url("/metrics"), timeout=10).text
+    key = 'panthera_revoked_refused_total{credential="%s"} ' % credential
+    return int(next(line for line in text.splitlines() if line.startswith(key)).split()[-1])
+
+
 def test_misuse_is_refused(make_server):
     s = start(make_server, workers=1)
     r = requests.get(s.url("/v1/revokekit/misuse"), timeout=10)
@@ -106,6 +112,7 @@ def test_the_committing_worker_refuses_at_once_and_the_others_hear_it_by_channel
     sub, other = new_sub(), new_sub()
     old, others = token(sub), token(other)
     assert private(s, old).status_code == 200
+    assert refused_metric(s, "token") == 0
     with requests.Session() as conn:
         assert revoke(s, sub, session=conn).status_code == 204
         # The same connection, so the same worker: refused before the answer went out.
@@ -121,6 +128,7 @@ def test_the_committing_worker_refuses_at_once_and_the_others_hear_it_by_channel
     assert_revoked(private(s, token(sub, iat=revoked_at // 1000)))
     assert_revoked(private(s, token(sub, iat=revoked_at // 1000, iat_ms=revoked_at)))
     assert_revoked(private(s, token(sub, iat=None)))
+    assert refused_metric(s, "token") >= 24  # 20 in the last wait, 4 since
     # As any refused token, a revoked one is 401 on a route that only lends the caller.
     r = requests.get(s.url("/v1/test/whoami"), headers=bearer(old), timeout=10)
     assert_revoked(r)
@@ -199,3 +207,4 @@ def test_a_stream_ticket_issued_before_the_revocation_is_refused(make_server):
     r = requests.get(s.url("/v1/streamkit/whoami?ticket=" + ticket), timeout=10)
     assert r.status_code == 401, r.text
     assert r.json()["error"]["message"] == "invalid ticket: revoked"
+    assert refused_metric(s, "ticket") == 1
