@@ -295,7 +295,8 @@ typedef void (*px_channel_status_fn)(px_req_t *owner, int status, void *userdata
 enum px_close_reason {
     PX_CLOSE_END = 1,    /* the handler answered or ended its stream */
     PX_CLOSE_CLIENT = 2, /* the client left, or stopped reading and was closed */
-    PX_CLOSE_DRAIN = 3,  /* the worker is stopping (reload or shutdown) */
+    PX_CLOSE_DRAIN = 3,  /* the host ended it: the worker stops (reload or shutdown), or the
+                          * caller's token was revoked (px_token_revoke) */
 };
 typedef void (*px_close_fn)(px_req_t *req, int reason, void *userdata);
 /* One Server-Sent Event; NULL (or 0) fields are left out. `data` is `data_len` bytes
@@ -1177,7 +1178,9 @@ typedef struct px_generation px_generation_t;
 #define PX_API_1_3(X)                                                                         \
     /* Every access token issued for `sub` (a px_req_caller_id) until now stops working on  \
      * every host once `txn` commits: the gateway answers 401 ("invalid bearer token:       \
-     * revoked") to it, and a stream ticket issued for `sub` before then is refused too.    \
+     * revoked") to it, and a stream ticket issued for `sub` before then is refused too;    \
+     * streams such a token or ticket opened end as on a reload (a retry:, then the end;    \
+     * their close callbacks get PX_CLOSE_DRAIN).                                           \
      * For an account deleted, or whose password or role must no longer let old tokens in.  \
      * The record lives in the host's PostgreSQL table for as long as such a token could   \
      * be valid ([auth] access_ttl + leeway); other workers hear of it through Redis right  \

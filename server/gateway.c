@@ -134,6 +134,7 @@ int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t
     }
     r->has_caller = !hooks_only;
     r->hook_caller = hooks_only;
+    r->caller_issued_ms = caller.issued_ms;
     memcpy(r->caller_id, caller.id, sizeof(r->caller_id));
     memcpy(r->caller_role, caller.role, sizeof(r->caller_role));
     return role_refused(r, rt);

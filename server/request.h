@@ -130,6 +130,9 @@ struct px_req {
     int plugin_metrics_id;
     bool has_caller;
     bool hook_caller; /* a token on a route without auth: lent to the Lua hooks only */
+    /* When the caller's token (or ticket) was issued: a stream it opened ends if that is
+     * revoked (revocation.c). */
+    int64_t caller_issued_ms;
     bool in_on_response;
     bool client_gone; /* hung up while the handler worked: logged as 499, nothing sent */
 

@@ -24,7 +24,10 @@
  *     outage (what was published meanwhile is lost), and every [auth] revocation_poll
  *     (10 s): a message lost anyhow, a commit whose client left first, a revocation
  *     written with psql.
- * So the bound is Redis's latency while it is up and revocation_poll otherwise. A worker
+ * So the bound is Redis's latency while it is up and revocation_poll otherwise. The first
+ * time a worker hears of a revocation it also ends the streams the revoked tokens opened
+ * (stream_end_revoked: a retry: as on a reload), which passed their check when they
+ * opened and would otherwise go on; their clients reconnect and are refused. A worker
  * whose first read failed (PostgreSQL down at its start) refuses nothing it has not
  * heard of until a read succeeds; it says so in the log.
  *
@@ -45,6 +48,7 @@
 #include "api.h"
 #include "channel.h"
 #include "log.h"
+#include "stream.h"
 #include "tasks.h"
 #include "util.h"
 #include "worker.h"
@@ -138,18 +142,19 @@ static void rebuild(size_t n, int64_t keep_from_ms)
     nused = kept;
 }
 
-void revocation_note(const char *sub, int64_t revoked_at_ms, int64_t ends_at_ms)
+bool revocation_note(const char *sub, int64_t revoked_at_ms, int64_t ends_at_ms)
 {
     size_t len = sub ? strlen(sub) : 0;
     if (len == 0 || len > SUB_MAX)
-        return;
+        return false;
     entry_t *e = find(sub);
     if (e) {
-        if (revoked_at_ms > e->revoked_at_ms)
-            e->revoked_at_ms = revoked_at_ms;
         if (ends_at_ms > e->ends_at_ms)
             e->ends_at_ms = ends_at_ms;
-        return;
+        if (revoked_at_ms <= e->revoked_at_ms)
+            return false;
+        e->revoked_at_ms = revoked_at_ms;
+        return true;
     }
     if (2 * (nused + 1) > nslots)
         rebuild(nslots ? 2 * nslots : 16, INT64_MIN);
@@ -157,6 +162,18 @@ void revocation_note(const char *sub, int64_t revoked_at_ms, int64_t ends_at_ms)
     memcpy(add.sub, sub, len + 1);
     insert(slots, nslots, &add);
     nused++;
+    return true;
+}
+
+/* A worker heard of a revocation: note it, and the first time, end the streams the
+ * revoked tokens opened (their clients reconnect and are refused; stream.c). */
+static void learned(worker_t *w, const char *sub, int64_t revoked_at_ms, int64_t ends_at_ms)
+{
+    if (revocation_note(sub, revoked_at_ms, ends_at_ms) && w) {
+        size_t n = stream_end_revoked(w, sub, revoked_at_ms);
+        if (n)
+            log_info("token revocations: ended %zu stream(s) of %s", n, sub);
+    }
 }
 
 void revocation_prune(int64_t now_ms)
@@ -198,7 +215,7 @@ bool revocation_refused(const char *sub, int64_t issued_ms)
 }
 
 /* "<revoked_at_ms> <ends_at_ms> <sub>": what revoke_committed publishes. */
-int revocation_note_message(const char *data, size_t len)
+static int note_message(worker_t *w, const char *data, size_t len)
 {
     char text[24 + 24 + SUB_MAX + 2];
     if (len >= sizeof(text) || memchr(data, '\0', len))
@@ -210,8 +227,13 @@ int revocation_note_message(const char *data, size_t len)
     if (sscanf(text, "%lld %lld %n", &revoked_at_ms, &ends_at_ms, &sub_at) != 2 || sub_at <= 0 ||
         sub_at >= (int)len)
         return -1;
-    revocation_note(text + sub_at, revoked_at_ms, ends_at_ms);
+    learned(w, text + sub_at, revoked_at_ms, ends_at_ms);
     return 0;
+}
+
+int revocation_note_message(const char *data, size_t len)
+{
+    return note_message(NULL, data, len);
 }
 
 /* ---- revoking (px_token_revoke) ---- */
@@ -226,7 +248,7 @@ static void revoke_queued(px_req_t *r, const px_pg_result_t *res, const px_pg_er
 static void revoke_committed(px_req_t *r, void *ud)
 {
     const entry_t *rk = ud;
-    revocation_note(rk->sub, rk->revoked_at_ms, rk->ends_at_ms);
+    learned(r->worker, rk->sub, rk->revoked_at_ms, rk->ends_at_ms);
     char msg[24 + 24 + SUB_MAX + 2];
     int n = snprintf(msg, sizeof(msg), "%" PRId64 " %" PRId64 " %s", rk->revoked_at_ms,
                      rk->ends_at_ms, rk->sub);
@@ -267,7 +289,7 @@ static void read_table(void);
 static void table_read(px_req_t *task, const px_pg_result_t *res, const px_pg_error_t *err,
                        void *ud)
 {
-    UNUSED(task), UNUSED(ud);
+    UNUSED(ud);
     rv.reading = false;
     if (!rv.task)
         return; /* the worker is draining: the task ended with the read under way */
@@ -281,8 +303,9 @@ static void table_read(px_req_t *task, const px_pg_result_t *res, const px_pg_er
         rv.read_ok = false;
     } else {
         for (int i = 0, n = api_pg_rows(res); i < n; i++)
-            revocation_note(api_pg_value(res, i, 0), strtoll(api_pg_value(res, i, 1), NULL, 10),
-                            strtoll(api_pg_value(res, i, 2), NULL, 10));
+            learned(task->worker, api_pg_value(res, i, 0),
+                    strtoll(api_pg_value(res, i, 1), NULL, 10),
+                    strtoll(api_pg_value(res, i, 2), NULL, 10));
         revocation_prune(wall_clock_ms());
         if (!rv.read_ok && rv.read_any)
             log_info("token revocations: read again (%zu in force)", nused);
@@ -310,8 +333,8 @@ static void read_table(void)
 
 static void on_message(px_req_t *task, const char *channel, const void *data, size_t len, void *ud)
 {
-    UNUSED(task), UNUSED(channel), UNUSED(ud);
-    if (revocation_note_message(data, len))
+    UNUSED(channel), UNUSED(ud);
+    if (note_message(task->worker, data, len))
         log_warn("token revocations: a malformed message on the host's channel \"%s\" "
                  "was ignored",
                  CHANNEL);

@@ -24,9 +24,9 @@ void revocation_worker_stop(void);
 bool revocation_refused(const char *sub, int64_t issued_ms);
 bool revocation_refused_at(const char *sub, int64_t issued_ms, int64_t now_ms);
 
-/* The worker's list itself, for tests: note a revocation (the later of two wins) and
- * drop those that ended before `now_ms`. */
-void revocation_note(const char *sub, int64_t revoked_at_ms, int64_t ends_at_ms);
+/* The worker's list itself, for tests: note a revocation (the later of two wins: true when
+ * it moved the revocation's time, or is new) and drop those that ended before `now_ms`. */
+bool revocation_note(const char *sub, int64_t revoked_at_ms, int64_t ends_at_ms);
 void revocation_prune(int64_t now_ms);
 size_t revocation_count(void);
 void revocation_reset(void);

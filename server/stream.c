@@ -471,24 +471,53 @@ void stream_tick(worker_t *w, uint64_t now)
     }
 }
 
+/* The host ends a stream: an SSE client gets `retry` (its last words) and reconnects.
+ * Returns whether it was still open. */
+static bool stream_end_by_host(stream_t *s, const buf_t *retry)
+{
+    if (s->ended || s->lost)
+        return false;
+    s->drained = true;
+    if (s->sse && put_piece(s, retry->data, retry->len, true) != 0)
+        return false; /* the connection closed under it */
+    stream_finish(s);
+    return true;
+}
+
+static void retry_text(worker_t *w, buf_t *text)
+{
+    px_sse_event_t retry = PX_SSE_INIT;
+    retry.retry_ms = (int64_t)w->limits->stream_retry_ms;
+    sse_format(text, &retry);
+}
+
 void stream_drain(worker_t *w)
 {
     buf_t text = {0};
-    px_sse_event_t retry = PX_SSE_INIT;
-    retry.retry_ms = (int64_t)w->limits->stream_retry_ms;
-    sse_format(&text, &retry);
+    retry_text(w, &text);
     size_t n = 0;
     for (stream_t *s = w->streams, *next; s; s = next) {
         next = s->next;
-        if (s->ended || s->lost)
-            continue;
-        s->drained = true;
-        if (s->sse && put_piece(s, text.data, text.len, true) != 0)
-            continue; /* the connection closed under it */
-        stream_finish(s);
-        n++;
+        n += stream_end_by_host(s, &text);
     }
     buf_free(&text);
     if (n)
         log_debug("drain: ended %zu streams", n);
+}
+
+size_t stream_end_revoked(worker_t *w, const char *sub, int64_t revoked_at_ms)
+{
+    buf_t text = {0};
+    size_t n = 0;
+    for (stream_t *s = w->streams, *next; s; s = next) {
+        next = s->next;
+        const px_req_t *r = s->req;
+        if (!r->has_caller || r->caller_issued_ms > revoked_at_ms || strcmp(r->caller_id, sub))
+            continue;
+        if (!text.len)
+            retry_text(w, &text);
+        n += stream_end_by_host(s, &text);
+    }
+    buf_free(&text);
+    return n;
 }

@@ -30,5 +30,9 @@ void stream_req_end(px_req_t *req);
 void stream_tick(struct worker *w, uint64_t now);
 /* The worker drains: every stream gets its last words (a retry: for SSE) and ends. */
 void stream_drain(struct worker *w);
+/* The same for the streams a caller opened with a token (or ticket) issued for `sub` at
+ * or before `revoked_at_ms` (revocation.c): they reconnect, and are refused. Their close
+ * callbacks get PX_CLOSE_DRAIN. Returns how many ended. */
+size_t stream_end_revoked(struct worker *w, const char *sub, int64_t revoked_at_ms);
 
 #endif

@@ -171,6 +171,7 @@ static void on_marked(px_req_t *r, const px_redis_reply_t *reply, int err, void 
         return;
     }
     r->has_caller = true;
+    r->caller_issued_ms = (rd->ticket.exp - TICKET_TTL_S) * 1000;
     snprintf(r->caller_id, sizeof(r->caller_id), "%s", rd->ticket.sub);
     snprintf(r->caller_role, sizeof(r->caller_role), "%s", rd->ticket.role);
     rd->resume(r);

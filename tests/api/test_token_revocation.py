@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from services import redis_lock
+from sse_client import SSE
 from test_events import psql_value
 from test_gateway_auth import AUTH, bearer, claims, make_jwt
 from test_idempotency import conninfo
@@ -208,3 +209,37 @@ def test_a_stream_ticket_issued_before_the_revocation_is_refused(make_server):
     assert r.status_code == 401, r.text
     assert r.json()["error"]["message"] == "invalid ticket: revoked"
     assert refused_metric(s, "ticket") == 1
+
+
+def test_streams_opened_with_a_revoked_token_end_and_cannot_come_back(make_server):
+    """A stream outlives the check its token passed when it opened: the host ends those
+    of the revoked subject (a retry: first, as on a reload) on every worker that hears of
+    the revocation, and the client's reconnect with the same token is refused. Streams
+    of other callers stay."""
+    s = start(make_server, revocation_poll="0")
+    sub, other = new_sub(), new_sub()
+    path = "/v1/streamkit/sse?channel=rv-" + sub
+
+    def opened(sub_, n):
+        streams = [SSE(s.port, path, headers=bearer(token(sub_))) for _ in range(n)]
+        for st in streams:
+            hello = st.next_event(timeout=20)
+            assert hello["event"] == "hello" and sub_ in hello["data"], hello
+        return streams
+    # New connections each, so both workers hold some of them.
+    mine, theirs = opened(sub, 6), opened(other, 2)
+    assert revoke(s, sub).status_code == 204
+    for st in mine:
+        st.read_to_end(timeout=CEILING)
+        assert st.eof and st.retry is not None, st.raw[-80:]
+        st.close()
+    again = SSE(s.port, path, headers=bearer(token(sub)))
+    assert again.status == 401, again.raw[:200]
+    again.close()
+    for st in theirs:  # still open: a message reaches them
+        r = requests.post(s.url("/v1/streamkit/publish?channel=rv-%s&data=still" % sub),
+                          timeout=10)
+        assert r.status_code == 204, r.text
+        ev = st.events_until(lambda e: e["event"] == "rv-" + sub, timeout=20)[-1]
+        assert ev["data"] == "still"
+        st.close()

@@ -31,10 +31,11 @@ static void test_refused_for_its_subject_iat_and_time_only(void)
 static void test_the_later_revocation_and_end_win(void)
 {
     revocation_reset();
-    revocation_note("bob", 1000, 2000);
-    revocation_note("bob", 900, 1900); /* older news: changes nothing */
+    CHECK(revocation_note("bob", 1000, 2000));  /* new */
+    CHECK(!revocation_note("bob", 900, 1900));  /* older news: changes nothing */
+    CHECK(!revocation_note("bob", 1000, 2100)); /* the same revocation, heard again */
     CHECK(revocation_refused_at("bob", 1000, 2000));
-    revocation_note("bob", 1200, 2500);
+    CHECK(revocation_note("bob", 1200, 2500)); /* a later one: streams end again */
     CHECK(revocation_refused_at("bob", 1150, 2400));
     CHECK_EQ_INT((int)revocation_count(), 1);
     /* Subjects too long for a token, and empty ones, are never kept. */
