@@ -255,6 +255,7 @@ const char *auth_strerror(int code)
     case AUTH_EISSUER: return "wrong issuer";
     case AUTH_ECLAIMS: return "bad sub or role claim";
     case AUTH_EINVAL: return "invalid argument";
+    case AUTH_EREVOKED: return "revoked";
     default: return "unknown auth error";
     }
 }

@@ -27,6 +27,8 @@ enum auth_error {
     AUTH_EISSUER = -7,    /* an issuer was required and iss is missing or differs */
     AUTH_ECLAIMS = -8,    /* sub or role missing, not a string, empty, too long, bad chars */
     AUTH_EINVAL = -9,     /* bad arguments: NULL pointer, short secret, negative leeway */
+    AUTH_EREVOKED = -10,  /* valid, but revoked since it was issued (the gateway's, from
+                             revocation.c: auth_jwt_verify itself never returns it) */
 };
 
 /* Longest sub is 63 bytes, longest role 15; role is [a-z_]+, sub is any UTF-8 without

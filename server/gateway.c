@@ -116,17 +116,13 @@ int gateway_check_caller(px_req_t *r, const route_t *rt, void (*resume)(px_req_t
     auth_caller_t caller;
     if (rc == 0)
         rc = verify_token(a, token, len, &caller);
-    bool revoked = rc == 0 && revocation_refused(caller.id, caller.issued_ms);
-    if (revoked && hooks_only)
-        return 0;
-    if (revoked) {
-        metrics_revoked_refused(METRICS_REVOKED_TOKEN);
-        http_respond_error(r, 401, "unauthorized", "invalid bearer token: revoked", NULL);
-        return 1;
-    }
+    if (rc == 0 && revocation_refused(caller.id, caller.issued_ms))
+        rc = AUTH_EREVOKED;
     if (rc && hooks_only)
         return 0;
     if (rc) {
+        if (rc == AUTH_EREVOKED)
+            metrics_revoked_refused(METRICS_REVOKED_TOKEN);
         char msg[96];
         snprintf(msg, sizeof(msg), "invalid bearer token: %s", auth_strerror(rc));
         http_respond_error(r, 401, "unauthorized", msg, NULL);

@@ -91,7 +91,6 @@ static size_t nslots, nused;
 
 static struct {
     px_req_t *task;
-    int64_t timer;
     bool reading;  /* a read of the table is under way */
     bool again;    /* ... and another was asked for meanwhile */
     bool read_ok;  /* the last read succeeded (said once per change in the log) */
@@ -365,8 +364,8 @@ void revocation_worker_start(worker_t *w)
         api_channel_subscribe(rv.task, CHANNEL, 0, on_message, on_status, NULL, NULL);
     read_table();
     uint64_t every = w->cfg->auth.revocation_poll_ms;
-    if (every)
-        rv.timer = api_timer_start(rv.task, every, every, on_poll, NULL);
+    if (every) /* ends with the task */
+        api_timer_start(rv.task, every, every, on_poll, NULL);
 }
 
 void revocation_worker_stop(void)

@@ -704,7 +704,7 @@ static void test_strerror(void)
 {
     static const int codes[] = {
         0,           AUTH_EMALFORMED, AUTH_EALG,    AUTH_ESIGNATURE, AUTH_EEXPIRED,
-        AUTH_ENOEXP, AUTH_ENOTYET,    AUTH_EISSUER, AUTH_ECLAIMS,    AUTH_EINVAL};
+        AUTH_ENOEXP, AUTH_ENOTYET,    AUTH_EISSUER, AUTH_ECLAIMS,    AUTH_EINVAL, AUTH_EREVOKED};
     CHECK_STR(auth_strerror(AUTH_EEXPIRED), "token expired");
     CHECK_STR(auth_strerror(AUTH_EALG), "unsupported alg");
     CHECK(auth_strerror(12345) != NULL);
