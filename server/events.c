@@ -14,16 +14,14 @@
  * one more answer cost a wake-up of the backend and one of the worker each, several
  * times that on a loaded machine. (A third index, on created_at, only served the prune:
  * it is gone, see Retention.) Counted in instructions (tests/bench/emit_instr.sh: a
- * single-user backend under callgrind), the statement adds about 34k to a write's 193k:
+ * single-user backend under callgrind), the statement adds about 27k to a write's 193k:
  * the lock 7k (the shared lock table, never the fast path, and its release at commit),
- * the xid index 9k, parsing the payload into jsonb 5k more than json's mere check would
- * (not taken: the column's type change rewrites the whole log under an exclusive lock
- * when a host upgrades, and readers use jsonb's operators), the row, its primary key and
- * the sequence the remaining 13k. Each part is one a guarantee needs: the lock is
- * per-aggregate order, the xid index the relay's "xid >= frontier" (a BRIN cannot replace
- * it: PostgreSQL has no BRIN operator class for xid8, the prune's freed space sends new
- * rows into old pages and widens their ranges for good, and a summarized last range is
- * rewritten by nearly every insert), the primary key the deliveries' foreign key.
+ * parsing the payload into jsonb 5k more than json's mere check would (not taken: the
+ * column's type change rewrites the whole log under an exclusive lock when a host
+ * upgrades, and readers use jsonb's operators), the row, its primary key, the sequence
+ * and the transaction id its default takes first (see "Seeing rows in commit order") the
+ * rest. Each part is one a guarantee needs: the lock is per-aggregate order, the primary
+ * key the deliveries' foreign key and the relay's range.
  * The wake-up is not a NOTIFY inside that transaction: PostgreSQL serialises the commits
  * of every notifying transaction on one global lock,
  * which made a write with one emit 3.5 times slower in tests/bench/events.sh. Instead,
@@ -36,22 +34,30 @@
  *
  * Seeing rows in commit order. Ids come from a sequence when the INSERT runs, not when
  * the transaction commits: a relay that reads "id > last seen" skips a transaction that
- * took id 10 and committed after id 11 had been read. Each row also records the id of
- * its transaction (xid8), and a reader takes pg_snapshot_xmin(pg_current_snapshot()):
- * every transaction below it has ended, so rows below it are final, and every row that
- * can still appear belongs to a transaction at or above it. Each group keeps such a
- * `frontier`; one statement copies the group's visible matching rows with xid >=
- * frontier into its delivery table (skipping those it already has) and moves the
- * frontier to xmin, in a statement of its own that never waits for a delivery: the only
- * lock a batch can hold on the group's row is the foreign key's KEY SHARE, which the
- * relay's NO KEY UPDATE does not conflict with (two relays of one group still take
- * turns). Nothing is skipped: a row not yet visible has an xid at or above the new
- * frontier, so a later pass sees it. Rows above xmin are copied as soon as they
- * are visible, not held back until xmin passes them — copying strictly in xid order
- * would let an aggregate's later event (lower xid, committed) overtake its earlier one
- * (higher xid, waiting for the xmin to move past a third, running transaction). The
- * price: a long transaction anywhere in the cluster keeps the frontier back, and each
- * pass re-reads the rows since (an index range on xid, the copied ones skipped).
+ * took id 10 and committed after id 11 had been read. So each group keeps a `frontier_id`
+ * below which every event is final (its transaction has ended) and copied, and each pass
+ * of its relay copies the visible matching rows above it (skipping those it already has)
+ * in one statement that never waits for a delivery: the only lock a batch can hold on the
+ * group's row is the foreign key's KEY SHARE, which the relay's NO KEY UPDATE does not
+ * conflict with (two relays of one group still take turns). The frontier moves in three
+ * passes, with PostgreSQL's snapshots as the clock. A pass notes the sequence's last value
+ * L and its own transaction id B. A later pass whose snapshot sees B committed was taken
+ * after L was read, so every transaction that drew an id up to L had its transaction id
+ * by then, below that snapshot's xmax X, which the pass notes: the id column's default
+ * assigns the transaction id before it draws from the sequence (the statement's insert
+ * would only do so after), which costs about 2k instructions per emit. Once a pass's xmin
+ * reaches X, every such transaction has ended, its rows are visible to that very pass,
+ * which copies them, and the frontier moves to L. A long transaction anywhere in the
+ * cluster keeps X ahead of xmin and the frontier back, and each pass re-reads the rows
+ * since (a range of the primary key, the copied ones skipped). Rows above the frontier
+ * are copied as soon as they are visible, not held back until it passes them: emitters of
+ * one aggregate commit in turn, so whenever a row is visible every earlier row of its
+ * aggregate is too, and the later one never goes out first.
+ * Until host migration 006 each row carried its transaction id, indexed, and the frontier
+ * was an xmin: the relay read "xid >= frontier". That index cost each emit 9k of its
+ * 34k instructions (tests/bench/emit_instr.sh), more than anything else in it; the
+ * frontier costs a relay pass a write it made anyway and, in the steady state, the re-read
+ * of about two passes' events.
  *
  * Delivering. panthera_event_deliveries has one row per (group, event): pending, done or
  * dead. Deliveries go in batches (events_deliver.c): one transaction on the group's
@@ -172,6 +178,28 @@ const char events_schema_deliveries_sql[] =
     "CREATE INDEX panthera_event_deliveries_dead ON panthera_event_deliveries (group_name)"
     " WHERE state = 'dead'";
 
+/* Applied after the deliveries' ("Seeing rows in commit order" above says why). Under
+ * exclusive locks (the groups' first, in the order other hosts' relays take them), which
+ * wait for every open emitter, so that each group's new frontier is
+ * read from a log in which nothing is still to appear: just below its oldest row at or
+ * above the old xmin frontier (the rest were all copied), or at the sequence's last value
+ * when there is none. The column dropped is kept by PostgreSQL as a dropped attribute
+ * (each row then stores a null for it, about 2k instructions per emit: a rewrite of a
+ * week's log to drop it for good is not worth that). The id's new default takes the
+ * transaction id before it draws, whoever inserts. */
+const char events_schema_frontier_by_id_sql[] =
+    "LOCK TABLE panthera_event_groups, panthera_events IN ACCESS EXCLUSIVE MODE;"
+    "ALTER TABLE panthera_event_groups ADD COLUMN frontier_id bigint,"
+    " ADD COLUMN next_id bigint, ADD COLUMN next_by xid8, ADD COLUMN next_xmax xid8;"
+    "UPDATE panthera_event_groups g SET frontier_id = coalesce("
+    "(SELECT min(e.id) - 1 FROM panthera_events e WHERE e.xid >= g.frontier),"
+    " pg_sequence_last_value('panthera_events_id_seq'), 0);"
+    "ALTER TABLE panthera_event_groups ALTER frontier_id SET NOT NULL,"
+    " ALTER frontier_id SET DEFAULT 0, DROP COLUMN frontier;"
+    "DROP INDEX panthera_events_xid;"
+    "ALTER TABLE panthera_events DROP COLUMN xid, ALTER id SET DEFAULT CASE WHEN"
+    " pg_current_xact_id() IS NOT NULL THEN nextval('panthera_events_id_seq') END";
+
 /* The lock must be taken before the row's id is drawn (the id column's default): an emitter
  * that drew its id and then waited for the lock could commit after a later id of its
  * aggregate (test_events.py checks this). A one-time filter of the INSERT's own Result node
@@ -186,19 +214,21 @@ static const char sql_emit[] =
 
 /* A new group starts where the log is when it is first registered — by the migrator,
  * before any worker serves, so a group deployed with its producer misses nothing, and
- * one added later does not replay a week of history. */
+ * one added later does not replay a week of history. It gets every event whose id is
+ * drawn after that: ids up to the sequence's last value are its frontier. */
 static const char sql_register[] =
-    "INSERT INTO panthera_event_groups (group_name, plugin, pattern, frontier)"
-    " VALUES ($1, $2, $3, pg_snapshot_xmin(pg_current_snapshot()))"
+    "INSERT INTO panthera_event_groups (group_name, plugin, pattern, frontier_id)"
+    " VALUES ($1, $2, $3, coalesce(pg_sequence_last_value('panthera_events_id_seq'), 0))"
     " ON CONFLICT (group_name) DO UPDATE SET plugin = EXCLUDED.plugin,"
     " pattern = EXCLUDED.pattern";
 
-/* Copies every visible matching row at or above the frontier (the ones already copied are
- * skipped), then moves the frontier to xmin. Not just the rows below xmin: those are
- * final, but a row above it may already be committed while an earlier-id row of the same
- * aggregate sits below it with a transaction in between still running, and copying in
- * xid order would then hand out the later event first. Emitters of one aggregate commit
- * in turn, so whenever a row is visible every earlier row of its aggregate is too.
+/* Copies every visible matching row above the frontier (the ones already copied are
+ * skipped) and moves the frontier along ("Seeing rows in commit order": `next_id` is L,
+ * `next_by` B, `next_xmax` X). `ready`: X is noted and this snapshot's xmin has reached it,
+ * so the frontier moves to L and a new L and B are noted; with none noted yet, an L and B
+ * are noted; else X is noted once this snapshot sees B. A pass whose snapshot predates
+ * another's commit (it waited for the row lock below) reads that pass's notes but sees
+ * neither its B nor a later xmin: it only ever waits longer.
  * FOR NO KEY UPDATE, not FOR UPDATE: a delivery transaction that writes a row of the group
  * twice (a retry or a hold after its "mark done") makes PostgreSQL check the foreign key
  * again, which locks the group row FOR KEY SHARE until that batch commits; FOR UPDATE
@@ -206,16 +236,25 @@ static const char sql_register[] =
  * on their handlers' locks, up to statement_timeout). It still makes two relays of one
  * group take turns. */
 static const char sql_relay[] =
-    "WITH g AS (SELECT frontier FROM panthera_event_groups WHERE group_name = $1"
-    " FOR NO KEY UPDATE),"
-    " s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),"
+    "WITH g AS (SELECT frontier_id, next_id, next_by, next_xmax,"
+    " next_xmax IS NOT NULL AND pg_snapshot_xmin(pg_current_snapshot()) >= next_xmax AS ready"
+    " FROM panthera_event_groups WHERE group_name = $1 FOR NO KEY UPDATE),"
     " ins AS (INSERT INTO panthera_event_deliveries (group_name, event_id, aggregate_id)"
     " SELECT $1, e.id, e.aggregate_id FROM panthera_events e, g"
-    " WHERE e.xid >= g.frontier AND e.type LIKE $2 AND NOT EXISTS (SELECT 1"
+    " WHERE e.id > g.frontier_id AND e.type LIKE $2 AND NOT EXISTS (SELECT 1"
     " FROM panthera_event_deliveries d WHERE d.group_name = $1 AND d.event_id = e.id)"
     " ON CONFLICT DO NOTHING RETURNING 1),"
-    " up AS (UPDATE panthera_event_groups SET frontier = greatest(frontier, s.xmin),"
-    " seen_at = now() FROM s WHERE group_name = $1 RETURNING 1)"
+    " up AS (UPDATE panthera_event_groups u SET"
+    " frontier_id = CASE WHEN g.ready THEN greatest(g.frontier_id, g.next_id)"
+    " ELSE g.frontier_id END,"
+    " next_id = CASE WHEN g.ready OR g.next_id IS NULL"
+    " THEN coalesce(pg_sequence_last_value('panthera_events_id_seq'), 0) ELSE g.next_id END,"
+    " next_by = CASE WHEN g.ready OR g.next_id IS NULL THEN pg_current_xact_id()"
+    " ELSE g.next_by END,"
+    " next_xmax = CASE WHEN g.ready OR g.next_id IS NULL THEN NULL"
+    " WHEN g.next_xmax IS NULL AND pg_visible_in_snapshot(g.next_by, pg_current_snapshot())"
+    " THEN pg_snapshot_xmax(pg_current_snapshot()) ELSE g.next_xmax END,"
+    " seen_at = now() FROM g WHERE u.group_name = $1 RETURNING 1)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM up)";
 
 /* Claims what is due, for batches of up to [events] batch events per transaction
@@ -286,7 +325,7 @@ static const char sql_prune[] =
     " WHERE b.lo < b.hi)"
     " DELETE FROM panthera_events WHERE id IN (SELECT e.id FROM panthera_events e, cut"
     " WHERE e.id <= (SELECT max(lo) FROM b) AND e.created_at < cut.at"
-    " AND e.xid < (SELECT coalesce(min(frontier), pg_snapshot_xmin(pg_current_snapshot()))"
+    " AND e.id <= (SELECT coalesce(min(frontier_id), 9223372036854775807)"
     " FROM panthera_event_groups)"
     " AND NOT EXISTS (SELECT 1 FROM panthera_event_deliveries d"
     " WHERE d.event_id = e.id AND d.state <> 'done') ORDER BY e.id LIMIT 5000)";

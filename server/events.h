@@ -20,6 +20,8 @@ extern const char events_schema_prune_by_id_sql[];
 /* And the next: delivery rows leave room on their pages for their claim's version; a
  * batch's rows are marked and held by functions whose plans look each row up by id. */
 extern const char events_schema_deliveries_sql[];
+/* And the next: the relay's frontier is an event id, and the log loses its xid index. */
+extern const char events_schema_frontier_by_id_sql[];
 
 void events_registry_free(struct plugin_set *set);
 /* The migrator: record the groups `set` subscribed to (new ones start at the log's

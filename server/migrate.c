@@ -53,6 +53,7 @@ static const px_migration_t host_migrations[] = {
     {"003_events_prune_by_id", events_schema_prune_by_id_sql},
     {"004_events_deliveries", events_schema_deliveries_sql},
     {"005_token_revocations", revocation_schema_sql},
+    {"006_events_frontier_by_id", events_schema_frontier_by_id_sql},
     {NULL, NULL},
 };
 

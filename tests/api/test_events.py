@@ -272,6 +272,52 @@ def test_an_emitter_waiting_for_its_aggregate_draws_its_id_only_once_it_has_its_
         assert held < b < a, (held, b, a)
 
 
+def test_an_open_emitter_holds_the_frontier_back_and_nothing_else(make_server):
+    """T draws an event id (its first write: the id's default takes T's transaction id
+    first) and stays open while later events commit. They are delivered at once, the
+    group's frontier stays below T's id however many relay passes run, T's event is
+    delivered once it commits, and then the frontier moves past it."""
+    agg = "open-" + uuid.uuid4().hex
+    group = new_group()
+
+    def group_row():
+        frontier, seen_at = psql_value(
+            "SELECT frontier_id || '|' || seen_at FROM panthera_event_groups"
+            " WHERE group_name = '%s'" % group).split("|")
+        return int(frontier), seen_at
+
+    with pg_lock():
+        s = start(make_server, group, workers=1)
+        t = Psql()
+        try:
+            t.run("BEGIN;")
+            held = int(t.run(emit_sql(agg + "-t", 0))[0].split("|")[0])
+            for i in range(3):
+                write(s, agg + "-later-%d" % i)
+            later = wait_seen(s, agg + "-later", 3)
+            assert all(r[0] > held for r in later), (held, later)
+            # Each pass stamps seen_at: let five more run (the poll's, every 500 ms), each
+            # a chance for a wrong frontier to step over T's id.
+            passes, last = 0, group_row()[1]
+            deadline = time.monotonic() + CEILING
+            while passes < 5:
+                assert time.monotonic() < deadline, "the relay stopped running"
+                frontier, stamp = group_row()
+                assert frontier < held, "the frontier passed an open transaction's event"
+                if stamp != last:
+                    passes, last = passes + 1, stamp
+                time.sleep(0.05)
+            assert seen(s, agg + "-t") == []
+            t.run("COMMIT;")
+        finally:
+            t.close()
+        assert [r[0] for r in wait_seen(s, agg + "-t", 1)] == [held]
+        deadline = time.monotonic() + CEILING
+        while group_row()[0] < held:
+            assert time.monotonic() < deadline, "the frontier never moved past T's event"
+            time.sleep(0.1)
+
+
 def psql_value(sql):
     return subprocess.run(
         ["psql", "-X", "-q", "-A", "-t", "-h", PGHOST,

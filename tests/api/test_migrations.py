@@ -2,6 +2,7 @@
 under an advisory lock, each in its own transaction (ARCHITECTURE.md, "Each plugin owns
 its schema"). Uses its own database so tests never see each other's tables."""
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -67,8 +68,8 @@ def test_two_hosts_starting_at_once_apply_each_migration_once(database):
         rows = psql(database, "SELECT plugin || ' ' || name FROM panthera_migrations "
                               "WHERE plugin = 'migkit' ORDER BY 1")
         assert rows.split("\n")[:2] == ["migkit 001_items", "migkit 002_counter"]
-        # Each migration once, the host's own five included, though two hosts raced.
-        assert psql(database, "SELECT count(*) FROM panthera_migrations").strip() == "7"
+        # Each migration once, the host's own six included, though two hosts raced.
+        assert psql(database, "SELECT count(*) FROM panthera_migrations").strip() == "8"
     finally:
         for p in procs:
             p.terminate()
@@ -163,7 +164,54 @@ def test_an_event_log_of_the_old_schema_is_upgraded(database):
         s.start()
         assert "applied migration" not in s.error_log()
     assert psql(database, "SELECT count(*) FROM panthera_migrations WHERE plugin = 'host'"
-                ).strip() == "5"
+                ).strip() == "6"
+
+
+def test_the_relays_xid_frontier_becomes_an_id_frontier(database):
+    """A database migrated before 006 (each event row has its transaction id, indexed, and
+    each group an xmin frontier): the next start gives each group the id just below its
+    oldest event at or above that frontier, or the log's last id when there is none, and
+    drops the index and the column; the events stay."""
+    with make(database) as s:
+        s.start()
+    psql(database,
+         "ALTER TABLE panthera_events ADD COLUMN xid xid8 NOT NULL"
+         " DEFAULT pg_current_xact_id(),"
+         " ALTER id SET DEFAULT nextval('panthera_events_id_seq')",
+         "CREATE INDEX panthera_events_xid ON panthera_events (xid)",
+         "ALTER TABLE panthera_event_groups DROP COLUMN frontier_id, DROP COLUMN next_id,"
+         " DROP COLUMN next_by, DROP COLUMN next_xmax,"
+         " ADD COLUMN frontier xid8 NOT NULL DEFAULT '0'",
+         "DELETE FROM panthera_migrations WHERE plugin = 'host'"
+         " AND name = '006_events_frontier_by_id'")
+    for i in range(3):  # one transaction each: ids and xids both rise
+        psql(database, "INSERT INTO panthera_events (type, aggregate_id, producer, payload)"
+                       " VALUES ('old.kept', 'a%d', 'test', '{}')" % i)
+    rows = [line.split("|") for line in
+            psql(database, "SELECT id, xid FROM panthera_events ORDER BY id").split()]
+    (id1, _), (id2, xid2), (id3, xid3) = [(int(i), int(x)) for i, x in rows]
+    psql(database, "INSERT INTO panthera_event_groups (group_name, plugin, pattern, frontier)"
+                   " VALUES ('behind', 'x', '%%', '0'), ('middle', 'x', '%%', '%d'),"
+                   " ('ahead', 'x', '%%', '%d')" % (xid2, xid3 + 1))
+    with make(database) as s:
+        s.start()
+        assert 'plugin "host": applied migration 006_events_frontier_by_id' in s.error_log()
+    frontiers = dict(line.split("|") for line in psql(
+        database, "SELECT group_name, frontier_id FROM panthera_event_groups").split())
+    assert frontiers == {"behind": str(id1 - 1), "middle": str(id2 - 1), "ahead": str(id3)}
+    assert psql(database, "SELECT count(*) FROM pg_indexes WHERE indexname ="
+                          " 'panthera_events_xid'").strip() == "0"
+    assert psql(database, "SELECT count(*) FROM pg_attribute WHERE attrelid ="
+                          " 'panthera_events'::regclass AND attname = 'xid'"
+                          " AND NOT attisdropped").strip() == "0"
+    assert psql(database, "SELECT string_agg(aggregate_id, ' ' ORDER BY id)"
+                          " FROM panthera_events").strip() == "a0 a1 a2"
+    # The id's default takes the transaction id before it draws (a drawn id whose
+    # transaction has no id yet would be invisible to the relay's frontier).
+    default = psql(database, "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef"
+                             " WHERE adrelid = 'panthera_events'::regclass AND adnum = 1")
+    assert re.match(r"CASE WHEN \(pg_current_xact_id\(\) IS NOT NULL\) THEN nextval\(",
+                    " ".join(default.split())), default
 
 
 def test_failing_migration_rolls_back_and_stops_startup(database):
