@@ -228,7 +228,9 @@ static const char sql_register[] =
  * so the frontier moves to L and a new L and B are noted; with none noted yet, an L and B
  * are noted; else X is noted once this snapshot sees B. A pass whose snapshot predates
  * another's commit (it waited for the row lock below) reads that pass's notes but sees
- * neither its B nor a later xmin: it only ever waits longer.
+ * neither its B nor a later xmin: it only ever waits longer. The probe for copied rows
+ * repeats the frontier so that a plan which reads the group's deliveries as a whole (a
+ * hash anti join) reads only those above it, not a week of them.
  * FOR NO KEY UPDATE, not FOR UPDATE: a delivery transaction that writes a row of the group
  * twice (a retry or a hold after its "mark done") makes PostgreSQL check the foreign key
  * again, which locks the group row FOR KEY SHARE until that batch commits; FOR UPDATE
@@ -242,8 +244,8 @@ static const char sql_relay[] =
     " ins AS (INSERT INTO panthera_event_deliveries (group_name, event_id, aggregate_id)"
     " SELECT $1, e.id, e.aggregate_id FROM panthera_events e, g"
     " WHERE e.id > g.frontier_id AND e.type LIKE $2 AND NOT EXISTS (SELECT 1"
-    " FROM panthera_event_deliveries d WHERE d.group_name = $1 AND d.event_id = e.id)"
-    " ON CONFLICT DO NOTHING RETURNING 1),"
+    " FROM panthera_event_deliveries d WHERE d.group_name = $1 AND d.event_id = e.id"
+    " AND d.event_id > g.frontier_id) ON CONFLICT DO NOTHING RETURNING 1),"
     " up AS (UPDATE panthera_event_groups u SET"
     " frontier_id = CASE WHEN g.ready THEN greatest(g.frontier_id, g.next_id)"
     " ELSE g.frontier_id END,"
