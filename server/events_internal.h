@@ -81,6 +81,7 @@ struct ev_group {
     px_req_t *task; /* non-NULL while this worker leads the group */
     bool locking;   /* a lock attempt is on the listening session */
     bool registered;
+    int64_t frontier; /* the group's frontier_id as this worker last read it */
     bool cycling;
     bool again;
     bool lease_over; /* a delivery outlived its lease: step down at the next tick */

@@ -318,6 +318,35 @@ def test_an_open_emitter_holds_the_frontier_back_and_nothing_else(make_server):
             time.sleep(0.1)
 
 
+def test_a_frontier_moved_back_under_a_running_relay_is_read_again(make_server):
+    """The relay plans its read with the frontier this worker last saw. Moved back in the
+    database (with the deliveries above it deleted: a replay by hand), the events above it
+    are copied and handled again, not skipped for the worker's older, higher value."""
+    agg = "back-" + uuid.uuid4().hex
+    group = new_group()
+    with pg_lock():
+        s = start(make_server, group, workers=1)
+        write(s, agg + "-a", count=3)
+        first = [r[0] for r in wait_seen(s, agg, 3)]
+        # Until the frontier is past them and the next step is all but taken (its L above
+        # them, its X noted): a pass that went by the worker's value would then move the
+        # frontier back over them at once.
+        deadline = time.monotonic() + CEILING
+        while psql_value("SELECT frontier_id >= %d AND next_id >= %d AND next_xmax IS NOT NULL"
+                         " FROM panthera_event_groups WHERE group_name = '%s'"
+                         % (max(first), max(first), group)) != "t":
+            assert time.monotonic() < deadline, "the frontier never passed the events"
+            time.sleep(0.02)
+        psql_value("BEGIN; DELETE FROM panthera_event_deliveries WHERE group_name = '%s'"
+                   " AND event_id >= %d; UPDATE panthera_event_groups SET frontier_id = %d"
+                   " WHERE group_name = '%s'; COMMIT" % (group, min(first), min(first) - 1,
+                                                        group))
+        write(s, agg + "-b")
+        again = [r[0] for r in wait_seen(s, agg, 7)]
+        b = [i for i in again if i not in first]
+        assert len(b) == 1 and sorted(again) == sorted(first * 2 + b), again
+
+
 def psql_value(sql):
     return subprocess.run(
         ["psql", "-X", "-q", "-A", "-t", "-h", PGHOST,
