@@ -655,10 +655,7 @@ static void dispatch(ev_group_t *g)
  * row is gone, dropped as abandoned; the next registration makes it again). */
 static void note_frontier(ev_group_t *g, const px_pg_result_t *res, int col)
 {
-    const char *v = api_pg_value(res, 0, col);
-    if (v)
-        g->frontier = strtoll(v, NULL, 10);
-    else
+    if (api_pg_int64(res, 0, col, &g->frontier) != 0)
         g->registered = false;
 }
 
