@@ -34,15 +34,13 @@ as_pg "$PG_BIN/initdb" -D "$TMP/data" -A trust -U postgres --no-sync -E UTF8 --n
 
 # The statements of one run: schema, prepared statements, n transactions.
 script() {
-    python3 - "$REPO/server/events.c" "$1" "$2" <<'PY'
+    python3 - "$REPO/tests/bench" "$1" "$2" <<'PY'
 import re, sys
-src, variant, n = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3])
-def const(name):
-    m = re.search(r'const char ' + name + r'\[\] =\s*((?:"(?:[^"\\]|\\.)*"\s*)+);', src)
-    return ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))).encode().decode('unicode_escape')
+sys.path.insert(0, sys.argv[1])
+from events_sql import SCHEMA, const
+variant, n = sys.argv[2], int(sys.argv[3])
 out = []
-for part in ('events_schema_sql', 'events_schema_prune_by_id_sql', 'events_schema_deliveries_sql',
-             'events_schema_frontier_by_id_sql'):
+for part in SCHEMA:
     # plpgsql bodies ($$ ... $$) hold semicolons; none of them is on the emit's path
     # (a LOCK needs a transaction block, and nothing else runs here)
     out += [s.strip() for s in re.sub(r'CREATE FUNCTION.*?\$\$[^$]*\$\$', '', const(part)).split(';')

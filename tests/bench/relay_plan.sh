@@ -28,19 +28,10 @@ psql_() { psql -X -q -v ON_ERROR_STOP=1 -h "$PANTHERA_PGHOST" -p "$PANTHERA_PGPO
 psql_ "$PANTHERA_PGDATABASE" -c "CREATE DATABASE $DB" >/dev/null
 trap 'psql_ "$PANTHERA_PGDATABASE" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 
-consts() {
-    python3 - "$REPO/server/events.c" "$@" <<'PY'
-import re, sys
-src = open(sys.argv[1]).read()
-for name in sys.argv[2:]:
-    m = re.search(r'const char ' + name + r'\[\] =\s*((?:"(?:[^"\\]|\\.)*"\s*)+);', src)
-    print(''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))).encode().decode('unicode_escape') + ';')
-PY
-}
+consts() { python3 "$REPO/tests/bench/events_sql.py" "$@"; }
 {
     echo "BEGIN;"
-    consts events_schema_sql events_schema_prune_by_id_sql events_schema_deliveries_sql \
-        events_schema_frontier_by_id_sql
+    consts schema
     echo "COMMIT;"
 } | psql_ "$DB" >/dev/null
 
